@@ -1,0 +1,102 @@
+"""Deliver batches as files into a directory (a mounted share, an SFTP-synced folder, tests)."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from adapters.base import Batch, Receipt
+from gateway.errors import ConfigError, DeliveryError
+
+_CHUNK = 1 << 20
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    # The rename is only durable once the directory entry itself is on disk.
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class DirectoryAdapter:
+    """Writes each batch atomically as ``<path>/<filename>``; a batch id already there is delivered.
+
+    The file name carries the batch id (the outbox idempotency key). A retry re-encrypts the batch,
+    and CMS encryption is randomised, so the bytes differ: what proves an earlier delivery is the
+    name, never the content. The atomic rename means a file under the final name is always whole.
+    """
+
+    name = "directory"
+    retryable: tuple[type[BaseException], ...] = (OSError,)
+
+    def __init__(self, partner_id: str, options: Mapping[str, Any]) -> None:
+        self.partner_id = partner_id
+        raw = options.get("path")
+        if not isinstance(raw, (str, os.PathLike)) or not os.fspath(raw):
+            raise ConfigError("the directory adapter needs option 'path' (a directory)",
+                              key=f"partners.{partner_id}.options.path")
+        self.path = Path(raw)
+
+    def deliver(self, batch: Batch) -> Receipt:
+        """Write the batch file atomically, or confirm the earlier delivery of the same batch id."""
+        name = batch.filename
+        # The filename comes from our own renderer, but a slash or dot name would escape or hide it.
+        if not name or name != Path(name).name or name.startswith(".") or "\0" in name:
+            raise DeliveryError(f"batch {batch.batch_id}: unsafe filename {name!r}", retryable=False)
+        final = self.path / name
+        digest = hashlib.sha256(batch.payload).hexdigest()
+        try:
+            if final.exists():
+                return self._confirm_existing(batch, final, digest)
+            self._write_atomically(final, batch.payload)
+            return self._receipt(batch, final, digest)
+        except OSError as exc:
+            raise DeliveryError(f"batch {batch.batch_id}: cannot write {final}: {exc.strerror or exc}",
+                                retryable=True) from exc
+
+    def close(self) -> None:
+        """Nothing to release: every delivery opens and closes its own files."""
+
+    def _confirm_existing(self, batch: Batch, final: Path, digest: str) -> Receipt:
+        # Same batch id, delivered before (e.g. the answer was lost): confirm, never write twice.
+        return self._receipt(batch, final, _sha256_of(final))
+
+    def _write_atomically(self, final: Path, payload: bytes) -> None:
+        tmp = final.with_name(f".{final.name}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(payload)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            with contextlib.suppress(OSError):  # the original error is the one worth reporting
+                tmp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(final.parent)
+
+    def _receipt(self, batch: Batch, final: Path, digest: str) -> Receipt:
+        # delivered_at is the file's mtime, so a re-delivery returns exactly the first receipt.
+        mtime = final.stat().st_mtime
+        return Receipt(
+            batch_id=batch.batch_id,
+            partner_reference=f"{self.partner_id}:{final.name}",
+            delivered_at=dt.datetime.fromtimestamp(mtime, dt.timezone.utc),
+            detail=f"sha256={digest}",
+        )

@@ -1,0 +1,61 @@
+"""Wires concrete parts together: config, database engine, keys, router. Nothing else builds them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from functools import cached_property
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from gateway.config import GatewayConfig, load_config
+from gateway.crypto.fieldcrypt import FieldCipher, load_field_cipher
+from gateway.services.routing import Router
+from gateway.store.db import make_engine, upgrade
+
+DATA_KEY_FILE = "data-keys.json"
+SIGNING_KEY_FILE = "gateway-signing.key"
+SIGNING_CERT_FILE = "gateway-signing.crt"
+
+
+@dataclass
+class App:
+    """Everything a use case needs, built once per process."""
+
+    config: GatewayConfig
+    engine: Engine
+    router: Router = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.router = Router(self.config)
+
+    @cached_property
+    def cipher(self) -> FieldCipher:
+        return load_field_cipher(self.config.keys_dir / DATA_KEY_FILE, self.config.keys.data_keys_env)
+
+    @property
+    def signing_key_path(self) -> Path:
+        return self.config.keys_dir / SIGNING_KEY_FILE
+
+    @property
+    def signing_cert_path(self) -> Path:
+        return self.config.keys_dir / SIGNING_CERT_FILE
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+    def today(self) -> date:
+        return self.now().date()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def build_app(config: GatewayConfig | str | Path | None = None, *, migrate: bool = False) -> App:
+    """An App from a config (object, path, or the default lookup); ``migrate`` upgrades the schema first."""
+    cfg = config if isinstance(config, GatewayConfig) else load_config(config)
+    engine = make_engine(cfg.database_url, echo=cfg.database.echo)
+    if migrate:
+        upgrade(engine)
+    return App(config=cfg, engine=engine)

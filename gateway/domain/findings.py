@@ -1,0 +1,71 @@
+"""Validation results as data: a finding says what, where and how bad, so a person can act on it.
+
+A ``Finding`` names a stable ``code``, the canonical ``field`` and, once the mapping layer has
+filled it in, where it came from in the client's own terms (row, column, sheet, xpath).
+Severity decides the outcome of a row: any ``error`` rejects it, else any ``hold`` holds it,
+``warning`` only flags it.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import msgspec
+
+
+class Severity(str, enum.Enum):
+    ERROR = "error"
+    HOLD = "hold"
+    WARNING = "warning"
+
+
+class Outcome(str, enum.Enum):
+    ACCEPTED = "accepted"
+    HELD = "held"
+    REJECTED = "rejected"
+
+
+class Finding(msgspec.Struct, kw_only=True, omit_defaults=True):
+    code: str
+    message: str
+    field: str | None = None
+    severity: Severity = Severity.ERROR
+    row: int | None = None
+    column: str | None = None
+    sheet: str | None = None
+    xpath: str | None = None
+
+    def located(self, *, row: int | None, column: str | None) -> "Finding":
+        """The same finding with its source position filled in."""
+        return msgspec.structs.replace(self, row=row, column=column)
+
+
+def outcome_of(findings: list[Finding]) -> Outcome:
+    """Rejected if any error, held if any hold, else accepted."""
+    severities = {f.severity for f in findings}
+    if Severity.ERROR in severities:
+        return Outcome.REJECTED
+    if Severity.HOLD in severities:
+        return Outcome.HELD
+    return Outcome.ACCEPTED
+
+
+# Stable codes. Clients and partners key on these; never rename one, only add.
+MISSING_FIELD = "missing_field"
+TYPE_ERROR = "type_error"
+COLUMN_COUNT = "column_count"  # a data row has more or fewer fields than the header
+INVALID_DATE = "invalid_date"
+INVALID_AMOUNT = "invalid_amount"
+INVALID_IBAN = "invalid_iban"
+INVALID_COUNTRY = "invalid_country"
+INVALID_CURRENCY = "invalid_currency"
+INVALID_VALUE = "invalid_value"
+AMOUNT_NOT_POSITIVE = "amount_not_positive"
+DATE_IN_FUTURE = "date_in_future"
+DATE_ORDER = "date_order"
+NO_CONTACT = "no_contact"
+CONSUMER_INCOMPLETE = "consumer_incomplete"
+DEBTOR_MINOR = "debtor_minor"
+DUPLICATE_REFERENCE = "duplicate_reference"
+NOTHING_OPEN = "nothing_open"
+NO_PARTNER = "no_partner"

@@ -1,0 +1,124 @@
+"""Business rules on a canonical claim: pure functions from a claim to findings.
+
+Each rule names a stable code and the canonical field it is about; the mapping layer adds
+where the value came from. No I/O: ``today`` is passed in, so rules are testable for any date.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import date
+from decimal import Decimal
+
+from gateway.domain import findings as f
+from gateway.domain.countries import COUNTRIES, CURRENCIES
+from gateway.domain.findings import Finding, Severity
+from gateway.domain.iban import iban_problem
+from gateway.domain.model import Claim, Debtor, DebtorKind, minor_digits
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_DE_POSTCODE = re.compile(r"^[0-9]{5}$")
+_PAST_DATES = ("contract_date", "invoice_date", "first_dunning_date", "last_dunning_date", "default_date")
+
+
+def validate_claim(claim: Claim, today: date) -> list[Finding]:
+    """Every rule failure of a claim, in a stable order."""
+    return [*_claim_rules(claim, today), *_debtor_rules(claim.debtor, today)]
+
+
+def age_on(birth_date: date, day: date) -> int:
+    """Full years of age on ``day``."""
+    return day.year - birth_date.year - ((day.month, day.day) < (birth_date.month, birth_date.day))
+
+
+def _err(code: str, field: str, message: str, severity: Severity = Severity.ERROR) -> Finding:
+    return Finding(code=code, field=field, message=message, severity=severity)
+
+
+def _claim_rules(claim: Claim, today: date) -> Iterator[Finding]:
+    if not claim.creditor_reference.strip():
+        yield _err(f.MISSING_FIELD, "creditor_reference", "the claim has no reference")
+    if claim.currency not in CURRENCIES:
+        yield _err(f.INVALID_CURRENCY, "currency", f"'{claim.currency}' is not an ISO 4217 currency code")
+    digits = minor_digits(claim.currency)
+    yield from _amount("principal_amount", claim.principal_amount, digits)
+    for i, fee in enumerate(claim.fees):
+        yield from _amount(f"fees[{i}].amount", fee.amount, digits)
+    for i, pay in enumerate(claim.payments_received):
+        yield from _amount(f"payments_received[{i}].amount", pay.amount, digits)
+        if pay.date > today:
+            yield _err(f.DATE_IN_FUTURE, f"payments_received[{i}].date", f"payment date {pay.date} is in the future")
+    if claim.principal_amount > 0 and claim.total_open_amount <= 0:
+        yield _err(f.NOTHING_OPEN, "total_open_amount",
+                   f"nothing is open: payments of {claim.payments_total} cover the claim")
+    for name in _PAST_DATES:
+        value: date | None = getattr(claim, name)
+        if value is not None and value > today:
+            yield _err(f.DATE_IN_FUTURE, name, f"{name.replace('_', ' ')} {value} is in the future")
+    if claim.due_date and claim.invoice_date and claim.due_date < claim.invoice_date:
+        yield _err(f.DATE_ORDER, "due_date",
+                   f"due date {claim.due_date} is before invoice date {claim.invoice_date}", Severity.WARNING)
+    if claim.due_date and claim.due_date > today:
+        yield _err(f.DATE_IN_FUTURE, "due_date", f"the claim is not due yet (due {claim.due_date})")
+    if claim.interest and claim.interest.kind.value == "fixed" and claim.interest.rate is None:
+        yield _err(f.MISSING_FIELD, "interest.rate", "a fixed interest needs a rate")
+
+
+def _amount(field: str, amount: Decimal, digits: int) -> Iterator[Finding]:
+    if not amount.is_finite():
+        yield _err(f.INVALID_AMOUNT, field, f"{amount} is not an amount")
+        return
+    if amount <= 0:
+        yield _err(f.AMOUNT_NOT_POSITIVE, field, f"amount must be greater than 0, got {amount}")
+    if -amount.as_tuple().exponent > digits:  # type: ignore[operator]
+        yield _err(f.INVALID_AMOUNT, field, f"{amount} has more than {digits} decimal places")
+
+
+def _debtor_rules(debtor: Debtor, today: date) -> Iterator[Finding]:
+    if debtor.kind is DebtorKind.BUSINESS:
+        if not debtor.company:
+            yield _err(f.MISSING_FIELD, "debtor.company", "a business debtor needs a company name")
+    else:
+        if not debtor.last_name:
+            yield _err(f.MISSING_FIELD, "debtor.last_name", "a consumer debtor needs a last name")
+        missing = [n for n, v in (("first name", debtor.first_name), ("birth date", debtor.birth_date)) if not v]
+        if missing:
+            yield _err(f.CONSUMER_INCOMPLETE, "debtor.first_name" if not debtor.first_name else "debtor.birth_date",
+                       f"consumer without {' and '.join(missing)}: the partner may not identify the debtor",
+                       Severity.WARNING)
+    if debtor.birth_date is not None:
+        if debtor.birth_date > today:
+            yield _err(f.DATE_IN_FUTURE, "debtor.birth_date", f"birth date {debtor.birth_date} is in the future")
+        elif (debtor.kind is DebtorKind.CONSUMER and age_on(debtor.birth_date, today) < 18
+              and not debtor.representative):
+            yield _err(f.DEBTOR_MINOR, "debtor.birth_date",
+                       "the debtor is under 18 and no legal representative is named: held for review",
+                       Severity.HOLD)
+    yield from _contact_rules(debtor)
+    for i, account in enumerate(debtor.bank_accounts):
+        problem = iban_problem(account.iban)
+        if problem:
+            yield _err(f.INVALID_IBAN, f"debtor.bank_accounts[{i}].iban", f"IBAN {problem}")
+
+
+def _contact_rules(debtor: Debtor) -> Iterator[Finding]:
+    usable = False
+    for i, addr in enumerate(debtor.addresses):
+        where = f"debtor.addresses[{i}]"
+        missing = [n for n in ("street", "postal_code", "city") if not getattr(addr, n)]
+        for name in missing:
+            yield _err(f.MISSING_FIELD, f"{where}.{name}", f"the address has no {name.replace('_', ' ')}")
+        if addr.country not in COUNTRIES:
+            yield _err(f.INVALID_COUNTRY, f"{where}.country", f"'{addr.country}' is not an ISO 3166 country code")
+        elif addr.country == "DE" and addr.postal_code and not _DE_POSTCODE.match(addr.postal_code):
+            yield _err(f.INVALID_VALUE, f"{where}.postal_code",
+                       f"German postal code '{addr.postal_code}' must have 5 digits")
+        usable = usable or not missing
+    for i, email in enumerate(debtor.emails):
+        if not _EMAIL.match(email):
+            yield _err(f.INVALID_VALUE, f"debtor.emails[{i}]", f"'{email}' is not an e-mail address")
+        else:
+            usable = True
+    if not usable and not debtor.addresses:
+        yield _err(f.NO_CONTACT, "debtor.addresses", "the debtor needs a postal address or an e-mail address")

@@ -1,0 +1,126 @@
+"""The ``gateway`` command line. Handlers translate arguments, call a use case and print.
+
+Exit codes: 0 done (an ingested file may still have rejected rows), 1 a gateway error (config, keys,
+database), 2 wrong usage, 3 the input file is unusable, 4 not found, 5 an illegal transition.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from gateway.bootstrap import App, build_app
+from gateway.entrypoints import commands
+from gateway.errors import ConfigError, GatewayError, IllegalTransition, InputError, NotFound
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INPUT, EXIT_NOT_FOUND, EXIT_ILLEGAL = 0, 1, 2, 3, 4, 5
+
+
+def _date(text: str) -> datetime:
+    try:
+        return datetime.combine(date.fromisoformat(text), datetime.min.time(), tzinfo=timezone.utc)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date like 2026-11-23, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gateway", description="Case-handover gateway for collection partners.")
+    p.add_argument("--config", help="config file (default: $GATEWAY_CONFIG, then config/gateway.yaml)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug detail to stderr")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("serve", help="run the gateway: inbox watcher and delivery")
+
+    ing = sub.add_parser("ingest", help="ingest one client file")
+    ing.add_argument("file", type=Path)
+    ing.add_argument("--client", required=True)
+    ing.add_argument("--mapping", type=Path, help="use this mapping file instead of the installed one")
+    ing.add_argument("--dry-run", action="store_true", help="map and validate only; store nothing")
+    ing.add_argument("--ack", type=Path, help="ack file path (default: inbox/<client>/ack/<file>.ack.csv)")
+    ing.add_argument("--json", action="store_true")
+
+    def filters(q: argparse.ArgumentParser, status_help: str) -> None:
+        q.add_argument("--client")
+        q.add_argument("--status", help=status_help)
+        q.add_argument("--since", type=_date, help="received on or after this date (YYYY-MM-DD)")
+        q.add_argument("--until", type=_date, help="received before this date (YYYY-MM-DD)")
+        q.add_argument("--limit", type=int, default=100)
+        q.add_argument("--offset", type=int, default=0)
+        q.add_argument("--json", action="store_true")
+
+    cl = sub.add_parser("claims", help="list and inspect claims").add_subparsers(dest="action", required=True)
+    filters(cl.add_parser("list", help="claims with their current state"), "state(s), comma-separated")
+    cl.choices["list"].add_argument("--submission", help="submission reference")
+    for name in ("show", "history"):
+        q = cl.add_parser(name, help=f"{name} one claim")
+        q.add_argument("claim_id", type=int)
+        q.add_argument("--json", action="store_true")
+
+    sl = sub.add_parser("submissions", help="list and inspect submissions").add_subparsers(dest="action",
+                                                                                          required=True)
+    filters(sl.add_parser("list"), "processing, completed, completed_with_errors, failed")
+    q = sl.add_parser("show")
+    q.add_argument("reference")
+    q.add_argument("--json", action="store_true")
+
+    ob = sub.add_parser("outbox", help="delivery work").add_subparsers(dest="action", required=True)
+    q = ob.add_parser("list")
+    q.add_argument("--status", help="pending, leased, done, dead")
+    q.add_argument("--partner")
+    q.add_argument("--limit", type=int, default=100)
+    q.add_argument("--json", action="store_true")
+    ob.add_parser("retry").add_argument("id", type=int)
+    ob.add_parser("drain", help="deliver everything due now, then exit")
+
+    db = sub.add_parser("db", help="database schema").add_subparsers(dest="action", required=True)
+    db.add_parser("upgrade", help="apply migrations")
+    keys = sub.add_parser("keys", help="key material").add_subparsers(dest="action", required=True)
+    keys.add_parser("init", help="create missing keys for the configured gateway")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO if args.command == "serve"
+                        else logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app: App | None = None
+    try:
+        if args.command == "keys":
+            from gateway.config import load_config
+            return commands.keys_init(load_config(args.config))
+        app = build_app(args.config)
+        if args.command == "db":
+            return commands.db_upgrade(app)
+        commands.ensure_schema(app)
+        handler: Any = getattr(commands, f"{args.command}_{getattr(args, 'action', '')}".rstrip("_"))
+        return int(handler(app, args))
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except NotFound as exc:
+        print(f"not found: {exc}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    except IllegalTransition as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ILLEGAL
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except GatewayError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if app is not None:
+            app.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""CLI command handlers: one function per ``gateway <command> [action]``, each returning an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+from typing import Any
+
+import msgspec
+from sqlalchemy.engine import make_url
+
+from gateway.bootstrap import App
+from gateway.config import GatewayConfig
+from gateway.entrypoints.output import money, print_fields, print_json, print_table
+from gateway.errors import GatewayError
+from gateway.services.dispatch import Dispatcher
+from gateway.services.ingest import IngestResult, ingest_file
+from gateway.services.keys import init_keys
+from gateway.store import claims as claim_store
+from gateway.store import outbox as outbox_store
+from gateway.store import submissions as sub_store
+from gateway.store.db import pending_migrations, read_tx, upgrade, write_tx
+
+
+def ensure_schema(app: App) -> None:
+    """SQLite (one node) migrates itself; a shared PostgreSQL is migrated on purpose with ``db upgrade``."""
+    if not pending_migrations(app.engine):
+        return
+    if make_url(app.config.database_url).get_backend_name() == "sqlite":
+        upgrade(app.engine)
+        return
+    raise GatewayError("the database schema is not up to date: run 'gateway db upgrade'")
+
+
+def db_upgrade(app: App) -> int:
+    upgrade(app.engine)
+    print("database schema is up to date")
+    return 0
+
+
+def keys_init(cfg: GatewayConfig) -> int:
+    made = init_keys(cfg)
+    for line in made:
+        print(f"created {line}")
+    if not made:
+        print(f"all keys exist under {cfg.keys_dir}")
+    return 0
+
+
+def serve(app: App, args: argparse.Namespace) -> int:
+    from gateway.entrypoints.serve import run_server
+    return run_server(app)
+
+
+# -- ingest ------------------------------------------------------------------------------------
+def ingest(app: App, args: argparse.Namespace) -> int:
+    result = ingest_file(app, args.file, args.client, mapping_path=args.mapping, dry_run=args.dry_run,
+                         ack_path=args.ack)
+    if args.json:
+        print_json(_result_doc(result))
+    else:
+        _print_result(result)
+    return 3 if result.status == "failed" else 0
+
+
+def _result_doc(r: IngestResult) -> dict[str, Any]:
+    return {
+        "submission": r.submission, "status": r.status, "client": r.client_id, "file": r.filename,
+        "dry_run": r.dry_run, "rows": r.rows, "accepted": r.accepted, "held": r.held, "rejected": r.rejected,
+        "total_amount": r.total_amount, "duplicate_of": r.duplicate_of, "ack": r.ack_path, "error": r.error,
+        "results": [{"row": x.row, "reference": x.reference, "outcome": x.outcome, "claim_id": x.claim_id,
+                     "findings": [msgspec.structs.asdict(f) for f in x.findings]} for x in r.results],
+        "results_truncated": r.results_truncated,
+    }
+
+
+def _print_result(r: IngestResult) -> None:
+    if r.status == "duplicate":
+        print(f"{r.filename}: already ingested as submission {r.duplicate_of}; nothing done")
+        return
+    if r.status == "failed":
+        print(f"{r.filename}: file not usable: {r.error}", file=sys.stderr)
+    label = "dry run (nothing stored)" if r.dry_run else f"submission {r.submission}"
+    print(f"{r.filename}: {label}: {r.rows} rows, {r.accepted} accepted, {r.held} held, {r.rejected} rejected"
+          f" (open total {r.total_amount})")
+    for x in r.results:
+        if x.findings:
+            for f in x.findings:
+                where = f.column or f.field or ""
+                print(f"  row {x.row} {x.reference or ''} [{x.outcome}] {f.code} {where}: {f.message}")
+    if r.results_truncated:
+        print("  (more rows: see the ack file)")
+    if r.ack_path and not r.dry_run:
+        print(f"ack: {r.ack_path}")
+
+
+# -- claims ------------------------------------------------------------------------------------
+def claims_list(app: App, args: argparse.Namespace) -> int:
+    with read_tx(app.engine) as conn:
+        sid = sub_store.get(conn, args.submission)["id"] if args.submission else None
+        rows = claim_store.listing(conn, client_id=args.client, state=args.status, submission_id=sid,
+                                   since=args.since, until=args.until, limit=args.limit, offset=args.offset)
+    docs = [{**r, "open_amount": money(r["open_minor"], r["currency"])} for r in rows]
+    if args.json:
+        print_json(docs)
+    else:
+        print_table(docs, ("id", "client_id", "creditor_reference", "state", "open_amount", "partner_id",
+                           "due_date", "created_at"))
+    return 0
+
+
+def claims_show(app: App, args: argparse.Namespace) -> int:
+    with read_tx(app.engine) as conn:
+        row = claim_store.get_row(conn, args.claim_id)
+        claim = claim_store.decode(row, app.cipher)
+        state = claim_store.current_states(conn, [args.claim_id])[args.claim_id]
+    doc = {"id": row["id"], "state": state.value, "submission_id": row["submission_id"],
+           "source_row": row["source_row"], "created_at": row["created_at"],
+           "total_open_amount": claim.total_open_amount, "claim": claim}
+    if args.json:
+        print_json(doc)
+    else:
+        print_fields([("claim", row["id"]), ("state", state.value), ("client", claim.client_id),
+                      ("reference", claim.creditor_reference), ("debtor", claim.debtor.display_name()),
+                      ("principal", f"{claim.principal_amount} {claim.currency}"),
+                      ("open total", f"{claim.total_open_amount} {claim.currency}"),
+                      ("partner", claim.partner_id), ("created", row["created_at"])])
+        print()
+        print(msgspec.json.format(msgspec.json.encode(claim), indent=2).decode())
+    return 0
+
+
+def claims_history(app: App, args: argparse.Namespace) -> int:
+    with read_tx(app.engine) as conn:
+        claim_store.get_row(conn, args.claim_id)
+        events = claim_store.history(conn, args.claim_id)
+    if args.json:
+        print_json(events)
+    else:
+        print_table([{**e, "detail": _detail(e["data"])} for e in events],
+                    ("id", "created_at", "from_state", "state", "actor", "kind", "detail"))
+    return 0
+
+
+def _detail(data: Any) -> str:
+    return ", ".join(f"{k}={v}" for k, v in data.items()) if isinstance(data, dict) else ""
+
+
+# -- submissions -------------------------------------------------------------------------------
+def submissions_list(app: App, args: argparse.Namespace) -> int:
+    with read_tx(app.engine) as conn:
+        rows = sub_store.listing(conn, client_id=args.client, status=args.status, since=args.since,
+                                 until=args.until, limit=args.limit, offset=args.offset)
+    docs = [_submission_doc(r) for r in rows]
+    if args.json:
+        print_json(docs)
+    else:
+        print_table(docs, ("reference", "client_id", "channel", "filename", "status", "rows", "accepted", "held",
+                           "rejected", "total", "received_at"))
+    return 0
+
+
+def _submission_doc(r: Any) -> dict[str, Any]:
+    doc = {k: v for k, v in r.items() if k not in ("dedupe_key",)}
+    doc["total"] = money(r["total_minor"], r["currency"] or "EUR")
+    return doc
+
+
+def submissions_show(app: App, args: argparse.Namespace) -> int:
+    ref: int | str = int(args.reference) if args.reference.isdigit() else args.reference
+    with read_tx(app.engine) as conn:
+        row = sub_store.get(conn, ref)
+        found = sub_store.findings(conn, row["id"])
+    doc = {**_submission_doc(row), "findings": [dict(f) for f in found]}
+    if args.json:
+        print_json(doc)
+    else:
+        print_fields([(k, v) for k, v in doc.items() if k != "findings"])
+        print()
+        print_table(found, ("row", "reference", "outcome", "code", "column", "message"), empty="no findings")
+    return 0
+
+
+# -- outbox ------------------------------------------------------------------------------------
+def outbox_list(app: App, args: argparse.Namespace) -> int:
+    with read_tx(app.engine) as conn:
+        rows = outbox_store.listing(conn, status=args.status, partner_id=args.partner, limit=args.limit)
+    if args.json:
+        print_json([{k: v for k, v in r.items() if k != "payload"} for r in rows])
+    else:
+        print_table(rows, ("id", "partner_id", "operation", "status", "attempts", "available_at", "last_error"))
+    return 0
+
+
+def outbox_retry(app: App, args: argparse.Namespace) -> int:
+    with write_tx(app.engine) as conn:
+        outbox_store.retry(conn, args.id, now=app.now())
+    print(f"outbox row {args.id} will be delivered again")
+    return 0
+
+
+def outbox_drain(app: App, args: argparse.Namespace) -> int:
+    worker = Dispatcher(app, owner=f"cli-{socket.gethostname()}-{os.getpid()}")
+    try:
+        n = worker.drain()
+    finally:
+        worker.close()
+    print(f"handled {n} outbox row(s)")
+    return 0

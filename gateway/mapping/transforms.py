@@ -1,0 +1,257 @@
+"""Pure value parsers for client files: German-aware amounts and dates, booleans, value maps.
+
+Each ``*_parser`` factory compiles its options once and returns a fast ``str -> value`` function;
+the engine builds those per field at compile time. A value that cannot be parsed raises
+``TransformError`` carrying a stable finding code and a message a client's clerk understands.
+No I/O here.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Callable, Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from functools import lru_cache
+from typing import TypeVar
+
+from gateway.domain import findings as codes
+
+DEFAULT_DATE_FORMATS = ("%d.%m.%Y", "%Y-%m-%d")
+V = TypeVar("V")
+
+
+class TransformError(ValueError):
+    """A cell value that cannot become its canonical type; ``code`` is the finding code."""
+
+    def __init__(self, message: str, code: str = codes.INVALID_VALUE) -> None:
+        super().__init__(message)
+        self.message, self.code = message, code
+
+
+# ---------------------------------------------------------------- amounts
+
+_CURRENCY = re.compile(r"^(?:EUR|€|Euro)\s*|\s*(?:EUR|€|Euro)$", re.IGNORECASE)
+_SPACES = str.maketrans({"\u00a0": " ", "\u202f": " "})
+
+
+def decimal_example(decimal: str, thousands: str) -> str:
+    """How an amount looks in this notation, for messages ("1.234,56")."""
+    return f"1{thousands}234{decimal}56"
+
+
+@lru_cache(maxsize=64)
+def decimal_parser(decimal: str = ",", thousands: str = ".") -> Callable[[str], Decimal | None]:
+    """A parser for amounts in one notation: ``decimal`` separator, ``thousands`` ("" for none)."""
+    if decimal not in ",." or len(decimal) != 1 or thousands == decimal or len(thousands) > 1:
+        raise ValueError(f"unusable amount notation: decimal {decimal!r}, thousands {thousands!r}")
+    d, t = re.escape(decimal), re.escape(thousands)
+    grouped = rf"\d{{1,3}}(?:{t}\d{{3}})+|" if thousands else ""
+    shape = re.compile(rf"^([-+]?)({grouped}\d+)(?:{d}(\d+))?(-?)$")
+    example = decimal_example(decimal, thousands)
+    hint = "a decimal point" if decimal == "," else "a decimal comma"
+    other = "." if decimal == "," else ","
+
+    def parse(text: str) -> Decimal | None:
+        s = text.strip()
+        if not s:
+            return None
+        m = shape.match(s)
+        if m is None:
+            s = _CURRENCY.sub("", s.translate(_SPACES)).strip()
+            m = shape.match(s)
+            if m is None:
+                why = ""
+                if re.fullmatch(rf"[-+]?\d+{re.escape(other)}\d{{1,2}}", s):
+                    why = f" (it looks like {hint}; this mapping expects '{decimal}' before the cents)"
+                raise TransformError(f"'{text.strip()}' is not an amount: expected a number like {example}{why}",
+                                     codes.INVALID_AMOUNT)
+        sign, whole, frac, trailing_minus = m.groups()
+        if sign and trailing_minus:
+            raise TransformError(f"'{text.strip()}' is not an amount: it has two signs", codes.INVALID_AMOUNT)
+        if thousands:
+            whole = whole.replace(thousands, "")
+        value = Decimal(f"{whole}.{frac}" if frac else whole)
+        return -value if sign == "-" or trailing_minus else value
+
+    return parse
+
+
+def parse_decimal(text: str, decimal: str = ",", thousands: str = ".") -> Decimal | None:
+    """An amount as written by a client ("1.234,56", "EUR 12,50", "12,50-"); empty gives None."""
+    return decimal_parser(decimal, thousands)(text)
+
+
+_CANONICAL_DECIMAL = re.compile(r"^[-+]?\d+(?:\.\d+)?$")
+
+
+def parse_canonical_decimal(text: str) -> Decimal:
+    """An amount written in a mapping file: plain digits with a decimal point ("12.50")."""
+    s = text.strip()
+    if not _CANONICAL_DECIMAL.match(s):
+        raise TransformError(f"'{s}' is not an amount: write it with a decimal point, e.g. 12.50",
+                             codes.INVALID_AMOUNT)
+    return Decimal(s)
+
+
+def parse_decimal_format(example: str) -> tuple[str, str]:
+    """(decimal, thousands) from a notation written by example: "1.234,56", "1234.56", "1 234,56"."""
+    m = re.fullmatch(r"1([.,' ]?)234([.,])56", example.strip())
+    if m is None or m.group(1) == m.group(2):
+        raise ValueError(f"'{example}' is not an amount notation: write 1234.56 the way the file does, "
+                         "e.g. 1.234,56 or 1234,56 or 1,234.56")
+    return m.group(2), m.group(1)
+
+
+# ---------------------------------------------------------------- dates
+
+_DIRECTIVES = {"d": (r"(\d{1,2})", "DD"), "m": (r"(\d{1,2})", "MM"), "Y": (r"(\d{4})", "YYYY"),
+               "y": (r"(\d{2})", "YY"), "H": (r"\d{1,2}", "hh"), "M": (r"\d{2}", "mm"), "S": (r"\d{2}", "ss")}
+_ZERO_DATE = re.compile(r"^[0.\-/: ]+$")
+
+
+def describe_date_format(fmt: str) -> str:
+    """A strftime format the way people write it: %d.%m.%Y -> DD.MM.YYYY."""
+    return re.sub(r"%(.)", lambda m: _DIRECTIVES.get(m.group(1), (None, m.group(0)))[1], fmt)
+
+
+def _fast_date(fmt: str) -> Callable[[str], date | None] | None:
+    """A regex parser for formats made of %d %m %Y %y (and ignored %H:%M:%S); None for others."""
+    pattern, order = [], []
+    for literal, directive in re.findall(r"([^%]*)(?:%(.))?", fmt):
+        pattern.append(re.escape(literal))
+        if directive:
+            if directive not in _DIRECTIVES:
+                return None
+            pattern.append(_DIRECTIVES[directive][0])
+            if directive in "dmYy":
+                order.append(directive)
+    if sorted(order) not in (["Y", "d", "m"], ["d", "m", "y"]):
+        return None
+    shape = re.compile("^" + "".join(pattern) + "$")
+    iy, im, id_ = (order.index("Y") if "Y" in order else order.index("y")), order.index("m"), order.index("d")
+    two_digit = "y" in order
+
+    def parse(s: str) -> date | None:
+        m = shape.match(s)
+        if m is None:
+            return None
+        g = m.groups()
+        year = int(g[iy])
+        if two_digit:  # the same pivot as strptime: 69-99 -> 19xx, 00-68 -> 20xx
+            year += 1900 if year >= 69 else 2000
+        return date(year, int(g[im]), int(g[id_]))
+
+    return parse
+
+
+def _slow_date(fmt: str) -> Callable[[str], date | None]:
+    def parse(s: str) -> date | None:
+        try:
+            return datetime.strptime(s, fmt).date()
+        except ValueError as exc:
+            if "unconverted data" in str(exc) or "does not match" in str(exc):
+                return None
+            raise
+    return parse
+
+
+@lru_cache(maxsize=64)
+def date_parser(formats: tuple[str, ...] = DEFAULT_DATE_FORMATS) -> Callable[[str], date | None]:
+    """A parser trying each strftime format in order; "00.00.0000" and empty give None."""
+    if not formats:
+        raise ValueError("at least one date format is needed")
+    tries = [_fast_date(f) or _slow_date(f) for f in formats]
+    expected = " or ".join(describe_date_format(f) for f in formats)
+
+    def parse(text: str) -> date | None:
+        s = text.strip()
+        if not s or _ZERO_DATE.match(s):
+            return None
+        for attempt in tries:
+            try:
+                value = attempt(s)
+            except ValueError as exc:  # right shape, impossible day: 31.02.2025
+                raise TransformError(f"'{s}' is not a valid date ({exc}); expected {expected}",
+                                     codes.INVALID_DATE) from None
+            if value is not None:
+                return value
+        raise TransformError(f"'{s}' is not a date in the form {expected}", codes.INVALID_DATE)
+
+    return parse
+
+
+def parse_date(text: str, formats: tuple[str, ...] | list[str] = DEFAULT_DATE_FORMATS) -> date | None:
+    """A date in one of ``formats`` (strftime; %d also takes one digit, so D.M.YYYY works)."""
+    return date_parser(tuple(formats))(text)
+
+
+def parse_canonical_date(text: str) -> date:
+    """A date written in a mapping file: ISO 8601, 2025-01-31."""
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise TransformError(f"'{text.strip()}' is not a date: write it as YYYY-MM-DD", codes.INVALID_DATE) from None
+
+
+def check_date_format(fmt: str) -> None:
+    """Raise ValueError unless ``fmt`` is a strftime format that round-trips a date."""
+    if "%" not in fmt:
+        raise ValueError(f"'{fmt}' is not a date format: use strftime codes like %d.%m.%Y")
+    sample = date(2024, 12, 31)
+    try:
+        back = datetime.strptime(sample.strftime(fmt), fmt).date()
+    except ValueError as exc:
+        raise ValueError(f"'{fmt}' is not a usable date format: {exc}") from None
+    if back != sample:
+        raise ValueError(f"'{fmt}' is not a date format with day, month and year")
+
+
+# ---------------------------------------------------------------- booleans, enums, labels, maps
+
+_TRUE = frozenset({"ja", "j", "yes", "y", "1", "x", "true", "wahr", "t"})
+_FALSE = frozenset({"nein", "n", "no", "0", "false", "falsch", "f", "-"})
+
+
+def parse_bool(text: str) -> bool | None:
+    """ja/nein, yes/no, 1/0, x (ticked) and true/false; empty gives None."""
+    s = text.strip().lower()
+    if not s:
+        return None
+    if s in _TRUE:
+        return True
+    if s in _FALSE:
+        return False
+    raise TransformError(f"'{text.strip()}' is not yes or no: expected ja/nein, yes/no, 1/0 or x")
+
+
+def enum_parser(kind: type[enum.Enum]) -> Callable[[str], enum.Enum]:
+    """Canonical enum values, case-insensitive; anything else names the allowed values."""
+    table = {str(m.value).lower(): m for m in kind}
+    allowed = ", ".join(str(m.value) for m in kind)
+
+    def parse(text: str) -> enum.Enum:
+        member = table.get(text.strip().lower())
+        if member is None:
+            raise TransformError(f"'{text.strip()}' is not one of: {allowed} (add it to the field's map)")
+        return member
+
+    return parse
+
+
+_LABEL_SPLIT = re.compile(r"[,;]")
+
+
+def parse_labels(text: str) -> list[str]:
+    """Labels split on ',' or ';', trimmed, empty ones dropped."""
+    return [p for p in (part.strip() for part in _LABEL_SPLIT.split(text)) if p]
+
+
+def value_map(table: Mapping[str, V], *, ignore_case: bool = False) -> Callable[[str], V | None]:
+    """A lookup of trimmed client values; None for a value not in the table."""
+    if ignore_case:
+        folded = {k.strip().casefold(): v for k, v in table.items()}
+        return lambda s: folded.get(s.casefold())
+    exact = {k.strip(): v for k, v in table.items()}
+    return exact.get

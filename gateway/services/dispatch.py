@@ -1,0 +1,180 @@
+"""Dispatcher: lease outbox rows, render the partner batch, sign and encrypt it, hand it to the adapter.
+
+Each claim moves queued -> delivering when its batch is leased and delivering -> handed_over with
+the partner's receipt, or -> failed when the row goes to dead letter. A worker that dies mid-batch
+loses its lease; the next worker re-sends the same batch id, and adapters treat a batch id they
+already have as delivered, so a partner never gets a case twice.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from adapters import load_adapter
+from adapters.base import Batch, PartnerAdapter, Receipt
+from gateway.bootstrap import App
+from gateway.crypto.certs import load_cert, load_private_key
+from gateway.crypto.cms import sign_and_encrypt
+from gateway.domain.lifecycle import Actor, State
+from gateway.errors import DeliveryError, KeyStoreError
+from gateway.services.render import BatchMeta, render_batch
+from gateway.store import claims as claim_store
+from gateway.store import outbox as outbox_store
+from gateway.store.db import read_tx, write_tx
+from gateway.store.outbox import OutboxItem
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Dispatcher:
+    """Delivers outbox work; one instance per worker thread or process."""
+
+    app: App
+    owner: str
+    _adapters: dict[str, PartnerAdapter] = field(default_factory=dict)
+    _certs: dict[str, x509.Certificate] = field(default_factory=dict)
+    _signer: tuple[x509.Certificate, rsa.RSAPrivateKey] | None = None
+
+    def run_once(self) -> bool:
+        """Lease and handle one outbox row; False when nothing was available."""
+        cfg = self.app.config.dispatcher
+        with write_tx(self.app.engine) as conn:
+            item = outbox_store.lease(conn, self.owner, cfg.lease_seconds, now=self.app.now())
+        if item is None:
+            return False
+        try:
+            if item.operation != "deliver_batch":
+                raise DeliveryError(f"unknown outbox operation '{item.operation}'", retryable=False)
+            self._deliver(item)
+        except Exception as exc:  # every failure is recorded on the row, never lost in a log line only
+            self._failed(item, exc)
+        return True
+
+    def drain(self, limit: int = 1_000_000) -> int:
+        """Handle rows until none is available; returns how many were handled."""
+        n = 0
+        while n < limit and self.run_once():
+            n += 1
+        return n
+
+    def close(self) -> None:
+        for adapter in self._adapters.values():
+            adapter.close()
+        self._adapters.clear()
+
+    # -- one batch -------------------------------------------------------------------------
+    def _deliver(self, item: OutboxItem) -> None:
+        claim_ids: list[int] = list(item.payload["claim_ids"])
+        with write_tx(self.app.engine) as conn:
+            states = claim_store.current_states(conn, claim_ids)
+            queued = [c for c in claim_ids if states.get(c) is State.QUEUED]
+            send = [c for c in claim_ids if states.get(c) in (State.QUEUED, State.DELIVERING)]
+            claim_store.transition(conn, queued, State.DELIVERING, Actor.SYSTEM, kind="delivery_started",
+                                   data={"outbox": item.id, "partner": item.partner_id}, now=self.app.now())
+        if not send:  # every claim was cancelled or moved on meanwhile
+            with write_tx(self.app.engine) as conn:
+                outbox_store.complete(conn, item, {"skipped": "no claim left to deliver"})
+            return
+        batch = self._build(item, send)
+        receipt = self._adapter(item.partner_id).deliver(batch)
+        self._record(item, send, receipt)
+
+    def _build(self, item: OutboxItem, claim_ids: list[int]) -> Batch:
+        with read_tx(self.app.engine) as conn:
+            rows = claim_store.rows_by_ids(conn, claim_ids)
+        claims = [(r["id"], claim_store.decode(r, self.app.cipher)) for r in rows]
+        currency = claims[0][1].currency
+        total = sum((c.total_open_amount for _, c in claims if c.currency == currency), Decimal(0))
+        batch_id = item.idempotency_key.replace(":", "-")
+        meta = BatchMeta(batch_id=batch_id, created_at=self.app.now(), sender=self.app.config.gateway_id,
+                         client_id=item.client_id, partner_id=item.partner_id, claim_count=len(claims),
+                         total_amount=total, currency=currency)
+        buf = io.BytesIO()
+        render_batch(buf, meta, claims)
+        cert, key = self._signing()
+        payload = sign_and_encrypt(buf.getvalue(), signer_cert=cert, signer_key=key,
+                                   recipients=[self._partner_cert(item.partner_id)])
+        return Batch(batch_id=batch_id, partner_id=item.partner_id, filename=f"{batch_id}.xml.p7m",
+                     payload=payload, claim_ids=[cid for cid, _ in claims], content_type="application/pkcs7-mime")
+
+    def _record(self, item: OutboxItem, claim_ids: list[int], receipt: Receipt) -> None:
+        now = self.app.now()
+        with write_tx(self.app.engine) as conn:
+            if not outbox_store.complete(conn, item, _receipt_doc(receipt), now=now):
+                log.warning("dispatch.lease_lost outbox=%d: another worker owns it now", item.id)
+                return
+            states = claim_store.current_states(conn, claim_ids)
+            delivering = [c for c in claim_ids if states.get(c) is State.DELIVERING]
+            claim_store.transition(conn, delivering, State.HANDED_OVER, Actor.SYSTEM, kind="receipt",
+                                   data={"partner": item.partner_id, "partner_reference": receipt.partner_reference,
+                                         "batch": receipt.batch_id, "outbox": item.id}, now=now)
+        log.info("dispatch.delivered outbox=%d partner=%s claims=%d ref=%s", item.id, item.partner_id,
+                 len(claim_ids), receipt.partner_reference)
+
+    def _failed(self, item: OutboxItem, exc: Exception) -> None:
+        cfg = self.app.config.dispatcher
+        partner = self.app.config.partners.get(item.partner_id)
+        max_attempts = (partner.max_attempts if partner and partner.max_attempts else None) or cfg.max_attempts
+        retryable = self._is_retryable(item.partner_id, exc)
+        dead = not retryable or item.attempts >= max_attempts
+        error = f"{type(exc).__name__}: {exc}"
+        retry_in = None if dead else outbox_store.backoff(item.attempts, cfg.backoff_base_seconds,
+                                                          cfg.backoff_max_seconds)
+        with write_tx(self.app.engine) as conn:
+            if not outbox_store.fail(conn, item, error, retry_in=retry_in, now=self.app.now()):
+                return
+            if dead:
+                ids = list(item.payload.get("claim_ids", []))
+                states = claim_store.current_states(conn, ids)
+                claim_store.transition(conn, [c for c in ids if states.get(c) is State.DELIVERING], State.FAILED,
+                                       Actor.SYSTEM, kind="delivery_failed",
+                                       data={"outbox": item.id, "error": error[:500], "attempts": item.attempts})
+        log.warning("dispatch.failed outbox=%d partner=%s attempt=%d dead=%s error=%s", item.id, item.partner_id,
+                    item.attempts, dead, error)
+
+    def _is_retryable(self, partner_id: str, exc: Exception) -> bool:
+        if isinstance(exc, DeliveryError):
+            return exc.retryable
+        adapter = self._adapters.get(partner_id)
+        return adapter is not None and isinstance(exc, adapter.retryable)
+
+    # -- parts, loaded once per worker -------------------------------------------------------
+    def _adapter(self, partner_id: str) -> PartnerAdapter:
+        if partner_id not in self._adapters:
+            pcfg = self.app.config.partners.get(partner_id)
+            if pcfg is None:
+                raise DeliveryError(f"partner '{partner_id}' is not configured", retryable=False)
+            options = dict(pcfg.options)
+            if "path" in options:
+                options["path"] = str(self.app.config.path(str(options["path"])))
+            self._adapters[partner_id] = load_adapter(pcfg.adapter, partner_id, options)
+        return self._adapters[partner_id]
+
+    def _partner_cert(self, partner_id: str) -> x509.Certificate:
+        if partner_id not in self._certs:
+            pcfg = self.app.config.partners[partner_id]
+            self._certs[partner_id] = load_cert(self.app.config.path(pcfg.certificate))
+        return self._certs[partner_id]
+
+    def _signing(self) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+        if self._signer is None:
+            key = load_private_key(self.app.signing_key_path)
+            if not isinstance(key, rsa.RSAPrivateKey):
+                raise KeyStoreError(f"{self.app.signing_key_path}: the signing key must be RSA")
+            self._signer = (load_cert(self.app.signing_cert_path), key)
+        return self._signer
+
+
+def _receipt_doc(receipt: Receipt) -> dict[str, Any]:
+    delivered: datetime = receipt.delivered_at
+    return {"batch_id": receipt.batch_id, "partner_reference": receipt.partner_reference,
+            "delivered_at": delivered.isoformat(), "detail": receipt.detail}

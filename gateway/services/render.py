@@ -1,0 +1,271 @@
+"""Render claims as a partner batch (schemas/partner-batch-v1.xsd), streamed, and validate one."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import os
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
+from decimal import Decimal
+from pathlib import Path
+from typing import BinaryIO, Protocol, cast
+
+import msgspec
+from lxml import etree
+
+from gateway.domain.model import Address, BankAccount, Claim, Debtor, Document, Fee, Payment, minor_digits
+
+NAMESPACE = "urn:inkasso-gateway:partner-batch:1"
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "partner-batch-v1.xsd"
+
+
+class BatchMeta(msgspec.Struct, frozen=True, kw_only=True):
+    """The batch header; count and total are checked against the claims actually written."""
+
+    batch_id: str
+    created_at: dt.datetime
+    sender: str
+    client_id: str
+    partner_id: str
+    claim_count: int
+    total_amount: Decimal
+    currency: str = "EUR"
+
+
+class _Writer(Protocol):
+    """The part of lxml's incremental writer we use; lxml-stubs does not describe it."""
+
+    def element(self, tag: str, attrib: dict[str, str] | None = None,
+                nsmap: dict[str | None, str] | None = None) -> AbstractContextManager[None]: ...
+    def write(self, *args: str) -> None: ...
+    def write_declaration(self) -> None: ...
+    def flush(self) -> None: ...
+
+
+class _LogEntry(Protocol):
+    """An lxml error log entry; lxml-stubs declares the log as not iterable."""
+
+    line: int
+    message: str
+
+
+def _tag(name: str) -> str:
+    return f"{{{NAMESPACE}}}{name}"
+
+
+def money(amount: Decimal, currency: str) -> str:
+    """Plain decimal string with exactly the currency's minor digits, e.g. Decimal('1E+2') -> '100.00'."""
+    if not amount.is_finite():
+        raise ValueError(f"amount {amount} is not a finite number")
+    exponent = Decimal(1).scaleb(-minor_digits(currency))
+    quantized = amount.quantize(exponent)
+    if quantized != amount:
+        raise ValueError(f"{amount} has more decimals than {currency} allows")
+    # -0.00 is legal Decimal but would puzzle every partner.
+    return format(abs(quantized) if quantized == 0 else quantized, "f")
+
+
+def _plain(value: Decimal) -> str:
+    if not value.is_finite():
+        raise ValueError(f"{value} is not a finite number")
+    return format(value, "f")
+
+
+class _Out:
+    """Small helpers over the incremental writer, so each field is one line below."""
+
+    def __init__(self, xf: _Writer) -> None:
+        self.xf = xf
+
+    def open(self, name: str, attrib: dict[str, str] | None = None) -> AbstractContextManager[None]:
+        return self.xf.element(_tag(name), attrib)
+
+    def leaf(self, name: str, value: str | None, attrib: dict[str, str] | None = None) -> None:
+        if value is None:
+            return
+        with self.xf.element(_tag(name), attrib):
+            self.xf.write(value)
+
+    def day(self, name: str, value: dt.date | None) -> None:
+        self.leaf(name, value.isoformat() if value is not None else None)
+
+    def amount(self, name: str, value: Decimal, currency: str) -> None:
+        self.leaf(name, money(value, currency), {"currency": currency})
+
+    def texts(self, wrapper: str, name: str, values: list[str]) -> None:
+        if values:
+            with self.open(wrapper):
+                for value in values:
+                    self.leaf(name, value)
+
+
+def _fee(o: _Out, fee: Fee, currency: str) -> None:
+    with o.open("fee"):
+        o.leaf("kind", fee.kind.value)
+        o.amount("amount", fee.amount, currency)
+        o.day("date", fee.date)
+        o.leaf("description", fee.description)
+
+
+def _payment(o: _Out, payment: Payment, currency: str) -> None:
+    with o.open("payment"):
+        o.amount("amount", payment.amount, currency)
+        o.day("date", payment.date)
+        o.leaf("reference", payment.reference)
+
+
+def _document(o: _Out, doc: Document) -> None:
+    with o.open("document"):
+        o.leaf("name", doc.name)
+        o.leaf("mediaType", doc.media_type)
+        o.leaf("sha256", doc.sha256)
+        o.leaf("kind", doc.kind)
+        o.leaf("size", str(doc.size) if doc.size is not None else None)
+
+
+def _address(o: _Out, a: Address) -> None:
+    with o.open("address"):
+        o.leaf("street", a.street)
+        o.leaf("houseNumber", a.house_number)
+        o.leaf("postalCode", a.postal_code)
+        o.leaf("city", a.city)
+        o.leaf("country", a.country)
+        o.leaf("kind", a.kind.value)
+        o.leaf("addressExtra", a.address_extra)
+        o.day("validFrom", a.valid_from)
+
+
+def _bank_account(o: _Out, b: BankAccount) -> None:
+    with o.open("bankAccount"):
+        o.leaf("iban", b.iban)
+        o.leaf("bic", b.bic)
+        o.leaf("holder", b.holder)
+
+
+def _debtor(o: _Out, d: Debtor) -> None:
+    with o.open("debtor"):
+        o.leaf("kind", d.kind.value)
+        o.leaf("salutation", d.salutation.value if d.salutation is not None else None)
+        for name, value in (("title", d.title), ("firstName", d.first_name), ("lastName", d.last_name),
+                            ("company", d.company), ("legalForm", d.legal_form),
+                            ("representative", d.representative), ("contactPerson", d.contact_person)):
+            o.leaf(name, value)
+        o.day("birthDate", d.birth_date)
+        o.leaf("customerNumber", d.customer_number)
+        if d.addresses:
+            with o.open("addresses"):
+                for address in d.addresses:
+                    _address(o, address)
+        o.texts("phones", "phone", d.phones)
+        o.texts("emails", "email", d.emails)
+        if d.bank_accounts:
+            with o.open("bankAccounts"):
+                for account in d.bank_accounts:
+                    _bank_account(o, account)
+
+
+def _claim(o: _Out, claim_id: int, c: Claim) -> None:
+    cur = c.currency
+    with o.open("claim"):
+        o.leaf("claimId", str(claim_id))
+        o.leaf("creditorReference", c.creditor_reference)
+        o.leaf("invoiceNumber", c.invoice_number)
+        o.leaf("claimType", c.claim_type.value)
+        o.leaf("reason", c.reason)
+        o.amount("principalAmount", c.principal_amount, cur)
+        if c.fees:
+            with o.open("fees"):
+                for fee in c.fees:
+                    _fee(o, fee, cur)
+        if c.interest is not None:
+            with o.open("interest"):
+                o.leaf("kind", c.interest.kind.value)
+                o.day("fromDate", c.interest.from_date)
+                o.leaf("rate", _plain(c.interest.rate) if c.interest.rate is not None else None)
+        if c.payments_received:
+            with o.open("payments"):
+                for payment in c.payments_received:
+                    _payment(o, payment, cur)
+        o.amount("totalOpenAmount", c.total_open_amount, cur)
+        for name, day in (("contractDate", c.contract_date), ("invoiceDate", c.invoice_date),
+                          ("dueDate", c.due_date), ("firstDunningDate", c.first_dunning_date),
+                          ("lastDunningDate", c.last_dunning_date), ("defaultDate", c.default_date)):
+            o.day(name, day)
+        o.leaf("disputed", "true" if c.disputed else "false")
+        o.leaf("memo", c.memo)
+        o.texts("labels", "label", c.labels)
+        if c.documents:
+            with o.open("documents"):
+                for doc in c.documents:
+                    _document(o, doc)
+        _debtor(o, c.debtor)
+
+
+def _timestamp(value: dt.datetime) -> str:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("BatchMeta.created_at must be timezone-aware")
+    return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def render_batch(out: BinaryIO, meta: BatchMeta, claims: Iterable[tuple[int, Claim]]) -> int:
+    """Stream the batch XML to out, one claim at a time; returns the number of claims written."""
+    count, total = 0, Decimal(0)
+    # xmlfile keeps only the open element path in memory, so 100k claims cost no more than one.
+    with etree.xmlfile(out, encoding="utf-8") as raw:
+        xf = cast(_Writer, raw)
+        xf.write_declaration()
+        o = _Out(xf)
+        with xf.element(_tag("batch"), {"version": "1"}, nsmap={None: NAMESPACE}):
+            o.leaf("batchId", meta.batch_id)
+            o.leaf("createdAt", _timestamp(meta.created_at))
+            o.leaf("sender", meta.sender)
+            o.leaf("clientId", meta.client_id)
+            o.leaf("partnerId", meta.partner_id)
+            o.leaf("claimCount", str(meta.claim_count))
+            o.amount("totalAmount", meta.total_amount, meta.currency)
+            for claim_id, claim in claims:
+                # The header promises one client and one currency; a stray claim would make it lie.
+                if claim.client_id != meta.client_id or claim.currency != meta.currency:
+                    raise ValueError(f"claim {claim_id}: client {claim.client_id}/{claim.currency} "
+                                     f"does not match batch {meta.client_id}/{meta.currency}")
+                # One claim per line, so a validator's line number points at the claim.
+                xf.write("\n")
+                try:
+                    _claim(o, claim_id, claim)
+                except ValueError as exc:  # lxml refuses control characters; say which claim
+                    raise ValueError(f"claim {claim_id}: {exc}") from exc
+                count += 1
+                total += claim.total_open_amount
+            xf.write("\n")
+    if count != meta.claim_count or total != meta.total_amount:
+        raise ValueError(f"batch {meta.batch_id}: header says {meta.claim_count} claims / "
+                         f"{meta.total_amount}, wrote {count} / {total}")
+    return count
+
+
+def _hardened_parser() -> etree.XMLParser:
+    # No entities, DTDs or network: partner batches are read back by simulators and operators.
+    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
+
+
+@functools.lru_cache(maxsize=4)
+def _schema(path: Path) -> etree.XMLSchema:
+    return etree.XMLSchema(etree.parse(str(path), _hardened_parser()))
+
+
+def validate_batch(source: bytes | str | os.PathLike[str], *, schema_path: Path = SCHEMA_PATH) -> list[str]:
+    """Validate a batch (bytes or file path) against the XSD; returns error strings, empty if valid."""
+    schema = _schema(schema_path)
+    try:
+        if isinstance(source, bytes):
+            tree = etree.ElementTree(etree.fromstring(source, _hardened_parser()))
+        else:
+            tree = etree.parse(os.fspath(source), _hardened_parser())
+    except etree.XMLSyntaxError as exc:
+        return [f"line {exc.lineno}: not well-formed: {exc.msg}"]
+    if tree.docinfo.internalDTD is not None:  # any DOCTYPE, internal subset or not
+        return ["line 1: a DOCTYPE is not allowed in a partner batch"]
+    if schema.validate(tree):
+        return []
+    return [f"line {e.line}: {e.message}" for e in cast(Iterable[_LogEntry], schema.error_log)]

@@ -1,0 +1,216 @@
+"""Claims and their append-only events.
+
+There is deliberately no function here that updates or deletes a claim or an event: a claim is
+written once, and every change of state is a new event checked against the lifecycle table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+from typing import Any
+
+import msgspec
+from sqlalchemy import Connection, RowMapping, and_, func, or_, select
+
+from gateway.crypto.fieldcrypt import FieldCipher
+from gateway.domain.lifecycle import Actor, State, check_transition
+from gateway.domain.model import Claim, Debtor, to_minor
+from gateway.errors import IllegalTransition, NotFound
+from gateway.store.schema import claim_events, claims
+from gateway.store.sql import bulk_insert, db_time, dumps, loads, utcnow
+
+_EMPTY_DEBTOR = Debtor()
+_claim_decoder = msgspec.json.Decoder(Claim)
+
+
+class _Personal(msgspec.Struct, omit_defaults=True):
+    debtor: Debtor
+    memo: str | None = None
+
+
+_personal_decoder = msgspec.json.Decoder(_Personal)
+_encoder = msgspec.json.Encoder()
+
+
+class NewClaim(msgspec.Struct, kw_only=True):
+    """A validated claim on its way into the store, with where intake put it."""
+
+    claim: Claim
+    state: State  # queued or held
+    source_row: int | None = None
+    event_data: dict[str, Any] | None = None
+
+
+def _aad(client_id: str, reference: str) -> bytes:
+    return f"claim:{client_id}\x1f{reference}".encode()
+
+
+def allocate_ids(conn: Connection, n: int) -> list[int]:
+    """``n`` fresh claim ids; call inside the write transaction that inserts them."""
+    if n == 0:
+        return []
+    if conn.dialect.name == "sqlite":  # the write lock is held, so max(id) is ours until commit
+        start = int(conn.execute(select(func.coalesce(func.max(claims.c.id), 0))).scalar_one()) + 1
+        return list(range(start, start + n))
+    rows = conn.exec_driver_sql("SELECT nextval('claim_id_seq') FROM generate_series(1, %s)", (n,))
+    return [int(r[0]) for r in rows]
+
+
+def insert_new(conn: Connection, cipher: FieldCipher, submission_id: int, items: Sequence[NewClaim],
+               now: datetime | None = None) -> list[int]:
+    """Insert claims with their first event (received -> queued/held) in the caller's transaction."""
+    now = now or utcnow()
+    ids = allocate_ids(conn, len(items))
+    t = db_time(conn, now)
+    claim_rows, event_rows = [], []
+    for cid, item in zip(ids, items):
+        c = item.claim
+        personal = _encoder.encode(_Personal(debtor=c.debtor, memo=c.memo))
+        body = _encoder.encode(msgspec.structs.replace(c, debtor=_EMPTY_DEBTOR, memo=None))
+        name = c.debtor.display_name()
+        claim_rows.append((
+            cid, c.client_id, c.creditor_reference, submission_id, item.source_row, c.partner_id,
+            c.claim_type.value, c.currency, to_minor(c.principal_amount, c.currency),
+            to_minor(c.total_open_amount, c.currency), c.invoice_number, c.invoice_date, c.due_date,
+            cipher.blind_index(name) if name else None,
+            cipher.encrypt(personal, _aad(c.client_id, c.creditor_reference)), body.decode(), t))
+        event_rows.append((cid, c.client_id, item.state.value, State.RECEIVED.value, Actor.SYSTEM.value,
+                           "intake", dumps(item.event_data) if item.event_data else None, t))
+    bulk_insert(conn, claims, ("id", "client_id", "creditor_reference", "submission_id", "source_row",
+                               "partner_id", "claim_type", "currency", "principal_minor", "open_minor",
+                               "invoice_number", "invoice_date", "due_date", "debtor_index", "personal",
+                               "body", "created_at"), claim_rows)
+    bulk_insert(conn, claim_events, ("claim_id", "client_id", "state", "from_state", "actor", "kind", "data",
+                                     "created_at"), event_rows)
+    return ids
+
+
+def decode(row: RowMapping, cipher: FieldCipher) -> Claim:
+    """The full canonical claim of a stored row, personal data decrypted."""
+    body = _claim_decoder.decode(row["body"])
+    personal = _personal_decoder.decode(cipher.decrypt(row["personal"], _aad(row["client_id"],
+                                                                             row["creditor_reference"])))
+    return msgspec.structs.replace(body, debtor=personal.debtor, memo=personal.memo)
+
+
+def existing_references(conn: Connection, client_id: str, references: Iterable[str]) -> dict[str, RowMapping]:
+    """Already stored claims among ``references``: reference -> (id, submission_id, source_row)."""
+    refs = list(set(references))
+    found: dict[str, RowMapping] = {}
+    for i in range(0, len(refs), 500):  # stay under every driver's parameter limit
+        q = select(claims.c.creditor_reference, claims.c.id, claims.c.submission_id, claims.c.source_row).where(
+            claims.c.client_id == client_id, claims.c.creditor_reference.in_(refs[i:i + 500]))
+        found.update({r["creditor_reference"]: r for r in conn.execute(q).mappings()})
+    return found
+
+
+def _latest_event_ids() -> Any:
+    return select(func.max(claim_events.c.id).label("id")).group_by(claim_events.c.claim_id).subquery()
+
+
+def current_states(conn: Connection, claim_ids: Sequence[int]) -> dict[int, State]:
+    """The state of each claim: the state of its latest event."""
+    out: dict[int, State] = {}
+    ids = list(claim_ids)
+    for i in range(0, len(ids), 500):
+        part = ids[i:i + 500]
+        latest = (select(func.max(claim_events.c.id).label("id")).where(claim_events.c.claim_id.in_(part))
+                  .group_by(claim_events.c.claim_id).subquery())
+        q = select(claim_events.c.claim_id, claim_events.c.state).join(latest, latest.c.id == claim_events.c.id)
+        out.update({cid: State(st) for cid, st in conn.execute(q)})
+    return out
+
+
+def transition(conn: Connection, claim_ids: Sequence[int], to: State, actor: Actor, *, kind: str = "transition",
+               data: dict[str, Any] | None = None, per_claim: dict[int, dict[str, Any]] | None = None,
+               now: datetime | None = None) -> None:
+    """Move every claim to ``to`` as ``actor``, all or nothing: one illegal move and nothing is written."""
+    if not claim_ids:
+        return
+    if conn.dialect.name == "postgresql":  # serialise concurrent transitions of the same claims
+        for i in range(0, len(claim_ids), 1000):
+            conn.execute(select(claims.c.id).where(claims.c.id.in_(sorted(claim_ids[i:i + 1000])))
+                         .order_by(claims.c.id).with_for_update())
+    states = current_states(conn, claim_ids)
+    rows = []
+    t = db_time(conn, now or utcnow())
+    owners = _owners(conn, claim_ids)
+    for cid in claim_ids:
+        if cid not in states:
+            raise NotFound(f"no claim {cid}")
+        try:
+            check_transition(states[cid], to, actor)
+        except IllegalTransition as exc:
+            raise IllegalTransition(exc.src, exc.dst, exc.actor, exc.reason, claim_id=cid) from None
+        payload = {**(data or {}), **((per_claim or {}).get(cid) or {})}
+        rows.append((cid, owners[cid], to.value, states[cid].value, actor.value, kind,
+                     dumps(payload) if payload else None, t))
+    bulk_insert(conn, claim_events, ("claim_id", "client_id", "state", "from_state", "actor", "kind", "data",
+                                     "created_at"), rows)
+
+
+def _owners(conn: Connection, claim_ids: Sequence[int]) -> dict[int, str]:
+    out: dict[int, str] = {}
+    for i in range(0, len(claim_ids), 500):
+        q = select(claims.c.id, claims.c.client_id).where(claims.c.id.in_(claim_ids[i:i + 500]))
+        out.update({cid: client for cid, client in conn.execute(q)})
+    return out
+
+
+def get_row(conn: Connection, claim_id: int) -> RowMapping:
+    row = conn.execute(select(claims).where(claims.c.id == claim_id)).mappings().first()
+    if row is None:
+        raise NotFound(f"no claim {claim_id}")
+    return row
+
+
+def rows_by_ids(conn: Connection, claim_ids: Sequence[int]) -> list[RowMapping]:
+    """Stored claims in id order."""
+    out: list[RowMapping] = []
+    ids = sorted(claim_ids)
+    for i in range(0, len(ids), 500):
+        out.extend(conn.execute(select(claims).where(claims.c.id.in_(ids[i:i + 500])).order_by(claims.c.id))
+                   .mappings())
+    return out
+
+
+def history(conn: Connection, claim_id: int) -> list[dict[str, Any]]:
+    """Every event of a claim, oldest first."""
+    rows = conn.execute(select(claim_events).where(claim_events.c.claim_id == claim_id)
+                        .order_by(claim_events.c.id)).mappings()
+    return [{**r, "data": loads(r["data"])} for r in rows]
+
+
+def listing(conn: Connection, *, client_id: str | None = None, state: str | None = None,
+            submission_id: int | None = None, since: datetime | None = None, until: datetime | None = None,
+            due_from: date | None = None, due_to: date | None = None, limit: int = 100,
+            offset: int = 0) -> list[RowMapping]:
+    """Claims with their current state, newest first."""
+    latest = _latest_event_ids()
+    q = (select(claims.c.id, claims.c.client_id, claims.c.creditor_reference, claims.c.submission_id,
+                claims.c.source_row, claims.c.partner_id, claims.c.claim_type, claims.c.currency,
+                claims.c.principal_minor, claims.c.open_minor, claims.c.invoice_number, claims.c.invoice_date,
+                claims.c.due_date, claims.c.created_at, claim_events.c.state,
+                claim_events.c.created_at.label("state_since"))
+         .join(claim_events, claim_events.c.claim_id == claims.c.id)
+         .join(latest, latest.c.id == claim_events.c.id)
+         .order_by(claims.c.created_at.desc(), claims.c.id.desc()))
+    conds = []
+    if client_id:
+        conds.append(claims.c.client_id == client_id)
+    if state:
+        conds.append(or_(*(claim_events.c.state == s for s in state.split(","))))
+    if submission_id is not None:
+        conds.append(claims.c.submission_id == submission_id)
+    if since:
+        conds.append(claims.c.created_at >= since)
+    if until:
+        conds.append(claims.c.created_at < until)
+    if due_from:
+        conds.append(claims.c.due_date >= due_from)
+    if due_to:
+        conds.append(claims.c.due_date <= due_to)
+    if conds:
+        q = q.where(and_(*conds))
+    return list(conn.execute(q.limit(limit).offset(offset)).mappings())

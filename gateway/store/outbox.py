@@ -1,0 +1,124 @@
+"""The durable outbox: work for partners, written with the claims it delivers, leased by workers.
+
+A row is ``pending`` until a worker leases it (``leased`` with an owner and a deadline); a lease
+that runs out makes the row available again, so a crashed worker's work is picked up by another.
+PostgreSQL leases with ``FOR UPDATE SKIP LOCKED``; SQLite serialises writers anyway.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import msgspec
+from sqlalchemy import Connection, RowMapping, and_, insert, or_, select, update
+
+from gateway.errors import NotFound
+from gateway.store.schema import outbox
+from gateway.store.sql import dumps, loads, utcnow
+
+
+class OutboxItem(msgspec.Struct, kw_only=True):
+    id: int
+    idempotency_key: str
+    client_id: str
+    partner_id: str
+    operation: str
+    payload: dict[str, Any]
+    attempts: int
+    lease_owner: str
+
+
+def enqueue(conn: Connection, *, key: str, client_id: str, partner_id: str, operation: str,
+            payload: dict[str, Any], now: datetime | None = None) -> None:
+    """Add work in the caller's transaction (the one that writes the claims it concerns)."""
+    now = now or utcnow()
+    conn.execute(insert(outbox).values(idempotency_key=key, client_id=client_id, partner_id=partner_id,
+                                       operation=operation, payload=dumps(payload), status="pending", attempts=0,
+                                       available_at=now, created_at=now))
+
+
+def lease(conn: Connection, owner: str, lease_seconds: float, now: datetime | None = None,
+          partners: Sequence[str] | None = None) -> OutboxItem | None:
+    """Take the oldest available row for ``lease_seconds``; None when there is nothing to do."""
+    now = now or utcnow()
+    available = or_(and_(outbox.c.status == "pending", outbox.c.available_at <= now),
+                    and_(outbox.c.status == "leased", outbox.c.lease_until < now))
+    q = select(outbox).where(available).order_by(outbox.c.available_at, outbox.c.id).limit(1)
+    if partners is not None:
+        q = q.where(outbox.c.partner_id.in_(list(partners)))
+    if conn.dialect.name == "postgresql":
+        q = q.with_for_update(skip_locked=True)
+    row = conn.execute(q).mappings().first()
+    if row is None:
+        return None
+    attempts = row["attempts"] + 1
+    conn.execute(update(outbox).where(outbox.c.id == row["id"]).values(
+        status="leased", lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds), attempts=attempts))
+    return OutboxItem(id=row["id"], idempotency_key=row["idempotency_key"], client_id=row["client_id"],
+                      partner_id=row["partner_id"], operation=row["operation"], payload=loads(row["payload"]),
+                      attempts=attempts, lease_owner=owner)
+
+
+def _owned(item: OutboxItem) -> Any:
+    # Only the current lease holder may settle a row: a worker whose lease ran out must not.
+    return and_(outbox.c.id == item.id, outbox.c.lease_owner == item.lease_owner, outbox.c.status == "leased",
+                outbox.c.attempts == item.attempts)
+
+
+def complete(conn: Connection, item: OutboxItem, receipt: dict[str, Any], now: datetime | None = None) -> bool:
+    """Mark done with the partner's receipt; False if the lease was lost meanwhile."""
+    res = conn.execute(update(outbox).where(_owned(item)).values(
+        status="done", receipt=dumps(receipt), done_at=now or utcnow(), lease_until=None, last_error=None))
+    return res.rowcount == 1
+
+
+def backoff(attempts: int, base: float, cap: float) -> float:
+    """Exponential backoff with full jitter: spreads retries of many rows after an outage."""
+    return random.uniform(0, min(cap, base * 2 ** (attempts - 1)))
+
+
+def fail(conn: Connection, item: OutboxItem, error: str, *, retry_in: float | None,
+         now: datetime | None = None) -> bool:
+    """Record a failed attempt: back to pending after ``retry_in`` seconds, or dead when None."""
+    now = now or utcnow()
+    values: dict[str, Any] = dict(last_error=error[:4000], lease_until=None)
+    if retry_in is None:
+        values.update(status="dead", done_at=now)
+    else:
+        values.update(status="pending", available_at=now + timedelta(seconds=retry_in))
+    return conn.execute(update(outbox).where(_owned(item)).values(**values)).rowcount == 1
+
+
+def retry(conn: Connection, ident: int, now: datetime | None = None) -> None:
+    """Operator: make a dead or waiting row available now, attempts counted afresh."""
+    res = conn.execute(update(outbox).where(outbox.c.id == ident, outbox.c.status.in_(("dead", "pending")))
+                       .values(status="pending", available_at=now or utcnow(), attempts=0, done_at=None))
+    if res.rowcount != 1:
+        raise NotFound(f"no dead or pending outbox row {ident}")
+
+
+def get(conn: Connection, ident: int) -> RowMapping:
+    row = conn.execute(select(outbox).where(outbox.c.id == ident)).mappings().first()
+    if row is None:
+        raise NotFound(f"no outbox row {ident}")
+    return row
+
+
+def listing(conn: Connection, *, status: str | None = None, partner_id: str | None = None,
+            limit: int = 100) -> list[RowMapping]:
+    q = select(outbox).order_by(outbox.c.id.desc()).limit(limit)
+    if status:
+        q = q.where(outbox.c.status == status)
+    if partner_id:
+        q = q.where(outbox.c.partner_id == partner_id)
+    return list(conn.execute(q).mappings())
+
+
+def open_count(conn: Connection) -> int:
+    """Rows not yet done or dead."""
+    from sqlalchemy import func
+    return int(conn.execute(select(func.count()).select_from(outbox)
+                            .where(outbox.c.status.in_(("pending", "leased")))).scalar_one())

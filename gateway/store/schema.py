@@ -1,0 +1,164 @@
+"""Tables (SQLAlchemy Core). Alembic migrations in ``migrations/`` create and change them.
+
+``claims`` and ``claim_events`` are append-only: no code path updates or deletes them, and the
+database refuses it too (triggers, see migration 0001). A claim's state is its latest event's.
+Debtor personal data lives only in ``claims.personal`` (AES-GCM, bound to client and reference).
+Amounts are integers in minor units; dates are dates; times are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    DateTime,
+    BigInteger,
+    Column,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData()
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in and out, also on SQLite (which keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use timezone-aware UTC")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a bigint identity.
+AutoId = BigInteger().with_variant(Integer(), "sqlite")
+
+submissions = Table(
+    "submissions", metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("reference", String(32), nullable=False, unique=True),
+    Column("client_id", String(64), nullable=False),
+    Column("channel", String(16), nullable=False),  # file, sftp, watch, soap, cli
+    Column("filename", String(512), nullable=True),
+    Column("sha256", String(64), nullable=False),
+    # Same file twice is refused per client: the sha256 for files, NULL (no dedupe) for SOAP calls.
+    Column("dedupe_key", String(64), nullable=True),
+    Column("size", BigInteger, nullable=False),
+    Column("status", String(24), nullable=False),  # processing, completed, completed_with_errors, failed
+    Column("rows", Integer, nullable=False, default=0),
+    Column("accepted", Integer, nullable=False, default=0),
+    Column("held", Integer, nullable=False, default=0),
+    Column("rejected", Integer, nullable=False, default=0),
+    Column("total_minor", BigInteger, nullable=False, default=0),
+    Column("currency", String(3), nullable=True),
+    Column("progress_row", Integer, nullable=False, default=0),  # last source row whose claims are committed
+    Column("error", Text, nullable=True),
+    Column("ack_path", Text, nullable=True),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("completed_at", UTCDateTime(), nullable=True),
+    UniqueConstraint("client_id", "dedupe_key", name="uq_submissions_client_dedupe"),
+    Index("ix_submissions_client_received", "client_id", "received_at"),
+)
+
+# The raw inbound payload, encrypted in chunks so a large file never sits in memory whole.
+submission_payloads = Table(
+    "submission_payloads", metadata,
+    Column("submission_id", BigInteger, ForeignKey("submissions.id"), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+)
+
+submission_findings = Table(
+    "submission_findings", metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("submission_id", BigInteger, ForeignKey("submissions.id"), nullable=False),
+    Column("row", Integer, nullable=True),
+    Column("reference", String(128), nullable=True),
+    Column("outcome", String(16), nullable=False),
+    Column("code", String(48), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("field", String(128), nullable=True),
+    Column("column", String(256), nullable=True),
+    Column("message", Text, nullable=False),
+    Index("ix_findings_submission_row", "submission_id", "row"),
+)
+
+claims = Table(
+    "claims", metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),  # allocated by the store in blocks
+    Column("client_id", String(64), nullable=False),
+    Column("creditor_reference", String(128), nullable=False),
+    Column("submission_id", BigInteger, ForeignKey("submissions.id"), nullable=False),
+    Column("source_row", Integer, nullable=True),
+    Column("partner_id", String(64), nullable=True),
+    Column("claim_type", String(24), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("principal_minor", BigInteger, nullable=False),
+    Column("open_minor", BigInteger, nullable=False),
+    Column("invoice_number", String(128), nullable=True),
+    Column("invoice_date", Date, nullable=True),
+    Column("due_date", Date, nullable=True),
+    Column("debtor_index", String(32), nullable=True),  # blind index of the debtor's name
+    Column("personal", LargeBinary, nullable=False),  # encrypted JSON: debtor and memo
+    Column("body", Text, nullable=False),  # canonical claim JSON without personal data
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("client_id", "creditor_reference", name="uq_claims_client_reference"),
+    Index("ix_claims_submission", "submission_id"),
+    Index("ix_claims_client_created", "client_id", "created_at"),
+)
+
+claim_events = Table(
+    "claim_events", metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("claim_id", BigInteger, ForeignKey("claims.id"), nullable=False),
+    Column("client_id", String(64), nullable=False),
+    Column("state", String(32), nullable=False),  # the claim's state after this event
+    Column("from_state", String(32), nullable=True),
+    Column("actor", String(16), nullable=False),
+    Column("kind", String(32), nullable=False),  # intake, transition, receipt, delivery_failed, ...
+    Column("data", Text, nullable=True),  # JSON: codes, partner reference, stage, error
+    Column("created_at", UTCDateTime(), nullable=False),
+    Index("ix_events_claim", "claim_id", "id"),
+    Index("ix_events_client", "client_id", "id"),
+)
+
+outbox = Table(
+    "outbox", metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("idempotency_key", String(160), nullable=False, unique=True),
+    Column("client_id", String(64), nullable=False),
+    Column("partner_id", String(64), nullable=False),
+    Column("operation", String(32), nullable=False),  # deliver_batch
+    Column("payload", Text, nullable=False),  # JSON, e.g. {"submission_id": 1, "claim_ids": [...]}
+    Column("status", String(16), nullable=False),  # pending, leased, done, dead
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("available_at", UTCDateTime(), nullable=False),
+    Column("lease_owner", String(128), nullable=True),
+    Column("lease_until", UTCDateTime(), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("receipt", Text, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("done_at", UTCDateTime(), nullable=True),
+    Index("ix_outbox_status_available", "status", "available_at"),
+)

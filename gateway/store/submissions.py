@@ -1,0 +1,131 @@
+"""Submissions: one row per file or SOAP call, durable before anything is processed."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from sqlalchemy import Connection, RowMapping, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from gateway.crypto.fieldcrypt import FieldCipher
+from gateway.domain.findings import Finding, Outcome
+from gateway.errors import NotFound
+from gateway.store.schema import submission_findings, submission_payloads, submissions
+from gateway.store.sql import bulk_insert, utcnow
+
+
+class SubmissionCounts(msgspec.Struct, kw_only=True):
+    rows: int = 0
+    accepted: int = 0
+    held: int = 0
+    rejected: int = 0
+    total_minor: int = 0
+    currency: str | None = None
+
+
+def new_reference(now: datetime) -> str:
+    """A reference a person can read out on the phone: date plus six random characters."""
+    alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+    return f"S{now:%Y%m%d}-{''.join(secrets.choice(alphabet) for _ in range(6))}"
+
+
+def find_duplicate(conn: Connection, client_id: str, dedupe_key: str) -> RowMapping | None:
+    """The earlier submission of the same content by the same client, if any."""
+    return conn.execute(select(submissions).where(submissions.c.client_id == client_id,
+                                                  submissions.c.dedupe_key == dedupe_key)).mappings().first()
+
+
+def create(conn: Connection, *, client_id: str, channel: str, filename: str | None, sha256: str,
+           size: int, dedupe: bool, received_at: datetime | None = None) -> RowMapping | None:
+    """Insert a submission in state ``processing``; None if the same content was submitted before."""
+    now = received_at or utcnow()
+    values: dict[str, Any] = dict(
+        reference=new_reference(now), client_id=client_id, channel=channel, filename=filename, sha256=sha256,
+        dedupe_key=sha256 if dedupe else None, size=size, status="processing", received_at=now,
+        rows=0, accepted=0, held=0, rejected=0, total_minor=0, progress_row=0)
+    try:
+        with conn.begin_nested():
+            sid = conn.execute(insert(submissions).values(**values).returning(submissions.c.id)).scalar_one()
+    except IntegrityError:
+        return None
+    return get(conn, sid)
+
+
+def store_payload(conn: Connection, cipher: FieldCipher, submission_id: int, chunks: Iterable[bytes]) -> None:
+    """Keep the raw inbound bytes, encrypted chunk by chunk and bound to submission and position."""
+    for seq, chunk in enumerate(chunks):
+        aad = f"payload:{submission_id}:{seq}".encode()
+        conn.execute(insert(submission_payloads).values(submission_id=submission_id, seq=seq,
+                                                        data=cipher.encrypt(chunk, aad)))
+
+
+def read_payload(conn: Connection, cipher: FieldCipher, submission_id: int) -> Iterable[bytes]:
+    """The raw inbound bytes, decrypted chunk by chunk."""
+    rows = conn.execute(select(submission_payloads.c.seq, submission_payloads.c.data)
+                        .where(submission_payloads.c.submission_id == submission_id)
+                        .order_by(submission_payloads.c.seq))
+    for seq, data in rows:
+        yield cipher.decrypt(data, f"payload:{submission_id}:{seq}".encode())
+
+
+def get(conn: Connection, ident: int | str) -> RowMapping:
+    """A submission by id or reference."""
+    col = submissions.c.id if isinstance(ident, int) else submissions.c.reference
+    row = conn.execute(select(submissions).where(col == ident)).mappings().first()
+    if row is None:
+        raise NotFound(f"no submission {ident}")
+    return row
+
+
+def record_findings(conn: Connection, submission_id: int,
+                    rows: Sequence[tuple[int | None, str | None, Outcome, Finding]]) -> None:
+    bulk_insert(conn, submission_findings,
+                ("submission_id", "row", "reference", "outcome", "code", "severity", "field", "column", "message"),
+                [(submission_id, row, ref, outcome.value, f.code, f.severity.value, f.field, f.column, f.message)
+                 for row, ref, outcome, f in rows])
+
+
+def findings(conn: Connection, submission_id: int, limit: int = 1000) -> list[RowMapping]:
+    return list(conn.execute(select(submission_findings).where(submission_findings.c.submission_id == submission_id)
+                             .order_by(submission_findings.c.row, submission_findings.c.id).limit(limit)).mappings())
+
+
+def set_progress(conn: Connection, submission_id: int, progress_row: int) -> None:
+    conn.execute(update(submissions).where(submissions.c.id == submission_id).values(progress_row=progress_row))
+
+
+def finish(conn: Connection, submission_id: int, *, status: str, counts: SubmissionCounts | None = None,
+           error: str | None = None, ack_path: str | None = None) -> None:
+    values: dict[str, Any] = dict(status=status, error=error, ack_path=ack_path, completed_at=utcnow())
+    if counts is not None:
+        values.update(msgspec.structs.asdict(counts))
+    conn.execute(update(submissions).where(submissions.c.id == submission_id).values(**values))
+
+
+def unfinished(conn: Connection) -> list[RowMapping]:
+    """Submissions a crash left in ``processing``: resumed at start-up."""
+    return list(conn.execute(select(submissions).where(submissions.c.status == "processing")
+                             .order_by(submissions.c.id)).mappings())
+
+
+def listing(conn: Connection, *, client_id: str | None = None, status: str | None = None,
+            since: datetime | None = None, until: datetime | None = None, limit: int = 100,
+            offset: int = 0) -> list[RowMapping]:
+    q = select(submissions).order_by(submissions.c.received_at.desc(), submissions.c.id.desc())
+    if client_id:
+        q = q.where(submissions.c.client_id == client_id)
+    if status:
+        q = q.where(submissions.c.status == status)
+    if since:
+        q = q.where(submissions.c.received_at >= since)
+    if until:
+        q = q.where(submissions.c.received_at < until)
+    return list(conn.execute(q.limit(limit).offset(offset)).mappings())
+
+
+def count(conn: Connection) -> int:
+    return int(conn.execute(select(func.count()).select_from(submissions)).scalar_one())

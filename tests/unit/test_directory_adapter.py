@@ -1,0 +1,113 @@
+"""The directory adapter: atomic, idempotent, and honest about which failures to retry."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from adapters import PartnerAdapter, load_adapter
+from adapters.base import Batch
+from adapters.directory import DirectoryAdapter
+from gateway.errors import ConfigError, DeliveryError
+
+
+PAYLOAD = b"\x30\x82encrypted"
+
+
+def batch(payload: bytes = PAYLOAD, filename: str = "B-1.p7m") -> Batch:
+    return Batch(batch_id="B-1", partner_id="nord", filename=filename, payload=payload,
+                 claim_ids=[1, 2], content_type="application/pkcs7-mime")
+
+
+def adapter(path: Path) -> DirectoryAdapter:
+    return DirectoryAdapter("nord", {"path": str(path)})
+
+
+def test_deliver_writes_file_atomically_and_returns_receipt(tmp_path: Path) -> None:
+    receipt = adapter(tmp_path).deliver(batch())
+    assert (tmp_path / "B-1.p7m").read_bytes() == PAYLOAD
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["B-1.p7m"]  # no temp file left behind
+    assert receipt.batch_id == "B-1"
+    assert receipt.partner_reference == "nord:B-1.p7m"
+    assert receipt.delivered_at.tzinfo is dt.timezone.utc
+    assert receipt.detail == f"sha256={hashlib.sha256(PAYLOAD).hexdigest()}"
+
+
+def test_redelivery_of_same_bytes_returns_same_receipt_without_rewriting(tmp_path: Path) -> None:
+    a = adapter(tmp_path)
+    first = a.deliver(batch())
+    before = os.stat(tmp_path / "B-1.p7m")
+    second = a.deliver(batch())
+    after = os.stat(tmp_path / "B-1.p7m")
+    assert second == first
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+def test_redelivery_of_a_reencrypted_batch_keeps_the_first_file(tmp_path: Path) -> None:
+    # A retry re-encrypts (CMS is randomised): same batch id, other bytes. It is the same delivery.
+    a = adapter(tmp_path)
+    first = a.deliver(batch())
+    again = a.deliver(batch(payload=b"the same batch, encrypted again"))
+    assert again == first
+    assert (tmp_path / "B-1.p7m").read_bytes() == PAYLOAD
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["B-1.p7m"]
+
+
+def test_target_that_is_not_a_directory_is_retryable(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_bytes(b"")
+    with pytest.raises(DeliveryError) as info:
+        adapter(not_a_dir).deliver(batch())
+    assert info.value.retryable is True
+    assert str(not_a_dir) in str(info.value)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+def test_unwritable_directory_is_retryable(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    try:
+        with pytest.raises(DeliveryError) as info:
+            adapter(locked).deliver(batch())
+        assert info.value.retryable is True and str(locked) in str(info.value)
+    finally:
+        locked.chmod(0o700)
+
+
+def test_failed_rename_leaves_neither_final_nor_temp_file(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    def disk_full(src: object, dst: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", disk_full)
+    with pytest.raises(DeliveryError, match="No space left") as info:
+        adapter(tmp_path).deliver(batch())
+    assert info.value.retryable is True
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["../escape.p7m", "sub/B.p7m", ".hidden", ""])
+def test_unsafe_filenames_are_refused(tmp_path: Path, name: str) -> None:
+    with pytest.raises(DeliveryError, match="unsafe filename") as info:
+        adapter(tmp_path / "out").deliver(batch(filename=name))
+    assert info.value.retryable is False
+    assert not (tmp_path / "escape.p7m").exists()
+
+
+def test_path_option_is_required() -> None:
+    with pytest.raises(ConfigError, match="'path'") as info:
+        DirectoryAdapter("nord", {})
+    assert info.value.key == "partners.nord.options.path"
+
+
+def test_registry_loads_adapter_and_names_known_aliases(tmp_path: Path) -> None:
+    loaded = load_adapter("directory", "nord", {"path": str(tmp_path)})
+    assert isinstance(loaded, DirectoryAdapter) and isinstance(loaded, PartnerAdapter)
+    assert loaded.name == "directory" and loaded.retryable == (OSError,)
+    loaded.close()
+    with pytest.raises(ConfigError, match="known adapters: directory"):
+        load_adapter("carrier-pigeon", "nord", {})

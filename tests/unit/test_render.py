@@ -1,0 +1,180 @@
+"""Partner batch rendering: schema-valid output, exact money strings, streaming."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from gateway.domain.model import (
+    Address, AddressKind, BankAccount, Claim, ClaimType, Debtor, DebtorKind, Document, Fee, FeeKind,
+    Interest, InterestKind, Payment, Salutation,
+)
+from gateway.services.render import NAMESPACE, BatchMeta, money, render_batch, validate_batch
+
+NS = {"b": NAMESPACE}
+CREATED = dt.datetime(2025, 3, 1, 9, 30, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+
+
+def rich_claim() -> Claim:
+    return Claim(
+        client_id="fitx", creditor_reference="R-2025-0001", invoice_number="RE 4711",
+        claim_type=ClaimType.SERVICE, reason="Mitgliedsbeitrag März",
+        principal_amount=Decimal("1E+2"),
+        fees=[Fee(kind=FeeKind.DUNNING, amount=Decimal("5"), date=dt.date(2025, 1, 15)),
+              Fee(kind=FeeKind.RETURN_DEBIT, amount=Decimal("3.5"), description="Rücklastschrift")],
+        interest=Interest(kind=InterestKind.FIXED, from_date=dt.date(2025, 1, 1), rate=Decimal("5.12")),
+        payments_received=[Payment(amount=Decimal("10.50"), date=dt.date(2025, 2, 1), reference="Teilz.")],
+        invoice_date=dt.date(2024, 12, 1), due_date=dt.date(2024, 12, 15),
+        first_dunning_date=dt.date(2025, 1, 2), last_dunning_date=dt.date(2025, 1, 20),
+        disputed=False, memo="Schuldner ist umgezogen <neu> & \"erreichbar\"",
+        labels=["vip", "b2c"],
+        documents=[Document(name="rechnung.pdf", media_type="application/pdf", sha256="ab" * 32, size=1234)],
+        debtor=Debtor(
+            kind=DebtorKind.CONSUMER, salutation=Salutation.MS, title="Dr.", first_name="Jürgen",
+            last_name="Müller-Lüdenscheidt", birth_date=dt.date(1980, 2, 29), customer_number="K-77",
+            addresses=[Address(street="Königsallee", house_number="12a", postal_code="40212",
+                               city="Düsseldorf", address_extra="c/o Weiß"),
+                       Address(street="Hauptstraße", house_number="1", postal_code="1010", city="Wien",
+                               country="AT", kind=AddressKind.BILLING, valid_from=dt.date(2024, 6, 1))],
+            phones=["+49 211 123456"], emails=["j.mueller@example.de"],
+            bank_accounts=[BankAccount(iban="DE89370400440532013000", bic="COBADEFFXXX", holder="Jürgen Müller")],
+        ),
+    )
+
+
+def lean_claim(ref: str = "R-2", amount: str = "49.9") -> Claim:
+    return Claim(client_id="fitx", creditor_reference=ref, principal_amount=Decimal(amount),
+                 debtor=Debtor(kind=DebtorKind.BUSINESS, company="Bäckerei Groß GmbH", legal_form="GmbH"))
+
+
+def meta(claims: list[Claim], currency: str = "EUR") -> BatchMeta:
+    return BatchMeta(batch_id="B-1", created_at=CREATED, sender="gw-1", client_id="fitx",
+                     partner_id="inkasso-nord", claim_count=len(claims),
+                     total_amount=sum((c.total_open_amount for c in claims), Decimal(0)), currency=currency)
+
+
+def render(claims: list[Claim], currency: str = "EUR") -> bytes:
+    out = io.BytesIO()
+    assert render_batch(out, meta(claims, currency), enumerate(claims, start=1001)) == len(claims)
+    return out.getvalue()
+
+
+def text(root: etree._Element, path: str) -> str:
+    found = root.xpath(path, namespaces=NS)
+    assert isinstance(found, list) and len(found) == 1, path
+    return str(found[0])
+
+
+def test_rendered_batch_is_valid_and_carries_every_field() -> None:
+    xml = render([rich_claim(), lean_claim()])
+    assert validate_batch(xml) == []
+    root = etree.fromstring(xml)
+    assert text(root, "/b:batch/b:createdAt/text()") == "2025-03-01T08:30:00Z"
+    assert text(root, "/b:batch/b:claimCount/text()") == "2"
+    assert text(root, "/b:batch/b:totalAmount/text()") == "147.90"
+    c = "/b:batch/b:claim[1]"
+    assert text(root, f"{c}/b:claimId/text()") == "1001"
+    assert text(root, f"{c}/b:principalAmount/text()") == "100.00"
+    assert text(root, f"{c}/b:principalAmount/@currency") == "EUR"
+    assert root.xpath(f"{c}/b:fees/b:fee/b:amount/text()", namespaces=NS) == ["5.00", "3.50"]
+    assert text(root, f"{c}/b:payments/b:payment/b:amount/text()") == "10.50"
+    assert text(root, f"{c}/b:totalOpenAmount/text()") == "98.00"
+    assert text(root, f"{c}/b:interest/b:rate/text()") == "5.12"
+    assert text(root, f"{c}/b:memo/text()") == "Schuldner ist umgezogen <neu> & \"erreichbar\""
+    assert text(root, f"{c}/b:debtor/b:lastName/text()") == "Müller-Lüdenscheidt"
+    assert text(root, f"{c}/b:debtor/b:addresses/b:address[2]/b:country/text()") == "AT"
+    assert text(root, f"{c}/b:debtor/b:bankAccounts/b:bankAccount/b:bic/text()") == "COBADEFFXXX"
+    assert text(root, f"{c}/b:documents/b:document/b:sha256/text()") == "ab" * 32
+    assert text(root, "/b:batch/b:claim[2]/b:debtor/b:company/text()") == "Bäckerei Groß GmbH"
+    # Empty lists are omitted with their wrapper, not written as empty elements.
+    assert root.xpath("/b:batch/b:claim[2]/b:fees", namespaces=NS) == []
+    assert "Müller".encode() in xml  # UTF-8, not character references
+
+
+@pytest.mark.parametrize(("amount", "currency", "expected"), [
+    (Decimal("1E+2"), "EUR", "100.00"), (Decimal("0.1"), "EUR", "0.10"), (Decimal("-0"), "EUR", "0.00"),
+    (Decimal("1234567890.5"), "EUR", "1234567890.50"), (Decimal("1.5E+3"), "JPY", "1500"),
+    (Decimal("2.5"), "KWD", "2.500"),
+])
+def test_money_is_plain_with_minor_digits(amount: Decimal, currency: str, expected: str) -> None:
+    assert money(amount, currency) == expected
+
+
+@pytest.mark.parametrize("amount", [Decimal("1.005"), Decimal("NaN"), Decimal("Infinity")])
+def test_money_refuses_what_it_cannot_write_exactly(amount: Decimal) -> None:
+    with pytest.raises(ValueError):
+        money(amount, "EUR")
+
+
+def test_yen_batch_validates() -> None:
+    claim = Claim(client_id="fitx", creditor_reference="J-1", principal_amount=Decimal("1.5E+3"),
+                  currency="JPY", debtor=Debtor(first_name="Ken", last_name="Sato"))
+    xml = render([claim], currency="JPY")
+    assert validate_batch(xml) == []
+    assert b">1500</totalOpenAmount>" in xml
+
+
+def test_header_that_disagrees_with_claims_is_refused() -> None:
+    claims = [lean_claim()]
+    wrong = BatchMeta(batch_id="B-1", created_at=CREATED, sender="gw-1", client_id="fitx",
+                      partner_id="p", claim_count=2, total_amount=Decimal("49.90"))
+    with pytest.raises(ValueError, match="header says 2 claims"):
+        render_batch(io.BytesIO(), wrong, enumerate(claims))
+    other_client = Claim(client_id="other", creditor_reference="X", principal_amount=Decimal(1), debtor=Debtor())
+    with pytest.raises(ValueError, match="does not match batch"):
+        render_batch(io.BytesIO(), meta(claims), [(1, other_client)])
+
+
+def test_naive_created_at_is_refused() -> None:
+    naive = BatchMeta(batch_id="B", created_at=dt.datetime(2025, 1, 1), sender="gw", client_id="fitx",
+                      partner_id="p", claim_count=0, total_amount=Decimal(0))
+    with pytest.raises(ValueError, match="timezone-aware"):
+        render_batch(io.BytesIO(), naive, [])
+
+
+def test_control_character_names_the_claim() -> None:
+    bad = Claim(client_id="fitx", creditor_reference="R\x01", principal_amount=Decimal(1), debtor=Debtor())
+    with pytest.raises(ValueError, match="claim 7"):
+        render_batch(io.BytesIO(), meta([bad]), [(7, bad)])
+
+
+def test_output_streams_while_claims_are_still_being_produced() -> None:
+    out = io.BytesIO()
+    seen_while_generating: list[int] = []
+
+    def claims() -> Iterator[tuple[int, Claim]]:
+        for i in range(3000):
+            if i == 2999:
+                seen_while_generating.append(out.tell())
+            yield i, lean_claim(ref=f"R-{i}", amount="1")
+
+    many = BatchMeta(batch_id="B", created_at=CREATED, sender="gw", client_id="fitx", partner_id="p",
+                     claim_count=3000, total_amount=Decimal(3000))
+    assert render_batch(out, many, claims()) == 3000
+    # Most of the document reached the sink before the last claim existed: nothing is held back.
+    assert seen_while_generating[0] > len(out.getvalue()) // 2
+    assert validate_batch(out.getvalue()) == []
+
+
+def test_validate_reports_schema_errors_and_reads_paths(tmp_path: Path) -> None:
+    xml = render([lean_claim()])
+    path = tmp_path / "batch.xml"
+    path.write_bytes(xml)
+    assert validate_batch(path) == []
+    broken = xml.replace(b">49.90</principalAmount>", b">4.99E1</principalAmount>")
+    errors = validate_batch(broken)
+    assert len(errors) == 1 and errors[0].startswith("line 3: ") and "'4.99E1' is not a valid value" in errors[0]
+    assert validate_batch(b"<batch")[0].startswith("line 1: not well-formed")
+
+
+def test_validate_refuses_doctype_and_entities() -> None:
+    hostile = (b'<?xml version="1.0"?><!DOCTYPE batch [<!ENTITY a "aaaaaaaaaa">'
+               b'<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>'
+               b'<batch xmlns="urn:inkasso-gateway:partner-batch:1">&b;</batch>')
+    assert validate_batch(hostile) == ["line 1: a DOCTYPE is not allowed in a partner batch"]

@@ -51,6 +51,9 @@ class DirectoryAdapter:
             raise ConfigError("the directory adapter needs option 'path' (a directory)",
                               key=f"partners.{partner_id}.options.path")
         self.path = Path(raw)
+        # A missing folder is made unless the operator says it must exist (a mount point that is not
+        # mounted should fail, retryably, rather than fill the local disk).
+        self.create = bool(options.get("create", True))
 
     def deliver(self, batch: Batch) -> Receipt:
         """Write the batch file atomically, or confirm the earlier delivery of the same batch id."""
@@ -61,6 +64,8 @@ class DirectoryAdapter:
         final = self.path / name
         digest = hashlib.sha256(batch.payload).hexdigest()
         try:
+            if self.create:
+                self.path.mkdir(parents=True, exist_ok=True)
             if final.exists():
                 return self._confirm_existing(batch, final, digest)
             self._write_atomically(final, batch.payload)

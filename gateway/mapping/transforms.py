@@ -19,7 +19,6 @@ from typing import TypeVar
 from gateway.domain import findings as codes
 
 DEFAULT_DATE_FORMATS = ("%d.%m.%Y", "%Y-%m-%d")
-V = TypeVar("V")
 
 
 class TransformError(ValueError):
@@ -28,6 +27,16 @@ class TransformError(ValueError):
     def __init__(self, message: str, code: str = codes.INVALID_VALUE) -> None:
         super().__init__(message)
         self.message, self.code = message, code
+
+
+_CACHE_SIZE = 1 << 16  # distinct values remembered per parser: dates and amounts repeat a lot in a file
+V = TypeVar("V")
+
+
+def _remember(cache: dict[str, V], text: str, value: V) -> None:
+    if len(cache) >= _CACHE_SIZE:
+        cache.clear()
+    cache[text] = value
 
 
 # ---------------------------------------------------------------- amounts
@@ -53,7 +62,12 @@ def decimal_parser(decimal: str = ",", thousands: str = ".") -> Callable[[str], 
     hint = "a decimal point" if decimal == "," else "a decimal comma"
     other = "." if decimal == "," else ","
 
+    cache: dict[str, Decimal] = {}
+
     def parse(text: str) -> Decimal | None:
+        hit = cache.get(text)
+        if hit is not None:
+            return hit
         s = text.strip()
         if not s:
             return None
@@ -69,11 +83,15 @@ def decimal_parser(decimal: str = ",", thousands: str = ".") -> Callable[[str], 
                                      codes.INVALID_AMOUNT)
         sign, whole, frac, trailing_minus = m.groups()
         if sign and trailing_minus:
-            raise TransformError(f"'{text.strip()}' is not an amount: it has two signs", codes.INVALID_AMOUNT)
+            raise TransformError(f"'{text.strip()}' is not an amount: it has two signs; expected a number like {example}",
+                                 codes.INVALID_AMOUNT)
         if thousands:
             whole = whole.replace(thousands, "")
         value = Decimal(f"{whole}.{frac}" if frac else whole)
-        return -value if sign == "-" or trailing_minus else value
+        if sign == "-" or trailing_minus:
+            value = -value
+        _remember(cache, text, value)
+        return value
 
     return parse
 
@@ -165,18 +183,28 @@ def date_parser(formats: tuple[str, ...] = DEFAULT_DATE_FORMATS) -> Callable[[st
     tries = [_fast_date(f) or _slow_date(f) for f in formats]
     expected = " or ".join(describe_date_format(f) for f in formats)
 
+    cache: dict[str, date] = {}
+
     def parse(text: str) -> date | None:
+        hit = cache.get(text)
+        if hit is not None:
+            return hit
         s = text.strip()
-        if not s or _ZERO_DATE.match(s):
+        if not s:
             return None
         for attempt in tries:
             try:
                 value = attempt(s)
             except ValueError as exc:  # right shape, impossible day: 31.02.2025
+                if _ZERO_DATE.match(s):  # 00.00.0000: how many exports write "no date"
+                    return None
                 raise TransformError(f"'{s}' is not a valid date ({exc}); expected {expected}",
                                      codes.INVALID_DATE) from None
             if value is not None:
+                _remember(cache, text, value)
                 return value
+        if _ZERO_DATE.match(s):
+            return None
         raise TransformError(f"'{s}' is not a date in the form {expected}", codes.INVALID_DATE)
 
     return parse
@@ -234,7 +262,7 @@ def enum_parser(kind: type[enum.Enum]) -> Callable[[str], enum.Enum]:
     def parse(text: str) -> enum.Enum:
         member = table.get(text.strip().lower())
         if member is None:
-            raise TransformError(f"'{text.strip()}' is not one of: {allowed} (add it to the field's map)")
+            raise TransformError(f"'{text.strip()}' is not one of: {allowed}")
         return member
 
     return parse

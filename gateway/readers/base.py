@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Iterator
+from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
 
 import msgspec
@@ -28,7 +29,7 @@ class SourceRow(msgspec.Struct, frozen=True, gc=False):
 
 
 class Reader(Protocol):
-    """What every reader offers: the header, the data rows in file order, and ``close``."""
+    """What every reader offers: the header, the data rows in file order, ``close`` (or ``with``)."""
 
     file: str
     header: list[str]
@@ -37,6 +38,11 @@ class Reader(Protocol):
     def __iter__(self) -> Iterator[SourceRow]: ...
 
     def close(self) -> None: ...
+
+    def __enter__(self) -> Reader: ...
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None: ...
 
 
 # format type -> "module:Class"; issue-3 readers (xlsx, xls, ods, xml, fixed_width) register here.

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from sqlalchemy import RowMapping
 
 from gateway.bootstrap import App
@@ -27,7 +29,7 @@ from gateway.domain.rules import validate_claim
 from gateway.errors import GatewayError, InputError
 from gateway.mapping.engine import MappedRow, RowMapper, compile_mapping
 from gateway.mapping.spec import MappingSpec, load_mapping
-from gateway.readers.base import open_reader
+from gateway.readers.base import SourceRow, open_reader
 from gateway.services.ack import AckWriter
 from gateway.store import claims as claim_store
 from gateway.store import outbox as outbox_store
@@ -38,6 +40,7 @@ from gateway.store.db import read_tx, write_tx
 log = logging.getLogger(__name__)
 CHUNK_BYTES = 1 << 20
 MAX_RESULTS = 50_000  # per-row results kept in memory for the caller; the ack file has every row
+MAX_STORED_FINDINGS = 10_000  # per submission in the database; the ack file has every finding
 
 
 @dataclass
@@ -60,6 +63,7 @@ class IngestResult:
     held: int = 0
     rejected: int = 0
     total_amount: str = "0"
+    currency: str | None = None
     duplicate_of: str | None = None
     ack_path: str | None = None
     error: str | None = None
@@ -106,6 +110,11 @@ def ingest_file(app: App, path: Path, client_id: str, *, channel: str = "cli", m
                                    size=size, dedupe=True, received_at=app.now())
             assert sub is not None  # the write lock is held: nobody inserted it since find_duplicate
             sub_store.store_payload(conn, app.cipher, sub["id"], _chunks(path))
+    if dup is not None and dup["status"] == "processing":
+        # The same bytes again while their submission never finished (a crash): finish it now.
+        log.warning("ingest.resume client=%s submission=%s", client_id, dup["reference"])
+        return _process(app, spec, path, client_id, name, submission=dup,
+                        ack=ack_path or ack_path_for(app, client_id, name))
     if dup is not None:
         log.info("ingest.duplicate client=%s file=%s submission=%s", client_id, name, dup["reference"])
         return IngestResult(submission=None, status="duplicate", client_id=client_id, filename=name,
@@ -159,14 +168,10 @@ def _process(app: App, spec: MappingSpec, path: Path, client_id: str, name: str,
 
 
 def _counts(result: IngestResult) -> sub_store.SubmissionCounts:
+    currency = result.currency or "EUR"
     return sub_store.SubmissionCounts(rows=result.rows, accepted=result.accepted, held=result.held,
-                                      rejected=result.rejected, total_minor=to_minor_str(result.total_amount),
-                                      currency="EUR" if result.accepted or result.held else None)
-
-
-def to_minor_str(amount: str) -> int:
-    from decimal import Decimal
-    return to_minor(Decimal(amount), "EUR")
+                                      rejected=result.rejected, currency=result.currency,
+                                      total_minor=to_minor(Decimal(result.total_amount), currency))
 
 
 def _fail(app: App, result: IngestResult, submission: RowMapping | None, writer: AckWriter | None,
@@ -206,10 +211,10 @@ class _Run:
         self.progress = submission["progress_row"] if submission else 0
         self.chunk_size = max(1, app.config.dispatcher.batch_size)
         self.chunk_no = 0
-        from decimal import Decimal
+        self.stored_findings = 0
         self.total = Decimal(0)
 
-    def run(self, rows: Any) -> None:
+    def run(self, rows: Iterable[SourceRow]) -> None:
         chunk: list[_Pending] = []
         for src in rows:
             mapped = self.mapper.map_row(src, self.client_id)
@@ -262,7 +267,6 @@ class _Run:
             if partner is None:
                 p.findings.append(Finding(code=codes.NO_PARTNER, severity=Severity.HOLD, row=p.mapped.row,
                                           message="no partner is configured for this claim: held for the operator"))
-            import msgspec
             claim = msgspec.structs.replace(claim, partner_id=partner)
             state = State.HELD if outcome_of(p.findings) == Outcome.HELD else State.QUEUED
             data = {"submission": self.result.submission, "row": p.mapped.row}
@@ -290,9 +294,10 @@ class _Run:
                 outbox_store.enqueue(conn, key=f"deliver:{sid}:{partner}:{self.chunk_no}", client_id=self.client_id,
                                      partner_id=partner, operation="deliver_batch",
                                      payload={"submission_id": sid, "claim_ids": claim_ids})
-            sub_store.record_findings(conn, sid, [
-                (p.mapped.row, p.mapped.reference, outcome_of(p.findings), f)
-                for p in chunk for f in p.findings][:10_000])
+            rows = [(p.mapped.row, p.mapped.reference, outcome_of(p.findings), f) for p in chunk for f in p.findings]
+            rows = rows[:max(0, MAX_STORED_FINDINGS - self.stored_findings)]
+            self.stored_findings += len(rows)
+            sub_store.record_findings(conn, sid, rows)
             sub_store.set_progress(conn, sid, last_row)
         return ids
 
@@ -305,8 +310,12 @@ class _Run:
         else:
             r.accepted += outcome is Outcome.ACCEPTED
             r.held += outcome is Outcome.HELD
-            if p.mapped.claim is not None:
-                self.total += p.mapped.claim.total_open_amount
+            claim = p.mapped.claim
+            if claim is not None:
+                # The submission total is in its first claim's currency; others are counted, not summed.
+                r.currency = r.currency or claim.currency
+                if claim.currency == r.currency:
+                    self.total += claim.total_open_amount
         if self.writer is not None:
             self.writer.row(p.mapped.row, p.mapped.reference, outcome, claim_id, p.findings)
         if len(r.results) < MAX_RESULTS:

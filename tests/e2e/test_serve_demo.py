@@ -75,7 +75,8 @@ def test_demo_csv_in_inbox_to_ack_and_encrypted_batch(served: tuple[Path, subpro
     wait_for("the ack file", ack.exists)
     with open(ack, encoding="utf-8", newline="") as fh:
         lines = list(csv.DictReader(fh, delimiter=";"))
-    source_rows = sum(1 for _ in open(ROOT / "examples" / "demo.csv", encoding="cp1252")) - 1
+    with open(ROOT / "examples" / "demo.csv", encoding="cp1252", newline="") as fh:
+        source_rows = sum(1 for _ in csv.reader(fh, delimiter=";")) - 1
     assert len(lines) == source_rows
     accepted = {ln["Rechnungsnr"] for ln in lines if ln["outcome"] == "accepted"}
     assert accepted and any(ln["outcome"] == "rejected" for ln in lines)

@@ -1,0 +1,301 @@
+"""The mapping engine: a mapping compiled against a file's header turns rows into claims.
+
+``compile_mapping`` resolves every field once (column index, parser, value map, default) into a
+small closure, so ``map_row`` does no configuration lookups per row. A row yields a ``Claim`` or,
+if any value is unusable, the findings that say which column and why. Business rules are not run
+here: the ingest service runs them on the claim and calls ``RowMapper.locate`` to point their
+findings at the client's columns.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import msgspec
+
+from gateway.domain import findings as codes
+from gateway.domain.findings import Finding, Severity
+from gateway.domain.model import (Address, AddressKind, BankAccount, Claim, Debtor, DebtorKind, Fee, FeeKind,
+                                  Interest, Payment, Salutation)
+from gateway.errors import InputError
+from gateway.mapping.spec import FieldSpec, FormatSpec, MappingSpec, field_date_formats, field_decimal
+from gateway.mapping.targets import (ADDRESS_FIELDS, FEE_KINDS, TARGETS, Kind, Target, canonical_parser,
+                                     value_parser)
+from gateway.mapping.transforms import TransformError, value_map
+from gateway.readers.base import SourceRow
+
+_Getter = Callable[[list[str]], Any]
+
+# Where a target's value goes while a row is assembled: one dict of keyword arguments per struct.
+CLAIM, DEBTOR, ADDRESS, BANK, INTEREST, PAYMENT, FEE_DUNNING, FEE_RETURN_DEBIT, FEE_OTHER = range(9)
+_FEE_GROUPS = ((FEE_DUNNING, FeeKind.DUNNING), (FEE_RETURN_DEBIT, FeeKind.RETURN_DEBIT), (FEE_OTHER, FeeKind.OTHER))
+_DEBTOR_SPECIAL = {"phone": (DEBTOR, "phones"), "email": (DEBTOR, "emails"), "iban": (BANK, "iban"),
+                   "bic": (BANK, "bic"), "account_holder": (BANK, "holder")}
+
+
+def _destination(target: str) -> tuple[int, str]:
+    group, _, attr = target.partition(".")
+    if not attr:
+        return CLAIM, group
+    if group == "debtor":
+        return _DEBTOR_SPECIAL.get(attr) or ((ADDRESS if attr in ADDRESS_FIELDS else DEBTOR), attr)
+    if group == "fees":
+        kind = attr.removesuffix("_date")
+        return FEE_DUNNING + FEE_KINDS.index(kind), "date" if kind != attr else "amount"
+    return (INTEREST if group == "interest" else PAYMENT), attr
+
+
+# Canonical paths used by domain rules -> the target names that fed them (first one mapped wins).
+_INDEX = re.compile(r"\[\d+\]")
+_FEE_PATH = re.compile(r"^fees\[(\d+)\]\.(amount|date)$")
+_RULE_PATHS: dict[str, tuple[str, ...]] = {
+    **{f"debtor.addresses.{a}": (f"debtor.{a}",) for a in ADDRESS_FIELDS},
+    "debtor.addresses": ("debtor.street", "debtor.postal_code", "debtor.city", "debtor.email"),
+    "debtor.bank_accounts.iban": ("debtor.iban",), "debtor.bank_accounts.bic": ("debtor.bic",),
+    "debtor.bank_accounts.holder": ("debtor.account_holder",), "debtor.bank_accounts": ("debtor.iban",),
+    "debtor.emails": ("debtor.email",), "debtor.phones": ("debtor.phone",),
+    "payments_received.amount": ("payments.amount",), "payments_received.date": ("payments.date",),
+    "payments_received.reference": ("payments.reference",),
+    "total_open_amount": ("principal_amount",), "fees": tuple(f"fees.{k}" for k in FEE_KINDS),
+}
+
+
+class MappedRow(msgspec.Struct, kw_only=True):
+    """The result for one source row; ``claim`` is None when any finding is an error."""
+
+    row: int
+    reference: str | None  # the client's reference as written, also for rejected rows (for the ack)
+    claim: Claim | None
+    findings: list[Finding]
+
+
+class _Step(NamedTuple):
+    target: str
+    group: int
+    attr: str
+    get: _Getter
+    column: str | None
+    position: int | None = None  # set for plain text fields: a trimmed copy of one cell, empty -> None
+
+
+class RowMapper:
+    """A mapping bound to one file's header; ``map_row`` is the per-row hot path."""
+
+    def __init__(self, spec: MappingSpec, header: list[str], steps: list[_Step], columns: dict[str, str]) -> None:
+        self.spec, self.header, self.columns = spec, header, columns
+        # Plain text fields (the majority) are copied in one tight loop without a call per cell.
+        self._text = [(s.position, s.group, s.attr) for s in steps if s.position is not None]
+        self._steps = [(s.target, s.group, s.attr, s.get, s.column) for s in steps if s.position is None]
+        self._width = len(header)
+        self._partner = spec.policy.partner
+        self._fee_groups = [(g, kind) for g, kind in _FEE_GROUPS if any(s.group == g for s in steps)]
+        self._ref_step = next(s for s in steps if s.target == "creditor_reference")
+
+    def column_for(self, field: str | None, claim: Claim | None = None) -> str | None:
+        """The client's column that fed a canonical field or rule path (``debtor.addresses[0].city``)."""
+        if not field:
+            return None
+        if field in self.columns:
+            return self.columns[field]
+        m = _FEE_PATH.match(field)
+        if m is not None and claim is not None and int(m.group(1)) < len(claim.fees):
+            kind = claim.fees[int(m.group(1))].kind.value
+            return self.columns.get(f"fees.{kind}" if m.group(2) == "amount" else f"fees.{kind}_date")
+        base = _INDEX.sub("", field)
+        if m is not None:
+            suffix = "" if m.group(2) == "amount" else "_date"
+            candidates: tuple[str, ...] = tuple(f"fees.{k}{suffix}" for k in FEE_KINDS)
+        else:
+            candidates = _RULE_PATHS.get(base, (base,))
+        return next((self.columns[c] for c in candidates if c in self.columns), None)
+
+    def locate(self, findings: list[Finding], row: int, claim: Claim | None = None) -> list[Finding]:
+        """Findings (e.g. from ``rules.validate_claim``) with the row and the client's column filled in."""
+        return [f if f.row is not None and f.column is not None
+                else f.located(row=row, column=f.column or self.column_for(f.field, claim)) for f in findings]
+
+    def map_row(self, src: SourceRow, client_id: str) -> MappedRow:
+        """One source row to a claim, or to the findings that explain why not."""
+        values = src.values
+        if len(values) != self._width:
+            fitted = self._fit(values)
+            if fitted is None:
+                return self._wrong_width(src)
+            values = fitted
+        groups: tuple[dict[str, Any], ...] = ({}, {}, {}, {}, {}, {}, {}, {}, {})
+        findings: list[Finding] = []
+        for i, group, attr in self._text:
+            text = values[i].strip()
+            if text:
+                groups[group][attr] = text
+        for target, group, attr, get, column in self._steps:
+            try:
+                value = get(values)
+            except TransformError as exc:
+                findings.append(Finding(code=exc.code, message=exc.message, field=target, row=src.row, column=column))
+                continue
+            if value is not None:
+                groups[group][attr] = value
+        reference = groups[CLAIM].get("creditor_reference")
+        claim = self._assemble(groups, client_id, findings, src.row)
+        return MappedRow(row=src.row, reference=reference, claim=claim, findings=findings)
+
+    def _assemble(self, groups: tuple[dict[str, Any], ...], client_id: str, findings: list[Finding],
+                  row: int) -> Claim | None:
+        claim_kw, debtor_kw, address, bank, interest, payment = groups[:6]
+        if "kind" not in debtor_kw and (debtor_kw.get("salutation") is Salutation.COMPANY
+                                        or (debtor_kw.get("company") and not debtor_kw.get("last_name"))):
+            debtor_kw["kind"] = DebtorKind.BUSINESS
+        if len(address) > ("country" in address):  # a default country alone is no address
+            if debtor_kw.get("kind") is DebtorKind.BUSINESS:
+                address.setdefault("kind", AddressKind.BUSINESS)
+            debtor_kw["addresses"] = [Address(**address)]
+        if bank:
+            if "iban" in bank:
+                debtor_kw["bank_accounts"] = [BankAccount(**bank)]
+            else:
+                findings.append(self._finding(codes.MISSING_FIELD, "debtor.iban", row, Severity.WARNING,
+                                              "bank details without an IBAN are not passed on"))
+        if self._fee_groups:
+            fees = [Fee(kind=kind, **groups[g]) for g, kind in self._fee_groups if groups[g].get("amount")]
+            if fees:
+                claim_kw["fees"] = fees  # a fee of 0 (or a fee date without an amount) means no fee
+        if interest:
+            if self._complete(interest, ("kind", "from_date"), "interest", row, findings):
+                claim_kw["interest"] = Interest(**interest)
+        if payment.get("amount") or payment.get("date"):
+            if self._complete(payment, ("amount", "date"), "payments", row, findings) and payment["amount"]:
+                claim_kw["payments_received"] = [Payment(**payment)]
+        if self._partner and "partner_id" not in claim_kw:
+            claim_kw["partner_id"] = self._partner
+        if findings and any(f.severity is Severity.ERROR for f in findings):
+            return None
+        return Claim(client_id=client_id, debtor=Debtor(**debtor_kw), **claim_kw)
+
+    def _complete(self, kw: dict[str, Any], needed: tuple[str, ...], prefix: str, row: int,
+                  findings: list[Finding]) -> bool:
+        missing = [n for n in needed if n not in kw]
+        for name in missing:
+            given = ", ".join(f"{prefix}.{k}" for k in kw)
+            findings.append(self._finding(codes.MISSING_FIELD, f"{prefix}.{name}", row, Severity.ERROR,
+                                          f"{prefix}.{name} is empty but {given} is given"))
+        return not missing
+
+    def _finding(self, code: str, field: str, row: int, severity: Severity, message: str) -> Finding:
+        return Finding(code=code, message=message, field=field, severity=severity, row=row,
+                       column=self.columns.get(field))
+
+    def _fit(self, values: list[str]) -> list[str] | None:
+        # Trailing empty fields beyond the header (a trailing delimiter) are harmless.
+        if len(values) > self._width and not any(v.strip() for v in values[self._width:]):
+            return values[:self._width]
+        return None
+
+    def _wrong_width(self, src: SourceRow) -> MappedRow:
+        padded = src.values + [""] * max(0, self._width - len(src.values))
+        try:
+            reference = self._ref_step.get(padded) or None
+        except TransformError:
+            reference = None
+        message = (f"the row has {len(src.values)} fields, the header has {self._width} "
+                   "(a missing or extra delimiter, or an unquoted delimiter inside a value?)")
+        finding = Finding(code=codes.COLUMN_COUNT, message=message, row=src.row)
+        return MappedRow(row=src.row, reference=reference, claim=None, findings=[finding])
+
+
+def compile_mapping(spec: MappingSpec, header: list[str], *, file: str, header_row: int | None = None) -> RowMapper:
+    """Bind ``spec`` to a file's header; InputError if a mapped column is not in the header."""
+    index = _HeaderIndex(header, file, header_row or spec.format.header_row)
+    steps: list[_Step] = []
+    columns: dict[str, str] = {}
+    for name, field in spec.fields.items():
+        target = TARGETS[name]
+        positions = [index.find(c, name) for c in field.source_columns]
+        column = "+".join(header[i] for i in positions) or None
+        if column:
+            columns[name] = column
+        group, attr = _destination(name)
+        plain = (target.kind is Kind.TEXT and len(positions) == 1 and field.trim and not field.required
+                 and not target.always_required and field.map is None and field.default is None)
+        steps.append(_Step(name, group, attr, _getter(field, target, positions, spec.format, column), column,
+                           positions[0] if plain else None))
+    return RowMapper(spec, list(header), steps, columns)
+
+
+class _HeaderIndex:
+    def __init__(self, header: list[str], file: str, header_row: int) -> None:
+        self.header, self.file, self.header_row = header, file, header_row
+        self.exact: dict[str, list[int]] = {}
+        self.folded: dict[str, list[int]] = {}
+        for i, name in enumerate(header):
+            self.exact.setdefault(name.strip(), []).append(i)
+            self.folded.setdefault(name.strip().casefold(), []).append(i)
+
+    def find(self, column: str, target: str) -> int:
+        found = self.exact.get(column.strip()) or self.folded.get(column.strip().casefold())
+        if not found:
+            near = difflib.get_close_matches(column, self.header, n=1, cutoff=0.6)
+            hint = f" (did you mean '{near[0]}'?)" if near else ""
+            seen = "; ".join(self.header)
+            raise InputError(f"the mapping reads column '{column}' for {target}, but the header has no such "
+                             f"column{hint}; the header is: {seen}", file=self.file, row=self.header_row,
+                             column=column)
+        if len(found) > 1:
+            raise InputError(f"column '{column}' (for {target}) appears {len(found)} times in the header",
+                             file=self.file, row=self.header_row, column=column)
+        return found[0]
+
+
+def _getter(field: FieldSpec, target: Target, positions: list[int], fmt: FormatSpec, column: str | None) -> _Getter:
+    """One closure that reads, trims, maps, defaults and parses the field's cell(s)."""
+    canonical = canonical_parser(target)
+    if field.const is not None:
+        constant = canonical(field.const)
+        return lambda values: constant
+    decimal, thousands = field_decimal(field, fmt) if target.kind is Kind.AMOUNT else (fmt.decimal_separator, fmt.thousands)
+    date_formats = field_date_formats(field, fmt) if target.kind is Kind.DATE else tuple(fmt.date_formats)
+    parse = value_parser(target, decimal=decimal, thousands=thousands, date_formats=date_formats)
+    default = canonical(field.default) if field.default is not None else None
+    required = field.required or target.always_required
+    lookup = (value_map({k: canonical(v) for k, v in field.map.items()}, ignore_case=field.map_ignore_case)
+              if field.map is not None else None)
+    map_default = canonical(field.map_default) if field.map_default is not None else None
+    trim = field.trim
+    read = _reader(positions, trim, field.join)
+
+    if lookup is None and default is None and not required and len(positions) == 1 and trim:
+        i = positions[0]
+
+        def simple(values: list[str]) -> Any:
+            text = values[i].strip()
+            return parse(text) if text else None
+        return simple
+
+    def full(values: list[str]) -> Any:
+        text = read(values)
+        if not (text.strip() if not trim else text):
+            if default is not None:
+                return default
+            if required:
+                raise TransformError(f"'{column}' is empty, but {target.name} is required", codes.MISSING_FIELD)
+            return None
+        if lookup is not None:
+            mapped = lookup(text)
+            if mapped is not None:
+                return mapped
+            if map_default is not None:
+                return map_default
+        return parse(text)
+    return full
+
+
+def _reader(positions: list[int], trim: bool, join: str) -> Callable[[list[str]], str]:
+    if len(positions) == 1:
+        i = positions[0]
+        return (lambda values: values[i].strip()) if trim else (lambda values: values[i])
+    if trim:
+        return lambda values: join.join(p for p in (values[i].strip() for i in positions) if p)
+    return lambda values: join.join(values[i] for i in positions if values[i])

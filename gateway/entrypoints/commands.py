@@ -15,13 +15,13 @@ from gateway.bootstrap import App
 from gateway.config import GatewayConfig
 from gateway.entrypoints.output import money, print_fields, print_json, print_table
 from gateway.errors import GatewayError
-from gateway.services.dispatch import Dispatcher
+from gateway.services.dispatch import Dispatcher, retry_dead
 from gateway.services.ingest import IngestResult, ingest_file
 from gateway.services.keys import init_keys
 from gateway.store import claims as claim_store
 from gateway.store import outbox as outbox_store
 from gateway.store import submissions as sub_store
-from gateway.store.db import pending_migrations, read_tx, upgrade, write_tx
+from gateway.store.db import pending_migrations, read_tx, upgrade
 
 
 def ensure_schema(app: App) -> None:
@@ -195,9 +195,8 @@ def outbox_list(app: App, args: argparse.Namespace) -> int:
 
 
 def outbox_retry(app: App, args: argparse.Namespace) -> int:
-    with write_tx(app.engine) as conn:
-        outbox_store.retry(conn, args.id, now=app.now())
-    print(f"outbox row {args.id} will be delivered again")
+    requeued = retry_dead(app, args.id)
+    print(f"outbox row {args.id} will be delivered again ({requeued} failed claim(s) queued again)")
     return 0
 
 

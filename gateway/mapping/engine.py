@@ -63,7 +63,7 @@ _RULE_PATHS: dict[str, tuple[str, ...]] = {
 }
 
 
-class MappedRow(msgspec.Struct, kw_only=True):
+class MappedRow(msgspec.Struct, kw_only=True, gc=False):  # no cycles: keep it out of the GC's work
     """The result for one source row; ``claim`` is None when any finding is an error."""
 
     row: int
@@ -255,7 +255,8 @@ def _getter(field: FieldSpec, target: Target, positions: list[int], fmt: FormatS
     if field.const is not None:
         constant = canonical(field.const)
         return lambda values: constant
-    decimal, thousands = field_decimal(field, fmt) if target.kind is Kind.AMOUNT else (fmt.decimal_separator, fmt.thousands)
+    decimal, thousands = (field_decimal(field, fmt) if target.kind is Kind.AMOUNT
+                          else (fmt.decimal_separator, fmt.thousands))
     date_formats = field_date_formats(field, fmt) if target.kind is Kind.DATE else tuple(fmt.date_formats)
     parse = value_parser(target, decimal=decimal, thousands=thousands, date_formats=date_formats)
     default = canonical(field.default) if field.default is not None else None

@@ -293,7 +293,7 @@ def _load_fields(doc: _Located, data: Any) -> dict[str, FieldSpec]:
             raw = {"column": raw}
         elif not isinstance(raw, dict):
             raise doc.error(path, f"expected a column name or a mapping with column, columns or const, "
-                                  f"got {_describe(type(raw).__name__.replace('list', 'array'))}")
+                                  f"got {'nothing' if raw is None else 'a list'}")
         spec = _convert(doc, raw, FieldSpec, path)
         _check_field(doc, name, spec, path)
         fields[name] = spec

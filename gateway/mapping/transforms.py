@@ -83,7 +83,8 @@ def decimal_parser(decimal: str = ",", thousands: str = ".") -> Callable[[str], 
                                      codes.INVALID_AMOUNT)
         sign, whole, frac, trailing_minus = m.groups()
         if sign and trailing_minus:
-            raise TransformError(f"'{text.strip()}' is not an amount: it has two signs; expected a number like {example}",
+            raise TransformError(f"'{text.strip()}' is not an amount: it has two signs; "
+                                 f"expected a number like {example}",
                                  codes.INVALID_AMOUNT)
         if thousands:
             whole = whole.replace(thousands, "")

@@ -178,3 +178,16 @@ def _receipt_doc(receipt: Receipt) -> dict[str, Any]:
     delivered: datetime = receipt.delivered_at
     return {"batch_id": receipt.batch_id, "partner_reference": receipt.partner_reference,
             "delivered_at": delivered.isoformat(), "detail": receipt.detail}
+
+
+def retry_dead(app: App, outbox_id: int) -> int:
+    """Operator: deliver a dead-lettered row again; its failed claims go back to queued. Returns their count."""
+    with write_tx(app.engine) as conn:
+        row = outbox_store.get(conn, outbox_id)
+        outbox_store.retry(conn, outbox_id, now=app.now())
+        ids = list(outbox_store.loads(row["payload"]).get("claim_ids", []))
+        states = claim_store.current_states(conn, ids)
+        failed = [c for c in ids if states.get(c) is State.FAILED]
+        claim_store.transition(conn, failed, State.QUEUED, Actor.OPERATOR, kind="retry",
+                               data={"outbox": outbox_id}, now=app.now())
+    return len(failed)

@@ -284,8 +284,9 @@ class _Run:
     def _store(self, new: list[tuple[_Pending, NewClaim]], chunk: list[_Pending], last_row: int) -> list[Any]:
         assert self.submission is not None
         sid = self.submission["id"]
+        now = self.app.now()
         with write_tx(self.app.engine) as conn:
-            ids = claim_store.insert_new(conn, self.app.cipher, sid, [n for _, n in new], now=self.app.now())
+            ids = claim_store.insert_new(conn, self.app.cipher, sid, [n for _, n in new], now=now)
             by_partner: dict[str, list[int]] = {}
             for (_, n), cid in zip(new, ids):
                 if n.state is State.QUEUED and n.claim.partner_id:
@@ -293,7 +294,7 @@ class _Run:
             for partner, claim_ids in by_partner.items():
                 outbox_store.enqueue(conn, key=f"deliver:{sid}:{partner}:{self.chunk_no}", client_id=self.client_id,
                                      partner_id=partner, operation="deliver_batch",
-                                     payload={"submission_id": sid, "claim_ids": claim_ids})
+                                     payload={"submission_id": sid, "claim_ids": claim_ids}, now=now)
             rows = [(p.mapped.row, p.mapped.reference, outcome_of(p.findings), f) for p in chunk for f in p.findings]
             rows = rows[:max(0, MAX_STORED_FINDINGS - self.stored_findings)]
             self.stored_findings += len(rows)

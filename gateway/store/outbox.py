@@ -19,6 +19,9 @@ from gateway.errors import NotFound
 from gateway.store.schema import outbox
 from gateway.store.sql import dumps, loads, utcnow
 
+__all__ = ["OutboxItem", "backoff", "complete", "enqueue", "fail", "get", "lease", "listing", "loads", "open_count",
+           "retry"]
+
 
 class OutboxItem(msgspec.Struct, kw_only=True):
     id: int

@@ -1,0 +1,135 @@
+"""Delivery through the outbox on SQLite and PostgreSQL: receipt, retries, dead letter, lost answers."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import msgspec
+import pytest
+from cryptography.hazmat.primitives.serialization import pkcs7
+from lxml import etree
+
+from gateway.bootstrap import App
+from gateway.crypto.certs import load_cert, load_private_key
+from gateway.crypto.cms import decrypt
+from gateway.domain.lifecycle import State
+from gateway.services.dispatch import Dispatcher, retry_dead
+from gateway.services.ingest import ingest_file
+from gateway.services.render import validate_batch
+from gateway.store import claims as claim_store
+from gateway.store import outbox as outbox_store
+from gateway.store.db import read_tx
+from tests.conftest import ROOT
+
+DEMO = ROOT / "examples" / "demo.csv"
+
+
+class Clock:
+    """The app's clock, moved by the test instead of by sleeping."""
+
+    def __init__(self, app: App) -> None:
+        self.t = app.now()
+
+    def __call__(self) -> datetime:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock(app: App, monkeypatch: pytest.MonkeyPatch) -> Clock:
+    c = Clock(app)
+    monkeypatch.setattr(app, "now", c)
+    return c
+
+
+def partner_dir(app: App) -> Path:
+    return app.config.path("var/partners/demo-agency")
+
+
+def states(app: App) -> dict[int, State]:
+    with read_tx(app.engine) as conn:
+        ids = [r["id"] for r in claim_store.listing(conn, client_id="demo")]
+        return claim_store.current_states(conn, ids)
+
+
+def test_delivery_renders_signs_encrypts_and_records_receipt(app: App, clock: Clock) -> None:
+    ingest_file(app, DEMO, "demo")
+    worker = Dispatcher(app, owner="t1")
+    assert worker.drain() == 1 and worker.drain() == 0
+    [batch] = partner_dir(app).glob("*.p7m")
+    keys = app.config.keys_dir / "partners"
+    signed = decrypt(batch.read_bytes(), load_cert(keys / "demo-agency.crt"), load_private_key(keys / "demo-agency.key"))
+    # The inner SignedData carries the XML; check it without openssl here (the e2e test uses openssl).
+    xml = signed[signed.index(b"<?xml"):signed.index(b"</batch>") + len(b"</batch>")]
+    assert validate_batch(xml) == []
+    assert len(etree.fromstring(xml).findall("{urn:inkasso-gateway:partner-batch:1}claim")) == 7
+    assert pkcs7.load_der_pkcs7_certificates(signed)  # the signer's certificate travels with the batch
+    s = states(app)
+    assert sorted(v.value for v in s.values()).count("handed_over") == 7
+    assert [v for v in s.values() if v is not State.HANDED_OVER] == [State.HELD]
+
+
+def test_partner_down_retries_then_dead_letters_then_operator_retry(app: App, clock: Clock,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    app.config.partners["demo-agency"].options.update(create=False, path="var/partners/not-mounted")
+    monkeypatch.setattr(app.config.dispatcher, "max_attempts", 3)
+    ingest_file(app, DEMO, "demo")
+    worker = Dispatcher(app, owner="t1")
+    for attempt in (1, 2, 3):
+        assert worker.run_once()
+        with read_tx(app.engine) as conn:
+            [row] = outbox_store.listing(conn)
+        assert row["attempts"] == attempt and "not-mounted" in row["last_error"]
+        clock.advance(3600)
+    assert row["status"] == "dead"
+    assert not worker.run_once()
+    assert sorted(v.value for v in states(app).values()).count("failed") == 7
+
+    worker.close()
+    app.config.partners["demo-agency"].options.update(create=True)
+    assert retry_dead(app, row["id"]) == 7
+    assert Dispatcher(app, owner="t2").drain() == 1
+    assert sorted(v.value for v in states(app).values()).count("handed_over") == 7
+    with read_tx(app.engine) as conn:
+        cid = next(c for c, st in claim_store.current_states(conn, list(states(app))).items()
+                   if st is State.HANDED_OVER)
+        hist = [(e["from_state"], e["state"], e["actor"]) for e in claim_store.history(conn, cid)]
+    assert hist == [("received", "queued", "system"), ("queued", "delivering", "system"),
+                    ("delivering", "failed", "system"), ("failed", "queued", "operator"),
+                    ("queued", "delivering", "system"), ("delivering", "handed_over", "system")]
+
+
+def test_lost_answer_after_delivery_does_not_deliver_twice(app: App, clock: Clock,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    ingest_file(app, DEMO, "demo")
+    crashed = Dispatcher(app, owner="dies")
+    monkeypatch.setattr(crashed, "_record", lambda *a: (_ for _ in ()).throw(SystemExit("killed after send")))
+    with pytest.raises(SystemExit):
+        crashed.run_once()
+    assert len(list(partner_dir(app).glob("*.p7m"))) == 1
+    other = Dispatcher(app, owner="survivor")
+    assert not other.run_once()  # the dead worker's lease still holds
+    clock.advance(app.config.dispatcher.lease_seconds + 1)
+    assert other.run_once()
+    assert len(list(partner_dir(app).glob("*.p7m"))) == 1
+    s = states(app)
+    assert sorted(v.value for v in s.values()).count("handed_over") == 7
+    with read_tx(app.engine) as conn:
+        for cid in s:
+            events = [e["state"] for e in claim_store.history(conn, cid)]
+            assert events.count("handed_over") <= 1 and events.count("delivering") <= 1
+        [row] = outbox_store.listing(conn)
+    assert row["status"] == "done" and row["attempts"] == 2
+    assert msgspec.json.decode(row["receipt"])["partner_reference"].startswith("demo-agency:")
+
+
+def test_missing_partner_certificate_is_a_clear_dead_letter(app: App, clock: Clock) -> None:
+    (app.config.keys_dir / "partners" / "demo-agency.crt").unlink()
+    ingest_file(app, DEMO, "demo")
+    Dispatcher(app, owner="t").run_once()
+    with read_tx(app.engine) as conn:
+        [row] = outbox_store.listing(conn)
+    assert "demo-agency.crt" in row["last_error"]

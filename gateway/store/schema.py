@@ -162,3 +162,17 @@ outbox = Table(
     Column("done_at", UTCDateTime(), nullable=True),
     Index("ix_outbox_status_available", "status", "available_at"),
 )
+
+# Messages between client and partner about a claim; the text is personal data and kept encrypted.
+messages = Table(
+    "messages", metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("claim_id", BigInteger, ForeignKey("claims.id"), nullable=False),
+    Column("client_id", String(64), nullable=False),
+    Column("direction", String(16), nullable=False),  # to_partner, from_partner
+    Column("text", LargeBinary, nullable=False),  # encrypted, bound to the message's claim
+    Column("partner_message_id", String(128), nullable=True),  # the partner's id: inbound dedupe
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("claim_id", "direction", "partner_message_id", name="uq_messages_partner_id"),
+    Index("ix_messages_claim", "claim_id", "id"),
+)

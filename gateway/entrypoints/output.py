@@ -33,7 +33,7 @@ def cell(value: Any) -> str:
     return str(value)
 
 
-def print_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, empty: str = "(none)") -> None:
+def print_table(rows: Sequence[Mapping[str, Any]] | Sequence[Any], columns: Sequence[str], *, empty: str = "(none)") -> None:
     if not rows:
         print(empty)
         return

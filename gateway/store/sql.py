@@ -35,7 +35,7 @@ def bulk_insert(conn: Connection, table: Table, columns: Sequence[str], rows: Se
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     cols = ", ".join(f'"{c}"' for c in columns)
     sql = f'INSERT INTO {table.name} ({cols}) VALUES ({", ".join([mark] * len(columns))})'
-    conn.exec_driver_sql(sql, list(rows))  # type: ignore[arg-type]
+    conn.exec_driver_sql(sql, list(rows))
 
 
 def db_time(conn: Connection, value: datetime) -> datetime:

@@ -14,6 +14,10 @@ __all__ = ["ADAPTERS", "Batch", "PartnerAdapter", "Receipt", "load_adapter"]
 # alias -> "module:Class"; strings so a partner's transport dependencies load only if configured.
 ADAPTERS: dict[str, str] = {
     "directory": "adapters.directory:DirectoryAdapter",
+    "http": "adapters.rest:HttpAdapter",
+    "sftp": "adapters.sftp:SftpAdapter",
+    "soap": "adapters.soap:SoapAdapter",
+    "email": "adapters.mail:EmailAdapter",
 }
 
 

@@ -1,14 +1,22 @@
 """The one interface every partner adapter implements, and the values it passes in and out.
 
-Adapters import only this module, ``gateway.domain`` and ``gateway.errors``; never the store.
+Adapters import only this module, their own sibling modules, ``gateway.domain`` and ``gateway.errors``;
+never the store. Besides ``deliver`` an adapter may offer per-claim operations (``operate``) and status
+back (``fetch_updates``/``commit_updates``); what it cannot do it refuses with ``NotSupported``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
 
 import msgspec
+
+from gateway.errors import DeliveryError
+
+# Per-claim operations the outbox carries besides deliver_batch (payloads fixed with issue 5).
+OPERATIONS = ("cancel", "report_payment", "send_message", "request_monitoring", "refresh", "set_labels")
 
 
 class Batch(msgspec.Struct, frozen=True, kw_only=True):
@@ -21,6 +29,10 @@ class Batch(msgspec.Struct, frozen=True, kw_only=True):
     claim_ids: list[int]
     content_type: str = "application/pkcs7-mime"
 
+    def claim_key(self, claim_id: int) -> str:
+        """The per-claim idempotency key (claim + partner + operation) sent with every create."""
+        return f"{claim_id}:{self.partner_id}:deliver"
+
 
 class Receipt(msgspec.Struct, frozen=True, kw_only=True):
     """The partner's confirmation that a batch arrived."""
@@ -29,6 +41,55 @@ class Receipt(msgspec.Struct, frozen=True, kw_only=True):
     partner_reference: str
     delivered_at: dt.datetime  # timezone-aware UTC
     detail: str = ""
+    references: dict[int, str] = msgspec.field(default_factory=dict)  # claim id -> partner file number
+
+
+class Operation(msgspec.Struct, frozen=True, kw_only=True):
+    """One per-claim request to a partner (cancel, report_payment, ...), with its idempotency key."""
+
+    operation: str
+    key: str  # claim + partner + operation (+ the outbox row), sent so a retry is folded by the partner
+    claim_id: int
+    partner_reference: str | None
+    data: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class PartnerUpdate(msgspec.Struct, frozen=True, kw_only=True):
+    """Something the partner reports about a claim: a status code, a payment or a message."""
+
+    update_id: str  # the partner's id for this update: applying it twice changes nothing
+    claim_id: int
+    kind: str  # status, payment, message
+    code: str = ""  # the partner's own status code, verbatim
+    partner_reference: str = ""
+    amount: str | None = None  # decimal string
+    currency: str | None = None
+    date: str | None = None  # ISO date
+    message_id: str | None = None
+    text: str | None = None
+    occurred_at: str | None = None  # ISO timestamp as the partner gave it
+
+
+class OperationResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What a partner answered to an operation; ``updates`` carry a refresh's status back."""
+
+    detail: str = ""
+    updates: list[PartnerUpdate] = msgspec.field(default_factory=list)
+
+
+class UpdatePage(msgspec.Struct, frozen=True, kw_only=True):
+    """Updates since a cursor; ``cursor`` is where the next fetch starts (opaque to the gateway)."""
+
+    updates: list[PartnerUpdate]
+    cursor: str | None
+
+
+class NotSupported(DeliveryError):
+    """The partner does not offer this operation: never retried, recorded as not supported."""
+
+    def __init__(self, partner_id: str, operation: str) -> None:
+        super().__init__(f"partner {partner_id!r} does not support {operation!r}", retryable=False)
+        self.operation = operation
 
 
 @runtime_checkable
@@ -47,3 +108,53 @@ class PartnerAdapter(Protocol):
     def close(self) -> None:
         """Release connections and other resources."""
         ...
+
+
+@runtime_checkable
+class UpdatingAdapter(Protocol):
+    """An adapter that also takes per-claim operations and reports status back."""
+
+    def operate(self, op: Operation) -> OperationResult:
+        """Run one per-claim operation; NotSupported if the partner has no such thing."""
+        ...
+
+    def fetch_updates(self, cursor: str | None) -> UpdatePage:
+        """Updates after ``cursor`` (None: from the beginning)."""
+        ...
+
+    def commit_updates(self, page: UpdatePage) -> None:
+        """Tell the partner the page is stored (partners with a transaction to commit); else nothing."""
+        ...
+
+
+class OperationsMixin:
+    """Routes ``operate`` to ``op_<operation>`` methods; a missing one means NotSupported."""
+
+    partner_id: str
+
+    def operate(self, op: Operation) -> OperationResult:
+        """Run one per-claim operation through the matching ``op_*`` method."""
+        method: Callable[[Operation], OperationResult] | None = getattr(self, f"op_{op.operation}", None)
+        if op.operation not in OPERATIONS or method is None:
+            raise NotSupported(self.partner_id, op.operation)
+        return method(op)
+
+    def fetch_updates(self, cursor: str | None) -> UpdatePage:
+        """No status back unless the adapter overrides this."""
+        raise NotSupported(self.partner_id, "fetch_updates")
+
+    def commit_updates(self, page: UpdatePage) -> None:
+        """Nothing to commit by default: the gateway keeps the cursor."""
+
+
+_update_list = msgspec.json.Decoder(list[PartnerUpdate])
+
+
+def decode_updates(data: bytes) -> list[PartnerUpdate]:
+    """Updates from a JSON array (status files, webhook bodies, JSON APIs)."""
+    return _update_list.decode(data)
+
+
+def encode_updates(updates: list[PartnerUpdate]) -> bytes:
+    """A JSON array of updates (what ``decode_updates`` reads)."""
+    return msgspec.json.encode(updates)

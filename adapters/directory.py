@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from adapters.base import Batch, Receipt
+from adapters.base import Batch, OperationsMixin, Receipt, UpdatePage
+from adapters.statusfiles import STATUS_DIR, read_local
 from gateway.errors import ConfigError, DeliveryError
 
 _CHUNK = 1 << 20
@@ -33,7 +34,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-class DirectoryAdapter:
+class DirectoryAdapter(OperationsMixin):
     """Writes each batch atomically as ``<path>/<filename>``; a batch id already there is delivered.
 
     The file name carries the batch id (the outbox idempotency key). A retry re-encrypts the batch,
@@ -76,6 +77,15 @@ class DirectoryAdapter:
 
     def close(self) -> None:
         """Nothing to release: every delivery opens and closes its own files."""
+
+    def fetch_updates(self, cursor: str | None) -> UpdatePage:
+        """Status files the partner wrote into ``<path>/status/`` after the cursor (a file name)."""
+        folder = self.path / STATUS_DIR
+        try:
+            updates, new_cursor = read_local(folder, cursor)
+        except OSError as exc:
+            raise DeliveryError(f"partner {self.partner_id}: cannot read {folder}: {exc}", retryable=True) from exc
+        return UpdatePage(updates=updates, cursor=new_cursor)
 
     def _confirm_existing(self, batch: Batch, final: Path, digest: str) -> Receipt:
         # Same batch id, delivered before (e.g. the answer was lost): confirm, never write twice.

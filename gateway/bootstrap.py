@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from gateway.config import GatewayConfig, load_config
 from gateway.crypto.fieldcrypt import FieldCipher, load_field_cipher
+from gateway.services.mappings import MappingRegistry
 from gateway.services.routing import Router
 from gateway.store.db import make_engine, upgrade
 
@@ -33,6 +34,11 @@ class App:
     @cached_property
     def cipher(self) -> FieldCipher:
         return load_field_cipher(self.config.keys_dir / DATA_KEY_FILE, self.config.keys.data_keys_env)
+
+    @cached_property
+    def mappings(self) -> MappingRegistry:
+        """Installed client mappings, reloaded when their files change (last good kept on error)."""
+        return MappingRegistry(self.config)
 
     @property
     def signing_key_path(self) -> Path:

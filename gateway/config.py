@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import yaml
@@ -60,14 +60,21 @@ class ClientSftpConfig(Base):
     """A client's SFTP login (issue 4 owns this section)."""
 
     authorized_keys: list[str] = msgspec.field(default_factory=list)  # OpenSSH public key lines
+    # scrypt hash made by `python -m gateway.crypto.passwords`; never the password itself
     password_hash: str | None = None
+    status_format: str = "csv"  # status files in status/: csv or xml
+    status_files: bool = True
+    max_file_bytes: int | None = None  # per upload; None = the server's default
+    quota_bytes: int | None = None  # all files in upload/ together; None = the server's default
 
 
 class ClientSoapConfig(Base):
     """A client's SOAP credentials (issue 5 owns this section)."""
 
     username: str | None = None
+    # scrypt hash made by `python -m gateway.entrypoints.soap.auth`; the password itself is never stored
     password_hash: str | None = None
+    read_only: bool = False  # may query but not submit or change claims (Client.Authorization)
 
 
 class ClientConfig(Base):
@@ -76,9 +83,44 @@ class ClientConfig(Base):
     default_partner: str | None = None
     hold_all: bool = False  # every accepted claim waits for release (a "collection run")
     ack_delimiter: str | None = None  # defaults to the input file's delimiter
+    ack_format: Literal["auto", "csv", "xml"] = "auto"  # auto: an XML ack for XML inputs, CSV otherwise
+    ack_error_cap: int = 1000  # rejected rows listed in an ack; the rest are counted (issue 3)
     watch: bool = True  # pick up files from inbox/<client>/upload
     sftp: ClientSftpConfig = msgspec.field(default_factory=ClientSftpConfig)
     soap: ClientSoapConfig = msgspec.field(default_factory=ClientSoapConfig)
+
+
+class PartnerRetryConfig(Base):
+    """Retries of one partner (issue 6): quick ones inside an attempt, then the outbox's across attempts."""
+
+    in_call_attempts: int = 3  # tenacity, inside one leased attempt
+    in_call_wait_seconds: float = 0.2  # first wait; doubles, full jitter
+    in_call_wait_max_seconds: float = 2.0
+    backoff_base_seconds: float | None = None  # across attempts; None: dispatcher.backoff_base_seconds
+    backoff_max_seconds: float | None = None
+
+
+class PartnerSyncConfig(Base):
+    """Scheduled pull of a partner's status updates (issue 6)."""
+
+    enabled: bool = True
+    every_seconds: float = 86400.0  # daily by default
+
+
+class PartnerWebhookConfig(Base):
+    """Pushed updates: an HTTP endpoint ``gateway serve`` listens on for this partner (issue 6)."""
+
+    listen: str | None = None  # host:port, e.g. 127.0.0.1:8470; None: no webhook
+    secret_env: str | None = None  # HMAC-SHA256 secret from the environment ...
+    secret_file: str | None = None  # ... or from a file (relative to base_dir)
+
+
+class PartnerSimulatorConfig(Base):
+    """Demo only: ``gateway serve`` runs a simulated agency for this partner in-process (issue 6)."""
+
+    enabled: bool = False
+    step_seconds: float = 5.0  # the simulated agency moves each case one status step this often
+    key: str | None = None  # the partner's private key (default: the certificate path with .key)
 
 
 class PartnerConfig(Base):
@@ -86,8 +128,12 @@ class PartnerConfig(Base):
     certificate: str  # the partner's X.509 certificate (PEM) batches are encrypted to
     options: dict[str, Any] = msgspec.field(default_factory=dict)
     max_attempts: int | None = None
-    # partner status code -> canonical state (issue 6 owns status mapping and sync settings)
+    # partner status code -> canonical state, optionally with a stage: "in_progress:court_dunning"
     status_map: dict[str, str] = msgspec.field(default_factory=dict)
+    retry: PartnerRetryConfig = msgspec.field(default_factory=PartnerRetryConfig)
+    sync: PartnerSyncConfig = msgspec.field(default_factory=PartnerSyncConfig)
+    webhook: PartnerWebhookConfig = msgspec.field(default_factory=PartnerWebhookConfig)
+    simulator: PartnerSimulatorConfig = msgspec.field(default_factory=PartnerSimulatorConfig)
 
 
 class SftpServerConfig(Base):
@@ -96,6 +142,15 @@ class SftpServerConfig(Base):
     enabled: bool = False
     host: str = "127.0.0.1"
     port: int = 2222
+    host_key: str | None = None  # default: <keys.dir>/ssh_host_ed25519_key (made by `gateway keys init`)
+    allow_scp: bool = False  # scp goes through the same jail when on
+    max_file_bytes: int = 200 * 1024 * 1024
+    quota_bytes: int = 1024 * 1024 * 1024
+    max_auth_failures: int = 5  # failed logins per peer address within the window, then refused
+    auth_failure_window_seconds: float = 300.0
+    login_timeout_seconds: float = 60.0
+    ingest_workers: int = 4  # files ingested at once (one at a time per client)
+    status_interval_seconds: float = 86400.0  # a status file per client at most this often
 
 
 class SoapServerConfig(Base):
@@ -104,6 +159,17 @@ class SoapServerConfig(Base):
     enabled: bool = False
     host: str = "127.0.0.1"
     port: int = 8443
+    certificate: str | None = None  # PEM; default keys.dir/tls.crt from `keys init`
+    private_key: str | None = None  # PEM; default keys.dir/tls.key
+    threads: int = 16  # worker threads of the HTTPS server
+    max_inflight: int = 32  # requests processed at once; more wait up to busy_wait_seconds, then Server.Busy
+    busy_wait_seconds: float = 5.0
+    max_request_bytes: int = 20 * 1024 * 1024  # larger bodies get Client.TooLarge before they are parsed
+    max_document_bytes: int = 5 * 1024 * 1024  # per document (decoded)
+    max_claims_per_request: int = 1000
+    # PostgreSQL assigns event ids before commit, so a poller could skip a late commit; GetChanges only
+    # returns events older than this on PostgreSQL (SQLite commits in id order).
+    changes_settle_seconds: float = 2.0
 
 
 class RouteRule(Base):

@@ -120,6 +120,16 @@ class Payment(Struct):
     reference: str | None = None
 
 
+class Invoice(Struct):
+    """One invoice of a claim grouped from several rows (mapping ``group.mode: invoices``)."""
+
+    amount: Decimal
+    number: str | None = None
+    due_date: date | None = None  # declared before ``date``, whose name would shadow the type below it
+    date: date | None = None
+    description: str | None = None
+
+
 class Document(Struct):
     name: str
     media_type: str
@@ -149,6 +159,7 @@ class Claim(Struct):
     disputed: bool = False
     memo: str | None = None
     documents: list[Document] = msgspec.field(default_factory=list)
+    invoices: list[Invoice] = msgspec.field(default_factory=list)  # principal_amount is their sum
     labels: list[str] = msgspec.field(default_factory=list)
     partner_id: str | None = None
 

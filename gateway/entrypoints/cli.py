@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.bootstrap import App, build_app
-from gateway.entrypoints import commands
+from gateway.entrypoints import commands, mapping_cli, partners_cli
 from gateway.errors import ConfigError, GatewayError, IllegalTransition, InputError, NotFound
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INPUT, EXIT_NOT_FOUND, EXIT_ILLEGAL = 0, 1, 2, 3, 4, 5
@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     ob.add_parser("retry").add_argument("id", type=int)
     ob.add_parser("drain", help="deliver everything due now, then exit")
 
+    mapping_cli.add_parser(sub)  # gateway mapping check|preview|suggest (no database)
+    partners_cli.add_parser(sub)  # gateway partners sync (issue 6)
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="action", required=True)
     db.add_parser("upgrade", help="apply migrations")
     keys = sub.add_parser("keys", help="key material").add_subparsers(dest="action", required=True)
@@ -91,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     app: App | None = None
     try:
+        if args.command == "mapping":
+            return mapping_cli.run(args)
         if args.command == "keys":
             from gateway.config import load_config
             return commands.keys_init(load_config(args.config))
@@ -98,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "db":
             return commands.db_upgrade(app)
         commands.ensure_schema(app)
+        if args.command == "partners":
+            return partners_cli.run(app, args)
         handler: Any = getattr(commands, f"{args.command}_{getattr(args, 'action', '')}".rstrip("_"))
         return int(handler(app, args))
     except InputError as exc:

@@ -3,14 +3,15 @@
 A file is complete when its size and mtime have not changed for ``stable_seconds``, or at once
 when a ``<name>.done`` marker appears. Temp names (``*.part``, ``*.filepart``, ``*.tmp``, dot
 files) are ignored until renamed. The sweep (at start-up and every ``sweep_seconds``) catches what
-arrived while the gateway was down or what an event missed.
+arrived while the gateway was down or what an event missed. Files the gateway's own SFTP server
+is tracking (``ignore``) are left alone: that server hands them to ingest itself when they are whole.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
@@ -34,8 +35,10 @@ class _Handler(FileSystemEventHandler):
 class InboxWatcher:
     """Tracks candidate files per client; ``ready()`` returns those that are complete."""
 
-    def __init__(self, upload_dirs: dict[str, Path], stable_seconds: float) -> None:
+    def __init__(self, upload_dirs: dict[str, Path], stable_seconds: float,
+                 ignore: Callable[[str, Path], bool] | None = None) -> None:
         self.upload_dirs, self.stable_seconds = upload_dirs, stable_seconds
+        self.ignore = ignore
         self._lock = threading.Lock()
         self._seen: dict[Path, tuple[str, int, int, float]] = {}  # path -> client, size, mtime_ns, since
         self._done: set[Path] = set()  # handed out; forgotten when the file disappears or changes
@@ -72,6 +75,9 @@ class InboxWatcher:
         now, out = time.monotonic(), []
         with self._lock:
             for path, (client_id, size, mtime, since) in list(self._seen.items()):
+                if self.ignore is not None and self.ignore(client_id, path):
+                    del self._seen[path]  # the SFTP server owns it; a later sweep sees it again if not
+                    continue
                 try:
                     st = path.stat()
                 except FileNotFoundError:

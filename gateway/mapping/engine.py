@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable
+from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
 import msgspec
@@ -21,13 +21,16 @@ from gateway.domain.findings import Finding, Severity
 from gateway.domain.model import (Address, AddressKind, BankAccount, Claim, Debtor, DebtorKind, Fee, FeeKind,
                                   Interest, Payment, Salutation)
 from gateway.errors import InputError
-from gateway.mapping.spec import FieldSpec, FormatSpec, MappingSpec, field_date_formats, field_decimal
-from gateway.mapping.targets import (ADDRESS_FIELDS, FEE_KINDS, TARGETS, Kind, Target, canonical_parser,
-                                     value_parser)
-from gateway.mapping.transforms import TransformError, value_map
+from gateway.mapping.conditions import CompiledPolicy, compile_condition, compile_policy
+from gateway.mapping.getters import Getter, getter, has_transforms
+from gateway.mapping.grouping import group_rows
+from gateway.mapping.spec import FieldSpec, FormatSpec, MappingSpec
+from gateway.mapping.targets import ADDRESS_FIELDS, FEE_KINDS, TARGETS, Kind, Target
+from gateway.mapping.transforms import TransformError
 from gateway.readers.base import SourceRow
 
-_Getter = Callable[[list[str]], Any]
+_Getter = Getter
+__all__ = ["MappedRow", "RowMapper", "compile_mapping", "date_columns"]
 
 # Where a target's value goes while a row is assembled: one dict of keyword arguments per struct.
 CLAIM, DEBTOR, ADDRESS, BANK, INTEREST, PAYMENT, FEE_DUNNING, FEE_RETURN_DEBIT, FEE_OTHER = range(9)
@@ -84,8 +87,10 @@ class _Step(NamedTuple):
 class RowMapper:
     """A mapping bound to one file's header; ``map_row`` is the per-row hot path."""
 
-    def __init__(self, spec: MappingSpec, header: list[str], steps: list[_Step], columns: dict[str, str]) -> None:
+    def __init__(self, spec: MappingSpec, header: list[str], steps: list[_Step], columns: dict[str, str],
+                 policy: CompiledPolicy | None = None) -> None:
         self.spec, self.header, self.columns = spec, header, columns
+        self.policy = policy or CompiledPolicy()
         # Plain text fields (the majority) are copied in one tight loop without a call per cell.
         self._text = [(s.position, s.group, s.attr) for s in steps if s.position is not None]
         self._steps = [(s.target, s.group, s.attr, s.get, s.column) for s in steps if s.position is None]
@@ -117,6 +122,17 @@ class RowMapper:
         return [f if f.row is not None and f.column is not None
                 else f.located(row=row, column=f.column or self.column_for(f.field, claim)) for f in findings]
 
+    def map_rows(self, rows: Iterable[SourceRow], client_id: str) -> Iterator[MappedRow]:
+        """Every row mapped; with ``group`` in the mapping, consecutive rows of one key merged."""
+        if self.spec.group is None:
+            return (self.map_row(src, client_id) for src in rows)
+        key = [self._index(c) for c in self.spec.group.columns]
+        return group_rows(self.spec.group.mode, ((src, self.map_row(src, client_id)) for src in rows), key,
+                          "+".join(self.spec.group.columns))
+
+    def _index(self, column: str) -> int:
+        return _HeaderIndex(self.header, "", 1).find(column, "group.by")
+
     def map_row(self, src: SourceRow, client_id: str) -> MappedRow:
         """One source row to a claim, or to the findings that explain why not."""
         values = src.values
@@ -140,6 +156,8 @@ class RowMapper:
             if value is not None:
                 groups[group][attr] = value
         reference = groups[CLAIM].get("creditor_reference")
+        if self.policy.active:
+            self.policy.apply(values, groups[CLAIM], findings, src.row)
         claim = self._assemble(groups, client_id, findings, src.row)
         return MappedRow(row=src.row, reference=reference, claim=claim, findings=findings)
 
@@ -219,10 +237,31 @@ def compile_mapping(spec: MappingSpec, header: list[str], *, file: str, header_r
             columns[name] = column
         group, attr = _destination(name)
         plain = (target.kind is Kind.TEXT and len(positions) == 1 and field.trim and not field.required
-                 and not target.always_required and field.map is None and field.default is None)
-        steps.append(_Step(name, group, attr, _getter(field, target, positions, spec.format, column), column,
-                           positions[0] if plain else None))
-    return RowMapper(spec, list(header), steps, columns)
+                 and not target.always_required and field.map is None and field.default is None
+                 and not has_transforms(field))
+        get = getter(field, target, positions, spec.format, column)
+        if field.when is not None:
+            get = _conditional(get, field, target, index, spec.format, name)
+        steps.append(_Step(name, group, attr, get, column, positions[0] if plain else None))
+    return RowMapper(spec, list(header), steps, columns, policy=compile_policy(spec, index))
+
+
+def _conditional(get: _Getter, field: FieldSpec, target: Target, index: _HeaderIndex, fmt: FormatSpec,
+                 name: str) -> _Getter:
+    assert field.when is not None
+    holds = compile_condition(field.when, index.find, f"{name}.when")
+    other: _Getter | None = None
+    if field.else_ is not None:
+        branch = field.else_
+        positions = [index.find(c, f"{name}.else") for c in branch.source_columns]
+        column = "+".join(index.header[i] for i in positions) or None
+        other = getter(branch, target, positions, fmt, column)
+        if branch.when is not None:
+            other = _conditional(other, branch, target, index, fmt, name)
+    if other is None:
+        return lambda values: get(values) if holds(values) else None
+    otherwise = other
+    return lambda values: get(values) if holds(values) else otherwise(values)
 
 
 class _HeaderIndex:
@@ -249,54 +288,14 @@ class _HeaderIndex:
         return found[0]
 
 
-def _getter(field: FieldSpec, target: Target, positions: list[int], fmt: FormatSpec, column: str | None) -> _Getter:
-    """One closure that reads, trims, maps, defaults and parses the field's cell(s)."""
-    canonical = canonical_parser(target)
-    if field.const is not None:
-        constant = canonical(field.const)
-        return lambda values: constant
-    decimal, thousands = (field_decimal(field, fmt) if target.kind is Kind.AMOUNT
-                          else (fmt.decimal_separator, fmt.thousands))
-    date_formats = field_date_formats(field, fmt) if target.kind is Kind.DATE else tuple(fmt.date_formats)
-    parse = value_parser(target, decimal=decimal, thousands=thousands, date_formats=date_formats)
-    default = canonical(field.default) if field.default is not None else None
-    required = field.required or target.always_required
-    lookup = (value_map({k: canonical(v) for k, v in field.map.items()}, ignore_case=field.map_ignore_case)
-              if field.map is not None else None)
-    map_default = canonical(field.map_default) if field.map_default is not None else None
-    trim = field.trim
-    read = _reader(positions, trim, field.join)
-
-    if lookup is None and default is None and not required and len(positions) == 1 and trim:
-        i = positions[0]
-
-        def simple(values: list[str]) -> Any:
-            text = values[i].strip()
-            return parse(text) if text else None
-        return simple
-
-    def full(values: list[str]) -> Any:
-        text = read(values)
-        if not (text.strip() if not trim else text):
-            if default is not None:
-                return default
-            if required:
-                raise TransformError(f"'{column}' is empty, but {target.name} is required", codes.MISSING_FIELD)
-            return None
-        if lookup is not None:
-            mapped = lookup(text)
-            if mapped is not None:
-                return mapped
-            if map_default is not None:
-                return map_default
-        return parse(text)
-    return full
-
-
-def _reader(positions: list[int], trim: bool, join: str) -> Callable[[list[str]], str]:
-    if len(positions) == 1:
-        i = positions[0]
-        return (lambda values: values[i].strip()) if trim else (lambda values: values[i])
-    if trim:
-        return lambda values: join.join(p for p in (values[i].strip() for i in positions) if p)
-    return lambda values: join.join(values[i] for i in positions if values[i])
+def date_columns(spec: MappingSpec) -> frozenset[str]:
+    """The client columns the mapping reads as dates (spreadsheet readers turn serials in them into dates)."""
+    names: set[str] = set()
+    for name, field in spec.fields.items():
+        if TARGETS[name].kind is not Kind.DATE:
+            continue
+        branch: FieldSpec | None = field
+        while branch is not None:
+            names.update(branch.source_columns)
+            branch = branch.else_
+    return frozenset(names)

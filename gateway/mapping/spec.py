@@ -23,6 +23,7 @@ import yaml
 
 from gateway.errors import ConfigError
 from gateway.mapping import transforms as t
+from gateway.mapping.checks import check_policy, check_transforms
 from gateway.mapping.targets import TARGETS, Kind, canonical_parser, closest_targets
 
 FormatType = Literal["csv", "xlsx", "xls", "ods", "xml", "fixed_width"]
@@ -34,14 +35,30 @@ class _Spec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=Tru
     pass
 
 
+class FixedColumn(_Spec, kw_only=True, frozen=True):
+    """One field of a fixed-width record: 1-based ``start``, ``length`` characters, implied decimals."""
+
+    start: int
+    length: int
+    decimals: int = 0  # "0001234" with decimals 2 is 12.34 (amounts written in cents)
+
+
 class FormatSpec(_Spec, kw_only=True, frozen=True):
     """How the file is written: type, text encoding, CSV dialect, header row, number and date notation."""
 
     type: FormatType = "csv"
-    encoding: str = "utf-8"  # utf-8 (a BOM is stripped), windows-1252, iso-8859-1
-    delimiter: str = ";"
+    encoding: str = "utf-8"  # utf-8 (a BOM is stripped), windows-1252, iso-8859-1, or auto (detected)
+    delimiter: str = ";"     # one of ; , tab | (any one character), or auto (sniffed from the header line)
     quotechar: str = '"'
-    header_row: int = 1  # physical line of the header, 1-based; lines before it are skipped
+    header_row: int = 1  # physical line (sheet row) of the header, 1-based; 0: no header, see ``columns``
+    sheet: str | int | None = None  # spreadsheets: sheet name, or its position from 1; default the first
+    # header_row 0: the column names in file order; xml: name -> XPath relative to the record;
+    # fixed_width: name -> {start, length, decimals}
+    columns: list[str] | dict[str, str | FixedColumn] | None = None
+    record_path: str | None = None  # xml: absolute path of the record elements, e.g. /Export/Forderung
+    namespaces: dict[str, str] = msgspec.field(default_factory=dict)  # xml: prefix -> namespace URI
+    skip_rows_where: dict[str, str] | None = None  # column -> regex: rows whose cell matches are ignored
+    footer_rows: int = 0  # trailing data rows to ignore (a sum line)
     decimal_separator: Literal[",", "."] = ","
     thousands_separator: str | None = None  # None: the other of "." and ","; "" for none
     date_formats: list[str] = msgspec.field(default_factory=lambda: list(t.DEFAULT_DATE_FORMATS))
@@ -55,8 +72,37 @@ class FormatSpec(_Spec, kw_only=True, frozen=True):
 
     @property
     def codec(self) -> str:
-        """The Python codec name of ``encoding`` (validated at load)."""
+        """The Python codec name of ``encoding`` (validated at load); "auto" when it is detected."""
+        if self.encoding == "auto":
+            return "auto"
         return ENCODINGS[codecs.lookup(self.encoding).name]
+
+
+class Condition(_Spec, kw_only=True, frozen=True):
+    """A test on one cell of the row (trimmed): exactly one of the operators."""
+
+    column: str
+    equals: str | None = None
+    not_equals: str | None = None
+    in_: list[str] | None = msgspec.field(default=None, name="in")
+    not_in: list[str] | None = None
+    matches: str | None = None          # a regular expression searched in the cell
+    empty: bool | None = None           # true: the cell is empty; false: it is not
+    ignore_case: bool = False
+
+    @property
+    def operators(self) -> list[str]:
+        """The operator keys given (valid when exactly one)."""
+        names = {"in_": "in"}
+        return [names.get(k, k) for k in ("equals", "not_equals", "in_", "not_in", "matches", "empty")
+                if getattr(self, k) is not None]
+
+
+class SplitSpec(_Spec, kw_only=True, frozen=True):
+    """A generic split: the ``index``-th piece (0-based, negative from the end) on ``separator``."""
+
+    separator: str
+    index: int = 0
 
 
 class FieldSpec(_Spec, kw_only=True, frozen=True):
@@ -67,12 +113,20 @@ class FieldSpec(_Spec, kw_only=True, frozen=True):
     join: str = " "
     const: str | None = None            # a fixed canonical value for every row
     default: str | None = None          # canonical value when the cell is empty
-    map: dict[str, str] | None = None   # client value (trimmed) -> canonical value
+    map: dict[str, str] | str | None = None  # client value (trimmed) -> canonical value, or a built-in map name
     map_default: str | None = None      # canonical value for anything not in ``map``
     map_ignore_case: bool = False
     trim: bool = True
     format: str | list[str] | None = None  # dates: strftime format(s); amounts: notation like "1.234,56"
     required: bool = False
+    regex: str | None = None            # keep the first group (or the match) of this pattern
+    split: str | SplitSpec | None = None  # street, house_number, last_name, first_name, postal_code, city
+    case: Literal["upper", "lower", "title"] | None = None
+    zero_pad: int | None = None         # digits-only values padded with leading zeros: 5 turns 1067 into 01067
+    implied_decimals: int | None = None  # amounts in minor units: 2 reads 1250 as 12.50
+    year_pivot: int | None = None       # two-digit years below it are 20xx, the others 19xx (default 69)
+    when: Condition | None = None       # use this field only for rows where the condition holds
+    else_: FieldSpec | None = msgspec.field(default=None, name="else")  # ... and this one for the others
 
     @property
     def source_columns(self) -> list[str]:
@@ -82,11 +136,32 @@ class FieldSpec(_Spec, kw_only=True, frozen=True):
         return list(self.columns or [])
 
 
+class PartnerRule(_Spec, kw_only=True, frozen=True):
+    """Rows matching ``when`` go to ``partner`` unless the row names one itself."""
+
+    when: Condition
+    partner: str
+
+
 class PolicySpec(_Spec, kw_only=True, frozen=True):
-    """Per-client policy the ingest service applies after mapping."""
+    """Per-client policy applied to every mapped row."""
 
     hold_all: bool = False       # every accepted row is held until the client releases it
+    hold_when: Condition | None = None  # rows matching it are held until the client releases them
     partner: str | None = None   # partner for claims whose row names none
+    partners: list[PartnerRule] = msgspec.field(default_factory=list)  # first matching rule wins over ``partner``
+
+
+class GroupSpec(_Spec, kw_only=True, frozen=True):
+    """Consecutive rows sharing ``by`` form one claim with several invoices, or one debtor's several claims."""
+
+    by: str | list[str]
+    mode: Literal["invoices", "claims"] = "invoices"
+
+    @property
+    def columns(self) -> list[str]:
+        """The key columns."""
+        return [self.by] if isinstance(self.by, str) else list(self.by)
 
 
 class MappingSpec(_Spec, kw_only=True, frozen=True):
@@ -95,6 +170,7 @@ class MappingSpec(_Spec, kw_only=True, frozen=True):
     format: FormatSpec = msgspec.field(default_factory=FormatSpec)
     fields: dict[str, FieldSpec]
     policy: PolicySpec = msgspec.field(default_factory=PolicySpec)
+    group: GroupSpec | None = None
 
 
 def mapping_file(directory: str | os.PathLike[str], client: str) -> Path:
@@ -117,7 +193,8 @@ def load_mapping(path: str | os.PathLike[str]) -> MappingSpec:
 # ---------------------------------------------------------------- YAML with line numbers
 
 KeyPath = tuple[str | int, ...]
-_PLAIN_FIELD_KEYS = {"trim", "required", "map_ignore_case"}  # YAML-typed; every other field key is text
+# YAML-typed; every other field key is text
+_PLAIN_FIELD_KEYS = {"trim", "required", "map_ignore_case", "implied_decimals", "year_pivot", "zero_pad"}
 _MAX_DEPTH = 20
 
 
@@ -168,6 +245,10 @@ class _Located:
             path = path[:-1]
         return self.lines[path]
 
+    def error_at(self, path: KeyPath, message: str) -> ConfigError:
+        """``error`` as a plain two-argument callback."""
+        return self.error(path, message)
+
     def error(self, path: KeyPath, message: str, *, line: int | None = None) -> ConfigError:
         key = ".".join(str(p) for p in path) or None
         return ConfigError(message, file=self.file, key=key, line=line or self.line(path))
@@ -176,6 +257,8 @@ class _Located:
 def _is_text(path: KeyPath, node: yaml.Node) -> bool:
     if len(path) == 2 and path[0] == "fields":
         return not isinstance(node, yaml.MappingNode)  # the shorthand  target: Column Name
+    if len(path) == 2 and (path[0] == "group" or path == ("policy", "hold_when") or path == ("policy", "partners")):
+        return True  # column names and the values rows are compared with (converted leniently)
     return len(path) == 3 and path[0] == "fields" and path[2] not in _PLAIN_FIELD_KEYS
 
 
@@ -185,7 +268,7 @@ _S = TypeVar("_S", bound=_Spec)
 _TYPE_WORDS = {"str": "a string", "int": "an integer", "bool": "true or false", "array": "a list",
                "object": "a mapping", "null": "nothing", "float": "a number", "date": "a date",
                "datetime": "a date and time"}
-_ROOT_KEYS = ("client", "version", "format", "fields", "policy")
+_ROOT_KEYS = ("client", "version", "format", "fields", "policy", "group")
 
 
 def _describe(type_text: str) -> str:
@@ -193,9 +276,10 @@ def _describe(type_text: str) -> str:
     return " or ".join(words) or "nothing"
 
 
-def _convert(doc: _Located, data: Any, cls: type[_S], path: KeyPath) -> _S:
+def _convert(doc: _Located, data: Any, cls: type[_S], path: KeyPath, *, strict: bool = True) -> _S:
+    # strict=False where values were kept as text (conditions, else branches): "true" -> True, "2" -> 2
     try:
-        return msgspec.convert(data, cls)
+        return msgspec.convert(data, cls, strict=strict)
     except msgspec.ValidationError as exc:
         raise _translate(doc, str(exc), cls, path) from None
 
@@ -244,26 +328,35 @@ def parse_mapping(text: str, *, file: str = "<mapping>") -> MappingSpec:
         fmt_data = {**fmt_data, "delimiter": _DELIMITER_NAMES.get(fmt_data["delimiter"], fmt_data["delimiter"])}
     fmt = _convert(doc, fmt_data, FormatSpec, ("format",))
     _check_format(doc, fmt)
-    policy = _convert(doc, root.get("policy") or {}, PolicySpec, ("policy",))
+    _check_layout(doc, fmt)
+    if fmt.type in ("xlsx", "xls", "ods") and "%Y-%m-%d" not in fmt.date_formats:
+        # Spreadsheet readers write date cells as ISO dates; the file's own text dates keep their formats.
+        fmt = msgspec.structs.replace(fmt, date_formats=[*fmt.date_formats, "%Y-%m-%d"])
+    policy = _convert(doc, root.get("policy") or {}, PolicySpec, ("policy",), strict=False)
     fields = _load_fields(doc, root.get("fields"))
-    return MappingSpec(client=client, version=1, format=fmt, fields=fields, policy=policy)
+    group = _convert(doc, root["group"], GroupSpec, ("group",), strict=False) if root.get("group") else None
+    _check_policy(doc, policy, group)
+    return MappingSpec(client=client, version=1, format=fmt, fields=fields, policy=policy, group=group)
 
 
 def _check_format(doc: _Located, fmt: FormatSpec) -> None:
     try:
-        codec = codecs.lookup(fmt.encoding).name
+        codec = "auto" if fmt.encoding == "auto" else codecs.lookup(fmt.encoding).name
     except LookupError:
         codec = ""
-    if codec not in ENCODINGS:
+    if codec not in ENCODINGS and codec != "auto":
         raise doc.error(("format", "encoding"),
-                        f"expected utf-8, windows-1252 or iso-8859-1, got {fmt.encoding!r}")
+                        f"expected utf-8, windows-1252, iso-8859-1 or auto, got {fmt.encoding!r}")
     for key, value in (("delimiter", fmt.delimiter), ("quotechar", fmt.quotechar)):
+        if key == "delimiter" and value == "auto":
+            continue
         if len(value) != 1 or value in "\r\n":
             raise doc.error(("format", key), f"expected one character, got {value!r}")
     if fmt.delimiter == fmt.quotechar:
         raise doc.error(("format", "quotechar"), "the quote character must differ from the delimiter")
-    if fmt.header_row < 1:
-        raise doc.error(("format", "header_row"), f"expected a line number from 1, got {fmt.header_row}")
+    if fmt.header_row < 0:
+        raise doc.error(("format", "header_row"), f"expected a line number from 1 (0: no header), "
+                                                  f"got {fmt.header_row}")
     if fmt.thousands not in ("", ".", ",", " ", "'") or fmt.thousands == fmt.decimal_separator:
         raise doc.error(("format", "thousands_separator"),
                         f"expected one of '.', ',', ' ', \"'\" or '' (none) other than the decimal separator, "
@@ -275,6 +368,54 @@ def _check_format(doc: _Located, fmt: FormatSpec) -> None:
             t.check_date_format(date_format)
         except ValueError as exc:
             raise doc.error(("format", "date_formats", i), str(exc)) from None
+
+
+def _check_layout(doc: _Located, fmt: FormatSpec) -> None:
+    """The keys that say where columns are: header or ``columns``, sheet, record path, skip rules."""
+    path: KeyPath = ("format",)
+    cols = fmt.columns
+    if fmt.type in ("xml", "fixed_width"):
+        what = "an XPath" if fmt.type == "xml" else "{start, length}"
+        if not isinstance(cols, dict) or not cols:
+            raise doc.error(path + ("columns",), f"format type {fmt.type} needs 'columns': a mapping of "
+                                                 f"column name -> {what}")
+        for name, col in cols.items():
+            if fmt.type == "xml" and not (isinstance(col, str) and col.strip()):
+                raise doc.error(path + ("columns", name), "expected an XPath relative to the record, e.g. Betrag")
+            if fmt.type == "fixed_width" and not (isinstance(col, FixedColumn) and col.start >= 1
+                                                  and col.length >= 1 and 0 <= col.decimals <= 6):
+                raise doc.error(path + ("columns", name), "expected {start: from 1, length: from 1, "
+                                                          "decimals: 0 to 6}")
+    elif fmt.header_row == 0:
+        if not isinstance(cols, list) or not cols or not all(c.strip() for c in cols):
+            raise doc.error(path + ("columns",), "header_row 0 (no header) needs 'columns': the column "
+                                                 "names in file order")
+    elif cols is not None:
+        raise doc.error(path + ("columns",), "'columns' names the columns of a file without header "
+                                             "(header_row: 0), of XML records or of fixed-width lines")
+    if fmt.type == "xml":
+        if not fmt.record_path or not fmt.record_path.startswith("/"):
+            raise doc.error(path + ("record_path",), "format type xml needs 'record_path', an absolute path "
+                                                     "like /Export/Forderung")
+        from lxml import etree  # only mappings for XML pay for the import
+        for name, col in (cols.items() if isinstance(cols, dict) else ()):
+            try:
+                etree.XPath(str(col), namespaces=fmt.namespaces or None)
+            except etree.XPathError as exc:
+                raise doc.error(path + ("columns", name), f"not a valid XPath: {exc}") from None
+    elif fmt.record_path is not None:
+        raise doc.error(path + ("record_path",), "'record_path' applies to format type xml only")
+    if fmt.sheet is not None and fmt.type not in ("xlsx", "xls", "ods"):
+        raise doc.error(path + ("sheet",), "'sheet' applies to xlsx, xls and ods only")
+    if isinstance(fmt.sheet, int) and fmt.sheet < 1:
+        raise doc.error(path + ("sheet",), f"expected a sheet name or a position from 1, got {fmt.sheet}")
+    if fmt.footer_rows < 0:
+        raise doc.error(path + ("footer_rows",), f"expected a number of rows from 0, got {fmt.footer_rows}")
+    for column, pattern in (fmt.skip_rows_where or {}).items():
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise doc.error(path + ("skip_rows_where", column), f"not a valid regular expression: {exc}") from None
 
 
 def _load_fields(doc: _Located, data: Any) -> dict[str, FieldSpec]:
@@ -294,7 +435,7 @@ def _load_fields(doc: _Located, data: Any) -> dict[str, FieldSpec]:
         elif not isinstance(raw, dict):
             raise doc.error(path, f"expected a column name or a mapping with column, columns or const, "
                                   f"got {'nothing' if raw is None else 'a list'}")
-        spec = _convert(doc, raw, FieldSpec, path)
+        spec = _convert(doc, raw, FieldSpec, path, strict=False)
         _check_field(doc, name, spec, path)
         fields[name] = spec
     for name, target in TARGETS.items():
@@ -324,7 +465,10 @@ def _check_field(doc: _Located, name: str, spec: FieldSpec, path: KeyPath) -> No
             _check_canonical(doc, canonical, value, path + (key,))
     if spec.map_default is not None and spec.map is None:
         raise doc.error(path + ("map_default",), "'map_default' needs a 'map'")
-    if spec.map is not None:
+    check_transforms(name, spec, path, doc.error_at)
+    if spec.else_ is not None:
+        _check_field(doc, name, spec.else_, path + ("else",))
+    if isinstance(spec.map, dict):
         seen: dict[str, str] = {}
         for key, value in spec.map.items():
             _check_canonical(doc, canonical, value, path + ("map", key))
@@ -334,6 +478,10 @@ def _check_field(doc: _Located, name: str, spec: FieldSpec, path: KeyPath) -> No
             seen[folded] = key
     if spec.format is not None:
         _check_field_format(doc, target.kind, spec.format, path + ("format",))
+
+
+def _check_policy(doc: _Located, policy: PolicySpec, group: GroupSpec | None) -> None:
+    check_policy(policy, group, doc.error_at)
 
 
 def _check_canonical(doc: _Located, parse: Any, value: str, path: KeyPath) -> None:

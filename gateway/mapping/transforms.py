@@ -105,6 +105,23 @@ def parse_decimal(text: str, decimal: str = ",", thousands: str = ".") -> Decima
 _CANONICAL_DECIMAL = re.compile(r"^[-+]?\d+(?:\.\d+)?$")
 
 
+def implied_decimal_parser(places: int) -> Callable[[str], Decimal | None]:
+    """Amounts written without a separator in minor units: places=2 reads "1250" as 12.50."""
+    shape = re.compile(r"^([-+]?)(\d+)(-?)$")
+
+    def parse(text: str) -> Decimal | None:
+        s = text.strip()
+        if not s:
+            return None
+        m = shape.match(s)
+        if m is None:
+            raise TransformError(f"'{s}' is not an amount in minor units: expected digits only, "
+                                 f"e.g. 123456 for {Decimal(123456).scaleb(-places)}", codes.INVALID_AMOUNT)
+        value = Decimal(m.group(2)).scaleb(-places)
+        return -value if m.group(1) == "-" or m.group(3) else value
+    return parse
+
+
 def parse_canonical_decimal(text: str) -> Decimal:
     """An amount written in a mapping file: plain digits with a decimal point ("12.50")."""
     s = text.strip()
@@ -135,8 +152,11 @@ def describe_date_format(fmt: str) -> str:
     return re.sub(r"%(.)", lambda m: _DIRECTIVES.get(m.group(1), (None, m.group(0)))[1], fmt)
 
 
-def _fast_date(fmt: str) -> Callable[[str], date | None] | None:
-    """A regex parser for formats made of %d %m %Y %y (and ignored %H:%M:%S); None for others."""
+def _fast_date(fmt: str, pivot: int = 69) -> Callable[[str], date | None] | None:
+    """A regex parser for formats made of %d %m %Y %y (and ignored %H:%M:%S); None for others.
+
+    Two-digit years below ``pivot`` are 20xx, the others 19xx (69 is strptime's own pivot).
+    """
     pattern, order = [], []
     for literal, directive in re.findall(r"([^%]*)(?:%(.))?", fmt):
         pattern.append(re.escape(literal))
@@ -158,8 +178,8 @@ def _fast_date(fmt: str) -> Callable[[str], date | None] | None:
             return None
         g = m.groups()
         year = int(g[iy])
-        if two_digit:  # the same pivot as strptime: 69-99 -> 19xx, 00-68 -> 20xx
-            year += 1900 if year >= 69 else 2000
+        if two_digit:
+            year += 1900 if year >= pivot else 2000
         return date(year, int(g[im]), int(g[id_]))
 
     return parse
@@ -177,11 +197,11 @@ def _slow_date(fmt: str) -> Callable[[str], date | None]:
 
 
 @lru_cache(maxsize=64)
-def date_parser(formats: tuple[str, ...] = DEFAULT_DATE_FORMATS) -> Callable[[str], date | None]:
+def date_parser(formats: tuple[str, ...] = DEFAULT_DATE_FORMATS, pivot: int = 69) -> Callable[[str], date | None]:
     """A parser trying each strftime format in order; "00.00.0000" and empty give None."""
     if not formats:
         raise ValueError("at least one date format is needed")
-    tries = [_fast_date(f) or _slow_date(f) for f in formats]
+    tries = [_fast_date(f, pivot) or _slow_date(f) for f in formats]
     expected = " or ".join(describe_date_format(f) for f in formats)
 
     cache: dict[str, date] = {}

@@ -1,9 +1,10 @@
-"""Streaming CSV reader: declared encoding, dialect and header row; exact physical row numbers.
+"""Streaming CSV reader: declared or detected encoding and delimiter, header row; exact physical row numbers.
 
 The file is read as bytes line by line and decoded here (not by a text wrapper), so an
 undecodable byte is reported with its line and byte offset, and a line longer than the limit
 fails before it is held in memory. ``csv`` runs in strict mode: an unterminated quote fails with
-the row it starts in instead of silently swallowing the rest of the file.
+the row it starts in instead of silently swallowing the rest of the file. A file without a header
+(``header_row: 0``) gets the column names the format lists.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from typing import TYPE_CHECKING
 
 from gateway.errors import InputError
 from gateway.readers.base import SourceRow
+from gateway.readers.sniff import DELIMITERS, delimiter_name, detect_encoding, sniff_delimiter
 
 if TYPE_CHECKING:
     from gateway.mapping.spec import FormatSpec
 
 FIELD_LIMIT = 1 << 20      # bytes of text in one field (csv.field_size_limit is process-wide)
 LINE_LIMIT = 4 << 20       # bytes in one physical line
+MAX_COLUMNS = 10_000       # no case file has more; a wider header is a broken or hostile file
 _UTF8_BOM = b"\xef\xbb\xbf"
 
 
@@ -30,9 +33,9 @@ class CsvReader:
 
     def __init__(self, path: str | os.PathLike[str], fmt: FormatSpec) -> None:
         self.file = str(path)
-        self._codec = fmt.codec
-        self._encoding = fmt.encoding
-        self._skip = fmt.header_row - 1
+        self._codec = detect_encoding(path) if fmt.codec == "auto" else fmt.codec
+        self._encoding = f"{self._codec} (detected)" if fmt.codec == "auto" else fmt.encoding
+        self._skip = max(fmt.header_row - 1, 0)
         try:
             self._fh = open(path, "rb")
         except OSError as exc:
@@ -40,12 +43,38 @@ class CsvReader:
         try:
             if csv.field_size_limit() != FIELD_LIMIT:
                 csv.field_size_limit(FIELD_LIMIT)
-            self._csv = csv.reader(self._lines(), delimiter=fmt.delimiter, quotechar=fmt.quotechar,
+            lines = self._lines()
+            self.delimiter = fmt.delimiter
+            if fmt.delimiter == "auto":
+                first = next(lines, None)
+                if first is None:
+                    raise InputError("the file is empty: no header row", file=self.file)
+                self.delimiter = sniff_delimiter(first, self.file, self._skip + 1)
+                lines = _chain(first, lines)
+            self._csv = csv.reader(lines, delimiter=self.delimiter, quotechar=fmt.quotechar,
                                    doublequote=True, strict=True)
-            self.header, self.header_row = self._read_header(fmt.header_row)
+            if fmt.header_row == 0:
+                self.header, self.header_row = list(fmt.columns or []), 0
+            else:
+                self.header, self.header_row = self._read_header(fmt.header_row)
+                self._check_delimiter()
+            if len(self.header) > MAX_COLUMNS:
+                raise InputError(f"the header has {len(self.header)} columns (limit {MAX_COLUMNS}): not a case "
+                                 "file, or the wrong delimiter", file=self.file, row=self.header_row)
         except BaseException:
             self._fh.close()
             raise
+
+    def _check_delimiter(self) -> None:
+        if len(self.header) != 1:
+            return
+        counts = {d: self.header[0].count(d) for d in DELIMITERS if d != self.delimiter}
+        other = max(counts, key=lambda d: counts[d])
+        if counts[other]:
+            raise InputError(f"the header row has no {delimiter_name(self.delimiter)} (the delimiter the mapping "
+                             f"declares) but {counts[other]} times {delimiter_name(other)}: is the delimiter "
+                             f"{delimiter_name(other)}? (or set format.delimiter: auto)",
+                             file=self.file, row=self.header_row)
 
     def _lines(self) -> Iterator[str]:
         readline, codec, skip = self._fh.readline, self._codec, self._skip
@@ -91,7 +120,7 @@ class CsvReader:
             for record in reader:
                 start, prev = prev + 1 + skip, reader.line_num
                 if any(record):  # fully empty lines (and ";;;;" lines) are not rows
-                    yield SourceRow(row=start, values=record)
+                    yield SourceRow(start, record)
         except csv.Error as exc:
             raise InputError(_csv_problem(exc), file=self.file, row=prev + 1 + skip) from None
 
@@ -104,6 +133,11 @@ class CsvReader:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+def _chain(first: str, rest: Iterator[str]) -> Iterator[str]:
+    yield first
+    yield from rest
 
 
 def _csv_problem(exc: csv.Error) -> str:

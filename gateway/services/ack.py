@@ -1,7 +1,10 @@
-"""Acknowledgement files: one line per source row, in the client's own column names.
+"""Acknowledgement files: one entry per source row, in the client's own column names.
 
 Written to a temporary name while the file is processed and renamed into place at the end, so a
-client never reads half an ack. CSV cells that a spreadsheet would run as a formula are defused.
+client never reads half an ack. Two forms, picked by the ack file's name: CSV (``*.ack.csv``; cells
+that a spreadsheet would run as a formula are defused) and XML (``*.ack.xml``, valid against
+``schemas/ack.xsd``). Rejected rows beyond the error cap are counted, not listed; the ack then
+ends with a ``truncated`` entry saying how many more there were.
 """
 
 from __future__ import annotations
@@ -10,10 +13,15 @@ import csv
 import os
 from pathlib import Path
 from types import TracebackType
+from typing import Any
+
+from lxml import etree
 
 from gateway.domain.findings import Finding, Outcome
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+ACK_NS = "urn:inkasso-gateway:ack:1"
+DEFAULT_ERROR_CAP = 1000
 
 
 def safe_cell(value: str) -> str:
@@ -27,31 +35,90 @@ def describe(f: Finding) -> str:
     return f"{where}: {f.message}" if where else f.message
 
 
+def ack_suffix(ack_format: str, input_name: str) -> str:
+    """``.ack.xml`` for XML acks (``auto``: for XML inputs), else ``.ack.csv``."""
+    xml = ack_format == "xml" or (ack_format == "auto" and input_name.lower().endswith(".xml"))
+    return ".ack.xml" if xml else ".ack.csv"
+
+
 class AckWriter:
-    """Streams ack lines to ``<final>.tmp`` and moves the file into place on ``commit``."""
+    """Streams ack entries to ``.<final>.tmp`` and moves the file into place on ``commit``."""
 
     HEADER = ("row", "reference", "outcome", "claim_id", "codes", "messages")
 
-    def __init__(self, final: Path, *, delimiter: str = ";", reference_column: str | None = None) -> None:
+    def __init__(self, final: Path, *, delimiter: str = ";", reference_column: str | None = None,
+                 error_cap: int | None = None, source: str | None = None) -> None:
         self.final = final
+        self.error_cap = error_cap
+        self.rejected = self.omitted = 0
         final.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = final.with_name(f".{final.name}.tmp")
-        self._fh = open(self._tmp, "w", encoding="utf-8", newline="")
-        self._csv = csv.writer(self._fh, delimiter=delimiter, lineterminator="\r\n")
-        header = list(self.HEADER)
-        if reference_column:
-            header[1] = reference_column  # the client's own name for its reference
-        self._csv.writerow(header)
+        self.xml = final.name.lower().endswith(".xml")
+        self._fh = open(self._tmp, "wb" if self.xml else "w", **({} if self.xml else  # type: ignore[call-overload]
+                                                                   {"encoding": "utf-8", "newline": ""}))
+        if self.xml:
+            self._xml_file = etree.xmlfile(self._fh, encoding="utf-8")
+            self._xf = self._xml_file.__enter__()
+            self._xf.write_declaration()
+            attrs = {"referenceColumn": reference_column} if reference_column else {}
+            if source:
+                attrs["file"] = source
+            self._root = self._xf.element("ack", attrs, nsmap={None: ACK_NS})
+            self._root.__enter__()
+        else:
+            self._csv = csv.writer(self._fh, delimiter=delimiter, lineterminator="\r\n")
+            header = list(self.HEADER)
+            if reference_column:
+                header[1] = reference_column  # the client's own name for its reference
+            self._csv.writerow(header)
 
     def row(self, row: int | None, reference: str | None, outcome: Outcome | str, claim_id: int | None,
-            findings: list[Finding]) -> None:
+            findings: list[Finding], *, sheet: str | None = None, xpath: str | None = None) -> None:
+        """One source row's answer (a rejected row past the error cap is only counted)."""
+        outcome_text = outcome.value if isinstance(outcome, Outcome) else outcome
+        if outcome_text == "rejected":
+            self.rejected += 1
+            if self.error_cap is not None and self.rejected > self.error_cap:
+                self.omitted += 1
+                return
+        if self.xml:
+            attrs = {k: str(v) for k, v in (("number", row), ("reference", reference), ("outcome", outcome_text),
+                                            ("claimId", claim_id), ("sheet", sheet), ("xpath", xpath))
+                     if v is not None}
+            el = etree.Element(f"{{{ACK_NS}}}row", attrs)
+            for f in findings:
+                fa = {k: v for k, v in (("code", f.code), ("severity", f.severity.value), ("column", f.column),
+                                        ("field", f.field)) if v is not None}
+                etree.SubElement(el, f"{{{ACK_NS}}}finding", fa).text = _xml_text(f.message)
+            self._xf.write(el)
+            return
+        if not findings:
+            self._csv.writerow((row if row is not None else "", safe_cell(reference or ""), outcome_text,
+                                claim_id if claim_id is not None else "", "", ""))
+            return
         codes = ",".join(dict.fromkeys(f.code for f in findings))
         messages = " | ".join(describe(f) for f in findings)
-        self._csv.writerow((row if row is not None else "", safe_cell(reference or ""),
-                            outcome.value if isinstance(outcome, Outcome) else outcome,
+        self._csv.writerow((row if row is not None else "", safe_cell(reference or ""), outcome_text,
                             claim_id if claim_id is not None else "", codes, safe_cell(messages)))
 
+    def _trailer(self) -> None:
+        if not self.omitted:
+            return
+        message = (f"cut short: {self.omitted} more rejected rows are not listed "
+                   f"(the ack lists the first {self.error_cap})")
+        if self.xml:
+            el = etree.Element(f"{{{ACK_NS}}}truncated", {"cap": str(self.error_cap), "more": str(self.omitted)})
+            el.text = message
+            self._xf.write(el)
+        else:
+            self._csv.writerow(("", "", "truncated", "", "error_cap", message))
+
     def commit(self) -> Path:
+        """Finish the file and move it into place."""
+        self._trailer()
+        if self.xml:
+            self._root.__exit__(None, None, None)
+            self._xml_file.__exit__(None, None, None)
         self._fh.flush()
         os.fsync(self._fh.fileno())
         self._fh.close()
@@ -63,10 +130,20 @@ class AckWriter:
             self._fh.close()
         self._tmp.unlink(missing_ok=True)
 
-    def __enter__(self) -> "AckWriter":
+    def __enter__(self) -> AckWriter:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         if not self._fh.closed:
             self.abort()
+
+
+def _xml_text(text: str) -> str:
+    """XML 1.0 cannot carry most control characters: show them as code points."""
+    return "".join(c if c >= " " or c in "\t\n\r" else f"\\x{ord(c):02x}" for c in text)
+
+
+def ack_schema() -> Any:
+    """The XSD the XML ack follows (``schemas/ack.xsd``)."""
+    return etree.XMLSchema(etree.parse(str(Path(__file__).resolve().parents[2] / "schemas" / "ack.xsd")))

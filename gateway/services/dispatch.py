@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
 from adapters import load_adapter
-from adapters.base import Batch, PartnerAdapter, Receipt
+from adapters.base import Batch, NotSupported, PartnerAdapter, Receipt
 from gateway.bootstrap import App
 from gateway.crypto.certs import load_cert, load_private_key
 from gateway.crypto.cms import sign_and_encrypt
@@ -32,6 +35,8 @@ from gateway.store.db import read_tx, write_tx
 from gateway.store.outbox import OutboxItem
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass
@@ -52,9 +57,11 @@ class Dispatcher:
         if item is None:
             return False
         try:
-            if item.operation != "deliver_batch":
-                raise DeliveryError(f"unknown outbox operation '{item.operation}'", retryable=False)
-            self._deliver(item)
+            if item.operation == "deliver_batch":
+                self._deliver(item)
+            else:
+                from gateway.services.operations import run_operation
+                run_operation(self, item)
         except Exception as exc:  # every failure is recorded on the row, never lost in a log line only
             self._failed(item, exc)
         return True
@@ -85,8 +92,18 @@ class Dispatcher:
                 outbox_store.complete(conn, item, {"skipped": "no claim left to deliver"})
             return
         batch = self._build(item, send)
-        receipt = self._adapter(item.partner_id).deliver(batch)
+        adapter = self._adapter(item.partner_id)
+        receipt = self.call(item.partner_id, adapter.deliver, batch)
         self._record(item, send, receipt)
+
+    def call(self, partner_id: str, fn: Callable[[T], R], arg: T) -> R:
+        """Call the adapter with quick in-attempt retries (tenacity) on what it declares retryable."""
+        policy = self.app.config.partners[partner_id].retry
+        retrying = Retrying(stop=stop_after_attempt(max(1, policy.in_call_attempts)),
+                            wait=wait_random_exponential(multiplier=policy.in_call_wait_seconds,
+                                                         max=policy.in_call_wait_max_seconds),
+                            retry=retry_if_exception(lambda e: self._is_retryable(partner_id, e)), reraise=True)
+        return retrying(fn, arg)
 
     def _build(self, item: OutboxItem, claim_ids: list[int]) -> Batch:
         with read_tx(self.app.engine) as conn:
@@ -112,11 +129,16 @@ class Dispatcher:
             if not outbox_store.complete(conn, item, _receipt_doc(receipt), now=now):
                 log.warning("dispatch.lease_lost outbox=%d: another worker owns it now", item.id)
                 return
+            if item.attempts > 1:  # the partner is back after failures: let its backlog go now
+                outbox_store.release_waiting(conn, item.partner_id, now=now)
             states = claim_store.current_states(conn, claim_ids)
             delivering = [c for c in claim_ids if states.get(c) is State.DELIVERING]
+            per_claim = {c: {"partner_reference": receipt.references[c]} for c in delivering
+                         if c in receipt.references}
             claim_store.transition(conn, delivering, State.HANDED_OVER, Actor.SYSTEM, kind="receipt",
                                    data={"partner": item.partner_id, "partner_reference": receipt.partner_reference,
-                                         "batch": receipt.batch_id, "outbox": item.id}, now=now)
+                                         "batch": receipt.batch_id, "outbox": item.id}, per_claim=per_claim,
+                                   now=now)
         log.info("dispatch.delivered outbox=%d partner=%s claims=%d ref=%s", item.id, item.partner_id,
                  len(claim_ids), receipt.partner_reference)
 
@@ -127,8 +149,9 @@ class Dispatcher:
         retryable = self._is_retryable(item.partner_id, exc)
         dead = not retryable or item.attempts >= max_attempts
         error = f"{type(exc).__name__}: {exc}"
-        retry_in = None if dead else outbox_store.backoff(item.attempts, cfg.backoff_base_seconds,
-                                                          cfg.backoff_max_seconds)
+        base = (partner.retry.backoff_base_seconds if partner else None) or cfg.backoff_base_seconds
+        cap = (partner.retry.backoff_max_seconds if partner else None) or cfg.backoff_max_seconds
+        retry_in = None if dead else outbox_store.backoff(item.attempts, base, cap)
         with write_tx(self.app.engine) as conn:
             if not outbox_store.fail(conn, item, error, retry_in=retry_in, now=self.app.now()):
                 return
@@ -138,10 +161,15 @@ class Dispatcher:
                 claim_store.transition(conn, [c for c in ids if states.get(c) is State.DELIVERING], State.FAILED,
                                        Actor.SYSTEM, kind="delivery_failed",
                                        data={"outbox": item.id, "error": error[:500], "attempts": item.attempts})
+                if "claim_id" in item.payload:  # a per-claim operation: the claim's history says it failed
+                    claim_store.annotate(conn, int(item.payload["claim_id"]), Actor.SYSTEM, "partner_op_failed",
+                                         {"operation": item.operation, "outbox": item.id, "error": error[:500]})
         log.warning("dispatch.failed outbox=%d partner=%s attempt=%d dead=%s error=%s", item.id, item.partner_id,
                     item.attempts, dead, error)
 
-    def _is_retryable(self, partner_id: str, exc: Exception) -> bool:
+    def _is_retryable(self, partner_id: str, exc: BaseException) -> bool:
+        if isinstance(exc, NotSupported):
+            return False
         if isinstance(exc, DeliveryError):
             return exc.retryable
         adapter = self._adapters.get(partner_id)
@@ -150,13 +178,7 @@ class Dispatcher:
     # -- parts, loaded once per worker -------------------------------------------------------
     def _adapter(self, partner_id: str) -> PartnerAdapter:
         if partner_id not in self._adapters:
-            pcfg = self.app.config.partners.get(partner_id)
-            if pcfg is None:
-                raise DeliveryError(f"partner '{partner_id}' is not configured", retryable=False)
-            options = dict(pcfg.options)
-            if "path" in options:
-                options["path"] = str(self.app.config.path(str(options["path"])))
-            self._adapters[partner_id] = load_adapter(pcfg.adapter, partner_id, options)
+            self._adapters[partner_id] = open_adapter(self.app, partner_id)
         return self._adapters[partner_id]
 
     def _partner_cert(self, partner_id: str) -> x509.Certificate:
@@ -174,10 +196,22 @@ class Dispatcher:
         return self._signer
 
 
+def open_adapter(app: App, partner_id: str) -> PartnerAdapter:
+    """The configured adapter of a partner, with path options made absolute against base_dir."""
+    pcfg = app.config.partners.get(partner_id)
+    if pcfg is None:
+        raise DeliveryError(f"partner '{partner_id}' is not configured", retryable=False)
+    options = dict(pcfg.options)
+    for key in ("path", "status_path", "known_hosts", "client_key"):
+        if key in options:
+            options[key] = str(app.config.path(str(options[key])))
+    return load_adapter(pcfg.adapter, partner_id, options)
+
+
 def _receipt_doc(receipt: Receipt) -> dict[str, Any]:
     delivered: datetime = receipt.delivered_at
     return {"batch_id": receipt.batch_id, "partner_reference": receipt.partner_reference,
-            "delivered_at": delivered.isoformat(), "detail": receipt.detail}
+            "delivered_at": delivered.isoformat(), "detail": receipt.detail, "claims": len(receipt.references)}
 
 
 def retry_dead(app: App, outbox_id: int) -> int:

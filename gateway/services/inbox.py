@@ -1,17 +1,28 @@
-"""Inbox use cases: ingest a file a client dropped, and finish what a crash interrupted."""
+"""Inbox use cases: ingest a file a client dropped, and finish what a crash interrupted.
+
+``UploadBook`` is the durable record of what the gateway's SFTP server is doing in
+``inbox/<client>/upload``: a file is ``writing`` from before it exists until its handle closes, then
+``complete`` (closed normally) or ``incomplete`` (the connection dropped), ``processing`` while it is
+ingested, and forgotten once its submission is finished. The watcher leaves tracked files alone, so
+nothing is ingested twice and a half-written file is never ingested at all.
+"""
 
 from __future__ import annotations
 
+import csv
 import logging
+import os
 import tempfile
+import threading
 from pathlib import Path
 
 from gateway.bootstrap import App
 from gateway.domain.findings import Finding
-from gateway.services.ack import AckWriter
+from gateway.services.ack import AckWriter, safe_cell
 from gateway.services.ingest import IngestResult, ack_path_for, ingest_file, resume
 from gateway.store import submissions as sub_store
-from gateway.store.db import read_tx
+from gateway.store import uploads as upload_store
+from gateway.store.db import read_tx, write_tx
 
 log = logging.getLogger(__name__)
 
@@ -55,3 +66,206 @@ def resume_unfinished(app: App) -> list[IngestResult]:
                     fh.write(chunk)
             results.append(resume(app, sub, path))
     return results
+
+
+class UploadBusy(Exception):
+    """The file is being uploaded or processed: overwriting, renaming or removing it is refused."""
+
+
+WRITING, INCOMPLETE, COMPLETE, PROCESSING = "writing", "incomplete", "complete", "processing"
+
+
+class UploadBook:
+    """Thread-safe record of SFTP uploads, kept in memory and in ``sftp_uploads``."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self._lock = threading.Lock()
+        self._state: dict[tuple[str, str], str] = {}
+        self._client_locks: dict[str, threading.Lock] = {}
+
+    def upload_dir(self, client_id: str) -> Path:
+        return self.app.config.inbox_dir / client_id / "upload"
+
+    def client_lock(self, client_id: str) -> threading.Lock:
+        """One ingest at a time per client (references are checked then inserted)."""
+        with self._lock:
+            return self._client_locks.setdefault(client_id, threading.Lock())
+
+    def state(self, client_id: str, name: str) -> str | None:
+        with self._lock:
+            return self._state.get((client_id, name))
+
+    def is_tracked(self, client_id: str, path: Path) -> bool:
+        """True for files the SFTP server owns (the watcher must not touch them)."""
+        return self.state(client_id, path.name) is not None
+
+    def recover(self) -> list[tuple[str, str]]:
+        """Load the record after a start; returns complete uploads still waiting for ingest."""
+        with read_tx(self.app.engine) as conn:
+            rows = upload_store.all_uploads(conn)
+        todo = []
+        for row in rows:
+            key, path = (row["client_id"], row["name"]), self.upload_dir(row["client_id"]) / row["name"]
+            if row["client_id"] not in self.app.config.clients or not path.exists():
+                self._write(key, None)
+                continue
+            state = row["state"]
+            if state == WRITING:  # the gateway stopped during the upload: the file is not whole
+                self._write(key, INCOMPLETE)
+                write_incomplete_ack(self.app, *key)
+                state = INCOMPLETE
+            elif state == PROCESSING:
+                state = COMPLETE
+            with self._lock:
+                self._state[key] = state
+            if state == COMPLETE and is_candidate(path):
+                todo.append(key)
+        return todo
+
+    def begin_write(self, client_id: str, name: str) -> None:
+        """Before a file is opened for writing; raises UploadBusy if it is being written or processed."""
+        key = (client_id, name)
+        with self._lock:
+            before = self._state.get(key)
+            if before in (WRITING, PROCESSING):
+                raise UploadBusy(f"{name} is being {'processed' if before == PROCESSING else 'uploaded'}")
+            self._state[key] = WRITING
+        try:
+            self._write(key, WRITING)
+        except BaseException:
+            with self._lock:
+                if before is None:
+                    self._state.pop(key, None)
+                else:
+                    self._state[key] = before
+            raise
+        if before == INCOMPLETE:  # the upload is being replaced: its "incomplete" answer goes too
+            ack_path_for(self.app, client_id, name).unlink(missing_ok=True)
+
+    def end_write(self, client_id: str, name: str, *, complete: bool) -> bool:
+        """After the write handle closed; True when the file is now ready for ingest."""
+        state = COMPLETE if complete else INCOMPLETE
+        self._write((client_id, name), state)
+        with self._lock:
+            self._state[(client_id, name)] = state
+        if not complete:
+            write_incomplete_ack(self.app, client_id, name)
+        return complete and is_candidate(Path(name))
+
+    def check_free(self, client_id: str, name: str) -> None:
+        """Raise UploadBusy when ``name`` is being written or processed."""
+        state = self.state(client_id, name)
+        if state in (WRITING, PROCESSING):
+            raise UploadBusy(f"{name} is being {'processed' if state == PROCESSING else 'uploaded'}")
+
+    def renamed(self, client_id: str, old: str, new: str) -> bool:
+        """After a rename inside upload/; True when the new name is a complete upload to ingest."""
+        with self._lock:
+            state = self._state.pop((client_id, old), None)
+            if state is not None:
+                self._state[(client_id, new)] = state
+            else:
+                self._state.pop((client_id, new), None)
+        with write_tx(self.app.engine) as conn:
+            if state is None:
+                upload_store.forget(conn, client_id, new)
+            else:
+                upload_store.rename(conn, client_id, old, new)
+        if state == INCOMPLETE:
+            write_incomplete_ack(self.app, client_id, new)
+        return state == COMPLETE and is_candidate(Path(new))
+
+    def removed(self, client_id: str, name: str) -> None:
+        self._write((client_id, name), None)
+
+    def start_processing(self, client_id: str, name: str) -> bool:
+        key = (client_id, name)
+        with self._lock:
+            if self._state.get(key) != COMPLETE:
+                return False
+            self._state[key] = PROCESSING
+        self._write(key, PROCESSING)
+        return True
+
+    def ready_uploads(self) -> list[tuple[str, str]]:
+        """Complete uploads under a final name that wait for ingest (for a retry after an error)."""
+        with self._lock:
+            return [k for k, v in self._state.items() if v == COMPLETE and is_candidate(Path(k[1]))]
+
+    def set_complete(self, client_id: str, name: str) -> None:
+        self._write((client_id, name), COMPLETE)
+        with self._lock:
+            self._state[(client_id, name)] = COMPLETE
+
+    def _write(self, key: tuple[str, str], state: str | None) -> None:
+        with write_tx(self.app.engine) as conn:
+            if state is None:
+                upload_store.forget(conn, *key)
+            else:
+                upload_store.set_state(conn, *key, state)
+        if state is None:
+            with self._lock:
+                self._state.pop(key, None)
+
+
+def ingest_upload(app: App, book: UploadBook, client_id: str, name: str) -> IngestResult | None:
+    """Ingest a complete SFTP upload (None when it is not complete or already gone)."""
+    with book.client_lock(client_id):
+        if not book.start_processing(client_id, name):
+            return None
+        path = book.upload_dir(client_id) / name
+        try:
+            result = process_inbox_file(app, client_id, path, channel="sftp") if path.is_file() else None
+        except BaseException:
+            book.set_complete(client_id, name)  # a config or mapping problem: the file stays for a retry
+            raise
+        book.removed(client_id, name)
+        write_archive_index(app, client_id)
+        return result
+
+
+def ingest_dropped(app: App, book: UploadBook, client_id: str, path: Path) -> IngestResult | None:
+    """Ingest a file placed by other means (the watcher), unless the SFTP server owns it."""
+    with book.client_lock(client_id):
+        if book.is_tracked(client_id, path) or not path.is_file():
+            return None
+        result = process_inbox_file(app, client_id, path)
+    write_archive_index(app, client_id)
+    return result
+
+
+def write_incomplete_ack(app: App, client_id: str, name: str) -> Path:
+    """Tell the client its upload broke off: the file stays and is not processed."""
+    ack = ack_path_for(app, client_id, name)
+    with AckWriter(ack) as w:
+        w.row(None, None, "incomplete", None, [Finding(
+            code="upload_incomplete",
+            message="the connection ended before the file was closed; the file was not processed, upload it again")])
+        w.commit()
+    log.warning("inbox.incomplete client=%s file=%s", client_id, name)
+    return ack
+
+
+ARCHIVE_INDEX = "received.csv"
+ARCHIVE_LIMIT = 1000
+
+
+def write_archive_index(app: App, client_id: str) -> Path:
+    """``archive/received.csv``: what the gateway received from the client (its bytes stay encrypted in the DB)."""
+    folder = app.config.inbox_dir / client_id / "archive"
+    folder.mkdir(parents=True, exist_ok=True)
+    with read_tx(app.engine) as conn:
+        rows = sub_store.listing(conn, client_id=client_id, limit=ARCHIVE_LIMIT)
+    final, tmp = folder / ARCHIVE_INDEX, folder / f".{ARCHIVE_INDEX}.tmp"
+    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh, delimiter=";", lineterminator="\r\n")
+        w.writerow(("received_at", "reference", "filename", "channel", "sha256", "size", "status", "rows",
+                    "accepted", "held", "rejected"))
+        for r in rows:
+            w.writerow((r["received_at"].isoformat(), r["reference"], safe_cell(r["filename"] or ""), r["channel"],
+                        r["sha256"], r["size"], r["status"], r["rows"], r["accepted"], r["held"], r["rejected"]))
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, final)
+    return final

@@ -5,71 +5,42 @@ are then stored in chunks; each chunk's claims, first events, findings, outbox r
 submission's ``progress_row`` commit in one transaction. Re-running an unfinished submission
 (``resume``) maps every row again (deterministic: same mapping, same received date) and inserts
 only rows after ``progress_row``, so nothing is lost or stored twice.
+
+Speed: the database-free work (map, validate, route, encrypt: ``ingest_prepare``) may run in worker
+processes, chunk by chunk, while this process reads the file and stores the prepared chunks strictly
+in file order; the chunks, their transactions and the resume rule are the same either way. A file
+that turns unreadable half way (a broken quote, a bad byte) keeps the rows read before it: they are
+stored and listed in the ack, which ends with the error.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable, Iterator
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
-import msgspec
 from sqlalchemy import RowMapping
 
 from gateway.bootstrap import App
-from gateway.domain import findings as codes
-from gateway.domain.findings import Finding, Outcome, Severity, outcome_of
-from gateway.domain.lifecycle import State
+from gateway.domain.findings import Finding
 from gateway.domain.model import to_minor
-from gateway.domain.rules import validate_claim
 from gateway.errors import GatewayError, InputError
-from gateway.mapping.engine import MappedRow, RowMapper, compile_mapping
 from gateway.mapping.spec import MappingSpec, load_mapping
-from gateway.readers.base import SourceRow, open_reader
-from gateway.services.ack import AckWriter
-from gateway.store import claims as claim_store
-from gateway.store import outbox as outbox_store
+from gateway.mapping.targets import TARGETS, Kind
+from gateway.readers.base import Reader, open_reader
+from gateway.services.ack import AckWriter, ack_suffix
+from gateway.services.ingest_run import IngestResult, IngestRun, RowResult
 from gateway.store import submissions as sub_store
-from gateway.store.claims import NewClaim
-from gateway.store.db import read_tx, write_tx
+from gateway.store.db import write_tx
 
+__all__ = ["IngestResult", "RowResult", "ack_path_for", "ingest_file", "resume", "sha256_file"]
 log = logging.getLogger(__name__)
 CHUNK_BYTES = 1 << 20
-MAX_RESULTS = 50_000  # per-row results kept in memory for the caller; the ack file has every row
-MAX_STORED_FINDINGS = 10_000  # per submission in the database; the ack file has every finding
-
-
-@dataclass
-class RowResult:
-    row: int | None
-    reference: str | None
-    outcome: str
-    claim_id: int | None = None
-    findings: list[Finding] = field(default_factory=list)
-
-
-@dataclass
-class IngestResult:
-    submission: str | None
-    status: str
-    client_id: str
-    filename: str
-    rows: int = 0
-    accepted: int = 0
-    held: int = 0
-    rejected: int = 0
-    total_amount: str = "0"
-    currency: str | None = None
-    duplicate_of: str | None = None
-    ack_path: str | None = None
-    error: str | None = None
-    dry_run: bool = False
-    results: list[RowResult] = field(default_factory=list)
-    results_truncated: bool = False
+PARALLEL_FROM_BYTES = 8 << 20  # smaller files are done before worker processes would have started
 
 
 def sha256_file(path: Path) -> tuple[str, int]:
@@ -89,20 +60,31 @@ def _chunks(path: Path) -> Iterator[bytes]:
 
 
 def ack_path_for(app: App, client_id: str, filename: str) -> Path:
-    return app.config.inbox_dir / client_id / "ack" / f"{filename}.ack.csv"
+    """Where the ack of a client's file goes: ``inbox/<client>/ack/<file>.ack.csv`` (or ``.ack.xml``)."""
+    client = app.config.clients.get(client_id)
+    suffix = ack_suffix(client.ack_format if client else "auto", filename)
+    return app.config.inbox_dir / client_id / "ack" / f"{filename}{suffix}"
 
 
 def ingest_file(app: App, path: Path, client_id: str, *, channel: str = "cli", mapping_path: Path | None = None,
-                dry_run: bool = False, ack_path: Path | None = None, filename: str | None = None) -> IngestResult:
-    """Ingest ``path`` for ``client_id``; a mapping/config problem raises, a bad file yields status failed."""
+                dry_run: bool = False, ack_path: Path | None = None, filename: str | None = None,
+                workers: int | None = None) -> IngestResult:
+    """Ingest ``path`` for ``client_id``; a mapping/config problem raises, a bad file yields status failed.
+
+    ``workers``: processes that map, validate and encrypt beside this one (0: none; None: two for files
+    from 8 MB on when the machine has the cores).
+    """
     app.config.client(client_id)  # unknown client: ConfigError before anything is recorded
-    spec = load_mapping(mapping_path or app.config.mapping_file(client_id))
+    # mapping: an explicit file as is; the installed one through the registry (hot reload, last good kept)
+    spec = load_mapping(mapping_path) if mapping_path else app.mappings.get(client_id)
     name = filename or path.name
     if not path.is_file():
         raise InputError("no such file", file=str(path))
     sha, size = sha256_file(path)
+    if workers is None:
+        workers = min(2, os.cpu_count() or 1) if size >= PARALLEL_FROM_BYTES else 0
     if dry_run:
-        return _process(app, spec, path, client_id, name, submission=None, ack=None)
+        return _process(app, spec, path, client_id, name, submission=None, ack=None, workers=workers)
     with write_tx(app.engine) as conn:
         dup = sub_store.find_duplicate(conn, client_id, sha)
         if dup is None:
@@ -114,39 +96,53 @@ def ingest_file(app: App, path: Path, client_id: str, *, channel: str = "cli", m
         # The same bytes again while their submission never finished (a crash): finish it now.
         log.warning("ingest.resume client=%s submission=%s", client_id, dup["reference"])
         return _process(app, spec, path, client_id, name, submission=dup,
-                        ack=ack_path or ack_path_for(app, client_id, name))
+                        ack=ack_path or ack_path_for(app, client_id, name), workers=workers)
     if dup is not None:
         log.info("ingest.duplicate client=%s file=%s submission=%s", client_id, name, dup["reference"])
         return IngestResult(submission=None, status="duplicate", client_id=client_id, filename=name,
                             duplicate_of=dup["reference"], ack_path=dup["ack_path"])
+    assert sub is not None
     log.info("ingest.received client=%s submission=%s file=%s bytes=%d", client_id, sub["reference"], name, size)
     return _process(app, spec, path, client_id, name, submission=sub,
-                    ack=ack_path or ack_path_for(app, client_id, name))
+                    ack=ack_path or ack_path_for(app, client_id, name), workers=workers)
 
 
 def resume(app: App, submission: RowMapping, path: Path) -> IngestResult:
     """Finish a submission a crash left in ``processing`` (its raw bytes restored to ``path``)."""
-    spec = load_mapping(app.config.mapping_file(submission["client_id"]))
+    spec = app.mappings.get(submission["client_id"])
     name = submission["filename"] or path.name
     return _process(app, spec, path, submission["client_id"], name, submission=submission,
                     ack=Path(submission["ack_path"]) if submission["ack_path"]
-                    else ack_path_for(app, submission["client_id"], name))
+                    else ack_path_for(app, submission["client_id"], name), workers=0)
+
+
+def _date_columns(spec: MappingSpec) -> frozenset[str]:
+    """The client columns the mapping reads as dates (spreadsheet serials there are dates)."""
+    out: set[str] = set()
+    for target, fld in spec.fields.items():
+        if TARGETS[target].kind is Kind.DATE:
+            out.update(fld.source_columns)
+    return frozenset(out)
 
 
 def _process(app: App, spec: MappingSpec, path: Path, client_id: str, name: str, *,
-             submission: RowMapping | None, ack: Path | None) -> IngestResult:
+             submission: RowMapping | None, ack: Path | None, workers: int = 0) -> IngestResult:
     result = IngestResult(submission=submission["reference"] if submission else None, status="processing",
                           client_id=client_id, filename=name, dry_run=submission is None,
                           ack_path=str(ack) if ack else None)
     writer: AckWriter | None = None
+    client = app.config.client(client_id)
     try:
-        reader = open_reader(path, spec.format)
+        reader: Reader = open_reader(path, spec.format, date_columns=_date_columns(spec))
         try:
-            mapper = compile_mapping(spec, reader.header, file=name)
+            run = IngestRun(app, spec, reader, client_id, submission, result, name)
             if ack is not None:
-                writer = AckWriter(ack, delimiter=spec.format.delimiter or ";",
-                                   reference_column=mapper.column_for("creditor_reference"))
-            _Run(app, spec, mapper, client_id, submission, result, writer).run(reader)
+                delimiter = client.ack_delimiter or getattr(reader, "delimiter", None) or spec.format.delimiter
+                writer = AckWriter(ack, delimiter=delimiter if len(delimiter) == 1 else ";",
+                                   reference_column=run.reference_column, error_cap=client.ack_error_cap,
+                                   source=name)
+                run.writer = writer
+            run.run(workers)
         finally:
             reader.close()
     except InputError as exc:
@@ -176,149 +172,20 @@ def _counts(result: IngestResult) -> sub_store.SubmissionCounts:
 
 def _fail(app: App, result: IngestResult, submission: RowMapping | None, writer: AckWriter | None,
           ack: Path | None, exc: GatewayError) -> IngestResult:
-    """The file itself is unusable: say so in the ack and on the submission; rows stored so far stay."""
-    if writer is not None:
-        writer.abort()
+    """The file is unusable (from some row on): say so in the ack and on the submission; rows stored stay."""
     result.status, result.error = "failed", str(exc)
-    if ack is not None:
+    finding = Finding(code="input_error", message=str(exc), column=getattr(exc, "column", None))
+    if writer is not None:  # the rows read before the problem keep their lines
+        writer.row(getattr(exc, "row", None), None, "failed", None, [finding])
+        writer.commit()
+    elif ack is not None:
         with AckWriter(ack) as w:
-            w.row(getattr(exc, "row", None), None, "failed", None,
-                  [Finding(code="input_error", message=str(exc), column=getattr(exc, "column", None))])
+            w.row(getattr(exc, "row", None), None, "failed", None, [finding])
             w.commit()
     if submission is not None:
         with write_tx(app.engine) as conn:
             sub_store.finish(conn, submission["id"], status="failed", counts=_counts(result), error=str(exc),
                              ack_path=result.ack_path)
-        log.warning("ingest.failed submission=%s error=%s", result.submission, exc)
+        log.warning("ingest.failed submission=%s rows_stored=%d error=%s", result.submission,
+                     result.accepted + result.held, exc)
     return result
-
-
-@dataclass
-class _Pending:
-    mapped: MappedRow
-    findings: list[Finding]
-
-
-class _Run:
-    """One pass over a file's rows, committing in chunks."""
-
-    def __init__(self, app: App, spec: MappingSpec, mapper: RowMapper, client_id: str,
-                 submission: RowMapping | None, result: IngestResult, writer: AckWriter | None) -> None:
-        self.app, self.spec, self.mapper, self.client_id = app, spec, mapper, client_id
-        self.submission, self.result, self.writer = submission, result, writer
-        self.client = app.config.client(client_id)
-        self.today = (submission["received_at"] if submission else app.now()).date()
-        self.progress = submission["progress_row"] if submission else 0
-        self.chunk_size = max(1, app.config.dispatcher.batch_size)
-        self.chunk_no = 0
-        self.stored_findings = 0
-        self.total = Decimal(0)
-
-    def run(self, rows: Iterable[SourceRow]) -> None:
-        chunk: list[_Pending] = []
-        for src in rows:
-            mapped = self.mapper.map_row(src, self.client_id)
-            chunk.append(_Pending(mapped, self._validate(mapped)))
-            if len(chunk) >= self.chunk_size:
-                self._flush(chunk)
-                chunk = []
-        if chunk:
-            self._flush(chunk)
-        self.result.total_amount = str(self.total)
-
-    def _validate(self, mapped: MappedRow) -> list[Finding]:
-        found = list(mapped.findings)
-        claim = mapped.claim
-        if claim is None:
-            return found
-        found.extend(self.mapper.locate(validate_claim(claim, self.today), mapped.row, claim))
-        if self.client.hold_all or self.spec.policy.hold_all:
-            found.append(Finding(code="awaiting_release", severity=Severity.HOLD, row=mapped.row,
-                                 message="held until the client releases it (collection run)"))
-        return found
-
-    def _flush(self, chunk: list[_Pending]) -> None:
-        self.chunk_no += 1
-        candidates = [p for p in chunk if p.mapped.claim is not None and outcome_of(p.findings) != Outcome.REJECTED]
-        refs = [p.mapped.claim.creditor_reference for p in candidates if p.mapped.claim]
-        sid = self.submission["id"] if self.submission else None
-        with read_tx(self.app.engine) as conn:
-            existing = claim_store.existing_references(conn, self.client_id, refs)
-        seen: set[str] = set()
-        new: list[tuple[_Pending, NewClaim]] = []
-        own: dict[int, int] = {}  # source row -> claim id stored by an earlier run of this submission
-        for p in candidates:
-            claim = p.mapped.claim
-            assert claim is not None
-            ref, prior = claim.creditor_reference, existing.get(claim.creditor_reference)
-            if prior is not None and prior["submission_id"] == sid and prior["source_row"] == p.mapped.row:
-                own[p.mapped.row] = prior["id"]
-                continue
-            if prior is not None or ref in seen:
-                p.findings.append(Finding(
-                    code=codes.DUPLICATE_REFERENCE, field="creditor_reference", row=p.mapped.row,
-                    column=self.mapper.column_for("creditor_reference"),
-                    message=f"reference '{ref}' was already submitted"
-                    + (f" (claim {prior['id']})" if prior is not None else " earlier in this file")))
-                continue
-            seen.add(ref)
-            partner = self.app.router.pick(claim)
-            if partner is None:
-                p.findings.append(Finding(code=codes.NO_PARTNER, severity=Severity.HOLD, row=p.mapped.row,
-                                          message="no partner is configured for this claim: held for the operator"))
-            claim = msgspec.structs.replace(claim, partner_id=partner)
-            state = State.HELD if outcome_of(p.findings) == Outcome.HELD else State.QUEUED
-            data = {"submission": self.result.submission, "row": p.mapped.row}
-            held_codes = [f.code for f in p.findings if f.severity is Severity.HOLD]
-            if held_codes:
-                data["codes"] = held_codes
-            new.append((p, NewClaim(claim=claim, state=state, source_row=p.mapped.row, event_data=data)))
-        last_row = chunk[-1].mapped.row
-        ids = self._store(new, chunk, last_row) if self.submission and last_row > self.progress else [None] * len(new)
-        stored = {p.mapped.row: cid for (p, _), cid in zip(new, ids)}
-        stored.update(own)
-        for p in chunk:
-            self._report(p, stored.get(p.mapped.row))
-
-    def _store(self, new: list[tuple[_Pending, NewClaim]], chunk: list[_Pending], last_row: int) -> list[Any]:
-        assert self.submission is not None
-        sid = self.submission["id"]
-        now = self.app.now()
-        with write_tx(self.app.engine) as conn:
-            ids = claim_store.insert_new(conn, self.app.cipher, sid, [n for _, n in new], now=now)
-            by_partner: dict[str, list[int]] = {}
-            for (_, n), cid in zip(new, ids):
-                if n.state is State.QUEUED and n.claim.partner_id:
-                    by_partner.setdefault(n.claim.partner_id, []).append(cid)
-            for partner, claim_ids in by_partner.items():
-                outbox_store.enqueue(conn, key=f"deliver:{sid}:{partner}:{self.chunk_no}", client_id=self.client_id,
-                                     partner_id=partner, operation="deliver_batch",
-                                     payload={"submission_id": sid, "claim_ids": claim_ids}, now=now)
-            rows = [(p.mapped.row, p.mapped.reference, outcome_of(p.findings), f) for p in chunk for f in p.findings]
-            rows = rows[:max(0, MAX_STORED_FINDINGS - self.stored_findings)]
-            self.stored_findings += len(rows)
-            sub_store.record_findings(conn, sid, rows)
-            sub_store.set_progress(conn, sid, last_row)
-        return ids
-
-    def _report(self, p: _Pending, claim_id: int | None) -> None:
-        outcome = outcome_of(p.findings)
-        r = self.result
-        r.rows += 1
-        if outcome is Outcome.REJECTED:
-            r.rejected += 1
-        else:
-            r.accepted += outcome is Outcome.ACCEPTED
-            r.held += outcome is Outcome.HELD
-            claim = p.mapped.claim
-            if claim is not None:
-                # The submission total is in its first claim's currency; others are counted, not summed.
-                r.currency = r.currency or claim.currency
-                if claim.currency == r.currency:
-                    self.total += claim.total_open_amount
-        if self.writer is not None:
-            self.writer.row(p.mapped.row, p.mapped.reference, outcome, claim_id, p.findings)
-        if len(r.results) < MAX_RESULTS:
-            r.results.append(RowResult(p.mapped.row, p.mapped.reference, outcome.value, claim_id, p.findings))
-        else:
-            r.results_truncated = True

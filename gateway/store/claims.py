@@ -57,33 +57,50 @@ def allocate_ids(conn: Connection, n: int) -> list[int]:
     return [int(r[0]) for r in rows]
 
 
+# The stored columns of one claim, computed without a database (in an ingest worker process):
+# client_id, creditor_reference, partner_id, claim_type, currency, principal_minor, open_minor,
+# invoice_number, invoice_date, due_date, debtor_index, personal (ciphertext), body (JSON text).
+PreparedClaim = tuple[Any, ...]
+_CLAIM_COLUMNS = ("id", "client_id", "creditor_reference", "partner_id", "claim_type", "currency", "principal_minor",
+                  "open_minor", "invoice_number", "invoice_date", "due_date", "debtor_index", "personal", "body",
+                  "submission_id", "source_row", "created_at")
+_EVENT_COLUMNS = ("claim_id", "client_id", "state", "from_state", "actor", "kind", "data", "created_at")
+
+
+def prepare_claim(cipher: FieldCipher, c: Claim, total_open: Any = None) -> PreparedClaim:
+    """A claim's stored column values: personal data encrypted, the rest as its JSON body."""
+    personal = _encoder.encode(_Personal(debtor=c.debtor, memo=c.memo))
+    body = _encoder.encode(msgspec.structs.replace(c, debtor=_EMPTY_DEBTOR, memo=None))
+    name = c.debtor.display_name()
+    total = c.total_open_amount if total_open is None else total_open
+    return (c.client_id, c.creditor_reference, c.partner_id, c.claim_type.value, c.currency,
+            to_minor(c.principal_amount, c.currency), to_minor(total, c.currency), c.invoice_number, c.invoice_date,
+            c.due_date, cipher.blind_index(name) if name else None,
+            cipher.encrypt(personal, _aad(c.client_id, c.creditor_reference)), body.decode())
+
+
+def insert_prepared(conn: Connection, submission_id: int,
+                    items: Sequence[tuple[PreparedClaim, State, int | None, dict[str, Any] | None]],
+                    now: datetime | None = None) -> list[int]:
+    """Insert prepared claims (columns, first state, source row, event data) with their first events."""
+    ids = allocate_ids(conn, len(items))
+    t: Any = db_time(conn, now or utcnow())
+    if conn.dialect.name == "sqlite":
+        t = t.isoformat(" ")  # what sqlite3's datetime adapter stores, done once instead of per row
+    received, actor = State.RECEIVED.value, Actor.SYSTEM.value
+    claim_rows = [(cid, *cols, submission_id, row, t) for cid, (cols, _, row, _) in zip(ids, items)]
+    event_rows = [(cid, cols[0], state.value, received, actor, "intake", dumps(data) if data else None, t)
+                  for cid, (cols, state, _, data) in zip(ids, items)]
+    bulk_insert(conn, claims, _CLAIM_COLUMNS, claim_rows)
+    bulk_insert(conn, claim_events, _EVENT_COLUMNS, event_rows)
+    return ids
+
+
 def insert_new(conn: Connection, cipher: FieldCipher, submission_id: int, items: Sequence[NewClaim],
                now: datetime | None = None) -> list[int]:
     """Insert claims with their first event (received -> queued/held) in the caller's transaction."""
-    now = now or utcnow()
-    ids = allocate_ids(conn, len(items))
-    t = db_time(conn, now)
-    claim_rows, event_rows = [], []
-    for cid, item in zip(ids, items):
-        c = item.claim
-        personal = _encoder.encode(_Personal(debtor=c.debtor, memo=c.memo))
-        body = _encoder.encode(msgspec.structs.replace(c, debtor=_EMPTY_DEBTOR, memo=None))
-        name = c.debtor.display_name()
-        claim_rows.append((
-            cid, c.client_id, c.creditor_reference, submission_id, item.source_row, c.partner_id,
-            c.claim_type.value, c.currency, to_minor(c.principal_amount, c.currency),
-            to_minor(c.total_open_amount, c.currency), c.invoice_number, c.invoice_date, c.due_date,
-            cipher.blind_index(name) if name else None,
-            cipher.encrypt(personal, _aad(c.client_id, c.creditor_reference)), body.decode(), t))
-        event_rows.append((cid, c.client_id, item.state.value, State.RECEIVED.value, Actor.SYSTEM.value,
-                           "intake", dumps(item.event_data) if item.event_data else None, t))
-    bulk_insert(conn, claims, ("id", "client_id", "creditor_reference", "submission_id", "source_row",
-                               "partner_id", "claim_type", "currency", "principal_minor", "open_minor",
-                               "invoice_number", "invoice_date", "due_date", "debtor_index", "personal",
-                               "body", "created_at"), claim_rows)
-    bulk_insert(conn, claim_events, ("claim_id", "client_id", "state", "from_state", "actor", "kind", "data",
-                                     "created_at"), event_rows)
-    return ids
+    return insert_prepared(conn, submission_id, [(prepare_claim(cipher, item.claim), item.state, item.source_row,
+                                                  item.event_data) for item in items], now)
 
 
 def decode(row: RowMapping, cipher: FieldCipher) -> Claim:

@@ -20,7 +20,7 @@ from gateway.store.schema import outbox
 from gateway.store.sql import dumps, loads, utcnow
 
 __all__ = ["OutboxItem", "backoff", "complete", "enqueue", "fail", "get", "lease", "listing", "loads", "open_count",
-           "retry"]
+           "release_waiting", "retry"]
 
 
 class OutboxItem(msgspec.Struct, kw_only=True):
@@ -93,6 +93,19 @@ def fail(conn: Connection, item: OutboxItem, error: str, *, retry_in: float | No
     else:
         values.update(status="pending", available_at=now + timedelta(seconds=retry_in))
     return conn.execute(update(outbox).where(_owned(item)).values(**values)).rowcount == 1
+
+
+def release_waiting(conn: Connection, partner_id: str, now: datetime | None = None) -> int:
+    """A partner answered again after failures: its rows waiting out a backoff become due now.
+
+    Without this, a backlog after an outage would trickle out over the last backoff windows (minutes
+    with a 5 s base after a few attempts) instead of draining as soon as the partner is back.
+    """
+    now = now or utcnow()
+    res = conn.execute(update(outbox).where(outbox.c.partner_id == partner_id, outbox.c.status == "pending",
+                                            outbox.c.attempts > 0, outbox.c.available_at > now)
+                       .values(available_at=now))
+    return int(res.rowcount or 0)
 
 
 def retry(conn: Connection, ident: int, now: datetime | None = None) -> None:

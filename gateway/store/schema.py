@@ -176,3 +176,85 @@ messages = Table(
     UniqueConstraint("claim_id", "direction", "partner_message_id", name="uq_messages_partner_id"),
     Index("ix_messages_claim", "claim_id", "id"),
 )
+
+# Documents sent with a claim (issue 5); the content is encrypted, bound to claim and digest.
+documents = Table(
+    "documents", metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("claim_id", BigInteger, ForeignKey("claims.id"), nullable=False),
+    Column("client_id", String(64), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("media_type", String(128), nullable=False),
+    Column("kind", String(32), nullable=False),  # invoice, dunning_letter, image, contract, other
+    Column("sha256", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Index("ix_documents_claim", "claim_id", "id"),
+)
+
+# A claim's current labels for filtering (issue 5); each change is also recorded as a claim event.
+claim_labels = Table(
+    "claim_labels", metadata,
+    Column("claim_id", BigInteger, ForeignKey("claims.id"), primary_key=True),
+    Column("label", String(64), primary_key=True),
+    Index("ix_claim_labels_label", "label", "claim_id"),
+)
+
+# -- SFTP inbox (issue 4) ---------------------------------------------------------------------------
+# Files the gateway's SFTP server is tracking in inbox/<client>/upload: writing, incomplete, complete,
+# processing. A row exists before the file does, so a crash mid-upload is never mistaken for a file.
+sftp_uploads = Table(
+    "sftp_uploads", metadata,
+    Column("client_id", String(64), primary_key=True),
+    Column("name", String(512), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# Per client: the last claim_events.id a status file covered, and when the last run was.
+status_cursors = Table(
+    "status_cursors", metadata,
+    Column("client_id", String(64), primary_key=True),
+    Column("last_event_id", BigInteger, nullable=False),
+    Column("last_run_at", UTCDateTime(), nullable=True),
+)
+
+# Every status file planned, committed before it is written: a lost file is rewritten from its range.
+status_files = Table(
+    "status_files", metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("client_id", String(64), nullable=False),
+    Column("filename", String(256), nullable=False),
+    Column("first_event_id", BigInteger, nullable=False),
+    Column("last_event_id", BigInteger, nullable=False),
+    Column("format", String(8), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("client_id", "filename", name="uq_status_files_client_name"),
+)
+
+# -- delivery layer (issue 6, migration 0003) ------------------------------------------------------
+# Where each partner's scheduled pull of updates stands (its cursor is the partner's own, opaque).
+partner_sync = Table(
+    "partner_sync", metadata,
+    Column("partner_id", String(64), primary_key=True),
+    Column("cursor", Text, nullable=True),
+    Column("last_sync_at", UTCDateTime(), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("updates", BigInteger, nullable=False, server_default="0"),
+)
+
+# Every partner update applied once: pushed and pulled copies of the same update fold here.
+partner_updates = Table(
+    "partner_updates", metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("partner_id", String(64), nullable=False),
+    Column("update_id", String(160), nullable=False),
+    Column("claim_id", BigInteger, nullable=True),
+    Column("kind", String(16), nullable=False),  # status, payment, message
+    Column("code", String(64), nullable=True),
+    Column("outcome", String(32), nullable=False),  # applied, unknown_code, unknown_claim, illegal, recorded
+    Column("received_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("partner_id", "update_id", name="uq_partner_updates_partner_update"),
+    Index("ix_partner_updates_claim", "claim_id"),
+)

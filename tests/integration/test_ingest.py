@@ -125,8 +125,8 @@ def test_crash_mid_file_resumes_without_loss_or_duplicates(app: App, tmp_path: P
     monkeypatch.setattr(app.config.dispatcher, "batch_size", 3)
     rows = [row(f"C-{i}", iban="DE0" if i == 4 else "DE89370400440532013000") for i in range(10)]
     path = write_csv(tmp_path / "big.csv", *rows)
-    from gateway.services import ingest as ingest_mod
-    real_flush = ingest_mod._Run._flush
+    from gateway.services.ingest_run import IngestRun
+    real_flush = IngestRun._flush
     calls = {"n": 0}
 
     def crashing_flush(self: object, chunk: list[object]) -> None:
@@ -135,11 +135,11 @@ def test_crash_mid_file_resumes_without_loss_or_duplicates(app: App, tmp_path: P
             raise SystemExit("simulated crash after two committed chunks")
         real_flush(self, chunk)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(ingest_mod._Run, "_flush", crashing_flush)
+    monkeypatch.setattr(IngestRun, "_flush", crashing_flush)
     with pytest.raises(SystemExit):
         ingest_file(app, path, "demo")
     assert count(app, claims) == 5  # two chunks of 3 rows committed, row C-4 rejected
-    monkeypatch.setattr(ingest_mod._Run, "_flush", real_flush)
+    monkeypatch.setattr(IngestRun, "_flush", real_flush)
     [result] = resume_unfinished(app)
     assert (result.rows, result.accepted, result.rejected) == (10, 9, 1)
     assert count(app, claims) == 9

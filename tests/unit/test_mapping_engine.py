@@ -224,8 +224,8 @@ def test_columns_match_ignoring_case_but_not_twice(demo_spec: MappingSpec) -> No
 
 
 def test_unsupported_format_type(tmp_path: Path, demo_spec: MappingSpec) -> None:
-    with pytest.raises(ConfigError, match="not supported yet"):
-        open_reader(tmp_path / "f.xlsx", with_format(demo_spec, type="xlsx").format)
+    with pytest.raises(ConfigError, match="format type 'pdf' is not supported"):
+        open_reader(tmp_path / "f.pdf", with_format(demo_spec, type="pdf").format)
 
 
 def test_missing_file(tmp_path: Path, demo_spec: MappingSpec) -> None:

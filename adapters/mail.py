@@ -1,0 +1,93 @@
+"""``email``: the encrypted batch as an S/MIME message to the partner's mailbox over SMTP.
+
+For agencies that take cases by mail. The message body is the CMS EnvelopedData itself
+(``application/pkcs7-mime; smime-type=enveloped-data``, base64), so any S/MIME client or
+``openssl cms -decrypt`` opens it. The Message-ID and ``X-Idempotency-Key`` carry the batch id: a
+mailbox that sees the same id twice keeps one. Per-claim operations are not supported by mail; the
+agency's status reports come back as status files in ``status_path`` (where the mail system files
+the agency's report attachments), read like the directory adapter's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import smtplib
+from collections.abc import Mapping
+from email.message import EmailMessage
+from email.utils import formatdate
+from pathlib import Path
+from typing import Any
+
+from adapters.base import Batch, OperationsMixin, Receipt, UpdatePage
+from adapters.statusfiles import read_local
+from gateway.errors import ConfigError, DeliveryError
+
+IDEMPOTENCY_HEADER = "X-Idempotency-Key"
+
+
+def smime_message(batch: Batch, sender: str, recipient: str) -> EmailMessage:
+    """An RFC 8551 enveloped-data message carrying the batch."""
+    msg = EmailMessage()
+    msg["From"], msg["To"] = sender, recipient
+    msg["Subject"] = f"Inkasso-Übergabe {batch.batch_id} ({len(batch.claim_ids)} Forderungen)"
+    msg["Date"] = formatdate(usegmt=True)
+    msg["Message-ID"] = f"<{batch.batch_id}@{sender.rpartition('@')[2] or 'gateway'}>"
+    msg[IDEMPOTENCY_HEADER] = batch.batch_id
+    msg.set_content(batch.payload, maintype="application", subtype="pkcs7-mime",
+                    params={"smime-type": "enveloped-data", "name": "smime.p7m"},
+                    disposition="attachment", filename="smime.p7m")
+    return msg
+
+
+class EmailAdapter(OperationsMixin):
+    """SMTP submission, optionally with STARTTLS and login."""
+
+    name = "email"
+    retryable: tuple[type[BaseException], ...] = (OSError, smtplib.SMTPServerDisconnected)
+
+    def __init__(self, partner_id: str, options: Mapping[str, Any]) -> None:
+        self.partner_id = partner_id
+        key = f"partners.{partner_id}.options"
+        for required in ("host", "to", "from"):
+            if not options.get(required):
+                raise ConfigError(f"the email adapter needs option '{required}'", key=f"{key}.{required}")
+        self.host, self.port = str(options["host"]), int(options.get("port", 25))
+        self.to, self.sender = str(options["to"]), str(options["from"])
+        self.starttls = bool(options.get("starttls", False))
+        self.timeout = float(options.get("timeout", 30.0))
+        self.status_path = str(options["status_path"]) if options.get("status_path") else None
+
+    def deliver(self, batch: Batch) -> Receipt:
+        """Send one message per batch; SMTP 4xx and lost connections are retried, 5xx are not."""
+        msg = smime_message(batch, self.sender, self.to)
+        where = f"partner {self.partner_id}: SMTP {self.host}:{self.port}"
+        try:
+            with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
+                if self.starttls:
+                    smtp.starttls()
+                smtp.send_message(msg)
+        except smtplib.SMTPResponseException as exc:
+            raise DeliveryError(f"{where}: {exc.smtp_code} {exc.smtp_error!r}",
+                                retryable=400 <= exc.smtp_code < 500) from exc
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = [code for code, _ in exc.recipients.values()]
+            raise DeliveryError(f"{where}: recipient refused {codes}",
+                                retryable=all(400 <= c < 500 for c in codes)) from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            raise DeliveryError(f"{where}: {type(exc).__name__}: {exc}", retryable=True) from exc
+        return Receipt(batch_id=batch.batch_id, partner_reference=str(msg["Message-ID"]),
+                       delivered_at=dt.datetime.now(dt.timezone.utc), detail=f"mailed to {self.to}")
+
+    def fetch_updates(self, cursor: str | None) -> UpdatePage:
+        """The agency's status report files (JSON arrays of updates) in ``status_path`` after the cursor."""
+        if self.status_path is None:
+            return super().fetch_updates(cursor)
+        try:
+            updates, new_cursor = read_local(Path(self.status_path), cursor)
+        except OSError as exc:
+            raise DeliveryError(f"partner {self.partner_id}: cannot read {self.status_path}: {exc}",
+                                retryable=True) from exc
+        return UpdatePage(updates=updates, cursor=new_cursor)
+
+    def close(self) -> None:
+        """Nothing held between calls."""

@@ -1,0 +1,222 @@
+"""The agency behind every simulator: file numbers, a status timeline, payments, messages, and faults.
+
+Transports (HTTP, SOAP, SFTP, SMTP, a folder) only translate to this one brain, so every adapter is
+tested against the same behaviour. It keeps everything it received so tests can assert that each
+claim became exactly one case, however often it was sent.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from adapters.base import PartnerUpdate
+
+# The simulated agency's own status codes, and the map a gateway config uses for them.
+ACCEPTED, WORKING, COURT, PAID, CANCELLED = "ANGENOMMEN", "IN_BEARBEITUNG", "MAHNVERFAHREN", "BEZAHLT", "STORNIERT"
+STATUS_MAP = {ACCEPTED: "handed_over", WORKING: "in_progress:pre_court", COURT: "in_progress:court_dunning",
+              "RATENZAHLUNG": "instalment_plan", PAID: "closed_paid", CANCELLED: "cancelled_by_client",
+              "UNEINBRINGLICH": "closed_uncollectible", "UEBERWACHUNG": "in_progress:long_term_monitoring"}
+
+
+class Fault(str, enum.Enum):
+    """What a simulator can be told to do to the next requests."""
+
+    REFUSE = "refuse"  # no listener: connection refused
+    ERROR_500 = "500"
+    ERROR_503 = "503"
+    TIMEOUT = "timeout"  # hold the request longer than the client waits
+    DROP = "drop"  # close the connection mid-request, nothing processed
+    LOSE_ANSWER = "lose_answer"  # process the request, then close without answering
+
+
+class Faults:
+    """A thread-safe queue of faults for the next requests, or an outage until healed."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._next: list[Fault] = []
+        self.outage: Fault | None = None
+        self.hang_seconds = 2.0
+        self.delay_seconds = 0.0  # every request takes at least this long (a slow partner)
+
+    def fail_next(self, fault: Fault, times: int = 1) -> None:
+        with self._lock:
+            self._next.extend([fault] * times)
+
+    def start_outage(self, fault: Fault = Fault.ERROR_503) -> None:
+        self.outage = fault
+
+    def heal(self) -> None:
+        with self._lock:
+            self._next.clear()
+            self.outage = None
+
+    def take(self) -> Fault | None:
+        """The fault for the request arriving now, if any."""
+        with self._lock:
+            if self._next:
+                return self._next.pop(0)
+        return self.outage
+
+
+@dataclass
+class Case:
+    claim_id: int
+    file_number: str
+    key: str
+    created_at: float
+    code: str = ACCEPTED
+    step: int = 0
+    open_amount: Decimal | None = None
+    labels: list[str] = field(default_factory=list)
+    monitoring: bool = False
+    client_messages: list[str] = field(default_factory=list)
+
+
+TIMELINE = (WORKING, PAID)  # after ACCEPTED, one step every ``step_seconds``
+
+
+class Agency:
+    """An agency's books: cases by claim, a journal of updates with sequence numbers, what arrived."""
+
+    def __init__(self, name: str = "sim", *, step_seconds: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.name, self.step_seconds, self.clock = name, step_seconds, clock
+        self.lock = threading.RLock()
+        self.faults = Faults()
+        self.cases: dict[int, Case] = {}
+        self.create_requests: Counter[int] = Counter()  # every create seen, duplicates included
+        self.cases_created: Counter[int] = Counter()  # must stay 1 per claim: the exactly-once proof
+        self.batches: dict[str, dict[int, str]] = {}
+        self.operations: dict[str, dict[str, Any]] = {}  # idempotency key -> what was done
+        self.journal: list[PartnerUpdate] = []
+        self.committed = 0
+        self._numbers = itertools.count(1)
+
+    # -- intake ------------------------------------------------------------------------------
+    def receive_batch(self, batch_id: str, claims: list[tuple[int, str]]) -> dict[int, str]:
+        """Open a case per (claim id, key) once; the same batch or claim again is folded."""
+        with self.lock:
+            if batch_id in self.batches:
+                for cid, _ in claims:
+                    self.create_requests[cid] += 1
+                return dict(self.batches[batch_id])
+            refs = {cid: self.create(cid, key) for cid, key in claims}
+            self.batches[batch_id] = refs
+            return dict(refs)
+
+    def create(self, claim_id: int, key: str, amount: Decimal | None = None) -> str:
+        """A case's file number; a claim seen before gets its existing number back."""
+        with self.lock:
+            self.create_requests[claim_id] += 1
+            case = self.cases.get(claim_id)
+            if case is None:
+                case = Case(claim_id=claim_id, file_number=f"AZ-{self.name}-{next(self._numbers):07d}", key=key,
+                            created_at=self.clock(), open_amount=amount)
+                self.cases[claim_id] = case
+                self.cases_created[claim_id] += 1
+                self._emit(case, kind="status", code=ACCEPTED)
+            return case.file_number
+
+    # -- time passes ---------------------------------------------------------------------------
+    def advance(self) -> int:
+        """Move cases along the timeline as their time has come; returns how many moved."""
+        if self.step_seconds is None:
+            return 0
+        now, moved = self.clock(), 0
+        with self.lock:
+            for case in self.cases.values():
+                due = int((now - case.created_at) // self.step_seconds)
+                while case.step < min(due, len(TIMELINE)) and case.code not in (PAID, CANCELLED):
+                    self._step(case)
+                    moved += 1
+        return moved
+
+    def step_all(self, code: str | None = None) -> None:
+        """Tests: move every open case one step (or set ``code``, e.g. an unknown one)."""
+        with self.lock:
+            for case in self.cases.values():
+                if code is not None:
+                    case.code = code
+                    self._emit(case, kind="status", code=code)
+                elif case.step < len(TIMELINE) and case.code not in (PAID, CANCELLED):
+                    self._step(case)
+
+    def _step(self, case: Case) -> None:
+        code = TIMELINE[case.step]
+        case.step += 1
+        if code == PAID:
+            amount = case.open_amount if case.open_amount is not None else Decimal("100.00")
+            self._emit(case, kind="payment", amount=str(amount), currency="EUR",
+                       date=datetime.now(timezone.utc).date().isoformat())
+            self._emit(case, kind="message", message_id=f"{case.file_number}-m{case.step}",
+                       text="Der Schuldner hat vollständig bezahlt.")
+        case.code = code
+        self._emit(case, kind="status", code=code)
+
+    def _emit(self, case: Case, **fields: Any) -> None:
+        seq = len(self.journal) + 1
+        self.journal.append(PartnerUpdate(update_id=f"{self.name}-{seq}", claim_id=case.claim_id,
+                                          partner_reference=case.file_number,
+                                          occurred_at=datetime.now(timezone.utc).isoformat(), **fields))
+
+    # -- status back -----------------------------------------------------------------------------
+    def updates_after(self, cursor: str | None, limit: int = 1000) -> tuple[list[PartnerUpdate], str | None]:
+        """Journal entries after the cursor (a sequence number) and the cursor after them."""
+        self.advance()
+        start = int(cursor) if cursor else 0
+        with self.lock:
+            page = self.journal[start:start + limit]
+            return page, str(start + len(page)) if page else cursor
+
+    def commit(self, cursor: str | None) -> None:
+        """A partner with a transaction to commit: later fetches may drop what is committed."""
+        with self.lock:
+            self.committed = max(self.committed, int(cursor or 0))
+
+    def claim_updates(self, claim_id: int) -> list[PartnerUpdate]:
+        """A case's whole history (refresh of one claim)."""
+        self.advance()
+        with self.lock:
+            if claim_id not in self.cases:
+                raise KeyError(claim_id)
+            return [u for u in self.journal if u.claim_id == claim_id]
+
+    # -- per-claim operations ------------------------------------------------------------------
+    def operate(self, key: str, operation: str, claim_id: int, data: dict[str, Any]) -> dict[str, Any]:
+        """Apply an operation once per idempotency key; the same key again returns the first answer."""
+        with self.lock:
+            if key in self.operations:
+                return self.operations[key]
+            case = self.cases.get(claim_id)
+            if case is None:
+                raise KeyError(claim_id)
+            answer: dict[str, Any] = {"file_number": case.file_number, "operation": operation}
+            if operation == "cancel":
+                case.code = CANCELLED
+                self._emit(case, kind="status", code=CANCELLED)
+            elif operation == "report_payment":
+                case.open_amount = (case.open_amount or Decimal(0)) - Decimal(str(data.get("amount", "0")))
+            elif operation == "send_message":
+                case.client_messages.append(str(data.get("text", "")))
+            elif operation == "request_monitoring":
+                case.monitoring = True
+                self._emit(case, kind="status", code="UEBERWACHUNG")
+            elif operation == "set_labels":
+                case.labels = [str(x) for x in data.get("labels", [])]
+            self.operations[key] = answer
+            return answer
+
+    def duplicates(self) -> dict[int, int]:
+        """Claims that became more than one case (must be empty)."""
+        with self.lock:
+            return {cid: n for cid, n in self.cases_created.items() if n != 1}

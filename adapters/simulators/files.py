@@ -1,0 +1,94 @@
+"""A file-based agency: opens the encrypted batches that land in a folder and writes status files back.
+
+The directory simulator watches the folder the directory adapter writes to; the SFTP simulator
+serves the same layout over SFTP. The agency decrypts each batch with its private key (as a real one
+would with ``openssl cms -decrypt``) to learn which claims arrived.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import load_pem_private_key, pkcs7
+
+from adapters.base import encode_updates
+from adapters.simulators.agency import Agency
+from adapters.statusfiles import STATUS_DIR, status_name
+
+_CLAIM_ID = re.compile(rb"<claimId>(\d+)</claimId>")
+
+
+def load_partner_keys(cert_path: Path, key_path: Path) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+    """The agency's own certificate and private key (the demo ones from ``gateway keys init``)."""
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    key = load_pem_private_key(key_path.read_bytes(), None)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValueError(f"{key_path}: expected an RSA key")
+    return cert, key
+
+
+def claim_ids_of(envelope: bytes, cert: x509.Certificate, key: rsa.RSAPrivateKey) -> list[int]:
+    """Claim ids inside an encrypted, signed partner batch."""
+    signed = pkcs7.pkcs7_decrypt_der(envelope, cert, key, [])
+    # The XML sits verbatim inside the SignedData (Binary option); the simulator trusts it unverified.
+    return [int(m) for m in _CLAIM_ID.findall(signed)]
+
+
+class FolderAgency:
+    """Processes ``<root>/*.p7m`` once each and mirrors the agency journal into ``<root>/status/``."""
+
+    def __init__(self, agency: Agency, root: Path, cert: x509.Certificate, key: rsa.RSAPrivateKey,
+                 partner_id: str) -> None:
+        self.agency, self.root, self.cert, self.key, self.partner_id = agency, root, cert, key, partner_id
+        self._seen: set[str] = set()
+        self._written = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def scan(self) -> int:
+        """Take in new batch files and write new status files; returns how many batches were new."""
+        new = 0
+        if self.root.is_dir():
+            for path in sorted(self.root.glob("*.p7m")):
+                if path.name in self._seen:
+                    continue
+                ids = claim_ids_of(path.read_bytes(), self.cert, self.key)
+                batch_id = path.name.removesuffix(".xml.p7m").removesuffix(".p7m")
+                self.agency.receive_batch(batch_id, [(c, f"{c}:{self.partner_id}:deliver") for c in ids])
+                self._seen.add(path.name)
+                new += 1
+        self.write_status()
+        return new
+
+    def write_status(self) -> None:
+        """Journal entries not yet in a status file go into one new file, written atomically."""
+        self.agency.advance()
+        with self.agency.lock:
+            entries = self.agency.journal[self._written:]
+        if not entries:
+            return
+        folder = self.root / STATUS_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        name = status_name(self._written + 1, self._written + len(entries))
+        tmp = folder / f".{name}.tmp"
+        tmp.write_bytes(encode_updates(list(entries)))
+        os.replace(tmp, folder / name)
+        self._written += len(entries)
+
+    def start(self, every: float = 0.2) -> None:
+        """Scan in a background thread until ``stop``."""
+        def loop() -> None:
+            while not self._stop.wait(every):
+                self.scan()
+        self._thread = threading.Thread(target=loop, name=f"folder-agency-{self.partner_id}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

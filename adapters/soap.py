@@ -1,0 +1,116 @@
+"""``soap``: a partner's SOAP API through zeep (create claim -> file number, status changes in a transaction).
+
+Modelled on what agencies offer (``adapters.soap_wsdl``): ``CreateClaims`` with one idempotency key per
+claim, ``GetStatusChanges`` + ``CommitStatusChanges`` (the partner keeps the cursor; we commit a page
+only after it is stored), ``GetHistory`` for a refresh, and per-claim calls for cancel, payments,
+messages, monitoring and labels. The WSDL is loaded on first use, so a partner that is down at start-up
+only fails (retryably) when we actually call it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+import requests
+import zeep
+import zeep.exceptions
+from zeep.transports import Transport
+
+from adapters.base import Batch, Operation, OperationResult, OperationsMixin, PartnerUpdate, Receipt, UpdatePage
+from gateway.errors import ConfigError, DeliveryError
+
+_RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+def _update(change: Any) -> PartnerUpdate:
+    return PartnerUpdate(update_id=str(change.updateId), claim_id=int(change.externalId), kind=str(change.kind),
+                         code=change.code or "", partner_reference=change.fileNumber or "", amount=change.amount,
+                         currency=change.currency, date=change.date, message_id=change.messageId, text=change.text,
+                         occurred_at=change.occurredAt)
+
+
+class SoapAdapter(OperationsMixin):
+    """A zeep client per partner, built lazily from the partner's WSDL."""
+
+    name = "soap"
+    retryable: tuple[type[BaseException], ...] = (requests.ConnectionError, requests.Timeout)
+
+    def __init__(self, partner_id: str, options: Mapping[str, Any]) -> None:
+        self.partner_id = partner_id
+        wsdl = options.get("wsdl")
+        if not isinstance(wsdl, str) or not wsdl:
+            raise ConfigError("the soap adapter needs option 'wsdl' (the partner's WSDL URL)",
+                              key=f"partners.{partner_id}.options.wsdl")
+        self.wsdl, self.timeout = wsdl, float(options.get("timeout", 30.0))
+        self._client: zeep.Client | None = None
+
+    def _call(self, op: str, **kwargs: Any) -> Any:
+        where = f"partner {self.partner_id}: SOAP {op}"
+        try:
+            if self._client is None:
+                transport = Transport(timeout=self.timeout, operation_timeout=self.timeout)  # type: ignore[no-untyped-call]
+                self._client = zeep.Client(self.wsdl, transport=transport)  # type: ignore[no-untyped-call]
+            return getattr(self._client.service, op)(**kwargs)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise DeliveryError(f"{where}: {type(exc).__name__}: {exc}", retryable=True) from exc
+        except zeep.exceptions.TransportError as exc:
+            raise DeliveryError(f"{where}: HTTP {exc.status_code}", retryable=exc.status_code in _RETRY_STATUS) from exc
+        except zeep.exceptions.Fault as exc:
+            # soap:Server faults are the partner's trouble and may pass; soap:Client faults are ours.
+            raise DeliveryError(f"{where}: fault {exc.code}: {exc.message}",
+                                retryable="Client" not in str(exc.code or "")) from exc
+        except zeep.exceptions.Error as exc:
+            raise DeliveryError(f"{where}: {type(exc).__name__}: {exc}", retryable=False) from exc
+
+    def deliver(self, batch: Batch) -> Receipt:
+        """One CreateClaims call per batch; the partner folds claims it has by idempotency key."""
+        answer = self._call("CreateClaims", batchId=batch.batch_id, document=batch.payload,
+                            claim=[{"externalId": c, "idempotencyKey": batch.claim_key(c)} for c in batch.claim_ids])
+        refs = {int(r.externalId): str(r.fileNumber) for r in (answer or [])}
+        return Receipt(batch_id=batch.batch_id, partner_reference=f"{self.partner_id}:{batch.batch_id}",
+                       delivered_at=dt.datetime.now(dt.timezone.utc), detail=f"{len(refs)} claims created",
+                       references=refs)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.transport.session.close()
+            self._client = None
+
+    # -- per-claim operations ------------------------------------------------------------------
+    def _ack(self, op: Operation, name: str, **extra: Any) -> OperationResult:
+        answer = self._call(name, externalId=op.claim_id, idempotencyKey=op.key, **extra)
+        return OperationResult(detail=str(answer or ""))
+
+    def op_cancel(self, op: Operation) -> OperationResult:
+        return self._ack(op, "CloseClaim", reason=op.data.get("reason", ""))
+
+    def op_report_payment(self, op: Operation) -> OperationResult:
+        return self._ack(op, "BookDirectPayment", amount=Decimal(str(op.data["amount"])),
+                         currency=op.data.get("currency"), date=dt.date.fromisoformat(str(op.data["date"])))
+
+    def op_send_message(self, op: Operation) -> OperationResult:
+        return self._ack(op, "SendMessage", messageId=op.data.get("message_id"), text=op.data.get("text"))
+
+    def op_request_monitoring(self, op: Operation) -> OperationResult:
+        return self._ack(op, "RequestMonitoring")
+
+    def op_set_labels(self, op: Operation) -> OperationResult:
+        return self._ack(op, "SetLabels", label=list(op.data.get("labels", [])))
+
+    def op_refresh(self, op: Operation) -> OperationResult:
+        answer = self._call("GetHistory", externalId=op.claim_id)
+        return OperationResult(detail=str(answer.status), updates=[_update(c) for c in answer.change or []])
+
+    # -- status back -----------------------------------------------------------------------------
+    def fetch_updates(self, cursor: str | None) -> UpdatePage:
+        """Uncommitted status changes; the page's cursor is the partner's transaction id."""
+        answer = self._call("GetStatusChanges", maxCount=1000)
+        return UpdatePage(updates=[_update(c) for c in answer.change or []], cursor=str(answer.transactionId))
+
+    def commit_updates(self, page: UpdatePage) -> None:
+        """Commit the transaction once the page is stored, so the partner drops it."""
+        if page.updates:
+            self._call("CommitStatusChanges", transactionId=page.cursor)

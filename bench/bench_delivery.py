@@ -1,0 +1,176 @@
+"""Delivery benchmark: claims/s end to end (render, sign + encrypt, adapter) and backlog drain after an outage.
+
+    .venv/bin/python -m bench.bench_delivery                      # directory + SFTP, 1 and 3 workers, outage
+    .venv/bin/python -m bench.bench_delivery --claims 20000 --outage 60 --db postgresql://...
+    .venv/bin/python -m bench.bench_delivery --profile            # cProfile of one directory run
+
+Claims are ingested first (not timed); then N dispatcher workers (threads of one process, each its
+own ``Dispatcher``) drain the outbox into the simulator. The outage run stops the SFTP simulator's
+listener for ``--outage`` seconds while the workers keep trying (the outbox backs off per row), then
+starts it again and measures how long the backlog takes to drain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import logging
+import pstats
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+from sqlalchemy import func, select
+
+from adapters.simulators.agency import Agency
+from adapters.simulators.files import FolderAgency, load_partner_keys
+from adapters.simulators.sftp_sim import SftpAgencySimulator
+from bench.gen import write_csv
+from gateway.bootstrap import App, build_app
+from gateway.config import load_config
+from gateway.services.dispatch import Dispatcher
+from gateway.services.ingest import ingest_file
+from gateway.services.keys import init_keys
+from gateway.store.db import read_tx
+from gateway.store.schema import outbox
+from tests.conftest import write_config
+
+
+class Setup:
+    """A gateway in a temp dir with one partner, claims ingested and queued."""
+
+    def __init__(self, kind: str, claims: int, db: str | None, batch: int, retry: dict[str, Any]) -> None:
+        self.base = Path(tempfile.mkdtemp(prefix="bench-delivery-"))
+        self.agency = Agency("bench")
+        self.sim: SftpAgencySimulator | None = None
+        options: dict[str, Any] = {"path": "var/partners/bench"}
+        if kind == "sftp":
+            client = asyncssh.generate_private_key("ssh-ed25519")
+            (self.base / "client-key").write_bytes(client.export_private_key())
+            (self.base / "client-key").chmod(0o600)
+            self.sim = SftpAgencySimulator(self.agency, self.base / "var/partners/bench",
+                                           client.export_public_key().decode()).start()
+            options = {"host": "127.0.0.1", "port": self.sim.port, "username": "gateway", "timeout": 10,
+                       "client_key": str(self.base / "client-key"), "host_key": self.sim.host_key_line}
+        db_url = db or f"sqlite:///{self.base / 'var' / 'gateway.db'}"
+        partner = {"adapter": kind, "certificate": "var/keys/partners/bench.crt", "options": options,
+                   "sync": {"enabled": False}, "retry": retry}
+        cfg = write_config(self.base, db_url, partners={"bench": partner},
+                           clients={"demo": {"name": "Demo", "mapping": "demo", "default_partner": "bench"}},
+                           routing=[{"partner": "bench", "client": "demo"}],
+                           dispatcher={"batch_size": batch, "backoff_base_seconds": 5, "backoff_max_seconds": 3600})
+        init_keys(load_config(cfg))
+        self.app: App = build_app(cfg, migrate=True)
+        if db and db.startswith("postgresql"):
+            with self.app.engine.begin() as conn:  # a shared bench database: start from an empty outbox
+                conn.exec_driver_sql("TRUNCATE outbox")
+        ingest_file(self.app, write_csv(self.base / "claims.csv", claims), "demo")
+
+    def open_rows(self) -> int:
+        with read_tx(self.app.engine) as conn:
+            return int(conn.execute(select(func.count()).select_from(outbox)
+                                    .where(outbox.c.status.in_(("pending", "leased")))).scalar_one())
+
+    def close(self) -> None:
+        self.app.close()
+        if self.sim is not None:
+            self.sim.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def run_workers(app: App, workers: int, until_empty: bool = True, stop: threading.Event | None = None) -> float:
+    """Drain with ``workers`` threads; returns seconds until no row is left."""
+    stop = stop or threading.Event()
+
+    def work(i: int) -> None:
+        d = Dispatcher(app, owner=f"bench-{i}")
+        try:
+            while not stop.is_set():
+                if not d.run_once():
+                    if until_empty:
+                        return
+                    time.sleep(0.05)
+        finally:
+            d.close()
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0
+
+
+def throughput(kind: str, claims: int, workers: int, db: str | None, batch: int) -> float:
+    s = Setup(kind, claims, db, batch, retry={})
+    try:
+        seconds = run_workers(s.app, workers)
+        keys = s.base / "var/keys/partners"  # the agency opens what arrived: proof of exactly once
+        FolderAgency(s.agency, s.base / "var/partners/bench",
+                     *load_partner_keys(keys / "bench.crt", keys / "bench.key"), "bench").scan()
+        assert len(s.agency.cases) == claims and not s.agency.duplicates(), "not exactly once"
+        return claims / seconds
+    finally:
+        s.close()
+
+
+def outage(claims: int, outage_s: float, workers: int, db: str | None, batch: int, cap: float | None) -> float:
+    """Seconds from the partner coming back until the backlog is delivered."""
+    s = Setup("sftp", claims, db, batch, retry={"backoff_max_seconds": cap} if cap else {})
+    assert s.sim is not None
+    try:
+        s.sim.refuse()
+        stop = threading.Event()
+        runner = threading.Thread(target=run_workers, args=(s.app, workers, False, stop))
+        runner.start()
+        time.sleep(outage_s)
+        s.sim.accept()
+        back = time.perf_counter()
+        while s.open_rows():
+            time.sleep(0.1)
+        drained = time.perf_counter() - back
+        stop.set()
+        runner.join()
+        return drained
+    finally:
+        s.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--claims", type=int, default=10_000)
+    ap.add_argument("--batch", type=int, default=1000, help="claims per partner file")
+    ap.add_argument("--db", help="database URL (default: SQLite in a temp dir)")
+    ap.add_argument("--outage", type=float, default=60.0, help="seconds the partner is down; 0 skips the run")
+    ap.add_argument("--cap", type=float, default=None, help="partner retry.backoff_max_seconds for the outage run")
+    ap.add_argument("--profile", action="store_true")
+    a = ap.parse_args()
+    logging.disable(logging.WARNING)  # the outage run fails thousands of attempts on purpose
+    if a.profile:
+        s = Setup("directory", a.claims, a.db, a.batch, retry={})
+        prof = cProfile.Profile()
+        d = Dispatcher(s.app, owner="profile")
+        prof.enable()
+        d.drain()  # in this thread, so the profiler sees it
+        prof.disable()
+        d.close()
+        s.close()
+        pstats.Stats(prof).sort_stats("cumulative").print_stats(30)
+        return
+    for kind in ("directory", "sftp"):
+        for workers in (1, 3):
+            rate = throughput(kind, a.claims, workers, a.db, a.batch)
+            print(f"{kind:9s} workers={workers} claims={a.claims} batch={a.batch}: {rate:,.0f} claims/s", flush=True)
+    if a.outage:
+        took = outage(a.claims, a.outage, 3, a.db, a.batch, a.cap)
+        print(f"outage {a.outage:.0f} s, {a.claims} claims backlog, 3 workers, cap={a.cap}: drained in {took:.1f} s "
+              f"after the partner came back", flush=True)
+
+
+if __name__ == "__main__":
+    main()

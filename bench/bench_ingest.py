@@ -1,0 +1,192 @@
+"""Ingest benchmark: rows/s and peak memory, ours next to plain readers and pandas (run by hand).
+
+    .venv/bin/python -m bench.bench_ingest                 # CSV 100k + 1M, XLSX and XML 50k
+    .venv/bin/python -m bench.bench_ingest --csv 100000    # quicker
+    .venv/bin/python -m bench.bench_ingest run MODE FILE   # one measurement (used by the driver)
+
+Every measurement runs in its own fresh process, so its peak RSS is its own. "ours" is the whole
+ingest (read, map, validate, encrypt, store in SQLite, write the ack) through ``ingest_file``.
+pandas and openpyxl come from the optional ``bench`` extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.gen import HEADER, rows, write_csv
+
+WORK = Path("/tmp/gateway-bench")
+_TIMED: dict[str, float] = {}
+XML_MAPPING = """client: demo
+format:
+  type: xml
+  record_path: /Export/Forderung
+  decimal_separator: ','
+  thousands_separator: '.'
+  columns: {cols}
+fields:
+{fields}"""
+
+
+def _demo_mapping(kind: str) -> str:
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "mappings" / "demo.yaml").read_text(encoding="utf-8")
+    if kind == "xlsx":
+        return text.replace("type: csv", "type: xlsx")
+    if kind == "xml":
+        body = text.split("\nfields:\n", 1)[1]
+        cols = "{" + ", ".join(f"'{h}': '{h.replace('-', '_')}'" for h in HEADER) + "}"
+        return XML_MAPPING.format(cols=cols, fields=body)
+    return text
+
+
+def write_xlsx(path: Path, n: int) -> Path:
+    import xlsxwriter
+    wb = xlsxwriter.Workbook(str(path), {"constant_memory": True})
+    ws = wb.add_worksheet("Forderungen")
+    ws.write_row(0, 0, HEADER)
+    for i, values in enumerate(rows(n), start=1):
+        ws.write_row(i, 0, values)
+    wb.close()
+    return path
+
+
+def write_xml(path: Path, n: int) -> Path:
+    from xml.sax.saxutils import escape
+    tags = [h.replace("-", "_") for h in HEADER]
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write('<?xml version="1.0" encoding="UTF-8"?>\n<Export>\n')
+        for values in rows(n):
+            fh.write("<Forderung>" + "".join(f"<{t}>{escape(v)}</{t}>" for t, v in zip(tags, values) if v)
+                     + "</Forderung>\n")
+        fh.write("</Export>\n")
+    return path
+
+
+def _ours(path: Path, kind: str, workers: int) -> int:
+    from gateway.bootstrap import build_app
+    from gateway.config import load_config
+    from gateway.services.ingest import ingest_file
+    from gateway.services.keys import init_keys
+    from tests.conftest import write_config
+    base = path.parent / f"gw-{path.stem}-{workers}"
+    shutil.rmtree(base, ignore_errors=True)
+    base.mkdir(parents=True)
+    cfg = write_config(base, f"sqlite:///{base / 'var' / 'gateway.db'}")
+    (base / "mappings" / "demo.yaml").write_text(_demo_mapping(kind), encoding="utf-8")
+    init_keys(load_config(cfg))
+    app = build_app(cfg, migrate=True)
+    start = time.perf_counter()  # set-up (keys, schema) is not ingest: time ingest_file only
+    result = ingest_file(app, path, "demo", workers=workers)
+    _TIMED["seconds"] = time.perf_counter() - start
+    assert result.status == "completed" and result.rejected == 0, (result.status, result.error)
+    return result.rows
+
+
+def _csv_reader(path: Path) -> int:
+    n = 0
+    with open(path, encoding="cp1252", newline="") as fh:
+        for _ in csv.reader(fh, delimiter=";"):
+            n += 1
+    return n - 1
+
+
+def _pandas(path: Path) -> int:
+    import sqlite3
+
+    import pandas as pd
+    df = pd.read_csv(path, sep=";", encoding="cp1252", decimal=",", thousands=".", dtype=str)
+    con = sqlite3.connect(path.parent / f"pandas-{path.stem}.db")
+    df.to_sql("claims", con, if_exists="replace", index=False, chunksize=10_000)
+    con.close()
+    return len(df)
+
+
+def _calamine(path: Path) -> int:
+    import python_calamine
+    book = python_calamine.CalamineWorkbook.from_path(str(path))
+    return sum(1 for _ in book.get_sheet_by_index(0).iter_rows()) - 1
+
+
+def _openpyxl(path: Path) -> int:
+    import openpyxl
+    book = openpyxl.load_workbook(path, read_only=True)
+    n = sum(1 for _ in book.worksheets[0].iter_rows(values_only=True)) - 1
+    book.close()
+    return n
+
+
+def _iterparse(path: Path) -> int:
+    from lxml import etree
+    n = 0
+    for _, elem in etree.iterparse(str(path), tag="Forderung", resolve_entities=False, no_network=True):
+        [c.text for c in elem]
+        elem.clear(keep_tail=False)
+        while elem.getprevious() is not None:
+            del elem.getparent()[0]
+        n += 1
+    return n
+
+
+MODES: dict[str, Any] = {
+    "ours-1p": lambda p: _ours(p, p.suffix.lstrip("."), 0), "ours-2p": lambda p: _ours(p, p.suffix.lstrip("."), 1),
+    "ours-3p": lambda p: _ours(p, p.suffix.lstrip("."), 2),
+    "csv.reader": _csv_reader, "pandas": _pandas, "calamine": _calamine, "openpyxl": _openpyxl,
+    "iterparse": _iterparse,
+}
+
+
+def run_one(mode: str, path: Path) -> dict[str, Any]:
+    start = time.perf_counter()
+    n = MODES[mode](path)
+    seconds = _TIMED.get("seconds", time.perf_counter() - start)
+    peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+               resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)  # ours-2p: the worker's own peak
+    return {"mode": mode, "file": path.name, "rows": n, "seconds": round(seconds, 2), "rows_per_s": round(n / seconds),
+            "peak_rss_mb": round(peak / 1024)}
+
+
+def measure(mode: str, path: Path) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-m", "bench.bench_ingest", "run", mode, str(path)], check=True,
+                         capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    res: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"| {res['file']} | {mode} | {res['rows']:,} | {res['seconds']} | {res['rows_per_s']:,} | "
+          f"{res['peak_rss_mb']} |", flush=True)
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--csv", type=int, nargs="*", default=[100_000, 1_000_000])
+    ap.add_argument("--xlsx", type=int, nargs="*", default=[50_000])
+    ap.add_argument("--xml", type=int, nargs="*", default=[50_000])
+    ap.add_argument("--modes", nargs="*", default=None, help="only these modes")
+    args, rest = ap.parse_known_args()
+    if rest[:1] == ["run"]:
+        print(json.dumps(run_one(rest[1], Path(rest[2]))))
+        return
+    WORK.mkdir(parents=True, exist_ok=True)
+    print("| file | mode | rows | seconds | rows/s | peak RSS MB |\n|---|---|---|---|---|---|", flush=True)
+    plan = [(write_csv, "csv", n, ("csv.reader", "pandas", "ours-1p", "ours-2p")) for n in args.csv]
+    plan += [(write_xlsx, "xlsx", n, ("calamine", "openpyxl", "ours-1p", "ours-2p")) for n in args.xlsx]
+    plan += [(write_xml, "xml", n, ("iterparse", "ours-1p", "ours-2p")) for n in args.xml]
+    for writer, ext, n, modes in plan:
+        path = WORK / f"claims-{n}.{ext}"
+        if not path.exists():
+            writer(path, n)
+        for mode in modes:
+            if args.modes is None or mode in args.modes:
+                measure(mode, path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Where ingest time goes, stage by stage, on one process (run by hand).
+
+    .venv/bin/python -m bench.profile_ingest [ROWS]
+
+Each line adds one stage to the previous one over the same rows and prints the cumulative rate and
+the microseconds per row the stage adds.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+from bench.gen import write_csv
+
+
+def main() -> None:
+    from gateway.crypto.fieldcrypt import FieldCipher
+    from gateway.domain.rules import validate_claim
+    from gateway.mapping.engine import compile_mapping
+    from gateway.mapping.spec import load_mapping
+    from gateway.readers import open_reader
+    from gateway.store.claims import prepare_claim
+
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    path = write_csv(Path(f"/tmp/gateway-bench-profile-{n}.csv"), n)
+    spec = load_mapping(Path(__file__).resolve().parents[1] / "mappings" / "demo.yaml")
+    cipher = FieldCipher({"k1": os.urandom(32)}, "k1", os.urandom(32))
+    today = date(2025, 6, 1)
+    stages = ["read", "map", "validate", "encrypt+encode"]
+    previous = 0.0
+    for depth in range(1, len(stages) + 1):
+        with open_reader(path, spec.format) as reader:
+            mapper = compile_mapping(spec, reader.header, file=reader.file)
+            start = time.perf_counter()
+            for src in reader:
+                if depth < 2:
+                    continue
+                mapped = mapper.map_row(src, "demo")
+                if depth < 3 or mapped.claim is None:
+                    continue
+                validate_claim(mapped.claim, today)
+                if depth >= 4:
+                    prepare_claim(cipher, mapped.claim)
+            seconds = time.perf_counter() - start
+        per_row = 1e6 * seconds / n
+        print(f"{' + '.join(stages[:depth]):40s} {n / seconds:>10,.0f} rows/s  +{per_row - previous:5.1f} us/row")
+        previous = per_row
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Watch ``mappings/`` (watchdog) and reload a mapping as soon as its file changes.
+
+Editors save in many ways (write in place, write a temp file and rename over, delete and create),
+so every event naming a ``*.yaml`` or ``*.yml`` file, as source or destination, triggers a refresh.
+The registry itself decides whether the file changed and keeps the last good version on error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from gateway.services.mappings import MappingRegistry
+
+_SUFFIXES = (".yaml", ".yml")
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, registry: MappingRegistry) -> None:
+        self.registry = registry
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.is_directory or event.event_type in ("opened", "closed_no_write"):
+            return
+        for raw in (event.src_path, getattr(event, "dest_path", "")):
+            path = Path(str(raw)) if raw else None
+            if path is not None and path.suffix in _SUFFIXES and not path.name.startswith(".") and path.exists():
+                self.registry.refresh(path)
+
+
+class MappingWatcher:
+    """Refreshes the registry's entry for every mapping file changed under ``folder``."""
+
+    def __init__(self, registry: MappingRegistry, folder: Path) -> None:
+        self.registry, self.folder = registry, folder
+        self._observer = Observer()
+
+    def start(self) -> None:
+        """Load every mapping once (so later breakage has a last good version), then watch."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for path in sorted(self.folder.iterdir()):
+            if path.suffix in _SUFFIXES and path.is_file():
+                self.registry.refresh(path)
+        self._observer.schedule(_Handler(self.registry), str(self.folder), recursive=False)
+        self._observer.start()
+
+    def stop(self) -> None:
+        self._observer.stop()
+        self._observer.join(timeout=5)

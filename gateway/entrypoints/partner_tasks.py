@@ -1,0 +1,123 @@
+"""What ``gateway serve`` runs for partners besides delivery: scheduled pulls, webhooks, demo simulators.
+
+Webhooks are one small HTTP/1.1 endpoint per partner (``partners.<id>.webhook.listen``): a POST whose
+body is a JSON array of updates and whose ``X-Signature-SHA256`` header is the HMAC-SHA256 of the body
+under the partner's secret. Anything unsigned or wrongly signed is refused with 401 and changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+import msgspec
+
+from adapters.base import decode_updates
+from adapters.rest import SIGNATURE_HEADER, verify_signature
+from gateway.bootstrap import App
+from gateway.config import PartnerConfig
+from gateway.errors import ConfigError, GatewayError
+from gateway.services.partner_sync import sync_due
+from gateway.services.partner_updates import apply_updates
+
+log = logging.getLogger("gateway.partners")
+MAX_BODY = 10 * 1024 * 1024
+SYNC_CHECK_SECONDS = 1.0
+
+
+async def run_partner_tasks(app: App, stop: asyncio.Event) -> None:
+    """Start demo simulators, webhooks and the sync schedule; stop them all when ``stop`` is set."""
+    from gateway.entrypoints.demo_partners import Stoppable, start_simulators
+    sims: list[Stoppable] = []
+    servers: list[asyncio.Server] = []
+    try:
+        sims = await asyncio.to_thread(start_simulators, app)
+        servers = [await _webhook(app, pid, p) for pid, p in app.config.partners.items() if p.webhook.listen]
+    except (GatewayError, OSError) as exc:  # delivery goes on; the operator sees why status back does not
+        log.error("partners.start_error error=%s", exc)
+    try:
+        await _sync_loop(app, stop)
+    finally:
+        for server in servers:
+            server.close()
+            await server.wait_closed()
+        for sim in sims:
+            await asyncio.to_thread(sim.stop)
+
+
+async def _sync_loop(app: App, stop: asyncio.Event) -> None:
+    if not any(p.sync.enabled for p in app.config.partners.values()):
+        await stop.wait()
+        return
+    while not stop.is_set():
+        try:
+            await asyncio.to_thread(sync_due, app)
+        except GatewayError as exc:
+            log.error("partners.sync_error error=%s", exc)
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=SYNC_CHECK_SECONDS)
+        except asyncio.TimeoutError:
+            pass
+
+
+def webhook_secret(app: App, partner_id: str, pcfg: PartnerConfig) -> bytes:
+    """The partner's webhook secret from the environment or a file; never from the config itself."""
+    hook, key = pcfg.webhook, f"partners.{partner_id}.webhook"
+    if hook.secret_env and os.environ.get(hook.secret_env):
+        return os.environ[hook.secret_env].encode()
+    if hook.secret_file:
+        path = app.config.path(hook.secret_file)
+        try:
+            return path.read_bytes().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read webhook secret {path}: {exc.strerror}", file=app.config.source,
+                              key=f"{key}.secret_file") from exc
+    raise ConfigError("a webhook needs a secret: set secret_env (and that variable) or secret_file",
+                      file=app.config.source, key=key)
+
+
+async def _webhook(app: App, partner_id: str, pcfg: PartnerConfig) -> asyncio.Server:
+    secret = webhook_secret(app, partner_id, pcfg)
+    host, _, port = str(pcfg.webhook.listen).rpartition(":")
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            status, doc = await _request(app, partner_id, secret, reader)
+        except (asyncio.IncompleteReadError, ValueError, ConnectionError) as exc:
+            status, doc = 400, {"error": f"bad request: {exc}"}
+        body = msgspec.json.encode(doc)
+        writer.write(f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+        try:
+            await writer.drain()
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, host or "127.0.0.1", int(port))
+    log.info("partners.webhook partner=%s listen=%s", partner_id, pcfg.webhook.listen)
+    return server
+
+
+async def _request(app: App, partner_id: str, secret: bytes, reader: asyncio.StreamReader) -> tuple[int, Any]:
+    request_line = (await reader.readline()).decode("latin-1").split()
+    headers: dict[str, str] = {}
+    while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if len(request_line) < 2 or request_line[0] != "POST":
+        return 405, {"error": "POST a JSON array of updates"}
+    length = int(headers.get("content-length", "0"))
+    if length > MAX_BODY:
+        return 413, {"error": f"body over {MAX_BODY} bytes"}
+    body = await reader.readexactly(length)
+    if not verify_signature(secret, body, headers.get(SIGNATURE_HEADER.lower())):
+        log.warning("partners.webhook_refused partner=%s reason=signature", partner_id)
+        return 401, {"error": f"missing or wrong {SIGNATURE_HEADER}"}
+    try:
+        updates = decode_updates(body)
+    except msgspec.ValidationError as exc:
+        return 400, {"error": f"not a list of updates: {exc}"}
+    result = await asyncio.to_thread(apply_updates, app, partner_id, updates)
+    return 200, {"received": len(updates), **result.counts}

@@ -1,0 +1,330 @@
+"""One client's SFTP view: ``/upload`` (write), ``/ack``, ``/status``, ``/archive`` (read), nothing else.
+
+Every path the client sends is normalised against a virtual root before anything touches the disk,
+so ``..``, absolute paths and odd encodings all land inside the client's own folder or nowhere.
+Symbolic links are never followed or created, directories never created, and a rename never leaves
+``/upload``. Blocking bookkeeping (database writes) runs in threads, file I/O on the loop (local disk).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import posixpath
+import stat
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import asyncssh
+from asyncssh import SFTPAttrs, SFTPName
+
+from gateway.services.inbox import UploadBook, UploadBusy
+
+log = logging.getLogger("gateway.sftp")
+
+FOLDERS = ("upload", "ack", "status", "archive")
+WRITE_FLAGS = asyncssh.FXF_WRITE | asyncssh.FXF_CREAT | asyncssh.FXF_TRUNC | asyncssh.FXF_APPEND
+MAX_NAME = 255
+
+
+@dataclass
+class JailContext:
+    """What every session shares: where the inboxes are, the upload record, limits, the ingest hand-off."""
+
+    inbox: Path
+    book: UploadBook
+    on_complete: Callable[[str, str], None]
+    max_file_bytes: Callable[[str], int]
+    quota_bytes: Callable[[str], int]
+
+
+class _Handle:
+    __slots__ = ("fd", "folder", "name", "write", "size", "budget")
+
+    def __init__(self, fd: int, folder: str, name: str, write: bool, size: int, budget: int = 0) -> None:
+        self.fd, self.folder, self.name, self.write, self.size = fd, folder, name, write, size
+        self.budget = budget  # bytes this upload may still add before the client's quota is full
+
+
+def _closed_by_client(caller: FrameType) -> bool:
+    """Whether a write handle's close means the client finished the file.
+
+    asyncssh closes the open handles of a dropped session too, from its clean-up rather than from
+    the client's close request, and only the latter means the file is whole. SCP (when allowed)
+    closes in a ``finally``: whole when no exception is on its way out. If a later asyncssh renames
+    these methods, every upload reads as incomplete: safe, and the tests fail loudly.
+    """
+    if caller.f_code.co_name == "_process_close":
+        return True
+    outer = caller.f_back
+    if caller.f_code.co_name == "close" and outer is not None and outer.f_code.co_name == "_recv_file":
+        return sys.exc_info()[0] is None
+    return False
+
+
+def _denied(what: str) -> asyncssh.SFTPError:
+    return asyncssh.SFTPPermissionDenied(what)
+
+
+class JailedSFTPServer(asyncssh.SFTPServer):
+    """The SFTP session of one authenticated client."""
+
+    def __init__(self, chan: asyncssh.SSHServerChannel[bytes], *, ctx: JailContext) -> None:
+        super().__init__(chan)  # no asyncssh chroot: every path goes through _resolve below
+        self.ctx = ctx
+        self.client = str(chan.get_extra_info("username"))
+        self.root = ctx.inbox / self.client
+        for folder in FOLDERS:
+            (self.root / folder).mkdir(parents=True, exist_ok=True)
+
+    # -- paths ------------------------------------------------------------------------------------
+    def _resolve(self, path: bytes) -> tuple[str | None, str | None]:
+        """(folder, name) of a client path; (None, None) is the virtual root."""
+        try:
+            text = path.decode("utf-8")
+        except UnicodeDecodeError:
+            raise asyncssh.SFTPNoSuchFile("file names must be UTF-8") from None
+        if "\x00" in text or "\\" in text:
+            raise asyncssh.SFTPNoSuchFile("invalid file name")
+        parts = [p for p in posixpath.normpath(posixpath.join("/", text)).split("/") if p]
+        if not parts:
+            return None, None
+        if parts[0] not in FOLDERS or len(parts) > 2:
+            raise asyncssh.SFTPNoSuchFile("no such file")
+        return parts[0], parts[1] if len(parts) == 2 else None
+
+    def _file(self, path: bytes) -> tuple[str, str, Path]:
+        folder, name = self._resolve(path)
+        if folder is None or name is None:
+            raise asyncssh.SFTPFailure("not a file")
+        return folder, name, self.root / folder / name
+
+    def map_path(self, path: bytes) -> bytes:
+        raise _denied("not available")  # the base class's disk access is never used
+
+    def realpath(self, path: bytes) -> bytes:
+        text = path.decode("utf-8", "replace")
+        return posixpath.normpath(posixpath.join("/", text)).replace("//", "/").encode()
+
+    # -- metadata ---------------------------------------------------------------------------------
+    def _lstat(self, path: bytes) -> os.stat_result:
+        folder, name = self._resolve(path)
+        local = self.root if folder is None else self.root / folder if name is None else self.root / folder / name
+        try:
+            st = os.lstat(local)
+        except FileNotFoundError:
+            raise asyncssh.SFTPNoSuchFile("no such file") from None
+        if stat.S_ISLNK(st.st_mode) or (name is not None and not stat.S_ISREG(st.st_mode)):
+            raise asyncssh.SFTPNoSuchFile("no such file")  # links and devices do not exist for clients
+        return st
+
+    def stat(self, path: bytes) -> SFTPAttrs:
+        return SFTPAttrs.from_local(self._lstat(path))
+
+    def lstat(self, path: bytes) -> SFTPAttrs:
+        return SFTPAttrs.from_local(self._lstat(path))
+
+    def fstat(self, file_obj: object) -> SFTPAttrs:
+        return SFTPAttrs.from_local(os.fstat(self._handle(file_obj).fd))
+
+    def setstat(self, path: bytes, attrs: SFTPAttrs) -> None:
+        folder, _, local = self._file(path)
+        if folder != "upload":
+            raise _denied(f"/{folder} is read-only")
+        self._lstat(path)
+        self._set_times(local, attrs)
+
+    def lsetstat(self, path: bytes, attrs: SFTPAttrs) -> None:
+        self.setstat(path, attrs)
+
+    def fsetstat(self, file_obj: object, attrs: SFTPAttrs) -> None:
+        h = self._handle(file_obj)
+        if not h.write:
+            raise _denied("file not open for writing")
+        self._set_times(h.fd, attrs)
+
+    @staticmethod
+    def _set_times(target: Path | int, attrs: SFTPAttrs) -> None:
+        # Clients preserve the modification time after an upload; permissions and owners stay ours.
+        if attrs.atime is not None and attrs.mtime is not None:
+            os.utime(target, (attrs.atime, attrs.mtime))
+
+    async def scandir(self, path: bytes) -> AsyncIterator[SFTPName]:
+        folder, name = self._resolve(path)
+        if name is not None:
+            raise asyncssh.SFTPNoSuchFile("not a directory")
+        here = self.root if folder is None else self.root / folder
+        yield SFTPName(b".", attrs=SFTPAttrs.from_local(os.stat(here)))
+        yield SFTPName(b"..", attrs=SFTPAttrs.from_local(os.stat(self.root)))
+        if folder is None:
+            for f in FOLDERS:
+                yield SFTPName(f.encode(), attrs=SFTPAttrs.from_local(os.stat(self.root / f)))
+            return
+        with os.scandir(here) as entries:
+            for entry in entries:
+                st = entry.stat(follow_symlinks=False)
+                hidden = folder != "upload" and entry.name.startswith(".")  # our own temp files
+                if stat.S_ISREG(st.st_mode) and not hidden:
+                    yield SFTPName(os.fsencode(entry.name), attrs=SFTPAttrs.from_local(st))
+
+    def statvfs(self, path: bytes) -> asyncssh.SFTPVFSAttrs:
+        raise asyncssh.SFTPOpUnsupported("statvfs is not supported")
+
+    # -- files ------------------------------------------------------------------------------------
+    async def open(self, path: bytes, pflags: int, attrs: SFTPAttrs) -> object:
+        folder, name, local = self._file(path)
+        if not pflags & WRITE_FLAGS:
+            fd = self._os_open(local, os.O_RDONLY)
+            return _Handle(fd, folder, name, False, 0)
+        if folder != "upload":
+            raise _denied(f"/{folder} is read-only: upload files to /upload")
+        if len(name.encode()) > MAX_NAME or any(ord(c) < 32 for c in name):
+            raise asyncssh.SFTPFailure("invalid file name")
+        budget = self._quota_left()
+        try:
+            await asyncio.to_thread(self.ctx.book.begin_write, self.client, name)
+        except UploadBusy as exc:
+            raise asyncssh.SFTPFailure(f"refused: {exc}") from None
+        flags = os.O_RDWR if pflags & asyncssh.FXF_READ else os.O_WRONLY
+        for bit, flag in ((asyncssh.FXF_CREAT, os.O_CREAT), (asyncssh.FXF_TRUNC, os.O_TRUNC),
+                          (asyncssh.FXF_EXCL, os.O_EXCL), (asyncssh.FXF_APPEND, os.O_APPEND)):
+            if pflags & bit:
+                flags |= flag
+        try:
+            fd = self._os_open(local, flags)
+        except BaseException:
+            await asyncio.to_thread(self._abandon, name, local)
+            raise
+        log.info("sftp.upload_start client=%s file=%s", self.client, name)
+        return _Handle(fd, folder, name, True, os.fstat(fd).st_size, budget)
+
+    def _abandon(self, name: str, local: Path) -> None:
+        if local.exists():
+            self.ctx.book.end_write(self.client, name, complete=False)
+        else:
+            self.ctx.book.removed(self.client, name)
+
+    @staticmethod
+    def _os_open(local: Path, flags: int) -> int:
+        try:
+            fd = os.open(local, flags | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o640)
+        except FileNotFoundError:
+            raise asyncssh.SFTPNoSuchFile("no such file") from None
+        except FileExistsError:
+            raise asyncssh.SFTPFailure("file exists") from None
+        except OSError as exc:  # ELOOP for a symlink, EISDIR, EACCES: the same answer, no details
+            raise _denied(f"cannot open: {exc.strerror}") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise _denied("not a regular file")
+        return fd
+
+    def _handle(self, file_obj: object) -> _Handle:
+        assert isinstance(file_obj, _Handle)
+        return file_obj
+
+    def read(self, file_obj: object, offset: int, size: int) -> bytes:
+        return os.pread(self._handle(file_obj).fd, size, offset)
+
+    def write(self, file_obj: object, offset: int, data: bytes) -> int:
+        h = self._handle(file_obj)
+        if not h.write:
+            raise _denied("file not open for writing")
+        end = offset + len(data)
+        limit = self.ctx.max_file_bytes(self.client)
+        if end > limit:
+            raise asyncssh.SFTPFailure(f"file too large: the limit is {limit} bytes per file")
+        if end > h.size:
+            if end - h.size > h.budget:
+                raise asyncssh.SFTPFailure(f"quota exceeded: {self.ctx.quota_bytes(self.client)} bytes in /upload "
+                                           "for this login")
+            h.budget -= end - h.size
+            h.size = end
+        return os.pwrite(h.fd, data, offset)
+
+    def _quota_left(self) -> int:
+        """The client's quota less what its /upload holds now (checked per upload as it starts)."""
+        quota, used = self.ctx.quota_bytes(self.client), 0
+        with os.scandir(self.root / "upload") as entries:
+            for entry in entries:
+                used += entry.stat(follow_symlinks=False).st_size
+        if used >= quota:
+            raise asyncssh.SFTPFailure(f"quota exceeded: {quota} bytes in /upload for this login")
+        return quota - used
+
+    def fsync(self, file_obj: object) -> None:
+        os.fsync(self._handle(file_obj).fd)
+
+    def close(self, file_obj: object) -> Awaitable[None] | None:
+        h = self._handle(file_obj)
+        os.close(h.fd)
+        if not h.write:
+            return None
+        return self._closed(h.name, _closed_by_client(sys._getframe(1)))
+
+    async def _closed(self, name: str, complete: bool) -> None:
+        ready = await asyncio.to_thread(self.ctx.book.end_write, self.client, name, complete=complete)
+        log.info("sftp.upload_%s client=%s file=%s", "closed" if complete else "incomplete", self.client, name)
+        if ready:
+            self.ctx.on_complete(self.client, name)
+
+    # -- names ------------------------------------------------------------------------------------
+    async def remove(self, path: bytes) -> None:
+        folder, name, local = self._file(path)
+        if folder != "upload":
+            raise _denied(f"/{folder} is read-only")
+        self._lstat(path)
+        try:
+            self.ctx.book.check_free(self.client, name)
+        except UploadBusy as exc:
+            raise asyncssh.SFTPFailure(f"refused: {exc}") from None
+        local.unlink()
+        await asyncio.to_thread(self.ctx.book.removed, self.client, name)
+
+    async def rename(self, oldpath: bytes, newpath: bytes) -> None:
+        await self._rename(oldpath, newpath, overwrite=False)
+
+    async def posix_rename(self, oldpath: bytes, newpath: bytes) -> None:
+        await self._rename(oldpath, newpath, overwrite=True)
+
+    async def _rename(self, oldpath: bytes, newpath: bytes, *, overwrite: bool) -> None:
+        src_folder, old, src = self._file(oldpath)
+        dst_folder, new, dst = self._file(newpath)
+        if src_folder != "upload" or dst_folder != "upload":
+            raise _denied("files can only be renamed inside /upload")
+        if len(new.encode()) > MAX_NAME or any(ord(c) < 32 for c in new):
+            raise asyncssh.SFTPFailure("invalid file name")
+        self._lstat(oldpath)
+        try:
+            self.ctx.book.check_free(self.client, old)
+            self.ctx.book.check_free(self.client, new)
+        except UploadBusy as exc:
+            raise asyncssh.SFTPFailure(f"refused: {exc}") from None
+        if os.path.lexists(dst):
+            if not overwrite:
+                raise asyncssh.SFTPFailure("target exists")
+            if not stat.S_ISREG(os.lstat(dst).st_mode):
+                raise _denied("target is not a regular file")
+        os.rename(src, dst)
+        if await asyncio.to_thread(self.ctx.book.renamed, self.client, old, new):
+            log.info("sftp.upload_renamed client=%s from=%s file=%s", self.client, old, new)
+            self.ctx.on_complete(self.client, new)
+
+    def mkdir(self, path: bytes, attrs: SFTPAttrs) -> None:
+        raise _denied("folders cannot be created")
+
+    def rmdir(self, path: bytes) -> None:
+        raise _denied("folders cannot be removed")
+
+    def readlink(self, path: bytes) -> bytes:
+        raise asyncssh.SFTPNoSuchFile("no such link")
+
+    def symlink(self, oldpath: bytes, newpath: bytes) -> None:
+        raise _denied("links cannot be created")
+
+    def link(self, oldpath: bytes, newpath: bytes) -> None:
+        raise _denied("links cannot be created")

@@ -1,0 +1,1 @@
+"""The SOAP endpoint for creditor ERP systems (spyne, served over HTTPS by cheroot)."""

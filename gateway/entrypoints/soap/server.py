@@ -1,0 +1,72 @@
+"""The HTTPS server for the SOAP endpoint: cheroot, in a thread next to ``serve``'s asyncio loop.
+
+cheroot (CherryPy's server) is a production WSGI server with a thread pool, keep-alive and TLS of its
+own (``ssl`` from the standard library): spyne and SQLAlchemy are blocking, so worker threads are
+the right model, and no TLS-terminating proxy is needed for the embedded default. (waitress has no
+TLS; gunicorn is process-based and would need its own supervisor.)
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from pathlib import Path
+
+from cheroot.ssl.builtin import BuiltinSSLAdapter
+from cheroot.wsgi import Server
+
+from gateway.bootstrap import App
+from gateway.entrypoints.soap.app import PATH, build_wsgi
+from gateway.errors import ConfigError, KeyStoreError
+from gateway.services.keys import TLS_CERT_FILE, TLS_KEY_FILE
+
+log = logging.getLogger("gateway.soap")
+
+
+class SoapServer:
+    """Start and stop the SOAP endpoint over HTTPS; ``port`` is the bound port (useful with port 0)."""
+
+    def __init__(self, app: App, *, host: str | None = None, port: int | None = None) -> None:
+        cfg = app.config.soap
+        cert = app.config.path(cfg.certificate) if cfg.certificate else app.config.keys_dir / TLS_CERT_FILE
+        key = app.config.path(cfg.private_key) if cfg.private_key else app.config.keys_dir / TLS_KEY_FILE
+        for path in (cert, key):
+            if not Path(path).is_file():
+                raise KeyStoreError(f"no TLS file at {path}: run 'gateway keys init' or set soap.certificate")
+        if cfg.threads < 1 or cfg.max_request_bytes < 1024:
+            raise ConfigError("soap.threads must be >= 1 and soap.max_request_bytes >= 1024",
+                              file=app.config.source, key="soap")
+        self._server = Server((host or cfg.host, cfg.port if port is None else port), build_wsgi(app),
+                              numthreads=cfg.threads, server_name="inkasso-gateway", timeout=30,
+                              request_queue_size=64)
+        # cheroot's own limit is a backstop; the gate answers oversized requests with a SOAP fault first.
+        self._server.max_request_body_size = cfg.max_request_bytes * 2
+        adapter = BuiltinSSLAdapter(str(cert), str(key))
+        adapter.context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self._server.ssl_adapter = adapter
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._server.bind_addr[1])
+
+    @property
+    def url(self) -> str:
+        host = self._server.bind_addr[0]
+        return f"https://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{self.port}{PATH}"
+
+    def start(self) -> None:
+        """Bind and serve in a background thread; returns once the socket listens."""
+        self._server.prepare()
+        self._thread = threading.Thread(target=self._server.serve, name="soap-server", daemon=True)
+        self._thread.start()
+        log.info("soap.listening url=%s", self.url)
+
+    def stop(self) -> None:
+        """Stop accepting, finish running requests, join the thread."""
+        self._server.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+        log.info("soap.stopped")

@@ -1,0 +1,171 @@
+"""Read the head of an unseen client file for ``mapping suggest``: its format, header and sample rows.
+
+CSV: encoding and delimiter are detected (the readers' own sniffing); spreadsheets: the first sheet,
+header in row 1; XML: the record element is the most repeated element path, its columns the paths
+of the text-bearing elements and attributes below it (relative XPath, as ``format.columns`` takes).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lxml import etree
+
+from gateway.errors import InputError
+from gateway.mapping.spec import FixedColumn, FormatSpec
+from gateway.readers.base import open_reader
+from gateway.readers.sniff import detect_encoding, sniff_delimiter
+
+SAMPLE_ROWS = 200
+_TYPES = {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".xlsx": "xlsx", ".xlsm": "xlsx", ".xls": "xls",
+          ".ods": "ods", ".xml": "xml", ".dat": "fixed_width"}
+_ENCODING_NAMES = {"utf-8": "utf-8", "cp1252": "windows-1252", "iso8859-1": "iso-8859-1"}
+
+
+@dataclass
+class Sample:
+    """What ``suggest`` knows of a file: the format keys to write, the header, the first rows."""
+
+    format: dict[str, Any]
+    header: list[str]
+    rows: list[list[str]]
+    nested: bool = False  # column names are element paths (XML)
+    headerless: bool = False  # fixed width: generated column names, fields placed by value and order
+    date_formats: dict[str, str | None] = field(default_factory=dict)  # headerless: column -> its date format
+
+
+def read_sample(path: Path, format_type: str | None = None) -> Sample:
+    """The first rows of ``path``; InputError if the file cannot be read or its type is unknown."""
+    kind = format_type or _TYPES.get(path.suffix.lower())
+    if kind == "fixed_width":
+        from gateway.mapping.suggest_fixed import read_fixed_sample
+        return read_fixed_sample(path)
+    if kind is None:
+        raise InputError(f"cannot tell the file type from '{path.suffix}'; pass --type csv|xlsx|xls|ods|xml|"
+                         "fixed_width", file=str(path))
+    if kind == "csv":
+        encoding = detect_encoding(path)
+        with open(path, encoding=encoding, newline="") as fh:
+            first = fh.readline().removeprefix("\ufeff")
+        try:
+            delimiter = sniff_delimiter(first, str(path), 1)
+        except InputError:
+            if format_type:
+                raise
+            from gateway.mapping.suggest_fixed import read_fixed_sample
+            return read_fixed_sample(path)  # no delimiter in the first line: records by position
+        fmt: dict[str, Any] = {"type": "csv", "encoding": _ENCODING_NAMES.get(encoding, encoding),
+                               "delimiter": delimiter}
+        spec = FormatSpec(type="csv", encoding=encoding, delimiter=delimiter)
+    elif kind in ("xlsx", "xls", "ods"):
+        sheet, header_row = _sheet_layout(path, kind)
+        fmt = {"type": kind, "sheet": sheet, "header_row": header_row}
+        spec = FormatSpec(type=kind, sheet=sheet, header_row=header_row)  # type: ignore[arg-type]
+    elif kind == "xml":
+        record_path, columns, namespaces = _xml_layout(path)
+        fmt = {"type": "xml", "record_path": record_path, **({"namespaces": namespaces} if namespaces else {}),
+               "columns": columns}
+        xml_columns: dict[str, str | FixedColumn] = dict(columns)
+        spec = FormatSpec(type="xml", record_path=record_path, namespaces=namespaces, columns=xml_columns)
+    else:
+        raise InputError(f"suggest reads csv, xlsx, xls, ods, xml and fixed_width files, not {kind}",
+                         file=str(path))
+    rows: list[list[str]] = []
+    with open_reader(path, spec) as reader:
+        header = list(reader.header)
+        for src in reader:
+            rows.append(list(src.values))
+            if len(rows) >= SAMPLE_ROWS:
+                break
+    if rows and len(rows) < SAMPLE_ROWS and any(_SUM.match(v.strip()) for v in rows[-1]):
+        fmt["footer_rows"] = 1  # the whole file was read and its last row is a sum line
+        rows.pop()
+    return Sample(fmt, header, rows, nested=kind == "xml")
+
+
+_SUM = re.compile(r"(?i)^(summe|gesamt|total|sum)\b")
+
+
+def _sheet_layout(path: Path, kind: str) -> tuple[int, int]:
+    """(sheet number, header row): the sheet with the most filled cells, its first row of only text labels
+    that is as wide as the widest row near the top (title blocks above the header are skipped)."""
+    best: tuple[int, int, int] = (-1, 1, 1)  # filled cells, sheet, header row
+    for number in range(1, 64):
+        try:
+            reader = open_reader(path, FormatSpec(type=kind, sheet=number, header_row=1))  # type: ignore[arg-type]
+        except InputError:
+            break  # no such sheet (or an empty one): the sheets are done
+        with reader:
+            top = [reader.header] + [src.values for _, src in zip(range(30), reader)]
+        filled = [sum(1 for v in r if v.strip()) for r in top]
+        widest = max(filled)
+        header = next(i for i, r in enumerate(top) if filled[i] >= 0.8 * widest
+                      and all(not _NUMBER.match(v.strip()) for v in r if v.strip()))
+        if sum(filled) > best[0]:
+            best = (sum(filled), number, header + 1)
+    return best[1], best[2]
+
+
+_NUMBER = re.compile(r"^[-+]?[\d.,]+$|^\d{4}-\d{2}-\d{2}")
+
+
+def _xml_layout(path: Path) -> tuple[str, dict[str, str], dict[str, str]]:
+    """(record path, column name -> relative XPath, namespaces) from the first records of an XML file."""
+    paths: Counter[str] = Counter()
+    elements: dict[str, list[Any]] = {}
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
+    try:
+        tree = etree.parse(str(path), parser)
+    except (etree.XMLSyntaxError, OSError) as exc:
+        raise InputError(f"not readable XML: {exc}", file=str(path)) from None
+    docinfo: Any = tree.docinfo
+    if docinfo.doctype or docinfo.internalDTD is not None:
+        raise InputError("the XML document has a DOCTYPE declaration; documents with a DTD are refused",
+                         file=str(path))
+    root = tree.getroot()
+    ns_uri = etree.QName(root).namespace
+    namespaces = {"c": ns_uri} if ns_uri else {}
+
+    def step(el: Any) -> str:
+        q = etree.QName(el)
+        return f"c:{q.localname}" if q.namespace and q.namespace == ns_uri else q.localname
+
+    def walk(el: Any, prefix: str) -> None:
+        for child in el:
+            if not isinstance(child.tag, str):
+                continue
+            p = f"{prefix}/{step(child)}"
+            paths[p] += 1
+            elements.setdefault(p, []).append(child)
+            if paths[p] <= SAMPLE_ROWS:
+                walk(child, p)
+
+    walk(root, "/" + step(root))
+    repeated = [(n, p) for p, n in paths.items() if n > 1 and any(len(e) for e in elements[p][:1])]
+    if not repeated:
+        raise InputError("found no repeated record element in the XML file", file=str(path))
+    record_path = max(repeated, key=lambda np: (np[0], -np[1].count("/")))[1]
+    columns: dict[str, str] = {}
+    for record in elements[record_path][:SAMPLE_ROWS]:
+        for rel in _leaves(record, step):
+            name = rel.replace("c:", "").replace("@", "").replace("/", ".")
+            columns.setdefault(name, rel)
+    return record_path, columns, namespaces
+
+
+def _leaves(el: Any, step: Any, prefix: str = "") -> list[str]:
+    out = [f"{prefix}@{a}" for a in el.attrib] if not prefix else []
+    for child in el:
+        if not isinstance(child.tag, str):
+            continue
+        rel = f"{prefix}{step(child)}"
+        out.extend(f"{rel}/@{a}" for a in child.attrib)
+        if len(child):
+            out.extend(_leaves(child, step, rel + "/"))
+        else:
+            out.append(rel)
+    return out

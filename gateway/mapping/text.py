@@ -1,0 +1,112 @@
+"""Text transforms applied to a cell before it is parsed: regex extract, split, case.
+
+Each factory compiles its options once and returns a fast ``str -> str`` function; an empty
+result means "no value" (the field's ``default`` or ``required`` then applies). No I/O here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+TextFn = Callable[[str], str]
+
+# "Musterstr. 12a", "Am Hang 3-5", "Hauptstraße 12 b", "Weg 7/1": the number is the trailing part.
+_STREET = re.compile(r"^(?P<street>.*?\D)\s*(?P<number>\d+(?:\s*[a-zA-Z])?(?:\s*[-/]\s*\d+(?:\s*[a-zA-Z])?)?)$")
+# "12345 Berlin", "D-12345 Berlin", "A-1010 Wien", "1010 Wien", "NL 1234 AB Amsterdam"
+_POSTCODE = re.compile(r"^(?:[A-Z]{1,2}\s*-\s*)?(?P<code>\d{4}\s?[A-Z]{2}(?=\s)|\d{4,5})\s+(?P<city>.+)$")
+
+SPLITS = ("street", "house_number", "last_name", "first_name", "postal_code", "city")
+CASES = ("upper", "lower", "title")
+
+
+def _street(s: str) -> tuple[str, str]:
+    m = _STREET.match(s.strip())
+    if m is None:
+        return s.strip(), ""
+    return m.group("street").strip().rstrip(","), m.group("number").strip()
+
+
+def _name(s: str) -> tuple[str, str]:
+    """(last, first): "Muster, Max" -> (Muster, Max); "Max Muster" -> (Muster, Max)."""
+    s = s.strip()
+    if "," in s:
+        last, _, first = s.partition(",")
+        return last.strip(), first.strip()
+    first, _, last = s.rpartition(" ")
+    return (last.strip(), first.strip()) if first else (s, "")
+
+
+def _postcode(s: str) -> tuple[str, str]:
+    m = _POSTCODE.match(s.strip())
+    if m is None:
+        return "", s.strip()
+    return m.group("code"), m.group("city").strip()
+
+
+_NAMED: dict[str, TextFn] = {
+    "street": lambda s: _street(s)[0], "house_number": lambda s: _street(s)[1],
+    "last_name": lambda s: _name(s)[0], "first_name": lambda s: _name(s)[1],
+    "postal_code": lambda s: _postcode(s)[0], "city": lambda s: _postcode(s)[1],
+}
+
+
+def named_split(part: str) -> TextFn:
+    """One part of a well-known composite value: street/house_number, last_name/first_name, postal_code/city."""
+    return _NAMED[part]
+
+
+def separator_split(separator: str, index: int) -> TextFn:
+    """The ``index``-th (0-based; negative from the end) trimmed piece of the text split on ``separator``."""
+    def split(s: str) -> str:
+        parts = s.split(separator)
+        try:
+            return parts[index].strip()
+        except IndexError:
+            return ""
+    return split
+
+
+def regex_extract(pattern: str) -> TextFn:
+    """The first group of ``pattern`` (or the whole match) searched in the text; no match gives ""."""
+    rx = re.compile(pattern)
+    group = 1 if rx.groups else 0
+
+    def extract(s: str) -> str:
+        m = rx.search(s)
+        return (m.group(group) or "").strip() if m else ""
+    return extract
+
+
+def case(kind: str) -> TextFn:
+    """upper, lower or title case."""
+    fns: dict[str, TextFn] = {"upper": str.upper, "lower": str.lower, "title": _title}
+    return fns[kind]
+
+
+def _title(s: str) -> str:
+    # str.title() would write "Müller-Lüdenscheidt" fine but "O'neil" and "Von Der" badly: keep particles.
+    words = [w if w in ("von", "van", "der", "de", "zu", "und") else w[:1].upper() + w[1:] for w in s.lower().split(" ")]
+    out = " ".join(words)
+    return re.sub(r"([-'])(\w)", lambda m: m.group(1) + m.group(2).upper(), out)
+
+
+def zero_pad(width: int) -> TextFn:
+    """Digits-only text padded with leading zeros to ``width`` (a spreadsheet stored PLZ 01067 as 1067)."""
+    return lambda s: s.zfill(width) if s.isdigit() else s
+
+
+def chain(fns: list[TextFn]) -> TextFn | None:
+    """The functions applied in order, or None when there are none (so the engine skips the call)."""
+    if not fns:
+        return None
+    if len(fns) == 1:
+        return fns[0]
+
+    def run(s: str) -> str:
+        for fn in fns:
+            if not s:
+                return s
+            s = fn(s)
+        return s
+    return run

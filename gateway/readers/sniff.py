@@ -1,0 +1,169 @@
+"""Looking at a file before reading it: what it really is, its text encoding, its delimiter, zip limits.
+
+A client's file is refused early and clearly when its bytes do not fit the mapping's declared type
+(an XLSX saved as ``.csv``, a PDF, a UTF-16 export) or when a spreadsheet's zip container promises
+far more data than a case file can hold (a zip bomb): the declared sizes are checked before
+calamine decompresses anything.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import zipfile
+
+from gateway.errors import InputError
+
+SAMPLE = 1 << 16
+MAX_UNZIPPED = 1 << 30        # bytes all members of a spreadsheet may declare together
+MAX_RATIO = 200               # declared uncompressed / compressed size of a large member
+MAX_MEMBERS = 10_000
+DELIMITERS = (";", ",", "\t", "|")
+_NAMES = {";": "';'", ",": "','", "\t": "tab", "|": "'|'"}
+_ZIP = (b"PK\x03\x04", b"PK\x05\x06")
+_OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_BINARY = {b"%PDF": "a PDF document", b"\x1f\x8b": "a gzip archive", b"\x89PNG": "a PNG image",
+           b"\xff\xd8\xff": "a JPEG image", b"Rar!": "a RAR archive", b"7z\xbc\xaf": "a 7-zip archive",
+           b"\xff\xfe": "UTF-16 text (save it as UTF-8 or Windows-1252)",
+           b"\xfe\xff": "UTF-16 text (save it as UTF-8 or Windows-1252)"}
+_TEXT_TYPES = ("csv", "fixed_width")
+# Bytes 0x80-0x9F that Windows-1252 leaves undefined: a file with them is ISO-8859-1 (C1 controls).
+_CP1252_HOLES = frozenset(b"\x81\x8d\x8f\x90\x9d")
+
+
+def delimiter_name(delimiter: str) -> str:
+    """How a delimiter is named in messages."""
+    return _NAMES.get(delimiter, repr(delimiter))
+
+
+def _what(head: bytes, file: str) -> str:
+    if head.startswith(_ZIP):
+        try:
+            with zipfile.ZipFile(file) as zf:
+                names = set(zf.namelist())
+                if "mimetype" in names and b"spreadsheet" in zf.read("mimetype")[:100]:
+                    return "ods"
+                if "xl/workbook.xml" in names or "xl/workbook.bin" in names:
+                    return "xlsx"
+        except (zipfile.BadZipFile, OSError, KeyError):
+            return "a damaged zip archive"
+        return "a zip archive"
+    if head.startswith(_OLE):
+        return "xls"
+    for magic, what in _BINARY.items():
+        if head.startswith(magic):
+            return what
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if text.startswith(b"<?xml") or text.startswith(b"<") and text[1:2].isalpha():
+        return "xml"
+    if b"\x00" in head:
+        return "binary data"
+    return "text"
+
+
+_LABEL = {"ods": "an ODS spreadsheet", "xlsx": "an XLSX workbook", "xls": "an XLS (Excel 97-2003) workbook",
+          "xml": "an XML document", "text": "plain text"}
+
+
+def check_kind(path: str | os.PathLike[str], declared: str) -> None:
+    """InputError unless the file's leading bytes fit the declared format type."""
+    file = str(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(512)
+    except OSError as exc:
+        raise InputError(f"cannot open the file: {exc.strerror}", file=file) from None
+    if not head:
+        raise InputError("the file is empty: no header row" if declared != "xml" else "the file is empty", file=file)
+    found = _what(head, file)
+    if not (found == declared or (declared in _TEXT_TYPES and found == "text")):
+        raise InputError(f"the mapping declares format type '{declared}', but the file is "
+                         f"{_LABEL.get(found, found)}; was it saved in another format or renamed?", file=file)
+    if found in ("xlsx", "ods"):
+        check_zip(file)
+
+
+def check_zip(file: str) -> None:
+    """Refuse a spreadsheet whose members declare more data than any case file has (a zip bomb)."""
+    try:
+        with zipfile.ZipFile(file) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InputError(f"the spreadsheet's zip container is damaged: {exc}", file=file) from None
+    if len(infos) > MAX_MEMBERS:
+        raise InputError(f"the spreadsheet has {len(infos)} parts (limit {MAX_MEMBERS}): refused as a zip bomb",
+                         file=file)
+    total = 0
+    for info in infos:
+        total += info.file_size
+        if info.file_size > (1 << 20) and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+            raise InputError(f"part '{info.filename}' unpacks from {info.compress_size} to {info.file_size} bytes "
+                             f"(ratio over {MAX_RATIO}): refused as a zip bomb", file=file)
+    if total > MAX_UNZIPPED:
+        raise InputError(f"the spreadsheet unpacks to {total} bytes (limit {MAX_UNZIPPED}): refused as a zip bomb",
+                         file=file)
+
+
+def detect_encoding(path: str | os.PathLike[str]) -> str:
+    """utf-8 if the whole file is valid UTF-8, else cp1252 (iso8859-1 if it uses bytes cp1252 lacks).
+
+    A file that mixes UTF-8 umlauts with single-byte umlauts is refused: either reading would
+    corrupt some names.
+    """
+    file = str(path)
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line = 1
+    multibyte_line = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                bad_line = line + chunk.count(b"\n", 0, max(exc.start, 0))
+                if multibyte_line or _has_utf8(chunk[:max(exc.start, 0)]):
+                    where = multibyte_line or line + chunk.count(b"\n", 0, _first_utf8(chunk[:exc.start]))
+                    raise InputError(f"mixed text encodings: UTF-8 characters (line {where}) and a byte "
+                                     f"0x{chunk[exc.start]:02X} that is not UTF-8 (line {bad_line}); "
+                                     "save the file in one encoding", file=file, row=bad_line) from None
+                return _single_byte(path)
+            if not multibyte_line and _has_utf8(chunk):
+                multibyte_line = line + chunk.count(b"\n", 0, _first_utf8(chunk))
+            line += chunk.count(b"\n")
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return _single_byte(path)
+    return "utf-8"
+
+
+def _has_utf8(data: bytes) -> bool:
+    # Called only on bytes that decoded as UTF-8: a byte from 0xC2 up starts a multi-byte character.
+    return max(data, default=0) >= 0xC2
+
+
+def _first_utf8(data: bytes) -> int:
+    return next((i for i, b in enumerate(data) if b >= 0xC2), 0)
+
+
+def _single_byte(path: str | os.PathLike[str]) -> str:
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            if not _CP1252_HOLES.isdisjoint(chunk):
+                return "iso8859-1"
+    return "cp1252"
+
+
+def sniff_delimiter(line: str, file: str, row: int) -> str:
+    """The candidate delimiter that occurs most often outside quotes in a header line."""
+    counts = dict.fromkeys(DELIMITERS, 0)
+    quoted = False
+    for ch in line:
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted and ch in counts:
+            counts[ch] += 1
+    best = max(DELIMITERS, key=lambda d: counts[d])
+    if counts[best] == 0:
+        raise InputError("cannot tell the delimiter: the header line has none of ';' ',' tab '|'; "
+                         "set format.delimiter", file=file, row=row)
+    return best

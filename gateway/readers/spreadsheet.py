@@ -1,0 +1,151 @@
+"""XLSX, XLS and ODS through python-calamine: every cell reaches the mapper as text, like a CSV cell.
+
+Numbers become their exact decimal text in the mapping's decimal notation (no float artefacts:
+the shortest text that round-trips the stored double, so a cell Excel shows as 0.3 is "0,3"),
+whole numbers lose the ".0", dates become ISO ``YYYY-MM-DD`` (a time of day is kept only when
+it is not midnight), and plain numbers in a column the mapping reads as a date are taken as
+spreadsheet date serials. calamine reads one sheet's cells into compact Rust memory; the rows
+are converted to text one at a time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import python_calamine as calamine
+
+from gateway.errors import InputError
+from gateway.readers.base import SourceRow
+
+if TYPE_CHECKING:
+    from gateway.mapping.spec import FormatSpec
+
+_EPOCH = date(1899, 12, 30)  # day 0 of the 1900 date system as Excel and LibreOffice count it
+MAX_SERIAL = 2_958_465       # 9999-12-31
+
+
+class SpreadsheetReader:
+    """Rows of one worksheet; see ``FormatSpec`` (``sheet``, ``header_row``, ``columns``)."""
+
+    def __init__(self, path: str | os.PathLike[str], fmt: FormatSpec, *,
+                 date_columns: frozenset[str] = frozenset()) -> None:
+        self.file = str(path)
+        self._decimal = fmt.decimal_separator
+        try:
+            self._book = calamine.CalamineWorkbook.from_path(self.file)
+        except Exception as exc:  # calamine raises its own and OS errors; all mean "cannot read this"
+            raise InputError(f"cannot read the {fmt.type.upper()} file: {_reason(exc)}", file=self.file) from None
+        try:
+            self.sheet = self._pick_sheet(fmt.sheet)
+            try:
+                sheet = self._book.get_sheet_by_name(self.sheet)
+            except Exception as exc:
+                raise InputError(f"cannot read sheet '{self.sheet}': {_reason(exc)}", file=self.file) from None
+            self._offset = sheet.start[1] if sheet.start else 0
+            self._rows: Iterator[list[Any]] = iter(sheet.iter_rows())
+            self._line = 0
+            if fmt.header_row == 0:
+                self.header, self.header_row = list(fmt.columns or []), 0
+            else:
+                self.header, self.header_row = self._read_header(fmt.header_row)
+            wanted = {c.strip().casefold() for c in date_columns}
+            self._dates = frozenset(i for i, h in enumerate(self.header) if h.strip().casefold() in wanted)
+        except BaseException:
+            self.close()
+            raise
+
+    def _pick_sheet(self, sheet: str | int | None) -> str:
+        names: list[str] = list(self._book.sheet_names)
+        if not names:
+            raise InputError("the workbook has no sheets", file=self.file)
+        if sheet is None:
+            return names[0]
+        if isinstance(sheet, int):
+            if sheet > len(names):
+                raise InputError(f"the mapping reads sheet number {sheet}, but the workbook has {len(names)} "
+                                 f"sheet(s): {', '.join(names)}", file=self.file)
+            return names[sheet - 1]
+        for name in names:
+            if name == sheet or name.strip().casefold() == sheet.strip().casefold():
+                return name
+        raise InputError(f"the mapping reads sheet '{sheet}', but the workbook has only: "
+                         f"{', '.join(repr(n) for n in names)}", file=self.file)
+
+    def _next(self) -> list[Any] | None:
+        cells = next(self._rows, None)
+        if cells is not None:
+            self._line += 1
+        return cells
+
+    def _read_header(self, header_row: int) -> tuple[list[str], int]:
+        while (cells := self._next()) is not None:
+            if self._line < header_row:
+                continue
+            header = [self._text(c, False).strip() for c in cells]
+            if any(header):
+                while header and not header[-1]:
+                    header.pop()
+                return header, self._line
+        raise InputError(f"sheet '{self.sheet}' has no header row at or after row {header_row} "
+                         "(the sheet is empty)", file=self.file)
+
+    def __iter__(self) -> Iterator[SourceRow]:
+        dates, width, sheet, text = self._dates, len(self.header), self.sheet, self._text
+        while (cells := self._next()) is not None:
+            values = [text(c, i in dates) for i, c in enumerate(cells)]
+            if not any(v.strip() for v in values):
+                continue
+            if len(values) > width and not any(v.strip() for v in values[width:]):
+                del values[width:]
+            elif len(values) < width:
+                values.extend([""] * (width - len(values)))
+            yield SourceRow(self._line, values, sheet)
+
+    def _text(self, cell: Any, is_date: bool) -> str:
+        if isinstance(cell, str):
+            return cell
+        if isinstance(cell, bool):
+            return "true" if cell else "false"
+        if isinstance(cell, (int, float)):
+            if is_date and float(cell).is_integer() and 0 < cell <= MAX_SERIAL:
+                return (_EPOCH + timedelta(days=int(cell))).isoformat()
+            return number_text(cell, self._decimal)
+        if isinstance(cell, datetime):
+            return cell.date().isoformat() if cell.time() == time(0) else cell.isoformat(sep=" ")
+        if isinstance(cell, (date, time)):
+            return cell.isoformat()
+        if isinstance(cell, timedelta):
+            return str(cell)
+        return "" if cell is None else str(cell)
+
+    def close(self) -> None:
+        book = getattr(self, "_book", None)
+        if book is not None:
+            book.close()
+
+    def __enter__(self) -> SpreadsheetReader:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def number_text(value: int | float, decimal: str = ".") -> str:
+    """The exact decimal text of a stored number: 0.3 -> "0.3", 12.0 -> "12", 1e-07 -> "0.0000001"."""
+    if isinstance(value, int):
+        return str(value)
+    if value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    text = format(Decimal(repr(value)), "f")  # repr is the shortest text that reads back as this double
+    return text.replace(".", decimal) if decimal != "." else text
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text if len(text) < 300 else text[:300] + "..."

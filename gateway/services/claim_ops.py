@@ -1,0 +1,242 @@
+"""Client operations on stored claims: release (a collection run), cancel, report a direct payment,
+message the partner, refresh, set labels, request long-term monitoring.
+
+Each is recorded at once as a claim event (a transition or an annotation) and, when the partner
+already has the claim, as an outbox row in the same transaction; the delivery layer forwards it.
+Outbox operations and payloads (agreed with the delivery layer):
+``cancel {claim_id, reason}``, ``report_payment {claim_id, amount, currency, date}``,
+``send_message {claim_id, message_id, text}``, ``request_monitoring {claim_id}``,
+``refresh {claim_id}``, ``set_labels {claim_id, labels}``, and ``deliver_batch {run, claim_ids}``.
+A client only ever sees its own claims: another client's claim id is "no claim", like an unknown one.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping, select
+
+from gateway.bootstrap import App
+from gateway.domain.lifecycle import TERMINAL, Actor, State
+from gateway.domain.model import minor_digits
+from gateway.errors import GatewayError, IllegalTransition, NotFound
+from gateway.store import claims as claim_store
+from gateway.store import labels as label_store
+from gateway.store import messages as message_store
+from gateway.store import outbox as outbox_store
+from gateway.store import submissions as sub_store
+from gateway.store.db import read_tx, write_tx
+from gateway.store.schema import claim_events, claims
+
+log = logging.getLogger(__name__)
+# States in which the partner has (or is being sent) the claim, so a request is forwarded to it.
+AT_PARTNER = frozenset({State.DELIVERING, State.HANDED_OVER, State.IN_PROGRESS, State.PAUSED, State.DISPUTED,
+                        State.INSTALMENT_PLAN, State.FAILED})
+MAX_LABELS, MAX_LABEL_LEN, MAX_MESSAGE_LEN = 50, 64, 10_000
+
+
+class InvalidRequest(GatewayError):
+    """A client request whose values cannot be accepted (``field`` names which)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}" if field else message)
+
+
+@dataclass
+class OpResult:
+    claim_id: int
+    state: str
+    event_id: int | None
+    forwarded: bool  # an outbox row for the partner was written
+    message_id: int | None = None
+
+
+@dataclass
+class ReleaseResult:
+    run: str
+    released: list[int] = field(default_factory=list)
+    skipped: list[tuple[int, str]] = field(default_factory=list)  # (claim id, why)
+
+
+def owned_row(conn: Connection, client_id: str, claim_id: int) -> RowMapping:
+    """The claim row if it belongs to ``client_id``; NotFound otherwise (same answer as an unknown id)."""
+    row = conn.execute(select(claims.c.id, claims.c.client_id, claims.c.partner_id, claims.c.currency,
+                              claims.c.submission_id).where(claims.c.id == claim_id)).mappings().first()
+    if row is None or row["client_id"] != client_id:
+        raise NotFound(f"no claim {claim_id}")
+    return row
+
+
+def _state(conn: Connection, claim_id: int) -> State:
+    return claim_store.current_states(conn, [claim_id])[claim_id]
+
+
+def _forward(conn: Connection, row: RowMapping, state: State, operation: str, event_id: int,
+             payload: dict[str, Any]) -> bool:
+    if not row["partner_id"] or state not in AT_PARTNER:
+        return False  # the partner never had the claim: the event is the whole record
+    outbox_store.enqueue(conn, key=f"{operation}:{row['id']}:{event_id}", client_id=row["client_id"],
+                         partner_id=row["partner_id"], operation=operation,
+                         payload={"claim_id": row["id"], **payload})
+    return True
+
+
+def _annotate(app: App, client_id: str, claim_id: int, kind: str, operation: str, data: dict[str, Any],
+              payload: dict[str, Any], *, allow_final: bool = False,
+              also: Callable[[Connection], None] | None = None) -> OpResult:
+    with write_tx(app.engine) as conn:
+        row = owned_row(conn, client_id, claim_id)
+        state = _state(conn, claim_id)
+        if state in TERMINAL and not allow_final:
+            raise IllegalTransition(state.value, state.value, Actor.CLIENT.value, f"{state.value} is final",
+                                    claim_id=claim_id)
+        if also is not None:
+            also(conn)
+        event_id = claim_store.annotate(conn, claim_id, Actor.CLIENT, kind, data, now=app.now())
+        forwarded = _forward(conn, row, state, operation, event_id, payload)
+    log.info("claim_ops.%s client=%s claim=%d forwarded=%s", kind, client_id, claim_id, forwarded)
+    return OpResult(claim_id, state.value, event_id, forwarded)
+
+
+def cancel(app: App, client_id: str, claim_id: int, reason: str | None) -> OpResult:
+    """Cancel: at once if the partner never had the claim, else requested from the partner."""
+    reason = (reason or "").strip()[:1000]
+    with write_tx(app.engine) as conn:
+        row = owned_row(conn, client_id, claim_id)
+        state = _state(conn, claim_id)
+        if state in (State.HELD, State.QUEUED, State.FAILED):
+            claim_store.transition(conn, [claim_id], State.CANCELLED_BY_CLIENT, Actor.CLIENT, kind="cancelled",
+                                   data={"reason": reason} if reason else None, now=app.now())
+            event_id = int(conn.execute(select(claim_events.c.id).where(claim_events.c.claim_id == claim_id)
+                                        .order_by(claim_events.c.id.desc()).limit(1)).scalar_one())
+            new_state = State.CANCELLED_BY_CLIENT
+        elif state in TERMINAL or state is State.RECEIVED:
+            raise IllegalTransition(state.value, State.CANCELLED_BY_CLIENT.value, Actor.CLIENT.value,
+                                    f"{state.value} is final" if state in TERMINAL else "not yet stored",
+                                    claim_id=claim_id)
+        else:  # the partner works it: only the partner can close it; we ask
+            event_id = claim_store.annotate(conn, claim_id, Actor.CLIENT, "cancel_requested",
+                                            {"reason": reason} if reason else None, now=app.now())
+            new_state = state
+        forwarded = _forward(conn, row, state, "cancel", event_id, {"reason": reason})
+    log.info("claim_ops.cancel client=%s claim=%d from=%s forwarded=%s", client_id, claim_id, state.value, forwarded)
+    return OpResult(claim_id, new_state.value, event_id, forwarded)
+
+
+def report_payment(app: App, client_id: str, claim_id: int, amount: Decimal, on: date,
+                   currency: str | None = None) -> OpResult:
+    """The debtor paid the client directly: record it and tell the partner."""
+    with read_tx(app.engine) as conn:
+        claim_currency = owned_row(conn, client_id, claim_id)["currency"]
+    currency = (currency or claim_currency).upper()
+    if currency != claim_currency:
+        raise InvalidRequest(f"the claim is in {claim_currency}, the payment in {currency}", "currency")
+    if not amount.is_finite() or amount <= 0:
+        raise InvalidRequest(f"amount must be greater than 0, got {amount}", "amount")
+    if -amount.as_tuple().exponent > minor_digits(currency):  # type: ignore[operator]
+        raise InvalidRequest(f"{amount} has more decimal places than {currency} allows", "amount")
+    if on > app.today():
+        raise InvalidRequest(f"payment date {on} is in the future", "date")
+    doc = {"amount": str(amount), "currency": currency, "date": on.isoformat()}
+    return _annotate(app, client_id, claim_id, "payment_reported", "report_payment", doc, doc)
+
+
+def send_message(app: App, client_id: str, claim_id: int, text: str) -> OpResult:
+    """A message to the partner about the claim; stored encrypted, forwarded."""
+    text = text.strip()
+    if not text:
+        raise InvalidRequest("the message is empty", "text")
+    if len(text) > MAX_MESSAGE_LEN:
+        raise InvalidRequest(f"the message has {len(text)} characters, at most {MAX_MESSAGE_LEN} allowed", "text")
+    with write_tx(app.engine) as conn:
+        row = owned_row(conn, client_id, claim_id)
+        state = _state(conn, claim_id)
+        if state in TERMINAL:
+            raise IllegalTransition(state.value, state.value, Actor.CLIENT.value, f"{state.value} is final",
+                                    claim_id=claim_id)
+        mid = message_store.add(conn, app.cipher, claim_id=claim_id, client_id=client_id, direction="to_partner",
+                                text=text, now=app.now())
+        assert mid is not None  # outbound messages carry no partner id, so they never collide
+        event_id = claim_store.annotate(conn, claim_id, Actor.CLIENT, "message_sent", {"message_id": mid},
+                                        now=app.now())
+        forwarded = _forward(conn, row, state, "send_message", event_id, {"message_id": mid, "text": text})
+    return OpResult(claim_id, state.value, event_id, forwarded, message_id=mid)
+
+
+def messages(app: App, client_id: str, claim_id: int, after_id: int = 0) -> list[dict[str, Any]]:
+    """The claim's messages both ways after ``after_id``, oldest first."""
+    with read_tx(app.engine) as conn:
+        owned_row(conn, client_id, claim_id)
+        return message_store.for_claim(conn, app.cipher, claim_id, after_id=after_id)
+
+
+def refresh(app: App, client_id: str, claim_id: int) -> OpResult:
+    """Ask the partner for the claim's current status."""
+    return _annotate(app, client_id, claim_id, "refresh_requested", "refresh", {}, {})
+
+
+def request_monitoring(app: App, client_id: str, claim_id: int) -> OpResult:
+    """Ask the partner to move the claim into long-term monitoring."""
+    return _annotate(app, client_id, claim_id, "monitoring_requested", "request_monitoring", {}, {})
+
+
+def set_labels(app: App, client_id: str, claim_id: int, labels: list[str]) -> OpResult:
+    """Replace the claim's labels (client-defined flags); allowed on closed claims too."""
+    clean = sorted({label.strip() for label in labels if label and label.strip()})
+    if len(clean) > MAX_LABELS:
+        raise InvalidRequest(f"{len(clean)} labels, at most {MAX_LABELS} allowed", "labels")
+    for label in clean:
+        if len(label) > MAX_LABEL_LEN:
+            raise InvalidRequest(f"label '{label[:20]}...' is longer than {MAX_LABEL_LEN} characters", "labels")
+    return _annotate(app, client_id, claim_id, "labels_set", "set_labels", {"labels": clean}, {"labels": clean},
+                     allow_final=True, also=lambda conn: label_store.replace(conn, claim_id, clean))
+
+
+def release(app: App, client_id: str, *, claim_ids: list[int] | None = None,
+            submission: str | None = None) -> ReleaseResult:
+    """Start the handover of held claims (a collection run): held -> queued, one outbox row per partner."""
+    if not claim_ids and not submission:
+        raise InvalidRequest("name the claims or the submission to release", "claim_ids")
+    now = app.now()
+    run = f"R{now:%Y%m%d}-{secrets.token_hex(4).upper()}"
+    result = ReleaseResult(run=run)
+    with write_tx(app.engine) as conn:
+        ids = list(dict.fromkeys(claim_ids or []))
+        for cid in ids:
+            owned_row(conn, client_id, cid)
+        if submission:
+            try:
+                sub = sub_store.get(conn, submission)
+            except NotFound:
+                sub = None
+            if sub is None or sub["client_id"] != client_id:
+                raise NotFound(f"no submission {submission}")
+            in_sub = [r[0] for r in conn.execute(select(claims.c.id).where(claims.c.submission_id == sub["id"])
+                                                 .order_by(claims.c.id))]
+            states = claim_store.current_states(conn, in_sub)
+            ids += [c for c in in_sub if states.get(c) is State.HELD and c not in ids]
+        partners = {r["id"]: r["partner_id"] for r in claim_store.rows_by_ids(conn, ids)}
+        go = [c for c in ids if partners.get(c)]
+        result.skipped = [(c, "no partner is configured for this claim: the operator must route it")
+                          for c in ids if not partners.get(c)]
+        claim_store.transition(conn, go, State.QUEUED, Actor.CLIENT, kind="released", data={"run": run}, now=now)
+        by_partner: dict[str, list[int]] = {}
+        for c in go:
+            by_partner.setdefault(partners[c], []).append(c)
+        size = max(1, app.config.dispatcher.batch_size)
+        for partner, pids in sorted(by_partner.items()):
+            for n, i in enumerate(range(0, len(pids), size), start=1):
+                outbox_store.enqueue(conn, key=f"release:{run}:{partner}:{n}", client_id=client_id,
+                                     partner_id=partner, operation="deliver_batch",
+                                     payload={"run": run, "claim_ids": pids[i:i + size]}, now=now)
+        result.released = go
+    log.info("claim_ops.release client=%s run=%s released=%d skipped=%d", client_id, run, len(result.released),
+             len(result.skipped))
+    return result

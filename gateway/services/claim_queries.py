@@ -1,0 +1,177 @@
+"""What a client may read about its own claims: one claim, its history, lists, changes, explanations.
+
+Every query is scoped to the calling client: another client's claim or submission is "not found".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import RowMapping, select
+
+from gateway.bootstrap import App
+from gateway.domain.lifecycle import State
+from gateway.domain.model import Claim
+from gateway.errors import NotFound
+from gateway.services.claim_ops import InvalidRequest, owned_row
+from gateway.store import claim_search
+from gateway.store import claims as claim_store
+from gateway.store import documents as doc_store
+from gateway.store import labels as label_store
+from gateway.store import submissions as sub_store
+from gateway.store.claim_search import ClaimFilter
+from gateway.store.db import read_tx
+from gateway.store.schema import claims, submissions
+from gateway.store.sql import loads, utcnow
+
+MAX_PAGE = 500
+
+# What would fix a claim held or rejected for a code: the answer ExplainClaim gives a client.
+FIXES = {
+    "awaiting_release": "release it with ReleaseClaims (by claim id or submission) to start the handover",
+    "debtor_minor": "name the debtor's legal representative and submit the claim again, or release it after review",
+    "no_partner": "ask the operator to configure a partner for this claim (routing rule or default partner)",
+    "missing_field": "fill in the named field and submit the claim again",
+    "invalid_iban": "correct the IBAN (check digits) or leave the bank account out",
+    "invalid_amount": "send the amount with at most the currency's decimal places",
+    "amount_not_positive": "amounts must be greater than 0",
+    "date_in_future": "correct the date; only dates up to today are accepted there",
+    "no_contact": "add a postal address or an e-mail address of the debtor",
+    "nothing_open": "nothing is open: do not hand over a paid claim",
+    "duplicate_reference": "use a new creditor reference for a different claim",
+    "delivery_failed": "nothing to do for you: the gateway retries; the operator sees the error",
+    "partner_rejected": "read the partner's reason; correct the claim and submit it with a new reference",
+}
+
+
+@dataclass
+class ClaimView:
+    claim_id: int
+    state: str
+    state_since: Any
+    created_at: Any
+    submission: str
+    claim: Claim
+    labels: list[str]
+    documents: list[dict[str, Any]]
+
+
+@dataclass
+class Reason:
+    code: str
+    message: str
+    fix: str
+    field: str | None = None
+
+
+@dataclass
+class Explanation:
+    claim_id: int
+    state: str
+    summary: str
+    reasons: list[Reason] = field(default_factory=list)
+
+
+def get_claim(app: App, client_id: str, claim_id: int) -> ClaimView:
+    with read_tx(app.engine) as conn:
+        owned_row(conn, client_id, claim_id)
+        row = claim_store.get_row(conn, claim_id)
+        hist = claim_store.history(conn, claim_id)
+        ref = conn.execute(select(submissions.c.reference).where(submissions.c.id == row["submission_id"])).scalar()
+        labels = label_store.for_claims(conn, [claim_id]).get(claim_id, [])
+        docs = doc_store.for_claims(conn, app.cipher, [claim_id], content=False).get(claim_id, [])
+        claim = claim_store.decode(row, app.cipher)
+    return ClaimView(claim_id=claim_id, state=hist[-1]["state"], state_since=hist[-1]["created_at"],
+                     created_at=row["created_at"], submission=str(ref), claim=claim, labels=labels, documents=docs)
+
+
+def history(app: App, client_id: str, claim_id: int) -> list[dict[str, Any]]:
+    with read_tx(app.engine) as conn:
+        owned_row(conn, client_id, claim_id)
+        return claim_store.history(conn, claim_id)
+
+
+def get_submission(app: App, client_id: str, reference: str) -> tuple[RowMapping, list[RowMapping]]:
+    """A submission of the client with its findings."""
+    with read_tx(app.engine) as conn:
+        try:
+            sub = sub_store.get(conn, reference)
+        except NotFound:
+            sub = None
+        if sub is None or sub["client_id"] != client_id:
+            raise NotFound(f"no submission {reference}")
+        return sub, sub_store.findings(conn, sub["id"])
+
+
+def list_claims(app: App, client_id: str, f: ClaimFilter) -> tuple[list[RowMapping], int]:
+    if f.sort not in claim_search.SORTABLE:
+        raise InvalidRequest(f"cannot sort by '{f.sort}' (one of {', '.join(claim_search.SORTABLE)})", "sort")
+    if f.date_field not in claim_search.DATE_FIELDS:
+        raise InvalidRequest(f"no date '{f.date_field}' (one of {', '.join(claim_search.DATE_FIELDS)})",
+                             "date_field")
+    bad = [s for s in f.states if s not in {st.value for st in State}]
+    if bad:
+        raise InvalidRequest(f"unknown state(s) {', '.join(bad)}", "states")
+    if not 1 <= f.limit <= MAX_PAGE or f.offset < 0:
+        raise InvalidRequest(f"limit must be 1..{MAX_PAGE} and offset >= 0", "limit")
+    if f.text:
+        f.text = f.text.strip()[:128]
+        f.debtor_token = app.cipher.blind_index(f.text)
+    with read_tx(app.engine) as conn:
+        return claim_search.search(conn, client_id, f)
+
+
+def changes(app: App, client_id: str, cursor: int, limit: int) -> tuple[list[dict[str, Any]], int, bool]:
+    """Events after ``cursor``; returns (events, next cursor, whether more are waiting)."""
+    limit = max(1, min(limit, MAX_PAGE))
+    with read_tx(app.engine) as conn:
+        settle = app.config.soap.changes_settle_seconds
+        before = utcnow() - timedelta(seconds=settle) if conn.dialect.name == "postgresql" and settle else None
+        rows = claim_search.changes(conn, client_id, max(0, cursor), limit + 1, before)
+    more = len(rows) > limit
+    events = [{**r, "data": loads(r["data"])} for r in rows[:limit]]
+    return events, (events[-1]["id"] if events else max(0, cursor)), more
+
+
+def explain(app: App, client_id: str, claim_id: int) -> Explanation:
+    """Why a claim is where it is, and what would move it on."""
+    with read_tx(app.engine) as conn:
+        owned_row(conn, client_id, claim_id)
+        hist = claim_store.history(conn, claim_id)
+        row = conn.execute(select(claims.c.submission_id, claims.c.creditor_reference)
+                           .where(claims.c.id == claim_id)).mappings().one()
+        findings = [f for f in sub_store.findings(conn, row["submission_id"])
+                    if f["reference"] == row["creditor_reference"]]
+    last = hist[-1]
+    state = State(last["state"])
+    out = Explanation(claim_id=claim_id, state=state.value, summary=_SUMMARY.get(state, f"the claim is {state.value}"))
+    if state is State.HELD:
+        entered = next(e for e in reversed(hist) if e["state"] == "held" and e["from_state"] != "held")
+        held_codes = (entered["data"] or {}).get("codes") or []
+        by_code = {f["code"]: f for f in findings}
+        for code in held_codes or ["held_by_operator"]:
+            f = by_code.get(code)
+            out.reasons.append(Reason(code=code, message=f["message"] if f else "held",
+                                      fix=FIXES.get(code, "ask the operator"), field=f["field"] if f else None))
+    elif state in (State.FAILED, State.REJECTED):
+        data = last["data"] or {}
+        code = "delivery_failed" if state is State.FAILED else str(data.get("code") or "partner_rejected")
+        message = str(data.get("error") or data.get("reason") or data.get("message") or last["kind"])
+        out.reasons.append(Reason(code=code, message=message, fix=FIXES.get(code, "ask the operator")))
+    for f in findings:  # warnings stay useful in every state
+        if f["severity"] == "warning":
+            out.reasons.append(Reason(code=f["code"], message=f["message"], field=f["field"],
+                                      fix=FIXES.get(f["code"], "check the value; the claim was accepted")))
+    return out
+
+
+_SUMMARY = {
+    State.HELD: "the claim is held and not handed over yet",
+    State.QUEUED: "the claim waits for delivery to the partner",
+    State.DELIVERING: "the claim is being delivered to the partner",
+    State.HANDED_OVER: "the partner has received the claim",
+    State.FAILED: "the delivery failed; the gateway retries",
+    State.REJECTED: "the claim was rejected",
+}

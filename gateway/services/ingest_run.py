@@ -1,0 +1,236 @@
+"""One pass over a file's rows: prepare chunks (here or in worker processes), store them in order, ack.
+
+Chunks are cut by row count (``dispatcher.batch_size``) the same way in every mode, so a resumed
+run sees the same chunks. At most ``workers + 1`` chunks are in flight, which keeps memory flat.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import RowMapping
+
+from gateway.bootstrap import App
+from gateway.domain import findings as codes
+from gateway.domain.findings import Finding, Outcome, Severity, outcome_of
+from gateway.domain.lifecycle import State
+from gateway.errors import InputError
+from gateway.mapping.spec import MappingSpec
+from gateway.readers.base import Reader, SourceRow
+from gateway.services.ack import AckWriter
+from gateway.services.ingest_prepare import Preparer, PreparedRow, init_worker, work
+from gateway.store import claims as claim_store
+from gateway.store import outbox as outbox_store
+from gateway.store import submissions as sub_store
+from gateway.store.claims import PreparedClaim
+from gateway.store.db import read_tx, write_tx
+
+log = logging.getLogger(__name__)
+MAX_RESULTS = 50_000  # per-row results kept in memory for the caller; the ack file has every row
+MAX_STORED_FINDINGS = 10_000  # per submission in the database; the ack file has every finding
+
+
+@dataclass
+class RowResult:
+    row: int | None
+    reference: str | None
+    outcome: str
+    claim_id: int | None = None
+    findings: list[Finding] = field(default_factory=list)
+
+
+@dataclass
+class IngestResult:
+    submission: str | None
+    status: str
+    client_id: str
+    filename: str
+    rows: int = 0
+    accepted: int = 0
+    held: int = 0
+    rejected: int = 0
+    total_amount: str = "0"
+    currency: str | None = None
+    duplicate_of: str | None = None
+    ack_path: str | None = None
+    error: str | None = None
+    dry_run: bool = False
+    results: list[RowResult] = field(default_factory=list)
+    results_truncated: bool = False
+
+
+class IngestRun:
+    """Reads, prepares, stores and acknowledges the rows of one opened file."""
+
+    def __init__(self, app: App, spec: MappingSpec, reader: Reader, client_id: str,
+                 submission: RowMapping | None, result: IngestResult, name: str) -> None:
+        self.app, self.spec, self.reader, self.client_id = app, spec, reader, client_id
+        self.submission, self.result, self.name = submission, result, name
+        self.writer: AckWriter | None = None
+        self.today = (submission["received_at"] if submission else app.now()).date()
+        self.preparer = Preparer(app.config, spec, reader.header, reader.header_row, name, client_id, self.today,
+                                 cipher=app.cipher)
+        self.reference_column = self.preparer.mapper.column_for("creditor_reference")
+        self.progress = submission["progress_row"] if submission else 0
+        self.chunk_size = max(1, app.config.dispatcher.batch_size)
+        self.chunk_no = self.stored_findings = 0
+        self.total = Decimal(0)
+        self.error: InputError | None = None
+
+    def run(self, workers: int = 0) -> None:
+        """Every row, in order; an InputError from the reader is raised after the rows before it are stored."""
+        if self.spec.group is not None:  # grouping merges neighbouring rows: one ordered pass
+            self._serial_grouped()
+        elif workers > 0:
+            self._parallel(workers)
+        else:
+            for chunk in self._chunks(self.reader):
+                self._flush(self.preparer.chunk(chunk))
+        self.result.total_amount = str(self.total)
+        if self.error is not None:
+            raise self.error
+        if self.result.rows == 0:
+            where = f" after the header (row {self.reader.header_row})" if self.reader.header_row else ""
+            raise InputError(f"the file has no data rows{where}", file=self.name)
+
+    def _chunks(self, rows: Iterable[SourceRow]) -> Iterator[list[SourceRow]]:
+        chunk: list[SourceRow] = []
+        try:
+            for src in rows:
+                chunk.append(src)
+                if len(chunk) >= self.chunk_size:
+                    yield chunk
+                    chunk = []
+        except InputError as exc:
+            self.error = exc  # the rows before it are still prepared and stored
+        if chunk:
+            yield chunk
+
+    def _parallel(self, workers: int) -> None:
+        args = (self.app.config, self.spec, self.reader.header, self.reader.header_row, self.name, self.client_id,
+                self.today)
+        # spawn, not fork: the parent may run threads (serve) whose locks a fork would copy held
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker,
+                                 initargs=args) as pool:
+            pending: deque[Future[list[PreparedRow]]] = deque()
+            for chunk in self._chunks(self.reader):
+                pending.append(pool.submit(work, chunk))
+                if len(pending) > workers:
+                    self._flush(pending.popleft().result())
+            while pending:
+                self._flush(pending.popleft().result())
+
+    def _serial_grouped(self) -> None:
+        chunk: list[PreparedRow] = []
+        for mapped in self.preparer.mapper.map_rows(self._guard(self.reader), self.client_id):
+            chunk.append(self.preparer.finish(mapped))
+            if len(chunk) >= self.chunk_size:
+                self._flush(chunk)
+                chunk = []
+        if chunk:
+            self._flush(chunk)
+
+    def _guard(self, rows: Iterable[SourceRow]) -> Iterator[SourceRow]:
+        try:
+            yield from rows
+        except InputError as exc:
+            self.error = exc
+
+    def _flush(self, chunk: list[PreparedRow]) -> None:
+        self.chunk_no += 1
+        candidates = [p for p in chunk if p.claim is not None]
+        sid = self.submission["id"] if self.submission else None
+        with read_tx(self.app.engine) as conn:
+            existing = claim_store.existing_references(conn, self.client_id, [p.claim[1] for p in candidates
+                                                                              if p.claim is not None])
+        seen: set[str] = set()
+        new: list[tuple[PreparedRow, tuple[PreparedClaim, State, int | None, dict[str, Any] | None]]] = []
+        own: dict[int, int] = {}  # source row -> claim id stored by an earlier run of this submission
+        stored_ok: set[int] = set()
+        for p in candidates:
+            assert p.claim is not None
+            ref = p.claim[1]
+            prior = existing.get(ref)
+            if prior is not None and prior["submission_id"] == sid and prior["source_row"] == p.row:
+                own[p.row] = prior["id"]
+                stored_ok.add(p.row)
+                continue
+            if prior is not None or ref in seen:
+                p.findings.append(Finding(
+                    code=codes.DUPLICATE_REFERENCE, field="creditor_reference", row=p.row,
+                    column=self.reference_column, message=f"reference '{ref}' was already submitted"
+                    + (f" (claim {prior['id']})" if prior is not None else " earlier in this file")))
+                continue
+            seen.add(ref)
+            stored_ok.add(p.row)
+            if p.no_partner:
+                p.findings.append(Finding(code=codes.NO_PARTNER, severity=Severity.HOLD, row=p.row,
+                                          message="no partner is configured for this claim: held for the operator"))
+            state = State.HELD if p.findings and outcome_of(p.findings) == Outcome.HELD else State.QUEUED
+            data: dict[str, Any] = {"submission": self.result.submission, "row": p.row}
+            if p.sheet is not None:
+                data["sheet"] = p.sheet
+            if p.xpath is not None:
+                data["xpath"] = p.xpath
+            if p.findings:
+                held_codes = [f.code for f in p.findings if f.severity is Severity.HOLD]
+                if held_codes:
+                    data["codes"] = held_codes
+            new.append((p, (p.claim, state, p.row, data)))
+        last_row = chunk[-1].row
+        ids: list[Any] = (self._store(new, chunk, last_row) if self.submission and last_row > self.progress
+                          else [None] * len(new))
+        stored = {p.row: cid for (p, _), cid in zip(new, ids)}
+        stored.update(own)
+        for p in chunk:
+            self._report(p, stored.get(p.row), p.row in stored_ok)
+
+    def _store(self, new: list[tuple[PreparedRow, tuple[PreparedClaim, State, int | None, dict[str, Any] | None]]],
+               chunk: list[PreparedRow], last_row: int) -> list[Any]:
+        assert self.submission is not None
+        sid = self.submission["id"]
+        now = self.app.now()
+        with write_tx(self.app.engine) as conn:
+            ids = claim_store.insert_prepared(conn, sid, [n for _, n in new], now=now)
+            by_partner: dict[str, list[int]] = {}
+            for (_, (cols, state, _, _)), cid in zip(new, ids):
+                if state is State.QUEUED and cols[2]:
+                    by_partner.setdefault(cols[2], []).append(cid)
+            for partner, claim_ids in by_partner.items():
+                outbox_store.enqueue(conn, key=f"deliver:{sid}:{partner}:{self.chunk_no}", client_id=self.client_id,
+                                     partner_id=partner, operation="deliver_batch",
+                                     payload={"submission_id": sid, "claim_ids": claim_ids}, now=now)
+            rows = [(p.row, p.reference, outcome_of(p.findings), f) for p in chunk if p.findings for f in p.findings]
+            rows = rows[:max(0, MAX_STORED_FINDINGS - self.stored_findings)]
+            self.stored_findings += len(rows)
+            sub_store.record_findings(conn, sid, rows)
+            sub_store.set_progress(conn, sid, last_row)
+        return ids
+
+    def _report(self, p: PreparedRow, claim_id: int | None, stored: bool) -> None:
+        outcome = outcome_of(p.findings) if p.findings else Outcome.ACCEPTED
+        r = self.result
+        r.rows += 1
+        if outcome is Outcome.REJECTED:
+            r.rejected += 1
+        else:
+            r.accepted += outcome is Outcome.ACCEPTED
+            r.held += outcome is Outcome.HELD
+            if stored and p.total is not None:
+                # The submission total is in its first claim's currency; others are counted, not summed.
+                r.currency = r.currency or p.currency
+                if p.currency == r.currency:
+                    self.total += p.total
+        if self.writer is not None:
+            self.writer.row(p.row, p.reference, outcome, claim_id, p.findings, sheet=p.sheet, xpath=p.xpath)
+        if len(r.results) < MAX_RESULTS:
+            r.results.append(RowResult(p.row, p.reference, outcome.value, claim_id, p.findings))
+        else:
+            r.results_truncated = True

@@ -1,0 +1,79 @@
+"""Scheduled pull of partner updates (``gateway partners sync``; ``serve`` runs it per partner schedule).
+
+One page at a time: the updates and the new cursor commit in one transaction, then the partner is told
+(``commit_updates``, for partners with a transaction to commit). A crash in between re-reads the page,
+and the per-update dedupe in ``partner_updates`` makes that harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from adapters.base import NotSupported, UpdatingAdapter
+from gateway.bootstrap import App
+from gateway.errors import DeliveryError, NotFound
+from gateway.services.dispatch import open_adapter
+from gateway.services.partner_updates import ApplyResult, apply_updates, get_cursor, last_sync, save_cursor
+from gateway.store.db import read_tx, write_tx
+
+log = logging.getLogger(__name__)
+MAX_PAGES = 1000  # a partner that never stops paging is cut off; the next run continues
+
+
+def sync_partner(app: App, partner_id: str) -> ApplyResult:
+    """Pull and apply everything the partner has after our cursor."""
+    if partner_id not in app.config.partners:
+        raise NotFound(f"no partner '{partner_id}' (configured: {', '.join(sorted(app.config.partners)) or 'none'})")
+    adapter = open_adapter(app, partner_id)
+    total = ApplyResult()
+    try:
+        if not isinstance(adapter, UpdatingAdapter):
+            raise NotSupported(partner_id, "fetch_updates")
+        for _ in range(MAX_PAGES):
+            with read_tx(app.engine) as conn:
+                cursor = get_cursor(conn, partner_id)
+            page = adapter.fetch_updates(cursor)
+            with write_tx(app.engine) as conn:
+                result = apply_updates(app, partner_id, page.updates, conn=conn)
+                save_cursor(conn, partner_id, page.cursor, len(page.updates), now=app.now())
+            adapter.commit_updates(page)
+            for outcome, n in result.counts.items():
+                total.counts[outcome] = total.counts.get(outcome, 0) + n
+            if not page.updates or page.cursor == cursor:
+                break
+    except DeliveryError as exc:
+        with write_tx(app.engine) as conn:
+            save_cursor(conn, partner_id, get_cursor(conn, partner_id), 0, error=str(exc)[:2000], now=app.now())
+        raise
+    finally:
+        adapter.close()
+    log.info("partner_sync.done partner=%s %s", partner_id,
+             " ".join(f"{k}={v}" for k, v in sorted(total.counts.items())))
+    return total
+
+
+def due_partners(app: App, now: datetime | None = None) -> list[str]:
+    """Partners whose scheduled pull is due (never synced, or ``sync.every_seconds`` ago)."""
+    now = now or app.now()
+    due = []
+    with read_tx(app.engine) as conn:
+        for pid, pcfg in sorted(app.config.partners.items()):
+            if not pcfg.sync.enabled:
+                continue
+            last = last_sync(conn, pid)
+            if last is None or now - last >= timedelta(seconds=pcfg.sync.every_seconds):
+                due.append(pid)
+    return due
+
+
+def sync_due(app: App) -> dict[str, ApplyResult | str]:
+    """Run every due partner's pull; a failing partner is logged and does not stop the others."""
+    out: dict[str, ApplyResult | str] = {}
+    for pid in due_partners(app):
+        try:
+            out[pid] = sync_partner(app, pid)
+        except (DeliveryError, NotFound) as exc:
+            log.warning("partner_sync.failed partner=%s error=%s", pid, exc)
+            out[pid] = str(exc)
+    return out

@@ -1,0 +1,181 @@
+"""Status back from partners: apply updates (pulled, pushed or refreshed) as claim events.
+
+Each partner code maps onto the lifecycle through ``PartnerConfig.status_map`` ("in_progress" or
+"in_progress:court_dunning"); an unknown code is kept verbatim as a ``partner_status_unknown`` event,
+never dropped. Every update is applied once per partner update id, so a webhook push and a later pull
+of the same update change nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from adapters.base import PartnerUpdate
+from gateway.bootstrap import App
+from gateway.domain.lifecycle import TERMINAL, Actor, Stage, State
+from gateway.errors import ConfigError, IllegalTransition
+from gateway.store import claims as claim_store
+from gateway.store import messages as message_store
+from gateway.store.schema import claims, partner_sync, partner_updates
+from gateway.store.sql import utcnow
+
+log = logging.getLogger(__name__)
+
+_AFTER_HANDOVER = frozenset({State.HANDED_OVER, State.IN_PROGRESS, State.PAUSED, State.DISPUTED,
+                             State.INSTALMENT_PLAN}) | TERMINAL
+
+
+@dataclass
+class ApplyResult:
+    """What a page of updates did, by outcome (applied, duplicate, unknown_code, unknown_claim, illegal)."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, outcome: str) -> None:
+        self.counts[outcome] = self.counts.get(outcome, 0) + 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def status_target(app: App, partner_id: str, code: str) -> tuple[State, Stage | None] | None:
+    """The canonical state (and stage) a partner code maps to; None for an unknown code."""
+    spec = app.config.partners[partner_id].status_map.get(code)
+    if spec is None:
+        return None
+    state, _, stage = spec.partition(":")
+    try:
+        return State(state), Stage(stage) if stage else None
+    except ValueError:
+        raise ConfigError(f"status code {code!r} maps to {spec!r}, which is not a state[:stage]",
+                          file=app.config.source, key=f"partners.{partner_id}.status_map") from None
+
+
+def apply_updates(app: App, partner_id: str, updates: Sequence[PartnerUpdate], *,
+                  conn: Connection | None = None) -> ApplyResult:
+    """Record every update once as claim events, in the caller's transaction if given."""
+    if conn is None:
+        from gateway.store.db import write_tx
+        with write_tx(app.engine) as c:
+            return apply_updates(app, partner_id, updates, conn=c)
+    result = ApplyResult()
+    now = app.now()
+    owners = _claims_of_partner(conn, partner_id, {u.claim_id for u in updates})
+    for u in updates:
+        if not _first_time(conn, partner_id, u, now):
+            result.add("duplicate")
+            continue
+        if u.claim_id not in owners:
+            outcome = "unknown_claim"
+            log.warning("partner_updates.unknown_claim partner=%s claim=%s update=%s", partner_id, u.claim_id,
+                        u.update_id)
+        else:
+            outcome = _apply_one(app, conn, partner_id, owners[u.claim_id], u, now)
+        conn.execute(update(partner_updates).where(partner_updates.c.partner_id == partner_id,
+                                                   partner_updates.c.update_id == u.update_id)
+                     .values(outcome=outcome))
+        result.add(outcome)
+    return result
+
+
+def _claims_of_partner(conn: Connection, partner_id: str, ids: set[int]) -> dict[int, str]:
+    # A partner may only speak about claims that were routed to it.
+    out: dict[int, str] = {}
+    part = sorted(ids)
+    for i in range(0, len(part), 500):
+        q = select(claims.c.id, claims.c.client_id).where(claims.c.id.in_(part[i:i + 500]),
+                                                          claims.c.partner_id == partner_id)
+        out.update({cid: client for cid, client in conn.execute(q)})
+    return out
+
+
+def _first_time(conn: Connection, partner_id: str, u: PartnerUpdate, now: datetime) -> bool:
+    try:
+        with conn.begin_nested():
+            conn.execute(insert(partner_updates).values(partner_id=partner_id, update_id=u.update_id,
+                                                        claim_id=u.claim_id, kind=u.kind[:16], code=u.code[:64] or None,
+                                                        outcome="pending", received_at=now))
+        return True
+    except IntegrityError:
+        return False
+
+
+def _apply_one(app: App, conn: Connection, partner_id: str, client_id: str, u: PartnerUpdate,
+               now: datetime) -> str:
+    base: dict[str, Any] = {"partner": partner_id, "update": u.update_id}
+    if u.partner_reference:
+        base["partner_reference"] = u.partner_reference
+    if u.kind == "payment":
+        claim_store.annotate(conn, u.claim_id, Actor.PARTNER, "partner_payment",
+                             {**base, "amount": u.amount, "currency": u.currency, "date": u.date}, now=now)
+        return "recorded"
+    if u.kind == "message":
+        message_store.add(conn, app.cipher, claim_id=u.claim_id, client_id=client_id, direction="from_partner",
+                          text=u.text or "", partner_message_id=u.message_id or u.update_id, now=now)
+        claim_store.annotate(conn, u.claim_id, Actor.PARTNER, "partner_message",
+                             {**base, "message_id": u.message_id}, now=now)
+        return "recorded"
+    target = status_target(app, partner_id, u.code)
+    if target is None:
+        claim_store.annotate(conn, u.claim_id, Actor.PARTNER, "partner_status_unknown", {**base, "code": u.code},
+                             now=now)
+        log.warning("partner_updates.unknown_code partner=%s code=%r claim=%d", partner_id, u.code, u.claim_id)
+        return "unknown_code"
+    state, stage = target
+    data = {**base, "code": u.code, **({"stage": stage.value} if stage else {})}
+    current = claim_store.current_states(conn, [u.claim_id])[u.claim_id]
+    try:
+        if current is State.DELIVERING and state not in (State.HANDED_OVER, State.REJECTED):
+            # The partner is already working the claim: its status is the receipt we have not recorded yet.
+            claim_store.transition(conn, [u.claim_id], State.HANDED_OVER, Actor.PARTNER, kind="receipt", data=base,
+                                   now=now)
+            current = State.HANDED_OVER
+        if state is current and state is not State.IN_PROGRESS:
+            claim_store.annotate(conn, u.claim_id, Actor.PARTNER, "partner_status", data, now=now)
+        else:
+            claim_store.transition(conn, [u.claim_id], state, Actor.PARTNER, kind="partner_status", data=data,
+                                   now=now)
+    except IllegalTransition as exc:
+        claim_store.annotate(conn, u.claim_id, Actor.PARTNER, "partner_status_illegal",
+                             {**data, "from": exc.src, "to": exc.dst}, now=now)
+        return "illegal"
+    return "applied"
+
+
+# -- cursors -------------------------------------------------------------------------------------
+def get_cursor(conn: Connection, partner_id: str) -> str | None:
+    return conn.execute(select(partner_sync.c.cursor).where(partner_sync.c.partner_id == partner_id)).scalar()
+
+
+def save_cursor(conn: Connection, partner_id: str, cursor: str | None, n: int, *, error: str | None = None,
+                now: datetime | None = None) -> None:
+    """Store where the next pull starts (with the updates of this page, in the same transaction)."""
+    now = now or utcnow()
+    res = conn.execute(update(partner_sync).where(partner_sync.c.partner_id == partner_id).values(
+        cursor=cursor, last_sync_at=now, last_error=error, updates=partner_sync.c.updates + n))
+    if res.rowcount == 0:
+        conn.execute(insert(partner_sync).values(partner_id=partner_id, cursor=cursor, last_sync_at=now,
+                                                 last_error=error, updates=n))
+
+
+def last_sync(conn: Connection, partner_id: str) -> datetime | None:
+    return conn.execute(select(partner_sync.c.last_sync_at).where(partner_sync.c.partner_id == partner_id)).scalar()
+
+
+def collection_run_status(conn: Connection, submission_id: int) -> str:
+    """A collection run is ``processing`` until the partner confirmed every claim sent, then ``handed_over``."""
+    ids = [r[0] for r in conn.execute(select(claims.c.id).where(claims.c.submission_id == submission_id))]
+    states = claim_store.current_states(conn, ids)
+    waiting = {State.RECEIVED, State.QUEUED, State.DELIVERING, State.FAILED}
+    sent = [s for s in states.values() if s not in (State.HELD, State.REJECTED, State.CANCELLED_BY_CLIENT)]
+    if not sent or any(s in waiting for s in sent):
+        return "processing"
+    return "handed_over" if all(s in _AFTER_HANDOVER for s in sent) else "processing"

@@ -1,0 +1,107 @@
+"""Status files: every status change of a client's claims since the last file, in ``status/``.
+
+Driven by ``claim_events`` (client_id, id) and a cursor per client. The cursor moves and the planned
+file (its event range) is recorded in one transaction *before* the file is written; a file lost to a
+crash is written again from its range, so no change is reported twice or never. A run without new
+events writes no file. Format per client: CSV (``;``, formula cells defused) or XML.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+from lxml import etree
+from sqlalchemy import RowMapping
+
+from gateway.bootstrap import App
+from gateway.errors import ConfigError
+from gateway.services.ack import safe_cell
+from gateway.store import uploads as store
+from gateway.store.db import read_tx, write_tx
+
+FORMATS = ("csv", "xml")
+XML_NS = "urn:inkasso-gateway:status:1"
+COLUMNS = ("event_id", "claim_id", "reference", "changed_at", "from_state", "state", "kind", "actor", "details")
+CHECK_RECENT = 20  # planned files checked for existence on each run
+
+
+def status_dir(app: App, client_id: str) -> Path:
+    return app.config.inbox_dir / client_id / "status"
+
+
+def write_due_status_files(app: App, *, force: bool = False) -> list[Path]:
+    """Plan and write every client's status file that is due (``force``: due now); returns files written."""
+    written: list[Path] = []
+    interval = app.config.sftp.status_interval_seconds
+    for client_id, client in app.config.clients.items():
+        if not client.sftp.status_files:
+            continue
+        fmt = client.sftp.status_format
+        if fmt not in FORMATS:
+            raise ConfigError(f"expected one of {', '.join(FORMATS)}, got {fmt!r}", file=app.config.source,
+                              key=f"clients.{client_id}.sftp.status_format")
+        now = app.now()
+        with write_tx(app.engine) as conn:
+            cur = store.cursor(conn, client_id)
+            last_run = cur["last_run_at"] if cur else None
+            if force or last_run is None or (now - last_run).total_seconds() >= interval:
+                after = int(cur["last_event_id"]) if cur else 0
+                upto = max(after, store.max_event_id(conn, client_id))
+                name = f"status_{now:%Y%m%dT%H%M%SZ}_{after + 1}-{upto}.{fmt}"
+                store.plan_status_file(conn, client_id, after=after, upto=upto, filename=name, fmt=fmt, now=now)
+        with read_tx(app.engine) as conn:
+            planned = store.planned_files(conn, client_id)[-CHECK_RECENT:]
+        for row in planned:
+            if not (status_dir(app, client_id) / row["filename"]).exists():
+                written.append(_write(app, client_id, row))
+    return written
+
+
+def _write(app: App, client_id: str, plan: RowMapping) -> Path:
+    with read_tx(app.engine) as conn:
+        events = store.events_between(conn, client_id, plan["first_event_id"], plan["last_event_id"])
+    folder = status_dir(app, client_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = str(plan["filename"])
+    final, tmp = folder / name, folder / f".{name}.tmp"
+    if plan["format"] == "xml":
+        _write_xml(tmp, client_id, plan, events)
+    else:
+        _write_csv(tmp, events)
+    os.replace(tmp, final)
+    return final
+
+
+def _cells(e: RowMapping) -> tuple[str, ...]:
+    return (str(e["id"]), str(e["claim_id"]), e["creditor_reference"], e["created_at"].isoformat(),
+            e["from_state"] or "", e["state"], e["kind"], e["actor"], e["data"] or "")
+
+
+def _write_csv(path: Path, events: list[RowMapping]) -> None:
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh, delimiter=";", lineterminator="\r\n")
+        w.writerow(COLUMNS)
+        for e in events:
+            w.writerow([safe_cell(c) for c in _cells(e)])
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _write_xml(path: Path, client_id: str, plan: RowMapping, events: list[RowMapping]) -> None:
+    root = etree.Element(f"{{{XML_NS}}}statusChanges", nsmap={None: XML_NS})  # type: ignore[dict-item]  # the default namespace
+    root.set("client", client_id)
+    root.set("firstEvent", str(plan["first_event_id"]))
+    root.set("lastEvent", str(plan["last_event_id"]))
+    for e in events:
+        change = etree.SubElement(root, f"{{{XML_NS}}}change")
+        for col, value in zip(COLUMNS[:-1], _cells(e)):
+            if value:
+                change.set(col, value)
+        if e["data"]:
+            etree.SubElement(change, f"{{{XML_NS}}}details").text = e["data"]
+    with open(path, "wb") as fh:
+        fh.write(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True))
+        fh.flush()
+        os.fsync(fh.fileno())

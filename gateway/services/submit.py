@@ -1,0 +1,220 @@
+"""Submit canonical claims from a synchronous channel (SOAP): validate, dedupe, route, store, answer.
+
+One call is one submission. Everything it stores (the submission row, the raw request encrypted,
+claims with their first events, documents, labels, findings and the outbox rows) commits in ONE
+transaction, and only then is the answer built: durable before acknowledged. Idempotent by creditor
+reference: a reference the client submitted before answers with the existing claim, never a second one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+
+import msgspec
+from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
+
+from gateway.bootstrap import App
+from gateway.domain import findings as codes
+from gateway.domain.findings import Finding, Outcome, Severity, outcome_of
+from gateway.domain.lifecycle import State
+from gateway.domain.model import Claim, Document, to_minor
+from gateway.domain.rules import validate_claim
+from gateway.store import claims as claim_store
+from gateway.store import documents as doc_store
+from gateway.store import labels as label_store
+from gateway.store import outbox as outbox_store
+from gateway.store import submissions as sub_store
+from gateway.store.claims import NewClaim
+from gateway.store.db import write_tx
+
+log = logging.getLogger(__name__)
+AWAITING_RELEASE = "awaiting_release"
+PAYLOAD_CHUNK = 1 << 20
+
+
+@dataclass
+class Upload:
+    """A document's bytes as the client sent them."""
+
+    name: str
+    media_type: str
+    kind: str
+    content: bytes
+
+
+@dataclass
+class Draft:
+    """One claim of a request: the canonical claim, or the findings of why it could not be built."""
+
+    reference: str | None
+    claim: Claim | None
+    findings: list[Finding] = field(default_factory=list)
+    uploads: list[Upload] = field(default_factory=list)
+
+
+@dataclass
+class ClaimAnswer:
+    reference: str | None
+    outcome: str  # accepted, held, rejected
+    claim_id: int | None = None
+    existing: bool = False  # the reference was submitted before: this is that claim
+    state: str | None = None
+    findings: list[Finding] = field(default_factory=list)
+
+
+@dataclass
+class SubmitResult:
+    submission: str
+    status: str
+    accepted: int = 0
+    held: int = 0
+    rejected: int = 0
+    total_amount: Decimal = Decimal(0)
+    currency: str | None = None
+    results: list[ClaimAnswer] = field(default_factory=list)
+
+
+def submit_claims(app: App, client_id: str, drafts: list[Draft], *, release: bool | None = None,
+                  raw: bytes = b"") -> SubmitResult:
+    """Store the claims of one request; ``release`` False holds accepted claims until ReleaseClaims."""
+    client = app.config.client(client_id)
+    hold = (not release) if release is not None else client.hold_all
+    today = app.today()
+    checked = [_check(d, today, hold) for d in drafts]
+    try:
+        return _store(app, client_id, checked, raw)
+    except IntegrityError:
+        # A concurrent call stored one of these references first (PostgreSQL); now we see it as existing.
+        log.info("submit.retry client=%s: a reference was stored concurrently", client_id)
+        return _store(app, client_id, checked, raw)
+
+
+def _check(draft: Draft, today: date, hold: bool) -> Draft:
+    """The draft with rule findings and document metadata added."""
+    if draft.claim is None:
+        return draft
+    claim = draft.claim
+    docs = [Document(name=u.name, media_type=u.media_type, kind=u.kind, size=len(u.content),
+                     sha256=hashlib.sha256(u.content).hexdigest()) for u in draft.uploads]
+    claim = msgspec.structs.replace(claim, documents=[*claim.documents, *docs],
+                                    labels=sorted({label.strip() for label in claim.labels if label.strip()}))
+    found = [*draft.findings, *validate_claim(claim, today)]
+    if hold:
+        found.append(Finding(code=AWAITING_RELEASE, severity=Severity.HOLD,
+                             message="held until the client releases it (ReleaseClaims)"))
+    return Draft(reference=draft.reference, claim=claim, findings=found, uploads=draft.uploads)
+
+
+def _store(app: App, client_id: str, drafts: list[Draft], raw: bytes) -> SubmitResult:
+    now = app.now()
+    with write_tx(app.engine) as conn:
+        sub = sub_store.create(conn, client_id=client_id, channel="soap", filename=None,
+                               sha256=hashlib.sha256(raw).hexdigest(), size=len(raw), dedupe=False, received_at=now)
+        assert sub is not None  # dedupe=False never collides
+        sid = sub["id"]
+        if raw:
+            sub_store.store_payload(conn, app.cipher, sid, (raw[i:i + PAYLOAD_CHUNK]
+                                                            for i in range(0, len(raw), PAYLOAD_CHUNK)))
+        result = SubmitResult(submission=sub["reference"], status="processing")
+        refs = [d.claim.creditor_reference for d in drafts if d.claim is not None]
+        existing = claim_store.existing_references(conn, client_id, refs)
+        prior_states = claim_store.current_states(conn, [r["id"] for r in existing.values()])
+        new: list[tuple[ClaimAnswer, Draft, NewClaim]] = []
+        first_of: dict[str, ClaimAnswer] = {}
+        repeats: list[tuple[ClaimAnswer, ClaimAnswer]] = []  # (repeat, first) of a reference twice in this call
+        for d in drafts:
+            answer = ClaimAnswer(reference=d.reference, outcome=outcome_of(d.findings).value, findings=d.findings)
+            result.results.append(answer)
+            claim = d.claim
+            if claim is None:
+                continue
+            ref = claim.creditor_reference
+            prior = existing.get(ref)
+            if prior is not None:
+                _answer_existing(answer, prior["id"], prior_states.get(prior["id"]))
+                continue
+            if ref in first_of:
+                repeats.append((answer, first_of[ref]))
+                continue
+            if answer.outcome == Outcome.REJECTED.value:
+                continue
+            partner = app.router.pick(claim)
+            if partner is None:
+                d.findings.append(Finding(code=codes.NO_PARTNER, severity=Severity.HOLD,
+                                          message="no partner is configured for this claim: held for the operator"))
+            state = State.HELD if outcome_of(d.findings) is Outcome.HELD else State.QUEUED
+            answer.outcome, answer.state = outcome_of(d.findings).value, state.value
+            data: dict[str, object] = {"submission": sub["reference"], "channel": "soap"}
+            held = [f.code for f in d.findings if f.severity is Severity.HOLD]
+            if held:
+                data["codes"] = held
+            first_of[ref] = answer
+            new.append((answer, d, NewClaim(claim=msgspec.structs.replace(claim, partner_id=partner), state=state,
+                                            event_data=data)))
+        ids = claim_store.insert_new(conn, app.cipher, sid, [n for _, _, n in new], now=now)
+        for (answer, _, _), cid in zip(new, ids):
+            answer.claim_id = cid
+        for repeat, first in repeats:
+            _answer_existing(repeat, first.claim_id, State(first.state) if first.state else None)
+            repeat.outcome = first.outcome
+        _store_extras(app, conn, client_id, sid, new, ids)
+        _count(result, new)
+        sub_store.record_findings(conn, sid, [(i + 1, a.reference, Outcome(a.outcome), f)
+                                              for i, a in enumerate(result.results) for f in a.findings])
+        result.status = "completed_with_errors" if result.rejected else "completed"
+        sub_store.finish(conn, sid, status=result.status, counts=sub_store.SubmissionCounts(
+            rows=len(drafts), accepted=result.accepted, held=result.held, rejected=result.rejected,
+            currency=result.currency, total_minor=to_minor(result.total_amount, result.currency or "EUR")))
+    log.info("submit.done client=%s submission=%s claims=%d accepted=%d held=%d rejected=%d", client_id,
+             result.submission, len(drafts), result.accepted, result.held, result.rejected)
+    return result
+
+
+def _answer_existing(answer: ClaimAnswer, claim_id: int | None, state: State | None) -> None:
+    """Answer a repeated reference with the claim already stored for it."""
+    answer.claim_id, answer.state = claim_id, state.value if state else None
+    answer.outcome = (Outcome.HELD if state is State.HELD else Outcome.REJECTED if state is State.REJECTED
+                      else Outcome.ACCEPTED).value
+    answer.existing = True
+    answer.findings = [Finding(code=codes.DUPLICATE_REFERENCE, field="creditor_reference", severity=Severity.WARNING,
+                               message=f"reference '{answer.reference}' was submitted before"
+                               + (f" as claim {answer.claim_id}" if answer.claim_id else "")
+                               + ": answered with that claim, nothing new stored")]
+
+
+def _store_extras(app: App, conn: Connection, client_id: str, sid: int,
+                  new: list[tuple[ClaimAnswer, Draft, NewClaim]], ids: list[int]) -> None:
+    """Documents, labels and the outbox rows of the new claims, in the same transaction."""
+    docs = [(cid, client_id, u.name, u.media_type, u.kind, hashlib.sha256(u.content).hexdigest(), u.content)
+            for (_, d, _), cid in zip(new, ids) for u in d.uploads]
+    doc_store.add_many(conn, app.cipher, docs)
+    label_store.add_many(conn, [(cid, label) for (_, _, n), cid in zip(new, ids) for label in n.claim.labels])
+    by_partner: dict[str, list[int]] = {}
+    for (_, _, n), cid in zip(new, ids):
+        if n.state is State.QUEUED and n.claim.partner_id:
+            by_partner.setdefault(n.claim.partner_id, []).append(cid)
+    size = max(1, app.config.dispatcher.batch_size)
+    for partner, claim_ids in by_partner.items():
+        for part, i in enumerate(range(0, len(claim_ids), size), start=1):
+            outbox_store.enqueue(conn, key=f"deliver:{sid}:{partner}:{part}", client_id=client_id, partner_id=partner,
+                                 operation="deliver_batch",
+                                 payload={"submission_id": sid, "claim_ids": claim_ids[i:i + size]})
+
+
+def _count(result: SubmitResult, new: list[tuple[ClaimAnswer, Draft, NewClaim]]) -> None:
+    for a in result.results:
+        if a.outcome == Outcome.REJECTED.value:
+            result.rejected += 1
+        elif a.outcome == Outcome.HELD.value:
+            result.held += 1
+        else:
+            result.accepted += 1
+    for _, _, n in new:  # the total is in the first claim's currency; others are counted, not summed
+        result.currency = result.currency or n.claim.currency
+        if n.claim.currency == result.currency:
+            result.total_amount += n.claim.total_open_amount

@@ -1,0 +1,153 @@
+"""One harness per adapter: its simulator on a real loopback transport and the partner config for it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+
+from adapters.simulators.agency import STATUS_MAP, Agency, Fault
+from adapters.simulators.files import FolderAgency, load_partner_keys
+from adapters.simulators.email_sim import EmailAgencySimulator
+from adapters.simulators.http_sim import HttpAgencySimulator
+from adapters.simulators.sftp_sim import SftpAgencySimulator
+from adapters.simulators.soap_sim import SoapAgencySimulator
+
+PARTNER = "sim-agency"
+CERT = "var/keys/partners/sim-agency.crt"
+
+
+class Harness:
+    """A running simulator; ``faults`` names the transport faults it can produce."""
+
+    alias = ""
+    faults: tuple[Fault, ...] = ()
+    operations = False  # takes per-claim operations (cancel, payments, ...)
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.agency = Agency(PARTNER)
+
+    def partner(self) -> dict[str, Any]:
+        return {"adapter": self.alias, "certificate": CERT, "options": self.options(), "status_map": STATUS_MAP,
+                "retry": {"in_call_attempts": 3, "in_call_wait_seconds": 0.01, "in_call_wait_max_seconds": 0.05}}
+
+    def options(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        """Start after keys exist (file agencies decrypt with the partner key)."""
+
+    def pump(self) -> None:
+        """Let a file-based agency pick up what arrived and write its status files."""
+
+    def stop(self) -> None:
+        pass
+
+
+class DirectoryHarness(Harness):
+    alias = "directory"
+
+    def options(self) -> dict[str, Any]:
+        return {"path": "var/partners/sim-agency"}
+
+    def start(self) -> None:
+        keys = self.base / "var/keys/partners"
+        cert, key = load_partner_keys(keys / "sim-agency.crt", keys / "sim-agency.key")
+        self.folder = FolderAgency(self.agency, self.base / "var/partners/sim-agency", cert, key, PARTNER)
+
+    def pump(self) -> None:
+        self.folder.scan()
+
+
+class HttpHarness(Harness):
+    alias = "http"
+    faults = (Fault.ERROR_500, Fault.ERROR_503, Fault.TIMEOUT, Fault.DROP, Fault.LOSE_ANSWER, Fault.REFUSE)
+    operations = True
+
+    def __init__(self, base: Path) -> None:
+        super().__init__(base)
+        self.sim = HttpAgencySimulator(self.agency).start()
+        self.agency.faults.hang_seconds = 1.0
+
+    def options(self) -> dict[str, Any]:
+        return {"url": self.sim.url, "timeout": 0.5}
+
+    def stop(self) -> None:
+        self.sim.stop()
+
+
+class SoapHarness(HttpHarness):
+    alias = "soap"
+
+    def __init__(self, base: Path) -> None:
+        Harness.__init__(self, base)
+        self.sim = SoapAgencySimulator(self.agency).start()
+        self.agency.faults.hang_seconds = 1.0
+
+    def options(self) -> dict[str, Any]:
+        return {"wsdl": self.sim.wsdl_url, "timeout": 0.5}
+
+
+class SftpHarness(DirectoryHarness):
+    alias = "sftp"
+    faults = (Fault.ERROR_500, Fault.ERROR_503, Fault.TIMEOUT, Fault.DROP, Fault.LOSE_ANSWER, Fault.REFUSE)
+
+    def __init__(self, base: Path) -> None:
+        super().__init__(base)
+        client = asyncssh.generate_private_key("ssh-ed25519")
+        self.client_key = base / "sftp-client-key"
+        self.client_key.write_bytes(client.export_private_key())
+        self.client_key.chmod(0o600)
+        self.sim = SftpAgencySimulator(self.agency, base / "var/partners/sim-agency",
+                                       client.export_public_key().decode()).start()
+        self.agency.faults.hang_seconds = 1.5
+
+    def options(self) -> dict[str, Any]:
+        return {"host": "127.0.0.1", "port": self.sim.port, "username": "gateway", "client_key": str(self.client_key),
+                "host_key": self.sim.host_key_line, "timeout": 1.0}
+
+    def stop(self) -> None:
+        self.sim.stop()
+
+
+class EmailHarness(Harness):
+    alias = "email"
+    faults = (Fault.ERROR_500, Fault.ERROR_503, Fault.TIMEOUT, Fault.DROP, Fault.LOSE_ANSWER, Fault.REFUSE)
+
+    def __init__(self, base: Path) -> None:
+        super().__init__(base)
+        self.sim = EmailAgencySimulator(self.agency, PARTNER).start()
+        self.agency.faults.hang_seconds = 1.5
+
+    def options(self) -> dict[str, Any]:
+        return {"host": "127.0.0.1", "port": self.sim.port, "from": "gateway@gw.example",
+                "to": "akten@agency.example", "timeout": 1.0, "status_path": "var/partners/sim-agency-mail/status"}
+
+    def start(self) -> None:
+        keys = self.base / "var/keys/partners"
+        self.sim.keys = load_partner_keys(keys / "sim-agency.crt", keys / "sim-agency.key")
+        # The agency's status reports, as the mail system files them (the folder agency only writes them).
+        self.folder = FolderAgency(self.agency, self.base / "var/partners/sim-agency-mail", *self.sim.keys, PARTNER)
+
+    def pump(self) -> None:
+        self.folder.write_status()
+
+    def stop(self) -> None:
+        self.sim.stop()
+
+
+HARNESSES: dict[str, type[Harness]] = {"directory": DirectoryHarness, "http": HttpHarness, "sftp": SftpHarness,
+                                       "email": EmailHarness, "soap": SoapHarness}
+
+
+@contextmanager
+def running(kind: str, base: Path) -> Iterator[Harness]:
+    h = HARNESSES[kind](base)
+    try:
+        yield h
+    finally:
+        h.stop()

@@ -1,0 +1,212 @@
+"""The one contract every partner adapter meets, run against each through its simulator.
+
+Delivery exactly once (also after a lost answer and transport faults), status back as claim events
+(in_progress, paid, payments, messages, unknown codes kept), and per-claim operations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from adapters import ADAPTERS, PartnerAdapter
+from adapters.simulators.agency import Fault
+from gateway.bootstrap import App, build_app
+from gateway.config import load_config
+from gateway.domain.lifecycle import State
+from gateway.services.dispatch import Dispatcher, open_adapter
+from gateway.services.ingest import ingest_file
+from gateway.services.keys import init_keys
+from gateway.services.partner_sync import sync_partner
+from gateway.store import claims as claim_store
+from gateway.store import messages as message_store
+from gateway.store import outbox as outbox_store
+from gateway.store.db import read_tx, write_tx
+from tests.conftest import ROOT, write_config
+from tests.contract.harness import HARNESSES, PARTNER, Harness, running
+
+DEMO = ROOT / "examples" / "demo.csv"
+ACCEPTED = 7  # claims of the demo file that are sent (one more is held, the rest rejected)
+
+
+class Clock:
+    def __init__(self, app: App) -> None:
+        self.t = app.now()
+
+    def __call__(self) -> datetime:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += timedelta(seconds=seconds)
+
+
+@pytest.fixture(params=sorted(HARNESSES))
+def sim(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
+    with running(request.param, tmp_path) as h:
+        yield h
+
+
+@pytest.fixture
+def gw(sim: Harness, tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[App]:
+    path = write_config(tmp_path, db_url, partners={PARTNER: sim.partner()},
+                        clients={"demo": {"name": "Demo", "mapping": "demo", "default_partner": PARTNER}},
+                        routing=[{"partner": PARTNER, "client": "demo"}])
+    init_keys(load_config(path))
+    sim.start()
+    app = build_app(path, migrate=True)
+    monkeypatch.setattr(app, "now", Clock(app))
+    yield app
+    app.close()
+
+
+def sent_claims(app: App) -> list[int]:
+    with read_tx(app.engine) as conn:
+        return sorted(r["id"] for r in claim_store.listing(conn, client_id="demo") if r["state"] != "held")
+
+
+def states(app: App) -> dict[int, State]:
+    with read_tx(app.engine) as conn:
+        return claim_store.current_states(conn, sent_claims(app))
+
+
+def deliver_all(app: App, sim: Harness) -> None:
+    ingest_file(app, DEMO, "demo")
+    worker = Dispatcher(app, owner="w1")
+    try:
+        assert worker.drain() == 1
+    finally:
+        worker.close()
+    sim.pump()
+
+
+def test_every_adapter_is_registered_and_implements_the_interface(sim: Harness, gw: App) -> None:
+    assert sim.alias in ADAPTERS
+    adapter = open_adapter(gw, PARTNER)
+    try:
+        assert isinstance(adapter, PartnerAdapter)
+    finally:
+        adapter.close()
+
+
+def test_delivers_each_claim_exactly_once(sim: Harness, gw: App) -> None:
+    deliver_all(gw, sim)
+    ids = sent_claims(gw)
+    assert len(ids) == ACCEPTED
+    assert sorted(sim.agency.cases) == ids
+    assert sim.agency.duplicates() == {}
+    assert set(states(gw).values()) == {State.HANDED_OVER}
+
+
+def test_lost_answer_is_retried_without_a_second_case(sim: Harness, gw: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    ingest_file(gw, DEMO, "demo")
+    crashed = Dispatcher(gw, owner="dies")
+    monkeypatch.setattr(crashed, "_record", lambda *a: (_ for _ in ()).throw(SystemExit("killed after send")))
+    with pytest.raises(SystemExit):
+        crashed.run_once()
+    crashed.close()
+    sim.pump()
+    gw.now.advance(gw.config.dispatcher.lease_seconds + 1)  # type: ignore[attr-defined]
+    survivor = Dispatcher(gw, owner="survivor")
+    assert survivor.drain() == 1
+    survivor.close()
+    sim.pump()
+    assert sorted(sim.agency.cases) == sent_claims(gw)
+    assert sim.agency.duplicates() == {}
+    assert set(states(gw).values()) == {State.HANDED_OVER}
+
+
+@pytest.mark.parametrize("fault", list(Fault))
+def test_transport_faults_are_retried_and_never_duplicate(sim: Harness, gw: App, fault: Fault) -> None:
+    if fault not in sim.faults:
+        pytest.skip(f"{sim.alias} has no {fault.value} fault (no network transport for it)")
+    ingest_file(gw, DEMO, "demo")
+    worker = Dispatcher(gw, owner="w")
+    if fault is Fault.REFUSE:
+        sim.sim.refuse()  # type: ignore[attr-defined]
+        assert worker.run_once()
+        with read_tx(gw.engine) as conn:
+            [row] = outbox_store.listing(conn)
+        assert row["status"] == "pending" and row["last_error"]
+        sim.sim.accept()  # type: ignore[attr-defined]
+        gw.now.advance(3600)  # type: ignore[attr-defined]
+    else:
+        sim.agency.faults.fail_next(fault, times=2)  # more than one in-call retry absorbs
+    worker.drain()
+    worker.close()
+    sim.pump()
+    with read_tx(gw.engine) as conn:
+        [row] = outbox_store.listing(conn)
+    assert row["status"] == "done"
+    assert sim.agency.duplicates() == {}
+    assert sorted(sim.agency.cases) == sent_claims(gw)
+    assert set(states(gw).values()) == {State.HANDED_OVER}
+
+
+def test_status_round_trip_to_in_progress_and_paid(sim: Harness, gw: App) -> None:
+    deliver_all(gw, sim)
+    sim.agency.step_all()  # IN_BEARBEITUNG
+    sim.pump()
+    result = sync_partner(gw, PARTNER)
+    assert result.counts.get("applied", 0) >= ACCEPTED
+    assert set(states(gw).values()) == {State.IN_PROGRESS}
+    sim.agency.step_all()  # payment, message, BEZAHLT
+    sim.pump()
+    sync_partner(gw, PARTNER)
+    assert set(states(gw).values()) == {State.CLOSED_PAID}
+    assert sync_partner(gw, PARTNER).total == 0  # nothing new: the cursor moved on
+    cid = sent_claims(gw)[0]
+    with read_tx(gw.engine) as conn:
+        events = claim_store.history(conn, cid)
+        msgs = message_store.for_claim(conn, gw.cipher, cid)
+    kinds = [e["kind"] for e in events]
+    assert "partner_payment" in kinds and "partner_message" in kinds
+    assert [e["state"] for e in events if e["kind"] == "partner_status"][-2:] == ["in_progress", "closed_paid"]
+    assert [e["data"]["stage"] for e in events if e["kind"] == "partner_status" and e["state"] == "in_progress"] \
+        == ["pre_court"]
+    assert [m["direction"] for m in msgs] == ["from_partner"] and "bezahlt" in msgs[0]["text"]
+
+
+def test_unknown_status_code_is_kept_and_flagged(sim: Harness, gw: App) -> None:
+    deliver_all(gw, sim)
+    sim.agency.step_all(code="XZ-99")
+    sim.pump()
+    result = sync_partner(gw, PARTNER)
+    assert result.counts["unknown_code"] == ACCEPTED
+    assert set(states(gw).values()) == {State.HANDED_OVER}
+    with read_tx(gw.engine) as conn:
+        events = claim_store.history(conn, sent_claims(gw)[0])
+    [flag] = [e for e in events if e["kind"] == "partner_status_unknown"]
+    assert flag["data"]["code"] == "XZ-99"
+
+
+OPS = {"cancel": {"reason": "paid directly"},
+       "report_payment": {"amount": "10.00", "currency": "EUR", "date": "2026-11-20"},
+       "send_message": {"message_id": "m-1", "text": "Bitte Ratenzahlung anbieten"},
+       "request_monitoring": {}, "set_labels": {"labels": ["vip"]}, "refresh": {}}
+
+
+def test_operations_reach_the_partner_once_or_are_recorded_as_not_supported(sim: Harness, gw: App) -> None:
+    deliver_all(gw, sim)
+    cid = sent_claims(gw)[0]
+    with write_tx(gw.engine) as conn:
+        for op, payload in OPS.items():
+            outbox_store.enqueue(conn, key=f"{op}:{cid}", client_id="demo", partner_id=PARTNER, operation=op,
+                                 payload={"claim_id": cid, **payload}, now=gw.now())
+    if sim.operations:
+        sim.agency.faults.fail_next(Fault.LOSE_ANSWER)  # the first operation's answer is lost, then retried
+    worker = Dispatcher(gw, owner="w")
+    assert worker.drain() == len(OPS)
+    worker.close()
+    with read_tx(gw.engine) as conn:
+        rows = outbox_store.listing(conn)
+        kinds = [e["kind"] for e in claim_store.history(conn, cid)]
+    assert {r["status"] for r in rows} == {"done"}
+    if sim.operations:
+        assert kinds.count("partner_ack") == len(OPS)
+        assert sorted(o["operation"] for o in sim.agency.operations.values()) == sorted(set(OPS) - {"refresh"})
+        assert states(gw)[cid] is State.CANCELLED_BY_CLIENT  # the refresh brought the partner's STORNIERT back
+    else:
+        assert kinds.count("partner_unsupported") == len(OPS)

@@ -1,0 +1,53 @@
+"""`gateway serve` with the SOAP endpoint on: an ERP submits over HTTPS with zeep, the claim is handed over,
+and SIGTERM stops the HTTPS server with the rest."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+from pathlib import Path
+
+import requests
+import zeep
+from zeep.transports import Transport
+
+from tests.conftest import write_config
+from tests.e2e.test_serve_demo import GATEWAY, gateway, wait_for
+from tests.integration.soap.conftest import PASSWORDS, claim, client_config
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_serve_runs_the_soap_endpoint(tmp_path: Path, db_url: str) -> None:
+    port = _free_port()
+    cfg = write_config(tmp_path, db_url, clients=client_config(),
+                       soap={"enabled": True, "host": "127.0.0.1", "port": port, "changes_settle_seconds": 0})
+    assert gateway(cfg, "keys", "init").returncode == 0
+    assert gateway(cfg, "db", "upgrade").returncode == 0
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([*GATEWAY, "--config", str(cfg), "serve"], stdout=log, stderr=subprocess.STDOUT,
+                                text=True, cwd=tmp_path)
+    try:
+        wait_for("serve to be ready", lambda: "serve.ready" in log_path.read_text() or proc.poll() is not None)
+        assert proc.poll() is None, log_path.read_text()
+        session = requests.Session()
+        session.trust_env = False
+        session.verify = str(tmp_path / "var" / "keys" / "tls.crt")
+        session.auth = ("demo-erp", PASSWORDS["demo-erp"])
+        client = zeep.Client(f"https://127.0.0.1:{port}/soap?wsdl", transport=Transport(session=session))
+        result = client.service.SubmitClaims(claims={"ClaimInput": [claim("E2E-1")]})
+        cid = result.results.ClaimResult[0].claim_id
+        wait_for("the claim to be handed over", lambda: client.service.GetClaim(cid).state == "handed_over")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, log_path.read_text()
+        assert "soap.stopped" in log_path.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

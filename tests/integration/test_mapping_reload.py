@@ -1,0 +1,80 @@
+"""Hot reload: the registry follows edits of mappings/, a broken edit keeps the last good mapping running."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pytest
+
+from gateway.config import load_config
+from gateway.entrypoints.mapping_watch import MappingWatcher
+from gateway.errors import ConfigError
+from gateway.services.mappings import MappingRegistry
+from tests.conftest import write_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _wait_for(predicate, seconds: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached before the deadline")
+        time.sleep(0.02)  # polling interval, not a wait for a fixed time
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> MappingRegistry:
+    return MappingRegistry(load_config(write_config(tmp_path, f"sqlite:///{tmp_path / 'gw.db'}")))
+
+
+def test_get_reloads_an_edited_mapping_and_keeps_the_last_good_one(
+        registry: MappingRegistry, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "mappings" / "demo.yaml"
+    first = registry.get("demo")
+    assert registry.get("demo") is first  # unchanged file: cached
+    good = path.read_text(encoding="utf-8")
+    path.write_text(good.replace("memo: Bemerkung", "reason: Bemerkung"), encoding="utf-8")
+    second = registry.get("demo")
+    assert "reason" in second.fields and "memo" not in second.fields
+    with caplog.at_level(logging.ERROR, logger="gateway.services.mappings"):
+        path.write_text(good.replace("memo: Bemerkung", "memo: {column: Bemerkung, case: loud}"), encoding="utf-8")
+        assert registry.get("demo") is second  # broken edit: the last good version keeps running
+        assert registry.get("demo") is second
+    errors = [r.getMessage() for r in caplog.records if "reload_failed" in r.getMessage()]
+    assert len(errors) == 1 and "fields.memo.case" in errors[0]  # said once per edit, with the key
+    state = registry.state(path)
+    assert state.spec is second and state.error is not None and "loud" in state.error
+    path.write_text(good, encoding="utf-8")
+    assert "memo" in registry.get("demo").fields and registry.state(path).error is None
+
+
+def test_a_mapping_that_never_loaded_raises(registry: MappingRegistry, tmp_path: Path) -> None:
+    (tmp_path / "mappings" / "demo.yaml").write_text("client: demo\nfields: {}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="fields"):
+        registry.get("demo")
+
+
+def test_watcher_reloads_on_change_without_a_get(registry: MappingRegistry, tmp_path: Path) -> None:
+    folder = tmp_path / "mappings"
+    path = folder / "demo.yaml"
+    watcher = MappingWatcher(registry, folder)
+    watcher.start()
+    try:
+        assert registry.state(path).generation == 1  # loaded at start
+        good = path.read_text(encoding="utf-8")
+        path.write_text(good.replace("memo: Bemerkung", "reason: Bemerkung"), encoding="utf-8")
+        _wait_for(lambda: registry.state(path).generation == 2)
+        assert "reason" in (registry.state(path).spec or registry.get("demo")).fields
+        # an editor's save: write a temp file, rename it over the mapping; this one is broken
+        tmp = folder / ".demo.yaml.swp"
+        tmp.write_text(good.replace("version: 1", "version: 7"), encoding="utf-8")
+        tmp.replace(path)
+        _wait_for(lambda: registry.state(path).error is not None)
+        state = registry.state(path)
+        assert state.generation == 2 and state.spec is not None and "reason" in state.spec.fields
+        assert "version" in (state.error or "")
+    finally:
+        watcher.stop()

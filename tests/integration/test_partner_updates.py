@@ -1,0 +1,112 @@
+"""Partner updates become claim events once each: mapping, unknown codes, foreign claims, collection runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from adapters.base import PartnerUpdate
+from adapters.rest import sign_body, verify_signature
+from gateway.bootstrap import App
+from gateway.domain.lifecycle import State
+from gateway.errors import ConfigError
+from gateway.services.dispatch import Dispatcher
+from gateway.services.ingest import ingest_file
+from gateway.services.partner_updates import apply_updates, collection_run_status, status_target
+from gateway.store import claims as claim_store
+from gateway.store import messages as message_store
+from gateway.store.db import read_tx
+from tests.conftest import ROOT
+
+P = "demo-agency"
+
+
+@pytest.fixture
+def delivered(app: App) -> list[int]:
+    app.config.partners[P].status_map.update({"ANG": "handed_over", "BEARB": "in_progress:pre_court",
+                                              "MB": "in_progress:court_dunning", "BEZ": "closed_paid"})
+    ingest_file(app, ROOT / "examples" / "demo.csv", "demo")
+    d = Dispatcher(app, owner="t")
+    d.drain()
+    d.close()
+    with read_tx(app.engine) as conn:
+        return sorted(r["id"] for r in claim_store.listing(conn, client_id="demo", state="handed_over"))
+
+
+def up(n: int, claim: int, kind: str = "status", **kw: str) -> PartnerUpdate:
+    return PartnerUpdate(update_id=f"u-{n}", claim_id=claim, kind=kind, partner_reference="AZ-1", **kw)  # type: ignore[arg-type]
+
+
+def state(app: App, cid: int) -> State:
+    with read_tx(app.engine) as conn:
+        return claim_store.current_states(conn, [cid])[cid]
+
+
+def test_codes_map_to_states_and_stages_and_each_update_applies_once(app: App, delivered: list[int]) -> None:
+    cid = delivered[0]
+    r = apply_updates(app, P, [up(1, cid, code="BEARB"), up(2, cid, code="MB")])
+    assert r.counts == {"applied": 2}
+    assert apply_updates(app, P, [up(1, cid, code="BEARB"), up(2, cid, code="MB")]).counts == {"duplicate": 2}
+    with read_tx(app.engine) as conn:
+        events = [e for e in claim_store.history(conn, cid) if e["kind"] == "partner_status"]
+    assert [(e["state"], e["data"]["stage"], e["actor"]) for e in events] == [
+        ("in_progress", "pre_court", "partner"), ("in_progress", "court_dunning", "partner")]
+
+
+def test_unknown_code_is_kept_verbatim_and_the_state_stays(app: App, delivered: list[int]) -> None:
+    cid = delivered[0]
+    assert apply_updates(app, P, [up(1, cid, code="ZZ 7/b")]).counts == {"unknown_code": 1}
+    assert state(app, cid) is State.HANDED_OVER
+    with read_tx(app.engine) as conn:
+        [flag] = [e for e in claim_store.history(conn, cid) if e["kind"] == "partner_status_unknown"]
+    assert flag["data"] == {"partner": P, "update": "u-1", "partner_reference": "AZ-1", "code": "ZZ 7/b"}
+
+
+def test_illegal_move_is_recorded_not_forced(app: App, delivered: list[int]) -> None:
+    cid = delivered[0]
+    apply_updates(app, P, [up(1, cid, code="BEZ")])
+    assert apply_updates(app, P, [up(2, cid, code="BEARB")]).counts == {"illegal": 1}
+    assert state(app, cid) is State.CLOSED_PAID
+
+
+def test_a_partner_cannot_touch_claims_routed_elsewhere(app: App, delivered: list[int]) -> None:
+    assert apply_updates(app, "other-agency", [up(1, delivered[0], code="BEZ")]).counts == {"unknown_claim": 1}
+    assert state(app, delivered[0]) is State.HANDED_OVER
+
+
+def test_payments_and_messages_are_recorded(app: App, delivered: list[int]) -> None:
+    cid = delivered[0]
+    apply_updates(app, P, [up(1, cid, kind="payment", amount="12.50", currency="EUR", date="2026-11-20"),
+                           up(2, cid, kind="message", message_id="m-9", text="Schuldner zahlt in Raten")])
+    with read_tx(app.engine) as conn:
+        [pay] = [e for e in claim_store.history(conn, cid) if e["kind"] == "partner_payment"]
+        [msg] = message_store.for_claim(conn, app.cipher, cid)
+    assert (pay["data"]["amount"], pay["data"]["currency"], pay["data"]["date"]) == ("12.50", "EUR", "2026-11-20")
+    assert (msg["direction"], msg["partner_message_id"], msg["text"]) == ("from_partner", "m-9",
+                                                                          "Schuldner zahlt in Raten")
+
+
+def test_bad_status_map_entry_names_the_config_key(app: App) -> None:
+    app.config.partners[P].status_map["X"] = "in_progres"
+    with pytest.raises(ConfigError, match=f"partners.{P}.status_map"):
+        status_target(app, P, "X")
+
+
+def test_collection_run_is_processing_until_the_partner_confirmed_every_claim(app: App) -> None:
+    ingest_file(app, ROOT / "examples" / "demo.csv", "demo")
+    with read_tx(app.engine) as conn:
+        [row] = conn.exec_driver_sql("SELECT id FROM submissions").all()
+        assert collection_run_status(conn, row[0]) == "processing"
+    d = Dispatcher(app, owner="t")
+    d.drain()
+    d.close()
+    with read_tx(app.engine) as conn:
+        assert collection_run_status(conn, row[0]) == "handed_over"
+
+
+def test_webhook_signature() -> None:
+    body = b'[{"update_id":"1"}]'
+    good = sign_body(b"s3cret", body)
+    assert verify_signature(b"s3cret", body, good)
+    assert not verify_signature(b"s3cret", body + b" ", good)
+    assert not verify_signature(b"other", body, good)
+    assert not verify_signature(b"s3cret", body, None)

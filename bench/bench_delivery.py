@@ -4,8 +4,9 @@
     .venv/bin/python -m bench.bench_delivery --claims 20000 --outage 60 --db postgresql://...
     .venv/bin/python -m bench.bench_delivery --profile            # cProfile of one directory run
 
-Claims are ingested first (not timed); then N dispatcher workers (threads of one process, each its
-own ``Dispatcher``) drain the outbox into the simulator. The outage run stops the SFTP simulator's
+Claims are ingested first (not timed); then N dispatcher workers (threads of one process, or separate
+processes like several ``gateway serve``; each its own ``Dispatcher``) drain the outbox into the
+simulator, which then opens every batch and checks each claim arrived exactly once. The outage run stops the SFTP simulator's
 listener for ``--outage`` seconds while the workers keep trying (the outbox backs off per row), then
 starts it again and measures how long the backlog takes to drain.
 """
@@ -15,7 +16,9 @@ from __future__ import annotations
 import argparse
 import cProfile
 import logging
+import multiprocessing
 import pstats
+import secrets
 import shutil
 import tempfile
 import threading
@@ -24,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncssh
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select
 
 from adapters.simulators.agency import Agency
 from adapters.simulators.files import FolderAgency, load_partner_keys
@@ -57,6 +60,13 @@ class Setup:
             options = {"host": "127.0.0.1", "port": self.sim.port, "username": "gateway", "timeout": 10,
                        "client_key": str(self.base / "client-key"), "host_key": self.sim.host_key_line}
         db_url = db or f"sqlite:///{self.base / 'var' / 'gateway.db'}"
+        self.schema: str | None = None
+        if db and db.startswith("postgresql"):  # a fresh schema per run on a shared database
+            self.schema = f"bench_{secrets.token_hex(4)}"
+            with create_engine(db.replace("postgresql://", "postgresql+psycopg://", 1)).begin() as conn:
+                conn.exec_driver_sql(f'CREATE SCHEMA "{self.schema}"')
+            db_url = f"{db}{'&' if '?' in db else '?'}options=-csearch_path%3D{self.schema}"
+        self.db = db
         partner = {"adapter": kind, "certificate": "var/keys/partners/bench.crt", "options": options,
                    "sync": {"enabled": False}, "retry": retry}
         cfg = write_config(self.base, db_url, partners={"bench": partner},
@@ -64,6 +74,7 @@ class Setup:
                            routing=[{"partner": "bench", "client": "demo"}],
                            dispatcher={"batch_size": batch, "backoff_base_seconds": 5, "backoff_max_seconds": 3600})
         init_keys(load_config(cfg))
+        self.cfg = cfg
         self.app: App = build_app(cfg, migrate=True)
         if db and db.startswith("postgresql"):
             with self.app.engine.begin() as conn:  # a shared bench database: start from an empty outbox
@@ -77,6 +88,9 @@ class Setup:
 
     def close(self) -> None:
         self.app.close()
+        if self.schema and self.db:
+            with create_engine(self.db.replace("postgresql://", "postgresql+psycopg://", 1)).begin() as conn:
+                conn.exec_driver_sql(f'DROP SCHEMA "{self.schema}" CASCADE')
         if self.sim is not None:
             self.sim.stop()
         shutil.rmtree(self.base, ignore_errors=True)
@@ -106,10 +120,34 @@ def run_workers(app: App, workers: int, until_empty: bool = True, stop: threadin
     return time.perf_counter() - t0
 
 
-def throughput(kind: str, claims: int, workers: int, db: str | None, batch: int) -> float:
+def _drain_process(cfg: str, i: int, ready: Any) -> None:
+    app = build_app(cfg)
+    d = Dispatcher(app, owner=f"bench-proc-{i}")
+    d._signing()  # load keys before the clock starts, as a running gateway has
+    ready.wait()
+    d.drain()
+    d.close()
+    app.close()
+
+
+def run_processes(cfg: Path, workers: int) -> float:
+    """Drain with ``workers`` processes (like several ``gateway serve``); returns seconds."""
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Barrier(workers + 1)
+    procs = [ctx.Process(target=_drain_process, args=(str(cfg), i, ready)) for i in range(workers)]
+    for p in procs:
+        p.start()
+    ready.wait()  # every process has imported, connected and loaded its keys
+    t0 = time.perf_counter()
+    for p in procs:
+        p.join()
+    return time.perf_counter() - t0
+
+
+def throughput(kind: str, claims: int, workers: int, db: str | None, batch: int, procs: bool = False) -> float:
     s = Setup(kind, claims, db, batch, retry={})
     try:
-        seconds = run_workers(s.app, workers)
+        seconds = run_processes(s.cfg, workers) if procs else run_workers(s.app, workers)
         keys = s.base / "var/keys/partners"  # the agency opens what arrived: proof of exactly once
         FolderAgency(s.agency, s.base / "var/partners/bench",
                      *load_partner_keys(keys / "bench.crt", keys / "bench.key"), "bench").scan()
@@ -149,6 +187,7 @@ def main() -> None:
     ap.add_argument("--outage", type=float, default=60.0, help="seconds the partner is down; 0 skips the run")
     ap.add_argument("--cap", type=float, default=None, help="partner retry.backoff_max_seconds for the outage run")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--outage-only", action="store_true", help="skip the throughput runs")
     a = ap.parse_args()
     logging.disable(logging.WARNING)  # the outage run fails thousands of attempts on purpose
     if a.profile:
@@ -162,10 +201,12 @@ def main() -> None:
         s.close()
         pstats.Stats(prof).sort_stats("cumulative").print_stats(30)
         return
-    for kind in ("directory", "sftp"):
-        for workers in (1, 3):
-            rate = throughput(kind, a.claims, workers, a.db, a.batch)
-            print(f"{kind:9s} workers={workers} claims={a.claims} batch={a.batch}: {rate:,.0f} claims/s", flush=True)
+    for kind in () if a.outage_only else ("directory", "sftp"):
+        for workers, procs in ((1, False), (3, False), (3, True)):
+            rate = throughput(kind, a.claims, workers, a.db, a.batch, procs)
+            how = "processes" if procs else "threads"
+            print(f"{kind:9s} workers={workers} ({how}) claims={a.claims} batch={a.batch}: {rate:,.0f} claims/s",
+                  flush=True)
     if a.outage:
         took = outage(a.claims, a.outage, 3, a.db, a.batch, a.cap)
         print(f"outage {a.outage:.0f} s, {a.claims} claims backlog, 3 workers, cap={a.cap}: drained in {took:.1f} s "

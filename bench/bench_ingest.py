@@ -156,8 +156,11 @@ def run_one(mode: str, path: Path) -> dict[str, Any]:
 
 
 def measure(mode: str, path: Path) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-m", "bench.bench_ingest", "run", mode, str(path)], check=True,
+    out = subprocess.run([sys.executable, "-m", "bench.bench_ingest", "run", mode, str(path)],
                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    if out.returncode != 0:
+        print(f"| {path.name} | {mode} | failed: {out.stderr.strip().splitlines()[-1:]} |", flush=True)
+        return {}
     res: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     print(f"| {res['file']} | {mode} | {res['rows']:,} | {res['seconds']} | {res['rows_per_s']:,} | "
           f"{res['peak_rss_mb']} |", flush=True)

@@ -38,7 +38,7 @@ from spyne.server.wsgi import WsgiApplication  # noqa: E402
 from gateway.bootstrap import build_app  # noqa: E402
 from gateway.config import load_config  # noqa: E402
 from gateway.entrypoints.soap import types as t  # noqa: E402
-from gateway.entrypoints.soap.auth import hash_password  # noqa: E402
+from gateway.crypto.passwords import hash_password  # noqa: E402
 from gateway.entrypoints.soap.server import SoapServer  # noqa: E402
 from gateway.services.keys import init_keys  # noqa: E402
 from tests.conftest import write_config  # noqa: E402
@@ -128,6 +128,7 @@ def main() -> None:
     p.add_argument("--requests", type=int, default=60, help="per client")
     p.add_argument("--claims", type=int, default=10, help="per request")
     p.add_argument("--threads", type=int, default=16, help="server worker threads")
+    p.add_argument("--inflight", type=int, default=None, help="gateway soap.max_inflight (default: config)")
     p.add_argument("--db", help="database URL (default: SQLite in a temp dir)")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -136,7 +137,8 @@ def main() -> None:
         cfg = write_config(base, args.db or f"sqlite:///{base / 'var' / 'gateway.db'}",
                            clients={"demo": {"name": "Demo", "mapping": "demo", "default_partner": "demo-agency",
                                              "soap": {"username": "bench", "password_hash": hash_password(PASSWORD)}}},
-                           soap={"threads": args.threads})
+                           soap={"threads": args.threads,
+                                 **({"max_inflight": args.inflight} if args.inflight else {})})
         init_keys(load_config(cfg))
         app = build_app(cfg, migrate=True)
         gw = SoapServer(app, host="127.0.0.1", port=0)

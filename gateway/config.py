@@ -72,7 +72,7 @@ class ClientSoapConfig(Base):
     """A client's SOAP credentials (issue 5 owns this section)."""
 
     username: str | None = None
-    # scrypt hash made by `python -m gateway.entrypoints.soap.auth`; the password itself is never stored
+    # scrypt hash made by `python -m gateway.crypto.passwords`; the password itself is never stored
     password_hash: str | None = None
     read_only: bool = False  # may query but not submit or change claims (Client.Authorization)
 
@@ -162,7 +162,7 @@ class SoapServerConfig(Base):
     certificate: str | None = None  # PEM; default keys.dir/tls.crt from `keys init`
     private_key: str | None = None  # PEM; default keys.dir/tls.key
     threads: int = 16  # worker threads of the HTTPS server
-    max_inflight: int = 32  # requests processed at once; more wait up to busy_wait_seconds, then Server.Busy
+    max_inflight: int = 8  # requests processed at once; more wait up to busy_wait_seconds, then Server.Busy
     busy_wait_seconds: float = 5.0
     max_request_bytes: int = 20 * 1024 * 1024  # larger bodies get Client.TooLarge before they are parsed
     max_document_bytes: int = 5 * 1024 * 1024  # per document (decoded)

@@ -79,7 +79,8 @@ def _preview(args: argparse.Namespace) -> int:
 
 
 def _print_preview(p: Preview) -> None:
-    rows = [(str(r.row), r.outcome, r.reference or "", _debtor(r.claim), _amount(r.claim)) for r in p.rows]
+    rows = [(str(r.row) + (f" {r.xpath}" if r.xpath else f" ({r.sheet})" if r.sheet else ""), r.outcome,
+             r.reference or "", _debtor(r.claim), _amount(r.claim)) for r in p.rows]
     head = ("ROW", "OUTCOME", "REFERENCE", "DEBTOR", "OPEN AMOUNT")
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
     print("  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip())

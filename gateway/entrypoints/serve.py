@@ -39,7 +39,7 @@ async def _main(app: App) -> int:
     for result in await asyncio.to_thread(resume_unfinished, app):
         log.info("serve.resumed submission=%s status=%s", result.submission, result.status)
     book = UploadBook(app)  # SFTP uploads: recovered before the watcher's first sweep (issue 4)
-    pending = await asyncio.to_thread(book.recover)
+    pending = await asyncio.to_thread(lambda: book.recover(release=not cfg.sftp.enabled))
     tasks = []
     if cfg.sftp.enabled:
         sftp = SftpInbox(app, book)

@@ -258,6 +258,12 @@ def _conditional(get: _Getter, field: FieldSpec, target: Target, index: _HeaderI
         other = getter(branch, target, positions, fmt, column)
         if branch.when is not None:
             other = _conditional(other, branch, target, index, fmt, name)
+    if other is None and (target.always_required or field.required):
+        why = f"{name} is required, but no 'when' of the mapping holds for this row (and there is no 'else')"
+
+        def missing(values: list[str]) -> Any:
+            raise TransformError(why, codes.MISSING_FIELD)
+        other = missing
     if other is None:
         return lambda values: get(values) if holds(values) else None
     otherwise = other

@@ -72,6 +72,13 @@ def _merge_invoices(members: list[MappedRow]) -> Iterator[MappedRow]:
         yield msgspec.structs.replace(first, claim=None, findings=findings)
         return
     ok = [c for c in claims if c is not None]
+    currencies = sorted({c.currency for c in ok})
+    if len(currencies) > 1:  # one claim has one currency: these invoices cannot be summed
+        findings.append(Finding(code="group_rejected", row=first.row, field="currency",
+                                message=f"rows {first.row}-{members[-1].row} form one claim but are in "
+                                        f"{' and '.join(currencies)}"))
+        yield msgspec.structs.replace(first, claim=None, findings=findings)
+        return
     yield msgspec.structs.replace(first, claim=merge_claims(ok), findings=findings)
 
 

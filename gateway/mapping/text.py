@@ -44,16 +44,27 @@ def _postcode(s: str) -> tuple[str, str]:
     return m.group("code"), m.group("city").strip()
 
 
-_NAMED: dict[str, TextFn] = {
-    "street": lambda s: _street(s)[0], "house_number": lambda s: _street(s)[1],
-    "last_name": lambda s: _name(s)[0], "first_name": lambda s: _name(s)[1],
-    "postal_code": lambda s: _postcode(s)[0], "city": lambda s: _postcode(s)[1],
-}
+_NAMED = {"street": (_street, 0), "house_number": (_street, 1), "last_name": (_name, 0), "first_name": (_name, 1),
+          "postal_code": (_postcode, 0), "city": (_postcode, 1)}
 
 
 def named_split(part: str) -> TextFn:
     """One part of a well-known composite value: street/house_number, last_name/first_name, postal_code/city."""
-    return _NAMED[part]
+    split, index = _NAMED[part]
+    return lambda s: _remembered(split, s)[index]
+
+
+_LAST: dict[object, tuple[str, tuple[str, str]]] = {}
+
+
+def _remembered(split: Callable[[str], tuple[str, str]], s: str) -> tuple[str, str]:
+    # Both parts of a split read the same cell one after the other: remember the last cell per split.
+    last = _LAST.get(split)
+    if last is not None and last[0] == s:
+        return last[1]
+    parts = split(s)
+    _LAST[split] = (s, parts)
+    return parts
 
 
 def separator_split(separator: str, index: int) -> TextFn:

@@ -95,6 +95,7 @@ class Filtered:
 
     def __init__(self, inner: Reader, fmt: FormatSpec) -> None:
         self.inner, self.file, self.header, self.header_row = inner, inner.file, inner.header, inner.header_row
+        self.delimiter: str | None = getattr(inner, "delimiter", None)  # a sniffed CSV delimiter, for the ack
         self.footer = fmt.footer_rows
         self.rules: list[tuple[int, re.Pattern[str]]] = []
         for column, pattern in (fmt.skip_rows_where or {}).items():

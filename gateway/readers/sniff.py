@@ -50,6 +50,10 @@ def _what(head: bytes, file: str) -> str:
         return "a zip archive"
     if head.startswith(_OLE):
         return "xls"
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        text16 = head[2:64].decode("utf-16-le" if head[0] == 0xFF else "utf-16-be", errors="ignore").lstrip()
+        if text16.startswith("<"):
+            return "xml"  # UTF-16 XML is fine: the XML parser reads its encoding itself
     for magic, what in _BINARY.items():
         if head.startswith(magic):
             return what

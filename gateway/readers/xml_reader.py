@@ -67,55 +67,63 @@ class XmlReader:
         except OSError as exc:
             raise InputError(f"cannot open the file: {exc.strerror}", file=self.file) from None
 
-    def _events(self) -> Iterator[tuple[str, Any]]:
-        parser = etree.iterparse(self._fh, events=("start", "end"), resolve_entities=False, no_network=True,
-                                 load_dtd=False, dtd_validation=False, huge_tree=False, remove_comments=True,
-                                 remove_pis=True)
-        first = True
-        try:
-            for event, elem in parser:
-                if first:
-                    first = False
-                    docinfo = elem.getroottree().docinfo
-                    if docinfo.doctype or docinfo.internalDTD is not None:
-                        raise InputError("the XML document has a DOCTYPE declaration; documents with a DTD or "
-                                         "entities are refused (XXE and entity-expansion attacks)",
-                                         file=self.file, row=1)
-                yield event, elem
-        except etree.XMLSyntaxError as exc:
-            line = exc.lineno or None
-            raise InputError(f"not well-formed XML: {exc.msg}", file=self.file, row=line) from None
+    def _refuse_doctype(self, elem: Any) -> None:
+        docinfo = elem.getroottree().docinfo
+        if docinfo.doctype or docinfo.internalDTD is not None:
+            raise InputError("the XML document has a DOCTYPE declaration; documents with a DTD or entities are "
+                             "refused (XXE and entity-expansion attacks)", file=self.file, row=1)
+
+    def _on_path(self, elem: Any) -> bool:
+        parent = elem.getparent()
+        for tag in reversed(self._record[:-1]):
+            if parent is None or parent.tag != tag:
+                return False
+            parent = parent.getparent()
+        return parent is None
+
+    def _scan_prolog(self) -> None:
+        """Refuse a DOCTYPE before libxml2 sees it: the prolog is everything before the first element."""
+        head = self._fh.read(1 << 16)
+        self._fh.seek(0)
+        for pattern, marker in ((b"<!DOCTYPE", b"<"), ("<!DOCTYPE".encode("utf-16-le"), "<".encode("utf-16-le")),
+                                ("<!DOCTYPE".encode("utf-16-be"), "<".encode("utf-16-be"))):
+            at = head.find(pattern)
+            if at >= 0 and not re.search(rb"<[A-Za-z_]" if len(marker) == 1 else b"$^", head[:at]):
+                raise InputError("the XML document has a DOCTYPE declaration; documents with a DTD or entities "
+                                 "are refused (XXE and entity-expansion attacks)", file=self.file, row=1)
 
     def __iter__(self) -> Iterator[SourceRow]:
-        stack: list[str] = []
-        match = 0  # how many leading open elements follow the record path
-        target, xpaths, count, root = self._record, self._xpaths, 0, ""
-        for event, elem in self._events():
-            if event == "start":
-                root = root or str(elem.tag)
-                stack.append(elem.tag)
-                if len(stack) == match + 1 and match < len(target) and elem.tag == target[match]:
-                    match += 1
-                continue
-            depth = len(stack)
-            if depth == match == len(target):
+        self._scan_prolog()
+        # Only the record elements' end events reach Python: 20-40x fewer events than walking every element.
+        parser = etree.iterparse(self._fh, events=("end",), tag=self._record[-1], resolve_entities=False,
+                                 no_network=True, load_dtd=False, dtd_validation=False, huge_tree=False,
+                                 remove_comments=True, remove_pis=True)
+        getters, count, checked = self._xpaths, 0, False
+        try:
+            for _, elem in parser:
+                if not checked:
+                    self._refuse_doctype(elem)
+                    checked = True
+                if not self._on_path(elem):
+                    continue
                 count += 1
                 try:
-                    values = [get(elem) for get in xpaths]
+                    values = [get(elem) for get in getters]
                 except etree.XPathError as exc:
                     raise InputError(f"an XPath of format.columns fails on this record: {exc}", file=self.file,
                                      row=elem.sourceline) from None
                 yield SourceRow(elem.sourceline or 0, values, None, f"{self._path_text}[{count}]")
                 _drop(elem)
-            elif depth == match + 1 and match < len(target):
-                _drop(elem)  # beside the record path (a header block, a trailer): not needed once closed
-            if depth == match:
-                match -= 1
-            stack.pop()
+        except etree.XMLSyntaxError as exc:
+            raise InputError(f"not well-formed XML: {exc.msg}", file=self.file, row=exc.lineno or None) from None
+        root = parser.root
+        if root is not None and not checked:
+            self._refuse_doctype(root)
         if count == 0:
-            ns = root[1:].partition("}")[0] if root.startswith("{") else ""
+            tag = str(root.tag) if root is not None else ""
+            ns = tag[1:].partition("}")[0] if tag.startswith("{") else ""
             in_ns = f" in namespace {ns}" if ns else ""
-            raise InputError(f"no record element at {self._path_text} (the root element is <{_local(root)}>{in_ns}); "
+            raise InputError(f"no record element at {self._path_text} (the root element is <{_local(tag)}>{in_ns}); "
                              "check format.record_path and format.namespaces", file=self.file)
 
     def close(self) -> None:

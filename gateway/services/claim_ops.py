@@ -31,7 +31,8 @@ from gateway.store import labels as label_store
 from gateway.store import messages as message_store
 from gateway.store import outbox as outbox_store
 from gateway.store import submissions as sub_store
-from gateway.store.db import read_tx, write_tx
+from gateway.services.submit import serial_write_tx
+from gateway.store.db import read_tx
 from gateway.store.schema import claim_events, claims
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ def _forward(conn: Connection, row: RowMapping, state: State, operation: str, ev
 def _annotate(app: App, client_id: str, claim_id: int, kind: str, operation: str, data: dict[str, Any],
               payload: dict[str, Any], *, allow_final: bool = False,
               also: Callable[[Connection], None] | None = None) -> OpResult:
-    with write_tx(app.engine) as conn:
+    with serial_write_tx(app) as conn:
         row = owned_row(conn, client_id, claim_id)
         state = _state(conn, claim_id)
         if state in TERMINAL and not allow_final:
@@ -108,7 +109,7 @@ def _annotate(app: App, client_id: str, claim_id: int, kind: str, operation: str
 def cancel(app: App, client_id: str, claim_id: int, reason: str | None) -> OpResult:
     """Cancel: at once if the partner never had the claim, else requested from the partner."""
     reason = (reason or "").strip()[:1000]
-    with write_tx(app.engine) as conn:
+    with serial_write_tx(app) as conn:
         row = owned_row(conn, client_id, claim_id)
         state = _state(conn, claim_id)
         if state in (State.HELD, State.QUEUED, State.FAILED):
@@ -155,7 +156,7 @@ def send_message(app: App, client_id: str, claim_id: int, text: str) -> OpResult
         raise InvalidRequest("the message is empty", "text")
     if len(text) > MAX_MESSAGE_LEN:
         raise InvalidRequest(f"the message has {len(text)} characters, at most {MAX_MESSAGE_LEN} allowed", "text")
-    with write_tx(app.engine) as conn:
+    with serial_write_tx(app) as conn:
         row = owned_row(conn, client_id, claim_id)
         state = _state(conn, claim_id)
         if state in TERMINAL:
@@ -207,7 +208,7 @@ def release(app: App, client_id: str, *, claim_ids: list[int] | None = None,
     now = app.now()
     run = f"R{now:%Y%m%d}-{secrets.token_hex(4).upper()}"
     result = ReleaseResult(run=run)
-    with write_tx(app.engine) as conn:
+    with serial_write_tx(app) as conn:
         ids = list(dict.fromkeys(claim_ids or []))
         for cid in ids:
             owned_row(conn, client_id, cid)

@@ -3,7 +3,10 @@
 Each claim moves queued -> delivering when its batch is leased and delivering -> handed_over with
 the partner's receipt, or -> failed when the row goes to dead letter. A worker that dies mid-batch
 loses its lease; the next worker re-sends the same batch id, and adapters treat a batch id they
-already have as delivered, so a partner never gets a case twice.
+already have as delivered, so a partner never gets a case twice. Per-claim operations (cancel,
+report_payment, ...) go through ``operations.run_operation``. Each adapter call is retried a few
+times inside the attempt (tenacity, on the adapter's declared retryable errors); across attempts the
+outbox row backs off with jitter and goes to dead letter after ``max_attempts``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from gateway.crypto.certs import load_cert, load_private_key
 from gateway.crypto.cms import sign_and_encrypt
 from gateway.domain.lifecycle import Actor, State
 from gateway.errors import DeliveryError, KeyStoreError
+from gateway.services.operations import run_operation
 from gateway.services.render import BatchMeta, render_batch
 from gateway.store import claims as claim_store
 from gateway.store import outbox as outbox_store
@@ -60,7 +64,6 @@ class Dispatcher:
             if item.operation == "deliver_batch":
                 self._deliver(item)
             else:
-                from gateway.services.operations import run_operation
                 run_operation(self, item)
         except Exception as exc:  # every failure is recorded on the row, never lost in a log line only
             self._failed(item, exc)

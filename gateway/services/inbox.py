@@ -100,8 +100,12 @@ class UploadBook:
         """True for files the SFTP server owns (the watcher must not touch them)."""
         return self.state(client_id, path.name) is not None
 
-    def recover(self) -> list[tuple[str, str]]:
-        """Load the record after a start; returns complete uploads still waiting for ingest."""
+    def recover(self, *, release: bool = False) -> list[tuple[str, str]]:
+        """Load the record after a start; returns complete uploads still waiting for ingest.
+
+        ``release`` (the SFTP server is off now): complete uploads are forgotten instead, so the
+        watcher takes them like any dropped file; incomplete ones stay tracked and are never ingested.
+        """
         with read_tx(self.app.engine) as conn:
             rows = upload_store.all_uploads(conn)
         todo = []
@@ -117,6 +121,9 @@ class UploadBook:
                 state = INCOMPLETE
             elif state == PROCESSING:
                 state = COMPLETE
+            if state == COMPLETE and release:
+                self._write(key, None)
+                continue
             with self._lock:
                 self._state[key] = state
             if state == COMPLETE and is_candidate(path):

@@ -72,7 +72,7 @@ def ingest_file(app: App, path: Path, client_id: str, *, channel: str = "cli", m
     """Ingest ``path`` for ``client_id``; a mapping/config problem raises, a bad file yields status failed.
 
     ``workers``: processes that map, validate and encrypt beside this one (0: none; None: two for files
-    from 8 MB on when the machine has the cores).
+    from 8 MB on machines with 4 or more cores).
     """
     app.config.client(client_id)  # unknown client: ConfigError before anything is recorded
     # mapping: an explicit file as is; the installed one through the registry (hot reload, last good kept)
@@ -81,8 +81,8 @@ def ingest_file(app: App, path: Path, client_id: str, *, channel: str = "cli", m
     if not path.is_file():
         raise InputError("no such file", file=str(path))
     sha, size = sha256_file(path)
-    if workers is None:
-        workers = min(2, os.cpu_count() or 1) if size >= PARALLEL_FROM_BYTES else 0
+    if workers is None:  # parallel only with cores to spare: on 2 cores it did not pay off (docs/benchmarks.md)
+        workers = 2 if size >= PARALLEL_FROM_BYTES and (os.cpu_count() or 1) >= 4 else 0
     if dry_run:
         return _process(app, spec, path, client_id, name, submission=None, ack=None, workers=workers)
     with write_tx(app.engine) as conn:

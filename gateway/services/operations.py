@@ -3,7 +3,8 @@
 Issue 5's SOAP endpoint enqueues them; the dispatcher leases them like batches and hands each to the
 partner adapter's ``operate``. The idempotency key sent to the partner is claim + partner + operation
 + the outbox row, so a retry after a lost answer is folded by the partner. A partner that has no such
-operation is recorded as not supported (a ``partner_unsupported`` event), not retried.
+operation is recorded as not supported (a ``partner_unsupported`` event), not retried; a ``refresh``
+for a partner without per-claim queries pulls its pending updates instead.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ def run_operation(worker: Dispatcher, item: OutboxItem) -> None:
             raise NotSupported(item.partner_id, item.operation)
         result: OperationResult = worker.call(item.partner_id, adapter.operate, op)
     except NotSupported as exc:
+        if item.operation == "refresh" and isinstance(adapter, UpdatingAdapter):
+            return _refresh_by_pull(worker, item, claim_id)
         _record(worker, item, claim_id, "partner_unsupported", {"operation": item.operation, "error": str(exc)},
                 receipt={"not_supported": True, "error": str(exc)})
         return
@@ -67,9 +70,17 @@ def run_operation(worker: Dispatcher, item: OutboxItem) -> None:
              claim_id)
 
 
+def _refresh_by_pull(worker: Dispatcher, item: OutboxItem, claim_id: int) -> None:
+    # A file partner has no per-claim query: pulling its pending updates is the refresh it can do.
+    from gateway.services.partner_sync import sync_partner  # partner_sync builds on the dispatcher module
+    result = sync_partner(worker.app, item.partner_id)
+    _record(worker, item, claim_id, "partner_ack", {"operation": "refresh", "via": "pull", **result.counts},
+            receipt={"operation": "refresh", "via": "pull", **result.counts}, actor=Actor.PARTNER)
+
+
 def _record(worker: Dispatcher, item: OutboxItem, claim_id: int, kind: str, data: dict[str, Any],
-            receipt: dict[str, Any]) -> None:
+            receipt: dict[str, Any], actor: Actor = Actor.SYSTEM) -> None:
     app = worker.app
     with write_tx(app.engine) as conn:
         if outbox_store.complete(conn, item, receipt, now=app.now()):
-            claim_store.annotate(conn, claim_id, Actor.SYSTEM, kind, {**data, "outbox": item.id}, now=app.now())
+            claim_store.annotate(conn, claim_id, actor, kind, {**data, "outbox": item.id}, now=app.now())

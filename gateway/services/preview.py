@@ -7,6 +7,7 @@ and no ack. The rows come back with their canonical claims so a person can check
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -17,7 +18,7 @@ from gateway.domain.model import Claim
 from gateway.domain.rules import validate_claim
 from gateway.mapping.engine import compile_mapping, date_columns
 from gateway.mapping.spec import MappingSpec
-from gateway.readers.base import open_reader
+from gateway.readers.base import SourceRow, open_reader
 
 
 @dataclass
@@ -27,6 +28,8 @@ class PreviewRow:
     outcome: str
     claim: Claim | None
     findings: list[Finding]
+    sheet: str | None = None  # provenance: the worksheet, or the record's XPath
+    xpath: str | None = None
 
 
 @dataclass
@@ -46,7 +49,17 @@ def preview_file(path: Path, spec: MappingSpec, client_id: str, *, today: date, 
         mapper = compile_mapping(spec, reader.header, file=path.name, header_row=reader.header_row)
         result = Preview(file=str(path), header=list(reader.header), columns=dict(mapper.columns))
         seen: dict[str, int] = {}
-        for mapped in mapper.map_rows(reader, client_id):
+        sources: dict[int, SourceRow] = {}  # rows read but not yet answered (a group is read one row ahead)
+
+        def tap(rows: Iterable[SourceRow]) -> Iterator[SourceRow]:
+            for src in rows:
+                sources[src.row] = src
+                yield src
+
+        for mapped in mapper.map_rows(tap(reader), client_id):
+            src = sources.get(mapped.row)
+            for done in [r for r in sources if r <= mapped.row]:
+                del sources[done]
             found = list(mapped.findings)
             claim = mapped.claim
             if claim is not None:
@@ -65,7 +78,8 @@ def preview_file(path: Path, spec: MappingSpec, client_id: str, *, today: date, 
             result.counts[outcome.value] += 1
             if limit is None or len(result.rows) < limit:
                 result.rows.append(PreviewRow(mapped.row, mapped.reference, outcome.value,
-                                              claim if outcome is not Outcome.REJECTED else None, found))
+                                              claim if outcome is not Outcome.REJECTED else None, found,
+                                              getattr(src, "sheet", None), getattr(src, "xpath", None)))
             else:
                 result.truncated = True
     return result

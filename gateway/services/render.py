@@ -6,8 +6,7 @@ import datetime as dt
 import functools
 import os
 import re
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
 from typing import BinaryIO, Protocol, cast
@@ -82,11 +81,9 @@ class _Out:
     def __init__(self) -> None:
         self.parts: list[str] = []
 
-    @contextmanager
-    def open(self, name: str, attrib: dict[str, str] | None = None) -> Iterator[None]:
+    def open(self, name: str, attrib: dict[str, str] | None = None) -> _Element:
         self.parts.append(f"<{name}{_attrs(attrib)}>" if attrib else f"<{name}>")
-        yield
-        self.parts.append(f"</{name}>")
+        return _Element(self.parts, f"</{name}>")
 
     def leaf(self, name: str, value: str | None, attrib: dict[str, str] | None = None) -> None:
         if value is not None:
@@ -110,6 +107,21 @@ class _Out:
         data = "".join(self.parts).encode("utf-8")
         self.parts.clear()
         return data
+
+
+class _Element:
+    """Closes an element on leaving the ``with`` block (a plain class: cheaper than @contextmanager)."""
+
+    __slots__ = ("parts", "end")
+
+    def __init__(self, parts: list[str], end: str) -> None:
+        self.parts, self.end = parts, end
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        self.parts.append(self.end)
 
 
 def _attrs(attrib: dict[str, str] | None) -> str:

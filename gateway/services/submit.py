@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -35,6 +38,7 @@ from gateway.store.db import write_tx
 log = logging.getLogger(__name__)
 AWAITING_RELEASE = "awaiting_release"
 PAYLOAD_CHUNK = 1 << 20
+_SQLITE_WRITERS = threading.Lock()
 
 
 @dataclass
@@ -55,6 +59,7 @@ class Draft:
     claim: Claim | None
     findings: list[Finding] = field(default_factory=list)
     uploads: list[Upload] = field(default_factory=list)
+    prepared: claim_store.PreparedClaim | None = None  # stored columns, encrypted before the transaction
 
 
 @dataclass
@@ -85,7 +90,7 @@ def submit_claims(app: App, client_id: str, drafts: list[Draft], *, release: boo
     client = app.config.client(client_id)
     hold = (not release) if release is not None else client.hold_all
     today = app.today()
-    checked = [_check(d, today, hold) for d in drafts]
+    checked = [_check(app, d, today, hold) for d in drafts]
     try:
         return _store(app, client_id, checked, raw)
     except IntegrityError:
@@ -94,8 +99,8 @@ def submit_claims(app: App, client_id: str, drafts: list[Draft], *, release: boo
         return _store(app, client_id, checked, raw)
 
 
-def _check(draft: Draft, today: date, hold: bool) -> Draft:
-    """The draft with rule findings and document metadata added."""
+def _check(app: App, draft: Draft, today: date, hold: bool) -> Draft:
+    """The draft with rule findings, document metadata and partner added, its row prepared (no database)."""
     if draft.claim is None:
         return draft
     claim = draft.claim
@@ -107,12 +112,36 @@ def _check(draft: Draft, today: date, hold: bool) -> Draft:
     if hold:
         found.append(Finding(code=AWAITING_RELEASE, severity=Severity.HOLD,
                              message="held until the client releases it (ReleaseClaims)"))
-    return Draft(reference=draft.reference, claim=claim, findings=found, uploads=draft.uploads)
+    prepared = None
+    if outcome_of(found) is not Outcome.REJECTED:
+        partner = app.router.pick(claim)
+        if partner is None:
+            found.append(Finding(code=codes.NO_PARTNER, severity=Severity.HOLD,
+                                 message="no partner is configured for this claim: held for the operator"))
+        claim = msgspec.structs.replace(claim, partner_id=partner)
+        prepared = claim_store.prepare_claim(app.cipher, claim)
+    return Draft(reference=draft.reference, claim=claim, findings=found, uploads=draft.uploads, prepared=prepared)
+
+
+@contextmanager
+def serial_write_tx(app: App) -> Iterator[Connection]:
+    """A write transaction; on SQLite, request threads queue on a lock first.
+
+    SQLite has one writer at a time anyway, and its busy handler waits by sleeping in growing steps
+    (up to 100 ms), which measured as a p99 of ~800 ms with 8 concurrent SOAP clients; a fair lock
+    in front hands the write lock over at once.
+    """
+    if app.engine.dialect.name != "sqlite":
+        with write_tx(app.engine) as conn:
+            yield conn
+        return
+    with _SQLITE_WRITERS, write_tx(app.engine) as conn:
+        yield conn
 
 
 def _store(app: App, client_id: str, drafts: list[Draft], raw: bytes) -> SubmitResult:
     now = app.now()
-    with write_tx(app.engine) as conn:
+    with serial_write_tx(app) as conn:
         sub = sub_store.create(conn, client_id=client_id, channel="soap", filename=None,
                                sha256=hashlib.sha256(raw).hexdigest(), size=len(raw), dedupe=False, received_at=now)
         assert sub is not None  # dedupe=False never collides
@@ -143,10 +172,6 @@ def _store(app: App, client_id: str, drafts: list[Draft], raw: bytes) -> SubmitR
                 continue
             if answer.outcome == Outcome.REJECTED.value:
                 continue
-            partner = app.router.pick(claim)
-            if partner is None:
-                d.findings.append(Finding(code=codes.NO_PARTNER, severity=Severity.HOLD,
-                                          message="no partner is configured for this claim: held for the operator"))
             state = State.HELD if outcome_of(d.findings) is Outcome.HELD else State.QUEUED
             answer.outcome, answer.state = outcome_of(d.findings).value, state.value
             data: dict[str, object] = {"submission": sub["reference"], "channel": "soap"}
@@ -154,9 +179,10 @@ def _store(app: App, client_id: str, drafts: list[Draft], raw: bytes) -> SubmitR
             if held:
                 data["codes"] = held
             first_of[ref] = answer
-            new.append((answer, d, NewClaim(claim=msgspec.structs.replace(claim, partner_id=partner), state=state,
-                                            event_data=data)))
-        ids = claim_store.insert_new(conn, app.cipher, sid, [n for _, _, n in new], now=now)
+            new.append((answer, d, NewClaim(claim=claim, state=state, event_data=data)))
+        rows = [(d.prepared if d.prepared is not None else claim_store.prepare_claim(app.cipher, n.claim), n.state,
+                 None, n.event_data) for _, d, n in new]
+        ids = claim_store.insert_prepared(conn, sid, rows, now=now)
         for (answer, _, _), cid in zip(new, ids):
             answer.claim_id = cid
         for repeat, first in repeats:

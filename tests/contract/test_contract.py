@@ -202,11 +202,14 @@ def test_operations_reach_the_partner_once_or_are_recorded_as_not_supported(sim:
     worker.close()
     with read_tx(gw.engine) as conn:
         rows = outbox_store.listing(conn)
-        kinds = [e["kind"] for e in claim_store.history(conn, cid)]
+        history = claim_store.history(conn, cid)
+    kinds = [e["kind"] for e in history]
     assert {r["status"] for r in rows} == {"done"}
     if sim.operations:
         assert kinds.count("partner_ack") == len(OPS)
         assert sorted(o["operation"] for o in sim.agency.operations.values()) == sorted(set(OPS) - {"refresh"})
         assert states(gw)[cid] is State.CANCELLED_BY_CLIENT  # the refresh brought the partner's STORNIERT back
-    else:
-        assert kinds.count("partner_unsupported") == len(OPS)
+    else:  # a file partner: no per-claim calls; its refresh is a pull of its status files
+        assert kinds.count("partner_unsupported") == len(OPS) - 1
+        [refresh] = [e for e in history if e["kind"] == "partner_ack"]
+        assert refresh["data"]["via"] == "pull"

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from adapters.base import PartnerUpdate, encode_updates
 from adapters.rest import SIGNATURE_HEADER, sign_body
@@ -62,11 +61,10 @@ def claims_in(cfg: Path, status: str, n: int) -> list[dict[str, Any]] | None:
 
 
 def test_directory_demo_partner_takes_claims_to_in_progress_and_paid(tmp_path: Path, db_url: str) -> None:
-    cfg = write_config(tmp_path, db_url)
-    doc = json.loads(json.dumps(__import__("yaml").safe_load(cfg.read_text())))
-    doc["partners"]["demo-agency"].update(status_map=STATUS_MAP, sync={"every_seconds": 0.3},
-                                          simulator={"enabled": True, "step_seconds": 1.0})
-    cfg.write_text(json.dumps(doc))
+    partner = {"adapter": "directory", "certificate": "var/keys/partners/demo-agency.crt",
+               "options": {"path": "var/partners/demo-agency"}, "status_map": STATUS_MAP,
+               "sync": {"every_seconds": 0.3}, "simulator": {"enabled": True, "step_seconds": 1.0}}
+    cfg = write_config(tmp_path, db_url, partners={"demo-agency": partner})
     for proc in serve(tmp_path, cfg):
         drop_demo(tmp_path)
         wait_for("claims in progress at the agency", lambda: claims_in(cfg, "in_progress,closed_paid", 7), 60)

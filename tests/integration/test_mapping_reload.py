@@ -78,3 +78,20 @@ def test_watcher_reloads_on_change_without_a_get(registry: MappingRegistry, tmp_
         assert "version" in (state.error or "")
     finally:
         watcher.stop()
+
+
+def test_ingest_uses_the_last_good_mapping_after_a_broken_edit(app, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from gateway.services.ingest import ingest_file
+
+    path = app.config.mapping_file("demo")
+    first = ingest_file(app, REPO / "examples" / "demo.csv", "demo", dry_run=True)
+    good = path.read_text(encoding="utf-8")
+    path.write_text(good.replace("principal_amount: Betrag", "principal_amount: {column: Betrag, split: cents}"),
+                    encoding="utf-8")
+    again = ingest_file(app, REPO / "examples" / "demo.csv", "demo", dry_run=True)
+    assert (again.status, again.accepted, again.rejected) == (first.status, first.accepted, first.rejected)
+    assert "fields.principal_amount.split" in (app.mappings.state(path).error or "")
+    path.write_text(good.replace("memo: Bemerkung", "reason: Bemerkung"), encoding="utf-8")
+    ingest_file(app, REPO / "examples" / "demo.csv", "demo", dry_run=True)
+    state = app.mappings.state(path)
+    assert state.error is None and state.spec is not None and "reason" in state.spec.fields

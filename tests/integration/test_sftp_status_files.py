@@ -87,5 +87,9 @@ def test_recover_marks_uploads_a_crash_interrupted_as_incomplete(tmp_path: Path,
             assert sorted((r["name"], r["state"]) for r in all_uploads(conn)) == [
                 ("half.csv", "incomplete"), ("whole.csv", "complete")]
         assert write_incomplete_ack(app, "demo", "half.csv") == ack
+        # with the SFTP server off now, the whole file goes to the watcher; the half one stays tracked
+        released = UploadBook(app)
+        assert released.recover(release=True) == []
+        assert not released.is_tracked("demo", upload / "whole.csv") and released.is_tracked("demo", upload / "half.csv")
     finally:
         app.close()

@@ -148,6 +148,18 @@ def test_when_and_else() -> None:
         "ACME GmbH", "Frau Roth", "Überweisung")
 
 
+def test_required_field_whose_condition_fails_is_a_finding() -> None:
+    spec = parse_mapping(BASE + """fields:
+  creditor_reference: Ref
+  principal_amount: {column: Betrag, when: {column: Art, equals: R}}
+""", file="t.yaml")
+    mapper = compile_mapping(spec, ["Ref", "Betrag", "Art"], file="f.csv")
+    ok, missing = mapper.map_rows([SourceRow(2, ["A", "1,00", "R"]), SourceRow(3, ["B", "1,00", "G"])], "t")
+    assert ok.claim is not None and ok.claim.principal_amount == Decimal("1.00")
+    assert missing.claim is None and [(f.code, f.column, f.row) for f in missing.findings] == [
+        ("missing_field", "Betrag", 3)]
+
+
 @pytest.mark.parametrize(("cond", "value", "holds"), [
     ("{column: S, not_equals: x}", "y", True), ("{column: S, not_in: [a, b]}", "a", False),
     ("{column: S, empty: true}", "  ", True), ("{column: S, empty: false}", "", False),
@@ -191,6 +203,12 @@ def test_group_invoices() -> None:
     assert [(i.number, i.amount, i.date) for i in claim.invoices] == [
         ("I1", Decimal("10.00"), date(2025, 2, 5)), ("I2", Decimal("10.00"), date(2025, 2, 1))]
     assert claim.invoice_date == date(2025, 2, 1)  # the earliest
+
+
+def test_group_of_two_currencies_is_rejected() -> None:
+    rows = map_rows("  currency: Whg\n", ["Kd", "Whg"], [["1", "EUR"], ["1", "CHF"]], "group: {by: Kd}\n")
+    assert len(rows) == 1 and rows[0].claim is None
+    assert [f.code for f in rows[0].findings] == ["group_rejected"] and "CHF and EUR" in rows[0].findings[0].message
 
 
 def test_group_claims_share_the_first_debtor() -> None:

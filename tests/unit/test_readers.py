@@ -271,3 +271,15 @@ def test_format_mistakes_are_refused_at_load(fmt: str, key: str, message: str) -
     with pytest.raises(ConfigError, match=message) as info:
         spec(fmt)
     assert info.value.key == key and info.value.line is not None
+
+
+def test_utf16_xml_is_read_and_its_doctype_refused(tmp_path: Path) -> None:
+    s = spec("  type: xml\n  record_path: /E/F\n  columns: {Ref: '@nr', Betrag: B}",
+             "fields:\n  creditor_reference: Ref\n  principal_amount: Betrag\n")
+    path = tmp_path / "a.xml"
+    path.write_bytes('<?xml version="1.0" encoding="UTF-16"?><E><F nr="Ä1"><B>1</B></F></E>'.encode("utf-16"))
+    assert [r.values for r in read(path, s)[1]] == [["Ä1", "1"]]
+    path.write_bytes('<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE E [<!ENTITY x "y">]><E><F nr="&x;"/></E>'
+                     .encode("utf-16"))
+    with pytest.raises(InputError, match="DOCTYPE declaration"):
+        read(path, s)

@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 import pytest
 
 from gateway.entrypoints.soap.app import refusal
-from gateway.entrypoints.soap.auth import basic_credentials, hash_password, username_token, verify_password
-
-
-def test_scrypt_hash_verifies_only_the_right_password() -> None:
-    stored = hash_password("correct horse battery", n=2 ** 10)
-    assert stored.startswith("scrypt$1024$8$1$")
-    assert verify_password("correct horse battery", stored)
-    assert not verify_password("correct horse batterY", stored)
-    assert stored != hash_password("correct horse battery", n=2 ** 10)  # salted
-    assert not verify_password("x", "md5$abc") and not verify_password("x", "garbage")
+from gateway.entrypoints.soap.auth import basic_credentials, username_token
 
 
 def test_basic_header() -> None:
@@ -53,3 +45,14 @@ def test_refused_bodies(body: bytes, reason: str) -> None:
 def test_accepted_bodies() -> None:
     assert refusal(b'\xef\xbb\xbf<?xml version="1.0" encoding="ISO-8859-1"?>\n<a>&amp;</a>') is None
     assert refusal(b"  \n<s:Envelope/>") is None
+
+
+def test_configured_credentials_are_checked_at_start(tmp_path: Path) -> None:
+    from gateway.config import load_config
+    from gateway.entrypoints.soap.auth import Authenticator
+    from gateway.errors import ConfigError
+
+    cfg = tmp_path / "gateway.yaml"
+    cfg.write_text("clients:\n  a:\n    soap: {username: erp, password_hash: hunter2}\n")
+    with pytest.raises(ConfigError, match=r"clients\.a\.soap\.password_hash"):
+        Authenticator(load_config(cfg))

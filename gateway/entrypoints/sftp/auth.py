@@ -62,7 +62,10 @@ class FailureLimiter:
         return times
 
     def blocked(self, peer: str) -> bool:
-        return len(self._recent(peer)) >= self.max_failures
+        recent = len(self._recent(peer))
+        if not recent:
+            self._failures.pop(peer, None)  # forget quiet addresses: the table stays small
+        return recent >= self.max_failures
 
     def failed(self, peer: str) -> None:
         self._recent(peer).append(time.monotonic())

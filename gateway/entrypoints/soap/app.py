@@ -85,7 +85,10 @@ def _stable_fault(ctx: Any) -> None:
     err = ctx.out_error
     if isinstance(err, Fault) and err.faultcode not in faults.CODES:
         code = faults.VALIDATION if str(err.faultcode).startswith("Client") else faults.INTERNAL
-        ctx.out_error = Fault(faultcode=code, faultstring=str(err.faultstring)[:2000])
+        ctx.out_error = err = Fault(faultcode=code, faultstring=str(err.faultstring)[:2000])
+    if isinstance(err, Fault):
+        log.info("soap.fault code=%s client=%s message=%s", err.faultcode,
+                 ctx.transport.req_env.get(ENV_CLIENT) if ctx.transport else None, str(err.faultstring)[:200])
 
 
 def build_application(app: App) -> GatewayApplication:
@@ -93,6 +96,9 @@ def build_application(app: App) -> GatewayApplication:
     # spyne runs a full gc.collect() after a request at most once a second, to close uploaded files held in
     # cycles; we take no file uploads, and on a large heap that pause measured ~200 ms: the whole p99.
     spyne.const.MIN_GC_INTERVAL = float("inf")
+    # spyne logs every client fault with a traceback; a client's mistake is one line of ours (soap.fault).
+    for name in ("spyne.application.client", "spyne.server._base"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     parser = dict(load_dtd=False, resolve_entities=False, no_network=True, huge_tree=False, dtd_validation=False)
     application = GatewayApplication([GatewayService], tns=TNS, name="InkassoGateway",
                                      in_protocol=Soap11(validator="lxml", **parser), out_protocol=Soap11())

@@ -18,12 +18,17 @@ MEDIA_TYPES = frozenset({"application/pdf", "image/jpeg", "image/png", "image/ti
 
 
 def to_plain(obj: Any) -> Any:
-    """A spyne object as plain dicts and lists, absent (None) values left out."""
+    """A spyne object as plain dicts and lists; text trimmed, absent and empty values left out.
+
+    ERP systems pad fixed-width fields; "SAP-4711 " must be the same reference as "SAP-4711".
+    """
     if isinstance(obj, ComplexModelBase):
         cls = type(obj)
-        return {k: to_plain(v) for k in cls.get_flat_type_info(cls) if (v := getattr(obj, k, None)) is not None}
+        return {k: p for k in cls.get_flat_type_info(cls) if (p := to_plain(getattr(obj, k, None))) is not None}
     if isinstance(obj, (list, tuple)):
-        return [to_plain(v) for v in obj if v is not None]
+        return [p for v in obj if (p := to_plain(v)) is not None]
+    if isinstance(obj, str):
+        return obj.strip() or None
     return obj
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,13 +16,24 @@ from zeep.transports import Transport
 
 from gateway.bootstrap import App, build_app
 from gateway.config import load_config
-from gateway.entrypoints.soap.auth import hash_password
+from gateway.crypto.passwords import verify_password
 from gateway.entrypoints.soap.server import SoapServer
 from gateway.services.keys import init_keys
 from tests.conftest import write_config
 
 PASSWORDS = {"demo-erp": "demo password 1234", "other-erp": "other password 5678", "viewer": "viewer password 90"}
-_HASHES = {user: hash_password(pw, n=2 ** 12) for user, pw in PASSWORDS.items()}  # cheap cost factor for tests
+
+
+def cheap_hash(password: str) -> str:
+    """A scrypt hash in the stored format with a low cost factor, to keep tests fast."""
+    salt = b"0123456789abcdef"
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=2 ** 10, r=8, p=1, dklen=32)
+    stored = f"scrypt${2 ** 10}$8$1${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+    assert verify_password(password, stored)
+    return stored
+
+
+_HASHES = {user: cheap_hash(pw) for user, pw in PASSWORDS.items()}
 
 
 def client_config(**extra: Any) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import multiprocessing
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -116,16 +117,30 @@ class IngestRun:
     def _parallel(self, workers: int) -> None:
         args = (self.app.config, self.spec, self.reader.header, self.reader.header_row, self.name, self.client_id,
                 self.today)
+        chunks = self._chunks(self.reader)
         # spawn, not fork: the parent may run threads (serve) whose locks a fork would copy held
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker,
                                  initargs=args) as pool:
-            pending: deque[Future[list[PreparedRow]]] = deque()
-            for chunk in self._chunks(self.reader):
-                pending.append(pool.submit(work, chunk))
-                if len(pending) > workers:
-                    self._flush(pending.popleft().result())
-            while pending:
-                self._flush(pending.popleft().result())
+            pending: deque[tuple[list[SourceRow], Future[list[PreparedRow]]]] = deque()
+            unsent: list[SourceRow] | None = None
+            try:
+                for chunk in chunks:
+                    unsent = chunk
+                    pending.append((chunk, pool.submit(work, chunk)))
+                    unsent = None
+                    if len(pending) > workers:
+                        self._flush(pending[0][1].result())  # popped only once stored: a lost worker loses nothing
+                        pending.popleft()
+                while pending:
+                    self._flush(pending[0][1].result())
+                    pending.popleft()
+            except BrokenProcessPool as exc:
+                # A worker died (killed, out of memory): finish here, in order, from the oldest unstored chunk.
+                log.warning("ingest.workers_lost file=%s error=%s: continuing in this process", self.name, exc)
+                for chunk in [c for c, _ in pending] + ([unsent] if unsent is not None else []):
+                    self._flush(self.preparer.chunk(chunk))
+                for chunk in chunks:
+                    self._flush(self.preparer.chunk(chunk))
 
     def _serial_grouped(self) -> None:
         chunk: list[PreparedRow] = []

@@ -6,6 +6,7 @@ Delivery exactly once (also after a lost answer and transport faults), status ba
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -26,7 +27,7 @@ from gateway.store import messages as message_store
 from gateway.store import outbox as outbox_store
 from gateway.store.db import read_tx, write_tx
 from tests.conftest import ROOT, write_config
-from tests.contract.harness import HARNESSES, PARTNER, Harness, running
+from tests.contract.harness import CERT, HARNESSES, PARTNER, Harness, running
 
 DEMO = ROOT / "examples" / "demo.csv"
 ACCEPTED = 7  # claims of the demo file that are sent (one more is held, the rest rejected)
@@ -49,12 +50,23 @@ def sim(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
         yield h
 
 
+@pytest.fixture(scope="session")
+def keys_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Key material made once (RSA key generation dominates a test's set-up time) and copied per test."""
+    base = tmp_path_factory.mktemp("keys-template")
+    path = write_config(base, "sqlite://", partners={PARTNER: {"adapter": "directory", "certificate": CERT,
+                                                               "options": {"path": "x"}}})
+    init_keys(load_config(path))
+    return base / "var" / "keys"
+
+
 @pytest.fixture
-def gw(sim: Harness, tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[App]:
+def gw(sim: Harness, tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch,
+       keys_template: Path) -> Iterator[App]:
     path = write_config(tmp_path, db_url, partners={PARTNER: sim.partner()},
                         clients={"demo": {"name": "Demo", "mapping": "demo", "default_partner": PARTNER}},
                         routing=[{"partner": PARTNER, "client": "demo"}])
-    init_keys(load_config(path))
+    shutil.copytree(keys_template, tmp_path / "var" / "keys", dirs_exist_ok=True)
     sim.start()
     app = build_app(path, migrate=True)
     monkeypatch.setattr(app, "now", Clock(app))

@@ -157,3 +157,19 @@ def test_parallel_ingest_stores_what_a_serial_one_does(tmp_path: Path, monkeypat
     assert serial[4] == parallel[4]
     assert [ln.split(";")[:3] + ln.split(";")[4:] for ln in serial[5].splitlines()] == \
         [ln.split(";")[:3] + ln.split(";")[4:] for ln in parallel[5].splitlines()]
+
+
+def test_lost_worker_loses_nothing(app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.services import ingest_run
+    from tests.integration.dying_worker import dying_work
+
+    monkeypatch.setattr(app.config.dispatcher, "batch_size", 100)
+    monkeypatch.setattr(ingest_run, "work", dying_work)
+    path = tmp_path / "in.csv"
+    path.write_bytes(("\r\n".join([";".join(HEADER)] + [csv_line(r) for r in sample_rows(1000)]) + "\r\n")
+                     .encode("cp1252"))
+    result = ingest_file(app, path, "demo", workers=1)
+    assert (result.status, result.rows, result.accepted) == ("completed", 1000, 1000)
+    with read_tx(app.engine) as conn:
+        stored = claim_store.listing(conn, client_id="demo", limit=5000)
+    assert sorted(c["source_row"] for c in stored) == list(range(2, 1002))

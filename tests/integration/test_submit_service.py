@@ -70,3 +70,17 @@ def test_duplicate_inside_one_request_answers_the_first(app: App) -> None:
     first, second = r.results
     assert second.existing and second.claim_id == first.claim_id
     assert _count(app, "claims") == 1
+
+
+def test_change_feed_settles_on_postgresql_only(app: App) -> None:
+    from gateway.services import claim_queries
+
+    submit.submit_claims(app, "demo", [_draft("R-1")])
+    app.config.soap = msgspec.structs.replace(app.config.soap, changes_settle_seconds=3600)
+    events, cursor, more = claim_queries.changes(app, "demo", 0, 10)
+    if app.engine.dialect.name == "postgresql":  # ids are assigned before commit there: wait for late commits
+        assert (events, cursor, more) == ([], 0, False)
+    else:  # SQLite commits in id order
+        assert [e["kind"] for e in events] == ["intake"] and cursor == events[0]["id"]
+    app.config.soap = msgspec.structs.replace(app.config.soap, changes_settle_seconds=0)
+    assert [e["kind"] for e in claim_queries.changes(app, "demo", 0, 10)[0]] == ["intake"]

@@ -1,0 +1,14 @@
+"""A process-pool task that kills its worker on the third chunk (imported by the spawned worker)."""
+
+from __future__ import annotations
+
+import os
+
+from gateway.readers.base import SourceRow
+from gateway.services.ingest_prepare import PreparedRow, work
+
+
+def dying_work(rows: list[SourceRow]) -> list[PreparedRow]:
+    if rows[0].row > 200:
+        os._exit(3)  # as if the OOM killer took the worker
+    return work(rows)

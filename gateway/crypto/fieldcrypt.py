@@ -9,7 +9,6 @@ reference), so a ciphertext copied onto another row does not decrypt.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import json
 import os
@@ -65,7 +64,7 @@ class FieldCipher:
     def blind_index(self, value: str) -> str:
         """A keyed, deterministic token of a normalised value: equality search without plaintext."""
         norm = " ".join(value.casefold().split())
-        return hmac.new(self._index_key, norm.encode(), hashlib.sha256).hexdigest()[:32]
+        return hmac.digest(self._index_key, norm.encode(), "sha256").hex()[:32]
 
 
 def new_key_file_content() -> dict[str, object]:

@@ -13,6 +13,8 @@ _LENGTHS = {
     "TR": 26, "VA": 22,
 }
 _SHAPE = re.compile(r"^[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}$")
+# ISO 13616: A=10 ... Z=35. One translate call instead of a conversion per character (hot path).
+_LETTERS = str.maketrans({chr(c): str(c - 55) for c in range(ord("A"), ord("Z") + 1)})
 
 
 def normalize_iban(value: str) -> str:
@@ -28,7 +30,6 @@ def iban_problem(value: str) -> str | None:
     expected = _LENGTHS.get(iban[:2])
     if expected is not None and len(iban) != expected:
         return f"has {len(iban)} characters, {iban[:2]} IBANs have {expected}"
-    digits = "".join(str(int(ch, 36)) for ch in iban[4:] + iban[:4])
-    if int(digits) % 97 != 1:
+    if int((iban[4:] + iban[:4]).translate(_LETTERS)) % 97 != 1:
         return "has a wrong check sum (typo?)"
     return None

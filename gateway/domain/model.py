@@ -174,6 +174,8 @@ class Claim(Struct):
     @property
     def total_open_amount(self) -> Decimal:
         """Principal plus fees minus payments received; never typed in, always computed."""
+        if not self.fees and not self.payments_received:  # the common case, on the ingest hot path
+            return self.principal_amount
         return self.principal_amount + self.fees_total - self.payments_total
 
 

@@ -105,16 +105,20 @@ def _debtor_rules(debtor: Debtor, today: date) -> Iterator[Finding]:
 def _contact_rules(debtor: Debtor) -> Iterator[Finding]:
     usable = False
     for i, addr in enumerate(debtor.addresses):
-        where = f"debtor.addresses[{i}]"
-        missing = [n for n in ("street", "postal_code", "city") if not getattr(addr, n)]
-        for name in missing:
-            yield _err(f.MISSING_FIELD, f"{where}.{name}", f"the address has no {name.replace('_', ' ')}")
-        if addr.country not in COUNTRIES:
-            yield _err(f.INVALID_COUNTRY, f"{where}.country", f"'{addr.country}' is not an ISO 3166 country code")
-        elif addr.country == "DE" and addr.postal_code and not _DE_POSTCODE.match(addr.postal_code):
-            yield _err(f.INVALID_VALUE, f"{where}.postal_code",
-                       f"German postal code '{addr.postal_code}' must have 5 digits")
-        usable = usable or not missing
+        complete = bool(addr.street and addr.postal_code and addr.city)  # the common case, checked cheaply
+        if not complete:
+            for name in ("street", "postal_code", "city"):
+                if not getattr(addr, name):
+                    yield _err(f.MISSING_FIELD, f"debtor.addresses[{i}].{name}",
+                               f"the address has no {name.replace('_', ' ')}")
+        if addr.country == "DE":
+            if addr.postal_code and not _DE_POSTCODE.match(addr.postal_code):
+                yield _err(f.INVALID_VALUE, f"debtor.addresses[{i}].postal_code",
+                           f"German postal code '{addr.postal_code}' must have 5 digits")
+        elif addr.country not in COUNTRIES:
+            yield _err(f.INVALID_COUNTRY, f"debtor.addresses[{i}].country",
+                       f"'{addr.country}' is not an ISO 3166 country code")
+        usable = usable or complete
     for i, email in enumerate(debtor.emails):
         if not _EMAIL.match(email):
             yield _err(f.INVALID_VALUE, f"debtor.emails[{i}]", f"'{email}' is not an e-mail address")

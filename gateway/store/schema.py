@@ -106,7 +106,7 @@ submission_findings = Table(
 
 claims = Table(
     "claims", metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=False),  # allocated by the store in blocks
+    Column("id", AutoId, primary_key=True, autoincrement=False),  # allocated by the store in blocks
     Column("client_id", String(64), nullable=False),
     Column("creditor_reference", String(128), nullable=False),
     Column("submission_id", BigInteger, ForeignKey("submissions.id"), nullable=False),

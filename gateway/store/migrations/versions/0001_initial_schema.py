@@ -94,7 +94,7 @@ def _tables() -> None:
         batch_op.create_index('ix_submissions_client_received', ['client_id', 'received_at'], unique=False)
 
     op.create_table('claims',
-    sa.Column('id', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=False, nullable=False),
     sa.Column('client_id', sa.String(length=64), nullable=False),
     sa.Column('creditor_reference', sa.String(length=128), nullable=False),
     sa.Column('submission_id', sa.BigInteger(), nullable=False),

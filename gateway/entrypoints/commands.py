@@ -18,6 +18,7 @@ from gateway.errors import GatewayError
 from gateway.services.dispatch import Dispatcher, retry_dead
 from gateway.services.ingest import IngestResult, ingest_file
 from gateway.services.keys import init_keys
+from gateway.services.partner_updates import collection_run_status
 from gateway.store import claims as claim_store
 from gateway.store import outbox as outbox_store
 from gateway.store import submissions as sub_store
@@ -173,7 +174,9 @@ def submissions_show(app: App, args: argparse.Namespace) -> int:
     with read_tx(app.engine) as conn:
         row = sub_store.get(conn, ref)
         found = sub_store.findings(conn, row["id"])
-    doc = {**_submission_doc(row), "findings": [dict(f) for f in found]}
+        run = collection_run_status(conn, row["id"])
+    # handover: processing until the partner confirmed every claim sent, then handed_over
+    doc = {**_submission_doc(row), "handover": run, "findings": [dict(f) for f in found]}
     if args.json:
         print_json(doc)
     else:

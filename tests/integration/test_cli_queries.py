@@ -46,6 +46,8 @@ def test_listing_filters_and_json(app: App, config_path: Path, capsys: pytest.Ca
         result.submission, 12, 7, 1, 4)
     _, out = run(capsys, config_path, "submissions", "list", "--json", "--status", "failed")
     assert json.loads(out) == []
+    _, out = run(capsys, config_path, "submissions", "show", str(result.submission), "--json")
+    assert json.loads(out)["handover"] == "processing"  # queued, not yet confirmed by the partner
     _, out = run(capsys, config_path, "submissions", "show", str(result.submission))
     assert "invalid_iban" in out and "Betrag" in out and "5550.45 EUR" in out
     _, out = run(capsys, config_path, "submissions", "list")

@@ -34,6 +34,7 @@ from gateway.errors import DeliveryError, KeyStoreError
 from gateway.services.operations import run_operation
 from gateway.services.render import BatchMeta, render_batch
 from gateway.store import claims as claim_store
+from gateway.store import documents as documents_store
 from gateway.store import outbox as outbox_store
 from gateway.store.db import read_tx, write_tx
 from gateway.store.outbox import OutboxItem
@@ -111,7 +112,9 @@ class Dispatcher:
     def _build(self, item: OutboxItem, claim_ids: list[int]) -> Batch:
         with read_tx(self.app.engine) as conn:
             rows = claim_store.rows_by_ids(conn, claim_ids)
+            docs = documents_store.for_claims(conn, self.app.cipher, claim_ids)
         claims = [(r["id"], claim_store.decode(r, self.app.cipher)) for r in rows]
+        contents = {cid: {d["sha256"]: d["data"] for d in ds} for cid, ds in docs.items()}
         currency = claims[0][1].currency
         total = sum((c.total_open_amount for _, c in claims if c.currency == currency), Decimal(0))
         batch_id = item.idempotency_key.replace(":", "-")
@@ -119,7 +122,7 @@ class Dispatcher:
                          client_id=item.client_id, partner_id=item.partner_id, claim_count=len(claims),
                          total_amount=total, currency=currency)
         buf = io.BytesIO()
-        render_batch(buf, meta, claims)
+        render_batch(buf, meta, claims, contents)
         cert, key = self._signing()
         payload = sign_and_encrypt(buf.getvalue(), signer_cert=cert, signer_key=key,
                                    recipients=[self._partner_cert(item.partner_id)])

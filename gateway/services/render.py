@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+
 import datetime as dt
 import functools
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import BinaryIO, Protocol, cast
@@ -143,13 +145,15 @@ def _payment(o: _Out, payment: Payment, currency: str) -> None:
         o.leaf("reference", payment.reference)
 
 
-def _document(o: _Out, doc: Document) -> None:
+def _document(o: _Out, doc: Document, content: bytes | None) -> None:
     with o.open("document"):
         o.leaf("name", doc.name)
         o.leaf("mediaType", doc.media_type)
         o.leaf("sha256", doc.sha256)
         o.leaf("kind", doc.kind)
         o.leaf("size", str(doc.size) if doc.size is not None else None)
+        if content is not None:  # the bytes travel with the claim (inside the encrypted batch)
+            o.parts.append(f"<content>{base64.b64encode(content).decode()}</content>")
 
 
 def _address(o: _Out, a: Address) -> None:
@@ -193,7 +197,7 @@ def _debtor(o: _Out, d: Debtor) -> None:
                     _bank_account(o, account)
 
 
-def _claim(o: _Out, claim_id: int, c: Claim) -> None:
+def _claim(o: _Out, claim_id: int, c: Claim, contents: Mapping[str, bytes]) -> None:
     cur = c.currency
     with o.open("claim"):
         o.leaf("claimId", str(claim_id))
@@ -226,7 +230,7 @@ def _claim(o: _Out, claim_id: int, c: Claim) -> None:
         if c.documents:
             with o.open("documents"):
                 for doc in c.documents:
-                    _document(o, doc)
+                    _document(o, doc, contents.get(doc.sha256))
         _debtor(o, c.debtor)
 
 
@@ -236,8 +240,12 @@ def _timestamp(value: dt.datetime) -> str:
     return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def render_batch(out: BinaryIO, meta: BatchMeta, claims: Iterable[tuple[int, Claim]]) -> int:
-    """Stream the batch XML to out, one claim at a time; returns the number of claims written."""
+def render_batch(out: BinaryIO, meta: BatchMeta, claims: Iterable[tuple[int, Claim]],
+                 documents: Mapping[int, Mapping[str, bytes]] | None = None) -> int:
+    """Stream the batch XML to out, one claim at a time; returns the number of claims written.
+
+    ``documents`` maps a claim id to its documents' bytes by sha256; those are embedded (base64).
+    """
     count, total = 0, Decimal(0)
     o = _Out()
     # Only one claim is held in memory at a time, so 100k claims cost no more than one.
@@ -259,7 +267,7 @@ def render_batch(out: BinaryIO, meta: BatchMeta, claims: Iterable[tuple[int, Cla
         # One claim per line, so a validator's line number points at the claim.
         o.parts.append("\n")
         try:
-            _claim(o, claim_id, claim)
+            _claim(o, claim_id, claim, (documents or {}).get(claim_id, {}))
         except ValueError as exc:  # a control character XML cannot carry; say which claim
             o.parts.clear()
             raise ValueError(f"claim {claim_id}: {exc}") from exc

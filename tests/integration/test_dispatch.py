@@ -133,3 +133,41 @@ def test_missing_partner_certificate_is_a_clear_dead_letter(app: App, clock: Clo
     with read_tx(app.engine) as conn:
         [row] = outbox_store.listing(conn)
     assert "demo-agency.crt" in row["last_error"]
+
+
+def test_document_bytes_travel_inside_the_encrypted_batch(app: App, clock: Clock) -> None:
+    import base64
+    import hashlib
+
+    from gateway.domain.lifecycle import State as St
+    from gateway.domain.model import Document
+    from gateway.store import documents as documents_store
+    from gateway.store import submissions as sub_store
+    from gateway.store.claims import NewClaim
+    from gateway.store.db import write_tx
+    from tests.factories import make_claim
+
+    pdf = b"%PDF-1.4 invoice RE-77 \x00\xff binary"
+    sha = hashlib.sha256(pdf).hexdigest()
+    claim = make_claim("R-77", partner_id="demo-agency",
+                       documents=[Document(name="RE-77.pdf", media_type="application/pdf", sha256=sha, size=len(pdf))])
+    with write_tx(app.engine) as conn:
+        sub = sub_store.create(conn, client_id="demo", channel="soap", filename=None, sha256="ef" * 32, size=1,
+                               dedupe=False)
+        assert sub is not None
+        [cid] = claim_store.insert_new(conn, app.cipher, sub["id"], [NewClaim(claim=claim, state=St.QUEUED)])
+        documents_store.add_many(conn, app.cipher, [(cid, "demo", "RE-77.pdf", "application/pdf", "invoice", sha,
+                                                     pdf)])
+        outbox_store.enqueue(conn, key=f"deliver:{sub['id']}:demo-agency:1", client_id="demo",
+                             partner_id="demo-agency", operation="deliver_batch", payload={"claim_ids": [cid]},
+                             now=app.now())
+    assert Dispatcher(app, owner="t").drain() == 1
+    [batch] = partner_dir(app).glob("*.p7m")
+    keys = app.config.keys_dir / "partners"
+    signed = decrypt(batch.read_bytes(), load_cert(keys / "demo-agency.crt"), load_private_key(keys / "demo-agency.key"))
+    xml = signed[signed.index(b"<?xml"):signed.index(b"</batch>") + len(b"</batch>")]
+    assert validate_batch(xml) == []
+    ns = "{urn:inkasso-gateway:partner-batch:1}"
+    doc = etree.fromstring(xml).find(f"{ns}claim/{ns}documents/{ns}document")
+    assert doc is not None and doc.findtext(f"{ns}sha256") == sha
+    assert base64.b64decode(doc.findtext(f"{ns}content") or "") == pdf

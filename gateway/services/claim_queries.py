@@ -25,6 +25,7 @@ from gateway.store.claim_search import ClaimFilter
 from gateway.store.db import read_tx
 from gateway.store.schema import claims, submissions
 from gateway.store.sql import loads, utcnow
+from gateway.services.partner_updates import collection_run_status
 
 MAX_PAGE = 500
 
@@ -93,8 +94,8 @@ def history(app: App, client_id: str, claim_id: int) -> list[dict[str, Any]]:
         return claim_store.history(conn, claim_id)
 
 
-def get_submission(app: App, client_id: str, reference: str) -> tuple[RowMapping, list[RowMapping]]:
-    """A submission of the client with its findings."""
+def get_submission(app: App, client_id: str, reference: str) -> tuple[RowMapping, list[RowMapping], str]:
+    """A submission of the client with its findings and its handover status (processing|handed_over)."""
     with read_tx(app.engine) as conn:
         try:
             sub = sub_store.get(conn, reference)
@@ -102,7 +103,7 @@ def get_submission(app: App, client_id: str, reference: str) -> tuple[RowMapping
             sub = None
         if sub is None or sub["client_id"] != client_id:
             raise NotFound(f"no submission {reference}")
-        return sub, sub_store.findings(conn, sub["id"])
+        return sub, sub_store.findings(conn, sub["id"]), collection_run_status(conn, sub["id"])
 
 
 def list_claims(app: App, client_id: str, f: ClaimFilter) -> tuple[list[RowMapping], int]:

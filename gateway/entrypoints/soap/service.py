@@ -72,10 +72,11 @@ class GatewayService(ServiceBase):  # type: ignore[misc]
 
     @rpc(Unicode(min_occurs=1, nillable=False, max_len=32), _returns=t.SubmissionInfo)
     def GetSubmission(ctx, reference):  # type: ignore[no-untyped-def]
-        sub, found = claim_queries.get_submission(_app(ctx), _client(ctx), reference)
+        sub, found, handover = claim_queries.get_submission(_app(ctx), _client(ctx), reference)
         currency = sub["currency"] or "EUR"
         return t.SubmissionInfo(
-            reference=sub["reference"], channel=sub["channel"], status=sub["status"], received_at=sub["received_at"],
+            reference=sub["reference"], channel=sub["channel"], status=sub["status"], handover=handover,
+            received_at=sub["received_at"],
             completed_at=sub["completed_at"], claims=sub["rows"], accepted=sub["accepted"], held=sub["held"],
             rejected=sub["rejected"], total_amount=tr.money(sub["total_minor"], currency), currency=sub["currency"],
             findings=[t.SubmissionFinding(index=f["row"], creditor_reference=f["reference"], outcome=f["outcome"],

@@ -149,8 +149,9 @@ class SubmissionFinding(_Base):
 
 
 class SubmissionInfo(_Base):
-    _type_info = [("reference", Unicode), ("channel", Unicode), ("status", Unicode), ("received_at", DateTime),
-                  ("completed_at", DateTime), ("claims", Integer), ("accepted", Integer), ("held", Integer),
+    # handover: processing until the partner confirmed every claim sent, then handed_over
+    _type_info = [("reference", Unicode), ("channel", Unicode), ("status", Unicode), ("handover", Unicode),
+                  ("received_at", DateTime), ("completed_at", DateTime), ("claims", Integer), ("accepted", Integer), ("held", Integer),
                   ("rejected", Integer), ("total_amount", Decimal), ("currency", Unicode),
                   ("findings", Array(SubmissionFinding))]
 

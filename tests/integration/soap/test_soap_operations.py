@@ -104,6 +104,7 @@ def test_get_submission_claim_history_and_changes(endpoint: Endpoint) -> None:
     sub = c.service.GetSubmission(r.submission)
     assert (sub.status, sub.claims, sub.accepted, sub.rejected, sub.channel) == (
         "completed_with_errors", 2, 1, 1, "soap")
+    assert sub.handover == "processing"  # queued: the partner has not confirmed it yet
     assert [(f.index, f.code) for f in _items(sub.findings, "SubmissionFinding")] == [(2, "amount_not_positive")]
     cid = _items(r.results, "ClaimResult")[0].claim_id
     feed = c.service.GetChanges(0)

@@ -30,7 +30,7 @@ from gateway.domain.findings import Finding
 from gateway.domain.model import to_minor
 from gateway.errors import GatewayError, InputError
 from gateway.mapping.spec import MappingSpec, load_mapping
-from gateway.mapping.targets import TARGETS, Kind
+from gateway.mapping.engine import date_columns
 from gateway.readers.base import Reader, open_reader
 from gateway.services.ack import AckWriter, ack_suffix
 from gateway.services.ingest_run import IngestResult, IngestRun, RowResult
@@ -116,15 +116,6 @@ def resume(app: App, submission: RowMapping, path: Path) -> IngestResult:
                     else ack_path_for(app, submission["client_id"], name), workers=0)
 
 
-def _date_columns(spec: MappingSpec) -> frozenset[str]:
-    """The client columns the mapping reads as dates (spreadsheet serials there are dates)."""
-    out: set[str] = set()
-    for target, fld in spec.fields.items():
-        if TARGETS[target].kind is Kind.DATE:
-            out.update(fld.source_columns)
-    return frozenset(out)
-
-
 def _process(app: App, spec: MappingSpec, path: Path, client_id: str, name: str, *,
              submission: RowMapping | None, ack: Path | None, workers: int = 0) -> IngestResult:
     result = IngestResult(submission=submission["reference"] if submission else None, status="processing",
@@ -133,7 +124,7 @@ def _process(app: App, spec: MappingSpec, path: Path, client_id: str, name: str,
     writer: AckWriter | None = None
     client = app.config.client(client_id)
     try:
-        reader: Reader = open_reader(path, spec.format, date_columns=_date_columns(spec))
+        reader: Reader = open_reader(path, spec.format, date_columns=date_columns(spec))
         try:
             run = IngestRun(app, spec, reader, client_id, submission, result, name)
             if ack is not None:

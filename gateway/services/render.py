@@ -206,6 +206,15 @@ def _claim(o: _Out, claim_id: int, c: Claim, contents: Mapping[str, bytes]) -> N
         o.leaf("claimType", c.claim_type.value)
         o.leaf("reason", c.reason)
         o.amount("principalAmount", c.principal_amount, cur)
+        if c.invoices:
+            with o.open("invoices"):
+                for inv in c.invoices:
+                    with o.open("invoice"):
+                        o.leaf("number", inv.number)
+                        o.amount("amount", inv.amount, cur)
+                        o.day("date", inv.date)
+                        o.day("dueDate", inv.due_date)
+                        o.leaf("description", inv.description)
         if c.fees:
             with o.open("fees"):
                 for fee in c.fees:

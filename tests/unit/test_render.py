@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec
 import pytest
 from lxml import etree
 
@@ -178,3 +179,21 @@ def test_validate_refuses_doctype_and_entities() -> None:
                b'<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>'
                b'<batch xmlns="urn:inkasso-gateway:partner-batch:1">&b;</batch>')
     assert validate_batch(hostile) == ["line 1: a DOCTYPE is not allowed in a partner batch"]
+
+
+def test_grouped_invoices_are_rendered_and_valid() -> None:
+    from gateway.domain.model import Invoice
+
+    claim = msgspec.structs.replace(rich_claim(), principal_amount=Decimal("150.00"), invoices=[
+        Invoice(amount=Decimal("100.00"), number="RE-1", date=dt.date(2025, 1, 1), due_date=dt.date(2025, 1, 15)),
+        Invoice(amount=Decimal("50"), number="RE-2 <&>")])
+    meta = BatchMeta(batch_id="B-inv", created_at=dt.datetime(2025, 6, 1, tzinfo=dt.timezone.utc), sender="gw",
+                     client_id=claim.client_id, partner_id="p", claim_count=1, total_amount=claim.total_open_amount,
+                     currency="EUR")
+    buf = io.BytesIO()
+    render_batch(buf, meta, [(1, claim)])
+    assert validate_batch(buf.getvalue()) == []
+    ns = "{urn:inkasso-gateway:partner-batch:1}"
+    invoices = etree.fromstring(buf.getvalue()).findall(f"{ns}claim/{ns}invoices/{ns}invoice")
+    assert [(i.findtext(f"{ns}number"), i.findtext(f"{ns}amount")) for i in invoices] == [
+        ("RE-1", "100.00"), ("RE-2 <&>", "50.00")]

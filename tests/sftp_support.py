@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import threading
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncssh
 
@@ -18,18 +17,8 @@ from gateway.bootstrap import App
 from gateway.entrypoints.sftp import SftpInbox, host_key_path
 from gateway.services.inbox import UploadBook
 
-T = TypeVar("T")
+from tests.support import wait_for  # noqa: F401  (re-exported for the SFTP tests)
 
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0) -> T:
-    """Poll until ``probe`` returns something truthy, or fail naming what never happened."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @dataclass

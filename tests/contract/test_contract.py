@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -28,20 +27,10 @@ from gateway.store import outbox as outbox_store
 from gateway.store.db import read_tx, write_tx
 from tests.conftest import ROOT, write_config
 from tests.contract.harness import CERT, HARNESSES, PARTNER, Harness, running
+from tests.support import Clock
 
 DEMO = ROOT / "examples" / "demo.csv"
 ACCEPTED = 7  # claims of the demo file that are sent (one more is held, the rest rejected)
-
-
-class Clock:
-    def __init__(self, app: App) -> None:
-        self.t = app.now()
-
-    def __call__(self) -> datetime:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += timedelta(seconds=seconds)
 
 
 @pytest.fixture(params=sorted(HARNESSES))

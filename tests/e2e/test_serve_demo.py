@@ -10,8 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,21 +19,11 @@ from lxml import etree
 
 from gateway.services.render import validate_batch
 from tests.conftest import ROOT, write_config
+from tests.support import wait_for
 
 T = TypeVar("T")
 GATEWAY = [sys.executable, "-m", "gateway.entrypoints.cli"]
 NS = {"b": "urn:inkasso-gateway:partner-batch:1"}
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0) -> T:
-    """Poll until ``probe`` returns something truthy, or fail naming what never happened."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def gateway(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:

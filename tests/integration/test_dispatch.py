@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import msgspec
@@ -21,21 +20,9 @@ from gateway.store import claims as claim_store
 from gateway.store import outbox as outbox_store
 from gateway.store.db import read_tx
 from tests.conftest import ROOT
+from tests.support import Clock
 
 DEMO = ROOT / "examples" / "demo.csv"
-
-
-class Clock:
-    """The app's clock, moved by the test instead of by sleeping."""
-
-    def __init__(self, app: App) -> None:
-        self.t = app.now()
-
-    def __call__(self) -> datetime:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += timedelta(seconds=seconds)
 
 
 @pytest.fixture

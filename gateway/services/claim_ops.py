@@ -213,12 +213,7 @@ def release(app: App, client_id: str, *, claim_ids: list[int] | None = None,
         for cid in ids:
             owned_row(conn, client_id, cid)
         if submission:
-            try:
-                sub = sub_store.get(conn, submission)
-            except NotFound:
-                sub = None
-            if sub is None or sub["client_id"] != client_id:
-                raise NotFound(f"no submission {submission}")
+            sub = sub_store.get_owned(conn, submission, client_id)
             in_sub = [r[0] for r in conn.execute(select(claims.c.id).where(claims.c.submission_id == sub["id"])
                                                  .order_by(claims.c.id))]
             states = claim_store.current_states(conn, in_sub)

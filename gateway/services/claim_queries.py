@@ -14,7 +14,6 @@ from sqlalchemy import RowMapping, select
 from gateway.bootstrap import App
 from gateway.domain.lifecycle import State
 from gateway.domain.model import Claim
-from gateway.errors import NotFound
 from gateway.services.claim_ops import InvalidRequest, owned_row
 from gateway.store import claim_search
 from gateway.store import claims as claim_store
@@ -97,12 +96,7 @@ def history(app: App, client_id: str, claim_id: int) -> list[dict[str, Any]]:
 def get_submission(app: App, client_id: str, reference: str) -> tuple[RowMapping, list[RowMapping], str]:
     """A submission of the client with its findings and its handover status (processing|handed_over)."""
     with read_tx(app.engine) as conn:
-        try:
-            sub = sub_store.get(conn, reference)
-        except NotFound:
-            sub = None
-        if sub is None or sub["client_id"] != client_id:
-            raise NotFound(f"no submission {reference}")
+        sub = sub_store.get_owned(conn, reference, client_id)
         return sub, sub_store.findings(conn, sub["id"]), collection_run_status(conn, sub["id"])
 
 

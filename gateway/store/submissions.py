@@ -81,6 +81,17 @@ def get(conn: Connection, ident: int | str) -> RowMapping:
     return row
 
 
+def get_owned(conn: Connection, ident: int | str, client_id: str) -> RowMapping:
+    """A submission of ``client_id``; another client's answers exactly like one that does not exist."""
+    try:
+        row = get(conn, ident)
+    except NotFound:
+        row = None
+    if row is None or row["client_id"] != client_id:
+        raise NotFound(f"no submission {ident}")
+    return row
+
+
 def record_findings(conn: Connection, submission_id: int,
                     rows: Sequence[tuple[int | None, str | None, Outcome, Finding]]) -> None:
     bulk_insert(conn, submission_findings,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from functools import cached_property
@@ -27,6 +28,9 @@ class App:
     config: GatewayConfig
     engine: Engine
     router: Router = field(init=False)
+    # Set when ``serve`` is stopping: long work in threads checks it between units and ends early
+    # (what it leaves is resumed at the next start).
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         self.router = Router(self.config)
@@ -61,7 +65,7 @@ class App:
 def build_app(config: GatewayConfig | str | Path | None = None, *, migrate: bool = False) -> App:
     """An App from a config (object, path, or the default lookup); ``migrate`` upgrades the schema first."""
     cfg = config if isinstance(config, GatewayConfig) else load_config(config)
-    engine = make_engine(cfg.database_url, echo=cfg.database.echo)
+    engine = make_engine(cfg.database_url, echo=cfg.database.echo, busy_timeout=cfg.database.busy_timeout_seconds)
     if migrate:
         upgrade(engine)
     return App(config=cfg, engine=engine)

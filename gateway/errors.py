@@ -7,7 +7,8 @@
     ├── NotFound               an unknown claim, submission, client or partner
     ├── IllegalTransition      a lifecycle move the table does not allow
     ├── ImmutableRecord        an attempt to change or delete a claim or an event
-    └── DeliveryError          a partner adapter failed (``retryable`` says whether to try again)
+    ├── DeliveryError          a partner adapter failed (``retryable`` says whether to try again)
+    └── Interrupted            the gateway is stopping: the work ends early and resumes at the next start
 """
 
 from __future__ import annotations
@@ -60,3 +61,7 @@ class DeliveryError(GatewayError):
     def __init__(self, message: str, *, retryable: bool) -> None:
         self.retryable = retryable
         super().__init__(message)
+
+
+class Interrupted(GatewayError):
+    """``serve`` is stopping; what was committed stays, the rest is resumed at the next start."""

@@ -49,3 +49,12 @@ class MappingWatcher:
     def stop(self) -> None:
         self._observer.stop()
         self._observer.join(timeout=5)
+
+    def alive(self) -> bool:
+        """False when the observer thread died (a watchdog error ends it silently)."""
+        return self._observer.is_alive()
+
+    def restart(self) -> None:
+        """A new observer after the old one died; every mapping is loaded again, so no change is missed."""
+        self._observer = Observer()
+        self.start()

@@ -18,6 +18,7 @@ from adapters.base import decode_updates
 from adapters.rest import SIGNATURE_HEADER, verify_signature
 from gateway.bootstrap import App
 from gateway.config import PartnerConfig
+from gateway.entrypoints.supervisor import Supervisor, describe
 from gateway.errors import ConfigError, GatewayError
 from gateway.services.partner_sync import sync_due
 from gateway.services.partner_updates import apply_updates
@@ -27,39 +28,38 @@ MAX_BODY = 10 * 1024 * 1024
 SYNC_CHECK_SECONDS = 1.0
 
 
-async def run_partner_tasks(app: App, stop: asyncio.Event) -> None:
-    """Start demo simulators, webhooks and the sync schedule; stop them all when ``stop`` is set."""
-    from gateway.entrypoints.demo_partners import Stoppable, start_simulators
-    sims: list[Stoppable] = []
-    servers: list[asyncio.Server] = []
-    try:
-        sims = await asyncio.to_thread(start_simulators, app)
-        servers = [await _webhook(app, pid, p) for pid, p in app.config.partners.items() if p.webhook.listen]
-    except (GatewayError, OSError) as exc:  # delivery goes on; the operator sees why status back does not
-        log.error("partners.start_error error=%s", exc)
-    try:
-        await _sync_loop(app, stop)
-    finally:
-        for server in servers:
+class PartnerTasks:
+    """Demo simulators and webhook listeners (started once) and the sync schedule (a supervised step)."""
+
+    def __init__(self, app: App, sup: Supervisor) -> None:
+        self.app, self.sup = app, sup
+        self.sims: list[Any] = []
+        self.servers: list[asyncio.Server] = []
+
+    async def start(self) -> None:
+        from gateway.entrypoints.demo_partners import start_simulators
+        try:
+            self.sims = await asyncio.to_thread(start_simulators, self.app)
+            self.servers = [await _webhook(self.app, self.sup, pid, p)
+                            for pid, p in self.app.config.partners.items() if p.webhook.listen]
+        except (GatewayError, OSError) as exc:  # delivery goes on; the operator sees why status back does not
+            log.error("partners.start_error error=%s", describe(exc))
+        if any(p.sync.enabled for p in self.app.config.partners.values()):
+            # A partner's failures come from outside: retried for ever, never a reason to restart the gateway.
+            self.sup.start("partner_sync", self._sync_step, every=SYNC_CHECK_SECONDS, give_up=False)
+
+    async def _sync_step(self) -> bool:
+        def on_error(partner_id: str, exc: BaseException) -> None:
+            self.sup.report("partner_sync", exc, partner=partner_id)
+        await asyncio.to_thread(sync_due, self.app, on_error)
+        return False
+
+    async def close(self) -> None:
+        for server in self.servers:
             server.close()
             await server.wait_closed()
-        for sim in sims:
+        for sim in self.sims:
             await asyncio.to_thread(sim.stop)
-
-
-async def _sync_loop(app: App, stop: asyncio.Event) -> None:
-    if not any(p.sync.enabled for p in app.config.partners.values()):
-        await stop.wait()
-        return
-    while not stop.is_set():
-        try:
-            await asyncio.to_thread(sync_due, app)
-        except GatewayError as exc:
-            log.error("partners.sync_error error=%s", exc)
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=SYNC_CHECK_SECONDS)
-        except asyncio.TimeoutError:
-            pass
 
 
 def webhook_secret(app: App, partner_id: str, pcfg: PartnerConfig) -> bytes:
@@ -78,7 +78,7 @@ def webhook_secret(app: App, partner_id: str, pcfg: PartnerConfig) -> bytes:
                       file=app.config.source, key=key)
 
 
-async def _webhook(app: App, partner_id: str, pcfg: PartnerConfig) -> asyncio.Server:
+async def _webhook(app: App, sup: Supervisor, partner_id: str, pcfg: PartnerConfig) -> asyncio.Server:
     secret = webhook_secret(app, partner_id, pcfg)
     host, _, port = str(pcfg.webhook.listen).rpartition(":")
 
@@ -86,7 +86,10 @@ async def _webhook(app: App, partner_id: str, pcfg: PartnerConfig) -> asyncio.Se
         try:
             status, doc = await _request(app, partner_id, secret, reader)
         except (asyncio.IncompleteReadError, ValueError, ConnectionError) as exc:
-            status, doc = 400, {"error": f"bad request: {exc}"}
+            status, doc = 400, {"error": f"bad request: {type(exc).__name__}"}
+        except Exception as exc:  # noqa: BLE001 - the partner is told to send again; the operator sees why
+            sup.report("partners.webhook", exc, partner=partner_id)
+            status, doc = 503, {"error": "not applied; send again later"}
         body = msgspec.json.encode(doc)
         writer.write(f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}\r\nContent-Type: application/json\r\n"
                      f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)

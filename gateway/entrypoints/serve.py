@@ -1,7 +1,13 @@
-"""``gateway serve``: one asyncio loop running the inbox watcher and the delivery workers.
+"""``gateway serve``: one asyncio loop, every background task under one supervisor.
 
 Blocking work (ingest, SQLAlchemy, CMS) runs in threads on purpose, never on the loop; the SFTP
-server (asyncssh) and the SOAP endpoint join this same loop.
+server (asyncssh) and the SOAP endpoint join this same loop. Every loop (inbox, SFTP ingest, delivery,
+partner sync, status files, mapping watch) is a step the supervisor runs (``entrypoints.supervisor``).
+
+Stopping: the first SIGTERM/SIGINT stops taking work, tells threads to end at their next safe point
+(``App.stopping``: between ingest chunks, partner pages), and waits ``supervisor.stop_grace_seconds``;
+whatever still runs then is abandoned (every unit of work is a transaction and leases expire, so
+nothing is half-written) and the process exits. A second signal exits at once.
 """
 
 from __future__ import annotations
@@ -11,108 +17,169 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Callable
+from typing import Any
 
 from gateway.bootstrap import App
+from gateway.entrypoints.intake_tasks import InboxTask
 from gateway.entrypoints.mapping_watch import MappingWatcher
+from gateway.entrypoints.partner_tasks import PartnerTasks
+from gateway.entrypoints.sftp import SftpInbox, status_files_step
+from gateway.entrypoints.supervisor import Supervisor, describe
 from gateway.entrypoints.watcher import InboxWatcher
-from gateway.errors import GatewayError
+from gateway.errors import Interrupted
 from gateway.services.dispatch import Dispatcher
-from gateway.entrypoints.partner_tasks import run_partner_tasks
-from gateway.entrypoints.sftp import SftpInbox, run_status_files
-from gateway.services.inbox import UploadBook, ingest_dropped, resume_unfinished
+from gateway.services.inbox import UploadBook, resume_unfinished
 
 log = logging.getLogger("gateway.serve")
+EXIT_SECOND_SIGNAL = 130
 
 
 def run_server(app: App) -> int:
     """Run until SIGINT or SIGTERM; returns the exit code."""
-    return asyncio.run(_main(app))
+    return asyncio.run(serve(app))
 
 
-async def _main(app: App) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+def _hard_exit(code: int) -> None:
+    logging.shutdown()
+    os._exit(code)
+
+
+async def serve(app: App, *, signals: bool = True, stop: asyncio.Event | None = None,
+                hard_exit: Callable[[int], None] = _hard_exit) -> int:
+    """The gateway until ``stop`` (set by the first signal); returns the exit code."""
     cfg = app.config
-    # Finish what a crash interrupted before taking anything new.
-    for result in await asyncio.to_thread(resume_unfinished, app):
-        log.info("serve.resumed submission=%s status=%s", result.submission, result.status)
-    book = UploadBook(app)  # SFTP uploads: recovered before the watcher's first sweep (issue 4)
-    pending = await asyncio.to_thread(lambda: book.recover(release=not cfg.sftp.enabled))
-    tasks = []
-    if cfg.sftp.enabled:
-        sftp = SftpInbox(app, book)
-        await sftp.start()
-        tasks.append(asyncio.create_task(sftp.run(stop, pending)))
-    tasks.append(asyncio.create_task(run_status_files(app, stop)))
-    mapping_watcher = MappingWatcher(app.mappings, cfg.mappings_dir)  # hot reload of mappings/
-    await asyncio.to_thread(mapping_watcher.start)
-    if cfg.watcher.enabled:
-        dirs = {cid: cfg.inbox_dir / cid / "upload" for cid, c in cfg.clients.items() if c.watch}
-        watcher = InboxWatcher(dirs, cfg.watcher.stable_seconds, ignore=book.is_tracked)
-        tasks.append(asyncio.create_task(_watch(app, book, watcher, stop)))
-        log.info("serve.watching inbox=%s clients=%s", cfg.inbox_dir, ",".join(sorted(dirs)))
-    if cfg.dispatcher.enabled:
-        owner = f"{socket.gethostname()}-{os.getpid()}"
-        tasks.append(asyncio.create_task(_dispatch(Dispatcher(app, owner=owner), stop)))
-    # partner status back (issue 6): scheduled pulls, webhooks, and the demo's simulated agencies
-    tasks.append(asyncio.create_task(run_partner_tasks(app, stop)))
-    soap = None
-    if cfg.soap.enabled:  # SOAP for ERP systems (issue 5): cheroot's thread pool, started and stopped from here
-        from gateway.entrypoints.soap.server import SoapServer  # spyne is imported only when SOAP is on
-        soap = SoapServer(app)
-        await asyncio.to_thread(soap.start)
-    log.info("serve.ready database=%s", app.engine.url.render_as_string(hide_password=True))
-    await stop.wait()
-    log.info("serve.stopping")
-    if soap is not None:
-        await asyncio.to_thread(soap.stop)
-    await asyncio.gather(*tasks, return_exceptions=True)
-    mapping_watcher.stop()
-    return 0
-
-
-async def _watch(app: App, book: UploadBook, watcher: InboxWatcher, stop: asyncio.Event) -> None:
-    watcher.start()
-    last_sweep = asyncio.get_running_loop().time()
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    sc = cfg.supervisor
+    sup = Supervisor(stop, backoff_base=sc.backoff_base_seconds, backoff_max=sc.backoff_max_seconds,
+                     give_up_after=sc.give_up_after)
+    if signals:
+        def on_signal(signum: int) -> None:
+            if stop.is_set():
+                log.warning("serve.stop_now signal=%s: exiting without waiting", signal.Signals(signum).name)
+                hard_exit(EXIT_SECOND_SIGNAL)
+            log.info("serve.signal signal=%s", signal.Signals(signum).name)
+            stop.set()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal, sig)
+    loop.set_exception_handler(lambda _loop, ctx: _loop_error(sup, ctx))
+    parts = _Parts(app, sup)
     try:
-        while not stop.is_set():
-            for client_id, path in watcher.ready():
-                try:
-                    r = await asyncio.to_thread(ingest_dropped, app, book, client_id, path)
-                    if r is None:  # the SFTP server owns it
-                        continue
-                    log.info("serve.ingested client=%s file=%s status=%s submission=%s ack=%s", client_id,
-                             path.name, r.status, r.submission or r.duplicate_of, r.ack_path)
-                except GatewayError as exc:  # a config or mapping problem: the file stays for a retry
-                    log.error("serve.ingest_error client=%s file=%s error=%s", client_id, path.name, exc)
-            now = asyncio.get_running_loop().time()
-            if now - last_sweep >= app.config.watcher.sweep_seconds:
-                watcher.sweep()
-                last_sweep = now
-            await _sleep(stop, 0.2)
+        await parts.start()
+        log.info("serve.ready database=%s", app.engine.url.render_as_string(hide_password=True))
+        await stop.wait()
     finally:
-        watcher.stop()
+        log.info("serve.stopping")
+        app.stopping.set()
+        abandoned = await parts.stop(cfg.supervisor.stop_grace_seconds)
+    if abandoned:
+        log.warning("serve.abandoned tasks=%s: exiting; their work resumes at the next start", ",".join(abandoned))
+        hard_exit(sup.exit_code)
+    log.info("serve.stopped exit_code=%d", sup.exit_code)
+    return sup.exit_code
 
 
-async def _dispatch(worker: Dispatcher, stop: asyncio.Event) -> None:
-    poll = worker.app.config.dispatcher.poll_seconds
-    try:
-        while not stop.is_set():
+def _loop_error(sup: Supervisor, ctx: dict[str, Any]) -> None:
+    """Errors asyncio would print on its own (a callback, a connection handler): reported, never lost."""
+    exc = ctx.get("exception")
+    if isinstance(exc, BaseException):
+        sup.report("loop", exc)
+    else:
+        log.error("supervisor.loop_error message=%s", str(ctx.get("message", ""))[:300])
+
+
+class _Parts:
+    """The parts of a running gateway, started in order and stopped in reverse."""
+
+    def __init__(self, app: App, sup: Supervisor) -> None:
+        self.app, self.sup = app, sup
+        self.book = UploadBook(app)
+        self.sftp: SftpInbox | None = None
+        self.soap: Any = None
+        self.watcher: InboxWatcher | None = None
+        self.mappings = MappingWatcher(app.mappings, app.config.mappings_dir)  # hot reload of mappings/
+        self.partners = PartnerTasks(app, sup)
+        self.dispatcher: Dispatcher | None = None
+
+    async def start(self) -> None:
+        app, cfg, sup = self.app, self.app.config, self.sup
+        await asyncio.to_thread(self.mappings.start)
+        sup.start("mappings", self._mappings_step, every=5.0)
+        if cfg.dispatcher.enabled:
+            self.dispatcher = Dispatcher(app, owner=f"{socket.gethostname()}-{os.getpid()}")
+            dispatcher = self.dispatcher
+            sup.start("dispatch", lambda: asyncio.to_thread(dispatcher.run_once), every=cfg.dispatcher.poll_seconds)
+        await self.partners.start()
+        # Finish what a crash interrupted before taking anything new.
+        resumed = sup.start("resume", self._resume_step, every=1.0, once=True)
+        await asyncio.wait([resumed, asyncio.ensure_future(sup.stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+        if sup.stop.is_set():
+            return
+        pending = await asyncio.to_thread(lambda: self.book.recover(release=not cfg.sftp.enabled))
+        if cfg.sftp.enabled:
+            self.sftp = SftpInbox(app, self.book, sup)
+            await self.sftp.start()
+            self.sftp.start_tasks(pending)
+        sup.start("status_files", lambda: status_files_step(app),
+                  every=min(60.0, max(0.5, cfg.sftp.status_interval_seconds / 10)))
+        if cfg.watcher.enabled:
+            dirs = {cid: cfg.inbox_dir / cid / "upload" for cid, c in cfg.clients.items() if c.watch}
+            self.watcher = InboxWatcher(dirs, cfg.watcher.stable_seconds, ignore=self.book.is_tracked)
+            await asyncio.to_thread(self.watcher.start)
+            inbox = InboxTask(app, self.book, self.watcher, sup)
+            sup.start("inbox", inbox.step, every=0.2)
+            log.info("serve.watching inbox=%s clients=%s", cfg.inbox_dir, ",".join(sorted(dirs)))
+        if cfg.soap.enabled:  # spyne is imported only when SOAP is on
+            from gateway.entrypoints.soap.server import SoapServer
+            self.soap = SoapServer(app)
+            await asyncio.to_thread(self.soap.start)
+
+    async def _resume_step(self) -> bool:
+        try:
+            results = await asyncio.to_thread(resume_unfinished, self.app)
+        except Interrupted:
+            return False
+        for result in results:
+            log.info("serve.resumed submission=%s status=%s", result.submission, result.status)
+        return True
+
+    async def _mappings_step(self) -> bool:
+        if not self.mappings.alive():
+            self.sup.report("mappings", RuntimeError("the mappings folder watcher stopped"))
+            await asyncio.to_thread(self.mappings.restart)
+        if self.watcher is not None and not self.watcher.alive():
+            self.sup.report("inbox", RuntimeError("the inbox folder watcher stopped"))
+            await asyncio.to_thread(self.watcher.restart)
+        return False
+
+    async def stop(self, grace: float) -> list[str]:
+        """Stop everything within ``grace`` seconds; returns what had to be abandoned."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        abandoned: list[str] = []
+
+        async def bounded(name: str, fn: Callable[[], Any]) -> None:
             try:
-                busy = await asyncio.to_thread(worker.run_once)
-            except GatewayError as exc:
-                log.error("serve.dispatch_error error=%s", exc)
-                busy = False
-            if not busy:
-                await _sleep(stop, poll)
-    finally:
-        worker.close()
+                result = fn()
+                if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+                    await asyncio.wait_for(result, timeout=max(0.1, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                abandoned.append(name)
+            except Exception as exc:  # noqa: BLE001 - stopping goes on whatever one part does
+                log.warning("serve.stop_error part=%s error=%s", name, describe(exc))
 
-
-async def _sleep(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except asyncio.TimeoutError:
-        pass
+        self.sup.stop.set()
+        if self.soap is not None:
+            soap = self.soap
+            await bounded("soap", lambda: asyncio.to_thread(soap.stop))
+        if self.sftp is not None:
+            await bounded("sftp", self.sftp.close)
+        abandoned += await self.sup.join(max(0.1, deadline - loop.time()))
+        await bounded("partners", self.partners.close)
+        if self.watcher is not None:
+            await bounded("watcher", lambda: asyncio.to_thread(self.watcher.stop) if self.watcher else None)
+        await bounded("mappings", lambda: asyncio.to_thread(self.mappings.stop))
+        if self.dispatcher is not None and "dispatch" not in abandoned:
+            await bounded("dispatcher", lambda: asyncio.to_thread(self.dispatcher.close) if self.dispatcher else None)
+        return abandoned

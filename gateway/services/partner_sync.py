@@ -8,11 +8,13 @@ and the per-update dedupe in ``partner_updates`` makes that harmless.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from adapters.base import NotSupported, UpdatingAdapter
 from gateway.bootstrap import App
-from gateway.errors import DeliveryError, NotFound
+from gateway.errors import DeliveryError, Interrupted, NotFound
+from gateway.faults import describe, is_transient
 from gateway.services.dispatch import open_adapter
 from gateway.services.partner_updates import ApplyResult, apply_updates, get_cursor, last_sync, save_cursor
 from gateway.store.db import read_tx, write_tx
@@ -31,6 +33,8 @@ def sync_partner(app: App, partner_id: str) -> ApplyResult:
         if not isinstance(adapter, UpdatingAdapter):
             raise NotSupported(partner_id, "fetch_updates")
         for _ in range(MAX_PAGES):
+            if app.stopping.is_set():  # each page commits with its cursor: the next run goes on from here
+                break
             with read_tx(app.engine) as conn:
                 cursor = get_cursor(conn, partner_id)
             page = adapter.fetch_updates(cursor)
@@ -67,13 +71,29 @@ def due_partners(app: App, now: datetime | None = None) -> list[str]:
     return due
 
 
-def sync_due(app: App) -> dict[str, ApplyResult | str]:
-    """Run every due partner's pull; a failing partner is logged and does not stop the others."""
+def sync_due(app: App, on_error: Callable[[str, BaseException], None] | None = None) -> dict[str, ApplyResult | str]:
+    """Run every due partner's pull; a failing partner is reported and does not stop the others.
+
+    Transient database errors and ``Interrupted`` end the round (the caller retries); anything else is
+    contained to its partner: recorded on its sync row, so it waits for its next schedule.
+    """
     out: dict[str, ApplyResult | str] = {}
     for pid in due_partners(app):
+        if app.stopping.is_set():
+            break
         try:
             out[pid] = sync_partner(app, pid)
         except (DeliveryError, NotFound) as exc:
-            log.warning("partner_sync.failed partner=%s error=%s", pid, exc)
+            log.warning("partner_sync.failed partner=%s error=%s", pid, describe(exc))
             out[pid] = str(exc)
+        except Exception as exc:
+            if isinstance(exc, Interrupted) or is_transient(exc):
+                raise
+            with write_tx(app.engine) as conn:
+                save_cursor(conn, pid, get_cursor(conn, pid), 0, error=describe(exc), now=app.now())
+            if on_error is not None:
+                on_error(pid, exc)
+            else:
+                log.error("partner_sync.failed partner=%s error=%s", pid, describe(exc))
+            out[pid] = describe(exc)
     return out

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from adapters.base import PartnerUpdate
 from gateway.bootstrap import App
 from gateway.domain.lifecycle import TERMINAL, Actor, Stage, State
-from gateway.errors import ConfigError, IllegalTransition
+from gateway.errors import ConfigError, IllegalTransition, Interrupted
 from gateway.store import claims as claim_store
 from gateway.store import messages as message_store
 from gateway.store.schema import claims, partner_sync, partner_updates
@@ -70,6 +70,8 @@ def apply_updates(app: App, partner_id: str, updates: Sequence[PartnerUpdate], *
     now = app.now()
     owners = _claims_of_partner(conn, partner_id, {u.claim_id for u in updates})
     for u in updates:
+        if app.stopping.is_set():  # the page's transaction rolls back; its cursor is not moved
+            raise Interrupted("stopping: partner updates are applied at the next start")
         if not _first_time(conn, partner_id, u, now):
             result.add("duplicate")
             continue

@@ -1,7 +1,8 @@
 """The gateway's own SFTP server (asyncssh) for clients, and the ingest hand-off of finished uploads.
 
-A file whose write handle the client closed normally goes straight onto a queue; workers ingest it
-in threads (one file at a time per client). Status files are written on their own schedule.
+A file whose write handle the client closed normally goes straight onto a queue; workers (supervised
+steps) ingest it in threads, one file at a time per client. A failed ingest is contained to its file
+(``intake_tasks.FileAttempts``). Status files are written on their own schedule.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from pathlib import Path
 
 import asyncssh
@@ -17,14 +18,16 @@ import asyncssh
 from gateway.bootstrap import App
 from gateway.entrypoints.sftp.auth import FailureLimiter, GatewaySSHServer, load_credentials
 from gateway.entrypoints.sftp.jail import JailContext, JailedSFTPServer
-from gateway.errors import GatewayError, KeyStoreError
+from gateway.entrypoints.intake_tasks import FileAttempts
+from gateway.entrypoints.supervisor import Supervisor
+from gateway.errors import Interrupted, KeyStoreError
 from gateway.services.inbox import UploadBook, ingest_upload
 from gateway.services.keys import HOST_KEY_FILE
 from gateway.services.status_files import write_due_status_files
 
 log = logging.getLogger("gateway.sftp")
 
-__all__ = ["SftpInbox", "host_key_path", "run_status_files"]
+__all__ = ["SftpInbox", "host_key_path", "status_files_step"]
 
 
 def host_key_path(app: App) -> Path:
@@ -35,11 +38,19 @@ def host_key_path(app: App) -> Path:
 class SftpInbox:
     """The SFTP server plus the workers that ingest what it receives."""
 
-    def __init__(self, app: App, book: UploadBook) -> None:
-        self.app, self.book = app, book
+    def __init__(self, app: App, book: UploadBook, sup: Supervisor | None = None) -> None:
+        self.app, self.book, self.sup = app, book, sup
+        self._attempts: FileAttempts | None = None
         self.queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self.acceptor: asyncssh.SSHAcceptor | None = None
         self.port = 0
+
+    @property
+    def attempts(self) -> FileAttempts:
+        assert self.sup is not None
+        if self._attempts is None:
+            self._attempts = FileAttempts(self.app, self.sup, "sftp.ingest")
+        return self._attempts
 
     def hand_off(self, client_id: str, name: str) -> None:
         """A finished upload: queue it for ingest (called on the loop)."""
@@ -73,25 +84,26 @@ class SftpInbox:
                  ",".join(sorted(credentials)) or "none", host_key.get_fingerprint())
 
     async def run(self, stop: asyncio.Event, pending: Iterable[tuple[str, str]] = ()) -> None:
-        """Serve until ``stop``; ``pending`` (from ``UploadBook.recover``) and new uploads are ingested."""
-        for key in pending:
-            self.hand_off(*key)
+        """Serve until ``stop`` on its own (``serve`` calls ``start`` and ``start_tasks`` instead)."""
+        if self.sup is None:
+            self.sup = Supervisor(stop)
         if self.acceptor is None:
             await self.start()
-        workers = [asyncio.create_task(self._worker()) for _ in range(max(1, self.app.config.sftp.ingest_workers))]
-        retry = self.app.config.watcher.sweep_seconds
+        self.start_tasks(pending)
         try:
-            while not stop.is_set():
-                try:
-                    await asyncio.wait_for(stop.wait(), timeout=retry)
-                except asyncio.TimeoutError:
-                    for key in self.book.ready_uploads():  # those an error left behind
-                        self.hand_off(*key)
+            await stop.wait()
         finally:
             await self.close()
-            for w in workers:
-                w.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+            await self.sup.join(30)
+
+    def start_tasks(self, pending: Iterable[tuple[str, str]] = ()) -> None:
+        """Ingest workers and the retry sweep, under the supervisor; ``pending`` from ``UploadBook.recover``."""
+        assert self.sup is not None
+        for key in pending:
+            self.hand_off(*key)
+        for _ in range(max(1, self.app.config.sftp.ingest_workers)):
+            self.sup.start("sftp.ingest", self._ingest_step, every=0.0)
+        self.sup.start("sftp.retry", self._retry_step, every=self.app.config.watcher.sweep_seconds)
 
     async def close(self) -> None:
         if self.acceptor is not None:
@@ -99,30 +111,43 @@ class SftpInbox:
             await self.acceptor.wait_closed()
             self.acceptor = None
 
-    async def _worker(self) -> None:
-        while True:
-            client_id, name = await self.queue.get()
-            try:
-                r = await asyncio.to_thread(ingest_upload, self.app, self.book, client_id, name)
-                if r is not None:
-                    log.info("sftp.ingested client=%s file=%s status=%s submission=%s ack=%s", client_id, name,
-                             r.status, r.submission or r.duplicate_of, r.ack_path)
-            except GatewayError as exc:  # config or mapping: the file stays and is retried
-                log.error("sftp.ingest_error client=%s file=%s error=%s", client_id, name, exc)
-            finally:
-                self.queue.task_done()
-
-
-async def run_status_files(app: App, stop: asyncio.Event) -> None:
-    """Write each client's due status file now and then, until ``stop``."""
-    every = min(60.0, max(0.5, app.config.sftp.status_interval_seconds / 10))
-    while not stop.is_set():
+    async def _ingest_step(self) -> bool:
+        assert self.sup is not None
         try:
-            for path in await asyncio.to_thread(write_due_status_files, app):
-                log.info("status.written file=%s", path)
-        except GatewayError as exc:
-            log.error("status.error error=%s", exc)
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=every)
+            client_id, name = await asyncio.wait_for(self.queue.get(), timeout=1.0)
         except asyncio.TimeoutError:
-            pass
+            return False
+        try:
+            r = await asyncio.to_thread(ingest_upload, self.app, self.book, client_id, name)
+        except Interrupted:
+            return False  # stopping: the upload stays complete and is taken at the next start
+        except Exception as exc:  # noqa: BLE001 - contained to this upload: offered again, or set aside
+            path = self.book.upload_dir(client_id) / name
+            if not await asyncio.to_thread(self.attempts.failed, client_id, path, exc):
+                await asyncio.to_thread(self.book.removed, client_id, name)
+            return False
+        finally:
+            self.queue.task_done()
+        self.attempts.succeeded(client_id, name)
+        if r is not None:
+            log.info("sftp.ingested client=%s file=%s status=%s submission=%s ack=%s", client_id, name,
+                     r.status, r.submission or r.duplicate_of, r.ack_path)
+        return True
+
+    async def _retry_step(self) -> bool:
+        """Complete uploads an error left behind go back on the queue once their backoff is over."""
+        for client_id, path in self.attempts.due():
+            self.hand_off(client_id, path.name)
+        for client_id, name in self.book.ready_uploads():
+            if not self.attempts.waiting(client_id, name):
+                self.hand_off(client_id, name)
+        return False
+
+
+def status_files_step(app: App) -> Awaitable[bool]:
+    """One round of due status files (a supervised step)."""
+    async def step() -> bool:
+        for path in await asyncio.to_thread(write_due_status_files, app):
+            log.info("status.written file=%s", path)
+        return False
+    return step()

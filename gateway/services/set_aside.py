@@ -1,0 +1,53 @@
+"""Setting aside a file the gateway failed to process again and again, so it cannot block or loop.
+
+Files that are merely unusable never come here: a reader failure is an ``input_error`` ack like any
+other. This is for the unexpected (a bug, a broken disk): after ``supervisor.file_attempts`` failures
+that were not transient, the file moves to ``inbox/<client>/failed/`` (outside the client's SFTP view),
+its submission, if one was opened, is marked ``failed`` with the reason, and the client's ack folder
+gets one ``failed`` line saying so. Rows acknowledged before the failure keep their claims. The
+operator moves the file back into ``upload/`` once the cause is fixed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from gateway.bootstrap import App
+from gateway.domain.findings import Finding
+from gateway.services.ack import AckWriter
+from gateway.services.ingest import ack_path_for, sha256_file
+from gateway.store import submissions as sub_store
+from gateway.store.db import write_tx
+
+log = logging.getLogger(__name__)
+FAILED_DIR = "failed"
+
+
+def set_aside(app: App, client_id: str, path: Path, reason: str, attempts: int) -> Path | None:
+    """Move ``path`` out of the inbox with a failed ack; returns where it went (None if it was gone)."""
+    if not path.is_file():
+        return None
+    sha, _ = sha256_file(path)
+    with write_tx(app.engine) as conn:
+        sub = sub_store.find_duplicate(conn, client_id, sha)
+        if sub is not None and sub["status"] == "processing":
+            sub_store.finish(conn, sub["id"], status="failed", error=f"set aside after {attempts} attempts: {reason}",
+                             ack_path=sub["ack_path"])
+    folder = app.config.inbox_dir / client_id / FAILED_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    target = folder / f"{stamp}-{path.name}"
+    os.replace(path, target)
+    path.with_name(path.name + ".done").unlink(missing_ok=True)
+    with AckWriter(ack_path_for(app, client_id, path.name)) as w:
+        w.row(None, None, "failed", None, [Finding(
+            code="internal_error",
+            message=f"the gateway could not process this file ({attempts} attempts, last error {reason}); "
+                    "it was set aside for the operator, who has been told; rows acknowledged before stay")])
+        w.commit()
+    log.error("inbox.set_aside client=%s file=%s attempts=%d error=%s target=%s", client_id, path.name, attempts,
+              reason, target)
+    return target

@@ -3,8 +3,10 @@
 ``UploadBook`` is the durable record of what the gateway's SFTP server is doing in
 ``inbox/<client>/upload``: a file is ``writing`` from before it exists until its handle closes, then
 ``complete`` (closed normally) or ``incomplete`` (the connection dropped), ``processing`` while it is
-ingested, and forgotten once its submission is finished. The watcher leaves tracked files alone, so
-nothing is ingested twice and a half-written file is never ingested at all.
+ingested, and forgotten once its submission is finished. An upload whose write was refused (over the
+size limit or the quota) stays ``writing`` until its partial file is deleted, then gets a ``failed`` ack
+and is forgotten. The watcher leaves tracked files alone, so nothing is ingested twice and a
+half-written or refused file is never ingested at all.
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ class UploadBook:
         self._lock = threading.Lock()
         self._state: dict[tuple[str, str], str] = {}
         self._client_locks: dict[str, threading.Lock] = {}
+        self._refused: set[tuple[str, str]] = set()  # names whose latest upload was refused (their ack says so)
 
     def upload_dir(self, client_id: str) -> Path:
         return self.app.config.inbox_dir / client_id / "upload"
@@ -147,7 +150,10 @@ class UploadBook:
                 else:
                     self._state[key] = before
             raise
-        if before == INCOMPLETE:  # the upload is being replaced: its "incomplete" answer goes too
+        with self._lock:
+            was_refused = key in self._refused
+            self._refused.discard(key)
+        if before == INCOMPLETE or was_refused:  # a fresh upload: the "incomplete"/"failed" answer goes
             ack_path_for(self.app, client_id, name).unlink(missing_ok=True)
 
     def end_write(self, client_id: str, name: str, *, complete: bool) -> bool:
@@ -159,6 +165,14 @@ class UploadBook:
         if not complete:
             write_incomplete_ack(self.app, client_id, name)
         return complete and is_candidate(Path(name))
+
+    def refused(self, client_id: str, name: str, code: str, message: str) -> Path:
+        """After a write was refused and the partial file deleted: a ``failed`` ack, then the upload is forgotten."""
+        ack = write_refused_ack(self.app, client_id, name, code, message)
+        with self._lock:
+            self._refused.add((client_id, name))
+        self._write((client_id, name), None)  # only now: until the file was gone, the watcher had to keep off it
+        return ack
 
     def check_free(self, client_id: str, name: str) -> None:
         """Raise UploadBusy when ``name`` is being written or processed."""
@@ -244,13 +258,26 @@ def ingest_dropped(app: App, book: UploadBook, client_id: str, path: Path) -> In
 
 def write_incomplete_ack(app: App, client_id: str, name: str) -> Path:
     """Tell the client its upload broke off: the file stays and is not processed."""
+    ack = _file_ack(app, client_id, name, "incomplete", Finding(
+        code="upload_incomplete",
+        message="the connection ended before the file was closed; the file was not processed, upload it again"))
+    log.warning("inbox.incomplete client=%s file=%s", client_id, name)
+    return ack
+
+
+def write_refused_ack(app: App, client_id: str, name: str, code: str, message: str) -> Path:
+    """Tell the client its upload was refused (``message`` names size and limit): nothing of it was kept."""
+    ack = _file_ack(app, client_id, name, "failed", Finding(
+        code=code, message=f"{message}; the upload was discarded and nothing of it was processed"))
+    log.warning("inbox.refused client=%s file=%s code=%s", client_id, name, code)
+    return ack
+
+
+def _file_ack(app: App, client_id: str, name: str, outcome: str, finding: Finding) -> Path:
     ack = ack_path_for(app, client_id, name)
     with AckWriter(ack) as w:
-        w.row(None, None, "incomplete", None, [Finding(
-            code="upload_incomplete",
-            message="the connection ended before the file was closed; the file was not processed, upload it again")])
+        w.row(None, None, outcome, None, [finding])
         w.commit()
-    log.warning("inbox.incomplete client=%s file=%s", client_id, name)
     return ack
 
 

@@ -4,6 +4,11 @@ Every path the client sends is normalised against a virtual root before anything
 so ``..``, absolute paths and odd encodings all land inside the client's own folder or nowhere.
 Symbolic links are never followed or created, directories never created, and a rename never leaves
 ``/upload``. Blocking bookkeeping (database writes) runs in threads, file I/O on the loop (local disk).
+
+Uploads are all or nothing: a write that would take the file past the per-file limit or the client's
+``/upload`` past its quota (counted across all open handles, see ``quota.py``) is refused with a status
+naming size and limit, the handle is marked refused, its partial file is deleted, and the client gets a
+``failed`` ack. Whatever the client sends on that handle afterwards (writes, a close) cannot revive it.
 """
 
 from __future__ import annotations
@@ -15,13 +20,14 @@ import posixpath
 import stat
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
 import asyncssh
 from asyncssh import SFTPAttrs, SFTPName
 
+from gateway.entrypoints.sftp.quota import QuotaExceeded, UploadSpace
 from gateway.services.inbox import UploadBook, UploadBusy
 
 log = logging.getLogger("gateway.sftp")
@@ -40,14 +46,20 @@ class JailContext:
     on_complete: Callable[[str, str], None]
     max_file_bytes: Callable[[str], int]
     quota_bytes: Callable[[str], int]
+    space: UploadSpace = field(init=False)  # one reservation book for every session of the server
+
+    def __post_init__(self) -> None:
+        self.space = UploadSpace(self.inbox)
 
 
 class _Handle:
-    __slots__ = ("fd", "folder", "name", "write", "size", "budget")
+    __slots__ = ("fd", "folder", "name", "write", "size", "append", "refused", "settled")
 
-    def __init__(self, fd: int, folder: str, name: str, write: bool, size: int, budget: int = 0) -> None:
+    def __init__(self, fd: int, folder: str, name: str, write: bool, size: int, append: bool = False) -> None:
         self.fd, self.folder, self.name, self.write, self.size = fd, folder, name, write, size
-        self.budget = budget  # bytes this upload may still add before the client's quota is full
+        self.append = append  # O_APPEND: the kernel writes at the end of the file whatever offset is asked
+        self.refused: tuple[str, str] | None = None  # (code, message) once a write was refused
+        self.settled = False  # the refused upload's file is gone, its ack written and its record forgotten
 
 
 def _closed_by_client(caller: FrameType) -> bool:
@@ -184,7 +196,6 @@ class JailedSFTPServer(asyncssh.SFTPServer):
             raise _denied(f"/{folder} is read-only: upload files to /upload")
         if len(name.encode()) > MAX_NAME or any(ord(c) < 32 for c in name):
             raise asyncssh.SFTPFailure("invalid file name")
-        budget = self._quota_left()
         try:
             await asyncio.to_thread(self.ctx.book.begin_write, self.client, name)
         except UploadBusy as exc:
@@ -199,8 +210,10 @@ class JailedSFTPServer(asyncssh.SFTPServer):
         except BaseException:
             await asyncio.to_thread(self._abandon, name, local)
             raise
+        size = os.fstat(fd).st_size
+        self.ctx.space.opened(self.client, name, size)
         log.info("sftp.upload_start client=%s file=%s", self.client, name)
-        return _Handle(fd, folder, name, True, os.fstat(fd).st_size, budget)
+        return _Handle(fd, folder, name, True, size, bool(pflags & asyncssh.FXF_APPEND))
 
     def _abandon(self, name: str, local: Path) -> None:
         if local.exists():
@@ -230,41 +243,74 @@ class JailedSFTPServer(asyncssh.SFTPServer):
     def read(self, file_obj: object, offset: int, size: int) -> bytes:
         return os.pread(self._handle(file_obj).fd, size, offset)
 
-    def write(self, file_obj: object, offset: int, data: bytes) -> int:
+    def write(self, file_obj: object, offset: int, data: bytes) -> int | Awaitable[int]:
         h = self._handle(file_obj)
         if not h.write:
             raise _denied("file not open for writing")
-        end = offset + len(data)
+        if h.refused is not None:
+            raise asyncssh.SFTPFailure(h.refused[1])
+        start = h.size if h.append else offset
+        end = start + len(data)
+        # Both checks come before the disk grows: a write at offset 10 GB is refused, not stored sparse.
         limit = self.ctx.max_file_bytes(self.client)
         if end > limit:
-            raise asyncssh.SFTPFailure(f"file too large: the limit is {limit} bytes per file")
-        if end > h.size:
-            if end - h.size > h.budget:
-                raise asyncssh.SFTPFailure(f"quota exceeded: {self.ctx.quota_bytes(self.client)} bytes in /upload "
-                                           "for this login")
-            h.budget -= end - h.size
-            h.size = end
-        return os.pwrite(h.fd, data, offset)
+            return self._refuse(h, "file_too_large",
+                                f"file too large: {end} bytes would exceed the limit of {limit} bytes per file")
+        try:
+            self.ctx.space.extend(self.client, h.name, end, self.ctx.quota_bytes(self.client))
+        except QuotaExceeded as exc:
+            return self._refuse(h, "quota_exceeded", f"quota exceeded: {exc}")
+        written = os.pwrite(h.fd, data, offset)
+        h.size = max(h.size, start + written)
+        return written
 
-    def _quota_left(self) -> int:
-        """The client's quota less what its /upload holds now (checked per upload as it starts)."""
-        quota, used = self.ctx.quota_bytes(self.client), 0
-        with os.scandir(self.root / "upload") as entries:
-            for entry in entries:
-                used += entry.stat(follow_symlinks=False).st_size
-        if used >= quota:
-            raise asyncssh.SFTPFailure(f"quota exceeded: {quota} bytes in /upload for this login")
-        return quota - used
+    def _refuse(self, h: _Handle, code: str, message: str) -> Awaitable[int]:
+        h.refused = (code, message)  # from here on every request on this handle gets the same answer
+        log.warning("sftp.upload_refused client=%s file=%s code=%s reason=%s", self.client, h.name, code, message)
+        return self._discard_then_fail(h)
+
+    async def _discard_then_fail(self, h: _Handle) -> int:
+        await self._discard(h)
+        assert h.refused is not None
+        raise asyncssh.SFTPFailure(h.refused[1])
+
+    async def _discard(self, h: _Handle) -> None:
+        """Delete a refused upload's partial file, then write its ack and forget it (again on close if that failed)."""
+        if h.settled or h.refused is None:
+            return
+        # The record still says "writing", so nobody else (watcher, ingest, rename, remove) touches this name.
+        (self.root / "upload" / h.name).unlink(missing_ok=True)
+        self.ctx.space.closed(self.client, h.name, None)
+        try:
+            await asyncio.to_thread(self.ctx.book.refused, self.client, h.name, *h.refused)
+        except Exception as exc:  # the database, most likely: the file is gone anyway, the close tries again
+            log.error("sftp.refusal_record_failed client=%s file=%s error=%s", self.client, h.name,
+                      type(exc).__name__)
+            return
+        h.settled = True
 
     def fsync(self, file_obj: object) -> None:
         os.fsync(self._handle(file_obj).fd)
 
     def close(self, file_obj: object) -> Awaitable[None] | None:
         h = self._handle(file_obj)
+        kept = os.fstat(h.fd).st_size if h.write else 0
         os.close(h.fd)
         if not h.write:
             return None
-        return self._closed(h.name, _closed_by_client(sys._getframe(1)))
+        by_client = _closed_by_client(sys._getframe(1))
+        if h.refused is not None:
+            return self._closed_refused(h, by_client)
+        self.ctx.space.closed(self.client, h.name, kept)
+        return self._closed(h.name, by_client)
+
+    async def _closed_refused(self, h: _Handle, by_client: bool) -> None:
+        await self._discard(h)
+        log.info("sftp.upload_discarded client=%s file=%s", self.client, h.name)
+        if by_client and h.refused is not None:
+            # A client that ignored the failed write learns here that closing does not make the file count;
+            # a session being torn down must not raise, or asyncssh would leave its other handles open.
+            raise asyncssh.SFTPFailure(h.refused[1])
 
     async def _closed(self, name: str, complete: bool) -> None:
         ready = await asyncio.to_thread(self.ctx.book.end_write, self.client, name, complete=complete)

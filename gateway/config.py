@@ -184,6 +184,17 @@ class RouteRule(Base):
     max_amount: Decimal | None = None
 
 
+class LimitsConfig(Base):
+    """What one client file may cost: limits of the reader child process, sheet size (docs/configuration.md)."""
+
+    memory_mb: int = 512  # the ceiling of the whole serve/ingest process while ingesting (documented, measured)
+    reader_memory_mb: int = 256  # address space of the child process that parses a spreadsheet or XML file
+    reader_cpu_seconds: int = 300  # CPU time of that child
+    reader_timeout_seconds: float = 600.0  # wall-clock time the gateway waits for the reader's next rows, summed
+    max_rows: int = 1_048_576  # rows of a sheet (a spreadsheet's own maximum); more is refused before parsing
+    max_columns: int = 1024  # columns of a sheet or CSV header
+
+
 class GatewayConfig(Base):
     gateway_id: str = "inkasso-gateway"
     base_dir: str = "."
@@ -207,6 +218,7 @@ class GatewayConfig(Base):
 
     @property
     def var_dir(self) -> Path:
+    limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
         return self.path(self.paths.var)
 
     @property

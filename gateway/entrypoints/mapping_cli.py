@@ -70,7 +70,7 @@ def _preview(args: argparse.Namespace) -> int:
     client = cfg.client(args.client)
     spec: MappingSpec = load_mapping(args.mapping or cfg.mapping_file(args.client))
     result = preview_file(args.file, spec, args.client, today=date.today(), limit=max(0, args.limit),
-                          hold_all=client.hold_all)
+                          hold_all=client.hold_all, limits=cfg.limits)
     if args.json:
         print(msgspec.json.encode(result).decode())
     else:
@@ -104,7 +104,9 @@ def _amount(claim: Any) -> str:
 
 
 def _suggest(args: argparse.Namespace) -> int:
-    sample = read_sample(args.file, args.format_type)
+    # the config's limits when there is one: suggest also runs before any config exists
+    limits = _config(args).limits if getattr(args, "config", None) else None
+    sample = read_sample(args.file, args.format_type, limits)
     client = args.client or _client_id(args.file)
     sys.stdout.write(suggest_mapping(sample, client=client))
     return 0

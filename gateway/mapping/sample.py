@@ -15,6 +15,7 @@ from typing import Any
 
 from lxml import etree
 
+from gateway.config import LimitsConfig
 from gateway.errors import InputError
 from gateway.mapping.spec import FixedColumn, FormatSpec
 from gateway.readers.base import open_reader
@@ -38,8 +39,8 @@ class Sample:
     date_formats: dict[str, str | None] = field(default_factory=dict)  # headerless: column -> its date format
 
 
-def read_sample(path: Path, format_type: str | None = None) -> Sample:
-    """The first rows of ``path``; InputError if the file cannot be read or its type is unknown."""
+def read_sample(path: Path, format_type: str | None = None, limits: LimitsConfig | None = None) -> Sample:
+    """The first rows of ``path`` (read under ``limits``); InputError if it cannot be read or its type is unknown."""
     kind = format_type or _TYPES.get(path.suffix.lower())
     if kind == "fixed_width":
         from gateway.mapping.suggest_fixed import read_fixed_sample
@@ -62,7 +63,7 @@ def read_sample(path: Path, format_type: str | None = None) -> Sample:
                                "delimiter": delimiter}
         spec = FormatSpec(type="csv", encoding=encoding, delimiter=delimiter)
     elif kind in ("xlsx", "xls", "ods"):
-        sheet, header_row = _sheet_layout(path, kind)
+        sheet, header_row = _sheet_layout(path, kind, limits)
         fmt = {"type": kind, "sheet": sheet, "header_row": header_row}
         spec = FormatSpec(type=kind, sheet=sheet, header_row=header_row)  # type: ignore[arg-type]
     elif kind == "xml":
@@ -75,7 +76,7 @@ def read_sample(path: Path, format_type: str | None = None) -> Sample:
         raise InputError(f"suggest reads csv, xlsx, xls, ods, xml and fixed_width files, not {kind}",
                          file=str(path))
     rows: list[list[str]] = []
-    with open_reader(path, spec) as reader:
+    with open_reader(path, spec, limits=limits) as reader:
         header = list(reader.header)
         for src in reader:
             rows.append(list(src.values))
@@ -90,13 +91,14 @@ def read_sample(path: Path, format_type: str | None = None) -> Sample:
 _SUM = re.compile(r"(?i)^(summe|gesamt|total|sum)\b")
 
 
-def _sheet_layout(path: Path, kind: str) -> tuple[int, int]:
+def _sheet_layout(path: Path, kind: str, limits: LimitsConfig | None) -> tuple[int, int]:
     """(sheet number, header row): the sheet with the most filled cells, its first row of only text labels
     that is as wide as the widest row near the top (title blocks above the header are skipped)."""
     best: tuple[int, int, int] = (-1, 1, 1)  # filled cells, sheet, header row
     for number in range(1, 64):
         try:
-            reader = open_reader(path, FormatSpec(type=kind, sheet=number, header_row=1))  # type: ignore[arg-type]
+            reader = open_reader(path, FormatSpec(type=kind, sheet=number, header_row=1),  # type: ignore[arg-type]
+                                 limits=limits)
         except InputError:
             break  # no such sheet (or an empty one): the sheets are done
         with reader:

@@ -1,10 +1,15 @@
 """The reader family: every input format yields the same rows with their provenance.
 
 A reader opens a file, reads its header at once (so a file without one fails before any row
-is mapped) and then streams ``SourceRow``s; it never holds the whole file in memory (calamine
-holds one sheet's cells in its compact Rust form). Readers are registered by format type in
+is mapped) and then streams ``SourceRow``s. Readers are registered by format type in
 ``READERS``; the mapping's ``format.type`` picks one. ``open_reader`` first checks that the
-file's leading bytes fit the declared type, and applies the format's row-skipping rules.
+file's leading bytes fit the declared type (and that a spreadsheet's declared size fits
+``limits``), then opens the reader where it cannot hurt the gateway: formats whose parser is native
+code that can abort the process or take gigabytes on a hostile file (``ISOLATED``: spreadsheets and
+XML) run in a child process under memory, CPU and time limits (``isolated``); CSV and fixed width
+(pure Python, bounded by line and field limits) run here. Whatever a reader raises that is not a
+``GatewayError`` becomes an ``InputError``: a failed ack, never a crash. Last, the format's
+row-skipping rules apply.
 """
 
 from __future__ import annotations
@@ -13,17 +18,21 @@ import importlib
 import os
 import re
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
-from gateway.errors import ConfigError, InputError
+from gateway.config import LimitsConfig
+from gateway.errors import ConfigError, GatewayError, InputError
 from gateway.readers.sniff import check_kind
 
 if TYPE_CHECKING:
     from gateway.mapping.spec import FormatSpec
+
+# Run in a child process whatever reader is registered for them (see the module docstring).
+ISOLATED = frozenset({"xlsx", "xls", "ods", "xml"})
 
 
 class SourceRow(msgspec.Struct, frozen=True, gc=False):
@@ -57,37 +66,88 @@ class Reader(Protocol):
 
 READERS: dict[str, str] = {
     "csv": "gateway.readers.csv_reader:CsvReader",
-    "xlsx": "gateway.readers.spreadsheet:SpreadsheetReader",
+    "xlsx": "gateway.readers.xlsx_stream:XlsxStreamReader",
     "xls": "gateway.readers.spreadsheet:SpreadsheetReader",
-    "ods": "gateway.readers.spreadsheet:SpreadsheetReader",
+    "ods": "gateway.readers.ods_stream:OdsStreamReader",
     "xml": "gateway.readers.xml_reader:XmlReader",
     "fixed_width": "gateway.readers.fixed_width:FixedWidthReader",
 }
 
 
-def open_reader(path: str | os.PathLike[str], fmt: FormatSpec, *,
-                date_columns: frozenset[str] = frozenset()) -> Reader:
+def open_reader(path: str | os.PathLike[str], fmt: FormatSpec, *, date_columns: frozenset[str] = frozenset(),
+                limits: LimitsConfig | None = None) -> Reader:
     """Open ``path`` with the reader for ``fmt.type``; raises InputError if the file is unusable.
 
     ``date_columns`` names the columns the mapping reads as dates: a spreadsheet reader turns plain
-    numbers in them (date serials without a date format) into dates.
+    numbers in them (date serials without a date format) into dates. ``limits`` (the config's
+    ``limits`` section; its defaults if None) bound the reader's child process and the sheet size.
     """
+    limits = limits or LimitsConfig()
     target = READERS.get(fmt.type)
     if target is None:
         raise ConfigError(f"format type '{fmt.type}' is not supported (supported: {', '.join(READERS)})",
                           key="format.type")
-    check_kind(path, fmt.type)
-    module, _, name = target.partition(":")
-    cls = getattr(importlib.import_module(module), name)
-    reader: Reader = (cls(path, fmt, date_columns=date_columns) if fmt.type in ("xlsx", "xls", "ods")
-                      else cls(path, fmt))
-    if fmt.skip_rows_where or fmt.footer_rows:
-        try:
+    check_kind(path, fmt.type, limits)
+    reader: Reader
+    if fmt.type in ISOLATED:
+        from gateway.readers.isolated import IsolatedReader
+        reader = IsolatedReader(target, path, fmt, limits, date_columns=date_columns)
+    else:
+        module, _, name = target.partition(":")
+        cls = getattr(importlib.import_module(module), name)
+        reader = Guarded(_guarded(lambda: cls(path, fmt), fmt.type, str(path)), fmt.type)
+    try:
+        if len(reader.header) > limits.max_columns:
+            raise InputError(f"the header has {len(reader.header)} columns (limit limits.max_columns = "
+                             f"{limits.max_columns}): not a case file, or the wrong delimiter",
+                             file=reader.file, row=reader.header_row or None)
+        if fmt.skip_rows_where or fmt.footer_rows:
             reader = Filtered(reader, fmt)
-        except BaseException:
-            reader.close()
-            raise
+    except BaseException:
+        reader.close()
+        raise
     return reader
+
+
+def _guarded(open_: Callable[[], Reader], kind: str, file: str) -> Reader:
+    try:
+        return open_()
+    except GatewayError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - an unexpected parser error means "this file cannot be read"
+        raise _unreadable(kind, file, exc) from None
+
+
+def _unreadable(kind: str, file: str, exc: Exception) -> InputError:
+    from gateway.readers.isolated import unreadable
+    return InputError(unreadable(kind, exc), file=file)
+
+
+class Guarded:
+    """An in-process reader whose unexpected exceptions (not ``GatewayError``) become ``InputError``."""
+
+    def __init__(self, inner: Reader, kind: str) -> None:
+        self.inner, self.kind = inner, kind
+        self.file, self.header, self.header_row = inner.file, inner.header, inner.header_row
+        self.delimiter: str | None = getattr(inner, "delimiter", None)
+
+    def __iter__(self) -> Iterator[SourceRow]:
+        try:
+            yield from self.inner
+        except GatewayError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - see _guarded
+            raise _unreadable(self.kind, self.file, exc) from None
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def __enter__(self) -> Guarded:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
 
 
 class Filtered:

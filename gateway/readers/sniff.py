@@ -3,7 +3,7 @@
 A client's file is refused early and clearly when its bytes do not fit the mapping's declared type
 (an XLSX saved as ``.csv``, a PDF, a UTF-16 export) or when a spreadsheet's zip container promises
 far more data than a case file can hold (a zip bomb): the declared sizes are checked before
-calamine decompresses anything.
+any parser decompresses anything, and so are a sheet's rows and columns (``sheet_size``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ import codecs
 import os
 import zipfile
 
+from gateway.config import LimitsConfig
 from gateway.errors import InputError
+from gateway.readers.sheet_size import check_sheet_size
 
 SAMPLE = 1 << 16
 MAX_UNZIPPED = 1 << 30        # bytes all members of a spreadsheet may declare together
@@ -45,7 +47,7 @@ def _what(head: bytes, file: str) -> str:
                     return "ods"
                 if "xl/workbook.xml" in names or "xl/workbook.bin" in names:
                     return "xlsx"
-        except (zipfile.BadZipFile, OSError, KeyError):
+        except Exception:  # noqa: BLE001 - zipfile raises NotImplementedError, ValueError, ... on damage
             return "a damaged zip archive"
         return "a zip archive"
     if head.startswith(_OLE):
@@ -69,8 +71,8 @@ _LABEL = {"ods": "an ODS spreadsheet", "xlsx": "an XLSX workbook", "xls": "an XL
           "xml": "an XML document", "text": "plain text"}
 
 
-def check_kind(path: str | os.PathLike[str], declared: str) -> None:
-    """InputError unless the file's leading bytes fit the declared format type."""
+def check_kind(path: str | os.PathLike[str], declared: str, limits: LimitsConfig | None = None) -> None:
+    """InputError unless the file's leading bytes fit the declared format type (and a sheet fits ``limits``)."""
     file = str(path)
     try:
         with open(path, "rb") as fh:
@@ -85,6 +87,7 @@ def check_kind(path: str | os.PathLike[str], declared: str) -> None:
                          f"{_LABEL.get(found, found)}; was it saved in another format or renamed?", file=file)
     if found in ("xlsx", "ods"):
         check_zip(file)
+        check_sheet_size(file, found, limits or LimitsConfig())
 
 
 def check_zip(file: str) -> None:
@@ -92,8 +95,8 @@ def check_zip(file: str) -> None:
     try:
         with zipfile.ZipFile(file) as zf:
             infos = zf.infolist()
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise InputError(f"the spreadsheet's zip container is damaged: {exc}", file=file) from None
+    except Exception as exc:  # noqa: BLE001 - BadZipFile, OSError, NotImplementedError, ValueError, ...
+        raise InputError(f"the spreadsheet's zip container is damaged ({type(exc).__name__})", file=file) from None
     if len(infos) > MAX_MEMBERS:
         raise InputError(f"the spreadsheet has {len(infos)} parts (limit {MAX_MEMBERS}): refused as a zip bomb",
                          file=file)

@@ -2,9 +2,11 @@
 
 The parser is hardened: no DTD loading, no entity resolution, no network, no huge-tree mode, and
 a document with a DOCTYPE at all is refused (billion laughs and XXE both need one). Each record
-element is cleared after its columns are read and its finished siblings are dropped, so memory
-stays flat however many records the file holds. Rows carry the record's line and an XPath
-(``/Export/Forderung[17]``) as provenance.
+element is cleared after its columns are read, and every finished element before it is dropped, at
+its own level and at its ancestors' (junk siblings, wrappers of earlier record groups), so memory
+stays flat however many records the file holds. What follows the last record (and one enormous
+record) is held until the document ends: the reader runs in a child process whose memory limit
+bounds that (``isolated``). Rows carry the record's line and an XPath (``/Export/Forderung[17]``).
 """
 
 from __future__ import annotations
@@ -105,6 +107,8 @@ class XmlReader:
                     self._refuse_doctype(elem)
                     checked = True
                 if not self._on_path(elem):
+                    if not _in_record(elem, self._record[-1]):
+                        _drop(elem)  # a same-named element elsewhere in the tree: not a record, not needed
                     continue
                 count += 1
                 try:
@@ -137,14 +141,28 @@ class XmlReader:
         self.close()
 
 
+def _in_record(elem: Any, tag: str) -> bool:
+    parent = elem.getparent()
+    while parent is not None:
+        if parent.tag == tag:
+            return True
+        parent = parent.getparent()
+    return False
+
+
 def _local(tag: str) -> str:
     return tag.rpartition("}")[2]
 
 
 def _drop(elem: Any) -> None:
-    """Free a finished element and the already finished siblings before it."""
+    """Free a finished record, and every finished element before it, at its level and its ancestors' levels.
+
+    Elements that are not records (a header block, junk between records, the wrappers of earlier record
+    groups) are finished once a later record ends, so nothing but the open ancestors stays in the tree.
+    """
     elem.clear(keep_tail=False)
-    parent = elem.getparent()
-    if parent is not None:
-        while elem.getprevious() is not None:
+    node = elem
+    while (parent := node.getparent()) is not None:
+        while node.getprevious() is not None:
             del parent[0]
+        node = parent

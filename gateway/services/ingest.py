@@ -124,7 +124,7 @@ def _process(app: App, spec: MappingSpec, path: Path, client_id: str, name: str,
     writer: AckWriter | None = None
     client = app.config.client(client_id)
     try:
-        reader: Reader = open_reader(path, spec.format, date_columns=date_columns(spec))
+        reader: Reader = open_reader(path, spec.format, date_columns=date_columns(spec), limits=app.config.limits)
         try:
             run = IngestRun(app, spec, reader, client_id, submission, result, name)
             if ack is not None:

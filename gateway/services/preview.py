@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+from gateway.config import LimitsConfig
 from gateway.domain import findings as codes
 from gateway.domain.findings import Finding, Outcome, Severity, outcome_of
 from gateway.domain.model import Claim
@@ -43,9 +44,9 @@ class Preview:
 
 
 def preview_file(path: Path, spec: MappingSpec, client_id: str, *, today: date, limit: int | None = None,
-                 hold_all: bool = False) -> Preview:
-    """Map and validate every row of ``path``; keep the first ``limit`` rows in full."""
-    with open_reader(path, spec.format, date_columns=date_columns(spec)) as reader:
+                 hold_all: bool = False, limits: LimitsConfig | None = None) -> Preview:
+    """Map and validate every row of ``path``; keep the first ``limit`` rows in full (read under ``limits``)."""
+    with open_reader(path, spec.format, date_columns=date_columns(spec), limits=limits) as reader:
         mapper = compile_mapping(spec, reader.header, file=path.name, header_row=reader.header_row)
         result = Preview(file=str(path), header=list(reader.header), columns=dict(mapper.columns))
         seen: dict[str, int] = {}

@@ -42,7 +42,7 @@ class KeysConfig(Base):
 
 class WatcherConfig(Base):
     enabled: bool = True
-    stable_seconds: float = 1.0  # size and mtime unchanged this long = the file is complete
+    stable_seconds: float = 1.0  # quiet this long after the last write/close/rename, and no writer: complete
     sweep_seconds: float = 30.0
 
 
@@ -86,6 +86,7 @@ class ClientConfig(Base):
     ack_format: Literal["auto", "csv", "xml"] = "auto"  # auto: an XML ack for XML inputs, CSV otherwise
     ack_error_cap: int = 1000  # rejected rows listed in an ack; the rest are counted (issue 3)
     watch: bool = True  # pick up files from inbox/<client>/upload
+    watch_marker: bool = False  # take dropped files only at their <name>.done marker (writers that close per chunk)
     sftp: ClientSftpConfig = msgspec.field(default_factory=ClientSftpConfig)
     soap: ClientSoapConfig = msgspec.field(default_factory=ClientSoapConfig)
 

@@ -1,53 +1,101 @@
 """Inbox watcher: watchdog events plus a periodic sweep decide when a dropped file is complete.
 
-A file is complete when its size and mtime have not changed for ``stable_seconds``, or at once
-when a ``<name>.done`` marker appears. Temp names (``*.part``, ``*.filepart``, ``*.tmp``, dot
-files) are ignored until renamed. The sweep (at start-up and every ``sweep_seconds``) catches what
-arrived while the gateway was down or what an event missed. Files the gateway's own SFTP server
-is tracking (``ignore``) are left alone: that server hands them to ingest itself when they are whole.
+A file is complete when its writer is done with it, not after a quiet second:
+
+- it was closed after writing (inotify's close-write), renamed into ``upload/`` from a temp name or
+  another folder, or found by the sweep; and
+- no process has it open for writing (``services.file_writers``; where that cannot be told, the quiet
+  window alone decides); and
+- it has been quiet (no write, close or rename) for ``stable_seconds``; a writer that opens, appends
+  and closes per chunk must pause less than that, or use a temp name or a marker.
+
+A ``<name>.done`` marker makes it complete at once (once no process has it open for writing). For a
+client with ``marker_only`` nothing but the marker counts, so a writer may close between chunks.
+Temp names (``*.part``, ``*.filepart``, ``*.tmp``, dot files) are ignored until renamed. The sweep (at
+start-up and every ``sweep_seconds``) catches what arrived while the gateway was down or what an event
+missed. Files the gateway's own SFTP server is tracking (``ignore``) are left alone: that server hands
+them to ingest itself when they are whole.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (FileClosedEvent, FileCreatedEvent, FileDeletedEvent, FileModifiedEvent,
+                             FileMovedEvent, FileSystemEvent, FileSystemEventHandler)
 from watchdog.observers import Observer
 
+from gateway.services.file_writers import has_writer
 from gateway.services.inbox import is_candidate
+
+log = logging.getLogger(__name__)
+MARKER = ".done"
+_EVENTS: list[type[FileSystemEvent]] = [FileClosedEvent, FileCreatedEvent, FileDeletedEvent, FileModifiedEvent,
+                                         FileMovedEvent]
+
+
+@dataclass
+class _Entry:
+    client_id: str
+    since: float  # monotonic time of the last write, close or rename seen
+    how: str  # what told us the writer may be done: closed, renamed, created, found, marker
+    size: int = -1
+    mtime_ns: int = -1
+    handed: bool = False  # offered by ready(); again only after a change, a close or release()
+    not_before: float = 0.0
+    told_writing: bool = False  # "open for writing" logged once per entry
 
 
 class _Handler(FileSystemEventHandler):
+    """Translates watchdog events into the watcher's terms; opens and reads are ignored (ours among them)."""
+
     def __init__(self, watcher: "InboxWatcher", client_id: str) -> None:
         self.watcher, self.client_id = watcher, client_id
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.is_directory:
             return
-        for p in (event.src_path, getattr(event, "dest_path", "")):
-            if p:
-                self.watcher.touch(self.client_id, Path(str(p)))
+        src = Path(str(event.src_path)) if event.src_path else None
+        if isinstance(event, FileMovedEvent):
+            if src is not None:
+                self.watcher.forget(src)
+            if event.dest_path:
+                self.watcher.touch(self.client_id, Path(str(event.dest_path)), "renamed")
+        elif src is None:
+            return
+        elif isinstance(event, FileDeletedEvent):
+            self.watcher.forget(src)
+        elif isinstance(event, FileClosedEvent):
+            self.watcher.touch(self.client_id, src, "closed")
+        elif isinstance(event, FileCreatedEvent):  # a new file, or one moved in from an unwatched folder
+            self.watcher.touch(self.client_id, src, "created")
+        elif isinstance(event, FileModifiedEvent):
+            self.watcher.touch(self.client_id, src, "written")
 
 
 class InboxWatcher:
     """Tracks candidate files per client; ``ready()`` returns those that are complete."""
 
     def __init__(self, upload_dirs: dict[str, Path], stable_seconds: float,
-                 ignore: Callable[[str, Path], bool] | None = None) -> None:
+                 ignore: Callable[[str, Path], bool] | None = None, *,
+                 marker_only: Collection[str] = ()) -> None:
         self.upload_dirs, self.stable_seconds = upload_dirs, stable_seconds
         self.ignore = ignore
+        self.marker_only = frozenset(marker_only)  # client ids whose files count only at their marker
         self._lock = threading.Lock()
-        self._seen: dict[Path, tuple[str, int, int, float]] = {}  # path -> client, size, mtime_ns, since
-        self._done: set[Path] = set()  # handed out; forgotten when the file disappears or changes
+        self._seen: dict[Path, _Entry] = {}
         self._observer = Observer()
 
     def start(self) -> None:
         for client_id, folder in self.upload_dirs.items():
             folder.mkdir(parents=True, exist_ok=True)
-            self._observer.schedule(_Handler(self, client_id), str(folder), recursive=False)
+            # Opens and read-only closes are left out: the writer check itself opens the file.
+            self._observer.schedule(_Handler(self, client_id), str(folder), recursive=False, event_filter=_EVENTS)
         self._observer.start()
         self.sweep()
 
@@ -55,43 +103,86 @@ class InboxWatcher:
         self._observer.stop()
         self._observer.join(timeout=5)
 
+    def alive(self) -> bool:
+        """False when the observer thread died (a watchdog error ends it silently)."""
+        return self._observer.is_alive()
+
+    def restart(self) -> None:
+        """A new observer after the old one died; the sweep in ``start`` finds what it missed."""
+        self._observer = Observer()
+        self.start()
+
     def sweep(self) -> None:
+        """Notice every file in the upload folders (the same rule then decides when it is complete)."""
         for client_id, folder in self.upload_dirs.items():
             for p in folder.iterdir():
                 if p.is_file():
-                    self.touch(client_id, p)
+                    self.touch(client_id, p, "found", activity=False)
 
-    def touch(self, client_id: str, path: Path) -> None:
-        if path.name.endswith(".done"):
-            path = path.with_name(path.name[:-5])
+    def touch(self, client_id: str, path: Path, how: str = "found", *, activity: bool = True) -> None:
+        """Record an event on ``path`` (or on its marker); ``activity`` restarts the quiet window."""
+        if path.name.endswith(MARKER):
+            path, how = path.with_name(path.name[:-len(MARKER)]), "marker"
         if not is_candidate(path):
             return
+        now = time.monotonic()
         with self._lock:
-            if path not in self._seen:
-                self._seen[path] = (client_id, -1, -1, time.monotonic())
+            entry = self._seen.get(path)
+            if entry is None:
+                self._seen[path] = _Entry(client_id, now, how)
+                return
+            if activity:
+                entry.since, entry.how = now, how
+            if how in ("closed", "renamed", "marker"):
+                entry.handed = False  # closed or renamed again after it was offered: look at it again
+
+    def forget(self, path: Path) -> None:
+        with self._lock:
+            self._seen.pop(path, None)
+
+    def release(self, client_id: str, path: Path, delay: float = 0.0) -> None:
+        """Offer ``path`` again (an ingest failed and left it), no sooner than ``delay`` seconds from now."""
+        with self._lock:
+            entry = self._seen.setdefault(path, _Entry(client_id, time.monotonic(), "found"))
+            entry.handed, entry.not_before = False, time.monotonic() + delay
 
     def ready(self) -> Iterable[tuple[str, Path]]:
-        """Complete files not handed out before, oldest first."""
+        """Complete files not handed out before, oldest first (does file I/O: call it off the event loop)."""
         now, out = time.monotonic(), []
         with self._lock:
-            for path, (client_id, size, mtime, since) in list(self._seen.items()):
-                if self.ignore is not None and self.ignore(client_id, path):
-                    del self._seen[path]  # the SFTP server owns it; a later sweep sees it again if not
+            entries = list(self._seen.items())
+        for path, entry in entries:
+            if self.ignore is not None and self.ignore(entry.client_id, path):
+                self.forget(path)  # the SFTP server owns it; a later sweep sees it again if not
+                continue
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                self.forget(path)
+                continue
+            with self._lock:
+                if (st.st_size, st.st_mtime_ns) != (entry.size, entry.mtime_ns):
+                    if entry.size >= 0:
+                        entry.since = now  # it grew or was rewritten since we last looked
+                    entry.size, entry.mtime_ns, entry.handed = st.st_size, st.st_mtime_ns, False
+                if entry.handed or now < entry.not_before:
                     continue
-                try:
-                    st = path.stat()
-                except FileNotFoundError:
-                    del self._seen[path]
-                    self._done.discard(path)
+                marker = path.with_name(path.name + MARKER).exists()
+                if not marker and (entry.client_id in self.marker_only or now - entry.since < self.stable_seconds):
                     continue
-                if (st.st_size, st.st_mtime_ns) != (size, mtime):
-                    self._seen[path] = (client_id, st.st_size, st.st_mtime_ns, now)
-                    self._done.discard(path)
-                    if not path.with_name(path.name + ".done").exists():
-                        continue
-                elif now - since < self.stable_seconds and not path.with_name(path.name + ".done").exists():
-                    continue
-                if path not in self._done:
-                    self._done.add(path)
-                    out.append((since, client_id, path))
+            writing = has_writer(path)
+            if writing:
+                with self._lock:
+                    entry.since = now  # still open for writing: not quiet, whatever the clock says
+                    if not entry.told_writing:
+                        entry.told_writing = True
+                        log.debug("watcher.waiting client=%s file=%s reason=open_for_writing", entry.client_id,
+                                  path.name)
+                continue
+            with self._lock:
+                entry.handed = True
+            how = "marker" if marker else entry.how
+            log.info("watcher.complete client=%s file=%s by=%s writer_check=%s", entry.client_id, path.name,
+                     how, "none" if writing is False else "unavailable")
+            out.append((entry.since, entry.client_id, path))
         return [(c, p) for _, c, p in sorted(out)]

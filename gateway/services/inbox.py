@@ -20,7 +20,9 @@ from pathlib import Path
 
 from gateway.bootstrap import App
 from gateway.domain.findings import Finding
+from gateway.errors import InputError
 from gateway.services.ack import AckWriter, safe_cell
+from gateway.services.file_writers import has_writer, remove_unless_written
 from gateway.services.ingest import IngestResult, ack_path_for, ingest_file, resume
 from gateway.store import submissions as sub_store
 from gateway.store import uploads as upload_store
@@ -38,7 +40,15 @@ def is_candidate(path: Path) -> bool:
 
 
 def process_inbox_file(app: App, client_id: str, path: Path, channel: str = "watch") -> IngestResult:
-    """Ingest a complete upload, then remove it from the inbox (its bytes are kept encrypted)."""
+    """Ingest a complete upload, then remove it from the inbox (its bytes are kept encrypted).
+
+    It is removed only if it is still the file that was ingested (same inode, size and modification
+    time) and no process has it open for writing; otherwise it stays, with a warning in the log.
+    """
+    try:
+        before = os.stat(path)
+    except FileNotFoundError:
+        raise InputError("no such file", file=path.name) from None
     result = ingest_file(app, path, client_id, channel=channel)
     if result.status == "duplicate":
         ack = ack_path_for(app, client_id, result.filename)
@@ -48,8 +58,13 @@ def process_inbox_file(app: App, client_id: str, path: Path, channel: str = "wat
                     code="duplicate_file", message=f"this file was already submitted as {result.duplicate_of}")])
                 w.commit()
         result.ack_path = str(ack)
-    # The submission (with the raw bytes) is committed: removing the plain copy loses nothing.
-    path.unlink(missing_ok=True)
+    # The submission (with the raw bytes) is committed: removing the plain copy loses nothing, unless
+    # a writer is still adding to it (then the rest would go into a deleted file).
+    kept = remove_unless_written(path, before)
+    if kept is not None:
+        log.warning("inbox.kept client=%s file=%s reason=%s submission=%s", client_id, path.name, kept,
+                    result.submission or result.duplicate_of)
+        return result
     path.with_name(path.name + ".done").unlink(missing_ok=True)
     return result
 
@@ -247,10 +262,10 @@ def ingest_upload(app: App, book: UploadBook, client_id: str, name: str) -> Inge
 
 
 def ingest_dropped(app: App, book: UploadBook, client_id: str, path: Path) -> IngestResult | None:
-    """Ingest a file placed by other means (the watcher), unless the SFTP server owns it."""
+    """Ingest a file placed by other means (the watcher), unless the SFTP server owns it or it is being written."""
     with book.client_lock(client_id):
-        if book.is_tracked(client_id, path) or not path.is_file():
-            return None
+        if book.is_tracked(client_id, path) or not path.is_file() or has_writer(path):
+            return None  # owned by the SFTP server, gone, or opened for writing again since the watcher took it
         result = process_inbox_file(app, client_id, path)
     write_archive_index(app, client_id)
     return result

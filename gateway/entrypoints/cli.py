@@ -41,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--client", required=True)
     ing.add_argument("--mapping", type=Path, help="use this mapping file instead of the installed one")
     ing.add_argument("--dry-run", action="store_true", help="map and validate only; store nothing")
-    ing.add_argument("--ack", type=Path, help="ack file path (default: inbox/<client>/ack/<file>.ack.csv)")
+    # a str, not a Path: a trailing "/" says "a folder" even before the folder exists
+    ing.add_argument("--ack", help="ack file, or a folder to write <file>.ack.csv into "
+                                   "(default: inbox/<client>/ack/<file>.ack.csv)")
     ing.add_argument("--json", action="store_true")
 
     def filters(q: argparse.ArgumentParser, status_help: str) -> None:

@@ -15,6 +15,7 @@ from gateway.bootstrap import App
 from gateway.config import GatewayConfig
 from gateway.entrypoints.output import money, print_fields, print_json, print_table
 from gateway.errors import GatewayError
+from gateway.services.ack import AckTargetError, ack_target
 from gateway.services.dispatch import Dispatcher, retry_dead
 from gateway.services.ingest import IngestResult, ingest_file
 from gateway.services.keys import init_keys
@@ -57,8 +58,16 @@ def serve(app: App, args: argparse.Namespace) -> int:
 
 # -- ingest ------------------------------------------------------------------------------------
 def ingest(app: App, args: argparse.Namespace) -> int:
+    ack = None
+    if args.ack is not None:  # checked before anything is stored: a bad target must not strand a submission
+        client = app.config.clients.get(args.client)
+        try:
+            ack = ack_target(args.ack, args.file.name, client.ack_format if client else "auto")
+        except AckTargetError as exc:
+            print(f"gateway ingest: error: --ack: {exc}", file=sys.stderr)
+            return 2
     result = ingest_file(app, args.file, args.client, mapping_path=args.mapping, dry_run=args.dry_run,
-                         ack_path=args.ack)
+                         ack_path=ack)
     if args.json:
         print_json(_result_doc(result))
     else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import os
+import tempfile
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -39,6 +40,35 @@ def ack_suffix(ack_format: str, input_name: str) -> str:
     """``.ack.xml`` for XML acks (``auto``: for XML inputs), else ``.ack.csv``."""
     xml = ack_format == "xml" or (ack_format == "auto" and input_name.lower().endswith(".xml"))
     return ".ack.xml" if xml else ".ack.csv"
+
+
+class AckTargetError(ValueError):
+    """An ack target someone named cannot be written; the message says why."""
+
+
+def ack_target(given: str, input_name: str, ack_format: str = "auto") -> Path:
+    """Where an ack named on the command line goes, checked before anything is stored.
+
+    A folder (an existing one, or a name ending in ``/``) gets ``<folder>/<file>.ack.csv`` (suffix as
+    ``ack_suffix``); the folder must exist and take a new file, since the ack is written beside it first.
+    """
+    path = Path(given)
+    if path.is_dir() or given.endswith(("/", os.sep)):
+        if not path.is_dir():
+            raise AckTargetError(f"folder {given} does not exist")
+        path = path / f"{input_name}{ack_suffix(ack_format, input_name)}"
+    if path.is_dir():
+        raise AckTargetError(f"{path} is a folder")
+    folder = path.parent
+    if not folder.is_dir():
+        raise AckTargetError(f"{folder} is not a folder" if folder.exists() else f"folder {folder} does not exist")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".ack-probe-", dir=folder)
+    except OSError as exc:
+        raise AckTargetError(f"cannot write in {folder}: {exc.strerror}") from None
+    os.close(fd)
+    os.unlink(probe)
+    return path
 
 
 class AckWriter:

@@ -106,6 +106,8 @@ class Supervisor:
                 return
             if not busy:
                 await self.sleep(health.every)
+            else:
+                await asyncio.sleep(0)  # a busy task still lets the others run
 
     def backoff(self, attempt: int) -> float:
         """Exponential backoff with full jitter, at least a tenth of the base."""

@@ -1,0 +1,134 @@
+"""The supervisor on a real event loop: failures are logged once, counted, retried, and end the process
+only when a task cannot recover; log text never carries values from client data."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import OperationalError
+
+from gateway.entrypoints.supervisor import EXIT_TASK_FAILED, Supervisor
+from gateway.faults import describe, is_transient
+from gateway.store.db import make_engine
+
+PLANTED = "Zacharias Quellenfeld DE89370400440532013000"
+
+
+def _run(sup_kw: dict[str, object], make_step: Callable[[Supervisor, asyncio.Event], Callable[[], object]],
+         until: Callable[[], bool], limit: float = 10.0) -> Supervisor:
+    async def main() -> Supervisor:
+        stop = asyncio.Event()
+        sup = Supervisor(stop, backoff_base=0.001, backoff_max=0.005, **sup_kw)  # type: ignore[arg-type]
+        sup.start("t", make_step(sup, stop), every=0.001)  # type: ignore[arg-type]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        while not until() and not stop.is_set() and loop.time() < deadline:
+            await asyncio.sleep(0.005)
+        stop.set()
+        assert await sup.join(5) == []
+        return sup
+    return asyncio.run(main())
+
+
+def _lines(caplog: pytest.LogCaptureFixture, word: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if word in r.getMessage()]
+
+
+def test_a_failing_step_is_logged_once_and_the_task_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.supervisor")
+    done: list[int] = []
+
+    def make(sup: Supervisor, stop: asyncio.Event) -> Callable[[], object]:
+        async def step() -> bool:
+            if len(done) < 5:
+                done.append(0)
+                raise KeyError(PLANTED)  # not a GatewayError: such errors used to end the loop unseen
+            done.append(1)
+            return True
+        return step
+
+    sup = _run({}, make, lambda: done.count(1) >= 3)
+    assert done.count(1) >= 3 and sup.exit_code == 0
+    failed = _lines(caplog, "supervisor.task_failed")
+    assert len(failed) == 1 and failed[0].levelno == logging.ERROR and "task=t" in failed[0].getMessage()
+    recovered = _lines(caplog, "supervisor.task_recovered")
+    assert len(recovered) == 1 and "failures=5" in recovered[0].getMessage()
+    assert sup.health["t"].failures == 5
+    assert all(PLANTED not in r.getMessage() and "Quellenfeld" not in r.getMessage() for r in caplog.records)
+
+
+def test_a_task_that_cannot_recover_ends_the_process_non_zero(caplog: pytest.LogCaptureFixture) -> None:
+    calls: list[int] = []
+
+    def make(sup: Supervisor, stop: asyncio.Event) -> Callable[[], object]:
+        async def step() -> bool:
+            calls.append(1)
+            raise RuntimeError("broken for good")
+        return step
+
+    sup = _run({"give_up_after": 4}, make, lambda: False)
+    assert sup.exit_code == EXIT_TASK_FAILED and len(calls) == 4
+    assert len(_lines(caplog, "supervisor.gave_up")) == 1
+    assert len(_lines(caplog, "supervisor.task_failed")) == 1
+
+
+def test_transient_database_errors_are_retried_for_as_long_as_they_last(caplog: pytest.LogCaptureFixture) -> None:
+    calls: list[int] = []
+
+    def make(sup: Supervisor, stop: asyncio.Event) -> Callable[[], object]:
+        async def step() -> bool:
+            calls.append(1)
+            if len(calls) <= 30:
+                raise OperationalError("INSERT ...", {}, Exception("database is locked"))
+            return True
+        return step
+
+    sup = _run({"give_up_after": 3}, make, lambda: len(calls) > 31)
+    assert sup.exit_code == 0 and len(calls) > 30
+    failed = _lines(caplog, "supervisor.task_failed")
+    assert len(failed) == 1 and failed[0].levelno == logging.WARNING and "database is locked" in failed[0].getMessage()
+
+
+def test_a_different_error_after_a_streak_is_logged_again(caplog: pytest.LogCaptureFixture) -> None:
+    calls: list[int] = []
+
+    def make(sup: Supervisor, stop: asyncio.Event) -> Callable[[], object]:
+        async def step() -> bool:
+            calls.append(1)
+            if len(calls) <= 3:
+                raise ValueError("x")
+            if len(calls) <= 6:
+                raise OSError(28, "No space left on device")
+            return True
+        return step
+
+    _run({}, make, lambda: len(calls) > 7)
+    assert len(_lines(caplog, "supervisor.task_failed")) == 2
+
+
+def test_describe_keeps_client_values_out(tmp_path: Path) -> None:
+    assert PLANTED not in describe(ValueError(f"bad value {PLANTED}"))
+    assert "ValueError at test_supervisor.py" in _raised_description()
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (name TEXT UNIQUE)")
+        conn.execute(sa.text("INSERT INTO t VALUES (:n)"), {"n": PLANTED})
+    with pytest.raises(sa.exc.IntegrityError) as info:
+        with engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO t VALUES (:n)"), {"n": PLANTED})
+    assert "Quellenfeld" not in str(info.value)  # the engine never renders parameters
+    assert describe(info.value) == "IntegrityError: UNIQUE constraint failed: t.name"
+    assert not is_transient(info.value)
+    engine.dispose()
+
+
+def _raised_description() -> str:
+    try:
+        raise ValueError(PLANTED)
+    except ValueError as exc:
+        return describe(exc)

@@ -1,0 +1,299 @@
+"""XLSX read as a stream of rows (lxml over the zip members), worded exactly like ``SpreadsheetReader``.
+
+Memory does not grow with the sheet: the sheet XML is parsed row by row and each row is freed
+when read. What a workbook must hold whole is kept small and bounded: the number formats (which
+styles are dates), and the shared-string table, stored as one UTF-8 buffer with offsets (about a
+quarter of what Python strings would take) and refused above ``MAX_SHARED_STRINGS_BYTES``.
+Cells are placed by their reference (``r="AB12"``); a gap costs nothing, a cell right of
+``limits.max_columns`` or below ``limits.max_rows`` is refused with its name and the limit.
+Cell kinds as calamine reads them: shared and inline strings (rich text runs joined, phonetic runs
+left out, untrimmed only under ``xml:space="preserve"``, ``_x000D_`` escapes decoded), numbers
+(a date number format makes a date, time or duration; 1904 workbooks), booleans, errors (empty
+text), formulas by their cached value.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+from array import array
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from lxml import etree
+
+from gateway.config import LimitsConfig
+from gateway.errors import InputError
+from gateway.readers.cells import builtin_kind, format_kind, iso_text, number_cell_text, serial_text
+from gateway.readers.sheet_stream import (Events, RawRow, StreamSheetReader, column_index, column_name, drop, pick_sheet,
+                                          xml_events)
+
+if TYPE_CHECKING:
+    from gateway.mapping.spec import FormatSpec
+
+MAX_SHARED_STRINGS_BYTES = 100 << 20  # UTF-8 text of the shared-string table plus 4 bytes per string
+_XML_SPACE = "{http://www.w3.org/XML/1998/namespace}space"
+_ESCAPE = re.compile(r"_x00([0-9A-Fa-f]{2})_")
+_REF = re.compile(r"([A-Za-z]{1,7})([0-9]{1,10})")
+_OFFICE_DOCUMENT = "/officeDocument"
+
+
+class SharedStrings:
+    """The workbook's shared strings in one buffer: index -> text, with a memory budget."""
+
+    def __init__(self, budget: int) -> None:
+        self._data = bytearray()
+        self._ends = array("Q")
+        self._budget = budget
+
+    def append(self, text: str) -> bool:
+        """Add one string; False when the table would exceed its budget."""
+        self._data += text.encode("utf-8", "surrogatepass")
+        self._ends.append(len(self._data))
+        return len(self._data) + 4 * len(self._ends) <= self._budget
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+    def get(self, index: int) -> str:
+        """The string at ``index`` (IndexError if the table has none there)."""
+        ends = self._ends
+        return self._data[ends[index - 1] if index else 0:ends[index]].decode("utf-8", "surrogatepass")
+
+
+def rich_text(el: etree._Element) -> str:
+    """An ``<si>``/``<is>`` string: its ``<t>`` runs joined, phonetic runs left out, as calamine reads it."""
+    parts: list[str] = []
+    for t in el.iter("{*}t"):
+        parent = t.getparent()
+        if parent is not None and parent.tag.rpartition("}")[2] == "rPh":
+            continue
+        s = (t.text or "") if len(t) == 0 else "".join(str(x) for x in t.itertext())
+        if t.get(_XML_SPACE) != "preserve":
+            s = s.strip(" \t\r\n")
+        if "_x00" in s:
+            s = _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), s)
+        parts.append(s)
+    return "".join(parts)
+
+
+class XlsxStreamReader(StreamSheetReader):
+    """Rows of one worksheet of an XLSX file; see ``FormatSpec`` (``sheet``, ``header_row``, ``columns``)."""
+
+    kind = "XLSX"
+
+    def __init__(self, path: str | os.PathLike[str], fmt: FormatSpec, *,
+                 date_columns: frozenset[str] = frozenset(), limits: LimitsConfig | None = None,
+                 max_shared_strings_bytes: int = MAX_SHARED_STRINGS_BYTES) -> None:
+        self._sst_budget = max_shared_strings_bytes
+        super().__init__(path, fmt, date_columns=date_columns, limits=limits)
+
+    def _events(self, member: str, *tags: str) -> Events:
+        assert self._zip is not None
+        return xml_events(self._zip, member, self.file, events=("end",), tags=tags)
+
+    def _open(self, sheet: str | int | None) -> None:
+        assert self._zip is not None
+        members = set(self._zip.namelist())
+        workbook = "xl/workbook.xml"
+        if "_rels/.rels" in members:
+            for _, rel in self._events("_rels/.rels", "{*}Relationship"):
+                if (rel.get("Type") or "").endswith(_OFFICE_DOCUMENT):
+                    workbook = _resolve("", rel.get("Target") or "")
+        if workbook not in members:
+            raise InputError("the workbook part is missing; save the file again from the spreadsheet program",
+                             file=self.file)
+        base = posixpath.dirname(workbook)
+        rels_member = posixpath.join(base, "_rels", posixpath.basename(workbook) + ".rels")
+        targets: dict[str, str] = {}
+        if rels_member in members:
+            for _, rel in self._events(rels_member, "{*}Relationship"):
+                targets[rel.get("Id") or ""] = _resolve(base, rel.get("Target") or "")
+        sheets: list[tuple[str, str | None]] = []
+        self._1904 = False
+        for _, el in self._events(workbook, "{*}sheet", "{*}workbookPr"):
+            if el.tag.endswith("workbookPr"):
+                self._1904 = el.get("date1904") in ("1", "true")
+                continue
+            rid = next((str(v) for k, v in el.attrib.items() if str(k).rpartition("}")[2] == "id"), "")
+            sheets.append((el.get("name") or "", targets.get(rid)))
+        self.sheet = pick_sheet([name for name, _ in sheets], sheet, self.file)
+        member = next(m for name, m in sheets if name == self.sheet)
+        if member is None or member not in members:
+            raise InputError(f"the workbook does not say where sheet '{self.sheet}' is stored", file=self.file)
+        self._member = member
+        styles, strings = posixpath.join(base, "styles.xml"), posixpath.join(base, "sharedStrings.xml")
+        self._kinds = self._read_styles(styles) if styles in members else {}
+        self._strings = SharedStrings(self._sst_budget)
+        if strings in members:
+            self._read_strings(strings)
+
+    def _read_styles(self, member: str) -> dict[str | None, int]:
+        """Cell style index (as written in ``s="3"``) -> DATETIME/DURATION, for the styles that show dates."""
+        custom: dict[str, str] = {}
+        kinds: dict[str | None, int] = {}
+        index = 0
+        for _, el in self._events(member, "{*}numFmt", "{*}xf"):
+            parent = el.getparent()
+            where = parent.tag.rpartition("}")[2] if parent is not None else ""
+            if el.tag.endswith("numFmt") and where == "numFmts":
+                fid, code = el.get("numFmtId"), el.get("formatCode")
+                if fid is not None and code is not None:
+                    custom[fid] = code
+            elif el.tag.endswith("}xf") and where == "cellXfs":
+                fid = el.get("numFmtId")
+                kind = 0 if fid is None else format_kind(custom[fid]) if fid in custom else builtin_kind(fid)
+                if kind:
+                    kinds[str(index)] = kind
+                index += 1
+        return kinds
+
+    def _read_strings(self, member: str) -> None:
+        strings = self._strings
+        for _, si in self._events(member, "{*}si"):
+            if not strings.append(rich_text(si)):
+                raise InputError(f"the workbook's shared strings need more than {self._sst_budget >> 20} MB "
+                                 "(limit of the streaming XLSX reader); split the file", file=self.file)
+            drop(si)
+
+    def _raw_rows(self, bounds_only: bool = False) -> Iterator[RawRow]:
+        """(row number, texts from column A, first column) for each row that holds a cell."""
+        strings, kinds, is_1904, decimal = self._strings.get, self._kinds, self._1904, self._decimal
+        max_cols, max_rows = self.limits.max_columns, self.limits.max_rows
+        cols = column_index(max_cols)
+        row_tag = c_tag = v_tag = is_tag = ""
+        prev = last = 0
+        events = self._events(self._member, "{*}row", "{*}sheetData")
+        try:
+            for _, row in events:
+                if row.tag != row_tag:
+                    if row.tag.endswith("sheetData"):
+                        return  # what follows the cells (merges, print setup) is of no use here
+                    row_tag = row.tag
+                    ns = row_tag[:-3]
+                    c_tag, v_tag, is_tag = ns + "c", ns + "v", ns + "is"
+                r = row.get("r")
+                number = int(r) if r else prev + 1
+                r = r or str(number)
+                prev = number
+                dates = self.date_cols
+                values: list[str] = []
+                first = col = -1
+                for c in row:
+                    if c.tag != c_tag:
+                        continue
+                    ref = c.get("r")
+                    if ref is None:
+                        col += 1
+                    else:
+                        letters = ref.rstrip("0123456789")
+                        found = cols.get(letters)
+                        col = found if found is not None and ref[len(letters):] == r else self._place(ref, number)
+                    t = c.get("t")
+                    text: str | None = None
+                    for child in c:
+                        tag = child.tag
+                        if tag == v_tag:
+                            v = child.text
+                            if t is None or t == "n":
+                                if not v:
+                                    text = None
+                                elif kinds and (kind := kinds.get(c.get("s"))):
+                                    text = serial_text(self._float(v, col), kind, is_1904, decimal)
+                                elif v.isascii() and v.isdigit() and len(v) < 16 and (v[0] != "0" or len(v) == 1):
+                                    text = number_cell_text(float(v), True, decimal) if col in dates else v
+                                else:
+                                    text = self._number(v, t, col in dates, col, number)
+                            elif t == "s":
+                                text = strings(int(v)) if v else None
+                            elif t == "str":
+                                text = v or ""
+                            elif t == "b":
+                                text = None if not v else "false" if v == "0" else "true"
+                            elif t == "e":
+                                text = None if not v else ""  # calamine hands errors (#DIV/0!) over as empty
+                            elif t == "d":
+                                text = iso_text(v or "")
+                            elif t in ("inlineStr", "is"):
+                                text = None
+                            else:
+                                raise InputError(f"cell {column_name(col)}{number} has the unknown type '{t}'",
+                                                 file=self.file, row=number)
+                        elif tag == is_tag:
+                            text = rich_text(child)
+                        elif tag.endswith("}f"):
+                            text = None
+                    if text is None:
+                        continue
+                    if col >= max_cols:
+                        raise InputError(f"cell {column_name(col)}{number} is right of the column limit: a sheet may "
+                                         f"use {max_cols} columns (limit limits.max_columns)", file=self.file,
+                                         row=number)
+                    n = len(values)
+                    if col == n:
+                        values.append(text)
+                    elif col > n:
+                        values.extend([""] * (col - n))
+                        values.append(text)
+                    else:
+                        values[col] = text
+                    if first < 0 or col < first:
+                        first = col
+                drop(row)
+                if first >= 0:
+                    if number > max_rows:
+                        raise InputError(f"cell {column_name(first)}{number} is below the row limit: a sheet may "
+                                         f"use {max_rows} rows (limit limits.max_rows)", file=self.file, row=number)
+                    if number <= last:
+                        raise InputError(f"row {number} comes after row {last}: the sheet's rows are out of order",
+                                         file=self.file, row=number)
+                    last = number
+                    yield number, values, first
+        except IndexError:
+            raise InputError(f"a cell in or after row {prev} points to a shared string the workbook does not have",
+                             file=self.file, row=prev) from None
+        finally:
+            events.close()
+
+    def _place(self, ref: str, number: int) -> int:
+        """The column of a reference off the fast path (lower case, beyond the limit, or another row's)."""
+        m = _REF.fullmatch(ref)
+        if m is None:
+            raise InputError(f"a cell in row {number} has the invalid reference '{ref[:20]}'", file=self.file,
+                             row=number)
+        col = 0
+        for ch in m.group(1).upper():
+            col = col * 26 + ord(ch) - 64
+        if int(m.group(2)) != number:
+            raise InputError(f"cell {ref} is written inside row {number}: the sheet's rows are out of order",
+                             file=self.file, row=number)
+        return col - 1
+
+    def _float(self, v: str, col: int) -> float:
+        try:
+            return float(v)
+        except ValueError:
+            raise InputError(f"cell in column {column_name(col)} holds a number that does not parse",
+                             file=self.file) from None
+
+    def _number(self, v: str, t: str | None, is_date: bool, col: int, number: int) -> str:
+        if "_" in v or v != v.strip():
+            value = None  # Python's float() takes these, the spreadsheet programs do not
+        else:
+            try:
+                value = float(v)
+            except ValueError:
+                value = None
+        if value is None:
+            if t is None:
+                return v  # a cell without a type whose value is not a number is text
+            raise InputError(f"cell {column_name(col)}{number} is typed as a number but holds none",
+                             file=self.file, row=number)
+        return number_cell_text(value, is_date, decimal=self._decimal)
+
+
+def _resolve(base: str, target: str) -> str:
+    if target.startswith("/"):
+        return posixpath.normpath(target[1:])
+    return posixpath.normpath(posixpath.join(base, target))

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from gateway.bootstrap import App
 from gateway.entrypoints.cli import main
 from tests.conftest import ROOT
 
 DEMO = ROOT / "examples" / "demo.csv"
+# Each test takes the ``app`` fixture for its migrated schema (the CLI migrates only SQLite by itself).
 
 
 def ingest(capsys: pytest.CaptureFixture[str], config: Path, *args: str) -> tuple[int, str, str]:
@@ -28,7 +30,7 @@ def submissions(capsys: pytest.CaptureFixture[str], config: Path) -> list[dict[s
 
 
 @pytest.mark.parametrize("slash", ["", "/"])
-def test_ack_into_a_folder(config_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+def test_ack_into_a_folder(app: App, config_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                            slash: str) -> None:
     folder = tmp_path / "acks"
     folder.mkdir()
@@ -42,13 +44,14 @@ def test_ack_into_a_folder(config_path: Path, tmp_path: Path, capsys: pytest.Cap
     assert (sub["status"], sub["rows"], sub["ack_path"]) == ("completed_with_errors", 12, str(ack))
 
 
-def test_a_named_ack_file_is_kept(config_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_named_ack_file_is_kept(app: App, config_path: Path, tmp_path: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
     named = tmp_path / "answer.csv"
     assert ingest(capsys, config_path, str(DEMO), "--ack", str(named))[0] == 0
     assert named.read_text(encoding="utf-8").startswith("row;")
 
 
-def test_an_xml_input_gets_an_xml_ack_in_the_folder(config_path: Path, tmp_path: Path,
+def test_an_xml_input_gets_an_xml_ack_in_the_folder(app: App, config_path: Path, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     xml_in = shutil.copy(DEMO, tmp_path / "claims.xml")  # the suffix rule goes by the name, as in the inbox
     folder = tmp_path / "acks"
@@ -63,7 +66,8 @@ def test_an_xml_input_gets_an_xml_ack_in_the_folder(config_path: Path, tmp_path:
     ("afile/x.ack.csv", "is not a folder"),  # a "folder" that is a file
 ])
 def test_unwritable_ack_target_is_refused_before_anything_is_stored(
-        config_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], target: str, says: str) -> None:
+        app: App, config_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], target: str,
+        says: str) -> None:
     (tmp_path / "afile").write_text("x")
     code, out, err = ingest(capsys, config_path, str(DEMO), "--ack", f"{tmp_path}/{target}")
     assert code == 2

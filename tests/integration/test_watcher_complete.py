@@ -183,3 +183,28 @@ def test_the_start_up_sweep_takes_files_dropped_while_down(app2: App, tmp_path: 
         wait_for("the upload folder emptied", lambda: not any(upload.iterdir()))
     assert d.errors == []
     assert sorted(submissions(app2)) == ["before.csv", "late.csv"]
+
+
+def test_writer_checks_see_a_real_write_handle(tmp_path: Path) -> None:
+    """Both ways of asking (the read lease and the /proc scan) see another process's write handle."""
+    from gateway.services.file_writers import _proc_writers, has_writer, identity, remove_unless_written
+
+    path = tmp_path / "w.csv"
+    proc = writer("wait", client_csv(tmp_path / "src.csv", 10, "W"), path)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "written"
+    st = path.stat()
+    assert has_writer(path) is True
+    assert _proc_writers(st) is True  # as root every process can be read; otherwise it may say None
+    assert remove_unless_written(path, st) == "open_for_writing" and path.exists()
+    assert proc.stdin is not None
+    proc.stdin.write("close\n")
+    proc.stdin.flush()
+    finished(proc)
+    with open(path, "rb"):  # a reader is no writer
+        assert has_writer(path) is False
+        assert _proc_writers(path.stat()) in (False, None)
+    assert identity(path.stat()) == identity(st)  # closed without another write: still the file ingested
+    with open(path, "ab") as fh:
+        fh.write(b"more\r\n")
+    assert remove_unless_written(path, st) == "changed" and path.exists()
+    assert remove_unless_written(path, path.stat()) is None and not path.exists()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib
+import inspect
 import os
 import resource
 import select
@@ -222,8 +223,11 @@ def _child_main() -> None:
     try:
         module, _, name = job.target.partition(":")
         cls: Any = getattr(importlib.import_module(module), name)
-        reader = (cls(job.file, job.fmt, date_columns=frozenset(job.date_columns))
-                  if job.fmt.type in ("xlsx", "xls", "ods") else cls(job.file, job.fmt))
+        params = inspect.signature(cls).parameters
+        options: dict[str, Any] = {"limits": job.limits} if "limits" in params else {}
+        if "date_columns" in params:
+            options["date_columns"] = frozenset(job.date_columns)
+        reader = cls(job.file, job.fmt, **options)
         with reader:
             send(Head(list(reader.header), reader.header_row, getattr(reader, "delimiter", None)))
             batch: list[SourceRow] = []

@@ -18,6 +18,8 @@ import tempfile
 import threading
 from pathlib import Path
 
+from sqlalchemy import RowMapping
+
 from gateway.bootstrap import App
 from gateway.domain.findings import Finding
 from gateway.errors import InputError
@@ -69,13 +71,25 @@ def process_inbox_file(app: App, client_id: str, path: Path, channel: str = "wat
     return result
 
 
+MAX_RESUMES = 3  # start-ups that may resume one unfinished submission before it is given up as failed
+
+
 def resume_unfinished(app: App) -> list[IngestResult]:
-    """Finish every submission a crash left in ``processing``, from its stored raw bytes."""
+    """Finish every submission a crash left in ``processing``, from its stored raw bytes.
+
+    Each resume is counted (committed) before it runs, so a file whose processing kills the process
+    is resumed at most ``MAX_RESUMES`` times; at the next start it is marked failed with a failed ack.
+    """
     with read_tx(app.engine) as conn:
         pending = sub_store.unfinished(conn)
     results = []
     for sub in pending:
-        log.warning("ingest.resume submission=%s file=%s", sub["reference"], sub["filename"])
+        with write_tx(app.engine) as conn:
+            attempt = sub_store.count_resume(conn, sub["id"])
+        if attempt > MAX_RESUMES:
+            results.append(_give_up(app, sub, attempt - 1))
+            continue
+        log.warning("ingest.resume submission=%s file=%s attempt=%d", sub["reference"], sub["filename"], attempt)
         with tempfile.TemporaryDirectory(prefix="gateway-resume-") as tmp:
             path = Path(tmp) / (sub["filename"] or "payload")
             with read_tx(app.engine) as conn, open(path, "wb") as fh:
@@ -83,6 +97,22 @@ def resume_unfinished(app: App) -> list[IngestResult]:
                     fh.write(chunk)
             results.append(resume(app, sub, path))
     return results
+
+
+def _give_up(app: App, sub: RowMapping, resumes: int) -> IngestResult:
+    """Mark a submission failed whose processing was interrupted at every start: a failed ack says why."""
+    error = (f"processing this file was interrupted {resumes + 1} times (the gateway stopped or crashed while "
+             "reading it, most likely because of the file); it is not retried: check the file and send it again")
+    name = sub["filename"] or "payload"
+    ack = Path(sub["ack_path"]) if sub["ack_path"] else ack_path_for(app, sub["client_id"], name)
+    with AckWriter(ack) as w:
+        w.row(None, None, "failed", None, [Finding(code="input_error", message=error)])
+        w.commit()
+    with write_tx(app.engine) as conn:
+        sub_store.finish(conn, sub["id"], status="failed", error=error, ack_path=str(ack))
+    log.error("ingest.resume_given_up submission=%s file=%s resumes=%d", sub["reference"], name, resumes)
+    return IngestResult(submission=sub["reference"], status="failed", client_id=sub["client_id"], filename=name,
+                        ack_path=str(ack), error=error)
 
 
 class UploadBusy(Exception):

@@ -73,6 +73,8 @@ submissions = Table(
     Column("total_minor", BigInteger, nullable=False, default=0),
     Column("currency", String(3), nullable=True),
     Column("progress_row", Integer, nullable=False, default=0),  # last source row whose claims are committed
+    # start-ups that resumed it while still processing: a file that kills the process is not retried forever
+    Column("resume_attempts", Integer, nullable=False, default=0, server_default="0"),
     Column("error", Text, nullable=True),
     Column("ack_path", Text, nullable=True),
     Column("received_at", UTCDateTime(), nullable=False),

@@ -117,6 +117,14 @@ def finish(conn: Connection, submission_id: int, *, status: str, counts: Submiss
     conn.execute(update(submissions).where(submissions.c.id == submission_id).values(**values))
 
 
+def count_resume(conn: Connection, submission_id: int) -> int:
+    """Record one more resume of an unfinished submission (committed before it runs); the new count."""
+    conn.execute(update(submissions).where(submissions.c.id == submission_id)
+                 .values(resume_attempts=submissions.c.resume_attempts + 1))
+    return int(conn.execute(select(submissions.c.resume_attempts)
+                            .where(submissions.c.id == submission_id)).scalar_one())
+
+
 def unfinished(conn: Connection) -> list[RowMapping]:
     """Submissions a crash left in ``processing``: resumed at start-up."""
     return list(conn.execute(select(submissions).where(submissions.c.status == "processing")

@@ -88,7 +88,7 @@ class InboxTask:
         for client_id, path in self.attempts.due():
             self.watcher.release(client_id, path)
         did = False
-        for client_id, path in self.watcher.ready():
+        for client_id, path in await asyncio.to_thread(self.watcher.ready):  # stats and writer checks: disk I/O
             if self.sup.stop.is_set():
                 break
             try:

@@ -125,7 +125,8 @@ class _Parts:
                   every=min(60.0, max(0.5, cfg.sftp.status_interval_seconds / 10)))
         if cfg.watcher.enabled:
             dirs = {cid: cfg.inbox_dir / cid / "upload" for cid, c in cfg.clients.items() if c.watch}
-            self.watcher = InboxWatcher(dirs, cfg.watcher.stable_seconds, ignore=self.book.is_tracked)
+            self.watcher = InboxWatcher(dirs, cfg.watcher.stable_seconds, ignore=self.book.is_tracked,
+                                        marker_only={cid for cid, c in cfg.clients.items() if c.watch_marker})
             await asyncio.to_thread(self.watcher.start)
             inbox = InboxTask(app, self.book, self.watcher, sup)
             sup.start("inbox", inbox.step, every=0.2)

@@ -118,7 +118,8 @@ class HangingPartner:
             c.close()
 
 
-def test_sigterm_during_a_hanging_partner_sync_stops_in_time(tmp_path: Path, db_url: str) -> None:
+def test_sigterm_during_a_hanging_partner_sync_stops_in_time(tmp_path: Path) -> None:
+    db_url = f"sqlite:///{tmp_path / 'var' / 'gateway.db'}"  # the stop path is the same on both databases
     partner_api = HangingPartner()
     try:
         partner = {"adapter": "http", "certificate": "var/keys/partners/demo-agency.crt",
@@ -144,7 +145,8 @@ def test_sigterm_during_a_hanging_partner_sync_stops_in_time(tmp_path: Path, db_
         partner_api.close()
 
 
-def test_a_second_signal_exits_at_once(tmp_path: Path, db_url: str) -> None:
+def test_a_second_signal_exits_at_once(tmp_path: Path) -> None:
+    db_url = f"sqlite:///{tmp_path / 'var' / 'gateway.db'}"
     partner_api = HangingPartner()
     try:
         partner = {"adapter": "http", "certificate": "var/keys/partners/demo-agency.crt",

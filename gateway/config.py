@@ -26,6 +26,7 @@ class Base(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class DatabaseConfig(Base):
     url: str = "sqlite:///var/gateway.db"
     echo: bool = False
+    busy_timeout_seconds: float = 30.0  # SQLite: how long a writer waits for the write lock before "locked"
 
 
 class PathsConfig(Base):
@@ -44,6 +45,16 @@ class WatcherConfig(Base):
     enabled: bool = True
     stable_seconds: float = 1.0  # quiet this long after the last write/close/rename, and no writer: complete
     sweep_seconds: float = 30.0
+
+
+class SupervisorConfig(Base):
+    """How ``serve`` keeps its background tasks going (docs/architecture.md, "Supervision")."""
+
+    backoff_base_seconds: float = 0.5  # first wait after a failed step; doubles, full jitter
+    backoff_max_seconds: float = 30.0
+    give_up_after: int = 8  # the same task failing this often in a row (not transiently): exit non-zero
+    file_attempts: int = 3  # a file whose ingest fails this often (not transiently) is set aside with a failed ack
+    stop_grace_seconds: float = 7.0  # after SIGTERM/SIGINT: time for running work to finish, then exit anyway
 
 
 class DispatcherConfig(Base):
@@ -173,6 +184,17 @@ class SoapServerConfig(Base):
     changes_settle_seconds: float = 2.0
 
 
+class LimitsConfig(Base):
+    """What one client file may cost: limits of the reader child process, sheet size (docs/configuration.md)."""
+
+    memory_mb: int = 512  # the ceiling of the whole serve/ingest process while ingesting (documented, measured)
+    reader_memory_mb: int = 256  # address space of the child process that parses a spreadsheet or XML file
+    reader_cpu_seconds: int = 300  # CPU time of that child
+    reader_timeout_seconds: float = 600.0  # wall-clock time the gateway waits for the reader's next rows, summed
+    max_rows: int = 1_048_576  # rows of a sheet (a spreadsheet's own maximum); more is refused before parsing
+    max_columns: int = 1024  # columns of a sheet or CSV header
+
+
 class RouteRule(Base):
     """First matching rule wins; unset conditions match everything."""
 
@@ -185,17 +207,6 @@ class RouteRule(Base):
     max_amount: Decimal | None = None
 
 
-class LimitsConfig(Base):
-    """What one client file may cost: limits of the reader child process, sheet size (docs/configuration.md)."""
-
-    memory_mb: int = 512  # the ceiling of the whole serve/ingest process while ingesting (documented, measured)
-    reader_memory_mb: int = 256  # address space of the child process that parses a spreadsheet or XML file
-    reader_cpu_seconds: int = 300  # CPU time of that child
-    reader_timeout_seconds: float = 600.0  # wall-clock time the gateway waits for the reader's next rows, summed
-    max_rows: int = 1_048_576  # rows of a sheet (a spreadsheet's own maximum); more is refused before parsing
-    max_columns: int = 1024  # columns of a sheet or CSV header
-
-
 class GatewayConfig(Base):
     gateway_id: str = "inkasso-gateway"
     base_dir: str = "."
@@ -204,8 +215,10 @@ class GatewayConfig(Base):
     keys: KeysConfig = msgspec.field(default_factory=KeysConfig)
     watcher: WatcherConfig = msgspec.field(default_factory=WatcherConfig)
     dispatcher: DispatcherConfig = msgspec.field(default_factory=DispatcherConfig)
+    supervisor: SupervisorConfig = msgspec.field(default_factory=SupervisorConfig)
     sftp: SftpServerConfig = msgspec.field(default_factory=SftpServerConfig)
     soap: SoapServerConfig = msgspec.field(default_factory=SoapServerConfig)
+    limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     clients: dict[str, ClientConfig] = msgspec.field(default_factory=dict)
     partners: dict[str, PartnerConfig] = msgspec.field(default_factory=dict)
     routing: list[RouteRule] = msgspec.field(default_factory=list)
@@ -219,7 +232,6 @@ class GatewayConfig(Base):
 
     @property
     def var_dir(self) -> Path:
-    limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
         return self.path(self.paths.var)
 
     @property

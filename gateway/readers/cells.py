@@ -19,6 +19,10 @@ from gateway.readers.spreadsheet import MAX_SERIAL, number_text
 OTHER, DATETIME, DURATION = 0, 1, 2
 _BUILTIN = {"14": DATETIME, "15": DATETIME, "16": DATETIME, "17": DATETIME, "18": DATETIME, "19": DATETIME,
             "20": DATETIME, "21": DATETIME, "22": DATETIME, "45": DATETIME, "47": DATETIME, "46": DURATION}
+# A number stored as its own shortest decimal (at most 15 digits with the sign and point in 16 characters,
+# no exponent, no leading or trailing zero): number_text would give back the same text, so the float and
+# Decimal round trip is skipped. Whole numbers qualify only when they are not date serials.
+PLAIN_NUMBER = re.compile(r"0|-?(?:[1-9][0-9]{0,14}(?:\.[0-9]*[1-9])?|0\.[0-9]*[1-9])")
 _MS_PER_DAY = 86_400_000.0
 _EPOCH = datetime(1899, 12, 30)
 _SERIAL_EPOCH = date(1899, 12, 30)

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from lxml import etree
 
 from gateway.errors import InputError
-from gateway.readers.cells import duration_text, iso_text, number_cell_text
+from gateway.readers.cells import PLAIN_NUMBER, duration_text, iso_text, number_cell_text
 from gateway.readers.spreadsheet import number_text
 from gateway.readers.sheet_stream import Events, RawRow, StreamSheetReader, column_name, drop, pick_sheet, xml_events
 
@@ -104,6 +104,8 @@ class OdsStreamReader(StreamSheetReader):
                     drop(el)
         decimal, max_cols, max_rows = self._decimal, self.limits.max_columns, self.limits.max_rows
         number, depth = 1, 0
+        dated: dict[str, str] = {}  # the same dates recur in every row: worded once
+        plain = PLAIN_NUMBER.fullmatch
         try:
             for event, el in events:
                 if el.tag == TABLE:
@@ -120,17 +122,35 @@ class OdsStreamReader(StreamSheetReader):
                 for cell in el:
                     if cell.tag != CELL and cell.tag != COVERED:
                         continue
-                    span = int(cell.get(COLS_REPEATED) or 1)
+                    spans = cell.get(COLS_REPEATED)
+                    span = int(spans) if spans else 1
                     kind = cell.get(VALUE_TYPE)
                     value: float | None = None
                     if kind == "string":
                         text = cell.get(STRING)
                         if text is None:
-                            text = cell_text(cell)
+                            p = cell[0] if len(cell) == 1 and not cell.text else None
+                            if p is not None and p.tag == PARAGRAPH and not len(p) and not p.tail:
+                                text = p.text or ""
+                            else:
+                                text = cell_text(cell)
                     elif kind in _NUMERIC:
                         raw = cell.get(VALUE)
-                        value = None if raw is None else self._float(raw, col, number)
-                        text = None if value is None else number_cell_text(value, col in dates, decimal)
+                        if raw is None:
+                            text = None
+                        elif span == 1 and len(raw) <= 16 and plain(raw) and not (dates and "." not in raw):
+                            text = raw if decimal == "." else raw.replace(".", decimal)
+                        else:
+                            value = self._float(raw, col, number)
+                            text = number_cell_text(value, col in dates, decimal)
+                    elif kind == "date" and (raw := cell.get(DATE)) is not None:
+                        text = dated.get(raw)
+                        if text is None:
+                            if len(dated) > 10_000:
+                                dated.clear()
+                            text = dated[raw] = iso_text(raw)
+                    elif kind is None and not cell.attrib:
+                        text = None
                     else:
                         text = _other(cell, kind, decimal)
                     if text is None:

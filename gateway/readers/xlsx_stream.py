@@ -25,7 +25,7 @@ from lxml import etree
 
 from gateway.config import LimitsConfig
 from gateway.errors import InputError
-from gateway.readers.cells import builtin_kind, format_kind, iso_text, number_cell_text, serial_text
+from gateway.readers.cells import PLAIN_NUMBER, builtin_kind, format_kind, iso_text, number_cell_text, serial_text
 from gateway.readers.sheet_stream import (Events, RawRow, StreamSheetReader, column_index, column_name, drop, pick_sheet,
                                           xml_events)
 
@@ -52,6 +52,10 @@ class SharedStrings:
         self._data += text.encode("utf-8", "surrogatepass")
         self._ends.append(len(self._data))
         return len(self._data) + 4 * len(self._ends) <= self._budget
+
+    def buffers(self) -> tuple[bytearray, array[int]]:
+        """The UTF-8 text and the end offset of each string, for the row loop's inline lookups."""
+        return self._data, self._ends
 
     def __len__(self) -> int:
         return len(self._ends)
@@ -159,7 +163,10 @@ class XlsxStreamReader(StreamSheetReader):
 
     def _raw_rows(self, bounds_only: bool = False) -> Iterator[RawRow]:
         """(row number, texts from column A, first column) for each row that holds a cell."""
-        strings, kinds, is_1904, decimal = self._strings.get, self._kinds, self._1904, self._decimal
+        data, ends = self._strings.buffers()
+        kinds, is_1904, decimal = self._kinds, self._1904, self._decimal
+        dated: dict[tuple[int, str], str] = {}  # the same dates recur in every row: worded once
+        plain = PLAIN_NUMBER.fullmatch
         max_cols, max_rows = self.limits.max_columns, self.limits.max_rows
         cols = column_index(max_cols)
         row_tag = c_tag = v_tag = is_tag = ""
@@ -200,13 +207,24 @@ class XlsxStreamReader(StreamSheetReader):
                                 if not v:
                                     text = None
                                 elif kinds and (kind := kinds.get(c.get("s"))):
-                                    text = serial_text(self._float(v, col), kind, is_1904, decimal)
+                                    text = dated.get((kind, v))
+                                    if text is None:
+                                        if len(dated) > 10_000:
+                                            dated.clear()
+                                        text = dated[kind, v] = serial_text(self._float(v, col), kind, is_1904,
+                                                                            decimal)
                                 elif v.isascii() and v.isdigit() and len(v) < 16 and (v[0] != "0" or len(v) == 1):
                                     text = number_cell_text(float(v), True, decimal) if col in dates else v
+                                elif len(v) <= 16 and plain(v) and "." in v:
+                                    text = v if decimal == "." else v.replace(".", decimal)
                                 else:
                                     text = self._number(v, t, col in dates, col, number)
                             elif t == "s":
-                                text = strings(int(v)) if v else None
+                                if v:
+                                    i = int(v)
+                                    text = data[ends[i - 1] if i else 0:ends[i]].decode("utf-8", "surrogatepass")
+                                else:
+                                    text = None
                             elif t == "str":
                                 text = v or ""
                             elif t == "b":

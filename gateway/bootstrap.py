@@ -31,6 +31,8 @@ class App:
     # Set when ``serve`` is stopping: long work in threads checks it between units and ends early
     # (what it leaves is resumed at the next start).
     stopping: threading.Event = field(default_factory=threading.Event)
+    # The owner name of this process's leases: the node id in ``serve`` (services/node.py).
+    lease_owner: str | None = None
 
     def __post_init__(self) -> None:
         self.router = Router(self.config)

@@ -47,6 +47,13 @@ class WatcherConfig(Base):
     sweep_seconds: float = 30.0
 
 
+class NodeConfig(Base):
+    """This process's identity when several nodes share one database (docs/operations.md)."""
+
+    id: str | None = None  # stable node id; default: $GATEWAY_NODE_ID, else made once and kept in <var>/node-id
+    lease_seconds: float = 60.0  # client ingest, partner sync, status files: held this long, renewed while working
+
+
 class SupervisorConfig(Base):
     """How ``serve`` keeps its background tasks going (docs/architecture.md, "Supervision")."""
 
@@ -216,6 +223,7 @@ class GatewayConfig(Base):
     watcher: WatcherConfig = msgspec.field(default_factory=WatcherConfig)
     dispatcher: DispatcherConfig = msgspec.field(default_factory=DispatcherConfig)
     supervisor: SupervisorConfig = msgspec.field(default_factory=SupervisorConfig)
+    node: NodeConfig = msgspec.field(default_factory=NodeConfig)
     sftp: SftpServerConfig = msgspec.field(default_factory=SftpServerConfig)
     soap: SoapServerConfig = msgspec.field(default_factory=SoapServerConfig)
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)

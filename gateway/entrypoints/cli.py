@@ -76,7 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--partner")
     q.add_argument("--limit", type=int, default=100)
     q.add_argument("--json", action="store_true")
-    ob.add_parser("retry").add_argument("id", type=int)
+    retry = ob.add_parser("retry", help="deliver a dead-lettered or waiting row again")
+    retry.add_argument("id", type=int)
+    retry.add_argument("--force", action="store_true",
+                       help="also break a lease: the row is taken now, whoever holds it (a node that is gone)")
     ob.add_parser("drain", help="deliver everything due now, then exit")
 
     mapping_cli.add_parser(sub)  # gateway mapping check|preview|suggest (no database)

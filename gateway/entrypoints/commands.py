@@ -19,11 +19,15 @@ from gateway.services.ack import AckTargetError, ack_target
 from gateway.services.dispatch import Dispatcher, retry_dead
 from gateway.services.ingest import IngestResult, ingest_file
 from gateway.services.keys import init_keys
+from gateway.services.node import break_outbox_lease
 from gateway.services.partner_updates import collection_run_status
 from gateway.store import claims as claim_store
 from gateway.store import outbox as outbox_store
 from gateway.store import submissions as sub_store
 from gateway.store.db import pending_migrations, read_tx, upgrade
+
+
+INGEST_LEASE_WAIT = 600.0  # seconds `gateway ingest` waits while another process ingests for the client
 
 
 def ensure_schema(app: App) -> None:
@@ -66,8 +70,9 @@ def ingest(app: App, args: argparse.Namespace) -> int:
         except AckTargetError as exc:
             print(f"gateway ingest: error: --ack: {exc}", file=sys.stderr)
             return 2
+    # A running serve (this node or another) may be ingesting for the same client: wait for our turn.
     result = ingest_file(app, args.file, args.client, mapping_path=args.mapping, dry_run=args.dry_run,
-                         ack_path=ack)
+                         ack_path=ack, lease_wait=INGEST_LEASE_WAIT)
     if args.json:
         print_json(_result_doc(result))
     else:
@@ -207,6 +212,8 @@ def outbox_list(app: App, args: argparse.Namespace) -> int:
 
 
 def outbox_retry(app: App, args: argparse.Namespace) -> int:
+    if getattr(args, "force", False) and break_outbox_lease(app, args.id):
+        print(f"outbox row {args.id}: lease broken (a batch the old holder did send is recognised by its id)")
     requeued = retry_dead(app, args.id)
     print(f"outbox row {args.id} will be delivered again ({requeued} failed claim(s) queued again)")
     return 0

@@ -19,6 +19,7 @@ from gateway.entrypoints.supervisor import Supervisor, describe, is_transient
 from gateway.entrypoints.watcher import InboxWatcher
 from gateway.errors import Interrupted
 from gateway.services.inbox import UploadBook, ingest_dropped
+from gateway.services.node import LeaseBusy
 from gateway.services.set_aside import set_aside
 
 log = logging.getLogger("gateway.serve")
@@ -95,6 +96,9 @@ class InboxTask:
                 r = await asyncio.to_thread(ingest_dropped, self.app, self.book, client_id, path)
             except Interrupted:
                 break  # stopping: the submission resumes at the next start, the file stays
+            except LeaseBusy:  # another node (or thread) ingests for this client now: not a failure
+                self.watcher.release(client_id, path, delay=1.0)
+                continue
             except Exception as exc:  # noqa: BLE001 - contained to this file; it is offered again or set aside
                 await asyncio.to_thread(self.attempts.failed, client_id, path, exc)
                 continue

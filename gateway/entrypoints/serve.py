@@ -30,6 +30,7 @@ from gateway.entrypoints.watcher import InboxWatcher
 from gateway.errors import Interrupted
 from gateway.services.dispatch import Dispatcher
 from gateway.services.inbox import UploadBook, resume_unfinished
+from gateway.services.node import NodeLock, release_own_leases, resolve_node_id
 
 log = logging.getLogger("gateway.serve")
 EXIT_SECOND_SIGNAL = 130
@@ -64,15 +65,20 @@ async def serve(app: App, *, signals: bool = True, stop: asyncio.Event | None = 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal, sig)
     loop.set_exception_handler(lambda _loop, ctx: _loop_error(sup, ctx))
+    node = resolve_node_id(app)
+    node_lock = NodeLock(app)
+    node_lock.acquire(node)  # one process per node id: only then may it take its own leases back at once
+    app.lease_owner = node
     parts = _Parts(app, sup)
     try:
         await parts.start()
-        log.info("serve.ready database=%s", app.engine.url.render_as_string(hide_password=True))
+        log.info("serve.ready node=%s database=%s", node, app.engine.url.render_as_string(hide_password=True))
         await stop.wait()
     finally:
         log.info("serve.stopping")
         app.stopping.set()
         abandoned = await parts.stop(cfg.supervisor.stop_grace_seconds)
+        node_lock.release()
     if abandoned:
         log.warning("serve.abandoned tasks=%s: exiting; their work resumes at the next start", ",".join(abandoned))
         hard_exit(sup.exit_code)
@@ -107,15 +113,21 @@ class _Parts:
         await asyncio.to_thread(self.mappings.start)
         sup.start("mappings", self._mappings_step, every=5.0)
         if cfg.dispatcher.enabled:
-            self.dispatcher = Dispatcher(app, owner=f"{socket.gethostname()}-{os.getpid()}")
+            owner = app.lease_owner or f"{socket.gethostname()}-{os.getpid()}"
+            released = await asyncio.to_thread(release_own_leases, app, owner)
+            if released:  # this node was restarted: its unfinished batches need not wait out their leases
+                log.info("serve.leases_taken_back node=%s outbox_rows=%d", owner, released)
+            self.dispatcher = Dispatcher(app, owner=owner)
             dispatcher = self.dispatcher
             sup.start("dispatch", lambda: asyncio.to_thread(dispatcher.run_once), every=cfg.dispatcher.poll_seconds)
         await self.partners.start()
-        # Finish what a crash interrupted before taking anything new.
+        # Finish what a crash interrupted before taking anything new; then look again now and then for
+        # submissions another node left behind (their client's ingest lease ran out).
         resumed = sup.start("resume", self._resume_step, every=1.0, once=True)
         await asyncio.wait([resumed, asyncio.ensure_future(sup.stop.wait())], return_when=asyncio.FIRST_COMPLETED)
         if sup.stop.is_set():
             return
+        sup.start("resume", self._resume_step, every=max(1.0, cfg.node.lease_seconds / 4))
         pending = await asyncio.to_thread(lambda: self.book.recover(release=not cfg.sftp.enabled))
         if cfg.sftp.enabled:
             self.sftp = SftpInbox(app, self.book, sup)
@@ -143,7 +155,7 @@ class _Parts:
             return False
         for result in results:
             log.info("serve.resumed submission=%s status=%s", result.submission, result.status)
-        return True
+        return False
 
     async def _mappings_step(self) -> bool:
         if not self.mappings.alive():

@@ -16,6 +16,7 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from sqlalchemy import RowMapping
@@ -26,6 +27,7 @@ from gateway.errors import InputError
 from gateway.services.ack import AckWriter, safe_cell
 from gateway.services.file_writers import has_writer, remove_unless_written
 from gateway.services.ingest import IngestResult, ack_path_for, ingest_file, resume
+from gateway.services.node import client_ingest_lease, leased
 from gateway.store import submissions as sub_store
 from gateway.store import uploads as upload_store
 from gateway.store.db import read_tx, write_tx
@@ -75,27 +77,38 @@ MAX_RESUMES = 3  # start-ups that may resume one unfinished submission before it
 
 
 def resume_unfinished(app: App) -> list[IngestResult]:
-    """Finish every submission a crash left in ``processing``, from its stored raw bytes.
+    """Finish every submission left in ``processing`` whose client no node is ingesting for now.
 
-    Each resume is counted (committed) before it runs, so a file whose processing kills the process
-    is resumed at most ``MAX_RESUMES`` times; at the next start it is marked failed with a failed ack.
+    A submission another node (or thread) works on holds its client's ingest lease and is skipped;
+    once that owner is gone (its lease ran out, or it is this node restarted) the next call resumes it
+    from the stored raw bytes. Each resume is counted (committed) before it runs, so a file whose
+    processing kills the process is resumed at most ``MAX_RESUMES`` times, then marked failed with a
+    failed ack.
     """
     with read_tx(app.engine) as conn:
         pending = sub_store.unfinished(conn)
     results = []
     for sub in pending:
-        with write_tx(app.engine) as conn:
-            attempt = sub_store.count_resume(conn, sub["id"])
-        if attempt > MAX_RESUMES:
-            results.append(_give_up(app, sub, attempt - 1))
-            continue
-        log.warning("ingest.resume submission=%s file=%s attempt=%d", sub["reference"], sub["filename"], attempt)
-        with tempfile.TemporaryDirectory(prefix="gateway-resume-") as tmp:
-            path = Path(tmp) / (sub["filename"] or "payload")
-            with read_tx(app.engine) as conn, open(path, "wb") as fh:
-                for chunk in sub_store.read_payload(conn, app.cipher, sub["id"]):
-                    fh.write(chunk)
-            results.append(resume(app, sub, path))
+        if app.stopping.is_set():
+            break
+        with leased(app, client_ingest_lease(sub["client_id"])) as lease:
+            if lease is None:
+                continue
+            with write_tx(app.engine) as conn:
+                current = sub_store.get(conn, sub["id"])
+                if current["status"] != "processing":  # finished while we looked
+                    continue
+                attempt = sub_store.count_resume(conn, sub["id"])
+            if attempt > MAX_RESUMES:
+                results.append(_give_up(app, current, attempt - 1))
+                continue
+            log.warning("ingest.resume submission=%s file=%s attempt=%d", sub["reference"], sub["filename"], attempt)
+            with tempfile.TemporaryDirectory(prefix="gateway-resume-") as tmp:
+                path = Path(tmp) / (sub["filename"] or "payload")
+                with read_tx(app.engine) as conn, open(path, "wb") as fh:
+                    for chunk in sub_store.read_payload(conn, app.cipher, sub["id"]):
+                        fh.write(chunk)
+                results.append(resume(app, current, path))
     return results
 
 
@@ -131,6 +144,8 @@ class UploadBook:
         self._state: dict[tuple[str, str], str] = {}
         self._client_locks: dict[str, threading.Lock] = {}
         self._refused: set[tuple[str, str]] = set()  # names whose latest upload was refused (their ack says so)
+        self.node = app.lease_owner  # uploads are recorded with the node whose SFTP front receives them
+        self._elsewhere: dict[tuple[str, str], tuple[bool, float]] = {}  # another node's upload? (cached 1 s)
 
     def upload_dir(self, client_id: str) -> Path:
         return self.app.config.inbox_dir / client_id / "upload"
@@ -145,8 +160,22 @@ class UploadBook:
             return self._state.get((client_id, name))
 
     def is_tracked(self, client_id: str, path: Path) -> bool:
-        """True for files the SFTP server owns (the watcher must not touch them)."""
-        return self.state(client_id, path.name) is not None
+        """True for files an SFTP server owns, this node's or another's on a shared inbox (hands off)."""
+        if self.state(client_id, path.name) is not None:
+            return True
+        key, now = (client_id, path.name), time.monotonic()
+        with self._lock:
+            cached = self._elsewhere.get(key)
+        if cached is not None and now - cached[1] < 1.0:
+            return cached[0]
+        with read_tx(self.app.engine) as conn:
+            row = upload_store.get(conn, client_id, path.name)
+        elsewhere = row is not None and row["node_id"] is not None and row["node_id"] != self.node
+        with self._lock:
+            if len(self._elsewhere) > 10_000:
+                self._elsewhere.clear()
+            self._elsewhere[key] = (elsewhere, now)
+        return elsewhere
 
     def recover(self, *, release: bool = False) -> list[tuple[str, str]]:
         """Load the record after a start; returns complete uploads still waiting for ingest.
@@ -154,8 +183,8 @@ class UploadBook:
         ``release`` (the SFTP server is off now): complete uploads are forgotten instead, so the
         watcher takes them like any dropped file; incomplete ones stay tracked and are never ingested.
         """
-        with read_tx(self.app.engine) as conn:
-            rows = upload_store.all_uploads(conn)
+        with read_tx(self.app.engine) as conn:  # this node's uploads; another node's are its own business
+            rows = [r for r in upload_store.all_uploads(conn) if r["node_id"] in (None, self.node)]
         todo = []
         for row in rows:
             key, path = (row["client_id"], row["name"]), self.upload_dir(row["client_id"]) / row["name"]
@@ -269,7 +298,7 @@ class UploadBook:
             if state is None:
                 upload_store.forget(conn, *key)
             else:
-                upload_store.set_state(conn, *key, state)
+                upload_store.set_state(conn, *key, state, node_id=self.node)
         if state is None:
             with self._lock:
                 self._state.pop(key, None)

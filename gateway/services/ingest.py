@@ -34,6 +34,7 @@ from gateway.mapping.engine import date_columns
 from gateway.readers.base import Reader, open_reader
 from gateway.services.ack import AckWriter, ack_suffix
 from gateway.services.ingest_run import IngestResult, IngestRun, RowResult
+from gateway.services.node import LeaseBusy, client_ingest_lease, fence, leased
 from gateway.store import submissions as sub_store
 from gateway.store.db import write_tx
 
@@ -68,11 +69,12 @@ def ack_path_for(app: App, client_id: str, filename: str) -> Path:
 
 def ingest_file(app: App, path: Path, client_id: str, *, channel: str = "cli", mapping_path: Path | None = None,
                 dry_run: bool = False, ack_path: Path | None = None, filename: str | None = None,
-                workers: int | None = None) -> IngestResult:
+                workers: int | None = None, lease_wait: float = 0.0) -> IngestResult:
     """Ingest ``path`` for ``client_id``; a mapping/config problem raises, a bad file yields status failed.
 
-    ``workers``: processes that map, validate and encrypt beside this one (0: none; None: two for files
-    from 8 MB on machines with 4 or more cores).
+    ``lease_wait``: how long to wait while another node or thread ingests for the same client (then
+    ``LeaseBusy``). ``workers``: processes that map, validate and encrypt beside this one (0: none;
+    None: two for files from 8 MB on machines with 4 or more cores).
     """
     app.config.client(client_id)  # unknown client: ConfigError before anything is recorded
     # mapping: an explicit file as is; the installed one through the registry (hot reload, last good kept)
@@ -85,6 +87,15 @@ def ingest_file(app: App, path: Path, client_id: str, *, channel: str = "cli", m
         workers = 2 if size >= PARALLEL_FROM_BYTES and (os.cpu_count() or 1) >= 4 else 0
     if dry_run:
         return _process(app, spec, path, client_id, name, submission=None, ack=None, workers=workers)
+    # One ingest per client at a time on every node: references are checked, then inserted.
+    with leased(app, client_ingest_lease(client_id), wait=lease_wait) as lease:
+        if lease is None:
+            raise LeaseBusy(f"client {client_id} is being ingested elsewhere; {name} waits its turn")
+        return _ingest_new(app, spec, path, client_id, name, sha, size, channel, ack_path, workers)
+
+
+def _ingest_new(app: App, spec: MappingSpec, path: Path, client_id: str, name: str, sha: str, size: int,
+                channel: str, ack_path: Path | None, workers: int) -> IngestResult:
     with write_tx(app.engine) as conn:
         dup = sub_store.find_duplicate(conn, client_id, sha)
         if dup is None:
@@ -108,7 +119,10 @@ def ingest_file(app: App, path: Path, client_id: str, *, channel: str = "cli", m
 
 
 def resume(app: App, submission: RowMapping, path: Path) -> IngestResult:
-    """Finish a submission a crash left in ``processing`` (its raw bytes restored to ``path``)."""
+    """Finish a submission a crash left in ``processing`` (its raw bytes restored to ``path``).
+
+    The caller holds the client's ingest lease (``services.node.leased``).
+    """
     spec = app.mappings.get(submission["client_id"])
     name = submission["filename"] or path.name
     return _process(app, spec, path, submission["client_id"], name, submission=submission,
@@ -147,6 +161,7 @@ def _process(app: App, spec: MappingSpec, path: Path, client_id: str, name: str,
         writer.commit()
     if submission is not None:
         with write_tx(app.engine) as conn:
+            fence(app, conn)
             sub_store.finish(conn, submission["id"], status=result.status, counts=_counts(result),
                              ack_path=result.ack_path)
         log.info("ingest.done submission=%s rows=%d accepted=%d held=%d rejected=%d", result.submission,
@@ -175,6 +190,7 @@ def _fail(app: App, result: IngestResult, submission: RowMapping | None, writer:
             w.commit()
     if submission is not None:
         with write_tx(app.engine) as conn:
+            fence(app, conn)
             sub_store.finish(conn, submission["id"], status="failed", counts=_counts(result), error=str(exc),
                              ack_path=result.ack_path)
         log.warning("ingest.failed submission=%s rows_stored=%d error=%s", result.submission,

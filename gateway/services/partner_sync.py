@@ -16,6 +16,7 @@ from gateway.bootstrap import App
 from gateway.errors import DeliveryError, Interrupted, NotFound
 from gateway.faults import describe, is_transient
 from gateway.services.dispatch import open_adapter
+from gateway.services.node import fence, leased
 from gateway.services.partner_updates import ApplyResult, apply_updates, get_cursor, last_sync, save_cursor
 from gateway.store.db import read_tx, write_tx
 
@@ -39,6 +40,7 @@ def sync_partner(app: App, partner_id: str) -> ApplyResult:
                 cursor = get_cursor(conn, partner_id)
             page = adapter.fetch_updates(cursor)
             with write_tx(app.engine) as conn:
+                fence(app, conn)  # a node that lost the partner's lease must not apply this page too
                 result = apply_updates(app, partner_id, page.updates, conn=conn)
                 save_cursor(conn, partner_id, page.cursor, len(page.updates), now=app.now())
             adapter.commit_updates(page)
@@ -57,13 +59,13 @@ def sync_partner(app: App, partner_id: str) -> ApplyResult:
     return total
 
 
-def due_partners(app: App, now: datetime | None = None) -> list[str]:
+def due_partners(app: App, now: datetime | None = None, only: str | None = None) -> list[str]:
     """Partners whose scheduled pull is due (never synced, or ``sync.every_seconds`` ago)."""
     now = now or app.now()
     due = []
     with read_tx(app.engine) as conn:
         for pid, pcfg in sorted(app.config.partners.items()):
-            if not pcfg.sync.enabled:
+            if not pcfg.sync.enabled or (only is not None and pid != only):
                 continue
             last = last_sync(conn, pid)
             if last is None or now - last >= timedelta(seconds=pcfg.sync.every_seconds):
@@ -82,7 +84,11 @@ def sync_due(app: App, on_error: Callable[[str, BaseException], None] | None = N
         if app.stopping.is_set():
             break
         try:
-            out[pid] = sync_partner(app, pid)
+            # One node at a time per partner; whoever gets the lease checks the schedule again.
+            with leased(app, f"partner_sync:{pid}") as lease:
+                if lease is None or pid not in due_partners(app, only=pid):
+                    continue
+                out[pid] = sync_partner(app, pid)
         except (DeliveryError, NotFound) as exc:
             log.warning("partner_sync.failed partner=%s error=%s", pid, describe(exc))
             out[pid] = str(exc)

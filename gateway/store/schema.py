@@ -212,6 +212,16 @@ sftp_uploads = Table(
     Column("name", String(512), primary_key=True),
     Column("state", String(16), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    Column("node_id", String(200), nullable=True),  # the node whose SFTP front receives it
+)
+
+# Named leases: one owner at a time (a node id), until ``expires_at`` unless renewed. See store/leases.py.
+leases = Table(
+    "leases", metadata,
+    Column("name", String(200), primary_key=True),
+    Column("owner", String(200), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("acquired_at", UTCDateTime(), nullable=False),
 )
 
 # Per client: the last claim_events.id a status file covered, and when the last run was.

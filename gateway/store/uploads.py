@@ -10,11 +10,17 @@ from gateway.store.schema import claim_events, claims, status_cursors, status_fi
 from gateway.store.sql import utcnow
 
 
-def set_state(conn: Connection, client_id: str, name: str, state: str) -> None:
-    """Record (or replace) the state of an upload."""
+def set_state(conn: Connection, client_id: str, name: str, state: str, *, node_id: str | None = None) -> None:
+    """Record (or replace) the state of an upload, and which node's SFTP front has it."""
     where = (sftp_uploads.c.client_id == client_id, sftp_uploads.c.name == name)
     conn.execute(delete(sftp_uploads).where(*where))
-    conn.execute(insert(sftp_uploads).values(client_id=client_id, name=name, state=state, updated_at=utcnow()))
+    conn.execute(insert(sftp_uploads).values(client_id=client_id, name=name, state=state, updated_at=utcnow(),
+                                             node_id=node_id))
+
+
+def get(conn: Connection, client_id: str, name: str) -> RowMapping | None:
+    return conn.execute(select(sftp_uploads).where(sftp_uploads.c.client_id == client_id,
+                                                   sftp_uploads.c.name == name)).mappings().first()
 
 
 def rename(conn: Connection, client_id: str, old: str, new: str) -> None:

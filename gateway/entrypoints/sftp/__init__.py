@@ -23,6 +23,7 @@ from gateway.entrypoints.supervisor import Supervisor
 from gateway.errors import Interrupted, KeyStoreError
 from gateway.services.inbox import UploadBook, ingest_upload
 from gateway.services.keys import HOST_KEY_FILE
+from gateway.services.node import LeaseBusy, leased
 from gateway.services.status_files import write_due_status_files
 
 log = logging.getLogger("gateway.sftp")
@@ -121,6 +122,9 @@ class SftpInbox:
             r = await asyncio.to_thread(ingest_upload, self.app, self.book, client_id, name)
         except Interrupted:
             return False  # stopping: the upload stays complete and is taken at the next start
+        except LeaseBusy:  # another node (or thread) ingests for this client now: not a failure
+            asyncio.get_running_loop().call_later(1.0, self.hand_off, client_id, name)
+            return False
         except Exception as exc:  # noqa: BLE001 - contained to this upload: offered again, or set aside
             path = self.book.upload_dir(client_id) / name
             if not await asyncio.to_thread(self.attempts.failed, client_id, path, exc):
@@ -146,8 +150,12 @@ class SftpInbox:
 
 def status_files_step(app: App) -> Awaitable[bool]:
     """One round of due status files (a supervised step)."""
+    def write() -> list[Path]:
+        with leased(app, "status_files") as lease:  # one node at a time plans and writes them
+            return write_due_status_files(app) if lease is not None else []
+
     async def step() -> bool:
-        for path in await asyncio.to_thread(write_due_status_files, app):
+        for path in await asyncio.to_thread(write):
             log.info("status.written file=%s", path)
         return False
     return step()

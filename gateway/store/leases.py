@@ -1,0 +1,46 @@
+"""Named leases: a row per name with an owner and an expiry, the one way nodes take turns.
+
+A lease is taken when free, expired, or already ours (a restarted node with the same node id takes
+its own leases back at once; one process per node id is guaranteed by ``services.node``). It is
+renewed inside the transactions that do the leased work, so work done after the lease was lost
+(another node took it over) rolls back instead of landing twice: the lease is also a fence.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, RowMapping, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from gateway.store.schema import leases
+
+__all__ = ["acquire", "holder", "release", "renew"]
+
+
+def acquire(conn: Connection, name: str, owner: str, seconds: float, now: datetime) -> bool:
+    """Take ``name`` for ``seconds`` if it is free, expired or ours; False when another owner holds it."""
+    until = now + timedelta(seconds=seconds)
+    res = conn.execute(update(leases).where(leases.c.name == name,
+                                            (leases.c.owner == owner) | (leases.c.expires_at < now))
+                       .values(owner=owner, expires_at=until, acquired_at=now))
+    if res.rowcount == 1:
+        return True
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    ins = dialect.insert(leases).values(name=name, owner=owner, expires_at=until, acquired_at=now)
+    return conn.execute(ins.on_conflict_do_nothing(index_elements=["name"])).rowcount == 1
+
+
+def renew(conn: Connection, name: str, owner: str, seconds: float, now: datetime) -> bool:
+    """Extend our lease; False when it is not ours any more (taken over after it ran out)."""
+    res = conn.execute(update(leases).where(leases.c.name == name, leases.c.owner == owner)
+                       .values(expires_at=now + timedelta(seconds=seconds)))
+    return res.rowcount == 1
+
+
+def release(conn: Connection, name: str, owner: str) -> None:
+    conn.execute(delete(leases).where(leases.c.name == name, leases.c.owner == owner))
+
+
+def holder(conn: Connection, name: str) -> RowMapping | None:
+    return conn.execute(select(leases).where(leases.c.name == name)).mappings().first()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import os
+import secrets
 import tempfile
 from pathlib import Path
 from types import TracebackType
@@ -71,6 +72,11 @@ def ack_target(given: str, input_name: str, ack_format: str = "auto") -> Path:
     return path
 
 
+def private_temp_name(final_name: str) -> str:
+    """A dot-file temp name no other writer shares (several nodes may answer into one shared inbox)."""
+    return f".{final_name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+
+
 class AckWriter:
     """Streams ack entries to ``.<final>.tmp`` and moves the file into place on ``commit``."""
 
@@ -82,7 +88,7 @@ class AckWriter:
         self.error_cap = error_cap
         self.rejected = self.omitted = 0
         final.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = final.with_name(f".{final.name}.tmp")
+        self._tmp = final.with_name(private_temp_name(final.name))
         self.xml = final.name.lower().endswith(".xml")
         self._fh = open(self._tmp, "wb" if self.xml else "w", **({} if self.xml else  # type: ignore[call-overload]
                                                                    {"encoding": "utf-8", "newline": ""}))

@@ -24,7 +24,7 @@ from sqlalchemy import RowMapping
 from gateway.bootstrap import App
 from gateway.domain.findings import Finding
 from gateway.errors import InputError
-from gateway.services.ack import AckWriter, safe_cell
+from gateway.services.ack import AckWriter, private_temp_name, safe_cell
 from gateway.services.file_writers import has_writer, remove_unless_written
 from gateway.services.ingest import IngestResult, ack_path_for, ingest_file, resume
 from gateway.services.node import client_ingest_lease, leased
@@ -365,7 +365,7 @@ def write_archive_index(app: App, client_id: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     with read_tx(app.engine) as conn:
         rows = sub_store.listing(conn, client_id=client_id, limit=ARCHIVE_LIMIT)
-    final, tmp = folder / ARCHIVE_INDEX, folder / f".{ARCHIVE_INDEX}.tmp"
+    final, tmp = folder / ARCHIVE_INDEX, folder / private_temp_name(ARCHIVE_INDEX)
     with open(tmp, "w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh, delimiter=";", lineterminator="\r\n")
         w.writerow(("received_at", "reference", "filename", "channel", "sha256", "size", "status", "rows",

@@ -17,7 +17,7 @@ from sqlalchemy import RowMapping
 
 from gateway.bootstrap import App
 from gateway.errors import ConfigError
-from gateway.services.ack import safe_cell
+from gateway.services.ack import private_temp_name, safe_cell
 from gateway.store import uploads as store
 from gateway.store.db import read_tx, write_tx
 
@@ -65,7 +65,7 @@ def _write(app: App, client_id: str, plan: RowMapping) -> Path:
     folder = status_dir(app, client_id)
     folder.mkdir(parents=True, exist_ok=True)
     name = str(plan["filename"])
-    final, tmp = folder / name, folder / f".{name}.tmp"
+    final, tmp = folder / name, folder / private_temp_name(name)
     if plan["format"] == "xml":
         _write_xml(tmp, client_id, plan, events)
     else:

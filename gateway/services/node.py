@@ -3,7 +3,7 @@
 A node id is stable across restarts (config ``node.id``, ``$GATEWAY_NODE_ID``, or made once and kept
 in ``<var>/node-id``), so a restarted node recognises its own leases and takes them back at once
 instead of waiting for them to run out. That is only safe while one process at a time runs as that
-node: ``serve`` holds an exclusive lock on ``<var>/node.lock`` for its lifetime and refuses to start
+node: ``serve`` holds an exclusive lock on ``<var>/node-<id>.lock`` for its lifetime and refuses to start
 when another process holds it. Other commands (``gateway ingest``) lease as ``<node>/<pid>``, so they
 never pass for a running ``serve``.
 
@@ -36,7 +36,7 @@ from gateway.store import outbox as outbox_store
 from gateway.store.db import write_tx
 
 log = logging.getLogger(__name__)
-NODE_ID_FILE, NODE_LOCK_FILE = "node-id", "node.lock"
+NODE_ID_FILE = "node-id"
 
 
 class LeaseBusy(GatewayError):
@@ -69,10 +69,12 @@ class NodeLock:
     """Held by ``serve``: one process per node id on this machine (an flock, released by the kernel on exit)."""
 
     def __init__(self, app: App) -> None:
-        self.path = app.config.var_dir / NODE_LOCK_FILE
+        self.var = app.config.var_dir
         self._fh: IO[str] | None = None
 
     def acquire(self, node_id: str) -> None:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in node_id)
+        self.path = self.var / f"node-{safe}.lock"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fh = open(self.path, "a+", encoding="utf-8")
         try:
@@ -80,7 +82,7 @@ class NodeLock:
         except BlockingIOError:
             fh.close()
             raise ConfigError(f"another `gateway serve` runs as node '{node_id}' here ({self.path} is locked); "
-                              "give each process its own node.id and paths.var") from None
+                              "give each process its own node.id (or $GATEWAY_NODE_ID)") from None
         self._fh = fh
 
     def release(self) -> None:

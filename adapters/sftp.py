@@ -1,10 +1,11 @@
 """``sftp``: upload the signed and encrypted batch to a partner's SFTP server, read status files back.
 
 asyncssh client with the partner's host key pinned (``host_key`` line or a ``known_hosts`` file; host
-key checking is never switched off). A batch goes up under a temp name and is renamed when whole, so the
-partner never picks up half a file; a batch whose final name already exists was delivered before (a
-lost answer) and is confirmed, not sent twice. The dispatcher calls from a worker thread, so each call
-runs its own short event loop.
+key checking is never switched off). A batch goes up under a temp name, a marker for its batch id is
+left in the gateway's own folder on the server, and only then is the upload renamed to its final name
+(``adapters.sftp_handover``): a retry after a lost answer finishes or confirms the hand-over and never
+sends the batch twice, also to a partner that moves files away on arrival. The dispatcher calls from a
+worker thread, so each call runs its own short event loop.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import posixpath
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,6 +22,7 @@ from typing import Any, TypeVar
 import asyncssh
 
 from adapters.base import Batch, OperationsMixin, PartnerUpdate, Receipt, UpdatePage, decode_updates
+from adapters.sftp_handover import DAY, MARKER_DIR, hand_over, log, prune, unsafe
 from adapters.statusfiles import STATUS_DIR, pending_names
 from gateway.errors import ConfigError, DeliveryError
 
@@ -57,6 +60,15 @@ class SftpAdapter(OperationsMixin):
         self.upload_dir = str(options.get("upload_dir", "."))
         self.status_dir = str(options.get("status_dir", STATUS_DIR))
         self.timeout = float(options.get("timeout", 30.0))
+        # The gateway's own folder on the partner server (never touched by the partner): one marker per batch.
+        self.marker_dir = str(options.get("marker_dir") or MARKER_DIR)
+        # Markers older than this are pruned, so it must outlast any retry of a batch, a manual one included;
+        # 0 keeps them for ever.
+        self.marker_days = float(options.get("marker_days", 60))
+        if self.marker_days < 0:
+            raise ConfigError(f"option 'marker_days' must be 0 (never prune) or more days, got {self.marker_days}",
+                              key=f"{key}.marker_days")
+        self._next_prune = 0.0  # monotonic; the first delivery after start prunes, then once a day
 
     def _run(self, what: str, work: Callable[[asyncssh.SFTPClient], Awaitable[T]]) -> T:
         async def session() -> T:
@@ -78,28 +90,38 @@ class SftpAdapter(OperationsMixin):
                                 f"{type(exc).__name__}: {exc}", retryable=True) from exc
 
     def deliver(self, batch: Batch) -> Receipt:
-        """Upload as ``.<name>.part`` and rename; an existing final name means delivered before."""
+        """Hand the batch over by upload, marker and rename; a retry finishes or confirms, never sends twice."""
         name = batch.filename
-        if not name or "/" in name or name.startswith("."):
-            raise DeliveryError(f"batch {batch.batch_id}: unsafe filename {name!r}", retryable=False)
+        if unsafe(name) or unsafe(batch.batch_id):
+            raise DeliveryError(f"batch {batch.batch_id}: unsafe filename {name!r} or batch id", retryable=False)
         final = posixpath.join(self.upload_dir, name)
-        tmp = posixpath.join(self.upload_dir, f".{name}.part")
 
         async def upload(sftp: asyncssh.SFTPClient) -> str:
-            if await sftp.exists(final):
-                return "confirmed existing"
-            async with sftp.open(tmp, "wb") as fh:
-                await fh.write(batch.payload)
-            try:
-                await sftp.posix_rename(tmp, final)
-            except asyncssh.SFTPOpUnsupported:
-                await sftp.rename(tmp, final)
-            return "uploaded"
+            return await hand_over(sftp, upload_dir=self.upload_dir, marker_dir=self.marker_dir,
+                                   batch_id=batch.batch_id, name=name, payload=batch.payload)
 
         how = self._run(f"upload {final}", upload)
+        self._prune()
+        detail = f"{how} sha256={hashlib.sha256(batch.payload).hexdigest()}" if how == "uploaded" else how
         return Receipt(batch_id=batch.batch_id, partner_reference=f"{self.partner_id}:{name}",
-                       delivered_at=dt.datetime.now(dt.timezone.utc),
-                       detail=f"{how} sha256={hashlib.sha256(batch.payload).hexdigest()}")
+                       delivered_at=dt.datetime.now(dt.timezone.utc), detail=detail)
+
+    def _prune(self) -> None:
+        """Old markers and orphaned uploads go, once a day, in a session of their own."""
+        if not self.marker_days or time.monotonic() < self._next_prune:
+            return
+        self._next_prune = time.monotonic() + DAY
+
+        async def work(sftp: asyncssh.SFTPClient) -> int:
+            return await prune(sftp, upload_dir=self.upload_dir, marker_dir=self.marker_dir,
+                               days=self.marker_days, now=time.time())
+        try:
+            removed = self._run(f"prune {self.marker_dir}", work)
+        except DeliveryError as exc:  # the batch is delivered; pruning tries again tomorrow
+            log.warning("sftp.prune_failed partner=%s error=%s", self.partner_id, exc)
+            return
+        if removed:
+            log.info("sftp.pruned partner=%s files=%d older_than_days=%s", self.partner_id, removed, self.marker_days)
 
     def fetch_updates(self, cursor: str | None) -> UpdatePage:
         """Status files after the cursor (a file name) from the partner's status folder."""

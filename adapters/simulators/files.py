@@ -1,8 +1,9 @@
 """A file-based agency: opens the encrypted batches that land in a folder and writes status files back.
 
 The directory simulator watches the folder the directory adapter writes to; the SFTP simulator
-serves the same layout over SFTP. The agency decrypts each batch with its private key (as a real one
-would with ``openssl cms -decrypt``) to learn which claims arrived.
+serves the same layout over SFTP (a moving partner takes arrivals into ``processed/``, which is read
+too). The agency decrypts each batch with its private key (as a real one would with ``openssl cms
+-decrypt``) to learn which claims arrived.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from adapters.simulators.agency import Agency
 from adapters.statusfiles import STATUS_DIR, status_name
 
 _CLAIM_ID = re.compile(rb"<claimId>(\d+)</claimId>")
+PROCESSED = "processed"  # where a partner that moves files away on arrival puts them
 
 
 def load_partner_keys(cert_path: Path, key_path: Path) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
@@ -53,14 +55,19 @@ class FolderAgency:
     def scan(self) -> int:
         """Take in new batch files and write new status files; returns how many batches were new."""
         new = 0
-        if self.root.is_dir():
-            for path in sorted(self.root.glob("*.p7m")):
-                if path.name in self._seen:
+        for folder in (self.root, self.root / PROCESSED):
+            for path in sorted(folder.glob("*.p7m")) if folder.is_dir() else []:
+                seen = str(path.relative_to(self.root))
+                if seen in self._seen:
                     continue
-                ids = claim_ids_of(path.read_bytes(), self.cert, self.key)
+                try:
+                    data = path.read_bytes()
+                except FileNotFoundError:
+                    continue  # moved into processed/ while we looked: read there
+                ids = claim_ids_of(data, self.cert, self.key)
                 batch_id = path.name.removesuffix(".xml.p7m").removesuffix(".p7m")
                 self.agency.receive_batch(batch_id, [(c, f"{c}:{self.partner_id}:deliver") for c in ids])
-                self._seen.add(path.name)
+                self._seen.add(seen)
                 new += 1
         self.write_status()
         return new

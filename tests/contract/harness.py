@@ -47,6 +47,10 @@ class Harness:
     def stop(self) -> None:
         pass
 
+    def duplicate_arrivals(self) -> dict[str, int]:
+        """Files that reached the partner's folder more than once (the agency folds them; must be empty)."""
+        return {}
+
 
 class DirectoryHarness(Harness):
     alias = "directory"
@@ -95,6 +99,7 @@ class SoapHarness(HttpHarness):
 class SftpHarness(DirectoryHarness):
     alias = "sftp"
     faults = (Fault.ERROR_500, Fault.ERROR_503, Fault.TIMEOUT, Fault.DROP, Fault.LOSE_ANSWER, Fault.REFUSE)
+    move_away = False
 
     def __init__(self, base: Path) -> None:
         super().__init__(base)
@@ -103,7 +108,7 @@ class SftpHarness(DirectoryHarness):
         self.client_key.write_bytes(client.export_private_key())
         self.client_key.chmod(0o600)
         self.sim = SftpAgencySimulator(self.agency, base / "var/partners/sim-agency",
-                                       client.export_public_key().decode()).start()
+                                       client.export_public_key().decode(), move_away=self.move_away).start()
         self.agency.faults.hang_seconds = 1.5
 
     def options(self) -> dict[str, Any]:
@@ -112,6 +117,15 @@ class SftpHarness(DirectoryHarness):
 
     def stop(self) -> None:
         self.sim.stop()
+
+    def duplicate_arrivals(self) -> dict[str, int]:
+        return self.sim.duplicate_arrivals()
+
+
+class MovingSftpHarness(SftpHarness):
+    """An SFTP partner whose inbound processing takes each file into processed/ on arrival."""
+
+    move_away = True
 
 
 class EmailHarness(Harness):
@@ -141,7 +155,7 @@ class EmailHarness(Harness):
 
 
 HARNESSES: dict[str, type[Harness]] = {"directory": DirectoryHarness, "http": HttpHarness, "sftp": SftpHarness,
-                                       "email": EmailHarness, "soap": SoapHarness}
+                                       "sftp-moving": MovingSftpHarness, "email": EmailHarness, "soap": SoapHarness}
 
 
 @contextmanager

@@ -1,6 +1,7 @@
 """The one contract every partner adapter meets, run against each through its simulator.
 
-Delivery exactly once (also after a lost answer and transport faults), status back as claim events
+Delivery exactly once (also after a lost answer and transport faults, and to an SFTP partner that moves
+files away on arrival: no file reaches its folder twice), status back as claim events
 (in_progress, paid, payments, messages, unknown codes kept), and per-claim operations.
 """
 
@@ -97,7 +98,7 @@ def test_delivers_each_claim_exactly_once(sim: Harness, gw: App) -> None:
     ids = sent_claims(gw)
     assert len(ids) == ACCEPTED
     assert sorted(sim.agency.cases) == ids
-    assert sim.agency.duplicates() == {}
+    assert sim.agency.duplicates() == {} and sim.duplicate_arrivals() == {}
     assert set(states(gw).values()) == {State.HANDED_OVER}
 
 
@@ -115,7 +116,7 @@ def test_lost_answer_is_retried_without_a_second_case(sim: Harness, gw: App, mon
     survivor.close()
     sim.pump()
     assert sorted(sim.agency.cases) == sent_claims(gw)
-    assert sim.agency.duplicates() == {}
+    assert sim.agency.duplicates() == {} and sim.duplicate_arrivals() == {}
     assert set(states(gw).values()) == {State.HANDED_OVER}
 
 
@@ -141,7 +142,7 @@ def test_transport_faults_are_retried_and_never_duplicate(sim: Harness, gw: App,
     with read_tx(gw.engine) as conn:
         [row] = outbox_store.listing(conn)
     assert row["status"] == "done"
-    assert sim.agency.duplicates() == {}
+    assert sim.agency.duplicates() == {} and sim.duplicate_arrivals() == {}
     assert sorted(sim.agency.cases) == sent_claims(gw)
     assert set(states(gw).values()) == {State.HANDED_OVER}
 

@@ -46,7 +46,8 @@ def test_sftp_upload_is_renamed_into_place_and_confirmed_on_resend(sftp_sim: tup
     sim, key = sftp_sim
     adapter = sftp(sim, key, sim.host_key_line)
     first = adapter.deliver(batch())
-    assert sorted(p.name for p in (tmp_path / "root").iterdir()) == ["B-1.xml.p7m"]  # no .part left
+    # no .part left; the marker folder is the gateway's own
+    assert sorted(p.name for p in (tmp_path / "root").iterdir()) == [".gateway-sent", "B-1.xml.p7m"]
     assert (tmp_path / "root" / "B-1.xml.p7m").read_bytes() == b"\x30\x80cms"
     assert first.detail.startswith("uploaded") and adapter.deliver(batch()).detail.startswith("confirmed existing")
 

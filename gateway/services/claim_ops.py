@@ -31,6 +31,7 @@ from gateway.store import labels as label_store
 from gateway.store import messages as message_store
 from gateway.store import outbox as outbox_store
 from gateway.store import submissions as sub_store
+from gateway.services.batching import enqueue_deliveries
 from gateway.services.submit import serial_write_tx
 from gateway.store.db import read_tx
 from gateway.store.schema import claim_events, claims
@@ -218,20 +219,14 @@ def release(app: App, client_id: str, *, claim_ids: list[int] | None = None,
                                                  .order_by(claims.c.id))]
             states = claim_store.current_states(conn, in_sub)
             ids += [c for c in in_sub if states.get(c) is State.HELD and c not in ids]
-        partners = {r["id"]: r["partner_id"] for r in claim_store.rows_by_ids(conn, ids)}
+        shared = {r["id"]: (r["partner_id"], r["currency"]) for r in claim_store.rows_by_ids(conn, ids)}
+        partners = {c: partner for c, (partner, _) in shared.items()}
         go = [c for c in ids if partners.get(c)]
         result.skipped = [(c, "no partner is configured for this claim: the operator must route it")
                           for c in ids if not partners.get(c)]
         claim_store.transition(conn, go, State.QUEUED, Actor.CLIENT, kind="released", data={"run": run}, now=now)
-        by_partner: dict[str, list[int]] = {}
-        for c in go:
-            by_partner.setdefault(partners[c], []).append(c)
-        size = max(1, app.config.dispatcher.batch_size)
-        for partner, pids in sorted(by_partner.items()):
-            for n, i in enumerate(range(0, len(pids), size), start=1):
-                outbox_store.enqueue(conn, key=f"release:{run}:{partner}:{n}", client_id=client_id,
-                                     partner_id=partner, operation="deliver_batch",
-                                     payload={"run": run, "claim_ids": pids[i:i + size]}, now=now)
+        enqueue_deliveries(conn, prefix=f"release:{run}", client_id=client_id, size=app.config.dispatcher.batch_size,
+                           members=[(c, *shared[c]) for c in go], payload={"run": run}, now=now)
         result.released = go
     log.info("claim_ops.release client=%s run=%s released=%d skipped=%d", client_id, run, len(result.released),
              len(result.skipped))

@@ -7,6 +7,11 @@ already have as delivered, so a partner never gets a case twice. Per-claim opera
 report_payment, ...) go through ``operations.run_operation``. Each adapter call is retried a few
 times inside the attempt (tenacity, on the adapter's declared retryable errors); across attempts the
 outbox row backs off with jitter and goes to dead letter after ``max_attempts``.
+
+A row whose claims do not share one client and currency is split before anything moves
+(``batching.split_mixed``). Claims are rendered one by one: a claim that cannot be rendered fails
+alone (delivering -> failed, with the reason) and waits in a dead-lettered row of its own for
+``gateway outbox retry``, while the rest of the batch is delivered.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
+import msgspec
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
+from sqlalchemy import Connection
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
@@ -31,8 +38,9 @@ from gateway.crypto.certs import load_cert, load_private_key
 from gateway.crypto.cms import sign_and_encrypt
 from gateway.domain.lifecycle import Actor, State
 from gateway.errors import DeliveryError, KeyStoreError
+from gateway.services import batching
 from gateway.services.operations import run_operation
-from gateway.services.render import BatchMeta, render_batch
+from gateway.services.render import BatchMeta, render_each, write_batch
 from gateway.store import claims as claim_store
 from gateway.store import documents as documents_store
 from gateway.store import outbox as outbox_store
@@ -87,18 +95,22 @@ class Dispatcher:
         claim_ids: list[int] = list(item.payload["claim_ids"])
         with write_tx(self.app.engine) as conn:
             states = claim_store.current_states(conn, claim_ids)
-            queued = [c for c in claim_ids if states.get(c) is State.QUEUED]
             send = [c for c in claim_ids if states.get(c) in (State.QUEUED, State.DELIVERING)]
+            if batching.split_mixed(conn, item, send, now=self.app.now()):
+                return
+            queued = [c for c in send if states.get(c) is State.QUEUED]
             claim_store.transition(conn, queued, State.DELIVERING, Actor.SYSTEM, kind="delivery_started",
                                    data={"outbox": item.id, "partner": item.partner_id}, now=self.app.now())
         if not send:  # every claim was cancelled or moved on meanwhile
             with write_tx(self.app.engine) as conn:
                 outbox_store.complete(conn, item, {"skipped": "no claim left to deliver"})
             return
-        batch = self._build(item, send)
-        adapter = self._adapter(item.partner_id)
-        receipt = self.call(item.partner_id, adapter.deliver, batch)
-        self._record(item, send, receipt)
+        batch, unrendered = self._build(item, send)
+        receipt = None
+        if batch is not None:
+            adapter = self._adapter(item.partner_id)
+            receipt = self.call(item.partner_id, adapter.deliver, batch)
+        self._record(item, send, receipt, unrendered)
 
     def call(self, partner_id: str, fn: Callable[[T], R], arg: T) -> R:
         """Call the adapter with quick in-attempt retries (tenacity) on what it declares retryable."""
@@ -109,36 +121,57 @@ class Dispatcher:
                             retry=retry_if_exception(lambda e: self._is_retryable(partner_id, e)), reraise=True)
         return retrying(fn, arg)
 
-    def _build(self, item: OutboxItem, claim_ids: list[int]) -> Batch:
+    def _build(self, item: OutboxItem, claim_ids: list[int]) -> tuple[Batch | None, dict[int, str]]:
+        """The signed, encrypted batch of the claims that render (None if none does), and why the others did not."""
         with read_tx(self.app.engine) as conn:
             rows = claim_store.rows_by_ids(conn, claim_ids)
             docs = documents_store.for_claims(conn, self.app.cipher, claim_ids)
-        claims = [(r["id"], claim_store.decode(r, self.app.cipher)) for r in rows]
+        unrendered: dict[int, str] = {}
+        claims = []
+        for r in rows:
+            try:
+                claims.append((r["id"], claim_store.decode(r, self.app.cipher)))
+            except (KeyStoreError, msgspec.DecodeError) as exc:  # this claim's stored value, not the batch's
+                unrendered[r["id"]] = f"claim {r['id']}: {type(exc).__name__}: {exc}"
         contents = {cid: {d["sha256"]: d["data"] for d in ds} for cid, ds in docs.items()}
-        currency = claims[0][1].currency
-        total = sum((c.total_open_amount for _, c in claims if c.currency == currency), Decimal(0))
+        # split_mixed made the row one client and one currency; a claim that still differs fails alone.
+        currency = str(rows[0]["currency"]) if rows else "EUR"
+        elements, failed = render_each(claims, contents, client_id=item.client_id, currency=currency)
+        unrendered.update(failed)
+        for cid, reason in sorted(unrendered.items()):
+            log.warning("dispatch.claim_unrendered outbox=%d claim=%d reason=%s", item.id, cid, reason)
+        if not elements:
+            return None, unrendered
         batch_id = item.idempotency_key.replace(":", "-")
         meta = BatchMeta(batch_id=batch_id, created_at=self.app.now(), sender=self.app.config.gateway_id,
-                         client_id=item.client_id, partner_id=item.partner_id, claim_count=len(claims),
-                         total_amount=total, currency=currency)
+                         client_id=item.client_id, partner_id=item.partner_id, claim_count=len(elements),
+                         total_amount=sum((amount for _, _, amount in elements), Decimal(0)), currency=currency)
         buf = io.BytesIO()
-        render_batch(buf, meta, claims, contents)
+        write_batch(buf, meta, ((element, amount) for _, element, amount in elements))
         cert, key = self._signing()
         payload = sign_and_encrypt(buf.getvalue(), signer_cert=cert, signer_key=key,
                                    recipients=[self._partner_cert(item.partner_id)])
         return Batch(batch_id=batch_id, partner_id=item.partner_id, filename=f"{batch_id}.xml.p7m",
-                     payload=payload, claim_ids=[cid for cid, _ in claims], content_type="application/pkcs7-mime")
+                     payload=payload, claim_ids=[cid for cid, _, _ in elements],
+                     content_type="application/pkcs7-mime"), unrendered
 
-    def _record(self, item: OutboxItem, claim_ids: list[int], receipt: Receipt) -> None:
+    def _record(self, item: OutboxItem, claim_ids: list[int], receipt: Receipt | None,
+                unrendered: dict[int, str]) -> None:
         now = self.app.now()
         with write_tx(self.app.engine) as conn:
+            if receipt is None:  # nothing rendered: the row itself is the dead letter of its claims
+                if outbox_store.fail(conn, item, _summary(unrendered), retry_in=None, now=now):
+                    self._fail_alone(conn, item.id, item, unrendered)
+                return
             if not outbox_store.complete(conn, item, _receipt_doc(receipt), now=now):
                 log.warning("dispatch.lease_lost outbox=%d: another worker owns it now", item.id)
                 return
             if item.attempts > 1:  # the partner is back after failures: let its backlog go now
                 outbox_store.release_waiting(conn, item.partner_id, now=now)
+            if unrendered:
+                self._park(conn, item, unrendered)
             states = claim_store.current_states(conn, claim_ids)
-            delivering = [c for c in claim_ids if states.get(c) is State.DELIVERING]
+            delivering = [c for c in claim_ids if states.get(c) is State.DELIVERING and c not in unrendered]
             per_claim = {c: {"partner_reference": receipt.references[c]} for c in delivering
                          if c in receipt.references}
             claim_store.transition(conn, delivering, State.HANDED_OVER, Actor.SYSTEM, kind="receipt",
@@ -146,7 +179,25 @@ class Dispatcher:
                                          "batch": receipt.batch_id, "outbox": item.id}, per_claim=per_claim,
                                    now=now)
         log.info("dispatch.delivered outbox=%d partner=%s claims=%d ref=%s", item.id, item.partner_id,
-                 len(claim_ids), receipt.partner_reference)
+                 len(delivering), receipt.partner_reference)
+
+    def _park(self, conn: Connection, item: OutboxItem, unrendered: dict[int, str]) -> None:
+        """The claims that could not be rendered go to a dead-lettered row of their own: retry re-queues them."""
+        # One suffix, never stacked: a parked row retried and parked again gets its own row id in the key.
+        key = f"{item.idempotency_key.split(':unrendered:')[0]}:unrendered:{item.id}"
+        base = {k: v for k, v in item.payload.items() if k not in ("claim_ids", "split_from", "unrendered_from")}
+        payload = {**base, "claim_ids": sorted(unrendered), "unrendered_from": item.id}
+        parked = outbox_store.enqueue_dead(conn, key=key, client_id=item.client_id, partner_id=item.partner_id,
+                                           operation=batching.DELIVER, payload=payload, error=_summary(unrendered),
+                                           now=self.app.now())
+        self._fail_alone(conn, parked, item, unrendered)
+
+    def _fail_alone(self, conn: Connection, parked: int, item: OutboxItem, unrendered: dict[int, str]) -> None:
+        states = claim_store.current_states(conn, list(unrendered))
+        ids = [c for c in sorted(unrendered) if states.get(c) is State.DELIVERING]
+        claim_store.transition(conn, ids, State.FAILED, Actor.SYSTEM, kind="delivery_failed",
+                               data={"outbox": parked, "batch_outbox": item.id, "attempts": item.attempts},
+                               per_claim={c: {"error": unrendered[c][:500]} for c in ids}, now=self.app.now())
 
     def _failed(self, item: OutboxItem, exc: Exception) -> None:
         cfg = self.app.config.dispatcher
@@ -212,6 +263,12 @@ def open_adapter(app: App, partner_id: str) -> PartnerAdapter:
         if key in options:
             options[key] = str(app.config.path(str(options[key])))
     return load_adapter(pcfg.adapter, partner_id, options)
+
+
+def _summary(unrendered: dict[int, str]) -> str:
+    first = min(unrendered)
+    more = f" (and {len(unrendered) - 1} more claims)" if len(unrendered) > 1 else ""
+    return f"could not render {len(unrendered)} claims: {unrendered[first]}{more}"
 
 
 def _receipt_doc(receipt: Receipt) -> dict[str, Any]:

@@ -26,9 +26,9 @@ from gateway.errors import InputError
 from gateway.mapping.spec import MappingSpec
 from gateway.readers.base import Reader, SourceRow
 from gateway.services.ack import AckWriter
+from gateway.services.batching import enqueue_deliveries
 from gateway.services.ingest_prepare import Preparer, PreparedRow, init_worker, work
 from gateway.store import claims as claim_store
-from gateway.store import outbox as outbox_store
 from gateway.store import submissions as sub_store
 from gateway.store.claims import PreparedClaim
 from gateway.store.db import read_tx, write_tx
@@ -214,14 +214,11 @@ class IngestRun:
         now = self.app.now()
         with write_tx(self.app.engine) as conn:
             ids = claim_store.insert_prepared(conn, sid, [n for _, n in new], now=now)
-            by_partner: dict[str, list[int]] = {}
-            for (_, (cols, state, _, _)), cid in zip(new, ids):
-                if state is State.QUEUED and cols[2]:
-                    by_partner.setdefault(cols[2], []).append(cid)
-            for partner, claim_ids in by_partner.items():
-                outbox_store.enqueue(conn, key=f"deliver:{sid}:{partner}:{self.chunk_no}", client_id=self.client_id,
-                                     partner_id=partner, operation="deliver_batch",
-                                     payload={"submission_id": sid, "claim_ids": claim_ids}, now=now)
+            # Prepared columns: [2] is the partner, [4] the currency (store/claims.py prepare_claim).
+            enqueue_deliveries(conn, prefix=f"deliver:{sid}", number=self.chunk_no, client_id=self.client_id,
+                               members=[(cid, cols[2], cols[4]) for (_, (cols, state, _, _)), cid in zip(new, ids)
+                                        if state is State.QUEUED and cols[2]],
+                               payload={"submission_id": sid}, now=now)
             rows = [(p.row, p.reference, outcome_of(p.findings), f) for p in chunk if p.findings for f in p.findings]
             rows = rows[:max(0, MAX_STORED_FINDINGS - self.stored_findings)]
             self.stored_findings += len(rows)

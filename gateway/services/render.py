@@ -66,7 +66,8 @@ _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 def _esc(value: str) -> str:
     if _NOT_XML.search(value):
-        raise ValueError(f"All strings must be XML compatible: {value!r} has a control character")
+        # The value stays out of the message: it may be a debtor's name, and the message is logged.
+        raise ValueError("a text holds a control character that XML 1.0 cannot carry")
     return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
@@ -89,8 +90,11 @@ class _Out:
 
     def leaf(self, name: str, value: str | None, attrib: dict[str, str] | None = None) -> None:
         if value is not None:
-            self.parts.append(f"<{name}{_attrs(attrib)}>{_esc(value)}</{name}>" if attrib
-                              else f"<{name}>{_esc(value)}</{name}>")
+            try:
+                self.parts.append(f"<{name}{_attrs(attrib)}>{_esc(value)}</{name}>" if attrib
+                                  else f"<{name}>{_esc(value)}</{name}>")
+            except ValueError as exc:  # name the field, so the operator knows where to look
+                raise ValueError(f"<{name}>: {exc}") from None
 
     def day(self, name: str, value: dt.date | None) -> None:
         if value is not None:
@@ -249,15 +253,54 @@ def _timestamp(value: dt.datetime) -> str:
     return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def render_batch(out: BinaryIO, meta: BatchMeta, claims: Iterable[tuple[int, Claim]],
-                 documents: Mapping[int, Mapping[str, bytes]] | None = None) -> int:
-    """Stream the batch XML to out, one claim at a time; returns the number of claims written.
+def render_claim(claim_id: int, claim: Claim, contents: Mapping[str, bytes] | None = None) -> bytes:
+    """One ``<claim>`` element on its own line, UTF-8; a ValueError names the claim if it cannot be written.
 
-    ``documents`` maps a claim id to its documents' bytes by sha256; those are embedded (base64).
+    Rendered whole before anything is written, so a claim that fails leaves no partial element behind.
+    """
+    o = _Out()
+    # One claim per line, so a validator's line number points at the claim.
+    o.parts.append("\n")
+    try:
+        _claim(o, claim_id, claim, contents or {})
+    except ValueError as exc:
+        raise ValueError(f"claim {claim_id}: {exc}") from exc
+    return o.take()
+
+
+def _matches(claim_id: int, claim: Claim, client_id: str, currency: str) -> None:
+    # The header promises one client and one currency; a stray claim would make it lie.
+    if claim.client_id != client_id or claim.currency != currency:
+        raise ValueError(f"claim {claim_id}: client {claim.client_id}/{claim.currency} "
+                         f"does not match batch {client_id}/{currency}")
+
+
+def render_each(claims: Iterable[tuple[int, Claim]], documents: Mapping[int, Mapping[str, bytes]] | None = None,
+                *, client_id: str, currency: str) -> tuple[list[tuple[int, bytes, Decimal]], dict[int, str]]:
+    """Render claim by claim: (id, element, open amount) of each that renders, and why each other one cannot.
+
+    A claim that cannot be rendered (or does not share the batch's client and currency) fails alone;
+    the reason names the claim and the field, never its value.
+    """
+    done: list[tuple[int, bytes, Decimal]] = []
+    failed: dict[int, str] = {}
+    for claim_id, claim in claims:
+        try:
+            _matches(claim_id, claim, client_id, currency)
+            done.append((claim_id, render_claim(claim_id, claim, (documents or {}).get(claim_id)),
+                         claim.total_open_amount))
+        except ValueError as exc:
+            failed[claim_id] = str(exc)
+    return done, failed
+
+
+def write_batch(out: BinaryIO, meta: BatchMeta, elements: Iterable[tuple[bytes, Decimal]]) -> int:
+    """Write the header, then each rendered claim (element, open amount) as it comes; returns the count.
+
+    The header's count and total are checked against what was written.
     """
     count, total = 0, Decimal(0)
     o = _Out()
-    # Only one claim is held in memory at a time, so 100k claims cost no more than one.
     out.write(b"<?xml version='1.0' encoding='utf-8'?>\n")
     o.parts.append(f'<batch xmlns="{NAMESPACE}" version="1">')
     o.leaf("batchId", meta.batch_id)
@@ -268,26 +311,31 @@ def render_batch(out: BinaryIO, meta: BatchMeta, claims: Iterable[tuple[int, Cla
     o.leaf("claimCount", str(meta.claim_count))
     o.amount("totalAmount", meta.total_amount, meta.currency)
     out.write(o.take())
-    for claim_id, claim in claims:
-        # The header promises one client and one currency; a stray claim would make it lie.
-        if claim.client_id != meta.client_id or claim.currency != meta.currency:
-            raise ValueError(f"claim {claim_id}: client {claim.client_id}/{claim.currency} "
-                             f"does not match batch {meta.client_id}/{meta.currency}")
-        # One claim per line, so a validator's line number points at the claim.
-        o.parts.append("\n")
-        try:
-            _claim(o, claim_id, claim, (documents or {}).get(claim_id, {}))
-        except ValueError as exc:  # a control character XML cannot carry; say which claim
-            o.parts.clear()
-            raise ValueError(f"claim {claim_id}: {exc}") from exc
-        out.write(o.take())
+    for element, amount in elements:
+        out.write(element)
         count += 1
-        total += claim.total_open_amount
+        total += amount
     out.write(b"\n</batch>")
     if count != meta.claim_count or total != meta.total_amount:
         raise ValueError(f"batch {meta.batch_id}: header says {meta.claim_count} claims / "
                          f"{meta.total_amount}, wrote {count} / {total}")
     return count
+
+
+def render_batch(out: BinaryIO, meta: BatchMeta, claims: Iterable[tuple[int, Claim]],
+                 documents: Mapping[int, Mapping[str, bytes]] | None = None) -> int:
+    """Stream the batch XML to out, one claim at a time; returns the number of claims written.
+
+    ``documents`` maps a claim id to its documents' bytes by sha256; those are embedded (base64).
+    Any claim that cannot be written stops the batch (``render_each`` is the forgiving variant).
+    """
+    def elements() -> Iterable[tuple[bytes, Decimal]]:
+        # Only one claim is held in memory at a time, so 100k claims cost no more than one.
+        for claim_id, claim in claims:
+            _matches(claim_id, claim, meta.client_id, meta.currency)
+            yield render_claim(claim_id, claim, (documents or {}).get(claim_id)), claim.total_open_amount
+
+    return write_batch(out, meta, elements())
 
 
 def _hardened_parser() -> etree.XMLParser:

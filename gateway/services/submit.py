@@ -27,10 +27,10 @@ from gateway.domain.findings import Finding, Outcome, Severity, outcome_of
 from gateway.domain.lifecycle import State
 from gateway.domain.model import Claim, Document, to_minor
 from gateway.domain.rules import validate_claim
+from gateway.services.batching import enqueue_deliveries
 from gateway.store import claims as claim_store
 from gateway.store import documents as doc_store
 from gateway.store import labels as label_store
-from gateway.store import outbox as outbox_store
 from gateway.store import submissions as sub_store
 from gateway.store.claims import NewClaim
 from gateway.store.db import write_tx
@@ -220,16 +220,10 @@ def _store_extras(app: App, conn: Connection, client_id: str, sid: int,
             for (_, d, _), cid in zip(new, ids) for u in d.uploads]
     doc_store.add_many(conn, app.cipher, docs)
     label_store.add_many(conn, [(cid, label) for (_, _, n), cid in zip(new, ids) for label in n.claim.labels])
-    by_partner: dict[str, list[int]] = {}
-    for (_, _, n), cid in zip(new, ids):
-        if n.state is State.QUEUED and n.claim.partner_id:
-            by_partner.setdefault(n.claim.partner_id, []).append(cid)
-    size = max(1, app.config.dispatcher.batch_size)
-    for partner, claim_ids in by_partner.items():
-        for part, i in enumerate(range(0, len(claim_ids), size), start=1):
-            outbox_store.enqueue(conn, key=f"deliver:{sid}:{partner}:{part}", client_id=client_id, partner_id=partner,
-                                 operation="deliver_batch",
-                                 payload={"submission_id": sid, "claim_ids": claim_ids[i:i + size]})
+    enqueue_deliveries(conn, prefix=f"deliver:{sid}", client_id=client_id, size=app.config.dispatcher.batch_size,
+                       members=[(cid, n.claim.partner_id, n.claim.currency) for (_, _, n), cid in zip(new, ids)
+                                if n.state is State.QUEUED and n.claim.partner_id],
+                       payload={"submission_id": sid})
 
 
 def _count(result: SubmitResult, new: list[tuple[ClaimAnswer, Draft, NewClaim]]) -> None:

@@ -19,7 +19,7 @@ from gateway.errors import NotFound
 from gateway.store.schema import outbox
 from gateway.store.sql import dumps, loads, utcnow
 
-__all__ = ["OutboxItem", "backoff", "complete", "enqueue", "fail", "get", "lease", "listing", "loads", "open_count",
+__all__ = ["OutboxItem", "backoff", "complete", "enqueue", "enqueue_dead", "fail", "get", "lease", "listing", "loads", "open_count",
            "release_waiting", "retry"]
 
 
@@ -41,6 +41,18 @@ def enqueue(conn: Connection, *, key: str, client_id: str, partner_id: str, oper
     conn.execute(insert(outbox).values(idempotency_key=key, client_id=client_id, partner_id=partner_id,
                                        operation=operation, payload=dumps(payload), status="pending", attempts=0,
                                        available_at=now, created_at=now))
+
+
+def enqueue_dead(conn: Connection, *, key: str, client_id: str, partner_id: str, operation: str,
+                 payload: dict[str, Any], error: str, now: datetime | None = None) -> int:
+    """Add work that is already dead-lettered (the operator retries it); returns the row id."""
+    now = now or utcnow()
+    res = conn.execute(insert(outbox).values(idempotency_key=key, client_id=client_id, partner_id=partner_id,
+                                             operation=operation, payload=dumps(payload), status="dead", attempts=0,
+                                             last_error=error[:4000], available_at=now, created_at=now, done_at=now))
+    pk = res.inserted_primary_key
+    assert pk is not None  # a plain single-row INSERT always reports its key
+    return int(pk[0])
 
 
 def lease(conn: Connection, owner: str, lease_seconds: float, now: datetime | None = None,
@@ -138,3 +150,17 @@ def open_count(conn: Connection) -> int:
     from sqlalchemy import func
     return int(conn.execute(select(func.count()).select_from(outbox)
                             .where(outbox.c.status.in_(("pending", "leased")))).scalar_one())
+
+
+def release_owner(conn: Connection, owner: str, now: datetime) -> int:
+    """Rows leased by ``owner`` become available now (its process is gone: a restart of the same node)."""
+    res = conn.execute(update(outbox).where(outbox.c.status == "leased", outbox.c.lease_owner == owner)
+                       .values(lease_until=now - timedelta(seconds=1)))
+    return int(res.rowcount or 0)
+
+
+def break_lease(conn: Connection, ident: int, now: datetime) -> bool:
+    """Operator: a leased row becomes available now, whoever holds it (its settle then fails: lease lost)."""
+    res = conn.execute(update(outbox).where(outbox.c.id == ident, outbox.c.status == "leased")
+                       .values(status="pending", lease_owner=None, lease_until=None, available_at=now))
+    return res.rowcount == 1

@@ -49,6 +49,7 @@ class _Entry:
     handed: bool = False  # offered by ready(); again only after a change, a close or release()
     not_before: float = 0.0
     told_writing: bool = False  # "open for writing" logged once per entry
+    told_complete: bool = False  # "complete" logged once per entry (offers again after release() are quiet)
 
 
 class _Handler(FileSystemEventHandler):
@@ -181,8 +182,9 @@ class InboxWatcher:
                 continue
             with self._lock:
                 entry.handed = True
+                first, entry.told_complete = not entry.told_complete, True
             how = "marker" if marker else entry.how
-            log.info("watcher.complete client=%s file=%s by=%s writer_check=%s", entry.client_id, path.name,
-                     how, "none" if writing is False else "unavailable")
+            log.log(logging.INFO if first else logging.DEBUG, "watcher.complete client=%s file=%s by=%s writer_check=%s",
+                    entry.client_id, path.name, how, "none" if writing is False else "unavailable")
             out.append((entry.since, entry.client_id, path))
         return [(c, p) for _, c, p in sorted(out)]

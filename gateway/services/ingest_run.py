@@ -22,11 +22,12 @@ from gateway.bootstrap import App
 from gateway.domain import findings as codes
 from gateway.domain.findings import Finding, Outcome, Severity, outcome_of
 from gateway.domain.lifecycle import State
-from gateway.errors import InputError
+from gateway.errors import InputError, Interrupted
 from gateway.mapping.spec import MappingSpec
 from gateway.readers.base import Reader, SourceRow
 from gateway.services.ack import AckWriter
 from gateway.services.batching import enqueue_deliveries
+from gateway.services.node import fence
 from gateway.services.ingest_prepare import Preparer, PreparedRow, init_worker, work
 from gateway.store import claims as claim_store
 from gateway.store import submissions as sub_store
@@ -159,6 +160,9 @@ class IngestRun:
             self.error = exc
 
     def _flush(self, chunk: list[PreparedRow]) -> None:
+        if self.submission is not None and self.app.stopping.is_set():
+            # Chunks commit with progress_row: stopping between them leaves a resumable submission.
+            raise Interrupted(f"stopping: submission {self.result.submission} resumes at the next start")
         self.chunk_no += 1
         candidates = [p for p in chunk if p.claim is not None]
         sid = self.submission["id"] if self.submission else None
@@ -213,6 +217,7 @@ class IngestRun:
         sid = self.submission["id"]
         now = self.app.now()
         with write_tx(self.app.engine) as conn:
+            fence(self.app, conn)  # a node that lost the client's lease must not commit this chunk
             ids = claim_store.insert_prepared(conn, sid, [n for _, n in new], now=now)
             # Prepared columns: [2] is the partner, [4] the currency (store/claims.py prepare_claim).
             enqueue_deliveries(conn, prefix=f"deliver:{sid}", number=self.chunk_no, client_id=self.client_id,

@@ -2,13 +2,13 @@
 
 Transports (HTTP, SOAP, SFTP, SMTP, a folder) only translate to this one brain, so every adapter is
 tested against the same behaviour. It keeps everything it received so tests can assert that each
-claim became exactly one case, however often it was sent.
+claim became exactly one case, however often it was sent. Given a ``state_path`` (the demo agency of
+``make run``) it keeps its books in that file and continues from them after a restart.
 """
 
 from __future__ import annotations
 
 import enum
-import itertools
 import threading
 import time
 from collections import Counter
@@ -16,9 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from adapters.base import PartnerUpdate
+from adapters.simulators.agency_state import Books, StoredCase, load_books, save_books
 
 # The simulated agency's own status codes, and the map a gateway config uses for them.
 ACCEPTED, WORKING, COURT, PAID, CANCELLED = "ANGENOMMEN", "IN_BEARBEITUNG", "MAHNVERFAHREN", "BEZAHLT", "STORNIERT"
@@ -89,8 +91,11 @@ class Agency:
     """An agency's books: cases by claim, a journal of updates with sequence numbers, what arrived."""
 
     def __init__(self, name: str = "sim", *, step_seconds: float | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.name, self.step_seconds, self.clock = name, step_seconds, clock
+                 clock: Callable[[], float] = time.monotonic, state_path: Path | None = None) -> None:
+        # Case times are compared across restarts when the books are kept: that needs the wall clock.
+        self.name, self.step_seconds = name, step_seconds
+        self.clock = time.time if state_path is not None and clock is time.monotonic else clock
+        self.state_path = state_path
         self.lock = threading.RLock()
         self.faults = Faults()
         self.cases: dict[int, Case] = {}
@@ -100,7 +105,10 @@ class Agency:
         self.operations: dict[str, dict[str, Any]] = {}  # idempotency key -> what was done
         self.journal: list[PartnerUpdate] = []
         self.committed = 0
-        self._numbers = itertools.count(1)
+        self.next_number = 1
+        self._saving_held = False
+        if state_path is not None and (books := load_books(state_path)) is not None:
+            self._restore(books)
 
     # -- intake ------------------------------------------------------------------------------
     def receive_batch(self, batch_id: str, claims: list[tuple[int, str]]) -> dict[int, str]:
@@ -110,8 +118,13 @@ class Agency:
                 for cid, _ in claims:
                     self.create_requests[cid] += 1
                 return dict(self.batches[batch_id])
-            refs = {cid: self.create(cid, key) for cid, key in claims}
+            self._saving_held = True  # one save for the whole batch, not one per claim
+            try:
+                refs = {cid: self.create(cid, key) for cid, key in claims}
+            finally:
+                self._saving_held = False
             self.batches[batch_id] = refs
+            self._changed()
             return dict(refs)
 
     def create(self, claim_id: int, key: str, amount: Decimal | None = None) -> str:
@@ -120,11 +133,13 @@ class Agency:
             self.create_requests[claim_id] += 1
             case = self.cases.get(claim_id)
             if case is None:
-                case = Case(claim_id=claim_id, file_number=f"AZ-{self.name}-{next(self._numbers):07d}", key=key,
+                case = Case(claim_id=claim_id, file_number=f"AZ-{self.name}-{self.next_number:07d}", key=key,
                             created_at=self.clock(), open_amount=amount)
+                self.next_number += 1
                 self.cases[claim_id] = case
                 self.cases_created[claim_id] += 1
                 self._emit(case, kind="status", code=ACCEPTED)
+                self._changed()
             return case.file_number
 
     # -- time passes ---------------------------------------------------------------------------
@@ -139,6 +154,8 @@ class Agency:
                 while case.step < min(due, len(TIMELINE)) and case.code not in (PAID, CANCELLED):
                     self._step(case)
                     moved += 1
+            if moved:
+                self._changed()
         return moved
 
     def step_all(self, code: str | None = None) -> None:
@@ -150,6 +167,7 @@ class Agency:
                     self._emit(case, kind="status", code=code)
                 elif case.step < len(TIMELINE) and case.code not in (PAID, CANCELLED):
                     self._step(case)
+            self._changed()
 
     def _step(self, case: Case) -> None:
         code = TIMELINE[case.step]
@@ -181,7 +199,9 @@ class Agency:
     def commit(self, cursor: str | None) -> None:
         """A partner with a transaction to commit: later fetches may drop what is committed."""
         with self.lock:
-            self.committed = max(self.committed, int(cursor or 0))
+            if int(cursor or 0) > self.committed:
+                self.committed = int(cursor or 0)
+                self._changed()
 
     def claim_updates(self, claim_id: int) -> list[PartnerUpdate]:
         """A case's whole history (refresh of one claim)."""
@@ -214,7 +234,32 @@ class Agency:
             elif operation == "set_labels":
                 case.labels = [str(x) for x in data.get("labels", [])]
             self.operations[key] = answer
+            self._changed()
             return answer
+
+    # -- books on disk ---------------------------------------------------------------------------
+    def _changed(self) -> None:
+        """Save the books after every change (callers hold the lock, so the file is one consistent state)."""
+        if self.state_path is None or self._saving_held:
+            return
+        cases = [StoredCase(claim_id=c.claim_id, file_number=c.file_number, key=c.key, created_at=c.created_at,
+                            code=c.code, step=c.step, labels=c.labels, monitoring=c.monitoring,
+                            open_amount=None if c.open_amount is None else str(c.open_amount),
+                            client_messages=c.client_messages) for c in self.cases.values()]
+        save_books(self.state_path, Books(
+            next_number=self.next_number, cases=cases, create_requests=dict(self.create_requests),
+            cases_created=dict(self.cases_created), batches=self.batches, operations=self.operations,
+            journal=self.journal, committed=self.committed))
+
+    def _restore(self, books: Books) -> None:
+        self.next_number, self.committed, self.journal = books.next_number, books.committed, books.journal
+        self.batches, self.operations = books.batches, books.operations
+        self.create_requests, self.cases_created = Counter(books.create_requests), Counter(books.cases_created)
+        self.cases = {c.claim_id: Case(claim_id=c.claim_id, file_number=c.file_number, key=c.key,
+                                       created_at=c.created_at, code=c.code, step=c.step, labels=c.labels,
+                                       monitoring=c.monitoring, client_messages=c.client_messages,
+                                       open_amount=None if c.open_amount is None else Decimal(c.open_amount))
+                      for c in books.cases}
 
     def duplicates(self) -> dict[int, int]:
         """Claims that became more than one case (must be empty)."""

@@ -22,6 +22,7 @@ from adapters.simulators.agency import Agency
 from adapters.statusfiles import STATUS_DIR, status_name
 
 _CLAIM_ID = re.compile(rb"<claimId>(\d+)</claimId>")
+_STATUS_FILE = re.compile(r"status-\d{10}-(\d{10})\.json")
 PROCESSED = "processed"  # where a partner that moves files away on arrival puts them
 
 
@@ -47,8 +48,8 @@ class FolderAgency:
     def __init__(self, agency: Agency, root: Path, cert: x509.Certificate, key: rsa.RSAPrivateKey,
                  partner_id: str) -> None:
         self.agency, self.root, self.cert, self.key, self.partner_id = agency, root, cert, key, partner_id
-        self._seen: set[str] = set()
-        self._written = 0
+        self._seen: set[str] = set()  # batches already read are read again after a restart, and folded
+        self._written = self._written_before()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -71,6 +72,15 @@ class FolderAgency:
                 new += 1
         self.write_status()
         return new
+
+    def _written_before(self) -> int:
+        """Journal entries already in status files (an agency that keeps its books continues after them)."""
+        last = 0
+        folder = self.root / STATUS_DIR
+        for name in os.listdir(folder) if folder.is_dir() else []:
+            if m := _STATUS_FILE.fullmatch(name):
+                last = max(last, int(m.group(1)))
+        return last
 
     def write_status(self) -> None:
         """Journal entries not yet in a status file go into one new file, written atomically."""

@@ -3,7 +3,9 @@
 A newcomer's ``make run`` then sees claims go all the way to ``in_progress`` and ``closed_paid``
 without a real agency. The directory partner gets a folder agency that opens its batches with the
 demo partner key and writes status files back; an ``http`` or ``soap`` partner gets the simulated API on
-the port of its configured URL (and webhook pushes when the partner has a webhook).
+the port of its configured URL (and webhook pushes when the partner has a webhook). Each agency keeps
+its books in ``<var>/partners/<id>/agency-state.json``, so a restarted ``serve`` finds the cases, file
+numbers and status journal where it left them (one ``serve`` per var folder runs the demo agency).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from gateway.bootstrap import App
 from gateway.errors import ConfigError
 
 log = logging.getLogger("gateway.demo")
+STATE_FILE = "agency-state.json"
 
 
 class Stoppable(Protocol):
@@ -54,7 +57,8 @@ def start_simulators(app: App) -> list[Stoppable]:
     for pid, p in app.config.partners.items():
         if not p.simulator.enabled:
             continue
-        agency = Agency(pid, step_seconds=p.simulator.step_seconds)
+        agency = Agency(pid, step_seconds=p.simulator.step_seconds,
+                        state_path=app.config.var_dir / "partners" / pid / STATE_FILE)
         if p.adapter == "directory":
             cert_path = app.config.path(p.certificate)
             key_path = app.config.path(p.simulator.key) if p.simulator.key else cert_path.with_suffix(".key")
@@ -73,5 +77,6 @@ def start_simulators(app: App) -> list[Stoppable]:
         else:
             raise ConfigError(f"no demo simulator for adapter {p.adapter!r} (directory, http, soap have one)",
                               file=app.config.source, key=f"partners.{pid}.simulator")
-        log.info("demo.simulator partner=%s adapter=%s step_seconds=%s", pid, p.adapter, p.simulator.step_seconds)
+        log.info("demo.simulator partner=%s adapter=%s step_seconds=%s cases=%d journal=%d", pid, p.adapter,
+                 p.simulator.step_seconds, len(agency.cases), len(agency.journal))
     return started

@@ -2,8 +2,10 @@
 
 For agencies that take cases by mail. The message body is the CMS EnvelopedData itself
 (``application/pkcs7-mime; smime-type=enveloped-data``, base64), so any S/MIME client or
-``openssl cms -decrypt`` opens it. The Message-ID and ``X-Idempotency-Key`` carry the batch id: a
-mailbox that sees the same id twice keeps one. Per-claim operations are not supported by mail; the
+``openssl cms -decrypt`` opens it. The subject, the attachment's name (``<batch id>.xml.p7m``; the
+``.p7m`` extension is what RFC 8551 asks of the name), the Message-ID and ``X-Idempotency-Key`` carry
+the batch id. Mail cannot be made exactly-once by the sender: after a lost answer (the 250 never came)
+the message is sent again, and the partner's mailbox must keep one per batch id. Per-claim operations are not supported by mail; the
 agency's status reports come back as status files in ``status_path`` (where the mail system files
 the agency's report attachments), read like the directory adapter's.
 """
@@ -34,8 +36,8 @@ def smime_message(batch: Batch, sender: str, recipient: str) -> EmailMessage:
     msg["Message-ID"] = f"<{batch.batch_id}@{sender.rpartition('@')[2] or 'gateway'}>"
     msg[IDEMPOTENCY_HEADER] = batch.batch_id
     msg.set_content(batch.payload, maintype="application", subtype="pkcs7-mime",
-                    params={"smime-type": "enveloped-data", "name": "smime.p7m"},
-                    disposition="attachment", filename="smime.p7m")
+                    params={"smime-type": "enveloped-data", "name": batch.filename},
+                    disposition="attachment", filename=batch.filename)
     return msg
 
 

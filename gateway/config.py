@@ -68,7 +68,7 @@ class DispatcherConfig(Base):
     enabled: bool = True
     poll_seconds: float = 1.0
     batch_size: int = 5000  # claims per partner file
-    lease_seconds: float = 300.0
+    lease_seconds: float = 60.0  # renewed every third of it while a row is worked on (a heartbeat)
     max_attempts: int = 10
     backoff_base_seconds: float = 5.0
     backoff_max_seconds: float = 3600.0

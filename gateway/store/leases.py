@@ -28,7 +28,9 @@ def acquire(conn: Connection, name: str, owner: str, seconds: float, now: dateti
         return True
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     ins = dialect.insert(leases).values(name=name, owner=owner, expires_at=until, acquired_at=now)
-    return conn.execute(ins.on_conflict_do_nothing(index_elements=["name"])).rowcount == 1
+    # RETURNING, not rowcount: drivers report -1 for an INSERT that returns the key implicitly
+    inserted = conn.execute(ins.on_conflict_do_nothing(index_elements=["name"]).returning(leases.c.name))
+    return inserted.first() is not None
 
 
 def renew(conn: Connection, name: str, owner: str, seconds: float, now: datetime) -> bool:

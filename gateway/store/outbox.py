@@ -164,3 +164,9 @@ def break_lease(conn: Connection, ident: int, now: datetime) -> bool:
     res = conn.execute(update(outbox).where(outbox.c.id == ident, outbox.c.status == "leased")
                        .values(status="pending", lease_owner=None, lease_until=None, available_at=now))
     return res.rowcount == 1
+
+
+def renew(conn: Connection, item: OutboxItem, lease_seconds: float, now: datetime) -> bool:
+    """The holder extends its lease while it works (a heartbeat); False when the lease is no longer its own."""
+    res = conn.execute(update(outbox).where(_owned(item)).values(lease_until=now + timedelta(seconds=lease_seconds)))
+    return res.rowcount == 1

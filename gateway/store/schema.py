@@ -203,6 +203,14 @@ claim_labels = Table(
     Index("ix_claim_labels_label", "label", "claim_id"),
 )
 
+# A keyed fingerprint of each claim's canonical content (migration 0007): tells an identical resend of a
+# known reference from a conflicting one. Claims stored before 0007 have no row. See store/fingerprints.py.
+claim_fingerprints = Table(
+    "claim_fingerprints", metadata,
+    Column("claim_id", BigInteger, ForeignKey("claims.id"), primary_key=True),
+    Column("fingerprint", String(80), nullable=False),  # "<version>:<hex HMAC-SHA256>"
+)
+
 # -- SFTP inbox (issue 4) ---------------------------------------------------------------------------
 # Files the gateway's SFTP server is tracking in inbox/<client>/upload: writing, incomplete, complete,
 # processing. A row exists before the file does, so a crash mid-upload is never mistaken for a file.

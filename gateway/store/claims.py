@@ -1,7 +1,9 @@
-"""Claims and their append-only events.
+"""Claims and their append-only events, and the current-state projection written with them.
 
 There is deliberately no function here that updates or deletes a claim or an event: a claim is
-written once, and every change of state is a new event checked against the lifecycle table.
+written once, and every change of state is a new event checked against the lifecycle table. Every
+event also updates the claim's row in ``claim_current`` (``store/projection.py``) in the same
+transaction; current states are read from there.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from gateway.crypto.fieldcrypt import FieldCipher
 from gateway.domain.lifecycle import Actor, State, check_transition
 from gateway.domain.model import Claim, Debtor, to_minor
 from gateway.errors import IllegalTransition, NotFound
-from gateway.store.schema import claim_events, claims
+from gateway.store import projection
+from gateway.store.projection import EventFacts
+from gateway.store.schema import claim_current, claim_events, claims
 from gateway.store.sql import bulk_insert, db_time, dumps, loads, utcnow
 
 _EMPTY_DEBTOR = Debtor()
@@ -59,8 +63,10 @@ def allocate_ids(conn: Connection, n: int) -> list[int]:
 
 # The stored columns of one claim, computed without a database (in an ingest worker process):
 # client_id, creditor_reference, partner_id, claim_type, currency, principal_minor, open_minor,
-# invoice_number, invoice_date, due_date, debtor_index, personal (ciphertext), body (JSON text).
+# invoice_number, invoice_date, due_date, debtor_index, personal (ciphertext), body (JSON text); then, not
+# stored in ``claims`` but opening the case account: fees_minor, paid_before_minor.
 PreparedClaim = tuple[Any, ...]
+_STORED = 13  # how many of a PreparedClaim's values are ``claims`` columns
 _CLAIM_COLUMNS = ("id", "client_id", "creditor_reference", "partner_id", "claim_type", "currency", "principal_minor",
                   "open_minor", "invoice_number", "invoice_date", "due_date", "debtor_index", "personal", "body",
                   "submission_id", "source_row", "created_at")
@@ -73,10 +79,12 @@ def prepare_claim(cipher: FieldCipher, c: Claim, total_open: Any = None) -> Prep
     body = _encoder.encode(msgspec.structs.replace(c, debtor=_EMPTY_DEBTOR, memo=None))
     name = c.debtor.display_name()
     total = c.total_open_amount if total_open is None else total_open
+    fees = to_minor(c.fees_total, c.currency) if c.fees else 0
+    paid = to_minor(c.payments_total, c.currency) if c.payments_received else 0
     return (c.client_id, c.creditor_reference, c.partner_id, c.claim_type.value, c.currency,
             to_minor(c.principal_amount, c.currency), to_minor(total, c.currency), c.invoice_number, c.invoice_date,
             c.due_date, cipher.blind_index(name) if name else None,
-            cipher.encrypt(personal, _aad(c.client_id, c.creditor_reference)), body.decode())
+            cipher.encrypt(personal, _aad(c.client_id, c.creditor_reference)), body.decode(), fees, paid)
 
 
 def insert_prepared(conn: Connection, submission_id: int,
@@ -84,16 +92,39 @@ def insert_prepared(conn: Connection, submission_id: int,
                     now: datetime | None = None) -> list[int]:
     """Insert prepared claims (columns, first state, source row, event data) with their first events."""
     ids = allocate_ids(conn, len(items))
+    event_ids = allocate_event_ids(conn, len(items))
     t: Any = db_time(conn, now or utcnow())
     if conn.dialect.name == "sqlite":
         t = t.isoformat(" ")  # what sqlite3's datetime adapter stores, done once instead of per row
     received, actor = State.RECEIVED.value, Actor.SYSTEM.value
-    claim_rows = [(cid, *cols, submission_id, row, t) for cid, (cols, _, row, _) in zip(ids, items)]
-    event_rows = [(cid, cols[0], state.value, received, actor, "intake", dumps(data) if data else None, t)
-                  for cid, (cols, state, _, data) in zip(ids, items)]
+    claim_rows = [(cid, *cols[:_STORED], submission_id, row, t) for cid, (cols, _, row, _) in zip(ids, items)]
+    event_rows = [(eid, cid, cols[0], state.value, received, actor, "intake", dumps(data) if data else None, t)
+                  for eid, cid, (cols, state, _, data) in zip(event_ids, ids, items)]
+    current_rows = [_opening(cid, eid, submission_id, cols, state, t)
+                    for eid, cid, (cols, state, _, _) in zip(event_ids, ids, items)]
     bulk_insert(conn, claims, _CLAIM_COLUMNS, claim_rows)
-    bulk_insert(conn, claim_events, _EVENT_COLUMNS, event_rows)
+    bulk_insert(conn, claim_events, ("id", *_EVENT_COLUMNS), event_rows)
+    bulk_insert(conn, claim_current, projection.COLUMNS, current_rows)
     return ids
+
+
+def _opening(cid: int, eid: int, submission_id: int, cols: PreparedClaim, state: State, t: Any) -> tuple[Any, ...]:
+    ev = EventFacts(eid, state.value, State.RECEIVED.value, Actor.SYSTEM.value, "intake", None, t)
+    row = projection.opening_row(cid, cols[0], cols[1], submission_id, cols[2], cols[4], cols[5], cols[13],
+                                 cols[14], ev)
+    return tuple(row[c] for c in projection.COLUMNS)
+
+
+def allocate_event_ids(conn: Connection, n: int) -> list[int]:
+    """``n`` fresh event ids, so the projection can name each claim's latest event without reading back."""
+    if n == 0:
+        return []
+    if conn.dialect.name == "sqlite":  # the write lock is held (BEGIN IMMEDIATE): max(id) is ours until commit
+        start = int(conn.execute(select(func.coalesce(func.max(claim_events.c.id), 0))).scalar_one()) + 1
+        return list(range(start, start + n))
+    rows = conn.exec_driver_sql("SELECT nextval(pg_get_serial_sequence('claim_events', 'id')) "
+                                "FROM generate_series(1, %s)", (n,))
+    return [int(r[0]) for r in rows]
 
 
 def insert_new(conn: Connection, cipher: FieldCipher, submission_id: int, items: Sequence[NewClaim],
@@ -122,19 +153,13 @@ def existing_references(conn: Connection, client_id: str, references: Iterable[s
     return found
 
 
-def _latest_event_ids() -> Any:
-    return select(func.max(claim_events.c.id).label("id")).group_by(claim_events.c.claim_id).subquery()
-
-
 def current_states(conn: Connection, claim_ids: Sequence[int]) -> dict[int, State]:
-    """The state of each claim: the state of its latest event."""
+    """The state of each claim (its latest event's), read from the projection."""
     out: dict[int, State] = {}
     ids = list(claim_ids)
     for i in range(0, len(ids), 500):
-        part = ids[i:i + 500]
-        latest = (select(func.max(claim_events.c.id).label("id")).where(claim_events.c.claim_id.in_(part))
-                  .group_by(claim_events.c.claim_id).subquery())
-        q = select(claim_events.c.claim_id, claim_events.c.state).join(latest, latest.c.id == claim_events.c.id)
+        q = select(claim_current.c.claim_id, claim_current.c.state).where(
+            claim_current.c.claim_id.in_(ids[i:i + 500]))
         out.update({cid: State(st) for cid, st in conn.execute(q)})
     return out
 
@@ -145,34 +170,30 @@ def transition(conn: Connection, claim_ids: Sequence[int], to: State, actor: Act
     """Move every claim to ``to`` as ``actor``, all or nothing: one illegal move and nothing is written."""
     if not claim_ids:
         return
-    if conn.dialect.name == "postgresql":  # serialise concurrent transitions of the same claims
-        for i in range(0, len(claim_ids), 1000):
-            conn.execute(select(claims.c.id).where(claims.c.id.in_(sorted(claim_ids[i:i + 1000])))
-                         .order_by(claims.c.id).with_for_update())
-    states = current_states(conn, claim_ids)
-    rows = []
-    t = db_time(conn, now or utcnow())
-    owners = _owners(conn, claim_ids)
+    # Locking the projection rows (in id order) serialises concurrent changes of the same claims.
+    current = projection.load(conn, claim_ids, lock=True)
+    rows, changed = [], []
+    when = now or utcnow()
+    t = db_time(conn, when)
     for cid in claim_ids:
-        if cid not in states:
+        if cid not in current:
             raise NotFound(f"no claim {cid}")
+        src = State(current[cid]["state"])
         try:
-            check_transition(states[cid], to, actor)
+            check_transition(src, to, actor)
         except IllegalTransition as exc:
             raise IllegalTransition(exc.src, exc.dst, exc.actor, exc.reason, claim_id=cid) from None
+    event_ids = allocate_event_ids(conn, len(claim_ids))
+    for eid, cid in zip(event_ids, claim_ids):
+        row = current[cid]
         payload = {**(data or {}), **((per_claim or {}).get(cid) or {})}
-        rows.append((cid, owners[cid], to.value, states[cid].value, actor.value, kind,
+        rows.append((eid, cid, row["client_id"], to.value, row["state"], actor.value, kind,
                      dumps(payload) if payload else None, t))
-    bulk_insert(conn, claim_events, ("claim_id", "client_id", "state", "from_state", "actor", "kind", "data",
-                                     "created_at"), rows)
-
-
-def _owners(conn: Connection, claim_ids: Sequence[int]) -> dict[int, str]:
-    out: dict[int, str] = {}
-    for i in range(0, len(claim_ids), 500):
-        q = select(claims.c.id, claims.c.client_id).where(claims.c.id.in_(claim_ids[i:i + 500]))
-        out.update({cid: client for cid, client in conn.execute(q)})
-    return out
+        current[cid] = projection.apply(row, EventFacts(eid, to.value, row["state"], actor.value, kind,
+                                                        payload or None, when))
+        changed.append(current[cid])
+    bulk_insert(conn, claim_events, ("id", *_EVENT_COLUMNS), rows)
+    projection.save(conn, changed)
 
 
 def get_row(conn: Connection, claim_id: int) -> RowMapping:
@@ -203,21 +224,20 @@ def listing(conn: Connection, *, client_id: str | None = None, state: str | None
             submission_id: int | None = None, since: datetime | None = None, until: datetime | None = None,
             due_from: date | None = None, due_to: date | None = None, limit: int = 100,
             offset: int = 0) -> list[RowMapping]:
-    """Claims with their current state, newest first."""
-    latest = _latest_event_ids()
+    """Claims with their current state and open amount (from the projection), newest first."""
+    cc = claim_current
     q = (select(claims.c.id, claims.c.client_id, claims.c.creditor_reference, claims.c.submission_id,
                 claims.c.source_row, claims.c.partner_id, claims.c.claim_type, claims.c.currency,
-                claims.c.principal_minor, claims.c.open_minor, claims.c.invoice_number, claims.c.invoice_date,
-                claims.c.due_date, claims.c.created_at, claim_events.c.state,
-                claim_events.c.created_at.label("state_since"))
-         .join(claim_events, claim_events.c.claim_id == claims.c.id)
-         .join(latest, latest.c.id == claim_events.c.id)
+                claims.c.principal_minor, cc.c.open_minor, claims.c.invoice_number, claims.c.invoice_date,
+                claims.c.due_date, claims.c.created_at, cc.c.state, cc.c.updated_at.label("state_since"),
+                cc.c.stage, cc.c.partner_file_number)
+         .join(cc, cc.c.claim_id == claims.c.id)
          .order_by(claims.c.created_at.desc(), claims.c.id.desc()))
     conds = []
     if client_id:
         conds.append(claims.c.client_id == client_id)
     if state:
-        conds.append(or_(*(claim_events.c.state == s for s in state.split(","))))
+        conds.append(or_(*(cc.c.state == s for s in state.split(","))))
     if submission_id is not None:
         conds.append(claims.c.submission_id == submission_id)
     if since:
@@ -236,11 +256,23 @@ def listing(conn: Connection, *, client_id: str | None = None, state: str | None
 def annotate(conn: Connection, claim_id: int, actor: Actor, kind: str, data: dict[str, Any] | None = None,
              now: datetime | None = None) -> int:
     """Append an event that records something (a payment report, a message, labels) without a state change."""
-    state = current_states(conn, [claim_id]).get(claim_id)
-    if state is None:
+    row = projection.load(conn, [claim_id], lock=True).get(claim_id)
+    if row is None:
         raise NotFound(f"no claim {claim_id}")
-    owner = _owners(conn, [claim_id])[claim_id]
+    when = now or utcnow()
     res = conn.execute(claim_events.insert().values(
-        claim_id=claim_id, client_id=owner, state=state.value, from_state=state.value, actor=actor.value, kind=kind,
-        data=dumps(data) if data else None, created_at=now or utcnow()).returning(claim_events.c.id))
-    return int(res.scalar_one())
+        claim_id=claim_id, client_id=row["client_id"], state=row["state"], from_state=row["state"],
+        actor=actor.value, kind=kind, data=dumps(data) if data else None, created_at=when)
+        .returning(claim_events.c.id))
+    event_id = int(res.scalar_one())
+    projection.save(conn, [projection.apply(row, EventFacts(event_id, row["state"], row["state"], actor.value, kind,
+                                                            data or None, when))])
+    return event_id
+
+
+def current(conn: Connection, claim_id: int) -> dict[str, Any]:
+    """The claim's projection row: state, stage, partner file number, case account in minor units."""
+    row = projection.load(conn, [claim_id]).get(claim_id)
+    if row is None:
+        raise NotFound(f"no claim {claim_id}")
+    return row

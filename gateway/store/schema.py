@@ -145,6 +145,40 @@ claim_events = Table(
     Index("ix_events_client", "client_id", "id"),
 )
 
+# Each claim's current state and case account, folded from its events (store/projection.py) and written
+# in the same transaction as every event. Not append-only: it is a cache of the log, rebuilt by
+# `gateway db rebuild-projection`. Only ``seen_event_id`` (the client's "read" mark) is its own data.
+claim_current = Table(
+    "claim_current", metadata,
+    Column("claim_id", BigInteger, ForeignKey("claims.id"), primary_key=True, autoincrement=False),
+    Column("client_id", String(64), nullable=False),
+    Column("creditor_reference", String(128), nullable=False),
+    Column("submission_id", BigInteger, nullable=False),
+    Column("partner_id", String(64), nullable=True),
+    Column("state", String(32), nullable=False),
+    Column("stage", String(32), nullable=True),
+    Column("partner_file_number", String(128), nullable=True),
+    Column("closing_reason", String(64), nullable=True),  # the partner's code (or the event kind) that ended it
+    Column("currency", String(3), nullable=False),
+    Column("principal_minor", BigInteger, nullable=False),
+    Column("fees_minor", BigInteger, nullable=False),
+    Column("interest_minor", BigInteger, nullable=False),
+    Column("agency_costs_minor", BigInteger, nullable=False),
+    Column("paid_direct_minor", BigInteger, nullable=False),
+    Column("paid_agency_minor", BigInteger, nullable=False),
+    Column("payouts_minor", BigInteger, nullable=False),
+    Column("written_off_minor", BigInteger, nullable=False),
+    Column("open_minor", BigInteger, nullable=False),
+    Column("overpaid_minor", BigInteger, nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),  # the latest event's time
+    Column("last_event_id", BigInteger, nullable=False),
+    Column("changed_event_id", BigInteger, nullable=False),  # latest event the client did not cause itself
+    Column("seen_event_id", BigInteger, nullable=False),  # up to where the client has looked
+    Index("ix_current_client_state_updated", "client_id", "state", "updated_at", "claim_id"),
+    Index("ix_current_client_updated", "client_id", "updated_at", "claim_id"),
+)
+
 outbox = Table(
     "outbox", metadata,
     Column("id", AutoId, primary_key=True, autoincrement=True),

@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import os
+
 
 class GatewayError(Exception):
     """Base of every error the gateway raises on purpose."""
@@ -33,12 +35,17 @@ class KeyStoreError(GatewayError):
 
 
 class InputError(GatewayError):
-    """A file that cannot be processed at all; ``where`` names the file and position if known."""
+    """A file that cannot be processed at all; ``where`` names the file and position if known.
+
+    The text names the file by its name only (never a server path) and holds no value of the file;
+    ``detail`` may quote the file's content (a header that was a data row) for the client's own ack.
+    """
 
     def __init__(self, message: str, *, file: str | None = None, row: int | None = None,
-                 column: str | None = None) -> None:
-        self.file, self.row, self.column = file, row, column
-        parts = [p for p in (file, f"row {row}" if row else None, f"column {column!r}" if column else None) if p]
+                 column: str | None = None, detail: str | None = None) -> None:
+        self.file, self.row, self.column, self.message, self.detail = file, row, column, message, detail
+        name = os.path.basename(file) if file else None
+        parts = [p for p in (name, f"row {row}" if row else None, f"column {column!r}" if column else None) if p]
         super().__init__(f"{', '.join(parts)}: {message}" if parts else message)
 
 

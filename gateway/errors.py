@@ -6,6 +6,7 @@
     ├── InputError             a submitted file cannot be used at all (format, encoding, size)
     ├── NotFound               an unknown claim, submission, client or partner
     ├── IllegalTransition      a lifecycle move the table does not allow
+    ├── Unsupported            the claim's partner does not accept this operation (refused before queueing)
     ├── ImmutableRecord        an attempt to change or delete a claim or an event
     ├── DeliveryError          a partner adapter failed (``retryable`` says whether to try again)
     └── Interrupted            the gateway is stopping: the work ends early and resumes at the next start
@@ -58,6 +59,14 @@ class IllegalTransition(GatewayError):
         self.src, self.dst, self.actor, self.reason, self.claim_id = src, dst, actor, reason, claim_id
         claim = f"claim {claim_id}: " if claim_id is not None else ""
         super().__init__(f"{claim}illegal transition {src} -> {dst} by {actor}: {reason}")
+
+
+class Unsupported(GatewayError):
+    """An operation the claim's partner does not accept (its adapter or its config leaves it out)."""
+
+    def __init__(self, partner_id: str, operation: str, what: str) -> None:
+        self.partner_id, self.operation = partner_id, operation
+        super().__init__(f"partner {partner_id} does not accept {what}")
 
 
 class ImmutableRecord(GatewayError):

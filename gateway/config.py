@@ -153,8 +153,6 @@ class PartnerConfig(Base):
     sync: PartnerSyncConfig = msgspec.field(default_factory=PartnerSyncConfig)
     webhook: PartnerWebhookConfig = msgspec.field(default_factory=PartnerWebhookConfig)
     simulator: PartnerSimulatorConfig = msgspec.field(default_factory=PartnerSimulatorConfig)
-    # Narrows what the adapter declares it takes (adapters/base.py CAPABILITIES); None: all it declares.
-    capabilities: list[str] | None = None
 
 
 class SftpServerConfig(Base):
@@ -204,6 +202,22 @@ class LimitsConfig(Base):
     max_columns: int = 1024  # columns of a sheet or CSV header
 
 
+class HealthConfig(Base):
+    """The plain-HTTP health and metrics listener of ``serve`` (docs/operations.md)."""
+
+    listen: str | None = "127.0.0.1:8480"  # host:port of /healthz, /readyz, /metrics; None: no listener
+    stale_seconds: float = 60.0  # /healthz: a task is stale after max(3 x its interval, this) without a step
+    check_timeout_seconds: float = 3.0  # /readyz and /metrics wait this long for the database
+
+
+class LoggingConfig(Base):
+    """Log lines of the ``gateway`` command (docs/operations.md)."""
+
+    level: str = "INFO"  # of serve; other commands log warnings only unless -v
+    format: Literal["text", "json"] = "text"  # json: one object per line (ts, level, logger, event, fields)
+    file: str | None = None  # append to this file (relative to base_dir) instead of stderr
+
+
 class RouteRule(Base):
     """First matching rule wins; unset conditions match everything."""
 
@@ -229,6 +243,8 @@ class GatewayConfig(Base):
     sftp: SftpServerConfig = msgspec.field(default_factory=SftpServerConfig)
     soap: SoapServerConfig = msgspec.field(default_factory=SoapServerConfig)
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
+    health: HealthConfig = msgspec.field(default_factory=HealthConfig)
+    logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
     clients: dict[str, ClientConfig] = msgspec.field(default_factory=dict)
     partners: dict[str, PartnerConfig] = msgspec.field(default_factory=dict)
     routing: list[RouteRule] = msgspec.field(default_factory=list)
@@ -332,12 +348,6 @@ def _check_references(cfg: GatewayConfig) -> None:
             raise ConfigError(f"unknown partner '{client.default_partner}' (configured: "
                               f"{', '.join(sorted(cfg.partners)) or 'none'})",
                               file=cfg.source, key=f"clients.{cid}.default_partner")
-    from adapters.base import CAPABILITIES  # names only: the adapter's own set is checked when it loads
-    for pid, partner in cfg.partners.items():
-        unknown = sorted(set(partner.capabilities or ()) - set(CAPABILITIES))
-        if unknown:
-            raise ConfigError(f"unknown capabilities {', '.join(unknown)} (known: {', '.join(CAPABILITIES)})",
-                              file=cfg.source, key=f"partners.{pid}.capabilities")
     for i, rule in enumerate(cfg.routing):
         if rule.partner not in cfg.partners:
             raise ConfigError(f"unknown partner '{rule.partner}'", file=cfg.source, key=f"routing[{i}].partner")

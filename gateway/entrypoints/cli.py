@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from datetime import date, datetime, timezone
@@ -17,6 +16,7 @@ from typing import Any
 
 from gateway.bootstrap import App, build_app
 from gateway.entrypoints import commands, mapping_cli, partners_cli
+from gateway.entrypoints.logs import configure_logging
 from gateway.errors import ConfigError, GatewayError, IllegalTransition, InputError, NotFound
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INPUT, EXIT_NOT_FOUND, EXIT_ILLEGAL = 0, 1, 2, 3, 4, 5
@@ -92,11 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-PRIVATE_UMASK = 0o077  # var/ and inbox/ hold debtor data, keys and acks: nothing for group or others
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    os.umask(PRIVATE_UMASK)  # every file and folder the gateway creates is 0600/0700 (docs/security.md)
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO if args.command == "serve"
                         else logging.WARNING, stream=sys.stderr,
@@ -109,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from gateway.config import load_config
             return commands.keys_init(load_config(args.config))
         app = build_app(args.config)
+        configure_logging(app.config, verbose=args.verbose, serve=args.command == "serve")
         if args.command == "db":
             return commands.db_upgrade(app)
         commands.ensure_schema(app)

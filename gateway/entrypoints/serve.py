@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.bootstrap import App
+from gateway.entrypoints.health import HealthServer
 from gateway.entrypoints.intake_tasks import InboxTask
 from gateway.entrypoints.mapping_watch import MappingWatcher
 from gateway.entrypoints.partner_tasks import PartnerTasks
@@ -72,6 +73,7 @@ async def serve(app: App, *, signals: bool = True, stop: asyncio.Event | None = 
     parts = _Parts(app, sup)
     try:
         await parts.start()
+        parts.health.started = True
         log.info("serve.ready node=%s database=%s", node, app.engine.url.render_as_string(hide_password=True))
         await stop.wait()
     finally:
@@ -107,9 +109,11 @@ class _Parts:
         self.mappings = MappingWatcher(app.mappings, app.config.mappings_dir)  # hot reload of mappings/
         self.partners = PartnerTasks(app, sup)
         self.dispatcher: Dispatcher | None = None
+        self.health = HealthServer(app, sup, self._listener_problems)
 
     async def start(self) -> None:
         app, cfg, sup = self.app, self.app.config, self.sup
+        await self.health.start()  # first: a probe sees "starting" rather than nothing while resume runs
         await asyncio.to_thread(self.mappings.start)
         sup.start("mappings", self._mappings_step, every=5.0)
         if cfg.dispatcher.enabled:
@@ -147,6 +151,14 @@ class _Parts:
             from gateway.entrypoints.soap.server import SoapServer
             self.soap = SoapServer(app)
             await asyncio.to_thread(self.soap.start)
+
+    def _listener_problems(self) -> list[str]:
+        cfg, problems = self.app.config, []
+        if cfg.sftp.enabled and (self.sftp is None or self.sftp.acceptor is None):
+            problems.append("sftp listener not up")
+        if cfg.soap.enabled and (self.soap is None or not self.soap.alive()):
+            problems.append("soap listener not up")
+        return problems
 
     async def _resume_step(self) -> bool:
         try:
@@ -195,4 +207,5 @@ class _Parts:
         await bounded("mappings", lambda: asyncio.to_thread(self.mappings.stop))
         if self.dispatcher is not None and "dispatch" not in abandoned:
             await bounded("dispatcher", lambda: asyncio.to_thread(self.dispatcher.close) if self.dispatcher else None)
+        await bounded("health", self.health.close)  # last: /readyz said "stopping" while the rest stopped
         return abandoned

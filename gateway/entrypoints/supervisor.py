@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway import metrics
 from gateway.faults import describe, is_transient
 
 log = logging.getLogger("gateway.supervisor")
@@ -52,6 +53,7 @@ class TaskHealth:
     quiet: int = 0             # failures not logged because the same error was logged already
     signature: str | None = None
     last_ok: float = field(default_factory=time.monotonic)
+    last_step: float = field(default_factory=time.monotonic)  # a step ended, well or not: the task is alive
     last_error: str | None = None
 
 
@@ -89,6 +91,7 @@ class Supervisor:
                 if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                     raise
                 health.consecutive += 1
+                health.last_step = time.monotonic()
                 self.report(health.name, exc, **context)
                 if give_up and not is_transient(exc) and health.consecutive >= self.give_up_after:
                     log.critical("supervisor.gave_up task=%s failures=%d error=%s: stopping the gateway so that "
@@ -101,7 +104,7 @@ class Supervisor:
             if busy or health.consecutive:  # work done, or a failed step runs again: the streak is over
                 self.ok(health.name)
             health.consecutive = 0
-            health.last_ok = time.monotonic()
+            health.last_ok = health.last_step = time.monotonic()
             if once:
                 return
             if not busy:
@@ -120,6 +123,7 @@ class Supervisor:
         text = describe(exc)
         signature = f"{type(exc).__name__}:{text}" if is_transient(exc) else type(exc).__name__ + text
         health.failures += 1
+        metrics.TASK_FAILURES.labels(name).inc()
         health.last_error = text
         if health.failing_since is None:
             health.failing_since = time.monotonic()

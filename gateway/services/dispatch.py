@@ -34,13 +34,14 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_rand
 
 from adapters import load_adapter
 from adapters.base import Batch, NotSupported, PartnerAdapter, Receipt
+from gateway import metrics
 from gateway.bootstrap import App
 from gateway.crypto.certs import load_cert, load_private_key
 from gateway.crypto.cms import sign_and_encrypt
 from gateway.domain.lifecycle import Actor, State
 from gateway.errors import DeliveryError, KeyStoreError
 from gateway.services import batching
-from gateway.services.operations import capabilities, run_operation
+from gateway.services.operations import run_operation
 from gateway.services.render import BatchMeta, render_each, write_batch
 from gateway.store import claims as claim_store
 from gateway.store import documents as documents_store
@@ -71,6 +72,7 @@ class Dispatcher:
             item = outbox_store.lease(conn, self.owner, cfg.lease_seconds, now=self.app.now())
         if item is None:
             return False
+        metrics.DELIVERY_ATTEMPTS.labels(item.partner_id, item.operation).inc()
         with _Heartbeat(self.app, item, cfg.lease_seconds):
             try:
                 if item.operation == "deliver_batch":
@@ -128,9 +130,7 @@ class Dispatcher:
         """The signed, encrypted batch of the claims that render (None if none does), and why the others did not."""
         with read_tx(self.app.engine) as conn:
             rows = claim_store.rows_by_ids(conn, claim_ids)
-            # A partner that takes no documents gets their names and hashes, not their bytes.
-            docs = (documents_store.for_claims(conn, self.app.cipher, claim_ids)
-                    if "documents" in capabilities(self.app, item.partner_id) else {})
+            docs = documents_store.for_claims(conn, self.app.cipher, claim_ids)
         unrendered: dict[int, str] = {}
         claims = []
         for r in rows:
@@ -160,18 +160,13 @@ class Dispatcher:
                      payload=payload, claim_ids=[cid for cid, _, _ in elements],
                      content_type="application/pkcs7-mime"), unrendered
 
-    def seal(self, partner_id: str, document: bytes) -> bytes:
-        """Sign a document as the gateway and encrypt it to the partner (CMS), like every batch."""
-        cert, key = self._signing()
-        return sign_and_encrypt(document, signer_cert=cert, signer_key=key,
-                                recipients=[self._partner_cert(partner_id)])
-
     def _record(self, item: OutboxItem, claim_ids: list[int], receipt: Receipt | None,
                 unrendered: dict[int, str]) -> None:
         now = self.app.now()
         with write_tx(self.app.engine) as conn:
             if receipt is None:  # nothing rendered: the row itself is the dead letter of its claims
                 if outbox_store.fail(conn, item, _summary(unrendered), retry_in=None, now=now):
+                    metrics.DEAD_LETTERS.labels(item.partner_id, item.operation).inc()
                     self._fail_alone(conn, item.id, item, unrendered)
                 return
             if not outbox_store.complete(conn, item, _receipt_doc(receipt), now=now):
@@ -201,6 +196,7 @@ class Dispatcher:
         parked = outbox_store.enqueue_dead(conn, key=key, client_id=item.client_id, partner_id=item.partner_id,
                                            operation=batching.DELIVER, payload=payload, error=_summary(unrendered),
                                            now=self.app.now())
+        metrics.DEAD_LETTERS.labels(item.partner_id, batching.DELIVER).inc()
         self._fail_alone(conn, parked, item, unrendered)
 
     def _fail_alone(self, conn: Connection, parked: int, item: OutboxItem, unrendered: dict[int, str]) -> None:
@@ -223,6 +219,9 @@ class Dispatcher:
         with write_tx(self.app.engine) as conn:
             if not outbox_store.fail(conn, item, error, retry_in=retry_in, now=self.app.now()):
                 return
+            metrics.DELIVERY_FAILURES.labels(item.partner_id, item.operation).inc()
+            if dead:
+                metrics.DEAD_LETTERS.labels(item.partner_id, item.operation).inc()
             if dead:
                 ids = list(item.payload.get("claim_ids", []))
                 states = claim_store.current_states(conn, ids)

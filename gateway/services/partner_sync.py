@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from adapters.base import NotSupported, UpdatingAdapter
+from gateway import metrics
 from gateway.bootstrap import App
 from gateway.errors import DeliveryError, Interrupted, NotFound
 from gateway.faults import describe, is_transient
@@ -54,8 +55,9 @@ def sync_partner(app: App, partner_id: str) -> ApplyResult:
         raise
     finally:
         adapter.close()
-    log.info("partner_sync.done partner=%s %s", partner_id,
-             " ".join(f"{k}={v}" for k, v in sorted(total.counts.items())))
+    # A pull that found nothing is routine (every few seconds with a short schedule): INFO stays quiet.
+    log.log(logging.INFO if any(total.counts.values()) else logging.DEBUG, "partner_sync.done partner=%s %s",
+            partner_id, " ".join(f"{k}={v}" for k, v in sorted(total.counts.items())))
     return total
 
 
@@ -90,11 +92,13 @@ def sync_due(app: App, on_error: Callable[[str, BaseException], None] | None = N
                     continue
                 out[pid] = sync_partner(app, pid)
         except (DeliveryError, NotFound) as exc:
+            metrics.PARTNER_SYNC_ERRORS.labels(pid).inc()
             log.warning("partner_sync.failed partner=%s error=%s", pid, describe(exc))
             out[pid] = str(exc)
         except Exception as exc:
             if isinstance(exc, Interrupted) or is_transient(exc):
                 raise
+            metrics.PARTNER_SYNC_ERRORS.labels(pid).inc()
             with write_tx(app.engine) as conn:
                 save_cursor(conn, pid, get_cursor(conn, pid), 0, error=describe(exc), now=app.now())
             if on_error is not None:

@@ -21,6 +21,7 @@ import msgspec
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
+from gateway import metrics
 from gateway.bootstrap import App
 from gateway.domain import findings as codes
 from gateway.domain.findings import Finding, Outcome, Severity, outcome_of
@@ -198,6 +199,8 @@ def _store(app: App, client_id: str, drafts: list[Draft], raw: bytes) -> SubmitR
             currency=result.currency, total_minor=to_minor(result.total_amount, result.currency or "EUR")))
     log.info("submit.done client=%s submission=%s claims=%d accepted=%d held=%d rejected=%d", client_id,
              result.submission, len(drafts), result.accepted, result.held, result.rejected)
+    metrics.SUBMISSIONS_RECEIVED.labels(client_id, "soap").inc()
+    metrics.finished(client_id, "soap", result.accepted, result.held, result.rejected)
     return result
 
 

@@ -156,6 +156,9 @@ def status_files_step(app: App) -> Awaitable[bool]:
 
     async def step() -> bool:
         for path in await asyncio.to_thread(write):
-            log.info("status.written file=%s", path)
+            # The name carries the event range (status_<time>_<first>-<last>): first > last means no news.
+            first, _, last = path.stem.rpartition("_")[2].partition("-")
+            empty = first.isdigit() and last.isdigit() and int(first) > int(last)
+            log.log(logging.DEBUG if empty else logging.INFO, "status.written file=%s", path)
         return False
     return step()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import asyncssh
 
+from gateway import metrics
 from gateway.config import GatewayConfig
 from gateway.crypto.passwords import is_password_hash, verify_password
 from gateway.errors import ConfigError
@@ -83,7 +84,10 @@ class GatewaySSHServer(asyncssh.SSHServer):
         self.peer = str(peer[0]) if peer else "?"
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.authenticated:
+            metrics.SFTP_ACTIVE.dec()
         if self.tried and not self.authenticated:
+            metrics.SFTP_AUTH_FAILURES.inc()
             self.limiter.failed(self.peer)
             log.warning("sftp.login_failed login=%s peer=%s", self.username[:64], self.peer)
 
@@ -95,6 +99,8 @@ class GatewaySSHServer(asyncssh.SSHServer):
 
     def auth_completed(self) -> None:
         self.authenticated = True
+        metrics.SFTP_SESSIONS.labels(self.username).inc()  # a client id: only configured logins get here
+        metrics.SFTP_ACTIVE.inc()
         log.info("sftp.login client=%s peer=%s", self.username, self.peer)
 
     def public_key_auth_supported(self) -> bool:

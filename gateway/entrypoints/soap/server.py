@@ -18,7 +18,9 @@ from cheroot.wsgi import Server
 
 from gateway.bootstrap import App
 from gateway.entrypoints.soap.app import PATH, build_wsgi
+from gateway.entrypoints.soap.service import GatewayService
 from gateway.errors import ConfigError, KeyStoreError
+from gateway.metrics import SoapMetrics
 from gateway.services.keys import TLS_CERT_FILE, TLS_KEY_FILE
 
 log = logging.getLogger("gateway.soap")
@@ -45,6 +47,8 @@ class SoapServer:
         adapter = BuiltinSSLAdapter(str(cert), str(key))
         adapter.context.minimum_version = ssl.TLSVersion.TLSv1_2
         self._server.ssl_adapter = adapter
+        # counted and timed per operation and status (gateway.metrics), around everything the gate answers
+        self._server.wsgi_app = SoapMetrics(self._server.wsgi_app, GatewayService.public_methods)
         self._thread: threading.Thread | None = None
 
     @property
@@ -62,6 +66,10 @@ class SoapServer:
         self._thread = threading.Thread(target=self._server.serve, name="soap-server", daemon=True)
         self._thread.start()
         log.info("soap.listening url=%s", self.url)
+
+    def alive(self) -> bool:
+        """True while the server thread serves (readiness)."""
+        return self._thread is not None and self._thread.is_alive()
 
     def stop(self) -> None:
         """Stop accepting, finish running requests, join the thread."""

@@ -1,0 +1,60 @@
+"""The shipped alert rules and the JSON log format, without a running gateway."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import subprocess
+
+import yaml
+
+from gateway.entrypoints.logs import JsonFormatter, parse_event
+from gateway.metrics import REGISTRY, Backlog, BacklogCollector, Exposition
+from tests.conftest import ROOT
+
+ALERTS = ROOT / "docs" / "alerts.yml"
+EXPECTED = {"GatewayDeadLetters", "GatewayOutboxStuck", "GatewayTaskRestarting", "GatewayTaskStale",
+            "GatewayPartnerSyncLag", "GatewayPartnerSyncFailing", "GatewayNotReady"}
+
+
+def _exposed_names() -> set[str]:
+    """Every sample name the gateway's /metrics can carry (registry and scrape-time gauges)."""
+    full = Backlog(submissions_processing=1, outbox={("p", "pending"): 1}, oldest_pending_seconds={"p": 1.0},
+                   sync_age_seconds={"p": 1.0}, sync_failing={"p": True}, sync_interval_seconds={"p": 60.0})
+    collector = BacklogCollector(lambda: full, lambda: {"dispatch": 1.0}, lambda: True)
+    names = {s.name for family in Exposition(collector).collect() for s in family.samples}
+    # counters and histograms without any sample yet still have their names
+    for family in REGISTRY.collect():
+        base = family.name
+        names |= {base, f"{base}_total", f"{base}_bucket", f"{base}_count", f"{base}_sum"}
+    return names
+
+
+def test_alert_rules_are_valid_and_use_only_exposed_metrics() -> None:
+    doc = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))
+    rules = [rule for group in doc["groups"] for rule in group["rules"]]
+    assert {r["alert"] for r in rules} == EXPECTED
+    exposed = _exposed_names()
+    for rule in rules:
+        assert rule["labels"]["severity"] in ("warning", "critical") and rule["annotations"]["summary"]
+        used = set(re.findall(r"\bgateway_[a-z_]+", rule["expr"]))
+        assert used and used <= exposed, (rule["alert"], used - exposed)
+    promtool = shutil.which("promtool")
+    if promtool:  # the real checker when it is installed; the checks above otherwise
+        check = subprocess.run([promtool, "check", "rules", str(ALERTS)], capture_output=True, text=True, timeout=60)
+        assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_json_log_line_has_the_event_and_its_fields() -> None:
+    record = logging.LogRecord("gateway.supervisor", logging.WARNING, __file__, 1,
+                               "supervisor.task_failed task=%s transient=%s error=%s", ("dispatch", "true",
+                               "OperationalError: database is locked"), None)
+    doc = json.loads(JsonFormatter().format(record))
+    assert doc["event"] == "supervisor.task_failed" and doc["level"] == "WARNING"
+    assert doc["logger"] == "gateway.supervisor" and doc["ts"].endswith("+00:00")
+    assert doc["task"] == "dispatch" and doc["error"] == "OperationalError: database is locked"
+    assert parse_event("ingest.done submission=S-1 rows=12 level=x") == {
+        "event": "ingest.done", "submission": "S-1", "rows": 12, "level_": "x"}
+    assert parse_event("supervisor.gave_up task=t: stopping")["task"] == "t: stopping"

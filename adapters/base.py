@@ -3,20 +3,38 @@
 Adapters import only this module, their own sibling modules, ``gateway.domain`` and ``gateway.errors``;
 never the store. Besides ``deliver`` an adapter may offer per-claim operations (``operate``) and status
 back (``fetch_updates``/``commit_updates``); what it cannot do it refuses with ``NotSupported``.
+
+Each adapter class declares what its partners can take (``capabilities``); a partner's config may narrow
+that set (``partners.<id>.capabilities``), and the gateway refuses an operation outside it before
+anything is queued. File-based adapters take instructions as documents (``InstructionAdapter``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import msgspec
 
 from gateway.errors import DeliveryError
 
-# Per-claim operations the outbox carries besides deliver_batch (payloads fixed with issue 5).
+# Per-claim operations the outbox carries besides deliver_batch.
 OPERATIONS = ("cancel", "report_payment", "send_message", "request_monitoring", "refresh", "set_labels")
+
+# What a partner may accept. ``labels`` is the one extra: labels are the client's own flags, kept by the
+# gateway whatever the partner does, and only passed on to partners that take them.
+CAPABILITIES = ("deliver", "status_pull", "status_push", "cancel", "direct_payment", "message",
+                "long_term_monitoring", "refresh", "documents", "labels")
+# The capability each per-claim operation needs, and how a refusal names it to people.
+OPERATION_CAPABILITY = {"cancel": "cancel", "report_payment": "direct_payment", "send_message": "message",
+                        "request_monitoring": "long_term_monitoring", "refresh": "refresh", "set_labels": "labels"}
+CAPABILITY_TEXT = {"deliver": "case files", "status_pull": "status queries", "status_push": "status pushes",
+                   "cancel": "cancellations", "direct_payment": "direct payment reports", "message": "messages",
+                   "long_term_monitoring": "long-term monitoring requests", "refresh": "refresh requests",
+                   "documents": "documents", "labels": "labels"}
+# Status codes of a partner's receipt for an instruction document (``PartnerUpdate.kind == "instruction"``).
+INSTRUCTION_RECEIVED, INSTRUCTION_REJECTED = "INSTRUCTION_RECEIVED", "INSTRUCTION_REJECTED"
 
 
 class Batch(msgspec.Struct, frozen=True, kw_only=True):
@@ -68,6 +86,7 @@ class PartnerUpdate(msgspec.Struct, frozen=True, kw_only=True):
     message_id: str | None = None
     text: str | None = None
     occurred_at: str | None = None  # ISO timestamp as the partner gave it
+    instruction_id: str | None = None  # kind "instruction": the instruction document this receipt is for
 
 
 class OperationResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -97,6 +116,7 @@ class PartnerAdapter(Protocol):
     """A transport to one collection partner, registered by alias in ``adapters.ADAPTERS``."""
 
     name: str
+    capabilities: ClassVar[frozenset[str]]  # what its partners can take (names from CAPABILITIES)
     # The adapter's own exceptions worth retrying; the dispatcher builds its retry policy from these
     # plus DeliveryError.retryable, so no adapter re-invents backoff.
     retryable: tuple[type[BaseException], ...]
@@ -124,6 +144,15 @@ class UpdatingAdapter(Protocol):
 
     def commit_updates(self, page: UpdatePage) -> None:
         """Tell the partner the page is stored (partners with a transaction to commit); else nothing."""
+        ...
+
+
+@runtime_checkable
+class InstructionAdapter(Protocol):
+    """A file-based adapter: per-claim instructions travel as signed, encrypted documents."""
+
+    def deliver_instruction(self, document: Batch) -> Receipt:
+        """Hand one instruction document over exactly once (by its id, like a batch); DeliveryError on failure."""
         ...
 
 

@@ -8,10 +8,10 @@ import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from adapters.base import Batch, OperationsMixin, Receipt, UpdatePage
-from adapters.statusfiles import STATUS_DIR, read_local
+from adapters.statusfiles import INSTRUCTION_DIR, STATUS_DIR, read_local
 from gateway.errors import ConfigError, DeliveryError
 
 _CHUNK = 1 << 20
@@ -44,6 +44,10 @@ class DirectoryAdapter(OperationsMixin):
 
     name = "directory"
     retryable: tuple[type[BaseException], ...] = (OSError,)
+    # Instructions travel as documents (``deliver_instruction``); refresh asks the agency to report again.
+    capabilities: ClassVar[frozenset[str]] = frozenset({
+        "deliver", "status_pull", "cancel", "direct_payment", "message", "long_term_monitoring", "refresh",
+        "documents"})
 
     def __init__(self, partner_id: str, options: Mapping[str, Any]) -> None:
         self.partner_id = partner_id
@@ -55,18 +59,27 @@ class DirectoryAdapter(OperationsMixin):
         # A missing folder is made unless the operator says it must exist (a mount point that is not
         # mounted should fail, retryably, rather than fill the local disk).
         self.create = bool(options.get("create", True))
+        # Instruction documents go to a folder of their own, so an agency never mistakes one for a case file.
+        self.instruction_path = Path(options.get("instruction_path") or self.path / INSTRUCTION_DIR)
 
     def deliver(self, batch: Batch) -> Receipt:
         """Write the batch file atomically, or confirm the earlier delivery of the same batch id."""
+        return self._deliver_into(self.path, batch)
+
+    def deliver_instruction(self, document: Batch) -> Receipt:
+        """Write ``<instruction_path>/<instruction id>.xml.p7m`` once, like a batch."""
+        return self._deliver_into(self.instruction_path, document)
+
+    def _deliver_into(self, folder: Path, batch: Batch) -> Receipt:
         name = batch.filename
         # The filename comes from our own renderer, but a slash or dot name would escape or hide it.
         if not name or name != Path(name).name or name.startswith(".") or "\0" in name:
             raise DeliveryError(f"batch {batch.batch_id}: unsafe filename {name!r}", retryable=False)
-        final = self.path / name
+        final = folder / name
         digest = hashlib.sha256(batch.payload).hexdigest()
         try:
             if self.create:
-                self.path.mkdir(parents=True, exist_ok=True)
+                folder.mkdir(parents=True, exist_ok=True)
             if final.exists():
                 return self._confirm_existing(batch, final, digest)
             self._write_atomically(final, batch.payload)

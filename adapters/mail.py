@@ -5,8 +5,8 @@ For agencies that take cases by mail. The message body is the CMS EnvelopedData 
 ``openssl cms -decrypt`` opens it. The subject, the attachment's name (``<batch id>.xml.p7m``; the
 ``.p7m`` extension is what RFC 8551 asks of the name), the Message-ID and ``X-Idempotency-Key`` carry
 the batch id. Mail cannot be made exactly-once by the sender: after a lost answer (the 250 never came)
-the message is sent again, and the partner's mailbox must keep one per batch id. Per-claim operations are not supported by mail; the
-agency's status reports come back as status files in ``status_path`` (where the mail system files
+the message is sent again, and the partner's mailbox must keep one per batch id. Per-claim operations are not
+supported by mail (refused before they are queued); the agency's status reports come back as status files in ``status_path`` (where the mail system files
 the agency's report attachments), read like the directory adapter's.
 """
 
@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from email.message import EmailMessage
 from email.utils import formatdate
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from adapters.base import Batch, OperationsMixin, Receipt, UpdatePage
 from adapters.statusfiles import read_local
@@ -46,6 +46,8 @@ class EmailAdapter(OperationsMixin):
 
     name = "email"
     retryable: tuple[type[BaseException], ...] = (OSError, smtplib.SMTPServerDisconnected)
+    # Mail cannot be sent exactly once, so no instructions go by mail; status comes back from ``status_path``.
+    capabilities: ClassVar[frozenset[str]] = frozenset({"deliver", "status_pull", "documents"})
 
     def __init__(self, partner_id: str, options: Mapping[str, Any]) -> None:
         self.partner_id = partner_id

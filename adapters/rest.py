@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import msgspec
@@ -41,6 +41,9 @@ class HttpAdapter(OperationsMixin):
 
     name = "http"
     retryable: tuple[type[BaseException], ...] = (httpx.TransportError,)
+    capabilities: ClassVar[frozenset[str]] = frozenset({
+        "deliver", "status_pull", "status_push", "cancel", "direct_payment", "message", "long_term_monitoring",
+        "refresh", "documents", "labels"})
 
     def __init__(self, partner_id: str, options: Mapping[str, Any]) -> None:
         self.partner_id = partner_id

@@ -17,13 +17,13 @@ import posixpath
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import asyncssh
 
 from adapters.base import Batch, OperationsMixin, PartnerUpdate, Receipt, UpdatePage, decode_updates
 from adapters.sftp_handover import DAY, MARKER_DIR, hand_over, log, prune, unsafe
-from adapters.statusfiles import STATUS_DIR, pending_names
+from adapters.statusfiles import INSTRUCTION_DIR, STATUS_DIR, pending_names
 from gateway.errors import ConfigError, DeliveryError
 
 T = TypeVar("T")
@@ -34,6 +34,10 @@ class SftpAdapter(OperationsMixin):
 
     name = "sftp"
     retryable: tuple[type[BaseException], ...] = (OSError, asyncssh.Error, asyncio.TimeoutError)
+    # Instructions travel as documents (``deliver_instruction``); refresh asks the agency to report again.
+    capabilities: ClassVar[frozenset[str]] = frozenset({
+        "deliver", "status_pull", "cancel", "direct_payment", "message", "long_term_monitoring", "refresh",
+        "documents"})
 
     def __init__(self, partner_id: str, options: Mapping[str, Any]) -> None:
         self.partner_id = partner_id
@@ -59,6 +63,7 @@ class SftpAdapter(OperationsMixin):
         self.client_key = str(client_key)
         self.upload_dir = str(options.get("upload_dir", "."))
         self.status_dir = str(options.get("status_dir", STATUS_DIR))
+        self.instruction_dir = str(options.get("instruction_dir") or posixpath.join(self.upload_dir, INSTRUCTION_DIR))
         self.timeout = float(options.get("timeout", 30.0))
         # The gateway's own folder on the partner server (never touched by the partner): one marker per batch.
         self.marker_dir = str(options.get("marker_dir") or MARKER_DIR)
@@ -91,13 +96,24 @@ class SftpAdapter(OperationsMixin):
 
     def deliver(self, batch: Batch) -> Receipt:
         """Hand the batch over by upload, marker and rename; a retry finishes or confirms, never sends twice."""
+        return self._hand_over(self.upload_dir, batch, make_dir=False)
+
+    def deliver_instruction(self, document: Batch) -> Receipt:
+        """Hand an instruction document over into ``instruction_dir`` by the same marker protocol as a batch."""
+        return self._hand_over(self.instruction_dir, document, make_dir=True)
+
+    def _hand_over(self, folder: str, batch: Batch, *, make_dir: bool) -> Receipt:
         name = batch.filename
         if unsafe(name) or unsafe(batch.batch_id):
             raise DeliveryError(f"batch {batch.batch_id}: unsafe filename {name!r} or batch id", retryable=False)
-        final = posixpath.join(self.upload_dir, name)
+        final = posixpath.join(folder, name)
 
         async def upload(sftp: asyncssh.SFTPClient) -> str:
-            return await hand_over(sftp, upload_dir=self.upload_dir, marker_dir=self.marker_dir,
+            if make_dir:
+                await sftp.makedirs(folder, exist_ok=True)
+            # Instruction ids and batch ids never collide (an instruction id starts with its operation),
+            # so both share the one marker folder.
+            return await hand_over(sftp, upload_dir=folder, marker_dir=self.marker_dir,
                                    batch_id=batch.batch_id, name=name, payload=batch.payload)
 
         how = self._run(f"upload {final}", upload)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 import requests
 import zeep
@@ -37,6 +37,9 @@ class SoapAdapter(OperationsMixin):
 
     name = "soap"
     retryable: tuple[type[BaseException], ...] = (requests.ConnectionError, requests.Timeout)
+    capabilities: ClassVar[frozenset[str]] = frozenset({
+        "deliver", "status_pull", "cancel", "direct_payment", "message", "long_term_monitoring", "refresh",
+        "documents", "labels"})
 
     def __init__(self, partner_id: str, options: Mapping[str, Any]) -> None:
         self.partner_id = partner_id

@@ -14,6 +14,7 @@ from pathlib import Path
 from adapters.base import PartnerUpdate, decode_updates
 
 STATUS_DIR = "status"
+INSTRUCTION_DIR = "instructions"  # where file-based partners receive instruction documents
 
 
 def pending_names(names: Iterable[str], cursor: str | None, limit: int = 100) -> list[str]:

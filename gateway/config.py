@@ -153,6 +153,8 @@ class PartnerConfig(Base):
     sync: PartnerSyncConfig = msgspec.field(default_factory=PartnerSyncConfig)
     webhook: PartnerWebhookConfig = msgspec.field(default_factory=PartnerWebhookConfig)
     simulator: PartnerSimulatorConfig = msgspec.field(default_factory=PartnerSimulatorConfig)
+    # Narrows what the adapter declares it takes (adapters/base.py CAPABILITIES); None: all it declares.
+    capabilities: list[str] | None = None
 
 
 class SftpServerConfig(Base):
@@ -348,6 +350,12 @@ def _check_references(cfg: GatewayConfig) -> None:
             raise ConfigError(f"unknown partner '{client.default_partner}' (configured: "
                               f"{', '.join(sorted(cfg.partners)) or 'none'})",
                               file=cfg.source, key=f"clients.{cid}.default_partner")
+    from adapters.base import CAPABILITIES  # names only: the adapter's own set is checked when it loads
+    for pid, partner in cfg.partners.items():
+        unknown = sorted(set(partner.capabilities or ()) - set(CAPABILITIES))
+        if unknown:
+            raise ConfigError(f"unknown capabilities {', '.join(unknown)} (known: {', '.join(CAPABILITIES)})",
+                              file=cfg.source, key=f"partners.{pid}.capabilities")
     for i, rule in enumerate(cfg.routing):
         if rule.partner not in cfg.partners:
             raise ConfigError(f"unknown partner '{rule.partner}'", file=cfg.source, key=f"routing[{i}].partner")

@@ -6,12 +6,15 @@
     ├── InputError             a submitted file cannot be used at all (format, encoding, size)
     ├── NotFound               an unknown claim, submission, client or partner
     ├── IllegalTransition      a lifecycle move the table does not allow
+    ├── Unsupported            the claim's partner does not accept this operation (refused before queueing)
     ├── ImmutableRecord        an attempt to change or delete a claim or an event
     ├── DeliveryError          a partner adapter failed (``retryable`` says whether to try again)
     └── Interrupted            the gateway is stopping: the work ends early and resumes at the next start
 """
 
 from __future__ import annotations
+
+import os
 
 
 class GatewayError(Exception):
@@ -33,12 +36,17 @@ class KeyStoreError(GatewayError):
 
 
 class InputError(GatewayError):
-    """A file that cannot be processed at all; ``where`` names the file and position if known."""
+    """A file that cannot be processed at all; ``where`` names the file and position if known.
+
+    The text names the file by its name only (never a server path) and holds no value of the file;
+    ``detail`` may quote the file's content (a header that was a data row) for the client's own ack.
+    """
 
     def __init__(self, message: str, *, file: str | None = None, row: int | None = None,
-                 column: str | None = None) -> None:
-        self.file, self.row, self.column = file, row, column
-        parts = [p for p in (file, f"row {row}" if row else None, f"column {column!r}" if column else None) if p]
+                 column: str | None = None, detail: str | None = None) -> None:
+        self.file, self.row, self.column, self.message, self.detail = file, row, column, message, detail
+        name = os.path.basename(file) if file else None
+        parts = [p for p in (name, f"row {row}" if row else None, f"column {column!r}" if column else None) if p]
         super().__init__(f"{', '.join(parts)}: {message}" if parts else message)
 
 
@@ -51,6 +59,14 @@ class IllegalTransition(GatewayError):
         self.src, self.dst, self.actor, self.reason, self.claim_id = src, dst, actor, reason, claim_id
         claim = f"claim {claim_id}: " if claim_id is not None else ""
         super().__init__(f"{claim}illegal transition {src} -> {dst} by {actor}: {reason}")
+
+
+class Unsupported(GatewayError):
+    """An operation the claim's partner does not accept (its adapter or its config leaves it out)."""
+
+    def __init__(self, partner_id: str, operation: str, what: str) -> None:
+        self.partner_id, self.operation = partner_id, operation
+        super().__init__(f"partner {partner_id} does not accept {what}")
 
 
 class ImmutableRecord(GatewayError):

@@ -19,7 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from adapters.base import PartnerUpdate
+from adapters.base import INSTRUCTION_RECEIVED, INSTRUCTION_REJECTED, PartnerUpdate
 from adapters.simulators.agency_state import Books, StoredCase, load_books, save_books
 
 # The simulated agency's own status codes, and the map a gateway config uses for them.
@@ -82,8 +82,11 @@ class Case:
     labels: list[str] = field(default_factory=list)
     monitoring: bool = False
     client_messages: list[str] = field(default_factory=list)
+    direct_payments: list[dict[str, str]] = field(default_factory=list)  # {amount, date} the client reported
 
 
+DEFAULT_OPEN = Decimal("100.00")  # what the agency collects when the case file told it nothing else
+ANSWER = "Vielen Dank für Ihre Nachricht, wir haben sie zur Akte genommen."
 TIMELINE = (WORKING, PAID)  # after ACCEPTED, one step every ``step_seconds``
 
 
@@ -111,7 +114,8 @@ class Agency:
             self._restore(books)
 
     # -- intake ------------------------------------------------------------------------------
-    def receive_batch(self, batch_id: str, claims: list[tuple[int, str]]) -> dict[int, str]:
+    def receive_batch(self, batch_id: str, claims: list[tuple[int, str]],
+                      amounts: dict[int, Decimal] | None = None) -> dict[int, str]:
         """Open a case per (claim id, key) once; the same batch or claim again is folded."""
         with self.lock:
             if batch_id in self.batches:
@@ -120,7 +124,7 @@ class Agency:
                 return dict(self.batches[batch_id])
             self._saving_held = True  # one save for the whole batch, not one per claim
             try:
-                refs = {cid: self.create(cid, key) for cid, key in claims}
+                refs = {cid: self.create(cid, key, (amounts or {}).get(cid)) for cid, key in claims}
             finally:
                 self._saving_held = False
             self.batches[batch_id] = refs
@@ -173,9 +177,10 @@ class Agency:
         code = TIMELINE[case.step]
         case.step += 1
         if code == PAID:
-            amount = case.open_amount if case.open_amount is not None else Decimal("100.00")
-            self._emit(case, kind="payment", amount=str(amount), currency="EUR",
-                       date=datetime.now(timezone.utc).date().isoformat())
+            amount = case.open_amount if case.open_amount is not None else DEFAULT_OPEN
+            if amount > 0:  # what the client reported as paid directly is not collected again
+                self._emit(case, kind="payment", amount=str(amount), currency="EUR",
+                           date=datetime.now(timezone.utc).date().isoformat())
             self._emit(case, kind="message", message_id=f"{case.file_number}-m{case.step}",
                        text="Der Schuldner hat vollständig bezahlt.")
         case.code = code
@@ -222,12 +227,20 @@ class Agency:
                 raise KeyError(claim_id)
             answer: dict[str, Any] = {"file_number": case.file_number, "operation": operation}
             if operation == "cancel":
-                case.code = CANCELLED
-                self._emit(case, kind="status", code=CANCELLED)
+                if case.code not in (PAID, CANCELLED):  # a closed case stays as it was closed
+                    case.code = CANCELLED
+                    self._emit(case, kind="status", code=CANCELLED)
             elif operation == "report_payment":
-                case.open_amount = (case.open_amount or Decimal(0)) - Decimal(str(data.get("amount", "0")))
+                paid = Decimal(str(data.get("amount", "0")))
+                case.direct_payments.append({"amount": str(paid), "date": str(data.get("date", ""))})
+                base = case.open_amount if case.open_amount is not None else DEFAULT_OPEN
+                case.open_amount = max(base - paid, Decimal(0))
             elif operation == "send_message":
                 case.client_messages.append(str(data.get("text", "")))
+                self._emit(case, kind="message", message_id=f"{case.file_number}-a{len(case.client_messages)}",
+                           text=ANSWER)
+            elif operation == "refresh":
+                self._emit(case, kind="status", code=case.code)
             elif operation == "request_monitoring":
                 case.monitoring = True
                 self._emit(case, kind="status", code="UEBERWACHUNG")
@@ -237,6 +250,25 @@ class Agency:
             self._changed()
             return answer
 
+    def instruct(self, instruction_id: str, operation: str, claim_id: int, data: dict[str, Any]) -> bool:
+        """An instruction document: a receipt into the journal, then the operation; once per instruction id."""
+        with self.lock:
+            if instruction_id in self.operations:
+                return False
+            case = self.cases.get(claim_id)
+            receipt = INSTRUCTION_RECEIVED if case is not None else INSTRUCTION_REJECTED
+            seq = len(self.journal) + 1
+            self.journal.append(PartnerUpdate(
+                update_id=f"{self.name}-{seq}", claim_id=claim_id, kind="instruction", code=receipt,
+                partner_reference=case.file_number if case else "", instruction_id=instruction_id,
+                occurred_at=datetime.now(timezone.utc).isoformat()))
+            if case is None:
+                self.operations[instruction_id] = {"operation": operation, "rejected": "unknown claim"}
+                self._changed()
+                return True
+            self.operate(instruction_id, operation, claim_id, data)
+            return True
+
     # -- books on disk ---------------------------------------------------------------------------
     def _changed(self) -> None:
         """Save the books after every change (callers hold the lock, so the file is one consistent state)."""
@@ -245,7 +277,8 @@ class Agency:
         cases = [StoredCase(claim_id=c.claim_id, file_number=c.file_number, key=c.key, created_at=c.created_at,
                             code=c.code, step=c.step, labels=c.labels, monitoring=c.monitoring,
                             open_amount=None if c.open_amount is None else str(c.open_amount),
-                            client_messages=c.client_messages) for c in self.cases.values()]
+                            client_messages=c.client_messages, direct_payments=c.direct_payments)
+                 for c in self.cases.values()]
         save_books(self.state_path, Books(
             next_number=self.next_number, cases=cases, create_requests=dict(self.create_requests),
             cases_created=dict(self.cases_created), batches=self.batches, operations=self.operations,
@@ -258,6 +291,7 @@ class Agency:
         self.cases = {c.claim_id: Case(claim_id=c.claim_id, file_number=c.file_number, key=c.key,
                                        created_at=c.created_at, code=c.code, step=c.step, labels=c.labels,
                                        monitoring=c.monitoring, client_messages=c.client_messages,
+                                       direct_payments=c.direct_payments,
                                        open_amount=None if c.open_amount is None else Decimal(c.open_amount))
                       for c in books.cases}
 

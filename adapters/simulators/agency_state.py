@@ -27,6 +27,7 @@ class StoredCase(msgspec.Struct, kw_only=True):
     labels: list[str]
     monitoring: bool
     client_messages: list[str]
+    direct_payments: list[dict[str, str]] = []
 
 
 class Books(msgspec.Struct, kw_only=True):

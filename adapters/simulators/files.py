@@ -3,7 +3,9 @@
 The directory simulator watches the folder the directory adapter writes to; the SFTP simulator
 serves the same layout over SFTP (a moving partner takes arrivals into ``processed/``, which is read
 too). The agency decrypts each batch with its private key (as a real one would with ``openssl cms
--decrypt``) to learn which claims arrived.
+-decrypt``) to learn which claims arrived and what each one is to collect. Instruction documents
+(``instructions/<id>.xml.p7m``: cancel, direct payment, message, monitoring, refresh) are opened the
+same way and applied to the books once per instruction id; the receipt goes into the status files.
 """
 
 from __future__ import annotations
@@ -17,11 +19,23 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key, pkcs7
 
+from decimal import Decimal
+from typing import Any
+
+from lxml import etree
+
 from adapters.base import encode_updates
 from adapters.simulators.agency import Agency
-from adapters.statusfiles import STATUS_DIR, status_name
+from adapters.statusfiles import INSTRUCTION_DIR, STATUS_DIR, status_name
 
 _CLAIM_ID = re.compile(rb"<claimId>(\d+)</claimId>")
+_CLAIM_OPEN = re.compile(rb"<claimId>(\d+)</claimId>.*?<totalOpenAmount[^>]*>([0-9.]+)</totalOpenAmount>", re.S)
+_INSTRUCTION = re.compile(rb"<\?xml.*?</instruction>", re.S)
+_NS = "{urn:inkasso-gateway:partner-instruction:1}"
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
+# instruction element -> the agency's operation
+_OPERATIONS = {"cancel": "cancel", "directPayment": "report_payment", "message": "send_message",
+               "longTermMonitoring": "request_monitoring", "refresh": "refresh"}
 _STATUS_FILE = re.compile(r"status-\d{10}-(\d{10})\.json")
 PROCESSED = "processed"  # where a partner that moves files away on arrival puts them
 
@@ -40,6 +54,33 @@ def claim_ids_of(envelope: bytes, cert: x509.Certificate, key: rsa.RSAPrivateKey
     signed = pkcs7.pkcs7_decrypt_der(envelope, cert, key, [])
     # The XML sits verbatim inside the SignedData (Binary option); the simulator trusts it unverified.
     return [int(m) for m in _CLAIM_ID.findall(signed)]
+
+
+def open_amounts_of(envelope: bytes, cert: x509.Certificate, key: rsa.RSAPrivateKey) -> dict[int, Decimal]:
+    """Each claim's total open amount inside an encrypted, signed partner batch."""
+    signed = pkcs7.pkcs7_decrypt_der(envelope, cert, key, [])
+    return {int(c): Decimal(a.decode()) for c, a in _CLAIM_OPEN.findall(signed)}
+
+
+def instruction_of(envelope: bytes, cert: x509.Certificate,
+                   key: rsa.RSAPrivateKey) -> tuple[str, str, int, dict[str, Any]]:
+    """(instruction id, operation, claim id, data) of an encrypted, signed instruction document."""
+    signed = pkcs7.pkcs7_decrypt_der(envelope, cert, key, [])
+    found = _INSTRUCTION.search(signed)
+    if found is None:
+        raise ValueError("no instruction document inside the envelope")
+    doc = etree.fromstring(found.group(0), _PARSER)
+    what = doc[-1]
+    kind = etree.QName(what).localname
+    data: dict[str, Any] = {}
+    for child in what:
+        data[etree.QName(child).localname] = child.text or ""
+        if child.get("currency"):
+            data["currency"] = child.get("currency")
+    if kind == "message":
+        data = {"message_id": data.get("messageId", ""), "text": data.get("text", "")}
+    return (str(doc.findtext(f"{_NS}instructionId")), _OPERATIONS[kind], int(doc.findtext(f"{_NS}claimId") or 0),
+            data)
 
 
 class FolderAgency:
@@ -65,12 +106,28 @@ class FolderAgency:
                     data = path.read_bytes()
                 except FileNotFoundError:
                     continue  # moved into processed/ while we looked: read there
-                ids = claim_ids_of(data, self.cert, self.key)
+                amounts = open_amounts_of(data, self.cert, self.key)
                 batch_id = path.name.removesuffix(".xml.p7m").removesuffix(".p7m")
-                self.agency.receive_batch(batch_id, [(c, f"{c}:{self.partner_id}:deliver") for c in ids])
+                self.agency.receive_batch(batch_id, [(c, f"{c}:{self.partner_id}:deliver") for c in amounts],
+                                          amounts=amounts)
                 self._seen.add(seen)
                 new += 1
+        self.take_instructions()
         self.write_status()
+        return new
+
+    def take_instructions(self) -> int:
+        """Apply new instruction documents to the books (once per instruction id); returns how many."""
+        new = 0
+        folder = self.root / INSTRUCTION_DIR
+        for path in sorted(folder.glob("*.p7m")) if folder.is_dir() else []:
+            seen = str(path.relative_to(self.root))
+            if seen in self._seen:
+                continue
+            iid, operation, claim_id, data = instruction_of(path.read_bytes(), self.cert, self.key)
+            self.agency.instruct(iid, operation, claim_id, data)
+            self._seen.add(seen)
+            new += 1
         return new
 
     def _written_before(self) -> int:

@@ -4,6 +4,10 @@ A ``Finding`` names a stable ``code``, the canonical ``field`` and, once the map
 filled it in, where it came from in the client's own terms (row, column, sheet, xpath).
 Severity decides the outcome of a row: any ``error`` rejects it, else any ``hold`` holds it,
 ``warning`` only flags it.
+
+``message`` never holds the rejected value: it is stored (``submission_findings``), shown to operators
+and may reach logs, and a debtor's birth date or e-mail must not. ``client_message`` is the same text
+with the client's own value quoted, for the client's ack only; it is never stored or logged.
 """
 
 from __future__ import annotations
@@ -34,6 +38,11 @@ class Finding(msgspec.Struct, kw_only=True, omit_defaults=True):
     column: str | None = None
     sheet: str | None = None
     xpath: str | None = None
+    client_message: str | None = None  # with the value, for the client's own ack; never stored or logged
+
+    def for_client(self) -> str:
+        """The text for the client's ack: with its own value where there is one."""
+        return self.client_message or self.message
 
     def located(self, *, row: int | None, column: str | None) -> "Finding":
         """The same finding with its source position filled in."""
@@ -66,6 +75,8 @@ DATE_ORDER = "date_order"
 NO_CONTACT = "no_contact"
 CONSUMER_INCOMPLETE = "consumer_incomplete"
 DEBTOR_MINOR = "debtor_minor"
+TOO_LONG = "too_long"  # a text longer than the canonical model allows (the SOAP limits)
+TOO_MANY = "too_many"  # a repeated field with more entries than allowed
 DUPLICATE_REFERENCE = "duplicate_reference"
 NOTHING_OPEN = "nothing_open"
 NO_PARTNER = "no_partner"

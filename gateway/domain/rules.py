@@ -15,6 +15,7 @@ from gateway.domain import findings as f
 from gateway.domain.countries import COUNTRIES, CURRENCIES
 from gateway.domain.findings import Finding, Severity
 from gateway.domain.iban import iban_problem
+from gateway.domain.limits import size_findings
 from gateway.domain.model import Claim, Debtor, DebtorKind, minor_digits
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -24,7 +25,7 @@ _PAST_DATES = ("contract_date", "invoice_date", "first_dunning_date", "last_dunn
 
 def validate_claim(claim: Claim, today: date) -> list[Finding]:
     """Every rule failure of a claim, in a stable order."""
-    return [*_claim_rules(claim, today), *_debtor_rules(claim.debtor, today)]
+    return [*_claim_rules(claim, today), *_debtor_rules(claim.debtor, today), *size_findings(claim)]
 
 
 def age_on(birth_date: date, day: date) -> int:
@@ -32,15 +33,18 @@ def age_on(birth_date: date, day: date) -> int:
     return day.year - birth_date.year - ((day.month, day.day) < (birth_date.month, birth_date.day))
 
 
-def _err(code: str, field: str, message: str, severity: Severity = Severity.ERROR) -> Finding:
-    return Finding(code=code, field=field, message=message, severity=severity)
+def _err(code: str, field: str, message: str, severity: Severity = Severity.ERROR, *,
+         client_message: str | None = None) -> Finding:
+    """``message`` names no value (it is stored); ``client_message`` may, for the client's ack."""
+    return Finding(code=code, field=field, message=message, severity=severity, client_message=client_message)
 
 
 def _claim_rules(claim: Claim, today: date) -> Iterator[Finding]:
     if not claim.creditor_reference.strip():
         yield _err(f.MISSING_FIELD, "creditor_reference", "the claim has no reference")
     if claim.currency not in CURRENCIES:
-        yield _err(f.INVALID_CURRENCY, "currency", f"'{claim.currency}' is not an ISO 4217 currency code")
+        yield _err(f.INVALID_CURRENCY, "currency", "is not an ISO 4217 currency code",
+                   client_message=f"'{claim.currency[:20]}' is not an ISO 4217 currency code")
     digits = minor_digits(claim.currency)
     yield from _amount("principal_amount", claim.principal_amount, digits)
     for i, fee in enumerate(claim.fees):
@@ -48,31 +52,38 @@ def _claim_rules(claim: Claim, today: date) -> Iterator[Finding]:
     for i, pay in enumerate(claim.payments_received):
         yield from _amount(f"payments_received[{i}].amount", pay.amount, digits)
         if pay.date > today:
-            yield _err(f.DATE_IN_FUTURE, f"payments_received[{i}].date", f"payment date {pay.date} is in the future")
+            yield _err(f.DATE_IN_FUTURE, f"payments_received[{i}].date", "the payment date is in the future",
+                       client_message=f"payment date {pay.date} is in the future")
     if claim.principal_amount > 0 and claim.total_open_amount <= 0:
         yield _err(f.NOTHING_OPEN, "total_open_amount",
-                   f"nothing is open: payments of {claim.payments_total} cover the claim")
+                   "nothing is open: the payments received cover the claim",
+                   client_message=f"nothing is open: payments of {claim.payments_total} cover the claim")
     for name in _PAST_DATES:
         value: date | None = getattr(claim, name)
         if value is not None and value > today:
-            yield _err(f.DATE_IN_FUTURE, name, f"{name.replace('_', ' ')} {value} is in the future")
+            yield _err(f.DATE_IN_FUTURE, name, f"the {name.replace('_', ' ')} is in the future",
+                       client_message=f"{name.replace('_', ' ')} {value} is in the future")
     if claim.due_date and claim.invoice_date and claim.due_date < claim.invoice_date:
         yield _err(f.DATE_ORDER, "due_date",
-                   f"due date {claim.due_date} is before invoice date {claim.invoice_date}", Severity.WARNING)
+                   "the due date is before the invoice date", Severity.WARNING,
+                   client_message=f"due date {claim.due_date} is before invoice date {claim.invoice_date}")
     if claim.due_date and claim.due_date > today:
-        yield _err(f.DATE_IN_FUTURE, "due_date", f"the claim is not due yet (due {claim.due_date})")
+        yield _err(f.DATE_IN_FUTURE, "due_date", "the claim is not due yet",
+                   client_message=f"the claim is not due yet (due {claim.due_date})")
     if claim.interest and claim.interest.kind.value == "fixed" and claim.interest.rate is None:
         yield _err(f.MISSING_FIELD, "interest.rate", "a fixed interest needs a rate")
 
 
 def _amount(field: str, amount: Decimal, digits: int) -> Iterator[Finding]:
     if not amount.is_finite():
-        yield _err(f.INVALID_AMOUNT, field, f"{amount} is not an amount")
+        yield _err(f.INVALID_AMOUNT, field, "is not an amount", client_message=f"{amount} is not an amount")
         return
     if amount <= 0:
-        yield _err(f.AMOUNT_NOT_POSITIVE, field, f"amount must be greater than 0, got {amount}")
+        yield _err(f.AMOUNT_NOT_POSITIVE, field, "amount must be greater than 0",
+                   client_message=f"amount must be greater than 0, got {amount}")
     if -amount.as_tuple().exponent > digits:  # type: ignore[operator]
-        yield _err(f.INVALID_AMOUNT, field, f"{amount} has more than {digits} decimal places")
+        yield _err(f.INVALID_AMOUNT, field, f"the amount has more than {digits} decimal places",
+                   client_message=f"{amount} has more than {digits} decimal places")
 
 
 def _debtor_rules(debtor: Debtor, today: date) -> Iterator[Finding]:
@@ -89,7 +100,8 @@ def _debtor_rules(debtor: Debtor, today: date) -> Iterator[Finding]:
                        Severity.WARNING)
     if debtor.birth_date is not None:
         if debtor.birth_date > today:
-            yield _err(f.DATE_IN_FUTURE, "debtor.birth_date", f"birth date {debtor.birth_date} is in the future")
+            yield _err(f.DATE_IN_FUTURE, "debtor.birth_date", "the birth date is in the future",
+                       client_message=f"birth date {debtor.birth_date} is in the future")
         elif (debtor.kind is DebtorKind.CONSUMER and age_on(debtor.birth_date, today) < 18
               and not debtor.representative):
             yield _err(f.DEBTOR_MINOR, "debtor.birth_date",
@@ -114,14 +126,16 @@ def _contact_rules(debtor: Debtor) -> Iterator[Finding]:
         if addr.country == "DE":
             if addr.postal_code and not _DE_POSTCODE.match(addr.postal_code):
                 yield _err(f.INVALID_VALUE, f"debtor.addresses[{i}].postal_code",
-                           f"German postal code '{addr.postal_code}' must have 5 digits")
+                           "a German postal code must have 5 digits",
+                           client_message=f"German postal code '{addr.postal_code[:40]}' must have 5 digits")
         elif addr.country not in COUNTRIES:
-            yield _err(f.INVALID_COUNTRY, f"debtor.addresses[{i}].country",
-                       f"'{addr.country}' is not an ISO 3166 country code")
+            yield _err(f.INVALID_COUNTRY, f"debtor.addresses[{i}].country", "is not an ISO 3166 country code",
+                       client_message=f"'{addr.country[:40]}' is not an ISO 3166 country code")
         usable = usable or complete
     for i, email in enumerate(debtor.emails):
         if not _EMAIL.match(email):
-            yield _err(f.INVALID_VALUE, f"debtor.emails[{i}]", f"'{email}' is not an e-mail address")
+            yield _err(f.INVALID_VALUE, f"debtor.emails[{i}]", "is not an e-mail address",
+                       client_message=f"'{email[:254]}' is not an e-mail address")
         else:
             usable = True
     if not usable and not debtor.addresses:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from datetime import date, datetime, timezone
@@ -92,7 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+PRIVATE_UMASK = 0o077  # var/ and inbox/ hold debtor data, keys and acks: nothing for group or others
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    os.umask(PRIVATE_UMASK)  # every file and folder the gateway creates is 0600/0700 (docs/security.md)
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO if args.command == "serve"
                         else logging.WARNING, stream=sys.stderr,

@@ -15,11 +15,16 @@ Temp names (``*.part``, ``*.filepart``, ``*.tmp``, dot files) are ignored until 
 start-up and every ``sweep_seconds``) catches what arrived while the gateway was down or what an event
 missed. Files the gateway's own SFTP server is tracking (``ignore``) are left alone: that server hands
 them to ingest itself when they are whole.
+
+Links are never followed: files are looked at with ``lstat``, and a symbolic link is handed on as it
+is (no writer check through it), so the ingest refuses it with a failed ack instead of reading the
+file it points to.
 """
 
 from __future__ import annotations
 
 import logging
+import stat
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable
@@ -117,7 +122,7 @@ class InboxWatcher:
         """Notice every file in the upload folders (the same rule then decides when it is complete)."""
         for client_id, folder in self.upload_dirs.items():
             for p in folder.iterdir():
-                if p.is_file():
+                if p.is_symlink() or p.is_file():  # a link, even to a file, is found as a link
                     self.touch(client_id, p, "found", activity=False)
 
     def touch(self, client_id: str, path: Path, how: str = "found", *, activity: bool = True) -> None:
@@ -157,10 +162,11 @@ class InboxWatcher:
                 self.forget(path)  # the SFTP server owns it; a later sweep sees it again if not
                 continue
             try:
-                st = path.stat()
+                st = path.lstat()  # never through a link
             except FileNotFoundError:
                 self.forget(path)
                 continue
+            link = stat.S_ISLNK(st.st_mode)
             with self._lock:
                 if (st.st_size, st.st_mtime_ns) != (entry.size, entry.mtime_ns):
                     if entry.size >= 0:
@@ -171,7 +177,7 @@ class InboxWatcher:
                 marker = path.with_name(path.name + MARKER).exists()
                 if not marker and (entry.client_id in self.marker_only or now - entry.since < self.stable_seconds):
                     continue
-            writing = has_writer(path)
+            writing = False if link else has_writer(path)
             if writing:
                 with self._lock:
                     entry.since = now  # still open for writing: not quiet, whatever the clock says

@@ -151,7 +151,8 @@ class RowMapper:
             try:
                 value = get(values)
             except TransformError as exc:
-                findings.append(Finding(code=exc.code, message=exc.message, field=target, row=src.row, column=column))
+                findings.append(Finding(code=exc.code, message=exc.message, field=target, row=src.row, column=column,
+                                        client_message=exc.client_message))
                 continue
             if value is not None:
                 groups[group][attr] = value
@@ -285,9 +286,11 @@ class _HeaderIndex:
             near = difflib.get_close_matches(column, self.header, n=1, cutoff=0.6)
             hint = f" (did you mean '{near[0]}'?)" if near else ""
             seen = "; ".join(self.header)
+            # The "header" may be a data row (a file without one): its cells go to the client's ack only.
             raise InputError(f"the mapping reads column '{column}' for {target}, but the header has no such "
-                             f"column{hint}; the header is: {seen}", file=self.file, row=self.header_row,
-                             column=column)
+                             "column (is the header row missing, or not in the row the mapping names?)",
+                             file=self.file, row=self.header_row, column=column,
+                             detail=f"{hint.strip()} the header is: {seen[:2000]}".strip())
         if len(found) > 1:
             raise InputError(f"column '{column}' (for {target}) appears {len(found)} times in the header",
                              file=self.file, row=self.header_row, column=column)

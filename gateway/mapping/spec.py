@@ -488,7 +488,7 @@ def _check_canonical(doc: _Located, parse: Any, value: str, path: KeyPath) -> No
     try:
         parse(value)
     except t.TransformError as exc:
-        raise doc.error(path, exc.message) from None
+        raise doc.error(path, exc.client_message) from None  # the mapping's own value, not a debtor's
 
 
 def _check_field_format(doc: _Located, kind: Kind, value: str | list[str], path: KeyPath) -> None:

@@ -22,11 +22,20 @@ DEFAULT_DATE_FORMATS = ("%d.%m.%Y", "%Y-%m-%d")
 
 
 class TransformError(ValueError):
-    """A cell value that cannot become its canonical type; ``code`` is the finding code."""
+    """A cell value that cannot become its canonical type; ``code`` is the finding code.
 
-    def __init__(self, message: str, code: str = codes.INVALID_VALUE) -> None:
+    ``message`` names no value (it is stored and may be logged); ``client_message`` quotes the
+    client's own value in front of it, for the client's ack.
+    """
+
+    def __init__(self, message: str, code: str = codes.INVALID_VALUE, *, value: str | None = None) -> None:
         super().__init__(message)
         self.message, self.code = message, code
+        shown = value if value is None or len(value) <= SHOWN_CHARS else value[:SHOWN_CHARS] + "..."
+        self.client_message = message if shown is None else f"'{shown}' {message}"
+
+
+SHOWN_CHARS = 100  # of a rejected value quoted back in the client's ack
 
 
 _CACHE_SIZE = 1 << 16  # distinct values remembered per parser: dates and amounts repeat a lot in a file
@@ -79,13 +88,12 @@ def decimal_parser(decimal: str = ",", thousands: str = ".") -> Callable[[str], 
                 why = ""
                 if re.fullmatch(rf"[-+]?\d+{re.escape(other)}\d{{1,2}}", s):
                     why = f" (it looks like {hint}; this mapping expects '{decimal}' before the cents)"
-                raise TransformError(f"'{text.strip()}' is not an amount: expected a number like {example}{why}",
-                                     codes.INVALID_AMOUNT)
+                raise TransformError(f"is not an amount: expected a number like {example}{why}",
+                                     codes.INVALID_AMOUNT, value=text.strip())
         sign, whole, frac, trailing_minus = m.groups()
         if sign and trailing_minus:
-            raise TransformError(f"'{text.strip()}' is not an amount: it has two signs; "
-                                 f"expected a number like {example}",
-                                 codes.INVALID_AMOUNT)
+            raise TransformError(f"is not an amount: it has two signs; expected a number like {example}",
+                                 codes.INVALID_AMOUNT, value=text.strip())
         if thousands:
             whole = whole.replace(thousands, "")
         value = Decimal(f"{whole}.{frac}" if frac else whole)
@@ -115,8 +123,8 @@ def implied_decimal_parser(places: int) -> Callable[[str], Decimal | None]:
             return None
         m = shape.match(s)
         if m is None:
-            raise TransformError(f"'{s}' is not an amount in minor units: expected digits only, "
-                                 f"e.g. 123456 for {Decimal(123456).scaleb(-places)}", codes.INVALID_AMOUNT)
+            raise TransformError(f"is not an amount in minor units: expected digits only, "
+                                 f"e.g. 123456 for {Decimal(123456).scaleb(-places)}", codes.INVALID_AMOUNT, value=s)
         value = Decimal(m.group(2)).scaleb(-places)
         return -value if m.group(1) == "-" or m.group(3) else value
     return parse
@@ -126,8 +134,8 @@ def parse_canonical_decimal(text: str) -> Decimal:
     """An amount written in a mapping file: plain digits with a decimal point ("12.50")."""
     s = text.strip()
     if not _CANONICAL_DECIMAL.match(s):
-        raise TransformError(f"'{s}' is not an amount: write it with a decimal point, e.g. 12.50",
-                             codes.INVALID_AMOUNT)
+        raise TransformError("is not an amount: write it with a decimal point, e.g. 12.50",
+                             codes.INVALID_AMOUNT, value=s)
     return Decimal(s)
 
 
@@ -219,16 +227,25 @@ def date_parser(formats: tuple[str, ...] = DEFAULT_DATE_FORMATS, pivot: int = 69
             except ValueError as exc:  # right shape, impossible day: 31.02.2025
                 if _ZERO_DATE.match(s):  # 00.00.0000: how many exports write "no date"
                     return None
-                raise TransformError(f"'{s}' is not a valid date ({exc}); expected {expected}",
-                                     codes.INVALID_DATE) from None
+                raise TransformError(f"is not a valid date ({_reason(exc)}); expected {expected}",
+                                     codes.INVALID_DATE, value=s) from None
             if value is not None:
                 _remember(cache, text, value)
                 return value
         if _ZERO_DATE.match(s):
             return None
-        raise TransformError(f"'{s}' is not a date in the form {expected}", codes.INVALID_DATE)
+        raise TransformError(f"is not a date in the form {expected}", codes.INVALID_DATE, value=s)
 
     return parse
+
+
+def _reason(exc: ValueError) -> str:
+    """Why a date is impossible, without the text that was parsed (strptime may quote it)."""
+    text = str(exc)
+    return text if text in _DATE_REASONS else "no such day"
+
+
+_DATE_REASONS = frozenset({"day is out of range for month", "month must be in 1..12", "year 0 is out of range"})
 
 
 def parse_date(text: str, formats: tuple[str, ...] | list[str] = DEFAULT_DATE_FORMATS) -> date | None:
@@ -241,7 +258,8 @@ def parse_canonical_date(text: str) -> date:
     try:
         return date.fromisoformat(text.strip())
     except ValueError:
-        raise TransformError(f"'{text.strip()}' is not a date: write it as YYYY-MM-DD", codes.INVALID_DATE) from None
+        raise TransformError("is not a date: write it as YYYY-MM-DD", codes.INVALID_DATE,
+                             value=text.strip()) from None
 
 
 def check_date_format(fmt: str) -> None:
@@ -272,7 +290,7 @@ def parse_bool(text: str) -> bool | None:
         return True
     if s in _FALSE:
         return False
-    raise TransformError(f"'{text.strip()}' is not yes or no: expected ja/nein, yes/no, 1/0 or x")
+    raise TransformError("is not yes or no: expected ja/nein, yes/no, 1/0 or x", value=text.strip())
 
 
 def enum_parser(kind: type[enum.Enum]) -> Callable[[str], enum.Enum]:
@@ -283,7 +301,7 @@ def enum_parser(kind: type[enum.Enum]) -> Callable[[str], enum.Enum]:
     def parse(text: str) -> enum.Enum:
         member = table.get(text.strip().lower())
         if member is None:
-            raise TransformError(f"'{text.strip()}' is not one of: {allowed}")
+            raise TransformError(f"is not one of: {allowed}", value=text.strip())
         return member
 
     return parse

@@ -34,7 +34,7 @@ def safe_cell(value: str) -> str:
 def describe(f: Finding) -> str:
     """A finding as a person reads it, naming the client's column where there is one."""
     where = f.column or f.field
-    return f"{where}: {f.message}" if where else f.message
+    return f"{where}: {f.for_client()}" if where else f.for_client()
 
 
 def ack_suffix(ack_format: str, input_name: str) -> str:
@@ -125,7 +125,7 @@ class AckWriter:
             for f in findings:
                 fa = {k: v for k, v in (("code", f.code), ("severity", f.severity.value), ("column", f.column),
                                         ("field", f.field)) if v is not None}
-                etree.SubElement(el, f"{{{ACK_NS}}}finding", fa).text = _xml_text(f.message)
+                etree.SubElement(el, f"{{{ACK_NS}}}finding", fa).text = _xml_text(f.for_client())
             self._xf.write(el)
             return
         if not findings:

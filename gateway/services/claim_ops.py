@@ -8,6 +8,8 @@ Outbox operations and payloads (agreed with the delivery layer):
 ``send_message {claim_id, message_id, text}``, ``request_monitoring {claim_id}``,
 ``refresh {claim_id}``, ``set_labels {claim_id, labels}``, and ``deliver_batch {run, claim_ids}``.
 A client only ever sees its own claims: another client's claim id is "no claim", like an unknown one.
+An operation the claim's partner does not accept (``operations.require``) is refused with ``Unsupported``
+before anything is written; ``forwarded`` is true only for a row queued for a partner that accepts it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from gateway.store import labels as label_store
 from gateway.store import messages as message_store
 from gateway.store import outbox as outbox_store
 from gateway.store import submissions as sub_store
+from gateway.services import operations
 from gateway.services.batching import enqueue_deliveries
 from gateway.services.submit import serial_write_tx
 from gateway.store.db import read_tx
@@ -80,10 +83,17 @@ def _state(conn: Connection, claim_id: int) -> State:
     return claim_store.current_states(conn, [claim_id])[claim_id]
 
 
-def _forward(conn: Connection, row: RowMapping, state: State, operation: str, event_id: int,
+def _forward(app: App, conn: Connection, row: RowMapping, state: State, operation: str, event_id: int,
              payload: dict[str, Any]) -> bool:
     if not row["partner_id"] or state not in AT_PARTNER:
         return False  # the partner never had the claim: the event is the whole record
+    if not operations.accepts(app, row["partner_id"], operation):
+        # Labels are the client's own flags, and a failed claim is (as far as we know) not at the partner:
+        # kept here, not passed on. Anything else the partner must hear is refused, and the transaction
+        # (the client's event with it) rolls back: nothing is recorded as forwarded that cannot be.
+        if operation == "set_labels" or state is State.FAILED:
+            return False
+        operations.require(app, row["partner_id"], operation)
     outbox_store.enqueue(conn, key=f"{operation}:{row['id']}:{event_id}", client_id=row["client_id"],
                          partner_id=row["partner_id"], operation=operation,
                          payload={"claim_id": row["id"], **payload})
@@ -102,7 +112,7 @@ def _annotate(app: App, client_id: str, claim_id: int, kind: str, operation: str
         if also is not None:
             also(conn)
         event_id = claim_store.annotate(conn, claim_id, Actor.CLIENT, kind, data, now=app.now())
-        forwarded = _forward(conn, row, state, operation, event_id, payload)
+        forwarded = _forward(app, conn, row, state, operation, event_id, payload)
     log.info("claim_ops.%s client=%s claim=%d forwarded=%s", kind, client_id, claim_id, forwarded)
     return OpResult(claim_id, state.value, event_id, forwarded)
 
@@ -127,7 +137,7 @@ def cancel(app: App, client_id: str, claim_id: int, reason: str | None) -> OpRes
             event_id = claim_store.annotate(conn, claim_id, Actor.CLIENT, "cancel_requested",
                                             {"reason": reason} if reason else None, now=app.now())
             new_state = state
-        forwarded = _forward(conn, row, state, "cancel", event_id, {"reason": reason})
+        forwarded = _forward(app, conn, row, state, "cancel", event_id, {"reason": reason})
     log.info("claim_ops.cancel client=%s claim=%d from=%s forwarded=%s", client_id, claim_id, state.value, forwarded)
     return OpResult(claim_id, new_state.value, event_id, forwarded)
 
@@ -168,7 +178,7 @@ def send_message(app: App, client_id: str, claim_id: int, text: str) -> OpResult
         assert mid is not None  # outbound messages carry no partner id, so they never collide
         event_id = claim_store.annotate(conn, claim_id, Actor.CLIENT, "message_sent", {"message_id": mid},
                                         now=app.now())
-        forwarded = _forward(conn, row, state, "send_message", event_id, {"message_id": mid, "text": text})
+        forwarded = _forward(app, conn, row, state, "send_message", event_id, {"message_id": mid, "text": text})
     return OpResult(claim_id, state.value, event_id, forwarded, message_id=mid)
 
 

@@ -41,7 +41,7 @@ from gateway.crypto.cms import sign_and_encrypt
 from gateway.domain.lifecycle import Actor, State
 from gateway.errors import DeliveryError, KeyStoreError
 from gateway.services import batching
-from gateway.services.operations import run_operation
+from gateway.services.operations import capabilities, run_operation
 from gateway.services.render import BatchMeta, render_each, write_batch
 from gateway.store import claims as claim_store
 from gateway.store import documents as documents_store
@@ -130,7 +130,9 @@ class Dispatcher:
         """The signed, encrypted batch of the claims that render (None if none does), and why the others did not."""
         with read_tx(self.app.engine) as conn:
             rows = claim_store.rows_by_ids(conn, claim_ids)
-            docs = documents_store.for_claims(conn, self.app.cipher, claim_ids)
+            # A partner that takes no documents gets their names and hashes, not their bytes.
+            docs = (documents_store.for_claims(conn, self.app.cipher, claim_ids)
+                    if "documents" in capabilities(self.app, item.partner_id) else {})
         unrendered: dict[int, str] = {}
         claims = []
         for r in rows:
@@ -159,6 +161,12 @@ class Dispatcher:
         return Batch(batch_id=batch_id, partner_id=item.partner_id, filename=f"{batch_id}.xml.p7m",
                      payload=payload, claim_ids=[cid for cid, _, _ in elements],
                      content_type="application/pkcs7-mime"), unrendered
+
+    def seal(self, partner_id: str, document: bytes) -> bytes:
+        """Sign a document as the gateway and encrypt it to the partner (CMS), like every batch."""
+        cert, key = self._signing()
+        return sign_and_encrypt(document, signer_cert=cert, signer_key=key,
+                                recipients=[self._partner_cert(partner_id)])
 
     def _record(self, item: OutboxItem, claim_ids: list[int], receipt: Receipt | None,
                 unrendered: dict[int, str]) -> None:

@@ -11,9 +11,11 @@ half-written or refused file is never ingested at all.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import os
+import stat
 import tempfile
 import threading
 import time
@@ -25,6 +27,7 @@ from gateway.bootstrap import App
 from gateway.domain.findings import Finding
 from gateway.errors import InputError
 from gateway.services.ack import AckWriter, private_temp_name, safe_cell
+from gateway.services.client_files import LINK_REFUSED, LinkRefused, is_link
 from gateway.services.file_writers import has_writer, remove_unless_written
 from gateway.services.ingest import IngestResult, ack_path_for, ingest_file, resume
 from gateway.services.node import client_ingest_lease, leased
@@ -48,12 +51,17 @@ def process_inbox_file(app: App, client_id: str, path: Path, channel: str = "wat
 
     It is removed only if it is still the file that was ingested (same inode, size and modification
     time) and no process has it open for writing; otherwise it stays, with a warning in the log.
+    A symbolic link (or anything but a plain file) is never followed or read: it gets a failed ack and
+    is removed (the link only; what it points to is not touched).
     """
     try:
-        before = os.stat(path)
+        before = os.lstat(path)
     except FileNotFoundError:
         raise InputError("no such file", file=path.name) from None
-    result = ingest_file(app, path, client_id, channel=channel)
+    try:
+        result = ingest_file(app, path, client_id, channel=channel, jail=app.config.inbox_dir / client_id / "upload")
+    except LinkRefused as exc:
+        return _refuse_link(app, client_id, path, exc)
     if result.status == "duplicate":
         ack = ack_path_for(app, client_id, result.filename)
         if not ack.exists():  # a re-upload under a new name gets its own answer; an old ack is never replaced
@@ -71,6 +79,15 @@ def process_inbox_file(app: App, client_id: str, path: Path, channel: str = "wat
         return result
     path.with_name(path.name + ".done").unlink(missing_ok=True)
     return result
+
+
+def _refuse_link(app: App, client_id: str, path: Path, exc: LinkRefused) -> IngestResult:
+    ack = write_refused_ack(app, client_id, path.name, LINK_REFUSED, exc.message)
+    with contextlib.suppress(OSError):
+        if not stat.S_ISDIR(os.lstat(path).st_mode):
+            os.unlink(path)  # removes the link itself, never its target; else every sweep would find it again
+    return IngestResult(submission=None, status="failed", client_id=client_id, filename=path.name,
+                        ack_path=str(ack), error=str(exc))
 
 
 MAX_RESUMES = 3  # start-ups that may resume one unfinished submission before it is given up as failed
@@ -323,7 +340,8 @@ def ingest_upload(app: App, book: UploadBook, client_id: str, name: str) -> Inge
 def ingest_dropped(app: App, book: UploadBook, client_id: str, path: Path) -> IngestResult | None:
     """Ingest a file placed by other means (the watcher), unless the SFTP server owns it or it is being written."""
     with book.client_lock(client_id):
-        if book.is_tracked(client_id, path) or not path.is_file() or has_writer(path):
+        link = is_link(path)  # refused by process_inbox_file, never followed by is_file/has_writer
+        if book.is_tracked(client_id, path) or (not link and (not path.is_file() or has_writer(path))):
             return None  # owned by the SFTP server, gone, or opened for writing again since the watcher took it
         result = process_inbox_file(app, client_id, path)
     write_archive_index(app, client_id)

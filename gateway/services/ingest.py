@@ -35,6 +35,7 @@ from gateway.mapping.spec import MappingSpec, load_mapping
 from gateway.mapping.engine import date_columns
 from gateway.readers.base import Reader, open_reader
 from gateway.services.ack import AckWriter, ack_suffix
+from gateway.services.client_files import ClientFile
 from gateway.services.ingest_run import IngestResult, IngestRun, RowResult
 from gateway.services.node import LeaseBusy, client_ingest_lease, fence, leased
 from gateway.store import submissions as sub_store
@@ -71,19 +72,26 @@ def ack_path_for(app: App, client_id: str, filename: str) -> Path:
 
 def ingest_file(app: App, path: Path, client_id: str, *, channel: str = "cli", mapping_path: Path | None = None,
                 dry_run: bool = False, ack_path: Path | None = None, filename: str | None = None,
-                workers: int | None = None, lease_wait: float = 0.0) -> IngestResult:
+                workers: int | None = None, lease_wait: float = 0.0, jail: Path | None = None) -> IngestResult:
     """Ingest ``path`` for ``client_id``; a mapping/config problem raises, a bad file yields status failed.
 
     ``lease_wait``: how long to wait while another node or thread ingests for the same client (then
     ``LeaseBusy``). ``workers``: processes that map, validate and encrypt beside this one (0: none;
-    None: two for files from 8 MB on machines with 4 or more cores).
+    None: two for files from 8 MB on machines with 4 or more cores). ``jail``: the client's folder a
+    dropped file must be in; it is opened without following links (``LinkRefused`` for a link) and
+    read only through that open file.
     """
+    if jail is not None:
+        with ClientFile(path, jail) as checked:
+            return ingest_file(app, checked.path, client_id, channel=channel, mapping_path=mapping_path,
+                               dry_run=dry_run, ack_path=ack_path, filename=filename or path.name,
+                               workers=workers, lease_wait=lease_wait)
     app.config.client(client_id)  # unknown client: ConfigError before anything is recorded
     # mapping: an explicit file as is; the installed one through the registry (hot reload, last good kept)
     spec = load_mapping(mapping_path) if mapping_path else app.mappings.get(client_id)
     name = filename or path.name
     if not path.is_file():
-        raise InputError("no such file", file=str(path))
+        raise InputError("no such file", file=name)
     sha, size = sha256_file(path)
     if workers is None:  # parallel only with cores to spare: on 2 cores it did not pay off (docs/benchmarks.md)
         workers = 2 if size >= PARALLEL_FROM_BYTES and (os.cpu_count() or 1) >= 4 else 0
@@ -189,8 +197,14 @@ def _counts(result: IngestResult) -> sub_store.SubmissionCounts:
 def _fail(app: App, result: IngestResult, submission: RowMapping | None, writer: AckWriter | None,
           ack: Path | None, exc: GatewayError) -> IngestResult:
     """The file is unusable (from some row on): say so in the ack and on the submission; rows stored stay."""
+    # The error column, the log and the result name the file by its client-side name and hold no value
+    # of the file; only the client's own ack may quote its content (``InputError.detail``).
+    if isinstance(exc, InputError):
+        exc = InputError(exc.message, file=result.filename, row=exc.row, column=exc.column, detail=exc.detail)
+    detail = getattr(exc, "detail", None)
     result.status, result.error = "failed", str(exc)
-    finding = Finding(code="input_error", message=str(exc), column=getattr(exc, "column", None))
+    finding = Finding(code="input_error", message=str(exc), column=getattr(exc, "column", None),
+                      client_message=f"{exc} ({detail})" if detail else None)
     if writer is not None:  # the rows read before the problem keep their lines
         writer.row(getattr(exc, "row", None), None, "failed", None, [finding])
         writer.commit()

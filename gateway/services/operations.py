@@ -1,10 +1,16 @@
 """Per-claim outbox operations (cancel, report_payment, send_message, request_monitoring, refresh, set_labels).
 
-Issue 5's SOAP endpoint enqueues them; the dispatcher leases them like batches and hands each to the
-partner adapter's ``operate``. The idempotency key sent to the partner is claim + partner + operation
-+ the outbox row, so a retry after a lost answer is folded by the partner. A partner that has no such
-operation is recorded as not supported (a ``partner_unsupported`` event), not retried; a ``refresh``
-for a partner without per-claim queries pulls its pending updates instead.
+What a partner accepts is its adapter's declared ``capabilities``, narrowed by the partner's config
+(``partners.<id>.capabilities``). The use cases ask ``require`` before they queue anything, so an
+operation a partner cannot take is refused at once (``Unsupported``) and never reaches the outbox.
+
+The dispatcher leases operation rows like batches. An API partner (http, soap) gets a call through the
+adapter's ``operate``, with claim + partner + operation + the outbox row as its idempotency key, and its
+answer is the acknowledgement (``partner_ack``). A file partner (directory, sftp) gets a signed,
+encrypted instruction document (``render_instruction``) named by the outbox key, handed over exactly
+once like a batch (``instruction_delivered``); the agency's receipt comes back later as a status update
+(``partner_ack`` with the instruction id). An operation that became unsupported after it was queued
+(the config changed) fails its row as a dead letter (``partner_op_failed``): never a done row.
 """
 
 from __future__ import annotations
@@ -12,14 +18,21 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from adapters.base import OPERATIONS, NotSupported, Operation, OperationResult, UpdatingAdapter
+from sqlalchemy import select
+
+from adapters import adapter_class
+from adapters.base import (CAPABILITY_TEXT, OPERATION_CAPABILITY, OPERATIONS, Batch, InstructionAdapter, Operation,
+                           OperationResult, UpdatingAdapter)
+from gateway.bootstrap import App
 from gateway.domain.lifecycle import Actor
-from gateway.errors import DeliveryError
+from gateway.errors import DeliveryError, Unsupported
 from gateway.services.partner_updates import apply_updates
+from gateway.services.render_instruction import InstructionMeta, render_instruction
 from gateway.store import claims as claim_store
 from gateway.store import outbox as outbox_store
 from gateway.store.db import read_tx, write_tx
 from gateway.store.outbox import OutboxItem
+from gateway.store.schema import claims
 
 if TYPE_CHECKING:
     from gateway.services.dispatch import Dispatcher
@@ -27,13 +40,39 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def capabilities(app: App, partner_id: str) -> frozenset[str]:
+    """What the partner accepts: its adapter's declared set, narrowed by its config."""
+    pcfg = app.config.partners.get(partner_id)
+    if pcfg is None:
+        return frozenset()
+    declared: frozenset[str] = adapter_class(pcfg.adapter, partner_id).capabilities
+    return declared if pcfg.capabilities is None else declared & frozenset(pcfg.capabilities)
+
+
+def accepts(app: App, partner_id: str, operation: str) -> bool:
+    """True if the partner takes this per-claim operation."""
+    return OPERATION_CAPABILITY.get(operation, operation) in capabilities(app, partner_id)
+
+
+def require(app: App, partner_id: str, operation: str) -> None:
+    """Raise ``Unsupported`` (naming the partner and the operation) unless the partner takes it."""
+    if not accepts(app, partner_id, operation):
+        capability = OPERATION_CAPABILITY.get(operation, operation)
+        raise Unsupported(partner_id, operation, CAPABILITY_TEXT.get(capability, capability))
+
+
 def partner_reference(events: list[dict[str, Any]]) -> str | None:
     """The partner's file number from a claim's events (the latest one that names it)."""
     for event in reversed(events):
         ref = (event.get("data") or {}).get("partner_reference")
-        if ref:
+        if ref and not str(ref).endswith(".p7m"):  # a file partner's receipt names the file, not a case
             return str(ref)
     return None
+
+
+def instruction_id(item: OutboxItem) -> str:
+    """The instruction document's id: the outbox key, written with '-' for ':' like a batch id."""
+    return item.idempotency_key.replace(":", "-")
 
 
 def run_operation(worker: Dispatcher, item: OutboxItem) -> None:
@@ -41,23 +80,23 @@ def run_operation(worker: Dispatcher, item: OutboxItem) -> None:
     if item.operation not in OPERATIONS:
         raise DeliveryError(f"unknown outbox operation '{item.operation}'", retryable=False)
     app = worker.app
+    try:
+        require(app, item.partner_id, item.operation)  # queued earlier; the config may have changed since
+    except Unsupported as exc:
+        raise DeliveryError(str(exc), retryable=False) from exc
     claim_id = int(item.payload["claim_id"])
     with read_tx(app.engine) as conn:
         ref = partner_reference(claim_store.history(conn, claim_id))
+    adapter = worker._adapter(item.partner_id)
+    if isinstance(adapter, InstructionAdapter):
+        return _send_instruction(worker, item, adapter, claim_id, ref)
+    if not isinstance(adapter, UpdatingAdapter):
+        raise DeliveryError(f"partner {item.partner_id} declares {item.operation} but its adapter has no "
+                            f"operate", retryable=False)
     data = {k: v for k, v in item.payload.items() if k != "claim_id"}
     op = Operation(operation=item.operation, key=f"{claim_id}:{item.partner_id}:{item.operation}:{item.id}",
                    claim_id=claim_id, partner_reference=ref, data=data)
-    adapter = worker._adapter(item.partner_id)
-    try:
-        if not isinstance(adapter, UpdatingAdapter):
-            raise NotSupported(item.partner_id, item.operation)
-        result: OperationResult = worker.call(item.partner_id, adapter.operate, op)
-    except NotSupported as exc:
-        if item.operation == "refresh" and isinstance(adapter, UpdatingAdapter):
-            return _refresh_by_pull(worker, item, claim_id)
-        _record(worker, item, claim_id, "partner_unsupported", {"operation": item.operation, "error": str(exc)},
-                receipt={"not_supported": True, "error": str(exc)})
-        return
+    result: OperationResult = worker.call(item.partner_id, adapter.operate, op)
     with write_tx(app.engine) as conn:
         if not outbox_store.complete(conn, item, {"operation": item.operation, "detail": result.detail},
                                      now=app.now()):
@@ -70,17 +109,26 @@ def run_operation(worker: Dispatcher, item: OutboxItem) -> None:
              claim_id)
 
 
-def _refresh_by_pull(worker: Dispatcher, item: OutboxItem, claim_id: int) -> None:
-    # A file partner has no per-claim query: pulling its pending updates is the refresh it can do.
-    from gateway.services.partner_sync import sync_partner  # partner_sync builds on the dispatcher module
-    result = sync_partner(worker.app, item.partner_id)
-    _record(worker, item, claim_id, "partner_ack", {"operation": "refresh", "via": "pull", **result.counts},
-            receipt={"operation": "refresh", "via": "pull", **result.counts}, actor=Actor.PARTNER)
-
-
-def _record(worker: Dispatcher, item: OutboxItem, claim_id: int, kind: str, data: dict[str, Any],
-            receipt: dict[str, Any], actor: Actor = Actor.SYSTEM) -> None:
+def _send_instruction(worker: Dispatcher, item: OutboxItem, adapter: InstructionAdapter, claim_id: int,
+                      ref: str | None) -> None:
     app = worker.app
+    iid = instruction_id(item)
+    with read_tx(app.engine) as conn:
+        creditor_reference = conn.execute(select(claims.c.creditor_reference)
+                                          .where(claims.c.id == claim_id)).scalar_one()
+    meta = InstructionMeta(instruction_id=iid, operation=item.operation, created_at=app.now(),
+                           sender=app.config.gateway_id, client_id=item.client_id, partner_id=item.partner_id,
+                           claim_id=claim_id, creditor_reference=creditor_reference, file_number=ref)
+    xml = render_instruction(meta, {k: v for k, v in item.payload.items() if k != "claim_id"})
+    document = Batch(batch_id=iid, partner_id=item.partner_id, filename=f"{iid}.xml.p7m",
+                     payload=worker.seal(item.partner_id, xml), claim_ids=[claim_id])
+    receipt = worker.call(item.partner_id, adapter.deliver_instruction, document)
     with write_tx(app.engine) as conn:
-        if outbox_store.complete(conn, item, receipt, now=app.now()):
-            claim_store.annotate(conn, claim_id, actor, kind, {**data, "outbox": item.id}, now=app.now())
+        if not outbox_store.complete(conn, item, {"operation": item.operation, "instruction": iid,
+                                                  "partner_reference": receipt.partner_reference,
+                                                  "detail": receipt.detail}, now=app.now()):
+            return
+        claim_store.annotate(conn, claim_id, Actor.SYSTEM, "instruction_delivered",
+                             {"operation": item.operation, "instruction": iid, "outbox": item.id}, now=app.now())
+    log.info("dispatch.instruction outbox=%d partner=%s op=%s claim=%d instruction=%s", item.id, item.partner_id,
+             item.operation, claim_id, iid)

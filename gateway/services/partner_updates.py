@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from adapters.base import PartnerUpdate
+from adapters.base import INSTRUCTION_RECEIVED, PartnerUpdate
 from gateway.bootstrap import App
 from gateway.domain.lifecycle import TERMINAL, Actor, Stage, State
 from gateway.errors import ConfigError, IllegalTransition, Interrupted
@@ -124,6 +124,11 @@ def _apply_one(app: App, conn: Connection, partner_id: str, client_id: str, u: P
                           text=u.text or "", partner_message_id=u.message_id or u.update_id, now=now)
         claim_store.annotate(conn, u.claim_id, Actor.PARTNER, "partner_message",
                              {**base, "message_id": u.message_id}, now=now)
+        return "recorded"
+    if u.kind == "instruction":  # a file partner's receipt for an instruction document: no state change
+        received = u.code == INSTRUCTION_RECEIVED
+        claim_store.annotate(conn, u.claim_id, Actor.PARTNER, "partner_ack" if received else "partner_op_failed",
+                             {**base, "instruction": u.instruction_id, "code": u.code}, now=now)
         return "recorded"
     target = status_target(app, partner_id, u.code)
     if target is None:

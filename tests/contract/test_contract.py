@@ -2,7 +2,8 @@
 
 Delivery exactly once (also after a lost answer and transport faults, and to an SFTP partner that moves
 files away on arrival: no file reaches its folder twice), status back as claim events
-(in_progress, paid, payments, messages, unknown codes kept), and per-claim operations.
+(in_progress, paid, payments, messages, unknown codes kept), and per-claim operations as the adapter declares
+them (calls to API partners, instruction documents to file partners).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from gateway.domain.lifecycle import State
 from gateway.services.dispatch import Dispatcher, open_adapter
 from gateway.services.ingest import ingest_file
 from gateway.services.keys import init_keys
+from gateway.services.operations import accepts
 from gateway.services.partner_sync import sync_partner
 from gateway.store import claims as claim_store
 from gateway.store import messages as message_store
@@ -190,9 +192,12 @@ OPS = {"cancel": {"reason": "paid directly"},
        "request_monitoring": {}, "set_labels": {"labels": ["vip"]}, "refresh": {}}
 
 
-def test_operations_reach_the_partner_once_or_are_recorded_as_not_supported(sim: Harness, gw: App) -> None:
+def test_operations_reach_the_partner_once_or_fail_as_unsupported(sim: Harness, gw: App) -> None:
+    """What the adapter declares reaches the agency once (a call or an instruction document); the rest is a
+    dead row and a partner_op_failed event, never a done row (the use cases refuse it before queueing)."""
     deliver_all(gw, sim)
     cid = sent_claims(gw)[0]
+    accepted = {op for op in OPS if accepts(gw, PARTNER, op)}
     with write_tx(gw.engine) as conn:
         for op, payload in OPS.items():
             outbox_store.enqueue(conn, key=f"{op}:{cid}", client_id="demo", partner_id=PARTNER, operation=op,
@@ -202,16 +207,22 @@ def test_operations_reach_the_partner_once_or_are_recorded_as_not_supported(sim:
     worker = Dispatcher(gw, owner="w")
     assert worker.drain() == len(OPS)
     worker.close()
+    sim.pump()  # a file agency takes its instruction documents and writes its receipts
+    sync_partner(gw, PARTNER)
     with read_tx(gw.engine) as conn:
-        rows = outbox_store.listing(conn)
+        rows = {r["operation"]: r["status"] for r in outbox_store.listing(conn) if r["operation"] in OPS}
         history = claim_store.history(conn, cid)
-    kinds = [e["kind"] for e in history]
-    assert {r["status"] for r in rows} == {"done"}
+    assert rows == {op: "done" if op in accepted else "dead" for op in OPS}
+    failed = sorted(e["data"]["operation"] for e in history if e["kind"] == "partner_op_failed")
+    assert failed == sorted(set(OPS) - accepted)
+    agency_ops = sorted(o["operation"] for o in sim.agency.operations.values())
     if sim.operations:
-        assert kinds.count("partner_ack") == len(OPS)
-        assert sorted(o["operation"] for o in sim.agency.operations.values()) == sorted(set(OPS) - {"refresh"})
-        assert states(gw)[cid] is State.CANCELLED_BY_CLIENT  # the refresh brought the partner's STORNIERT back
-    else:  # a file partner: no per-claim calls; its refresh is a pull of its status files
-        assert kinds.count("partner_unsupported") == len(OPS) - 1
-        [refresh] = [e for e in history if e["kind"] == "partner_ack"]
-        assert refresh["data"]["via"] == "pull"
+        assert [e["kind"] for e in history].count("partner_ack") == len(accepted)
+        assert agency_ops == sorted(accepted - {"refresh"})  # a refresh reads the history, it changes nothing
+    else:
+        delivered = [e["data"]["instruction"] for e in history if e["kind"] == "instruction_delivered"]
+        receipts = [e["data"]["instruction"] for e in history if e["kind"] == "partner_ack"]
+        assert sorted(delivered) == sorted(receipts) and len(delivered) == len(accepted)
+        assert agency_ops == sorted(accepted)
+    if "cancel" in accepted:
+        assert states(gw)[cid] is State.CANCELLED_BY_CLIENT  # the partner's STORNIERT came back

@@ -28,7 +28,7 @@ from gateway.entrypoints.soap import faults
 from gateway.entrypoints.soap.auth import Authenticator, basic_credentials, username_token
 from gateway.entrypoints.soap.service import ENV_BODY, ENV_CLIENT, ENV_READ_ONLY, GatewayService
 from gateway.entrypoints.soap.types import TNS
-from gateway.errors import IllegalTransition, NotFound
+from gateway.errors import IllegalTransition, NotFound, Unsupported
 from gateway.services.claim_ops import InvalidRequest
 
 log = logging.getLogger("gateway.soap")
@@ -69,6 +69,8 @@ class GatewayApplication(Application):  # type: ignore[misc]
             raise Fault(faultcode=code, faultstring=str(exc)) from None
         except IllegalTransition as exc:
             raise Fault(faultcode=faults.ILLEGAL_TRANSITION, faultstring=str(exc)) from None
+        except Unsupported as exc:
+            raise Fault(faultcode=faults.UNSUPPORTED, faultstring=str(exc)) from None
         except InvalidRequest as exc:
             raise Fault(faultcode=faults.VALIDATION, faultstring=str(exc)) from None
         except (OperationalError, PoolTimeout) as exc:

@@ -159,18 +159,19 @@ def test_operations_are_recorded_and_forwarded_to_the_partner(endpoint: Endpoint
     assert (paid.state, paid.forwarded) == ("handed_over", True)
     sent = c.service.SendMessage(cid, "Schuldner hat angerufen.")
     assert sent.message_id is not None
-    assert c.service.SetLabels(cid, {"Label": ["dispute", "vip"]}).forwarded is True
+    # labels are kept by the gateway; a directory partner takes none, so they are not passed on
+    assert c.service.SetLabels(cid, {"Label": ["dispute", "vip"]}).forwarded is False
     c.service.RequestLongTermMonitoring(cid)
     c.service.RefreshClaim(cid)
     cancel = c.service.CancelClaim(cid, "paid in full")
     assert cancel.state == "handed_over"  # the partner closes it; we asked
     payloads = {op: _outbox(endpoint, op)[0]["payload"] for op in (
-        "report_payment", "send_message", "set_labels", "request_monitoring", "refresh", "cancel")}
+        "report_payment", "send_message", "request_monitoring", "refresh", "cancel")}
+    assert _outbox(endpoint, "set_labels") == []
     assert payloads["report_payment"] == {"claim_id": cid, "amount": "20.50", "currency": "EUR",
                                           "date": (date.today() - timedelta(days=1)).isoformat()}
     assert payloads["send_message"] == {"claim_id": cid, "message_id": sent.message_id,
                                         "text": "Schuldner hat angerufen."}
-    assert payloads["set_labels"] == {"claim_id": cid, "labels": ["dispute", "vip"]}
     assert payloads["request_monitoring"] == {"claim_id": cid}
     assert payloads["refresh"] == {"claim_id": cid}
     assert payloads["cancel"] == {"claim_id": cid, "reason": "paid in full"}

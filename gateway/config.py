@@ -86,22 +86,13 @@ class ClientSftpConfig(Base):
     quota_bytes: int | None = None  # all files in upload/ together; None = the server's default
 
 
-class SoapCredential(Base):
-    """One SOAP login of a client; several at once let a password be rotated without downtime."""
-
-    username: str
-    password_hash: str  # scrypt hash made by `python -m gateway.crypto.passwords`
-    role: Literal["submit", "read"] = "submit"  # read: may query but not submit or change claims
-
-
 class ClientSoapConfig(Base):
-    """A client's SOAP credentials: ``credentials``, and the older single username/password_hash."""
+    """A client's SOAP credentials (issue 5 owns this section)."""
 
     username: str | None = None
     # scrypt hash made by `python -m gateway.crypto.passwords`; the password itself is never stored
     password_hash: str | None = None
     read_only: bool = False  # may query but not submit or change claims (Client.Authorization)
-    credentials: list[SoapCredential] = msgspec.field(default_factory=list)
 
 
 class ClientConfig(Base):
@@ -162,6 +153,8 @@ class PartnerConfig(Base):
     sync: PartnerSyncConfig = msgspec.field(default_factory=PartnerSyncConfig)
     webhook: PartnerWebhookConfig = msgspec.field(default_factory=PartnerWebhookConfig)
     simulator: PartnerSimulatorConfig = msgspec.field(default_factory=PartnerSimulatorConfig)
+    # Narrows what the adapter declares it takes (adapters/base.py CAPABILITIES); None: all it declares.
+    capabilities: list[str] | None = None
 
 
 class SftpServerConfig(Base):
@@ -181,18 +174,6 @@ class SftpServerConfig(Base):
     status_interval_seconds: float = 86400.0  # a status file per client at most this often
 
 
-class SoapLoginThrottle(Base):
-    """Failed SOAP logins, counted per username and per source address (docs/soap.md, Security)."""
-
-    delay_after: int = 3  # failures before the next attempt must wait
-    delay_seconds: float = 1.0  # the first wait; doubles with each further failure
-    delay_max_seconds: float = 60.0
-    block_after: int = 10  # failures, then every attempt is refused for block_seconds
-    block_seconds: float = 900.0
-    window_seconds: float = 900.0  # a failure older than this is forgotten
-    address_factor: int = 5  # a source address gets the same treatment at this many times the counts
-
-
 class SoapServerConfig(Base):
     """The SOAP endpoint for creditor ERP systems (issue 5 owns this section)."""
 
@@ -210,14 +191,6 @@ class SoapServerConfig(Base):
     # PostgreSQL assigns event ids before commit, so a poller could skip a late commit; GetChanges only
     # returns events older than this on PostgreSQL (SQLite commits in id order).
     changes_settle_seconds: float = 2.0
-    # The address the WSDL advertises; None: https://<host>:<port>/soap of this listener. Never the request's Host.
-    public_url: str | None = None
-    header_timeout_seconds: float = 10.0  # TLS handshake, request line and headers, from connect or last answer
-    read_timeout_seconds: float = 30.0  # longest wait for the next bytes of a body
-    request_timeout_seconds: float = 300.0  # a whole body, from its first byte
-    max_unauthenticated_reads: int = 4  # WS-Security bodies read before their sender is known, at once
-    max_password_checks: int = 2  # scrypt verifications at once (each ~100 ms of one core)
-    login: SoapLoginThrottle = msgspec.field(default_factory=SoapLoginThrottle)
 
 
 class LimitsConfig(Base):
@@ -229,6 +202,22 @@ class LimitsConfig(Base):
     reader_timeout_seconds: float = 600.0  # wall-clock time the gateway waits for the reader's next rows, summed
     max_rows: int = 1_048_576  # rows of a sheet (a spreadsheet's own maximum); more is refused before parsing
     max_columns: int = 1024  # columns of a sheet or CSV header
+
+
+class HealthConfig(Base):
+    """The plain-HTTP health and metrics listener of ``serve`` (docs/operations.md)."""
+
+    listen: str | None = "127.0.0.1:8480"  # host:port of /healthz, /readyz, /metrics; None: no listener
+    stale_seconds: float = 60.0  # /healthz: a task is stale after max(3 x its interval, this) without a step
+    check_timeout_seconds: float = 3.0  # /readyz and /metrics wait this long for the database
+
+
+class LoggingConfig(Base):
+    """Log lines of the ``gateway`` command (docs/operations.md)."""
+
+    level: str = "INFO"  # of serve; other commands log warnings only unless -v
+    format: Literal["text", "json"] = "text"  # json: one object per line (ts, level, logger, event, fields)
+    file: str | None = None  # append to this file (relative to base_dir) instead of stderr
 
 
 class RouteRule(Base):
@@ -256,6 +245,8 @@ class GatewayConfig(Base):
     sftp: SftpServerConfig = msgspec.field(default_factory=SftpServerConfig)
     soap: SoapServerConfig = msgspec.field(default_factory=SoapServerConfig)
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
+    health: HealthConfig = msgspec.field(default_factory=HealthConfig)
+    logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
     clients: dict[str, ClientConfig] = msgspec.field(default_factory=dict)
     partners: dict[str, PartnerConfig] = msgspec.field(default_factory=dict)
     routing: list[RouteRule] = msgspec.field(default_factory=list)
@@ -359,6 +350,12 @@ def _check_references(cfg: GatewayConfig) -> None:
             raise ConfigError(f"unknown partner '{client.default_partner}' (configured: "
                               f"{', '.join(sorted(cfg.partners)) or 'none'})",
                               file=cfg.source, key=f"clients.{cid}.default_partner")
+    from adapters.base import CAPABILITIES  # names only: the adapter's own set is checked when it loads
+    for pid, partner in cfg.partners.items():
+        unknown = sorted(set(partner.capabilities or ()) - set(CAPABILITIES))
+        if unknown:
+            raise ConfigError(f"unknown capabilities {', '.join(unknown)} (known: {', '.join(CAPABILITIES)})",
+                              file=cfg.source, key=f"partners.{pid}.capabilities")
     for i, rule in enumerate(cfg.routing):
         if rule.partner not in cfg.partners:
             raise ConfigError(f"unknown partner '{rule.partner}'", file=cfg.source, key=f"routing[{i}].partner")

@@ -19,13 +19,29 @@ __all__ = ["acquire", "holder", "release", "renew"]
 
 
 def acquire(conn: Connection, name: str, owner: str, seconds: float, now: datetime) -> bool:
-    """Take ``name`` for ``seconds`` if it is free, expired or ours; False when another owner holds it."""
+    """Take ``name`` for ``seconds`` if it is free, expired or ours; False when another owner holds it.
+
+    Never waits: on PostgreSQL a lease row locked by its holder's running transaction (it renews the
+    lease in every chunk it commits) means busy, instead of blocking this node until that chunk commits.
+    """
     until = now + timedelta(seconds=seconds)
-    res = conn.execute(update(leases).where(leases.c.name == name,
-                                            (leases.c.owner == owner) | (leases.c.expires_at < now))
-                       .values(owner=owner, expires_at=until, acquired_at=now))
-    if res.rowcount == 1:
-        return True
+    if conn.dialect.name == "postgresql":
+        row = conn.execute(select(leases).where(leases.c.name == name)
+                           .with_for_update(skip_locked=True)).mappings().first()
+        if row is None and conn.execute(select(leases.c.name).where(leases.c.name == name)).first() is not None:
+            return False  # locked by its holder right now: it is working
+        if row is not None:
+            if row["owner"] != owner and row["expires_at"] >= now:
+                return False
+            conn.execute(update(leases).where(leases.c.name == name)
+                         .values(owner=owner, expires_at=until, acquired_at=now))
+            return True
+    else:
+        res = conn.execute(update(leases).where(leases.c.name == name,
+                                                (leases.c.owner == owner) | (leases.c.expires_at < now))
+                           .values(owner=owner, expires_at=until, acquired_at=now))
+        if res.rowcount == 1:
+            return True
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     ins = dialect.insert(leases).values(name=name, owner=owner, expires_at=until, acquired_at=now)
     # RETURNING, not rowcount: drivers report -1 for an INSERT that returns the key implicitly

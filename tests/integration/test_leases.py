@@ -68,3 +68,16 @@ def test_a_second_thread_of_the_same_process_waits_or_is_told_busy(app: App) -> 
     with leased(app, "ingest:demo", wait=5) as lease:
         assert lease is not None
     assert issubclass(LeaseBusy, Exception)
+
+
+def test_a_lease_its_holder_is_renewing_right_now_is_busy_without_waiting(app: App) -> None:
+    if app.engine.dialect.name != "postgresql":
+        pytest.skip("row locks: PostgreSQL (SQLite has one writer at a time anyway)")
+    now = app.now()
+    with write_tx(app.engine) as conn:
+        assert lease_store.acquire(conn, "ingest:demo", "node-a", 60, now)
+    with app.engine.connect() as holder, holder.begin():
+        assert lease_store.renew(holder, "ingest:demo", "node-a", 60, now)  # its chunk's transaction, still open
+        with app.engine.connect() as other, other.begin():
+            other.exec_driver_sql("SET LOCAL lock_timeout = '2s'")  # waiting would fail this test, not hang it
+            assert not lease_store.acquire(other, "ingest:demo", "node-b", 60, now)

@@ -167,7 +167,7 @@ class SftpServerConfig(Base):
     allow_scp: bool = False  # scp goes through the same jail when on
     max_file_bytes: int = 200 * 1024 * 1024
     quota_bytes: int = 1024 * 1024 * 1024
-    max_auth_failures: int = 5  # failed logins per peer address within the window, then refused
+    max_auth_failures: int = 5  # failed logins per peer address and per login name within the window
     auth_failure_window_seconds: float = 300.0
     login_timeout_seconds: float = 60.0
     ingest_workers: int = 4  # files ingested at once (one at a time per client)

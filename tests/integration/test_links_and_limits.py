@@ -53,9 +53,9 @@ def test_a_link_in_the_upload_folder_gets_a_failed_ack_and_is_never_read(app: Ap
         assert conn.execute(select(func.count()).select_from(submissions)).scalar_one() == 0
 
 
-def test_the_watcher_hands_a_link_on_as_a_link(app: App, tmp_path: Path) -> None:
+def test_the_watcher_hands_a_link_on_as_a_link(tmp_path: Path) -> None:
     (tmp_path / "outside.csv").write_text("x", encoding="utf-8")
-    upload = app.config.inbox_dir / "demo" / "upload"
+    upload = tmp_path / "inbox" / "demo" / "upload"
     upload.mkdir(parents=True)
     (upload / "leak.csv").symlink_to(tmp_path / "outside.csv")
     (upload / "dangling.csv").symlink_to(tmp_path / "nowhere.csv")

@@ -1,23 +1,30 @@
 """Who may log in: each client's public keys (several allowed) and an optional scrypt password hash.
 
-Failed logins are counted per peer address; past ``max_auth_failures`` within the window every login
-from that address is refused until the window has passed. Logs name the login, the peer and the
-method, never a password or a key.
+Failed logins are counted per peer address and per login name, each failure once: a wrong password
+counts when it is refused, a connection that offered only keys that did not fit counts when it
+closes. Past ``max_auth_failures`` within the window every login from that address is refused, and
+every password login for that name (its keys still work: a key cannot be guessed, and an attacker
+must not lock a client out of key logins) until the window has passed. A password is always checked
+with the same scrypt work, also for unknown names and names without a password, so the answer's
+time does not tell which names exist. Logs name the login, the peer and the method, never a password
+or a key.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from functools import cache
 
 import asyncssh
 
 from gateway import metrics
 from gateway.config import GatewayConfig
-from gateway.crypto.passwords import is_password_hash, verify_password
+from gateway.crypto.passwords import hash_password, is_password_hash, verify_password
 from gateway.errors import ConfigError
 
 log = logging.getLogger("gateway.sftp")
@@ -48,8 +55,24 @@ def load_credentials(cfg: GatewayConfig) -> dict[str, Credentials]:
     return out
 
 
+@cache
+def _decoy_hash() -> str:
+    """A hash no password matches, checked for unknown names: the same scrypt work as a real login."""
+    return hash_password(secrets.token_urlsafe(32))
+
+
+def _verify(password: str, stored: str | None) -> bool:
+    """The password against ``stored``; without one, the same work against a decoy, and False."""
+    if stored:
+        return verify_password(password, stored)
+    verify_password(password, _decoy_hash())
+    return False
+
+
 class FailureLimiter:
-    """Failed logins per peer address in a sliding window."""
+    """Failed logins per key (``peer:<address>``, ``login:<name>``) in a sliding window."""
+
+    MAX_KEYS = 100_000  # names are the attacker's choice: the table is bounded, oldest forgotten first
 
     def __init__(self, max_failures: int, window_seconds: float) -> None:
         self.max_failures, self.window = max_failures, window_seconds
@@ -69,6 +92,8 @@ class FailureLimiter:
         return recent >= self.max_failures
 
     def failed(self, peer: str) -> None:
+        if peer not in self._failures and len(self._failures) >= self.MAX_KEYS:
+            self._failures.pop(next(iter(self._failures)))
         self._recent(peer).append(time.monotonic())
 
 
@@ -78,6 +103,7 @@ class GatewaySSHServer(asyncssh.SSHServer):
     def __init__(self, credentials: dict[str, Credentials], limiter: FailureLimiter) -> None:
         self.credentials, self.limiter = credentials, limiter
         self.peer, self.username, self.authenticated, self.tried = "?", "", False, False
+        self.counted = False  # a refused password was counted already: the close does not count again
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         peer = conn.get_extra_info("peername")
@@ -88,12 +114,13 @@ class GatewaySSHServer(asyncssh.SSHServer):
             metrics.SFTP_ACTIVE.dec()
         if self.tried and not self.authenticated:
             metrics.SFTP_AUTH_FAILURES.inc()
-            self.limiter.failed(self.peer)
+            if not self.counted:  # keys only: one failure for the connection
+                self.limiter.failed(f"peer:{self.peer}")
             log.warning("sftp.login_failed login=%s peer=%s", self.username[:64], self.peer)
 
     def begin_auth(self, username: str) -> bool:
         self.username = username
-        if self.limiter.blocked(self.peer):
+        if self.limiter.blocked(f"peer:{self.peer}"):
             log.warning("sftp.login_blocked login=%s peer=%s reason=too_many_failures", username[:64], self.peer)
         return True  # always ask for credentials, also for unknown names (no user enumeration)
 
@@ -109,7 +136,7 @@ class GatewaySSHServer(asyncssh.SSHServer):
     def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
         self.tried = True
         creds = self.credentials.get(username)
-        if self.limiter.blocked(self.peer) or creds is None:
+        if self.limiter.blocked(f"peer:{self.peer}") or creds is None:
             return False
         return key.public_data in creds.keys
 
@@ -119,10 +146,13 @@ class GatewaySSHServer(asyncssh.SSHServer):
     async def validate_password(self, username: str, password: str) -> bool:
         self.tried = True
         creds = self.credentials.get(username)
-        if self.limiter.blocked(self.peer) or creds is None or not creds.password_hash:
-            return False
-        ok = await asyncio.to_thread(verify_password, password, creds.password_hash)
+        if self.limiter.blocked(f"peer:{self.peer}") or self.limiter.blocked(f"login:{username[:64]}"):
+            return False  # refused without hash work: the block is no secret, and costs the server nothing
+        stored = creds.password_hash if creds is not None else None
+        ok = await asyncio.to_thread(_verify, password, stored)
         if not ok:
-            self.limiter.failed(self.peer)
+            self.counted = True
+            self.limiter.failed(f"peer:{self.peer}")
+            self.limiter.failed(f"login:{username[:64]}")
             log.warning("sftp.password_failed login=%s peer=%s", username[:64], self.peer)
         return ok

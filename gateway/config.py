@@ -86,13 +86,22 @@ class ClientSftpConfig(Base):
     quota_bytes: int | None = None  # all files in upload/ together; None = the server's default
 
 
+class SoapCredential(Base):
+    """One SOAP login of a client; several at once let a password be rotated without downtime."""
+
+    username: str
+    password_hash: str  # scrypt hash made by `python -m gateway.crypto.passwords`
+    role: Literal["submit", "read"] = "submit"  # read: may query but not submit or change claims
+
+
 class ClientSoapConfig(Base):
-    """A client's SOAP credentials (issue 5 owns this section)."""
+    """A client's SOAP credentials: ``credentials``, and the older single username/password_hash."""
 
     username: str | None = None
     # scrypt hash made by `python -m gateway.crypto.passwords`; the password itself is never stored
     password_hash: str | None = None
     read_only: bool = False  # may query but not submit or change claims (Client.Authorization)
+    credentials: list[SoapCredential] = msgspec.field(default_factory=list)
 
 
 class ClientConfig(Base):
@@ -174,6 +183,18 @@ class SftpServerConfig(Base):
     status_interval_seconds: float = 86400.0  # a status file per client at most this often
 
 
+class SoapLoginThrottle(Base):
+    """Failed SOAP logins, counted per username and per source address (docs/soap.md, Security)."""
+
+    delay_after: int = 3  # failures before the next attempt must wait
+    delay_seconds: float = 1.0  # the first wait; doubles with each further failure
+    delay_max_seconds: float = 60.0
+    block_after: int = 10  # failures, then every attempt is refused for block_seconds
+    block_seconds: float = 900.0
+    window_seconds: float = 900.0  # a failure older than this is forgotten
+    address_factor: int = 5  # a source address gets the same treatment at this many times the counts
+
+
 class SoapServerConfig(Base):
     """The SOAP endpoint for creditor ERP systems (issue 5 owns this section)."""
 
@@ -191,6 +212,14 @@ class SoapServerConfig(Base):
     # PostgreSQL assigns event ids before commit, so a poller could skip a late commit; GetChanges only
     # returns events older than this on PostgreSQL (SQLite commits in id order).
     changes_settle_seconds: float = 2.0
+    # The address the WSDL advertises; None: https://<host>:<port>/soap of this listener. Never the request's Host.
+    public_url: str | None = None
+    header_timeout_seconds: float = 10.0  # TLS handshake, request line and headers, from connect or last answer
+    read_timeout_seconds: float = 30.0  # longest wait for the next bytes of a body
+    request_timeout_seconds: float = 300.0  # a whole body, from its first byte
+    max_unauthenticated_reads: int = 4  # WS-Security bodies read before their sender is known, at once
+    max_password_checks: int = 2  # scrypt verifications at once (each ~100 ms of one core)
+    login: SoapLoginThrottle = msgspec.field(default_factory=SoapLoginThrottle)
 
 
 class LimitsConfig(Base):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway.entrypoints.soap.app import refusal
-from gateway.entrypoints.soap.auth import basic_credentials, username_token
+from gateway.entrypoints.soap.auth import TokenError, basic_credentials, username_token
 
 
 def test_basic_header() -> None:
@@ -25,7 +25,8 @@ def test_username_token_text_only() -> None:
       <w:UsernameToken><w:Username> erp </w:Username><w:Password Type="...#PasswordText">pw</w:Password>
       </w:UsernameToken></w:Security></s:Header><s:Body/></s:Envelope>"""
     assert username_token(body) == ("erp", "pw")
-    assert username_token(body.replace(b"#PasswordText", b"#PasswordDigest")) is None
+    with pytest.raises(TokenError, match="PasswordDigest is not supported"):
+        username_token(body.replace(b"#PasswordText", b"#PasswordDigest"))
     assert username_token(b"<a>UsernameToken</a>") is None
 
 

@@ -1,19 +1,13 @@
-"""The SOAP WSGI application: a request gate in front of spyne, and core errors mapped to stable faults.
+"""The SOAP WSGI application: spyne behind the request gate (``gate.RequestGate``), core errors as stable faults.
 
-The gate (``RequestGate``) runs before spyne sees a byte: it refuses oversized bodies, DTDs and
-entity declarations (billion laughs, XXE) and encodings that could hide them, authenticates the
-client (HTTP Basic or WS-Security UsernameToken), and bounds how many requests work at once.
-spyne's own lxml parser is configured without DTD loading, entities or network as a second wall.
+spyne's own lxml parser is configured without DTD loading, entities or network, a second wall behind
+the gate's refusal of DTDs and entity declarations.
 """
 
 from __future__ import annotations
 
-import io
 import logging
-import re
 import secrets
-import threading
-from collections.abc import Callable, Iterable
 from typing import Any
 
 import spyne.const
@@ -25,33 +19,14 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from gateway.bootstrap import App
 from gateway.entrypoints.soap import faults
-from gateway.entrypoints.soap.auth import Authenticator, basic_credentials, username_token
-from gateway.entrypoints.soap.service import ENV_BODY, ENV_CLIENT, ENV_READ_ONLY, GatewayService
+from gateway.entrypoints.soap.gate import PATH, RequestGate, refusal
+from gateway.entrypoints.soap.service import ENV_CLIENT, GatewayService
 from gateway.entrypoints.soap.types import TNS
 from gateway.errors import IllegalTransition, NotFound, Unsupported
 from gateway.services.claim_ops import InvalidRequest
 
 log = logging.getLogger("gateway.soap")
-PATH = "/soap"
-StartResponse = Callable[..., Any]
-_REFUSED = re.compile(rb"<!\s*(DOCTYPE|ENTITY|ELEMENT|ATTLIST)", re.IGNORECASE)
-_DECLARED = re.compile(rb"^\s*<\?xml[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9._-]+)[\"']")
-_ENCODINGS = frozenset({"utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1", "iso-8859-15", "latin-1", "windows-1252"})
-
-
-def refusal(body: bytes) -> str | None:
-    """Why a request body is refused before parsing, or None if it may be parsed."""
-    if body.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in body[:64]:
-        return "only UTF-8 (or another ASCII-compatible encoding) is accepted"
-    text = body[3:] if body.startswith(b"\xef\xbb\xbf") else body
-    if not text.lstrip()[:1] == b"<":
-        return "the request body is not XML"
-    declared = _DECLARED.match(text)
-    if declared and declared.group(1).decode().lower() not in _ENCODINGS:
-        return f"encoding '{declared.group(1).decode()}' is not accepted; send UTF-8"
-    if _REFUSED.search(text):
-        return "DTDs and entity declarations are not accepted"
-    return None
+__all__ = ["PATH", "GatewayApplication", "RequestGate", "build_application", "build_wsgi", "refusal"]
 
 
 class GatewayApplication(Application):  # type: ignore[misc]
@@ -111,82 +86,6 @@ def build_application(app: App) -> GatewayApplication:
     application.gateway_app = app
     application.event_manager.add_listener("method_exception_object", _stable_fault)
     return application
-
-
-class RequestGate:
-    """WSGI middleware: size, XML safety, authentication and concurrency, before spyne."""
-
-    def __init__(self, inner: WsgiApplication, app: App) -> None:
-        cfg = app.config.soap
-        self.inner, self.max_bytes, self.busy_wait = inner, cfg.max_request_bytes, cfg.busy_wait_seconds
-        self.auth = Authenticator(app.config)
-        self.slots = threading.BoundedSemaphore(max(1, cfg.max_inflight))
-
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("PATH_INFO", "") not in (PATH, PATH + "/"):
-            return _plain(start_response, "404 Not Found", f"the SOAP endpoint is {PATH} (WSDL at {PATH}?wsdl)")
-        if environ["REQUEST_METHOD"] == "GET":
-            if environ.get("QUERY_STRING", "").lower() not in ("wsdl", "wsdl="):
-                return _plain(start_response, "404 Not Found", f"GET {PATH}?wsdl for the WSDL; POST SOAP requests")
-            wsdl: Iterable[bytes] = self.inner(environ, start_response)  # the contract is public, like any WSDL
-            return wsdl
-        if environ["REQUEST_METHOD"] != "POST":
-            return _plain(start_response, "405 Method Not Allowed", "POST SOAP 1.1 requests")
-        try:
-            declared = int(environ.get("CONTENT_LENGTH") or -1)
-        except ValueError:
-            declared = -1
-        if declared > self.max_bytes:
-            self._drain(environ["wsgi.input"], declared)
-            return self._fault(start_response, "413 Payload Too Large", faults.TOO_LARGE,
-                               f"the request has {declared} bytes, at most {self.max_bytes} accepted")
-        body = environ["wsgi.input"].read(declared if declared >= 0 else self.max_bytes + 1)
-        if len(body) > self.max_bytes:
-            self._drain(environ["wsgi.input"], -1)
-            return self._fault(start_response, "413 Payload Too Large", faults.TOO_LARGE,
-                               f"the request is larger than {self.max_bytes} bytes")
-        why = refusal(body)
-        if why:
-            return self._fault(start_response, "500 Internal Server Error", faults.VALIDATION, why)
-        creds = basic_credentials(environ.get("HTTP_AUTHORIZATION")) or username_token(body)
-        principal = self.auth.check(*creds) if creds else None
-        if principal is None:
-            log.info("soap.auth_failed user=%s remote=%s", creds[0][:64] if creds else "-", environ.get("REMOTE_ADDR"))
-            return self._fault(start_response, "401 Unauthorized", faults.AUTHENTICATION,
-                               "authentication failed: send HTTP Basic or a WS-Security UsernameToken",
-                               [("WWW-Authenticate", 'Basic realm="inkasso-gateway", charset="UTF-8"')])
-        if not self.slots.acquire(timeout=self.busy_wait):
-            return self._fault(start_response, "503 Service Unavailable", faults.BUSY,
-                               "too many requests at once: retry later", [("Retry-After", "5")])
-        try:
-            environ.update({"wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body)), ENV_BODY: body,
-                            ENV_CLIENT: principal.client_id, ENV_READ_ONLY: principal.read_only})
-            return list(self.inner(environ, start_response))  # the work happens inside the slot
-        finally:
-            self.slots.release()
-
-    def _drain(self, stream: Any, declared: int) -> None:
-        """Read and drop what the client still sends (up to twice the limit), so it can read our answer."""
-        left = min(declared if declared >= 0 else 2 * self.max_bytes, 2 * self.max_bytes)
-        while left > 0:
-            chunk = stream.read(min(left, 65536))
-            if not chunk:
-                break
-            left -= len(chunk)
-
-    @staticmethod
-    def _fault(start_response: StartResponse, status: str, code: str, message: str,
-               headers: list[tuple[str, str]] | None = None) -> list[bytes]:
-        body = faults.envelope(code, message)
-        start_response(status, [("Content-Type", "text/xml; charset=utf-8"), ("Content-Length", str(len(body))),
-                                *(headers or [])])
-        return [body]
-
-
-def _plain(start_response: StartResponse, status: str, text: str) -> list[bytes]:
-    body = text.encode()
-    start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))])
-    return [body]
 
 
 def build_wsgi(app: App) -> RequestGate:

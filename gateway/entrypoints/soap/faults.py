@@ -8,6 +8,7 @@
     Client.IllegalTransition   the claim's state does not allow this (e.g. cancelling a closed claim)
     Client.Unsupported         the claim's partner does not accept this operation (nothing was recorded)
     Client.TooLarge            the request is larger than the configured limit (HTTP 413)
+    Client.Throttled           too many failed logins of this username or address: retry later (HTTP 429)
     Server.Busy                too many requests at once or the database is busy: retry later (HTTP 503)
     Server.Internal            anything else; the message names an incident id found in the server log
 """
@@ -21,10 +22,11 @@ from spyne import Fault
 AUTHENTICATION, AUTHORIZATION, VALIDATION = "Client.Authentication", "Client.Authorization", "Client.Validation"
 UNKNOWN_CLAIM, UNKNOWN_SUBMISSION = "Client.UnknownClaim", "Client.UnknownSubmission"
 ILLEGAL_TRANSITION, TOO_LARGE = "Client.IllegalTransition", "Client.TooLarge"
+THROTTLED = "Client.Throttled"
 UNSUPPORTED = "Client.Unsupported"
 BUSY, INTERNAL = "Server.Busy", "Server.Internal"
 CODES = (AUTHENTICATION, AUTHORIZATION, VALIDATION, UNKNOWN_CLAIM, UNKNOWN_SUBMISSION, ILLEGAL_TRANSITION,
-         TOO_LARGE, UNSUPPORTED, BUSY, INTERNAL)
+         TOO_LARGE, UNSUPPORTED, THROTTLED, BUSY, INTERNAL)
 
 
 class AuthorizationFault(Fault):  # type: ignore[misc]

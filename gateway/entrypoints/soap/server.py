@@ -9,15 +9,17 @@ TLS; gunicorn is process-based and would need its own supervisor.)
 from __future__ import annotations
 
 import logging
+import math
 import ssl
 import threading
 from pathlib import Path
 
-from cheroot.ssl.builtin import BuiltinSSLAdapter
 from cheroot.wsgi import Server
 
 from gateway.bootstrap import App
 from gateway.entrypoints.soap.app import PATH, build_wsgi
+from gateway.entrypoints.soap.connection import MAX_HEADER, DeferredHandshakeAdapter, connection_class
+from gateway.entrypoints.soap.gate import default_public_url
 from gateway.entrypoints.soap.service import GatewayService
 from gateway.errors import ConfigError, KeyStoreError
 from gateway.metrics import SoapMetrics
@@ -39,12 +41,19 @@ class SoapServer:
         if cfg.threads < 1 or cfg.max_request_bytes < 1024:
             raise ConfigError("soap.threads must be >= 1 and soap.max_request_bytes >= 1024",
                               file=app.config.source, key="soap")
-        self._server = Server((host or cfg.host, cfg.port if port is None else port), build_wsgi(app),
-                              numthreads=cfg.threads, server_name="inkasso-gateway", timeout=30,
-                              request_queue_size=64)
+        self.gate = build_wsgi(app)  # its ``auth.reload(config)`` takes changed logins while serving
+        self._server = Server((host or cfg.host, cfg.port if port is None else port), self.gate,
+                              numthreads=cfg.threads, server_name="inkasso-gateway",
+                              timeout=max(1, math.ceil(cfg.header_timeout_seconds)), request_queue_size=64)
+        # A peer is waited for in the selector, never in a worker (connection.py); cheroot's timeout above is
+        # how long an idle or silent connection is kept.
+        self._server.ConnectionClass = connection_class(cfg.header_timeout_seconds, cfg.read_timeout_seconds,
+                                                        cfg.request_timeout_seconds)
+        self._server.max_request_header_size = MAX_HEADER
+        self._public_url = cfg.public_url
         # cheroot's own limit is a backstop; the gate answers oversized requests with a SOAP fault first.
         self._server.max_request_body_size = cfg.max_request_bytes * 2
-        adapter = BuiltinSSLAdapter(str(cert), str(key))
+        adapter = DeferredHandshakeAdapter(str(cert), str(key))
         adapter.context.minimum_version = ssl.TLSVersion.TLSv1_2
         self._server.ssl_adapter = adapter
         # counted and timed per operation and status (gateway.metrics), around everything the gate answers
@@ -63,6 +72,7 @@ class SoapServer:
     def start(self) -> None:
         """Bind and serve in a background thread; returns once the socket listens."""
         self._server.prepare()
+        self.gate.publish(self._public_url or default_public_url(self._server.bind_addr[0], self.port))
         self._thread = threading.Thread(target=self._server.serve, name="soap-server", daemon=True)
         self._thread.start()
         log.info("soap.listening url=%s", self.url)

@@ -23,7 +23,7 @@ BODY = b'<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body
 def _environ() -> dict[str, Any]:
     token = base64.b64encode(f"demo-erp:{PASSWORDS['demo-erp']}".encode()).decode()
     return {"REQUEST_METHOD": "POST", "PATH_INFO": "/soap", "CONTENT_LENGTH": str(len(BODY)),
-            "wsgi.input": io.BytesIO(BODY), "HTTP_AUTHORIZATION": f"Basic {token}"}
+            "wsgi.input": io.BytesIO(BODY), "HTTP_AUTHORIZATION": f"Basic {token}", "CONTENT_TYPE": "text/xml"}
 
 
 def test_requests_beyond_the_inflight_limit_get_server_busy(soap_app: App) -> None:

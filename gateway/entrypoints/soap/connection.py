@@ -1,0 +1,172 @@
+"""Connections of the SOAP server that a slow or silent peer cannot hold a worker thread with.
+
+cheroot does the TLS handshake in its one accepting thread (a silent peer stalled every other client
+for the socket timeout) and lets a worker block on a request header that trickles in (twenty such
+peers took every worker). Here the handshake and the header are taken without blocking: a worker
+reads what is there and hands the connection back to cheroot's selector until more arrives, so a
+worker only ever waits on a peer whose complete header is in; and everything before the header's end
+must arrive within ``header_timeout`` of the connection (or of its previous answer), else it is closed.
+The body is read blocking, each read within ``read_timeout`` and the whole body within
+``request_timeout`` (a per-request deadline, so a trickle of bytes cannot stretch it).
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+import ssl
+import time
+from typing import Any
+
+from cheroot.server import HTTPConnection
+from cheroot.ssl.builtin import BuiltinSSLAdapter
+
+ENV_CONNECTION = "gateway.connection"  # the GuardedConnection in the WSGI environ (to drop an unread body)
+MAX_HEADER = 64 * 1024
+_WAIT = (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError, InterruptedError)
+
+
+class DeferredHandshakeAdapter(BuiltinSSLAdapter):
+    """TLS whose handshake happens later, in a worker and without blocking (``GuardedConnection``)."""
+
+    def wrap(self, sock: socket.socket) -> tuple[ssl.SSLSocket, dict[str, Any]]:
+        return self.context.wrap_socket(sock, do_handshake_on_connect=False, server_side=True), {}
+
+
+class DeadlineReader:
+    """The read side of a connection, with the interface cheroot uses (read, readline, has_data)."""
+
+    def __init__(self, sock: socket.socket, read_timeout: float) -> None:
+        self.sock, self.read_timeout = sock, read_timeout
+        self.buf, self.pos, self.bytes_read = bytearray(), 0, 0
+        self.deadline = math.inf
+        self.discarding = False  # the answer was given without the body: the rest is not read
+
+    def header_complete(self) -> bool:
+        return self.buf.find(b"\r\n\r\n", self.pos) >= 0
+
+    def has_data(self) -> bool:
+        """Whether a request can be worked on without waiting (cheroot asks before selecting)."""
+        pending = self.sock.pending() if isinstance(self.sock, ssl.SSLSocket) else 0
+        return self.header_complete() or pending > 0
+
+    def gather(self) -> bool:
+        """Take whatever has arrived, without waiting; False when the peer has closed."""
+        self.sock.setblocking(False)
+        try:
+            while len(self.buf) - self.pos < MAX_HEADER and not self.header_complete():
+                try:
+                    chunk = self.sock.recv(65536)
+                except _WAIT:
+                    return True
+                if not chunk:
+                    return False
+                self.buf += chunk
+            return True
+        finally:
+            self.sock.settimeout(self.read_timeout)
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self.discarding:
+            return b""
+        want = math.inf if size is None or size < 0 else size
+        out = bytearray()
+        while len(out) < want:
+            if self.pos < len(self.buf):
+                take = int(min(want - len(out), len(self.buf) - self.pos))
+                out += self.buf[self.pos:self.pos + take]
+                self.pos += take
+            elif not self._recv():
+                break
+        self._compact()
+        self.bytes_read += len(out)
+        return bytes(out)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        limit = math.inf if size is None or size < 0 else size
+        while True:
+            end = self.buf.find(b"\n", self.pos)
+            have = len(self.buf) - self.pos
+            if end >= 0 or have >= limit or not self._recv():
+                stop = end + 1 if end >= 0 else len(self.buf)
+                stop = int(min(stop, self.pos + limit))
+                line = bytes(self.buf[self.pos:stop])
+                self.pos = stop
+                self._compact()
+                return line
+
+    def close(self) -> None:
+        self.buf, self.pos = bytearray(), 0
+
+    def _recv(self) -> bool:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise socket.timeout("the request took longer than allowed")
+        self.sock.settimeout(min(self.read_timeout, left))
+        chunk = self.sock.recv(65536)
+        self.buf += chunk
+        return bool(chunk)
+
+    def _compact(self) -> None:
+        if self.pos and self.pos >= len(self.buf) // 2:
+            del self.buf[:self.pos]
+            self.pos = 0
+
+
+class GuardedConnection(HTTPConnection):
+    """An HTTP connection that waits for its peer in the selector, never in a worker (see module doc)."""
+
+    header_timeout, read_timeout, request_timeout = 10.0, 30.0, 300.0
+    _closed_in_handshake = False
+
+    def __init__(self, server: Any, sock: socket.socket, makefile: Any = None) -> None:
+        super().__init__(server, sock, *([makefile] if makefile else []))
+        self.rfile = DeadlineReader(sock, self.read_timeout)
+        self._handshaken = not isinstance(sock, ssl.SSLSocket)
+        self._since = time.monotonic()
+
+    def discard_body(self) -> None:
+        """The answer does not need the body: do not read it, and close after answering."""
+        self.rfile.discarding = True
+
+    def communicate(self) -> bool:
+        """Serve one request if its header is in; True hands the connection back to wait for more."""
+        if time.monotonic() - self._since > self.header_timeout:
+            return False
+        if not self._handshaken and not self._handshake():
+            return not self._closed_in_handshake
+        if not self.rfile.header_complete():
+            if not self.rfile.gather():
+                return False
+            if not self.rfile.header_complete() and len(self.rfile.buf) - self.rfile.pos < MAX_HEADER:
+                return True
+        self.ssl_env = {**(self.ssl_env or {}), ENV_CONNECTION: self}
+        self.rfile.deadline = time.monotonic() + self.request_timeout
+        try:
+            keep = bool(super().communicate())  # type: ignore[no-untyped-call]
+        finally:
+            self.rfile.deadline = math.inf
+            self._since = time.monotonic()
+        return keep and not self.rfile.discarding
+
+    def _handshake(self) -> bool:
+        sock: ssl.SSLSocket = self.socket
+        sock.setblocking(False)
+        try:
+            sock.do_handshake()
+        except _WAIT:
+            return False
+        except (ssl.SSLError, OSError):
+            self._closed_in_handshake = True
+            return False
+        finally:
+            sock.settimeout(self.read_timeout)
+        self._handshaken = True
+        self.ssl_env = self.server.ssl_adapter.get_environ(sock)
+        return True
+
+
+def connection_class(header: float, read: float, request: float) -> type[GuardedConnection]:
+    """A GuardedConnection class with these timeouts (cheroot makes connections from a class)."""
+    return type("SoapConnection", (GuardedConnection,),
+                {"header_timeout": header, "read_timeout": read, "request_timeout": request})

@@ -1,0 +1,223 @@
+"""The request gate: everything a SOAP request must pass before spyne sees a byte of it.
+
+In order: path and method; ``Content-Type`` (text/xml or application/soap+xml, else 415); the declared
+size; then the sender. With HTTP Basic the sender is checked from the header alone, before the body is
+read. A WS-Security UsernameToken is in the body, so such a body is read (capped at the size limit) by at
+most ``soap.max_unauthenticated_reads`` requests at once, and not at all from an address the login
+throttle refuses. Then DTDs, entity declarations and hidden encodings are refused (billion laughs,
+XXE), and at most ``soap.max_inflight`` authenticated requests work at once.
+
+The WSDL names ``soap.public_url`` (default: this listener's own https address), built once: never the
+Host header of whoever asked, since generated ERP clients send their passwords wherever it points.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import re
+import socket
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from gateway.bootstrap import App
+from gateway.entrypoints.soap import faults
+from gateway.entrypoints.soap.auth import Authenticator, Outcome, TokenError, basic_credentials, username_token
+from gateway.entrypoints.soap.connection import ENV_CONNECTION
+from gateway.entrypoints.soap.service import ENV_BODY, ENV_CLIENT, ENV_READ_ONLY
+
+log = logging.getLogger("gateway.soap")
+PATH = "/soap"
+StartResponse = Callable[..., Any]
+_MEDIA = frozenset({"text/xml", "application/soap+xml"})
+_SKIP = 64 * 1024  # an unread body up to this is drained (so the client reads our answer); more: close
+_REFUSED = re.compile(rb"<!\s*(DOCTYPE|ENTITY|ELEMENT|ATTLIST)", re.IGNORECASE)
+_DECLARED = re.compile(rb"^\s*<\?xml[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9._-]+)[\"']")
+_ENCODINGS = frozenset({"utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1", "iso-8859-15", "latin-1", "windows-1252"})
+_CHALLENGE = ("WWW-Authenticate", 'Basic realm="inkasso-gateway", charset="UTF-8"')
+
+
+def refusal(body: bytes) -> str | None:
+    """Why a request body is refused before parsing, or None if it may be parsed."""
+    if body.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in body[:64]:
+        return "only UTF-8 (or another ASCII-compatible encoding) is accepted"
+    text = body[3:] if body.startswith(b"\xef\xbb\xbf") else body
+    if not text.lstrip()[:1] == b"<":
+        return "the request body is not XML"
+    declared = _DECLARED.match(text)
+    if declared and declared.group(1).decode().lower() not in _ENCODINGS:
+        return f"encoding '{declared.group(1).decode()}' is not accepted; send UTF-8"
+    if _REFUSED.search(text):
+        return "DTDs and entity declarations are not accepted"
+    return None
+
+
+def default_public_url(host: str, port: int) -> str:
+    """https://<host>:<port>/soap of a listener; a wildcard address is named by this machine's name."""
+    name = socket.getfqdn() if host in ("", "0.0.0.0", "::") else host
+    return f"https://{f'[{name}]' if ':' in name else name}:{port}{PATH}"
+
+
+class RequestGate:
+    """WSGI middleware: media type, size, authentication, XML safety and concurrency, before spyne."""
+
+    def __init__(self, inner: Any, app: App) -> None:
+        cfg = app.config.soap
+        self.inner, self.max_bytes, self.busy_wait = inner, cfg.max_request_bytes, cfg.busy_wait_seconds
+        self.auth = Authenticator(app.config)
+        self.slots = threading.BoundedSemaphore(max(1, cfg.max_inflight))
+        self.unauthenticated = threading.BoundedSemaphore(max(1, cfg.max_unauthenticated_reads))
+        self.public_url = cfg.public_url or default_public_url(cfg.host, cfg.port)
+        self._wsdl: bytes | None = None
+        self._wsdl_lock = threading.Lock()
+
+    def publish(self, url: str) -> None:
+        """Advertise ``url`` in the WSDL (the server calls this once it knows its port)."""
+        with self._wsdl_lock:
+            self.public_url, self._wsdl = url, None
+
+    def wsdl(self) -> bytes:
+        """The WSDL naming ``public_url``, built once per address."""
+        with self._wsdl_lock:
+            if self._wsdl is None:
+                doc = self.inner.doc.wsdl11
+                doc.build_interface_document(self.public_url)
+                self._wsdl = self.inner._wsdl = doc.get_interface_document()  # spyne's own cache too
+            return self._wsdl
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO", "") not in (PATH, PATH + "/"):
+            return _plain(start_response, "404 Not Found", f"the SOAP endpoint is {PATH} (WSDL at {PATH}?wsdl)")
+        if environ["REQUEST_METHOD"] == "GET":
+            if environ.get("QUERY_STRING", "").lower() not in ("wsdl", "wsdl="):
+                return _plain(start_response, "404 Not Found", f"GET {PATH}?wsdl for the WSDL; POST SOAP requests")
+            body = self.wsdl()  # the contract is public, like any WSDL
+            start_response("200 OK", [("Content-Type", "text/xml; charset=utf-8"), ("Content-Length", str(len(body)))])
+            return [body]
+        if environ["REQUEST_METHOD"] != "POST":
+            return _plain(start_response, "405 Method Not Allowed", "POST SOAP 1.1 requests")
+        return self._post(environ, start_response)
+
+    def _post(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        media = (environ.get("CONTENT_TYPE") or "").split(";")[0].strip().lower()
+        if media not in _MEDIA:
+            return self._fault(environ, start_response, "415 Unsupported Media Type", faults.VALIDATION,
+                               f"Content-Type '{media[:60] or 'none'}' is not accepted: send text/xml (SOAP 1.1)")
+        try:
+            declared = int(environ.get("CONTENT_LENGTH") or -1)
+        except ValueError:
+            declared = -1
+        if declared > self.max_bytes:
+            self._drain(environ["wsgi.input"], declared)
+            return self._fault(environ, start_response, "413 Payload Too Large", faults.TOO_LARGE,
+                               f"the request has {declared} bytes, at most {self.max_bytes} accepted", read=True)
+        address = environ.get("REMOTE_ADDR")
+        basic = environ.get("HTTP_AUTHORIZATION")
+        if basic:  # the sender is known from the header: nothing of the body is read for a stranger
+            creds = basic_credentials(basic)
+            if creds is None:
+                return self._fault(environ, start_response, "401 Unauthorized", faults.AUTHENTICATION,
+                                   "the Authorization header is not valid HTTP Basic", [_CHALLENGE])
+            outcome = self.auth.check(creds[0], creds[1], address)
+            if outcome.principal is None:
+                return self._refused(environ, start_response, outcome, creds[0])
+            body = self._read(environ, declared)
+        else:
+            wait = self.auth.throttle.wait_for(username=None, address=address)
+            if wait > 0:
+                return self._refused(environ, start_response, Outcome(retry_after=wait), "-")
+            if not self.unauthenticated.acquire(timeout=self.busy_wait):
+                return self._fault(environ, start_response, "503 Service Unavailable", faults.BUSY,
+                                   "too many requests at once: retry later", [("Retry-After", "5")])
+            try:  # the body and its token are looked at inside the bound, authentication included
+                body = self._read(environ, declared)
+                why = refusal(body) if body is not None else None
+                outcome = self._token_login(body, address) if body is not None and not why else Outcome()
+            except TokenError as exc:
+                return self._fault(environ, start_response, "401 Unauthorized", faults.AUTHENTICATION, str(exc),
+                                   [_CHALLENGE], read=True)
+            finally:
+                self.unauthenticated.release()
+        if body is None:
+            return self._fault(environ, start_response, "413 Payload Too Large", faults.TOO_LARGE,
+                               f"the request is larger than {self.max_bytes} bytes", read=True)
+        why = refusal(body)
+        if why:
+            return self._fault(environ, start_response, "500 Internal Server Error", faults.VALIDATION, why, read=True)
+        if outcome.principal is None:
+            return self._refused(environ, start_response, outcome, "(ws-security)", read=True)
+        if not self.slots.acquire(timeout=self.busy_wait):
+            return self._fault(environ, start_response, "503 Service Unavailable", faults.BUSY,
+                               "too many requests at once: retry later", [("Retry-After", "5")], read=True)
+        try:
+            environ.update({"wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body)), ENV_BODY: body,
+                            ENV_CLIENT: outcome.principal.client_id, ENV_READ_ONLY: outcome.principal.read_only})
+            return list(self.inner(environ, start_response))  # the work happens inside the slot
+        finally:
+            self.slots.release()
+
+    def _token_login(self, body: bytes, address: str | None) -> Outcome:
+        creds = username_token(body)
+        if creds is None:
+            raise TokenError("no credentials: send HTTP Basic or a WS-Security UsernameToken (PasswordText)")
+        return self.auth.check(creds[0], creds[1], address)
+
+    def _refused(self, environ: dict[str, Any], start_response: StartResponse, outcome: Outcome, user: str,
+                 *, read: bool = False) -> list[bytes]:
+        reason = "throttled" if outcome.retry_after > 0 else "busy" if outcome.busy else "wrong"
+        log.info("soap.auth_failed user=%s remote=%s reason=%s", user[:64], environ.get("REMOTE_ADDR"), reason)
+        if outcome.retry_after > 0:
+            seconds = math.ceil(outcome.retry_after)
+            return self._fault(environ, start_response, "429 Too Many Requests", faults.THROTTLED,
+                               f"too many failed logins: retry in {seconds} s", [("Retry-After", str(seconds))],
+                               read=read)
+        if outcome.busy:
+            return self._fault(environ, start_response, "503 Service Unavailable", faults.BUSY,
+                               "too many logins at once: retry later", [("Retry-After", "5")], read=read)
+        return self._fault(environ, start_response, "401 Unauthorized", faults.AUTHENTICATION,
+                           "authentication failed: wrong username or password", [_CHALLENGE], read=read)
+
+    def _read(self, environ: dict[str, Any], declared: int) -> bytes | None:
+        """The body, or None when it is larger than the limit (the rest is then drained)."""
+        body: bytes = environ["wsgi.input"].read(declared if declared >= 0 else self.max_bytes + 1)
+        if len(body) > self.max_bytes:
+            self._drain(environ["wsgi.input"], -1)
+            return None
+        return body
+
+    def _drain(self, stream: Any, declared: int) -> None:
+        """Read and drop what the client still sends (up to twice the limit), so it can read our answer."""
+        left = min(declared if declared >= 0 else 2 * self.max_bytes, 2 * self.max_bytes)
+        while left > 0:
+            chunk = stream.read(min(left, 65536))
+            if not chunk:
+                break
+            left -= len(chunk)
+
+    @staticmethod
+    def _fault(environ: dict[str, Any], start_response: StartResponse, status: str, code: str, message: str,
+               headers: list[tuple[str, str]] | None = None, *, read: bool = False) -> list[bytes]:
+        extra = list(headers or [])
+        if not read:  # answered from the header: a small body is drained, a larger one never read
+            try:
+                declared = int(environ.get("CONTENT_LENGTH") or -1)
+            except ValueError:
+                declared = -1
+            conn = environ.get(ENV_CONNECTION)
+            if 0 <= declared <= _SKIP or conn is None:
+                environ["wsgi.input"].read(min(max(declared, 0), _SKIP))
+            else:
+                conn.discard_body()
+                extra.append(("Connection", "close"))
+        body = faults.envelope(code, message)
+        start_response(status, [("Content-Type", "text/xml; charset=utf-8"), ("Content-Length", str(len(body))),
+                                *extra])
+        return [body]
+
+
+def _plain(start_response: StartResponse, status: str, text: str) -> list[bytes]:
+    body = text.encode()
+    start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))])
+    return [body]

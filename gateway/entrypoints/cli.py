@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
         q = cl.add_parser(name, help=f"{name} one claim")
         q.add_argument("claim_id", type=int)
         q.add_argument("--json", action="store_true")
+    seen = cl.add_parser("seen", help="mark a client's claims as seen (no longer unread)")
+    seen.add_argument("claim_ids", type=int, nargs="*")
+    seen.add_argument("--client", required=True)
+    seen.add_argument("--all", action="store_true", help="every claim of the client")
 
     sl = sub.add_parser("submissions", help="list and inspect submissions").add_subparsers(dest="action",
                                                                                           required=True)
@@ -88,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     partners_cli.add_parser(sub)  # gateway partners sync (issue 6)
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="action", required=True)
     db.add_parser("upgrade", help="apply migrations")
+    db.add_parser("rebuild-projection", help="fold every claim's events into claim_current again (idempotent)")
     keys = sub.add_parser("keys", help="key material").add_subparsers(dest="action", required=True)
     keys.add_parser("init", help="create missing keys for the configured gateway")
     return p
@@ -111,6 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return commands.keys_init(load_config(args.config))
         app = build_app(args.config)
         configure_logging(app.config, verbose=args.verbose, serve=args.command == "serve")
+        if args.command == "db" and args.action == "rebuild-projection":
+            commands.ensure_schema(app)
+            return commands.db_rebuild_projection(app)
         if args.command == "db":
             return commands.db_upgrade(app)
         commands.ensure_schema(app)

@@ -20,6 +20,7 @@ from gateway.services.dispatch import Dispatcher, retry_dead
 from gateway.services.ingest import IngestResult, ingest_file
 from gateway.services.keys import init_keys
 from gateway.services.node import break_outbox_lease
+from gateway.services import claim_queries, projection_ops
 from gateway.services.partner_updates import collection_run_status
 from gateway.store import claims as claim_store
 from gateway.store import outbox as outbox_store
@@ -127,23 +128,41 @@ def claims_list(app: App, args: argparse.Namespace) -> int:
 
 
 def claims_show(app: App, args: argparse.Namespace) -> int:
-    with read_tx(app.engine) as conn:
-        row = claim_store.get_row(conn, args.claim_id)
-        claim = claim_store.decode(row, app.cipher)
-        state = claim_store.current_states(conn, [args.claim_id])[args.claim_id]
-    doc = {"id": row["id"], "state": state.value, "submission_id": row["submission_id"],
-           "source_row": row["source_row"], "created_at": row["created_at"],
-           "total_open_amount": claim.total_open_amount, "claim": claim}
+    v = claim_queries.operator_claim(app, args.claim_id)
+    claim, a = v.claim, v.account
+    account = {k: getattr(a, k) for k in ("principal", "fees", "interest", "agency_costs", "paid_direct",
+                                          "paid_agency", "payouts", "written_off", "open", "overpaid")}
+    doc = {"id": v.claim_id, "state": v.state, "submission": v.submission, "created_at": v.created_at,
+           "total_open_amount": a.open, "account": {"currency": a.currency, **account, "stage": a.stage,
+                                                    "partner_file_number": a.partner_file_number,
+                                                    "closing_reason": a.closing_reason, "unread": a.unread},
+           "claim": claim}
     if args.json:
         print_json(doc)
     else:
-        print_fields([("claim", row["id"]), ("state", state.value), ("client", claim.client_id),
+        print_fields([("claim", v.claim_id), ("state", v.state), ("stage", a.stage), ("client", claim.client_id),
                       ("reference", claim.creditor_reference), ("debtor", claim.debtor.display_name()),
-                      ("principal", f"{claim.principal_amount} {claim.currency}"),
-                      ("open total", f"{claim.total_open_amount} {claim.currency}"),
-                      ("partner", claim.partner_id), ("created", row["created_at"])])
+                      ("partner", claim.partner_id), ("file number", a.partner_file_number),
+                      ("closing reason", a.closing_reason), ("created", v.created_at),
+                      *((k.replace("_", " "), f"{amount} {a.currency}") for k, amount in account.items())])
         print()
         print(msgspec.json.format(msgspec.json.encode(claim), indent=2).decode())
+    return 0
+
+
+def claims_seen(app: App, args: argparse.Namespace) -> int:
+    if not args.all and not args.claim_ids:
+        print("gateway claims seen: name claim ids or --all", file=sys.stderr)
+        return 2
+    n = projection_ops.mark_seen(app, args.client, None if args.all else args.claim_ids)
+    print(f"{n} claim(s) marked seen")
+    return 0
+
+
+def db_rebuild_projection(app: App) -> int:
+    c = projection_ops.rebuild_projection(app)
+    print(f"projection rebuilt: {c.claims} claims from {c.events} events; {c.added} added, {c.changed} corrected, "
+          f"{c.unchanged} unchanged")
     return 0
 
 

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import Connection, RowMapping, select
 
 from gateway.bootstrap import App
+from gateway.domain.account import Entry, OverpaymentRefused, book
 from gateway.domain.lifecycle import TERMINAL, Actor, State
 from gateway.domain.model import minor_digits
 from gateway.errors import GatewayError, IllegalTransition, NotFound
@@ -37,6 +38,7 @@ from gateway.services import operations
 from gateway.services.batching import enqueue_deliveries
 from gateway.services.submit import serial_write_tx
 from gateway.store.db import read_tx
+from gateway.store.projection import account_of
 from gateway.store.schema import claim_events, claims
 
 log = logging.getLogger(__name__)
@@ -143,8 +145,11 @@ def cancel(app: App, client_id: str, claim_id: int, reason: str | None) -> OpRes
 
 
 def report_payment(app: App, client_id: str, claim_id: int, amount: Decimal, on: date,
-                   currency: str | None = None) -> OpResult:
-    """The debtor paid the client directly: record it and tell the partner."""
+                   currency: str | None = None, overpayment: bool = False) -> OpResult:
+    """The debtor paid the client directly: record it and tell the partner.
+
+    More than the open amount is refused unless ``overpayment`` says the client means it.
+    """
     with read_tx(app.engine) as conn:
         claim_currency = owned_row(conn, client_id, claim_id)["currency"]
     currency = (currency or claim_currency).upper()
@@ -156,8 +161,18 @@ def report_payment(app: App, client_id: str, claim_id: int, amount: Decimal, on:
         raise InvalidRequest(f"{amount} has more decimal places than {currency} allows", "amount")
     if on > app.today():
         raise InvalidRequest(f"payment date {on} is in the future", "date")
-    doc = {"amount": str(amount), "currency": currency, "date": on.isoformat()}
-    return _annotate(app, client_id, claim_id, "payment_reported", "report_payment", doc, doc)
+    doc: dict[str, Any] = {"amount": str(amount), "currency": currency, "date": on.isoformat()}
+    if overpayment:
+        doc["overpayment"] = True
+
+    def within_open(conn: Connection) -> None:  # checked under the claim's lock, in the booking's transaction
+        try:
+            book(account_of(claim_store.current(conn, claim_id, lock=True)), Entry.PAYMENT_DIRECT, amount,
+                 allow_overpayment=overpayment)
+        except OverpaymentRefused as exc:
+            raise InvalidRequest(str(exc), "amount") from None
+
+    return _annotate(app, client_id, claim_id, "payment_reported", "report_payment", doc, doc, also=within_open)
 
 
 def send_message(app: App, client_id: str, claim_id: int, text: str) -> OpResult:

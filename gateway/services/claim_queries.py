@@ -6,14 +6,15 @@ Every query is scoped to the calling client: another client's claim or submissio
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import RowMapping, select
+from sqlalchemy import Connection, RowMapping, select
 
 from gateway.bootstrap import App
 from gateway.domain.lifecycle import State
-from gateway.domain.model import Claim
+from gateway.domain.model import Claim, from_minor
 from gateway.services.claim_ops import InvalidRequest, owned_row
 from gateway.store import claim_search
 from gateway.store import claims as claim_store
@@ -21,6 +22,7 @@ from gateway.store import documents as doc_store
 from gateway.store import labels as label_store
 from gateway.store import submissions as sub_store
 from gateway.store.claim_search import ClaimFilter
+from gateway.store.projection import MONEY
 from gateway.store.db import read_tx
 from gateway.store.schema import claims, submissions
 from gateway.store.sql import loads, utcnow
@@ -56,6 +58,37 @@ class ClaimView:
     claim: Claim
     labels: list[str]
     documents: list[dict[str, Any]]
+    account: CaseAccount
+
+
+@dataclass
+class CaseAccount:
+    """The claim's case account now (amounts as Decimal in its currency) and where it stands at the partner."""
+
+    currency: str
+    principal: Decimal
+    fees: Decimal
+    interest: Decimal
+    agency_costs: Decimal
+    paid_direct: Decimal
+    paid_agency: Decimal
+    payouts: Decimal
+    written_off: Decimal
+    open: Decimal
+    overpaid: Decimal
+    stage: str | None
+    partner_file_number: str | None
+    closing_reason: str | None
+    unread: bool
+
+
+def case_account(row: dict[str, Any]) -> CaseAccount:
+    """The projection row of a claim as its case account."""
+    cur = row["currency"]
+    money = {m: from_minor(row[f"{m}_minor"], cur) for m in (*MONEY, "open", "overpaid")}
+    return CaseAccount(currency=cur, stage=row["stage"], partner_file_number=row["partner_file_number"],
+                       closing_reason=row["closing_reason"],
+                       unread=row["changed_event_id"] > row["seen_event_id"], **money)
 
 
 @dataclass
@@ -77,14 +110,35 @@ class Explanation:
 def get_claim(app: App, client_id: str, claim_id: int) -> ClaimView:
     with read_tx(app.engine) as conn:
         owned_row(conn, client_id, claim_id)
-        row = claim_store.get_row(conn, claim_id)
-        hist = claim_store.history(conn, claim_id)
-        ref = conn.execute(select(submissions.c.reference).where(submissions.c.id == row["submission_id"])).scalar()
-        labels = label_store.for_claims(conn, [claim_id]).get(claim_id, [])
-        docs = doc_store.for_claims(conn, app.cipher, [claim_id], content=False).get(claim_id, [])
-        claim = claim_store.decode(row, app.cipher)
-    return ClaimView(claim_id=claim_id, state=hist[-1]["state"], state_since=hist[-1]["created_at"],
-                     created_at=row["created_at"], submission=str(ref), claim=claim, labels=labels, documents=docs)
+        return _view(app, conn, claim_id)
+
+
+def _view(app: App, conn: Connection, claim_id: int) -> ClaimView:
+    row = claim_store.get_row(conn, claim_id)
+    now = claim_store.current(conn, claim_id)
+    ref = conn.execute(select(submissions.c.reference).where(submissions.c.id == row["submission_id"])).scalar()
+    labels = label_store.for_claims(conn, [claim_id]).get(claim_id, [])
+    docs = doc_store.for_claims(conn, app.cipher, [claim_id], content=False).get(claim_id, [])
+    claim = claim_store.decode(row, app.cipher)
+    return ClaimView(claim_id=claim_id, state=now["state"], state_since=now["updated_at"],
+                     created_at=row["created_at"], submission=str(ref), claim=claim, labels=labels, documents=docs,
+                     account=case_account(now))
+
+
+def operator_claim(app: App, claim_id: int) -> ClaimView:
+    """One claim of any client, for the operator (``gateway claims show``)."""
+    with read_tx(app.engine) as conn:
+        return _view(app, conn, claim_id)
+
+
+def operator_list(app: App, *, client_id: str | None = None, state: str | None = None,
+                  submission: str | None = None, since: datetime | None = None, until: datetime | None = None,
+                  limit: int = 100, offset: int = 0) -> list[RowMapping]:
+    """Claims of any (or one) client with their current state, for the operator (``gateway claims list``)."""
+    with read_tx(app.engine) as conn:
+        sid = sub_store.get(conn, submission)["id"] if submission else None
+        return claim_store.listing(conn, client_id=client_id, state=state, submission_id=sid, since=since,
+                                   until=until, limit=limit, offset=offset)
 
 
 def history(app: App, client_id: str, claim_id: int) -> list[dict[str, Any]]:
@@ -126,7 +180,7 @@ def changes(app: App, client_id: str, cursor: int, limit: int) -> tuple[list[dic
         before = utcnow() - timedelta(seconds=settle) if conn.dialect.name == "postgresql" and settle else None
         rows = claim_search.changes(conn, client_id, max(0, cursor), limit + 1, before)
     more = len(rows) > limit
-    events = [{**r, "data": loads(r["data"])} for r in rows[:limit]]
+    events = [{**r, "data": loads(r["data"]), "unread": bool(r["unread"])} for r in rows[:limit]]
     return events, (events[-1]["id"] if events else max(0, cursor)), more
 
 

@@ -4,6 +4,9 @@ Each partner code maps onto the lifecycle through ``PartnerConfig.status_map`` (
 "in_progress:court_dunning"); an unknown code is kept verbatim as a ``partner_status_unknown`` event,
 never dropped. Every update is applied once per partner update id, so a webhook push and a later pull
 of the same update change nothing twice.
+
+Amounts (agency payments, payouts to the creditor, costs, interest, fees, write-offs) are booked into the
+claim's case account as events of their own; the projection folds them (``domain/account.py``).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
@@ -20,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from adapters.base import INSTRUCTION_RECEIVED, PartnerUpdate
 from gateway.bootstrap import App
 from gateway.domain.lifecycle import TERMINAL, Actor, Stage, State
+from gateway.domain.model import to_minor
 from gateway.errors import ConfigError, IllegalTransition, Interrupted
 from gateway.store import claims as claim_store
 from gateway.store import messages as message_store
@@ -27,6 +32,10 @@ from gateway.store.schema import claims, partner_sync, partner_updates
 from gateway.store.sql import utcnow
 
 log = logging.getLogger(__name__)
+# Update kinds that carry an amount for the case account, and the event kind each is booked as
+# (store/projection.py BOOKINGS). A status code may map to one too: ``status_map: {AUSZ: account:payout}``.
+BOOKING_KINDS = {"payment": "partner_payment", "payout": "partner_payout", "costs": "partner_costs",
+                 "interest": "partner_interest", "fee": "partner_fee", "write_off": "partner_write_off"}
 
 _AFTER_HANDOVER = frozenset({State.HANDED_OVER, State.IN_PROGRESS, State.PAUSED, State.DISPUTED,
                              State.INSTALMENT_PLAN}) | TERMINAL
@@ -110,15 +119,34 @@ def _first_time(conn: Connection, partner_id: str, u: PartnerUpdate, now: dateti
         return False
 
 
+def _book(conn: Connection, u: PartnerUpdate, kind: str, base: dict[str, Any], now: datetime) -> str:
+    """An amount for the case account; one that cannot be booked is kept as an event without it."""
+    currency = claim_store.current(conn, u.claim_id)["currency"]
+    try:
+        amount = Decimal(str(u.amount))
+        ok = amount.is_finite() and amount > 0 and (u.currency or currency).upper() == currency
+        to_minor(amount, currency)
+    except (InvalidOperation, ValueError):
+        ok = False
+    if not ok:
+        claim_store.annotate(conn, u.claim_id, Actor.PARTNER, "partner_amount_invalid",
+                             {**base, "booking": kind, "code": u.code}, now=now)
+        log.warning("partner_updates.invalid_amount claim=%d update=%s booking=%s", u.claim_id, u.update_id, kind)
+        return "invalid_amount"
+    data = {**base, "amount": str(amount), "currency": currency, "date": u.date, **({"code": u.code} if u.code else {})}
+    claim_store.annotate(conn, u.claim_id, Actor.PARTNER, kind, data, now=now)
+    return "recorded"
+
+
 def _apply_one(app: App, conn: Connection, partner_id: str, client_id: str, u: PartnerUpdate,
                now: datetime) -> str:
     base: dict[str, Any] = {"partner": partner_id, "update": u.update_id}
     if u.partner_reference:
         base["partner_reference"] = u.partner_reference
-    if u.kind == "payment":
-        claim_store.annotate(conn, u.claim_id, Actor.PARTNER, "partner_payment",
-                             {**base, "amount": u.amount, "currency": u.currency, "date": u.date}, now=now)
-        return "recorded"
+    spec = app.config.partners[partner_id].status_map.get(u.code, "") if u.kind == "status" else ""
+    booking = BOOKING_KINDS.get(u.kind) or BOOKING_KINDS.get(spec.removeprefix("account:") if spec else "")
+    if booking is not None:
+        return _book(conn, u, booking, base, now)
     if u.kind == "message":
         message_store.add(conn, app.cipher, claim_id=u.claim_id, client_id=client_id, direction="from_partner",
                           text=u.text or "", partner_message_id=u.message_id or u.update_id, now=now)

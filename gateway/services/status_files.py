@@ -4,6 +4,9 @@ Driven by ``claim_events`` (client_id, id) and a cursor per client. The cursor m
 file (its event range) is recorded in one transaction *before* the file is written; a file lost to a
 crash is written again from its range, so no change is reported twice or never. A run without new
 events writes no file. Format per client: CSV (``;``, formula cells defused) or XML.
+
+Each line also carries the claim's open amount, currency and the partner's file number as they stand
+when the file is written (from the projection ``claim_current``): a client can book from the file alone.
 """
 
 from __future__ import annotations
@@ -11,19 +14,23 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
+from typing import Any
 
 from lxml import etree
 from sqlalchemy import RowMapping
 
 from gateway.bootstrap import App
+from gateway.domain.model import from_minor
 from gateway.errors import ConfigError
 from gateway.services.ack import private_temp_name, safe_cell
+from gateway.store import projection
 from gateway.store import uploads as store
 from gateway.store.db import read_tx, write_tx
 
 FORMATS = ("csv", "xml")
 XML_NS = "urn:inkasso-gateway:status:1"
-COLUMNS = ("event_id", "claim_id", "reference", "changed_at", "from_state", "state", "kind", "actor", "details")
+COLUMNS = ("event_id", "claim_id", "reference", "changed_at", "from_state", "state", "kind", "actor", "details",
+           "open_amount", "currency", "file_number")
 CHECK_RECENT = 20  # planned files checked for existence on each run
 
 
@@ -62,42 +69,47 @@ def write_due_status_files(app: App, *, force: bool = False) -> list[Path]:
 def _write(app: App, client_id: str, plan: RowMapping) -> Path:
     with read_tx(app.engine) as conn:
         events = store.events_between(conn, client_id, plan["first_event_id"], plan["last_event_id"])
+        now = projection.load(conn, [e["claim_id"] for e in events])
     folder = status_dir(app, client_id)
     folder.mkdir(parents=True, exist_ok=True)
     name = str(plan["filename"])
     final, tmp = folder / name, folder / private_temp_name(name)
     if plan["format"] == "xml":
-        _write_xml(tmp, client_id, plan, events)
+        _write_xml(tmp, client_id, plan, events, now)
     else:
-        _write_csv(tmp, events)
+        _write_csv(tmp, events, now)
     os.replace(tmp, final)
     return final
 
 
-def _cells(e: RowMapping) -> tuple[str, ...]:
+def _cells(e: RowMapping, now: dict[int, dict[str, Any]]) -> tuple[str, ...]:
+    cur = now.get(e["claim_id"])
+    account = (str(from_minor(cur["open_minor"], cur["currency"])), cur["currency"],
+               cur["partner_file_number"] or "") if cur else ("", "", "")
     return (str(e["id"]), str(e["claim_id"]), e["creditor_reference"], e["created_at"].isoformat(),
-            e["from_state"] or "", e["state"], e["kind"], e["actor"], e["data"] or "")
+            e["from_state"] or "", e["state"], e["kind"], e["actor"], e["data"] or "", *account)
 
 
-def _write_csv(path: Path, events: list[RowMapping]) -> None:
+def _write_csv(path: Path, events: list[RowMapping], now: dict[int, dict[str, Any]]) -> None:
     with open(path, "w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh, delimiter=";", lineterminator="\r\n")
         w.writerow(COLUMNS)
         for e in events:
-            w.writerow([safe_cell(c) for c in _cells(e)])
+            w.writerow([safe_cell(c) for c in _cells(e, now)])
         fh.flush()
         os.fsync(fh.fileno())
 
 
-def _write_xml(path: Path, client_id: str, plan: RowMapping, events: list[RowMapping]) -> None:
+def _write_xml(path: Path, client_id: str, plan: RowMapping, events: list[RowMapping],
+               now: dict[int, dict[str, Any]]) -> None:
     root = etree.Element(f"{{{XML_NS}}}statusChanges", nsmap={None: XML_NS})  # type: ignore[dict-item]  # the default namespace
     root.set("client", client_id)
     root.set("firstEvent", str(plan["first_event_id"]))
     root.set("lastEvent", str(plan["last_event_id"]))
     for e in events:
         change = etree.SubElement(root, f"{{{XML_NS}}}change")
-        for col, value in zip(COLUMNS[:-1], _cells(e)):
-            if value:
+        for col, value in zip(COLUMNS, _cells(e, now)):
+            if value and col != "details":
                 change.set(col, value)
         if e["data"]:
             etree.SubElement(change, f"{{{XML_NS}}}details").text = e["data"]

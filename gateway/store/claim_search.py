@@ -3,6 +3,11 @@
 Debtor names are encrypted, so text search finds a debtor only by the exact (case- and
 space-insensitive) display name through the keyed blind index ``claims.debtor_index``; references
 and invoice numbers are matched as substrings.
+
+Lists read the projection ``claim_current`` (state, last change, open amount, read marks) and join
+``claims`` by key for the rest. The default list (a state filter, newest change first) walks the index
+``(client_id, state, updated_at, claim_id)`` and stops after the page; sorting by a column of
+``claims`` (reference, invoice, due date) sorts the matching claims.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping, and_, exists, func, or_, select
 
-from gateway.store.schema import claim_events, claim_labels, claims
+from gateway.store.schema import claim_current, claim_events, claim_labels, claims
 
 SORTABLE = ("last_change", "claim_id", "reference", "invoice_number", "invoice_date", "due_date", "amount",
             "principal", "state", "received", "partner")
@@ -28,6 +33,7 @@ class ClaimFilter:
     date_from: date | None = None
     date_to: date | None = None  # inclusive
     text: str | None = None
+    unread: bool = False  # only claims with changes the client has not marked seen
     debtor_token: str | None = None  # blind index of ``text`` as a debtor name
     sort: str = "last_change"
     descending: bool = True
@@ -46,50 +52,57 @@ def _day(d: date) -> datetime:
 
 def search(conn: Connection, client_id: str, f: ClaimFilter) -> tuple[list[RowMapping], int]:
     """One page of the client's claims with their current state and last change, and the total count."""
-    latest = (select(claim_events.c.claim_id, func.max(claim_events.c.id).label("event_id"))
-              .where(claim_events.c.client_id == client_id).group_by(claim_events.c.claim_id).subquery())
-    ev = claim_events.alias("ev")
-    cols = {"last_change": ev.c.created_at, "claim_id": claims.c.id, "reference": claims.c.creditor_reference,
+    cc = claim_current
+    cols = {"last_change": cc.c.updated_at, "claim_id": cc.c.claim_id, "reference": cc.c.creditor_reference,
             "invoice_number": claims.c.invoice_number, "invoice_date": claims.c.invoice_date,
-            "due_date": claims.c.due_date, "amount": claims.c.open_minor, "principal": claims.c.principal_minor,
-            "state": ev.c.state, "received": claims.c.created_at, "partner": claims.c.partner_id}
-    conds: list[Any] = [claims.c.client_id == client_id]
+            "due_date": claims.c.due_date, "amount": cc.c.open_minor, "principal": cc.c.principal_minor,
+            "state": cc.c.state, "received": cc.c.received_at, "partner": cc.c.partner_id}
+    conds: list[Any] = [cc.c.client_id == client_id]
+    needs_claims = f.sort in ("invoice_number", "invoice_date", "due_date") or bool(f.text)
     if f.states:
-        conds.append(ev.c.state.in_(f.states))
+        conds.append(cc.c.state == f.states[0] if len(f.states) == 1 else cc.c.state.in_(f.states))
+    if f.unread:
+        conds.append(cc.c.changed_event_id > cc.c.seen_event_id)
     if f.label:
-        conds.append(exists().where(claim_labels.c.claim_id == claims.c.id, claim_labels.c.label == f.label))
+        conds.append(exists().where(claim_labels.c.claim_id == cc.c.claim_id, claim_labels.c.label == f.label))
     col = cols[f.date_field]
     is_time = f.date_field in ("received", "last_change")
+    needs_claims = needs_claims or bool(not is_time and (f.date_from or f.date_to))
     if f.date_from:
         conds.append(col >= (_day(f.date_from) if is_time else f.date_from))
     if f.date_to:
         conds.append(col < _day(f.date_to + timedelta(days=1)) if is_time else col <= f.date_to)
     if f.text:
         text: list[Any] = [claims.c.creditor_reference.ilike(_like(f.text), escape="\\"),
-                claims.c.invoice_number.ilike(_like(f.text), escape="\\")]
+                           claims.c.invoice_number.ilike(_like(f.text), escape="\\")]
         if f.debtor_token:
             text.append(claims.c.debtor_index == f.debtor_token)
         conds.append(or_(*text))
-    base = (select(claims.c.id.label("claim_id"), claims.c.creditor_reference, claims.c.invoice_number,
-                   claims.c.invoice_date, claims.c.due_date, claims.c.currency, claims.c.principal_minor,
-                   claims.c.open_minor, claims.c.partner_id, claims.c.submission_id,
-                   claims.c.created_at.label("received_at"), ev.c.state, ev.c.created_at.label("last_change"))
-            .join(latest, latest.c.claim_id == claims.c.id).join(ev, ev.c.id == latest.c.event_id)
-            .where(and_(*conds)))
-    total = int(conn.execute(select(func.count()).select_from(base.subquery())).scalar_one())
+    counted = select(func.count()).select_from(cc)
+    if needs_claims:
+        counted = counted.join(claims, claims.c.id == cc.c.claim_id)
+    total = int(conn.execute(counted.where(and_(*conds))).scalar_one())
     order = cols[f.sort]
-    order_by = [order.desc(), claims.c.id.desc()] if f.descending else [order.asc(), claims.c.id.asc()]
-    rows = list(conn.execute(base.order_by(*order_by).limit(f.limit).offset(f.offset)).mappings())
+    order_by = [order.desc(), cc.c.claim_id.desc()] if f.descending else [order.asc(), cc.c.claim_id.asc()]
+    page = (select(cc.c.claim_id, cc.c.creditor_reference, claims.c.invoice_number, claims.c.invoice_date,
+                   claims.c.due_date, cc.c.currency, cc.c.principal_minor, cc.c.open_minor, cc.c.overpaid_minor,
+                   cc.c.partner_id, cc.c.submission_id, cc.c.received_at, cc.c.state, cc.c.stage,
+                   cc.c.partner_file_number, cc.c.updated_at.label("last_change"),
+                   (cc.c.changed_event_id > cc.c.seen_event_id).label("unread"))
+            .join(claims, claims.c.id == cc.c.claim_id).where(and_(*conds))
+            .order_by(*order_by).limit(f.limit).offset(f.offset))
+    rows = list(conn.execute(page).mappings())
     return rows, total
 
 
 def changes(conn: Connection, client_id: str, cursor: int, limit: int,
             settled_before: datetime | None = None) -> list[RowMapping]:
     """The client's events after ``cursor`` (an event id), oldest first, with each claim's reference."""
+    cc = claim_current
     q = (select(claim_events.c.id, claim_events.c.claim_id, claim_events.c.state, claim_events.c.from_state,
                 claim_events.c.actor, claim_events.c.kind, claim_events.c.data, claim_events.c.created_at,
-                claims.c.creditor_reference)
-         .join(claims, claims.c.id == claim_events.c.claim_id)
+                cc.c.creditor_reference, (cc.c.changed_event_id > cc.c.seen_event_id).label("unread"))
+         .join(cc, cc.c.claim_id == claim_events.c.claim_id)
          .where(claim_events.c.client_id == client_id, claim_events.c.id > cursor)
          .order_by(claim_events.c.id).limit(limit))
     if settled_before is not None:

@@ -270,9 +270,12 @@ def annotate(conn: Connection, claim_id: int, actor: Actor, kind: str, data: dic
     return event_id
 
 
-def current(conn: Connection, claim_id: int) -> dict[str, Any]:
-    """The claim's projection row: state, stage, partner file number, case account in minor units."""
-    row = projection.load(conn, [claim_id]).get(claim_id)
+def current(conn: Connection, claim_id: int, *, lock: bool = False) -> dict[str, Any]:
+    """The claim's projection row: state, stage, partner file number, case account in minor units.
+
+    ``lock``: held until the transaction ends (PostgreSQL), for a check that a write depends on.
+    """
+    row = projection.load(conn, [claim_id], lock=lock).get(claim_id)
     if row is None:
         raise NotFound(f"no claim {claim_id}")
     return row

@@ -14,7 +14,7 @@ from gateway.bootstrap import App
 from gateway.entrypoints.soap import translate as tr
 from gateway.entrypoints.soap import types as t
 from gateway.entrypoints.soap.faults import AuthorizationFault, ValidationFault
-from gateway.services import claim_ops, claim_queries, submit
+from gateway.services import claim_ops, claim_queries, projection_ops, submit
 from gateway.store.claim_search import ClaimFilter
 
 ENV_CLIENT, ENV_READ_ONLY, ENV_BODY = "gateway.client_id", "gateway.read_only", "gateway.body"
@@ -41,7 +41,8 @@ def _op(r: claim_ops.OpResult) -> t.OperationResult:
 def _event(e: dict[str, Any]) -> t.Event:
     return t.Event(event_id=e["id"], claim_id=e["claim_id"], creditor_reference=e.get("creditor_reference"),
                    state=e["state"], from_state=e["from_state"], actor=e["actor"], kind=e["kind"],
-                   data=json.dumps(e["data"], sort_keys=True) if e["data"] else None, at=e["created_at"])
+                   data=json.dumps(e["data"], sort_keys=True) if e["data"] else None, at=e["created_at"],
+                   unread=e.get("unread"))
 
 
 class GatewayService(ServiceBase):  # type: ignore[misc]
@@ -86,8 +87,12 @@ class GatewayService(ServiceBase):  # type: ignore[misc]
     @rpc(Long(min_occurs=1, nillable=False), _returns=t.ClaimInfo)
     def GetClaim(ctx, claim_id):  # type: ignore[no-untyped-def]
         v = claim_queries.get_claim(_app(ctx), _client(ctx), claim_id)
+        data = tr.claim_data(v.claim)
+        data.total_open_amount = v.account.open  # what is open now, after payments and bookings
+        a = v.account
+        account = t.CaseAccount(**{k: getattr(a, k) for k in t.CaseAccount.get_flat_type_info(t.CaseAccount)})
         return t.ClaimInfo(claim_id=v.claim_id, state=v.state, state_since=v.state_since, received_at=v.created_at,
-                           submission=v.submission, labels=v.labels, claim=tr.claim_data(v.claim))
+                           submission=v.submission, labels=v.labels, claim=data, account=account, unread=a.unread)
 
     @rpc(t.ListFilter.customize(min_occurs=0), _returns=t.ClaimPage)
     def ListClaims(ctx, filter):  # type: ignore[no-untyped-def]
@@ -99,7 +104,15 @@ class GatewayService(ServiceBase):  # type: ignore[misc]
             state=r["state"], last_change=r["last_change"], received_at=r["received_at"],
             invoice_date=r["invoice_date"], due_date=r["due_date"], currency=r["currency"],
             principal_amount=tr.money(r["principal_minor"], r["currency"]),
-            open_amount=tr.money(r["open_minor"], r["currency"]), partner_id=r["partner_id"]) for r in rows])
+            open_amount=tr.money(r["open_minor"], r["currency"]), partner_id=r["partner_id"], stage=r["stage"],
+            partner_file_number=r["partner_file_number"],
+            overpaid_amount=tr.money(r["overpaid_minor"], r["currency"]), unread=bool(r["unread"])) for r in rows])
+
+    @rpc(Array(Long, min_occurs=0), Boolean(min_occurs=0), _returns=Integer)
+    def MarkSeen(ctx, claim_ids, all_claims):  # type: ignore[no-untyped-def]
+        """Mark claims (or, with all_claims, every claim of the client) as seen; returns how many were unread."""
+        ids = None if all_claims else list(claim_ids or [])
+        return projection_ops.mark_seen(_app(ctx), _client(ctx), ids)  # a read mark: read-only clients too
 
     @rpc(Long(min_occurs=1, nillable=False), _returns=Array(t.Event))
     def GetClaimHistory(ctx, claim_id):  # type: ignore[no-untyped-def]
@@ -121,9 +134,12 @@ class GatewayService(ServiceBase):  # type: ignore[misc]
         return _op(claim_ops.cancel(_app(ctx), _client(ctx, write=True), claim_id, reason))
 
     @rpc(Long(min_occurs=1, nillable=False), Decimal(min_occurs=1, nillable=False),
-         Date(min_occurs=1, nillable=False), Unicode(min_occurs=0, max_len=3), _returns=t.OperationResult)
-    def ReportDirectPayment(ctx, claim_id, amount, date, currency):  # type: ignore[no-untyped-def]
-        return _op(claim_ops.report_payment(_app(ctx), _client(ctx, write=True), claim_id, amount, date, currency))
+         Date(min_occurs=1, nillable=False), Unicode(min_occurs=0, max_len=3), Boolean(min_occurs=0),
+         _returns=t.OperationResult)
+    def ReportDirectPayment(ctx, claim_id, amount, date, currency, overpayment):  # type: ignore[no-untyped-def]
+        # overpayment: the client means a payment above the open amount (refused without it)
+        return _op(claim_ops.report_payment(_app(ctx), _client(ctx, write=True), claim_id, amount, date, currency,
+                                            overpayment=bool(overpayment)))
 
     @rpc(Long(min_occurs=1, nillable=False), Unicode(min_occurs=1, nillable=False, max_len=10000),
          _returns=t.OperationResult)

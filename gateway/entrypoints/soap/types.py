@@ -156,16 +156,30 @@ class SubmissionInfo(_Base):
                   ("findings", Array(SubmissionFinding))]
 
 
+class CaseAccount(_Base):
+    """The claim's account now: open = principal + fees + interest + agency_costs - paid_direct - paid_agency
+    - written_off, never below 0 (beyond it: overpaid). Payouts are what the agency passed on to the creditor."""
+
+    _type_info = [("currency", Unicode), ("principal", Decimal), ("fees", Decimal), ("interest", Decimal),
+                  ("agency_costs", Decimal), ("paid_direct", Decimal), ("paid_agency", Decimal),
+                  ("payouts", Decimal), ("written_off", Decimal), ("open", Decimal), ("overpaid", Decimal),
+                  ("partner_file_number", Unicode), ("stage", Unicode), ("closing_reason", Unicode)]
+
+
 class ClaimInfo(_Base):
+    # unread: the claim changed (partner, gateway or operator) since the client last marked it seen
     _type_info = [("claim_id", Long), ("state", Unicode), ("state_since", DateTime), ("received_at", DateTime),
-                  ("submission", Unicode), ("labels", Array(Label)), ("claim", ClaimData)]
+                  ("submission", Unicode), ("labels", Array(Label)), ("claim", ClaimData),
+                  ("account", CaseAccount), ("unread", Boolean)]
 
 
 class ClaimSummary(_Base):
     _type_info = [("claim_id", Long), ("creditor_reference", Unicode), ("invoice_number", Unicode),
                   ("state", Unicode), ("last_change", DateTime), ("received_at", DateTime),
                   ("invoice_date", Date), ("due_date", Date), ("principal_amount", Decimal),
-                  ("open_amount", Decimal), ("currency", Unicode), ("partner_id", Unicode)]
+                  ("open_amount", Decimal), ("currency", Unicode), ("partner_id", Unicode),
+                  ("stage", Unicode), ("partner_file_number", Unicode), ("overpaid_amount", Decimal),
+                  ("unread", Boolean)]
 
 
 class ClaimPage(_Base):
@@ -176,14 +190,14 @@ class ListFilter(_Base):
     _type_info = [("states", opt(Array(Unicode))), ("label", opt(Unicode, max_len=64)),
                   ("date_field", opt(_enum("received", "last_change", "invoice_date", "due_date"))),
                   ("date_from", opt(Date)), ("date_to", opt(Date)), ("text", opt(Unicode, max_len=128)),
-                  ("sort", opt(Unicode, max_len=32)), ("descending", opt(Boolean)),
+                  ("unread", opt(Boolean)), ("sort", opt(Unicode, max_len=32)), ("descending", opt(Boolean)),
                   ("offset", opt(Integer)), ("limit", opt(Integer))]
 
 
 class Event(_Base):
     _type_info = [("event_id", Long), ("claim_id", Long), ("creditor_reference", Unicode), ("state", Unicode),
                   ("from_state", Unicode), ("actor", Unicode), ("kind", Unicode), ("data", Unicode),
-                  ("at", DateTime)]
+                  ("at", DateTime), ("unread", Boolean)]
 
 
 class ChangeFeed(_Base):

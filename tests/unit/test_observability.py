@@ -7,11 +7,13 @@ import logging
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
+from typing import Any
 
 import yaml
 
 from gateway.entrypoints.logs import JsonFormatter, parse_event
-from gateway.metrics import REGISTRY, Backlog, BacklogCollector, Exposition
+from gateway.metrics import REGISTRY, Backlog, BacklogCollector, Exposition, SoapMetrics
 from tests.conftest import ROOT
 
 ALERTS = ROOT / "docs" / "alerts.yml"
@@ -58,3 +60,23 @@ def test_json_log_line_has_the_event_and_its_fields() -> None:
     assert parse_event("ingest.done submission=S-1 rows=12 level=x") == {
         "event": "ingest.done", "submission": "S-1", "rows": 12, "level_": "x"}
     assert parse_event("supervisor.gave_up task=t: stopping")["task"] == "t: stopping"
+
+
+def test_soap_requests_are_counted_by_known_operation_and_status() -> None:
+    def inner(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        start_response("500 Internal Server Error" if "fault" in environ.get("QUERY_STRING", "") else "200 OK", [])
+        return [b"<x/>"]
+    app = SoapMetrics(inner, ["SubmitClaims"])
+
+    def count(operation: str, status: str) -> float:
+        return REGISTRY.get_sample_value("gateway_soap_requests_total",
+                                         {"operation": operation, "status": status}) or 0.0
+    before = (count("SubmitClaims", "200"), count("other", "500"), count("wsdl", "200"))
+    app({"REQUEST_METHOD": "POST", "HTTP_SOAPACTION": '"SubmitClaims"'}, lambda *a: None)
+    app({"REQUEST_METHOD": "POST", "HTTP_SOAPACTION": '"urn:x/Ann Müller"', "QUERY_STRING": "fault"},
+        lambda *a: None)  # not an operation: never a label
+    app({"REQUEST_METHOD": "GET", "QUERY_STRING": "wsdl"}, lambda *a: None)
+    assert (count("SubmitClaims", "200"), count("other", "500"), count("wsdl", "200")) == tuple(
+        b + 1 for b in before)
+    assert (REGISTRY.get_sample_value("gateway_soap_request_duration_seconds_count",
+                                      {"operation": "SubmitClaims"}) or 0) >= 1

@@ -1,4 +1,8 @@
-"""Deliver batches as files into a directory (a mounted share, an SFTP-synced folder, tests)."""
+"""Deliver batches as files into a directory (a mounted share, an SFTP-synced folder, tests).
+
+Instruction documents (cancel, direct payment, message, ...) are written the same way into
+``instruction_path`` (default ``<path>/instructions``), once per instruction id.
+"""
 
 from __future__ import annotations
 

@@ -4,8 +4,9 @@ asyncssh client with the partner's host key pinned (``host_key`` line or a ``kno
 key checking is never switched off). A batch goes up under a temp name, a marker for its batch id is
 left in the gateway's own folder on the server, and only then is the upload renamed to its final name
 (``adapters.sftp_handover``): a retry after a lost answer finishes or confirms the hand-over and never
-sends the batch twice, also to a partner that moves files away on arrival. The dispatcher calls from a
-worker thread, so each call runs its own short event loop.
+sends the batch twice, also to a partner that moves files away on arrival. Instruction documents take
+the same way into ``instruction_dir``. The dispatcher calls from a worker thread, so each call runs its
+own short event loop.
 """
 
 from __future__ import annotations

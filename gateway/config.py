@@ -222,6 +222,28 @@ class SoapServerConfig(Base):
     login: SoapLoginThrottle = msgspec.field(default_factory=SoapLoginThrottle)
 
 
+class WebUserConfig(Base):
+    """One login of the web console: a client's user (``client``) or an operator (``operator: true``)."""
+
+    password_hash: str | None = None  # scrypt hash made by `python -m gateway.crypto.passwords`
+    password_file: str | None = None  # DEMO ONLY: a file holding the password; `keys init` makes it under keys.dir
+    client: str | None = None
+    operator: bool = False
+    role: Literal["read", "submit"] = "read"  # submit: may also upload, release, cancel, report, message
+
+
+class WebConfig(Base):
+    """The web console for clients' users and operators (docs/web.md)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8444  # HTTPS with the SOAP certificate (soap.certificate / keys.dir/tls.crt)
+    session_secret_file: str | None = None  # signs session cookies; default keys.dir/web-session.key (keys init)
+    session_max_age_seconds: int = 8 * 3600  # a session ends this long after its last change (login, action)
+    max_upload_bytes: int = 50 * 1024 * 1024
+    users: dict[str, WebUserConfig] = msgspec.field(default_factory=dict)
+
+
 class LimitsConfig(Base):
     """What one client file may cost: limits of the reader child process, sheet size (docs/configuration.md)."""
 
@@ -275,6 +297,7 @@ class GatewayConfig(Base):
     soap: SoapServerConfig = msgspec.field(default_factory=SoapServerConfig)
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     health: HealthConfig = msgspec.field(default_factory=HealthConfig)
+    web: WebConfig = msgspec.field(default_factory=WebConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
     clients: dict[str, ClientConfig] = msgspec.field(default_factory=dict)
     partners: dict[str, PartnerConfig] = msgspec.field(default_factory=dict)
@@ -335,6 +358,10 @@ EMBEDDED_DEFAULTS: dict[str, Any] = {
         }
     },
     "routing": [{"partner": "demo-agency", "client": "demo"}],
+    # DEMO logins of the web console; `keys init` writes their passwords into var/keys/, serve prints them.
+    "web": {"enabled": True, "users": {
+        "demo": {"client": "demo", "role": "submit", "password_file": "var/keys/web-demo.password"},
+        "operator": {"operator": True, "password_file": "var/keys/web-operator.password"}}},
 }
 
 

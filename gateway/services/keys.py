@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -18,6 +19,7 @@ from gateway.crypto.certs import new_rsa_key, self_signed_cert, write_cert, writ
 from gateway.crypto.fieldcrypt import new_key_file_content
 
 TLS_KEY_FILE, TLS_CERT_FILE, HOST_KEY_FILE = "tls.key", "tls.crt", "ssh_host_ed25519_key"
+WEB_SESSION_FILE = "web-session.key"
 
 
 def _write_secret(path: Path, data: bytes) -> None:
@@ -55,6 +57,16 @@ def init_keys(cfg: GatewayConfig) -> list[str]:
                                                                serialization.PrivateFormat.OpenSSH,
                                                                serialization.NoEncryption()))
         made.append(f"SSH host key: {kdir / HOST_KEY_FILE}")
+    if cfg.web.enabled and not cfg.web.session_secret_file and not (kdir / WEB_SESSION_FILE).exists():
+        _write_secret(kdir / WEB_SESSION_FILE, secrets.token_urlsafe(48).encode())
+        made.append(f"web console session secret: {kdir / WEB_SESSION_FILE}")
+    for login, user in cfg.web.users.items():
+        pw = cfg.path(user.password_file) if user.password_file else None
+        if pw is None or pw.exists() or not pw.resolve().is_relative_to(kdir.resolve()):
+            continue
+        # A demo login: its password is made here, kept only in this 0600 file, and shown by `serve`.
+        _write_secret(pw, secrets.token_urlsafe(12).encode())
+        made.append(f"DEMO web login '{login}' password (for trying the console only): {pw}")
     for pid, partner in cfg.partners.items():
         cert = cfg.path(partner.certificate)
         if cert.exists() or not cert.resolve().is_relative_to(kdir.resolve()):

@@ -1,0 +1,89 @@
+"""Builds the console's Starlette application: routes, static files, sessions, headers, error pages.
+
+Starlette (ASGI) because ``serve`` is one asyncio loop: the console runs on it under uvicorn, and the
+blocking use cases run in threads (``run_in_threadpool``). Sessions are Starlette's signed cookies
+(itsdangerous): HttpOnly, Secure, SameSite=Lax, ending ``web.session_max_age_seconds`` after their last
+change. Nothing here holds business rules: routes (``routes_*.py``) call one use case each.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
+
+from gateway.bootstrap import App
+from gateway.entrypoints.supervisor import describe
+from gateway.entrypoints.web import routes_auth, routes_claims, routes_operator, routes_runs
+from gateway.entrypoints.web.pages import HERE, make_templates, redirect, render
+from gateway.entrypoints.web.security import HEADERS, LoginRequired, SecurityHeaders
+from gateway.entrypoints.web.texts import DEFAULT, translator
+from gateway.entrypoints.web.users import UserBook
+from gateway.errors import KeyStoreError, NotFound
+from gateway.services.keys import WEB_SESSION_FILE
+
+log = logging.getLogger("gateway.web")
+SESSION_COOKIE = "gw_session"
+
+
+def session_secret(app: App) -> str:
+    """The key that signs session cookies (``web.session_secret_file``, else keys.dir/web-session.key)."""
+    cfg = app.config
+    path = cfg.path(cfg.web.session_secret_file) if cfg.web.session_secret_file else cfg.keys_dir / WEB_SESSION_FILE
+    try:
+        secret = Path(path).read_text(encoding="utf-8").strip()
+    except OSError:
+        raise KeyStoreError(f"no web session secret at {path}: run 'gateway keys init'") from None
+    if len(secret) < 32:
+        raise KeyStoreError(f"the web session secret in {path} is shorter than 32 characters")
+    return secret
+
+
+async def _login_required(request: Request, exc: Exception) -> Response:
+    return redirect("/login")
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    key = {403: "csrf_failed" if exc.detail == "csrf" else "read_only" if exc.detail == "read_only" else "forbidden",
+           404: "not_found"}.get(exc.status_code, "server_error" if exc.status_code >= 500 else "forbidden")
+    return render(request, "error.html", {"message": key}, status=exc.status_code)
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return render(request, "error.html", {"message": "not_found"}, status=404)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    # Runs outside the session and header middleware: a plain page, with the headers set here.
+    route = request.scope.get("route")
+    log.error("web.error path=%s error=%s", getattr(route, "path", "?"), describe(exc))
+    t = translator(DEFAULT)
+    return HTMLResponse(f"<!doctype html><title>{t('app_name')}</title><p>{t('server_error')}</p>", 500,
+                        headers={**HEADERS, "cache-control": "no-store"})
+
+
+def build_web_app(app: App, users: UserBook | None = None) -> Starlette:
+    """The console for ``app``; ``users`` defaults to the configured logins."""
+    cfg = app.config.web
+    routes = [*routes_auth.ROUTES, *routes_claims.ROUTES, *routes_runs.ROUTES, *routes_operator.ROUTES,
+              Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")]
+    middleware = [Middleware(SecurityHeaders),
+                  Middleware(SessionMiddleware, secret_key=session_secret(app), session_cookie=SESSION_COOKIE,
+                             max_age=cfg.session_max_age_seconds, same_site="lax", https_only=True)]
+    web = Starlette(routes=routes, middleware=middleware,
+                    exception_handlers={LoginRequired: _login_required, HTTPException: _http_error,
+                                        NotFound: _not_found, Exception: _server_error})
+    web.state.gateway = app
+    web.state.users = users or UserBook(app.config)
+    web.state.templates = make_templates()
+    web.state.max_body = cfg.max_upload_bytes + 64 * 1024  # the file and the form's other fields
+    return web

@@ -1,0 +1,105 @@
+"""What every page needs: the template environment, the language, rendering, flash notes, POST routes.
+
+``post(path, handler)`` is the only way a route takes a POST: it checks the CSRF token (``checked_form``)
+and passes the form to the handler, so no state-changing route can skip the check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+from starlette.templating import Jinja2Templates
+
+from gateway.domain.model import from_minor
+from gateway.entrypoints.web.security import checked_form, csrf_token, current_user
+from gateway.entrypoints.web.texts import DEFAULT, LANGS, state_name, translator
+
+HERE = Path(__file__).resolve().parent
+LANG_COOKIE = "lang"
+PAGE_SIZE = 50
+
+
+def _money(value: Decimal | int | None, currency: str = "EUR") -> str:
+    if value is None:
+        return ""
+    text = f"{Decimal(value):,.2f}".replace(",", " ").replace(".", ",").replace(" ", ".")
+    return f"{text} {currency}"
+
+
+def _minor(value: int | None, currency: str = "EUR") -> str:
+    return "" if value is None else _money(from_minor(int(value), currency), currency)
+
+
+def _when(value: datetime | date | str | None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value[:16].replace("T", " ")
+    if isinstance(value, datetime):
+        return value.strftime("%d.%m.%Y %H:%M")
+    return value.strftime("%d.%m.%Y")
+
+
+def make_templates() -> Jinja2Templates:
+    templates = Jinja2Templates(directory=str(HERE / "templates"))  # autoescape on for .html
+    templates.env.filters.update(money=_money, minor=_minor, when=_when)
+    return templates
+
+
+def lang_of(request: Request) -> str:
+    asked = request.query_params.get("lang")
+    if asked in LANGS:
+        return str(asked)
+    cookie = request.cookies.get(LANG_COOKIE)
+    return cookie if cookie in LANGS else DEFAULT
+
+
+def flash(request: Request, key: str, kind: str = "ok", **values: object) -> None:
+    """A note shown once on the next page (text key and values; rendered in the reader's language)."""
+    request.session.setdefault("flash", []).append([kind, key, {k: str(v) for k, v in values.items()}])
+
+
+def render(request: Request, template: str, context: dict[str, Any] | None = None, status: int = 200) -> Response:
+    lang = lang_of(request)
+    t = translator(lang)
+    notes = [(kind, t(key, **values)) for kind, key, values in request.session.pop("flash", [])]
+    ctx = {"t": t, "lang": lang, "state_name": lambda s: state_name(lang, s), "user": current_user(request),
+           "csrf": csrf_token(request), "notes": notes, "path": request.url.path, **(context or {})}
+    response = request.app.state.templates.TemplateResponse(request, template, ctx, status_code=status)
+    if request.query_params.get("lang") in LANGS:
+        response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, secure=True, httponly=True, samesite="lax")
+    assert isinstance(response, Response)
+    return response
+
+
+def redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+FormHandler = Callable[[Request, FormData], Awaitable[Response]]
+
+
+def post(path: str, handler: FormHandler) -> Route:
+    """A POST route whose handler gets the form only after its CSRF token was checked."""
+    async def endpoint(request: Request) -> Response:
+        form = await checked_form(request)
+        try:
+            return await handler(request, form)
+        finally:
+            await form.close()
+    return Route(path, endpoint, methods=["POST"], name=getattr(handler, "__name__", None))
+
+
+def int_param(request: Request, name: str, default: int = 0) -> int:
+    try:
+        return max(0, int(request.query_params.get(name, default)))
+    except ValueError:
+        return default

@@ -1,0 +1,62 @@
+"""Log in, log out, and the start page (which sends each kind of user to its own pages)."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.entrypoints.web.pages import flash, post, redirect, render
+from gateway.entrypoints.web.security import current_user, field, peer, users
+
+log = logging.getLogger("gateway.web")
+
+
+async def home(request: Request) -> Response:
+    user = current_user(request)
+    if user is None:
+        return redirect("/login")
+    return redirect("/operator/runs" if user.operator else "/claims")
+
+
+async def login_page(request: Request) -> Response:
+    return render(request, "login.html")
+
+
+async def login(request: Request, form: FormData) -> Response:
+    name, password = field(form, "login", 128).strip(), field(form, "password", 1024)
+    address = peer(request)
+    outcome = await run_in_threadpool(users(request).check, name, password, address)
+    if outcome.user is None:
+        # the login name may be a mistyped password: it is not logged
+        log.info("web.login_failed address=%s throttled=%s", address, outcome.retry_after > 0)
+        key, values = (("login_throttled", {"seconds": math.ceil(outcome.retry_after)}) if outcome.retry_after
+                       else ("login_failed", {}))
+        return render(request, "login.html", {"error": (key, values)},
+                      status=429 if outcome.retry_after else 401)
+    request.session.clear()  # nothing of an earlier session carries over (a new CSRF token too)
+    request.session["login"] = outcome.user.login
+    log.info("web.login login=%s address=%s", outcome.user.login, address)
+    return redirect("/")
+
+
+async def logout(request: Request, form: FormData) -> Response:
+    user = current_user(request)
+    request.session.clear()
+    if user is not None:
+        log.info("web.logout login=%s", user.login)
+    flash(request, "logged_out")
+    return redirect("/login")
+
+
+ROUTES = [
+    Route("/", home, methods=["GET"]),
+    Route("/login", login_page, methods=["GET"]),
+    post("/login", login),
+    post("/logout", logout),
+]

@@ -1,0 +1,114 @@
+"""A client's collection runs (submissions): the list, one run with the release of its held claims, and the
+upload of a file, ingested like a file dropped in the client's inbox and answered with its ack as a table."""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData, UploadFile
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.entrypoints.web.pages import PAGE_SIZE, flash, int_param, post, redirect, render
+from gateway.entrypoints.web.routes_claims import REFUSED
+from gateway.entrypoints.web.security import client_user
+from gateway.errors import InputError
+from gateway.services import claim_ops, console
+from gateway.services.ingest import ingest_file
+from gateway.services.node import LeaseBusy
+
+log = logging.getLogger("gateway.web")
+UPLOAD_LEASE_WAIT = 30.0  # seconds an upload waits while another file of the client is being ingested
+ACK_ROWS_SHOWN = 1000
+
+
+async def runs_list(request: Request) -> Response:
+    user, client = client_user(request)
+    page = int_param(request, "page")
+    rows = await run_in_threadpool(console.submissions, request.app.state.gateway, client, limit=PAGE_SIZE,
+                                   offset=page * PAGE_SIZE)
+    return render(request, "runs.html", {"pg": rows, "page": page, "page_size": PAGE_SIZE, "base": "/runs"})
+
+
+async def run_page(request: Request) -> Response:
+    user, client = client_user(request)
+    run = await run_in_threadpool(console.run_page, request.app.state.gateway, client, request.path_params["ref"])
+    return render(request, "run.html", {"r": run, "can_submit": user.can_submit, "claim_base": "/claims"})
+
+
+async def release(request: Request, form: FormData) -> Response:
+    user, client = client_user(request, submit=True)
+    ref = request.path_params["ref"]
+    ids = [int(v) for v in form.getlist("claim") if isinstance(v, str) and v.isdigit()][:5000]
+    if not ids:
+        flash(request, "release_none", "error")
+        return redirect(f"/runs/{ref}")
+    run = await run_in_threadpool(console.run_page, request.app.state.gateway, client, ref)  # 404 if not its own
+    chosen = [c for c in ids if c in {int(r["id"]) for r in run.held}]
+    try:
+        result = await run_in_threadpool(lambda: claim_ops.release(request.app.state.gateway, client,
+                                                                   claim_ids=chosen))
+    except REFUSED as exc:
+        flash(request, "refused", "error", detail=str(exc))
+        return redirect(f"/runs/{ref}")
+    log.info("web.release login=%s submission=%s released=%d", user.login, ref, len(result.released))
+    flash(request, "released", n=len(result.released))
+    if result.skipped:
+        flash(request, "skipped", "error", n=len(result.skipped), why=result.skipped[0][1])
+    return redirect(f"/runs/{ref}")
+
+
+async def upload_page(request: Request) -> Response:
+    client_user(request, submit=True)
+    return render(request, "upload.html")
+
+
+def _safe_name(name: str) -> str:
+    """The uploaded file's own name without any folder, with only harmless characters."""
+    base = re.sub(r"[^A-Za-z0-9._ -]", "_", Path(name.replace("\\", "/")).name).strip(" .")
+    return base[:120] or "upload"
+
+
+async def upload(request: Request, form: FormData) -> Response:
+    user, client = client_user(request, submit=True)
+    sent = form.get("file")
+    if not isinstance(sent, UploadFile) or not sent.filename:
+        flash(request, "upload_missing", "error")
+        return redirect("/upload")
+    app = request.app.state.gateway
+    spool = app.config.var_dir / "web-uploads"
+    spool.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(dir=spool))
+    path = folder / _safe_name(sent.filename)
+    try:
+        with open(path, "wb") as out:
+            await run_in_threadpool(shutil.copyfileobj, sent.file, out)
+        result = await run_in_threadpool(lambda: ingest_file(app, path, client, channel="web",
+                                                             lease_wait=UPLOAD_LEASE_WAIT))
+    except LeaseBusy:
+        flash(request, "upload_busy", "error")
+        return redirect("/upload")
+    except InputError as exc:
+        flash(request, "ack_failed", "error", error=str(exc))
+        return redirect("/upload")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    log.info("web.upload login=%s submission=%s status=%s rows=%d", user.login,
+             result.submission or result.duplicate_of, result.status, result.rows)
+    return render(request, "ack.html", {"r": result, "rows": result.results[:ACK_ROWS_SHOWN],
+                                        "cut": result.results_truncated or len(result.results) > ACK_ROWS_SHOWN})
+
+
+ROUTES = [
+    Route("/runs", runs_list, methods=["GET"]),
+    Route("/runs/{ref}", run_page, methods=["GET"]),
+    post("/runs/{ref}/release", release),
+    Route("/upload", upload_page, methods=["GET"]),
+    post("/upload", upload),
+]

@@ -1,0 +1,122 @@
+"""The console's request security in one place: CSRF tokens, security headers, who is logged in.
+
+CSRF: a synchronizer token kept in the signed session cookie and sent back in a hidden form field; every
+POST route is registered through ``app.post``, which reads the form through ``checked_form`` before the
+handler runs, so none can forget it. (starlette-csrf only reads the token from a header, which a form
+without JavaScript cannot send, and binds it to a cookie of its own rather than the session.) The session
+cookie is SameSite=Lax besides, so a cross-site form post carries no session at all.
+
+Headers: a strict Content-Security-Policy (own origin only, no inline script or style, no framing, forms
+post only here), X-Frame-Options, Referrer-Policy, nosniff, and no caching of pages (they show debtor data).
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from typing import Any
+
+from starlette.datastructures import FormData, MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.entrypoints.web.users import UserBook, WebUser
+
+CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+       "base-uri 'none'")
+HEADERS = {"content-security-policy": CSP, "x-frame-options": "DENY", "referrer-policy": "no-referrer",
+           "x-content-type-options": "nosniff", "cross-origin-opener-policy": "same-origin"}
+MAX_FIELDS, MAX_FIELD_BYTES = 1000, 64 * 1024
+
+
+class SecurityHeaders:
+    """Adds the security headers to every answer (pages, static files, errors)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in HEADERS.items():
+                    headers[name] = value
+                if not str(scope.get("path", "")).startswith("/static/"):
+                    headers["cache-control"] = "no-store"
+            await send(message)
+        await self.app(scope, receive, with_headers)
+
+
+def csrf_token(request: Request) -> str:
+    """The session's CSRF token, made on first use."""
+    token = request.session.get("csrf")
+    if not isinstance(token, str):
+        token = secrets.token_urlsafe(32)
+        request.session["csrf"] = token
+    return token
+
+
+async def checked_form(request: Request) -> FormData:
+    """The POSTed form, if its CSRF token is the session's; 403 otherwise."""
+    length = request.headers.get("content-length", "")
+    if not length.isdigit():
+        raise HTTPException(411)
+    if int(length) > request.app.state.max_body:  # refused before a byte of it is parsed or spooled
+        raise HTTPException(413)
+    form = await request.form(max_files=1, max_fields=MAX_FIELDS, max_part_size=MAX_FIELD_BYTES)
+    sent, expected = form.get("csrf"), request.session.get("csrf")
+    if not isinstance(sent, str) or not isinstance(expected, str) or not hmac.compare_digest(sent, expected):
+        raise HTTPException(403, "csrf")
+    return form
+
+
+def users(request: Request) -> UserBook:
+    book: UserBook = request.app.state.users
+    return book
+
+
+def current_user(request: Request) -> WebUser | None:
+    """The logged-in user, if the session names a login that still exists."""
+    login = request.session.get("login")
+    return users(request).get(login) if isinstance(login, str) else None
+
+
+class LoginRequired(Exception):
+    """Raised by the guards below; the app answers with a redirect to the login page."""
+
+
+def client_user(request: Request, *, submit: bool = False) -> tuple[WebUser, str]:
+    """The logged-in client user and its client id; an operator gets 404 (client pages are not for it)."""
+    user = current_user(request)
+    if user is None:
+        raise LoginRequired()
+    if user.client_id is None:
+        raise HTTPException(404)
+    if submit and not user.can_submit:
+        raise HTTPException(403, "read_only")
+    return user, user.client_id
+
+
+def operator_user(request: Request) -> WebUser:
+    """The logged-in operator; a client user gets 404, as if the operator pages did not exist."""
+    user = current_user(request)
+    if user is None:
+        raise LoginRequired()
+    if not user.operator:
+        raise HTTPException(404)
+    return user
+
+
+def peer(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def field(form: FormData, name: str, limit: int = 10_000) -> str:
+    """A text field of a form, '' when missing, cut at ``limit`` characters."""
+    value: Any = form.get(name)
+    return value[:limit] if isinstance(value, str) else ""

@@ -1,0 +1,100 @@
+"""Web console logins (``web.users``): who a login is, and checking its password with throttling.
+
+Passwords are scrypt hashes like SOAP's and SFTP's (``gateway.crypto.passwords``). A demo login may name
+a ``password_file`` instead (made by ``gateway keys init`` under keys.dir): its password is hashed in
+memory at start-up and shown once by ``serve``, never stored in the config or the repo.
+Failed logins are throttled per login and per address by the SOAP endpoint's ``LoginThrottle`` with the
+same settings (``soap.login``); a refused attempt costs no hash, and at most two hashes run at once.
+An unknown login is checked against a dummy hash, so its answer takes as long as a wrong password.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.config import GatewayConfig, WebUserConfig
+from gateway.crypto.passwords import hash_password, is_password_hash, verify_password
+from gateway.entrypoints.soap.throttle import LoginThrottle
+from gateway.errors import ConfigError
+
+MAX_LOGIN, MAX_PASSWORD = 128, 1024
+
+
+@dataclass(frozen=True)
+class WebUser:
+    login: str
+    client_id: str | None  # None: an operator
+    can_submit: bool
+
+    @property
+    def operator(self) -> bool:
+        return self.client_id is None
+
+
+@dataclass(frozen=True)
+class LoginOutcome:
+    user: WebUser | None = None
+    retry_after: float = 0.0  # > 0: throttled, not checked
+
+
+class UserBook:
+    """The configured logins; ``check`` is blocking (scrypt): call it in a thread."""
+
+    def __init__(self, cfg: GatewayConfig) -> None:
+        self.users: dict[str, tuple[WebUser, str]] = {}
+        self.demo: dict[str, str] = {}  # login -> password, for users with a password_file only
+        for login, ucfg in cfg.web.users.items():
+            self.users[login] = (self._user(cfg, login, ucfg), self._hash(cfg, login, ucfg))
+        self.throttle = LoginThrottle(cfg.soap.login)
+        self._checks = threading.BoundedSemaphore(2)
+        self._dummy = hash_password("no such login")
+
+    def _user(self, cfg: GatewayConfig, login: str, u: WebUserConfig) -> WebUser:
+        key = f"web.users.{login}"
+        if bool(u.client) == bool(u.operator):
+            raise ConfigError("a web login has either client: <id> or operator: true", file=cfg.source, key=key)
+        if u.client and u.client not in cfg.clients:
+            raise ConfigError(f"unknown client '{u.client}'", file=cfg.source, key=f"{key}.client")
+        return WebUser(login=login, client_id=u.client, can_submit=u.operator or u.role == "submit")
+
+    def _hash(self, cfg: GatewayConfig, login: str, u: WebUserConfig) -> str:
+        key = f"web.users.{login}"
+        if bool(u.password_hash) == bool(u.password_file):
+            raise ConfigError("a web login has either password_hash or password_file", file=cfg.source, key=key)
+        if u.password_hash:
+            if not is_password_hash(u.password_hash):
+                raise ConfigError("not a scrypt hash (python -m gateway.crypto.passwords)", file=cfg.source,
+                                  key=f"{key}.password_hash")
+            return u.password_hash
+        path = cfg.path(str(u.password_file))
+        try:
+            password = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read the password file ({exc.strerror}): run 'gateway keys init'",
+                              file=cfg.source, key=f"{key}.password_file") from None
+        if len(password) < 12:
+            raise ConfigError("the password file holds fewer than 12 characters", file=cfg.source,
+                              key=f"{key}.password_file")
+        self.demo[login] = password
+        return hash_password(password)
+
+    def get(self, login: str) -> WebUser | None:
+        entry = self.users.get(login)
+        return entry[0] if entry else None
+
+    def check(self, login: str, password: str, address: str | None) -> LoginOutcome:
+        """The user if the password is right; throttled attempts are refused without a hash."""
+        login, password = login[:MAX_LOGIN], password[:MAX_PASSWORD]
+        wait = self.throttle.wait_for(username=login, address=address)
+        if wait > 0:
+            return LoginOutcome(retry_after=wait)
+        entry = self.users.get(login)
+        with self._checks:
+            ok = verify_password(password, entry[1] if entry else self._dummy) and entry is not None
+        if not ok or entry is None:
+            self.throttle.failed(username=login, address=address)
+            return LoginOutcome()
+        self.throttle.succeeded(login)
+        return LoginOutcome(user=entry[0])

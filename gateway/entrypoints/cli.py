@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.bootstrap import App, build_app
-from gateway.entrypoints import commands, mapping_cli, partners_cli
+from gateway.entrypoints import (claims_admin_cli, clients_cli, commands, mapping_cli, partners_admin_cli,
+                                 partners_cli, status_cli)
 from gateway.entrypoints.logs import configure_logging
 from gateway.errors import ConfigError, GatewayError, IllegalTransition, InputError, NotFound
 
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         q = cl.add_parser(name, help=f"{name} one claim")
         q.add_argument("claim_id", type=int)
         q.add_argument("--json", action="store_true")
+    claims_admin_cli.add_actions(cl, _date)  # release, cancel, export
     seen = cl.add_parser("seen", help="mark a client's claims as seen (no longer unread)")
     seen.add_argument("claim_ids", type=int, nargs="*")
     seen.add_argument("--client", required=True)
@@ -81,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--status", help="pending, leased, done, dead")
     q.add_argument("--partner")
     q.add_argument("--limit", type=int, default=100)
+    q.add_argument("--offset", type=int, default=0)
     q.add_argument("--json", action="store_true")
     retry = ob.add_parser("retry", help="deliver a dead-lettered or waiting row again")
     retry.add_argument("id", type=int)
@@ -89,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     ob.add_parser("drain", help="deliver everything due now, then exit")
 
     mapping_cli.add_parser(sub)  # gateway mapping check|preview|suggest (no database)
-    partners_cli.add_parser(sub)  # gateway partners sync (issue 6)
+    partners_admin_cli.add_actions(partners_cli.add_parser(sub))  # partners sync | list, show, test
+    clients_cli.add_parser(sub)  # clients in the config file (no database)
+    status_cli.add_parser(sub)
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="action", required=True)
     db.add_parser("upgrade", help="apply migrations")
     db.add_parser("rebuild-projection", help="fold every claim's events into claim_current again (idempotent)")
@@ -102,6 +107,21 @@ PRIVATE_UMASK = 0o077  # var/ and inbox/ hold debtor data, keys and acks: nothin
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; expected conditions end with one line on stderr and an exit code, never a traceback."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # inside the try: a reader that went away (``| head``) is found here
+        return code
+    except BrokenPipeError:
+        # As the Python docs advise for SIGPIPE: point stdout at devnull so the exit flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("gateway: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     os.umask(PRIVATE_UMASK)  # every file and folder the gateway creates is 0600/0700 (docs/security.md)
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO if args.command == "serve"
@@ -114,16 +134,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "keys":
             from gateway.config import load_config
             return commands.keys_init(load_config(args.config))
+        if args.command == "clients":
+            return clients_cli.run(args)
         app = build_app(args.config)
         configure_logging(app.config, verbose=args.verbose, serve=args.command == "serve")
         if args.command == "db" and args.action == "rebuild-projection":
             commands.ensure_schema(app)
             return commands.db_rebuild_projection(app)
+        if args.command == "partners" and args.action in partners_admin_cli.ACTIONS:
+            return partners_admin_cli.run(app, args)  # config and partners only: no database
         if args.command == "db":
             return commands.db_upgrade(app)
+        if args.command != "serve":
+            commands.require_database(app)  # never create an empty database by accident
         commands.ensure_schema(app)
         if args.command == "partners":
             return partners_cli.run(app, args)
+        if args.command == "status":
+            return status_cli.run(app, args)
+        if args.command == "claims" and args.action in ("release", "cancel", "export"):
+            return claims_admin_cli.run(app, args)
         handler: Any = getattr(commands, f"{args.command}_{getattr(args, 'action', '')}".rstrip("_"))
         return int(handler(app, args))
     except InputError as exc:
@@ -141,8 +171,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GatewayError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        return 130
     finally:
         if app is not None:
             app.close()

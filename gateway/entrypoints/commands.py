@@ -6,9 +6,11 @@ import argparse
 import os
 import socket
 import sys
+from pathlib import Path
 from typing import Any
 
 import msgspec
+from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
 
 from gateway.bootstrap import App
@@ -17,13 +19,15 @@ from gateway.entrypoints.output import money, print_fields, print_json, print_ta
 from gateway.errors import GatewayError
 from gateway.services.ack import AckTargetError, ack_target
 from gateway.services.dispatch import Dispatcher, retry_dead
+from gateway.entrypoints.progress import RowProgress
 from gateway.services.ingest import IngestResult, ingest_file
+from gateway.services.ingest_run import PROGRESS
+from gateway.services.listing import Page, claims_page, outbox_page, submissions_page
 from gateway.services.keys import init_keys
 from gateway.services.node import break_outbox_lease
 from gateway.services import claim_queries, projection_ops
 from gateway.services.partner_updates import collection_run_status
 from gateway.store import claims as claim_store
-from gateway.store import outbox as outbox_store
 from gateway.store import submissions as sub_store
 from gateway.store.db import pending_migrations, read_tx, upgrade
 
@@ -41,9 +45,35 @@ def ensure_schema(app: App) -> None:
     raise GatewayError("the database schema is not up to date: run 'gateway db upgrade'")
 
 
+def _sqlite_file(app: App) -> Path | None:
+    url = make_url(app.config.database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return Path(url.database)
+
+
+def require_database(app: App) -> None:
+    """Refuse to work on a SQLite database that does not exist (connecting would create an empty one)."""
+    path = _sqlite_file(app)
+    if path is not None and not path.exists():
+        raise GatewayError(f"no database at {path}: run `gateway db upgrade` first (or check --config)")
+
+
 def db_upgrade(app: App) -> int:
+    """Create or migrate the schema, and say which."""
+    path = _sqlite_file(app)
+    if path is not None and not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        upgrade(app.engine)
+        print(f"created database {path} (schema at the latest version)")
+        return 0
+    where = str(path) if path is not None else app.engine.url.render_as_string(hide_password=True)
+    if not pending_migrations(app.engine):
+        print(f"database {where}: schema is up to date")
+        return 0
+    fresh = not inspect(app.engine).has_table("alembic_version")
     upgrade(app.engine)
-    print("database schema is up to date")
+    print(f"database {where}: {'created the schema' if fresh else 'migrated the schema to the latest version'}")
     return 0
 
 
@@ -72,8 +102,16 @@ def ingest(app: App, args: argparse.Namespace) -> int:
             print(f"gateway ingest: error: --ack: {exc}", file=sys.stderr)
             return 2
     # A running serve (this node or another) may be ingesting for the same client: wait for our turn.
-    result = ingest_file(app, args.file, args.client, mapping_path=args.mapping, dry_run=args.dry_run,
-                         ack_path=ack, lease_wait=INGEST_LEASE_WAIT)
+    progress = RowProgress(args.file.name)
+    token = PROGRESS.set(progress)
+    try:
+        result = ingest_file(app, args.file, args.client, mapping_path=args.mapping, dry_run=args.dry_run,
+                             ack_path=ack, lease_wait=INGEST_LEASE_WAIT)
+    finally:
+        PROGRESS.reset(token)
+        summary = progress.finish()
+    if result.status not in ("duplicate", "failed") or result.rows:
+        print(f"{args.file.name}: {summary}", file=sys.stderr)  # the summary line (stderr: --json stays clean)
     if args.json:
         print_json(_result_doc(result))
     else:
@@ -116,15 +154,22 @@ def _print_result(r: IngestResult) -> None:
 def claims_list(app: App, args: argparse.Namespace) -> int:
     with read_tx(app.engine) as conn:
         sid = sub_store.get(conn, args.submission)["id"] if args.submission else None
-        rows = claim_store.listing(conn, client_id=args.client, state=args.status, submission_id=sid,
-                                   since=args.since, until=args.until, limit=args.limit, offset=args.offset)
-    docs = [{**r, "open_amount": money(r["open_minor"], r["currency"])} for r in rows]
+        page = claims_page(conn, client_id=args.client, state=args.status, submission_id=sid, since=args.since,
+                           until=args.until, limit=args.limit, offset=args.offset)
+    docs = [{**r, "open_amount": money(r["open_minor"], r["currency"])} for r in page.rows]
     if args.json:
         print_json(docs)
     else:
         print_table(docs, ("id", "client_id", "creditor_reference", "state", "open_amount", "partner_id",
                            "due_date", "created_at"))
+    _cut_note(page)
     return 0
+
+
+def _cut_note(page: Page) -> None:
+    """On stderr, so stdout stays the data a script reads."""
+    if page.cut:
+        print(page.note(), file=sys.stderr)
 
 
 def claims_show(app: App, args: argparse.Namespace) -> int:
@@ -185,20 +230,24 @@ def _detail(data: Any) -> str:
 # -- submissions -------------------------------------------------------------------------------
 def submissions_list(app: App, args: argparse.Namespace) -> int:
     with read_tx(app.engine) as conn:
-        rows = sub_store.listing(conn, client_id=args.client, status=args.status, since=args.since,
-                                 until=args.until, limit=args.limit, offset=args.offset)
-    docs = [_submission_doc(r) for r in rows]
+        page = submissions_page(conn, client_id=args.client, status=args.status, since=args.since,
+                                until=args.until, limit=args.limit, offset=args.offset)
+    docs = [_submission_doc(r) for r in page.rows]
     if args.json:
         print_json(docs)
     else:
+        docs = [{**d, "rows": f"{d['rows_done']} so far" if d["status"] == "processing" else d["rows"]} for d in docs]
         print_table(docs, ("reference", "client_id", "channel", "filename", "status", "rows", "accepted", "held",
                            "rejected", "total", "received_at"))
+    _cut_note(page)
     return 0
 
 
 def _submission_doc(r: Any) -> dict[str, Any]:
     doc = {k: v for k, v in r.items() if k not in ("dedupe_key",)}
     doc["total"] = money(r["total_minor"], r["currency"] or "EUR")
+    # counts are written at the end; progress_row (last source row stored) moves with every chunk
+    doc["rows_done"] = r["progress_row"] if r["status"] == "processing" else r["rows"]
     return doc
 
 
@@ -222,11 +271,13 @@ def submissions_show(app: App, args: argparse.Namespace) -> int:
 # -- outbox ------------------------------------------------------------------------------------
 def outbox_list(app: App, args: argparse.Namespace) -> int:
     with read_tx(app.engine) as conn:
-        rows = outbox_store.listing(conn, status=args.status, partner_id=args.partner, limit=args.limit)
+        page = outbox_page(conn, status=args.status, partner_id=args.partner, limit=args.limit, offset=args.offset)
     if args.json:
-        print_json([{k: v for k, v in r.items() if k != "payload"} for r in rows])
+        print_json([{k: v for k, v in r.items() if k != "payload"} for r in page.rows])
     else:
-        print_table(rows, ("id", "partner_id", "operation", "status", "attempts", "available_at", "last_error"))
+        print_table(page.rows, ("id", "partner_id", "operation", "status", "attempts", "available_at",
+                                "last_error"))
+    _cut_note(page)
     return 0
 
 

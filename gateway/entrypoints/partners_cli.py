@@ -11,12 +11,13 @@ from gateway.errors import DeliveryError
 from gateway.services.partner_sync import sync_partner
 
 
-def add_parser(sub: Any) -> None:
-    """Register ``partners sync`` on the top-level subparsers."""
+def add_parser(sub: Any) -> Any:
+    """Register ``partners sync`` on the top-level subparsers; returns the ``partners`` subparsers."""
     pa = sub.add_parser("partners", help="collection partners").add_subparsers(dest="action", required=True)
     q = pa.add_parser("sync", help="pull status updates from partners now")
     q.add_argument("--partner", help="one partner id (default: every partner that offers status back)")
     q.add_argument("--json", action="store_true")
+    return pa
 
 
 def run(app: App, args: argparse.Namespace) -> int:

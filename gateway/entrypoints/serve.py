@@ -18,10 +18,12 @@ import os
 import signal
 import socket
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from gateway.bootstrap import App
 from gateway.entrypoints.health import HealthServer
+from gateway.entrypoints.config_watch import ClientReloader, ConfigWatcher
 from gateway.entrypoints.intake_tasks import InboxTask
 from gateway.entrypoints.mapping_watch import MappingWatcher
 from gateway.entrypoints.partner_tasks import PartnerTasks
@@ -109,6 +111,7 @@ class _Parts:
         self.mappings = MappingWatcher(app.mappings, app.config.mappings_dir)  # hot reload of mappings/
         self.partners = PartnerTasks(app, sup)
         self.dispatcher: Dispatcher | None = None
+        self.config_watch: ConfigWatcher | None = None
         self.health = HealthServer(app, sup, self._listener_problems)
 
     async def start(self) -> None:
@@ -140,7 +143,7 @@ class _Parts:
         sup.start("status_files", lambda: status_files_step(app),
                   every=min(60.0, max(0.5, cfg.sftp.status_interval_seconds / 10)))
         if cfg.watcher.enabled:
-            dirs = {cid: cfg.inbox_dir / cid / "upload" for cid, c in cfg.clients.items() if c.watch}
+            dirs = {cid: cfg.inbox_dir / cid / "upload" for cid, c in cfg.clients.items() if c.watch and c.enabled}
             self.watcher = InboxWatcher(dirs, cfg.watcher.stable_seconds, ignore=self.book.is_tracked,
                                         marker_only={cid for cid, c in cfg.clients.items() if c.watch_marker})
             await asyncio.to_thread(self.watcher.start)
@@ -151,6 +154,11 @@ class _Parts:
             from gateway.entrypoints.soap.server import SoapServer
             self.soap = SoapServer(app)
             await asyncio.to_thread(self.soap.start)
+        if not cfg.source.startswith("<"):  # clients changed in the config file (admin CLI) apply at once
+            reloader = ClientReloader(app, self.sftp.credentials if self.sftp else None,
+                                      self.soap.gate.auth.reload if self.soap else None)
+            self.config_watch = ConfigWatcher(Path(cfg.source), reloader)
+            await asyncio.to_thread(self.config_watch.start)
 
     def _listener_problems(self) -> list[str]:
         cfg, problems = self.app.config, []
@@ -173,6 +181,9 @@ class _Parts:
         if not self.mappings.alive():
             self.sup.report("mappings", RuntimeError("the mappings folder watcher stopped"))
             await asyncio.to_thread(self.mappings.restart)
+        if self.config_watch is not None and not self.config_watch.alive():
+            self.sup.report("config", RuntimeError("the config file watcher stopped"))
+            await asyncio.to_thread(self.config_watch.restart)
         if self.watcher is not None and not self.watcher.alive():
             self.sup.report("inbox", RuntimeError("the inbox folder watcher stopped"))
             await asyncio.to_thread(self.watcher.restart)
@@ -205,6 +216,8 @@ class _Parts:
         if self.watcher is not None:
             await bounded("watcher", lambda: asyncio.to_thread(self.watcher.stop) if self.watcher else None)
         await bounded("mappings", lambda: asyncio.to_thread(self.mappings.stop))
+        if self.config_watch is not None:
+            await bounded("config", lambda: asyncio.to_thread(self.config_watch.stop) if self.config_watch else None)
         if self.dispatcher is not None and "dispatch" not in abandoned:
             await bounded("dispatcher", lambda: asyncio.to_thread(self.dispatcher.close) if self.dispatcher else None)
         await bounded("health", self.health.close)  # last: /readyz said "stopping" while the rest stopped

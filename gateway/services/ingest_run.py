@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 from collections import deque
-from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -36,6 +37,10 @@ from gateway.store.db import read_tx, write_tx
 
 log = logging.getLogger(__name__)
 MAX_RESULTS = 50_000  # per-row results kept in memory for the caller; the ack file has every row
+# Optional progress callback (rows done so far), called after every chunk. A context variable rather
+# than a parameter: the CLI sets it around one ingest (``gateway ingest``'s progress line), and runs
+# in serve's threads never see it.
+PROGRESS: ContextVar[Callable[[int], None] | None] = ContextVar("ingest_progress", default=None)
 MAX_STORED_FINDINGS = 10_000  # per submission in the database; the ack file has every finding
 
 
@@ -210,6 +215,9 @@ class IngestRun:
         stored.update(own)
         for p in chunk:
             self._report(p, stored.get(p.row), p.row in stored_ok)
+        progress = PROGRESS.get()
+        if progress is not None:
+            progress(self.result.rows)
 
     def _store(self, new: list[tuple[PreparedRow, tuple[PreparedClaim, State, int | None, dict[str, Any] | None]]],
                chunk: list[PreparedRow], last_row: int) -> list[Any]:

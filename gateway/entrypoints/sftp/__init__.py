@@ -16,7 +16,7 @@ from pathlib import Path
 import asyncssh
 
 from gateway.bootstrap import App
-from gateway.entrypoints.sftp.auth import FailureLimiter, GatewaySSHServer, load_credentials
+from gateway.entrypoints.sftp.auth import CredentialTable, FailureLimiter, GatewaySSHServer, load_credentials
 from gateway.entrypoints.sftp.jail import JailContext, JailedSFTPServer
 from gateway.entrypoints.intake_tasks import FileAttempts
 from gateway.entrypoints.supervisor import Supervisor
@@ -44,6 +44,7 @@ class SftpInbox:
         self._attempts: FileAttempts | None = None
         self.queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self.acceptor: asyncssh.SSHAcceptor | None = None
+        self.credentials: CredentialTable | None = None
         self.port = 0
 
     @property
@@ -64,7 +65,7 @@ class SftpInbox:
             host_key = asyncssh.read_private_key(str(path))
         except (OSError, asyncssh.KeyImportError) as exc:
             raise KeyStoreError(f"{path}: cannot read the SSH host key ({exc}); run `gateway keys init`") from None
-        credentials = load_credentials(cfg)
+        credentials = self.credentials = CredentialTable(load_credentials(cfg))  # reloaded by the config watcher
         limiter = FailureLimiter(server.max_auth_failures, server.auth_failure_window_seconds)
 
         def per_client(attr: str, default: int, client_id: str) -> int:

@@ -17,6 +17,7 @@ import logging
 import secrets
 import time
 from collections import deque
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -40,6 +41,8 @@ def load_credentials(cfg: GatewayConfig) -> dict[str, Credentials]:
     """Parse every client's SFTP keys and hashes once, naming the bad key in the error."""
     out: dict[str, Credentials] = {}
     for cid, client in cfg.clients.items():
+        if not client.enabled:
+            continue
         creds = Credentials(password_hash=client.sftp.password_hash)
         for i, line in enumerate(client.sftp.authorized_keys):
             try:
@@ -67,6 +70,30 @@ def _verify(password: str, stored: str | None) -> bool:
         return verify_password(password, stored)
     verify_password(password, _decoy_hash())
     return False
+
+
+class CredentialTable(Mapping[str, Credentials]):
+    """The logins the server checks against; ``reload`` swaps in a new table while serving.
+
+    Sessions look a login up at the moment they authenticate, so a swapped table applies to the next
+    login; a session already open keeps going.
+    """
+
+    def __init__(self, table: dict[str, Credentials]) -> None:
+        self._table = table
+
+    def __getitem__(self, key: str) -> Credentials:
+        return self._table[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table)
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def reload(self, cfg: GatewayConfig) -> None:
+        """Parse ``cfg``'s logins (ConfigError leaves the current table in place), then swap at once."""
+        self._table = load_credentials(cfg)
 
 
 class FailureLimiter:
@@ -100,7 +127,7 @@ class FailureLimiter:
 class GatewaySSHServer(asyncssh.SSHServer):
     """One SSH connection: authentication only; the SFTP session is ``JailedSFTPServer``."""
 
-    def __init__(self, credentials: dict[str, Credentials], limiter: FailureLimiter) -> None:
+    def __init__(self, credentials: Mapping[str, Credentials], limiter: FailureLimiter) -> None:
         self.credentials, self.limiter = credentials, limiter
         self.peer, self.username, self.authenticated, self.tried = "?", "", False, False
         self.counted = False  # a refused password was counted already: the close does not count again

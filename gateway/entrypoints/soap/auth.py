@@ -111,6 +111,8 @@ def load_logins(config: GatewayConfig) -> dict[str, tuple[str, str, bool]]:
     """username -> (client id, scrypt hash, read only) of every client; ConfigError if inconsistent."""
     users: dict[str, tuple[str, str, bool]] = {}
     for cid, c in config.clients.items():
+        if not c.enabled:  # `gateway clients disable`: no login until enabled again
+            continue
         key = f"clients.{cid}.soap"
         logins = [(f"{key}.credentials[{i}]", cred.username, cred.password_hash, cred.role == "read")
                   for i, cred in enumerate(c.soap.credentials)]

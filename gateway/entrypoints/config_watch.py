@@ -1,0 +1,112 @@
+"""Watch the config file (watchdog) and take changed clients into a running ``serve`` without restart.
+
+What reloads: the ``clients`` section: SFTP keys and password hashes, SOAP users, ``enabled``, names,
+mappings, default partners, ack and SFTP limits (everything read per file or per login). What needs a
+restart: partners, routing rules, listeners (sftp, soap), database, paths, dispatcher and the folders the
+inbox watcher watches (a new client's files dropped by other means than SFTP). A change there is logged
+once as ``config.restart_needed``.
+
+The admin CLI replaces the file by rename; editors write in place or rename: every event naming the
+file, as source or destination, triggers a reload. A file that does not load (half-written, invalid) is
+logged and the running config stays; the next good write is taken.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import msgspec
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from gateway.bootstrap import App
+from gateway.config import GatewayConfig, load_config
+from gateway.entrypoints.sftp.auth import CredentialTable, load_credentials
+from gateway.errors import ConfigError
+from gateway.services.routing import Router
+
+log = logging.getLogger("gateway.config")
+_RESTART = ("partners", "routing", "sftp", "soap", "database", "paths", "keys", "dispatcher", "watcher", "node")
+
+
+class ClientReloader:
+    """Applies a newly loaded config's clients to the running parts, all or nothing."""
+
+    def __init__(self, app: App, sftp: CredentialTable | None, soap_reload: Callable[[GatewayConfig], None] | None):
+        self.app, self.sftp, self.soap_reload = app, sftp, soap_reload
+        self._lock = threading.Lock()
+
+    def apply(self, new: GatewayConfig) -> bool:
+        """Take ``new``'s clients; False when nothing about clients changed. ConfigError changes nothing."""
+        with self._lock:
+            cur = self.app.config
+            if msgspec.json.encode(new.clients) == msgspec.json.encode(cur.clients):
+                self._restart_note(cur, new)
+                return False
+            if self.sftp is not None:
+                load_credentials(new)  # every key parses before anything is swapped
+            if self.soap_reload is not None:
+                self.soap_reload(new)  # checks, then swaps
+            if self.sftp is not None:
+                self.sftp.reload(new)
+            cur.clients = new.clients  # every part holds this same config object
+            self.app.router = Router(cur)
+            log.info("config.reloaded clients=%d enabled=%d", len(new.clients),
+                     sum(c.enabled for c in new.clients.values()))
+            self._restart_note(cur, new)
+            return True
+
+    @staticmethod
+    def _restart_note(cur: GatewayConfig, new: GatewayConfig) -> None:
+        changed = [name for name in _RESTART
+                   if msgspec.json.encode(getattr(cur, name)) != msgspec.json.encode(getattr(new, name))]
+        if changed:
+            log.warning("config.restart_needed sections=%s: these take effect at the next start", ",".join(changed))
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, path: Path, changed: Callable[[], None]) -> None:
+        self.path, self.changed = path, changed
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.is_directory or event.event_type in ("opened", "closed_no_write"):
+            return
+        for raw in (event.src_path, getattr(event, "dest_path", "")):
+            if raw and Path(str(raw)).resolve() == self.path and self.path.exists():
+                self.changed()
+                return
+
+
+class ConfigWatcher:
+    """Reloads clients from ``path`` whenever the file changes."""
+
+    def __init__(self, path: Path, reloader: ClientReloader) -> None:
+        self.path, self.reloader = path.resolve(), reloader
+        self._observer = Observer()
+
+    def reload(self) -> None:
+        try:
+            new = load_config(self.path)
+            self.reloader.apply(new)
+        except ConfigError as exc:
+            log.warning("config.reload_failed error=%s: the running config stays", exc)
+
+    def start(self) -> None:
+        self._observer.schedule(_Handler(self.path, self.reload), str(self.path.parent), recursive=False)
+        self._observer.start()
+
+    def stop(self) -> None:
+        self._observer.stop()
+        self._observer.join(timeout=5)
+
+    def alive(self) -> bool:
+        return self._observer.is_alive()
+
+    def restart(self) -> None:
+        """A new observer after the old one died; the file is read again so no change is missed."""
+        self._observer = Observer()
+        self.start()
+        self.reload()

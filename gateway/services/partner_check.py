@@ -1,0 +1,119 @@
+"""Connectivity check of a partner through its configured adapter (``gateway partners test``).
+
+Each check does the least that proves delivery could work, with the adapter's own settings: the
+directory adapter's folder is writable (a probe file written and removed), SFTP connects, logs in with
+the pinned host key and lists the upload folder (the adapter's own session code), HTTP answers a GET of
+``health_url`` (option) or the base URL with a status below 500, SOAP serves its WSDL, SMTP greets.
+The partner's certificate is read too: a batch cannot be encrypted to a missing or expired one.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import smtplib
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import httpx
+from cryptography import x509
+
+from adapters.directory import DirectoryAdapter
+from adapters.mail import EmailAdapter
+from adapters.rest import HttpAdapter
+from adapters.sftp import SftpAdapter
+from adapters.soap import SoapAdapter
+from gateway.bootstrap import App
+from gateway.errors import ConfigError, DeliveryError, NotFound
+from gateway.services.dispatch import open_adapter
+
+
+@dataclass
+class CheckResult:
+    partner: str
+    adapter: str
+    ok: bool
+    detail: str
+    seconds: float
+    certificate: str
+
+
+def _certificate(app: App, partner_id: str) -> tuple[bool, str]:
+    path = app.config.path(app.config.partners[partner_id].certificate)
+    try:
+        cert = x509.load_pem_x509_certificate(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        return False, f"certificate {path} unreadable: {type(exc).__name__}"
+    until = cert.not_valid_after_utc
+    if until <= datetime.now(timezone.utc):
+        return False, f"certificate expired {until:%Y-%m-%d}"
+    return True, f"certificate valid until {until:%Y-%m-%d}"
+
+
+def _probe(adapter: Any, options: dict[str, Any]) -> str:
+    if isinstance(adapter, DirectoryAdapter):
+        if not adapter.path.is_dir():
+            if not adapter.create:
+                raise DeliveryError(f"{adapter.path} does not exist (option create: false)", retryable=True)
+            adapter.path.mkdir(parents=True, exist_ok=True)
+        probe = adapter.path / f".gateway-check-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            probe.write_bytes(b"")
+        except OSError as exc:
+            raise DeliveryError(f"{adapter.path} is not writable: {exc.strerror}", retryable=True) from exc
+        probe.unlink()
+        return f"folder {adapter.path} writable"
+    if isinstance(adapter, SftpAdapter):
+        async def listdir(sftp: Any) -> int:
+            return len(await sftp.listdir(adapter.upload_dir))
+        # the adapter's own session: same host key pinning, key and timeouts as a delivery
+        n = adapter._run("check", listdir)
+        return f"sftp {adapter.username}@{adapter.host}:{adapter.port} logged in, {adapter.upload_dir} lists {n} entries"
+    if isinstance(adapter, HttpAdapter):
+        url = str(options.get("health_url") or adapter.client.base_url)
+        return _get(adapter.client, url, "http")
+    if isinstance(adapter, SoapAdapter):
+        with httpx.Client(timeout=adapter.timeout) as client:
+            return _get(client, adapter.wsdl, "wsdl")
+    if isinstance(adapter, EmailAdapter):
+        try:
+            with smtplib.SMTP(adapter.host, adapter.port, timeout=adapter.timeout) as smtp:
+                code, _ = smtp.noop()
+        except (OSError, smtplib.SMTPException) as exc:
+            raise DeliveryError(f"smtp {adapter.host}:{adapter.port}: {type(exc).__name__}: {exc}",
+                                retryable=True) from exc
+        return f"smtp {adapter.host}:{adapter.port} answers ({code})"
+    return "no connectivity check for this adapter; the adapter was built from its options"
+
+
+def _get(client: httpx.Client, url: str, what: str) -> str:
+    try:
+        r = client.get(url)
+    except httpx.HTTPError as exc:
+        raise DeliveryError(f"{what} GET {url}: {type(exc).__name__}: {exc}", retryable=True) from exc
+    if r.status_code >= 500 or (what == "wsdl" and r.status_code >= 400):
+        raise DeliveryError(f"{what} GET {url}: HTTP {r.status_code}", retryable=True)
+    if what == "wsdl" and b"definitions" not in r.content[:4096]:
+        raise DeliveryError(f"wsdl GET {url}: HTTP {r.status_code} but no WSDL in the answer", retryable=False)
+    return f"{what} GET {url}: HTTP {r.status_code}"
+
+
+def check_partner(app: App, partner_id: str) -> CheckResult:
+    """Build the partner's adapter and probe it; never raises for an unreachable partner."""
+    pcfg = app.config.partners.get(partner_id)
+    if pcfg is None:
+        raise NotFound(f"no partner '{partner_id}' (configured: {', '.join(sorted(app.config.partners)) or 'none'})")
+    started = time.monotonic()
+    cert_ok, cert = _certificate(app, partner_id)
+    adapter: Any = None
+    try:
+        adapter = open_adapter(app, partner_id)
+        detail, ok = _probe(adapter, dict(pcfg.options)), cert_ok
+    except (DeliveryError, ConfigError) as exc:
+        detail, ok = str(exc), False
+    finally:
+        if adapter is not None:
+            adapter.close()
+    return CheckResult(partner_id, pcfg.adapter, ok, detail, round(time.monotonic() - started, 3), cert)

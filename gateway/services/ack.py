@@ -10,8 +10,10 @@ ends with a ``truncated`` entry saying how many more there were.
 from __future__ import annotations
 
 import csv
+import glob
 import os
 import secrets
+import socket
 import tempfile
 from pathlib import Path
 from types import TracebackType
@@ -72,9 +74,24 @@ def ack_target(given: str, input_name: str, ack_format: str = "auto") -> Path:
     return path
 
 
+_HOST = "".join(c if c.isalnum() else "_" for c in socket.gethostname())
+
+
 def private_temp_name(final_name: str) -> str:
     """A dot-file temp name no other writer shares (several nodes may answer into one shared inbox)."""
-    return f".{final_name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+    return f".{final_name}.{_HOST}-{os.getpid()}-{secrets.token_hex(4)}.tmp"
+
+
+def remove_stale_temps(final: Path) -> None:
+    """Temp files of ``final`` left by a writer on this host that is gone (killed mid-file)."""
+    for tmp in final.parent.glob(f".{glob.escape(final.name)}.{_HOST}-*.tmp"):
+        try:
+            pid = int(tmp.name[:-len(".tmp")].rsplit("-", 2)[-2])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except (ValueError, IndexError, PermissionError):
+            continue  # not ours to judge, or the writer is alive under another user
 
 
 class AckWriter:
@@ -88,6 +105,7 @@ class AckWriter:
         self.error_cap = error_cap
         self.rejected = self.omitted = 0
         final.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(final)
         self._tmp = final.with_name(private_temp_name(final.name))
         self.xml = final.name.lower().endswith(".xml")
         self._fh = open(self._tmp, "wb" if self.xml else "w", **({} if self.xml else  # type: ignore[call-overload]

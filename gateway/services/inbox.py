@@ -26,7 +26,7 @@ from sqlalchemy import RowMapping
 from gateway.bootstrap import App
 from gateway.domain.findings import Finding
 from gateway.errors import InputError
-from gateway.services.ack import AckWriter, private_temp_name, safe_cell
+from gateway.services.ack import AckWriter, private_temp_name, remove_stale_temps, safe_cell
 from gateway.services.client_files import LINK_REFUSED, LinkRefused, is_link
 from gateway.services.file_writers import has_writer, remove_unless_written
 from gateway.services.ingest import IngestResult, ack_path_for, ingest_file, resume
@@ -384,6 +384,7 @@ def write_archive_index(app: App, client_id: str) -> Path:
     with read_tx(app.engine) as conn:
         rows = sub_store.listing(conn, client_id=client_id, limit=ARCHIVE_LIMIT)
     final, tmp = folder / ARCHIVE_INDEX, folder / private_temp_name(ARCHIVE_INDEX)
+    remove_stale_temps(final)
     with open(tmp, "w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh, delimiter=";", lineterminator="\r\n")
         w.writerow(("received_at", "reference", "filename", "channel", "sha256", "size", "status", "rows",

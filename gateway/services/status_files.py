@@ -22,7 +22,7 @@ from sqlalchemy import RowMapping
 from gateway.bootstrap import App
 from gateway.domain.model import from_minor
 from gateway.errors import ConfigError
-from gateway.services.ack import private_temp_name, safe_cell
+from gateway.services.ack import private_temp_name, remove_stale_temps, safe_cell
 from gateway.store import projection
 from gateway.store import uploads as store
 from gateway.store.db import read_tx, write_tx
@@ -74,6 +74,7 @@ def _write(app: App, client_id: str, plan: RowMapping) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     name = str(plan["filename"])
     final, tmp = folder / name, folder / private_temp_name(name)
+    remove_stale_temps(final)
     if plan["format"] == "xml":
         _write_xml(tmp, client_id, plan, events, now)
     else:

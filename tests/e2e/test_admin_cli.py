@@ -53,7 +53,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)])
+# The admin commands go through the same use cases on both databases (those are tested on both elsewhere);
+# about forty CLI processes make this module slow, so it runs once, on SQLite.
+@pytest.fixture(scope="module", params=["sqlite"])
 def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     root = tmp_path_factory.mktemp(f"admin-{request.param}")
     urls: Iterator[str]

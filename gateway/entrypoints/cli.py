@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.bootstrap import App, build_app
-from gateway.entrypoints import (claims_admin_cli, clients_cli, commands, mapping_cli, partners_admin_cli,
-                                 partners_cli, status_cli)
+from gateway.entrypoints import (backup_cli, claims_admin_cli, clients_cli, commands, mapping_cli,
+                                 partners_admin_cli, partners_cli, status_cli)
 from gateway.entrypoints.logs import configure_logging
 from gateway.errors import ConfigError, GatewayError, IllegalTransition, InputError, NotFound
 
@@ -98,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="action", required=True)
     db.add_parser("upgrade", help="apply migrations")
     db.add_parser("rebuild-projection", help="fold every claim's events into claim_current again (idempotent)")
+    backup_cli.add_action(db)  # db backup DEST
     keys = sub.add_parser("keys", help="key material").add_subparsers(dest="action", required=True)
     keys.add_parser("init", help="create missing keys for the configured gateway")
     return p
@@ -143,6 +144,9 @@ def _main(argv: Sequence[str] | None) -> int:
             return commands.db_rebuild_projection(app)
         if args.command == "partners" and args.action in partners_admin_cli.ACTIONS:
             return partners_admin_cli.run(app, args)  # config and partners only: no database
+        if args.command == "db" and args.action == "backup":
+            commands.require_database(app)  # copies what is there; never migrates or creates it
+            return backup_cli.run(app, args)
         if args.command == "db":
             return commands.db_upgrade(app)
         if args.command != "serve":

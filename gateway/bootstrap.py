@@ -14,6 +14,7 @@ from gateway.config import GatewayConfig, load_config
 from gateway.crypto.fieldcrypt import FieldCipher, load_field_cipher
 from gateway.services.mappings import MappingRegistry
 from gateway.services.routing import Router
+from gateway.store import keys_store
 from gateway.store.db import make_engine, upgrade
 
 DATA_KEY_FILE = "data-keys.json"
@@ -68,6 +69,7 @@ def build_app(config: GatewayConfig | str | Path | None = None, *, migrate: bool
     """An App from a config (object, path, or the default lookup); ``migrate`` upgrades the schema first."""
     cfg = config if isinstance(config, GatewayConfig) else load_config(config)
     engine = make_engine(cfg.database_url, echo=cfg.database.echo, busy_timeout=cfg.database.busy_timeout_seconds)
+    keys_store.register_cipher(engine, lambda: load_field_cipher(cfg.keys_dir / DATA_KEY_FILE, cfg.keys.data_keys_env))
     if migrate:
         upgrade(engine)
     return App(config=cfg, engine=engine)

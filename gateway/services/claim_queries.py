@@ -167,7 +167,7 @@ def list_claims(app: App, client_id: str, f: ClaimFilter) -> tuple[list[RowMappi
         raise InvalidRequest(f"limit must be 1..{MAX_PAGE} and offset >= 0", "limit")
     if f.text:
         f.text = f.text.strip()[:128]
-        f.debtor_token = app.cipher.blind_index(f.text)
+        f.debtor_token = app.cipher.blind_index(f.text, client_id)
     with read_tx(app.engine) as conn:
         return claim_search.search(conn, client_id, f)
 

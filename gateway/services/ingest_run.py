@@ -226,7 +226,7 @@ class IngestRun:
         now = self.app.now()
         with write_tx(self.app.engine) as conn:
             fence(self.app, conn)  # a node that lost the client's lease must not commit this chunk
-            ids = claim_store.insert_prepared(conn, sid, [n for _, n in new], now=now)
+            ids = claim_store.insert_prepared(conn, sid, [n for _, n in new], now=now, cipher=cipher)
             # Prepared columns: [2] is the partner, [4] the currency (store/claims.py prepare_claim).
             enqueue_deliveries(conn, prefix=f"deliver:{sid}", number=self.chunk_no, client_id=self.client_id,
                                members=[(cid, cols[2], cols[4]) for (_, (cols, state, _, _)), cid in zip(new, ids)

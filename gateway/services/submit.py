@@ -183,7 +183,7 @@ def _store(app: App, client_id: str, drafts: list[Draft], raw: bytes) -> SubmitR
             new.append((answer, d, NewClaim(claim=claim, state=state, event_data=data)))
         rows = [(d.prepared if d.prepared is not None else claim_store.prepare_claim(app.cipher, n.claim), n.state,
                  None, n.event_data) for _, d, n in new]
-        ids = claim_store.insert_prepared(conn, sid, rows, now=now)
+        ids = claim_store.insert_prepared(conn, sid, rows, now=now, cipher=app.cipher)
         for (answer, _, _), cid in zip(new, ids):
             answer.claim_id = cid
         for repeat, first in repeats:

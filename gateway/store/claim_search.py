@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping, and_, exists, func, or_, select
 
+from gateway.store import keys_store
 from gateway.store.schema import claim_current, claim_events, claim_labels, claims
 
 SORTABLE = ("last_change", "claim_id", "reference", "invoice_number", "invoice_date", "due_date", "amount",
@@ -76,7 +77,7 @@ def search(conn: Connection, client_id: str, f: ClaimFilter) -> tuple[list[RowMa
         text: list[Any] = [claims.c.creditor_reference.ilike(_like(f.text), escape="\\"),
                            claims.c.invoice_number.ilike(_like(f.text), escape="\\")]
         if f.debtor_token:
-            text.append(claims.c.debtor_index == f.debtor_token)
+            text.append(keys_store.name_matches(f.debtor_token))
         conds.append(or_(*text))
     counted = select(func.count()).select_from(cc)
     if needs_claims:

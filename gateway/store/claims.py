@@ -15,16 +15,18 @@ from typing import Any
 import msgspec
 from sqlalchemy import Connection, RowMapping, and_, func, or_, select
 
+from gateway.crypto import envelope
 from gateway.crypto.fieldcrypt import FieldCipher
 from gateway.domain.lifecycle import Actor, State, check_transition
 from gateway.domain.model import Claim, Debtor, to_minor
-from gateway.errors import IllegalTransition, NotFound
-from gateway.store import projection
+from gateway.errors import IllegalTransition, KeyStoreError, NotFound
+from gateway.store import keys_store, projection
 from gateway.store.projection import EventFacts
 from gateway.store.schema import claim_current, claim_events, claims
 from gateway.store.sql import bulk_insert, db_time, dumps, loads, utcnow
 
 _EMPTY_DEBTOR = Debtor()
+_ERASED = Debtor(last_name=envelope.ERASED_NAME)
 _claim_decoder = msgspec.json.Decoder(Claim)
 
 
@@ -64,7 +66,8 @@ def allocate_ids(conn: Connection, n: int) -> list[int]:
 # The stored columns of one claim, computed without a database (in an ingest worker process):
 # client_id, creditor_reference, partner_id, claim_type, currency, principal_minor, open_minor,
 # invoice_number, invoice_date, due_date, debtor_index, personal (ciphertext), body (JSON text); then, not
-# stored in ``claims`` but opening the case account: fees_minor, paid_before_minor.
+# stored in ``claims`` but opening the case account: fees_minor, paid_before_minor; then the claim's raw data
+# key and the debtor name's blind index, which go (the key wrapped) into ``claim_keys``.
 PreparedClaim = tuple[Any, ...]
 _STORED = 13  # how many of a PreparedClaim's values are ``claims`` columns
 _CLAIM_COLUMNS = ("id", "client_id", "creditor_reference", "partner_id", "claim_type", "currency", "principal_minor",
@@ -76,6 +79,7 @@ _EVENT_COLUMNS = ("claim_id", "client_id", "state", "from_state", "actor", "kind
 def prepare_claim(cipher: FieldCipher, c: Claim, total_open: Any = None) -> PreparedClaim:
     """A claim's stored column values: personal data encrypted, the rest as its JSON body."""
     personal = _encoder.encode(_Personal(debtor=c.debtor, memo=c.memo))
+    dek = envelope.new_key()
     body = _encoder.encode(msgspec.structs.replace(c, debtor=_EMPTY_DEBTOR, memo=None))
     name = c.debtor.display_name()
     total = c.total_open_amount if total_open is None else total_open
@@ -83,14 +87,18 @@ def prepare_claim(cipher: FieldCipher, c: Claim, total_open: Any = None) -> Prep
     paid = to_minor(c.payments_total, c.currency) if c.payments_received else 0
     return (c.client_id, c.creditor_reference, c.partner_id, c.claim_type.value, c.currency,
             to_minor(c.principal_amount, c.currency), to_minor(total, c.currency), c.invoice_number, c.invoice_date,
-            c.due_date, cipher.blind_index(name) if name else None,
-            cipher.encrypt(personal, _aad(c.client_id, c.creditor_reference)), body.decode(), fees, paid)
+            c.due_date, None, envelope.seal(dek, personal, _aad(c.client_id, c.creditor_reference)), body.decode(),
+            fees, paid, dek, cipher.blind_index(name, c.client_id) if name else None)
 
 
 def insert_prepared(conn: Connection, submission_id: int,
                     items: Sequence[tuple[PreparedClaim, State, int | None, dict[str, Any] | None]],
-                    now: datetime | None = None) -> list[int]:
-    """Insert prepared claims (columns, first state, source row, event data) with their first events."""
+                    now: datetime | None = None, *, cipher: FieldCipher | None = None) -> list[int]:
+    """Insert prepared claims (columns, first state, source row, event data) with their first events.
+
+    ``cipher`` wraps each claim's data key under its client's key (``store/keys_store.py``); only
+    hand-built columns without a data key (benchmarks) may leave it out.
+    """
     ids = allocate_ids(conn, len(items))
     event_ids = allocate_event_ids(conn, len(items))
     t: Any = db_time(conn, now or utcnow())
@@ -105,6 +113,11 @@ def insert_prepared(conn: Connection, submission_id: int,
     bulk_insert(conn, claims, _CLAIM_COLUMNS, claim_rows)
     bulk_insert(conn, claim_events, ("id", *_EVENT_COLUMNS), event_rows)
     bulk_insert(conn, claim_current, projection.COLUMNS, current_rows)
+    keyed = [(cid, cols[0], cols[15], cols[16]) for cid, (cols, _, _, _) in zip(ids, items) if len(cols) > 15]
+    if keyed:
+        if cipher is None:
+            raise KeyStoreError("insert_prepared needs the cipher to store the claims' data keys")
+        keys_store.insert_claim_keys(conn, cipher, keyed, now)
     return ids
 
 
@@ -131,14 +144,19 @@ def insert_new(conn: Connection, cipher: FieldCipher, submission_id: int, items:
                now: datetime | None = None) -> list[int]:
     """Insert claims with their first event (received -> queued/held) in the caller's transaction."""
     return insert_prepared(conn, submission_id, [(prepare_claim(cipher, item.claim), item.state, item.source_row,
-                                                  item.event_data) for item in items], now)
+                                                  item.event_data) for item in items], now, cipher=cipher)
 
 
 def decode(row: RowMapping, cipher: FieldCipher) -> Claim:
-    """The full canonical claim of a stored row, personal data decrypted."""
+    """The full canonical claim of a stored row, personal data decrypted (shown as erased once its key is gone).
+
+    ``row`` comes from ``get_row``/``rows_by_ids``, which join the claim's wrapped keys.
+    """
     body = _claim_decoder.decode(row["body"])
-    personal = _personal_decoder.decode(cipher.decrypt(row["personal"], _aad(row["client_id"],
-                                                                             row["creditor_reference"])))
+    plain = keys_store.open_personal(cipher, row, _aad(row["client_id"], row["creditor_reference"]))
+    if plain is None:
+        return msgspec.structs.replace(body, debtor=_ERASED, memo=None)
+    personal = _personal_decoder.decode(plain)
     return msgspec.structs.replace(body, debtor=personal.debtor, memo=personal.memo)
 
 
@@ -197,7 +215,7 @@ def transition(conn: Connection, claim_ids: Sequence[int], to: State, actor: Act
 
 
 def get_row(conn: Connection, claim_id: int) -> RowMapping:
-    row = conn.execute(select(claims).where(claims.c.id == claim_id)).mappings().first()
+    row = conn.execute(keys_store.claims_with_keys().where(claims.c.id == claim_id)).mappings().first()
     if row is None:
         raise NotFound(f"no claim {claim_id}")
     return row
@@ -208,8 +226,8 @@ def rows_by_ids(conn: Connection, claim_ids: Sequence[int]) -> list[RowMapping]:
     out: list[RowMapping] = []
     ids = sorted(claim_ids)
     for i in range(0, len(ids), 500):
-        out.extend(conn.execute(select(claims).where(claims.c.id.in_(ids[i:i + 500])).order_by(claims.c.id))
-                   .mappings())
+        out.extend(conn.execute(keys_store.claims_with_keys().where(claims.c.id.in_(ids[i:i + 500]))
+                                .order_by(claims.c.id)).mappings())
     return out
 
 

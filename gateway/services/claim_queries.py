@@ -154,7 +154,8 @@ def get_submission(app: App, client_id: str, reference: str) -> tuple[RowMapping
         return sub, sub_store.findings(conn, sub["id"]), collection_run_status(conn, sub["id"])
 
 
-def list_claims(app: App, client_id: str, f: ClaimFilter) -> tuple[list[RowMapping], int]:
+def list_claims(app: App, client_id: str, f: ClaimFilter) -> tuple[list[RowMapping], int, bool]:
+    """A page of the client's claims, the total and whether it is exact (see ``claim_search.COUNT_AHEAD``)."""
     if f.sort not in claim_search.SORTABLE:
         raise InvalidRequest(f"cannot sort by '{f.sort}' (one of {', '.join(claim_search.SORTABLE)})", "sort")
     if f.date_field not in claim_search.DATE_FIELDS:

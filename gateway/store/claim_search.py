@@ -21,6 +21,10 @@ from sqlalchemy import Connection, RowMapping, and_, exists, func, or_, select
 from gateway.store import keys_store
 from gateway.store.schema import claim_current, claim_events, claim_labels, claims
 
+# The total of a list is counted exactly up to this many claims past the page, then given as "at least": a
+# count walks every match (400k index entries for one state of a 1M-claim book took ~200 ms on SQLite),
+# the page itself only its 50 rows.
+COUNT_AHEAD = 10_000
 SORTABLE = ("last_change", "claim_id", "reference", "invoice_number", "invoice_date", "due_date", "amount",
             "principal", "state", "received", "partner")
 DATE_FIELDS = ("received", "last_change", "invoice_date", "due_date")
@@ -51,8 +55,9 @@ def _day(d: date) -> datetime:
     return datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
 
 
-def search(conn: Connection, client_id: str, f: ClaimFilter) -> tuple[list[RowMapping], int]:
-    """One page of the client's claims with their current state and last change, and the total count."""
+def search(conn: Connection, client_id: str, f: ClaimFilter) -> tuple[list[RowMapping], int, bool]:
+    """One page of the client's claims with their current state and last change, the total, and whether the
+    total is exact (False: at least that many; counting stopped ``COUNT_AHEAD`` claims past the page)."""
     cc = claim_current
     cols = {"last_change": cc.c.updated_at, "claim_id": cc.c.claim_id, "reference": cc.c.creditor_reference,
             "invoice_number": claims.c.invoice_number, "invoice_date": claims.c.invoice_date,
@@ -79,10 +84,11 @@ def search(conn: Connection, client_id: str, f: ClaimFilter) -> tuple[list[RowMa
         if f.debtor_token:
             text.append(keys_store.name_matches(f.debtor_token))
         conds.append(or_(*text))
-    counted = select(func.count()).select_from(cc)
+    cap = f.offset + f.limit + COUNT_AHEAD
+    matching = select(cc.c.claim_id).where(and_(*conds)).limit(cap + 1)
     if needs_claims:
-        counted = counted.join(claims, claims.c.id == cc.c.claim_id)
-    total = int(conn.execute(counted.where(and_(*conds))).scalar_one())
+        matching = matching.join(claims, claims.c.id == cc.c.claim_id)
+    counted = int(conn.execute(select(func.count()).select_from(matching.subquery())).scalar_one())
     order = cols[f.sort]
     order_by = [order.desc(), cc.c.claim_id.desc()] if f.descending else [order.asc(), cc.c.claim_id.asc()]
     page = (select(cc.c.claim_id, cc.c.creditor_reference, claims.c.invoice_number, claims.c.invoice_date,
@@ -93,7 +99,7 @@ def search(conn: Connection, client_id: str, f: ClaimFilter) -> tuple[list[RowMa
             .join(claims, claims.c.id == cc.c.claim_id).where(and_(*conds))
             .order_by(*order_by).limit(f.limit).offset(f.offset))
     rows = list(conn.execute(page).mappings())
-    return rows, total
+    return rows, min(counted, cap), counted <= cap
 
 
 def changes(conn: Connection, client_id: str, cursor: int, limit: int,

@@ -127,7 +127,8 @@ def test_lists_by_state_and_unread_marks(app: App, handed: list[int]) -> None:
     apply_updates(app, P, [up(1, a, code="BEARB"), up(2, b, code="BEARB"), up(3, c, code="BEZ")])
 
     def page(**kw: Any) -> tuple[list[int], int]:
-        found, total = claim_queries.list_claims(app, "demo", ClaimFilter(**kw))
+        found, total, exact = claim_queries.list_claims(app, "demo", ClaimFilter(**kw))
+        assert exact
         return [r["claim_id"] for r in found], total
 
     assert page(states=["in_progress"]) == ([b, a], 2)  # newest change first

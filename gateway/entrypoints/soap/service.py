@@ -98,8 +98,8 @@ class GatewayService(ServiceBase):  # type: ignore[misc]
     def ListClaims(ctx, filter):  # type: ignore[no-untyped-def]
         plain = tr.to_plain(filter) if filter is not None else {}
         f = ClaimFilter(**plain)
-        rows, total = claim_queries.list_claims(_app(ctx), _client(ctx), f)
-        return t.ClaimPage(total=total, offset=f.offset, claims=[t.ClaimSummary(
+        rows, total, exact = claim_queries.list_claims(_app(ctx), _client(ctx), f)
+        return t.ClaimPage(total=total, total_exact=exact, offset=f.offset, claims=[t.ClaimSummary(
             claim_id=r["claim_id"], creditor_reference=r["creditor_reference"], invoice_number=r["invoice_number"],
             state=r["state"], last_change=r["last_change"], received_at=r["received_at"],
             invoice_date=r["invoice_date"], due_date=r["due_date"], currency=r["currency"],

@@ -183,7 +183,9 @@ class ClaimSummary(_Base):
 
 
 class ClaimPage(_Base):
-    _type_info = [("total", Integer), ("offset", Integer), ("claims", Array(ClaimSummary))]
+    # total_exact false: at least ``total`` claims match (counting stops 10,000 past the page); page on
+    _type_info = [("total", Integer), ("offset", Integer), ("claims", Array(ClaimSummary)),
+                  ("total_exact", Boolean)]
 
 
 class ListFilter(_Base):

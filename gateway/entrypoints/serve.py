@@ -107,6 +107,7 @@ class _Parts:
         self.book = UploadBook(app)
         self.sftp: SftpInbox | None = None
         self.soap: Any = None
+        self.web: Any = None
         self.watcher: InboxWatcher | None = None
         self.mappings = MappingWatcher(app.mappings, app.config.mappings_dir)  # hot reload of mappings/
         self.partners = PartnerTasks(app, sup)
@@ -154,6 +155,11 @@ class _Parts:
             from gateway.entrypoints.soap.server import SoapServer
             self.soap = SoapServer(app)
             await asyncio.to_thread(self.soap.start)
+        if cfg.web.enabled:  # starlette and uvicorn are imported only when the console is on
+            from gateway.entrypoints.web.server import WebServer
+            self.web = await asyncio.to_thread(WebServer, app)  # hashes demo passwords (scrypt), ~0.1 s each
+            await self.web.start()
+            self.web.print_demo_logins()
         if not cfg.source.startswith("<"):  # clients changed in the config file (admin CLI) apply at once
             reloader = ClientReloader(app, self.sftp.credentials if self.sftp else None,
                                       self.soap.gate.auth.reload if self.soap else None)
@@ -166,6 +172,8 @@ class _Parts:
             problems.append("sftp listener not up")
         if cfg.soap.enabled and (self.soap is None or not self.soap.alive()):
             problems.append("soap listener not up")
+        if cfg.web.enabled and (self.web is None or not self.web.alive()):
+            problems.append("web listener not up")
         return problems
 
     async def _resume_step(self) -> bool:
@@ -209,6 +217,8 @@ class _Parts:
         if self.soap is not None:
             soap = self.soap
             await bounded("soap", lambda: asyncio.to_thread(soap.stop))
+        if self.web is not None:
+            await bounded("web", self.web.stop)
         if self.sftp is not None:
             await bounded("sftp", self.sftp.close)
         abandoned += await self.sup.join(max(0.1, deadline - loop.time()))

@@ -19,12 +19,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.bootstrap import App
 from gateway.entrypoints.supervisor import describe
 from gateway.entrypoints.web import routes_auth, routes_claims, routes_operator, routes_runs
 from gateway.entrypoints.web.pages import HERE, make_templates, redirect, render
-from gateway.entrypoints.web.security import HEADERS, LoginRequired, SecurityHeaders
+from gateway.entrypoints.web.security import LoginRequired, SecurityHeaders
 from gateway.entrypoints.web.texts import DEFAULT, translator
 from gateway.entrypoints.web.users import UserBook
 from gateway.errors import KeyStoreError, NotFound
@@ -62,13 +63,31 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     return render(request, "error.html", {"message": "not_found"}, status=404)
 
 
-async def _server_error(request: Request, exc: Exception) -> Response:
-    # Runs outside the session and header middleware: a plain page, with the headers set here.
-    route = request.scope.get("route")
-    log.error("web.error path=%s error=%s", getattr(route, "path", "?"), describe(exc))
-    t = translator(DEFAULT)
-    return HTMLResponse(f"<!doctype html><title>{t('app_name')}</title><p>{t('server_error')}</p>", 500,
-                        headers={**HEADERS, "cache-control": "no-store"})
+class _Contained:
+    """Any other error: logged once by ``describe`` (never a value, no traceback), a plain 500 page.
+
+    Caught here rather than by a Starlette handler, which would re-raise it for uvicorn to log in full.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as exc:  # noqa: BLE001 - every error ends here as a 500
+            route = scope.get("route")
+            log.error("web.error path=%s error=%s", getattr(route, "path", "?"), describe(exc))
+            if not started and scope["type"] == "http":
+                t = translator(DEFAULT)
+                page = HTMLResponse(f"<!doctype html><title>{t('app_name')}</title><p>{t('server_error')}</p>", 500)
+                await page(scope, receive, send)
 
 
 def build_web_app(app: App, users: UserBook | None = None) -> Starlette:
@@ -76,12 +95,12 @@ def build_web_app(app: App, users: UserBook | None = None) -> Starlette:
     cfg = app.config.web
     routes = [*routes_auth.ROUTES, *routes_claims.ROUTES, *routes_runs.ROUTES, *routes_operator.ROUTES,
               Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")]
-    middleware = [Middleware(SecurityHeaders),
+    middleware = [Middleware(SecurityHeaders), Middleware(_Contained),
                   Middleware(SessionMiddleware, secret_key=session_secret(app), session_cookie=SESSION_COOKIE,
                              max_age=cfg.session_max_age_seconds, same_site="lax", https_only=True)]
     web = Starlette(routes=routes, middleware=middleware,
                     exception_handlers={LoginRequired: _login_required, HTTPException: _http_error,
-                                        NotFound: _not_found, Exception: _server_error})
+                                        NotFound: _not_found})
     web.state.gateway = app
     web.state.users = users or UserBook(app.config)
     web.state.templates = make_templates()

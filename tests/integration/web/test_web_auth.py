@@ -83,3 +83,23 @@ def test_every_text_key_in_the_templates_is_in_the_catalog() -> None:
         used |= set(re.findall(r"\bt\('([a-z_]+)'\s*[,)]", template.read_text()))
     assert used and used - set(TEXTS) - set(STATES) == set()
     assert all(len(pair) == 2 and all(pair) for pair in TEXTS.values())
+
+
+def test_an_unexpected_error_is_a_plain_500_logged_without_values(console: Console, caplog: object,
+                                                                  monkeypatch: object) -> None:
+    import logging
+
+    import pytest
+
+    from gateway.services import claim_queries
+    assert isinstance(caplog, pytest.LogCaptureFixture) and isinstance(monkeypatch, pytest.MonkeyPatch)
+    caplog.set_level(logging.DEBUG)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("Jürgen Müller DE89370400440532013000")
+    monkeypatch.setattr(claim_queries, "list_claims", broken)
+    c = console.client("anna")
+    r = c.get("/claims")
+    assert r.status_code == 500 and "Ein Fehler ist aufgetreten" in r.text
+    assert r.headers["content-security-policy"] == CSP
+    assert "web.error path=/claims error=RuntimeError" in caplog.text and "Müller" not in caplog.text

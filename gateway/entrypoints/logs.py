@@ -79,3 +79,5 @@ def configure_logging(cfg: GatewayConfig, *, verbose: bool, serve: bool) -> None
     setattr(handler, "gateway", True)  # noqa: B010 - marks the handler this function may replace later
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else level if serve else max(level, logging.WARNING))
+    # alembic's start-up chatter ("Context impl SQLiteImpl.") is not one of our events; -v shows it
+    logging.getLogger("alembic").setLevel(logging.NOTSET if verbose else max(level, logging.WARNING))

@@ -140,6 +140,7 @@ def _main(argv: Sequence[str] | None) -> int:
         app = build_app(args.config)
         configure_logging(app.config, verbose=args.verbose, serve=args.command == "serve")
         if args.command == "db" and args.action == "rebuild-projection":
+            commands.require_database(app)  # a rebuild never creates an empty database
             commands.ensure_schema(app)
             return commands.db_rebuild_projection(app)
         if args.command == "partners" and args.action in partners_admin_cli.ACTIONS:

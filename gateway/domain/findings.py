@@ -27,6 +27,7 @@ class Outcome(str, enum.Enum):
     ACCEPTED = "accepted"
     HELD = "held"
     REJECTED = "rejected"
+    CONFLICT = "conflict"  # rejected: a known reference sent again with different data (see row_outcome)
 
 
 class Finding(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -59,6 +60,13 @@ def outcome_of(findings: list[Finding]) -> Outcome:
     return Outcome.ACCEPTED
 
 
+def row_outcome(findings: list[Finding]) -> Outcome:
+    """``outcome_of``, with a conflicting resend told apart from other rejections."""
+    if any(f.code == CONFLICTING_RESEND for f in findings):
+        return Outcome.CONFLICT
+    return outcome_of(findings)
+
+
 # Stable codes. Clients and partners key on these; never rename one, only add.
 MISSING_FIELD = "missing_field"
 TYPE_ERROR = "type_error"
@@ -78,5 +86,6 @@ DEBTOR_MINOR = "debtor_minor"
 TOO_LONG = "too_long"  # a text longer than the canonical model allows (the SOAP limits)
 TOO_MANY = "too_many"  # a repeated field with more entries than allowed
 DUPLICATE_REFERENCE = "duplicate_reference"
+CONFLICTING_RESEND = "conflicting_resend"  # a known reference with different data; names fields, never values
 NOTHING_OPEN = "nothing_open"
 NO_PARTNER = "no_partner"

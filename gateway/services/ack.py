@@ -130,7 +130,7 @@ class AckWriter:
             findings: list[Finding], *, sheet: str | None = None, xpath: str | None = None) -> None:
         """One source row's answer (a rejected row past the error cap is only counted)."""
         outcome_text = outcome.value if isinstance(outcome, Outcome) else outcome
-        if outcome_text == "rejected":
+        if outcome_text in ("rejected", "conflict"):  # a conflicting resend is a rejected row
             self.rejected += 1
             if self.error_cap is not None and self.rejected > self.error_cap:
                 self.omitted += 1

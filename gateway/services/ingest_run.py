@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import RowMapping
+from sqlalchemy import Connection, RowMapping
 
 from gateway.bootstrap import App
 from gateway.domain import findings as codes
-from gateway.domain.findings import Finding, Outcome, Severity, outcome_of
+from gateway.domain.findings import Finding, Outcome, Severity, outcome_of, row_outcome
 from gateway.domain.lifecycle import State
+from gateway.domain.model import Claim
 from gateway.errors import InputError, Interrupted
 from gateway.mapping.spec import MappingSpec
 from gateway.readers.base import Reader, SourceRow
@@ -31,6 +32,7 @@ from gateway.services.batching import enqueue_deliveries
 from gateway.services.node import fence
 from gateway.services.ingest_prepare import Preparer, PreparedRow, init_worker, work
 from gateway.store import claims as claim_store
+from gateway.store import fingerprints
 from gateway.store import submissions as sub_store
 from gateway.store.claims import PreparedClaim
 from gateway.store.db import read_tx, write_tx
@@ -174,6 +176,7 @@ class IngestRun:
         with read_tx(self.app.engine) as conn:
             existing = claim_store.existing_references(conn, self.client_id, [p.claim[1] for p in candidates
                                                                               if p.claim is not None])
+            differs = self._compare_resends(conn, candidates, existing, sid)
         seen: set[str] = set()
         new: list[tuple[PreparedRow, tuple[PreparedClaim, State, int | None, dict[str, Any] | None]]] = []
         own: dict[int, int] = {}  # source row -> claim id stored by an earlier run of this submission
@@ -186,11 +189,18 @@ class IngestRun:
                 own[p.row] = prior["id"]
                 stored_ok.add(p.row)
                 continue
+            if prior is not None and differs.get(p.row):
+                p.findings.append(Finding(
+                    code=codes.CONFLICTING_RESEND, field="creditor_reference", row=p.row,
+                    column=self.reference_column, message=f"reference '{ref}' was already submitted as claim "
+                    f"{prior['id']} with different data in: {', '.join(differs[p.row])}; nothing was stored"))
+                continue
             if prior is not None or ref in seen:
                 p.findings.append(Finding(
                     code=codes.DUPLICATE_REFERENCE, field="creditor_reference", row=p.row,
                     column=self.reference_column, message=f"reference '{ref}' was already submitted"
-                    + (f" (claim {prior['id']})" if prior is not None else " earlier in this file")))
+                    + (f" with the same data (claim {prior['id']})" if prior is not None
+                       else " earlier in this file")))
                 continue
             seen.add(ref)
             stored_ok.add(p.row)
@@ -219,20 +229,37 @@ class IngestRun:
         if progress is not None:
             progress(self.result.rows)
 
+    def _compare_resends(self, conn: Connection, candidates: list[PreparedRow], existing: dict[str, RowMapping],
+                         sid: int | None) -> dict[int, list[str]]:
+        """Source row -> the fields in which it differs from the stored claim of its reference ([] = same)."""
+        resends: list[tuple[int, int, Claim]] = []
+        for p in candidates:
+            assert p.claim is not None
+            prior = existing.get(p.claim[1])
+            if prior is not None and not (prior["submission_id"] == sid and prior["source_row"] == p.row):
+                resends.append((p.row, prior["id"], fingerprints.claim_of_prepared(self.app.cipher, p.claim)))
+        found = fingerprints.compare_resends(conn, self.app.cipher, [
+            (cid, claim, fingerprints.fingerprint(self.app.cipher, claim)) for _, cid, claim in resends])
+        return {row: fields for (row, _, _), fields in zip(resends, found)}
+
     def _store(self, new: list[tuple[PreparedRow, tuple[PreparedClaim, State, int | None, dict[str, Any] | None]]],
                chunk: list[PreparedRow], last_row: int) -> list[Any]:
         assert self.submission is not None
         sid = self.submission["id"]
         now = self.app.now()
+        cipher = self.app.cipher
+        prints = [fingerprints.fingerprint(cipher, fingerprints.claim_of_prepared(cipher, cols))
+                  for _, (cols, _, _, _) in new]
         with write_tx(self.app.engine) as conn:
             fence(self.app, conn)  # a node that lost the client's lease must not commit this chunk
             ids = claim_store.insert_prepared(conn, sid, [n for _, n in new], now=now, cipher=cipher)
+            fingerprints.insert(conn, zip(ids, prints))
             # Prepared columns: [2] is the partner, [4] the currency (store/claims.py prepare_claim).
             enqueue_deliveries(conn, prefix=f"deliver:{sid}", number=self.chunk_no, client_id=self.client_id,
                                members=[(cid, cols[2], cols[4]) for (_, (cols, state, _, _)), cid in zip(new, ids)
                                         if state is State.QUEUED and cols[2]],
                                payload={"submission_id": sid}, now=now)
-            rows = [(p.row, p.reference, outcome_of(p.findings), f) for p in chunk if p.findings for f in p.findings]
+            rows = [(p.row, p.reference, row_outcome(p.findings), f) for p in chunk if p.findings for f in p.findings]
             rows = rows[:max(0, MAX_STORED_FINDINGS - self.stored_findings)]
             self.stored_findings += len(rows)
             sub_store.record_findings(conn, sid, rows)
@@ -240,10 +267,10 @@ class IngestRun:
         return ids
 
     def _report(self, p: PreparedRow, claim_id: int | None, stored: bool) -> None:
-        outcome = outcome_of(p.findings) if p.findings else Outcome.ACCEPTED
+        outcome = row_outcome(p.findings) if p.findings else Outcome.ACCEPTED
         r = self.result
         r.rows += 1
-        if outcome is Outcome.REJECTED:
+        if outcome in (Outcome.REJECTED, Outcome.CONFLICT):
             r.rejected += 1
         else:
             r.accepted += outcome is Outcome.ACCEPTED

@@ -39,7 +39,8 @@ class Preview:
     header: list[str]
     columns: dict[str, str]  # canonical field -> the client's column
     rows: list[PreviewRow] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=lambda: {o.value: 0 for o in Outcome})
+    # A preview reads no store, so it never meets a stored reference: no conflict count.
+    counts: dict[str, int] = field(default_factory=lambda: {o.value: 0 for o in Outcome if o is not Outcome.CONFLICT})
     truncated: bool = False  # more rows than ``limit`` were in the file (counts cover all of them)
 
 

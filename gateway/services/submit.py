@@ -3,7 +3,8 @@
 One call is one submission. Everything it stores (the submission row, the raw request encrypted,
 claims with their first events, documents, labels, findings and the outbox rows) commits in ONE
 transaction, and only then is the answer built: durable before acknowledged. Idempotent by creditor
-reference: a reference the client submitted before answers with the existing claim, never a second one.
+reference: a reference the client submitted before with the same data answers with the existing claim,
+never a second one; with different data it is a ``conflict`` naming the fields that differ (store/fingerprints.py).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from gateway.domain.rules import validate_claim
 from gateway.services.batching import enqueue_deliveries
 from gateway.store import claims as claim_store
 from gateway.store import documents as doc_store
+from gateway.store import fingerprints
 from gateway.store import labels as label_store
 from gateway.store import submissions as sub_store
 from gateway.store.claims import NewClaim
@@ -66,11 +68,12 @@ class Draft:
 @dataclass
 class ClaimAnswer:
     reference: str | None
-    outcome: str  # accepted, held, rejected
-    claim_id: int | None = None
-    existing: bool = False  # the reference was submitted before: this is that claim
+    outcome: str  # accepted, held, rejected, conflict
+    claim_id: int | None = None  # for a conflict: the stored claim the resend conflicts with
+    existing: bool = False  # the reference was submitted before with the same data: this is that claim
     state: str | None = None
     findings: list[Finding] = field(default_factory=list)
+    differing_fields: list[str] = field(default_factory=list)  # conflict: canonical names, never values
 
 
 @dataclass
@@ -142,6 +145,7 @@ def serial_write_tx(app: App) -> Iterator[Connection]:
 
 def _store(app: App, client_id: str, drafts: list[Draft], raw: bytes) -> SubmitResult:
     now = app.now()
+    prints = [fingerprints.fingerprint(app.cipher, d.claim) if d.claim is not None else "" for d in drafts]
     with serial_write_tx(app) as conn:
         sub = sub_store.create(conn, client_id=client_id, channel="soap", filename=None,
                                sha256=hashlib.sha256(raw).hexdigest(), size=len(raw), dedupe=False, received_at=now)
@@ -155,9 +159,12 @@ def _store(app: App, client_id: str, drafts: list[Draft], raw: bytes) -> SubmitR
         existing = claim_store.existing_references(conn, client_id, refs)
         prior_states = claim_store.current_states(conn, [r["id"] for r in existing.values()])
         new: list[tuple[ClaimAnswer, Draft, NewClaim]] = []
+        new_prints: list[str] = []
         first_of: dict[str, ClaimAnswer] = {}
-        repeats: list[tuple[ClaimAnswer, ClaimAnswer]] = []  # (repeat, first) of a reference twice in this call
-        for d in drafts:
+        repeats: list[tuple[ClaimAnswer, ClaimAnswer, list[str]]] = []  # (repeat, first, fields that differ)
+        first_claim: dict[str, tuple[Claim, str]] = {}  # reference -> (claim, fingerprint) first in this call
+        resends: list[tuple[ClaimAnswer, int, Claim, str]] = []  # answer, stored claim id, claim sent, fingerprint
+        for d, fp in zip(drafts, prints):
             answer = ClaimAnswer(reference=d.reference, outcome=outcome_of(d.findings).value, findings=d.findings)
             result.results.append(answer)
             claim = d.claim
@@ -166,10 +173,12 @@ def _store(app: App, client_id: str, drafts: list[Draft], raw: bytes) -> SubmitR
             ref = claim.creditor_reference
             prior = existing.get(ref)
             if prior is not None:
-                _answer_existing(answer, prior["id"], prior_states.get(prior["id"]))
+                resends.append((answer, prior["id"], claim, fp))
                 continue
             if ref in first_of:
-                repeats.append((answer, first_of[ref]))
+                earlier, earlier_fp = first_claim[ref]
+                repeats.append((answer, first_of[ref], [] if fp == earlier_fp
+                                else fingerprints.differing_fields(earlier, claim)))
                 continue
             if answer.outcome == Outcome.REJECTED.value:
                 continue
@@ -180,13 +189,25 @@ def _store(app: App, client_id: str, drafts: list[Draft], raw: bytes) -> SubmitR
             if held:
                 data["codes"] = held
             first_of[ref] = answer
+            first_claim[ref] = (claim, fp)
             new.append((answer, d, NewClaim(claim=claim, state=state, event_data=data)))
+            new_prints.append(fp)
+        differs = fingerprints.compare_resends(conn, app.cipher, [(cid, c, fp) for _, cid, c, fp in resends])
+        for (answer, cid, _, _), fields in zip(resends, differs):
+            if fields:
+                _answer_conflict(answer, cid, fields)
+            else:
+                _answer_existing(answer, cid, prior_states.get(cid))
         rows = [(d.prepared if d.prepared is not None else claim_store.prepare_claim(app.cipher, n.claim), n.state,
                  None, n.event_data) for _, d, n in new]
         ids = claim_store.insert_prepared(conn, sid, rows, now=now, cipher=app.cipher)
+        fingerprints.insert(conn, zip(ids, new_prints))
         for (answer, _, _), cid in zip(new, ids):
             answer.claim_id = cid
-        for repeat, first in repeats:
+        for repeat, first, fields in repeats:
+            if fields and first.claim_id is not None:
+                _answer_conflict(repeat, first.claim_id, fields)
+                continue
             _answer_existing(repeat, first.claim_id, State(first.state) if first.state else None)
             repeat.outcome = first.outcome
         _store_extras(app, conn, client_id, sid, new, ids)
@@ -211,9 +232,18 @@ def _answer_existing(answer: ClaimAnswer, claim_id: int | None, state: State | N
                       else Outcome.ACCEPTED).value
     answer.existing = True
     answer.findings = [Finding(code=codes.DUPLICATE_REFERENCE, field="creditor_reference", severity=Severity.WARNING,
-                               message=f"reference '{answer.reference}' was submitted before"
+                               message=f"reference '{answer.reference}' was submitted before with the same data"
                                + (f" as claim {answer.claim_id}" if answer.claim_id else "")
                                + ": answered with that claim, nothing new stored")]
+
+
+def _answer_conflict(answer: ClaimAnswer, claim_id: int, fields: list[str]) -> None:
+    """Answer a known reference sent with different data: rejected, naming the fields (never their values)."""
+    answer.claim_id, answer.state, answer.existing = claim_id, None, False
+    answer.outcome, answer.differing_fields = Outcome.CONFLICT.value, fields
+    answer.findings = [Finding(code=codes.CONFLICTING_RESEND, field="creditor_reference",
+                               message=f"reference '{answer.reference}' was submitted before as claim {claim_id} "
+                               f"with different data in: {', '.join(fields)}; nothing new stored")]
 
 
 def _store_extras(app: App, conn: Connection, client_id: str, sid: int,
@@ -231,7 +261,7 @@ def _store_extras(app: App, conn: Connection, client_id: str, sid: int,
 
 def _count(result: SubmitResult, new: list[tuple[ClaimAnswer, Draft, NewClaim]]) -> None:
     for a in result.results:
-        if a.outcome == Outcome.REJECTED.value:
+        if a.outcome in (Outcome.REJECTED.value, Outcome.CONFLICT.value):
             result.rejected += 1
         elif a.outcome == Outcome.HELD.value:
             result.held += 1

@@ -61,7 +61,8 @@ class GatewayService(ServiceBase):  # type: ignore[misc]
             submission=r.submission, status=r.status, accepted=r.accepted, held=r.held, rejected=r.rejected,
             total_amount=r.total_amount, currency=r.currency,
             results=[t.ClaimResult(index=i, creditor_reference=a.reference, outcome=a.outcome, claim_id=a.claim_id,
-                                   existing=a.existing, state=a.state, findings=[tr.finding(f) for f in a.findings])
+                                   existing=a.existing, state=a.state, findings=[tr.finding(f) for f in a.findings],
+                                   differing_fields=a.differing_fields or None)
                      for i, a in enumerate(r.results, start=1)])
 
     @rpc(Array(Long, min_occurs=0), Unicode(min_occurs=0, max_len=32), _returns=t.ReleaseResult)

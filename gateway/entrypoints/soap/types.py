@@ -125,8 +125,10 @@ class Finding(_Base):
 
 
 class ClaimResult(_Base):
+    # outcome: accepted, held, rejected, conflict; differing_fields: a conflict's canonical field names
     _type_info = [("index", Integer), ("creditor_reference", Unicode), ("outcome", Unicode), ("claim_id", Long),
-                  ("existing", Boolean), ("state", Unicode), ("findings", Array(Finding))]
+                  ("existing", Boolean), ("state", Unicode), ("findings", Array(Finding)),
+                  ("differing_fields", Array(Unicode))]
 
 
 class SubmitResult(_Base):

@@ -50,7 +50,7 @@ def test_submit_answers_per_claim_and_is_idempotent_by_reference(endpoint: Endpo
         ("invalid_iban", "debtor.bank_accounts[0].iban")]
     assert r.total_amount == Decimal("241.00") and r.currency == "EUR"
 
-    again = submit(c, claim("R-1", principal_amount="999.00"))
+    again = submit(c, claim("R-1"))  # the same data again (changed data: test_conflicting_resend.py)
     (same,) = _items(again.results, "ClaimResult")
     assert (same.claim_id, same.existing, same.outcome) == (ok.claim_id, True, "accepted")
     assert _items(same.findings, "Finding")[0].code == "duplicate_reference"

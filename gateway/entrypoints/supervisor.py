@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway import metrics
+from gateway import liveness
 from gateway.faults import describe, is_transient
 
 log = logging.getLogger("gateway.supervisor")
@@ -81,6 +82,8 @@ class Supervisor:
         return task
 
     async def _run(self, health: TaskHealth, step: Step, context: dict[str, Any], once: bool, give_up: bool) -> None:
+        # Long work inside a step (a big file) reports progress, so the task does not look stale meanwhile.
+        liveness.bind(lambda: setattr(health, "last_step", time.monotonic()))
         while not self.stop.is_set():
             health.runs += 1
             try:

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping
 
+from gateway import liveness
 from gateway.bootstrap import App
 from gateway.domain import findings as codes
 from gateway.domain.findings import Finding, Outcome, Severity, outcome_of, row_outcome
@@ -167,6 +168,7 @@ class IngestRun:
             self.error = exc
 
     def _flush(self, chunk: list[PreparedRow]) -> None:
+        liveness.beat()
         if self.submission is not None and self.app.stopping.is_set():
             # Chunks commit with progress_row: stopping between them leaves a resumable submission.
             raise Interrupted(f"stopping: submission {self.result.submission} resumes at the next start")

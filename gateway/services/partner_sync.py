@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from adapters.base import NotSupported, UpdatingAdapter
 from gateway import metrics
+from gateway import liveness
 from gateway.bootstrap import App
 from gateway.errors import DeliveryError, Interrupted, NotFound
 from gateway.faults import describe, is_transient
@@ -37,6 +38,7 @@ def sync_partner(app: App, partner_id: str) -> ApplyResult:
         for _ in range(MAX_PAGES):
             if app.stopping.is_set():  # each page commits with its cursor: the next run goes on from here
                 break
+            liveness.beat()
             with read_tx(app.engine) as conn:
                 cursor = get_cursor(conn, partner_id)
             page = adapter.fetch_updates(cursor)

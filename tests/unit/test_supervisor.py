@@ -132,3 +132,35 @@ def _raised_description() -> str:
         raise ValueError(PLANTED)
     except ValueError as exc:
         return describe(exc)
+
+
+def test_long_work_in_a_step_shows_life_through_its_beats() -> None:
+    from gateway import liveness
+    import threading
+    import time as _time
+
+    seen: list[float] = []
+    go_on = threading.Event()
+
+    def work() -> None:  # runs in a worker thread, like an ingest of a big file
+        for _ in range(5):
+            liveness.beat()
+            go_on.wait(0.02)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        sup = Supervisor(stop)
+
+        async def step() -> bool:
+            before = sup.health["big"].last_step
+            await asyncio.to_thread(work)
+            seen.append(sup.health["big"].last_step - before)
+            stop.set()
+            return False
+        sup.start("big", step, every=1.0)
+        await sup.join(5)
+
+    asyncio.run(main())
+    assert seen and seen[0] > 0  # the task's last sign of life moved while its step was still running
+    liveness.beat()  # outside a supervised task: nothing happens
+    assert _time.monotonic() > 0

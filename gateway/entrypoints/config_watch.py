@@ -20,8 +20,8 @@ from pathlib import Path
 
 import msgspec
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
-from watchdog.observers import Observer
 
+from gateway.entrypoints.observed import ObservedFolder
 from gateway.bootstrap import App
 from gateway.config import GatewayConfig, load_config
 from gateway.entrypoints.sftp.auth import CredentialTable, load_credentials
@@ -80,12 +80,12 @@ class _Handler(FileSystemEventHandler):
                 return
 
 
-class ConfigWatcher:
+class ConfigWatcher(ObservedFolder):
     """Reloads clients from ``path`` whenever the file changes."""
 
     def __init__(self, path: Path, reloader: ClientReloader) -> None:
+        super().__init__()
         self.path, self.reloader = path.resolve(), reloader
-        self._observer = Observer()
 
     def reload(self) -> None:
         try:
@@ -98,15 +98,7 @@ class ConfigWatcher:
         self._observer.schedule(_Handler(self.path, self.reload), str(self.path.parent), recursive=False)
         self._observer.start()
 
-    def stop(self) -> None:
-        self._observer.stop()
-        self._observer.join(timeout=5)
-
-    def alive(self) -> bool:
-        return self._observer.is_alive()
-
     def restart(self) -> None:
         """A new observer after the old one died; the file is read again so no change is missed."""
-        self._observer = Observer()
-        self.start()
+        super().restart()
         self.reload()

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
-from watchdog.observers import Observer
 
+from gateway.entrypoints.observed import ObservedFolder
 from gateway.services.mappings import MappingRegistry
 
 _SUFFIXES = (".yaml", ".yml")
@@ -30,12 +30,12 @@ class _Handler(FileSystemEventHandler):
                 self.registry.refresh(path)
 
 
-class MappingWatcher:
+class MappingWatcher(ObservedFolder):
     """Refreshes the registry's entry for every mapping file changed under ``folder``."""
 
     def __init__(self, registry: MappingRegistry, folder: Path) -> None:
+        super().__init__()
         self.registry, self.folder = registry, folder
-        self._observer = Observer()
 
     def start(self) -> None:
         """Load every mapping once (so later breakage has a last good version), then watch."""
@@ -45,16 +45,3 @@ class MappingWatcher:
                 self.registry.refresh(path)
         self._observer.schedule(_Handler(self.registry), str(self.folder), recursive=False)
         self._observer.start()
-
-    def stop(self) -> None:
-        self._observer.stop()
-        self._observer.join(timeout=5)
-
-    def alive(self) -> bool:
-        """False when the observer thread died (a watchdog error ends it silently)."""
-        return self._observer.is_alive()
-
-    def restart(self) -> None:
-        """A new observer after the old one died; every mapping is loaded again, so no change is missed."""
-        self._observer = Observer()
-        self.start()

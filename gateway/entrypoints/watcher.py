@@ -33,8 +33,8 @@ from pathlib import Path
 
 from watchdog.events import (FileClosedEvent, FileCreatedEvent, FileDeletedEvent, FileModifiedEvent,
                              FileMovedEvent, FileSystemEvent, FileSystemEventHandler)
-from watchdog.observers import Observer
 
+from gateway.entrypoints.observed import ObservedFolder
 from gateway.services.file_writers import has_writer
 from gateway.services.inbox import is_candidate
 
@@ -84,7 +84,7 @@ class _Handler(FileSystemEventHandler):
             self.watcher.touch(self.client_id, src, "written")
 
 
-class InboxWatcher:
+class InboxWatcher(ObservedFolder):
     """Tracks candidate files per client; ``ready()`` returns those that are complete."""
 
     def __init__(self, upload_dirs: dict[str, Path], stable_seconds: float,
@@ -95,7 +95,7 @@ class InboxWatcher:
         self.marker_only = frozenset(marker_only)  # client ids whose files count only at their marker
         self._lock = threading.Lock()
         self._seen: dict[Path, _Entry] = {}
-        self._observer = Observer()
+        super().__init__()
 
     def start(self) -> None:
         for client_id, folder in self.upload_dirs.items():
@@ -104,19 +104,6 @@ class InboxWatcher:
             self._observer.schedule(_Handler(self, client_id), str(folder), recursive=False, event_filter=_EVENTS)
         self._observer.start()
         self.sweep()
-
-    def stop(self) -> None:
-        self._observer.stop()
-        self._observer.join(timeout=5)
-
-    def alive(self) -> bool:
-        """False when the observer thread died (a watchdog error ends it silently)."""
-        return self._observer.is_alive()
-
-    def restart(self) -> None:
-        """A new observer after the old one died; the sweep in ``start`` finds what it missed."""
-        self._observer = Observer()
-        self.start()
 
     def sweep(self) -> None:
         """Notice every file in the upload folders (the same rule then decides when it is complete)."""

@@ -1,0 +1,124 @@
+"""Erasure of one debtor's or one claim's personal data, and per-client retention.
+
+Erasing a claim deletes its data key (``claim_keys``: crypto-shredding of the value in the append-only
+``claims`` row and of its blind name index), its documents, message texts and content fingerprint, and
+appends an ``erased`` event (who, when, why; no personal data). What stays: the claim's amounts, dates,
+references, partner and its whole event history, which accounting needs. ``gateway retention run``
+erases the closed claims of clients with ``retention_days_after_close`` and deletes their raw files.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, delete, select
+
+from gateway.bootstrap import App
+from gateway.domain.lifecycle import TERMINAL, Actor
+from gateway.errors import NotFound
+from gateway.services.claim_ops import InvalidRequest
+from gateway.store import claims as claim_store
+from gateway.store.db import read_tx, write_tx
+from gateway.store.keys_store import claim_keys
+from gateway.store.schema import (claim_current, claim_fingerprints, claims, documents, messages,
+                                  submission_payloads, submissions)
+
+log = logging.getLogger(__name__)
+ERASED = "erased"  # the event kind
+
+
+@dataclass
+class ErasureReport:
+    erased: list[int] = field(default_factory=list)
+    already: list[int] = field(default_factory=list)  # erased before: nothing left to destroy
+
+
+def find(app: App, *, claim_id: int | None = None, client_id: str | None = None, reference: str | None = None,
+         debtor_name: str | None = None) -> list[int]:
+    """The claims one erasure request names: an id, a client's reference, or a debtor's name at a client."""
+    with read_tx(app.engine) as conn:
+        if claim_id is not None:
+            claim_store.get_row(conn, claim_id)
+            return [claim_id]
+        if not client_id or not (reference or debtor_name):
+            raise InvalidRequest("name a claim id, or a client with a reference or a debtor name", "claim")
+        q = select(claims.c.id).where(claims.c.client_id == client_id)
+        if reference:
+            q = q.where(claims.c.creditor_reference == reference)
+        else:
+            token = app.cipher.blind_index(debtor_name or "", client_id)
+            q = q.where(claims.c.id.in_(select(claim_keys.c.claim_id).where(claim_keys.c.client_id == client_id,
+                                                                            claim_keys.c.name_index == token)))
+        found = [int(i) for i in conn.execute(q.order_by(claims.c.id)).scalars()]
+    if not found:
+        raise NotFound("no claim matches (a name must be written as stored; erased claims are not found by name)")
+    return found
+
+
+def erase(app: App, claim_ids: list[int], reason: str, *, actor: Actor = Actor.OPERATOR,
+          by: str | None = None) -> ErasureReport:
+    """Destroy the personal data of these claims, each with an ``erased`` event; idempotent."""
+    if not reason.strip():
+        raise InvalidRequest("an erasure needs a reason (kept in the claim's history)", "reason")
+    who = by or getpass.getuser()
+    report = ErasureReport()
+    with write_tx(app.engine) as conn:
+        for cid in claim_ids:
+            if _erase_one(conn, cid):
+                claim_store.annotate(conn, cid, actor, ERASED, {"by": who, "reason": reason.strip()[:500]},
+                                     now=app.now())
+                report.erased.append(cid)
+            else:
+                report.already.append(cid)
+    log.info("erasure.done claims=%d already=%d by=%s", len(report.erased), len(report.already), who)
+    return report
+
+
+def _erase_one(conn: Connection, claim_id: int) -> bool:
+    gone = conn.execute(delete(claim_keys).where(claim_keys.c.claim_id == claim_id)).rowcount
+    conn.execute(delete(documents).where(documents.c.claim_id == claim_id))
+    conn.execute(delete(messages).where(messages.c.claim_id == claim_id))
+    conn.execute(delete(claim_fingerprints).where(claim_fingerprints.c.claim_id == claim_id))
+    return bool(gone)
+
+
+@dataclass
+class RetentionReport:
+    claims: dict[str, int] = field(default_factory=dict)  # client -> claims erased
+    payloads: dict[str, int] = field(default_factory=dict)  # client -> raw files deleted
+
+
+def run_retention(app: App, now: datetime | None = None) -> RetentionReport:
+    """Erase closed claims and delete raw files older than each client's retention period."""
+    now = now or app.now()
+    report = RetentionReport()
+    for client_id, client in sorted(app.config.clients.items()):
+        days = client.retention_days_after_close
+        if days is None:
+            continue
+        cutoff = now - timedelta(days=days)
+        with read_tx(app.engine) as conn:
+            due = [int(i) for i in conn.execute(
+                select(claim_current.c.claim_id)
+                .where(claim_current.c.client_id == client_id, claim_current.c.updated_at < cutoff,
+                       claim_current.c.state.in_([s.value for s in TERMINAL]),
+                       claim_current.c.claim_id.in_(select(claim_keys.c.claim_id)))
+                .order_by(claim_current.c.claim_id)).scalars()]
+        for i in range(0, len(due), 500):
+            done = erase(app, due[i:i + 500], f"retention: {days} days after close", actor=Actor.SYSTEM,
+                         by="retention")
+            report.claims[client_id] = report.claims.get(client_id, 0) + len(done.erased)
+        with write_tx(app.engine) as conn:
+            old = select(submissions.c.id).where(submissions.c.client_id == client_id,
+                                                 submissions.c.received_at < cutoff,
+                                                 submissions.c.status != "processing")
+            subs = {int(s) for s in conn.execute(select(submission_payloads.c.submission_id)
+                                                 .where(submission_payloads.c.submission_id.in_(old))).scalars()}
+            conn.execute(delete(submission_payloads).where(submission_payloads.c.submission_id.in_(old)))
+        if subs:
+            report.payloads[client_id] = len(subs)
+    log.info("retention.done claims=%d files=%d", sum(report.claims.values()), sum(report.payloads.values()))
+    return report

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, and_, func, or_, select
+from sqlalchemy import Connection, RowMapping, func, select
 
 from gateway.store import claims as claim_store
 from gateway.store import submissions as sub_store
-from gateway.store.schema import claim_events, claims, outbox, submissions
+from gateway.store.schema import outbox
 
 
 @dataclass
@@ -46,22 +46,8 @@ def claims_page(conn: Connection, *, client_id: str | None, state: str | None, s
                                until=until, limit=limit, offset=offset)
 
     def count() -> int:
-        conds = []
-        if client_id:
-            conds.append(claims.c.client_id == client_id)
-        if submission_id is not None:
-            conds.append(claims.c.submission_id == submission_id)
-        if since:
-            conds.append(claims.c.created_at >= since)
-        if until:
-            conds.append(claims.c.created_at < until)
-        q = select(func.count()).select_from(claims)
-        if state:
-            latest = select(func.max(claim_events.c.id).label("id")).group_by(claim_events.c.claim_id).subquery()
-            q = (q.join(claim_events, claim_events.c.claim_id == claims.c.id)
-                 .join(latest, latest.c.id == claim_events.c.id))
-            conds.append(or_(*(claim_events.c.state == s for s in state.split(","))))
-        return int(conn.execute(q.where(and_(*conds)) if conds else q).scalar_one())
+        return claim_store.count_listing(conn, client_id=client_id, state=state, submission_id=submission_id,
+                                         since=since, until=until)
     return Page(rows, offset, _total(rows, limit, offset, count))
 
 
@@ -71,16 +57,7 @@ def submissions_page(conn: Connection, *, client_id: str | None, status: str | N
                              offset=offset)
 
     def count() -> int:
-        q = select(func.count()).select_from(submissions)
-        if client_id:
-            q = q.where(submissions.c.client_id == client_id)
-        if status:
-            q = q.where(submissions.c.status == status)
-        if since:
-            q = q.where(submissions.c.received_at >= since)
-        if until:
-            q = q.where(submissions.c.received_at < until)
-        return int(conn.execute(q).scalar_one())
+        return sub_store.count_listing(conn, client_id=client_id, status=status, since=since, until=until)
     return Page(rows, offset, _total(rows, limit, offset, count))
 
 

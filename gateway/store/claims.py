@@ -251,11 +251,29 @@ def listing(conn: Connection, *, client_id: str | None = None, state: str | None
                 cc.c.stage, cc.c.partner_file_number)
          .join(cc, cc.c.claim_id == claims.c.id)
          .order_by(claims.c.created_at.desc(), claims.c.id.desc()))
-    conds = []
+    conds = _listing_conditions(client_id, state, submission_id, since, until, due_from, due_to)
+    if conds:
+        q = q.where(and_(*conds))
+    return list(conn.execute(q.limit(limit).offset(offset)).mappings())
+
+
+def count_listing(conn: Connection, *, client_id: str | None = None, state: str | None = None,
+                  submission_id: int | None = None, since: datetime | None = None, until: datetime | None = None,
+                  due_from: date | None = None, due_to: date | None = None) -> int:
+    """How many claims ``listing`` would page through (the projection's state, no walk of the event log)."""
+    q = select(func.count()).select_from(claims.join(claim_current, claim_current.c.claim_id == claims.c.id))
+    conds = _listing_conditions(client_id, state, submission_id, since, until, due_from, due_to)
+    return int(conn.execute(q.where(and_(*conds)) if conds else q).scalar_one())
+
+
+def _listing_conditions(client_id: str | None, state: str | None, submission_id: int | None,
+                        since: datetime | None, until: datetime | None, due_from: date | None,
+                        due_to: date | None) -> list[Any]:
+    conds: list[Any] = []
     if client_id:
         conds.append(claims.c.client_id == client_id)
     if state:
-        conds.append(or_(*(cc.c.state == s for s in state.split(","))))
+        conds.append(or_(*(claim_current.c.state == s for s in state.split(","))))
     if submission_id is not None:
         conds.append(claims.c.submission_id == submission_id)
     if since:
@@ -266,9 +284,7 @@ def listing(conn: Connection, *, client_id: str | None = None, state: str | None
         conds.append(claims.c.due_date >= due_from)
     if due_to:
         conds.append(claims.c.due_date <= due_to)
-    if conds:
-        q = q.where(and_(*conds))
-    return list(conn.execute(q.limit(limit).offset(offset)).mappings())
+    return conds
 
 
 def annotate(conn: Connection, claim_id: int, actor: Actor, kind: str, data: dict[str, Any] | None = None,

@@ -135,6 +135,19 @@ def listing(conn: Connection, *, client_id: str | None = None, status: str | Non
             since: datetime | None = None, until: datetime | None = None, limit: int = 100,
             offset: int = 0) -> list[RowMapping]:
     q = select(submissions).order_by(submissions.c.received_at.desc(), submissions.c.id.desc())
+    q = _filtered(q, client_id, status, since, until)
+    return list(conn.execute(q.limit(limit).offset(offset)).mappings())
+
+
+def count_listing(conn: Connection, *, client_id: str | None = None, status: str | None = None,
+                  since: datetime | None = None, until: datetime | None = None) -> int:
+    """How many submissions ``listing`` would page through."""
+    q = _filtered(select(func.count()).select_from(submissions), client_id, status, since, until)
+    return int(conn.execute(q).scalar_one())
+
+
+def _filtered(q: Any, client_id: str | None, status: str | None, since: datetime | None,
+              until: datetime | None) -> Any:
     if client_id:
         q = q.where(submissions.c.client_id == client_id)
     if status:
@@ -143,7 +156,7 @@ def listing(conn: Connection, *, client_id: str | None = None, status: str | Non
         q = q.where(submissions.c.received_at >= since)
     if until:
         q = q.where(submissions.c.received_at < until)
-    return list(conn.execute(q.limit(limit).offset(offset)).mappings())
+    return q
 
 
 def count(conn: Connection) -> int:

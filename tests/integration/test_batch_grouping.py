@@ -30,6 +30,7 @@ from gateway.services.ingest import ingest_file
 from gateway.services.keys import init_keys
 from gateway.services.render import validate_batch
 from gateway.store import claims as claim_store
+from gateway.store import keys_store
 from gateway.store import outbox as outbox_store
 from gateway.store import submissions as sub_store
 from gateway.store.claims import NewClaim
@@ -235,7 +236,9 @@ def test_claim_whose_data_key_is_missing_fails_alone_until_the_key_is_back(app: 
     keys = {k: base64.b64decode(v) for k, v in {**doc["keys"], "k-backup": lost}.items()}
     other = FieldCipher(keys, "k-backup", base64.b64decode(doc["index_key"]))
     good = insert_queued(app, [("K-1", "EUR"), ("K-2", "EUR")])
-    [orphan] = insert_queued(app, [("K-3", "EUR")], cipher=other)  # written under a key this gateway lacks
+    with write_tx(app.engine) as conn:  # the client's newest key, wrapped under a master key this gateway lacks
+        keys_store.add_kek(conn, other, "demo")
+    [orphan] = insert_queued(app, [("K-3", "EUR")], cipher=other)  # its data key wrapped by that client key
     enqueue(app, "deliver:8:demo-agency:1", [good[0], orphan, good[1]])
     assert Dispatcher(app, owner="t").drain() == 1
     assert set(states(app, good).values()) == {State.HANDED_OVER}

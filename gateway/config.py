@@ -117,6 +117,8 @@ class ClientConfig(Base):
     watch_marker: bool = False  # take dropped files only at their <name>.done marker (writers that close per chunk)
     sftp: ClientSftpConfig = msgspec.field(default_factory=ClientSftpConfig)
     soap: ClientSoapConfig = msgspec.field(default_factory=ClientSoapConfig)
+    # `gateway retention run`: erase closed claims and raw files this many days after; None keeps them
+    retention_days_after_close: int | None = None
 
 
 class PartnerRetryConfig(Base):

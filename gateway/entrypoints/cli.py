@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.bootstrap import App, build_app
-from gateway.entrypoints import (backup_cli, claims_admin_cli, clients_cli, commands, mapping_cli,
+from gateway.entrypoints import (backup_cli, claims_admin_cli, clients_cli, commands, keys_cli, mapping_cli,
                                  partners_admin_cli, partners_cli, status_cli)
 from gateway.entrypoints.logs import configure_logging
 from gateway.errors import ConfigError, GatewayError, IllegalTransition, InputError, NotFound
@@ -101,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     backup_cli.add_action(db)  # db backup DEST
     keys = sub.add_parser("keys", help="key material").add_subparsers(dest="action", required=True)
     keys.add_parser("init", help="create missing keys for the configured gateway")
+    keys_cli.add_parsers(sub, keys, cl)  # keys rotate|retire|destroy-client, claims erase, retention run
     return p
 
 
@@ -132,7 +133,7 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         if args.command == "mapping":
             return mapping_cli.run(args)
-        if args.command == "keys":
+        if args.command == "keys" and args.action == "init":
             from gateway.config import load_config
             return commands.keys_init(load_config(args.config))
         if args.command == "clients":
@@ -153,6 +154,8 @@ def _main(argv: Sequence[str] | None) -> int:
         if args.command != "serve":
             commands.require_database(app)  # never create an empty database by accident
         commands.ensure_schema(app)
+        if (args.command, getattr(args, "action", None)) in keys_cli.ACTIONS:
+            return keys_cli.run(app, args)
         if args.command == "partners":
             return partners_cli.run(app, args)
         if args.command == "status":

@@ -1,7 +1,7 @@
 """Read queries for a client's claims: filtered, sorted, paged lists and the change feed.
 
 Debtor names are encrypted, so text search finds a debtor only by the exact (case- and
-space-insensitive) display name through the keyed blind index ``claims.debtor_index``; references
+space-insensitive) display name through the keyed blind index ``claim_keys.name_index``; references
 and invoice numbers are matched as substrings.
 
 Lists read the projection ``claim_current`` (state, last change, open amount, read marks) and join

@@ -94,7 +94,8 @@ def active_kek(conn: Connection, cipher: FieldCipher, client_id: str) -> tuple[s
         row = conn.execute(select(client_keys.c.key_id, client_keys.c.wrapped_kek)
                            .where(client_keys.c.client_id == client_id, client_keys.c.wrapped_kek.is_not(None))
                            .order_by(client_keys.c.created_at.desc(), client_keys.c.key_id.desc())
-                           .limit(1)).first()
+                           # shared lock (PostgreSQL): a client-key rotation waits for this intake to commit
+                           .limit(1).with_for_update(read=True)).first()
         if row is not None:
             return row[0], cipher.client_kek(client_id, row[0], bytes(row[1]))
         try:

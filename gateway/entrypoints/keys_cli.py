@@ -26,6 +26,8 @@ def add_parsers(sub: Any, keys: Any, claims: Any) -> None:
     which = r.add_mutually_exclusive_group()
     which.add_argument("--master", action="store_true", help="new master key; client keys re-wrapped (default)")
     which.add_argument("--client", metavar="ID", help="new key for this client; its claim keys re-wrapped")
+    which.add_argument("--index", action="store_true",
+                       help="new blind-index key; every claim's name index and fingerprint rebuilt")
     r.add_argument("--json", action="store_true")
     t = keys.add_parser("retire", help="remove an old master key once nothing is encrypted under it")
     t.add_argument("key_id")
@@ -79,7 +81,10 @@ def run(app: App, args: argparse.Namespace) -> int:
         rep = key_rotation.retire(app, args.key_id, progress)
         print(f"retired master key {args.key_id} (active: {rep.key_id}; moved meanwhile: {_moved(rep)})")
         return 0
-    if args.client:
+    if getattr(args, "index", False):
+        rep = key_rotation.rotate_index(app, progress)
+        line = f"new blind-index key; name index and fingerprint of {rep.rewrapped} claim(s) rebuilt"
+    elif args.client:
         rep = key_rotation.rotate_client(app, args.client, progress)
         line = f"client {args.client}: new key {rep.key_id}, {rep.rewrapped} claim key(s) re-wrapped"
     else:

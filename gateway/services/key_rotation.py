@@ -5,6 +5,7 @@
   keys stay in the file (running processes and backups still name them) until ``keys retire``.
 - client: a new client key; the client's claim keys are re-wrapped under it in batches, then the old
   client keys are destroyed.
+- index: a new blind-index key; every claim's name index and fingerprint are computed again under it.
 - destroy-client: every key of the client is destroyed and its documents, messages and raw payloads are
   deleted: all of the client's personal data becomes unreadable at once.
 
@@ -29,7 +30,9 @@ from gateway.crypto import envelope
 from gateway.crypto.fieldcrypt import key_file_content, key_id_of
 from gateway.errors import KeyStoreError
 from gateway.services.keys import _write_secret
+from gateway.store import claims as claim_store
 from gateway.store import documents as doc_store
+from gateway.store import fingerprints
 from gateway.store import messages as message_store
 from gateway.store.db import read_tx, write_tx
 from gateway.store.keys_store import add_kek, claim_keys, client_keys
@@ -211,3 +214,34 @@ def destroy_client(app: App, client_id: str) -> dict[str, int]:
         }
         conn.execute(delete(claim_fingerprints).where(claim_fingerprints.c.claim_id.in_(own)))
     return counts
+
+
+def rotate_index(app: App, progress: Progress | None = None) -> RotationReport:
+    """A new blind-index key: every claim's name index and fingerprint are computed again under it.
+
+    Until the rebuild has gone through all claims, a name search may miss claims not yet rebuilt (the
+    running processes already search with the new key); nothing else is affected. Erased claims have no
+    index to rebuild.
+    """
+    path, cipher = _key_path(app), app.cipher
+    cipher.reload()
+    _write_secret(path, json.dumps(key_file_content(cipher.keys(), cipher.active_key_id, secrets.token_bytes(32)),
+                                   indent=2).encode())
+    cipher.reload()
+    report, last = RotationReport(cipher.active_key_id), 0
+    while True:
+        with write_tx(app.engine) as conn:
+            rows = list(conn.execute(claim_store.keyed_rows_after(last, BATCH)).mappings())
+            for row in rows:
+                claim = claim_store.decode(row, cipher)
+                name = claim.debtor.display_name()
+                conn.execute(update(claim_keys).where(claim_keys.c.claim_id == row["id"]).values(
+                    name_index=cipher.blind_index(name, row["client_id"]) if name else None))
+                conn.execute(update(claim_fingerprints).where(claim_fingerprints.c.claim_id == row["id"])
+                             .values(fingerprint=fingerprints.fingerprint(cipher, claim)))
+        if not rows:
+            return report
+        last = rows[-1]["id"]
+        report.rewrapped += len(rows)
+        if progress is not None:
+            progress("claims", report.rewrapped)

@@ -221,6 +221,12 @@ def get_row(conn: Connection, claim_id: int) -> RowMapping:
     return row
 
 
+def keyed_rows_after(last_id: int, limit: int) -> Any:
+    """The next ``limit`` claims after ``last_id`` that still have their key (not erased), for a rebuild."""
+    return (keys_store.claims_with_keys().where(claims.c.id > last_id, keys_store.claim_keys.c.claim_id.is_not(None))
+            .order_by(claims.c.id).limit(limit))
+
+
 def rows_by_ids(conn: Connection, claim_ids: Sequence[int]) -> list[RowMapping]:
     """Stored claims in id order."""
     out: list[RowMapping] = []

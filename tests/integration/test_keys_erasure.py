@@ -175,3 +175,22 @@ def test_master_rotation_rewraps_and_retires(app: App) -> None:
         assert claim_store.decode(claim_store.get_row(conn, cid), before).debtor.last_name == "Müller"
         assert message_store.for_claim(conn, before, cid)[0]["text"] == "Hallo"
     assert before.active_key_id == "k2"
+
+
+def test_index_key_rotation_rebuilds_name_search_and_fingerprints(app: App) -> None:
+    a, b = seed(app, ["I-1", "I-2"])
+    erasure.erase(app, [b], "debtor asked (Art. 17)")
+    assert found_by_name(app, FULL) == [a]
+    with read_tx(app.engine) as conn:
+        before = dict(conn.execute(select(claim_keys.c.claim_id, claim_keys.c.name_index)).all())
+    old_index_key = app.cipher.index_key
+    rep = key_rotation.rotate_index(app)
+    assert rep.rewrapped == 1  # the erased claim has no key, so nothing to index
+    assert app.cipher.index_key != old_index_key
+    with read_tx(app.engine) as conn:
+        after = dict(conn.execute(select(claim_keys.c.claim_id, claim_keys.c.name_index)).all())
+    assert after[a] != before[a] and after[a] is not None
+    assert found_by_name(app, FULL) == [a]  # found under the new key
+    fresh = load_field_cipher(app.config.keys_dir / "data-keys.json")  # what another process reads now
+    assert fresh.index_key == app.cipher.index_key
+    assert debtor_of(app, a) == FULL

@@ -168,7 +168,9 @@ def load_field_cipher(path: Path, env_var: str | None = None) -> FieldCipher:
     try:
         text = os.environ[env_var] if env_var and os.environ.get(env_var) else path.read_text()
     except FileNotFoundError:
-        raise KeyStoreError(f"no data key file at {path}: run 'gateway keys init' first") from None
+        raise KeyStoreError(f"no data key file at {path}: restore it from the keys backup (docs/operations.md); "
+                            "'gateway keys init' is only for a new installation: new keys cannot read data "
+                            "stored under the old ones") from None
     except OSError as exc:
         raise KeyStoreError(f"cannot read data key file {path}: {exc.strerror}") from None
     try:

@@ -78,6 +78,7 @@ def write_config(base: Path, db_url: str, **overrides: Any) -> Path:
         "gateway_id": "gw-test",
         "database": {"url": db_url},
         "watcher": {"stable_seconds": 0.3, "sweep_seconds": 2},
+        "health": {"listen": "127.0.0.1:0"},  # an ephemeral port each: several serve processes run at once
         "dispatcher": {"poll_seconds": 0.2, "backoff_base_seconds": 0.01, "backoff_max_seconds": 0.05},
         "clients": {"demo": {"name": "Demo", "mapping": "demo", "default_partner": "demo-agency"}},
         "partners": {"demo-agency": {"adapter": "directory", "certificate": "var/keys/partners/demo-agency.crt",

@@ -350,6 +350,11 @@ def _schema(path: Path) -> etree.XMLSchema:
 
 def validate_batch(source: bytes | str | os.PathLike[str], *, schema_path: Path = SCHEMA_PATH) -> list[str]:
     """Validate a batch (bytes or file path) against the XSD; returns error strings, empty if valid."""
+    return validate_document(source, schema_path, "a partner batch")
+
+
+def validate_document(source: bytes | str | os.PathLike[str], schema_path: Path, what: str) -> list[str]:
+    """Validate a document we send partners (bytes or file path) against its XSD; error strings, empty if valid."""
     schema = _schema(schema_path)
     try:
         if isinstance(source, bytes):
@@ -359,7 +364,7 @@ def validate_batch(source: bytes | str | os.PathLike[str], *, schema_path: Path 
     except etree.XMLSyntaxError as exc:
         return [f"line {exc.lineno}: not well-formed: {exc.msg}"]
     if tree.docinfo.internalDTD is not None:  # any DOCTYPE, internal subset or not
-        return ["line 1: a DOCTYPE is not allowed in a partner batch"]
+        return [f"line 1: a DOCTYPE is not allowed in {what}"]
     if schema.validate(tree):
         return []
     return [f"line {e.line}: {e.message}" for e in cast(Iterable[_LogEntry], schema.error_log)]

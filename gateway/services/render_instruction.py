@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import msgspec
-from lxml import etree
 
-from gateway.services.render import _esc, _hardened_parser, _LogEntry, _schema, _timestamp, money
+from gateway.services.render import _esc, _timestamp, money, validate_document
 
 NAMESPACE = "urn:inkasso-gateway:partner-instruction:1"
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "partner-instruction-v1.xsd"
@@ -77,16 +76,4 @@ def render_instruction(meta: InstructionMeta, data: Mapping[str, Any]) -> bytes:
 
 def validate_instruction(source: bytes | str | os.PathLike[str], *, schema_path: Path = SCHEMA_PATH) -> list[str]:
     """Validate an instruction document against its XSD; returns error strings, empty if valid."""
-    schema = _schema(schema_path)
-    try:
-        if isinstance(source, bytes):
-            tree = etree.ElementTree(etree.fromstring(source, _hardened_parser()))
-        else:
-            tree = etree.parse(os.fspath(source), _hardened_parser())
-    except etree.XMLSyntaxError as exc:
-        return [f"line {exc.lineno}: not well-formed: {exc.msg}"]
-    if tree.docinfo.internalDTD is not None:
-        return ["line 1: a DOCTYPE is not allowed in a partner instruction"]
-    if schema.validate(tree):
-        return []
-    return [f"line {e.line}: {e.message}" for e in cast(Iterable[_LogEntry], schema.error_log)]
+    return validate_document(source, schema_path, "a partner instruction")

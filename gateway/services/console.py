@@ -7,18 +7,27 @@ the caller is: a client's calls see only that client's claims and submissions (a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import RowMapping
+import xlsxwriter  # type: ignore[import-untyped]
+from sqlalchemy import RowMapping, func, select
 
 from gateway.bootstrap import App
 from gateway.domain.lifecycle import TERMINAL, State
-from gateway.services import claim_ops, claim_queries, operations, projection_ops
+from gateway.domain.model import from_minor
+from gateway.services import claim_export, claim_ops, claim_queries, operations, projection_ops
+from gateway.services.ack import safe_cell
 from gateway.services.claim_queries import ClaimView, Explanation
 from gateway.services.listing import Page, outbox_page, submissions_page
 from gateway.store import submissions as sub_store
+from gateway.store.claim_search import ClaimFilter
 from gateway.store.db import read_tx
+from gateway.store.schema import claim_current, claim_events, claim_labels
 
 # States whose claim a client may cancel from the console (claim_ops.cancel decides the rest).
 CANCELLABLE = frozenset(State) - TERMINAL - {State.RECEIVED}
@@ -105,3 +114,84 @@ def outbox(app: App, *, status: str | None, limit: int, offset: int) -> Page:
     """A page of outbox rows, newest first (the operator's view; ``dead`` are the dead letters)."""
     with read_tx(app.engine) as conn:
         return outbox_page(conn, status=status, partner_id=None, limit=limit, offset=offset)
+
+
+def last_changes(app: App, client_id: str, claim_ids: list[int], n: int = 3) -> dict[int, list[dict[str, Any]]]:
+    """The last ``n`` events of each of a page's claims, newest first: one query for the whole page."""
+    if not claim_ids:
+        return {}
+    e = claim_events
+    ranked = (select(e.c.claim_id, e.c.state, e.c.kind, e.c.created_at,
+                     func.row_number().over(partition_by=e.c.claim_id, order_by=e.c.id.desc()).label("n"))
+              .where(e.c.client_id == client_id, e.c.claim_id.in_(claim_ids)).subquery())
+    q = select(ranked).where(ranked.c.n <= n).order_by(ranked.c.claim_id, ranked.c.n)
+    out: dict[int, list[dict[str, Any]]] = {}
+    with read_tx(app.engine) as conn:
+        for r in conn.execute(q).mappings():
+            out.setdefault(int(r["claim_id"]), []).append(dict(r))
+    return out
+
+
+def client_labels(app: App, client_id: str, limit: int = 200) -> list[str]:
+    """The labels the client has put on its claims, for the list's filter (empty: no filter offered)."""
+    q = (select(claim_labels.c.label).distinct()
+         .join(claim_current, claim_current.c.claim_id == claim_labels.c.claim_id)
+         .where(claim_current.c.client_id == client_id).order_by(claim_labels.c.label).limit(limit))
+    with read_tx(app.engine) as conn:
+        return [str(v) for v in conn.execute(q).scalars()]
+
+
+# The console's export: the claims list's own filter (states, label, dates, search), the admin export's columns
+# (``claim_export``) that the list reads, every text cell formula-safe (``ack.safe_cell``) in both formats.
+EXPORT_COLUMNS = (*(c for c in claim_export.COLUMNS if c not in ("client_id", "claim_type")), "last_change")
+MAX_EXPORT = 50_000  # claims in one download: a page-sized request, not a backup (``gateway claims export``)
+EXPORT_PAGE = 500
+
+
+def export_rows(app: App, client_id: str, f: ClaimFilter) -> Iterator[list[str]]:
+    """The claims the filter matches in the list's order, as formula-safe text cells (at most MAX_EXPORT)."""
+    f = replace(f, limit=EXPORT_PAGE, offset=0)
+    while f.offset < MAX_EXPORT:
+        page, _, _ = claim_queries.list_claims(app, client_id, f)
+        for r in page:
+            cur = r["currency"]
+            cells = [r["claim_id"], r["creditor_reference"], r["invoice_number"], r["state"], cur,
+                     from_minor(r["principal_minor"], cur), from_minor(r["open_minor"], cur), r["partner_id"],
+                     r["invoice_date"], r["due_date"], r["received_at"], r["last_change"]]
+            yield [safe_cell(_text(v)) for v in cells]
+        if len(page) < EXPORT_PAGE:
+            return
+        f = replace(f, offset=f.offset + EXPORT_PAGE)
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    return str(value)
+
+
+def export_csv(app: App, client_id: str, f: ClaimFilter) -> bytes:
+    """CSV like ``gateway claims export`` writes it: UTF-8 with BOM (for spreadsheets), ``;``, CRLF."""
+    out = io.StringIO()
+    w = csv.writer(out, delimiter=";", lineterminator="\r\n")
+    w.writerow(EXPORT_COLUMNS)
+    w.writerows(export_rows(app, client_id, f))
+    return ("\ufeff" + out.getvalue()).encode("utf-8")
+
+
+def export_xlsx(app: App, client_id: str, f: ClaimFilter) -> bytes:
+    """XLSX with every cell written as a string (never through xlsxwriter's formula or number detection)."""
+    out = io.BytesIO()
+    book = xlsxwriter.Workbook(out, {"in_memory": True, "strings_to_formulas": False, "strings_to_numbers": False,
+                                     "strings_to_urls": False})
+    sheet = book.add_worksheet("claims")
+    bold = book.add_format({"bold": True})
+    for c, name in enumerate(EXPORT_COLUMNS):
+        sheet.write_string(0, c, name, bold)
+    for n, row in enumerate(export_rows(app, client_id, f), start=1):
+        for c, value in enumerate(row):
+            sheet.write_string(n, c, value)
+    book.close()
+    return out.getvalue()

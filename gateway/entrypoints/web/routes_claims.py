@@ -6,11 +6,13 @@ The search text may be a debtor's name, so it is POSTed and kept in the session,
 from __future__ import annotations
 
 import logging
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
+from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -25,23 +27,69 @@ from gateway.store.claim_search import SORTABLE, ClaimFilter
 
 log = logging.getLogger("gateway.web")
 COLUMNS = ("reference", "invoice_number", "received", "state", "amount", "partner", "last_change")
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 REFUSED = (InvalidRequest, IllegalTransition, Unsupported)
+
+
+THREE_MONTHS = 91  # days the list looks back unless the user changes the range
+
+
+def _date(request: Request, name: str, default: date | None) -> date | None:
+    """A date of the query (ISO, as <input type=date> sends it); absent: the default, empty: no bound."""
+    text = request.query_params.get(name)
+    if text is None:
+        return default
+    try:
+        return date.fromisoformat(text) if text else None
+    except ValueError:
+        return default
+
+
+def list_filter(request: Request) -> ClaimFilter:
+    """The list's filter from the query (and the search text from the session); bad values are ignored."""
+    q, limit = request.query_params, PAGE_SIZE
+    state, sort = q.get("state", ""), q.get("sort", "last_change")
+    since = date.today() - timedelta(days=THREE_MONTHS)
+    return ClaimFilter(states=[state] if state in {s.value for s in State} else [],
+                       label=q.get("label", "")[:64] or None,
+                       date_from=_date(request, "from", since), date_to=_date(request, "to", None),
+                       sort=sort if sort in SORTABLE else "last_change", descending=q.get("dir", "desc") != "asc",
+                       limit=limit, offset=int_param(request, "page") * limit, text=request.session.get("q") or None)
+
+
+def _query(f: ClaimFilter, **more: object) -> str:
+    """The filter as a query string for links (sort, pages, export); the search text stays in the session."""
+    keep = {"state": f.states[0] if f.states else "", "label": f.label or "",
+            "from": f.date_from.isoformat() if f.date_from else "", "to": f.date_to.isoformat() if f.date_to else "",
+            "sort": f.sort, "dir": "desc" if f.descending else "asc", **more}
+    return urlencode(keep)
 
 
 async def claims_list(request: Request) -> Response:
     user, client = client_user(request)
-    q = request.query_params
-    state = q.get("state", "")
-    sort = q.get("sort", "last_change")
-    f = ClaimFilter(states=[state] if state in {s.value for s in State} else [],
-                    sort=sort if sort in SORTABLE else "last_change", descending=q.get("dir", "desc") != "asc",
-                    limit=PAGE_SIZE, offset=int_param(request, "page") * PAGE_SIZE,
-                    text=request.session.get("q") or None)
-    rows, total, exact = await run_in_threadpool(claim_queries.list_claims, request.app.state.gateway, client, f)
+    f = list_filter(request)
+    gw = request.app.state.gateway
+    rows, total, exact = await run_in_threadpool(claim_queries.list_claims, gw, client, f)
+    changes = await run_in_threadpool(console.last_changes, gw, client, [int(r["claim_id"]) for r in rows])
+    labels = await run_in_threadpool(console.client_labels, gw, client)
     return render(request, "claims.html", {
         "rows": rows, "total": total, "exact": exact, "state": f.states[0] if f.states else "", "sort": f.sort,
         "dir": "desc" if f.descending else "asc", "page": f.offset // PAGE_SIZE, "columns": COLUMNS,
-        "states": [s.value for s in State], "searching": bool(f.text), "page_size": PAGE_SIZE})
+        "states": [s.value for s in State], "searching": bool(f.text), "page_size": PAGE_SIZE, "f": f,
+        "changes": changes, "labels": labels, "query": lambda **more: _query(f, **more)})
+
+
+async def claims_export(request: Request) -> Response:
+    user, client = client_user(request)
+    fmt = request.path_params["fmt"]
+    if fmt not in ("csv", "xlsx"):
+        raise HTTPException(404)
+    call = console.export_csv if fmt == "csv" else console.export_xlsx
+    data = await run_in_threadpool(call, request.app.state.gateway, client, list_filter(request))
+    log.info("web.export login=%s format=%s bytes=%d", user.login, fmt, len(data))
+    media = "text/csv; charset=utf-8" if fmt == "csv" else XLSX
+    return Response(data, media_type=media,
+                    headers={"content-disposition": f'attachment; filename="claims-{date.today().isoformat()}.{fmt}"'})
 
 
 async def claims_search(request: Request, form: FormData) -> Response:
@@ -106,6 +154,7 @@ async def message(request: Request, form: FormData) -> Response:
 
 ROUTES = [
     Route("/claims", claims_list, methods=["GET"]),
+    Route("/claims/export.{fmt:str}", claims_export, methods=["GET"]),
     post("/claims/search", claims_search),
     Route("/claims/{claim_id:int}", claim_page, methods=["GET"]),
     post("/claims/{claim_id:int}/cancel", cancel),

@@ -127,12 +127,15 @@ async def cancel(request: Request, form: FormData) -> Response:
     return await _act(request, "cancel", claim_ops.cancel, field(form, "reason", 1000) or None)
 
 
-def _amount(text: str) -> Decimal:
+def amount_text(text: str) -> str:
+    """An amount as typed (German notation too: 1.234,56) in the notation Decimal reads."""
     text = text.strip().replace(" ", "")
-    if "," in text:  # German notation: 1.234,56
-        text = text.replace(".", "").replace(",", ".")
+    return text.replace(".", "").replace(",", ".") if "," in text else text
+
+
+def _amount(text: str) -> Decimal:
     try:
-        return Decimal(text)
+        return Decimal(amount_text(text))
     except InvalidOperation:
         raise InvalidRequest("not an amount", "amount") from None
 

@@ -35,7 +35,7 @@ def test_client_a_on_every_url_of_client_b_gets_404_like_an_unknown_id(console: 
         assert c.get(path).status_code == 404, path
     assert c.post("/operator/outbox/1/retry", data={"csrf": token}).status_code == 404
     op = console.client("olga")
-    for path in ("/claims", f"/claims/{foreign}", "/runs", "/upload"):
+    for path in ("/claims", f"/claims/{foreign}", "/runs", "/upload", "/claims/new", "/claims/export.csv"):
         assert op.get(path).status_code == 404, path
 
 
@@ -50,7 +50,7 @@ def post_routes(console: Console) -> list[str]:
 
 def test_every_post_without_the_session_token_is_refused(console: Console) -> None:
     paths = post_routes(console)
-    assert len(paths) == 9  # login, logout, search, 3 claim actions, release, upload, retry
+    assert len(paths) == 10  # login, logout, hand over, search, 3 claim actions, release, upload, retry
     cid = claim_ids(console.app, "demo")["RE-2025-0012"]
     for login in ("anna", "olga"):
         c = console.client(login)

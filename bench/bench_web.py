@@ -1,0 +1,123 @@
+"""Page speed of the web console with 100k claims of one client: the claims list, one claim, the runs list.
+
+Stores N claims of one client the way ``bench_list.py`` does (``claims.insert_prepared`` in chunks, with
+their projection rows, states spread like a book of collection cases), plus one claim handed over through
+the SOAP use case (``submit.submit_claims``, real encrypted debtor data) for the claim page. Then requests
+each page through Starlette's TestClient against the console app (routing, session cookie, use cases,
+templates: everything but TLS and the socket), logged in as a client user, and reports p50/p99 per page,
+each as a ratio to the login page (no database) measured in the same run.
+
+    python bench/bench_web.py [--claims 100000] [--reps 200] [--db postgresql://postgres@127.0.0.1:5432/test]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import sys
+import tempfile
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import create_engine, text  # noqa: E402
+from starlette.testclient import TestClient  # noqa: E402
+
+from bench.bench_list import _fill, _pct, _times  # noqa: E402
+from gateway.bootstrap import App, build_app  # noqa: E402
+from gateway.config import load_config  # noqa: E402
+from gateway.domain.model import Address, Claim, Debtor  # noqa: E402
+from gateway.entrypoints.web.app import build_web_app  # noqa: E402
+from gateway.services import submit  # noqa: E402
+from gateway.services.keys import init_keys  # noqa: E402
+from tests.conftest import write_config  # noqa: E402
+from tests.integration.web.conftest import PASSWORDS, Console, web_config  # noqa: E402
+
+
+def _one_real_claim(app: App) -> int:
+    debtor = Debtor(first_name="Erika", last_name="Muster", addresses=[Address(
+        street="Hauptstraße", house_number="1", postal_code="10115", city="Berlin")])
+    claim = Claim(client_id="demo", creditor_reference="WEB-BENCH-1", principal_amount=Decimal("99.50"),
+                  debtor=debtor, invoice_date=date.today() - timedelta(days=30),
+                  due_date=date.today() - timedelta(days=10))
+    answer = submit.submit_claims(app, "demo", [submit.Draft(reference="WEB-BENCH-1", claim=claim)]).results[0]
+    assert answer.claim_id is not None, answer.findings
+    return answer.claim_id
+
+
+def _measure(args: argparse.Namespace, db_url: str | None) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        cfg = write_config(base, db_url or f"sqlite:///{base / 'var' / 'gateway.db'}",
+                           clients={c: {"name": c, "mapping": "demo", "default_partner": "demo-agency"}
+                                    for c in ("demo", "other")},
+                           web=web_config())
+        init_keys(load_config(cfg))
+        app = build_app(cfg, migrate=True)
+        try:
+            took = _fill(app, args.claims)
+            claim_id = _one_real_claim(app)
+            if app.engine.dialect.name == "postgresql":
+                with app.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                    conn.execute(text("VACUUM ANALYZE"))
+            else:
+                with app.engine.connect() as conn:
+                    conn.exec_driver_sql("ANALYZE")
+                    conn.commit()
+            console = Console(app, build_web_app(app))
+            c: TestClient = console.client("anna")
+            anon = console.client()
+            db = "PostgreSQL" if db_url else "SQLite (WAL)"
+            print(f"{db}: {args.claims} claims stored in {took:.0f} s; cores={os.cpu_count()} "
+                  f"loadavg={Path('/proc/loadavg').read_text().split()[:3]}; {args.reps} requests per page")
+            # The filled claims were received on 2025-01-01: a range from 2024-12-01 matches every one of
+            # them, as the default (last three months) does for a client whose whole book is recent.
+            pages = {"login page (reference, no database)": (anon, "/login"),
+                     f"claims list, all {args.claims} in range, newest change first": (c, "/claims?from=2024-12-01"),
+                     "claims list, state in_progress": (c, "/claims?from=2024-12-01&state=in_progress"),
+                     "claims list, sorted by reference": (c, "/claims?from=2024-12-01&sort=reference&dir=asc"),
+                     "claims list, default range (3 months)": (c, "/claims"),
+                     "one claim": (c, f"/claims/{claim_id}"),
+                     "runs list": (c, "/runs")}
+            ref = None
+            for name, (client, path) in pages.items():
+                def get(client: TestClient = client, path: str = path) -> None:
+                    r = client.get(path)
+                    assert r.status_code == 200, (path, r.status_code)
+                ms = _times(get, args.reps)
+                p50, p99 = _pct(ms, 50), _pct(ms, 99)
+                ref = ref or p50
+                print(f"  {name}: p50 {p50:.1f} ms p99 {p99:.1f} ms ({p50 / ref:.1f}x the reference)")
+            print(f"  loadavg after: {Path('/proc/loadavg').read_text().split()[:3]}")
+        finally:
+            app.close()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--claims", type=int, default=100_000)
+    p.add_argument("--reps", type=int, default=200)
+    p.add_argument("--db", help="PostgreSQL URL (default: SQLite in a temp dir)")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    assert PASSWORDS["anna"]  # the console's test logins: anna is a submit user of client demo
+    schema = f"bench_web_{secrets.token_hex(4)}"
+    admin = create_engine(args.db.replace("postgresql://", "postgresql+psycopg://", 1)) if args.db else None
+    if admin is not None:
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    db = f"{args.db}{'&' if '?' in args.db else '?'}options=-csearch_path%3D{schema}" if args.db else None
+    try:
+        _measure(args, db)
+    finally:
+        if admin is not None:
+            with admin.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+if __name__ == "__main__":
+    main()

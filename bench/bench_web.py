@@ -18,6 +18,7 @@ import os
 import secrets
 import sys
 import tempfile
+import time
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -33,6 +34,7 @@ from gateway.config import load_config  # noqa: E402
 from gateway.domain.model import Address, Claim, Debtor  # noqa: E402
 from gateway.entrypoints.web.app import build_web_app  # noqa: E402
 from gateway.services import submit  # noqa: E402
+from gateway.services.console import MAX_EXPORT  # noqa: E402
 from gateway.services.keys import init_keys  # noqa: E402
 from tests.conftest import write_config  # noqa: E402
 from tests.integration.web.conftest import PASSWORDS, Console, web_config  # noqa: E402
@@ -92,6 +94,12 @@ def _measure(args: argparse.Namespace, db_url: str | None) -> None:
                 p50, p99 = _pct(ms, 50), _pct(ms, 99)
                 ref = ref or p50
                 print(f"  {name}: p50 {p50:.1f} ms p99 {p99:.1f} ms ({p50 / ref:.1f}x the reference)")
+            for fmt in ("csv", "xlsx"):  # a download, not a page: timed once, the most one export holds
+                t0 = time.perf_counter()
+                r = c.get(f"/claims/export.{fmt}?from=2024-12-01")
+                assert r.status_code == 200
+                print(f"  export {fmt} of {min(args.claims + 1, MAX_EXPORT)} claims (the most one holds): "
+                      f"{time.perf_counter() - t0:.1f} s, {len(r.content) // 1024} KiB")
             print(f"  loadavg after: {Path('/proc/loadavg').read_text().split()[:3]}")
         finally:
             app.close()

@@ -3,10 +3,12 @@ stored encrypted as the claim's document, only for users with role submit and on
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import date, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from gateway.services.claim_queries import get_claim
@@ -25,7 +27,9 @@ def good(reference: str) -> dict[str, Any]:
             "postal_code": "04109", "city": "Leipzig", "country": "DE", "email": "greta@example.org"}
 
 
-def test_handover_stores_the_claim_with_its_document_encrypted(console: Console) -> None:
+def test_handover_stores_the_claim_with_its_document_encrypted(console: Console,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     c = console.client("anna")
     form = c.get("/claims/new").text
     assert 'accept="image/*,application/pdf"' in form and 'enctype="multipart/form-data"' in form
@@ -47,6 +51,9 @@ def test_handover_stores_the_claim_with_its_document_encrypted(console: Console)
     assert again.status_code == 303 and again.headers["location"] == f"/claims/{cid}"  # same data: same claim
     other = c.post("/claims/new", data={"csrf": console.csrf(c, "/claims/new"), **good("WEB-1"), "amount": "5"})
     assert other.status_code == 422 and 'id="err-reference"' in other.text  # the reference is taken
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "web.handover" in logged
+    assert not any(v in logged for v in ("Greta", "Formular", "Lindenweg", "greta@example.org", "1980-05-06"))
 
 
 def test_handover_shows_the_rules_findings_at_the_fields(console: Console) -> None:

@@ -79,5 +79,8 @@ def configure_logging(cfg: GatewayConfig, *, verbose: bool, serve: bool) -> None
     setattr(handler, "gateway", True)  # noqa: B010 - marks the handler this function may replace later
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else level if serve else max(level, logging.WARNING))
-    # alembic's start-up chatter ("Context impl SQLiteImpl.") is not one of our events; -v shows it
-    logging.getLogger("alembic").setLevel(logging.NOTSET if verbose else max(level, logging.WARNING))
+    # alembic's start-up chatter ("Context impl SQLiteImpl.") is not one of our events; -v shows it.
+    # Nor is every HTTP request a partner adapter makes (httpx logs one INFO line each; a sync every
+    # few seconds would fill the log); -v shows them.
+    for chatty in ("alembic", "httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.NOTSET if verbose else max(level, logging.WARNING))

@@ -82,7 +82,7 @@ def owned_row(conn: Connection, client_id: str, claim_id: int) -> RowMapping:
 
 
 def _state(conn: Connection, claim_id: int) -> State:
-    return claim_store.current_states(conn, [claim_id])[claim_id]
+    return claim_store.current_states(conn, [claim_id], lock=True)[claim_id]
 
 
 def _forward(app: App, conn: Connection, row: RowMapping, state: State, operation: str, event_id: int,

@@ -99,7 +99,7 @@ class Dispatcher:
     def _deliver(self, item: OutboxItem) -> None:
         claim_ids: list[int] = list(item.payload["claim_ids"])
         with write_tx(self.app.engine) as conn:
-            states = claim_store.current_states(conn, claim_ids)
+            states = claim_store.current_states(conn, claim_ids, lock=True)
             send = [c for c in claim_ids if states.get(c) in (State.QUEUED, State.DELIVERING)]
             if batching.split_mixed(conn, item, send, now=self.app.now()):
                 return
@@ -184,7 +184,7 @@ class Dispatcher:
                 outbox_store.release_waiting(conn, item.partner_id, now=now)
             if unrendered:
                 self._park(conn, item, unrendered)
-            states = claim_store.current_states(conn, claim_ids)
+            states = claim_store.current_states(conn, claim_ids, lock=True)
             delivering = [c for c in claim_ids if states.get(c) is State.DELIVERING and c not in unrendered]
             per_claim = {c: {"partner_reference": receipt.references[c]} for c in delivering
                          if c in receipt.references}
@@ -208,7 +208,7 @@ class Dispatcher:
         self._fail_alone(conn, parked, item, unrendered)
 
     def _fail_alone(self, conn: Connection, parked: int, item: OutboxItem, unrendered: dict[int, str]) -> None:
-        states = claim_store.current_states(conn, list(unrendered))
+        states = claim_store.current_states(conn, list(unrendered), lock=True)
         ids = [c for c in sorted(unrendered) if states.get(c) is State.DELIVERING]
         claim_store.transition(conn, ids, State.FAILED, Actor.SYSTEM, kind="delivery_failed",
                                data={"outbox": parked, "batch_outbox": item.id, "attempts": item.attempts},
@@ -232,7 +232,7 @@ class Dispatcher:
                 metrics.DEAD_LETTERS.labels(item.partner_id, item.operation).inc()
             if dead:
                 ids = list(item.payload.get("claim_ids", []))
-                states = claim_store.current_states(conn, ids)
+                states = claim_store.current_states(conn, ids, lock=True)
                 claim_store.transition(conn, [c for c in ids if states.get(c) is State.DELIVERING], State.FAILED,
                                        Actor.SYSTEM, kind="delivery_failed",
                                        data={"outbox": item.id, "error": error[:500], "attempts": item.attempts})
@@ -331,7 +331,7 @@ def retry_dead(app: App, outbox_id: int) -> int:
         row = outbox_store.get(conn, outbox_id)
         outbox_store.retry(conn, outbox_id, now=app.now())
         ids = list(outbox_store.loads(row["payload"]).get("claim_ids", []))
-        states = claim_store.current_states(conn, ids)
+        states = claim_store.current_states(conn, ids, lock=True)
         failed = [c for c in ids if states.get(c) is State.FAILED]
         claim_store.transition(conn, failed, State.QUEUED, Actor.OPERATOR, kind="retry",
                                data={"outbox": outbox_id}, now=app.now())

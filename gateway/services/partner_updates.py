@@ -166,7 +166,7 @@ def _apply_one(app: App, conn: Connection, partner_id: str, client_id: str, u: P
         return "unknown_code"
     state, stage = target
     data = {**base, "code": u.code, **({"stage": stage.value} if stage else {})}
-    current = claim_store.current_states(conn, [u.claim_id])[u.claim_id]
+    current = claim_store.current_states(conn, [u.claim_id], lock=True)[u.claim_id]
     try:
         if current is State.DELIVERING and state not in (State.HANDED_OVER, State.REJECTED):
             # The partner is already working the claim: its status is the receipt we have not recorded yet.

@@ -171,13 +171,20 @@ def existing_references(conn: Connection, client_id: str, references: Iterable[s
     return found
 
 
-def current_states(conn: Connection, claim_ids: Sequence[int]) -> dict[int, State]:
-    """The state of each claim (its latest event's), read from the projection."""
+def current_states(conn: Connection, claim_ids: Sequence[int], *, lock: bool = False) -> dict[int, State]:
+    """The state of each claim (its latest event's), read from the projection.
+
+    ``lock``: the rows are held (FOR UPDATE on PostgreSQL, in id order like ``transition``) until the
+    transaction ends, so a decision taken on these states is not overtaken by another writer (a partner
+    update moving a claim on while a receipt for it is being recorded).
+    """
     out: dict[int, State] = {}
-    ids = list(claim_ids)
+    ids = sorted(set(claim_ids)) if lock else list(claim_ids)
     for i in range(0, len(ids), 500):
         q = select(claim_current.c.claim_id, claim_current.c.state).where(
             claim_current.c.claim_id.in_(ids[i:i + 500]))
+        if lock and conn.dialect.name == "postgresql":
+            q = q.order_by(claim_current.c.claim_id).with_for_update()
         out.update({cid: State(st) for cid, st in conn.execute(q)})
     return out
 

@@ -107,15 +107,22 @@ def test_concurrent_handles_share_the_quota(server: ServerThread, keys: dict[str
     peak = [0]
     writing = threading.Event()
 
-    def held() -> int:
-        total = 0
+    def scan() -> dict[str, int]:
+        sizes: dict[str, int] = {}
         with os.scandir(upload) as entries:
             for e in entries:
                 try:
-                    total += e.stat().st_size
+                    sizes[e.name] = e.stat().st_size
                 except FileNotFoundError:  # a refused upload, deleted between listing and looking
                     pass
-        return total
+        return sizes
+
+    def held() -> int:
+        # A folder cannot be read atomically: a refused file counted just before its deletion and a
+        # neighbour counted just after it took the freed space would add up to more than was ever there.
+        # Each file's smaller size over two scans in a row never overstates what the folder held.
+        first, second = scan(), scan()
+        return sum(min(size, second.get(name, 0)) for name, size in first.items())
 
     def sample() -> None:  # what /upload holds while the five uploads write
         while writing.is_set():

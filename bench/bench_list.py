@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import secrets
 import statistics
 import sys
 import tempfile
@@ -26,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import Connection, and_, create_engine, func, select, text  # noqa: E402
+from sqlalchemy import Connection, and_, func, select, text  # noqa: E402
 
 from gateway.bootstrap import App, build_app  # noqa: E402
 from gateway.config import load_config  # noqa: E402
@@ -38,6 +37,7 @@ from gateway.store.claim_search import ClaimFilter  # noqa: E402
 from gateway.store.db import write_tx  # noqa: E402
 from gateway.store.schema import claim_events, claims, submissions  # noqa: E402
 from tests.conftest import write_config  # noqa: E402
+from bench.pgschema import in_schema  # noqa: E402
 
 # A book of collection cases: most at the agency, some closed, a few waiting.
 MIX = [(State.IN_PROGRESS, 40), (State.HANDED_OVER, 15), (State.CLOSED_PAID, 20), (State.CLOSED_UNCOLLECTIBLE, 5),
@@ -141,18 +141,7 @@ def main() -> None:
     p.add_argument("--db", help="PostgreSQL URL (default: SQLite in a temp dir)")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    schema = f"bench_list_{secrets.token_hex(4)}"
-    admin = create_engine(args.db.replace("postgresql://", "postgresql+psycopg://", 1)) if args.db else None
-    if admin is not None:
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    db = f"{args.db}{'&' if '?' in args.db else '?'}options=-csearch_path%3D{schema}" if args.db else None
-    try:
-        _measure(args, db)
-    finally:
-        if admin is not None:
-            with admin.begin() as conn:
-                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    in_schema(args.db, "bench_list", lambda db: _measure(args, db))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import secrets
 import multiprocessing
 import statistics
 import sys
@@ -35,7 +34,6 @@ from cheroot.wsgi import Server  # noqa: E402
 from spyne import Application, Array, Boolean, ServiceBase, rpc  # noqa: E402
 from spyne.protocol.soap import Soap11  # noqa: E402
 from spyne.server.wsgi import WsgiApplication  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
 
 from gateway.bootstrap import build_app  # noqa: E402
 from gateway.config import load_config  # noqa: E402
@@ -44,6 +42,7 @@ from gateway.crypto.passwords import hash_password  # noqa: E402
 from gateway.entrypoints.soap.server import SoapServer  # noqa: E402
 from gateway.services.keys import init_keys  # noqa: E402
 from tests.conftest import write_config  # noqa: E402
+from bench.pgschema import in_schema  # noqa: E402
 
 PASSWORD = "bench password 123"
 
@@ -134,18 +133,7 @@ def main() -> None:
     p.add_argument("--db", help="database URL (default: SQLite in a temp dir)")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    schema = f"bench_soap_{secrets.token_hex(4)}"  # a fresh PostgreSQL schema, dropped afterwards
-    admin = create_engine(args.db.replace("postgresql://", "postgresql+psycopg://", 1)) if args.db else None
-    if admin is not None:
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    db = f"{args.db}{'&' if '?' in args.db else '?'}options=-csearch_path%3D{schema}" if args.db else None
-    try:
-        _measure(args, db)
-    finally:
-        if admin is not None:
-            with admin.begin() as conn:
-                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    in_schema(args.db, "bench_soap", lambda db: _measure(args, db))
 
 
 def _measure(args: argparse.Namespace, db_url: str | None) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import secrets
 import sys
 import tempfile
 import time
@@ -25,7 +24,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import create_engine, text  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
 from bench.bench_list import _fill, _pct, _times  # noqa: E402
@@ -38,6 +36,8 @@ from gateway.services.console import MAX_EXPORT  # noqa: E402
 from gateway.services.keys import init_keys  # noqa: E402
 from tests.conftest import write_config  # noqa: E402
 from tests.integration.web.conftest import PASSWORDS, Console, web_config  # noqa: E402
+from sqlalchemy import text  # noqa: E402
+from bench.pgschema import in_schema  # noqa: E402
 
 
 def _one_real_claim(app: App) -> int:
@@ -113,18 +113,7 @@ def main() -> None:
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     assert PASSWORDS["anna"]  # the console's test logins: anna is a submit user of client demo
-    schema = f"bench_web_{secrets.token_hex(4)}"
-    admin = create_engine(args.db.replace("postgresql://", "postgresql+psycopg://", 1)) if args.db else None
-    if admin is not None:
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    db = f"{args.db}{'&' if '?' in args.db else '?'}options=-csearch_path%3D{schema}" if args.db else None
-    try:
-        _measure(args, db)
-    finally:
-        if admin is not None:
-            with admin.begin() as conn:
-                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    in_schema(args.db, "bench_web", lambda db: _measure(args, db))
 
 
 if __name__ == "__main__":

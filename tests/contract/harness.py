@@ -15,6 +15,9 @@ from adapters.simulators.email_sim import EmailAgencySimulator
 from adapters.simulators.http_sim import HttpAgencySimulator
 from adapters.simulators.sftp_sim import SftpAgencySimulator
 from adapters.simulators.soap_sim import SoapAgencySimulator
+from gateway.config import load_config
+from gateway.services.keys import init_keys
+from tests.conftest import write_config
 
 PARTNER = "sim-agency"
 CERT = "var/keys/partners/sim-agency.crt"
@@ -165,3 +168,11 @@ def running(kind: str, base: Path) -> Iterator[Harness]:
         yield h
     finally:
         h.stop()
+
+
+def make_keys_template(base: Path) -> Path:
+    """Key material for the simulated partner made once (RSA key generation dominates set-up), copied per test."""
+    path = write_config(base, "sqlite://", partners={PARTNER: {"adapter": "directory", "certificate": CERT,
+                                                               "options": {"path": "x"}}})
+    init_keys(load_config(path))
+    return base / "var" / "keys"

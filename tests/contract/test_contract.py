@@ -17,11 +17,9 @@ import pytest
 from adapters import ADAPTERS, PartnerAdapter
 from adapters.simulators.agency import Fault
 from gateway.bootstrap import App, build_app
-from gateway.config import load_config
 from gateway.domain.lifecycle import State
 from gateway.services.dispatch import Dispatcher, open_adapter
 from gateway.services.ingest import ingest_file
-from gateway.services.keys import init_keys
 from gateway.services.operations import accepts
 from gateway.services.partner_sync import sync_partner
 from gateway.store import claims as claim_store
@@ -29,7 +27,7 @@ from gateway.store import messages as message_store
 from gateway.store import outbox as outbox_store
 from gateway.store.db import read_tx, write_tx
 from tests.conftest import ROOT, write_config
-from tests.contract.harness import CERT, HARNESSES, PARTNER, Harness, running
+from tests.contract.harness import CERT, make_keys_template, HARNESSES, PARTNER, Harness, running
 from tests.support import Clock
 
 DEMO = ROOT / "examples" / "demo.csv"
@@ -44,12 +42,7 @@ def sim(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
 
 @pytest.fixture(scope="session")
 def keys_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Key material made once (RSA key generation dominates a test's set-up time) and copied per test."""
-    base = tmp_path_factory.mktemp("keys-template")
-    path = write_config(base, "sqlite://", partners={PARTNER: {"adapter": "directory", "certificate": CERT,
-                                                               "options": {"path": "x"}}})
-    init_keys(load_config(path))
-    return base / "var" / "keys"
+    return make_keys_template(tmp_path_factory.mktemp("keys-template"))
 
 
 @pytest.fixture

@@ -23,18 +23,16 @@ import zeep
 
 from adapters.simulators.agency import ANSWER, CANCELLED, DEFAULT_OPEN, PAID
 from gateway.bootstrap import App, build_app
-from gateway.config import load_config
 from gateway.entrypoints.soap.server import SoapServer
 from gateway.services.dispatch import Dispatcher
 from gateway.services.ingest import ingest_file
-from gateway.services.keys import init_keys
 from gateway.services.partner_sync import sync_partner
 from gateway.services.render_instruction import validate_instruction
 from gateway.store import claims as claim_store
 from gateway.store import outbox as outbox_store
 from gateway.store.db import read_tx
 from tests.conftest import ROOT, write_config
-from tests.contract.harness import CERT, PARTNER, Harness, running
+from tests.contract.harness import CERT, make_keys_template, PARTNER, Harness, running
 from tests.integration.soap.conftest import Endpoint, client_config
 
 DEMO = ROOT / "examples" / "demo.csv"
@@ -49,12 +47,7 @@ REFUSED = {"CancelClaim": ("cancel", "cancellations"),
 
 @pytest.fixture(scope="module")
 def keys_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Key material made once (RSA key generation dominates set-up) and copied per test."""
-    base = tmp_path_factory.mktemp("keys-template")
-    path = write_config(base, "sqlite://", partners={PARTNER: {"adapter": "directory", "certificate": CERT,
-                                                               "options": {"path": "x"}}})
-    init_keys(load_config(path))
-    return base / "var" / "keys"
+    return make_keys_template(tmp_path_factory.mktemp("keys-template"))
 
 
 @dataclass

@@ -81,3 +81,24 @@ def test_a_lease_its_holder_is_renewing_right_now_is_busy_without_waiting(app: A
         with app.engine.connect() as other, other.begin():
             other.exec_driver_sql("SET LOCAL lock_timeout = '2s'")  # waiting would fail this test, not hang it
             assert not lease_store.acquire(other, "ingest:demo", "node-b", 60, now)
+
+
+def test_an_operator_breaks_the_lease_of_a_node_that_is_gone(app: App) -> None:
+    from gateway.services.node import break_outbox_lease
+    from gateway.store import outbox as outbox_store
+
+    now = app.now()
+    with write_tx(app.engine) as conn:
+        outbox_store.enqueue(conn, key="deliver:x", client_id="demo", partner_id="demo-agency",
+                             operation="deliver_batch", payload={"claim_ids": []}, now=now)
+        gone = outbox_store.lease(conn, "node-gone", 600, now=now)
+    assert gone is not None
+    with write_tx(app.engine) as conn:
+        assert outbox_store.lease(conn, "node-b", 600, now=now) is None  # leased for ten minutes
+    assert break_outbox_lease(app, gone.id)
+    assert not break_outbox_lease(app, gone.id)  # not leased any more
+    with write_tx(app.engine) as conn:
+        taken = outbox_store.lease(conn, "node-b", 600, now=app.now())
+        assert taken is not None and taken.id == gone.id
+        assert not outbox_store.complete(conn, gone, {"late": True})  # the old holder cannot settle it now
+        assert outbox_store.complete(conn, taken, {"ok": True})

@@ -27,7 +27,7 @@ from lxml import etree
 
 from gateway.config import GatewayConfig
 from gateway.crypto.passwords import hash_password, is_password_hash, verify_password
-from gateway.entrypoints.soap.throttle import LoginThrottle
+from gateway.services.login_throttle import LoginThrottle
 from gateway.errors import ConfigError, GatewayError
 
 WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"

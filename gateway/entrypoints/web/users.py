@@ -16,7 +16,7 @@ from pathlib import Path
 
 from gateway.config import GatewayConfig, WebUserConfig
 from gateway.crypto.passwords import hash_password, is_password_hash, verify_password
-from gateway.entrypoints.soap.throttle import LoginThrottle
+from gateway.services.login_throttle import LoginThrottle
 from gateway.errors import ConfigError
 
 MAX_LOGIN, MAX_PASSWORD = 128, 1024

@@ -1,4 +1,4 @@
-"""Failed SOAP logins, throttled per username and per source address.
+"""Failed logins (SOAP, and the web console with its own counts), throttled per username and per address.
 
 Each failure is counted under the username tried and under the source address. After ``delay_after``
 failures the next attempt of that key must wait ``delay_seconds``, doubling with each further failure

@@ -158,6 +158,7 @@ class _Parts:
         if cfg.web.enabled:  # starlette and uvicorn are imported only when the console is on
             from gateway.entrypoints.web.server import WebServer
             self.web = await asyncio.to_thread(WebServer, app)  # hashes demo passwords (scrypt), ~0.1 s each
+            self.web.web.state.supervisor = sup  # the operator's partners page shows the delivery tasks' health
             await self.web.start()
             self.web.print_demo_logins()
         if not cfg.source.startswith("<"):  # clients changed in the config file (admin CLI) apply at once

@@ -1,0 +1,66 @@
+"""The operator's partners page: adapter, capabilities, last sync and error, backlog, health, supervisor tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from gateway.entrypoints.supervisor import Supervisor
+from gateway.errors import DeliveryError
+from gateway.services.partner_updates import save_cursor
+from gateway.store import outbox as outbox_store
+from gateway.store.db import write_tx
+from tests.integration.web.conftest import Console
+
+
+def _row(page: str, partner: str) -> str:
+    found = re.search(rf'<tr class="ph-[a-z_]+" id="partner-{re.escape(partner)}">.*?</tr>', page, re.S)
+    assert found, partner
+    return found.group(0)
+
+
+def test_partners_page_shows_sync_errors_backlog_and_health(console: Console) -> None:
+    app = console.app
+    c = console.client("olga")
+    row = _row(c.get("/operator/partners").text, "demo-agency")
+    assert "directory" in row and "deliver" in row and "ph-overdue" in row and "noch nie" in row  # never pulled
+    with write_tx(app.engine) as conn:
+        save_cursor(conn, "demo-agency", None, 0, now=app.now())
+    assert "ph-ok" in _row(c.get("/operator/partners").text, "demo-agency")
+    with write_tx(app.engine) as conn:
+        dead = outbox_store.enqueue_dead(conn, key="test:partners", client_id="demo", partner_id="demo-agency",
+                                         operation="deliver_batch", payload={"claim_ids": []}, error="refused")
+        save_cursor(conn, "demo-agency", None, 0, error="partner answered 503 (retryable)", now=app.now())
+    page = c.get("/operator/partners").text
+    row = _row(page, "demo-agency")
+    assert "ph-failing" in row and "letzter Abruf fehlgeschlagen" in row and "partner answered 503" in row
+    assert re.search(r'<a href="/operator/outbox\?status=dead">\d+</a>', row)
+    assert "Nur im laufenden Gateway bekannt" in page  # no supervisor outside serve
+    with write_tx(app.engine) as conn:  # the next pull succeeds; the dead letter still waits
+        save_cursor(conn, "demo-agency", None, 0, now=app.now())
+    row = _row(c.get("/operator/partners?lang=en").text, "demo-agency")
+    assert "ph-dead_letters" in row and "dead letters waiting" in row
+    token = console.csrf(c, "/operator/outbox")
+    c.post(f"/operator/outbox/{dead}/retry", data={"csrf": token})
+
+
+def test_partners_page_shows_the_supervisors_delivery_tasks(console: Console) -> None:
+    sup = Supervisor(asyncio.Event())
+    sup.report("partner_sync", DeliveryError("demo-agency: connection refused", retryable=True))
+    sup.report("inbox", RuntimeError("not a partner task"))
+    console.web.state.supervisor = sup
+    page = console.client("olga").get("/operator/partners").text
+    tasks = page.split("Hintergrundaufgaben")[1]
+    assert "partner_sync" in tasks and "connection refused" in tasks and "inbox" not in tasks
+
+
+def test_clients_get_404_on_the_partners_page(console: Console) -> None:
+    for login in ("anna", "vera"):
+        assert console.client(login).get("/operator/partners").status_code == 404
+    assert console.client().get("/operator/partners").headers["location"] == "/login"
+
+
+def test_every_health_verdict_has_its_text() -> None:
+    from gateway.entrypoints.web.texts import TEXTS
+    verdicts = {"ok", "failing", "overdue", "dead_letters", "unknown_adapter"}  # partner_overview's verdicts
+    assert {f"health_{v}" for v in verdicts} <= set(TEXTS)

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import msgspec
 import yaml
 
+from gateway.domain.limitation import LimitationPolicy
 from gateway.errors import ConfigError
 
 
@@ -110,6 +111,8 @@ class ClientConfig(Base):
     mapping: str | None = None  # mappings/<mapping>.yaml; defaults to the client id
     default_partner: str | None = None
     hold_all: bool = False  # every accepted claim waits for release (a "collection run")
+    # time-barred claims held, near ones warned (gateway/domain/limitation.py); the defaults are BGB 195, 199
+    limitation: LimitationPolicy = msgspec.field(default_factory=LimitationPolicy)
     ack_delimiter: str | None = None  # defaults to the input file's delimiter
     ack_format: Literal["auto", "csv", "xml"] = "auto"  # auto: an XML ack for XML inputs, CSV otherwise
     ack_error_cap: int = 1000  # rejected rows listed in an ack; the rest are counted (issue 3)

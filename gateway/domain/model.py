@@ -162,6 +162,13 @@ class Claim(Struct):
     invoices: list[Invoice] = msgspec.field(default_factory=list)  # principal_amount is their sum
     labels: list[str] = msgspec.field(default_factory=list)
     partner_id: str | None = None
+    # Inputs of the limitation rule (domain/limitation.py); absent in most files, so left out of the JSON.
+    acknowledgement_date: date | None = None  # the debtor's last acknowledgement (BGB 212: restarts the period)
+    last_payment_date: date | None = None  # the last part payment (an acknowledgement too), when no amounts come
+    dunning_order_date: date | None = None  # court dunning order applied for (BGB 204 I 3: suspends)
+    dunning_order_end_date: date | None = None  # those proceedings ended (suspension ends 6 months later)
+    negotiation_start_date: date | None = None  # negotiations with the debtor began (BGB 203: suspends)
+    negotiation_end_date: date | None = None  # negotiations ended
 
     @property
     def fees_total(self) -> Decimal:

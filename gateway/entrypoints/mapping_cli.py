@@ -70,7 +70,7 @@ def _preview(args: argparse.Namespace) -> int:
     client = cfg.client(args.client)
     spec: MappingSpec = load_mapping(args.mapping or cfg.mapping_file(args.client))
     result = preview_file(args.file, spec, args.client, today=date.today(), limit=max(0, args.limit),
-                          hold_all=client.hold_all, limits=cfg.limits)
+                          hold_all=client.hold_all, limits=cfg.limits, limitation=client.limitation)
     if args.json:
         print(msgspec.json.encode(result).decode())
     else:

@@ -17,6 +17,7 @@ import msgspec
 from gateway.config import GatewayConfig
 from gateway.crypto.fieldcrypt import FieldCipher, load_field_cipher
 from gateway.domain.findings import Finding, Outcome, Severity, outcome_of
+from gateway.domain.limitation import limitation_findings
 from gateway.domain.rules import validate_claim
 from gateway.mapping.engine import MappedRow, compile_mapping
 from gateway.mapping.spec import MappingSpec
@@ -49,6 +50,7 @@ class Preparer:
         self.router = Router(config)
         self.cipher = cipher or load_field_cipher(config.keys_dir / DATA_KEY_FILE, config.keys.data_keys_env)
         self.hold_all = config.client(client_id).hold_all or spec.policy.hold_all
+        self.limitation = config.client(client_id).limitation
 
     def chunk(self, rows: list[SourceRow]) -> list[PreparedRow]:
         """Prepare rows in order; never raises for a row's content (that is what findings are for)."""
@@ -62,6 +64,9 @@ class Preparer:
         if claim is None:
             return PreparedRow(mapped.row, mapped.reference, findings, None, None, None, False, sheet, xpath)
         found = validate_claim(claim, self.today)
+        timely = limitation_findings(claim, self.today, self.limitation)
+        if timely:
+            found = [*found, *timely]
         if found:
             findings.extend(self.mapper.locate(found, mapped.row, claim))
         if self.hold_all:

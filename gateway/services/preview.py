@@ -15,6 +15,7 @@ from pathlib import Path
 from gateway.config import LimitsConfig
 from gateway.domain import findings as codes
 from gateway.domain.findings import Finding, Outcome, Severity, outcome_of
+from gateway.domain.limitation import STATUTORY, LimitationPolicy, limitation_findings
 from gateway.domain.model import Claim
 from gateway.domain.rules import validate_claim
 from gateway.mapping.engine import compile_mapping, date_columns
@@ -45,7 +46,8 @@ class Preview:
 
 
 def preview_file(path: Path, spec: MappingSpec, client_id: str, *, today: date, limit: int | None = None,
-                 hold_all: bool = False, limits: LimitsConfig | None = None) -> Preview:
+                 hold_all: bool = False, limits: LimitsConfig | None = None,
+                 limitation: LimitationPolicy = STATUTORY) -> Preview:
     """Map and validate every row of ``path``; keep the first ``limit`` rows in full (read under ``limits``)."""
     with open_reader(path, spec.format, date_columns=date_columns(spec), limits=limits) as reader:
         mapper = compile_mapping(spec, reader.header, file=path.name, header_row=reader.header_row)
@@ -65,7 +67,8 @@ def preview_file(path: Path, spec: MappingSpec, client_id: str, *, today: date, 
             found = list(mapped.findings)
             claim = mapped.claim
             if claim is not None:
-                found.extend(mapper.locate(validate_claim(claim, today), mapped.row, claim))
+                found.extend(mapper.locate([*validate_claim(claim, today),
+                                            *limitation_findings(claim, today, limitation)], mapped.row, claim))
                 ref = claim.creditor_reference
                 if ref in seen:
                     found.append(Finding(code=codes.DUPLICATE_REFERENCE, field="creditor_reference", row=mapped.row,

@@ -27,6 +27,7 @@ from gateway.bootstrap import App
 from gateway.domain import findings as codes
 from gateway.domain.findings import Finding, Outcome, Severity, outcome_of
 from gateway.domain.lifecycle import State
+from gateway.domain.limitation import limitation_findings
 from gateway.domain.model import Claim, Document, to_minor
 from gateway.domain.rules import validate_claim
 from gateway.services.batching import enqueue_deliveries
@@ -112,7 +113,8 @@ def _check(app: App, draft: Draft, today: date, hold: bool) -> Draft:
                      sha256=hashlib.sha256(u.content).hexdigest()) for u in draft.uploads]
     claim = msgspec.structs.replace(claim, documents=[*claim.documents, *docs],
                                     labels=sorted({label.strip() for label in claim.labels if label.strip()}))
-    found = [*draft.findings, *validate_claim(claim, today)]
+    found = [*draft.findings, *validate_claim(claim, today),
+             *limitation_findings(claim, today, app.config.client(claim.client_id).limitation)]
     if hold:
         found.append(Finding(code=AWAITING_RELEASE, severity=Severity.HOLD,
                              message="held until the client releases it (ReleaseClaims)"))

@@ -17,6 +17,7 @@ import msgspec
 import yaml
 
 from gateway.domain.limitation import LimitationPolicy
+from gateway.domain.credit import INTERESTS, CreditPolicy
 from gateway.errors import ConfigError
 
 
@@ -105,6 +106,17 @@ class ClientSoapConfig(Base):
     credentials: list[SoapCredential] = msgspec.field(default_factory=list)
 
 
+class ClientCreditConfig(Base):
+    """A client's credit checks (docs/credit.md): which bureaus, the traffic-light policy, the guard rails."""
+
+    bureaus: list[str] = msgspec.field(default_factory=list)  # ids under ``bureaus:``, asked at once
+    policy: CreditPolicy = msgspec.field(default_factory=CreditPolicy)
+    interests: list[str] = msgspec.field(default_factory=lambda: list(INTERESTS))  # stated interests allowed
+    max_checks_per_hour: int = 100  # checks (cached ones too) per client per rolling hour; more are refused
+    cache_seconds: float = 86400.0  # a complete result answers the same subject again this long, unpaid
+    incomplete_cache_seconds: float = 0.0  # the same for a result some bureau did not answer (0: ask again)
+
+
 class ClientConfig(Base):
     name: str = ""
     enabled: bool = True  # false (`gateway clients disable`): no SFTP or SOAP login; stored claims stay
@@ -122,6 +134,7 @@ class ClientConfig(Base):
     soap: ClientSoapConfig = msgspec.field(default_factory=ClientSoapConfig)
     # `gateway retention run`: erase closed claims and raw files this many days after; None keeps them
     retention_days_after_close: int | None = None
+    credit: ClientCreditConfig | None = None  # credit checks across bureaus (docs/credit.md); None: none
 
 
 class PartnerRetryConfig(Base):
@@ -277,6 +290,22 @@ class LoggingConfig(Base):
     file: str | None = None  # append to this file (relative to base_dir) instead of stderr
 
 
+class BureauSimulatorConfig(Base):
+    """Demo only: ``gateway serve`` runs this bureau's loopback simulator in-process, at the URL's port."""
+
+    enabled: bool = False
+
+
+class BureauConfig(Base):
+    """One credit bureau (docs/credit.md): an adapter from ``adapters.bureaus.BUREAUS`` and its options."""
+
+    adapter: str  # http_json | soap
+    options: dict[str, Any] = msgspec.field(default_factory=dict)  # http_json: url; soap: wsdl
+    timeout_seconds: float = 1.5  # the whole budget for this bureau in one check, retries included
+    attempts: int = 2  # tries of a retryable error while the budget lasts
+    simulator: BureauSimulatorConfig = msgspec.field(default_factory=BureauSimulatorConfig)
+
+
 class RouteRule(Base):
     """First matching rule wins; unset conditions match everything."""
 
@@ -308,6 +337,7 @@ class GatewayConfig(Base):
     clients: dict[str, ClientConfig] = msgspec.field(default_factory=dict)
     partners: dict[str, PartnerConfig] = msgspec.field(default_factory=dict)
     routing: list[RouteRule] = msgspec.field(default_factory=list)
+    bureaus: dict[str, BureauConfig] = msgspec.field(default_factory=dict)
     source: str = "<embedded defaults>"
 
     # -- resolved paths -------------------------------------------------------------------
@@ -418,8 +448,36 @@ def _check_references(cfg: GatewayConfig) -> None:
         if unknown:
             raise ConfigError(f"unknown capabilities {', '.join(unknown)} (known: {', '.join(CAPABILITIES)})",
                               file=cfg.source, key=f"partners.{pid}.capabilities")
+    _check_credit(cfg)
     for i, rule in enumerate(cfg.routing):
         if rule.partner not in cfg.partners:
             raise ConfigError(f"unknown partner '{rule.partner}'", file=cfg.source, key=f"routing[{i}].partner")
         if rule.client is not None and rule.client not in cfg.clients:
             raise ConfigError(f"unknown client '{rule.client}'", file=cfg.source, key=f"routing[{i}].client")
+
+
+def _check_credit(cfg: GatewayConfig) -> None:
+    from adapters.bureaus import BUREAUS  # names only: the adapter's options are checked when it loads
+    for bid, bureau in cfg.bureaus.items():
+        if bureau.adapter not in BUREAUS:
+            raise ConfigError(f"unknown bureau adapter '{bureau.adapter}' (known: {', '.join(sorted(BUREAUS))})",
+                              file=cfg.source, key=f"bureaus.{bid}.adapter")
+        if bureau.timeout_seconds <= 0 or bureau.attempts < 1:
+            raise ConfigError("timeout_seconds must be > 0 and attempts >= 1", file=cfg.source, key=f"bureaus.{bid}")
+    for cid, client in cfg.clients.items():
+        credit = client.credit
+        if credit is None:
+            continue
+        key = f"clients.{cid}.credit"
+        unknown = [b for b in credit.bureaus if b not in cfg.bureaus]
+        if unknown or not credit.bureaus:
+            raise ConfigError(f"unknown bureaus {', '.join(unknown)} (configured: {', '.join(sorted(cfg.bureaus)) or 'none'})"
+                              if unknown else "name at least one bureau", file=cfg.source, key=f"{key}.bureaus")
+        bad = [i for i in credit.interests if i not in INTERESTS]
+        if bad:
+            raise ConfigError(f"unknown interests {', '.join(bad)} (known: {', '.join(INTERESTS)})",
+                              file=cfg.source, key=f"{key}.interests")
+        for problem in credit.policy.problems():
+            raise ConfigError(problem, file=cfg.source, key=f"{key}.policy")
+        if credit.max_checks_per_hour < 1 or credit.cache_seconds < 0 or credit.incomplete_cache_seconds < 0:
+            raise ConfigError("max_checks_per_hour must be >= 1 and the cache times >= 0", file=cfg.source, key=key)

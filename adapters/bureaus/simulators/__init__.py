@@ -1,0 +1,1 @@
+"""Loopback simulators of the credit bureaus (tests, the bench and the demo run against them)."""

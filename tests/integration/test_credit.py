@@ -1,0 +1,227 @@
+"""Credit checks end to end through the use case: real loopback HTTP/JSON and SOAP bureau simulators (zeep,
+httpx), with the faults injected for real (a slow answer, a closed listener, garbage), the guard rails
+(interest, rate limit, cache), isolation between clients, the link to a later claim, the sealed storage and
+the audit log, on SQLite and PostgreSQL. No timing is asserted: a slow bureau is one slower than its budget."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from sqlalchemy import select
+
+from adapters.bureaus.simulators.book import BureauBook, Fault
+from adapters.bureaus.simulators.http_sim import HttpBureauSimulator
+from adapters.bureaus.simulators.soap_sim import SoapBureauSimulator
+from gateway.bootstrap import App, build_app
+from gateway.config import load_config
+from gateway.domain.credit import Subject, SubjectKind
+from gateway.errors import NotFound
+from gateway.services import credit, submit
+from gateway.services.keys import init_keys
+from gateway.store import credit_checks
+from gateway.store.db import read_tx
+from tests.conftest import write_config
+from tests.factories import make_claim
+
+PLANTED_FIRST, PLANTED_LAST, PLANTED_STREET = "Zacharias", "Quetzalwurm", "Xylophonweg"
+
+
+def person(first: str, last: str, **kw: Any) -> Subject:
+    return Subject(first_name=first, last_name=last, birth_date=date(1971, 4, 23), street="Hauptstr.",
+                   house_number="1", postal_code="50667", city="Köln", **kw)
+
+
+@pytest.fixture
+def sims() -> Iterator[dict[str, HttpBureauSimulator]]:
+    started = {"json": HttpBureauSimulator(BureauBook()).start(), "soap": SoapBureauSimulator(BureauBook()).start(),
+               "third": HttpBureauSimulator(BureauBook()).start()}
+    yield started
+    for sim in started.values():
+        sim.stop()
+
+
+def credit_config(sims: dict[str, HttpBureauSimulator], **client: Any) -> dict[str, Any]:
+    bureaus = {"json": {"adapter": "http_json", "options": {"url": sims["json"].url}, "timeout_seconds": 0.8},
+               "soap": {"adapter": "soap", "options": {"wsdl": f"{sims['soap'].url}/soap?wsdl"},
+                        "timeout_seconds": 0.8},
+               "third": {"adapter": "http_json", "options": {"url": sims["third"].url}, "timeout_seconds": 0.8}}
+    settings = {"bureaus": ["json", "soap", "third"], "max_checks_per_hour": 50, **client}
+    return {"bureaus": bureaus,
+            "clients": {"demo": {"name": "Demo", "mapping": "demo", "default_partner": "demo-agency",
+                                 "credit": settings},
+                        "other": {"name": "Other", "mapping": "demo", "default_partner": "demo-agency",
+                                  "credit": {"bureaus": ["json"]}}}}
+
+
+def make_app(tmp_path: Path, db_url: str, sims: dict[str, HttpBureauSimulator], **client: Any) -> App:
+    path = write_config(tmp_path, db_url, **credit_config(sims, **client))
+    init_keys(load_config(path))
+    return build_app(path, migrate=True)
+
+
+@pytest.fixture
+def app(tmp_path: Path, db_url: str, sims: dict[str, HttpBureauSimulator]) -> Iterator[App]:
+    application = make_app(tmp_path, db_url, sims)
+    yield application
+    application.close()
+
+
+def check(app: App, subject: Subject, client: str = "demo", interest: str = "contract_initiation",
+          user: str = "alice") -> credit.CreditAnswer:
+    return credit.check_credit(app, client, subject, interest=interest, user=user, channel="cli")
+
+
+def reasons(answer: credit.CreditAnswer) -> dict[str, list[str]]:
+    assert answer.verdict is not None
+    return {b.bureau: [r.code for r in b.reasons] for b in answer.verdict.bureaus}
+
+
+def test_each_colour_through_json_and_soap_bureaus(app: App, sims: dict[str, HttpBureauSimulator]) -> None:
+    green = check(app, person("Erika", "Mustermann"))
+    assert (green.colour, green.incomplete, green.cached) == ("green", False, False)
+    assert reasons(green) == {b: ["score_ok"] for b in ("json", "soap", "third")}
+    red = check(app, person("Paul", "Pleite"))
+    assert red.colour == "red" and reasons(red)["soap"] == ["hard_entry", "score_low"]
+    assert [e.kind for o in red.outcomes for e in (o.result.entries if o.result else [])] == ["insolvency"] * 3
+    soft = check(app, person("Sabine", "Säumig"))
+    assert soft.colour == "yellow" and reasons(soft)["json"] == ["soft_entry", "score_ok"]
+    unknown = check(app, person("Nie", "Gehört"))
+    assert unknown.colour == "yellow" and reasons(unknown) == {b: ["unknown_person"] for b in ("json", "soap", "third")}
+    company = check(app, Subject(kind=SubjectKind.BUSINESS, company="Musterbau GmbH", postal_code="10115",
+                                 city="Berlin"))
+    assert company.colour == "green"
+    # the stated interest reached the bureaus (they record why they were asked)
+    assert set(sims["soap"].book.purposes) == {"contract_initiation"}
+
+
+def test_one_slow_one_down_answers_from_the_rest_marked_incomplete(app: App,
+                                                                   sims: dict[str, HttpBureauSimulator]) -> None:
+    sims["json"].set_fault(Fault.SLOW, delay_seconds=3.0)
+    sims["third"].set_fault(Fault.DOWN)
+    answer = check(app, person("Paul", "Pleite"))
+    assert answer.incomplete and answer.colour == "red"  # the SOAP bureau's insolvency entry
+    status = {o.bureau: (o.status, (o.error or "").split(":")[0]) for o in answer.outcomes}
+    assert status == {"json": ("timeout", "timeout"), "soap": ("answered", ""), "third": ("error", "unavailable")}
+    assert reasons(answer)["json"] == ["no_answer"]
+
+
+def test_garbage_and_server_errors_are_that_bureau_s_error_only(app: App,
+                                                                 sims: dict[str, HttpBureauSimulator]) -> None:
+    sims["json"].set_fault(Fault.GARBAGE)
+    sims["soap"].set_fault(Fault.GARBAGE)
+    sims["third"].set_fault(Fault.ERROR)
+    answer = check(app, person("Erika", "Mustermann"))
+    assert answer.incomplete and answer.colour == "yellow"  # nobody answered: nothing known is not green
+    assert {o.bureau: (o.error or "").split(":")[0] for o in answer.outcomes} == {
+        "json": "invalid_answer", "soap": "invalid_answer", "third": "unavailable"}
+    assert sims["json"].book.queries == 1  # garbage is not retried (503 would be, within the budget)
+
+
+def test_soap_bureau_down_at_first_use_then_back(app: App, sims: dict[str, HttpBureauSimulator]) -> None:
+    sims["soap"].set_fault(Fault.DOWN)  # its WSDL cannot even be loaded
+    first = check(app, person("Erika", "Mustermann"))
+    assert {o.bureau: o.status for o in first.outcomes}["soap"] == "error" and first.colour == "green"
+    sims["soap"].set_fault(Fault.NONE)
+    second = check(app, person("Max", "Mustermann"))
+    assert {o.bureau: o.status for o in second.outcomes}["soap"] == "answered" and second.colour == "yellow"
+
+
+def test_cache_answers_the_same_subject_without_a_paid_query(app: App, sims: dict[str, HttpBureauSimulator]) -> None:
+    first = check(app, person("Erika", "Mustermann"))
+    again = check(app, person(" erika ", "MUSTERMANN"), interest="claim_collection", user="bob")
+    assert again.cached and again.source_check_id == first.check_id and again.colour == "green"
+    assert again.subject is not None and again.subject.last_name == "Mustermann"
+    assert [s.book.queries for s in sims.values()] == [1, 1, 1]
+    # an incomplete answer is not given again (incomplete_cache_seconds 0): the missing bureau is asked
+    sims["json"].set_fault(Fault.ERROR)
+    check(app, person("Max", "Mustermann"))
+    sims["json"].set_fault(Fault.NONE)
+    retried = check(app, person("Max", "Mustermann"))
+    assert not retried.cached and not retried.incomplete
+    # another birth date is another person
+    assert not check(app, msgspec.structs.replace(person("Erika", "Mustermann"), birth_date=date(1990, 1, 1))).cached
+
+
+def test_guard_rails_interest_user_subject_and_rate_limit(tmp_path: Path, db_url: str,
+                                                          sims: dict[str, HttpBureauSimulator]) -> None:
+    app = make_app(tmp_path, db_url, sims, max_checks_per_hour=2, interests=["contract_initiation"])
+    try:
+        with pytest.raises(credit.CreditRefused) as refused:
+            check(app, person("Erika", "Mustermann"), interest="claim_collection")
+        assert refused.value.code == "interest"
+        with pytest.raises(credit.CreditRefused) as refused:
+            check(app, person("Erika", "Mustermann"), user="  ")
+        assert refused.value.code == "user"
+        with pytest.raises(credit.CreditRefused) as refused:
+            check(app, msgspec.structs.replace(person("Erika", "Mustermann"), birth_date=None, city=None))
+        assert (refused.value.code, refused.value.fields) == ("subject", ["birth_date", "city"])
+        check(app, person("Erika", "Mustermann"))
+        check(app, person("Erika", "Mustermann"))  # cached, but counted
+        with pytest.raises(credit.CreditRefused) as refused:
+            check(app, person("Max", "Mustermann"))
+        assert refused.value.code == "rate_limited"
+        assert sims["json"].book.queries == 1
+        log = credit.audit_log(app, "demo")
+        assert [r["outcome"] for r in log] == ["queried", "cached", "refused"]
+        assert log[2]["subject"] == "" and log[2]["colour"] is None  # a refused subject is not kept
+    finally:
+        app.close()
+
+
+def test_a_client_never_sees_another_client_s_checks(app: App, sims: dict[str, HttpBureauSimulator]) -> None:
+    mine = check(app, person("Erika", "Mustermann"))
+    theirs = check(app, person("Erika", "Mustermann"), client="other")
+    assert not theirs.cached  # the cache is per client: the other client's query is its own
+    assert credit.get_check(app, "demo", mine.check_id).colour == "green"
+    with pytest.raises(NotFound):
+        credit.get_check(app, "other", mine.check_id)
+    assert [r["check_id"] for r in credit.audit_log(app, "other")] == [theirs.check_id]
+    assert [r["check_id"] for r in credit.audit_log(app, "demo")] == [mine.check_id]
+
+
+def test_linked_to_a_later_claim_of_the_same_debtor(app: App) -> None:
+    answer = check(app, person("Jürgen", "Müller"))  # make_claim's debtor
+    check(app, person("Erika", "Mustermann"))
+    other = check(app, person("Jürgen", "Müller"), client="other")
+    ids = {}
+    for client in ("demo", "other"):
+        claim = msgspec.structs.replace(make_claim("R-7"), client_id=client)
+        result = submit.submit_claims(app, client, [submit.Draft(reference="R-7", claim=claim)])
+        ids[client] = result.results[0].claim_id
+    linked = credit.checks_for_claim(app, "demo", ids["demo"])
+    assert [s.check_id for s in linked] == [answer.check_id]
+    assert [s.check_id for s in credit.checks_for_claim(app, "other", ids["other"])] == [other.check_id]
+    assert credit.checks_for_claim(app, "other", ids["demo"]) == []  # not even by claim id
+
+
+def test_sealed_at_rest_and_never_in_logs(app: App, sims: dict[str, HttpBureauSimulator],
+                                          caplog: pytest.LogCaptureFixture, db_url: str) -> None:
+    caplog.set_level(logging.DEBUG)
+    sims["third"].set_fault(Fault.GARBAGE)
+    sims["json"].set_fault(Fault.SLOW, delay_seconds=2.0)
+    planted = Subject(first_name=PLANTED_FIRST, last_name=PLANTED_LAST, birth_date=date(1962, 4, 23),
+                      street=PLANTED_STREET, postal_code="50667", city="Köln")
+    answer = check(app, planted)
+    check(app, planted)  # cached
+    sims["json"].set_fault(Fault.NONE)
+    credit.audit_log(app, "demo")
+    with read_tx(app.engine) as conn:
+        rows = list(conn.execute(select(credit_checks.credit_checks)).mappings())
+    stored = repr([{k: v for k, v in r.items() if k != "personal"} for r in rows]).encode() + b"".join(
+        bytes(r["personal"] or b"") for r in rows)
+    logged = caplog.text + "".join(str(r.args) for r in caplog.records)
+    for value in (PLANTED_FIRST, PLANTED_LAST, PLANTED_STREET, "1962-04-23"):
+        assert value not in logged and value.encode() not in stored
+    if db_url.startswith("sqlite"):
+        db = Path(db_url.removeprefix("sqlite:///"))
+        for path in (db, Path(f"{db}-wal")):
+            if path.exists():
+                assert PLANTED_LAST.encode() not in path.read_bytes()
+    assert credit.get_check(app, "demo", answer.check_id).subject == planted
+    assert f"check={answer.check_id}" in caplog.text  # the check is logged, by id

@@ -23,6 +23,7 @@ from gateway.mapping.engine import MappedRow, compile_mapping
 from gateway.mapping.spec import MappingSpec
 from gateway.readers.base import SourceRow
 from gateway.services.routing import Router
+from gateway.store import fingerprints
 from gateway.store.claims import PreparedClaim, prepare_claim
 
 DATA_KEY_FILE = "data-keys.json"  # the same file bootstrap.App.cipher reads
@@ -38,6 +39,9 @@ class PreparedRow(NamedTuple):
     no_partner: bool             # no routing rule and no client default: held for the operator
     sheet: str | None
     xpath: str | None
+    # Of the claim as mapped (computed here, where the claim is at hand: the store would have to decrypt
+    # the prepared columns again to get it back).
+    fingerprint: str | None = None
 
 
 class Preparer:
@@ -79,7 +83,8 @@ class Preparer:
             claim = msgspec.structs.replace(claim, partner_id=partner)
         total = claim.total_open_amount
         return PreparedRow(mapped.row, mapped.reference, findings, prepare_claim(self.cipher, claim, total),
-                           total, claim.currency, partner is None, sheet, xpath)
+                           total, claim.currency, partner is None, sheet, xpath,
+                           fingerprints.fingerprint(self.cipher, claim))
 
 
 _WORKER: Preparer | None = None

@@ -250,8 +250,8 @@ class IngestRun:
         sid = self.submission["id"]
         now = self.app.now()
         cipher = self.app.cipher
-        prints = [fingerprints.fingerprint(cipher, fingerprints.claim_of_prepared(cipher, cols))
-                  for _, (cols, _, _, _) in new]
+        prints = [p.fingerprint or fingerprints.fingerprint(cipher, fingerprints.claim_of_prepared(cipher, cols))
+                  for p, (cols, _, _, _) in new]
         with write_tx(self.app.engine) as conn:
             fence(self.app, conn)  # a node that lost the client's lease must not commit this chunk
             ids = claim_store.insert_prepared(conn, sid, [n for _, n in new], now=now, cipher=cipher)

@@ -34,10 +34,19 @@ _KEY_LABEL = "claim-fingerprint-key:v1"
 _encoder = msgspec.json.Encoder(order="deterministic")
 
 
+_keys: dict[bytes, bytes] = {}  # blind-index key -> fingerprint key (one HMAC per index key, not per claim)
+
+
 def _key(cipher: FieldCipher) -> bytes:
     # Derived from the blind-index key (HMAC under it of a fixed label): that key does not change when
     # data keys rotate, so fingerprints stay comparable across a rotation.
-    return cipher.blind_index(_KEY_LABEL).encode()
+    key = _keys.get(cipher.index_key)
+    if key is None:
+        key = cipher.blind_index(_KEY_LABEL).encode()
+        if len(_keys) > 16:
+            _keys.clear()
+        _keys[cipher.index_key] = key
+    return key
 
 
 def fingerprint(cipher: FieldCipher, claim: Claim) -> str:

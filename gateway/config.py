@@ -471,8 +471,9 @@ def _check_credit(cfg: GatewayConfig) -> None:
         key = f"clients.{cid}.credit"
         unknown = [b for b in credit.bureaus if b not in cfg.bureaus]
         if unknown or not credit.bureaus:
-            raise ConfigError(f"unknown bureaus {', '.join(unknown)} (configured: {', '.join(sorted(cfg.bureaus)) or 'none'})"
-                              if unknown else "name at least one bureau", file=cfg.source, key=f"{key}.bureaus")
+            known = ", ".join(sorted(cfg.bureaus)) or "none"
+            raise ConfigError(f"unknown bureaus {', '.join(unknown)} (configured: {known})" if unknown
+                              else "name at least one bureau", file=cfg.source, key=f"{key}.bureaus")
         bad = [i for i in credit.interests if i not in INTERESTS]
         if bad:
             raise ConfigError(f"unknown interests {', '.join(bad)} (known: {', '.join(INTERESTS)})",

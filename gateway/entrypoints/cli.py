@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.bootstrap import App, build_app
-from gateway.entrypoints import (backup_cli, claims_admin_cli, clients_cli, commands, keys_cli, mapping_cli,
-                                 partners_admin_cli, partners_cli, status_cli)
+from gateway.entrypoints import (backup_cli, claims_admin_cli, clients_cli, commands, credit_cli, keys_cli,
+                                 mapping_cli, partners_admin_cli, partners_cli, status_cli)
 from gateway.entrypoints.logs import configure_logging
 from gateway.errors import ConfigError, GatewayError, IllegalTransition, InputError, NotFound
 
@@ -95,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     partners_admin_cli.add_actions(partners_cli.add_parser(sub))  # partners sync | list, show, test
     clients_cli.add_parser(sub)  # clients in the config file (no database)
     status_cli.add_parser(sub)
+    credit_cli.add_parser(sub, _date)  # credit check | audit
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="action", required=True)
     db.add_parser("upgrade", help="apply migrations")
     db.add_parser("rebuild-projection", help="fold every claim's events into claim_current again (idempotent)")
@@ -158,6 +159,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return keys_cli.run(app, args)
         if args.command == "partners":
             return partners_cli.run(app, args)
+        if args.command == "credit":
+            return credit_cli.run(app, args)
         if args.command == "status":
             return status_cli.run(app, args)
         if args.command == "claims" and args.action in ("release", "cancel", "export"):

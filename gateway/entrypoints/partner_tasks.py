@@ -44,6 +44,8 @@ class PartnerTasks:
                             for pid, p in self.app.config.partners.items() if p.webhook.listen]
         except (GatewayError, OSError) as exc:  # delivery goes on; the operator sees why status back does not
             log.error("partners.start_error error=%s", describe(exc))
+        from gateway.entrypoints.demo_bureaus import start_bureau_simulators
+        self.sims += await asyncio.to_thread(start_bureau_simulators, self.app)  # demo credit bureaus
         if any(p.sync.enabled for p in self.app.config.partners.values()):
             # A partner's failures come from outside: retried for ever, never a reason to restart the gateway.
             self.sup.start("partner_sync", self._sync_step, every=SYNC_CHECK_SECONDS, give_up=False)

@@ -18,6 +18,7 @@ import yaml
 
 from gateway.domain.limitation import LimitationPolicy
 from gateway.domain.credit import INTERESTS, CreditPolicy
+from gateway.domain.limitation import LimitationPolicy
 from gateway.errors import ConfigError
 
 

@@ -31,8 +31,8 @@ def add_actions(cl: Any, date_type: Any) -> None:
         q.add_argument("--submission", help="every held (release) or open (cancel) claim of this submission")
         q.add_argument("--client", help="with --status: every claim of this client in that state")
         q.add_argument("--status", help="state(s), comma-separated (with --client)")
-        if name == "cancel":
-            q.add_argument("--reason", help="told to the partner; no debtor data")
+        q.add_argument("--reason", help="told to the partner; no debtor data" if name == "cancel" else
+                       "recorded in each released claim's history; a time-barred claim needs one (no debtor data)")
         q.add_argument("--json", action="store_true")
     q = cl.add_parser("export", help="claims as CSV or XLSX (formula-safe)")
     q.add_argument("--client")
@@ -57,7 +57,7 @@ def run(app: App, args: argparse.Namespace) -> int:
         print(f"gateway claims {args.action}: {exc}", file=sys.stderr)
         return 2
     if args.action == "release":
-        result = claim_admin.release(app, selection, submission=args.submission)
+        result = claim_admin.release(app, selection, submission=args.submission, reason=args.reason)
     else:
         result = claim_admin.cancel(app, selection, args.reason)
     return _report(args, result)

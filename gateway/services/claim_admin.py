@@ -62,18 +62,22 @@ def select_claims(app: App, *, ids: list[int] | None = None, submission: str | N
     return dict(out)
 
 
-def release(app: App, selection: dict[str, list[int]], *, submission: str | None = None) -> BulkResult:
-    """Release held claims (held -> queued, a collection run per client); by submission: its held claims."""
+def release(app: App, selection: dict[str, list[int]], *, submission: str | None = None,
+            reason: str | None = None) -> BulkResult:
+    """Release held claims (held -> queued, a collection run per client); by submission: its held claims.
+
+    ``reason`` is recorded with each released claim; a time-barred claim without one is skipped.
+    """
     result = BulkResult()
     for client_id, ids in selection.items():
         if submission:
-            r = claim_ops.release(app, client_id, submission=submission)
+            r = claim_ops.release(app, client_id, submission=submission, reason=reason)
         else:
             held = _held(app, ids)
             result.skipped += [(c, "not held") for c in ids if c not in held]
             if not held:
                 continue
-            r = claim_ops.release(app, client_id, claim_ids=held)
+            r = claim_ops.release(app, client_id, claim_ids=held, reason=reason)
         result.done += [(c, f"queued (run {r.run})") for c in r.released]
         result.skipped += r.skipped
     return result

@@ -36,6 +36,7 @@ from gateway.store import outbox as outbox_store
 from gateway.store import submissions as sub_store
 from gateway.services import operations
 from gateway.services.batching import enqueue_deliveries
+from gateway.services.limitation_release import MAX_REASON, NEEDS_REASON, TIME_BARRED, time_barred
 from gateway.services.submit import serial_write_tx
 from gateway.store.db import read_tx
 from gateway.store.projection import account_of
@@ -227,10 +228,17 @@ def set_labels(app: App, client_id: str, claim_id: int, labels: list[str]) -> Op
 
 
 def release(app: App, client_id: str, *, claim_ids: list[int] | None = None,
-            submission: str | None = None) -> ReleaseResult:
-    """Start the handover of held claims (a collection run): held -> queued, one outbox row per partner."""
+            submission: str | None = None, reason: str | None = None) -> ReleaseResult:
+    """Start the handover of held claims (a collection run): held -> queued, one outbox row per partner.
+
+    A time-barred claim is released only with a ``reason`` (recorded in its ``released`` event); without
+    one it is skipped, saying so.
+    """
     if not claim_ids and not submission:
         raise InvalidRequest("name the claims or the submission to release", "claim_ids")
+    reason = (reason or "").strip() or None
+    if reason is not None and len(reason) > MAX_REASON:
+        raise InvalidRequest(f"the reason has {len(reason)} characters, at most {MAX_REASON} allowed", "reason")
     now = app.now()
     run = f"R{now:%Y%m%d}-{secrets.token_hex(4).upper()}"
     result = ReleaseResult(run=run)
@@ -244,12 +252,20 @@ def release(app: App, client_id: str, *, claim_ids: list[int] | None = None,
                                                  .order_by(claims.c.id))]
             states = claim_store.current_states(conn, in_sub)
             ids += [c for c in in_sub if states.get(c) is State.HELD and c not in ids]
-        shared = {r["id"]: (r["partner_id"], r["currency"]) for r in claim_store.rows_by_ids(conn, ids)}
+        rows = claim_store.rows_by_ids(conn, ids)
+        shared = {r["id"]: (r["partner_id"], r["currency"]) for r in rows}
         partners = {c: partner for c, (partner, _) in shared.items()}
         go = [c for c in ids if partners.get(c)]
         result.skipped = [(c, "no partner is configured for this claim: the operator must route it")
                           for c in ids if not partners.get(c)]
-        claim_store.transition(conn, go, State.QUEUED, Actor.CLIENT, kind="released", data={"run": run}, now=now)
+        barred = time_barred((r for r in rows if partners.get(r["id"])),
+                             app.config.client(client_id).limitation, app.today())
+        if barred and reason is None:
+            result.skipped += [(c, NEEDS_REASON) for c in go if c in barred]
+            go = [c for c in go if c not in barred]
+        data: dict[str, Any] = {"run": run, "reason": reason} if reason else {"run": run}
+        claim_store.transition(conn, go, State.QUEUED, Actor.CLIENT, kind="released", data=data,
+                               per_claim={c: {"codes": [TIME_BARRED]} for c in go if c in barred}, now=now)
         enqueue_deliveries(conn, prefix=f"release:{run}", client_id=client_id, size=app.config.dispatcher.batch_size,
                            members=[(c, *shared[c]) for c in go], payload={"run": run}, now=now)
         result.released = go

@@ -42,6 +42,11 @@ FIXES = {
     "date_in_future": "correct the date; only dates up to today are accepted there",
     "no_contact": "add a postal address or an e-mail address of the debtor",
     "nothing_open": "nothing is open: do not hand over a paid claim",
+    "time_barred": ("the limitation period has ended, so the agency could not enforce the claim: if it restarted or "
+                    "was suspended (acknowledgement, part payment, court dunning order, negotiations), send that date "
+                    "with the claim, or release it with a reason (e.g. 'limitation interrupted by acknowledgement on "
+                    "2025-03-01'), which is kept in its history; otherwise do not hand it over"),
+    "limitation_near": "nothing to do: the claim was accepted, and the agency receives the limitation date to act first",
     "duplicate_reference": "use a new creditor reference for a different claim",
     "delivery_failed": "nothing to do for you: the gateway retries; the operator sees the error",
     "partner_rejected": "read the partner's reason; correct the claim and submit it with a new reference",

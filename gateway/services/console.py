@@ -93,6 +93,7 @@ class RunPage:
     claims: list[RowMapping]
     held: list[RowMapping]  # claims of the run still held, to preview and release
     minors: set[int]  # held claims whose debtor is a minor without a representative: left out by default
+    time_barred: set[int] = field(default_factory=set)  # held as time-barred: left out, released only with a reason
 
 
 def run_page(app: App, client_id: str | None, reference: str, *, limit: int = 500) -> RunPage:
@@ -106,8 +107,10 @@ def run_page(app: App, client_id: str | None, reference: str, *, limit: int = 50
     rows = claim_queries.operator_list(app, client_id=owner, submission=str(sub["reference"]), limit=limit)
     held = [r for r in rows if r["state"] == State.HELD.value]
     minor_refs = {f["reference"] for f in findings if f["code"] == "debtor_minor"}
+    barred_refs = {f["reference"] for f in findings if f["code"] == "time_barred"}
     return RunPage(sub, findings, handover, rows, held,
-                   {int(r["id"]) for r in held if r["creditor_reference"] in minor_refs})
+                   {int(r["id"]) for r in held if r["creditor_reference"] in minor_refs},
+                   {int(r["id"]) for r in held if r["creditor_reference"] in barred_refs})
 
 
 def outbox(app: App, *, status: str | None, limit: int, offset: int) -> Page:

@@ -39,6 +39,7 @@ from gateway.bootstrap import App
 from gateway.crypto.certs import load_cert, load_private_key
 from gateway.crypto.cms import sign_and_encrypt
 from gateway.domain.lifecycle import Actor, State
+from gateway.domain.limitation import STATUTORY, limitation_date
 from gateway.errors import DeliveryError, KeyStoreError
 from gateway.services import batching
 from gateway.services.operations import capabilities, run_operation
@@ -143,7 +144,10 @@ class Dispatcher:
         contents = {cid: {d["sha256"]: d["data"] for d in ds} for cid, ds in docs.items()}
         # split_mixed made the row one client and one currency; a claim that still differs fails alone.
         currency = str(rows[0]["currency"]) if rows else "EUR"
-        elements, failed = render_each(claims, contents, client_id=item.client_id, currency=currency)
+        client = self.app.config.clients.get(item.client_id)
+        policy = client.limitation if client is not None else STATUTORY
+        elements, failed = render_each(claims, contents, client_id=item.client_id, currency=currency,
+                                       limitation=lambda c: limitation_date(c, policy))
         unrendered.update(failed)
         for cid, reason in sorted(unrendered.items()):
             log.warning("dispatch.claim_unrendered outbox=%d claim=%d reason=%s", item.id, cid, reason)

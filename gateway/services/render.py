@@ -8,7 +8,7 @@ import datetime as dt
 import functools
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import BinaryIO, Protocol, cast
@@ -201,7 +201,11 @@ def _debtor(o: _Out, d: Debtor) -> None:
                     _bank_account(o, account)
 
 
-def _claim(o: _Out, claim_id: int, c: Claim, contents: Mapping[str, bytes]) -> None:
+# The claim's limitation end (domain/limitation.py under the client's policy), or None: no limitationDate.
+LimitationOf = Callable[[Claim], "dt.date | None"]
+
+
+def _claim(o: _Out, claim_id: int, c: Claim, contents: Mapping[str, bytes], limitation_on: dt.date | None) -> None:
     cur = c.currency
     with o.open("claim"):
         o.leaf("claimId", str(claim_id))
@@ -237,6 +241,7 @@ def _claim(o: _Out, claim_id: int, c: Claim, contents: Mapping[str, bytes]) -> N
                           ("dueDate", c.due_date), ("firstDunningDate", c.first_dunning_date),
                           ("lastDunningDate", c.last_dunning_date), ("defaultDate", c.default_date)):
             o.day(name, day)
+        o.day("limitationDate", limitation_on)  # so the agency can act first on claims about to be time-barred
         o.leaf("disputed", "true" if c.disputed else "false")
         o.leaf("memo", c.memo)
         o.texts("labels", "label", c.labels)
@@ -253,7 +258,8 @@ def _timestamp(value: dt.datetime) -> str:
     return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def render_claim(claim_id: int, claim: Claim, contents: Mapping[str, bytes] | None = None) -> bytes:
+def render_claim(claim_id: int, claim: Claim, contents: Mapping[str, bytes] | None = None,
+                 limitation_on: dt.date | None = None) -> bytes:
     """One ``<claim>`` element on its own line, UTF-8; a ValueError names the claim if it cannot be written.
 
     Rendered whole before anything is written, so a claim that fails leaves no partial element behind.
@@ -262,7 +268,7 @@ def render_claim(claim_id: int, claim: Claim, contents: Mapping[str, bytes] | No
     # One claim per line, so a validator's line number points at the claim.
     o.parts.append("\n")
     try:
-        _claim(o, claim_id, claim, contents or {})
+        _claim(o, claim_id, claim, contents or {}, limitation_on)
     except ValueError as exc:
         raise ValueError(f"claim {claim_id}: {exc}") from exc
     return o.take()
@@ -276,7 +282,8 @@ def _matches(claim_id: int, claim: Claim, client_id: str, currency: str) -> None
 
 
 def render_each(claims: Iterable[tuple[int, Claim]], documents: Mapping[int, Mapping[str, bytes]] | None = None,
-                *, client_id: str, currency: str) -> tuple[list[tuple[int, bytes, Decimal]], dict[int, str]]:
+                *, client_id: str, currency: str,
+                limitation: LimitationOf | None = None) -> tuple[list[tuple[int, bytes, Decimal]], dict[int, str]]:
     """Render claim by claim: (id, element, open amount) of each that renders, and why each other one cannot.
 
     A claim that cannot be rendered (or does not share the batch's client and currency) fails alone;
@@ -287,7 +294,8 @@ def render_each(claims: Iterable[tuple[int, Claim]], documents: Mapping[int, Map
     for claim_id, claim in claims:
         try:
             _matches(claim_id, claim, client_id, currency)
-            done.append((claim_id, render_claim(claim_id, claim, (documents or {}).get(claim_id)),
+            done.append((claim_id, render_claim(claim_id, claim, (documents or {}).get(claim_id),
+                                                limitation(claim) if limitation else None),
                          claim.total_open_amount))
         except ValueError as exc:
             failed[claim_id] = str(exc)
@@ -323,7 +331,8 @@ def write_batch(out: BinaryIO, meta: BatchMeta, elements: Iterable[tuple[bytes, 
 
 
 def render_batch(out: BinaryIO, meta: BatchMeta, claims: Iterable[tuple[int, Claim]],
-                 documents: Mapping[int, Mapping[str, bytes]] | None = None) -> int:
+                 documents: Mapping[int, Mapping[str, bytes]] | None = None,
+                 limitation: LimitationOf | None = None) -> int:
     """Stream the batch XML to out, one claim at a time; returns the number of claims written.
 
     ``documents`` maps a claim id to its documents' bytes by sha256; those are embedded (base64).
@@ -333,7 +342,8 @@ def render_batch(out: BinaryIO, meta: BatchMeta, claims: Iterable[tuple[int, Cla
         # Only one claim is held in memory at a time, so 100k claims cost no more than one.
         for claim_id, claim in claims:
             _matches(claim_id, claim, meta.client_id, meta.currency)
-            yield render_claim(claim_id, claim, (documents or {}).get(claim_id)), claim.total_open_amount
+            yield (render_claim(claim_id, claim, (documents or {}).get(claim_id),
+                                limitation(claim) if limitation else None), claim.total_open_amount)
 
     return write_batch(out, meta, elements())
 

@@ -65,10 +65,12 @@ class GatewayService(ServiceBase):  # type: ignore[misc]
                                    differing_fields=a.differing_fields or None)
                      for i, a in enumerate(r.results, start=1)])
 
-    @rpc(Array(Long, min_occurs=0), Unicode(min_occurs=0, max_len=32), _returns=t.ReleaseResult)
-    def ReleaseClaims(ctx, claim_ids, submission):  # type: ignore[no-untyped-def]
+    @rpc(Array(Long, min_occurs=0), Unicode(min_occurs=0, max_len=32), Unicode(min_occurs=0, max_len=1000),
+         _returns=t.ReleaseResult)
+    def ReleaseClaims(ctx, claim_ids, submission, reason):  # type: ignore[no-untyped-def]
+        # reason: recorded in each released claim's history; a time-barred claim is skipped without one
         r = claim_ops.release(_app(ctx), _client(ctx, write=True), claim_ids=list(claim_ids or []),
-                              submission=submission)
+                              submission=submission, reason=reason)
         return t.ReleaseResult(run=r.run, released=r.released,
                                skipped=[t.Skipped(claim_id=c, reason=why) for c, why in r.skipped])
 

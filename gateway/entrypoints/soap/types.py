@@ -109,6 +109,10 @@ _CLAIM_FIELDS: list[tuple[str, Any]] = [
     ("first_dunning_date", opt(Date)), ("last_dunning_date", opt(Date)), ("default_date", opt(Date)),
     ("disputed", opt(Boolean)), ("memo", opt(Unicode, max_len=2000)), ("labels", opt(Array(Label))),
     ("partner_id", opt(Unicode, max_len=64)),
+    # the limitation rule's own dates (gateway/domain/limitation.py), last so older requests stay valid
+    ("acknowledgement_date", opt(Date)), ("last_payment_date", opt(Date)), ("dunning_order_date", opt(Date)),
+    ("dunning_order_end_date", opt(Date)), ("negotiation_start_date", opt(Date)),
+    ("negotiation_end_date", opt(Date)),
 ]
 
 

@@ -51,9 +51,11 @@ async def release(request: Request, form: FormData) -> Response:
         return redirect(f"/runs/{ref}")
     run = await run_in_threadpool(console.run_page, request.app.state.gateway, client, ref)  # 404 if not its own
     chosen = [c for c in ids if c in {int(r["id"]) for r in run.held}]
+    sent = form.get("reason")
+    reason = sent if isinstance(sent, str) else None  # needed for time-barred claims; recorded in their history
     try:
         result = await run_in_threadpool(lambda: claim_ops.release(request.app.state.gateway, client,
-                                                                   claim_ids=chosen))
+                                                                   claim_ids=chosen, reason=reason))
     except REFUSED as exc:
         flash(request, "refused", "error", detail=str(exc))
         return redirect(f"/runs/{ref}")

@@ -122,6 +122,18 @@ TEXTS: dict[str, tuple[str, str]] = {
     "acc_stage": ("Verfahrensstand", "Stage"),
     "why_title": ("Warum nicht übergeben?", "Why not handed over?"),
     "what_to_do": ("Was tun", "What to do"),
+    "why_time_barred": ("Verjährt: die Verjährungsfrist ist abgelaufen, daher wird die Forderung nicht übergeben.",
+                        "Time-barred: the limitation period has ended, so the claim is not handed over."),
+    "fix_time_barred": ("Prüfen Sie, ob die Verjährung neu begonnen hat oder gehemmt war (Anerkenntnis, Teilzahlung, "
+                        "Mahnbescheid, Verhandlungen). Wenn ja: das Datum mitliefern oder die Forderung mit einem Grund "
+                        "freigeben (z. B. „Anerkenntnis vom …“); sonst nicht übergeben.",
+                        "Check whether the limitation restarted or was suspended (acknowledgement, part payment, court "
+                        "dunning order, negotiations). If so, send that date, or release the claim with a reason "
+                        "(e.g. 'limitation interrupted by acknowledgement on ...'); otherwise do not hand it over."),
+    "why_limitation_near": ("Die Verjährung steht bevor: das Inkasso muss vorher handeln.",
+                            "Limitation is near: the agency must act before it ends."),
+    "fix_limitation_near": ("Nichts zu tun: die Forderung ist angenommen, das Inkasso erhält das Verjährungsdatum.",
+                            "Nothing to do: the claim was accepted and the agency receives the limitation date."),
     "history": ("Verlauf", "History"),
     "ev_time": ("Zeit", "Time"),
     "ev_kind": ("Ereignis", "Event"),
@@ -167,6 +179,11 @@ TEXTS: dict[str, tuple[str, str]] = {
                      "marked and not ticked."),
     "include": ("Übergeben", "Hand over"),
     "minor": ("minderjährig", "minor"),
+    "time_barred": ("verjährt", "time-barred"),
+    "release_reason": ("Grund der Freigabe (nötig für verjährte Forderungen; steht im Verlauf)",
+                       "Reason for the release (needed for time-barred claims; kept in the history)"),
+    "release_reason_example": ("z. B. Verjährung neu begonnen durch Anerkenntnis vom 01.03.2025",
+                               "e.g. limitation interrupted by acknowledgement on 2025-03-01"),
     "release": ("Freigeben", "Release"),
     "released": ("{n} Forderung(en) freigegeben.", "{n} claim(s) released."),
     "release_none": ("Keine Forderung ausgewählt.", "No claim selected."),

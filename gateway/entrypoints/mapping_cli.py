@@ -41,7 +41,9 @@ def add_parser(sub: Any) -> None:
     sug.add_argument("file", type=Path)
     sug.add_argument("--client", default=None, help="client id to write into the draft")
     sug.add_argument("--type", dest="format_type", default=None,
-                     help="file type if the extension does not say it (csv, xlsx, xls, ods, xml)")
+                     help="file type if the extension does not say it (csv, xlsx, xls, ods, xml, fixed_width)")
+    sug.add_argument("--layout", type=Path, default=None,
+                     help="fixed width: the client's record description (field, start, length; text, CSV or XLSX)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -106,7 +108,7 @@ def _amount(claim: Any) -> str:
 def _suggest(args: argparse.Namespace) -> int:
     # the config's limits when there is one: suggest also runs before any config exists
     limits = _config(args).limits if getattr(args, "config", None) else None
-    sample = read_sample(args.file, args.format_type, limits)
+    sample = read_sample(args.file, args.format_type, limits, layout=args.layout)
     client = args.client or _client_id(args.file)
     sys.stdout.write(suggest_mapping(sample, client=client))
     return 0

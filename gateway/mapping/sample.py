@@ -37,10 +37,18 @@ class Sample:
     nested: bool = False  # column names are element paths (XML)
     headerless: bool = False  # fixed width: generated column names, fields placed by value and order
     date_formats: dict[str, str | None] = field(default_factory=dict)  # headerless: column -> its date format
+    repeated: set[str] = field(default_factory=set)  # xml: columns of elements a record has several of
+    summed: set[str] = field(default_factory=set)  # xml: repeated numbers read as their sum (fees)
 
 
-def read_sample(path: Path, format_type: str | None = None, limits: LimitsConfig | None = None) -> Sample:
-    """The first rows of ``path`` (read under ``limits``); InputError if it cannot be read or its type is unknown."""
+def read_sample(path: Path, format_type: str | None = None, limits: LimitsConfig | None = None,
+                layout: Path | None = None) -> Sample:
+    """The first rows of ``path`` (read under ``limits``); InputError if it cannot be read or its type is unknown.
+
+    ``layout``: the client's record description of a fixed-width file (see ``suggest_layout``).
+    """
+    if layout is not None:
+        return _layout_sample(path, layout, limits)
     kind = format_type or _TYPES.get(path.suffix.lower())
     if kind == "fixed_width":
         from gateway.mapping.suggest_fixed import read_fixed_sample
@@ -67,7 +75,7 @@ def read_sample(path: Path, format_type: str | None = None, limits: LimitsConfig
         fmt = {"type": kind, "sheet": sheet, "header_row": header_row}
         spec = FormatSpec(type=kind, sheet=sheet, header_row=header_row)  # type: ignore[arg-type]
     elif kind == "xml":
-        record_path, columns, namespaces = _xml_layout(path)
+        record_path, columns, namespaces, repeated = _xml_layout(path)
         fmt = {"type": "xml", "record_path": record_path, **({"namespaces": namespaces} if namespaces else {}),
                "columns": columns}
         xml_columns: dict[str, str | FixedColumn] = dict(columns)
@@ -85,7 +93,10 @@ def read_sample(path: Path, format_type: str | None = None, limits: LimitsConfig
     if rows and len(rows) < SAMPLE_ROWS and any(_SUM.match(v.strip()) for v in rows[-1]):
         fmt["footer_rows"] = 1  # the whole file was read and its last row is a sum line
         rows.pop()
-    return Sample(fmt, header, rows, nested=kind == "xml")
+    if kind == "xml":
+        summed = {n for n in repeated if columns[n].startswith("sum(")}
+        return Sample(fmt, header, rows, nested=True, repeated=repeated - summed, summed=summed)
+    return Sample(fmt, header, rows)
 
 
 _SUM = re.compile(r"(?i)^(summe|gesamt|total|sum)\b")
@@ -115,8 +126,11 @@ def _sheet_layout(path: Path, kind: str, limits: LimitsConfig | None) -> tuple[i
 _NUMBER = re.compile(r"^[-+]?[\d.,]+$|^\d{4}-\d{2}-\d{2}")
 
 
-def _xml_layout(path: Path) -> tuple[str, dict[str, str], dict[str, str]]:
-    """(record path, column name -> relative XPath, namespaces) from the first records of an XML file."""
+def _xml_layout(path: Path) -> tuple[str, dict[str, str], dict[str, str], set[str]]:
+    """(record path, column name -> relative XPath, namespaces, repeated columns) from the first records.
+
+    A value a record holds several times (``Mahnung/@gebuehr`` of each dunning letter) is repeated: when
+    every occurrence is a number its column reads their sum (``sum(...)``: the fees of all letters)."""
     paths: Counter[str] = Counter()
     elements: dict[str, list[Any]] = {}
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
@@ -147,16 +161,29 @@ def _xml_layout(path: Path) -> tuple[str, dict[str, str], dict[str, str]]:
                 walk(child, p)
 
     walk(root, "/" + step(root))
-    repeated = [(n, p) for p, n in paths.items() if n > 1 and any(len(e) for e in elements[p][:1])]
-    if not repeated:
+    records = [(n, p) for p, n in paths.items() if n > 1 and any(len(e) for e in elements[p][:1])]
+    if not records:
         raise InputError("found no repeated record element in the XML file", file=str(path))
-    record_path = max(repeated, key=lambda np: (np[0], -np[1].count("/")))[1]
+    record_path = max(records, key=lambda np: (np[0], -np[1].count("/")))[1]
     columns: dict[str, str] = {}
+    repeated: set[str] = set()
+    numeric: dict[str, bool] = {}
     for record in elements[record_path][:SAMPLE_ROWS]:
-        for rel in _leaves(record, step):
+        counts = Counter(_leaves(record, step))
+        for rel, n in counts.items():
             name = rel.replace("c:", "").replace("@", "").replace("/", ".")
             columns.setdefault(name, rel)
-    return record_path, columns, namespaces
+            if n > 1:
+                repeated.add(name)
+            texts = [v if isinstance(v, str) else (v.text or "") for v in record.xpath(rel, namespaces=namespaces)]
+            numeric[name] = numeric.get(name, True) and all(_PLAIN_NUMBER.match(t.strip()) for t in texts)
+    for name in repeated:
+        if numeric.get(name):
+            columns[name] = f"sum({columns[name]})"
+    return record_path, columns, namespaces, repeated
+
+
+_PLAIN_NUMBER = re.compile(r"^\d+(?:\.\d+)?$")
 
 
 def _leaves(el: Any, step: Any, prefix: str = "") -> list[str]:
@@ -168,6 +195,35 @@ def _leaves(el: Any, step: Any, prefix: str = "") -> list[str]:
         out.extend(f"{rel}/@{a}" for a in child.attrib)
         if len(child):
             out.extend(_leaves(child, step, rel + "/"))
-        else:
+        elif (child.text or "").strip() or not child.attrib:  # an element of attributes only has no text column
             out.append(rel)
     return out
+
+
+def _layout_sample(path: Path, layout: Path, limits: LimitsConfig | None) -> Sample:
+    """A fixed-width file read by the columns of its record description, named as the client names them."""
+    from gateway.mapping.suggest_fixed import _is_title
+    from gateway.mapping.suggest_layout import read_layout
+
+    fields = read_layout(layout, limits)
+    encoding = detect_encoding(path)
+    with open(path, encoding=encoding, newline="") as fh:
+        lines = [ln.rstrip("\r\n").removeprefix("\ufeff") for _, ln in zip(range(SAMPLE_ROWS + 1), fh)]
+    lines = [ln for ln in lines if ln.strip()]
+    width = max(f.start + f.length - 1 for f in fields)
+    title = len(lines) > 2 and (len(lines[0]) < 0.8 * min(width, max(len(ln) for ln in lines[1:]))
+                                or _is_title(lines[0], lines[1:], max(len(ln) for ln in lines)))
+    columns = {f.name: FixedColumn(start=f.start, length=f.length, decimals=f.decimals) for f in fields}
+    spec = FormatSpec(type="fixed_width", encoding=encoding, header_row=2 if title else 1, decimal_separator=",",
+                      columns=dict(columns))
+    rows: list[list[str]] = []
+    with open_reader(path, spec, limits=limits) as reader:
+        for src in reader:
+            rows.append(list(src.values))
+            if len(rows) >= SAMPLE_ROWS:
+                break
+    fmt: dict[str, Any] = {"type": "fixed_width", "encoding": _ENCODING_NAMES.get(encoding, encoding),
+                           **({"header_row": 2} if title else {}), "decimal_separator": ",",
+                           "columns": {f.name: {"start": f.start, "length": f.length,
+                                                **({"decimals": f.decimals} if f.decimals else {})} for f in fields}}
+    return Sample(fmt, list(columns), rows, date_formats={f.name: f.date_format for f in fields if f.date_format})

@@ -67,3 +67,11 @@ def test_suggest_prints_a_draft_that_passes_check(tmp_path: Path, capsys: pytest
     path = tmp_path / "draft.yaml"
     path.write_text(draft, encoding="utf-8")
     assert main(["mapping", "check", "--file", str(path)]) == 0
+
+
+def test_suggest_with_a_layout_description(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    corpus = FIXTURES / "onboarding"
+    assert main(["mapping", "suggest", str(corpus / "legacy.txt"), "--layout",
+                 str(corpus / "legacy_satzbeschreibung.txt"), "--client", "legacy"]) == 0
+    spec = parse_mapping(capsys.readouterr().out, file="draft.yaml")
+    assert spec.fields["principal_amount"].column == "Forderung" and spec.format.codec == "iso8859-1"

@@ -7,6 +7,7 @@ of the text-bearing elements and attributes below it (relative XPath, as ``forma
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from lxml import etree
 
 from gateway.config import LimitsConfig
 from gateway.errors import InputError
-from gateway.mapping.spec import FixedColumn, FormatSpec
+from gateway.mapping.spec import ENCODINGS, FixedColumn, FormatSpec
 from gateway.readers.base import open_reader
 from gateway.readers.sniff import detect_encoding, sniff_delimiter
 
@@ -203,10 +204,11 @@ def _leaves(el: Any, step: Any, prefix: str = "") -> list[str]:
 def _layout_sample(path: Path, layout: Path, limits: LimitsConfig | None) -> Sample:
     """A fixed-width file read by the columns of its record description, named as the client names them."""
     from gateway.mapping.suggest_fixed import _is_title
-    from gateway.mapping.suggest_layout import read_layout
+    from gateway.mapping.suggest_layout import described_encoding, read_layout
 
     fields = read_layout(layout, limits)
-    encoding = detect_encoding(path)
+    named = described_encoding(layout)  # bytes alone cannot tell ISO-8859-1 from Windows-1252
+    encoding = ENCODINGS[codecs.lookup(named).name] if named else detect_encoding(path)
     with open(path, encoding=encoding, newline="") as fh:
         lines = [ln.rstrip("\r\n").removeprefix("\ufeff") for _, ln in zip(range(SAMPLE_ROWS + 1), fh)]
     lines = [ln for ln in lines if ln.strip()]

@@ -133,3 +133,16 @@ def _field(name: str, start: int, length: int, text: str, decimals: int | None) 
     nk = _NK.search(text)
     dec = decimals if decimals is not None else int(nk.group(1)) if nk else 2 if _CENTS.search(text) else 0
     return LayoutField(name.strip(), start, length, dec if fmt is None else 0, fmt)
+
+
+_ENCODING_WORDS = [(re.compile(p, re.IGNORECASE), e) for p, e in (
+    (r"ISO[- ]?8859[- ]?1\b|Latin[- ]?1", "iso-8859-1"), (r"Windows[- ]?1252|cp[- ]?1252|ANSI", "windows-1252"),
+    (r"UTF[- ]?8", "utf-8"))]
+
+
+def described_encoding(path: Path) -> str | None:
+    """The text encoding a text or CSV record description names ("Zeichensatz ISO-8859-1"), if any."""
+    if path.suffix.lower() in (".xlsx", ".xlsm", ".xls", ".ods"):
+        return None
+    text = path.read_bytes()[:65536].decode("latin-1")
+    return next((e for p, e in _ENCODING_WORDS if p.search(text)), None)

@@ -16,7 +16,6 @@ from typing import Any, Literal
 import msgspec
 import yaml
 
-from gateway.domain.limitation import LimitationPolicy
 from gateway.domain.credit import INTERESTS, CreditPolicy
 from gateway.domain.limitation import LimitationPolicy
 from gateway.errors import ConfigError

@@ -1,7 +1,8 @@
 """Watch the config file (watchdog) and take changed clients into a running ``serve`` without restart.
 
 What reloads: the ``clients`` section: SFTP keys and password hashes, SOAP users, ``enabled``, names,
-mappings, default partners, ack and SFTP limits (everything read per file or per login). What needs a
+mappings, default partners, ack and SFTP limits (everything read per file or per login), and the web
+console's logins (``web.users``) when the console runs. What needs a
 restart: partners, routing rules, listeners (sftp, soap), database, paths, dispatcher and the folders the
 inbox watcher watches (a new client's files dropped by other means than SFTP). A change there is logged
 once as ``config.restart_needed``.
@@ -35,27 +36,37 @@ _RESTART = ("partners", "routing", "sftp", "soap", "database", "paths", "keys", 
 class ClientReloader:
     """Applies a newly loaded config's clients to the running parts, all or nothing."""
 
-    def __init__(self, app: App, sftp: CredentialTable | None, soap_reload: Callable[[GatewayConfig], None] | None):
-        self.app, self.sftp, self.soap_reload = app, sftp, soap_reload
+    def __init__(self, app: App, sftp: CredentialTable | None, soap_reload: Callable[[GatewayConfig], None] | None,
+                 web_reload: Callable[[GatewayConfig], Callable[[], None]] | None = None):
+        """``web_reload`` checks the console's logins (``web.users``) and returns the swap that takes them."""
+        self.app, self.sftp, self.soap_reload, self.web_reload = app, sftp, soap_reload, web_reload
         self._lock = threading.Lock()
 
     def apply(self, new: GatewayConfig) -> bool:
-        """Take ``new``'s clients; False when nothing about clients changed. ConfigError changes nothing."""
+        """Take ``new``'s clients and console logins; False when neither changed. ConfigError changes nothing."""
         with self._lock:
             cur = self.app.config
-            if msgspec.json.encode(new.clients) == msgspec.json.encode(cur.clients):
+            clients = msgspec.json.encode(new.clients) != msgspec.json.encode(cur.clients)
+            logins = self.web_reload is not None and \
+                msgspec.json.encode(new.web.users) != msgspec.json.encode(cur.web.users)
+            if not clients and not logins:
                 self._restart_note(cur, new)
                 return False
-            if self.sftp is not None:
-                load_credentials(new)  # every key parses before anything is swapped
-            if self.soap_reload is not None:
-                self.soap_reload(new)  # checks, then swaps
-            if self.sftp is not None:
-                self.sftp.reload(new)
-            cur.clients = new.clients  # every part holds this same config object
-            self.app.router = Router(cur)
-            log.info("config.reloaded clients=%d enabled=%d", len(new.clients),
-                     sum(c.enabled for c in new.clients.values()))
+            swap_logins = self.web_reload(new) if logins and self.web_reload is not None else None
+            if clients:
+                if self.sftp is not None:
+                    load_credentials(new)  # every key parses before anything is swapped
+                if self.soap_reload is not None:
+                    self.soap_reload(new)  # checks, then swaps
+                if self.sftp is not None:
+                    self.sftp.reload(new)
+                cur.clients = new.clients  # every part holds this same config object
+                self.app.router = Router(cur)
+            if swap_logins is not None:
+                swap_logins()
+                cur.web.users = new.web.users
+            log.info("config.reloaded clients=%d enabled=%d web_logins=%d", len(new.clients),
+                     sum(c.enabled for c in new.clients.values()), len(cur.web.users))
             self._restart_note(cur, new)
             return True
 

@@ -163,7 +163,10 @@ class _Parts:
             self.web.print_demo_logins()
         if not cfg.source.startswith("<"):  # clients changed in the config file (admin CLI) apply at once
             reloader = ClientReloader(app, self.sftp.credentials if self.sftp else None,
-                                      self.soap.gate.auth.reload if self.soap else None)
+                                      self.soap.gate.auth.reload if self.soap else None,
+                                      self.web.users.prepare_reload if self.web else None)
+            if self.web is not None:  # the console's own admin changes apply through the same reloader at once
+                self.web.web.state.apply_config = reloader.apply
             self.config_watch = ConfigWatcher(Path(cfg.source), reloader)
             await asyncio.to_thread(self.config_watch.start)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import secrets
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -175,5 +176,56 @@ def set_enabled(cfg: GatewayConfig, client_id: str, enabled: bool) -> GatewayCon
     return edit_config(config_file(cfg), change)
 
 
-__all__ = ["AdminError", "ClientSummary", "add_client", "add_key", "fingerprint", "remove_key",
-           "set_enabled", "set_password", "summary"]
+# -- web console logins (``web.users``) ------------------------------------------------------------
+_LOGIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
+WebRole = Literal["read", "submit"]
+
+
+def new_password() -> str:
+    """A random password for a new or reset login (shown once to the operator, then only its hash exists)."""
+    return secrets.token_urlsafe(15)  # 20 characters, 120 bits
+
+
+def web_logins(cfg: GatewayConfig, client_id: str | None = None) -> list[tuple[str, str | None, str]]:
+    """(login, client id or None for an operator, role) of the console's logins, one client's if given."""
+    return [(login, u.client, "operator" if u.operator else u.role) for login, u in sorted(cfg.web.users.items())
+            if client_id is None or u.client == client_id]
+
+
+def add_web_user(cfg: GatewayConfig, login: str, *, client_id: str, role: WebRole, password: str) -> GatewayConfig:
+    """A new console login of one client with ``role``; only the password's hash is written."""
+    summary(cfg, client_id)
+    if not _LOGIN.match(login):
+        raise AdminError("a login is 1-128 letters, digits, '.', '_', '@' or '-', starting with a letter or digit")
+    if login in cfg.web.users:
+        raise AdminError(f"the login '{login}' exists already")
+    if role not in ("read", "submit"):
+        raise AdminError("a client's login has the role read or submit")
+    hashed = _check_password(password)
+
+    def change(doc: Doc) -> None:
+        entry = CommentedMap()
+        entry["client"] = client_id
+        entry["role"] = role
+        entry["password_hash"] = hashed
+        section(doc, "web", "users")[login] = entry
+    return edit_config(config_file(cfg), change)
+
+
+def set_web_password(cfg: GatewayConfig, login: str, password: str, *, client_id: str | None) -> GatewayConfig:
+    """A new password for a console login of ``client_id`` (None: an operator's login); a demo login's
+    ``password_file`` is replaced by the hash."""
+    user = cfg.web.users.get(login)
+    if user is None or user.client != client_id:
+        raise NotFound(f"no login '{login}'" + (f" of client '{client_id}'" if client_id else ""))
+    hashed = _check_password(password)
+
+    def change(doc: Doc) -> None:
+        entry = section(doc, "web", "users", login)
+        entry.pop("password_file", None)
+        entry["password_hash"] = hashed
+    return edit_config(config_file(cfg), change)
+
+
+__all__ = ["AdminError", "ClientSummary", "add_client", "add_key", "add_web_user", "fingerprint", "new_password",
+           "remove_key", "set_enabled", "set_password", "set_web_password", "summary", "web_logins"]

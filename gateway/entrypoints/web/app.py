@@ -22,9 +22,10 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.bootstrap import App
+from gateway.entrypoints.config_watch import ClientReloader
 from gateway.entrypoints.supervisor import describe
 from gateway.entrypoints.web import routes_auth, routes_claims, routes_handover, routes_operator, routes_runs
-from gateway.entrypoints.web import routes_partners
+from gateway.entrypoints.web import routes_clients, routes_partners
 from gateway.entrypoints.web.pages import HERE, make_templates, redirect, render
 from gateway.entrypoints.web.security import LoginRequired, SecurityHeaders
 from gateway.entrypoints.web.texts import DEFAULT, translator
@@ -95,7 +96,7 @@ def build_web_app(app: App, users: UserBook | None = None) -> Starlette:
     """The console for ``app``; ``users`` defaults to the configured logins."""
     cfg = app.config.web
     routes = [*routes_auth.ROUTES, *routes_handover.ROUTES, *routes_claims.ROUTES, *routes_runs.ROUTES,
-              *routes_operator.ROUTES, *routes_partners.ROUTES,
+              *routes_operator.ROUTES, *routes_partners.ROUTES, *routes_clients.ROUTES,
               Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")]
     middleware = [Middleware(SecurityHeaders), Middleware(_Contained),
                   Middleware(SessionMiddleware, secret_key=session_secret(app), session_cookie=SESSION_COOKIE,
@@ -105,6 +106,9 @@ def build_web_app(app: App, users: UserBook | None = None) -> Starlette:
                                         NotFound: _not_found})
     web.state.gateway = app
     web.state.users = users or UserBook(app.config)
+    # What the operator's admin pages changed in the config file, taken at once (serve replaces this with
+    # its reloader, which also swaps the SFTP and SOAP logins).
+    web.state.apply_config = ClientReloader(app, None, None, web.state.users.prepare_reload).apply
     web.state.templates = make_templates()
     web.state.max_body = cfg.max_upload_bytes + 64 * 1024  # the file and the form's other fields
     return web

@@ -11,6 +11,7 @@ An unknown login is checked against a dummy hash, so its answer takes as long as
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,7 @@ class UserBook:
     def __init__(self, cfg: GatewayConfig) -> None:
         self.users: dict[str, tuple[WebUser, str]] = {}
         self.demo: dict[str, str] = {}  # login -> password, for users with a password_file only
+        self._configs: dict[str, WebUserConfig] = dict(cfg.web.users)
         for login, ucfg in cfg.web.users.items():
             self.users[login] = (self._user(cfg, login, ucfg), self._hash(cfg, login, ucfg))
         self.throttle = LoginThrottle(cfg.soap.login)
@@ -79,6 +81,25 @@ class UserBook:
                               key=f"{key}.password_file")
         self.demo[login] = password
         return hash_password(password)
+
+    def prepare_reload(self, cfg: GatewayConfig) -> Callable[[], None]:
+        """Check ``cfg``'s logins (ConfigError changes nothing) and return the swap that takes them.
+
+        Unchanged logins keep their entry (no second read of a password file, no hash); a session of a
+        login that is gone or changed finds the new entry, or none, at its next request.
+        """
+        users: dict[str, tuple[WebUser, str]] = {}
+        for login, ucfg in cfg.web.users.items():
+            old = self.users.get(login)
+            same = old is not None and self._configs.get(login) == ucfg and \
+                (ucfg.client is None or ucfg.client in cfg.clients)
+            users[login] = old if same and old is not None else (self._user(cfg, login, ucfg),
+                                                                 self._hash(cfg, login, ucfg))
+        configs = dict(cfg.web.users)
+
+        def swap() -> None:
+            self.users, self._configs = users, configs
+        return swap
 
     def get(self, login: str) -> WebUser | None:
         entry = self.users.get(login)

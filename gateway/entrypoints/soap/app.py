@@ -20,6 +20,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from gateway.bootstrap import App
 from gateway.entrypoints.soap import faults
 from gateway.entrypoints.soap.gate import PATH, RequestGate, refusal
+from gateway.entrypoints.soap.credit_service import CreditService
 from gateway.entrypoints.soap.service import ENV_CLIENT, GatewayService
 from gateway.entrypoints.soap.types import TNS
 from gateway.errors import IllegalTransition, NotFound, Unsupported
@@ -81,7 +82,7 @@ def build_application(app: App) -> GatewayApplication:
     # spyne's DEBUG lines carry every request header (Authorization: the password) and body (debtor data).
     logging.getLogger("spyne").setLevel(max(logging.getLogger("spyne").getEffectiveLevel(), logging.INFO))
     parser = dict(load_dtd=False, resolve_entities=False, no_network=True, huge_tree=False, dtd_validation=False)
-    application = GatewayApplication([GatewayService], tns=TNS, name="InkassoGateway",
+    application = GatewayApplication([GatewayService, CreditService], tns=TNS, name="InkassoGateway",
                                      in_protocol=Soap11(validator="lxml", **parser), out_protocol=Soap11())
     application.gateway_app = app
     application.event_manager.add_listener("method_exception_object", _stable_fault)

@@ -20,6 +20,7 @@ from gateway.bootstrap import App
 from gateway.entrypoints.soap.app import PATH, build_wsgi
 from gateway.entrypoints.soap.connection import MAX_HEADER, DeferredHandshakeAdapter, connection_class
 from gateway.entrypoints.soap.gate import default_public_url
+from gateway.entrypoints.soap.credit_service import CreditService
 from gateway.entrypoints.soap.service import GatewayService
 from gateway.errors import ConfigError, KeyStoreError
 from gateway.metrics import SoapMetrics
@@ -57,7 +58,8 @@ class SoapServer:
         adapter.context.minimum_version = ssl.TLSVersion.TLSv1_2
         self._server.ssl_adapter = adapter
         # counted and timed per operation and status (gateway.metrics), around everything the gate answers
-        self._server.wsgi_app = SoapMetrics(self._server.wsgi_app, GatewayService.public_methods)
+        self._server.wsgi_app = SoapMetrics(self._server.wsgi_app,
+                                            [*GatewayService.public_methods, *CreditService.public_methods])
         self._thread: threading.Thread | None = None
 
     @property

@@ -1,0 +1,80 @@
+"""SOAP ``CheckCredit`` over HTTPS with zeep, against the loopback bureau simulators (one of them down): the
+traffic light with per-bureau reasons, the audit row naming the SOAP user, refusals under stable fault codes,
+and one client never reading another's check from the cache."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import zeep
+
+from adapters.bureaus.simulators.book import Fault
+from adapters.bureaus.simulators.http_sim import HttpBureauSimulator
+from gateway.bootstrap import App, build_app
+from gateway.config import load_config
+from gateway.entrypoints.soap.server import SoapServer
+from gateway.services import credit
+from gateway.services.keys import init_keys
+from tests.conftest import write_config
+from tests.integration.soap.conftest import Endpoint, client_config
+from tests.integration.test_credit import credit_config, sims  # noqa: F401 - the simulators fixture
+
+SUBJECT = {"first_name": "Vera", "last_name": "Vollstreckt", "birth_date": "1966-02-03", "postal_code": "50667",
+           "city": "Köln"}
+
+
+@pytest.fixture
+def endpoint(tmp_path: Path, db_url: str, sims: dict[str, HttpBureauSimulator]) -> Iterator[Endpoint]:  # noqa: F811
+    cfg = credit_config(sims, max_checks_per_hour=3)
+    clients = client_config()
+    clients["demo"]["credit"] = cfg["clients"]["demo"]["credit"]
+    clients["other"]["credit"] = {"bureaus": ["json"]}
+    path = write_config(tmp_path, db_url, clients=clients, bureaus=cfg["bureaus"], soap={"threads": 4})
+    init_keys(load_config(path))
+    app: App = build_app(path, migrate=True)
+    server = SoapServer(app, host="127.0.0.1", port=0)
+    server.start()
+    try:
+        yield Endpoint(app, server, app.config.keys_dir / "tls.crt")
+    finally:
+        server.stop()
+        app.close()
+
+
+def test_check_credit_over_soap(endpoint: Endpoint, sims: dict[str, HttpBureauSimulator]) -> None:  # noqa: F811
+    sims["third"].set_fault(Fault.DOWN)
+    demo = endpoint.client()
+    r = demo.service.CheckCredit(subject=SUBJECT, interest="contract_initiation", user="praxis-empfang")
+    assert (r.colour, r.incomplete, r.cached) == ("red", True, False)
+    answers = {b.bureau: b for b in r.bureaus.CreditBureauAnswer}
+    assert answers["soap"].status == "answered" and answers["soap"].found is True
+    assert [x.code for x in answers["soap"].reasons.CreditReason] == ["hard_entry", "score_low"]
+    assert answers["soap"].entries.CreditEntry[0].kind == "enforcement"
+    assert answers["third"].status == "error" and answers["third"].error.startswith("unavailable")
+    again = demo.service.CheckCredit(subject=SUBJECT, interest="claim_collection", user="praxis-empfang")
+    assert again.cached is False  # incomplete answers are not reused by default
+    sims["third"].set_fault(Fault.NONE)
+    [row, second] = credit.audit_log(endpoint.app, "demo")
+    assert (row["channel"], row["requested_by"], row["interest"]) == ("soap", "praxis-empfang", "contract_initiation")
+    # another client: its own query, never demo's cached answer, and its own audit log
+    other = endpoint.client("other-erp").service.CheckCredit(subject=SUBJECT, interest="contract_initiation",
+                                                              user="x")
+    assert other.cached is False and other.check_id not in (r.check_id, again.check_id)
+    assert [x["check_id"] for x in credit.audit_log(endpoint.app, "other")] == [other.check_id]
+
+
+def test_refusals_keep_stable_fault_codes(endpoint: Endpoint) -> None:
+    demo = endpoint.client()
+    with pytest.raises(zeep.exceptions.Fault) as fault:
+        demo.service.CheckCredit(subject={**SUBJECT, "birth_date": None}, interest="contract_initiation", user="u")
+    assert fault.value.code.endswith("Client.Validation") and "subject" in fault.value.message
+    with pytest.raises(zeep.exceptions.Fault) as fault:
+        endpoint.client("viewer").service.CheckCredit(subject=SUBJECT, interest="contract_initiation", user="u")
+    assert fault.value.code.endswith("Client.Authorization")
+    for _ in range(3):
+        demo.service.CheckCredit(subject=SUBJECT, interest="contract_initiation", user="u")
+    with pytest.raises(zeep.exceptions.Fault) as fault:
+        demo.service.CheckCredit(subject=SUBJECT, interest="contract_initiation", user="u")
+    assert fault.value.code.endswith("Client.Throttled") and "rate_limited" in fault.value.message

@@ -94,6 +94,7 @@ class SoapCredential(Base):
     username: str
     password_hash: str  # scrypt hash made by `python -m gateway.crypto.passwords`
     role: Literal["submit", "read"] = "submit"  # read: may query but not submit or change claims
+    sandbox: bool = False  # logs in to the client's sandbox (docs/sandbox.md): claims reach only the simulated agency
 
 
 class ClientSoapConfig(Base):
@@ -117,6 +118,16 @@ class ClientCreditConfig(Base):
     incomplete_cache_seconds: float = 0.0  # the same for a result some bureau did not answer (0: ask again)
 
 
+class ClientSandboxConfig(Base):
+    """A client's sandbox (docs/sandbox.md): the client ``<id>.sandbox``, whose claims reach only a simulated agency."""
+
+    enabled: bool = True
+    partner: str | None = None  # a partner with sandbox: true; None: the only one configured
+    sftp: ClientSftpConfig = msgspec.field(default_factory=ClientSftpConfig)  # the SFTP login "<id>.sandbox"
+    watch: bool = True  # pick up files from inbox/<id>.sandbox/upload
+    retention_days: int = 30  # `gateway retention run` (and serve, daily) erases sandbox claims this old
+
+
 class ClientConfig(Base):
     name: str = ""
     enabled: bool = True  # false (`gateway clients disable`): no SFTP or SOAP login; stored claims stay
@@ -134,6 +145,10 @@ class ClientConfig(Base):
     soap: ClientSoapConfig = msgspec.field(default_factory=ClientSoapConfig)
     # `gateway retention run`: erase closed claims and raw files this many days after; None keeps them
     retention_days_after_close: int | None = None
+    sandbox: ClientSandboxConfig | None = None
+    sandbox_of: str | None = None  # set by the gateway on the derived sandbox client, never in the file
+
+
     credit: ClientCreditConfig | None = None  # credit checks across bureaus (docs/credit.md); None: none
 
 
@@ -168,6 +183,7 @@ class PartnerSimulatorConfig(Base):
     enabled: bool = False
     step_seconds: float = 5.0  # the simulated agency moves each case one status step this often
     key: str | None = None  # the partner's private key (default: the certificate path with .key)
+    scenario: str = "paid"  # a sandbox partner's default scenario (gateway/domain/sandbox.py, docs/sandbox.md)
 
 
 class PartnerConfig(Base):
@@ -183,6 +199,9 @@ class PartnerConfig(Base):
     simulator: PartnerSimulatorConfig = msgspec.field(default_factory=PartnerSimulatorConfig)
     # Narrows what the adapter declares it takes (adapters/base.py CAPABILITIES); None: all it declares.
     capabilities: list[str] | None = None
+    # The gateway's own simulated agency for sandbox clients (docs/sandbox.md): takes sandbox claims only,
+    # and a sandbox claim goes nowhere else. Must be a directory partner with its simulator enabled.
+    sandbox: bool = False
 
 
 class SftpServerConfig(Base):
@@ -249,6 +268,7 @@ class WebUserConfig(Base):
     client: str | None = None
     operator: bool = False
     role: Literal["read", "submit"] = "read"  # submit: may also upload, release, cancel, report, message
+    sandbox: bool = False  # a login to the client's sandbox (docs/sandbox.md); the gateway sets client to <id>.sandbox
 
 
 class WebConfig(Base):
@@ -432,8 +452,56 @@ def _convert(raw: dict[str, Any], *, source: str, base: Path) -> GatewayConfig:
     except msgspec.ValidationError as exc:
         message, _, where = str(exc).partition(" - at `$.")
         raise ConfigError(message, file=source, key=where.rstrip("`") or None) from exc
+    _derive_sandboxes(cfg)
     _check_references(cfg)
     return cfg
+
+
+def _derive_sandboxes(cfg: GatewayConfig) -> None:
+    """Add the client ``<id>.sandbox`` for every client with a sandbox, and move its sandbox logins there."""
+    from gateway.domain.sandbox import SANDBOX_SUFFIX, SCENARIOS, STATUS_MAP, sandbox_id
+    for cid, client in cfg.clients.items():
+        if cid.endswith(SANDBOX_SUFFIX) or client.sandbox_of is not None:
+            raise ConfigError(f"'{SANDBOX_SUFFIX}' clients are made by the gateway from clients.<id>.sandbox",
+                              file=cfg.source, key=f"clients.{cid}")
+    sandbox_partners = sorted(pid for pid, p in cfg.partners.items() if p.sandbox)
+    for pid in sandbox_partners:
+        p = cfg.partners[pid]
+        if p.adapter != "directory" or not p.simulator.enabled:
+            raise ConfigError("a sandbox partner is the gateway's own simulated agency: adapter directory with "
+                              "simulator.enabled: true", file=cfg.source, key=f"partners.{pid}.sandbox")
+        if p.simulator.scenario not in SCENARIOS:
+            raise ConfigError(f"unknown scenario '{p.simulator.scenario}' (one of {', '.join(SCENARIOS)})",
+                              file=cfg.source, key=f"partners.{pid}.simulator.scenario")
+        p.status_map = {**STATUS_MAP, **p.status_map}  # the simulated agency's codes need no config
+    web_sandboxes = {u.client for u in cfg.web.users.values() if u.sandbox and u.client}
+    for cid, client in list(cfg.clients.items()):
+        creds = [c for c in client.soap.credentials if c.sandbox]
+        if client.sandbox is None and not creds and cid not in web_sandboxes:
+            continue
+        sb = client.sandbox or ClientSandboxConfig()
+        partner = sb.partner or (sandbox_partners[0] if len(sandbox_partners) == 1 else None)
+        if partner is None or partner not in sandbox_partners:
+            raise ConfigError(f"a sandbox needs a partner with sandbox: true (configured: "
+                              f"{', '.join(sandbox_partners) or 'none'}; docs/sandbox.md)",
+                              file=cfg.source, key=f"clients.{cid}.sandbox.partner")
+        sid = sandbox_id(cid)
+        if len(sid) > 64:
+            raise ConfigError(f"a client with a sandbox has an id of at most {64 - len(SANDBOX_SUFFIX)} characters",
+                              file=cfg.source, key=f"clients.{cid}")
+        client.soap.credentials = [c for c in client.soap.credentials if not c.sandbox]
+        cfg.clients[sid] = ClientConfig(
+            name=f"{client.name or cid} (Sandbox)", enabled=client.enabled and sb.enabled,
+            mapping=client.mapping or cid, default_partner=partner, hold_all=client.hold_all,
+            ack_delimiter=client.ack_delimiter, ack_format=client.ack_format, ack_error_cap=client.ack_error_cap,
+            watch=sb.watch, watch_marker=client.watch_marker, sftp=sb.sftp, soap=ClientSoapConfig(credentials=creds),
+            sandbox=sb, sandbox_of=cid)
+    for login, user in cfg.web.users.items():
+        if user.sandbox and user.operator:
+            raise ConfigError("an operator login cannot be a sandbox login", file=cfg.source,
+                              key=f"web.users.{login}.sandbox")
+        if user.sandbox and user.client in cfg.clients:
+            user.client = sandbox_id(user.client)
 
 
 def _check_references(cfg: GatewayConfig) -> None:
@@ -449,9 +517,17 @@ def _check_references(cfg: GatewayConfig) -> None:
             raise ConfigError(f"unknown capabilities {', '.join(unknown)} (known: {', '.join(CAPABILITIES)})",
                               file=cfg.source, key=f"partners.{pid}.capabilities")
     _check_credit(cfg)
+    for cid, client in cfg.clients.items():
+        if client.sandbox_of is None and client.default_partner and cfg.partners[client.default_partner].sandbox:
+            raise ConfigError("a sandbox partner takes sandbox claims only (docs/sandbox.md)",
+                              file=cfg.source, key=f"clients.{cid}.default_partner")
     for i, rule in enumerate(cfg.routing):
         if rule.partner not in cfg.partners:
             raise ConfigError(f"unknown partner '{rule.partner}'", file=cfg.source, key=f"routing[{i}].partner")
+        ruled = cfg.clients.get(rule.client) if rule.client else None
+        if cfg.partners[rule.partner].sandbox or (ruled is not None and ruled.sandbox_of):
+            raise ConfigError("routing rules are for production claims; a sandbox's claims always go to its "
+                              "sandbox partner (docs/sandbox.md)", file=cfg.source, key=f"routing[{i}]")
         if rule.client is not None and rule.client not in cfg.clients:
             raise ConfigError(f"unknown client '{rule.client}'", file=cfg.source, key=f"routing[{i}].client")
 

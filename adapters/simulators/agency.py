@@ -21,6 +21,7 @@ from typing import Any
 
 from adapters.base import INSTRUCTION_RECEIVED, INSTRUCTION_REJECTED, PartnerUpdate
 from adapters.simulators.agency_state import Books, StoredCase, load_books, save_books
+from gateway.domain.sandbox import DEFAULT_SCENARIO, INSTALMENTS, SCENARIOS, UNCOLLECTIBLE
 
 # The simulated agency's own status codes, and the map a gateway config uses for them.
 ACCEPTED, WORKING, COURT, PAID, CANCELLED = "ANGENOMMEN", "IN_BEARBEITUNG", "MAHNVERFAHREN", "BEZAHLT", "STORNIERT"
@@ -83,11 +84,17 @@ class Case:
     monitoring: bool = False
     client_messages: list[str] = field(default_factory=list)
     direct_payments: list[dict[str, str]] = field(default_factory=list)  # {amount, date} the client reported
+    scenario: str = DEFAULT_SCENARIO  # the codes it goes through (gateway/domain/sandbox.py SCENARIOS)
+
+    @property
+    def timeline(self) -> tuple[str, ...]:
+        return SCENARIOS.get(self.scenario, TIMELINE)
 
 
 DEFAULT_OPEN = Decimal("100.00")  # what the agency collects when the case file told it nothing else
 ANSWER = "Vielen Dank für Ihre Nachricht, wir haben sie zur Akte genommen."
-TIMELINE = (WORKING, PAID)  # after ACCEPTED, one step every ``step_seconds``
+TIMELINE = (WORKING, PAID)  # after ACCEPTED, one step every ``step_seconds`` (the default scenario)
+_ENDED = (PAID, CANCELLED, UNCOLLECTIBLE)
 
 
 class Agency:
@@ -115,7 +122,8 @@ class Agency:
 
     # -- intake ------------------------------------------------------------------------------
     def receive_batch(self, batch_id: str, claims: list[tuple[int, str]],
-                      amounts: dict[int, Decimal] | None = None) -> dict[int, str]:
+                      amounts: dict[int, Decimal] | None = None,
+                      scenarios: dict[int, str] | None = None) -> dict[int, str]:
         """Open a case per (claim id, key) once; the same batch or claim again is folded."""
         with self.lock:
             if batch_id in self.batches:
@@ -124,21 +132,22 @@ class Agency:
                 return dict(self.batches[batch_id])
             self._saving_held = True  # one save for the whole batch, not one per claim
             try:
-                refs = {cid: self.create(cid, key, (amounts or {}).get(cid)) for cid, key in claims}
+                refs = {cid: self.create(cid, key, (amounts or {}).get(cid), (scenarios or {}).get(cid))
+                        for cid, key in claims}
             finally:
                 self._saving_held = False
             self.batches[batch_id] = refs
             self._changed()
             return dict(refs)
 
-    def create(self, claim_id: int, key: str, amount: Decimal | None = None) -> str:
+    def create(self, claim_id: int, key: str, amount: Decimal | None = None, scenario: str | None = None) -> str:
         """A case's file number; a claim seen before gets its existing number back."""
         with self.lock:
             self.create_requests[claim_id] += 1
             case = self.cases.get(claim_id)
             if case is None:
                 case = Case(claim_id=claim_id, file_number=f"AZ-{self.name}-{self.next_number:07d}", key=key,
-                            created_at=self.clock(), open_amount=amount)
+                            created_at=self.clock(), open_amount=amount, scenario=scenario or DEFAULT_SCENARIO)
                 self.next_number += 1
                 self.cases[claim_id] = case
                 self.cases_created[claim_id] += 1
@@ -155,7 +164,7 @@ class Agency:
         with self.lock:
             for case in self.cases.values():
                 due = int((now - case.created_at) // self.step_seconds)
-                while case.step < min(due, len(TIMELINE)) and case.code not in (PAID, CANCELLED):
+                while case.step < min(due, len(case.timeline)) and case.code not in _ENDED:
                     self._step(case)
                     moved += 1
             if moved:
@@ -169,13 +178,21 @@ class Agency:
                 if code is not None:
                     case.code = code
                     self._emit(case, kind="status", code=code)
-                elif case.step < len(TIMELINE) and case.code not in (PAID, CANCELLED):
+                elif case.step < len(case.timeline) and case.code not in _ENDED:
                     self._step(case)
             self._changed()
 
     def _step(self, case: Case) -> None:
-        code = TIMELINE[case.step]
+        code = case.timeline[case.step]
         case.step += 1
+        if code == INSTALMENTS:  # the first half through the agency; the rest when the case is paid
+            half = ((case.open_amount if case.open_amount is not None else DEFAULT_OPEN) / 2).quantize(Decimal("0.01"))
+            if half > 0:
+                self._emit(case, kind="payment", amount=str(half), currency="EUR",
+                           date=datetime.now(timezone.utc).date().isoformat())
+                case.open_amount = (case.open_amount if case.open_amount is not None else DEFAULT_OPEN) - half
+            self._emit(case, kind="message", message_id=f"{case.file_number}-m{case.step}",
+                       text="Mit dem Schuldner wurde eine Ratenzahlung vereinbart.")
         if code == PAID:
             amount = case.open_amount if case.open_amount is not None else DEFAULT_OPEN
             if amount > 0:  # what the client reported as paid directly is not collected again
@@ -227,7 +244,7 @@ class Agency:
                 raise KeyError(claim_id)
             answer: dict[str, Any] = {"file_number": case.file_number, "operation": operation}
             if operation == "cancel":
-                if case.code not in (PAID, CANCELLED):  # a closed case stays as it was closed
+                if case.code not in _ENDED:  # a closed case stays as it was closed
                     case.code = CANCELLED
                     self._emit(case, kind="status", code=CANCELLED)
             elif operation == "report_payment":
@@ -277,7 +294,8 @@ class Agency:
         cases = [StoredCase(claim_id=c.claim_id, file_number=c.file_number, key=c.key, created_at=c.created_at,
                             code=c.code, step=c.step, labels=c.labels, monitoring=c.monitoring,
                             open_amount=None if c.open_amount is None else str(c.open_amount),
-                            client_messages=c.client_messages, direct_payments=c.direct_payments)
+                            client_messages=c.client_messages, direct_payments=c.direct_payments,
+                            scenario=c.scenario)
                  for c in self.cases.values()]
         save_books(self.state_path, Books(
             next_number=self.next_number, cases=cases, create_requests=dict(self.create_requests),
@@ -291,7 +309,7 @@ class Agency:
         self.cases = {c.claim_id: Case(claim_id=c.claim_id, file_number=c.file_number, key=c.key,
                                        created_at=c.created_at, code=c.code, step=c.step, labels=c.labels,
                                        monitoring=c.monitoring, client_messages=c.client_messages,
-                                       direct_payments=c.direct_payments,
+                                       direct_payments=c.direct_payments, scenario=c.scenario,
                                        open_amount=None if c.open_amount is None else Decimal(c.open_amount))
                       for c in books.cases}
 

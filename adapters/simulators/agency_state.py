@@ -28,6 +28,7 @@ class StoredCase(msgspec.Struct, kw_only=True):
     monitoring: bool
     client_messages: list[str]
     direct_payments: list[dict[str, str]] = []
+    scenario: str = "paid"  # books saved before scenarios existed played the default one
 
 
 class Books(msgspec.Struct, kw_only=True):

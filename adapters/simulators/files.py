@@ -27,10 +27,14 @@ from lxml import etree
 from adapters.base import encode_updates
 from adapters.simulators.agency import Agency
 from adapters.statusfiles import INSTRUCTION_DIR, STATUS_DIR, status_name
+from gateway.domain.sandbox import scenario_for
 
 _CLAIM_ID = re.compile(rb"<claimId>(\d+)</claimId>")
 _CLAIM_OPEN = re.compile(rb"<claimId>(\d+)</claimId>.*?<totalOpenAmount[^>]*>([0-9.]+)</totalOpenAmount>", re.S)
 _INSTRUCTION = re.compile(rb"<\?xml.*?</instruction>", re.S)
+_CLAIM = re.compile(rb"<claim>(.*?)</claim>", re.S)
+_REFERENCE = re.compile(rb"<creditorReference>([^<]*)</creditorReference>")
+_MEMO = re.compile(rb"<memo>([^<]*)</memo>")
 _NS = "{urn:inkasso-gateway:partner-instruction:1}"
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 # instruction element -> the agency's operation
@@ -62,6 +66,18 @@ def open_amounts_of(envelope: bytes, cert: x509.Certificate, key: rsa.RSAPrivate
     return {int(c): Decimal(a.decode()) for c, a in _CLAIM_OPEN.findall(signed)}
 
 
+def scenarios_of(envelope: bytes, cert: x509.Certificate, key: rsa.RSAPrivateKey, default: str) -> dict[int, str]:
+    """The sandbox scenario of each claim inside a batch: its reference prefix or memo keyword (docs/sandbox.md)."""
+    signed = pkcs7.pkcs7_decrypt_der(envelope, cert, key, [])
+    out: dict[int, str] = {}
+    for block in _CLAIM.findall(signed):
+        cid, ref, memo = _CLAIM_ID.search(block), _REFERENCE.search(block), _MEMO.search(block)
+        if cid is not None:
+            out[int(cid.group(1))] = scenario_for(ref.group(1).decode() if ref else "",
+                                                  memo.group(1).decode() if memo else None, default)
+    return out
+
+
 def instruction_of(envelope: bytes, cert: x509.Certificate,
                    key: rsa.RSAPrivateKey) -> tuple[str, str, int, dict[str, Any]]:
     """(instruction id, operation, claim id, data) of an encrypted, signed instruction document."""
@@ -87,8 +103,9 @@ class FolderAgency:
     """Processes ``<root>/*.p7m`` once each and mirrors the agency journal into ``<root>/status/``."""
 
     def __init__(self, agency: Agency, root: Path, cert: x509.Certificate, key: rsa.RSAPrivateKey,
-                 partner_id: str) -> None:
+                 partner_id: str, scenarios: str | None = None) -> None:
         self.agency, self.root, self.cert, self.key, self.partner_id = agency, root, cert, key, partner_id
+        self.scenarios = scenarios  # a sandbox agency: the default scenario; claims may choose another
         self._seen: set[str] = set()  # batches already read are read again after a restart, and folded
         self._written = self._written_before()
         self._stop = threading.Event()
@@ -108,8 +125,10 @@ class FolderAgency:
                     continue  # moved into processed/ while we looked: read there
                 amounts = open_amounts_of(data, self.cert, self.key)
                 batch_id = path.name.removesuffix(".xml.p7m").removesuffix(".p7m")
+                chosen = (scenarios_of(data, self.cert, self.key, self.scenarios) if self.scenarios is not None
+                          else None)
                 self.agency.receive_batch(batch_id, [(c, f"{c}:{self.partner_id}:deliver") for c in amounts],
-                                          amounts=amounts)
+                                          amounts=amounts, scenarios=chosen)
                 self._seen.add(seen)
                 new += 1
         self.take_instructions()

@@ -62,8 +62,10 @@ def start_simulators(app: App) -> list[Stoppable]:
         if p.adapter == "directory":
             cert_path = app.config.path(p.certificate)
             key_path = app.config.path(p.simulator.key) if p.simulator.key else cert_path.with_suffix(".key")
+            # A sandbox partner plays the scenario each claim asks for (docs/sandbox.md).
             folder = FolderAgency(agency, Path(app.config.path(str(p.options["path"]))),
-                                  *load_partner_keys(cert_path, key_path), pid)
+                                  *load_partner_keys(cert_path, key_path), pid,
+                                  scenarios=p.simulator.scenario if p.sandbox else None)
             folder.start()
             started.append(folder)
         elif p.adapter in ("http", "soap"):

@@ -143,6 +143,8 @@ class _Parts:
             self.sftp.start_tasks(pending)
         sup.start("status_files", lambda: status_files_step(app),
                   every=min(60.0, max(0.5, cfg.sftp.status_interval_seconds / 10)))
+        if any(c.sandbox_of for c in cfg.clients.values()):  # sandbox data goes after its retention_days
+            sup.start("sandbox_retention", self._sandbox_retention_step, every=3600.0)
         if cfg.watcher.enabled:
             dirs = {cid: cfg.inbox_dir / cid / "upload" for cid, c in cfg.clients.items() if c.watch and c.enabled}
             self.watcher = InboxWatcher(dirs, cfg.watcher.stable_seconds, ignore=self.book.is_tracked,
@@ -179,6 +181,11 @@ class _Parts:
         if cfg.web.enabled and (self.web is None or not self.web.alive()):
             problems.append("web listener not up")
         return problems
+
+    async def _sandbox_retention_step(self) -> bool:
+        from gateway.services.erasure import run_sandbox_retention
+        await asyncio.to_thread(run_sandbox_retention, self.app)
+        return False
 
     async def _resume_step(self) -> bool:
         try:

@@ -4,7 +4,8 @@ Written to a temporary name while the file is processed and renamed into place a
 client never reads half an ack. Two forms, picked by the ack file's name: CSV (``*.ack.csv``; cells
 that a spreadsheet would run as a formula are defused) and XML (``*.ack.xml``, valid against
 ``schemas/ack.xsd``). Rejected rows beyond the error cap are counted, not listed; the ack then
-ends with a ``truncated`` entry saying how many more there were.
+ends with a ``truncated`` entry saying how many more there were. A sandbox client's ack says so
+(docs/sandbox.md): a first CSV row with the outcome ``sandbox``, or ``sandbox="true"`` on the XML root.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from typing import Any
 from lxml import etree
 
 from gateway.domain.findings import Finding, Outcome
+from gateway.domain.sandbox import SANDBOX_SUFFIX
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 ACK_NS = "urn:inkasso-gateway:ack:1"
 DEFAULT_ERROR_CAP = 1000
+SANDBOX_NOTE = "SANDBOX: test data, handed to the simulated agency only, never to a real one"
 
 
 def safe_cell(value: str) -> str:
@@ -100,8 +103,10 @@ class AckWriter:
     HEADER = ("row", "reference", "outcome", "claim_id", "codes", "messages")
 
     def __init__(self, final: Path, *, delimiter: str = ";", reference_column: str | None = None,
-                 error_cap: int | None = None, source: str | None = None) -> None:
+                 error_cap: int | None = None, source: str | None = None, sandbox: bool | None = None) -> None:
         self.final = final
+        if sandbox is None:  # inbox/<client>.sandbox/ack/<file>: every ack a sandbox client gets is marked
+            sandbox = final.parent.parent.name.endswith(SANDBOX_SUFFIX)
         self.error_cap = error_cap
         self.rejected = self.omitted = 0
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -117,6 +122,8 @@ class AckWriter:
             attrs = {"referenceColumn": reference_column} if reference_column else {}
             if source:
                 attrs["file"] = source
+            if sandbox:
+                attrs["sandbox"] = "true"
             self._root = self._xf.element("ack", attrs, nsmap={None: ACK_NS})
             self._root.__enter__()
         else:
@@ -125,6 +132,8 @@ class AckWriter:
             if reference_column:
                 header[1] = reference_column  # the client's own name for its reference
             self._csv.writerow(header)
+            if sandbox:
+                self._csv.writerow(("", "", "sandbox", "", "sandbox", SANDBOX_NOTE))
 
     def row(self, row: int | None, reference: str | None, outcome: Outcome | str, claim_id: int | None,
             findings: list[Finding], *, sheet: str | None = None, xpath: str | None = None) -> None:

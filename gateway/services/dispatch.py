@@ -12,6 +12,10 @@ A row whose claims do not share one client and currency is split before anything
 (``batching.split_mixed``). Claims are rendered one by one: a claim that cannot be rendered fails
 alone (delivering -> failed, with the reason) and waits in a dead-lettered row of its own for
 ``gateway outbox retry``, while the rest of the batch is delivered.
+
+Sandbox claims (docs/sandbox.md) are handed to sandbox partners only, and production claims never to
+one: routing decides so, and every leased row is checked here again against the claims' stored mark,
+whatever put it in the outbox (a release, a retry, ``outbox retry --force``, a hand-edited row).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from gateway.crypto.certs import load_cert, load_private_key
 from gateway.crypto.cms import sign_and_encrypt
 from gateway.domain.lifecycle import Actor, State
 from gateway.domain.limitation import STATUTORY, limitation_date
+from gateway.domain.sandbox import is_sandbox_client
 from gateway.errors import DeliveryError, KeyStoreError
 from gateway.services import batching
 from gateway.services.operations import capabilities, run_operation
@@ -76,6 +81,7 @@ class Dispatcher:
         metrics.DELIVERY_ATTEMPTS.labels(item.partner_id, item.operation).inc()
         with _Heartbeat(self.app, item, cfg.lease_seconds):
             try:
+                self._check_sandbox(item)
                 if item.operation == "deliver_batch":
                     self._deliver(item)
                 else:
@@ -95,6 +101,24 @@ class Dispatcher:
         for adapter in self._adapters.values():
             adapter.close()
         self._adapters.clear()
+
+    def _check_sandbox(self, item: OutboxItem) -> None:
+        """Refuse a row that would hand a sandbox claim to a real partner, or a production claim to a sandbox."""
+        partner = self.app.config.partners.get(item.partner_id)
+        sandbox_partner = bool(partner is not None and partner.sandbox)
+        ids = [int(c) for c in item.payload.get("claim_ids", [])]
+        if "claim_id" in item.payload:
+            ids.append(int(item.payload["claim_id"]))
+        with read_tx(self.app.engine) as conn:
+            marks = claim_store.sandbox_marks(conn, ids)
+        wrong = sorted(c for c, mark in marks.items() if mark != sandbox_partner)
+        if wrong or is_sandbox_client(item.client_id) != sandbox_partner:
+            what = "production claims to the sandbox" if sandbox_partner else "sandbox claims to the real"
+            log.error("dispatch.sandbox_refused outbox=%d partner=%s claims=%d", item.id, item.partner_id,
+                      len(wrong))
+            raise DeliveryError(f"refused: this row would hand {what} partner {item.partner_id} "
+                                f"({len(wrong) or 'all'} claims, first {wrong[0] if wrong else '-'}); "
+                                "see docs/sandbox.md", retryable=False)
 
     # -- one batch -------------------------------------------------------------------------
     def _deliver(self, item: OutboxItem) -> None:

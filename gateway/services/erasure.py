@@ -4,7 +4,9 @@ Erasing a claim deletes its data key (``claim_keys``: crypto-shredding of the va
 ``claims`` row and of its blind name index), its documents, message texts and content fingerprint, and
 appends an ``erased`` event (who, when, why; no personal data). What stays: the claim's amounts, dates,
 references, partner and its whole event history, which accounting needs. ``gateway retention run``
-erases the closed claims of clients with ``retention_days_after_close`` and deletes their raw files.
+erases the closed claims of clients with ``retention_days_after_close`` and deletes their raw files, and
+every sandbox claim (in any state) and raw file older than its sandbox's ``retention_days``
+(docs/sandbox.md); ``serve`` runs the sandbox part every hour.
 """
 
 from __future__ import annotations
@@ -92,12 +94,12 @@ class RetentionReport:
 
 
 def run_retention(app: App, now: datetime | None = None) -> RetentionReport:
-    """Erase closed claims and delete raw files older than each client's retention period."""
+    """Erase closed claims and delete raw files older than each client's retention period (sandboxes too)."""
     now = now or app.now()
-    report = RetentionReport()
+    report = run_sandbox_retention(app, now)
     for client_id, client in sorted(app.config.clients.items()):
         days = client.retention_days_after_close
-        if days is None:
+        if days is None or client.sandbox_of is not None:
             continue
         cutoff = now - timedelta(days=days)
         with read_tx(app.engine) as conn:
@@ -107,18 +109,47 @@ def run_retention(app: App, now: datetime | None = None) -> RetentionReport:
                        claim_current.c.state.in_([s.value for s in TERMINAL]),
                        claim_current.c.claim_id.in_(select(claim_keys.c.claim_id)))
                 .order_by(claim_current.c.claim_id)).scalars()]
-        for i in range(0, len(due), 500):
-            done = erase(app, due[i:i + 500], f"retention: {days} days after close", actor=Actor.SYSTEM,
-                         by="retention")
-            report.claims[client_id] = report.claims.get(client_id, 0) + len(done.erased)
-        with write_tx(app.engine) as conn:
-            old = select(submissions.c.id).where(submissions.c.client_id == client_id,
-                                                 submissions.c.received_at < cutoff,
-                                                 submissions.c.status != "processing")
-            subs = {int(s) for s in conn.execute(select(submission_payloads.c.submission_id)
-                                                 .where(submission_payloads.c.submission_id.in_(old))).scalars()}
-            conn.execute(delete(submission_payloads).where(submission_payloads.c.submission_id.in_(old)))
-        if subs:
-            report.payloads[client_id] = len(subs)
+        _erase_due(app, report, client_id, due, f"retention: {days} days after close")
+        _drop_payloads(app, report, client_id, cutoff)
     log.info("retention.done claims=%d files=%d", sum(report.claims.values()), sum(report.payloads.values()))
     return report
+
+
+def run_sandbox_retention(app: App, now: datetime | None = None) -> RetentionReport:
+    """Erase every sandbox claim received longer ago than its sandbox's ``retention_days``, whatever its state."""
+    now = now or app.now()
+    report = RetentionReport()
+    for client_id, client in sorted(app.config.clients.items()):
+        if client.sandbox_of is None or client.sandbox is None:
+            continue
+        days = client.sandbox.retention_days
+        cutoff = now - timedelta(days=days)
+        with read_tx(app.engine) as conn:
+            due = [int(i) for i in conn.execute(
+                select(claim_current.c.claim_id)
+                .where(claim_current.c.client_id == client_id, claim_current.c.received_at < cutoff,
+                       claim_current.c.claim_id.in_(select(claim_keys.c.claim_id)))
+                .order_by(claim_current.c.claim_id)).scalars()]
+        _erase_due(app, report, client_id, due, f"sandbox retention: {days} days after receipt")
+        _drop_payloads(app, report, client_id, cutoff)
+    if report.claims or report.payloads:
+        log.info("retention.sandbox claims=%d files=%d", sum(report.claims.values()), sum(report.payloads.values()))
+    return report
+
+
+def _erase_due(app: App, report: RetentionReport, client_id: str, due: list[int], reason: str) -> None:
+    for i in range(0, len(due), 500):
+        done = erase(app, due[i:i + 500], reason, actor=Actor.SYSTEM, by="retention")
+        report.claims[client_id] = report.claims.get(client_id, 0) + len(done.erased)
+
+
+def _drop_payloads(app: App, report: RetentionReport, client_id: str, cutoff: datetime) -> None:
+    with write_tx(app.engine) as conn:
+        old = select(submissions.c.id).where(submissions.c.client_id == client_id,
+                                             submissions.c.received_at < cutoff,
+                                             submissions.c.status != "processing")
+        subs = {int(s) for s in conn.execute(select(submission_payloads.c.submission_id)
+                                             .where(submission_payloads.c.submission_id.in_(old))).scalars()}
+        conn.execute(delete(submission_payloads).where(submission_payloads.c.submission_id.in_(old)))
+    if subs:
+        report.payloads[client_id] = report.payloads.get(client_id, 0) + len(subs)

@@ -157,7 +157,7 @@ def _process(app: App, spec: MappingSpec, path: Path, client_id: str, name: str,
                 delimiter = client.ack_delimiter or getattr(reader, "delimiter", None) or spec.format.delimiter
                 writer = AckWriter(ack, delimiter=delimiter if len(delimiter) == 1 else ";",
                                    reference_column=run.reference_column, error_cap=client.ack_error_cap,
-                                   source=name)
+                                   source=name, sandbox=client.sandbox_of is not None)
                 run.writer = writer
             run.run(workers)
         finally:

@@ -19,6 +19,7 @@ from gateway.crypto import envelope
 from gateway.crypto.fieldcrypt import FieldCipher
 from gateway.domain.lifecycle import Actor, State, check_transition
 from gateway.domain.model import Claim, Debtor, to_minor
+from gateway.domain.sandbox import is_sandbox_client
 from gateway.errors import IllegalTransition, KeyStoreError, NotFound
 from gateway.store import keys_store, projection
 from gateway.store.projection import EventFacts
@@ -105,12 +106,17 @@ def insert_prepared(conn: Connection, submission_id: int,
     if conn.dialect.name == "sqlite":
         t = t.isoformat(" ")  # what sqlite3's datetime adapter stores, done once instead of per row
     received, actor = State.RECEIVED.value, Actor.SYSTEM.value
-    claim_rows = [(cid, *cols[:_STORED], submission_id, row, t) for cid, (cols, _, row, _) in zip(ids, items)]
+    claim_rows: list[tuple[Any, ...]] = [(cid, *cols[:_STORED], submission_id, row, t)
+                                         for cid, (cols, _, row, _) in zip(ids, items)]
+    claim_columns = _CLAIM_COLUMNS
+    if any(is_sandbox_client(cols[0]) for cols, _, _, _ in items):  # production rows leave it to the default
+        claim_columns = (*_CLAIM_COLUMNS, "sandbox")
+        claim_rows = [(*r, is_sandbox_client(cols[0])) for r, (cols, _, _, _) in zip(claim_rows, items)]
     event_rows = [(eid, cid, cols[0], state.value, received, actor, "intake", dumps(data) if data else None, t)
                   for eid, cid, (cols, state, _, data) in zip(event_ids, ids, items)]
     current_rows = [_opening(cid, eid, submission_id, cols, state, t)
                     for eid, cid, (cols, state, _, _) in zip(event_ids, ids, items)]
-    bulk_insert(conn, claims, _CLAIM_COLUMNS, claim_rows)
+    bulk_insert(conn, claims, claim_columns, claim_rows)
     bulk_insert(conn, claim_events, ("id", *_EVENT_COLUMNS), event_rows)
     bulk_insert(conn, claim_current, projection.COLUMNS, current_rows)
     keyed = [(cid, cols[0], cols[15], cols[16]) for cid, (cols, _, _, _) in zip(ids, items) if len(cols) > 15]
@@ -244,6 +250,16 @@ def rows_by_ids(conn: Connection, claim_ids: Sequence[int]) -> list[RowMapping]:
     return out
 
 
+def sandbox_marks(conn: Connection, claim_ids: Sequence[int]) -> dict[int, bool]:
+    """claim id -> whether it is a sandbox claim (docs/sandbox.md), for the ids that exist."""
+    out: dict[int, bool] = {}
+    ids = sorted(set(claim_ids))
+    for i in range(0, len(ids), 500):
+        out.update({int(cid): bool(mark) for cid, mark in conn.execute(
+            select(claims.c.id, claims.c.sandbox).where(claims.c.id.in_(ids[i:i + 500])))})
+    return out
+
+
 def history(conn: Connection, claim_id: int) -> list[dict[str, Any]]:
     """Every event of a claim, oldest first."""
     rows = conn.execute(select(claim_events).where(claim_events.c.claim_id == claim_id)
@@ -254,8 +270,11 @@ def history(conn: Connection, claim_id: int) -> list[dict[str, Any]]:
 def listing(conn: Connection, *, client_id: str | None = None, state: str | None = None,
             submission_id: int | None = None, since: datetime | None = None, until: datetime | None = None,
             due_from: date | None = None, due_to: date | None = None, limit: int = 100,
-            offset: int = 0) -> list[RowMapping]:
-    """Claims with their current state and open amount (from the projection), newest first."""
+            offset: int = 0, sandbox: bool = False) -> list[RowMapping]:
+    """Claims with their current state and open amount (from the projection), newest first.
+
+    Without ``client_id`` only production claims, or with ``sandbox`` only the sandboxes' (docs/sandbox.md).
+    """
     cc = claim_current
     q = (select(claims.c.id, claims.c.client_id, claims.c.creditor_reference, claims.c.submission_id,
                 claims.c.source_row, claims.c.partner_id, claims.c.claim_type, claims.c.currency,
@@ -264,7 +283,7 @@ def listing(conn: Connection, *, client_id: str | None = None, state: str | None
                 cc.c.stage, cc.c.partner_file_number)
          .join(cc, cc.c.claim_id == claims.c.id)
          .order_by(claims.c.created_at.desc(), claims.c.id.desc()))
-    conds = _listing_conditions(client_id, state, submission_id, since, until, due_from, due_to)
+    conds = _listing_conditions(client_id, state, submission_id, since, until, due_from, due_to, sandbox)
     if conds:
         q = q.where(and_(*conds))
     return list(conn.execute(q.limit(limit).offset(offset)).mappings())
@@ -272,19 +291,21 @@ def listing(conn: Connection, *, client_id: str | None = None, state: str | None
 
 def count_listing(conn: Connection, *, client_id: str | None = None, state: str | None = None,
                   submission_id: int | None = None, since: datetime | None = None, until: datetime | None = None,
-                  due_from: date | None = None, due_to: date | None = None) -> int:
+                  due_from: date | None = None, due_to: date | None = None, sandbox: bool = False) -> int:
     """How many claims ``listing`` would page through (the projection's state, no walk of the event log)."""
     q = select(func.count()).select_from(claims.join(claim_current, claim_current.c.claim_id == claims.c.id))
-    conds = _listing_conditions(client_id, state, submission_id, since, until, due_from, due_to)
+    conds = _listing_conditions(client_id, state, submission_id, since, until, due_from, due_to, sandbox)
     return int(conn.execute(q.where(and_(*conds)) if conds else q).scalar_one())
 
 
 def _listing_conditions(client_id: str | None, state: str | None, submission_id: int | None,
                         since: datetime | None, until: datetime | None, due_from: date | None,
-                        due_to: date | None) -> list[Any]:
+                        due_to: date | None, sandbox: bool = False) -> list[Any]:
     conds: list[Any] = []
     if client_id:
         conds.append(claims.c.client_id == client_id)
+    else:  # every client: production only, or only the sandboxes when asked (docs/sandbox.md)
+        conds.append(claims.c.sandbox == sandbox)
     if state:
         conds.append(or_(*(claim_current.c.state == s for s in state.split(","))))
     if submission_id is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from sqlalchemy import (
+    Boolean,
     DateTime,
     BigInteger,
     Column,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import false
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
@@ -59,7 +61,7 @@ submissions = Table(
     Column("id", AutoId, primary_key=True, autoincrement=True),
     Column("reference", String(32), nullable=False, unique=True),
     Column("client_id", String(64), nullable=False),
-    Column("channel", String(16), nullable=False),  # file, sftp, watch, soap, cli
+    Column("channel", String(16), nullable=False),  # file, sftp, watch, soap, web, cli
     Column("filename", String(512), nullable=True),
     Column("sha256", String(64), nullable=False),
     # Same file twice is refused per client: the sha256 for files, NULL (no dedupe) for SOAP calls.
@@ -125,6 +127,8 @@ claims = Table(
     Column("personal", LargeBinary, nullable=False),  # encrypted JSON: debtor and memo
     Column("body", Text, nullable=False),  # canonical claim JSON without personal data
     Column("created_at", UTCDateTime(), nullable=False),
+    # a sandbox client's claim: only a sandbox partner may receive it (dispatcher), production lists leave it out
+    Column("sandbox", Boolean(), nullable=False, server_default=false()),
     UniqueConstraint("client_id", "creditor_reference", name="uq_claims_client_reference"),
     Index("ix_claims_submission", "submission_id"),
     Index("ix_claims_client_created", "client_id", "created_at"),
@@ -177,6 +181,7 @@ claim_current = Table(
     Column("seen_event_id", BigInteger, nullable=False),  # up to where the client has looked
     Index("ix_current_client_state_updated", "client_id", "state", "updated_at", "claim_id"),
     Index("ix_current_client_updated", "client_id", "updated_at", "claim_id"),
+    Index("ix_current_client_partner_updated", "client_id", "partner_id", "updated_at", "claim_id"),
 )
 
 outbox = Table(
@@ -235,6 +240,16 @@ claim_labels = Table(
     Column("claim_id", BigInteger, ForeignKey("claims.id"), primary_key=True),
     Column("label", String(64), primary_key=True),
     Index("ix_claim_labels_label", "label", "claim_id"),
+)
+
+# Each client's label catalogue (migration 0010): the name it gave a label and its colour (a palette name,
+# services/labels.py). Claims carry labels by name in claim_labels.
+client_labels = Table(
+    "client_labels", metadata,
+    Column("client_id", String(64), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("colour", String(16), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
 )
 
 # A keyed fingerprint of each claim's canonical content (migration 0007): tells an identical resend of a

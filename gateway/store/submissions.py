@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from gateway.crypto.fieldcrypt import FieldCipher
 from gateway.domain.findings import Finding, Outcome
+from gateway.domain.sandbox import SANDBOX_SUFFIX, is_sandbox_client
 from gateway.errors import NotFound
 from gateway.store.schema import submission_findings, submission_payloads, submissions
 from gateway.store.sql import bulk_insert, utcnow
@@ -27,10 +28,10 @@ class SubmissionCounts(msgspec.Struct, kw_only=True):
     currency: str | None = None
 
 
-def new_reference(now: datetime) -> str:
-    """A reference a person can read out on the phone: date plus six random characters."""
+def new_reference(now: datetime, sandbox: bool = False) -> str:
+    """A reference a person can read out on the phone: date plus six random characters (``SBX`` for a sandbox)."""
     alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-    return f"S{now:%Y%m%d}-{''.join(secrets.choice(alphabet) for _ in range(6))}"
+    return f"{'SBX' if sandbox else 'S'}{now:%Y%m%d}-{''.join(secrets.choice(alphabet) for _ in range(6))}"
 
 
 def find_duplicate(conn: Connection, client_id: str, dedupe_key: str) -> RowMapping | None:
@@ -44,7 +45,7 @@ def create(conn: Connection, *, client_id: str, channel: str, filename: str | No
     """Insert a submission in state ``processing``; None if the same content was submitted before."""
     now = received_at or utcnow()
     values: dict[str, Any] = dict(
-        reference=new_reference(now), client_id=client_id, channel=channel, filename=filename, sha256=sha256,
+        reference=new_reference(now, is_sandbox_client(client_id)), client_id=client_id, channel=channel, filename=filename, sha256=sha256,
         dedupe_key=sha256 if dedupe else None, size=size, status="processing", received_at=now,
         rows=0, accepted=0, held=0, rejected=0, total_minor=0, progress_row=0)
     try:
@@ -133,23 +134,27 @@ def unfinished(conn: Connection) -> list[RowMapping]:
 
 def listing(conn: Connection, *, client_id: str | None = None, status: str | None = None,
             since: datetime | None = None, until: datetime | None = None, limit: int = 100,
-            offset: int = 0) -> list[RowMapping]:
+            offset: int = 0, sandbox: bool = False) -> list[RowMapping]:
+    """Submissions of one client, or of every production client (every sandbox with ``sandbox``), newest first."""
     q = select(submissions).order_by(submissions.c.received_at.desc(), submissions.c.id.desc())
-    q = _filtered(q, client_id, status, since, until)
+    q = _filtered(q, client_id, status, since, until, sandbox)
     return list(conn.execute(q.limit(limit).offset(offset)).mappings())
 
 
 def count_listing(conn: Connection, *, client_id: str | None = None, status: str | None = None,
-                  since: datetime | None = None, until: datetime | None = None) -> int:
+                  since: datetime | None = None, until: datetime | None = None, sandbox: bool = False) -> int:
     """How many submissions ``listing`` would page through."""
-    q = _filtered(select(func.count()).select_from(submissions), client_id, status, since, until)
+    q = _filtered(select(func.count()).select_from(submissions), client_id, status, since, until, sandbox)
     return int(conn.execute(q).scalar_one())
 
 
 def _filtered(q: Any, client_id: str | None, status: str | None, since: datetime | None,
-              until: datetime | None) -> Any:
+              until: datetime | None, sandbox: bool = False) -> Any:
     if client_id:
         q = q.where(submissions.c.client_id == client_id)
+    else:  # every client: production only, or only sandboxes when asked (docs/sandbox.md)
+        mine = submissions.c.client_id.like(f"%{SANDBOX_SUFFIX}")
+        q = q.where(mine if sandbox else ~mine)
     if status:
         q = q.where(submissions.c.status == status)
     if since:

@@ -1,0 +1,96 @@
+"""The console's credit check: the form, the result page with the traffic light and each bureau's reasons
+(German and English), refusals at the fields, only submit users of the client itself; over the loopback
+bureau simulators."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from adapters.bureaus.simulators.book import BureauBook
+from adapters.bureaus.simulators.http_sim import HttpBureauSimulator
+from adapters.bureaus.simulators.soap_sim import SoapBureauSimulator
+from gateway.bootstrap import App, build_app
+from gateway.config import load_config
+from gateway.entrypoints.web.app import build_web_app
+from gateway.services import credit
+from gateway.services.keys import init_keys
+from tests.conftest import PG_URL, _pg_schema_url, write_config
+from tests.integration.test_credit import credit_config
+from tests.integration.web.conftest import Console, web_config
+
+FORM = {"interest": "contract_initiation", "kind": "consumer", "first_name": "Hans", "last_name": "Hart",
+        "birth_date": "1955-07-08", "street": "Ringstr.", "house_number": "3", "postal_code": "04109",
+        "city": "Leipzig", "country": "DE"}
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)])
+def console(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
+    base: Path = tmp_path_factory.mktemp("webcredit")
+    if request.param == "postgresql" and not PG_URL:
+        pytest.skip("GATEWAY_TEST_PG_URL not set: PostgreSQL run skipped (CI sets it)")
+    urls = iter([f"sqlite:///{base / 'var' / 'gateway.db'}"]) if request.param == "sqlite" else _pg_schema_url()
+    sims = {"json": HttpBureauSimulator(BureauBook()).start(), "soap": SoapBureauSimulator(BureauBook()).start(),
+            "third": HttpBureauSimulator(BureauBook()).start()}
+    cfg = credit_config(sims)  # type: ignore[arg-type]
+    cfg["clients"]["demo"]["credit"]["bureaus"] = ["json", "soap"]
+    path = write_config(base, next(urls), clients=cfg["clients"], bureaus=cfg["bureaus"], routing=[],
+                        web=web_config())
+    init_keys(load_config(path))
+    app: App = build_app(path, migrate=True)
+    try:
+        yield Console(app, build_web_app(app))
+    finally:
+        app.close()
+        for sim in sims.values():
+            sim.stop()
+        for _ in urls:
+            pass
+
+
+def test_form_to_result_page_with_the_light_and_reasons(console: Console, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    c = console.client("anna")
+    page = c.get("/credit")
+    assert page.status_code == 200 and 'name="interest"' in page.text and "Vertragsanbahnung" in page.text
+    assert 'name="viewport"' in page.text  # usable on a phone: the base layout's viewport
+    r = c.post("/credit", data={"csrf": console.csrf(c, "/credit"), **FORM})
+    assert r.status_code == 303, r.text
+    check_id = int(r.headers["location"].rsplit("/", 1)[1])
+    result = c.get(f"/credit/{check_id}")
+    assert result.status_code == 200
+    assert 'data-colour="red"' in result.text and "Rot: harte Negativmerkmale" in result.text
+    assert re.search(r'data-bureau="soap">.*?Zahlungsausfall', result.text, re.S)
+    assert "hartes Negativmerkmal" in result.text and "Hans Hart" in result.text
+    english = c.get(f"/credit/{check_id}?lang=en")
+    assert "Red: hard negative entries" in english.text and "payment default" in english.text
+    assert credit.audit_log(console.app, "demo")[-1]["requested_by"] == "anna"
+    assert credit.audit_log(console.app, "demo")[-1]["channel"] == "web"
+    for value in ("Hart", "1955-07-08", "Ringstr"):
+        assert value not in caplog.text
+
+
+def test_missing_fields_are_marked_and_nothing_is_asked(console: Console) -> None:
+    c = console.client("anna")
+    before = len(credit.audit_log(console.app, "demo"))
+    r = c.post("/credit", data={"csrf": console.csrf(c, "/credit"), **FORM, "birth_date": "", "city": ""})
+    assert r.status_code == 422 and "Bitte die markierten Felder" in r.text
+    assert re.search(r'name="birth_date"[^>]*aria-invalid="true"', r.text)
+    assert len(credit.audit_log(console.app, "demo")) == before
+
+
+def test_only_the_client_s_own_submit_users(console: Console) -> None:
+    anna = console.client("anna")
+    r = anna.post("/credit", data={"csrf": console.csrf(anna, "/credit"), **FORM, "first_name": "Erika",
+                                   "last_name": "Mustermann"})
+    check_id = int(r.headers["location"].rsplit("/", 1)[1])
+    assert 'data-colour="green"' in anna.get(f"/credit/{check_id}").text
+    assert console.client("ben").get(f"/credit/{check_id}").status_code == 404  # another client's check
+    assert console.client("vera").get(f"/credit/{check_id}").status_code == 200  # read users may read
+    assert console.client("vera").get("/credit").status_code == 403  # but not ask: a paid query
+    assert console.client("olga").get("/credit").status_code == 404  # operators have no client
+    assert anna.get("/credit/999999").status_code == 404 and anna.get("/credit/x").status_code == 404

@@ -150,9 +150,9 @@ def test_sandbox_claims_reach_only_the_simulated_agency_and_stay_out_of_producti
     # each login sees only its own side
     with pytest.raises(zeep.exceptions.Fault):
         prod.service.GetClaim(ids["T-PAID-1"])
-    prod_feed = prod.service.GetChanges(0, 1000)
+    prod_feed = prod.service.GetChanges(0, 500)
     assert {e.claim_id for e in prod_feed.events.Event} == {prod_id}
-    sbx_feed = sbx.service.GetChanges(0, 1000)
+    sbx_feed = sbx.service.GetChanges(0, 500)
     assert prod_id not in {e.claim_id for e in sbx_feed.events.Event}
 
     # the operator's production lists and exports leave the sandbox out

@@ -2,6 +2,7 @@
 
 Changes are written back to the config file (comments kept, validated, replaced atomically, the old one
 kept as ``<file>.bak``); a running ``serve`` takes them without restart. No database is needed.
+``add --mapping FILE`` checks a mapping file and installs it as ``mappings/<client>.yaml`` with the client.
 Passwords are asked on the terminal (twice) or read as one line with ``--password-stdin``; they are
 hashed at once and never printed.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -18,6 +20,7 @@ from typing import Any
 from gateway.config import GatewayConfig, load_config
 from gateway.entrypoints.output import print_fields, print_json, print_table
 from gateway.services import clients_admin as admin
+from gateway.services import onboarding
 from gateway.services.clients_admin import AdminError
 
 SAVED = "saved to {file} (previous version: {file}.bak); a running serve applies it now"
@@ -35,7 +38,8 @@ def add_parser(sub: Any) -> None:
     q = acts.add_parser("add", help="a new client")
     q.add_argument("client", help="client id: lower-case letters, digits, '-', '_'")
     q.add_argument("--name", required=True)
-    q.add_argument("--mapping", help="mappings/<MAPPING>.yaml (default: the client id)")
+    q.add_argument("--mapping", help="mappings/<MAPPING>.yaml (default: the client id), or a mapping FILE: "
+                   "checked, then installed as mappings/<client>.yaml")
     q.add_argument("--default-partner")
     q.add_argument("--hold-all", action="store_true", help="every claim waits for release")
     q.add_argument("--key", action="append", default=[], help="SSH public key line or .pub file (repeatable)")
@@ -111,14 +115,30 @@ def _add(cfg: GatewayConfig, args: argparse.Namespace) -> int:
     keys = [_key_line(k) for k in args.key]
     for k in keys:
         admin.fingerprint(k)  # a bad key refuses the whole command before anything is written
-    new = admin.add_client(cfg, args.client, name=args.name, mapping=args.mapping,
-                           default_partner=args.default_partner, hold_all=args.hold_all)
+    mapping = args.mapping
+    installed = None
+    if mapping and (mapping.endswith((".yaml", ".yml")) or os.sep in mapping) and args.client not in cfg.clients:
+        target = cfg.mappings_dir / f"{args.client}.yaml"
+        existed = target.exists()
+        installed = onboarding.install_mapping(cfg, args.client, Path(mapping))  # ConfigError: not written
+        mapping = None  # the client's own name: mappings/<client>.yaml
+        try:
+            new = admin.add_client(cfg, args.client, name=args.name, mapping=None,
+                                   default_partner=args.default_partner, hold_all=args.hold_all)
+        except BaseException:
+            if not existed:
+                installed.unlink(missing_ok=True)  # all or nothing: no mapping of a client that was not added
+            raise
+        print(f"mapping {mapping or args.mapping} checked and installed as {installed}")
+    else:
+        new = admin.add_client(cfg, args.client, name=args.name, mapping=mapping,
+                               default_partner=args.default_partner, hold_all=args.hold_all)
     for k in keys:
         new, fp = admin.add_key(new, args.client, k)
         print(f"sftp key {fp} authorized")
     _saved(new, f"client {args.client} added")
-    if not (new.mappings_dir / f"{args.mapping or args.client}.yaml").exists():
-        print(f"note: no mapping file {new.mappings_dir / f'{args.mapping or args.client}.yaml'} yet: "
+    if installed is None and not (new.mappings_dir / f"{mapping or args.client}.yaml").exists():
+        print(f"note: no mapping file {new.mappings_dir / f'{mapping or args.client}.yaml'} yet: "
               "files from this client fail until it exists (gateway mapping suggest)")
     return 0
 

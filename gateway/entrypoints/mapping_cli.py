@@ -1,6 +1,7 @@
 """``gateway mapping check|preview|suggest``: the integrator's tools for writing a client mapping.
 
-None of them touches the database: ``check`` loads and validates a mapping, ``preview`` maps and
+None of them touches the database or keys, and the client need not be configured (``--client`` names
+the mapping); the work is done by ``services.onboarding``, which the web console calls too: ``check`` loads and validates a mapping, ``preview`` maps and
 validates a real file and shows claims and findings, ``suggest`` drafts a mapping for an unseen file.
 Exit codes as for every command: 0 done, 1 the mapping (or config) is wrong, 3 the file is unusable.
 """
@@ -16,10 +17,11 @@ from typing import Any
 import msgspec
 
 from gateway.config import GatewayConfig, load_config
-from gateway.mapping.spec import MappingSpec, load_mapping
-from gateway.mapping.sample import read_sample
-from gateway.mapping.suggest import suggest_mapping
-from gateway.services.preview import Preview, preview_file
+from gateway.errors import ConfigError, GatewayError, InputError
+from gateway.services import onboarding
+from gateway.services.preview import Preview
+
+EXIT_ERROR, EXIT_INPUT = 1, 3
 
 
 def add_parser(sub: Any) -> None:
@@ -28,12 +30,13 @@ def add_parser(sub: Any) -> None:
         dest="action", required=True)
     chk = mp.add_parser("check", help="validate a mapping file (the client's installed one or --file)")
     which = chk.add_mutually_exclusive_group(required=True)
-    which.add_argument("--client", help="check mappings/<client>.yaml as the config names it")
+    which.add_argument("--client", help="check the client's mapping (mappings/<client>.yaml; configured or not)")
     which.add_argument("--file", type=Path, help="check this mapping file")
     chk.add_argument("--json", action="store_true")
     pre = mp.add_parser("preview", help="map and validate FILE; show claims and every error (nothing stored)")
     pre.add_argument("file", type=Path)
-    pre.add_argument("--client", required=True)
+    pre.add_argument("--client", required=True, help="names the mapping (mappings/<client>.yaml); "
+                     "the client need not be configured yet")
     pre.add_argument("--mapping", type=Path, help="use this mapping file instead of the installed one")
     pre.add_argument("--limit", type=int, default=50, help="rows to show in full (default 50; counts cover all)")
     pre.add_argument("--json", action="store_true", help="canonical claims and findings as JSON")
@@ -56,25 +59,47 @@ def _config(args: argparse.Namespace) -> GatewayConfig:
     return load_config(getattr(args, "config", None))
 
 
+def _fail(args: argparse.Namespace, exc: GatewayError) -> int:
+    """One line on stderr; with ``--json`` also a JSON error document on stdout, so scripts always get JSON."""
+    kind = "input" if isinstance(exc, InputError) else "config"
+    print(f"{'error' if kind == 'input' else 'config error'}: {exc}", file=sys.stderr)
+    if getattr(args, "json", False):
+        doc: dict[str, Any] = {"ok": False, "error": {"kind": kind, "message": str(exc)}}
+        if isinstance(exc, ConfigError):
+            doc["error"].update({"file": exc.file, "line": exc.line, "key": exc.key})
+        print(msgspec.json.encode(doc).decode())
+    return EXIT_INPUT if kind == "input" else EXIT_ERROR
+
+
 def _check(args: argparse.Namespace) -> int:
-    path = args.file if args.file is not None else _config(args).mapping_file(args.client)
-    spec = load_mapping(path)  # ConfigError: file, line, key and what was expected
+    try:
+        path = args.file if args.file is not None else onboarding.mapping_path(_config(args), args.client)
+    except GatewayError as exc:
+        return _fail(args, exc)
+    result = onboarding.check_mapping(path)
+    if not result.ok:
+        print(f"config error: {result.error}", file=sys.stderr)
+        if args.json:
+            print(msgspec.json.encode({"file": str(path), "ok": False, "error": {
+                "kind": "config", "message": result.error, "file": str(path), "line": result.line,
+                "key": result.key}}).decode())
+        return EXIT_ERROR
     if args.json:
-        print(msgspec.json.encode({"file": str(path), "ok": True, "mapping": spec}).decode())
+        print(msgspec.json.encode({"file": str(path), "ok": True, "mapping": result.spec}).decode())
     else:
-        extra = f", grouped by {'+'.join(spec.group.columns)} ({spec.group.mode})" if spec.group else ""
-        print(f"ok: {path}: client {spec.client}, {spec.format.type}, {len(spec.fields)} fields{extra}")
+        extra = f", grouped by {result.group}" if result.group else ""
+        print(f"ok: {path}: client {result.client}, {result.format}, {result.fields} fields{extra}")
     return 0
 
 
 def _preview(args: argparse.Namespace) -> int:
-    cfg = _config(args)
-    client = cfg.client(args.client)
-    spec: MappingSpec = load_mapping(args.mapping or cfg.mapping_file(args.client))
-    result = preview_file(args.file, spec, args.client, today=date.today(), limit=max(0, args.limit),
-                          hold_all=client.hold_all, limits=cfg.limits, limitation=client.limitation)
+    try:
+        result = onboarding.preview_for_client(_config(args), args.file, args.client, mapping=args.mapping,
+                                               limit=max(0, args.limit))
+    except GatewayError as exc:
+        return _fail(args, exc)
     if args.json:
-        print(msgspec.json.encode(result).decode())
+        print(msgspec.json.encode(onboarding.preview_document(result)).decode())
     else:
         _print_preview(result)
     return 0
@@ -107,10 +132,13 @@ def _amount(claim: Any) -> str:
 
 def _suggest(args: argparse.Namespace) -> int:
     # the config's limits when there is one: suggest also runs before any config exists
-    limits = _config(args).limits if getattr(args, "config", None) else None
-    sample = read_sample(args.file, args.format_type, limits, layout=args.layout)
-    client = args.client or _client_id(args.file)
-    sys.stdout.write(suggest_mapping(sample, client=client))
+    try:
+        limits = _config(args).limits if getattr(args, "config", None) else None
+        draft = onboarding.suggest_for_file(args.file, client=args.client or _client_id(args.file),
+                                            format_type=args.format_type, layout=args.layout, limits=limits)
+    except GatewayError as exc:
+        return _fail(args, exc)
+    sys.stdout.write(draft.text)
     return 0
 
 

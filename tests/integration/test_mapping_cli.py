@@ -75,3 +75,67 @@ def test_suggest_with_a_layout_description(tmp_path: Path, capsys: pytest.Captur
                  str(corpus / "legacy_satzbeschreibung.txt"), "--client", "legacy"]) == 0
     spec = parse_mapping(capsys.readouterr().out, file="draft.yaml")
     assert spec.fields["principal_amount"].column == "Forderung" and spec.format.codec == "iso8859-1"
+
+
+def test_the_integrator_loop_for_a_client_not_configured_yet(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    # no keys were made and no database exists: the loop needs neither, and creates neither
+    config = write_config(tmp_path, f"sqlite:///{tmp_path / 'gw.db'}")
+    src = str(FIXTURES / "onboarding" / "praxis.csv")
+    assert main(["--config", str(config), "mapping", "suggest", src, "--client", "acme"]) == 0
+    (tmp_path / "mappings" / "acme.yaml").write_text(capsys.readouterr().out, encoding="utf-8")
+    assert main(["--config", str(config), "mapping", "check", "--client", "acme"]) == 0
+    assert "ok:" in capsys.readouterr().out
+    assert main(["--config", str(config), "mapping", "preview", src, "--client", "acme"]) == 0
+    assert "8 claims" in capsys.readouterr().out
+    assert main(["--config", str(config), "mapping", "preview", src, "--client", "acme", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    row = doc["rows"][0]
+    # every canonical value is there, the model's defaults marked as such
+    assert row["claim"]["currency"] == "EUR" and row["claim"]["debtor"]["addresses"][0]["country"] == "DE"
+    assert {"currency", "debtor.kind", "debtor.addresses[0].country"} <= set(row["defaults"])
+    assert "principal_amount" not in row["defaults"]
+    assert not (tmp_path / "gw.db").exists()
+    # installed with the client in one command; the draft was checked first
+    assert main(["--config", str(config), "clients", "add", "acme", "--name", "Acme",
+                 "--mapping", str(tmp_path / "mappings" / "acme.yaml")]) == 0
+    capsys.readouterr()
+    assert main(["--config", str(config), "clients", "show", "acme", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["mapping"] == "acme"
+
+
+def test_clients_add_installs_a_checked_mapping_or_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path, f"sqlite:///{tmp_path / 'gw.db'}")
+    draft = tmp_path / "draft.yaml"
+    draft.write_text((FIXTURES / "fitnessplus" / "mapping.yaml").read_text(encoding="utf-8")
+                     .replace("client: fitnessplus", "client: gym"), encoding="utf-8")
+    assert main(["--config", str(config), "clients", "add", "gym", "--name", "Gym", "--mapping", str(draft)]) == 0
+    assert "installed" in capsys.readouterr().out
+    assert (tmp_path / "mappings" / "gym.yaml").read_bytes() == draft.read_bytes()
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(draft.read_text(encoding="utf-8").replace("client: gym", "client: gym2")
+                      .replace("split: street}", "split: strasse}"), encoding="utf-8")
+    assert main(["--config", str(config), "clients", "add", "gym2", "--name", "Gym 2", "--mapping", str(broken)]) == 1
+    assert "fields.debtor.street.split" in capsys.readouterr().err
+    assert not (tmp_path / "mappings" / "gym2.yaml").exists()
+    assert "gym2" not in (tmp_path / "gateway.yaml").read_text(encoding="utf-8")
+
+
+def test_errors_go_to_stderr_and_json_stays_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path, f"sqlite:///{tmp_path / 'gw.db'}")
+    src = str(FIXTURES / "onboarding" / "praxis.csv")
+    assert main(["--config", str(config), "mapping", "preview", src, "--client", "nobody", "--json"]) == 1
+    out, err = capsys.readouterr()
+    assert json.loads(out)["ok"] is False and "mapping file not found" in err
+    broken = tmp_path / "mappings" / "nobody.yaml"
+    broken.write_text("version: 1\nclient: nobody\nfields: {creditor_reference: A, principal_amount: {colum: B}}\n",
+                      encoding="utf-8")
+    assert main(["--config", str(config), "mapping", "check", "--client", "nobody", "--json"]) == 1
+    out, err = capsys.readouterr()
+    doc = json.loads(out)
+    assert doc["ok"] is False and doc["error"]["line"] == 3 and "colum" in err
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    assert main(["mapping", "suggest", str(empty), "--client", "x"]) == 3
+    out, err = capsys.readouterr()
+    assert out == "" and "empty" in err

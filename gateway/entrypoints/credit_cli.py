@@ -1,4 +1,5 @@
-"""``gateway credit check|audit``: a credit check from the command line, and a client's audit log export.
+"""``gateway credit check|audit|erase``: a credit check from the command line, a client's audit log export,
+and erasure of checks' personal data.
 
 ``check`` needs the client, the stated legitimate interest and the user who asks (recorded with the check);
 exit 0 with the colour printed (also for red: the check worked), 2 when the check is refused (interest,
@@ -46,10 +47,19 @@ def add_parser(sub: Any, when: Callable[[str], datetime]) -> None:
     q.add_argument("--until", type=when, help="before this date (YYYY-MM-DD)")
     q.add_argument("--format", choices=("csv", "json"), default="csv")
     q.add_argument("--output", type=Path, help="write to this file instead of stdout")
+    q = acts.add_parser("erase", help="erase the subject and answers of checks (the audit rows stay)")
+    q.add_argument("--client", required=True)
+    which = q.add_mutually_exclusive_group(required=True)
+    which.add_argument("--check", type=int, help="one check by its id")
+    which.add_argument("--name", help="every check of this subject name (as written, case and spaces ignored)")
 
 
 def run(app: App, args: argparse.Namespace) -> int:
     """Dispatch ``gateway credit <action>``."""
+    if args.action == "erase":
+        n = credit.erase_checks(app, args.client, check_id=args.check, subject_name=args.name)
+        print(f"{n} checks erased (their audit rows stay)")
+        return 0
     return check(app, args) if args.action == "check" else audit(app, args)
 
 

@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection, RowMapping, select
+from sqlalchemy import Connection, RowMapping, select, update
 
 from adapters.bureaus import BureauError, CreditBureau, load_bureau
 from gateway.bootstrap import App
@@ -47,6 +47,7 @@ from gateway.store.sql import dumps, loads
 
 log = logging.getLogger("gateway.credit")
 CHANNELS = ("cli", "soap", "web")
+ERASED_KEY = "erased"  # subject_key of an erased check: never equal to a blind index (hex)
 
 
 class CreditRefused(GatewayError):
@@ -343,3 +344,26 @@ def audit_log(app: App, client_id: str, since: datetime | None = None,
                         "incomplete": r["incomplete"], "bureaus": loads(r["bureaus"]),
                         "subject": names.get(source, "")})
     return out
+
+
+def erase_checks(app: App, client_id: str, *, check_id: int | None = None, subject_name: str | None = None) -> int:
+    """Erase the subject and answers of one check, or of every check of a subject's name, at one client.
+
+    The sealed value, its key and the blind indexes go; the audit row stays (who asked, when, why, the
+    colour): accountability outlives the data. A cached row repeating an erased check then shows
+    ``[erased]`` too. Returns how many rows held data.
+    """
+    app.config.client(client_id)
+    c = store.credit_checks.c
+    q = update(store.credit_checks).where(c.client_id == client_id, c.personal.is_not(None))
+    if check_id is not None:
+        q = q.where(c.id == check_id)
+    elif subject_name and subject_name.strip():
+        q = q.where(c.subject_index == app.cipher.blind_index(subject_name, client_id))
+    else:
+        raise CreditRefused("subject", "name a check id or the subject's name")
+    with write_tx(app.engine) as conn:
+        n = int(conn.execute(q.values(personal=None, wrapped_dek=None, key_id=None, subject_index=None,
+                                      subject_key=ERASED_KEY)).rowcount)
+    log.info("credit.erased client=%s checks=%d", client_id, n)
+    return n

@@ -225,3 +225,18 @@ def test_sealed_at_rest_and_never_in_logs(app: App, sims: dict[str, HttpBureauSi
                 assert PLANTED_LAST.encode() not in path.read_bytes()
     assert credit.get_check(app, "demo", answer.check_id).subject == planted
     assert f"check={answer.check_id}" in caplog.text  # the check is logged, by id
+
+
+def test_erasure_keeps_the_audit_row_and_ends_the_cache(app: App, sims: dict[str, HttpBureauSimulator]) -> None:
+    first = check(app, person("Erika", "Mustermann"))
+    cached = check(app, person("Erika", "Mustermann"))
+    other = check(app, person("Erika", "Mustermann"), client="other")
+    assert credit.erase_checks(app, "demo", subject_name="erika  MUSTERMANN") == 1
+    assert credit.get_check(app, "demo", cached.check_id).subject is None
+    log = credit.audit_log(app, "demo")
+    assert [(r["check_id"], r["subject"], r["colour"]) for r in log] == [
+        (first.check_id, "[erased]", "green"), (cached.check_id, "[erased]", "green")]
+    assert not check(app, person("Erika", "Mustermann")).cached  # nothing left to repeat: asked again
+    assert credit.get_check(app, "other", other.check_id).subject is not None  # another client's stays
+    assert credit.erase_checks(app, "other", check_id=other.check_id) == 1
+    assert credit.erase_checks(app, "other", check_id=other.check_id) == 0

@@ -72,3 +72,8 @@ def test_check_then_cached_then_refused_and_the_audit_export(config: Path, capsy
     assert code == 0 and "0 entries" in out and target.read_text() == ""
     code, _, err = run(capsys, config, "credit", "audit", "--client", "nobody")
     assert code == 1 and "unknown client" in err
+    code, out, _ = run(capsys, config, "credit", "erase", "--client", "demo", "--name", "Paul Pleite")
+    assert code == 0 and out.startswith("1 checks erased")
+    code, out, _ = run(capsys, config, "credit", "audit", "--client", "demo", "--format", "json")
+    assert [json.loads(line)["subject"] for line in out.splitlines()] == [
+        "[erased]", "Musterbau GmbH", "Musterbau GmbH", ""]

@@ -25,6 +25,7 @@ suspended it, the end): dates and periods only, never names or amounts.
 from __future__ import annotations
 
 import calendar
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -245,17 +246,33 @@ def _input_findings(claim: Claim, today: date) -> list[Finding]:
     return found
 
 
+@functools.lru_cache(maxsize=4096)
+def _year_end_after(year: int, months: int) -> date:
+    return add_months(date(year, 12, 31), months)
+
+
+@functools.lru_cache(maxsize=256)
+def _window_end(today: date, months: int) -> date:
+    return add_months(today, months)
+
+
 def limitation_findings(claim: Claim, today: date, policy: LimitationPolicy = STATUTORY) -> list[Finding]:
     """``time_barred`` (hold) or ``limitation_near`` (warning) for a claim validated on ``today``; bad inputs."""
-    if not (claim.acknowledgement_date or claim.last_payment_date or claim.dunning_order_date
-            or claim.dunning_order_end_date or claim.negotiation_start_date or claim.negotiation_end_date):
-        found: list[Finding] = []  # the common case: none of the rule's own dates
-    else:
-        found = _input_findings(claim, today)
-        if found and any(x.severity is Severity.ERROR for x in found):
-            return found
-    if not policy.enabled:
+    inputs = bool(claim.acknowledgement_date or claim.last_payment_date or claim.dunning_order_date
+                  or claim.dunning_order_end_date or claim.negotiation_start_date or claim.negotiation_end_date)
+    found = _input_findings(claim, today) if inputs else []
+    if not policy.enabled or any(x.severity is Severity.ERROR for x in found):
         return found
+    if not inputs and not claim.payments_received and policy.start == "year_end" and not (
+            policy.by_label and claim.labels):
+        # The common case on the ingest path, answered without building the explanation: a plain period
+        # from the year's end that ends after the window.
+        arose = claim.due_date or claim.invoice_date
+        if arose is None:
+            return found
+        end = _year_end_after(arose.year, policy.years * 12 + policy.months)
+        if end >= today and (not policy.warn_months or end > _window_end(today, policy.warn_months)):
+            return found
     lim = limitation(claim, policy)
     if lim is None or lim.ends_on is None:
         return found
@@ -263,7 +280,7 @@ def limitation_findings(claim: Claim, today: date, policy: LimitationPolicy = ST
         found.append(Finding(code=TIME_BARRED, field=lim.basis, severity=Severity.HOLD,
                              message=f"time-barred: the limitation period ended on {lim.ends_on.isoformat()} "
                                      f"({lim.explain()}); held until released with a reason"))
-    elif policy.warn_months and lim.ends_on <= add_months(today, policy.warn_months):
+    elif policy.warn_months and lim.ends_on <= _window_end(today, policy.warn_months):
         found.append(Finding(code=LIMITATION_NEAR, field=lim.basis, severity=Severity.WARNING,
                              message=f"the limitation period ends on {lim.ends_on.isoformat()} "
                                      f"({lim.explain()}): the agency must act before then"))

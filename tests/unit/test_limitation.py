@@ -3,17 +3,22 @@ acknowledgements and suspensions; the findings it gives and what their messages 
 
 from __future__ import annotations
 
-from datetime import date
+import io
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
 
+from gateway.config import load_config
 from gateway.domain.findings import Severity
 from gateway.domain.limitation import (LIMITATION_NEAR, STATUTORY, TIME_BARRED, LimitationPolicy, Period, add_months,
                                        limitation, limitation_date, limitation_findings)
 from gateway.domain.model import Payment
+from gateway.errors import ConfigError
+from gateway.services.render import BatchMeta, render_batch, validate_batch
 from tests.factories import make_claim
 
 D = date
@@ -167,3 +172,40 @@ def test_policy_is_checked_when_loaded(raw: dict[str, Any]) -> None:
 
 def test_new_fields_stay_out_of_the_json_when_absent() -> None:
     assert b"acknowledgement" not in msgspec.json.encode(make_claim())
+
+
+@pytest.mark.parametrize("today", [D(2025, 9, 30), D(2025, 10, 1), D(2025, 12, 31), D(2026, 1, 1), D(2028, 2, 29)])
+def test_the_quick_path_agrees_with_the_full_computation(today: date) -> None:
+    for due in (D(2020, 1, 1) + timedelta(days=n) for n in range(0, 3 * 366, 5)):
+        c = claim(due_date=due)
+        end = limitation(c).ends_on  # type: ignore[union-attr]
+        assert end is not None
+        expected = (TIME_BARRED if end < today else LIMITATION_NEAR if end <= add_months(today, 3) else None)
+        assert [x.code for x in limitation_findings(c, today)] == ([expected] if expected else []), due
+
+
+def test_the_partner_batch_carries_the_date_and_stays_valid() -> None:
+    meta = BatchMeta(batch_id="b-1", created_at=datetime(2026, 11, 30, tzinfo=timezone.utc), sender="gw",
+                     client_id="demo", partner_id="p", claim_count=2, total_amount=Decimal("2479.12"))
+    out = io.BytesIO()
+    render_batch(out, meta, [(1, make_claim("A")), (2, make_claim("B", due_date=None, invoice_date=None))],
+                 limitation=limitation_date)
+    xml = out.getvalue()
+    assert validate_batch(xml) == []
+    assert xml.count(b"<limitationDate>") == 1 and b"<defaultDate" not in xml
+    assert b"</dueDate><limitationDate>2028-12-31</limitationDate><disputed>" in xml
+    plain = io.BytesIO()
+    render_batch(plain, meta, [(1, make_claim("A")), (2, make_claim("B", due_date=None, invoice_date=None))])
+    assert b"limitationDate" not in plain.getvalue()  # without a rule: the batch as before
+
+
+def test_a_bad_period_in_the_config_names_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text("clients:\n  acme:\n    limitation: {years: 0}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    assert "clients[...].limitation" in str(exc.value) and "longer than 0" in str(exc.value)
+    path.write_text("clients:\n  acme:\n    limitation: {years: 1, start: arose, warn_months: 1,"
+                    " by_label: {titled: {years: 30}}}\n", encoding="utf-8")
+    policy = load_config(path).client("acme").limitation
+    assert policy.period_for(["titled"]) == Period(years=30) and policy.period_for([]) == Period(years=1, start="arose")

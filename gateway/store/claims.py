@@ -108,7 +108,7 @@ def insert_prepared(conn: Connection, submission_id: int,
     received, actor = State.RECEIVED.value, Actor.SYSTEM.value
     claim_rows: list[tuple[Any, ...]] = [(cid, *cols[:_STORED], submission_id, row, t)
                                          for cid, (cols, _, row, _) in zip(ids, items)]
-    claim_columns = _CLAIM_COLUMNS
+    claim_columns: tuple[str, ...] = _CLAIM_COLUMNS
     if any(is_sandbox_client(cols[0]) for cols, _, _, _ in items):  # production rows leave it to the default
         claim_columns = (*_CLAIM_COLUMNS, "sandbox")
         claim_rows = [(*r, is_sandbox_client(cols[0])) for r, (cols, _, _, _) in zip(claim_rows, items)]

@@ -21,6 +21,7 @@ from typing import Any
 import msgspec
 
 from gateway.config import GatewayConfig, LimitsConfig
+from gateway.domain.limitation import STATUTORY
 from gateway.errors import ConfigError
 from gateway.mapping.sample import read_sample
 from gateway.mapping.spec import MappingSpec, load_mapping, parse_mapping
@@ -85,7 +86,8 @@ def preview_for_client(cfg: GatewayConfig, path: Path, client_id: str, *, mappin
     spec = load_mapping(mapping or mapping_path(cfg, client_id))
     client = cfg.clients.get(client_id)
     return preview_file(path, spec, client_id, today=today or date.today(), limit=limit,
-                        hold_all=bool(client and client.hold_all), limits=cfg.limits)
+                        hold_all=bool(client and client.hold_all), limits=cfg.limits,
+                        limitation=client.limitation if client else STATUTORY)
 
 
 def install_mapping(cfg: GatewayConfig, client_id: str, source: Path, *, replace: bool = False) -> Path:

@@ -240,3 +240,27 @@ def test_erasure_keeps_the_audit_row_and_ends_the_cache(app: App, sims: dict[str
     assert credit.get_check(app, "other", other.check_id).subject is not None  # another client's stays
     assert credit.erase_checks(app, "other", check_id=other.check_id) == 1
     assert credit.erase_checks(app, "other", check_id=other.check_id) == 0
+
+
+def test_demo_bureau_simulators_serve_runs(tmp_path: Path, db_url: str) -> None:
+    from adapters.bureaus.simulators.http_sim import refused_port
+    from gateway.entrypoints.demo_bureaus import start_bureau_simulators
+    ports = refused_port(), refused_port()
+    bureaus = {"j": {"adapter": "http_json", "options": {"url": f"http://127.0.0.1:{ports[0]}"},
+                     "simulator": {"enabled": True}},
+               "s": {"adapter": "soap", "options": {"wsdl": f"http://127.0.0.1:{ports[1]}/soap?wsdl"},
+                     "simulator": {"enabled": True}}}
+    path = write_config(tmp_path, db_url, bureaus=bureaus, clients={"demo": {
+        "name": "Demo", "mapping": "demo", "default_partner": "demo-agency", "credit": {"bureaus": ["j", "s"]}}})
+    init_keys(load_config(path))
+    app = build_app(path, migrate=True)
+    started = start_bureau_simulators(app)
+    try:
+        assert len(started) == 2
+        assert start_bureau_simulators(app) == []  # ports taken: logged, not fatal
+        answer = check(app, person("Vera", "Vollstreckt"))
+        assert (answer.colour, answer.incomplete) == ("red", False)
+    finally:
+        for sim in started:
+            sim.stop()
+        app.close()

@@ -377,6 +377,9 @@ TEXTS: dict[str, tuple[str, str]] = {
     "credit_entry_collection_case": ("Inkassofall", "collection case"),
     "credit_entry_address_unverified": ("Adresse nicht bestätigt", "address unverified"),
     "credit_again": ("Neue Prüfung", "New check"),
+    "credit_on_claim": ("Bonitätsprüfungen dieses Schuldners", "Credit checks of this debtor"),
+    "credit_on_claim_none": ("Keine Bonitätsprüfung zu diesem Namen.", "No credit check of this name."),
+    "credit_incomplete_short": ("unvollständig", "incomplete"),
 }
 
 STATES: dict[str, tuple[str, str]] = {

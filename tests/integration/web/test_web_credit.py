@@ -94,3 +94,15 @@ def test_only_the_client_s_own_submit_users(console: Console) -> None:
     assert console.client("vera").get("/credit").status_code == 403  # but not ask: a paid query
     assert console.client("olga").get("/credit").status_code == 404  # operators have no client
     assert anna.get("/credit/999999").status_code == 404 and anna.get("/credit/x").status_code == 404
+
+
+def test_claim_panel_lists_the_debtor_s_checks(console: Console) -> None:
+    from gateway.entrypoints.web.pages import make_templates
+    from gateway.entrypoints.web.texts import translator
+    checks = credit.checks_for_claim(console.app, "demo", 0)  # no such claim: an empty panel
+    panel = make_templates().env.get_template("credit_claim_panel.html")
+    assert "Keine Bonitätsprüfung" in panel.render(t=translator("de"), credit_checks=checks)
+    summary = credit.CheckSummary(check_id=7, created_at=credit.datetime(2026, 11, 30, 8, 0), colour="yellow",
+                                  incomplete=True, interest="claim_collection", requested_by="anna", cached=False)
+    html = panel.render(t=translator("en"), credit_checks=[summary])
+    assert 'href="/credit/7"' in html and "Claim collection" in html and "incomplete" in html

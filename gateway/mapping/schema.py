@@ -68,6 +68,13 @@ def mapping_json_schema() -> dict[str, Any]:
         "type": "object", "minProperties": 1, "propertyNames": {"enum": sorted(TARGETS)},
         "additionalProperties": {"anyOf": [{"type": "string", "minLength": 1}, {"$ref": "#/$defs/FieldSpec"}]},
     }
+    fmt = defs["FormatSpec"]["properties"]
+    del fmt["alternatives"]  # filled by the loader from a list in `type`
+    kinds = fmt["type"]["enum"]
+    fmt["type"] = {"anyOf": [{"enum": kinds}, {"type": "array", "items": {"enum": kinds}, "minItems": 1,
+                                                "uniqueItems": True}],
+                   "default": "csv", "description": "the file format, or a list of the formats of one export "
+                   "(csv, xlsx, xls, ods), e.g. [xls, xlsx]: the reader takes the one the file is"}
     props = defs["FieldSpec"]["properties"]
     props["split"] = {"anyOf": [{"enum": list(SPLITS)}, {"$ref": "#/$defs/SplitSpec"}, {"type": "null"}]}
     props["map"] = {"anyOf": [{"type": "object", "additionalProperties": _ANY_SCALAR}, {"enum": sorted(BUILTIN_MAPS)},

@@ -46,7 +46,10 @@ class FixedColumn(_Spec, kw_only=True, frozen=True):
 class FormatSpec(_Spec, kw_only=True, frozen=True):
     """How the file is written: type, text encoding, CSV dialect, header row, number and date notation."""
 
-    type: FormatType = "csv"
+    type: FormatType = "csv"  # written as a list (``[xls, xlsx]``): the first here, all in ``alternatives``
+    # Several formats of one export: the reader takes the one the file's bytes show (set by the loader
+    # from a ``type`` list, never written in a mapping).
+    alternatives: list[FormatType] = msgspec.field(default_factory=list)
     encoding: str = "utf-8"  # utf-8 (a BOM is stripped), windows-1252, iso-8859-1, or auto (detected)
     delimiter: str = ";"     # one of ; , tab | (any one character), or auto (sniffed from the header line)
     quotechar: str = '"'
@@ -306,6 +309,31 @@ def _translate(doc: _Located, text: str, cls: type[_Spec], path: KeyPath) -> Con
     return doc.error(path, message)
 
 
+_TABLES = ("csv", "xlsx", "xls", "ods")
+
+
+def _format_types(doc: _Located, data: Any) -> Any:
+    """``type: [xls, xlsx]``: the first as ``type``, all as ``alternatives`` (tables of one layout only)."""
+    if not isinstance(data, dict):
+        return data
+    if "alternatives" in data:
+        raise doc.error(("format", "alternatives"), "unknown key; several formats are written as a list in "
+                        "'type', e.g. type: [xls, xlsx]")
+    types = data.get("type")
+    if not isinstance(types, list):
+        return data
+    allowed = typing.get_args(FormatType)
+    for i, t in enumerate(types):
+        if t not in allowed:
+            raise doc.error(("format", "type", i), f"{t!r} is not allowed; expected one of: {', '.join(allowed)}")
+    if not types or len(set(types)) != len(types):
+        raise doc.error(("format", "type"), "expected a list of different format types, e.g. [xls, xlsx]")
+    if len(types) > 1 and not all(t in _TABLES for t in types):
+        raise doc.error(("format", "type"), "only csv, xlsx, xls and ods can share one mapping (xml and fixed "
+                        f"width name their columns differently); got {', '.join(types)}")
+    return {**data, "type": types[0], "alternatives": types if len(types) > 1 else []}
+
+
 def parse_mapping(text: str, *, file: str = "<mapping>") -> MappingSpec:
     """Validate mapping text; ``file`` is used in error messages."""
     doc = _Located(text, file)
@@ -326,10 +354,11 @@ def parse_mapping(text: str, *, file: str = "<mapping>") -> MappingSpec:
     fmt_data = root.get("format") or {}
     if isinstance(fmt_data, dict) and isinstance(fmt_data.get("delimiter"), str):
         fmt_data = {**fmt_data, "delimiter": _DELIMITER_NAMES.get(fmt_data["delimiter"], fmt_data["delimiter"])}
+    fmt_data = _format_types(doc, fmt_data)
     fmt = _convert(doc, fmt_data, FormatSpec, ("format",))
     _check_format(doc, fmt)
     _check_layout(doc, fmt)
-    if fmt.type in ("xlsx", "xls", "ods") and "%Y-%m-%d" not in fmt.date_formats:
+    if any(t in ("xlsx", "xls", "ods") for t in (fmt.type, *fmt.alternatives)) and "%Y-%m-%d" not in fmt.date_formats:
         # Spreadsheet readers write date cells as ISO dates; the file's own text dates keep their formats.
         fmt = msgspec.structs.replace(fmt, date_formats=[*fmt.date_formats, "%Y-%m-%d"])
     policy = _convert(doc, root.get("policy") or {}, PolicySpec, ("policy",), strict=False)

@@ -83,6 +83,11 @@ def open_reader(path: str | os.PathLike[str], fmt: FormatSpec, *, date_columns: 
     ``limits`` section; its defaults if None) bound the reader's child process and the sheet size.
     """
     limits = limits or LimitsConfig()
+    if fmt.alternatives:  # one mapping for several formats of an export: read the file as what it is
+        from msgspec.structs import replace
+
+        from gateway.readers.sniff import resolve_type
+        fmt = replace(fmt, type=resolve_type(path, list(fmt.alternatives)), alternatives=[])
     target = READERS.get(fmt.type)
     if target is None:
         raise ConfigError(f"format type '{fmt.type}' is not supported (supported: {', '.join(READERS)})",

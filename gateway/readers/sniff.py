@@ -90,6 +90,28 @@ def check_kind(path: str | os.PathLike[str], declared: str, limits: LimitsConfig
         check_sheet_size(file, found, limits or LimitsConfig())
 
 
+def resolve_type(path: str | os.PathLike[str], declared: list[str]) -> str:
+    """The one of several declared format types (``type: [xls, xlsx]``) that the file's leading bytes show;
+    InputError naming them all when none fits."""
+    file = str(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(512)
+    except OSError as exc:
+        raise InputError(f"cannot open the file: {exc.strerror}", file=file) from None
+    if not head:
+        raise InputError("the file is empty: no header row", file=file)
+    found = _what(head, file)
+    if found in declared:
+        return found
+    if found == "text":
+        text = next((t for t in declared if t in _TEXT_TYPES), None)
+        if text is not None:
+            return text
+    raise InputError(f"the mapping declares format types {', '.join(declared)}, but the file is "
+                     f"{_LABEL.get(found, found)}; was it saved in another format or renamed?", file=file)
+
+
 def check_zip(file: str) -> None:
     """Refuse a spreadsheet whose members declare more data than any case file has (a zip bomb)."""
     try:

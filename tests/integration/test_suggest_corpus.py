@@ -8,10 +8,12 @@ mapping language expresses every layout); the unedited ``suggest`` draft of each
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 
 import pytest
 
+from gateway.errors import ConfigError, InputError
 from gateway.mapping import load_mapping, parse_mapping
 from gateway.mapping.sample import read_sample
 from gateway.mapping.suggest import Suggestion, suggest
@@ -106,3 +108,51 @@ def test_a_layout_as_csv_with_start_and_end(tmp_path: Path) -> None:
     layout.write_text("Field;From;To;Decimals\nDoc No;1;9;\nCustomer;10;39;\nAmount;111;119;2\n", encoding="utf-8")
     assert [(f.name, f.start, f.length, f.decimals) for f in read_layout(layout)] == [
         ("Doc No", 1, 9, 0), ("Customer", 10, 30, 0), ("Amount", 111, 9, 2)]
+
+
+def test_one_mapping_reads_the_xls_and_the_xlsx_export_of_one_system(tmp_path: Path) -> None:
+    import openpyxl
+    import xlwt  # type: ignore[import-untyped]
+
+    rows = [["Rechnungsnr", "Name", "PLZ", "Betrag"], ["R-1", "Muster, Max", 1067, 12.5], ["R-2", "Kunz, Eva", 80331, 99.0]]
+    xlsx, xls = tmp_path / "export.xlsx", tmp_path / "export.xls"
+    book = openpyxl.Workbook()
+    for r in rows:
+        book.active.append(r)
+    book.save(xlsx)
+    old = xlwt.Workbook()
+    sheet = old.add_sheet("Export")
+    for i, r in enumerate(rows):
+        for j, v in enumerate(r):
+            sheet.write(i, j, v)
+    old.save(str(xls))
+    spec = parse_mapping("""
+version: 1
+client: both
+format: {type: [xls, xlsx]}
+fields:
+  creditor_reference: Rechnungsnr
+  principal_amount: Betrag
+  debtor.last_name: {column: Name, split: last_name}
+  debtor.postal_code: {column: PLZ, zero_pad: 5}
+""", file="both.yaml")
+    assert spec.format.type == "xls" and spec.format.alternatives == ["xls", "xlsx"]
+    from tests.integration.suggest_scoring import mapped_values
+    assert mapped_values(xls, spec) == mapped_values(xlsx, spec) == [
+        {"creditor_reference": "R-1", "principal_amount": "12.50", "debtor.last_name": "Muster",
+         "debtor.postal_code": "01067"},
+        {"creditor_reference": "R-2", "principal_amount": "99.00", "debtor.last_name": "Kunz",
+         "debtor.postal_code": "80331"}]
+    csv_file = tmp_path / "export.csv"
+    csv_file.write_text("Rechnungsnr;Betrag\nR-1;1,00\n", encoding="utf-8")
+    with pytest.raises(InputError, match="declares format types xls, xlsx, but the file is plain text"):
+        mapped_values(csv_file, spec)
+
+
+@pytest.mark.parametrize(("types", "message"), [
+    ("[xml, csv]", "only csv, xlsx, xls and ods can share one mapping"),
+    ("[xls, xls]", "a list of different format types"), ("[xls, docx]", "'docx' is not allowed")])
+def test_a_list_of_format_types_is_checked(types: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_mapping(f"version: 1\nclient: x\nformat: {{type: {types}}}\n"
+                      "fields: {creditor_reference: A, principal_amount: B}\n", file="x.yaml")

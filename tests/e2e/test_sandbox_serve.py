@@ -75,11 +75,14 @@ def served(tmp_path: Path, db_url: str) -> Iterator[tuple[Served, ClientKey, int
             s.stop()
 
 
-def _client(tmp_path: Path, port: int, user: str, password: str) -> zeep.Client:
+def _client(tmp_path: Path, port: int, user: str, password: str, marks: list[str | None]) -> zeep.Client:
+    """A zeep client; ``marks`` collects each answer's sandbox header."""
     session = requests.Session()
     session.trust_env = False
     session.verify = str(tmp_path / "var" / "keys" / "tls.crt")
     session.auth = (user, password)
+    session.hooks["response"].append(lambda r, *args, **kwargs: marks.append(r.headers.get("X-Inkasso-Sandbox"))
+                                     if "wsdl" not in r.url else None)
     return zeep.Client(f"https://127.0.0.1:{port}/soap?wsdl", transport=Transport(session=session))
 
 
@@ -105,8 +108,10 @@ def test_sandbox_claims_reach_only_the_simulated_agency_and_stay_out_of_producti
         served: tuple[Served, ClientKey, int], tmp_path: Path) -> None:
     s, key, port = served
     sftp_port = s.start()
-    prod = _client(tmp_path, port, "demo-erp", PROD_PW)
-    sbx = _client(tmp_path, port, "demo-test", SBX_PW)
+    prod_marks: list[str | None] = []
+    sbx_marks: list[str | None] = []
+    prod = _client(tmp_path, port, "demo-erp", PROD_PW, prod_marks)
+    sbx = _client(tmp_path, port, "demo-test", SBX_PW, sbx_marks)
 
     sandbox_claims = [claim(ref) for ref in EXPECTED if ref != "T-INST-1"]
     sandbox_claims.append(claim("T-INST-1", memo="please play sandbox:instalments"))
@@ -164,4 +169,6 @@ def test_sandbox_claims_reach_only_the_simulated_agency_and_stay_out_of_producti
     assert "P-1" in exported and "SBX-" not in exported and "T-PAID-1" not in exported
     subs = json.loads(_cli(s.cfg, "submissions", "list", "--json"))
     assert [x["client_id"] for x in subs] == ["demo"]
+    assert sbx_marks and set(sbx_marks) == {"true"}  # every SOAP answer to the sandbox login is marked
+    assert prod_marks and set(prod_marks) == {None}
     assert s.stop() == 0

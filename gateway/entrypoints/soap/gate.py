@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from gateway.bootstrap import App
+from gateway.domain.sandbox import is_sandbox_client
 from gateway.entrypoints.soap import faults
 from gateway.entrypoints.soap.auth import Authenticator, Outcome, TokenError, basic_credentials, username_token
 from gateway.entrypoints.soap.connection import ENV_CONNECTION
@@ -30,6 +31,7 @@ from gateway.entrypoints.soap.service import ENV_BODY, ENV_CLIENT, ENV_READ_ONLY
 
 log = logging.getLogger("gateway.soap")
 PATH = "/soap"
+SANDBOX_HEADER = "X-Inkasso-Sandbox"  # on every answer to a sandbox login
 StartResponse = Callable[..., Any]
 _MEDIA = frozenset({"text/xml", "application/soap+xml"})
 _SKIP = 64 * 1024  # an unread body up to this is drained (so the client reads our answer); more: close
@@ -154,6 +156,8 @@ class RequestGate:
         try:
             environ.update({"wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body)), ENV_BODY: body,
                             ENV_CLIENT: outcome.principal.client_id, ENV_READ_ONLY: outcome.principal.read_only})
+            if is_sandbox_client(outcome.principal.client_id):  # every answer to a sandbox login says so
+                start_response = _sandbox_marked(start_response)
             return list(self.inner(environ, start_response))  # the work happens inside the slot
         finally:
             self.slots.release()
@@ -215,6 +219,13 @@ class RequestGate:
         start_response(status, [("Content-Type", "text/xml; charset=utf-8"), ("Content-Length", str(len(body))),
                                 *extra])
         return [body]
+
+
+def _sandbox_marked(start_response: StartResponse) -> StartResponse:
+    """``start_response`` adding the header that marks an answer from a client's sandbox (docs/sandbox.md)."""
+    def marked(status: str, headers: list[tuple[str, str]], *args: Any) -> Any:
+        return start_response(status, [*headers, (SANDBOX_HEADER, "true")], *args)
+    return marked
 
 
 def _plain(start_response: StartResponse, status: str, text: str) -> list[bytes]:

@@ -19,6 +19,7 @@ from gateway.config import GatewayConfig, WebUserConfig
 from gateway.crypto.passwords import hash_password, is_password_hash, verify_password
 from gateway.services.login_throttle import LoginThrottle
 from gateway.errors import ConfigError
+from gateway.domain.sandbox import is_sandbox_client
 
 MAX_LOGIN, MAX_PASSWORD = 128, 1024
 
@@ -32,6 +33,11 @@ class WebUser:
     @property
     def operator(self) -> bool:
         return self.client_id is None
+
+    @property
+    def sandbox(self) -> bool:
+        """A login to a client's sandbox (docs/sandbox.md): every page says so."""
+        return self.client_id is not None and is_sandbox_client(self.client_id)
 
 
 @dataclass(frozen=True)

@@ -45,3 +45,34 @@ def test_operator_adds_a_client_login_that_signs_in_at_once(served: tuple[str, P
     assert "Angemeldet als kasse" in w.text() and "Forderungen" in w.text()
     w.logout()
     assert "web.admin login=operator client=demo change=web_login_added target=kasse" in out.read_text()
+
+
+def test_operator_adds_a_client_and_installs_a_mapping_drafted_from_a_sample(served: tuple[str, Path, Path],
+                                                                            browser: object, tmp_path: Path) -> None:
+    from tests.conftest import ROOT
+    url, base, out = served
+    shots = Path(os.environ.get("GATEWAY_WEB_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    w = Walk(browser, url, shots)
+    w.login("operator", (base / "var" / "keys" / "web-operator.password").read_text().strip())
+
+    w.go("/operator/clients")
+    w.css("input[name=client_id]").send_keys("fitness-nord")  # type: ignore[attr-defined]
+    w.css("input[name=name]").send_keys("Fitness Nord GmbH")  # type: ignore[attr-defined]
+    w.click("form[action='/operator/clients'] button")
+    assert "Mandant fitness-nord angelegt" in w.text()
+
+    w.go("/operator/mappings/fitness-nord")
+    w.css("input[type=file]").send_keys(str(ROOT / "examples" / "demo.csv"))  # type: ignore[attr-defined]
+    w.click("form.sample button")
+    assert "Entwurf aus der Beispieldatei" in w.text()
+    w.click("form.work button[value=preview]")
+    assert "Vorschau: demo.csv" in w.text() and "debtor_minor" in w.text()
+    w.css("section.preview").location_once_scrolled_into_view  # type: ignore[attr-defined]  # noqa: B018
+    w.shot("mapping-preview")
+    w.click("form.work button[value=install]")
+    assert "Installiert als fitness-nord.yaml" in w.text()
+    assert (base / "mappings" / "fitness-nord.yaml").is_file()
+    w.logout()
+    log = out.read_text()
+    assert "web.mapping_installed login=operator client=fitness-nord" in log and "Becker" not in log

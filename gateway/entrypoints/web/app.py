@@ -25,7 +25,7 @@ from gateway.bootstrap import App
 from gateway.entrypoints.config_watch import ClientReloader
 from gateway.entrypoints.supervisor import describe
 from gateway.entrypoints.web import routes_auth, routes_claims, routes_handover, routes_operator, routes_runs
-from gateway.entrypoints.web import routes_clients, routes_partners
+from gateway.entrypoints.web import routes_clients, routes_mappings, routes_partners
 from gateway.entrypoints.web import routes_credit
 from gateway.entrypoints.web.pages import HERE, make_templates, redirect, render
 from gateway.entrypoints.web.security import LoginRequired, SecurityHeaders
@@ -97,7 +97,8 @@ def build_web_app(app: App, users: UserBook | None = None) -> Starlette:
     """The console for ``app``; ``users`` defaults to the configured logins."""
     cfg = app.config.web
     routes = [*routes_auth.ROUTES, *routes_handover.ROUTES, *routes_claims.ROUTES, *routes_runs.ROUTES,
-              *routes_operator.ROUTES, *routes_partners.ROUTES, *routes_clients.ROUTES, *routes_credit.ROUTES,
+              *routes_operator.ROUTES, *routes_partners.ROUTES, *routes_clients.ROUTES,
+              *routes_mappings.ROUTES, *routes_credit.ROUTES,
               Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")]
     middleware = [Middleware(SecurityHeaders), Middleware(_Contained),
                   Middleware(SessionMiddleware, secret_key=session_secret(app), session_cookie=SESSION_COOKIE,

@@ -22,7 +22,8 @@ from sqlalchemy import RowMapping
 from gateway.bootstrap import App
 from gateway.domain.model import from_minor
 from gateway.errors import ConfigError
-from gateway.services.ack import private_temp_name, remove_stale_temps, safe_cell
+from gateway.domain.sandbox import is_sandbox_client
+from gateway.services.ack import SANDBOX_NOTE, private_temp_name, remove_stale_temps, safe_cell
 from gateway.store import projection
 from gateway.store import uploads as store
 from gateway.store.db import read_tx, write_tx
@@ -78,7 +79,7 @@ def _write(app: App, client_id: str, plan: RowMapping) -> Path:
     if plan["format"] == "xml":
         _write_xml(tmp, client_id, plan, events, now)
     else:
-        _write_csv(tmp, events, now)
+        _write_csv(tmp, events, now, sandbox=is_sandbox_client(client_id))
     os.replace(tmp, final)
     return final
 
@@ -91,10 +92,12 @@ def _cells(e: RowMapping, now: dict[int, dict[str, Any]]) -> tuple[str, ...]:
             e["from_state"] or "", e["state"], e["kind"], e["actor"], e["data"] or "", *account)
 
 
-def _write_csv(path: Path, events: list[RowMapping], now: dict[int, dict[str, Any]]) -> None:
+def _write_csv(path: Path, events: list[RowMapping], now: dict[int, dict[str, Any]], sandbox: bool = False) -> None:
     with open(path, "w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh, delimiter=";", lineterminator="\r\n")
         w.writerow(COLUMNS)
+        if sandbox:  # a sandbox's status file says so first, like its acks (docs/sandbox.md)
+            w.writerow(["", "", "", "", "", "", "sandbox", "", SANDBOX_NOTE, "", "", ""])
         for e in events:
             w.writerow([safe_cell(c) for c in _cells(e, now)])
         fh.flush()
@@ -107,6 +110,8 @@ def _write_xml(path: Path, client_id: str, plan: RowMapping, events: list[RowMap
     root.set("client", client_id)
     root.set("firstEvent", str(plan["first_event_id"]))
     root.set("lastEvent", str(plan["last_event_id"]))
+    if is_sandbox_client(client_id):
+        root.set("sandbox", "true")
     for e in events:
         change = etree.SubElement(root, f"{{{XML_NS}}}change")
         for col, value in zip(COLUMNS, _cells(e, now)):

@@ -49,10 +49,10 @@ def sandbox_config(key: ClientKey) -> dict[str, Any]:
         "partners": {
             "demo-agency": {"adapter": "directory", "certificate": "var/keys/partners/demo-agency.crt",
                             "options": {"path": "var/partners/demo-agency"}, "status_map": STATUS_MAP,
-                            "sync": {"every_seconds": 0.3}, "simulator": {"enabled": True, "step_seconds": 0.4}},
+                            "sync": {"every_seconds": 0.2}, "simulator": {"enabled": True, "step_seconds": 0.25}},
             "sandbox": {"adapter": "directory", "certificate": "var/keys/partners/sandbox.crt",
                         "options": {"path": "var/partners/sandbox"}, "sandbox": True,
-                        "sync": {"every_seconds": 0.3}, "simulator": {"enabled": True, "step_seconds": 0.4}}},
+                        "sync": {"every_seconds": 0.2}, "simulator": {"enabled": True, "step_seconds": 0.25}}},
     }
 
 
@@ -60,7 +60,7 @@ def sandbox_config(key: ClientKey) -> dict[str, Any]:
 def served(tmp_path: Path, db_url: str) -> Iterator[tuple[Served, ClientKey, int]]:
     key = make_key(tmp_path / "client-keys", "sandbox")
     port = _free_port()
-    cfg = write_config(tmp_path, db_url, sftp={"enabled": True, "port": 0},
+    cfg = write_config(tmp_path, db_url, sftp={"enabled": True, "port": 0, "status_interval_seconds": 1},
                        soap={"enabled": True, "host": "127.0.0.1", "port": port, "changes_settle_seconds": 0},
                        web={"enabled": False}, **sandbox_config(key))
     for args in (("keys", "init"), ("db", "upgrade")):
@@ -172,3 +172,12 @@ def test_sandbox_claims_reach_only_the_simulated_agency_and_stay_out_of_producti
     assert sbx_marks and set(sbx_marks) == {"true"}  # every SOAP answer to the sandbox login is marked
     assert prod_marks and set(prod_marks) == {None}
     assert s.stop() == 0
+    # no debtor data in what the gateway wrote about these claims (the log, acks, status files)
+    inbox = tmp_path / "inbox"
+    written = [*tmp_path.glob("serve-*.log"), *inbox.glob("*/ack/*"), *inbox.glob("*/status/*")]
+    sbx_status = [p.read_text(encoding="utf-8") for p in inbox.glob("demo.sandbox/status/*.csv")]
+    assert any("SANDBOX" in text for text in sbx_status)
+    assert not any("SANDBOX" in p.read_text(encoding="utf-8") for p in inbox.glob("demo/status/*.csv"))
+    for path in written:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        assert "Müller" not in text and "j.mueller@example.org" not in text, path

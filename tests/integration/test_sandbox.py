@@ -27,6 +27,7 @@ from gateway.services.ingest import ingest_file
 from gateway.services.keys import init_keys
 from gateway.services.partner_sync import sync_partner
 from gateway.services.routing import Router
+from gateway.services.status_files import write_due_status_files
 from gateway.store import claims as claim_store
 from gateway.store import outbox as outbox_store
 from gateway.store import submissions as sub_store
@@ -227,6 +228,21 @@ def test_production_lists_exports_and_feeds_leave_the_sandbox_out(app: App) -> N
     assert events and not {e["claim_id"] for e in events} & sbx_ids
     sbx_events, _, _ = claim_queries.changes(app, "demo.sandbox", 0, 500)
     assert {e["claim_id"] for e in sbx_events} == sbx_ids
+
+
+def test_status_files_of_a_sandbox_are_its_own_and_marked(app: App) -> None:
+    ingest_file(app, DEMO, "demo.sandbox")
+    ingest_file(app, DEMO, "demo")
+    written = write_due_status_files(app, force=True)
+    by_client = {p.parent.parent.name: p for p in written}
+    assert set(by_client) == {"demo", "demo.sandbox"}
+    sbx_rows = list(csv.reader(io.StringIO(by_client["demo.sandbox"].read_text(encoding="utf-8")), delimiter=";"))
+    prod_rows = list(csv.reader(io.StringIO(by_client["demo"].read_text(encoding="utf-8")), delimiter=";"))
+    assert sbx_rows[1][6] == "sandbox" and "SANDBOX" in sbx_rows[1][8]
+    assert "sandbox" not in {r[6] for r in prod_rows}
+    with read_tx(app.engine) as conn:
+        sbx_ids = {str(r["id"]) for r in claim_store.listing(conn, client_id="demo.sandbox")}
+    assert not {r[1] for r in prod_rows[1:]} & sbx_ids and {r[1] for r in sbx_rows[2:]} == sbx_ids
 
 
 def test_retention_erases_sandbox_claims_and_files_after_their_period(app: App) -> None:

@@ -85,6 +85,7 @@ CONSUMER_INCOMPLETE = "consumer_incomplete"
 DEBTOR_MINOR = "debtor_minor"
 TOO_LONG = "too_long"  # a text longer than the canonical model allows (the SOAP limits)
 TOO_MANY = "too_many"  # a repeated field with more entries than allowed
+UNEXPECTED_ELEMENT = "unexpected_element"  # an XML element the schema does not expect there (SOAP)
 DUPLICATE_REFERENCE = "duplicate_reference"
 CONFLICTING_RESEND = "conflicting_resend"  # a known reference with different data; names fields, never values
 NOTHING_OPEN = "nothing_open"

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, select
+from sqlalchemy import Connection, RowMapping, func, select
 
 from gateway.bootstrap import App
 from gateway.domain.lifecycle import State
@@ -24,7 +24,7 @@ from gateway.store import submissions as sub_store
 from gateway.store.claim_search import ClaimFilter
 from gateway.store.projection import MONEY
 from gateway.store.db import read_tx
-from gateway.store.schema import claims, submissions
+from gateway.store.schema import claim_events, claims, submissions
 from gateway.store.sql import loads, utcnow
 from gateway.services.partner_updates import collection_run_status
 
@@ -178,16 +178,53 @@ def list_claims(app: App, client_id: str, f: ClaimFilter) -> tuple[list[RowMappi
         return claim_search.search(conn, client_id, f)
 
 
-def changes(app: App, client_id: str, cursor: int, limit: int) -> tuple[list[dict[str, Any]], int, bool]:
-    """Events after ``cursor``; returns (events, next cursor, whether more are waiting)."""
-    limit = max(1, min(limit, MAX_PAGE))
+def changes(app: App, client_id: str, cursor: int, limit: int, *,
+            from_now: bool = False) -> tuple[list[dict[str, Any]], int, bool]:
+    """Events after ``cursor``; returns (events, next cursor, whether more are waiting).
+
+    ``from_now`` answers no events and the head (the newest event id) as the cursor, so a new reader starts
+    there instead of replaying everything. A cursor beyond the head was never handed out: refused, as is a
+    limit outside 1..MAX_PAGE (a silent cut would look like a short page).
+    """
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidRequest(f"must be 1 to {MAX_PAGE}, got {limit}", "limit")
+    if cursor < 0:
+        raise InvalidRequest(f"must be 0 or a next_cursor of an earlier answer, got {cursor}", "cursor")
     with read_tx(app.engine) as conn:
         settle = app.config.soap.changes_settle_seconds
         before = utcnow() - timedelta(seconds=settle) if conn.dialect.name == "postgresql" and settle else None
-        rows = claim_search.changes(conn, client_id, max(0, cursor), limit + 1, before)
+        if from_now:
+            return [], _head(conn, client_id, before), False
+        rows = claim_search.changes(conn, client_id, cursor, limit + 1, before)
+        if not rows and cursor > (newest := _head(conn, client_id)):
+            raise InvalidRequest(f"{cursor} is ahead of the newest change ({newest}): send 0, a "
+                                 "next_cursor of an earlier answer, or from_now", "cursor")
     more = len(rows) > limit
     events = [{**r, "data": loads(r["data"]), "unread": bool(r["unread"])} for r in rows[:limit]]
-    return events, (events[-1]["id"] if events else max(0, cursor)), more
+    return events, (events[-1]["id"] if events else cursor), more
+
+
+def _head(conn: Connection, client_id: str, settled_before: datetime | None = None) -> int:
+    """The client's newest event id (0 before its first), by the (client_id, id) index."""
+    q = select(func.max(claim_events.c.id)).where(claim_events.c.client_id == client_id)
+    if settled_before is not None:
+        q = q.where(claim_events.c.created_at < settled_before)
+    return int(conn.execute(q).scalar() or 0)
+
+
+# What a change is, beside its ``kind``: readers that only want state changes filter on it.
+CHANGES = ("state_change", "client_request", "partner_update", "gateway_note")
+
+
+def change_of(event: Any) -> str:
+    """``state_change`` when the state moved, else who recorded the event (client, partner, the gateway)."""
+    if event["state"] != event["from_state"]:
+        return "state_change"
+    if event["actor"] == "client":
+        return "client_request"
+    if event["actor"] == "partner":
+        return "partner_update"
+    return "gateway_note"
 
 
 def explain(app: App, client_id: str, claim_id: int) -> Explanation:

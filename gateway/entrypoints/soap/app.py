@@ -19,14 +19,17 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from gateway.bootstrap import App
 from gateway.entrypoints.soap import faults
-from gateway.entrypoints.soap.gate import PATH, RequestGate, refusal
+from gateway.domain.lifecycle import TERMINAL, State
 from gateway.entrypoints.soap.credit_service import CreditService
+from gateway.entrypoints.soap.gate import PATH, RequestGate, refusal
+from gateway.entrypoints.soap.schema_check import Soap11PerClaim
 from gateway.entrypoints.soap.service import ENV_CLIENT, GatewayService
 from gateway.entrypoints.soap.types import TNS
 from gateway.errors import IllegalTransition, NotFound, Unsupported
 from gateway.services.claim_ops import InvalidRequest
 
 log = logging.getLogger("gateway.soap")
+_FINAL = frozenset(state.value for state in TERMINAL)
 __all__ = ["PATH", "GatewayApplication", "RequestGate", "build_application", "build_wsgi", "refusal"]
 
 
@@ -44,7 +47,10 @@ class GatewayApplication(Application):  # type: ignore[misc]
             code = faults.UNKNOWN_SUBMISSION if str(exc).startswith("no submission") else faults.UNKNOWN_CLAIM
             raise Fault(faultcode=code, faultstring=str(exc)) from None
         except IllegalTransition as exc:
-            raise Fault(faultcode=faults.ILLEGAL_TRANSITION, faultstring=str(exc)) from None
+            said = transition_sentence(exc)
+            raise Fault(faultcode=faults.ILLEGAL_TRANSITION, faultstring=said,
+                        detail=faults.detail(faults.ILLEGAL_TRANSITION, said, claim_id=exc.claim_id,
+                                             namespace=self.tns)) from None
         except Unsupported as exc:
             raise Fault(faultcode=faults.UNSUPPORTED, faultstring=str(exc)) from None
         except InvalidRequest as exc:
@@ -64,11 +70,33 @@ def _stable_fault(ctx: Any) -> None:
     if isinstance(err, Fault) and err.faultcode not in faults.CODES:
         code = faults.VALIDATION if str(err.faultcode).startswith("Client") else faults.INTERNAL
         ctx.out_error = err = Fault(faultcode=code, faultstring=str(err.faultstring)[:2000])
+    if isinstance(err, Fault) and err.detail is None:
+        err.detail = faults.detail(err.faultcode, str(err.faultstring), namespace=ctx.app.tns)
     if isinstance(err, Fault):
         # A schema fault quotes the submitted value (a birth date, a name): the client gets it, the log does not.
         said = "" if err.faultcode == faults.VALIDATION else str(err.faultstring)[:200]
         log.info("soap.fault code=%s client=%s message=%s", err.faultcode,
                  ctx.transport.req_env.get(ENV_CLIENT) if ctx.transport else None, said)
+
+
+def transition_sentence(exc: IllegalTransition) -> str:
+    """What an illegal transition means to the client, in its words rather than the state machine's."""
+    claim = f"claim {exc.claim_id}" if exc.claim_id is not None else "the claim"
+    if exc.src == exc.dst and exc.src in _FINAL:
+        return f"{claim} is closed ({exc.src}): it takes no more requests"
+    if exc.dst == State.QUEUED.value:
+        return f"{claim} is {exc.src}; only held claims can be released"
+    if exc.dst == State.CANCELLED_BY_CLIENT.value:
+        return f"{claim} is {exc.src}; it can no longer be cancelled"
+    return f"{claim} is {exc.src}; it cannot become {exc.dst}"
+
+
+def declare_faults(services: list[Any], namespace: str) -> None:
+    """Declare the typed fault on every operation, so generated clients can catch it."""
+    fault = faults.detail_type(namespace)
+    for service in services:
+        for method in service.public_methods.values():
+            method.faults = (fault,)
 
 
 def build_application(app: App) -> GatewayApplication:
@@ -82,8 +110,12 @@ def build_application(app: App) -> GatewayApplication:
     # spyne's DEBUG lines carry every request header (Authorization: the password) and body (debtor data).
     logging.getLogger("spyne").setLevel(max(logging.getLogger("spyne").getEffectiveLevel(), logging.INFO))
     parser = dict(load_dtd=False, resolve_entities=False, no_network=True, huge_tree=False, dtd_validation=False)
-    application = GatewayApplication([GatewayService, CreditService], tns=TNS, name="InkassoGateway",
-                                     in_protocol=Soap11(validator="lxml", **parser), out_protocol=Soap11())
+    services = [GatewayService, CreditService]
+    declare_faults(services, TNS)
+    in_protocol = Soap11PerClaim(validator="lxml", **parser)
+    in_protocol.submit_tags = frozenset({f"{{{TNS}}}SubmitClaims"})
+    application = GatewayApplication(services, tns=TNS, name="InkassoGateway",
+                                     in_protocol=in_protocol, out_protocol=Soap11())
     application.gateway_app = app
     application.event_manager.add_listener("method_exception_object", _stable_fault)
     return application

@@ -14,6 +14,7 @@ from gateway.bootstrap import App
 from gateway.entrypoints.soap import translate as tr
 from gateway.entrypoints.soap import types as t
 from gateway.entrypoints.soap.faults import AuthorizationFault, ValidationFault
+from gateway.entrypoints.soap.schema_check import ENV_SCHEMA_REJECTED
 from gateway.services import claim_ops, claim_queries, projection_ops, submit
 from gateway.store.claim_search import ClaimFilter
 
@@ -42,7 +43,7 @@ def _event(e: dict[str, Any]) -> t.Event:
     return t.Event(event_id=e["id"], claim_id=e["claim_id"], creditor_reference=e.get("creditor_reference"),
                    state=e["state"], from_state=e["from_state"], actor=e["actor"], kind=e["kind"],
                    data=json.dumps(e["data"], sort_keys=True) if e["data"] else None, at=e["created_at"],
-                   unread=e.get("unread"))
+                   unread=e.get("unread"), change=claim_queries.change_of(e))
 
 
 class GatewayService(ServiceBase):  # type: ignore[misc]
@@ -52,9 +53,15 @@ class GatewayService(ServiceBase):  # type: ignore[misc]
     def SubmitClaims(ctx, claims, release):  # type: ignore[no-untyped-def]
         app, client_id = _app(ctx), _client(ctx, write=True)
         limit = app.config.soap.max_claims_per_request
-        if not claims or len(claims) > limit:
-            raise ValidationFault(f"send 1 to {limit} claims per request, got {len(claims or [])}")
-        drafts = [tr.draft_of(client_id, c, app.config.soap.max_document_bytes) for c in claims]
+        # claims that broke the schema were taken out of the body (schema_check); they go back in their places
+        unfit = {r.index: r for r in ctx.transport.req_env.get(ENV_SCHEMA_REJECTED, ())}
+        count = len(claims or []) + len(unfit)
+        if not count or count > limit:
+            raise ValidationFault(f"send 1 to {limit} claims per request, got {count}")
+        fit = iter(claims or [])
+        drafts = [submit.Draft(reference=unfit[i].reference, claim=None, findings=unfit[i].findings) if i in unfit
+                  else tr.draft_of(client_id, next(fit), app.config.soap.max_document_bytes)
+                  for i in range(1, count + 1)]
         r = submit.submit_claims(app, client_id, drafts, release=release,
                                  raw=ctx.transport.req_env.get(ENV_BODY, b""))
         return t.SubmitResult(
@@ -121,9 +128,11 @@ class GatewayService(ServiceBase):  # type: ignore[misc]
     def GetClaimHistory(ctx, claim_id):  # type: ignore[no-untyped-def]
         return [_event(e) for e in claim_queries.history(_app(ctx), _client(ctx), claim_id)]
 
-    @rpc(Long(min_occurs=0), Integer(min_occurs=0), _returns=t.ChangeFeed)
-    def GetChanges(ctx, cursor, limit):  # type: ignore[no-untyped-def]
-        events, nxt, more = claim_queries.changes(_app(ctx), _client(ctx), cursor or 0, limit or 100)
+    @rpc(Long(min_occurs=0), Integer(min_occurs=0), Boolean(min_occurs=0), _returns=t.ChangeFeed)
+    def GetChanges(ctx, cursor, limit, from_now):  # type: ignore[no-untyped-def]
+        """Changes after cursor, oldest first; from_now answers no changes and the head cursor to start from."""
+        events, nxt, more = claim_queries.changes(_app(ctx), _client(ctx), cursor or 0,
+                                                  100 if limit is None else limit, from_now=bool(from_now))
         return t.ChangeFeed(events=[_event(e) for e in events], next_cursor=nxt, more=more)
 
     @rpc(Long(min_occurs=1, nillable=False), _returns=t.Explanation)

@@ -205,7 +205,9 @@ class ListFilter(_Base):
 class Event(_Base):
     _type_info = [("event_id", Long), ("claim_id", Long), ("creditor_reference", Unicode), ("state", Unicode),
                   ("from_state", Unicode), ("actor", Unicode), ("kind", Unicode), ("data", Unicode),
-                  ("at", DateTime), ("unread", Boolean)]
+                  ("at", DateTime), ("unread", Boolean),
+                  # change: state_change, client_request, partner_update or gateway_note (claim_queries.CHANGES)
+                  ("change", Unicode)]
 
 
 class ChangeFeed(_Base):

@@ -175,7 +175,10 @@ def test_hostile_xml_is_refused(endpoint: Endpoint, body: str | bytes) -> None:
 
 
 def test_schema_violation_is_a_validation_fault(endpoint: Endpoint) -> None:
+    # inside a claim it rejects that claim (test_soap_claim_schema.py); elsewhere the request is refused
     r = _post(endpoint, ERP_ENVELOPE.replace("<gw:principal_amount>99.90", "<gw:principal_amount>lots"))
+    assert r.status_code == 200 and b"<tns:code>invalid_amount</tns:code>" in r.content
+    r = _post(endpoint, ERP_ENVELOPE.replace("</gw:claims>", "</gw:claims><gw:release>lots</gw:release>"))
     assert r.status_code == 500 and _fault_code(r) == "soap11env:Client.Validation"
 
 

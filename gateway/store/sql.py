@@ -7,9 +7,12 @@ from datetime import datetime, timezone
 from typing import Any
 
 import msgspec
+import psycopg
 from sqlalchemy import Connection, Table
+from sqlalchemy.exc import DBAPIError
 
 _encoder = msgspec.json.Encoder()
+COPY_FROM_ROWS = 50  # fewer rows go as one executemany: COPY's set-up is not worth it for a handful
 
 
 def utcnow() -> datetime:
@@ -32,10 +35,27 @@ def bulk_insert(conn: Connection, table: Table, columns: Sequence[str], rows: Se
     """
     if not rows:
         return
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     cols = ", ".join(f'"{c}"' for c in columns)
+    if conn.dialect.name == "postgresql" and len(rows) >= COPY_FROM_ROWS:
+        _copy(conn, f"COPY {table.name} ({cols}) FROM STDIN", rows)
+        return
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     sql = f'INSERT INTO {table.name} ({cols}) VALUES ({", ".join([mark] * len(columns))})'
     conn.exec_driver_sql(sql, list(rows))
+
+
+def _copy(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    # COPY on the transaction's own psycopg connection: one stream instead of a statement per row
+    # (ingest stored a chunk ~2.5x slower on PostgreSQL than on SQLite with executemany).
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    try:
+        with raw.cursor() as cur, cur.copy(sql) as copy:
+            for row in rows:
+                copy.write_row(row)
+    except psycopg.Error as exc:
+        # The same exception classes as the executemany path (callers catch IntegrityError).
+        raise DBAPIError.instance(sql, None, exc, psycopg.Error) from exc
 
 
 def db_time(conn: Connection, value: datetime) -> datetime:

@@ -21,14 +21,13 @@ from typing import Any
 from gateway.mapping.sample import Sample
 from gateway.mapping.suggest_aliases import ALIASES, COMPOSITE_NAME, DATE_FORMATS
 from gateway.mapping.suggest_fixed import place_headerless
-from gateway.mapping.suggest_profile import (LEGAL_FORM, PLZ_CITY, STREET_NO, classify, fits, is_party_type,
-                                             legal_share, share)
+from gateway.mapping.suggest_parties import parties
+from gateway.mapping.suggest_profile import PLZ_CITY, STREET_NO, classify, fits, share
 from gateway.mapping.valuemaps import BUILTIN_MAPS
 
 _UMLAUTS = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss"})
 _REQUIRED = ("creditor_reference", "principal_amount")
 _IBAN_LIKE = re.compile(r"^[A-Z]{2}\d{2}[A-Z0-9 ]{10,}$")
-_NOT_LEGAL = f"(?i)^(?!.*{LEGAL_FORM.removeprefix('(?i)')})"
 
 
 def normalize(header: str) -> str:
@@ -134,7 +133,7 @@ def draft_mapping(sample: Sample) -> tuple[Draft, list[_Column]]:
             d.why[target] += "; the sum over all its elements in a record"
     _by_values(d, cols)
     _composites(d, cols, sheet)
-    _parties(d, cols)
+    parties(d, cols)
     _required(d, cols, sheet)
     return d, cols
 
@@ -218,6 +217,17 @@ def _composites(d: Draft, cols: list[_Column], sample_is_sheet: bool) -> None:
         if opts and "column" in opts and "cent" in normalize(opts["column"]) and by_name[opts["column"]].kind in (
                 "integer", "empty"):
             opts["implied_decimals"] = 2
+    email = d.fields.get("debtor.email")
+    if email and "column" in email and any(v != v.lower() for v in by_name[email["column"]].values):
+        email["case"] = "lower"  # addresses are compared in lower case
+    for target in ("debtor.last_name", "debtor.first_name", "debtor.city", "debtor.company"):
+        opts = d.fields.get(target) or {}
+        vals = by_name[opts["column"]].values if "column" in opts else []
+        caps = share(vals, lambda v: v.isupper() and len(v) > 3)
+        if vals and target != "debtor.company" and caps > 0:
+            opts["case"] = "title"  # MÜLLER -> Müller (von, van, der, de, zu stay lower case)
+            if caps < 0.5:
+                d.unsure[target] = "some values in capitals: title case also turns McDonald into Mcdonald"
     birth = d.fields.get("debtor.birth_date")
     if birth and any("%y" in f for f in by_name[birth["column"]].date_formats):
         birth["year_pivot"] = (date.today().year + 1) % 100  # a two-digit birth year is never in the future
@@ -239,44 +249,6 @@ def _postcode(d: Draft, by_name: dict[str, _Column], sample_is_sheet: bool) -> N
         d.why["debtor.postal_code"] += "; German ones stored as numbers (01067 became 1067)"
     else:
         postcode["zero_pad"] = 5  # a spreadsheet stored 01067 as the number 1067
-
-
-def _parties(d: Draft, cols: list[_Column]) -> None:
-    """Persons and companies: a flag column decides, else a legal form in the name."""
-    by_name = {c.name: c for c in cols}
-    flag = d.fields.get("debtor.kind", {}).get("column")
-    name = d.fields.get("debtor.last_name", {}).get("column")
-    if flag:
-        values = sorted(set(by_name[flag].values))
-        d.fields["debtor.kind"] = {"column": flag, "map": {v: is_party_type(v) or "consumer" for v in values}}
-        business = [v for v in values if is_party_type(v) == "business"]
-        persons = [v for v in values if is_party_type(v) == "consumer"]
-        if name and "debtor.company" not in d.fields and business:
-            # one name column for both: the company's name where the flag says company
-            d.fields["debtor.company"] = {"column": name, "when": {"column": flag, "in": business}}
-            d.why["debtor.company"] = f"'{name}' where '{flag}' says company"
-            for target in ("debtor.last_name", "debtor.first_name"):
-                if target in d.fields and d.fields[target].get("column") == name and persons:
-                    d.fields[target]["when"] = {"column": flag, "in": persons}
-        return
-    source = name or d.fields.get("debtor.company", {}).get("column")
-    if not source:
-        return
-    legal = legal_share(by_name[source].values)
-    if legal == 0:
-        return
-    if name and d.fields.get("debtor.company", {}).get("column") not in (None, name):
-        return  # the company has its own column
-    d.fields["debtor.kind"] = {"const": "business", "when": {"column": source, "matches": LEGAL_FORM},
-                               "else": {"const": "consumer"}}
-    d.why["debtor.kind"] = "a company where the name carries a legal form (GmbH, AG, e.K., ...)"
-    d.fields["debtor.company"] = {"column": source, "when": {"column": source, "matches": LEGAL_FORM}}
-    d.why["debtor.company"] = "names with a legal form"
-    d.unsure["debtor.kind"] = d.unsure["debtor.company"] = "a company without a legal form in its name is read as a person"
-    for target in ("debtor.last_name", "debtor.first_name"):
-        if target in d.fields and d.fields[target].get("column") == source:
-            d.fields[target]["when"] = {"column": source, "matches": _NOT_LEGAL}
-    d.used.add(by_name[source].index)
 
 
 def _required(d: Draft, cols: list[_Column], sheet: bool) -> None:
@@ -301,6 +273,11 @@ def _required(d: Draft, cols: list[_Column], sheet: bool) -> None:
         elif customer is not None and customer.values and len(set(customer.values)) == len(customer.values):
             _place(d, "creditor_reference", customer, "the account number, one per row")
             d.unsure["creditor_reference"] = "no header named the reference: the account number, distinct per row"
+    ref = d.fields.get("creditor_reference", {}).get("column")
+    values = next((c.values for c in cols if c.name == ref), [])
+    if values and len(set(values)) < len(values) and "creditor_reference" not in d.unsure:
+        d.unsure["creditor_reference"] = ("values repeat in the sample: rows sharing one are refused as duplicates "
+                                          "unless they form one claim (group)")
     for target in _REQUIRED:
         if target not in d.fields and cols:
             d.fields[target] = {"column": cols[0].name}

@@ -29,6 +29,7 @@ _STREET_VALUE = re.compile(r"^[^\d,@]{3,}\s\d+\s*[a-zA-Z]?(?:\s*[-/]\s*\d+\s*[a-
 PLZ_CITY = re.compile(r"^(?:[A-Z]{1,2}-)?\d{4,5}\s+\S")
 _FULLNAME = re.compile(r"^[^\d,@;]+,\s*[^\d,@;]+$")
 _PHONE = re.compile(r"^(?:\+|0)[\d\s/()-]{5,}$")
+IBAN_SHAPE = re.compile(r"^[A-Z]{2}\d{2}(?: ?[A-Z0-9]){10,30}$")
 HOUSE_NO = re.compile(r"^\d+\s*[a-zA-Z]?(?:\s*[-/]\s*\d+\s*[a-zA-Z]?)?$")
 # Legal forms that make a name a company's (searched in the name).
 LEGAL_FORM = (r"(?i)(?:\bGmbH\b|\bmbH\b|\bAG\b|\be\.\s?K\.|\bKG\b|\bUG\b|\bOHG\b|\bGbR\b|\bSE\b|\be\.\s?V\."
@@ -115,10 +116,10 @@ def fits(target: str, kind: str, values: list[str], keys: list[str], *, sheet: b
         return kind == "currency"
     if target == "debtor.country":
         return kind == "country"
-    if target == "debtor.iban":
-        return kind == "iban"
+    if target == "debtor.iban":  # a few bad IBANs do not make it another column: they become findings
+        return kind == "iban" or (kind == "text" and share(values, IBAN_SHAPE.match) >= 0.6)
     if target == "debtor.email":
-        return kind == "email"
+        return kind == "email" or (kind in ("text", "empty") and share(values, lambda v: "@" in v) >= 0.5)
     if target == "debtor.phone":
         return kind in ("phone", "integer")
     if target == "debtor.kind":

@@ -9,14 +9,17 @@ rather than reach the integrator broken: every printed draft passes ``mapping ch
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from gateway.errors import ConfigError
-from gateway.mapping.engine import compile_mapping
+from gateway.mapping.engine import compile_mapping, date_columns
 from gateway.mapping.sample import Sample
 from gateway.mapping.spec import parse_mapping
 from gateway.readers.base import SourceRow
+from gateway.readers.spreadsheet import _EPOCH, MAX_SERIAL
 
 if TYPE_CHECKING:
     from gateway.mapping.suggest import Draft
@@ -46,8 +49,12 @@ def verify(sample: Sample, fmt: dict[str, Any], d: Draft, client: str) -> None:
         return
     mapper = compile_mapping(spec, sample.header, file="sample", header_row=1)
     failed: Counter[str] = Counter()
+    # a spreadsheet reader turns date serials into dates in the columns the mapping reads as dates
+    serials = {sample.header.index(c) for c in date_columns(spec) if c in sample.header} \
+        if spec.format.type in ("xlsx", "xls", "ods") else set()
     for i, values in enumerate(sample.rows):
-        row = mapper.map_row(SourceRow(i + 2, list(values)), client)
+        cells = [_serial(v) if j in serials else v for j, v in enumerate(values)]
+        row = mapper.map_row(SourceRow(i + 2, cells), client)
         for field in {f.field for f in row.findings if f.field and f.severity.value == "error"}:
             failed[field] += 1
     n = len(sample.rows)
@@ -61,3 +68,9 @@ def verify(sample: Sample, fmt: dict[str, Any], d: Draft, client: str) -> None:
             d.notes.append(f"{target} left out: the values of '{column}' did not read in {count} of {n} sampled rows")
         else:
             d.unsure[target] = f"{count} of {n} sampled rows do not read"
+
+
+def _serial(value: str) -> str:
+    if re.fullmatch(r"\d{1,7}", value) and 0 < int(value) <= MAX_SERIAL:
+        return (_EPOCH + timedelta(days=int(value))).isoformat()
+    return value

@@ -156,3 +156,27 @@ def test_a_list_of_format_types_is_checked(types: str, message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         parse_mapping(f"version: 1\nclient: x\nformat: {{type: {types}}}\n"
                       "fields: {creditor_reference: A, principal_amount: B}\n", file="x.yaml")
+
+
+def test_drafts_and_their_errors_carry_no_debtor_data(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    # a draft is a file an integrator commits to the repository: the client's values must not end up in it
+    from gateway.entrypoints.cli import main
+
+    planted = ["Quetzalwurm", "Zacharias", "zq.planted@example.org", "DE00123412341234123412",
+               "Quetzalgasse", "Quetzalstadt", "23.04.1962", "4711-0815"]
+    src = tmp_path / "planted.csv"
+    src.write_text("Kd-Nr;Typ;Name;Geb.-Datum;Straße;PLZ;Ort;E-Mail;IBAN;Betrag;Kostenstelle;Whg.\n"
+                   + "".join(f"4711-0815{i};{'Privat' if i % 2 else 'Firma'};Quetzalwurm, Zacharias;23.04.1962;"
+                             f"Quetzalgasse {i};5066{i};Quetzalstadt;zq.planted@example.org;DE00123412341234123412;"
+                             f"1{i},50;5100;{i}\n" for i in range(6)), encoding="utf-8")
+    caplog.set_level("DEBUG")
+    assert main(["-v", "mapping", "suggest", str(src), "--client", "planted"]) == 0
+    out, err = capsys.readouterr()
+    draft = tmp_path / "planted.yaml"
+    draft.write_text(out.replace("Kd-Nr", "Kd-Nummer"), encoding="utf-8")  # a draft edited wrong
+    assert main(["-v", "mapping", "check", "--file", str(draft), "--json"]) == 0
+    assert main(["-v", "mapping", "preview", str(src), "--client", "planted", "--mapping", str(draft), "--json"]) == 3
+    out2, err2 = capsys.readouterr()
+    seen = out + err + out2 + err2 + caplog.text
+    assert "Kd-Nummer" in err2 and not [v for v in planted if v in seen]

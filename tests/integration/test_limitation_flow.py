@@ -26,7 +26,9 @@ from gateway.domain.limitation import add_months
 from gateway.entrypoints.cli import main
 from gateway.services import claim_ops, claim_queries
 from gateway.services.dispatch import Dispatcher
+from gateway.services.inbox import resume_unfinished
 from gateway.services.ingest import ingest_file
+from gateway.services.ingest_run import IngestRun
 from gateway.services.keys import init_keys
 from gateway.services.render import validate_batch
 from gateway.store import claims as claim_store
@@ -173,3 +175,29 @@ def test_partner_batch_carries_the_limitation_date(lim_app: App, tmp_path: Path)
     assert dates["R-ACK"] == add_months(TODAY - timedelta(days=365), 36).isoformat()
     assert dates["R-COURT"] is None  # suspended without an end: no date to promise
     assert "R-OLD" not in dates and ids["R-OLD"]  # held, not sent
+
+
+def test_a_resumed_file_is_judged_on_the_day_it_was_received(lim_app: App, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crash after the first chunk, resumed 800 days later: every row keeps the outcome of its received day."""
+    monkeypatch.setattr(lim_app.config.dispatcher, "batch_size", 2)
+    real_flush = IngestRun._flush
+    calls = {"n": 0}
+
+    def crashing_flush(self: IngestRun, chunk: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise SystemExit("simulated crash after one committed chunk")
+        real_flush(self, chunk)
+
+    monkeypatch.setattr(IngestRun, "_flush", crashing_flush)
+    with pytest.raises(SystemExit):
+        _ingest(lim_app, tmp_path)
+    monkeypatch.setattr(IngestRun, "_flush", real_flush)
+    later = lim_app.now() + timedelta(days=800)
+    monkeypatch.setattr(lim_app, "now", lambda: later)  # R-ACK would be time-barred then, R-FUTURE no longer future
+    [result] = resume_unfinished(lim_app)
+    got = {r.reference: (r.outcome, [f.code for f in r.findings]) for r in result.results}
+    assert got == {"R-OLD": ("held", ["time_barred"]), "R-NEAR": ("accepted", ["limitation_near"]),
+                   "R-ACK": ("accepted", []), "R-COURT": ("accepted", []), "R-NEW": ("accepted", []),
+                   "R-FUTURE": ("rejected", ["date_in_future"])}

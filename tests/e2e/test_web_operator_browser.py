@@ -33,7 +33,7 @@ def test_operator_adds_a_client_login_that_signs_in_at_once(served: tuple[str, P
 
     w.go("/operator/clients/demo")
     w.css("form.add-login input[name=login]").send_keys("kasse")  # type: ignore[attr-defined]
-    Select(w.css("form.add-login select[name=role]")).select_by_value("submit")
+    Select(w.css("form.add-login select[name=role]")).select_by_value("submit")  # type: ignore[arg-type]
     w.shot("client-admin")
     w.click("form.add-login button")
     assert "Neues Passwort" in w.text() and "kasse" in w.css("#new-login").text  # type: ignore[attr-defined]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
+from typing import Any
 
 import asyncssh
 import pytest
@@ -23,7 +24,7 @@ def _shown_password(page: str) -> str:
     return found.group(1)
 
 
-def _file(console: Console) -> dict:  # type: ignore[type-arg]
+def _file(console: Console) -> Any:
     return yaml.safe_load(Path(console.app.config.source).read_text(encoding="utf-8"))
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, RowMapping, func, select
 from gateway.bootstrap import App
 from gateway.domain.lifecycle import State
 from gateway.domain.model import Claim, from_minor
+from gateway.errors import NotFound
 from gateway.services.claim_ops import InvalidRequest, owned_row
 from gateway.store import claim_search
 from gateway.store import claims as claim_store
@@ -24,7 +25,7 @@ from gateway.store import submissions as sub_store
 from gateway.store.claim_search import ClaimFilter
 from gateway.store.projection import MONEY
 from gateway.store.db import read_tx
-from gateway.store.schema import claim_events, claims, submissions
+from gateway.store.schema import claim_current, claim_events, claims, submissions
 from gateway.store.sql import loads, utcnow
 from gateway.services.partner_updates import collection_run_status
 
@@ -116,6 +117,65 @@ def get_claim(app: App, client_id: str, claim_id: int) -> ClaimView:
     with read_tx(app.engine) as conn:
         owned_row(conn, client_id, claim_id)
         return _view(app, conn, claim_id)
+
+
+def claim_by_reference(app: App, client_id: str, reference: str) -> ClaimView:
+    """The client's claim with its own creditor reference (trimmed, as stored)."""
+    ref = reference.strip()
+    with read_tx(app.engine) as conn:
+        found = claim_store.existing_references(conn, client_id, [ref]) if ref else {}
+        if ref not in found:
+            raise NotFound("no claim with this creditor_reference")
+        return _view(app, conn, int(found[ref]["id"]))
+
+
+MAX_STATUSES = 1000
+
+
+@dataclass
+class ClaimStatus:
+    """Where one claim stands, by the client's reference; ``found`` False: no claim of this client has it."""
+
+    creditor_reference: str
+    found: bool
+    claim_id: int | None = None
+    state: str | None = None
+    state_since: datetime | None = None
+    stage: str | None = None
+    partner_id: str | None = None
+    partner_file_number: str | None = None
+    currency: str | None = None
+    open_amount: Decimal | None = None
+    overpaid_amount: Decimal | None = None
+    unread: bool | None = None
+
+
+def statuses(app: App, client_id: str, references: list[str]) -> list[ClaimStatus]:
+    """The status of up to MAX_STATUSES claims by reference, in the order asked (from the projection)."""
+    refs = [r.strip() for r in references]
+    if not 1 <= len(refs) <= MAX_STATUSES:
+        raise InvalidRequest(f"send 1 to {MAX_STATUSES} references, got {len(refs)}", "references")
+    cc = claim_current
+    wanted = sorted({r for r in refs if r})
+    rows: dict[str, RowMapping] = {}
+    with read_tx(app.engine) as conn:
+        for i in range(0, len(wanted), 500):  # stay under every driver's parameter limit
+            q = (select(claims.c.creditor_reference, cc.c.claim_id, cc.c.state, cc.c.updated_at, cc.c.stage,
+                        cc.c.partner_id, cc.c.partner_file_number, cc.c.currency, cc.c.open_minor,
+                        cc.c.overpaid_minor, (cc.c.changed_event_id > cc.c.seen_event_id).label("unread"))
+                 .join(cc, cc.c.claim_id == claims.c.id)
+                 .where(claims.c.client_id == client_id, claims.c.creditor_reference.in_(wanted[i:i + 500])))
+            rows.update({r["creditor_reference"]: r for r in conn.execute(q).mappings()})
+    out = []
+    for ref in refs:
+        r = rows.get(ref)
+        out.append(ClaimStatus(creditor_reference=ref, found=False) if r is None else ClaimStatus(
+            creditor_reference=ref, found=True, claim_id=r["claim_id"], state=r["state"],
+            state_since=r["updated_at"], stage=r["stage"], partner_id=r["partner_id"],
+            partner_file_number=r["partner_file_number"], currency=r["currency"],
+            open_amount=from_minor(r["open_minor"], r["currency"]),
+            overpaid_amount=from_minor(r["overpaid_minor"], r["currency"]), unread=bool(r["unread"])))
+    return out
 
 
 def _view(app: App, conn: Connection, claim_id: int) -> ClaimView:

@@ -46,6 +46,15 @@ def _event(e: dict[str, Any]) -> t.Event:
                    unread=e.get("unread"), change=claim_queries.change_of(e))
 
 
+def _claim_info(v: claim_queries.ClaimView) -> t.ClaimInfo:
+    data = tr.claim_data(v.claim)
+    data.total_open_amount = v.account.open  # what is open now, after payments and bookings
+    a = v.account
+    account = t.CaseAccount(**{k: getattr(a, k) for k in t.CaseAccount.get_flat_type_info(t.CaseAccount)})
+    return t.ClaimInfo(claim_id=v.claim_id, state=v.state, state_since=v.state_since, received_at=v.created_at,
+                       submission=v.submission, labels=v.labels, claim=data, account=account, unread=a.unread)
+
+
 class GatewayService(ServiceBase):  # type: ignore[misc]
     """Operations for creditor ERP systems (SOAP 1.1)."""
 
@@ -96,13 +105,18 @@ class GatewayService(ServiceBase):  # type: ignore[misc]
 
     @rpc(Long(min_occurs=1, nillable=False), _returns=t.ClaimInfo)
     def GetClaim(ctx, claim_id):  # type: ignore[no-untyped-def]
-        v = claim_queries.get_claim(_app(ctx), _client(ctx), claim_id)
-        data = tr.claim_data(v.claim)
-        data.total_open_amount = v.account.open  # what is open now, after payments and bookings
-        a = v.account
-        account = t.CaseAccount(**{k: getattr(a, k) for k in t.CaseAccount.get_flat_type_info(t.CaseAccount)})
-        return t.ClaimInfo(claim_id=v.claim_id, state=v.state, state_since=v.state_since, received_at=v.created_at,
-                           submission=v.submission, labels=v.labels, claim=data, account=account, unread=a.unread)
+        return _claim_info(claim_queries.get_claim(_app(ctx), _client(ctx), claim_id))
+
+    @rpc(Unicode(min_occurs=1, nillable=False, max_len=128), _returns=t.ClaimInfo)
+    def GetClaimByReference(ctx, creditor_reference):  # type: ignore[no-untyped-def]
+        """The claim by your own creditor_reference (as GetClaim); Client.UnknownClaim if you have none with it."""
+        return _claim_info(claim_queries.claim_by_reference(_app(ctx), _client(ctx), creditor_reference))
+
+    @rpc(Array(t.Reference, min_occurs=1, nillable=False), _returns=Array(t.ClaimStatus))
+    def GetClaimStatuses(ctx, references):  # type: ignore[no-untyped-def]
+        """Where up to 1,000 claims stand, by creditor_reference, in the order asked; found=false if unknown."""
+        found = claim_queries.statuses(_app(ctx), _client(ctx), [r or "" for r in references or []])
+        return [t.ClaimStatus(**vars(x)) for x in found]
 
     @rpc(t.ListFilter.customize(min_occurs=0), _returns=t.ClaimPage)
     def ListClaims(ctx, filter):  # type: ignore[no-untyped-def]

@@ -45,6 +45,7 @@ def _enum(*values: str) -> Any:
 Email = Unicode(max_len=254, type_name="Email", __namespace__=TNS)
 Phone = Unicode(max_len=40, type_name="Phone", __namespace__=TNS)
 Label = Unicode(max_len=64, type_name="Label", __namespace__=TNS)
+Reference = Unicode(max_len=128, type_name="Reference", __namespace__=TNS)
 
 
 class Address(_Base):
@@ -186,6 +187,14 @@ class ClaimSummary(_Base):
                   ("open_amount", Decimal), ("currency", Unicode), ("partner_id", Unicode),
                   ("stage", Unicode), ("partner_file_number", Unicode), ("overpaid_amount", Decimal),
                   ("unread", Boolean)]
+
+
+class ClaimStatus(_Base):
+    # found false: no claim of this client has the reference (every other field is then left out)
+    _type_info = [("creditor_reference", Unicode), ("found", Boolean), ("claim_id", Long), ("state", Unicode),
+                  ("state_since", DateTime), ("stage", Unicode), ("partner_id", Unicode),
+                  ("partner_file_number", Unicode), ("currency", Unicode), ("open_amount", Decimal),
+                  ("overpaid_amount", Decimal), ("unread", Boolean)]
 
 
 class ClaimPage(_Base):

@@ -57,6 +57,15 @@ def check_transforms(name: str, spec: FieldSpec, path: Path, error: ErrorFn) -> 
             raise error(path + ("year_pivot",), f"expected 0 to 100, got {spec.year_pivot}")
     if spec.zero_pad is not None and not 1 <= spec.zero_pad <= 34:
         raise error(path + ("zero_pad",), f"expected a width from 1 to 34, got {spec.zero_pad}")
+    if spec.sum:
+        if kind is not Kind.AMOUNT:
+            raise error(path + ("sum",), "'sum' applies to amount fields only")
+        if not spec.columns:
+            raise error(path + ("sum",), "'sum' adds up the amounts of 'columns': expected a list of columns")
+        other = [k for k, v in (("regex", spec.regex), ("split", spec.split), ("case", spec.case),
+                                ("zero_pad", spec.zero_pad), ("map", spec.map)) if v is not None]
+        if other:
+            raise error(path + ("sum",), f"'sum' reads each column as an amount; it cannot be combined with {other[0]}")
     if spec.when is not None:
         check_condition(spec.when, path + ("when",), error)
     if spec.else_ is not None and spec.when is None:

@@ -43,6 +43,8 @@ def getter(field: FieldSpec, target: Target, positions: list[int], fmt: FormatSp
     map_default = canonical(field.map_default) if field.map_default is not None else None
     trim = field.trim
     read = _reader(positions, trim, field.join)
+    if field.sum:
+        return _summed(positions, parse, default, required, column, target.name)
 
     if lookup is None and default is None and not required and len(positions) == 1 and trim:
         i = positions[0]
@@ -81,10 +83,26 @@ def getter(field: FieldSpec, target: Target, positions: list[int], fmt: FormatSp
     return full
 
 
+def _summed(positions: list[int], parse: Callable[[str], Any], default: Any, required: bool, column: str | None,
+            name: str) -> Getter:
+    """The sum of the amounts in several cells (fees spread over columns); all empty: default or nothing."""
+    def summed(values: list[str]) -> Any:
+        amounts = [parse(text) for text in (values[i].strip() for i in positions) if text]
+        amounts = [a for a in amounts if a is not None]
+        if not amounts:
+            if default is not None:
+                return default
+            if required:
+                raise TransformError(f"'{column}' is empty, but {name} is required", codes.MISSING_FIELD)
+            return None
+        return sum(amounts[1:], amounts[0])
+    return summed
+
+
 def has_transforms(field: FieldSpec) -> bool:
     """Whether the field does more than copy its cell (so the engine's plain-copy shortcut cannot take it)."""
     return (field.regex is not None or field.split is not None or field.case is not None or field.when is not None
-            or field.implied_decimals is not None or field.zero_pad is not None)
+            or field.implied_decimals is not None or field.zero_pad is not None or field.sum)
 
 
 def text_stage(field: FieldSpec) -> TextFn | None:

@@ -25,6 +25,7 @@ FIELD_DOCS = {
     "column": "the client's column (header name; for XML and fixed width a name from format.columns)",
     "columns": "several columns joined with `join` (empty parts skipped)",
     "join": "separator for `columns` (default one space)",
+    "sum": "amounts: add up the amounts of `columns` (fees spread over several columns); empty cells skipped",
     "const": "a fixed canonical value for every row (amounts 12.50, dates 2025-01-31, enum values)",
     "default": "canonical value when the cell is empty (after the transforms)",
     "map": "client value -> canonical value, or a built-in map: " + ", ".join(BUILTIN_MAPS),

@@ -114,6 +114,7 @@ class FieldSpec(_Spec, kw_only=True, frozen=True):
     column: str | None = None           # the client's header name
     columns: list[str] | None = None    # several columns, joined with ``join`` (empty parts skipped)
     join: str = " "
+    sum: bool = False                   # amounts: add up the amounts of ``columns`` (empty cells skipped)
     const: str | None = None            # a fixed canonical value for every row
     default: str | None = None          # canonical value when the cell is empty
     map: dict[str, str] | str | None = None  # client value (trimmed) -> canonical value, or a built-in map name
@@ -197,7 +198,7 @@ def load_mapping(path: str | os.PathLike[str]) -> MappingSpec:
 
 KeyPath = tuple[str | int, ...]
 # YAML-typed; every other field key is text
-_PLAIN_FIELD_KEYS = {"trim", "required", "map_ignore_case", "implied_decimals", "year_pivot", "zero_pad"}
+_PLAIN_FIELD_KEYS = {"trim", "required", "map_ignore_case", "implied_decimals", "year_pivot", "zero_pad", "sum"}
 _MAX_DEPTH = 20
 
 

@@ -128,6 +128,7 @@ def draft_mapping(sample: Sample) -> tuple[Draft, list[_Column]]:
         if level == 2:
             d.unsure[target] = "only part of the header matched"
         d.used.add(col.index)
+    _summed_columns(d, cols, sheet)
     for target, opts in d.fields.items():
         if opts.get("column") in sample.summed:
             d.why[target] += "; the sum over all its elements in a record"
@@ -136,6 +137,27 @@ def draft_mapping(sample: Sample) -> tuple[Draft, list[_Column]]:
     parties(d, cols)
     _required(d, cols, sheet)
     return d, cols
+
+
+_FEES = ("fees.dunning", "fees.return_debit", "fees.other", "payments.amount")
+
+
+def _summed_columns(d: Draft, cols: list[_Column], sheet: bool) -> None:
+    """Fees spread over numbered columns ("Mahngebühr 1", "Mahngebühr 2"): one field adding them up."""
+    for target in _FEES:
+        column = d.fields.get(target, {}).get("column")
+        first = next((c for c in cols if c.name == column), None)
+        if first is None:
+            continue
+        stem = re.sub(r"\d+$", "", first.key)
+        if stem == first.key:
+            continue
+        more = [c for c in cols if c.index not in d.used and re.sub(r"\d+$", "", c.key) == stem and c.key != stem
+                and fits(target, c.kind, c.values, c.keys, sheet=sheet)]
+        if more:
+            d.fields[target] = {"columns": [first.name, *(c.name for c in more)], "sum": True}
+            d.why[target] += f"; the sum of {len(more) + 1} numbered columns"
+            d.used.update(c.index for c in more)
 
 
 def _place(d: Draft, target: str, col: _Column, why: str, **options: Any) -> None:
@@ -299,7 +321,7 @@ def _flow(value: Any) -> str:
     return _q(value)
 
 
-_PLAIN_KEYS = frozenset({"column", "split", "map", "default", "when", "else", "const", "in", "matches", "zero_pad",
+_PLAIN_KEYS = frozenset({"column", "columns", "sum", "split", "map", "default", "when", "else", "const", "in", "matches", "zero_pad",
                          "implied_decimals", "year_pivot", "map_default", "format", "case", "equals"})
 
 

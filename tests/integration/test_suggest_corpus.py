@@ -180,3 +180,30 @@ def test_drafts_and_their_errors_carry_no_debtor_data(tmp_path: Path, capsys: py
     out2, err2 = capsys.readouterr()
     seen = out + err + out2 + err2 + caplog.text
     assert "Kd-Nummer" in err2 and not [v for v in planted if v in seen]
+
+
+def test_fees_spread_over_numbered_columns_are_summed(tmp_path: Path) -> None:
+    src = tmp_path / "mahnlauf.csv"
+    src.write_text("Re-Nr;Name;PLZ Ort;Betrag;Mahngebühr 1;Mahngebühr 2;Mahngebühr 3;Kostenstelle\n"
+                   "R-1;Muster, Max;50667 Köln;100,00;2,50;5,00;;5100\n"
+                   "R-2;Kunz, Eva;80331 München;20,00;2,50;;;5200\n"
+                   "R-3;Lang, Uwe;10115 Berlin;30,00;;;;5100\n", encoding="utf-8")
+    s = suggest(read_sample(src), client="mahnlauf")
+    assert s.fields["fees.dunning"] == {"columns": ["Mahngebühr 1", "Mahngebühr 2", "Mahngebühr 3"], "sum": True}
+    from tests.integration.suggest_scoring import mapped_values
+    got = mapped_values(src, parse_mapping(s.text, file="draft.yaml"))
+    assert [g.get("fees.dunning") if g else "no claim" for g in got] == ["7.50", "2.50", None]
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ("{columns: [A, B], sum: true}", None), ("{column: A, sum: true}", "expected a list of columns"),
+    ("{columns: [A, B], sum: true, regex: 'x'}", "cannot be combined with regex")])
+def test_sum_is_checked(options: str, message: str | None) -> None:
+    text = f"version: 1\nclient: x\nfields: {{creditor_reference: R, principal_amount: B, fees.other: {options}}}\n"
+    if message is None:
+        assert parse_mapping(text, file="x.yaml").fields["fees.other"].sum is True
+    else:
+        with pytest.raises(ConfigError, match=message):
+            parse_mapping(text, file="x.yaml")
+    with pytest.raises(ConfigError, match="amount fields only"):
+        parse_mapping(text.replace("fees.other", "memo").replace(", regex: 'x'", ""), file="x.yaml")

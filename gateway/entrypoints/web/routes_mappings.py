@@ -100,8 +100,10 @@ async def work(request: Request, form: FormData) -> Response:
     user = operator_user(request)
     client_id = _known(request)
     app = request.app.state.gateway
-    text, action = field(form, "mapping", MAX_MAPPING_CHARS), field(form, "do", 16)
+    text, action = field(form, "mapping", MAX_MAPPING_CHARS + 1), field(form, "do", 16)
     token = _token(request, client_id)
+    if len(text) > MAX_MAPPING_CHARS:  # never check, preview or install a cut-off mapping
+        return await _page(request, client_id, None, error=("mapping_too_long", {"n": MAX_MAPPING_CHARS}))
     try:
         if action == "install":
             done = await run_in_threadpool(workshop.install, app, client_id, text)

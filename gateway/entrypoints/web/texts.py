@@ -398,6 +398,8 @@ TEXTS: dict[str, tuple[str, str]] = {
     "mapping_installed": ("Installiert als {file} (Stand {n}); gilt ab der nächsten Datei.",
                           "Installed as {file} (version {n}); it applies from the next file."),
     "install_failed": ("Nicht installiert: {error}", "Not installed: {error}"),
+    "mapping_too_long": ("Die Zuordnung ist länger als {n} Zeichen; bitte mit der Kommandozeile bearbeiten.",
+                         "The mapping is longer than {n} characters; please edit it on the command line."),
     "preview_title": ("Vorschau: {file}", "Preview: {file}"),
     "preview_cut": ("Nur die ersten {n} Zeilen sind gezeigt; die Zahlen gelten für alle.",
                     "Only the first {n} rows are shown; the counts cover all of them."),

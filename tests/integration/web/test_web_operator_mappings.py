@@ -97,3 +97,16 @@ def test_preview_needs_a_sample_of_this_client_and_clients_get_404(console: Cons
         assert anna.post(path, data={"csrf": anna_token, "mapping": text, "do": "install"},
                          files={"file": ("x.csv", b"a;b\n1;2\n", "text/csv")}).status_code == 404
     assert c.get("/operator/mappings/nobody").status_code == 404
+
+
+
+def test_a_mapping_too_long_for_the_form_is_refused_not_cut(console: Console) -> None:
+    c = console.client("olga")
+    token = console.csrf(c, "/operator/mappings/demo")
+    before = (console.app.config.mappings_dir / "demo.yaml").read_text(encoding="utf-8")
+    text = before + "#" + "x" * (61_000 - len(before))  # under the form's 64 KiB per field, over the page's limit
+    r = c.post("/operator/mappings/demo", data={"csrf": token, "mapping": text, "do": "install"})
+    assert "länger als 60000 Zeichen" in r.text
+    r = c.post("/operator/mappings/demo", data={"csrf": token, "mapping": before + "#" * 70_000, "do": "install"})
+    assert r.status_code == 400  # the form parser refuses a field over 64 KiB before the page sees it
+    assert (console.app.config.mappings_dir / "demo.yaml").read_text(encoding="utf-8") == before

@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from adapters.bureaus.simulators.book import BureauBook, Fault
 from adapters.bureaus.simulators.http_sim import HttpBureauSimulator
@@ -25,8 +25,8 @@ from gateway.errors import NotFound
 from gateway.services import credit, submit
 from gateway.services.keys import init_keys
 from gateway.store import credit_checks
-from gateway.store.db import read_tx
-from tests.conftest import write_config
+from gateway.store.db import read_tx, write_tx
+from tests.conftest import PG_URL, _pg_schema_url, write_config
 from tests.factories import make_claim
 
 PLANTED_FIRST, PLANTED_LAST, PLANTED_STREET = "Zacharias", "Quetzalwurm", "Xylophonweg"
@@ -37,10 +37,15 @@ def person(first: str, last: str, **kw: Any) -> Subject:
                    house_number="1", postal_code="50667", city="Köln", **kw)
 
 
+def start_sims() -> dict[str, HttpBureauSimulator]:
+    return {"json": HttpBureauSimulator(BureauBook()).start(), "soap": SoapBureauSimulator(BureauBook()).start(),
+            "third": HttpBureauSimulator(BureauBook()).start()}
+
+
 @pytest.fixture
 def sims() -> Iterator[dict[str, HttpBureauSimulator]]:
-    started = {"json": HttpBureauSimulator(BureauBook()).start(), "soap": SoapBureauSimulator(BureauBook()).start(),
-               "third": HttpBureauSimulator(BureauBook()).start()}
+    """Three fresh simulators (for other modules' tests)."""
+    started = start_sims()
     yield started
     for sim in started.values():
         sim.stop()
@@ -56,7 +61,10 @@ def credit_config(sims: dict[str, HttpBureauSimulator], **client: Any) -> dict[s
             "clients": {"demo": {"name": "Demo", "mapping": "demo", "default_partner": "demo-agency",
                                  "credit": settings},
                         "other": {"name": "Other", "mapping": "demo", "default_partner": "demo-agency",
-                                  "credit": {"bureaus": ["json"]}}}}
+                                  "credit": {"bureaus": ["json"]}},
+                        "strict": {"name": "Strict", "mapping": "demo", "default_partner": "demo-agency",
+                                   "credit": {"bureaus": ["json"], "max_checks_per_hour": 2,
+                                              "interests": ["contract_initiation"]}}}}
 
 
 def make_app(tmp_path: Path, db_url: str, sims: dict[str, HttpBureauSimulator], **client: Any) -> App:
@@ -65,11 +73,43 @@ def make_app(tmp_path: Path, db_url: str, sims: dict[str, HttpBureauSimulator], 
     return build_app(path, migrate=True)
 
 
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)])
+def env(request: pytest.FixtureRequest,
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[App, dict[str, HttpBureauSimulator], str]]:
+    """One gateway and three simulators per module and database (keys and schema cost ~2 s to make)."""
+    base = tmp_path_factory.mktemp("credit")
+    if request.param == "postgresql" and not PG_URL:
+        pytest.skip("GATEWAY_TEST_PG_URL not set: PostgreSQL run skipped (CI sets it)")
+    urls = iter([f"sqlite:///{base / 'var' / 'gateway.db'}"]) if request.param == "sqlite" else _pg_schema_url()
+    url = next(urls)
+    started = start_sims()
+    application = make_app(base, url, started)
+    try:
+        yield application, started, url
+    finally:
+        application.close()
+        for sim in started.values():
+            sim.stop()
+        for _ in urls:  # drops the PostgreSQL schema
+            pass
+
+
 @pytest.fixture
-def app(tmp_path: Path, db_url: str, sims: dict[str, HttpBureauSimulator]) -> Iterator[App]:
-    application = make_app(tmp_path, db_url, sims)
-    yield application
-    application.close()
+def live(env: tuple[App, dict[str, HttpBureauSimulator], str]) -> dict[str, HttpBureauSimulator]:
+    """The module's simulators, healthy, their counters at zero."""
+    for sim in env[1].values():
+        sim.set_fault(Fault.NONE)
+        sim.book.queries = 0
+        sim.book.purposes.clear()
+    return env[1]
+
+
+@pytest.fixture
+def app(env: tuple[App, dict[str, HttpBureauSimulator], str], live: dict[str, HttpBureauSimulator]) -> App:
+    """The module's gateway without any stored check (each test starts with an empty cache and audit log)."""
+    with write_tx(env[0].engine) as conn:
+        conn.execute(delete(credit_checks.credit_checks))
+    return env[0]
 
 
 def check(app: App, subject: Subject, client: str = "demo", interest: str = "contract_initiation",
@@ -82,7 +122,7 @@ def reasons(answer: credit.CreditAnswer) -> dict[str, list[str]]:
     return {b.bureau: [r.code for r in b.reasons] for b in answer.verdict.bureaus}
 
 
-def test_each_colour_through_json_and_soap_bureaus(app: App, sims: dict[str, HttpBureauSimulator]) -> None:
+def test_each_colour_through_json_and_soap_bureaus(app: App, live: dict[str, HttpBureauSimulator]) -> None:
     green = check(app, person("Erika", "Mustermann"))
     assert (green.colour, green.incomplete, green.cached) == ("green", False, False)
     assert reasons(green) == {b: ["score_ok"] for b in ("json", "soap", "third")}
@@ -97,13 +137,13 @@ def test_each_colour_through_json_and_soap_bureaus(app: App, sims: dict[str, Htt
                                  city="Berlin"))
     assert company.colour == "green"
     # the stated interest reached the bureaus (they record why they were asked)
-    assert set(sims["soap"].book.purposes) == {"contract_initiation"}
+    assert set(live["soap"].book.purposes) == {"contract_initiation"}
 
 
 def test_one_slow_one_down_answers_from_the_rest_marked_incomplete(app: App,
-                                                                   sims: dict[str, HttpBureauSimulator]) -> None:
-    sims["json"].set_fault(Fault.SLOW, delay_seconds=3.0)
-    sims["third"].set_fault(Fault.DOWN)
+                                                                   live: dict[str, HttpBureauSimulator]) -> None:
+    live["json"].set_fault(Fault.SLOW, delay_seconds=3.0)
+    live["third"].set_fault(Fault.DOWN)
     answer = check(app, person("Paul", "Pleite"))
     assert answer.incomplete and answer.colour == "red"  # the SOAP bureau's insolvency entry
     status = {o.bureau: (o.status, (o.error or "").split(":")[0]) for o in answer.outcomes}
@@ -112,69 +152,68 @@ def test_one_slow_one_down_answers_from_the_rest_marked_incomplete(app: App,
 
 
 def test_garbage_and_server_errors_are_that_bureau_s_error_only(app: App,
-                                                                 sims: dict[str, HttpBureauSimulator]) -> None:
-    sims["json"].set_fault(Fault.GARBAGE)
-    sims["soap"].set_fault(Fault.GARBAGE)
-    sims["third"].set_fault(Fault.ERROR)
+                                                                 live: dict[str, HttpBureauSimulator]) -> None:
+    live["json"].set_fault(Fault.GARBAGE)
+    live["soap"].set_fault(Fault.GARBAGE)
+    live["third"].set_fault(Fault.ERROR)
     answer = check(app, person("Erika", "Mustermann"))
     assert answer.incomplete and answer.colour == "yellow"  # nobody answered: nothing known is not green
     assert {o.bureau: (o.error or "").split(":")[0] for o in answer.outcomes} == {
         "json": "invalid_answer", "soap": "invalid_answer", "third": "unavailable"}
-    assert sims["json"].book.queries == 1  # garbage is not retried (503 would be, within the budget)
+    assert live["json"].book.queries == 1  # garbage is not retried (503 would be, within the budget)
 
 
-def test_soap_bureau_down_at_first_use_then_back(app: App, sims: dict[str, HttpBureauSimulator]) -> None:
-    sims["soap"].set_fault(Fault.DOWN)  # its WSDL cannot even be loaded
+def test_soap_bureau_down_then_back(app: App, live: dict[str, HttpBureauSimulator]) -> None:
+    live["soap"].set_fault(Fault.DOWN)  # listener closed, open keep-alive connections cut
     first = check(app, person("Erika", "Mustermann"))
     assert {o.bureau: o.status for o in first.outcomes}["soap"] == "error" and first.colour == "green"
-    sims["soap"].set_fault(Fault.NONE)
+    live["soap"].set_fault(Fault.NONE)
     second = check(app, person("Max", "Mustermann"))
     assert {o.bureau: o.status for o in second.outcomes}["soap"] == "answered" and second.colour == "yellow"
 
 
-def test_cache_answers_the_same_subject_without_a_paid_query(app: App, sims: dict[str, HttpBureauSimulator]) -> None:
+def test_cache_answers_the_same_subject_without_a_paid_query(app: App,
+                                                             live: dict[str, HttpBureauSimulator]) -> None:
     first = check(app, person("Erika", "Mustermann"))
     again = check(app, person(" erika ", "MUSTERMANN"), interest="claim_collection", user="bob")
     assert again.cached and again.source_check_id == first.check_id and again.colour == "green"
     assert again.subject is not None and again.subject.last_name == "Mustermann"
-    assert [s.book.queries for s in sims.values()] == [1, 1, 1]
+    assert [s.book.queries for s in live.values()] == [1, 1, 1]
     # an incomplete answer is not given again (incomplete_cache_seconds 0): the missing bureau is asked
-    sims["json"].set_fault(Fault.ERROR)
+    live["json"].set_fault(Fault.ERROR)
     check(app, person("Max", "Mustermann"))
-    sims["json"].set_fault(Fault.NONE)
+    live["json"].set_fault(Fault.NONE)
     retried = check(app, person("Max", "Mustermann"))
     assert not retried.cached and not retried.incomplete
     # another birth date is another person
     assert not check(app, msgspec.structs.replace(person("Erika", "Mustermann"), birth_date=date(1990, 1, 1))).cached
 
 
-def test_guard_rails_interest_user_subject_and_rate_limit(tmp_path: Path, db_url: str,
-                                                          sims: dict[str, HttpBureauSimulator]) -> None:
-    app = make_app(tmp_path, db_url, sims, max_checks_per_hour=2, interests=["contract_initiation"])
-    try:
-        with pytest.raises(credit.CreditRefused) as refused:
-            check(app, person("Erika", "Mustermann"), interest="claim_collection")
-        assert refused.value.code == "interest"
-        with pytest.raises(credit.CreditRefused) as refused:
-            check(app, person("Erika", "Mustermann"), user="  ")
-        assert refused.value.code == "user"
-        with pytest.raises(credit.CreditRefused) as refused:
-            check(app, msgspec.structs.replace(person("Erika", "Mustermann"), birth_date=None, city=None))
-        assert (refused.value.code, refused.value.fields) == ("subject", ["birth_date", "city"])
-        check(app, person("Erika", "Mustermann"))
-        check(app, person("Erika", "Mustermann"))  # cached, but counted
-        with pytest.raises(credit.CreditRefused) as refused:
-            check(app, person("Max", "Mustermann"))
-        assert refused.value.code == "rate_limited"
-        assert sims["json"].book.queries == 1
-        log = credit.audit_log(app, "demo")
-        assert [r["outcome"] for r in log] == ["queried", "cached", "refused"]
-        assert log[2]["subject"] == "" and log[2]["colour"] is None  # a refused subject is not kept
-    finally:
-        app.close()
+def test_guard_rails_interest_user_subject_and_rate_limit(app: App, live: dict[str, HttpBureauSimulator]) -> None:
+    def strict(subject: Subject, **kw: Any) -> credit.CreditAnswer:
+        return check(app, subject, client="strict", **kw)
+    with pytest.raises(credit.CreditRefused) as refused:
+        strict(person("Erika", "Mustermann"), interest="claim_collection")
+    assert refused.value.code == "interest"
+    with pytest.raises(credit.CreditRefused) as refused:
+        strict(person("Erika", "Mustermann"), user="  ")
+    assert refused.value.code == "user"
+    with pytest.raises(credit.CreditRefused) as refused:
+        strict(msgspec.structs.replace(person("Erika", "Mustermann"), birth_date=None, city=None))
+    assert (refused.value.code, refused.value.fields) == ("subject", ["birth_date", "city"])
+    strict(person("Erika", "Mustermann"))
+    strict(person("Erika", "Mustermann"))  # cached, but counted
+    with pytest.raises(credit.CreditRefused) as refused:
+        strict(person("Max", "Mustermann"))
+    assert refused.value.code == "rate_limited"
+    assert live["json"].book.queries == 1
+    log = credit.audit_log(app, "strict")
+    assert [r["outcome"] for r in log] == ["queried", "cached", "refused"]
+    assert log[2]["subject"] == "" and log[2]["colour"] is None  # a refused subject is not kept
+    assert check(app, person("Max", "Mustermann")).colour == "yellow"  # the limit is the client's own
 
 
-def test_a_client_never_sees_another_client_s_checks(app: App, sims: dict[str, HttpBureauSimulator]) -> None:
+def test_a_client_never_sees_another_client_s_checks(app: App, live: dict[str, HttpBureauSimulator]) -> None:
     mine = check(app, person("Erika", "Mustermann"))
     theirs = check(app, person("Erika", "Mustermann"), client="other")
     assert not theirs.cached  # the cache is per client: the other client's query is its own
@@ -200,16 +239,18 @@ def test_linked_to_a_later_claim_of_the_same_debtor(app: App) -> None:
     assert credit.checks_for_claim(app, "other", ids["demo"]) == []  # not even by claim id
 
 
-def test_sealed_at_rest_and_never_in_logs(app: App, sims: dict[str, HttpBureauSimulator],
-                                          caplog: pytest.LogCaptureFixture, db_url: str) -> None:
+def test_sealed_at_rest_and_never_in_logs(app: App, live: dict[str, HttpBureauSimulator],
+                                          caplog: pytest.LogCaptureFixture,
+                                          env: tuple[App, dict[str, HttpBureauSimulator], str]) -> None:
+    db_url = env[2]
     caplog.set_level(logging.DEBUG)
-    sims["third"].set_fault(Fault.GARBAGE)
-    sims["json"].set_fault(Fault.SLOW, delay_seconds=2.0)
+    live["third"].set_fault(Fault.GARBAGE)
+    live["json"].set_fault(Fault.SLOW, delay_seconds=2.0)
     planted = Subject(first_name=PLANTED_FIRST, last_name=PLANTED_LAST, birth_date=date(1962, 4, 23),
                       street=PLANTED_STREET, postal_code="50667", city="Köln")
     answer = check(app, planted)
     check(app, planted)  # cached
-    sims["json"].set_fault(Fault.NONE)
+    live["json"].set_fault(Fault.NONE)
     credit.audit_log(app, "demo")
     with read_tx(app.engine) as conn:
         rows = list(conn.execute(select(credit_checks.credit_checks)).mappings())
@@ -227,7 +268,7 @@ def test_sealed_at_rest_and_never_in_logs(app: App, sims: dict[str, HttpBureauSi
     assert f"check={answer.check_id}" in caplog.text  # the check is logged, by id
 
 
-def test_erasure_keeps_the_audit_row_and_ends_the_cache(app: App, sims: dict[str, HttpBureauSimulator]) -> None:
+def test_erasure_keeps_the_audit_row_and_ends_the_cache(app: App, live: dict[str, HttpBureauSimulator]) -> None:
     first = check(app, person("Erika", "Mustermann"))
     cached = check(app, person("Erika", "Mustermann"))
     other = check(app, person("Erika", "Mustermann"), client="other")
@@ -258,7 +299,11 @@ def test_demo_bureau_simulators_serve_runs(tmp_path: Path, db_url: str) -> None:
     try:
         assert len(started) == 2
         assert start_bureau_simulators(app) == []  # ports taken: logged, not fatal
-        answer = check(app, person("Vera", "Vollstreckt"))
+        started[1].set_fault(Fault.DOWN)  # the SOAP bureau is down at first use: its WSDL cannot be loaded
+        first = check(app, person("Vera", "Vollstreckt"))
+        assert (first.colour, first.incomplete) == ("red", True)
+        started[1].set_fault(Fault.NONE)
+        answer = check(app, person("Hans", "Hart"))
         assert (answer.colour, answer.incomplete) == ("red", False)
     finally:
         for sim in started:

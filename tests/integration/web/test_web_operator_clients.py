@@ -125,3 +125,23 @@ def test_clients_get_404_on_every_admin_url_and_unknown_clients_too(console: Con
     token = console.csrf(op, "/operator/clients")
     assert op.get("/operator/clients/nobody").status_code == 404
     assert op.post("/operator/clients/nobody/logins", data={"csrf": token, "login": "x"}).status_code == 404
+
+
+def test_a_login_added_outside_the_console_is_taken_by_the_config_watcher(console: Console) -> None:
+    """The path of `gateway clients ...` or an edit by hand: serve's config watcher (watchdog) reloads the logins."""
+    from gateway.entrypoints.config_watch import ClientReloader, ConfigWatcher
+    from gateway.entrypoints.web.users import UserBook
+    from gateway.services import clients_admin
+    from tests.support import wait_for
+    app = console.app
+    book = UserBook(app.config)
+    watcher = ConfigWatcher(Path(app.config.source), ClientReloader(app, None, None, book.prepare_reload))
+    watcher.start()
+    try:
+        clients_admin.add_web_user(app.config, "outside", client_id="other", role="read",
+                                   password="outside password 1")
+        user = wait_for("the watcher to take the new login", lambda: book.get("outside"), timeout=20)
+    finally:
+        watcher.stop()
+    assert user.client_id == "other" and not user.can_submit
+    assert book.check("outside", "outside password 1", None).user == user

@@ -367,3 +367,39 @@ def erase_checks(app: App, client_id: str, *, check_id: int | None = None, subje
                                       subject_key=ERASED_KEY)).rowcount)
     log.info("credit.erased client=%s checks=%d", client_id, n)
     return n
+
+
+# -- key rotation (services/key_rotation.py calls these) ------------------------------------------------------
+
+def rewrap_checks(app: App, conn: Connection, client_id: str, kid: str) -> int:
+    """Re-wrap the client's check keys under its client key ``kid``, before the older client keys are destroyed."""
+    c, kc = store.credit_checks.c, keys_store.client_keys.c
+    rows = conn.execute(select(c.id, c.key_id, c.wrapped_dek, kc.wrapped_kek)
+                        .join(keys_store.client_keys, (kc.client_id == c.client_id) & (kc.key_id == c.key_id))
+                        .where(c.client_id == client_id, c.wrapped_dek.is_not(None), c.key_id != kid,
+                               kc.wrapped_kek.is_not(None))).all()
+    if not rows:
+        return 0
+    new = conn.execute(select(kc.wrapped_kek).where(kc.client_id == client_id, kc.key_id == kid)).scalar_one()
+    new_kek = app.cipher.client_kek(client_id, kid, bytes(new))
+    for check_id, old_kid, wrapped, old_wrapped in rows:
+        aad = _dek_aad(client_id, check_id)
+        dek = envelope.unwrap(app.cipher.client_kek(client_id, old_kid, bytes(old_wrapped)), bytes(wrapped), aad)
+        conn.execute(update(store.credit_checks).where(c.id == check_id)
+                     .values(key_id=kid, wrapped_dek=envelope.wrap(new_kek, dek, aad)))
+    return len(rows)
+
+
+def reindex_checks(app: App, conn: Connection) -> int:
+    """Compute every readable check's blind indexes again under the current index key (index key rotation)."""
+    c, n = store.credit_checks.c, 0
+    for row in list(conn.execute(select(store.credit_checks).where(c.personal.is_not(None))).mappings()):
+        sealed = _open(conn, app, row)
+        if sealed is None:
+            continue
+        name, client_id = sealed.subject.display_name(), row["client_id"]
+        conn.execute(update(store.credit_checks).where(c.id == row["id"]).values(
+            subject_key=app.cipher.blind_index(sealed.subject.identity(), f"credit:{client_id}"),
+            subject_index=app.cipher.blind_index(name, client_id) if name else None))
+        n += 1
+    return n

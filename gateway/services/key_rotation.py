@@ -29,6 +29,7 @@ from gateway.bootstrap import DATA_KEY_FILE, App
 from gateway.crypto import envelope
 from gateway.crypto.fieldcrypt import key_file_content, key_id_of
 from gateway.errors import KeyStoreError
+from gateway.services import credit
 from gateway.services.keys import _write_secret
 from gateway.store import claims as claim_store
 from gateway.store import documents as doc_store
@@ -170,6 +171,7 @@ def rotate_client(app: App, client_id: str, progress: Progress | None = None) ->
                                                         client_keys.c.key_id != kid).with_for_update()).all()
         while (n := _rewrap_batch(app, conn, client_id, kid)):
             report.rewrapped += n
+        credit.rewrap_checks(app, conn, client_id, kid)  # credit checks are sealed under the client key too
         conn.execute(update(client_keys).where(client_keys.c.client_id == client_id, client_keys.c.key_id != kid,
                                                client_keys.c.wrapped_kek.is_not(None))
                      .values(wrapped_kek=None, destroyed_at=utcnow()))
@@ -240,6 +242,8 @@ def rotate_index(app: App, progress: Progress | None = None) -> RotationReport:
                 conn.execute(update(claim_fingerprints).where(claim_fingerprints.c.claim_id == row["id"])
                              .values(fingerprint=fingerprints.fingerprint(cipher, claim)))
         if not rows:
+            with write_tx(app.engine) as conn:
+                credit.reindex_checks(app, conn)  # their cache key and claim link are blind indexes too
             return report
         last = rows[-1]["id"]
         report.rewrapped += len(rows)

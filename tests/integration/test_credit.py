@@ -309,3 +309,18 @@ def test_demo_bureau_simulators_serve_runs(tmp_path: Path, db_url: str) -> None:
         for sim in started:
             sim.stop()
         app.close()
+
+
+def test_key_rotation_keeps_checks_readable_and_linked(app: App) -> None:
+    from gateway.services import key_rotation
+    answer = check(app, person("Vera", "Vollstreckt"))
+    claim = msgspec.structs.replace(make_claim("R-ROT"), client_id="demo",
+                                    debtor=msgspec.structs.replace(make_claim().debtor, first_name="Vera",
+                                                                   last_name="Vollstreckt"))
+    cid = submit.submit_claims(app, "demo", [submit.Draft(reference="R-ROT", claim=claim)]).results[0].claim_id
+    assert cid is not None
+    key_rotation.rotate_client(app, "demo")  # the old client key is destroyed at the end
+    assert credit.get_check(app, "demo", answer.check_id).subject == person("Vera", "Vollstreckt")
+    key_rotation.rotate_index(app)
+    assert [s.check_id for s in credit.checks_for_claim(app, "demo", cid)] == [answer.check_id]
+    assert check(app, person("Vera", "Vollstreckt")).cached  # the cache key follows the new index key

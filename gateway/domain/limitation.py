@@ -134,8 +134,8 @@ class Limitation:
             if s.ends is None:
                 parts.append(f"suspended by the {s.what} since {s.begins.isoformat()}, not ended yet")
             elif s.days:
-                parts.append(f"suspended {s.days} day{'' if s.days == 1 else 's'} by the {s.what} ({s.begins.isoformat()} to "
-                             f"{s.ends.isoformat()})")
+                days = f"{s.days} day{'' if s.days == 1 else 's'}"
+                parts.append(f"suspended {days} by the {s.what} ({s.begins.isoformat()} to {s.ends.isoformat()})")
         return "; ".join(parts)
 
 

@@ -20,7 +20,7 @@ from gateway.config import load_config
 from gateway.domain.lifecycle import State
 from gateway.domain.sandbox import scenario_for
 from gateway.errors import ConfigError
-from gateway.services import claim_export, claim_queries
+from gateway.services import claim_export, claim_queries, monitoring
 from gateway.services.dispatch import Dispatcher, retry_dead
 from gateway.services.erasure import run_retention, run_sandbox_retention
 from gateway.services.ingest import ingest_file
@@ -228,6 +228,11 @@ def test_production_lists_exports_and_feeds_leave_the_sandbox_out(app: App) -> N
     assert events and not {e["claim_id"] for e in events} & sbx_ids
     sbx_events, _, _ = claim_queries.changes(app, "demo.sandbox", 0, 500)
     assert {e["claim_id"] for e in sbx_events} == sbx_ids
+    with write_tx(app.engine) as conn:  # one unfinished submission on each side: the gauge counts production's
+        for client in ("demo", "demo.sandbox"):
+            sub_store.create(conn, client_id=client, channel="cli", filename="x.csv", sha256="ab" * 32, size=1,
+                             dedupe=False)
+    assert monitoring.backlog(app).submissions_processing == 1
 
 
 def test_status_files_of_a_sandbox_are_its_own_and_marked(app: App) -> None:

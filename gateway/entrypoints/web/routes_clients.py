@@ -71,7 +71,8 @@ async def _change(request: Request, user: WebUser, client_id: str, kind: str, ta
 async def clients(request: Request) -> Response:
     operator_user(request)
     cfg = _config(request)
-    rows = [admin.summary(cfg, cid) for cid in sorted(cfg.clients)]
+    # in a thread: fingerprinting SSH keys imports asyncssh (~0.4 s) the first time
+    rows = await run_in_threadpool(lambda: [admin.summary(cfg, cid) for cid in sorted(cfg.clients)])
     logins = {cid: 0 for cid in cfg.clients}
     for _, cid, _ in admin.web_logins(cfg):
         if cid is not None:
@@ -83,8 +84,8 @@ async def client_page(request: Request) -> Response:
     operator_user(request)
     client_id = _known(request)
     cfg = _config(request)
-    s = admin.summary(cfg, client_id)
-    has_mapping = cfg.mapping_file(client_id).is_file()
+    s = await run_in_threadpool(admin.summary, cfg, client_id)
+    has_mapping = await run_in_threadpool(cfg.mapping_file(client_id).is_file)
     return render(request, "client_admin.html", {"s": s, "logins": admin.web_logins(cfg, client_id),
                                                  "has_mapping": has_mapping})
 
@@ -144,7 +145,7 @@ async def add_key(request: Request, form: FormData) -> Response:
     client_id = _known(request)
     line = " ".join(field(form, "key", 16_384).split())
     try:
-        fp = admin.fingerprint(line)
+        fp = await run_in_threadpool(admin.fingerprint, line)
     except AdminError as exc:
         log.info("web.admin_refused login=%s client=%s change=sftp_key_added", user.login, _shown(client_id))
         flash(request, "admin_refused", "error", detail=str(exc)[:300])

@@ -1,4 +1,5 @@
-"""Page speed of the web console with 100k claims of one client: the claims list, one claim, the runs list.
+"""Page speed of the web console with 100k claims of one client: the claims list, one claim, the runs list,
+one run (all 100k claims in one run), a run searched.
 
 Stores N claims of one client the way ``bench_list.py`` does (``claims.insert_prepared`` in chunks, with
 their projection rows, states spread like a book of collection cases), plus one claim handed over through
@@ -83,8 +84,10 @@ def _measure(args: argparse.Namespace, db_url: str | None) -> None:
                      "claims list, state in_progress": (c, "/claims?from=2024-12-01&state=in_progress"),
                      "claims list, sorted by reference": (c, "/claims?from=2024-12-01&sort=reference&dir=asc"),
                      "claims list, default range (3 months)": (c, "/claims"),
+                     "claims list, one partner": (c, "/claims?from=2024-12-01&partner=demo-agency"),
                      "one claim": (c, f"/claims/{claim_id}"),
-                     "runs list": (c, "/runs")}
+                     "runs list": (c, "/runs"),
+                     f"one run of {args.claims} claims": (c, "/runs/BENCH")}
             ref = None
             for name, (client, path) in pages.items():
                 def get(client: TestClient = client, path: str = path) -> None:
@@ -94,6 +97,10 @@ def _measure(args: argparse.Namespace, db_url: str | None) -> None:
                 p50, p99 = _pct(ms, 50), _pct(ms, 99)
                 ref = ref or p50
                 print(f"  {name}: p50 {p50:.1f} ms p99 {p99:.1f} ms ({p50 / ref:.1f}x the reference)")
+            c.post("/runs/BENCH/search", data={"csrf": console.csrf(c, "/runs/BENCH"), "q": "B-0009999"})
+            ms = _times(lambda: c.get("/runs/BENCH"), args.reps)
+            print(f"  one run of {args.claims} claims, searched by reference: p50 {_pct(ms, 50):.1f} ms "
+                  f"p99 {_pct(ms, 99):.1f} ms ({_pct(ms, 50) / (ref or 1):.1f}x the reference)")
             for fmt in ("csv", "xlsx"):  # a download, not a page: timed once, the most one export holds
                 t0 = time.perf_counter()
                 r = c.get(f"/claims/export.{fmt}?from=2024-12-01")

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 from gateway.config import GatewayConfig, load_config
 from gateway.crypto.fieldcrypt import FieldCipher, load_field_cipher
+from gateway.services.login_throttle import LoginThrottle
 from gateway.services.mappings import MappingRegistry
 from gateway.services.routing import Router
 from gateway.store import keys_store
@@ -41,6 +42,11 @@ class App:
     @cached_property
     def cipher(self) -> FieldCipher:
         return load_field_cipher(self.config.keys_dir / DATA_KEY_FILE, self.config.keys.data_keys_env)
+
+    @cached_property
+    def login_throttle(self) -> LoginThrottle:
+        """The process's one count of failed logins, shared by SOAP and the web console (per login, per address)."""
+        return LoginThrottle(self.config.soap.login)
 
     @cached_property
     def mappings(self) -> MappingRegistry:

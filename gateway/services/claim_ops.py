@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -205,26 +205,89 @@ def messages(app: App, client_id: str, claim_id: int, after_id: int = 0) -> list
         return message_store.for_claim(conn, app.cipher, claim_id, after_id=after_id)
 
 
+def _partner_has_it(conn: Connection, claim_id: int) -> None:
+    # A request only the partner can answer is refused while the partner does not have the claim (held,
+    # queued, failed): recorded without being forwarded, it would be dropped without anyone knowing.
+    state = _state(conn, claim_id)
+    if state not in AT_PARTNER or state is State.FAILED:
+        raise IllegalTransition(state.value, state.value, Actor.CLIENT.value,
+                                f"the agency does not have the claim ({state.value})", claim_id=claim_id)
+
+
 def refresh(app: App, client_id: str, claim_id: int) -> OpResult:
     """Ask the partner for the claim's current status."""
-    return _annotate(app, client_id, claim_id, "refresh_requested", "refresh", {}, {})
+    return _annotate(app, client_id, claim_id, "refresh_requested", "refresh", {}, {},
+                     also=lambda conn: _partner_has_it(conn, claim_id))
 
 
 def request_monitoring(app: App, client_id: str, claim_id: int) -> OpResult:
     """Ask the partner to move the claim into long-term monitoring."""
-    return _annotate(app, client_id, claim_id, "monitoring_requested", "request_monitoring", {}, {})
+    return _annotate(app, client_id, claim_id, "monitoring_requested", "request_monitoring", {}, {},
+                     also=lambda conn: _partner_has_it(conn, claim_id))
 
 
-def set_labels(app: App, client_id: str, claim_id: int, labels: list[str]) -> OpResult:
-    """Replace the claim's labels (client-defined flags); allowed on closed claims too."""
+def clean_labels(labels: list[str]) -> list[str]:
+    """Labels trimmed, deduplicated and sorted; InvalidRequest for too many or too long."""
     clean = sorted({label.strip() for label in labels if label and label.strip()})
     if len(clean) > MAX_LABELS:
         raise InvalidRequest(f"{len(clean)} labels, at most {MAX_LABELS} allowed", "labels")
     for label in clean:
         if len(label) > MAX_LABEL_LEN:
             raise InvalidRequest(f"label '{label[:20]}...' is longer than {MAX_LABEL_LEN} characters", "labels")
+    return clean
+
+
+def set_labels(app: App, client_id: str, claim_id: int, labels: list[str]) -> OpResult:
+    """Replace the claim's labels (client-defined flags); allowed on closed claims too."""
+    clean = clean_labels(labels)
     return _annotate(app, client_id, claim_id, "labels_set", "set_labels", {"labels": clean}, {"labels": clean},
                      allow_final=True, also=lambda conn: label_store.replace(conn, claim_id, clean))
+
+
+def _relabel(app: App, conn: Connection, row: RowMapping, labels: list[str]) -> OpResult:
+    claim_id = int(row["id"])
+    state = _state(conn, claim_id)
+    label_store.replace(conn, claim_id, labels)
+    event_id = claim_store.annotate(conn, claim_id, Actor.CLIENT, "labels_set", {"labels": labels}, now=app.now())
+    forwarded = _forward(app, conn, row, state, "set_labels", event_id, {"labels": labels})
+    return OpResult(claim_id, state.value, event_id, forwarded)
+
+
+def edit_labels(app: App, client_id: str, claim_id: int, *, add: Sequence[str] = (),
+                remove: Sequence[str] = ()) -> OpResult:
+    """Attach and detach labels on a claim, read and written under the claim's lock (two edits at once both
+    count); the result is recorded and forwarded like ``set_labels``."""
+    with serial_write_tx(app) as conn:
+        row = owned_row(conn, client_id, claim_id)
+        _state(conn, claim_id)  # the lock, before the labels are read
+        now = label_store.for_claims(conn, [claim_id]).get(claim_id, [])
+        gone = {label.strip() for label in remove}
+        result = _relabel(app, conn, row, clean_labels([*(label for label in now if label not in gone), *add]))
+    log.info("claim_ops.labels_set client=%s claim=%d forwarded=%s", client_id, claim_id, result.forwarded)
+    return result
+
+
+def rename_label(app: App, client_id: str, old: str, new: str) -> int:
+    """Rename a label of the client's catalogue and on every claim of the client that carries it (each such
+    claim gets its ``labels_set`` event, forwarded like any label change), in one transaction; the number
+    of claims changed. InvalidRequest if ``new`` is taken or ``old`` unknown."""
+    old, new = old.strip(), (clean_labels([new]) or [""])[0]
+    if not new:
+        raise InvalidRequest("the new name is empty", "name")
+    with serial_write_tx(app) as conn:
+        defined = label_store.catalogue(conn, client_id)
+        if old not in defined:
+            raise InvalidRequest("no such label", "label")
+        if new != old and (new in defined or label_store.claims_with(conn, client_id, new)):
+            raise InvalidRequest(f"a label named '{new}' exists already", "name")
+        label_store.rename_defined(conn, client_id, old, new)
+        changed = label_store.claims_with(conn, client_id, old) if new != old else []
+        for cid in changed:
+            now = label_store.for_claims(conn, [cid]).get(cid, [])
+            _relabel(app, conn, owned_row(conn, client_id, cid),
+                     clean_labels([new if label == old else label for label in now]))
+    log.info("claim_ops.label_renamed client=%s claims=%d", client_id, len(changed))
+    return len(changed)
 
 
 def release(app: App, client_id: str, *, claim_ids: list[int] | None = None,

@@ -20,14 +20,18 @@ from sqlalchemy import RowMapping, func, select
 from gateway.bootstrap import App
 from gateway.domain.lifecycle import TERMINAL, State
 from gateway.domain.model import from_minor
+from gateway.errors import NotFound
 from gateway.services import claim_export, claim_ops, claim_queries, operations, projection_ops
 from gateway.services.ack import safe_cell
 from gateway.services.claim_queries import ClaimView, Explanation
 from gateway.services.listing import Page, outbox_page, submissions_page
+from gateway.services.partner_updates import collection_run_statuses
+from gateway.store import documents as doc_store
+from gateway.store import labels as label_store
 from gateway.store import submissions as sub_store
 from gateway.store.claim_search import ClaimFilter
 from gateway.store.db import read_tx
-from gateway.store.schema import claim_current, claim_events, claim_labels
+from gateway.store.schema import claim_current, claim_events
 
 # States whose claim a client may cancel from the console (claim_ops.cancel decides the rest).
 CANCELLABLE = frozenset(State) - TERMINAL - {State.RECEIVED}
@@ -40,7 +44,8 @@ class ClaimPage:
     history: list[dict[str, Any]]
     messages: list[dict[str, Any]]
     explanation: Explanation | None  # for held, failed and rejected claims
-    actions: set[str] = field(default_factory=set)  # cancel, report_payment, send_message (the partner takes)
+    actions: set[str] = field(default_factory=set)  # cancel, report_payment, send_message, refresh,
+    # request_monitoring: what the claim's partner takes in its state
 
 
 def _actions(app: App, view: ClaimView) -> set[str]:
@@ -55,6 +60,9 @@ def _actions(app: App, view: ClaimView) -> set[str]:
     out = {op for op in ("report_payment", "send_message") if offered(op)}
     if state in CANCELLABLE and offered("cancel"):
         out.add("cancel")
+    # Only the partner can answer these: offered while it has the claim and declares them.
+    if at_partner and partner:
+        out |= {op for op in ("refresh", "request_monitoring") if operations.accepts(app, partner, op)}
     return out
 
 
@@ -69,6 +77,24 @@ def claim_page(app: App, client_id: str, claim_id: int, *, mark_seen: bool = Tru
     return ClaimPage(view, history, messages, explanation, _actions(app, view))
 
 
+@dataclass(frozen=True)
+class Download:
+    name: str
+    media_type: str
+    data: bytes
+
+
+def document(app: App, client_id: str, claim_id: int, document_id: int) -> Download:
+    """One stored document of the client's claim, decrypted; NotFound for another client's claim or a
+    document of another claim (the same answer as an unknown id)."""
+    with read_tx(app.engine) as conn:
+        claim_ops.owned_row(conn, client_id, claim_id)
+        for doc in doc_store.for_claims(conn, app.cipher, [claim_id]).get(claim_id, []):
+            if int(doc["id"]) == document_id:
+                return Download(str(doc["name"]), str(doc["media_type"]), bytes(doc["data"]))
+    raise NotFound(f"no document {document_id} of claim {claim_id}")
+
+
 def operator_claim_page(app: App, claim_id: int) -> ClaimPage:
     """A claim of any client for the operator: read only (no actions, no read mark)."""
     view = claim_queries.operator_claim(app, claim_id)
@@ -79,10 +105,21 @@ def operator_claim_page(app: App, claim_id: int) -> ClaimPage:
 
 
 def submissions(app: App, client_id: str | None, *, limit: int, offset: int) -> Page:
-    """A page of collection runs, newest first: one client's, or every client's for the operator."""
+    """A page of collection runs, newest first, each with its handover status (``Page.handover``: whether the
+    partner confirmed every claim sent): one client's, or every client's for the operator."""
     with read_tx(app.engine) as conn:
-        return submissions_page(conn, client_id=client_id, status=None, since=None, until=None, limit=limit,
+        page = submissions_page(conn, client_id=client_id, status=None, since=None, until=None, limit=limit,
                                 offset=offset)
+        page.handover = collection_run_statuses(conn, [int(r["id"]) for r in page.rows])
+        return page
+
+
+def run_colour(status: str, handover: str) -> str:
+    """How a run is shown: failed red, processing yellow, completed yellow until the partner confirmed every
+    claim sent (``handover`` handed_over), then green."""
+    if status in ("failed", "processing"):
+        return status
+    return "confirmed" if handover == "handed_over" else "processing"
 
 
 @dataclass
@@ -90,27 +127,34 @@ class RunPage:
     submission: RowMapping
     findings: list[RowMapping]
     handover: str
-    claims: list[RowMapping]
+    claims: list[RowMapping]  # the run's claims matching the search (all without one), by reference
     held: list[RowMapping]  # claims of the run still held, to preview and release
     minors: set[int]  # held claims whose debtor is a minor without a representative: left out by default
     time_barred: set[int] = field(default_factory=set)  # held as time-barred: left out, released only with a reason
+    total: int = 0  # claims matching the search (``claims`` holds at most the page limit)
+    colour: str = "processing"  # run_colour
 
 
-def run_page(app: App, client_id: str | None, reference: str, *, limit: int = 500) -> RunPage:
-    """One collection run with its findings and claims; ``client_id`` None: the operator (any client)."""
+def run_page(app: App, client_id: str | None, reference: str, *, limit: int = 500,
+             text: str | None = None) -> RunPage:
+    """One collection run with its findings and claims (those matching ``text``: reference, invoice number
+    or the debtor's name, as in the claims list); ``client_id`` None: the operator (any client)."""
     if client_id is None:
         with read_tx(app.engine) as conn:
             owner = str(sub_store.get(conn, reference)["client_id"])
     else:
         owner = client_id
     sub, findings, handover = claim_queries.get_submission(app, owner, reference)
-    rows = claim_queries.operator_list(app, client_id=owner, submission=str(sub["reference"]), limit=limit)
-    held = [r for r in rows if r["state"] == State.HELD.value]
+    found, total, _ = claim_queries.list_claims(app, owner, ClaimFilter(
+        submission_id=int(sub["id"]), text=text or None, sort="reference", descending=False, limit=limit))
+    held = claim_queries.operator_list(app, client_id=owner, submission=str(sub["reference"]),
+                                       state=State.HELD.value, limit=limit)
     minor_refs = {f["reference"] for f in findings if f["code"] == "debtor_minor"}
     barred_refs = {f["reference"] for f in findings if f["code"] == "time_barred"}
-    return RunPage(sub, findings, handover, rows, held,
+    return RunPage(sub, findings, handover, found, held,
                    {int(r["id"]) for r in held if r["creditor_reference"] in minor_refs},
-                   {int(r["id"]) for r in held if r["creditor_reference"] in barred_refs})
+                   {int(r["id"]) for r in held if r["creditor_reference"] in barred_refs},
+                   total=total, colour=run_colour(str(sub["status"]), handover))
 
 
 def outbox(app: App, *, status: str | None, limit: int, offset: int) -> Page:
@@ -135,13 +179,25 @@ def last_changes(app: App, client_id: str, claim_ids: list[int], n: int = 3) -> 
     return out
 
 
-def client_labels(app: App, client_id: str, limit: int = 200) -> list[str]:
-    """The labels the client has put on its claims, for the list's filter (empty: no filter offered)."""
-    q = (select(claim_labels.c.label).distinct()
-         .join(claim_current, claim_current.c.claim_id == claim_labels.c.claim_id)
-         .where(claim_current.c.client_id == client_id).order_by(claim_labels.c.label).limit(limit))
+def page_labels(app: App, client_id: str, claim_ids: list[int]) -> dict[int, list[str]]:
+    """The labels of a page's claims (the client's own; one query)."""
     with read_tx(app.engine) as conn:
-        return [str(v) for v in conn.execute(q).scalars()]
+        owned = {int(v) for v in conn.execute(select(claim_current.c.claim_id).where(
+            claim_current.c.client_id == client_id, claim_current.c.claim_id.in_(claim_ids))).scalars()}
+        return label_store.for_claims(conn, sorted(owned))
+
+
+def client_partners(app: App, client_id: str) -> list[str]:
+    """The configured partners that hold claims of the client, for the list's partner filter: one index
+    probe per partner (``ix_current_partner_client_updated``), not a scan of the client's claims."""
+    found = []
+    with read_tx(app.engine) as conn:
+        for pid in sorted(app.config.partners):
+            probe = select(claim_current.c.claim_id).where(claim_current.c.client_id == client_id,
+                                                            claim_current.c.partner_id == pid).limit(1)
+            if conn.execute(probe).first() is not None:
+                found.append(pid)
+    return found
 
 
 # The console's export: the claims list's own filter (states, label, dates, search), the admin export's columns

@@ -6,7 +6,7 @@ list costs one query. The claim count joins the latest event only when a state f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +22,9 @@ class Page:
     rows: list[RowMapping]
     offset: int
     total: int  # all rows matching the filter
+    # runs only, where asked for (the console): submission id -> processing | handed_over
+    # (``partner_updates.collection_run_statuses``)
+    handover: dict[int, str] = field(default_factory=dict)
 
     @property
     def cut(self) -> bool:

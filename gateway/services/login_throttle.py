@@ -1,4 +1,6 @@
-"""Failed logins (SOAP, and the web console with its own counts), throttled per username and per address.
+"""Failed logins, throttled per username and per address: one instance per process (``App.login_throttle``)
+that the SOAP endpoint and the web console both count in, so an address guessing on one is slowed on the
+other too, and a login name is one count whichever door it is tried at.
 
 Each failure is counted under the username tried and under the source address. After ``delay_after``
 failures the next attempt of that key must wait ``delay_seconds``, doubling with each further failure

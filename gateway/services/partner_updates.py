@@ -18,7 +18,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from adapters.base import INSTRUCTION_RECEIVED, PartnerUpdate
@@ -28,7 +28,7 @@ from gateway.domain.model import to_minor
 from gateway.errors import ConfigError, IllegalTransition, Interrupted
 from gateway.store import claims as claim_store
 from gateway.store import messages as message_store
-from gateway.store.schema import claims, partner_sync, partner_updates
+from gateway.store.schema import claim_current, claims, partner_sync, partner_updates, submissions
 from gateway.store.sql import utcnow
 
 log = logging.getLogger(__name__)
@@ -205,12 +205,32 @@ def last_sync(conn: Connection, partner_id: str) -> datetime | None:
     return conn.execute(select(partner_sync.c.last_sync_at).where(partner_sync.c.partner_id == partner_id)).scalar()
 
 
+_WAITING = (State.RECEIVED, State.QUEUED, State.DELIVERING, State.FAILED)
+
+
 def collection_run_status(conn: Connection, submission_id: int) -> str:
     """A collection run is ``processing`` until the partner confirmed every claim sent, then ``handed_over``."""
-    ids = [r[0] for r in conn.execute(select(claims.c.id).where(claims.c.submission_id == submission_id))]
-    states = claim_store.current_states(conn, ids)
-    waiting = {State.RECEIVED, State.QUEUED, State.DELIVERING, State.FAILED}
-    sent = [s for s in states.values() if s not in (State.HELD, State.REJECTED, State.CANCELLED_BY_CLIENT)]
-    if not sent or any(s in waiting for s in sent):
-        return "processing"
-    return "handed_over" if all(s in _AFTER_HANDOVER for s in sent) else "processing"
+    return collection_run_statuses(conn, [submission_id])[submission_id]
+
+
+def collection_run_statuses(conn: Connection, submission_ids: Sequence[int]) -> dict[int, str]:
+    """``collection_run_status`` of several runs in one query: two index probes per run
+    (``ix_current_submission_state``), not a read of every claim of a 100k-claim run.
+
+    A claim is sent unless held, rejected or cancelled by the client before the handover; the run is
+    ``handed_over`` once some claim has reached the partner and none is still on its way (received, queued,
+    delivering, failed), every state being one of those three kinds."""
+    cc = claim_current
+    sid = submissions.c.id
+
+    def any_in(states: Sequence[State]) -> Any:
+        return exists().where(cc.c.submission_id == sid, cc.c.state.in_([s.value for s in states]))
+    q = (select(sid, any_in(_WAITING).label("waiting"), any_in(sorted(_AFTER_HANDOVER - {State.REJECTED,
+                                                                                       State.CANCELLED_BY_CLIENT}))
+                .label("confirmed"))
+         .where(sid.in_(list(submission_ids))))
+    out = {int(i): "processing" for i in submission_ids}
+    for row in conn.execute(q):
+        if row.confirmed and not row.waiting:
+            out[int(row.id)] = "handed_over"
+    return out

@@ -1,4 +1,5 @@
-"""Submit canonical claims from a synchronous channel (SOAP): validate, dedupe, route, store, answer.
+"""Submit canonical claims from a synchronous channel (SOAP, the web console's form): validate, dedupe, route,
+store, answer.
 
 One call is one submission. Everything it stores (the submission row, the raw request encrypted,
 claims with their first events, documents, labels, findings and the outbox rows) commits in ONE
@@ -90,18 +91,21 @@ class SubmitResult:
 
 
 def submit_claims(app: App, client_id: str, drafts: list[Draft], *, release: bool | None = None,
-                  raw: bytes = b"") -> SubmitResult:
-    """Store the claims of one request; ``release`` False holds accepted claims until ReleaseClaims."""
+                  raw: bytes = b"", channel: str = "soap") -> SubmitResult:
+    """Store the claims of one request; ``release`` False holds accepted claims until ReleaseClaims.
+
+    ``channel`` names where the request came from (``soap``, ``web``): the submission's and the claims'
+    first events' channel."""
     client = app.config.client(client_id)
     hold = (not release) if release is not None else client.hold_all
     today = app.today()
     checked = [_check(app, d, today, hold) for d in drafts]
     try:
-        return _store(app, client_id, checked, raw)
+        return _store(app, client_id, checked, raw, channel)
     except IntegrityError:
         # A concurrent call stored one of these references first (PostgreSQL); now we see it as existing.
         log.info("submit.retry client=%s: a reference was stored concurrently", client_id)
-        return _store(app, client_id, checked, raw)
+        return _store(app, client_id, checked, raw, channel)
 
 
 def _check(app: App, draft: Draft, today: date, hold: bool) -> Draft:
@@ -145,11 +149,11 @@ def serial_write_tx(app: App) -> Iterator[Connection]:
         yield conn
 
 
-def _store(app: App, client_id: str, drafts: list[Draft], raw: bytes) -> SubmitResult:
+def _store(app: App, client_id: str, drafts: list[Draft], raw: bytes, channel: str) -> SubmitResult:
     now = app.now()
     prints = [fingerprints.fingerprint(app.cipher, d.claim) if d.claim is not None else "" for d in drafts]
     with serial_write_tx(app) as conn:
-        sub = sub_store.create(conn, client_id=client_id, channel="soap", filename=None,
+        sub = sub_store.create(conn, client_id=client_id, channel=channel, filename=None,
                                sha256=hashlib.sha256(raw).hexdigest(), size=len(raw), dedupe=False, received_at=now)
         assert sub is not None  # dedupe=False never collides
         sid = sub["id"]
@@ -186,7 +190,7 @@ def _store(app: App, client_id: str, drafts: list[Draft], raw: bytes) -> SubmitR
                 continue
             state = State.HELD if outcome_of(d.findings) is Outcome.HELD else State.QUEUED
             answer.outcome, answer.state = outcome_of(d.findings).value, state.value
-            data: dict[str, object] = {"submission": sub["reference"], "channel": "soap"}
+            data: dict[str, object] = {"submission": sub["reference"], "channel": channel}
             held = [f.code for f in d.findings if f.severity is Severity.HOLD]
             if held:
                 data["codes"] = held
@@ -222,8 +226,8 @@ def _store(app: App, client_id: str, drafts: list[Draft], raw: bytes) -> SubmitR
             currency=result.currency, total_minor=to_minor(result.total_amount, result.currency or "EUR")))
     log.info("submit.done client=%s submission=%s claims=%d accepted=%d held=%d rejected=%d", client_id,
              result.submission, len(drafts), result.accepted, result.held, result.rejected)
-    metrics.SUBMISSIONS_RECEIVED.labels(client_id, "soap").inc()
-    metrics.finished(client_id, "soap", result.accepted, result.held, result.rejected)
+    metrics.SUBMISSIONS_RECEIVED.labels(client_id, channel).inc()
+    metrics.finished(client_id, channel, result.accepted, result.held, result.rejected)
     return result
 
 

@@ -34,6 +34,8 @@ DATE_FIELDS = ("received", "last_change", "invoice_date", "due_date")
 class ClaimFilter:
     states: list[str] = field(default_factory=list)
     label: str | None = None
+    partner: str | None = None  # the partner the claim is routed to
+    submission_id: int | None = None  # the claims of one run (collection run, file, SOAP call)
     date_field: str = "received"
     date_from: date | None = None
     date_to: date | None = None  # inclusive
@@ -69,6 +71,10 @@ def search(conn: Connection, client_id: str, f: ClaimFilter) -> tuple[list[RowMa
         conds.append(cc.c.state == f.states[0] if len(f.states) == 1 else cc.c.state.in_(f.states))
     if f.unread:
         conds.append(cc.c.changed_event_id > cc.c.seen_event_id)
+    if f.partner:
+        conds.append(cc.c.partner_id == f.partner)
+    if f.submission_id is not None:
+        conds.append(cc.c.submission_id == f.submission_id)
     if f.label:
         conds.append(exists().where(claim_labels.c.claim_id == cc.c.claim_id, claim_labels.c.label == f.label))
     col = cols[f.date_field]

@@ -1,6 +1,7 @@
-"""A claim's current labels (client-defined flags), kept in a table so lists can filter by them.
+"""A claim's current labels (client-defined flags), kept in a table so lists can filter by them, and each
+client's label catalogue (``client_labels``: the names it defined, with their colours).
 
-The history of label changes is in ``claim_events`` (kind ``labels_set``); this table only holds
+The history of label changes is in ``claim_events`` (kind ``labels_set``); ``claim_labels`` only holds
 the latest set, replaced as a whole.
 """
 
@@ -8,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, delete, select
+from datetime import datetime
 
-from gateway.store.schema import claim_labels
+from sqlalchemy import Connection, delete, select, update
+
+from gateway.store.schema import claim_current, claim_labels, client_labels
 from gateway.store.sql import bulk_insert
 
 
@@ -35,3 +38,43 @@ def for_claims(conn: Connection, claim_ids: Sequence[int]) -> dict[int, list[str
         for cid, label in conn.execute(q):
             out.setdefault(cid, []).append(label)
     return out
+
+
+def catalogue(conn: Connection, client_id: str) -> dict[str, str]:
+    """The client's defined labels: name -> colour, by name."""
+    q = (select(client_labels.c.name, client_labels.c.colour).where(client_labels.c.client_id == client_id)
+         .order_by(client_labels.c.name))
+    return {str(n): str(c) for n, c in conn.execute(q)}
+
+
+def in_use(conn: Connection, client_id: str, limit: int) -> list[str]:
+    """Label names on the client's claims (defined or not), by name."""
+    q = (select(claim_labels.c.label).distinct()
+         .join(claim_current, claim_current.c.claim_id == claim_labels.c.claim_id)
+         .where(claim_current.c.client_id == client_id).order_by(claim_labels.c.label).limit(limit))
+    return [str(v) for v in conn.execute(q).scalars()]
+
+
+def define(conn: Connection, client_id: str, name: str, colour: str, now: datetime) -> bool:
+    """Add a label to the client's catalogue, or set its colour; True if it was new."""
+    found = conn.execute(update(client_labels).where(client_labels.c.client_id == client_id,
+                                                     client_labels.c.name == name).values(colour=colour)).rowcount
+    if found:
+        return False
+    conn.execute(client_labels.insert().values(client_id=client_id, name=name, colour=colour,
+                                               created_at=now))
+    return True
+
+
+def rename_defined(conn: Connection, client_id: str, old: str, new: str) -> None:
+    """Rename a catalogue entry (the caller checked that ``new`` is free)."""
+    conn.execute(update(client_labels).where(client_labels.c.client_id == client_id, client_labels.c.name == old)
+                 .values(name=new))
+
+
+def claims_with(conn: Connection, client_id: str, label: str) -> list[int]:
+    """Ids of the client's claims that carry ``label``, ascending."""
+    q = (select(claim_labels.c.claim_id).join(claim_current, claim_current.c.claim_id == claim_labels.c.claim_id)
+         .where(claim_current.c.client_id == client_id, claim_labels.c.label == label)
+         .order_by(claim_labels.c.claim_id))
+    return [int(v) for v in conn.execute(q).scalars()]

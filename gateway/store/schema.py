@@ -181,7 +181,9 @@ claim_current = Table(
     Column("seen_event_id", BigInteger, nullable=False),  # up to where the client has looked
     Index("ix_current_client_state_updated", "client_id", "state", "updated_at", "claim_id"),
     Index("ix_current_client_updated", "client_id", "updated_at", "claim_id"),
-    Index("ix_current_client_partner_updated", "client_id", "partner_id", "updated_at", "claim_id"),
+    # partner first, so that lists without a partner condition do not pick it (migration 0010)
+    Index("ix_current_partner_client_updated", "partner_id", "client_id", "updated_at", "claim_id"),
+    Index("ix_current_submission_state", "submission_id", "state"),
 )
 
 outbox = Table(

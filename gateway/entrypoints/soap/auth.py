@@ -132,10 +132,11 @@ def load_logins(config: GatewayConfig) -> dict[str, tuple[str, str, bool]]:
 class Authenticator:
     """Checks credentials against the configured clients' hashes: throttled, bounded, with a success cache."""
 
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, config: GatewayConfig, throttle: LoginThrottle | None = None) -> None:
         cfg = config.soap
         self._users = load_logins(config)
-        self.throttle = LoginThrottle(cfg.login)
+        # ``serve`` passes the process's throttle (``App.login_throttle``), which the web console counts in too
+        self.throttle = throttle or LoginThrottle(cfg.login)
         self._checks = threading.BoundedSemaphore(max(1, cfg.max_password_checks))
         self._busy_wait = cfg.busy_wait_seconds
         self.verifications = 0  # scrypt runs so far (operators' metric; tests see a refusal cost none)

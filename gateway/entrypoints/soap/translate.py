@@ -8,13 +8,11 @@ from typing import Any
 import msgspec
 from spyne import ComplexModelBase
 
-from gateway.domain import findings as codes
 from gateway.domain.findings import Finding
 from gateway.domain.model import Claim, from_minor
 from gateway.entrypoints.soap import types as t
-from gateway.services.submit import Draft, Upload
-
-MEDIA_TYPES = frozenset({"application/pdf", "image/jpeg", "image/png", "image/tiff", "image/heic", "image/webp"})
+from gateway.services import drafts
+from gateway.services.submit import Draft
 
 
 def to_plain(obj: Any) -> Any:
@@ -53,37 +51,8 @@ def from_struct(cls: Any, value: Any) -> Any:
 
 
 def draft_of(client_id: str, item: t.ClaimInput, max_document_bytes: int) -> Draft:
-    """One claim of a request as a canonical draft; what cannot be converted becomes findings."""
-    plain = to_plain(item)
-    reference = plain.get("creditor_reference")
-    uploads, found = [], []
-    for i, doc in enumerate(plain.pop("documents", None) or []):
-        content = b"".join(doc.get("content") or [])
-        where = f"documents[{i}]"
-        if len(content) > max_document_bytes:
-            found.append(Finding(code="document_too_large", field=f"{where}.content",
-                                 message=f"document '{doc['name']}' has {len(content)} bytes, "
-                                         f"at most {max_document_bytes} allowed"))
-        elif not content:
-            found.append(Finding(code=codes.MISSING_FIELD, field=f"{where}.content",
-                                 message=f"document '{doc['name']}' is empty"))
-        if doc["media_type"] not in MEDIA_TYPES:
-            found.append(Finding(code=codes.INVALID_VALUE, field=f"{where}.media_type",
-                                 message=f"media type '{doc['media_type']}' is not accepted "
-                                         f"(one of {', '.join(sorted(MEDIA_TYPES))})"))
-        uploads.append(Upload(name=doc["name"], media_type=doc["media_type"], kind=doc.get("kind") or "other",
-                              content=content))
-    if plain.get("partner_id"):  # which agency gets a claim is routing policy, not the client's choice
-        found.append(Finding(code=codes.INVALID_VALUE, field="partner_id",
-                             message="partner_id is chosen by the gateway's routing and cannot be set"))
-    try:
-        claim = msgspec.convert({**plain, "client_id": client_id}, Claim)
-    except msgspec.ValidationError as exc:
-        message, _, where = str(exc).partition(" - at `$.")
-        return Draft(reference=reference, claim=None,
-                     findings=[*found, Finding(code=codes.TYPE_ERROR, message=message,
-                                               field=where.rstrip("`") or None)])
-    return Draft(reference=reference, claim=None if found else claim, findings=found, uploads=uploads)
+    """One claim of a request as a canonical draft (``services.drafts``, shared with the web console)."""
+    return drafts.draft_of(client_id, to_plain(item), max_document_bytes)
 
 
 def finding(f: Finding) -> t.Finding:

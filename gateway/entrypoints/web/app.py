@@ -25,6 +25,7 @@ from gateway.bootstrap import App
 from gateway.entrypoints.config_watch import ClientReloader
 from gateway.entrypoints.supervisor import describe
 from gateway.entrypoints.web import routes_auth, routes_claims, routes_handover, routes_operator, routes_runs
+from gateway.entrypoints.web import routes_labels
 from gateway.entrypoints.web import routes_clients, routes_mappings, routes_partners
 from gateway.entrypoints.web import routes_credit
 from gateway.entrypoints.web.pages import HERE, make_templates, redirect, render
@@ -97,7 +98,7 @@ def build_web_app(app: App, users: UserBook | None = None) -> Starlette:
     """The console for ``app``; ``users`` defaults to the configured logins."""
     cfg = app.config.web
     routes = [*routes_auth.ROUTES, *routes_handover.ROUTES, *routes_claims.ROUTES, *routes_runs.ROUTES,
-              *routes_operator.ROUTES, *routes_partners.ROUTES, *routes_clients.ROUTES,
+              *routes_labels.ROUTES, *routes_operator.ROUTES, *routes_partners.ROUTES, *routes_clients.ROUTES,
               *routes_mappings.ROUTES, *routes_credit.ROUTES,
               Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")]
     middleware = [Middleware(SecurityHeaders), Middleware(_Contained),
@@ -107,7 +108,7 @@ def build_web_app(app: App, users: UserBook | None = None) -> Starlette:
                     exception_handlers={LoginRequired: _login_required, HTTPException: _http_error,
                                         NotFound: _not_found})
     web.state.gateway = app
-    web.state.users = users or UserBook(app.config)
+    web.state.users = users or UserBook(app.config, app.login_throttle)
     # What the operator's admin pages changed in the config file, taken at once (serve replaces this with
     # its reloader, which also swaps the SFTP and SOAP logins).
     web.state.apply_config = ClientReloader(app, None, None, web.state.users.prepare_reload).apply

@@ -21,6 +21,7 @@ from starlette.templating import Jinja2Templates
 from gateway.domain.model import from_minor
 from gateway.entrypoints.web.security import checked_form, csrf_token, current_user
 from gateway.entrypoints.web.texts import DEFAULT, LANGS, state_name, translator
+from gateway.services.console import run_colour
 
 HERE = Path(__file__).resolve().parent
 LANG_COOKIE = "lang"
@@ -51,6 +52,7 @@ def _when(value: datetime | date | str | None) -> str:
 def make_templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(HERE / "templates"))  # autoescape on for .html
     templates.env.filters.update(money=_money, minor=_minor, when=_when)
+    templates.env.globals["run_colour"] = run_colour
     return templates
 
 
@@ -64,7 +66,10 @@ def lang_of(request: Request) -> str:
 
 def flash(request: Request, key: str, kind: str = "ok", **values: object) -> None:
     """A note shown once on the next page (text key and values; rendered in the reader's language)."""
-    request.session.setdefault("flash", []).append([kind, key, {k: str(v) for k, v in values.items()}])
+    # Assigned, not appended in place: the session saves only what it sees assigned (a second note before
+    # the next page would be lost).
+    note = [kind, key, {k: str(v) for k, v in values.items()}]
+    request.session["flash"] = [*request.session.get("flash", []), note]
 
 
 def render(request: Request, template: str, context: dict[str, Any] | None = None, status: int = 200) -> Response:

@@ -1,16 +1,17 @@
-"""Hand over one claim with a form: the fields a person fills in, an optional document (a phone's camera).
+"""Hand over one claim with a form: the fields a person fills in (amounts, fees, interest, the debtor with
+address and bank account) and documents (several; on a phone the camera).
 
-The form becomes the same plain data a SOAP ``ClaimInput`` becomes, goes through SOAP's translation
-(``soap.translate.draft_of``: document checks, partner_id refused, type errors as findings) and SOAP's use
-case (``submit.submit_claims``): the same rules as every channel. Findings are shown at the form's fields;
-an accepted or held claim is stored (with its document encrypted, as SOAP stores documents) and opened.
+The form becomes the same plain data a SOAP ``ClaimInput`` becomes, goes through the translation SOAP uses
+too (``services.drafts.draft_of``: document checks, type errors as findings) and the same use case
+(``submit.submit_claims``, channel ``web``): the same rules as every channel. Findings are shown at the form's
+fields; an accepted or held claim is stored (its documents encrypted, as SOAP stores documents) and opened.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from typing import Any, cast
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
@@ -19,19 +20,22 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.domain.findings import Finding
-from gateway.entrypoints.soap.translate import draft_of
 from gateway.entrypoints.web.pages import flash, post, redirect, render
 from gateway.entrypoints.web.routes_claims import amount_text
-from gateway.entrypoints.web.security import client_user, field
-from gateway.services import submit
+from gateway.entrypoints.web.security import MAX_FILES, client_user, field
+from gateway.services import drafts, submit
 
 log = logging.getLogger("gateway.web")
-TEXT_FIELDS = ("reference", "invoice_number", "amount", "invoice_date", "due_date", "kind", "first_name",
-               "last_name", "company", "birth_date", "street", "house_number", "postal_code", "city", "country",
-               "email")
-# A finding's canonical field path (its start) -> the form field it is shown at.
+FEES = (("fee_dunning", "dunning"), ("fee_return_debit", "return_debit"), ("fee_other", "other"))
+INTEREST_KINDS = ("statutory_b2c", "statutory_b2b", "fixed")
+TEXT_FIELDS = ("reference", "invoice_number", "amount", "invoice_date", "due_date", *(f for f, _ in FEES),
+               "interest_kind", "interest_from", "interest_rate", "kind", "first_name", "last_name", "company",
+               "birth_date", "street", "house_number", "postal_code", "city", "country", "email", "iban", "bic")
+# A finding's canonical field path (its start) -> the form field (or group: fees, interest) it is shown at.
 AT = (("creditor_reference", "reference"), ("principal_amount", "amount"), ("documents", "document"),
-      ("debtor.emails", "email"), ("debtor.addresses[0].", ""), ("debtor.", ""))
+      ("fees", "fees"), ("interest.from_date", "interest_from"), ("interest.rate", "interest_rate"),
+      ("interest", "interest_kind"), ("debtor.emails", "email"), ("debtor.bank_accounts", "iban"),
+      ("debtor.addresses[0].", ""), ("debtor.", ""))
 
 
 def form_field(path: str | None) -> str:
@@ -42,11 +46,11 @@ def form_field(path: str | None) -> str:
         if path.startswith(prefix):
             rest = path[len(prefix):] if not name else name
             name = re.split(r"[.\[]", rest)[0]
-            return name if name in (*TEXT_FIELDS, "document") else ""
+            return name if name in (*TEXT_FIELDS, "document", "fees") else ""
     return path if path in TEXT_FIELDS else ""
 
 
-def plain_claim(values: dict[str, str], document: tuple[str, str, bytes] | None) -> dict[str, Any]:
+def plain_claim(values: dict[str, str], documents: list[tuple[str, str, bytes]]) -> dict[str, Any]:
     """The form as the plain data of a SOAP claim (empty fields left out, like SOAP's absent elements)."""
     v = {k: x for k, x in values.items() if x}
     address = {k: v[k] for k in ("street", "house_number", "postal_code", "city", "country") if k in v}
@@ -56,32 +60,44 @@ def plain_claim(values: dict[str, str], document: tuple[str, str, bytes] | None)
         debtor["addresses"] = [address]
     if "email" in v:
         debtor["emails"] = [v["email"]]
+    if "iban" in v:
+        debtor["bank_accounts"] = [{"iban": v["iban"].replace(" ", "").upper(),
+                                    **({"bic": v["bic"].replace(" ", "").upper()} if "bic" in v else {})}]
     plain: dict[str, Any] = {"creditor_reference": v.get("reference"), "debtor": debtor,
                              **{k: v[k] for k in ("invoice_number", "invoice_date", "due_date") if k in v}}
     if "amount" in v:
         plain["principal_amount"] = amount_text(v["amount"])
-    if document:
-        name, media, content = document
-        plain["documents"] = [{"name": name, "media_type": media, "kind": "invoice", "content": [content]}]
+    fees = [{"kind": kind, "amount": amount_text(v[name])} for name, kind in FEES if name in v]
+    if fees:
+        plain["fees"] = fees
+    if "interest_kind" in v:
+        plain["interest"] = {"kind": v["interest_kind"], "from_date": v.get("interest_from"),
+                             **({"rate": amount_text(v["interest_rate"])} if "interest_rate" in v else {})}
+    if documents:  # the first is the invoice, the others its attachments
+        plain["documents"] = [{"name": name, "media_type": media, "kind": "invoice" if i == 0 else "other",
+                               "content": [content]} for i, (name, media, content) in enumerate(documents)]
     return {k: x for k, x in plain.items() if x is not None}
 
 
 async def new_form(request: Request) -> Response:
     client_user(request, submit=True)
-    return render(request, "handover.html", {"v": {"country": "DE", "kind": "consumer"}, "errors": {}})
+    return render(request, "handover.html", {"v": {"country": "DE", "kind": "consumer"}, "errors": {},
+                                             "interest_kinds": INTEREST_KINDS, "fees": FEES})
 
 
 async def handover(request: Request, form: FormData) -> Response:
     user, client = client_user(request, submit=True)
     app = request.app.state.gateway
     values = {k: field(form, k, 255).strip() for k in TEXT_FIELDS}
-    upload, document = form.get("document"), None
-    if isinstance(upload, UploadFile) and upload.filename:
-        content = await upload.read(app.config.soap.max_document_bytes + 1)
-        document = (upload.filename[-255:], upload.content_type or "application/octet-stream", content)
-    # SOAP's translation of a plain claim: it takes what to_plain makes of a spyne object, which a dict is.
-    draft = draft_of(client, cast(Any, plain_claim(values, document)), app.config.soap.max_document_bytes)
-    result = await run_in_threadpool(submit.submit_claims, app, client, [draft])
+    if values["interest_kind"] not in INTEREST_KINDS:
+        values["interest_kind"] = ""
+    documents = []
+    for upload in form.getlist("document")[:MAX_FILES]:
+        if isinstance(upload, UploadFile) and upload.filename:
+            content = await upload.read(app.config.soap.max_document_bytes + 1)
+            documents.append((upload.filename[-255:], upload.content_type or "application/octet-stream", content))
+    draft = drafts.draft_of(client, plain_claim(values, documents), app.config.soap.max_document_bytes)
+    result = await run_in_threadpool(submit.submit_claims, app, client, [draft], channel="web")
     answer = result.results[0]
     if answer.outcome in ("accepted", "held") and answer.claim_id is not None:
         log.info("web.handover login=%s claim=%d outcome=%s", user.login, answer.claim_id, answer.outcome)
@@ -92,7 +108,8 @@ async def handover(request: Request, form: FormData) -> Response:
         errors.setdefault(form_field(f.field), []).append(f.for_client())
     log.info("web.handover login=%s outcome=%s findings=%s", user.login, answer.outcome,
              ",".join(f.code for f in answer.findings))
-    return render(request, "handover.html", {"v": values, "errors": errors, "outcome": answer.outcome}, status=422)
+    return render(request, "handover.html", {"v": values, "errors": errors, "outcome": answer.outcome,
+                                             "interest_kinds": INTEREST_KINDS, "fees": FEES}, status=422)
 
 
 ROUTES = [

@@ -28,6 +28,7 @@ CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'
 HEADERS = {"content-security-policy": CSP, "x-frame-options": "DENY", "referrer-policy": "no-referrer",
            "x-content-type-options": "nosniff", "cross-origin-opener-policy": "same-origin"}
 MAX_FIELDS, MAX_FIELD_BYTES = 1000, 64 * 1024
+MAX_FILES = 10  # files in one form (the hand-over form's documents); the body size bounds them too
 
 
 class SecurityHeaders:
@@ -68,7 +69,7 @@ async def checked_form(request: Request) -> FormData:
         raise HTTPException(411)
     if int(length) > request.app.state.max_body:  # refused before a byte of it is parsed or spooled
         raise HTTPException(413)
-    form = await request.form(max_files=1, max_fields=MAX_FIELDS, max_part_size=MAX_FIELD_BYTES)
+    form = await request.form(max_files=MAX_FILES, max_fields=MAX_FIELDS, max_part_size=MAX_FIELD_BYTES)
     sent, expected = form.get("csrf"), request.session.get("csrf")
     if not isinstance(sent, str) or not isinstance(expected, str) or not hmac.compare_digest(sent, expected):
         raise HTTPException(403, "csrf")

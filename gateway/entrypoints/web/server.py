@@ -34,7 +34,7 @@ class WebServer:
         for path in (cert, key):
             if not Path(path).is_file():
                 raise KeyStoreError(f"no TLS file at {path}: run 'gateway keys init' or set soap.certificate")
-        self.users = UserBook(cfg)
+        self.users = UserBook(cfg, app.login_throttle)
         self.web = build_web_app(app, self.users)
         self.config = uvicorn.Config(
             self.web, host=cfg.web.host, port=cfg.web.port if port is None else port, ssl_certfile=str(cert),

@@ -3,8 +3,9 @@
 Passwords are scrypt hashes like SOAP's and SFTP's (``gateway.crypto.passwords``). A demo login may name
 a ``password_file`` instead (made by ``gateway keys init`` under keys.dir): its password is hashed in
 memory at start-up and shown once by ``serve``, never stored in the config or the repo.
-Failed logins are throttled per login and per address by the SOAP endpoint's ``LoginThrottle`` with the
-same settings (``soap.login``); a refused attempt costs no hash, and at most two hashes run at once.
+Failed logins are throttled per login and per address by the process's one ``LoginThrottle`` (``App.login_throttle``,
+``soap.login`` settings), the same instance the SOAP endpoint counts in: failures on either entry point
+count for both. A refused attempt costs no hash, and at most two hashes run at once.
 An unknown login is checked against a dummy hash, so its answer takes as long as a wrong password.
 """
 
@@ -49,13 +50,14 @@ class LoginOutcome:
 class UserBook:
     """The configured logins; ``check`` is blocking (scrypt): call it in a thread."""
 
-    def __init__(self, cfg: GatewayConfig) -> None:
+    def __init__(self, cfg: GatewayConfig, throttle: LoginThrottle | None = None) -> None:
         self.users: dict[str, tuple[WebUser, str]] = {}
         self.demo: dict[str, str] = {}  # login -> password, for users with a password_file only
         self._configs: dict[str, WebUserConfig] = dict(cfg.web.users)
         for login, ucfg in cfg.web.users.items():
             self.users[login] = (self._user(cfg, login, ucfg), self._hash(cfg, login, ucfg))
-        self.throttle = LoginThrottle(cfg.soap.login)
+        # ``serve`` passes the process's throttle (``App.login_throttle``), which SOAP counts in too
+        self.throttle = throttle or LoginThrottle(cfg.soap.login)
         self._checks = threading.BoundedSemaphore(2)
         self._dummy = hash_password("no such login")
 

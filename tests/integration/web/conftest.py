@@ -21,6 +21,7 @@ from gateway.bootstrap import App, build_app
 from gateway.config import load_config
 from gateway.crypto.passwords import verify_password
 from gateway.entrypoints.web.app import build_web_app
+from gateway.entrypoints.web.users import UserBook
 from gateway.services.dispatch import Dispatcher
 from gateway.services.ingest import ingest_file
 from gateway.services.keys import init_keys
@@ -92,6 +93,12 @@ def stored(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
     Tests of a module share it: each changes only claims no other test of its module looks at.
     """
+    yield from stored_gateway(request, tmp_path_factory)
+
+
+def stored_gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                   **overrides: Any) -> Iterator[App]:
+    """``stored`` with config ``overrides`` (a module's own ``stored`` fixture calls this)."""
     base = tmp_path_factory.mktemp("web")
     if request.param == "sqlite":
         urls: Iterator[str] = iter([f"sqlite:///{base / 'var' / 'gateway.db'}"])
@@ -100,7 +107,7 @@ def stored(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     else:
         urls = _pg_schema_url()
     url = next(urls)
-    app = build_app(console_config(base, url), migrate=True)
+    app = build_app(console_config(base, url, **overrides), migrate=True)
     try:
         ingest_file(app, DEMO, "demo")
         ingest_file(app, DEMO, "other")
@@ -114,5 +121,5 @@ def stored(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 @pytest.fixture
 def console(stored: App) -> Console:
-    """A fresh console (its own login throttle) on the module's gateway."""
-    return Console(stored, build_web_app(stored))
+    """A fresh console (its own login throttle, not the module's gateway's shared one) on the module's gateway."""
+    return Console(stored, build_web_app(stored, UserBook(stored.config)))

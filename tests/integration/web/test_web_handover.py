@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from gateway.services.claim_queries import get_claim
-from gateway.store.schema import documents
+from gateway.store.schema import claim_events, documents, submissions
 from tests.integration.web.conftest import Console, claim_ids
 
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
@@ -89,3 +89,44 @@ def test_handover_needs_submit_role_csrf_and_stays_in_the_own_client(console: Co
     assert r.status_code == 303
     assert "WEB-6" in claim_ids(console.app, "other") and "WEB-6" not in claim_ids(console.app, "demo")
     assert console.client("olga").get("/claims/new").status_code == 404  # the operator hands over nothing
+
+
+def test_handover_takes_fees_interest_bank_account_and_several_documents_as_a_web_run(console: Console) -> None:
+    c = console.client("anna")
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
+    form = {**good("WEB-FULL"), "fee_dunning": "5,00", "fee_return_debit": "3,50", "interest_kind": "fixed",
+            "interest_from": (date.today() - timedelta(days=10)).isoformat(), "interest_rate": "4,5",
+            "iban": "de89 3704 0044 0532 0130 00", "bic": "cobadeffxxx"}
+    r = c.post("/claims/new", data={"csrf": console.csrf(c, "/claims/new"), **form},
+               files=[("document", ("rechnung.pdf", PDF, "application/pdf")),
+                      ("document", ("mahnung.png", png, "image/png"))])
+    assert r.status_code == 303, r.text
+    cid = int(r.headers["location"].rsplit("/", 1)[1])
+    claim = get_claim(console.app, "demo", cid)
+    assert [(f.kind.value, str(f.amount)) for f in claim.claim.fees] == [("dunning", "5.00"), ("return_debit", "3.50")]
+    assert claim.claim.interest is not None and claim.claim.interest.kind.value == "fixed"
+    assert str(claim.claim.interest.rate) == "4.5"
+    account = claim.claim.debtor.bank_accounts[0]
+    assert (account.iban, account.bic) == ("DE89370400440532013000", "COBADEFFXXX")
+    assert [(d["name"], d["kind"]) for d in claim.documents] == [("rechnung.pdf", "invoice"), ("mahnung.png", "other")]
+    with console.app.engine.connect() as conn:
+        channel = conn.execute(select(submissions.c.channel).where(submissions.c.reference == claim.submission)
+                               ).scalar_one()
+        first = conn.execute(select(claim_events.c.data).where(claim_events.c.claim_id == cid)
+                             .order_by(claim_events.c.id).limit(1)).scalar_one()
+    assert channel == "web" and '"channel": "web"' in first.replace('":"', '": "')
+
+
+def test_handover_findings_of_the_new_fields_are_shown_where_they_belong(console: Console) -> None:
+    c = console.client("anna")
+    bad = {**good("WEB-BAD"), "iban": "DE00123", "fee_dunning": "-2", "interest_kind": "fixed",
+           "interest_from": date.today().isoformat()}
+    r = c.post("/claims/new", data={"csrf": console.csrf(c, "/claims/new"), **bad})
+    assert r.status_code == 422
+    invalid = set(re.findall(r'<span class="field-error" id="err-(\w+)">', r.text))
+    assert {"iban", "fees", "interest_rate"} <= invalid, invalid  # a fixed rate needs its rate
+    assert 'value="DE00123"' in r.text
+    no_start = c.post("/claims/new", data={"csrf": console.csrf(c, "/claims/new"), **good("WEB-BAD"),
+                                           "interest_kind": "statutory_b2c"})
+    assert no_start.status_code == 422 and 'id="err-interest_from"' in no_start.text
+    assert "WEB-BAD" not in claim_ids(console.app, "demo")

@@ -21,8 +21,10 @@ def test_client_a_on_every_url_of_client_b_gets_404_like_an_unknown_id(console: 
     unknown_claim, unknown_run = 99_999_999, "S00000000-NOPE"
     for claim in (foreign, unknown_claim):
         assert c.get(f"/claims/{claim}").status_code == 404
+        assert c.get(f"/claims/{claim}/documents/1").status_code == 404
         for action, data in (("cancel", {}), ("message", {"text": "hallo"}),
-                             ("payment", {"amount": "1", "date": "2025-01-01"})):
+                             ("payment", {"amount": "1", "date": "2025-01-01"}), ("refresh", {}),
+                             ("monitoring", {}), ("labels", {"add": "x"})):
             r = c.post(f"/claims/{claim}/{action}", data={"csrf": token, **data})
             assert r.status_code == 404, (claim, action)
     for ref in (run, unknown_run):
@@ -35,7 +37,8 @@ def test_client_a_on_every_url_of_client_b_gets_404_like_an_unknown_id(console: 
         assert c.get(path).status_code == 404, path
     assert c.post("/operator/outbox/1/retry", data={"csrf": token}).status_code == 404
     op = console.client("olga")
-    for path in ("/claims", f"/claims/{foreign}", "/runs", "/upload", "/claims/new", "/claims/export.csv"):
+    for path in ("/claims", f"/claims/{foreign}", "/runs", "/upload", "/claims/new", "/claims/export.csv",
+                 "/labels"):
         assert op.get(path).status_code == 404, path
 
 

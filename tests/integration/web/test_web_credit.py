@@ -106,3 +106,39 @@ def test_claim_panel_lists_the_debtor_s_checks(console: Console) -> None:
                                   incomplete=True, interest="claim_collection", requested_by="anna", cached=False)
     html = panel.render(t=translator("en"), credit_checks=[summary])
     assert 'href="/credit/7"' in html and "Claim collection" in html and "incomplete" in html
+
+
+def test_claim_page_shows_the_debtor_s_checks_of_its_own_client_only(console: Console) -> None:
+    import msgspec
+
+    from gateway.services import submit
+    from tests.factories import make_claim
+    from tests.integration.test_credit import person
+    app = console.app
+    debtor = msgspec.structs.replace(make_claim().debtor, first_name="Vera", last_name="Vollstreckt")
+    ids = {}
+    for client in ("demo", "other"):
+        claim = msgspec.structs.replace(make_claim("R-PANEL"), client_id=client, debtor=debtor)
+        ids[client] = submit.submit_claims(app, client, [submit.Draft(reference="R-PANEL", claim=claim)]
+                                           ).results[0].claim_id
+    mine = credit.check_credit(app, "demo", person("Vera", "Vollstreckt"), interest="claim_collection",
+                               user="anna", channel="web")
+    theirs = credit.check_credit(app, "other", person("Vera", "Vollstreckt"), interest="contract_initiation",
+                                 user="ben", channel="web")
+    assert mine.colour == "red"
+    page = console.client("anna").get(f"/claims/{ids['demo']}")
+    assert page.status_code == 200
+    panel = page.text.split('id="credit-checks"', 1)[1].split("</section>", 1)[0]
+    assert f'data-check="{mine.check_id}"' in panel and "credit-dot credit-red" in panel
+    assert f'href="/credit/{mine.check_id}"' in panel and "anna" in panel
+    assert f'data-check="{theirs.check_id}"' not in page.text and "ben" not in panel  # another client's check
+    other_page = console.client("ben").get(f"/claims/{ids['other']}")
+    assert f'data-check="{theirs.check_id}"' in other_page.text
+    assert f'data-check="{mine.check_id}"' not in other_page.text
+    assert console.client("ben").get(f"/claims/{ids['demo']}").status_code == 404
+    # a claim of a debtor nobody checked shows the empty panel
+    plain = msgspec.structs.replace(make_claim("R-NOCHECK"), client_id="demo",
+                                    debtor=msgspec.structs.replace(debtor, last_name="Ungeprüft"))
+    cid = submit.submit_claims(app, "demo", [submit.Draft(reference="R-NOCHECK", claim=plain)]).results[0].claim_id
+    empty = console.client("anna").get(f"/claims/{cid}").text
+    assert 'id="credit-checks"' in empty and "data-check=" not in empty

@@ -8,8 +8,8 @@ Install writes ``mappings/<name>.yaml`` atomically (temp file, fsync, rename; th
 ``.bak``) and refreshes the mapping registry, as the folder watcher of ``serve`` does on its own.
 
 The sample holds debtor data: it is kept encrypted under the gateway's master key (``FieldCipher``, bound to
-its token), written in plain only to a private temp file for the length of one read, and deleted a day
-after its upload at the latest. Only its random token leaves this module (the console keeps it in the session).
+its token), written in plain only to a private temp file for the length of one read, usable for a day after
+its upload and deleted at its next use or the next upload after that. Only its random token leaves this module (the console keeps it in the session).
 """
 
 from __future__ import annotations
@@ -91,8 +91,12 @@ def store_sample(app: App, client_id: str, name: str, data: bytes) -> SampleInfo
 def _load(app: App, token: str, client_id: str) -> _Stored:
     if not _TOKEN.match(token):
         raise NotFound("no such sample")
+    path = _folder(app) / token
     try:
-        blob = (_folder(app) / token).read_bytes()
+        if path.stat().st_mtime < time.time() - SAMPLE_TTL_SECONDS:
+            path.unlink(missing_ok=True)
+            raise FileNotFoundError(token)
+        blob = path.read_bytes()
     except FileNotFoundError:
         raise NotFound("the sample is gone (kept for a day): upload it again") from None
     stored = msgspec.msgpack.decode(app.cipher.decrypt(blob, aad=token.encode()), type=_Stored)

@@ -4,7 +4,9 @@ finding, installed and used by the next ingest at once; hostile samples refused;
 from __future__ import annotations
 
 import logging
+import os
 import re
+import time
 
 import pytest
 from starlette.testclient import TestClient
@@ -97,6 +99,16 @@ def test_preview_needs_a_sample_of_this_client_and_clients_get_404(console: Cons
         assert anna.post(path, data={"csrf": anna_token, "mapping": text, "do": "install"},
                          files={"file": ("x.csv", b"a;b\n1;2\n", "text/csv")}).status_code == 404
     assert c.get("/operator/mappings/nobody").status_code == 404
+    folder = console.app.config.var_dir / "web-mapping-samples"
+    before = set(folder.iterdir()) if folder.exists() else set()
+    r = c.post("/operator/mappings/other/sample", data={"csrf": token},
+               files={"file": ("sample.csv", DEMO.read_bytes(), "text/csv")})
+    assert 'value="preview" disabled' not in r.text
+    (kept,) = set(folder.iterdir()) - before
+    os.utime(kept, (time.time() - 25 * 3600,) * 2)  # a day and an hour old
+    r = c.post("/operator/mappings/other", data={"csrf": token, "mapping": text, "do": "preview"})
+    assert "Bitte zuerst eine Beispieldatei hochladen" in r.text  # usable for a day only, then deleted
+    assert not kept.exists()
 
 
 

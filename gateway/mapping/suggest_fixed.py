@@ -3,7 +3,9 @@
 With no header to match, the layout comes from the records themselves: a position where every record
 has a space separates columns, so does a change from digits to letters in every record; a run of digits
 is cut into dates (8 or 6 digits that read as a date in most records) and numbers (amounts in cents,
-as legacy exports write them); a sign column after a number joins it. A first line that does not fit
+as legacy exports write them; a block of positions that hold 0 in nearly every record, after positions
+whose digits vary, starts the next number); a sign column after a number joins it. A text run filled in
+few records right after a text field is that field's further words ("Frankfurt am Main"). A first line that does not fit
 the records' pattern is a title. Fields are then placed by their values and their order.
 """
 
@@ -95,7 +97,7 @@ def _fields(records: list[str], width: int) -> list[tuple[int, int, str]]:
                 out.append((end, b, "sign"))
         else:
             out.append((a, b, "text"))
-    out = _attach_signs(out, counts, n)
+    out = _merge_words(_attach_signs(out, counts, n), records)
     # a field reaches to the next one: the widest value in the sample is not the widest there will be
     return [(s, out[i + 1][0] if i + 1 < len(out) else width, k) for i, (s, _, k) in enumerate(out)]
 
@@ -122,12 +124,24 @@ def _digit_fields(records: list[str], a: int, b: int, counts: list[Counter[str]]
     cursor = a
     for s, e in sorted(dates):
         if s > cursor:
-            out.append((cursor, s, _number_kind(records, cursor, s)))
+            out.extend(_numbers(records, cursor, s))
         out.append((s, e, "date"))
         cursor = e
     if cursor < b:
-        out.append((cursor, b, _number_kind(records, cursor, b)))
+        out.extend(_numbers(records, cursor, b))
     return out
+
+
+def _numbers(records: list[str], a: int, b: int) -> list[tuple[int, int, str]]:
+    """Numbers written side by side with leading zeros ("0000045990" "00001200"): a block of positions that
+    hold 0 in nearly every record, between positions whose digits vary, starts the next number."""
+    zero = [sum(r[p] == "0" for r in records) >= 0.9 * len(records) for p in range(a, b)]
+    cuts = [a]
+    for i in range(1, len(zero)):
+        if zero[i] and not zero[i - 1] and any(not z for z in zero[i:]) and a + i - cuts[-1] >= 3:
+            cuts.append(a + i)
+    cuts.append(b)
+    return [(s, e, _number_kind(records, s, e)) for s, e in zip(cuts, cuts[1:])]
 
 
 def _number_kind(records: list[str], a: int, b: int) -> str:
@@ -152,6 +166,19 @@ def _date_format(cells: list[str]) -> str | None:
         if ok >= max(_MOST * len(values), len(values) - 1) and ok >= 2:
             return fmt
     return None
+
+
+def _merge_words(fields: list[tuple[int, int, str]], records: list[str]) -> list[tuple[int, int, str]]:
+    """A text run filled in few records right after a text field is that field's further words
+    ("Frankfurt am Main" where most cities are one word), not a column of its own."""
+    out: list[tuple[int, int, str]] = []
+    for s, e, kind in fields:
+        filled = sum(bool(r[s:e].strip()) for r in records)
+        if kind == "text" and out and out[-1][2] == "text" and s - out[-1][1] <= 2 and filled <= 0.5 * len(records):
+            out[-1] = (out[-1][0], e, "text")
+        else:
+            out.append((s, e, kind))
+    return out
 
 
 def _attach_signs(fields: list[tuple[int, int, str]], counts: list[Counter[str]],
@@ -184,6 +211,8 @@ def place_headerless(sample: Sample) -> tuple[dict[str, dict[str, Any]], dict[st
     amounts = [n for n in cols if n.startswith("amount_")]
     if amounts:
         put("principal_amount", amounts[0], "the first amount (written in cents)")
+    if len(amounts) > 1:
+        put("fees.dunning", amounts[1], "the second amount: in such exports most often the dunning fees")
     dates = [n for n in cols if n.startswith("date_")]
     year = date.today().year
     births = [n for n in dates if _years(cols[n], sample.date_formats.get(n)) < year - 14]

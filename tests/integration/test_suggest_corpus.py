@@ -90,8 +90,10 @@ def test_drafts_avoid_the_reported_failures() -> None:
 def test_fixed_width_drafts_without_a_layout_pass_check(name: str) -> None:
     s = _suggestion(name, layout=False)
     spec = parse_mapping(s.text, file="draft.yaml")
-    assert spec.format.type == "fixed_width" and s.unsure  # inferred columns are guesses, and said to be
-    assert score(name, spec).total > 0
+    assert spec.format.type == "fixed_width" and set(s.unsure) == set(s.fields)  # all guesses, and said to be
+    # columns cut from the records alone: most values, not all (legacy.txt: its amounts all end in 0, so the
+    # fee's leading zeros seem to start one position early); the record description is what makes it exact
+    assert score(name, spec).accuracy >= 0.85
 
 
 @pytest.mark.parametrize("layout", ["legacy_satzbeschreibung.txt", "kasse_layout.xlsx"])

@@ -52,10 +52,11 @@ def run(app: App, args: argparse.Namespace) -> int:
                            debtor_name=args.debtor_name)
         done = erasure.erase(app, ids, args.reason)
         if args.json:
-            print_json({"erased": done.erased, "already_erased": done.already})
+            print_json({"erased": done.erased, "already_erased": done.already, "credit_checks": done.credit_checks})
         else:
             print(f"erased {len(done.erased)} claim(s): {', '.join(map(str, done.erased)) or '-'}"
-                  + (f"; already erased: {', '.join(map(str, done.already))}" if done.already else ""))
+                  + (f"; already erased: {', '.join(map(str, done.already))}" if done.already else "")
+                  + (f"; {done.credit_checks} credit check(s) of the debtor" if done.credit_checks else ""))
         return 0
     if args.command == "retention":
         kept = erasure.run_retention(app)

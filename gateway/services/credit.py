@@ -47,7 +47,7 @@ from gateway.store.sql import dumps, loads
 
 log = logging.getLogger("gateway.credit")
 CHANNELS = ("cli", "soap", "web")
-ERASED_KEY = "erased"  # subject_key of an erased check: never equal to a blind index (hex)
+ERASED_KEY = store.ERASED_KEY
 
 
 class CreditRefused(GatewayError):
@@ -354,17 +354,14 @@ def erase_checks(app: App, client_id: str, *, check_id: int | None = None, subje
     ``[erased]`` too. Returns how many rows held data.
     """
     app.config.client(client_id)
-    c = store.credit_checks.c
-    q = update(store.credit_checks).where(c.client_id == client_id, c.personal.is_not(None))
     if check_id is not None:
-        q = q.where(c.id == check_id)
+        chosen: dict[str, Any] = {"check_id": check_id}
     elif subject_name and subject_name.strip():
-        q = q.where(c.subject_index == app.cipher.blind_index(subject_name, client_id))
+        chosen = {"subject_index": app.cipher.blind_index(subject_name, client_id)}
     else:
         raise CreditRefused("subject", "name a check id or the subject's name")
     with write_tx(app.engine) as conn:
-        n = int(conn.execute(q.values(personal=None, wrapped_dek=None, key_id=None, subject_index=None,
-                                      subject_key=ERASED_KEY)).rowcount)
+        n = store.erase(conn, client_id, **chosen)
     log.info("credit.erased client=%s checks=%d", client_id, n)
     return n
 

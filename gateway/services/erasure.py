@@ -2,7 +2,8 @@
 
 Erasing a claim deletes its data key (``claim_keys``: crypto-shredding of the value in the append-only
 ``claims`` row and of its blind name index), its documents, message texts and content fingerprint, and
-appends an ``erased`` event (who, when, why; no personal data). What stays: the claim's amounts, dates,
+appends an ``erased`` event (who, when, why; no personal data); the client's credit checks of that debtor
+lose their data too (their audit rows stay). What stays: the claim's amounts, dates,
 references, partner and its whole event history, which accounting needs. ``gateway retention run``
 erases the closed claims of clients with ``retention_days_after_close`` and deletes their raw files, and
 every sandbox claim (in any state) and raw file older than its sandbox's ``retention_days``
@@ -23,6 +24,7 @@ from gateway.domain.lifecycle import TERMINAL, Actor
 from gateway.errors import NotFound
 from gateway.services.claim_ops import InvalidRequest
 from gateway.store import claims as claim_store
+from gateway.store import credit_checks
 from gateway.store.db import read_tx, write_tx
 from gateway.store.keys_store import claim_keys
 from gateway.store.schema import (claim_current, claim_fingerprints, claims, documents, messages,
@@ -36,6 +38,7 @@ ERASED = "erased"  # the event kind
 class ErasureReport:
     erased: list[int] = field(default_factory=list)
     already: list[int] = field(default_factory=list)  # erased before: nothing left to destroy
+    credit_checks: int = 0  # credit checks of these debtors at their clients whose data went with them
 
 
 def find(app: App, *, claim_id: int | None = None, client_id: str | None = None, reference: str | None = None,
@@ -61,22 +64,40 @@ def find(app: App, *, claim_id: int | None = None, client_id: str | None = None,
 
 
 def erase(app: App, claim_ids: list[int], reason: str, *, actor: Actor = Actor.OPERATOR,
-          by: str | None = None) -> ErasureReport:
-    """Destroy the personal data of these claims, each with an ``erased`` event; idempotent."""
+          by: str | None = None, with_credit_checks: bool = True) -> ErasureReport:
+    """Destroy the personal data of these claims, each with an ``erased`` event; idempotent.
+
+    With them go the data of the credit checks their client made of the same debtor (by the debtor's blind
+    name index, as the claim page links them; the checks' audit rows stay), in the same transaction: erasing
+    a debtor is one request, not one per store. Retention passes ``with_credit_checks=False``: checks have a
+    retention period of their own.
+    """
     if not reason.strip():
         raise InvalidRequest("an erasure needs a reason (kept in the claim's history)", "reason")
     who = by or getpass.getuser()
     report = ErasureReport()
     with write_tx(app.engine) as conn:
         for cid in claim_ids:
+            if with_credit_checks:
+                report.credit_checks += _erase_checks_of_debtor(conn, cid)
             if _erase_one(conn, cid):
                 claim_store.annotate(conn, cid, actor, ERASED, {"by": who, "reason": reason.strip()[:500]},
                                      now=app.now())
                 report.erased.append(cid)
             else:
                 report.already.append(cid)
-    log.info("erasure.done claims=%d already=%d by=%s", len(report.erased), len(report.already), who)
+    log.info("erasure.done claims=%d already=%d credit_checks=%d by=%s", len(report.erased), len(report.already),
+             report.credit_checks, who)
     return report
+
+
+def _erase_checks_of_debtor(conn: Connection, claim_id: int) -> int:
+    """Erase the credit checks of the claim's debtor at the claim's client, while its name index is still there."""
+    row = conn.execute(select(claim_keys.c.client_id, claim_keys.c.name_index)
+                       .where(claim_keys.c.claim_id == claim_id)).first()
+    if row is None or row.name_index is None:
+        return 0
+    return credit_checks.erase(conn, row.client_id, subject_index=str(row.name_index))
 
 
 def _erase_one(conn: Connection, claim_id: int) -> bool:
@@ -139,7 +160,7 @@ def run_sandbox_retention(app: App, now: datetime | None = None) -> RetentionRep
 
 def _erase_due(app: App, report: RetentionReport, client_id: str, due: list[int], reason: str) -> None:
     for i in range(0, len(due), 500):
-        done = erase(app, due[i:i + 500], reason, actor=Actor.SYSTEM, by="retention")
+        done = erase(app, due[i:i + 500], reason, actor=Actor.SYSTEM, by="retention", with_credit_checks=False)
         report.claims[client_id] = report.claims.get(client_id, 0) + len(done.erased)
 
 

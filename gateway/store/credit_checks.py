@@ -96,6 +96,24 @@ def audit(conn: Connection, client_id: str, since: datetime | None = None,
     return list(conn.execute(q.order_by(c.created_at, c.id)).mappings())
 
 
+ERASED_KEY = "erased"  # subject_key of an erased check: never equal to a blind index (hex)
+
+
+def erase(conn: Connection, client_id: str, *, check_id: int | None = None, subject_index: str | None = None,
+          before: datetime | None = None) -> int:
+    """Drop the sealed subject and answers, their key and the blind indexes of the client's checks chosen by
+    id, by the subject's name index, or by age (``before``); the audit columns stay. Rows that held data."""
+    q = update(credit_checks).where(c.client_id == client_id, c.personal.is_not(None))
+    if check_id is not None:
+        q = q.where(c.id == check_id)
+    if subject_index is not None:
+        q = q.where(c.subject_index == subject_index)
+    if before is not None:
+        q = q.where(c.created_at < before)
+    return int(conn.execute(q.values(personal=None, wrapped_dek=None, key_id=None, subject_index=None,
+                                     subject_key=ERASED_KEY)).rowcount)
+
+
 def lock_client(conn: Connection, client_id: str) -> None:
     """Serialise the rate-limit count and insert of one client (PostgreSQL; SQLite's write lock does it)."""
     if conn.dialect.name == "postgresql":

@@ -283,6 +283,29 @@ def test_erasure_keeps_the_audit_row_and_ends_the_cache(app: App, live: dict[str
     assert credit.erase_checks(app, "other", check_id=other.check_id) == 0
 
 
+def test_erasing_a_debtor_s_claims_erases_their_checks_at_that_client(app: App,
+                                                                     live: dict[str, HttpBureauSimulator]) -> None:
+    from gateway.services import erasure
+    vera = person("Vera", "Vollstreckt")
+    first, cached, other = check(app, vera), check(app, vera), check(app, vera, client="other")
+    bystander = check(app, person("Erika", "Mustermann"))
+    claim = msgspec.structs.replace(make_claim("R-ERASE"), client_id="demo",
+                                    debtor=msgspec.structs.replace(make_claim().debtor, first_name="Vera",
+                                                                   last_name="Vollstreckt"))
+    cid = submit.submit_claims(app, "demo", [submit.Draft(reference="R-ERASE", claim=claim)]).results[0].claim_id
+    assert [s.check_id for s in credit.checks_for_claim(app, "demo", cid)] == [cached.check_id, first.check_id]
+    ids = erasure.find(app, client_id="demo", debtor_name="vera  VOLLSTRECKT")
+    report = erasure.erase(app, ids, "Art. 17 request", by="tester")
+    assert report.erased == [cid] and report.credit_checks == 1  # the cached row holds no data of its own
+    subjects = {r["check_id"]: (r["subject"], r["colour"], r["requested_by"]) for r in credit.audit_log(app, "demo")}
+    assert subjects[first.check_id] == subjects[cached.check_id] == ("[erased]", "red", "alice")  # audit stays
+    assert subjects[bystander.check_id][0] == "Erika Mustermann"
+    assert credit.get_check(app, "other", other.check_id).subject == vera  # another client's check stays
+    queries = live["json"].book.queries
+    assert not check(app, vera).cached and live["json"].book.queries == queries + 1  # the cache has nothing left
+    assert erasure.erase(app, ids, "again", by="tester").credit_checks == 0  # the claim's index is gone
+
+
 def test_demo_bureau_simulators_serve_runs(tmp_path: Path, db_url: str) -> None:
     from adapters.bureaus.simulators.http_sim import refused_port
     from gateway.entrypoints.demo_bureaus import start_bureau_simulators

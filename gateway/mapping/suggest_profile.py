@@ -40,7 +40,8 @@ CONSUMER_WORDS = frozenset({"p", "person", "privat", "private", "privatperson", 
 BUSINESS_WORDS = frozenset({"f", "firma", "firmenkunde", "business", "company", "gewerbe", "gewerblich", "b2b",
                             "unternehmen", "juristisch", "gk", "organisation", "organization", "corporate"})
 # Header words of numbers that are no money, whatever their values look like.
-_NOT_MONEY = re.compile(r"kostenstelle|^kst|kst$|costcent|konto|nummer|stufe|whg|wohnung|^nr|nr$|id$|plz|anzahl|menge")
+_NOT_MONEY = re.compile(r"kostenstelle|^kst|kst$|costcent|kontonr|kontonummer|^konto$|nummer|stufe|whg|wohnung|^nr"
+                        r"|nr$|no$|(?<!pa)id$|plz|zip|anzahl|menge|quantity|^qty")
 
 
 def share(values: list[str], pred: Callable[[str], Any]) -> float:

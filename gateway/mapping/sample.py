@@ -48,6 +48,11 @@ def read_sample(path: Path, format_type: str | None = None, limits: LimitsConfig
 
     ``layout``: the client's record description of a fixed-width file (see ``suggest_layout``).
     """
+    try:
+        if path.stat().st_size == 0:
+            raise InputError("the file is empty: nothing to draft a mapping from", file=str(path))
+    except OSError as exc:
+        raise InputError(f"cannot open the file: {exc.strerror}", file=str(path)) from None
     if layout is not None:
         return _layout_sample(path, layout, limits)
     kind = format_type or _TYPES.get(path.suffix.lower())

@@ -138,4 +138,4 @@ def test_errors_go_to_stderr_and_json_stays_json(tmp_path: Path, capsys: pytest.
     empty.write_bytes(b"")
     assert main(["mapping", "suggest", str(empty), "--client", "x"]) == 3
     out, err = capsys.readouterr()
-    assert out == "" and "empty" in err
+    assert out == "" and "the file is empty" in err

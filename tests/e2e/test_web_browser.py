@@ -3,8 +3,11 @@ Selenium against a real ``gateway serve`` with the console on, its demo logins m
 
 One serve process and one browser for the whole walk (SQLite only, to stay within ~60 s): log in, upload the
 demo file and read the ack table, open the held minor's claim and read why, release the run's held claims
-(the minor left out by default), send a message, cancel a claim; the operator retries a dead letter of a
-partner whose certificate is missing. Screenshots go to a temporary folder, or to $GATEWAY_WEB_SCREENSHOTS.
+(the minor left out by default), see the claims turn green as the demo agency (its simulator, one step
+every half second) reports them paid and the run green, put a coloured label on a claim and filter by it,
+hand over a claim with its invoice and download the invoice again, send a message, cancel a claim; the
+operator retries a dead letter of a partner whose certificate is missing. Screenshots go to a temporary
+folder, or to $GATEWAY_WEB_SCREENSHOTS.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from adapters.simulators.agency import STATUS_MAP
 from tests.conftest import ROOT, write_config
 from tests.e2e.test_serve_demo import GATEWAY, gateway
 from tests.e2e.test_serve_soap import _free_port
@@ -75,8 +79,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     clients = {"demo": {"name": "Demo Fitness", "mapping": "demo", "default_partner": "demo-agency",
                         "hold_all": True},
                "broken": {"name": "Broken", "mapping": "demo", "default_partner": "broken-agency"}}
+    # The demo agency of ``make run``, quicker: it answers each delivered case and moves it one step every half
+    # second (accepted, in progress, paid), and the gateway pulls its status files every half second.
     partners = {"demo-agency": {"adapter": "directory", "certificate": "var/keys/partners/demo-agency.crt",
-                                "options": {"path": "var/partners/demo-agency"}},
+                                "options": {"path": "var/partners/demo-agency"}, "status_map": STATUS_MAP,
+                                "sync": {"every_seconds": 0.5}, "simulator": {"enabled": True, "step_seconds": 0.5}},
                 # its certificate never exists: every batch to it is a dead letter at once
                 "broken-agency": {"adapter": "directory", "certificate": "missing/broken-agency.crt",
                                   "options": {"path": "var/partners/broken-agency"}}}
@@ -107,11 +114,18 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
+def downloads(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("downloads")
+
+
+@pytest.fixture(scope="module")
+def browser(downloads: Path) -> Iterator[object]:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
+    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                              "download.prompt_for_download": False})
     profile = tempfile.mkdtemp(prefix="chromium-")
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -127,7 +141,7 @@ def browser() -> Iterator[object]:
 
 
 def test_a_client_and_the_operator_work_through_the_console(served: tuple[str, Path, Path], browser: object,
-                                                           tmp_path: Path) -> None:
+                                                           downloads: Path, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
     url, base, out = served
     shots = Path(os.environ.get("GATEWAY_WEB_SCREENSHOTS") or tmp_path)
@@ -166,10 +180,45 @@ def test_a_client_and_the_operator_work_through_the_console(served: tuple[str, P
     w.shot("run-release")
     w.click("form[action$='/release'] button")
     assert "7 Forderung(en) freigegeben" in w.text()
-    wait_for("the released claims to be handed over",
-             lambda: (w.go("/claims?state=handed_over"),
-                      len(browser.find_elements(By.CSS_SELECTOR, "tr.st-handed_over")) == 7)[1],  # type: ignore
-             timeout=20)
+    # The demo agency takes the claims, works them and reports them paid: the rows turn green, so does the run.
+    wait_for("the demo agency to report the released claims paid",
+             lambda: (w.go("/claims?state=closed_paid&sort=reference&dir=asc"),
+                      len(browser.find_elements(By.CSS_SELECTOR, "tr.st-closed_paid")) == 7)[1],  # type: ignore
+             timeout=30)
+    assert "bezahlt" in w.text()
+    w.shot("claims-paid")
+    w.go("/runs")
+    assert browser.find_elements(By.CSS_SELECTOR, "tr.run-confirmed")  # type: ignore[attr-defined]
+    assert "vom Inkassobüro bestätigt" in w.text()
+
+    w.go("/labels")  # a label of the client's own, in red, on a claim, and the list filtered by it
+    w.css("section.card input[name=name]").send_keys("Rückruf")  # type: ignore[attr-defined]
+    w.css("section.card select[name=colour] option[value=red]").click()  # type: ignore[attr-defined]
+    w.click("section.card form button")
+    assert "Markierung gespeichert" in w.text()
+    w.go("/claims?sort=reference&dir=asc")
+    browser.get(browser.find_element(By.LINK_TEXT, "RE-2025-0001").get_attribute("href"))  # type: ignore
+    w.click("form[action$='/labels'] button")
+    assert "Markierungen geändert" in w.text() and w.css("#labels .label.lb-red").text.startswith("Rückruf")  # type: ignore
+    w.shot("claim-labels")
+    w.go("/claims?label=R%C3%BCckruf")
+    assert [e.text for e in browser.find_elements(By.CSS_SELECTOR, "table.claims td:first-child > a")] == [  # type: ignore
+        "RE-2025-0001"]
+
+    invoice = tmp_path / "rechnung-4711.pdf"  # handed over with its invoice, then downloaded again
+    invoice.write_bytes(b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n")
+    w.go("/claims/new")
+    for name, value in (("reference", "WEB-DOC-1"), ("amount", "120,00"), ("company", "Muster GmbH"),
+                        ("street", "Am Markt"), ("house_number", "2"), ("postal_code", "20095"),
+                        ("city", "Hamburg"), ("email", "buchhaltung@muster.example")):
+        w.css(f"input[name={name}]").send_keys(value)  # type: ignore[attr-defined]
+    w.css("select[name=kind] option[value=business]").click()  # type: ignore[attr-defined]
+    w.css("input[name=document]").send_keys(str(invoice))  # type: ignore[attr-defined]
+    w.click("form[action='/claims/new'] button")
+    assert "WEB-DOC-1" in browser.title, w.text()  # type: ignore[attr-defined]
+    w.css("#documents a").click()  # type: ignore[attr-defined]
+    wait_for("the invoice to be downloaded", lambda: (downloads / invoice.name).is_file(), timeout=15)
+    assert (downloads / invoice.name).read_bytes() == invoice.read_bytes()
 
     browser.get(minor_url)  # type: ignore[attr-defined]
     w.css("textarea[name=text]").send_keys("Bitte Vertreter ermitteln")  # type: ignore[attr-defined]

@@ -227,5 +227,17 @@ def set_web_password(cfg: GatewayConfig, login: str, password: str, *, client_id
     return edit_config(config_file(cfg), change)
 
 
+def remove_web_user(cfg: GatewayConfig, login: str, *, client_id: str) -> GatewayConfig:
+    """Remove a console login of ``client_id``; its sessions end at their next request."""
+    user = cfg.web.users.get(login)
+    if user is None or user.client != client_id:
+        raise NotFound(f"no login '{login}' of client '{client_id}'")
+
+    def change(doc: Doc) -> None:
+        del section(doc, "web", "users")[login]
+    return edit_config(config_file(cfg), change)
+
+
 __all__ = ["AdminError", "ClientSummary", "add_client", "add_key", "add_web_user", "fingerprint", "new_password",
-           "remove_key", "set_enabled", "set_password", "set_web_password", "summary", "web_logins"]
+           "remove_key", "remove_web_user", "set_enabled", "set_password", "set_web_password", "summary",
+           "web_logins"]

@@ -1,7 +1,7 @@
 """Every configured partner on one page: adapter, capabilities, last sync, last error, backlog and a verdict.
 
 Read only. The figures are ``gateway status``'s (``status_report``: the outbox by state, each partner's sync
-row) plus the claims waiting for a partner (queued, delivering) and what the partner accepts
+row) plus the claims of the configured clients waiting for a partner (queued, delivering) and what the partner accepts
 (``operations.capabilities``). The verdict is what the database shows: the last pull failed, a pull is
 overdue (more than three intervals ago, or never), dead letters wait, or ok. Where the console runs inside
 ``serve``, the supervisor's own view of the delivery tasks is added (``tasks``); the CLI and a bare console
@@ -97,7 +97,9 @@ def overview(app: App, tasks: Mapping[str, HealthLike] | None = None) -> Partner
         waiting: dict[tuple[str, str], int] = {
             (str(p), str(s)): int(n) for p, s, n in conn.execute(
                 select(claim_current.c.partner_id, claim_current.c.state, func.count())
-                .where(claim_current.c.state.in_(WAITING), claim_current.c.partner_id.is_not(None))
+                # by (client_id, state): the projection's index answers it without reading every claim
+                .where(claim_current.c.client_id.in_(sorted(app.config.clients)),
+                       claim_current.c.state.in_(WAITING), claim_current.c.partner_id.is_not(None))
                 .group_by(claim_current.c.partner_id, claim_current.c.state))}
     now: datetime = status["at"]
     rows = []

@@ -1,5 +1,5 @@
-"""The operator's clients and credentials: list and add clients, add console logins, set or reset the console,
-SOAP and SFTP passwords, authorize SSH keys, without editing YAML.
+"""The operator's clients and credentials: list and add clients, add and remove console logins, set or reset
+the console, SOAP and SFTP passwords, authorize SSH keys, without editing YAML.
 
 Every change goes through the admin CLI's use cases (``clients_admin``: the config file written back with
 ruamel, validated, replaced atomically) and is then taken at once by the same reloader ``serve``'s config
@@ -118,6 +118,16 @@ async def add_login(request: Request, form: FormData) -> Response:
     return _shown_once(request, client_id, "web", login, password)
 
 
+async def remove_login(request: Request, form: FormData) -> Response:
+    user = operator_user(request)
+    client_id = _known(request)
+    login = field(form, "login", 128)
+    if await _change(request, user, client_id, "web_login_removed", login,
+                     lambda cfg: admin.remove_web_user(cfg, login, client_id=client_id)):
+        flash(request, "login_removed", login=login)
+    return redirect(f"/operator/clients/{client_id}")
+
+
 async def reset_password(request: Request, form: FormData) -> Response:
     user = operator_user(request)
     client_id = _known(request)
@@ -150,7 +160,8 @@ async def add_key(request: Request, form: FormData) -> Response:
         log.info("web.admin_refused login=%s client=%s change=sftp_key_added", user.login, _shown(client_id))
         flash(request, "admin_refused", "error", detail=str(exc)[:300])
         return redirect(f"/operator/clients/{client_id}")
-    if await _change(request, user, client_id, "sftp_key_added", fp, lambda cfg: admin.add_key(cfg, client_id, line)[0]):
+    if await _change(request, user, client_id, "sftp_key_added", fp,
+                     lambda cfg: admin.add_key(cfg, client_id, line)[0]):
         flash(request, "key_added", fp=fp)
     return redirect(f"/operator/clients/{client_id}")
 
@@ -166,6 +177,7 @@ ROUTES = [
     post("/operator/clients", add_client),
     Route("/operator/clients/{client_id}", client_page, methods=["GET"]),
     post("/operator/clients/{client_id}/logins", add_login),
+    post("/operator/clients/{client_id}/logins/remove", remove_login),
     post("/operator/clients/{client_id}/password", reset_password),
     post("/operator/clients/{client_id}/keys", add_key),
 ]

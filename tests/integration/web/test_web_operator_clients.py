@@ -47,7 +47,8 @@ def test_operator_adds_a_client_written_to_the_config_and_taken_at_once(console:
     assert "exists already" in c.get(again.headers["location"]).text
     bad = c.post("/operator/clients", data={"csrf": token, "client_id": "Bad Id", "name": "x"})
     assert "Nicht gespeichert" in c.get(bad.headers["location"]).text
-    unknown = c.post("/operator/clients", data={"csrf": token, "client_id": "x1", "name": "x", "default_partner": "nope"})
+    unknown = c.post("/operator/clients", data={"csrf": token, "client_id": "x1", "name": "x",
+                                                "default_partner": "nope"})
     assert "Nicht gespeichert" in c.get(unknown.headers["location"]).text and "x1" not in _file(console)["clients"]
 
 
@@ -85,6 +86,18 @@ def test_a_new_console_login_is_shown_once_hashed_and_signs_in_at_once(console: 
     for secret in (password, second):
         assert secret not in caplog.text
 
+    signed_in = console.client()
+    assert console.login(signed_in, "kasse@demo", second).status_code == 303
+    assert signed_in.get("/claims").status_code == 200
+    r = c.post("/operator/clients/demo/logins/remove", data={"csrf": token, "login": "kasse@demo"})
+    assert "Anmeldung kasse@demo entfernt" in c.get(r.headers["location"]).text
+    assert "kasse@demo" not in _file(console)["web"]["users"]
+    assert signed_in.get("/claims").headers["location"] == "/login"  # its session ends at once
+    assert console.login(console.client(), "kasse@demo", second).status_code == 401
+    r = c.post("/operator/clients/demo/logins/remove", data={"csrf": token, "login": "ben"})
+    assert "Nicht gespeichert" in c.get(r.headers["location"]).text and "ben" in _file(console)["web"]["users"]
+    assert "change=web_login_removed target=kasse@demo" in caplog.text
+
 
 def test_soap_and_sftp_passwords_and_an_ssh_key(console: Console, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
@@ -117,10 +130,12 @@ def test_clients_get_404_on_every_admin_url_and_unknown_clients_too(console: Con
         assert anna.get(path).status_code == 404, path
     for path, data in (("/operator/clients", {"client_id": "evil", "name": "x"}),
                        ("/operator/clients/demo/logins", {"login": "evil", "role": "submit"}),
+                       ("/operator/clients/demo/logins/remove", {"login": "vera"}),
                        ("/operator/clients/demo/password", {"kind": "web", "login": "anna"}),
                        ("/operator/clients/demo/keys", {"key": "ssh-ed25519 AAAA"})):
         assert anna.post(path, data={"csrf": token, **data}).status_code == 404, path
     assert "evil" not in _file(console)["clients"] and "evil" not in _file(console).get("web", {}).get("users", {})
+    assert "vera" in _file(console)["web"]["users"]
     op = console.client("olga")
     token = console.csrf(op, "/operator/clients")
     assert op.get("/operator/clients/nobody").status_code == 404

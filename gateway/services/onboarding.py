@@ -58,9 +58,8 @@ def _checked(file: str, load: Any) -> CheckResult:
     except ConfigError as exc:
         return CheckResult(file, False, error=str(exc), line=exc.line, key=exc.key)
     group = f"{'+'.join(spec.group.columns)} ({spec.group.mode})" if spec.group else None
-    kind = spec.format.type
-    return CheckResult(file, True, spec.client, kind if isinstance(kind, str) else "|".join(kind),
-                       len(spec.fields), group, spec=spec)
+    kind = "|".join(spec.format.alternatives) or spec.format.type  # "xls|xlsx": one export in either format
+    return CheckResult(file, True, spec.client, kind, len(spec.fields), group, spec=spec)
 
 
 def check_mapping(path: Path) -> CheckResult:

@@ -18,6 +18,7 @@ from gateway.mapping import load_mapping, parse_mapping
 from gateway.mapping.sample import read_sample
 from gateway.mapping.suggest import Suggestion, suggest
 from gateway.mapping.suggest_layout import read_layout
+from gateway.services.onboarding import check_mapping_text
 from tests.integration.suggest_scoring import CORPUS, FILES, LAYOUTS, score
 
 
@@ -112,6 +113,18 @@ def test_a_layout_as_csv_with_start_and_end(tmp_path: Path) -> None:
         ("Doc No", 1, 9, 0), ("Customer", 10, 30, 0), ("Amount", 111, 9, 2)]
 
 
+BOTH = """
+version: 1
+client: both
+format: {type: [xls, xlsx]}
+fields:
+  creditor_reference: Rechnungsnr
+  principal_amount: Betrag
+  debtor.last_name: {column: Name, split: last_name}
+  debtor.postal_code: {column: PLZ, zero_pad: 5}
+"""
+
+
 def test_one_mapping_reads_the_xls_and_the_xlsx_export_of_one_system(tmp_path: Path) -> None:
     import openpyxl
     import xlwt  # type: ignore[import-untyped]
@@ -128,17 +141,9 @@ def test_one_mapping_reads_the_xls_and_the_xlsx_export_of_one_system(tmp_path: P
         for j, v in enumerate(r):
             sheet.write(i, j, v)
     old.save(str(xls))
-    spec = parse_mapping("""
-version: 1
-client: both
-format: {type: [xls, xlsx]}
-fields:
-  creditor_reference: Rechnungsnr
-  principal_amount: Betrag
-  debtor.last_name: {column: Name, split: last_name}
-  debtor.postal_code: {column: PLZ, zero_pad: 5}
-""", file="both.yaml")
+    spec = parse_mapping(BOTH, file="both.yaml")
     assert spec.format.type == "xls" and spec.format.alternatives == ["xls", "xlsx"]
+    assert check_mapping_text(BOTH, file="both.yaml").format == "xls|xlsx"
     from tests.integration.suggest_scoring import mapped_values
     assert mapped_values(xls, spec) == mapped_values(xlsx, spec) == [
         {"creditor_reference": "R-1", "principal_amount": "12.50", "debtor.last_name": "Muster",

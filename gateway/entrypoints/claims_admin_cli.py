@@ -38,6 +38,8 @@ def add_actions(cl: Any, date_type: Any) -> None:
     q.add_argument("--client")
     q.add_argument("--status", help="state(s), comma-separated")
     q.add_argument("--submission", help="submission reference")
+    q.add_argument("--sandbox", action="store_true",
+                   help="without --client: every client's sandbox instead of production (docs/sandbox.md)")
     q.add_argument("--since", type=date_type, help="received on or after (YYYY-MM-DD)")
     q.add_argument("--until", type=date_type, help="received before (YYYY-MM-DD)")
     q.add_argument("--format", choices=("csv", "xlsx"), help="default: from --output's suffix, else csv")
@@ -82,7 +84,8 @@ def _export(app: App, args: argparse.Namespace) -> int:
         print("gateway claims export: XLSX needs --output FILE", file=sys.stderr)
         return 2
     f = ExportFilter(client_id=args.client, state=args.status, since=args.since, until=args.until,
-                     submission_id=submission_id(app, args.submission) if args.submission else None)
+                     submission_id=submission_id(app, args.submission) if args.submission else None,
+                     sandbox=args.sandbox)
     personal = bool(args.with_personal_data)
     what = "WITH personal data (decrypted): handle it under your data protection rules" if personal \
         else "without personal data"

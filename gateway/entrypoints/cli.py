@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--limit", type=int, default=100)
         q.add_argument("--offset", type=int, default=0)
         q.add_argument("--json", action="store_true")
+        q.add_argument("--sandbox", action="store_true",
+                       help="without --client: every client's sandbox instead of production (docs/sandbox.md)")
 
     cl = sub.add_parser("claims", help="list and inspect claims").add_subparsers(dest="action", required=True)
     filters(cl.add_parser("list", help="claims with their current state"), "state(s), comma-separated")

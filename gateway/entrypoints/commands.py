@@ -155,7 +155,7 @@ def claims_list(app: App, args: argparse.Namespace) -> int:
     with read_tx(app.engine) as conn:
         sid = sub_store.get(conn, args.submission)["id"] if args.submission else None
         page = claims_page(conn, client_id=args.client, state=args.status, submission_id=sid, since=args.since,
-                           until=args.until, limit=args.limit, offset=args.offset)
+                           until=args.until, limit=args.limit, offset=args.offset, sandbox=args.sandbox)
     docs = [{**r, "open_amount": money(r["open_minor"], r["currency"])} for r in page.rows]
     if args.json:
         print_json(docs)
@@ -231,7 +231,7 @@ def _detail(data: Any) -> str:
 def submissions_list(app: App, args: argparse.Namespace) -> int:
     with read_tx(app.engine) as conn:
         page = submissions_page(conn, client_id=args.client, status=args.status, since=args.since,
-                                until=args.until, limit=args.limit, offset=args.offset)
+                                until=args.until, limit=args.limit, offset=args.offset, sandbox=args.sandbox)
     docs = [_submission_doc(r) for r in page.rows]
     if args.json:
         print_json(docs)

@@ -40,6 +40,7 @@ class ExportFilter:
     submission_id: int | None = None
     since: datetime | None = None
     until: datetime | None = None
+    sandbox: bool = False  # without a client: every client's sandbox instead of production (docs/sandbox.md)
 
 
 def submission_id(app: App, reference: str) -> int:
@@ -62,7 +63,7 @@ def rows(app: App, f: ExportFilter, personal: bool) -> Iterator[list[str]]:
     while True:
         with read_tx(app.engine) as conn:
             page = claim_store.listing(conn, client_id=f.client_id, state=f.state, submission_id=f.submission_id,
-                                       since=f.since, until=f.until, limit=PAGE, offset=offset)
+                                       since=f.since, until=f.until, limit=PAGE, offset=offset, sandbox=f.sandbox)
             full = {r["id"]: r for r in claim_store.rows_by_ids(conn, [r["id"] for r in page])} if personal else {}
         for r in page:
             cur = r["currency"]

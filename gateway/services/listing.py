@@ -44,23 +44,26 @@ def _total(page: list[RowMapping], limit: int, offset: int, count: Any) -> int:
 
 
 def claims_page(conn: Connection, *, client_id: str | None, state: str | None, submission_id: int | None,
-                since: datetime | None, until: datetime | None, limit: int, offset: int) -> Page:
+                since: datetime | None, until: datetime | None, limit: int, offset: int,
+                sandbox: bool = False) -> Page:
+    """``sandbox``: without a client, every client's sandbox instead of production (docs/sandbox.md)."""
     rows = claim_store.listing(conn, client_id=client_id, state=state, submission_id=submission_id, since=since,
-                               until=until, limit=limit, offset=offset)
+                               until=until, limit=limit, offset=offset, sandbox=sandbox)
 
     def count() -> int:
         return claim_store.count_listing(conn, client_id=client_id, state=state, submission_id=submission_id,
-                                         since=since, until=until)
+                                         since=since, until=until, sandbox=sandbox)
     return Page(rows, offset, _total(rows, limit, offset, count))
 
 
 def submissions_page(conn: Connection, *, client_id: str | None, status: str | None, since: datetime | None,
-                     until: datetime | None, limit: int, offset: int) -> Page:
+                     until: datetime | None, limit: int, offset: int, sandbox: bool = False) -> Page:
     rows = sub_store.listing(conn, client_id=client_id, status=status, since=since, until=until, limit=limit,
-                             offset=offset)
+                             offset=offset, sandbox=sandbox)
 
     def count() -> int:
-        return sub_store.count_listing(conn, client_id=client_id, status=status, since=since, until=until)
+        return sub_store.count_listing(conn, client_id=client_id, status=status, since=since, until=until,
+                                       sandbox=sandbox)
     return Page(rows, offset, _total(rows, limit, offset, count))
 
 

@@ -163,6 +163,8 @@ def test_sandbox_claims_reach_only_the_simulated_agency_and_stay_out_of_producti
     # the operator's production lists and exports leave the sandbox out
     listed = json.loads(_cli(s.cfg, "claims", "list", "--json"))
     assert [c["creditor_reference"] for c in listed] == ["P-1"]
+    sandboxes = json.loads(_cli(s.cfg, "claims", "list", "--sandbox", "--limit", "500", "--json"))
+    assert {c["id"] for c in sandboxes} == set(ids.values()) | set(sftp_ids)
     export = tmp_path / "export.csv"
     _cli(s.cfg, "claims", "export", "--output", str(export))
     exported = export.read_text(encoding="utf-8")

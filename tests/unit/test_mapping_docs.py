@@ -30,3 +30,11 @@ def test_every_builtin_map_value_is_documented() -> None:
     missing = [name for table in (_COUNTRY_NAMES, _SALUTATIONS, _CLAIM_TYPES) for code, names in table.items()
                for name in (code, *names) if name not in DOC]
     assert not missing
+
+
+def test_dates_of_zeros_are_empty_as_documented() -> None:
+    from gateway.mapping.transforms import date_parser
+
+    parse = date_parser(("%d%m%Y", "%d.%m.%Y", "%Y-%m-%d"))
+    assert [parse(v) for v in ("00000000", "00.00.0000", "0000-00-00")] == [None, None, None]
+    assert "`00000000`" in DOC

@@ -116,6 +116,7 @@ class ClientCreditConfig(Base):
     max_checks_per_hour: int = 100  # checks (cached ones too) per client per rolling hour; more are refused
     cache_seconds: float = 86400.0  # a complete result answers the same subject again this long, unpaid
     incomplete_cache_seconds: float = 0.0  # the same for a result some bureau did not answer (0: ask again)
+    retention_days: int | None = None  # checks older than this lose their data (None: ``credit.retention_days``)
 
 
 class ClientSandboxConfig(Base):
@@ -316,6 +317,14 @@ class BureauSimulatorConfig(Base):
     enabled: bool = False
 
 
+class CreditConfig(Base):
+    """Defaults of every client's credit checks (docs/credit.md)."""
+
+    # a check's data is kept no longer than needed: ``gateway retention run`` erases it after this (audit row
+    # kept); None keeps it until erased by hand
+    retention_days: int | None = 365
+
+
 class BureauConfig(Base):
     """One credit bureau (docs/credit.md): an adapter from ``adapters.bureaus.BUREAUS`` and its options."""
 
@@ -358,6 +367,7 @@ class GatewayConfig(Base):
     partners: dict[str, PartnerConfig] = msgspec.field(default_factory=dict)
     routing: list[RouteRule] = msgspec.field(default_factory=list)
     bureaus: dict[str, BureauConfig] = msgspec.field(default_factory=dict)
+    credit: CreditConfig = msgspec.field(default_factory=CreditConfig)
     source: str = "<embedded defaults>"
 
     # -- resolved paths -------------------------------------------------------------------
@@ -485,6 +495,8 @@ def _derive_sandboxes(cfg: GatewayConfig) -> None:
             raise ConfigError(f"a sandbox needs a partner with sandbox: true (configured: "
                               f"{', '.join(sandbox_partners) or 'none'}; docs/sandbox.md)",
                               file=cfg.source, key=f"clients.{cid}.sandbox.partner")
+        if sb.retention_days < 0:
+            raise ConfigError("expected 0 or more days", file=cfg.source, key=f"clients.{cid}.sandbox.retention_days")
         sid = sandbox_id(cid)
         if len(sid) > 64:
             raise ConfigError(f"a client with a sandbox has an id of at most {64 - len(SANDBOX_SUFFIX)} characters",
@@ -534,6 +546,9 @@ def _check_references(cfg: GatewayConfig) -> None:
 
 def _check_credit(cfg: GatewayConfig) -> None:
     from adapters.bureaus import BUREAUS  # names only: the adapter's options are checked when it loads
+    if cfg.credit.retention_days is not None and cfg.credit.retention_days < 1:
+        raise ConfigError("retention_days must be >= 1 (or null: keep until erased)", file=cfg.source,
+                          key="credit.retention_days")
     for bid, bureau in cfg.bureaus.items():
         if bureau.adapter not in BUREAUS:
             raise ConfigError(f"unknown bureau adapter '{bureau.adapter}' (known: {', '.join(sorted(BUREAUS))})",
@@ -558,3 +573,6 @@ def _check_credit(cfg: GatewayConfig) -> None:
             raise ConfigError(problem, file=cfg.source, key=f"{key}.policy")
         if credit.max_checks_per_hour < 1 or credit.cache_seconds < 0 or credit.incomplete_cache_seconds < 0:
             raise ConfigError("max_checks_per_hour must be >= 1 and the cache times >= 0", file=cfg.source, key=key)
+        if credit.retention_days is not None and credit.retention_days < 1:
+            raise ConfigError("retention_days must be >= 1 (or null: the default)", file=cfg.source,
+                              key=f"{key}.retention_days")

@@ -42,7 +42,7 @@ def add_parsers(sub: Any, keys: Any, claims: Any) -> None:
     e.add_argument("--reason", required=True, help="kept in the claim's history; no debtor data")
     e.add_argument("--json", action="store_true")
     ret = sub.add_parser("retention", help="per-client retention").add_subparsers(dest="action", required=True)
-    ret.add_parser("run", help="erase closed claims and delete raw files past each client's retention")
+    ret.add_parser("run", help="erase closed claims, raw files and credit checks past each client's retention")
 
 
 def run(app: App, args: argparse.Namespace) -> int:
@@ -60,10 +60,11 @@ def run(app: App, args: argparse.Namespace) -> int:
         return 0
     if args.command == "retention":
         kept = erasure.run_retention(app)
-        for client in sorted(set(kept.claims) | set(kept.payloads)):
+        for client in sorted(set(kept.claims) | set(kept.payloads) | set(kept.credit_checks)):
             print(f"{client}: {kept.claims.get(client, 0)} claim(s) erased, "
-                  f"{kept.payloads.get(client, 0)} raw file(s) deleted")
-        if not kept.claims and not kept.payloads:
+                  f"{kept.payloads.get(client, 0)} raw file(s) deleted"
+                  + (f", {kept.credit_checks[client]} credit check(s) erased" if client in kept.credit_checks else ""))
+        if not kept.claims and not kept.payloads and not kept.credit_checks:
             print("nothing past retention")
         return 0
     if args.action == "destroy-client":

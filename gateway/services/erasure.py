@@ -112,6 +112,7 @@ def _erase_one(conn: Connection, claim_id: int) -> bool:
 class RetentionReport:
     claims: dict[str, int] = field(default_factory=dict)  # client -> claims erased
     payloads: dict[str, int] = field(default_factory=dict)  # client -> raw files deleted
+    credit_checks: dict[str, int] = field(default_factory=dict)  # client -> credit checks whose data went
 
 
 def run_retention(app: App, now: datetime | None = None) -> RetentionReport:
@@ -132,7 +133,27 @@ def run_retention(app: App, now: datetime | None = None) -> RetentionReport:
                 .order_by(claim_current.c.claim_id)).scalars()]
         _erase_due(app, report, client_id, due, f"retention: {days} days after close")
         _drop_payloads(app, report, client_id, cutoff)
-    log.info("retention.done claims=%d files=%d", sum(report.claims.values()), sum(report.payloads.values()))
+    run_credit_retention(app, now, report)
+    log.info("retention.done claims=%d files=%d credit_checks=%d", sum(report.claims.values()),
+             sum(report.payloads.values()), sum(report.credit_checks.values()))
+    return report
+
+
+def run_credit_retention(app: App, now: datetime | None = None,
+                         report: RetentionReport | None = None) -> RetentionReport:
+    """Erase the data of credit checks older than the client's ``credit.retention_days`` (else the default
+    ``credit.retention_days``); the audit rows stay. A client whose credit section was removed keeps the default."""
+    now = now or app.now()
+    report = report if report is not None else RetentionReport()
+    for client_id, client in sorted(app.config.clients.items()):
+        own = client.credit.retention_days if client.credit is not None else None
+        days = own if own is not None else app.config.credit.retention_days
+        if days is None:
+            continue
+        with write_tx(app.engine) as conn:
+            n = credit_checks.erase(conn, client_id, before=now - timedelta(days=days))
+        if n:
+            report.credit_checks[client_id] = n
     return report
 
 

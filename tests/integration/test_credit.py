@@ -117,6 +117,12 @@ def check(app: App, subject: Subject, client: str = "demo", interest: str = "con
     return credit.check_credit(app, client, subject, interest=interest, user=user, channel="cli")
 
 
+def claim_id_of(result: submit.SubmitResult) -> int:
+    claim_id = result.results[0].claim_id
+    assert claim_id is not None, result.results[0]
+    return claim_id
+
+
 def reasons(answer: credit.CreditAnswer) -> dict[str, list[str]]:
     assert answer.verdict is not None
     return {b.bureau: [r.code for r in b.reasons] for b in answer.verdict.bureaus}
@@ -232,7 +238,7 @@ def test_linked_to_a_later_claim_of_the_same_debtor(app: App) -> None:
     for client in ("demo", "other"):
         claim = msgspec.structs.replace(make_claim("R-7"), client_id=client)
         result = submit.submit_claims(app, client, [submit.Draft(reference="R-7", claim=claim)])
-        ids[client] = result.results[0].claim_id
+        ids[client] = claim_id_of(result)
     linked = credit.checks_for_claim(app, "demo", ids["demo"])
     assert [s.check_id for s in linked] == [answer.check_id]
     assert [s.check_id for s in credit.checks_for_claim(app, "other", ids["other"])] == [other.check_id]
@@ -292,7 +298,7 @@ def test_erasing_a_debtor_s_claims_erases_their_checks_at_that_client(app: App,
     claim = msgspec.structs.replace(make_claim("R-ERASE"), client_id="demo",
                                     debtor=msgspec.structs.replace(make_claim().debtor, first_name="Vera",
                                                                    last_name="Vollstreckt"))
-    cid = submit.submit_claims(app, "demo", [submit.Draft(reference="R-ERASE", claim=claim)]).results[0].claim_id
+    cid = claim_id_of(submit.submit_claims(app, "demo", [submit.Draft(reference="R-ERASE", claim=claim)]))
     assert [s.check_id for s in credit.checks_for_claim(app, "demo", cid)] == [cached.check_id, first.check_id]
     ids = erasure.find(app, client_id="demo", debtor_name="vera  VOLLSTRECKT")
     report = erasure.erase(app, ids, "Art. 17 request", by="tester")
@@ -304,6 +310,55 @@ def test_erasing_a_debtor_s_claims_erases_their_checks_at_that_client(app: App,
     queries = live["json"].book.queries
     assert not check(app, vera).cached and live["json"].book.queries == queries + 1  # the cache has nothing left
     assert erasure.erase(app, ids, "again", by="tester").credit_checks == 0  # the claim's index is gone
+
+
+def test_retention_erases_old_checks_and_keeps_their_audit_rows(app: App, live: dict[str, HttpBureauSimulator],
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from datetime import timedelta
+
+    from gateway.entrypoints.cli import main
+    from gateway.services import erasure
+    old, recent = check(app, person("Erika", "Mustermann")), check(app, person("Max", "Mustermann"))
+    old_other = check(app, person("Erika", "Mustermann"), client="other")
+    c = credit_checks.credit_checks.c
+    with write_tx(app.engine) as conn:
+        for check_id, days in ((old.check_id, 400), (recent.check_id, 10), (old_other.check_id, 400)):
+            conn.execute(credit_checks.credit_checks.update().where(c.id == check_id)
+                         .values(created_at=app.now() - timedelta(days=days)))
+    assert main(["--config", app.config.source, "retention", "run"]) == 0  # the default: 365 days
+    out = capsys.readouterr().out
+    assert "demo: 0 claim(s) erased, 0 raw file(s) deleted, 1 credit check(s) erased" in out
+    assert "other: 0 claim(s) erased, 0 raw file(s) deleted, 1 credit check(s) erased" in out
+    rows = {r["check_id"]: r for r in credit.audit_log(app, "demo")}
+    assert (rows[old.check_id]["subject"], rows[old.check_id]["colour"]) == ("[erased]", "green")  # audit stays
+    assert rows[recent.check_id]["subject"] == "Max Mustermann"
+    assert credit.get_check(app, "other", old_other.check_id).subject is None
+    assert not check(app, person("Erika", "Mustermann")).cached  # an erased answer is never given again
+    demo = app.config.clients["demo"].credit
+    assert demo is not None
+    try:
+        app.config.credit.retention_days = None  # keep until erased by hand ...
+        assert erasure.run_retention(app).credit_checks == {}
+        demo.retention_days = 5  # ... but the client's own period wins
+        assert erasure.run_retention(app).credit_checks == {"demo": 1}
+        assert credit.get_check(app, "demo", recent.check_id).subject is None
+    finally:
+        app.config.credit.retention_days, demo.retention_days = 365, None
+
+
+def test_retention_periods_are_checked_at_start(tmp_path: Path) -> None:
+    from gateway.errors import ConfigError
+    fake = {"json": type("S", (), {"url": "http://127.0.0.1:9"})(), "soap": type("S", (), {"url": "http://x"})(),
+            "third": type("S", (), {"url": "http://127.0.0.1:9"})()}  # only their urls are read: no network
+    doc = credit_config(fake, retention_days=0)
+    with pytest.raises(ConfigError, match="retention_days") as bad:
+        load_config(write_config(tmp_path, "sqlite:///x.db", **doc))
+    assert "clients.demo.credit.retention_days" in str(bad.value)
+    doc = credit_config(fake, retention_days=30)
+    with pytest.raises(ConfigError, match=r"credit\.retention_days"):
+        load_config(write_config(tmp_path, "sqlite:///x.db", credit={"retention_days": -1}, **doc))
+    cfg = load_config(write_config(tmp_path, "sqlite:///x.db", credit={"retention_days": None}, **doc))
+    assert cfg.credit.retention_days is None and cfg.clients["demo"].credit.retention_days == 30  # type: ignore[union-attr]
 
 
 def test_demo_bureau_simulators_serve_runs(tmp_path: Path, db_url: str) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,7 @@ def console(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     urls = iter([f"sqlite:///{base / 'var' / 'gateway.db'}"]) if request.param == "sqlite" else _pg_schema_url()
     sims = {"json": HttpBureauSimulator(BureauBook()).start(), "soap": SoapBureauSimulator(BureauBook()).start(),
             "third": HttpBureauSimulator(BureauBook()).start()}
-    cfg = credit_config(sims)  # type: ignore[arg-type]
+    cfg = credit_config(sims)
     cfg["clients"]["demo"]["credit"]["bureaus"] = ["json", "soap"]
     path = write_config(base, next(urls), clients=cfg["clients"], bureaus=cfg["bureaus"], routing=[],
                         web=web_config())
@@ -102,7 +103,7 @@ def test_claim_panel_lists_the_debtor_s_checks(console: Console) -> None:
     checks = credit.checks_for_claim(console.app, "demo", 0)  # no such claim: an empty panel
     panel = make_templates().env.get_template("credit_claim_panel.html")
     assert "Keine Bonitätsprüfung" in panel.render(t=translator("de"), credit_checks=checks)
-    summary = credit.CheckSummary(check_id=7, created_at=credit.datetime(2026, 11, 30, 8, 0), colour="yellow",
+    summary = credit.CheckSummary(check_id=7, created_at=datetime(2026, 11, 30, 8, 0), colour="yellow",
                                   incomplete=True, interest="claim_collection", requested_by="anna", cached=False)
     html = panel.render(t=translator("en"), credit_checks=[summary])
     assert 'href="/credit/7"' in html and "Claim collection" in html and "incomplete" in html

@@ -95,20 +95,23 @@ def test_config_makes_the_sandbox_client_and_refuses_wiring_that_could_leak(tmp_
     assert cfg.web.users["dev"].client == "demo.sandbox"
     assert cfg.partners["sandbox"].status_map["UNEINBRINGLICH"] == "closed_uncollectible"
 
-    bad: list[dict[str, Any]] = [
-        {"routing": [{"partner": "sandbox", "client": "demo"}]},  # a rule naming the sandbox partner
-        {"clients": {"demo": {"default_partner": "sandbox"}}},  # production claims to the sandbox
-        {"partners": {"sandbox": {**SANDBOX_PARTNER, "adapter": "http"}}},  # not the gateway's own agency
-        {"partners": {"sandbox": {**SANDBOX_PARTNER, "simulator": {"enabled": False}}}},
-        {"partners": {"sandbox": {**SANDBOX_PARTNER, "simulator": {"enabled": True, "scenario": "nope"}}}},
-        {"clients": {"x.sandbox": {"name": "X"}}},  # the suffix is the gateway's
-        {"web": {"users": {"op": {"operator": True, "sandbox": True}}}},
+    bad: list[tuple[dict[str, Any], str]] = [
+        ({"routing": [{"partner": "sandbox", "client": "demo"}]}, "routing rules are for production"),
+        ({"clients": {"demo": {"default_partner": "sandbox"}}}, "takes sandbox claims only"),
+        ({"partners": {"sandbox": {**SANDBOX_PARTNER, "adapter": "http"}}}, "simulated agency"),
+        ({"partners": {"sandbox": {**SANDBOX_PARTNER, "simulator": {"enabled": False}}}}, "simulated agency"),
+        ({"partners": {"sandbox": {**SANDBOX_PARTNER, "simulator": {"enabled": True, "scenario": "nope"}}}},
+         "unknown scenario"),
+        ({"clients": {"x.sandbox": {"name": "X"}}}, "made by the gateway"),
+        ({"web": {"users": {"op": {"operator": True, "sandbox": True}}}}, "operator login cannot"),
+        ({"clients": {"demo": {"sandbox": {"retention_days": -1}}}}, "0 or more days"),
+        ({"clients": {"demo": {"sandbox": {"partner": "demo-agency"}}}}, "needs a partner with sandbox: true"),
     ]
-    for change in bad:
+    for change, why in bad:
         doc = _config()
         for key, value in change.items():
             doc[key] = {**doc.get(key, {}), **value} if isinstance(value, dict) else value
-        with pytest.raises(ConfigError):
+        with pytest.raises(ConfigError, match=why):
             _load(tmp_path, **doc)
     no_partner = _config()
     del no_partner["partners"]["sandbox"]

@@ -136,6 +136,8 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         if args.command == "mapping":
             return mapping_cli.run(args)
+        if args.command == "ingest" and args.dry_run and (code := mapping_cli.ingest_dry_run(args)) is not None:
+            return code  # a client not configured yet: no keys or database needed
         if args.command == "keys" and args.action == "init":
             from gateway.config import load_config
             return commands.keys_init(load_config(args.config))

@@ -145,3 +145,27 @@ def _suggest(args: argparse.Namespace) -> int:
 def _client_id(path: Path) -> str:
     stem = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in path.stem).strip("-_")
     return stem or "new-client"
+
+
+def ingest_dry_run(args: argparse.Namespace) -> int | None:
+    """``gateway ingest FILE --client ID --dry-run`` for a client not configured yet (no keys, no database
+    needed: the mapping preview, reported as a dry run); None for a configured client (the normal path)."""
+    try:
+        cfg = _config(args)
+    except GatewayError:
+        return None  # the normal path reports a broken config
+    if args.client in cfg.clients:
+        return None
+    try:
+        result = onboarding.dry_run_unconfigured(cfg, args.file, args.client, mapping=args.mapping)
+    except GatewayError as exc:
+        return _fail(args, exc)
+    from gateway.entrypoints.commands import _print_result, _result_doc
+    from gateway.entrypoints.output import print_json
+    print(f"{args.file.name}: client {args.client} is not configured yet: mapped and validated without "
+          "database (no stored claims to compare with, no partner routing)", file=sys.stderr)
+    if args.json:
+        print_json(_result_doc(result))
+    else:
+        _print_result(result)
+    return 0

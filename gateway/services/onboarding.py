@@ -26,6 +26,7 @@ from gateway.errors import ConfigError
 from gateway.mapping.sample import read_sample
 from gateway.mapping.spec import MappingSpec, load_mapping, parse_mapping
 from gateway.mapping.suggest import Suggestion, suggest
+from gateway.services.ingest_run import MAX_RESULTS, IngestResult, RowResult
 from gateway.services.preview import Preview, preview_file
 
 
@@ -151,3 +152,18 @@ def preview_document(p: Preview) -> dict[str, Any]:
                             "defaults": defaults, "findings": msgspec.to_builtins(r.findings),
                             "sheet": r.sheet, "xpath": r.xpath})
     return doc
+
+
+def dry_run_unconfigured(cfg: GatewayConfig, path: Path, client_id: str, *,
+                         mapping: Path | None = None) -> IngestResult:
+    """``ingest --dry-run`` for a client not configured yet: the file mapped and validated like a preview
+    (no database, no keys: such a client has no stored claims to compare with, and no partner to route to),
+    reported as a dry run."""
+    p = preview_for_client(cfg, path, client_id, mapping=mapping, limit=MAX_RESULTS)
+    result = IngestResult(submission=None, status="processing", client_id=client_id, filename=path.name,
+                          dry_run=True, rows=sum(p.counts.values()), accepted=p.counts.get("accepted", 0),
+                          held=p.counts.get("held", 0), rejected=p.counts.get("rejected", 0),
+                          results_truncated=p.truncated)
+    result.results = [RowResult(r.row, r.reference, r.outcome, None, r.findings) for r in p.rows]
+    result.status = "completed_with_errors" if result.rejected else "completed"
+    return result

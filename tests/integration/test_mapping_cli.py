@@ -95,7 +95,11 @@ def test_the_integrator_loop_for_a_client_not_configured_yet(tmp_path: Path,
     assert row["claim"]["currency"] == "EUR" and row["claim"]["debtor"]["addresses"][0]["country"] == "DE"
     assert {"currency", "debtor.kind", "debtor.addresses[0].country"} <= set(row["defaults"])
     assert "principal_amount" not in row["defaults"]
-    assert not (tmp_path / "gw.db").exists()
+    assert main(["--config", str(config), "ingest", src, "--client", "acme", "--dry-run", "--json"]) == 0
+    out, err = capsys.readouterr()
+    run = json.loads(out)
+    assert run["dry_run"] is True and run["rows"] == 8 and run["submission"] is None and "not configured" in err
+    assert not (tmp_path / "gw.db").exists() and not (tmp_path / "var" / "keys").exists()
     # installed with the client in one command; the draft was checked first
     assert main(["--config", str(config), "clients", "add", "acme", "--name", "Acme",
                  "--mapping", str(tmp_path / "mappings" / "acme.yaml")]) == 0

@@ -93,14 +93,17 @@ def _verdict(row: PartnerRow, now: datetime) -> str:
 def overview(app: App, tasks: Mapping[str, HealthLike] | None = None) -> PartnerOverview:
     """Every partner (configured ones first, then ids only the database still names) with its figures."""
     status = gateway_status(app)
+    waiting: dict[tuple[str, str], int] = {}
     with read_tx(app.engine) as conn:
-        waiting: dict[tuple[str, str], int] = {
-            (str(p), str(s)): int(n) for p, s, n in conn.execute(
-                select(claim_current.c.partner_id, claim_current.c.state, func.count())
-                # by (client_id, state): the projection's index answers it without reading every claim
+        # by (client_id, state) first: the projection's index (client_id, state, ...) finds the waiting claims
+        # without reading every claim (grouped by partner first, SQLite would walk the partner index instead)
+        for _, state, partner, n in conn.execute(
+                select(claim_current.c.client_id, claim_current.c.state, claim_current.c.partner_id, func.count())
                 .where(claim_current.c.client_id.in_(sorted(app.config.clients)),
-                       claim_current.c.state.in_(WAITING), claim_current.c.partner_id.is_not(None))
-                .group_by(claim_current.c.partner_id, claim_current.c.state))}
+                       claim_current.c.state.in_(WAITING))
+                .group_by(claim_current.c.client_id, claim_current.c.state, claim_current.c.partner_id)):
+            if partner is not None:
+                waiting[(str(partner), str(state))] = waiting.get((str(partner), str(state)), 0) + int(n)
     now: datetime = status["at"]
     rows = []
     for doc in status["partners"]:

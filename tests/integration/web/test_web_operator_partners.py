@@ -10,7 +10,8 @@ from gateway.errors import DeliveryError
 from gateway.services.partner_updates import save_cursor
 from gateway.store import outbox as outbox_store
 from gateway.store.db import write_tx
-from tests.integration.web.conftest import Console
+from tests.integration.web.conftest import Console, claim_ids
+from tests.integration.web.test_web_runs_operator import run_ref
 
 
 def _row(page: str, partner: str) -> str:
@@ -52,6 +53,17 @@ def test_partners_page_shows_the_supervisors_delivery_tasks(console: Console) ->
     page = console.client("olga").get("/operator/partners").text
     tasks = page.split("Hintergrundaufgaben")[1]
     assert "partner_sync" in tasks and "connection refused" in tasks and "inbox" not in tasks
+
+
+def test_claims_waiting_for_their_handover_are_counted_per_partner(console: Console) -> None:
+    anna = console.client("anna")
+    ref = run_ref(console, "demo")
+    minor = claim_ids(console.app, "demo")["RE-2025-0004"]  # held: nothing waits for the partner yet
+    row = _row(console.client("olga").get("/operator/partners").text, "demo-agency")
+    assert '<a href="/operator/claims?state=queued">' not in row
+    anna.post(f"/runs/{ref}/release", data={"csrf": console.csrf(anna, f"/runs/{ref}"), "claim": [str(minor)]})
+    row = _row(console.client("olga").get("/operator/partners").text, "demo-agency")
+    assert '<a href="/operator/claims?state=queued">1</a>' in row  # released, no dispatcher running: queued
 
 
 def test_clients_get_404_on_the_partners_page(console: Console) -> None:

@@ -18,7 +18,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from gateway.bootstrap import App
-from gateway.entrypoints.soap import faults
+from gateway.entrypoints.soap import faults, v2
 from gateway.domain.lifecycle import TERMINAL, State
 from gateway.entrypoints.soap.credit_service import CreditService
 from gateway.entrypoints.soap.gate import PATH, RequestGate, refusal
@@ -121,7 +121,23 @@ def build_application(app: App) -> GatewayApplication:
     return application
 
 
+def build_application_v2(app: App) -> GatewayApplication:
+    """The v2 contract (``v2``): the same operations in their own namespace, typed for code generators."""
+    service = v2.build_service([GatewayService, CreditService], v2.Derived())
+    declare_faults([service], v2.TNS_V2)
+    parser = dict(load_dtd=False, resolve_entities=False, no_network=True, huge_tree=False, dtd_validation=False)
+    in_protocol = Soap11PerClaim(validator="lxml", **parser)
+    in_protocol.submit_tags = frozenset({f"{{{v2.TNS_V2}}}SubmitClaims"})
+    application = GatewayApplication([service], tns=v2.TNS_V2, name="InkassoGatewayV2", in_protocol=in_protocol,
+                                     out_protocol=Soap11())
+    application.gateway_app = app
+    application.event_manager.add_listener("method_exception_object", _stable_fault)
+    return application
+
+
 def build_wsgi(app: App) -> RequestGate:
-    """The whole SOAP endpoint as one WSGI callable."""
+    """The whole SOAP endpoint (v1 at PATH, v2 at v2.PATH_V2) as one WSGI callable."""
     cfg = app.config.soap
-    return RequestGate(WsgiApplication(build_application(app), max_content_length=cfg.max_request_bytes), app)
+    newer = WsgiApplication(build_application_v2(app), max_content_length=cfg.max_request_bytes)
+    return RequestGate(WsgiApplication(build_application(app), max_content_length=cfg.max_request_bytes), app,
+                       {v2.PATH_V2: (newer, v2.TNS_V2)})

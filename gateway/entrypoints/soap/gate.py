@@ -28,9 +28,13 @@ from gateway.entrypoints.soap import faults
 from gateway.entrypoints.soap.auth import Authenticator, Outcome, TokenError, basic_credentials, username_token
 from gateway.entrypoints.soap.connection import ENV_CONNECTION
 from gateway.entrypoints.soap.service import ENV_BODY, ENV_CLIENT, ENV_READ_ONLY
+from gateway.entrypoints.soap.types import TNS
+from gateway.entrypoints.soap.v2 import PATH_V2, TNS_V2
 
 log = logging.getLogger("gateway.soap")
 PATH = "/soap"
+ENV_ROUTE = "gateway.route"  # the contract version's path a request came to
+_NAMESPACES = {PATH: TNS, PATH_V2: TNS_V2}
 SANDBOX_HEADER = "X-Inkasso-Sandbox"  # on every answer to a sandbox login
 StartResponse = Callable[..., Any]
 _MEDIA = frozenset({"text/xml", "application/soap+xml"})
@@ -65,37 +69,44 @@ def default_public_url(host: str, port: int) -> str:
 class RequestGate:
     """WSGI middleware: media type, size, authentication, XML safety and concurrency, before spyne."""
 
-    def __init__(self, inner: Any, app: App) -> None:
+    def __init__(self, inner: Any, app: App, versions: dict[str, tuple[Any, str]] | None = None) -> None:
         cfg = app.config.soap
         self.inner, self.max_bytes, self.busy_wait = inner, cfg.max_request_bytes, cfg.busy_wait_seconds
+        # path -> (spyne WSGI application, its namespace): v1 at PATH, later contract versions beside it
+        self.routes: dict[str, tuple[Any, str]] = {PATH: (inner, TNS), **(versions or {})}
         self.auth = Authenticator(app.config)
         self.slots = threading.BoundedSemaphore(max(1, cfg.max_inflight))
         self.unauthenticated = threading.BoundedSemaphore(max(1, cfg.max_unauthenticated_reads))
         self.public_url = cfg.public_url or default_public_url(cfg.host, cfg.port)
-        self._wsdl: bytes | None = None
+        self._wsdl: dict[str, bytes] = {}
         self._wsdl_lock = threading.Lock()
 
     def publish(self, url: str) -> None:
         """Advertise ``url`` in the WSDL (the server calls this once it knows its port)."""
         with self._wsdl_lock:
-            self.public_url, self._wsdl = url, None
+            self.public_url, self._wsdl = url, {}
 
-    def wsdl(self) -> bytes:
-        """The WSDL naming ``public_url``, built once per address."""
+    def wsdl(self, path: str = PATH) -> bytes:
+        """The WSDL of the contract at ``path`` naming ``public_url`` (plus the version's suffix), built once."""
+        inner = self.routes[path][0]
         with self._wsdl_lock:
-            if self._wsdl is None:
-                doc = self.inner.doc.wsdl11
-                doc.build_interface_document(self.public_url)
-                self._wsdl = self.inner._wsdl = doc.get_interface_document()  # spyne's own cache too
-            return self._wsdl
+            if path not in self._wsdl:
+                doc = inner.doc.wsdl11
+                doc.build_interface_document(self.public_url + path[len(PATH):])
+                self._wsdl[path] = inner._wsdl = doc.get_interface_document()  # spyne's own cache too
+            return self._wsdl[path]
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("PATH_INFO", "") not in (PATH, PATH + "/"):
-            return _plain(start_response, "404 Not Found", f"the SOAP endpoint is {PATH} (WSDL at {PATH}?wsdl)")
+        path = environ.get("PATH_INFO", "")
+        path = path[:-1] if path.endswith("/") and path != "/" else path
+        if path not in self.routes:
+            where = " and ".join(f"{p} (WSDL at {p}?wsdl)" for p in self.routes)
+            return _plain(start_response, "404 Not Found", f"the SOAP endpoints are {where}")
+        environ[ENV_ROUTE] = path
         if environ["REQUEST_METHOD"] == "GET":
             if environ.get("QUERY_STRING", "").lower() not in ("wsdl", "wsdl="):
-                return _plain(start_response, "404 Not Found", f"GET {PATH}?wsdl for the WSDL; POST SOAP requests")
-            body = self.wsdl()  # the contract is public, like any WSDL
+                return _plain(start_response, "404 Not Found", f"GET {path}?wsdl for the WSDL; POST SOAP requests")
+            body = self.wsdl(path)  # the contract is public, like any WSDL
             start_response("200 OK", [("Content-Type", "text/xml; charset=utf-8"), ("Content-Length", str(len(body)))])
             return [body]
         if environ["REQUEST_METHOD"] != "POST":
@@ -158,7 +169,7 @@ class RequestGate:
                             ENV_CLIENT: outcome.principal.client_id, ENV_READ_ONLY: outcome.principal.read_only})
             if is_sandbox_client(outcome.principal.client_id):  # every answer to a sandbox login says so
                 start_response = _sandbox_marked(start_response)
-            return list(self.inner(environ, start_response))  # the work happens inside the slot
+            return list(self.routes[environ[ENV_ROUTE]][0](environ, start_response))  # the work, inside the slot
         finally:
             self.slots.release()
 
@@ -215,7 +226,7 @@ class RequestGate:
             else:
                 conn.discard_body()
                 extra.append(("Connection", "close"))
-        body = faults.envelope(code, message)
+        body = faults.envelope(code, message, _NAMESPACES.get(environ.get(ENV_ROUTE, PATH), TNS))
         start_response(status, [("Content-Type", "text/xml; charset=utf-8"), ("Content-Length", str(len(body))),
                                 *extra])
         return [body]

@@ -1,8 +1,10 @@
 """``gateway mapping check|preview|suggest``: the integrator's tools for writing a client mapping.
 
 None of them touches the database or keys, and the client need not be configured (``--client`` names
-the mapping); the work is done by ``services.onboarding``, which the web console calls too: ``check`` loads and validates a mapping, ``preview`` maps and
-validates a real file and shows claims and findings, ``suggest`` drafts a mapping for an unseen file.
+the mapping); the work is done by ``services.onboarding``, which the web console can call too. ``check``
+loads and validates a mapping, ``preview`` maps and validates a real file and shows claims and findings,
+``suggest`` drafts a mapping for an unseen file; ``ingest_dry_run`` serves ``ingest --dry-run`` for a
+client not configured yet.
 Exit codes as for every command: 0 done, 1 the mapping (or config) is wrong, 3 the file is unusable.
 """
 

@@ -166,9 +166,12 @@ def _place(d: Draft, target: str, col: _Column, why: str, **options: Any) -> Non
     d.used.add(col.index)
 
 
-_BY_KIND = {"iban": ("debtor.iban", "values are IBANs"), "email": ("debtor.email", "values are e-mail addresses"),
-            "phone": ("debtor.phone", "values are phone numbers"), "currency": ("currency", "values are currency codes"),
-            "country": ("debtor.country", "values are countries"), "partytype": ("debtor.kind", "values say person or company")}
+_BY_KIND = {"iban": ("debtor.iban", "values are IBANs"),
+            "email": ("debtor.email", "values are e-mail addresses"),
+            "phone": ("debtor.phone", "values are phone numbers"),
+            "currency": ("currency", "values are currency codes"),
+            "country": ("debtor.country", "values are countries"),
+            "partytype": ("debtor.kind", "values say person or company")}
 
 
 def _by_values(d: Draft, cols: list[_Column]) -> None:
@@ -267,7 +270,8 @@ def _postcode(d: Draft, by_name: dict[str, _Column], sample_is_sheet: bool) -> N
     german = sorted({v for v in countries if BUILTIN_MAPS["country"].get(v.casefold(), v) == "DE"})
     if country and german and len(german) < len(set(countries)):
         # a four-digit postcode abroad (Wien 1070) is no German one that lost its leading zero
-        postcode.update({"zero_pad": 5, "when": {"column": country, "in": german}, "else": {"column": postcode["column"]}})
+        postcode.update({"zero_pad": 5, "when": {"column": country, "in": german},
+                         "else": {"column": postcode["column"]}})
         d.why["debtor.postal_code"] += "; German ones stored as numbers (01067 became 1067)"
     else:
         postcode["zero_pad"] = 5  # a spreadsheet stored 01067 as the number 1067
@@ -321,7 +325,8 @@ def _flow(value: Any) -> str:
     return _q(value)
 
 
-_PLAIN_KEYS = frozenset({"column", "columns", "sum", "split", "map", "default", "when", "else", "const", "in", "matches", "zero_pad",
+_PLAIN_KEYS = frozenset({"column", "columns", "sum", "split", "map", "default", "when", "else", "const", "in",
+                         "matches", "zero_pad",
                          "implied_decimals", "year_pivot", "map_default", "format", "case", "equals"})
 
 

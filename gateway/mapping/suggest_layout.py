@@ -59,8 +59,8 @@ def _rows(path: Path, limits: LimitsConfig | None) -> list[list[str]]:
     if kind in ("xlsx", "xlsm", "xls", "ods"):
         from gateway.mapping.spec import FormatSpec
         from gateway.readers.base import open_reader
-        with open_reader(path, FormatSpec(type="xlsx" if kind == "xlsm" else kind, header_row=1),  # type: ignore[arg-type]
-                         limits=limits) as reader:
+        spec = FormatSpec(type="xlsx" if kind == "xlsm" else kind, header_row=1)  # type: ignore[arg-type]
+        with open_reader(path, spec, limits=limits) as reader:
             return [list(reader.header)] + [list(src.values) for _, src in zip(range(500), reader)]
     encoding = detect_encoding(path)
     with open(path, encoding=encoding, newline="") as fh:

@@ -49,7 +49,8 @@ def parties(d: Draft, cols: list[_Column]) -> None:
     d.why["debtor.kind"] = "a company where the name carries a legal form (GmbH, AG, e.K., ...)"
     d.fields["debtor.company"] = {"column": source, "when": {"column": source, "matches": LEGAL_FORM}}
     d.why["debtor.company"] = "names with a legal form"
-    d.unsure["debtor.kind"] = d.unsure["debtor.company"] = "a company without a legal form in its name is read as a person"
+    guess = "a company without a legal form in its name is read as a person"
+    d.unsure["debtor.kind"] = d.unsure["debtor.company"] = guess
     for target in ("debtor.last_name", "debtor.first_name"):
         if target in d.fields and d.fields[target].get("column") == source:
             d.fields[target]["when"] = {"column": source, "matches": _NOT_LEGAL}

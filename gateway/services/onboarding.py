@@ -16,7 +16,7 @@ from datetime import date
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -26,8 +26,10 @@ from gateway.errors import ConfigError
 from gateway.mapping.sample import read_sample
 from gateway.mapping.spec import MappingSpec, load_mapping, parse_mapping
 from gateway.mapping.suggest import Suggestion, suggest
-from gateway.services.ingest_run import MAX_RESULTS, IngestResult, RowResult
 from gateway.services.preview import Preview, preview_file
+
+if TYPE_CHECKING:
+    from gateway.services.ingest_run import IngestResult
 
 
 def mapping_path(cfg: GatewayConfig, client_id: str) -> Path:
@@ -159,6 +161,9 @@ def dry_run_unconfigured(cfg: GatewayConfig, path: Path, client_id: str, *,
     """``ingest --dry-run`` for a client not configured yet: the file mapped and validated like a preview
     (no database, no keys: such a client has no stored claims to compare with, and no partner to route to),
     reported as a dry run."""
+    # the ingest's imports are heavy (the whole store): only for this command
+    from gateway.services.ingest_run import MAX_RESULTS, IngestResult, RowResult
+
     p = preview_for_client(cfg, path, client_id, mapping=mapping, limit=MAX_RESULTS)
     result = IngestResult(submission=None, status="processing", client_id=client_id, filename=path.name,
                           dry_run=True, rows=sum(p.counts.values()), accepted=p.counts.get("accepted", 0),

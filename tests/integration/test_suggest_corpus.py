@@ -129,7 +129,8 @@ def test_one_mapping_reads_the_xls_and_the_xlsx_export_of_one_system(tmp_path: P
     import openpyxl
     import xlwt  # type: ignore[import-untyped]
 
-    rows = [["Rechnungsnr", "Name", "PLZ", "Betrag"], ["R-1", "Muster, Max", 1067, 12.5], ["R-2", "Kunz, Eva", 80331, 99.0]]
+    rows = [["Rechnungsnr", "Name", "PLZ", "Betrag"], ["R-1", "Muster, Max", 1067, 12.5],
+            ["R-2", "Kunz, Eva", 80331, 99.0]]
     xlsx, xls = tmp_path / "export.xlsx", tmp_path / "export.xls"
     book = openpyxl.Workbook()
     for r in rows:

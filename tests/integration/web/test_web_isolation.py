@@ -33,7 +33,8 @@ def test_client_a_on_every_url_of_client_b_gets_404_like_an_unknown_id(console: 
     assert get_claim(console.app, "other", foreign).state == "handed_over"
     assert "RE-2025-0003" not in c.get(f"/claims/{foreign}").text
     for path in ("/operator/runs", f"/operator/runs/{run}", "/operator/claims", f"/operator/claims/{foreign}",
-                 "/operator/outbox", "/operator/partners", "/operator/clients", "/operator/clients/other"):
+                 "/operator/outbox", "/operator/partners", "/operator/clients", "/operator/clients/other",
+                 "/operator/mappings", "/operator/mappings/other"):
         assert c.get(path).status_code == 404, path
     assert c.post("/operator/outbox/1/retry", data={"csrf": token}).status_code == 404
     op = console.client("olga")

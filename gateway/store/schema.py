@@ -254,6 +254,19 @@ client_labels = Table(
     Column("created_at", UTCDateTime(), nullable=False),
 )
 
+# The web console's sessions (migration 0010), so that a logout ends a session on every node, whoever holds a
+# copy of its cookie: the signed cookie carries a random token, this table its SHA-256 (a stolen table holds no
+# cookie). A row ends at ``expires_at`` (moved on while the session is used) or when deleted (logout).
+web_sessions = Table(
+    "web_sessions", metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("login", String(128), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Index("ix_web_sessions_login", "login"),
+    Index("ix_web_sessions_expires", "expires_at"),
+)
+
 # A keyed fingerprint of each claim's canonical content (migration 0007): tells an identical resend of a
 # known reference from a conflicting one. Claims stored before 0007 have no row. See store/fingerprints.py.
 claim_fingerprints = Table(

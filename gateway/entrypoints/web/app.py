@@ -29,7 +29,7 @@ from gateway.entrypoints.web import routes_labels
 from gateway.entrypoints.web import routes_clients, routes_mappings, routes_partners
 from gateway.entrypoints.web import routes_credit
 from gateway.entrypoints.web.pages import HERE, make_templates, redirect, render
-from gateway.entrypoints.web.security import LoginRequired, SecurityHeaders
+from gateway.entrypoints.web.security import LoginRequired, SecurityHeaders, ServerSessions
 from gateway.entrypoints.web.texts import DEFAULT, translator
 from gateway.entrypoints.web.users import UserBook
 from gateway.errors import KeyStoreError, NotFound
@@ -103,7 +103,8 @@ def build_web_app(app: App, users: UserBook | None = None) -> Starlette:
               Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")]
     middleware = [Middleware(SecurityHeaders), Middleware(_Contained),
                   Middleware(SessionMiddleware, secret_key=session_secret(app), session_cookie=SESSION_COOKIE,
-                             max_age=cfg.session_max_age_seconds, same_site="lax", https_only=True)]
+                             max_age=cfg.session_max_age_seconds, same_site="lax", https_only=True),
+                  Middleware(ServerSessions)]
     web = Starlette(routes=routes, middleware=middleware,
                     exception_handlers={LoginRequired: _login_required, HTTPException: _http_error,
                                         NotFound: _not_found})

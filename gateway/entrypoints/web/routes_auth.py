@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from gateway.entrypoints.web.pages import flash, post, redirect, render
 from gateway.entrypoints.web.security import current_user, field, peer, users
+from gateway.services import web_sessions
 
 log = logging.getLogger("gateway.web")
 
@@ -40,6 +41,8 @@ async def login(request: Request, form: FormData) -> Response:
         return render(request, "login.html", {"error": (key, values)},
                       status=429 if outcome.retry_after else 401)
     request.session.clear()  # nothing of an earlier session carries over (a new CSRF token too)
+    request.session["sid"] = await run_in_threadpool(web_sessions.start, request.app.state.gateway,
+                                                     outcome.user.login)
     request.session["login"] = outcome.user.login
     log.info("web.login login=%s address=%s", outcome.user.login, address)
     return redirect("/")
@@ -47,6 +50,9 @@ async def login(request: Request, form: FormData) -> Response:
 
 async def logout(request: Request, form: FormData) -> Response:
     user = current_user(request)
+    sid = request.session.get("sid")
+    if isinstance(sid, str):  # ended on the server: a copy of the cookie is logged out too
+        await run_in_threadpool(web_sessions.end, request.app.state.gateway, sid)
     request.session.clear()
     if user is not None:
         log.info("web.logout login=%s", user.login)

@@ -16,12 +16,14 @@ import hmac
 import secrets
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.entrypoints.web.users import UserBook, WebUser
+from gateway.services import web_sessions
 
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; "
        "base-uri 'none'")
@@ -51,6 +53,24 @@ class SecurityHeaders:
                     headers["cache-control"] = "no-store"
             await send(message)
         await self.app(scope, receive, with_headers)
+
+
+class ServerSessions:
+    """Logs a request out whose session the server no longer has (ended by a logout, on any node, or
+    expired): the signed cookie alone is not enough (``services/web_sessions.py``). Inside the session
+    middleware; static files are not checked."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        session = scope.get("session") if scope["type"] == "http" else None
+        if session and session.get("login") is not None and not str(scope.get("path", "")).startswith("/static/"):
+            sid, gateway = session.get("sid"), scope["app"].state.gateway
+            if not isinstance(sid, str) or not await run_in_threadpool(web_sessions.check, gateway, sid,
+                                                                       str(session["login"])):
+                session.clear()
+        await self.app(scope, receive, send)
 
 
 def csrf_token(request: Request) -> str:

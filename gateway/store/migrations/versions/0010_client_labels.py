@@ -1,4 +1,5 @@
-"""client_labels: each client's own label catalogue (name and colour) for the web console; indexes of the
+"""client_labels: each client's own label catalogue (name and colour) for the web console; web_sessions: the
+console's server-side sessions (a logout ends them everywhere); indexes of the
 projection by client and partner (the claims list's partner filter) and by run and state (a run's claims,
 and whether the partner confirmed every claim of a run, in two index probes).
 
@@ -30,9 +31,21 @@ def upgrade() -> None:
     op.create_index("ix_current_partner_client_updated", "claim_current",
                     ["partner_id", "client_id", "updated_at", "claim_id"])
     op.create_index("ix_current_submission_state", "claim_current", ["submission_id", "state"])
+    op.create_table(
+        "web_sessions",
+        sa.Column("token_hash", sa.String(64), primary_key=True),
+        sa.Column("login", sa.String(128), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_index("ix_web_sessions_login", "web_sessions", ["login"])
+    op.create_index("ix_web_sessions_expires", "web_sessions", ["expires_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_web_sessions_expires", table_name="web_sessions")
+    op.drop_index("ix_web_sessions_login", table_name="web_sessions")
+    op.drop_table("web_sessions")
     op.drop_index("ix_current_submission_state", table_name="claim_current")
     op.drop_index("ix_current_partner_client_updated", table_name="claim_current")
     op.drop_table("client_labels")

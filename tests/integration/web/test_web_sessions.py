@@ -1,0 +1,68 @@
+"""Server-side sessions: a logout ends the session for every copy of its cookie, an expired session is logged
+out, a session is bound to its login, and the table holds the token's hash, never the token."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from gateway.store.schema import web_sessions
+from tests.integration.web.conftest import Console
+
+
+def cookie_session(c: object) -> dict[str, object]:
+    """The session the signed cookie carries (its payload is base64 JSON before the signature)."""
+    raw = c.cookies["gw_session"]  # type: ignore[attr-defined]
+    payload = raw.split(".")[0]
+    return dict(json.loads(base64.b64decode(payload + "=" * (-len(payload) % 4))))
+
+
+def test_logout_ends_a_copied_cookie_too(console: Console) -> None:
+    c = console.client("anna")
+    copy = console.client()  # another browser with the same cookie (stolen or copied)
+    copy.cookies.set("gw_session", c.cookies["gw_session"])
+    assert copy.get("/claims").status_code == 200
+    token = cookie_session(c)["sid"]
+    with console.app.engine.connect() as conn:
+        stored = conn.execute(select(web_sessions.c.token_hash, web_sessions.c.login)).all()
+    assert (hashlib.sha256(str(token).encode()).hexdigest(), "anna") in [tuple(r) for r in stored]
+    assert all(str(token) not in r[0] for r in stored)  # only its hash
+    assert c.post("/logout", data={"csrf": console.csrf(c, "/claims")}).status_code == 303
+    refused = copy.get("/claims")
+    assert refused.status_code == 303 and refused.headers["location"] == "/login"
+    assert c.get("/claims").headers["location"] == "/login"
+
+
+def test_an_expired_session_is_logged_out_and_a_used_one_is_extended(console: Console) -> None:
+    c = console.client("vera")
+    token_hash = hashlib.sha256(str(cookie_session(c)["sid"]).encode()).hexdigest()
+    soon = console.app.now() + timedelta(seconds=30)
+    with console.app.engine.begin() as conn:
+        conn.execute(update(web_sessions).where(web_sessions.c.token_hash == token_hash).values(expires_at=soon))
+    assert c.get("/claims").status_code == 200  # used: moved on by the session's max age
+    with console.app.engine.connect() as conn:
+        expires = conn.execute(select(web_sessions.c.expires_at).where(web_sessions.c.token_hash == token_hash)
+                               ).scalar_one()
+    assert expires > soon + timedelta(hours=1)
+    with console.app.engine.begin() as conn:
+        conn.execute(update(web_sessions).where(web_sessions.c.token_hash == token_hash)
+                     .values(expires_at=console.app.now() - timedelta(seconds=1)))
+    assert c.get("/claims").headers["location"] == "/login"
+
+
+def test_a_session_token_counts_only_for_its_own_login(console: Console) -> None:
+    anna, ben = console.client("anna"), console.client("ben")
+    # a cookie that names another login than its server-side session (a forged mix) is logged out
+    forged = dict(cookie_session(anna), sid=cookie_session(ben)["sid"])
+    assert forged["login"] == "anna" and forged["sid"] != cookie_session(anna)["sid"]
+    from itsdangerous import TimestampSigner
+    from gateway.entrypoints.web.app import session_secret
+    signer = TimestampSigner(session_secret(console.app))
+    value = signer.sign(base64.b64encode(json.dumps(forged).encode())).decode()
+    other = console.client()
+    other.cookies.set("gw_session", value)
+    assert other.get("/claims").headers["location"] == "/login"

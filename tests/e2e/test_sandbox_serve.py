@@ -9,10 +9,11 @@ production change feed never show a sandbox claim; the sandbox ack is marked.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,12 @@ import zeep
 from zeep.transports import Transport
 
 from adapters.simulators.agency import STATUS_MAP
+from gateway.bootstrap import build_app
+from gateway.entrypoints import cli
+from gateway.config import load_config
+from gateway.services.keys import init_keys
 from tests.conftest import write_config
-from tests.e2e.test_sftp_serve import GATEWAY, Served
+from tests.e2e.test_sftp_serve import Served
 from tests.integration.soap.conftest import cheap_hash, claim
 from tests.sftp_support import ClientKey, client_csv, make_key, openssh_batch, wait_for
 
@@ -63,10 +68,8 @@ def served(tmp_path: Path, db_url: str) -> Iterator[tuple[Served, ClientKey, int
     cfg = write_config(tmp_path, db_url, sftp={"enabled": True, "port": 0, "status_interval_seconds": 1},
                        soap={"enabled": True, "host": "127.0.0.1", "port": port, "changes_settle_seconds": 0},
                        web={"enabled": False}, **sandbox_config(key))
-    for args in (("keys", "init"), ("db", "upgrade")):
-        out = subprocess.run([*GATEWAY, "--config", str(cfg), *args], capture_output=True, text=True, timeout=120,
-                             cwd=tmp_path)
-        assert out.returncode == 0, out.stderr
+    init_keys(load_config(cfg))  # in-process: two CLI start-ups fewer
+    build_app(cfg, migrate=True).close()
     s = Served(tmp_path, cfg)
     try:
         yield s, key, port
@@ -87,10 +90,11 @@ def _client(tmp_path: Path, port: int, user: str, password: str, marks: list[str
 
 
 def _cli(cfg: Path, *args: str) -> str:
-    out = subprocess.run([*GATEWAY, "--config", str(cfg), *args], capture_output=True, text=True, timeout=60,
-                         cwd=cfg.parent)
-    assert out.returncode == 0, out.stderr
-    return out.stdout
+    """The ``gateway`` command's main, in this process (an interpreter start-up each costs seconds here)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main(["--config", str(cfg), *args]) == 0
+    return out.getvalue()
 
 
 def _cases(tmp_path: Path, partner: str) -> set[int]:

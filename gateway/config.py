@@ -148,8 +148,6 @@ class ClientConfig(Base):
     retention_days_after_close: int | None = None
     sandbox: ClientSandboxConfig | None = None
     sandbox_of: str | None = None  # set by the gateway on the derived sandbox client, never in the file
-
-
     credit: ClientCreditConfig | None = None  # credit checks across bureaus (docs/credit.md); None: none
 
 
@@ -502,12 +500,13 @@ def _derive_sandboxes(cfg: GatewayConfig) -> None:
             raise ConfigError(f"a client with a sandbox has an id of at most {64 - len(SANDBOX_SUFFIX)} characters",
                               file=cfg.source, key=f"clients.{cid}")
         client.soap.credentials = [c for c in client.soap.credentials if not c.sandbox]
-        cfg.clients[sid] = ClientConfig(
-            name=f"{client.name or cid} (Sandbox)", enabled=client.enabled and sb.enabled,
-            mapping=client.mapping or cid, default_partner=partner, hold_all=client.hold_all,
-            ack_delimiter=client.ack_delimiter, ack_format=client.ack_format, ack_error_cap=client.ack_error_cap,
-            watch=sb.watch, watch_marker=client.watch_marker, sftp=sb.sftp, soap=ClientSoapConfig(credentials=creds),
-            sandbox=sb, sandbox_of=cid)
+        # Everything else as the client has it (mapping, holds, acks, limitation), so the sandbox behaves like
+        # production; no credit checks, which would ask real bureaus about real people.
+        cfg.clients[sid] = msgspec.structs.replace(
+            client, name=f"{client.name or cid} (Sandbox)", enabled=client.enabled and sb.enabled,
+            mapping=client.mapping or cid, default_partner=partner, watch=sb.watch, sftp=sb.sftp,
+            soap=ClientSoapConfig(credentials=creds), retention_days_after_close=None, sandbox=sb, sandbox_of=cid,
+            credit=None)
     for login, user in cfg.web.users.items():
         if user.sandbox and user.operator:
             raise ConfigError("an operator login cannot be a sandbox login", file=cfg.source,

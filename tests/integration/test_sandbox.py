@@ -86,10 +86,12 @@ def _load(tmp_path: Path, **overrides: Any) -> None:
 def test_config_makes_the_sandbox_client_and_refuses_wiring_that_could_leak(tmp_path: Path) -> None:
     cfg = load_config(write_config(tmp_path, "sqlite:///x.db", **_config(
         soap={"credentials": [{"username": "prod", "password_hash": "h1"},
-                              {"username": "test", "password_hash": "h2", "sandbox": True}]}),
+                              {"username": "test", "password_hash": "h2", "sandbox": True}]}, hold_all=True,
+        ack_format="xml"),
         web={"users": {"dev": {"client": "demo", "sandbox": True}}}))
     sbx = cfg.clients["demo.sandbox"]
     assert (sbx.sandbox_of, sbx.default_partner, sbx.mapping) == ("demo", "sandbox", "demo")
+    assert (sbx.hold_all, sbx.ack_format, sbx.credit) == (True, "xml", None)  # as production, minus bureaus
     assert [c.username for c in cfg.clients["demo"].soap.credentials] == ["prod"]
     assert [c.username for c in sbx.soap.credentials] == ["test"]
     assert cfg.web.users["dev"].client == "demo.sandbox"

@@ -186,6 +186,8 @@ def _by_values(d: Draft, cols: list[_Column]) -> None:
             _place(d, "debtor.street", col, "values are streets with a house number")
         elif col.kind == "plz_city" and "debtor.city" not in d.fields and "debtor.postal_code" not in d.fields:
             _place(d, "debtor.city", col, "values are postcode and city")
+        elif col.kind == "address" and "debtor.street" not in d.fields:
+            _place(d, "debtor.street", col, "values are whole addresses")
 
 
 def _composites(d: Draft, cols: list[_Column], sample_is_sheet: bool) -> None:
@@ -210,6 +212,7 @@ def _composites(d: Draft, cols: list[_Column], sample_is_sheet: bool) -> None:
                       and c.keys[0] in ("name", "name1", "firma", "bezeichnung")), None)
         if other is not None:
             _place(d, "debtor.company", other, "a name column beside the person's name")
+    _whole_address(d, by_name)
     street = d.fields.get("debtor.street")
     if street and "debtor.house_number" not in d.fields:
         col = by_name[street["column"]]
@@ -256,6 +259,23 @@ def _composites(d: Draft, cols: list[_Column], sample_is_sheet: bool) -> None:
     birth = d.fields.get("debtor.birth_date")
     if birth and any("%y" in f for f in by_name[birth["column"]].date_formats):
         birth["year_pivot"] = (date.today().year + 1) % 100  # a two-digit birth year is never in the future
+
+
+def _whole_address(d: Draft, by_name: dict[str, _Column]) -> None:
+    """"Musterstr. 12a, 12345 Musterstadt" in one column: the part before the comma is street and number,
+    the part after it postcode and city (``regex`` picks the part, ``split`` the piece)."""
+    column = d.fields.get("debtor.street", d.fields.get("debtor.city", {})).get("column")
+    if column is None or by_name[column].kind != "address" or any(
+            t in d.fields and d.fields[t].get("column") != column for t in _ADDRESS_PARTS):
+        return
+    why = "street, number, postcode and city in one column"
+    for target, regex in _ADDRESS_PARTS.items():
+        d.fields[target] = {"column": column, "regex": regex, "split": target.removeprefix("debtor.")}
+        d.why[target] = why
+
+
+_ADDRESS_PARTS = {"debtor.street": "^([^,]+),", "debtor.house_number": "^([^,]+),",
+                  "debtor.postal_code": ",\\s*(.+)$", "debtor.city": ",\\s*(.+)$"}
 
 
 def _postcode(d: Draft, by_name: dict[str, _Column], sample_is_sheet: bool) -> None:

@@ -57,7 +57,7 @@ ALIASES: list[tuple[str, tuple[str, ...]]] = [
                                 "debitorennr", "debitorennummer", "debitor", "mitgliedsnr", "mitgliedsnummer",
                                 "mitglnr", "mitgliedernr",
                                 "mitgliednr", "mandant", "personennr", "customernumber", "customerno",
-                                "customerid", "customer", "accountno", "memberid", "memberno", "patientid", "patientnr",
+                                "customerid", "customer", "accountno", "accountnumber", "accountid", "account", "memberid", "memberno", "patientid", "patientnr",
                                 "patientennr", "patientennummer", "patient", "vertragskonto", "kontonr")),
     ("debtor.salutation", ("anrede", "salutation", "geschlecht", "gender")),
     ("debtor.title", ("titel", "akadtitel", "akademischertitel", "title")),

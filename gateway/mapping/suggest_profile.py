@@ -4,7 +4,8 @@ Each column gets one kind from its values (most specific first): ``iban``, ``ema
 ``partytype`` (every value names a person or a company: Privat/Firma, P/F, private/business),
 ``currency`` (ISO 4217 codes), ``country`` (codes or names the built-in map knows), ``phone``,
 ``amount`` (with decimals), ``fullname`` ("Nachname, Vorname"), ``plz_city`` ("12345 Berlin"),
-``street_no`` ("Musterstr. 12a"), ``integer``, ``text``, or ``empty``. A field is only given a column
+``street_no`` ("Musterstr. 12a"), ``address`` ("Musterstr. 12a, 12345 Musterstadt"), ``integer``, ``text``,
+or ``empty``. A field is only given a column
 whose kind fits it (``fits``): a currency column must hold currency codes, a fee an amount and never
 a cost centre or a number, a customer number must not be a person/company flag.
 """
@@ -25,6 +26,8 @@ AMOUNT = re.compile(r"^[-+]?(?:€|EUR)?\s*\d{1,3}(?:[.,' ]?\d{3})*(?:[.,]\d{1,2
 _DECIMALS = re.compile(r"[.,]\d{1,2}\s*(?:€|EUR)?-?$")
 POSTCODE = re.compile(r"^(?:\d{4,5}|\d{4}\s?[A-Z]{2})$")
 STREET_NO = re.compile(r"\D\s*\d+\s*[a-zA-Z]?(?:\s*[-/]\s*\d+\s*[a-zA-Z]?)?$")
+_ADDRESS = re.compile(r"^[^\d,@]{3,}\s\d+\s*[a-zA-Z]?(?:\s*[-/]\s*\d+\s*[a-zA-Z]?)?\s*,\s*"
+                      r"(?:[A-Z]{1,2}-)?\d{4,5}\s+\S")
 _STREET_VALUE = re.compile(r"^[^\d,@]{3,}\s\d+\s*[a-zA-Z]?(?:\s*[-/]\s*\d+\s*[a-zA-Z]?)?$")
 PLZ_CITY = re.compile(r"^(?:[A-Z]{1,2}-)?\d{4,5}\s+\S")
 _FULLNAME = re.compile(r"^[^\d,@;]+,\s*[^\d,@;]+$")
@@ -76,6 +79,8 @@ def classify(values: list[str], key: str, date_formats: Callable[[list[str]], li
         return "amount", []
     if share(values, _FULLNAME.match) >= 0.7:
         return "fullname", []
+    if share(values, lambda v: bool(_ADDRESS.match(v))) >= 0.7:
+        return "address", []  # "Musterstr. 12, 12345 Musterstadt": the whole address in one column
     if share(values, lambda v: bool(PLZ_CITY.match(v))) >= 0.6:
         return "plz_city", []
     if share(values, lambda v: bool(_STREET_VALUE.match(v))) >= 0.7:
@@ -132,7 +137,8 @@ def fits(target: str, kind: str, values: list[str], keys: list[str], *, sheet: b
     if target in _IDS:
         return kind in ("text", "integer") and share(values, lambda v: any(c.isdigit() for c in v)) >= 0.8
     if target in _TEXT_ONLY:
-        return kind in ("text", "fullname", "plz_city", "street_no")
+        return kind in ("text", "fullname", "plz_city", "street_no") or (kind == "address" and target in (
+            "debtor.street", "debtor.city"))
     return kind not in ("date", "amount", "iban", "email", "partytype", "currency")
 
 

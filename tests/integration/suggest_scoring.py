@@ -23,7 +23,8 @@ from gateway.mapping.spec import MappingSpec
 from gateway.readers import open_reader
 
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "onboarding"
-FILES = ["shop.csv", "praxis.csv", "gym.xlsx", "verein.xls", "verwaltung.ods", "fibu.xml", "legacy.txt", "kasse.dat"]
+FILES = ["shop.csv", "praxis.csv", "gym.xlsx", "verein.xls", "verwaltung.ods", "fibu.xml", "legacy.txt", "kasse.dat",
+         "utility.csv", "kanzlei.xlsx", "faelle.xml"]
 LAYOUTS = {"legacy.txt": "legacy_satzbeschreibung.txt", "kasse.dat": "kasse_layout.xlsx"}
 _DEFAULTS = {"debtor.kind": "consumer", "currency": "EUR", "debtor.country": "DE"}
 
@@ -39,6 +40,8 @@ def canonical(claim: Claim) -> dict[str, str]:
         "creditor_reference": claim.creditor_reference, "invoice_number": claim.invoice_number,
         "principal_amount": claim.principal_amount, "currency": claim.currency, "invoice_date": claim.invoice_date,
         "due_date": claim.due_date, "contract_date": claim.contract_date,
+        "first_dunning_date": claim.first_dunning_date, "last_dunning_date": claim.last_dunning_date,
+        "default_date": claim.default_date,
         **{f"fees.{k}": v for k, v in fees.items()},
         "debtor.kind": d.kind.value, "debtor.salutation": d.salutation.value if d.salutation else None,
         "debtor.first_name": d.first_name, "debtor.last_name": d.last_name, "debtor.company": d.company,

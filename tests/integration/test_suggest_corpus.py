@@ -25,7 +25,7 @@ from tests.integration.suggest_scoring import CORPUS, FILES, LAYOUTS, score
 @pytest.mark.parametrize("name", FILES)
 def test_the_hand_written_mapping_reads_every_value(name: str) -> None:
     s = score(name, load_mapping(CORPUS / f"mapping_{name.split('.')[0]}.yaml"))
-    assert s.total > 50 and s.right == s.total, sorted(s.wrong_fields)
+    assert s.total >= 40 and s.right == s.total, sorted(s.wrong_fields)
 
 
 @functools.lru_cache(maxsize=None)  # reading a spreadsheet starts a reader process: once per file is enough

@@ -25,6 +25,7 @@ def kind(values: list[str], header: str = "x") -> str:
     (["Müller, Jürgen", "von Berg, Lena"], "fullname"),
     (["50667 Köln", "D-10115 Berlin"], "plz_city"),
     (["Hauptstraße 12a", "Am Markt 1", "Weg 7/1"], "street_no"),
+    (["Musterstr. 12a, 12345 Musterstadt", "Am Markt 1, 01067 Dresden"], "address"),
     (["3", "12", "7"], "integer"),
     (["Krone", "Füllung"], "text"),
     ([], "empty"),
@@ -47,6 +48,7 @@ def test_a_country_column_of_licence_plate_letters_needs_its_header() -> None:
     ("principal_amount", "Kontostand", ["12,50"], True),
     ("principal_amount", "Kunden-Nr", ["12,50"], False),
     ("debtor.house_number", "Nr", ["D300", "D301"], False),
+    ("fees.dunning", "Mahnstufe", ["1", "2", "3"], False),      # a dunning level is no fee
     ("debtor.house_number", "Nr", ["12a", "3-5", "7"], True),
     ("debtor.iban", "IBAN", ["DE89370400440532013000", "DE00123456780000000000", "DE02120300000000202051"], True),
 ])

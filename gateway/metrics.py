@@ -6,8 +6,8 @@ values from ``REGISTRY``. Counters count what this process did (sum them over no
 from the database at scrape time (``BacklogCollector``) describe the shared state (take the max over
 nodes, not the sum).
 
-Labels are bounded and never carry debtor data: client id, channel, partner id, outcome, operation,
-state, task, HTTP status. Nothing a client typed (a reference, a name, a file name) is a label.
+Labels are bounded and never carry debtor data: client id, channel, partner id, bureau id, outcome,
+colour, error kind, operation, state, task, HTTP status. Nothing a client typed (a reference, a name, a file name) is a label.
 """
 
 from __future__ import annotations
@@ -52,6 +52,16 @@ SOAP_REQUESTS = Counter("gateway_soap_requests", "SOAP endpoint requests", ["ope
                         registry=REGISTRY)
 SOAP_SECONDS = Histogram("gateway_soap_request_duration_seconds", "SOAP request latency", ["operation"],
                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=REGISTRY)
+
+# -- credit checks --------------------------------------------------------------------------------
+CREDIT_CHECKS = Counter("gateway_credit_checks", "Credit check requests by outcome (queried, cached, refused) and "
+                        "colour (none: refused)", ["client", "channel", "outcome", "colour"], registry=REGISTRY)
+CREDIT_CACHE_HITS = Counter("gateway_credit_cache_hits", "Credit checks answered again from a stored answer "
+                            "(no bureau asked, nothing paid)", ["client"], registry=REGISTRY)
+CREDIT_BUREAU_QUERIES = Counter("gateway_credit_bureau_queries", "Bureaus asked, by the bureau's result: its colour "
+                                "when it answered, else the error kind (timeout, unavailable, refused, "
+                                "invalid_answer, other)", ["bureau", "result"], registry=REGISTRY)
+BUREAU_ERROR_KINDS = frozenset({"timeout", "unavailable", "refused", "invalid_answer"})
 
 # -- supervision ----------------------------------------------------------------------------------
 TASK_FAILURES = Counter("gateway_task_failures", "Failed steps of supervised tasks (each is restarted after a "

@@ -24,8 +24,10 @@ import logging
 import threading
 import time
 import weakref
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,6 +36,7 @@ import msgspec
 from sqlalchemy import Connection, RowMapping, select, update
 
 from adapters.bureaus import BureauError, CreditBureau, load_bureau
+from gateway import metrics
 from gateway.bootstrap import App
 from gateway.config import BureauConfig, ClientCreditConfig
 from gateway.crypto import envelope
@@ -230,10 +233,48 @@ def check_credit(app: App, client_id: str, subject: Subject, *, interest: str, u
     missing = subject.problems()
     if missing:
         raise CreditRefused("subject", f"missing fields: {', '.join(missing)}", missing)
+    subject_key = app.cipher.blind_index(subject.identity(), f"credit:{client_id}")
+    # the longest a check holds its subject's flight: every bureau's budget plus the hand-over slack
+    wait = max((app.config.bureaus[b].timeout_seconds for b in credit.bureaus), default=0.0) + 1.0
+    with _single_flight(client_id, subject_key, wait):
+        return _check(app, client_id, credit, subject, subject_key, interest=interest, user=user, channel=channel)
+
+
+# -- single flight -------------------------------------------------------------------------------------------
+# Two identical requests at once (a double click, a retried SOAP call) would both miss the cache and both pay.
+# In this process the second waits for the first (per client and subject) and then finds its answer in the
+# cache; across nodes the cache and the database are the only guard (see docs/credit.md).
+
+_FLIGHTS_LOCK = threading.Lock()
+_FLIGHTS: dict[tuple[str, str], tuple[threading.Lock, list[int]]] = {}  # key -> (lock, [holders and waiters])
+
+
+@contextmanager
+def _single_flight(client_id: str, subject_key: str, wait: float) -> Iterator[None]:
+    """Hold the (client, subject) flight while checking; a waiter past ``wait`` seconds goes ahead anyway
+    (a stuck first check must not stop every later one)."""
+    key = (client_id, subject_key)
+    with _FLIGHTS_LOCK:
+        lock, users = _FLIGHTS.setdefault(key, (threading.Lock(), [0]))
+        users[0] += 1
+    got = lock.acquire(timeout=wait)
+    try:
+        yield
+    finally:
+        if got:
+            lock.release()
+        with _FLIGHTS_LOCK:
+            users[0] -= 1
+            if users[0] == 0:
+                del _FLIGHTS[key]
+
+
+def _check(app: App, client_id: str, credit: ClientCreditConfig, subject: Subject, subject_key: str, *,
+           interest: str, user: str, channel: str) -> CreditAnswer:
     started = time.monotonic()
     now = app.now()
     name = subject.display_name()
-    requested_by, subject_key = user.strip()[:128], app.cipher.blind_index(subject.identity(), f"credit:{client_id}")
+    requested_by = user.strip()[:128]
     base: dict[str, Any] = {"client_id": client_id, "created_at": now, "requested_by": requested_by,
                             "channel": channel, "interest": interest, "subject_key": subject_key,
                             "subject_index": app.cipher.blind_index(name, client_id) if name else None}
@@ -254,11 +295,14 @@ def check_credit(app: App, client_id: str, subject: Subject, *, interest: str, u
             else:
                 check_id = store.add(conn, **base, outcome=store.PENDING)
     if refused_id is not None:
+        metrics.CREDIT_CHECKS.labels(client_id, channel, store.REFUSED, "none").inc()
         log.warning("credit.refused client=%s check=%d reason=rate_limited limit=%d", client_id, refused_id,
                     credit.max_checks_per_hour)
         raise CreditRefused("rate_limited", f"more than {credit.max_checks_per_hour} credit checks in an hour: "
                                             "try again later")
     if source is not None:
+        metrics.CREDIT_CHECKS.labels(client_id, channel, store.CACHED, source["colour"]).inc()
+        metrics.CREDIT_CACHE_HITS.labels(client_id).inc()
         log.info("credit.check client=%s check=%d channel=%s outcome=cached source=%d colour=%s", client_id,
                  check_id, channel, source["id"], source["colour"])
         return CreditAnswer(check_id=check_id, colour=source["colour"], incomplete=bool(source["incomplete"]),
@@ -272,12 +316,25 @@ def check_credit(app: App, client_id: str, subject: Subject, *, interest: str, u
         store.settle(conn, check_id, outcome=store.QUERIED, colour=verdict.colour, incomplete=verdict.incomplete,
                      bureaus=_bureau_summary(outcomes), answered_at=app.now(),
                      **_seal(conn, app, client_id, check_id, _Sealed(subject, outcomes, verdict)))
+    _count_queried(client_id, channel, outcomes, verdict)
     log.info("credit.check client=%s check=%d channel=%s outcome=queried colour=%s incomplete=%s bureaus=%s ms=%d",
              client_id, check_id, channel, verdict.colour, verdict.incomplete,
              ",".join(f"{o.bureau}:{o.status}" for o in outcomes), int((time.monotonic() - started) * 1000))
     return CreditAnswer(check_id=check_id, colour=verdict.colour, incomplete=verdict.incomplete, cached=False,
                         source_check_id=None, checked_at=now, interest=interest,
                         requested_by=requested_by, subject=subject, verdict=verdict, outcomes=outcomes)
+
+
+def _count_queried(client_id: str, channel: str, outcomes: list[BureauOutcome], verdict: Verdict) -> None:
+    """The check and each bureau's result: its colour, or the kind of its failure (never its text)."""
+    metrics.CREDIT_CHECKS.labels(client_id, channel, store.QUERIED, verdict.colour).inc()
+    for outcome, judged in zip(outcomes, verdict.bureaus):
+        if judged.colour is not None:
+            result = judged.colour
+        else:
+            kind = "timeout" if outcome.status == "timeout" else (outcome.error or "").split(":", 1)[0]
+            result = kind if kind in metrics.BUREAU_ERROR_KINDS else "other"
+        metrics.CREDIT_BUREAU_QUERIES.labels(outcome.bureau, result).inc()
 
 
 def get_check(app: App, client_id: str, check_id: int) -> CreditAnswer:

@@ -307,8 +307,9 @@ def test_erasing_a_debtor_s_claims_erases_their_checks_at_that_client(app: App,
     assert subjects[first.check_id] == subjects[cached.check_id] == ("[erased]", "red", "alice")  # audit stays
     assert subjects[bystander.check_id][0] == "Erika Mustermann"
     assert credit.get_check(app, "other", other.check_id).subject == vera  # another client's check stays
-    queries = live["json"].book.queries
-    assert not check(app, vera).cached and live["json"].book.queries == queries + 1  # the cache has nothing left
+    asked = live["json"].book.asked.get("vera vollstreckt", 0)
+    assert not check(app, vera).cached  # the cache has nothing left: asked again
+    assert live["json"].book.asked["vera vollstreckt"] == asked + 1
     assert erasure.erase(app, ids, "again", by="tester").credit_checks == 0  # the claim's index is gone
 
 
@@ -359,6 +360,68 @@ def test_retention_periods_are_checked_at_start(tmp_path: Path) -> None:
         load_config(write_config(tmp_path, "sqlite:///x.db", credit={"retention_days": -1}, **doc))
     cfg = load_config(write_config(tmp_path, "sqlite:///x.db", credit={"retention_days": None}, **doc))
     assert cfg.credit.retention_days is None and cfg.clients["demo"].credit.retention_days == 30  # type: ignore[union-attr]
+
+
+def test_identical_concurrent_checks_pay_once(app: App, live: dict[str, HttpBureauSimulator]) -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    for sim in live.values():  # each bureau answers within its budget, slowly enough for the requests to meet
+        sim.set_fault(Fault.SLOW, delay_seconds=0.3)
+    start = threading.Barrier(4)
+
+    def ask(subject: Subject) -> credit.CreditAnswer:
+        start.wait(timeout=5)
+        return check(app, subject)
+
+    with ThreadPoolExecutor(4) as pool:
+        # names no other test asks: a slow answer another test left behind cannot count here
+        same = [pool.submit(ask, person("Gleich", "Zeitig")) for _ in range(3)]
+        other = pool.submit(ask, person("Anders", "Zeitig"))  # another subject is not held up by the flight
+        answers = [f.result(timeout=10) for f in same]
+        assert not other.result(timeout=10).cached
+    paid = [a for a in answers if not a.cached]
+    assert len(paid) == 1 and not paid[0].incomplete
+    assert all(a.source_check_id == paid[0].check_id and a.colour == paid[0].colour for a in answers if a.cached)
+    assert {name: sim.book.asked.get("gleich zeitig") for name, sim in live.items()} == {
+        "json": 1, "soap": 1, "third": 1}
+    assert {name: sim.book.asked.get("anders zeitig") for name, sim in live.items()} == {
+        "json": 1, "soap": 1, "third": 1}
+    assert not credit._FLIGHTS  # every flight let go
+
+
+def test_metrics_count_by_bureau_result_and_cache_hits_without_subject_data(
+        app: App, live: dict[str, HttpBureauSimulator]) -> None:
+    from prometheus_client import generate_latest
+
+    from gateway.metrics import REGISTRY, Exposition
+
+    def value(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(f"{name}_total", labels) or 0.0
+
+    keys = {"checks_red": ("gateway_credit_checks", {"client": "demo", "channel": "cli", "outcome": "queried",
+                                                     "colour": "red"}),
+            "checks_cached": ("gateway_credit_checks", {"client": "demo", "channel": "cli", "outcome": "cached",
+                                                        "colour": "yellow"}),
+            "hits": ("gateway_credit_cache_hits", {"client": "demo"}),
+            "soap_red": ("gateway_credit_bureau_queries", {"bureau": "soap", "result": "red"}),
+            "json_garbage": ("gateway_credit_bureau_queries", {"bureau": "json", "result": "invalid_answer"}),
+            "third_down": ("gateway_credit_bureau_queries", {"bureau": "third", "result": "unavailable"}),
+            "third_yellow": ("gateway_credit_bureau_queries", {"bureau": "third", "result": "yellow"})}
+    before = {k: value(n, **lab) for k, (n, lab) in keys.items()}
+    live["json"].set_fault(Fault.GARBAGE)
+    live["third"].set_fault(Fault.DOWN)
+    assert check(app, person("Paul", "Pleite")).colour == "red"
+    for sim in live.values():
+        sim.set_fault(Fault.NONE)
+    planted = msgspec.structs.replace(person(PLANTED_FIRST, PLANTED_LAST), city="Quakenbrück")
+    assert not check(app, planted).cached and check(app, planted).cached
+    after = {k: value(n, **lab) for k, (n, lab) in keys.items()}
+    assert {k: after[k] - before[k] for k in keys} == {
+        "checks_red": 1, "checks_cached": 1, "hits": 1, "soap_red": 1, "json_garbage": 1, "third_down": 1,
+        "third_yellow": 1}
+    text = generate_latest(Exposition()).decode()
+    for secret in (PLANTED_FIRST, PLANTED_LAST, "Quakenbrück", "Pleite", "1971-04-23", "50667"):
+        assert secret not in text
 
 
 def test_demo_bureau_simulators_serve_runs(tmp_path: Path, db_url: str) -> None:

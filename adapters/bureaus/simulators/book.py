@@ -51,10 +51,12 @@ class BureauBook:
     delay_seconds: float = 5.0
     queries: int = 0  # answered or not: every request that reached the bureau (paid queries)
     purposes: list[str] = field(default_factory=list)
+    asked: dict[str, int] = field(default_factory=dict)  # requests per name (a test counts one subject's)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def lookup(self, name: str, purpose: str) -> Record | None:
         with self.lock:
             self.queries += 1
             self.purposes.append(purpose)
+            self.asked[key(name)] = self.asked.get(key(name), 0) + 1
         return self.records.get(key(name))

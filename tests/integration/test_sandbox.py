@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lxml import etree
 
 from adapters.simulators.agency import Agency
 from adapters.simulators.files import FolderAgency, load_partner_keys
@@ -21,6 +22,7 @@ from gateway.domain.lifecycle import State
 from gateway.domain.sandbox import scenario_for
 from gateway.errors import ConfigError
 from gateway.services import claim_export, claim_queries, monitoring
+from gateway.services.ack import AckWriter, ack_schema
 from gateway.services.dispatch import Dispatcher, retry_dead
 from gateway.services.erasure import run_retention, run_sandbox_retention
 from gateway.services.ingest import ingest_file
@@ -136,6 +138,22 @@ def test_scenario_is_chosen_by_reference_prefix_then_memo_keyword() -> None:
     assert scenario_for("sbx-disputed", "sandbox:paid") == "disputed"
     assert scenario_for("R-1", "bitte sandbox:instalments spielen") == "instalments"
     assert scenario_for("SBX-NOPE-1", "nothing", default="court") == "court"
+
+
+def test_a_sandbox_ack_is_marked_in_both_forms_and_stays_valid(tmp_path: Path) -> None:
+    for client, marked in (("demo.sandbox", True), ("demo", False)):
+        for suffix in ("csv", "xml"):
+            final = tmp_path / "inbox" / client / "ack" / f"f.{suffix}.ack.{suffix}"
+            with AckWriter(final) as w:
+                w.row(2, "R-1", "accepted", 7, [])
+                w.commit()
+            if suffix == "xml":
+                doc = etree.parse(str(final))
+                ack_schema().assertValid(doc)
+                assert (doc.getroot().get("sandbox") == "true") is marked
+            else:
+                lines = final.read_text(encoding="utf-8").splitlines()
+                assert (lines[1].split(";")[2] == "sandbox") is marked and lines[-1].startswith("2;R-1;accepted")
 
 
 # -- delivery ------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """A client's sandbox end to end: `gateway serve` with SOAP and SFTP, a sandbox SOAP login (zeep) and a sandbox
-SFTP login (OpenSSH `sftp`) of the client `demo`, the simulated sandbox agency and the client's real partner
+SFTP login (OpenSSH `sftp`) of the client `demo`, its watched inbox folder, the simulated sandbox agency and the client's real partner
 (a directory partner with its own simulated agency, standing in for the real one).
 
 Sandbox claims reach the sandbox agency and move through the scenarios their references and memos ask for;
@@ -13,6 +13,7 @@ import contextlib
 import csv
 import io
 import json
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -139,6 +140,16 @@ def test_sandbox_claims_reach_only_the_simulated_agency_and_stay_out_of_producti
     assert ack_rows[1][2] == "sandbox" and "SANDBOX" in ack_rows[1][5]
     sftp_ids = [int(r[3]) for r in ack_rows[2:] if r[2] == "accepted"]
     assert len(sftp_ids) == 3
+    # a file dropped into the sandbox's watched inbox folder (not over SFTP) goes the same way
+    dropped = client_csv(tmp_path / "dropped.csv", 2, "SBX-PAID-W")
+    os.replace(dropped, tmp_path / "inbox" / "demo.sandbox" / "upload" / "dropped.csv")
+    dropped_ack = tmp_path / "inbox" / "demo.sandbox" / "ack" / "dropped.csv.ack.csv"
+    wait_for("the dropped file's ack", dropped_ack.exists)
+    with open(dropped_ack, encoding="utf-8") as fh:
+        drop_rows = list(csv.reader(fh, delimiter=";"))
+    assert drop_rows[1][2] == "sandbox"
+    sftp_ids += [int(r[3]) for r in drop_rows[2:] if r[2] == "accepted"]
+    assert len(sftp_ids) == 5
 
     def states() -> dict[str, str]:
         return {ref: sbx.service.GetClaim(cid).state for ref, cid in ids.items()}

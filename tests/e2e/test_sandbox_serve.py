@@ -1,6 +1,6 @@
-"""A client's sandbox end to end: `gateway serve` with SOAP and SFTP, a sandbox SOAP login (zeep) and a sandbox
-SFTP login (OpenSSH `sftp`) of the client `demo`, its watched inbox folder, the simulated sandbox agency and the client's real partner
-(a directory partner with its own simulated agency, standing in for the real one).
+"""A client's sandbox end to end: `gateway serve` with SOAP and SFTP, a sandbox SOAP login (zeep), a sandbox
+SFTP login (OpenSSH `sftp`) and the watched inbox folder of the client `demo`, the simulated sandbox agency and
+the client's real partner (a directory partner with its own simulated agency, standing in for the real one).
 
 Sandbox claims reach the sandbox agency and move through the scenarios their references and memos ask for;
 the real partner receives only the production claim; production lists, exports, submissions and the

@@ -1,6 +1,6 @@
 """The operator's admin pages in a real browser (headless Chromium, Selenium) against a real ``gateway serve``:
 the partners page, a new console login for a client added in the browser and signing in at once with the
-password shown once, and a mapping drafted from a sample, checked, previewed and installed.
+password shown once, and a mapping drafted from a sample, previewed and installed.
 
 Reuses the console walk's serve and browser fixtures (``test_web_browser``): one serve of its own for this
 module. Screenshots go to a temporary folder, or to $GATEWAY_WEB_SCREENSHOTS.
@@ -11,9 +11,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tests.e2e.test_web_browser import Walk, browser, pytestmark, served  # noqa: F401 - fixtures and the skip
+from tests.e2e import test_web_browser as walk
+from tests.e2e.test_web_browser import Walk, pytestmark  # noqa: F401 - the skip when Chromium is missing
 
-__all__ = ["browser", "pytestmark", "served"]
+# Every fixture of the console walk (served, browser and whatever these need), so this module gets its own
+# serve and browser from the same definitions, however they grow.
+globals().update({name: value for name, value in vars(walk).items()
+                  if type(value).__name__ == "FixtureFunctionDefinition" or hasattr(value, "_pytestfixturefunction")})
 
 
 def test_operator_adds_a_client_login_that_signs_in_at_once(served: tuple[str, Path, Path], browser: object,

@@ -20,7 +20,7 @@ from gateway.config import LimitsConfig
 from gateway.errors import InputError
 from gateway.mapping.spec import ENCODINGS, FixedColumn, FormatSpec
 from gateway.readers.base import open_reader
-from gateway.readers.sniff import detect_encoding, sniff_delimiter
+from gateway.readers.sniff import DELIMITERS, detect_encoding, sniff_delimiter
 
 SAMPLE_ROWS = 200
 _TYPES = {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".xlsx": "xlsx", ".xlsm": "xlsx", ".xls": "xls",
@@ -65,17 +65,19 @@ def read_sample(path: Path, format_type: str | None = None, limits: LimitsConfig
     if kind == "csv":
         encoding = detect_encoding(path)
         with open(path, encoding=encoding, newline="") as fh:
-            first = fh.readline().removeprefix("\ufeff")
+            head = [ln.removeprefix("\ufeff") for _, ln in zip(range(40), fh)]
+        titled = _csv_header(head)
         try:
-            delimiter = sniff_delimiter(first, str(path), 1)
+            delimiter = titled[0] if titled else sniff_delimiter(head[0], str(path), 1)
         except InputError:
             if format_type:
                 raise
             from gateway.mapping.suggest_fixed import read_fixed_sample
             return read_fixed_sample(path)  # no delimiter in the first line: records by position
+        header_row = titled[1] if titled else 1
         fmt: dict[str, Any] = {"type": "csv", "encoding": _ENCODING_NAMES.get(encoding, encoding),
-                               "delimiter": delimiter}
-        spec = FormatSpec(type="csv", encoding=encoding, delimiter=delimiter)
+                               "delimiter": delimiter, **({"header_row": header_row} if header_row > 1 else {})}
+        spec = FormatSpec(type="csv", encoding=encoding, delimiter=delimiter, header_row=header_row)
     elif kind in ("xlsx", "xls", "ods"):
         sheet, header_row = _sheet_layout(path, kind, limits)
         fmt = {"type": kind, "sheet": sheet, "header_row": header_row}
@@ -103,6 +105,33 @@ def read_sample(path: Path, format_type: str | None = None, limits: LimitsConfig
         summed = {n for n in repeated if columns[n].startswith("sum(")}
         return Sample(fmt, header, rows, nested=True, repeated=repeated - summed, summed=summed)
     return Sample(fmt, header, rows)
+
+
+def _csv_header(lines: list[str]) -> tuple[str, int] | None:
+    """(delimiter, header line) when title lines come first ("Offene Posten, Stand 31.03." above the header):
+    the header is the first line with as many delimiters as most lines have. None when the first line is it."""
+    best: tuple[tuple[int, int], str, int] | None = None
+    for d in DELIMITERS:
+        counts = [_count(ln, d) for ln in lines]
+        filled = [c for c in counts if c]
+        if len(filled) < 2:
+            continue
+        mode, freq = Counter(filled).most_common(1)[0]
+        if freq >= 2 and (best is None or (freq, mode) > best[0]):
+            best = ((freq, mode), d, next(i for i, c in enumerate(counts) if c == mode))
+    if best is None or best[2] == 0:
+        return None
+    return best[1], best[2] + 1
+
+
+def _count(line: str, delimiter: str) -> int:
+    quoted, n = False, 0
+    for ch in line:
+        if ch == '"':
+            quoted = not quoted
+        elif ch == delimiter and not quoted:
+            n += 1
+    return n
 
 
 _SUM = re.compile(r"(?i)^(summe|gesamt|total|sum)\b")

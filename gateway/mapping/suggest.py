@@ -386,8 +386,12 @@ def suggest(sample: Sample, *, client: str) -> Suggestion:
     if sample.headerless:
         d, cols = Draft(), [_Column(i, h, h, []) for i, h in enumerate(sample.header)]
         d.fields, d.why = place_headerless(sample)
-        d.used = {i for i, h in enumerate(sample.header) if any(o.get("column") == h for o in d.fields.values())}
         d.unsure = {t: "placed by position and value only (no header)" for t in d.fields}
+        for target in _REQUIRED:  # the loader needs both: a placeholder says what to replace
+            if target not in d.fields and sample.header:
+                d.fields[target] = {"column": sample.header[0]}
+                d.why[target], d.unsure[target] = "TODO: nothing fitted; replace this column", "nothing fitted"
+        d.used = {i for i, h in enumerate(sample.header) if any(o.get("column") == h for o in d.fields.values())}
     else:
         d, cols = draft_mapping(sample)
     fmt = _formats(sample, cols, d)

@@ -215,3 +215,24 @@ def test_sum_is_checked(options: str, message: str | None) -> None:
             parse_mapping(text, file="x.yaml")
     with pytest.raises(ConfigError, match="amount fields only"):
         parse_mapping(text.replace("fees.other", "memo").replace(", regex: 'x'", ""), file="x.yaml")
+
+
+def test_a_csv_with_title_lines_above_its_header(tmp_path: Path) -> None:
+    src = tmp_path / "offene_posten.csv"
+    src.write_bytes("Offene Posten Praxis Dr. Weiß, Stand 31.03.2025\nExport: Abrechnung\n\n"
+                    "Re-Nr;Patient;Betrag;Datum\n2025-1;Müller, Jürgen;12,50;01.02.2025\n"
+                    "2025-2;Wolf, Ida;99,00;02.02.2025\n2025-3;Klein, Paul;5,00;03.02.2025\n".encode("cp1252"))
+    s = suggest(read_sample(src), client="t")
+    assert s.format["delimiter"] == ";" and s.format["header_row"] == 4
+    from tests.integration.suggest_scoring import mapped_values
+    got = mapped_values(src, parse_mapping(s.text, file="draft.yaml"))
+    assert [g and (g["creditor_reference"], g["debtor.last_name"], g["principal_amount"]) for g in got] == [
+        ("2025-1", "Müller", "12.50"), ("2025-2", "Wolf", "99.00"), ("2025-3", "Klein", "5.00")]
+
+
+def test_a_draft_of_a_file_nothing_fits_still_passes_check(tmp_path: Path) -> None:
+    src = tmp_path / "letters.dat"
+    src.write_text("ABCDEFGHIJ\nKLMNOPQRST\nUVWXYZABCD\n", encoding="ascii")
+    s = suggest(read_sample(src), client="t")
+    parse_mapping(s.text, file="draft.yaml")
+    assert s.unsure["creditor_reference"] == "nothing fitted" and "TODO" in s.text

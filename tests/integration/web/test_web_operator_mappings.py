@@ -122,3 +122,19 @@ def test_a_mapping_too_long_for_the_form_is_refused_not_cut(console: Console) ->
     r = c.post("/operator/mappings/demo", data={"csrf": token, "mapping": before + "#" * 70_000, "do": "install"})
     assert r.status_code == 400  # the form parser refuses a field over 64 KiB before the page sees it
     assert (console.app.config.mappings_dir / "demo.yaml").read_text(encoding="utf-8") == before
+
+
+@pytest.mark.parametrize("sample", ["shop/input.xml", "autohaus/input.xlsx"])
+def test_xml_and_spreadsheet_samples_are_drafted_and_the_draft_checks(console: Console, sample: str) -> None:
+    c = console.client("olga")
+    token = console.csrf(c, "/operator/mappings/demo")
+    path = ROOT / "tests" / "fixtures" / sample
+    r = c.post("/operator/mappings/demo/sample", data={"csrf": token},
+               files={"file": (path.name, path.read_bytes(), "application/octet-stream")})
+    assert "Entwurf aus der Beispieldatei" in r.text, r.text
+    draft = _textarea(r.text)
+    assert f'type: "{path.suffix[1:]}"' in draft
+    ok = c.post("/operator/mappings/demo", data={"csrf": token, "mapping": draft, "do": "check"})
+    assert 'id="check-ok"' in ok.text
+    pre = c.post("/operator/mappings/demo", data={"csrf": token, "mapping": draft, "do": "preview"})
+    assert re.search(r'<p id="preview-counts">angenommen: \d+', pre.text)

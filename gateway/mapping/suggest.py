@@ -101,12 +101,16 @@ def draft_mapping(sample: Sample) -> tuple[Draft, list[_Column]]:
         col.kind, _ = classify(col.values, col.key, lambda v: _date_formats(v, sheet, extra))
         if col.name in sample.repeated:
             col.kind = "repeated"  # several per record: the first one alone would be wrong
+        if sample.header.count(col.name) > 1:
+            col.kind = "duplicate"  # a name the header has twice cannot be named in a mapping
         if col.kind == "date":
             col.date_formats = _date_formats(col.values, sheet, extra)
         described = sample.date_formats.get(col.name)
         if described and col.values:  # the record description names the notation
             col.kind, col.date_formats = "date", [described]
     d = Draft()
+    d.notes += [f"the header has '{name}' {sample.header.count(name)} times: a mapping cannot name such a column "
+                "(rename it in the export)" for name in dict.fromkeys(sample.header) if sample.header.count(name) > 1]
     candidates: list[tuple[int, int, int, str, _Column]] = []
     for prio, (target, aliases) in enumerate(ALIASES):
         for col in cols:
@@ -324,9 +328,10 @@ def _required(d: Draft, cols: list[_Column], sheet: bool) -> None:
     if values and len(set(values)) < len(values) and "creditor_reference" not in d.unsure:
         d.unsure["creditor_reference"] = ("values repeat in the sample: rows sharing one are refused as duplicates "
                                           "unless they form one claim (group)")
+    named = [c for c in cols if c.kind != "duplicate"] or cols
     for target in _REQUIRED:
         if target not in d.fields and cols:
-            d.fields[target] = {"column": cols[0].name}
+            d.fields[target] = {"column": named[0].name}
             d.why[target] = "TODO: nothing fitted; replace this column"
             d.unsure[target] = "nothing fitted"
 

@@ -110,6 +110,8 @@ _TEXT_ONLY = ("debtor.first_name", "debtor.last_name", "debtor.company", "debtor
 
 def fits(target: str, kind: str, values: list[str], keys: list[str], *, sheet: bool) -> bool:
     """Whether a column of ``kind`` (its values, its header keys) may fill ``target``."""
+    if kind in ("duplicate", "repeated"):
+        return False  # a header name given twice; an XML value a record holds several times
     if kind == "empty":
         return target not in _IDS + ("principal_amount",)  # a required field needs values
     if target.endswith("date"):

@@ -236,3 +236,11 @@ def test_a_draft_of_a_file_nothing_fits_still_passes_check(tmp_path: Path) -> No
     s = suggest(read_sample(src), client="t")
     parse_mapping(s.text, file="draft.yaml")
     assert s.unsure["creditor_reference"] == "nothing fitted" and "TODO" in s.text
+
+
+def test_a_header_name_given_twice_is_left_out_and_said(tmp_path: Path) -> None:
+    src = tmp_path / "dup.csv"
+    src.write_text("Re-Nr;Betrag;Bemerkung;Bemerkung\nR-1;1,50;a;b\nR-2;2,50;c;d\n", encoding="utf-8")
+    s = suggest(read_sample(src), client="t")
+    parse_mapping(s.text, file="draft.yaml")
+    assert s.unplaced == {"Bemerkung": "duplicate"} and "'Bemerkung' 2 times" in s.text

@@ -11,6 +11,7 @@ Exit codes as for every command: 0 done, 1 the mapping (or config) is wrong, 3 t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from datetime import date
 from pathlib import Path
@@ -47,6 +48,8 @@ def add_parser(sub: Any) -> None:
     sug.add_argument("--client", default=None, help="client id to write into the draft")
     sug.add_argument("--type", dest="format_type", default=None,
                      help="file type if the extension does not say it (csv, xlsx, xls, ods, xml, fixed_width)")
+    sug.add_argument("--json", action="store_true", help="the draft and, per field, its column, why and "
+                     "whether it is unsure, as JSON")
     sug.add_argument("--layout", type=Path, default=None,
                      help="fixed width: the client's record description (field, start, length; text, CSV or XLSX)")
 
@@ -140,7 +143,10 @@ def _suggest(args: argparse.Namespace) -> int:
                                             format_type=args.format_type, layout=args.layout, limits=limits)
     except GatewayError as exc:
         return _fail(args, exc)
-    sys.stdout.write(draft.text)
+    if args.json:
+        print(msgspec.json.encode(dataclasses.asdict(draft)).decode())
+    else:
+        sys.stdout.write(draft.text)
     return 0
 
 

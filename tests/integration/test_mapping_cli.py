@@ -75,6 +75,10 @@ def test_suggest_with_a_layout_description(tmp_path: Path, capsys: pytest.Captur
                  str(corpus / "legacy_satzbeschreibung.txt"), "--client", "legacy"]) == 0
     spec = parse_mapping(capsys.readouterr().out, file="draft.yaml")
     assert spec.fields["principal_amount"].column == "Forderung" and spec.format.codec == "iso8859-1"
+    assert main(["mapping", "suggest", str(corpus / "verwaltung.ods"), "--client", "v", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)  # the draft and what it is unsure of, for scripts
+    assert parse_mapping(doc["text"], file="draft.yaml").client == "v"
+    assert set(doc["unsure"]) == {"debtor.kind", "debtor.company"} and doc["fields"]["debtor.city"] == {"column": "Ort"}
 
 
 def test_the_integrator_loop_for_a_client_not_configured_yet(tmp_path: Path,

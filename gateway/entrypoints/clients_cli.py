@@ -1,4 +1,5 @@
-"""``gateway clients list|show|add|set-password|add-key|remove-key|disable|enable``: clients in the config file.
+"""``gateway clients list|show|add|set-password|add-key|remove-key|add-login|login-password|remove-login|disable|
+enable``: clients and their logins in the config file (web console logins: ``web.users``).
 
 Changes are written back to the config file (comments kept, validated, replaced atomically, the old one
 kept as ``<file>.bak``); a running ``serve`` takes them without restart. No database is needed.
@@ -56,6 +57,18 @@ def add_parser(sub: Any) -> None:
     q = acts.add_parser("remove-key", help="remove an SSH key by its fingerprint (see clients show)")
     q.add_argument("client")
     q.add_argument("fingerprint")
+    q = acts.add_parser("add-login", help="a web console login of the client (password asked, or --password-stdin)")
+    q.add_argument("client")
+    q.add_argument("login")
+    q.add_argument("--role", choices=("read", "submit"), default="read")
+    q.add_argument("--password-stdin", action="store_true", help="read the password as one line from stdin")
+    q = acts.add_parser("login-password", help="set a new password for a web console login of the client")
+    q.add_argument("client")
+    q.add_argument("login")
+    q.add_argument("--password-stdin", action="store_true", help="read the password as one line from stdin")
+    q = acts.add_parser("remove-login", help="remove a web console login of the client")
+    q.add_argument("client")
+    q.add_argument("login")
     for name, text in (("disable", "refuse the client's SFTP and SOAP logins"), ("enable", "allow them again")):
         acts.add_parser(name, help=text).add_argument("client")
 
@@ -64,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     """Dispatch ``gateway clients <action>``; 2 for a request that cannot be done as asked."""
     cfg = load_config(getattr(args, "config", None))
     handler = {"list": _list, "show": _show, "add": _add, "set-password": _set_password, "add-key": _add_key,
-               "remove-key": _remove_key, "disable": _disable, "enable": _enable}[args.action]
+               "remove-key": _remove_key, "disable": _disable, "enable": _enable, "add-login": _add_login,
+               "login-password": _login_password, "remove-login": _remove_login}[args.action]
     try:
         return handler(cfg, args)
     except AdminError as exc:
@@ -173,6 +187,28 @@ def _add_key(cfg: GatewayConfig, args: argparse.Namespace) -> int:
 def _remove_key(cfg: GatewayConfig, args: argparse.Namespace) -> int:
     new = admin.remove_key(cfg, args.client, args.fingerprint)
     _saved(new, f"sftp key {args.fingerprint} removed from client {args.client}")
+    return 0
+
+
+def _add_login(cfg: GatewayConfig, args: argparse.Namespace) -> int:
+    admin.summary(cfg, args.client)
+    new = admin.add_web_user(cfg, args.login, client_id=args.client, role=args.role,
+                             password=read_password(args.password_stdin))
+    _saved(new, f"web login {args.login} ({args.role}) of client {args.client} added")
+    return 0
+
+
+def _login_password(cfg: GatewayConfig, args: argparse.Namespace) -> int:
+    if cfg.web.users.get(args.login) is None or cfg.web.users[args.login].client != args.client:
+        raise AdminError(f"no web login '{args.login}' of client '{args.client}'")
+    new = admin.set_web_password(cfg, args.login, read_password(args.password_stdin), client_id=args.client)
+    _saved(new, f"password of web login {args.login} set")
+    return 0
+
+
+def _remove_login(cfg: GatewayConfig, args: argparse.Namespace) -> int:
+    new = admin.remove_web_user(cfg, args.login, client_id=args.client)
+    _saved(new, f"web login {args.login} of client {args.client} removed (its sessions end now)")
     return 0
 
 

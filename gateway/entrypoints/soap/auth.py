@@ -41,10 +41,14 @@ class TokenError(GatewayError):
     """A WS-Security token that is there but cannot be used; the message says why (no secret in it)."""
 
 
+ENV_LOGIN = "gateway.login"  # the WSGI environ key of the authenticated username (the gate sets it, no request can)
+
+
 @dataclass(frozen=True)
 class Principal:
     client_id: str
     read_only: bool
+    login: str = ""  # the SOAP username that logged in (recorded as who asked where a use case needs one)
 
 
 @dataclass(frozen=True)
@@ -164,7 +168,7 @@ class Authenticator:
                 seen = self._cache.get(token)
                 if seen is not None and now - seen <= _CACHE_SECONDS:
                     self._cache[token] = now  # a login in use stays remembered
-                    return Outcome(Principal(entry[0], entry[2]))
+                    return Outcome(Principal(entry[0], entry[2], username))
         wait = self.throttle.wait_for(username=username, address=address)
         if wait > 0:
             return Outcome(retry_after=wait)
@@ -185,4 +189,4 @@ class Authenticator:
             if len(self._cache) >= _CACHE_MAX:
                 self._cache.clear()
             self._cache[token] = time.monotonic()
-        return Outcome(Principal(entry[0], entry[2]))
+        return Outcome(Principal(entry[0], entry[2], username))

@@ -2,8 +2,10 @@
 
 A service class of its own, registered next to ``GatewayService`` in the same application (one WSDL,
 one namespace), thin like it: translate the subject, call ``services.credit.check_credit``, translate back.
-The client comes from the request gate; ``user`` names the person at the client who asks (recorded in the
-audit log with the stated ``interest``). Refusals keep the contract's stable fault codes:
+The client and the login come from the request gate (the authenticated SOAP username, never from the
+request): the audit log records the login as who asked, with the stated ``interest``. The optional ``user``
+element (required in earlier versions of the contract) may name the person at the client behind the login;
+it is recorded after the login (``login: user``) and can never replace it. Refusals keep the contract's stable fault codes:
 ``Client.Validation`` (interest, user, missing subject fields: the message starts with the reason code),
 ``Client.Throttled`` (the client's hourly limit), ``Client.Authorization`` (credit checks not enabled).
 """
@@ -16,6 +18,7 @@ from spyne import Array, Boolean, Date, DateTime, Fault, Integer, Long, ServiceB
 
 from gateway.domain.credit import INTERESTS, Subject, SubjectKind
 from gateway.entrypoints.soap import faults
+from gateway.entrypoints.soap.auth import ENV_LOGIN
 from gateway.entrypoints.soap.service import ENV_CLIENT, ENV_READ_ONLY
 from gateway.entrypoints.soap.types import TNS, _Base, _enum, opt, req
 from gateway.services import credit
@@ -79,15 +82,16 @@ def subject_of(s: Any) -> Subject:
 class CreditService(ServiceBase):  # type: ignore[misc]
     """Credit checks for creditor systems (SOAP 1.1)."""
 
-    @rpc(req(CreditSubject), req(_enum(*INTERESTS)), req(Unicode, max_len=128), _returns=CreditCheckResult)
+    @rpc(req(CreditSubject), req(_enum(*INTERESTS)), opt(Unicode, max_len=128), _returns=CreditCheckResult)
     def CheckCredit(ctx, subject, interest, user):  # type: ignore[no-untyped-def]
         """Check a person or company with the client's bureaus; the answer is a traffic light with reasons."""
         if ctx.transport.req_env.get(ENV_READ_ONLY):  # a check is a paid query written to the audit log
             raise faults.AuthorizationFault("this client's SOAP access is read-only")
-        client_id = ctx.transport.req_env[ENV_CLIENT]
+        client_id, login = ctx.transport.req_env[ENV_CLIENT], ctx.transport.req_env[ENV_LOGIN]
+        named = " ".join((user or "").split())
         try:
             answer = credit.check_credit(ctx.app.gateway_app, client_id, subject_of(subject), interest=interest,
-                                         user=user, channel="soap")
+                                         user=f"{login}: {named}" if named else login, channel="soap")
         except credit.CreditRefused as exc:
             raise Fault(faultcode=_REFUSAL_FAULT.get(exc.code, faults.VALIDATION),
                         faultstring=f"{exc.code}: {exc}") from None

@@ -25,7 +25,8 @@ from typing import Any
 from gateway.bootstrap import App
 from gateway.domain.sandbox import is_sandbox_client
 from gateway.entrypoints.soap import faults
-from gateway.entrypoints.soap.auth import Authenticator, Outcome, TokenError, basic_credentials, username_token
+from gateway.entrypoints.soap.auth import (ENV_LOGIN, Authenticator, Outcome, TokenError, basic_credentials,
+                                           username_token)
 from gateway.entrypoints.soap.connection import ENV_CONNECTION
 from gateway.entrypoints.soap.service import ENV_BODY, ENV_CLIENT, ENV_READ_ONLY
 from gateway.entrypoints.soap.types import TNS
@@ -74,7 +75,7 @@ class RequestGate:
         self.inner, self.max_bytes, self.busy_wait = inner, cfg.max_request_bytes, cfg.busy_wait_seconds
         # path -> (spyne WSGI application, its namespace): v1 at PATH, later contract versions beside it
         self.routes: dict[str, tuple[Any, str]] = {PATH: (inner, TNS), **(versions or {})}
-        self.auth = Authenticator(app.config)
+        self.auth = Authenticator(app.config, app.login_throttle)
         self.slots = threading.BoundedSemaphore(max(1, cfg.max_inflight))
         self.unauthenticated = threading.BoundedSemaphore(max(1, cfg.max_unauthenticated_reads))
         self.public_url = cfg.public_url or default_public_url(cfg.host, cfg.port)
@@ -166,7 +167,8 @@ class RequestGate:
                                "too many requests at once: retry later", [("Retry-After", "5")], read=True)
         try:
             environ.update({"wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body)), ENV_BODY: body,
-                            ENV_CLIENT: outcome.principal.client_id, ENV_READ_ONLY: outcome.principal.read_only})
+                            ENV_CLIENT: outcome.principal.client_id, ENV_READ_ONLY: outcome.principal.read_only,
+                            ENV_LOGIN: outcome.principal.login})
             if is_sandbox_client(outcome.principal.client_id):  # every answer to a sandbox login says so
                 start_response = _sandbox_marked(start_response)
             return list(self.routes[environ[ENV_ROUTE]][0](environ, start_response))  # the work, inside the slot

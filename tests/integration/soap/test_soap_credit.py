@@ -57,7 +57,8 @@ def test_check_credit_over_soap(endpoint: Endpoint, sims: dict[str, HttpBureauSi
     assert again.cached is False  # incomplete answers are not reused by default
     sims["third"].set_fault(Fault.NONE)
     [row, second] = credit.audit_log(endpoint.app, "demo")
-    assert (row["channel"], row["requested_by"], row["interest"]) == ("soap", "praxis-empfang", "contract_initiation")
+    assert (row["channel"], row["requested_by"], row["interest"]) == ("soap", "demo-erp: praxis-empfang",
+                                                                      "contract_initiation")
     # another client: its own query, never demo's cached answer, and its own audit log
     other = endpoint.client("other-erp").service.CheckCredit(subject=SUBJECT, interest="contract_initiation",
                                                               user="x")
@@ -78,3 +79,19 @@ def test_refusals_keep_stable_fault_codes(endpoint: Endpoint) -> None:
     with pytest.raises(zeep.exceptions.Fault) as fault:
         demo.service.CheckCredit(subject=SUBJECT, interest="contract_initiation", user="u")
     assert fault.value.code.endswith("Client.Throttled") and "rate_limited" in fault.value.message
+
+
+def test_the_login_is_recorded_from_the_gate_never_from_the_request(endpoint: Endpoint) -> None:
+    from zeep.transports import Transport
+    from zeep.wsse.username import UsernameToken
+
+    from tests.integration.soap.conftest import PASSWORDS
+    demo = endpoint.client()
+    plain = demo.service.CheckCredit(subject=SUBJECT, interest="contract_initiation")  # user left out
+    posing = demo.service.CheckCredit(subject=SUBJECT, interest="contract_initiation", user="  other-erp ")
+    token = zeep.Client(endpoint.url + "?wsdl", transport=Transport(session=endpoint.session(None)),
+                        wsse=UsernameToken("demo-erp", PASSWORDS["demo-erp"]))
+    by_token = token.service.CheckCredit(subject=SUBJECT, interest="claim_collection", user="")
+    rows = {r["check_id"]: r["requested_by"] for r in credit.audit_log(endpoint.app, "demo")}
+    assert rows == {plain.check_id: "demo-erp", posing.check_id: "demo-erp: other-erp",
+                    by_token.check_id: "demo-erp"}

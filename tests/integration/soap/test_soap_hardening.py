@@ -83,7 +83,8 @@ def _fault(r: httpx.Response) -> tuple[str, str]:
 
 def _address(wsdl: bytes) -> str:
     root = etree.fromstring(wsdl)
-    (loc,) = root.xpath("//*[local-name()='address']/@location")
+    # one port per service class (claims, credit checks), all at the same address
+    (loc,) = set(root.xpath("//*[local-name()='address']/@location"))
     return str(loc)
 
 

@@ -64,7 +64,9 @@ def run(app: App, args: argparse.Namespace) -> int:
             print(f"{client}: {kept.claims.get(client, 0)} claim(s) erased, "
                   f"{kept.payloads.get(client, 0)} raw file(s) deleted"
                   + (f", {kept.credit_checks[client]} credit check(s) erased" if client in kept.credit_checks else ""))
-        if not kept.claims and not kept.payloads and not kept.credit_checks:
+        for partner, n in sorted(kept.agency_files.items()):
+            print(f"{partner}: {n} file(s) of the simulated sandbox agency deleted")
+        if not kept.claims and not kept.payloads and not kept.credit_checks and not kept.agency_files:
             print("nothing past retention")
         return 0
     if args.action == "destroy-client":

@@ -15,7 +15,7 @@ from __future__ import annotations
 import getpass
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import Connection, delete, select
 
@@ -113,6 +113,7 @@ class RetentionReport:
     claims: dict[str, int] = field(default_factory=dict)  # client -> claims erased
     payloads: dict[str, int] = field(default_factory=dict)  # client -> raw files deleted
     credit_checks: dict[str, int] = field(default_factory=dict)  # client -> credit checks whose data went
+    agency_files: dict[str, int] = field(default_factory=dict)  # sandbox partner -> its batch files deleted
 
 
 def run_retention(app: App, now: datetime | None = None) -> RetentionReport:
@@ -161,6 +162,7 @@ def run_sandbox_retention(app: App, now: datetime | None = None) -> RetentionRep
     """Erase every sandbox claim received longer ago than its sandbox's ``retention_days``, whatever its state."""
     now = now or app.now()
     report = RetentionReport()
+    shortest: dict[str, int] = {}  # sandbox partner -> the shortest retention of the sandboxes using it
     for client_id, client in sorted(app.config.clients.items()):
         if client.sandbox_of is None or client.sandbox is None:
             continue
@@ -174,9 +176,37 @@ def run_sandbox_retention(app: App, now: datetime | None = None) -> RetentionRep
                 .order_by(claim_current.c.claim_id)).scalars()]
         _erase_due(app, report, client_id, due, f"sandbox retention: {days} days after receipt")
         _drop_payloads(app, report, client_id, cutoff)
-    if report.claims or report.payloads:
-        log.info("retention.sandbox claims=%d files=%d", sum(report.claims.values()), sum(report.payloads.values()))
+        keep = min(days, shortest.get(client.default_partner or "", days))
+        shortest[client.default_partner or ""] = keep
+    for partner_id, days in sorted(shortest.items()):
+        _drop_agency_files(app, report, partner_id, now - timedelta(days=days))
+    if report.claims or report.payloads or report.agency_files:
+        log.info("retention.sandbox claims=%d files=%d agency_files=%d", sum(report.claims.values()),
+                 sum(report.payloads.values()), sum(report.agency_files.values()))
     return report
+
+
+def _drop_agency_files(app: App, report: RetentionReport, partner_id: str, cutoff: datetime) -> None:
+    """The simulated agency's copies of old batches and instructions: they hold debtor data its key opens.
+
+    A sandbox partner's folder serves several sandboxes and a batch file does not name its client, so the
+    shortest retention of the sandboxes using it applies. The agency's books keep their cases.
+    """
+    partner = app.config.partners.get(partner_id)
+    if partner is None or not partner.sandbox or "path" not in partner.options:
+        return
+    root = app.config.path(str(partner.options["path"]))
+    gone = 0
+    for folder in (root, root / "processed", root / "instructions"):
+        for path in sorted(folder.glob("*.p7m")) if folder.is_dir() else []:
+            try:
+                if datetime.fromtimestamp(path.stat().st_mtime, timezone.utc) < cutoff:
+                    path.unlink()
+                    gone += 1
+            except FileNotFoundError:
+                continue
+    if gone:
+        report.agency_files[partner_id] = gone
 
 
 def _erase_due(app: App, report: RetentionReport, client_id: str, due: list[int], reason: str) -> None:

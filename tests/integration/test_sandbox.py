@@ -276,12 +276,17 @@ def test_status_files_of_a_sandbox_are_its_own_and_marked(app: App) -> None:
 def test_retention_erases_sandbox_claims_and_files_after_their_period(app: App) -> None:
     ingest_file(app, DEMO, "demo.sandbox")
     ingest_file(app, DEMO, "demo")
+    Dispatcher(app, owner="t").drain()  # a batch at each agency: the simulated one's copy goes too
+    assert list(_folder(app, "sandbox").glob("*.p7m")) and list(_folder(app, "demo-agency").glob("*.p7m"))
     with read_tx(app.engine) as conn:
         sbx = [r["id"] for r in claim_store.listing(conn, client_id="demo.sandbox")]
         prod = [r["id"] for r in claim_store.listing(conn, client_id="demo")]
     assert not run_sandbox_retention(app, app.now() + timedelta(days=29)).claims  # not yet
     report = run_retention(app, app.now() + timedelta(days=31))
     assert report.claims == {"demo.sandbox": len(sbx)} and report.payloads == {"demo.sandbox": 1}
+    assert report.agency_files == {"sandbox": 1}
+    assert not list(_folder(app, "sandbox").glob("*.p7m"))
+    assert list(_folder(app, "demo-agency").glob("*.p7m"))  # a real partner's folder is not the gateway's to clean
     with read_tx(app.engine) as conn:
         erased = {r["id"]: claim_store.decode(r, app.cipher).debtor.last_name
                   for r in claim_store.rows_by_ids(conn, sbx + prod)}

@@ -145,6 +145,8 @@ class _Parts:
                   every=min(60.0, max(0.5, cfg.sftp.status_interval_seconds / 10)))
         if any(c.sandbox_of for c in cfg.clients.values()):  # sandbox data goes after its retention_days
             sup.start("sandbox_retention", self._sandbox_retention_step, every=3600.0)
+        if any(c.credit for c in cfg.clients.values()):  # a credit check's data goes after its retention_days
+            sup.start("credit_retention", self._credit_retention_step, every=3600.0)
         if cfg.watcher.enabled:
             dirs = {cid: cfg.inbox_dir / cid / "upload" for cid, c in cfg.clients.items() if c.watch and c.enabled}
             self.watcher = InboxWatcher(dirs, cfg.watcher.stable_seconds, ignore=self.book.is_tracked,
@@ -185,6 +187,13 @@ class _Parts:
     async def _sandbox_retention_step(self) -> bool:
         from gateway.services.erasure import run_sandbox_retention
         await asyncio.to_thread(run_sandbox_retention, self.app)
+        return False
+
+    async def _credit_retention_step(self) -> bool:
+        from gateway.services.erasure import run_credit_retention
+        erased = await asyncio.to_thread(run_credit_retention, self.app)
+        if erased.credit_checks:
+            log.info("retention.credit checks=%d", sum(erased.credit_checks.values()))
         return False
 
     async def _resume_step(self) -> bool:

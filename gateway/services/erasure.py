@@ -7,7 +7,8 @@ lose their data too (their audit rows stay). What stays: the claim's amounts, da
 references, partner and its whole event history, which accounting needs. ``gateway retention run``
 erases the closed claims of clients with ``retention_days_after_close`` and deletes their raw files, and
 every sandbox claim (in any state) and raw file older than its sandbox's ``retention_days``
-(docs/sandbox.md); ``serve`` runs the sandbox part every hour.
+(docs/sandbox.md), and the data of credit checks past their retention (docs/credit.md); ``serve`` runs the
+sandbox and the credit check parts every hour.
 """
 
 from __future__ import annotations

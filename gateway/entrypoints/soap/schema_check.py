@@ -35,6 +35,7 @@ _SET = re.compile(r"set \{(.*)\}")
 _ATOMIC = re.compile(r"atomic type '(?:xs:)?([A-Za-z]+)'")
 _EXPECTED = re.compile(r"Expected is (?:one of )?\( (.*) \)")
 _ELEMENT = re.compile(r"^Element '(?:\{[^}]*\})?([^']+)'")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.\[\]-]")
 _TYPE_SENTENCES = {
     "date": (codes.INVALID_DATE, "must be a date as YYYY-MM-DD (xs:date)"),
     "dateTime": (codes.INVALID_DATE, "must be a date and time as YYYY-MM-DDThh:mm:ss (xs:dateTime)"),
@@ -77,7 +78,10 @@ def describe(error: Any, *, root: bool = True) -> Finding:
     """One libxml2 schema error as a finding: a stable code, the canonical field, a sentence without the value."""
     kind, text = str(error.type_name), str(error.message)
     where = field_of(getattr(error, "path", None), root=root)
-    name = (m.group(1) if (m := _ELEMENT.match(text)) else None) or (where or "the claim").rsplit(".", 1)[-1]
+    # element names come from the request: an unknown one is the sender's text, so it is cut and cleaned
+    where = _clean(where)
+    raw = m.group(1) if (m := _ELEMENT.match(text)) else None
+    name = _clean(raw) if raw else (where or "the claim").rsplit(".", 1)[-1]
     subject = where or name
     if kind == "SCHEMAV_CVC_MAXLENGTH_VALID":
         n = m.group(1) if (m := _MAX_LEN.search(text)) else "?"
@@ -116,6 +120,11 @@ def describe(error: Any, *, root: bool = True) -> Finding:
         return Finding(code=codes.UNEXPECTED_ELEMENT, field=where,
                        message=f"element {name} is not declared (check its namespace)")
     return Finding(code=codes.TYPE_ERROR, field=where, message=f"{subject} does not fit the WSDL's schema")
+
+
+def _clean(text: str | None) -> str | None:
+    """At most 80 characters of names, digits, dots, brackets and underscores."""
+    return _UNSAFE.sub("?", text)[:80] if text else text
 
 
 def _expected(text: str) -> list[str]:
@@ -176,7 +185,8 @@ class Soap11PerClaim(Soap11):  # type: ignore[misc]
                 raise faults.ValidationFault(sentence(errors[0])) from None
         ns = body.tag[: body.tag.index("}") + 1]
         rejected = split_claims(schema, body, f"{ns}ClaimInput", f"{ns}claims")
-        if ctx.transport is not None:
-            ctx.transport.req_env[ENV_SCHEMA_REJECTED] = rejected
+        env = getattr(ctx.transport, "req_env", None)  # the WSGI environ (absent outside a server)
+        if env is not None:
+            env[ENV_SCHEMA_REJECTED] = rejected
         if not schema.validate(body):
             raise faults.ValidationFault(sentence(list(schema.error_log)[0])) from None

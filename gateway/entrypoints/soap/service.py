@@ -11,6 +11,7 @@ from typing import Any
 from spyne import Array, Boolean, Date, Decimal, Integer, Long, ServiceBase, Unicode, rpc
 
 from gateway.bootstrap import App
+from gateway.domain.findings import MISSING_FIELD, Finding
 from gateway.entrypoints.soap import translate as tr
 from gateway.entrypoints.soap import types as t
 from gateway.entrypoints.soap.faults import AuthorizationFault, ValidationFault
@@ -46,6 +47,13 @@ def _event(e: dict[str, Any]) -> t.Event:
                    unread=e.get("unread"), change=claim_queries.change_of(e))
 
 
+def _draft(client_id: str, item: Any, max_document_bytes: int) -> submit.Draft:
+    if item is None:  # <ClaimInput xsi:nil="true"/>: v1's schema lets it through
+        return submit.Draft(reference=None, claim=None, findings=[
+            Finding(code=MISSING_FIELD, message="the claim is empty (xsi:nil)")])
+    return tr.draft_of(client_id, item, max_document_bytes)
+
+
 def _claim_info(v: claim_queries.ClaimView) -> t.ClaimInfo:
     data = tr.claim_data(v.claim)
     data.total_open_amount = v.account.open  # what is open now, after payments and bookings
@@ -69,7 +77,7 @@ class GatewayService(ServiceBase):  # type: ignore[misc]
             raise ValidationFault(f"send 1 to {limit} claims per request, got {count}")
         fit = iter(claims or [])
         drafts = [submit.Draft(reference=unfit[i].reference, claim=None, findings=unfit[i].findings) if i in unfit
-                  else tr.draft_of(client_id, next(fit), app.config.soap.max_document_bytes)
+                  else _draft(client_id, next(fit), app.config.soap.max_document_bytes)
                   for i in range(1, count + 1)]
         r = submit.submit_claims(app, client_id, drafts, release=release,
                                  raw=ctx.transport.req_env.get(ENV_BODY, b""))

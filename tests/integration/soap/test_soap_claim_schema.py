@@ -125,3 +125,19 @@ def test_schema_faults_outside_the_claims_are_plain_sentences(endpoint: Endpoint
     assert r.status_code == 500
     assert "Client.Validation" in r.text and said in r.text, r.text
     assert "b&quot;" not in r.text and "b'" not in r.text and "SCHEMAV" not in r.text
+
+
+def test_a_nil_claim_is_rejected_alone(endpoint: Endpoint) -> None:
+    nil = '<gw:ClaimInput xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:nil="true"/>'
+    r = _post(endpoint, f"<gw:SubmitClaims><gw:claims>{_claim_xml('NIL-1')}{nil}</gw:claims></gw:SubmitClaims>")
+    assert r.status_code == 200, r.text
+    assert "<tns:accepted>1</tns:accepted>" in r.text and "<tns:rejected>1</tns:rejected>" in r.text
+    assert "the claim is empty (xsi:nil)" in r.text
+
+
+def test_unknown_element_names_are_cut_and_cleaned(endpoint: Endpoint) -> None:
+    odd = "Zacharias" + "Q" * 200
+    body = _claim_xml("ODD-1", inner=f"<gw:{odd}>x</gw:{odd}>")
+    r = _post(endpoint, f"<gw:SubmitClaims><gw:claims>{body}</gw:claims></gw:SubmitClaims>")
+    assert r.status_code == 200 and "<tns:code>unexpected_element</tns:code>" in r.text
+    assert "Q" * 100 not in r.text

@@ -44,6 +44,10 @@ def test_serve_runs_the_soap_endpoint(tmp_path: Path, db_url: str) -> None:
         result = client.service.SubmitClaims(claims={"ClaimInput": [claim("E2E-1")]})
         cid = result.results.ClaimResult[0].claim_id
         wait_for("the claim to be handed over", lambda: client.service.GetClaim(cid).state == "handed_over")
+        # the v2 contract is served next to v1 by the same process, on the same claims
+        v2 = zeep.Client(f"https://127.0.0.1:{port}/soap/v2?wsdl", transport=Transport(session=session))
+        (status,) = v2.service.GetClaimStatuses({"Reference": ["E2E-1"]})
+        assert (status.claim_id, status.state) == (cid, "handed_over")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0, log_path.read_text()
         assert "soap.stopped" in log_path.read_text()

@@ -127,7 +127,7 @@ class RunPage:
     submission: RowMapping
     findings: list[RowMapping]
     handover: str
-    claims: list[RowMapping]  # the run's claims matching the search (all without one), by reference
+    claims: list[RowMapping]  # the run's claims matching the search (all without one), in the run's order
     held: list[RowMapping]  # claims of the run still held, to preview and release
     minors: set[int]  # held claims whose debtor is a minor without a representative: left out by default
     time_barred: set[int] = field(default_factory=set)  # held as time-barred: left out, released only with a reason
@@ -146,7 +146,7 @@ def run_page(app: App, client_id: str | None, reference: str, *, limit: int = 50
         owner = client_id
     sub, findings, handover = claim_queries.get_submission(app, owner, reference)
     found, total, _ = claim_queries.list_claims(app, owner, ClaimFilter(
-        submission_id=int(sub["id"]), text=text or None, sort="reference", descending=False, limit=limit))
+        submission_id=int(sub["id"]), text=text or None, sort="claim_id", descending=False, limit=limit))
     held = claim_queries.operator_list(app, client_id=owner, submission=str(sub["reference"]),
                                        state=State.HELD.value, limit=limit)
     minor_refs = {f["reference"] for f in findings if f["code"] == "debtor_minor"}

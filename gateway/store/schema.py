@@ -184,6 +184,7 @@ claim_current = Table(
     # partner first, so that lists without a partner condition do not pick it (migration 0010)
     Index("ix_current_partner_client_updated", "partner_id", "client_id", "updated_at", "claim_id"),
     Index("ix_current_submission_state", "submission_id", "state"),
+    Index("ix_current_submission_claim", "submission_id", "claim_id"),  # a run's claims in order (stable columns)
 )
 
 outbox = Table(

@@ -1,7 +1,7 @@
 """client_labels: each client's own label catalogue (name and colour) for the web console; web_sessions: the
 console's server-side sessions (a logout ends them everywhere); indexes of the
-projection by client and partner (the claims list's partner filter) and by run and state (a run's claims,
-and whether the partner confirmed every claim of a run, in two index probes).
+projection by partner and client (the claims list's partner filter), by run and state (whether the partner
+confirmed every claim of a run, in two index probes) and by run and claim (a run's claims in order).
 
 Labels on claims stay in claim_labels (by name); a name used on a claim without a catalogue row (set over
 SOAP, or before this migration) is shown in the default colour.
@@ -31,6 +31,7 @@ def upgrade() -> None:
     op.create_index("ix_current_partner_client_updated", "claim_current",
                     ["partner_id", "client_id", "updated_at", "claim_id"])
     op.create_index("ix_current_submission_state", "claim_current", ["submission_id", "state"])
+    op.create_index("ix_current_submission_claim", "claim_current", ["submission_id", "claim_id"])
     op.create_table(
         "web_sessions",
         sa.Column("token_hash", sa.String(64), primary_key=True),
@@ -46,6 +47,7 @@ def downgrade() -> None:
     op.drop_index("ix_web_sessions_expires", table_name="web_sessions")
     op.drop_index("ix_web_sessions_login", table_name="web_sessions")
     op.drop_table("web_sessions")
+    op.drop_index("ix_current_submission_claim", table_name="claim_current")
     op.drop_index("ix_current_submission_state", table_name="claim_current")
     op.drop_index("ix_current_partner_client_updated", table_name="claim_current")
     op.drop_table("client_labels")

@@ -20,6 +20,7 @@ SANDBOX_SUFFIX = ".sandbox"
 # The simulated agency's status codes (adapters/simulators/agency.py uses the same).
 ACCEPTED, WORKING, COURT, INSTALMENTS = "ANGENOMMEN", "IN_BEARBEITUNG", "MAHNVERFAHREN", "RATENZAHLUNG"
 PAID, UNCOLLECTIBLE, DISPUTED = "BEZAHLT", "UNEINBRINGLICH", "WIDERSPRUCH"
+CANCELLED, MONITORING = "STORNIERT", "UEBERWACHUNG"  # answers to a cancellation, a monitoring request
 
 # scenario -> the codes after the receipt (ANGENOMMEN), one each step. INSTALMENTS books half the open
 # amount as a payment through the agency, PAID the rest; a message comes with every payment.
@@ -37,7 +38,8 @@ DEFAULT_SCENARIO = "paid"
 # What a sandbox partner's status_map must say for these codes (docs/sandbox.md shows the block).
 STATUS_MAP = {ACCEPTED: "handed_over", WORKING: "in_progress:pre_court", COURT: "in_progress:court_dunning",
               INSTALMENTS: "instalment_plan", PAID: "closed_paid",
-              UNCOLLECTIBLE: "closed_uncollectible", DISPUTED: "disputed"}
+              UNCOLLECTIBLE: "closed_uncollectible", DISPUTED: "disputed", CANCELLED: "cancelled_by_client",
+              MONITORING: "in_progress:long_term_monitoring"}
 
 _PREFIX = re.compile(r"^SBX-([A-Z_]+)(?:-|$)", re.IGNORECASE)
 _KEYWORD = re.compile(r"\bsandbox:([a-z_]+)\b", re.IGNORECASE)

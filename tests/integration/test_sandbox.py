@@ -21,7 +21,7 @@ from gateway.config import load_config
 from gateway.domain.lifecycle import State
 from gateway.domain.sandbox import scenario_for
 from gateway.errors import ConfigError
-from gateway.services import claim_export, claim_queries, monitoring
+from gateway.services import claim_export, claim_ops, claim_queries, monitoring
 from gateway.services.ack import AckWriter, ack_schema
 from gateway.services.dispatch import Dispatcher, retry_dead
 from gateway.services.erasure import run_retention, run_sandbox_retention
@@ -185,6 +185,19 @@ def test_sandbox_claims_go_to_the_simulated_agency_and_play_their_scenarios(app:
     assert by_ref["SBX-DISPUTED-1"] == "disputed"
     assert by_ref["SBX-RECEIVED-1"] == "handed_over"
     assert {s for r, s in by_ref.items() if not r.startswith("SBX")} <= {"closed_paid", "held"}
+
+    # requests about a sandbox claim reach the simulated agency and are answered like a real one's
+    ids = {r["creditor_reference"]: int(r["id"]) for r in rows}
+    claim_ops.cancel(app, "demo.sandbox", ids["SBX-RECEIVED-1"], "test")
+    claim_ops.send_message(app, "demo.sandbox", ids["SBX-DISPUTED-1"], "Rückruf erbeten")
+    worker.drain()
+    folder.scan()
+    sync_partner(app, "sandbox")
+    assert claim_queries.get_claim(app, "demo.sandbox", ids["SBX-RECEIVED-1"]).state == "cancelled_by_client"
+    answers = [m for m in claim_ops.messages(app, "demo.sandbox", ids["SBX-DISPUTED-1"])
+               if m["direction"] == "from_partner"]
+    assert answers
+    assert not list(_folder(app, "demo-agency").rglob("*.p7m"))  # nothing of it went to the real partner
 
 
 def test_the_dispatcher_refuses_any_row_that_mixes_sandbox_and_production(app: App, tmp_path: Path) -> None:

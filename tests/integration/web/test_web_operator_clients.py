@@ -160,3 +160,23 @@ def test_a_login_added_outside_the_console_is_taken_by_the_config_watcher(consol
         watcher.stop()
     assert user.client_id == "other" and not user.can_submit
     assert book.check("outside", "outside password 1", None).user == user
+
+
+def test_a_reload_with_a_bad_console_login_changes_nothing(console: Console, tmp_path: Path) -> None:
+    """All or nothing: a login of an unknown client refuses the whole reload, clients included."""
+    from gateway.config import load_config as load
+    from gateway.entrypoints.config_watch import ClientReloader
+    from gateway.entrypoints.web.users import UserBook
+    from gateway.errors import ConfigError
+    app = console.app
+    doc = _file(console)
+    doc["clients"]["demo"]["name"] = "Renamed"
+    anna_hash = doc["web"]["users"]["anna"]["password_hash"]
+    doc["web"]["users"]["ghost"] = {"client": "nobody", "role": "read", "password_hash": anna_hash}
+    edited = tmp_path / "gateway.yaml"
+    edited.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    new = load(edited)
+    book = UserBook(app.config)
+    with pytest.raises(ConfigError, match="unknown client 'nobody'"):
+        ClientReloader(app, None, None, book.prepare_reload).apply(new)
+    assert app.config.clients["demo"].name != "Renamed" and book.get("ghost") is None and book.get("anna")

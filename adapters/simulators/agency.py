@@ -21,10 +21,11 @@ from typing import Any
 
 from adapters.base import INSTRUCTION_RECEIVED, INSTRUCTION_REJECTED, PartnerUpdate
 from adapters.simulators.agency_state import Books, StoredCase, load_books, save_books
-from gateway.domain.sandbox import DEFAULT_SCENARIO, INSTALMENTS, SCENARIOS, UNCOLLECTIBLE
+from gateway.domain.sandbox import (ACCEPTED, CANCELLED, COURT, DEFAULT_SCENARIO, INSTALMENTS, PAID, SCENARIOS,
+                                    UNCOLLECTIBLE, WORKING)
 
-# The simulated agency's own status codes, and the map a gateway config uses for them.
-ACCEPTED, WORKING, COURT, PAID, CANCELLED = "ANGENOMMEN", "IN_BEARBEITUNG", "MAHNVERFAHREN", "BEZAHLT", "STORNIERT"
+# The simulated agency's status codes come from the one list the sandbox's scenarios use; the map a gateway
+# config uses for them:
 STATUS_MAP = {ACCEPTED: "handed_over", WORKING: "in_progress:pre_court", COURT: "in_progress:court_dunning",
               "RATENZAHLUNG": "instalment_plan", PAID: "closed_paid", CANCELLED: "cancelled_by_client",
               "UNEINBRINGLICH": "closed_uncollectible", "UEBERWACHUNG": "in_progress:long_term_monitoring"}

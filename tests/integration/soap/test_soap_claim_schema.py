@@ -6,6 +6,7 @@ Through zeep (which sends what it is given) and as raw envelopes, like an ERP th
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -63,6 +64,16 @@ def test_a_hundred_claims_with_seven_schema_violations_answer_93_accepted_and_7_
     assert sorted((f.index, f.code, f.field) for f in _items(info.findings, "SubmissionFinding")) == sorted(
         (i, code, field) for i, (_, code, field) in BROKEN.items())
     assert c.service.ListClaims({"text": "S-58"}).total == 0 and c.service.ListClaims({"text": "S-57"}).total == 1
+    # the planted debtor name of the rejected claim is nowhere in the clear: not in stored findings, not in the
+    # database file or its WAL (the raw request is kept encrypted)
+    with endpoint.app.engine.connect() as conn:
+        stored = [str(r) for q in ("SELECT message FROM submission_findings", "SELECT field FROM submission_findings")
+                  for (r,) in conn.exec_driver_sql(q)]
+    assert len(stored) == 14 and not [x for x in stored if PLANTED in x]
+    if endpoint.app.engine.dialect.name == "sqlite":
+        database = Path(str(endpoint.app.engine.url.database))
+        for path in database.parent.glob(database.name + "*"):
+            assert PLANTED.encode() not in path.read_bytes(), path
 
 
 def _claim_xml(ref: str, inner: str = "", debtor: str = "<gw:last_name>Müller</gw:last_name>",

@@ -91,7 +91,9 @@ def test_handover_needs_submit_role_csrf_and_stays_in_the_own_client(console: Co
     assert console.client("olga").get("/claims/new").status_code == 404  # the operator hands over nothing
 
 
-def test_handover_takes_fees_interest_bank_account_and_several_documents_as_a_web_run(console: Console) -> None:
+def test_handover_takes_fees_interest_bank_account_and_several_documents_as_a_web_run(
+        console: Console, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     c = console.client("anna")
     png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
     form = {**good("WEB-FULL"), "fee_dunning": "5,00", "fee_return_debit": "3,50", "interest_kind": "fixed",
@@ -115,6 +117,9 @@ def test_handover_takes_fees_interest_bank_account_and_several_documents_as_a_we
         first = conn.execute(select(claim_events.c.data).where(claim_events.c.claim_id == cid)
                              .order_by(claim_events.c.id).limit(1)).scalar_one()
     assert channel == "web" and '"channel": "web"' in first.replace('":"', '": "')
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "web.handover" in logged and not any(v in logged for v in ("DE89370400440532013000", "3704 0044",
+                                                                       "COBADEFFXXX", "mahnung.png"))
 
 
 def test_handover_findings_of_the_new_fields_are_shown_where_they_belong(console: Console) -> None:

@@ -30,6 +30,7 @@ from gateway.services.claim_ops import InvalidRequest
 
 log = logging.getLogger("gateway.soap")
 _FINAL = frozenset(state.value for state in TERMINAL)
+SERVICES = (GatewayService, CreditService)  # v1's service classes; v2 is derived from the same list
 __all__ = ["PATH", "GatewayApplication", "RequestGate", "build_application", "build_wsgi", "refusal"]
 
 
@@ -110,7 +111,7 @@ def build_application(app: App) -> GatewayApplication:
     # spyne's DEBUG lines carry every request header (Authorization: the password) and body (debtor data).
     logging.getLogger("spyne").setLevel(max(logging.getLogger("spyne").getEffectiveLevel(), logging.INFO))
     parser = dict(load_dtd=False, resolve_entities=False, no_network=True, huge_tree=False, dtd_validation=False)
-    services = [GatewayService, CreditService]
+    services = list(SERVICES)
     declare_faults(services, TNS)
     in_protocol = Soap11PerClaim(validator="lxml", **parser)
     in_protocol.submit_tags = frozenset({f"{{{TNS}}}SubmitClaims"})
@@ -123,7 +124,7 @@ def build_application(app: App) -> GatewayApplication:
 
 def build_application_v2(app: App) -> GatewayApplication:
     """The v2 contract (``v2``): the same operations in their own namespace, typed for code generators."""
-    service = v2.build_service([GatewayService, CreditService], v2.Derived())
+    service = v2.build_service(list(SERVICES), v2.Derived())
     declare_faults([service], v2.TNS_V2)
     parser = dict(load_dtd=False, resolve_entities=False, no_network=True, huge_tree=False, dtd_validation=False)
     in_protocol = Soap11PerClaim(validator="lxml", **parser)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from datetime import datetime
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, delete, exists, select, update
 
 from gateway.store.schema import claim_current, claim_labels, client_labels
 from gateway.store.sql import bulk_insert
@@ -48,10 +48,13 @@ def catalogue(conn: Connection, client_id: str) -> dict[str, str]:
 
 
 def in_use(conn: Connection, client_id: str, limit: int) -> list[str]:
-    """Label names on the client's claims (defined or not), by name."""
-    q = (select(claim_labels.c.label).distinct()
-         .join(claim_current, claim_current.c.claim_id == claim_labels.c.claim_id)
-         .where(claim_current.c.client_id == client_id).order_by(claim_labels.c.label).limit(limit))
+    """Label names on the client's claims (defined or not), by name.
+
+    Walks the labelled claims (claim_labels, the outer table), never the client's whole book: a join let
+    SQLite start from the client's 100k projection rows (17 ms on every list page with no label at all)."""
+    mine = exists().where(claim_current.c.claim_id == claim_labels.c.claim_id,
+                          claim_current.c.client_id == client_id)
+    q = select(claim_labels.c.label).where(mine).distinct().order_by(claim_labels.c.label).limit(limit)
     return [str(v) for v in conn.execute(q).scalars()]
 
 

@@ -2,6 +2,8 @@
 
     .venv/bin/python -m bench.bench_ingest                 # CSV 100k + 1M, XLSX and XML 50k
     .venv/bin/python -m bench.bench_ingest --csv 100000    # quicker
+    .venv/bin/python -m bench.bench_ingest --csv 100000 --xlsx --xml --pg postgresql://postgres@127.0.0.1:5432/test
+                                                           # also ours on PostgreSQL (a throwaway schema)
     .venv/bin/python -m bench.bench_ingest run MODE FILE   # one measurement (used by the driver)
 
 Every measurement runs in its own fresh process, so its peak RSS is its own. "ours" is the whole
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -72,7 +75,16 @@ def write_xml(path: Path, n: int) -> Path:
     return path
 
 
-def _ours(path: Path, kind: str, workers: int) -> int:
+def _ours(path: Path, kind: str, workers: int, pg: str | None = None) -> int:
+    if pg:
+        from bench.pgschema import in_schema
+        box: list[int] = []
+        in_schema(pg, "bench_ingest", lambda url: box.append(_ours_on(path, kind, workers, url)))
+        return box[0]
+    return _ours_on(path, kind, workers, None)
+
+
+def _ours_on(path: Path, kind: str, workers: int, url: str | None) -> int:
     from gateway.bootstrap import build_app
     from gateway.config import load_config
     from gateway.services.ingest import ingest_file
@@ -81,13 +93,13 @@ def _ours(path: Path, kind: str, workers: int) -> int:
     base = path.parent / f"gw-{path.stem}-{workers}"
     shutil.rmtree(base, ignore_errors=True)
     base.mkdir(parents=True)
-    cfg = write_config(base, f"sqlite:///{base / 'var' / 'gateway.db'}")
+    cfg = write_config(base, url or f"sqlite:///{base / 'var' / 'gateway.db'}")
     (base / "mappings" / "demo.yaml").write_text(_demo_mapping(kind), encoding="utf-8")
     init_keys(load_config(cfg))
     app = build_app(cfg, migrate=True)
-    start = time.perf_counter()  # set-up (keys, schema) is not ingest: time ingest_file only
+    start, cpu = time.perf_counter(), _cpu()  # set-up (keys, schema) is not ingest: time ingest_file only
     result = ingest_file(app, path, "demo", workers=workers)
-    _TIMED["seconds"] = time.perf_counter() - start
+    _TIMED["seconds"], _TIMED["cpu"] = time.perf_counter() - start, _cpu() - cpu
     assert result.status == "completed" and result.rejected == 0, (result.status, result.error)
     return result.rows
 
@@ -137,33 +149,48 @@ def _iterparse(path: Path) -> int:
     return n
 
 
+PG_URL: str | None = os.environ.get("BENCH_PG_URL") or None  # the driver passes --pg to its children this way
 MODES: dict[str, Any] = {
     "ours-1p": lambda p: _ours(p, p.suffix.lstrip("."), 0), "ours-2p": lambda p: _ours(p, p.suffix.lstrip("."), 1),
     "ours-3p": lambda p: _ours(p, p.suffix.lstrip("."), 2),
+    "ours-1p-pg": lambda p: _ours(p, p.suffix.lstrip("."), 0, PG_URL),
+    "ours-2p-pg": lambda p: _ours(p, p.suffix.lstrip("."), 1, PG_URL),
     "csv.reader": _csv_reader, "pandas": _pandas, "calamine": _calamine, "openpyxl": _openpyxl,
     "iterparse": _iterparse,
 }
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and its reaped children (ingest's worker processes, reader children).
+
+    On a shared machine this moves far less with the load than wall time; a PostgreSQL server's own CPU
+    is not in it.
+    """
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def run_one(mode: str, path: Path) -> dict[str, Any]:
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu()
     n = MODES[mode](path)
     seconds = _TIMED.get("seconds", time.perf_counter() - start)
+    cpu_s = _TIMED.get("cpu", _cpu() - cpu)
     peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)  # ours-2p: the worker's own peak
     return {"mode": mode, "file": path.name, "rows": n, "seconds": round(seconds, 2), "rows_per_s": round(n / seconds),
-            "peak_rss_mb": round(peak / 1024)}
+            "cpu_s": round(cpu_s, 2), "rows_per_cpu_s": round(n / cpu_s), "peak_rss_mb": round(peak / 1024)}
 
 
 def measure(mode: str, path: Path) -> dict[str, Any]:
     out = subprocess.run([sys.executable, "-m", "bench.bench_ingest", "run", mode, str(path)],
-                         capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+                         capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1],
+                         env={**os.environ, "BENCH_PG_URL": PG_URL or ""})
     if out.returncode != 0:
         print(f"| {path.name} | {mode} | failed: {out.stderr.strip().splitlines()[-1:]} |", flush=True)
         return {}
     res: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"| {res['file']} | {mode} | {res['rows']:,} | {res['seconds']} | {res['rows_per_s']:,} | "
-          f"{res['peak_rss_mb']} |", flush=True)
+    print(f"| {res['file']} | {mode} | {res['rows']:,} | {res['seconds']} | {res['rows_per_s']:,} | {res['cpu_s']} | "
+          f"{res['rows_per_cpu_s']:,} | {res['peak_rss_mb']} |", flush=True)
     return res
 
 
@@ -173,22 +200,31 @@ def main() -> None:
     ap.add_argument("--xlsx", type=int, nargs="*", default=[50_000])
     ap.add_argument("--xml", type=int, nargs="*", default=[50_000])
     ap.add_argument("--modes", nargs="*", default=None, help="only these modes")
+    ap.add_argument("--pg", default=None, help="PostgreSQL URL: also measure ours on it (CSV)")
+    ap.add_argument("--repeat", type=int, default=1, help="rounds over all modes (a shared machine is noisy)")
     args, rest = ap.parse_known_args()
+    global PG_URL
+    PG_URL = args.pg or PG_URL
     if rest[:1] == ["run"]:
         print(json.dumps(run_one(rest[1], Path(rest[2]))))
         return
     WORK.mkdir(parents=True, exist_ok=True)
-    print("| file | mode | rows | seconds | rows/s | peak RSS MB |\n|---|---|---|---|---|---|", flush=True)
-    plan = [(write_csv, "csv", n, ("csv.reader", "pandas", "ours-1p", "ours-2p")) for n in args.csv]
+    print(f"load average before: {Path('/proc/loadavg').read_text().split()[:3]}", flush=True)
+    print("| file | mode | rows | seconds | rows/s | CPU s | rows/CPU s | peak RSS MB |\n|---|---|---|---|---|---|---|---|",
+          flush=True)
+    csv_modes = ("csv.reader", "pandas", "ours-1p", "ours-2p") + (("ours-1p-pg", "ours-2p-pg") if PG_URL else ())
+    plan = [(write_csv, "csv", n, csv_modes) for n in args.csv]
     plan += [(write_xlsx, "xlsx", n, ("calamine", "openpyxl", "ours-1p", "ours-2p")) for n in args.xlsx]
     plan += [(write_xml, "xml", n, ("iterparse", "ours-1p", "ours-2p")) for n in args.xml]
     for writer, ext, n, modes in plan:
         path = WORK / f"claims-{n}.{ext}"
         if not path.exists():
             writer(path, n)
-        for mode in modes:
-            if args.modes is None or mode in args.modes:
-                measure(mode, path)
+        for _ in range(args.repeat):  # interleaved: each round measures every mode once
+            for mode in modes:
+                if args.modes is None or mode in args.modes:
+                    measure(mode, path)
+    print(f"load average after: {Path('/proc/loadavg').read_text().split()[:3]}", flush=True)
 
 
 if __name__ == "__main__":

@@ -24,13 +24,14 @@ def main() -> None:
     from gateway.mapping.spec import load_mapping
     from gateway.readers import open_reader
     from gateway.store.claims import prepare_claim
+    from gateway.store.fingerprints import fingerprint
 
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     path = write_csv(Path(f"/tmp/gateway-bench-profile-{n}.csv"), n)
     spec = load_mapping(Path(__file__).resolve().parents[1] / "mappings" / "demo.yaml")
     cipher = FieldCipher({"k1": os.urandom(32)}, "k1", os.urandom(32))
     today = date(2025, 6, 1)
-    stages = ["read", "map", "validate", "encrypt+encode"]
+    stages = ["read", "map", "validate", "encrypt+encode", "fingerprint"]
     previous = 0.0
     for depth in range(1, len(stages) + 1):
         with open_reader(path, spec.format) as reader:
@@ -45,9 +46,11 @@ def main() -> None:
                 validate_claim(mapped.claim, today)
                 if depth >= 4:
                     prepare_claim(cipher, mapped.claim)
+                if depth >= 5:
+                    fingerprint(cipher, mapped.claim)
             seconds = time.perf_counter() - start
         per_row = 1e6 * seconds / n
-        print(f"{' + '.join(stages[:depth]):40s} {n / seconds:>10,.0f} rows/s  +{per_row - previous:5.1f} us/row")
+        print(f"{' + '.join(stages[:depth]):56s} {n / seconds:>10,.0f} rows/s  +{per_row - previous:5.1f} us/row")
         previous = per_row
 
 

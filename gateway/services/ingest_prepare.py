@@ -8,6 +8,7 @@ against the file's header, router, field cipher from the key files) and turns ch
 
 from __future__ import annotations
 
+import gc
 from datetime import date
 from decimal import Decimal
 from typing import NamedTuple
@@ -95,6 +96,7 @@ def init_worker(config: GatewayConfig, spec: MappingSpec, header: list[str], hea
     """Process-pool initializer: build this worker's Preparer once."""
     global _WORKER
     _WORKER = Preparer(config, spec, header, header_row, file, client_id, today)
+    gc.set_threshold(10_000, 50, 100)  # a process that only prepares rows: see ingest_run._fewer_collections
 
 
 def work(rows: list[SourceRow]) -> list[PreparedRow]:

@@ -6,9 +6,12 @@ run sees the same chunks. At most ``workers + 1`` chunks are in flight, which ke
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
+import threading
 from collections import deque
+from contextlib import contextmanager
 from contextvars import ContextVar
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -76,6 +79,34 @@ class IngestResult:
     results_truncated: bool = False
 
 
+_GC_LOCK = threading.Lock()
+_gc_users = 0
+_gc_saved: tuple[int, int, int] | None = None
+
+
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """The cyclic GC's thresholds raised while any ingest runs in this process, restored after the last.
+
+    A chunk keeps thousands of rows' objects alive until it is stored, so at the default thresholds the
+    collector runs full passes over the whole heap every chunk or two; ingest itself makes almost no
+    cyclic garbage. Measured: ~7 % less CPU per row (30k demo rows, 3 interleaved runs each).
+    """
+    global _gc_users, _gc_saved
+    with _GC_LOCK:
+        if _gc_users == 0:
+            _gc_saved = gc.get_threshold()
+            gc.set_threshold(10_000, 50, 100)
+        _gc_users += 1
+    try:
+        yield
+    finally:
+        with _GC_LOCK:
+            _gc_users -= 1
+            if _gc_users == 0 and _gc_saved is not None:
+                gc.set_threshold(*_gc_saved)
+
+
 class IngestRun:
     """Reads, prepares, stores and acknowledges the rows of one opened file."""
 
@@ -96,6 +127,10 @@ class IngestRun:
 
     def run(self, workers: int = 0) -> None:
         """Every row, in order; an InputError from the reader is raised after the rows before it are stored."""
+        with _fewer_collections():
+            self._run(workers)
+
+    def _run(self, workers: int) -> None:
         if self.spec.group is not None:  # grouping merges neighbouring rows: one ordered pass
             self._serial_grouped()
         elif workers > 0:

@@ -54,8 +54,14 @@ def _copy(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
             for row in rows:
                 copy.write_row(row)
     except psycopg.Error as exc:
-        # The same exception classes as the executemany path (callers catch IntegrityError).
-        raise DBAPIError.instance(sql, None, exc, psycopg.Error) from exc
+        # The same exception classes as the executemany path (callers catch IntegrityError), and no more text
+        # than it had: COPY's CONTEXT line can quote a row's value (``column name: "..."``), so the error is
+        # rebuilt from the message and its DETAIL alone and not chained to the original.
+        diag = exc.diag
+        text = diag.message_primary or type(exc).__name__
+        if diag.message_detail:
+            text += f"\nDETAIL:  {diag.message_detail}"
+        raise DBAPIError.instance(sql, None, type(exc)(text), psycopg.Error) from None
 
 
 def db_time(conn: Connection, value: datetime) -> datetime:

@@ -24,6 +24,7 @@ from gateway.entrypoints.web.pages import flash, post, redirect, render
 from gateway.entrypoints.web.routes_claims import amount_text
 from gateway.entrypoints.web.security import MAX_FILES, client_user, field
 from gateway.services import drafts, submit
+from gateway.services import labels as label_service
 
 log = logging.getLogger("gateway.web")
 FEES = (("fee_dunning", "dunning"), ("fee_return_debit", "return_debit"), ("fee_other", "other"))
@@ -50,7 +51,8 @@ def form_field(path: str | None) -> str:
     return path if path in TEXT_FIELDS else ""
 
 
-def plain_claim(values: dict[str, str], documents: list[tuple[str, str, bytes]]) -> dict[str, Any]:
+def plain_claim(values: dict[str, str], documents: list[tuple[str, str, bytes]],
+                labels: list[str] | None = None) -> dict[str, Any]:
     """The form as the plain data of a SOAP claim (empty fields left out, like SOAP's absent elements)."""
     v = {k: x for k, x in values.items() if x}
     address = {k: v[k] for k in ("street", "house_number", "postal_code", "city", "country") if k in v}
@@ -73,16 +75,25 @@ def plain_claim(values: dict[str, str], documents: list[tuple[str, str, bytes]])
     if "interest_kind" in v:
         plain["interest"] = {"kind": v["interest_kind"], "from_date": v.get("interest_from"),
                              **({"rate": amount_text(v["interest_rate"])} if "interest_rate" in v else {})}
+    if labels:
+        plain["labels"] = labels
     if documents:  # the first is the invoice, the others its attachments
         plain["documents"] = [{"name": name, "media_type": media, "kind": "invoice" if i == 0 else "other",
                                "content": [content]} for i, (name, media, content) in enumerate(documents)]
     return {k: x for k, x in plain.items() if x is not None}
 
 
+async def _form(request: Request, client: str, values: dict[str, str], chosen: list[str],
+                errors: dict[str, list[str]], outcome: str | None = None) -> Response:
+    labels = await run_in_threadpool(label_service.catalogue, request.app.state.gateway, client)
+    return render(request, "handover.html", {"v": values, "errors": errors, "outcome": outcome,
+                                             "interest_kinds": INTEREST_KINDS, "fees": FEES, "labels": labels,
+                                             "chosen": chosen}, status=422 if outcome else 200)
+
+
 async def new_form(request: Request) -> Response:
-    client_user(request, submit=True)
-    return render(request, "handover.html", {"v": {"country": "DE", "kind": "consumer"}, "errors": {},
-                                             "interest_kinds": INTEREST_KINDS, "fees": FEES})
+    user, client = client_user(request, submit=True)
+    return await _form(request, client, {"country": "DE", "kind": "consumer"}, [], {})
 
 
 async def handover(request: Request, form: FormData) -> Response:
@@ -96,7 +107,10 @@ async def handover(request: Request, form: FormData) -> Response:
         if isinstance(upload, UploadFile) and upload.filename:
             content = await upload.read(app.config.soap.max_document_bytes + 1)
             documents.append((upload.filename[-255:], upload.content_type or "application/octet-stream", content))
-    draft = drafts.draft_of(client, plain_claim(values, documents), app.config.soap.max_document_bytes)
+    # labels of the client's catalogue only (ticked boxes); others are attached on the claim's page
+    known = {x.name for x in await run_in_threadpool(label_service.catalogue, app, client)}
+    chosen = [x for x in dict.fromkeys(form.getlist("labels")) if isinstance(x, str) and x in known]
+    draft = drafts.draft_of(client, plain_claim(values, documents, chosen), app.config.soap.max_document_bytes)
     result = await run_in_threadpool(submit.submit_claims, app, client, [draft], channel="web")
     answer = result.results[0]
     if answer.outcome in ("accepted", "held") and answer.claim_id is not None:
@@ -108,8 +122,7 @@ async def handover(request: Request, form: FormData) -> Response:
         errors.setdefault(form_field(f.field), []).append(f.for_client())
     log.info("web.handover login=%s outcome=%s findings=%s", user.login, answer.outcome,
              ",".join(f.code for f in answer.findings))
-    return render(request, "handover.html", {"v": values, "errors": errors, "outcome": answer.outcome,
-                                             "interest_kinds": INTEREST_KINDS, "fees": FEES}, status=422)
+    return await _form(request, client, values, chosen, errors, answer.outcome)
 
 
 ROUTES = [

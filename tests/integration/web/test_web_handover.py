@@ -135,3 +135,15 @@ def test_handover_findings_of_the_new_fields_are_shown_where_they_belong(console
                                            "interest_kind": "statutory_b2c"})
     assert no_start.status_code == 422 and 'id="err-interest_from"' in no_start.text
     assert "WEB-BAD" not in claim_ids(console.app, "demo")
+
+
+def test_handover_attaches_labels_of_the_clients_catalogue(console: Console) -> None:
+    c = console.client("anna")
+    c.post("/labels", data={"csrf": console.csrf(c, "/labels"), "name": "Eilig", "colour": "orange"})
+    form = c.get("/claims/new").text
+    assert 'name="labels" value="Eilig"' in form and 'class="label lb-orange">Eilig' in form
+    r = c.post("/claims/new", data={"csrf": console.csrf(c, "/claims/new"), **good("WEB-LBL"),
+                                    "labels": ["Eilig", "Fremd"]})  # only the catalogue's labels are taken
+    assert r.status_code == 303, r.text
+    assert get_claim(console.app, "demo", int(r.headers["location"].rsplit("/", 1)[1])).labels == ["Eilig"]
+    assert 'value="Eilig"' not in console.client("ben").get("/claims/new").text  # another client's catalogue

@@ -290,6 +290,20 @@ def rename_label(app: App, client_id: str, old: str, new: str) -> int:
     return len(changed)
 
 
+def delete_label(app: App, client_id: str, name: str) -> int:
+    """Take a label out of the client's catalogue and off every claim of the client that carries it (each
+    such claim gets its ``labels_set`` event), in one transaction; the number of claims changed."""
+    name = name.strip()
+    with serial_write_tx(app) as conn:
+        label_store.remove_defined(conn, client_id, name)
+        changed = label_store.claims_with(conn, client_id, name)
+        for cid in changed:
+            now = label_store.for_claims(conn, [cid]).get(cid, [])
+            _relabel(app, conn, owned_row(conn, client_id, cid), [label for label in now if label != name])
+    log.info("claim_ops.label_deleted client=%s claims=%d", client_id, len(changed))
+    return len(changed)
+
+
 def release(app: App, client_id: str, *, claim_ids: list[int] | None = None,
             submission: str | None = None, reason: str | None = None) -> ReleaseResult:
     """Start the handover of held claims (a collection run): held -> queued, one outbox row per partner.

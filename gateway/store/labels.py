@@ -75,6 +75,11 @@ def rename_defined(conn: Connection, client_id: str, old: str, new: str) -> None
                  .values(name=new))
 
 
+def remove_defined(conn: Connection, client_id: str, name: str) -> None:
+    """Take a label out of the client's catalogue (its claims are the caller's)."""
+    conn.execute(delete(client_labels).where(client_labels.c.client_id == client_id, client_labels.c.name == name))
+
+
 def claims_with(conn: Connection, client_id: str, label: str) -> list[int]:
     """Ids of the client's claims that carry ``label``, ascending."""
     q = (select(claim_labels.c.claim_id).join(claim_current, claim_current.c.claim_id == claim_labels.c.claim_id)

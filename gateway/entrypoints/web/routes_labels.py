@@ -1,5 +1,6 @@
 """A client's labels: the catalogue page (every label with its colour), define one, give it another colour,
-rename it (on every claim that carries it). Label names travel in forms, never in URLs of these pages.
+rename it or delete it (on every claim that carries it too). Label names travel in forms, never in URLs of
+these pages.
 """
 
 from __future__ import annotations
@@ -55,8 +56,17 @@ async def rename(request: Request, form: FormData) -> Response:
     return redirect("/labels")
 
 
+async def remove(request: Request, form: FormData) -> Response:
+    user, client = client_user(request, submit=True)
+    n = await run_in_threadpool(claim_ops.delete_label, request.app.state.gateway, client, field(form, "label", 200))
+    log.info("web.label login=%s action=deleted claims=%d", user.login, n)
+    flash(request, "label_deleted", n=n)
+    return redirect("/labels")
+
+
 ROUTES = [
     Route("/labels", labels_page, methods=["GET"]),
     post("/labels", define),
     post("/labels/rename", rename),
+    post("/labels/delete", remove),
 ]

@@ -200,6 +200,8 @@ TEXTS: dict[str, tuple[str, str]] = {
                         "(only on claims; save a colour to manage it)"),
     "label_saved": ("Markierung gespeichert.", "Label saved."),
     "label_renamed": ("Markierung umbenannt ({n} Forderung(en) geändert).", "Label renamed ({n} claim(s) changed)."),
+    "label_delete": ("Löschen", "Delete"),
+    "label_deleted": ("Markierung gelöscht ({n} Forderung(en) geändert).", "Label deleted ({n} claim(s) changed)."),
     "label_attach": ("Markierung", "Label"),
     "label_attach_button": ("Anheften", "Attach"),
     "label_detach": ("Markierung entfernen", "Remove label"),

@@ -157,6 +157,11 @@ def test_labels_defined_attached_renamed_recoloured_filtered_and_detached(consol
         "/labels").text
     assert vera.post("/labels", data={"csrf": console.csrf(vera, "/labels"), "name": "y", "colour": "red"}
                      ).status_code == 403
+    ben.post("/labels/delete", data={"csrf": ben_token, "label": "Rückruf bis Freitag"})  # ben's own: none
+    assert get_claim(console.app, "demo", other).labels == ["Rückruf bis Freitag"]
+    c.post("/labels/delete", data={"csrf": token, "label": "Rückruf bis Freitag"})
+    assert note(c, "/labels") == "ok: Markierung gelöscht (1 Forderung(en) geändert)."
+    assert get_claim(console.app, "demo", other).labels == [] and "Rückruf bis Freitag" not in c.get("/labels").text
 
 
 def test_documents_download_for_the_own_client_only(console: Console, caplog: pytest.LogCaptureFixture) -> None:

@@ -1,12 +1,17 @@
 """SOAP SubmitClaims throughput and latency, next to a bare spyne echo service served the same way.
 
-    .venv/bin/python bench/bench_soap.py [--clients 8] [--requests 60] [--claims 10] [--db URL]
+    .venv/bin/python bench/bench_soap.py [--clients 8] [--requests 60] [--claims 10] [--rounds 1] [--db URL]
 
 Both services run in this process on cheroot over HTTPS (127.0.0.1, ephemeral port, same thread
 count); each of ``--clients`` threads keeps one HTTPS connection and posts the same kind of envelope
 (``--claims`` claims, unique references). The gateway stores every claim (SQLite in a temp dir
 unless ``--db``); the echo service parses the same request with the same schema validation and
 answers a SubmitResult of the same shape without touching a database.
+
+Runs are interleaved (echo, gateway, gateway, echo; ``--rounds`` times) so that a change in the machine's
+load falls on both. Next to wall-clock figures, each run reports the server's CPU time per request: the
+CPU time of this process (both servers; the clients are other processes) during the run, divided by the
+requests answered. That is steadier than wall time on a shared machine.
 """
 
 from __future__ import annotations
@@ -108,7 +113,7 @@ def _client(args: tuple[str, str, int, int, str, int, tuple[str, str] | None, An
 
 def run(url: str, cert: Path, clients: int, per_client: int, claims: int, tag: str,
         auth: tuple[str, str] | None) -> dict[str, float]:
-    """Post from ``clients`` processes; returns requests/s and latency percentiles in ms."""
+    """Post from ``clients`` processes; returns requests/s, latency percentiles and server CPU per request in ms."""
     ctx = multiprocessing.get_context("spawn")
     with ctx.Manager() as manager:
         go = manager.Barrier(clients + 1)
@@ -116,11 +121,12 @@ def run(url: str, cert: Path, clients: int, per_client: int, claims: int, tag: s
             pending = pool.map_async(_client, [(url, str(cert), per_client, claims, tag, n, auth, go)
                                                for n in range(clients)])
             go.wait()
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             latencies = [x for part in pending.get(timeout=600) for x in part]
-            elapsed = time.perf_counter() - started
+            elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     q = statistics.quantiles(latencies, n=100)
-    return {"rps": len(latencies) / elapsed, "p50": q[49] * 1000, "p99": q[98] * 1000, "n": len(latencies)}
+    return {"rps": len(latencies) / elapsed, "p50": q[49] * 1000, "p99": q[98] * 1000, "n": len(latencies),
+            "cpu": cpu / len(latencies) * 1000}
 
 
 def main() -> None:
@@ -130,9 +136,11 @@ def main() -> None:
     p.add_argument("--claims", type=int, default=10, help="per request")
     p.add_argument("--threads", type=int, default=16, help="server worker threads")
     p.add_argument("--inflight", type=int, default=None, help="gateway soap.max_inflight (default: config)")
+    p.add_argument("--rounds", type=int, default=1, help="interleaved rounds (echo, gateway, gateway, echo)")
     p.add_argument("--db", help="database URL (default: SQLite in a temp dir)")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    print(f"load average before: {_load()}")
     in_schema(args.db, "bench_soap", lambda db: _measure(args, db))
 
 
@@ -150,10 +158,16 @@ def _measure(args: argparse.Namespace, db_url: str | None) -> None:
         gw.start()
         cert, key = app.config.keys_dir / "tls.crt", app.config.keys_dir / "tls.key"
         echo = echo_server(cert, key, args.threads)
+        runs: list[tuple[str, dict[str, float]]] = []
         try:
-            bare = run(f"https://127.0.0.1:{echo.bind_addr[1]}/soap", cert, args.clients, args.requests, args.claims,
-                       "echo", None)
-            full = run(gw.url, cert, args.clients, args.requests, args.claims, "gw", ("bench", PASSWORD))
+            for rnd in range(args.rounds):
+                for n, name in enumerate(("echo", "gateway", "gateway", "echo")):
+                    if name == "echo":
+                        runs.append((name, run(f"https://127.0.0.1:{echo.bind_addr[1]}/soap", cert, args.clients,
+                                               args.requests, args.claims, f"echo{rnd}x{n}", None)))
+                    else:
+                        runs.append((name, run(gw.url, cert, args.clients, args.requests, args.claims,
+                                               f"gw{rnd}x{n}", ("bench", PASSWORD))))
         finally:
             gw.stop()
             echo.stop()
@@ -161,10 +175,22 @@ def _measure(args: argparse.Namespace, db_url: str | None) -> None:
     db = "PostgreSQL" if args.db else "SQLite (WAL)"
     print(f"SubmitClaims, {args.claims} claims/request, {args.clients} concurrent clients, "
           f"{args.requests} requests each, cheroot {args.threads} threads, HTTPS, {db}")
-    print(f"{'service':<22}{'requests/s':>12}{'claims/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
-    for name, r in (("bare spyne echo", bare), ("gateway SubmitClaims", full)):
-        print(f"{name:<22}{r['rps']:>12.1f}{r['rps'] * args.claims:>10.0f}{r['p50']:>9.1f}{r['p99']:>9.1f}")
-    print(f"gateway / bare: {bare['rps'] / full['rps']:.2f}x the time per request")
+    print(f"{'service':<22}{'requests/s':>12}{'claims/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'server CPU ms/req':>19}")
+    for name, r in runs:
+        print(f"{name:<22}{r['rps']:>12.1f}{r['rps'] * args.claims:>10.0f}{r['p50']:>9.1f}{r['p99']:>9.1f}"
+              f"{r['cpu']:>19.2f}")
+    mean = {k: {f: statistics.fmean(r[f] for n, r in runs if n == k) for f in ("rps", "cpu", "p99")}
+            for k in ("echo", "gateway")}
+    print(f"gateway / echo: server CPU per request {mean['gateway']['cpu'] / mean['echo']['cpu']:.2f}x, "
+          f"wall time per request {mean['echo']['rps'] / mean['gateway']['rps']:.2f}x; mean p99 echo "
+          f"{mean['echo']['p99']:.0f} ms, gateway {mean['gateway']['p99']:.0f} ms; load average after: {_load()}")
+
+
+def _load() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
 
 
 if __name__ == "__main__":

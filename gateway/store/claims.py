@@ -40,6 +40,12 @@ class _Personal(msgspec.Struct, omit_defaults=True):
 
 _personal_decoder = msgspec.json.Decoder(_Personal)
 _encoder = msgspec.json.Encoder()
+# Statements of every synchronous submission, built once: run with parameters, SQLAlchemy reuses their cache
+# key and compiled form instead of building both again per call.
+_MAX_CLAIM_ID = select(func.coalesce(func.max(claims.c.id), 0))
+_MAX_EVENT_ID = select(func.coalesce(func.max(claim_events.c.id), 0))
+_EXISTING_SQLITE = select(claims.c.creditor_reference, claims.c.id, claims.c.submission_id, claims.c.source_row).where(
+    claims.c.client_id == bindparam("client_id"), claims.c.creditor_reference.in_(bindparam("refs", expanding=True)))
 
 
 class NewClaim(msgspec.Struct, kw_only=True):
@@ -60,7 +66,7 @@ def allocate_ids(conn: Connection, n: int) -> list[int]:
     if n == 0:
         return []
     if conn.dialect.name == "sqlite":  # the write lock is held, so max(id) is ours until commit
-        start = int(conn.execute(select(func.coalesce(func.max(claims.c.id), 0))).scalar_one()) + 1
+        start = int(conn.execute(_MAX_CLAIM_ID).scalar_one()) + 1
         return list(range(start, start + n))
     rows = conn.exec_driver_sql("SELECT nextval('claim_id_seq') FROM generate_series(1, %s)", (n,))
     return [int(r[0]) for r in rows]
@@ -145,7 +151,7 @@ def allocate_event_ids(conn: Connection, n: int) -> list[int]:
     if n == 0:
         return []
     if conn.dialect.name == "sqlite":  # the write lock is held (BEGIN IMMEDIATE): max(id) is ours until commit
-        start = int(conn.execute(select(func.coalesce(func.max(claim_events.c.id), 0))).scalar_one()) + 1
+        start = int(conn.execute(_MAX_EVENT_ID).scalar_one()) + 1
         return list(range(start, start + n))
     rows = conn.exec_driver_sql("SELECT nextval(pg_get_serial_sequence('claim_events', 'id')) "
                                 "FROM generate_series(1, %s)", (n,))
@@ -185,8 +191,8 @@ def existing_references(conn: Connection, client_id: str, references: Iterable[s
             found.update({r["creditor_reference"]: r for r in conn.execute(q).mappings()})
         return found
     for i in range(0, len(refs), 500):  # stay under SQLite's parameter limit
-        q = select(*cols).where(claims.c.client_id == client_id, claims.c.creditor_reference.in_(refs[i:i + 500]))
-        found.update({r["creditor_reference"]: r for r in conn.execute(q).mappings()})
+        rows = conn.execute(_EXISTING_SQLITE, {"client_id": client_id, "refs": refs[i:i + 500]}).mappings()
+        found.update({r["creditor_reference"]: r for r in rows})
     return found
 
 

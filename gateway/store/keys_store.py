@@ -14,7 +14,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import (BigInteger, Column, Connection, DateTime, Engine, ForeignKey, Index, LargeBinary, RowMapping,
-                        Select, String, Table, and_, func, select)
+                        Select, String, Table, and_, bindparam, func, select)
 from sqlalchemy.exc import IntegrityError
 
 from gateway.crypto import envelope
@@ -88,14 +88,18 @@ def open_personal(cipher: FieldCipher, row: Any, aad: bytes) -> bytes | None:
     return envelope.open_sealed(dek, blob, aad)
 
 
+# built once (run on every intake with the client id as parameter: its cache key and compiled form are reused)
+_ACTIVE_KEK = (select(client_keys.c.key_id, client_keys.c.wrapped_kek)
+               .where(client_keys.c.client_id == bindparam("client_id"), client_keys.c.wrapped_kek.is_not(None))
+               .order_by(client_keys.c.created_at.desc(), client_keys.c.key_id.desc())
+               # shared lock (PostgreSQL): a client-key rotation waits for this intake to commit
+               .limit(1).with_for_update(read=True))
+
+
 def active_kek(conn: Connection, cipher: FieldCipher, client_id: str) -> tuple[str, AESGCM]:
     """The client's current key (the newest not destroyed), made on first use; (key id, key)."""
     for _ in range(3):
-        row = conn.execute(select(client_keys.c.key_id, client_keys.c.wrapped_kek)
-                           .where(client_keys.c.client_id == client_id, client_keys.c.wrapped_kek.is_not(None))
-                           .order_by(client_keys.c.created_at.desc(), client_keys.c.key_id.desc())
-                           # shared lock (PostgreSQL): a client-key rotation waits for this intake to commit
-                           .limit(1).with_for_update(read=True)).first()
+        row = conn.execute(_ACTIVE_KEK, {"client_id": client_id}).first()
         if row is not None:
             return row[0], cipher.client_kek(client_id, row[0], bytes(row[1]))
         try:

@@ -34,13 +34,17 @@ class OutboxItem(msgspec.Struct, kw_only=True):
     lease_owner: str
 
 
+_ENQUEUE = insert(outbox)
+
+
 def enqueue(conn: Connection, *, key: str, client_id: str, partner_id: str, operation: str,
             payload: dict[str, Any], now: datetime | None = None) -> None:
     """Add work in the caller's transaction (the one that writes the claims it concerns)."""
     now = now or utcnow()
-    conn.execute(insert(outbox).values(idempotency_key=key, client_id=client_id, partner_id=partner_id,
-                                       operation=operation, payload=dumps(payload), status="pending", attempts=0,
-                                       available_at=now, created_at=now))
+    # one statement object run with parameters: compiled once, not rebuilt for literal values per call
+    conn.execute(_ENQUEUE, dict(idempotency_key=key, client_id=client_id, partner_id=partner_id, operation=operation,
+                                payload=dumps(payload), status="pending", attempts=0, available_at=now,
+                                created_at=now))
 
 
 def enqueue_dead(conn: Connection, *, key: str, client_id: str, partner_id: str, operation: str,

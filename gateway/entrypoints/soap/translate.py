@@ -14,6 +14,8 @@ from gateway.entrypoints.soap import types as t
 from gateway.services import drafts
 from gateway.services.submit import Draft
 
+_FIELDS: dict[type, tuple[str, ...]] = {}  # a SOAP type's field names, with its bases'
+
 
 def to_plain(obj: Any) -> Any:
     """A spyne object as plain dicts and lists; text trimmed, absent and empty values left out.
@@ -22,7 +24,10 @@ def to_plain(obj: Any) -> Any:
     """
     if isinstance(obj, ComplexModelBase):
         cls = type(obj)
-        return {k: p for k in cls.get_flat_type_info(cls) if (p := to_plain(getattr(obj, k, None))) is not None}
+        names = _FIELDS.get(cls)
+        if names is None:  # spyne builds the flat field list anew on every call; the types never change
+            names = _FIELDS[cls] = tuple(cls.get_flat_type_info(cls))
+        return {k: p for k in names if (p := to_plain(getattr(obj, k, None))) is not None}
     if isinstance(obj, (list, tuple)):
         return [p for v in obj if (p := to_plain(v)) is not None]
     if isinstance(obj, str):

@@ -32,6 +32,7 @@ from gateway.errors import KeyStoreError
 from gateway.services import credit
 from gateway.services.keys import _write_secret
 from gateway.store import claims as claim_store
+from gateway.store import credit_checks
 from gateway.store import documents as doc_store
 from gateway.store import fingerprints
 from gateway.store import messages as message_store
@@ -200,13 +201,17 @@ def _rewrap_batch(app: App, conn: Connection, client_id: str, kid: str) -> int:
 
 
 def destroy_client(app: App, client_id: str) -> dict[str, int]:
-    """Destroy every key of a client and delete its documents, messages and raw payloads."""
+    """Destroy every key of a client and delete its documents, messages and raw payloads; its credit checks
+    keep their audit rows without data, key or blind indexes."""
     with write_tx(app.engine) as conn:
         own = select(claims.c.id).where(claims.c.client_id == client_id)
         counts = {
             "client keys": conn.execute(update(client_keys).where(client_keys.c.client_id == client_id,
                                                                   client_keys.c.wrapped_kek.is_not(None))
                                         .values(wrapped_kek=None, destroyed_at=utcnow())).rowcount,
+            # the sealed data no longer opens once the keys are gone; its blind indexes would still link the
+            # subject to later claims and answer a new check as "cached" from nothing (audit rows stay)
+            "credit checks": credit_checks.erase_all(conn, client_id),
             "claim keys": conn.execute(delete(claim_keys).where(claim_keys.c.client_id == client_id)).rowcount,
             "documents": conn.execute(delete(documents).where(documents.c.client_id == client_id)).rowcount,
             "messages": conn.execute(delete(messages).where(messages.c.client_id == client_id)).rowcount,

@@ -70,7 +70,7 @@ def reusable(conn: Connection, client_id: str, subject_key: str, complete_since:
                 and_(c.incomplete.is_(True), c.created_at >= incomplete_since))
     return conn.execute(select(credit_checks).where(
         c.client_id == client_id, c.subject_key == subject_key, c.outcome == QUERIED, c.personal.is_not(None),
-        fresh).order_by(c.created_at.desc(), c.id.desc()).limit(1)).mappings().first()
+        c.wrapped_dek.is_not(None), c.key_id.is_not(None), fresh).order_by(c.created_at.desc(), c.id.desc()).limit(1)).mappings().first()
 
 
 def get(conn: Connection, client_id: str, check_id: int) -> RowMapping | None:
@@ -102,16 +102,38 @@ ERASED_KEY = "erased"  # subject_key of an erased check: never equal to a blind 
 def erase(conn: Connection, client_id: str, *, check_id: int | None = None, subject_index: str | None = None,
           before: datetime | None = None) -> int:
     """Drop the sealed subject and answers, their key and the blind indexes of the client's checks chosen by
-    id, by the subject's name index, or by age (``before``); the audit columns stay. Rows that held data."""
-    q = update(credit_checks).where(c.client_id == client_id, c.personal.is_not(None))
+    id (a cached row: its source), by the subject's name index, or by age (``before``); the audit columns
+    stay. The cached rows repeating an erased check lose their blind indexes too (they hold no sealed data of
+    their own but would link the subject to later claims and answers). Rows that held data."""
+    chosen = c.client_id == client_id
     if check_id is not None:
-        q = q.where(c.id == check_id)
+        source = conn.execute(select(c.source_check_id).where(c.client_id == client_id, c.id == check_id)).scalar()
+        chosen = and_(chosen, c.id == (source if source is not None else check_id))
     if subject_index is not None:
-        q = q.where(c.subject_index == subject_index)
+        chosen = and_(chosen, c.subject_index == subject_index)
     if before is not None:
-        q = q.where(c.created_at < before)
-    return int(conn.execute(q.values(personal=None, wrapped_dek=None, key_id=None, subject_index=None,
-                                     subject_key=ERASED_KEY)).rowcount)
+        chosen = and_(chosen, c.created_at < before)
+    ids = [i for (i,) in conn.execute(select(c.id).where(chosen, c.personal.is_not(None)))]
+    blind = {"subject_index": None, "subject_key": ERASED_KEY}
+    for part in range(0, len(ids), 500):
+        conn.execute(update(credit_checks).where(c.id.in_(ids[part:part + 500]))
+                     .values(personal=None, wrapped_dek=None, key_id=None, **blind))
+        conn.execute(update(credit_checks).where(c.client_id == client_id,
+                                                 c.source_check_id.in_(ids[part:part + 500])).values(**blind))
+    # rows chosen that hold no data (cached ones, pending or refused ones) lose their indexes as well
+    conn.execute(update(credit_checks).where(chosen, c.personal.is_(None), c.subject_key != ERASED_KEY)
+                 .values(**blind))
+    return len(ids)
+
+
+def erase_all(conn: Connection, client_id: str) -> int:
+    """Every check of the client (its keys are being destroyed): data, key and blind indexes; rows that held
+    data."""
+    n = int(conn.execute(update(credit_checks).where(c.client_id == client_id, c.personal.is_not(None))
+                         .values(personal=None, wrapped_dek=None, key_id=None)).rowcount)
+    conn.execute(update(credit_checks).where(c.client_id == client_id, c.subject_key != ERASED_KEY)
+                 .values(subject_index=None, subject_key=ERASED_KEY))
+    return n
 
 
 def lock_client(conn: Connection, client_id: str) -> None:

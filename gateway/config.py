@@ -482,6 +482,7 @@ def _derive_sandboxes(cfg: GatewayConfig) -> None:
             raise ConfigError(f"unknown scenario '{p.simulator.scenario}' (one of {', '.join(SCENARIOS)})",
                               file=cfg.source, key=f"partners.{pid}.simulator.scenario")
         p.status_map = {**STATUS_MAP, **p.status_map}  # the simulated agency's codes need no config
+        _check_sandbox_apart(cfg, pid)
     web_sandboxes = {u.client for u in cfg.web.users.values() if u.sandbox and u.client}
     for cid, client in list(cfg.clients.items()):
         creds = [c for c in client.soap.credentials if c.sandbox]
@@ -513,6 +514,56 @@ def _derive_sandboxes(cfg: GatewayConfig) -> None:
                               key=f"web.users.{login}.sandbox")
         if user.sandbox and user.client in cfg.clients:
             user.client = sandbox_id(user.client)
+
+
+# Options naming a local folder a partner's files live in (other adapters' folders are remote).
+_LOCAL_FOLDERS = {"directory": ("path", "instruction_path"), "mail": ("status_path",)}
+
+
+def _partner_folders(cfg: GatewayConfig, pid: str) -> list[tuple[str, Path]]:
+    p = cfg.partners[pid]
+    return [(f"partners.{pid}.options.{opt}", cfg.path(str(p.options[opt])).resolve())
+            for opt in _LOCAL_FOLDERS.get(p.adapter, ()) if p.options.get(opt)]
+
+
+def _public_key(path: Path) -> bytes | None:
+    """The certificate's public key (DER), or None when the file is not (yet) there or not a certificate."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+    try:
+        cert = x509.load_pem_x509_certificate(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+
+
+def _check_sandbox_apart(cfg: GatewayConfig, pid: str) -> None:
+    """A sandbox partner shares no folder and no certificate with another partner.
+
+    Sandbox retention deletes old files in the sandbox partner's folders, and a sandbox batch is encrypted to
+    its certificate: a shared folder would lose a real agency's files, a shared key would hand test batches
+    to a real agency.
+    """
+    own = _partner_folders(cfg, pid)
+    cert = cfg.path(cfg.partners[pid].certificate).resolve()
+    for other in sorted(cfg.partners):
+        if other == pid:
+            continue
+        for key, folder in own:
+            for other_key, other_folder in _partner_folders(cfg, other):
+                if folder == other_folder or folder.is_relative_to(other_folder) or other_folder.is_relative_to(folder):
+                    raise ConfigError(f"a sandbox partner's folder must be apart from every other partner's: "
+                                      f"{key} and {other_key} are the same folder or one holds the other "
+                                      f"(docs/sandbox.md)", file=cfg.source, key=key)
+        if cfg.partners[other].sandbox:
+            continue
+        other_cert = cfg.path(cfg.partners[other].certificate).resolve()
+        same_key = other_cert != cert and (mine := _public_key(cert)) is not None and mine == _public_key(other_cert)
+        if other_cert == cert or same_key:
+            raise ConfigError(f"a sandbox partner needs a certificate of its own: partners.{pid}.certificate is "
+                              f"{'the same file as' if other_cert == cert else 'the same key as'} "
+                              f"partners.{other}.certificate (docs/sandbox.md)",
+                              file=cfg.source, key=f"partners.{pid}.certificate")
 
 
 def _check_references(cfg: GatewayConfig) -> None:

@@ -28,7 +28,7 @@ from gateway.store import claims as claim_store
 from gateway.store import credit_checks
 from gateway.store.db import read_tx, write_tx
 from gateway.store.keys_store import claim_keys
-from gateway.store.schema import (claim_current, claim_fingerprints, claims, documents, messages,
+from gateway.store.schema import (claim_current, claim_fingerprints, claims, documents, messages, outbox,
                                   submission_payloads, submissions)
 
 log = logging.getLogger(__name__)
@@ -191,15 +191,28 @@ def _drop_agency_files(app: App, report: RetentionReport, partner_id: str, cutof
     """The simulated agency's copies of old batches and instructions: they hold debtor data its key opens.
 
     A sandbox partner's folder serves several sandboxes and a batch file does not name its client, so the
-    shortest retention of the sandboxes using it applies. The agency's books keep their cases.
+    shortest retention of the sandboxes using it applies. The agency's books keep their cases. Only files
+    under a name the gateway issued for a sandbox's batch or instruction to this partner are deleted: should
+    the folder ever hold anything else (config refuses a folder shared with another partner), it stays.
     """
     partner = app.config.partners.get(partner_id)
     if partner is None or not partner.sandbox or "path" not in partner.options:
         return
+    sandboxes = [cid for cid, c in app.config.clients.items() if c.sandbox_of is not None]
+    with read_tx(app.engine) as conn:
+        # Batch and instruction files are named after their outbox key (dispatch.py, operations.py).
+        ours = {f"{key.replace(':', '-')}.xml.p7m" for key in conn.execute(
+            select(outbox.c.idempotency_key).where(outbox.c.partner_id == partner_id,
+                                                   outbox.c.client_id.in_(sandboxes))).scalars()}
     root = app.config.path(str(partner.options["path"]))
+    folders = [root, root / "processed", root / "instructions"]
+    if partner.options.get("instruction_path"):
+        folders.append(app.config.path(str(partner.options["instruction_path"])))
     gone = 0
-    for folder in (root, root / "processed", root / "instructions"):
+    for folder in dict.fromkeys(folders):
         for path in sorted(folder.glob("*.p7m")) if folder.is_dir() else []:
+            if path.name not in ours:
+                continue
             try:
                 if datetime.fromtimestamp(path.stat().st_mtime, timezone.utc) < cutoff:
                     path.unlink()

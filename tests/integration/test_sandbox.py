@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -18,6 +19,7 @@ from adapters.simulators.agency import Agency
 from adapters.simulators.files import FolderAgency, load_partner_keys
 from gateway.bootstrap import App, build_app
 from gateway.config import load_config
+from gateway.crypto.certs import new_rsa_key, self_signed_cert, write_cert
 from gateway.domain.lifecycle import State
 from gateway.domain.sandbox import scenario_for
 from gateway.errors import ConfigError
@@ -121,6 +123,49 @@ def test_config_makes_the_sandbox_client_and_refuses_wiring_that_could_leak(tmp_
     del no_partner["partners"]["sandbox"]
     with pytest.raises(ConfigError, match="sandbox: true"):
         _load(tmp_path, **no_partner)
+
+
+def test_config_refuses_a_sandbox_partner_sharing_a_folder_or_certificate(tmp_path: Path) -> None:
+    real = "partners.demo-agency.options.path"
+    shared: list[tuple[dict[str, Any], str, str]] = [
+        ({"path": "var/partners/demo-agency"}, "partners.sandbox.options.path", real),
+        ({"path": "var/partners/x/../demo-agency/"}, "partners.sandbox.options.path", real),  # resolved
+        ({"path": "var/partners/demo-agency/test"}, "partners.sandbox.options.path", real),  # inside
+        ({"path": "var/partners"}, "partners.sandbox.options.path", real),  # holds the real one
+        ({"path": "var/partners/sandbox", "instruction_path": "var/partners/demo-agency/instructions"},
+         "partners.sandbox.options.instruction_path", real),
+    ]
+    for options, mine, theirs in shared:
+        doc = _config()
+        doc["partners"]["sandbox"] = {**SANDBOX_PARTNER, "options": options}
+        with pytest.raises(ConfigError) as caught:
+            _load(tmp_path, **doc)
+        assert mine in str(caught.value) and theirs in str(caught.value), str(caught.value)
+    doc = _config()
+    doc["partners"]["mailed"] = {"adapter": "mail", "certificate": "var/keys/partners/mailed.crt",
+                                 "options": {"status_path": "var/partners/sandbox/status"}}
+    with pytest.raises(ConfigError, match="partners.mailed.options.status_path"):
+        _load(tmp_path, **doc)
+    doc = _config()
+    doc["partners"]["sandbox"] = {**SANDBOX_PARTNER, "certificate": "var/keys/partners/../partners/demo-agency.crt"}
+    with pytest.raises(ConfigError, match="partners.sandbox.certificate is the same file as "
+                                          "partners.demo-agency.certificate"):
+        _load(tmp_path, **doc)
+    # Two certificate files for one key pair: the real agency could open every sandbox batch.
+    key = new_rsa_key(1024)
+    (tmp_path / "var/keys/partners").mkdir(parents=True, exist_ok=True)
+    for name in ("demo-agency", "copy"):
+        write_cert(tmp_path / f"var/keys/partners/{name}.crt", self_signed_cert(key, name, usage="encryption"))
+    doc = _config()
+    doc["partners"]["sandbox"] = {**SANDBOX_PARTNER, "certificate": "var/keys/partners/copy.crt"}
+    with pytest.raises(ConfigError, match="the same key as partners.demo-agency.certificate"):
+        _load(tmp_path, **doc)
+    write_cert(tmp_path / "var/keys/partners/copy.crt",
+               self_signed_cert(new_rsa_key(1024), "copy", usage="encryption"))
+    _load(tmp_path, **doc)  # a key of its own: fine
+    ok = _config()
+    ok["partners"]["sandbox"] = {**SANDBOX_PARTNER, "options": {"path": "var/partners/demo-agency-sandbox"}}
+    _load(tmp_path, **ok)  # a name that merely starts like the real folder's is apart from it
 
 
 def test_router_keeps_sandbox_claims_at_the_sandbox_partner(tmp_path: Path) -> None:
@@ -291,6 +336,13 @@ def test_retention_erases_sandbox_claims_and_files_after_their_period(app: App) 
     ingest_file(app, DEMO, "demo")
     Dispatcher(app, owner="t").drain()  # a batch at each agency: the simulated one's copy goes too
     assert list(_folder(app, "sandbox").glob("*.p7m")) and list(_folder(app, "demo-agency").glob("*.p7m"))
+    # Files the gateway did not send a sandbox there stay, however old (should the folder ever be shared).
+    (_folder(app, "sandbox") / "instructions").mkdir(exist_ok=True)
+    strangers = [_folder(app, "sandbox") / "somebody-else.xml.p7m",
+                 _folder(app, "sandbox") / "instructions" / "theirs.xml.p7m"]
+    for stranger in strangers:
+        stranger.write_bytes(b"not ours")
+        os.utime(stranger, (0, 0))
     with read_tx(app.engine) as conn:
         sbx = [r["id"] for r in claim_store.listing(conn, client_id="demo.sandbox")]
         prod = [r["id"] for r in claim_store.listing(conn, client_id="demo")]
@@ -298,7 +350,7 @@ def test_retention_erases_sandbox_claims_and_files_after_their_period(app: App) 
     report = run_retention(app, app.now() + timedelta(days=31))
     assert report.claims == {"demo.sandbox": len(sbx)} and report.payloads == {"demo.sandbox": 1}
     assert report.agency_files == {"sandbox": 1}
-    assert not list(_folder(app, "sandbox").glob("*.p7m"))
+    assert sorted(_folder(app, "sandbox").rglob("*.p7m")) == sorted(strangers)
     assert list(_folder(app, "demo-agency").glob("*.p7m"))  # a real partner's folder is not the gateway's to clean
     with read_tx(app.engine) as conn:
         erased = {r["id"]: claim_store.decode(r, app.cipher).debtor.last_name

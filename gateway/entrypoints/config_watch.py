@@ -3,9 +3,10 @@
 What reloads: the ``clients`` section: SFTP keys and password hashes, SOAP users, ``enabled``, names,
 mappings, default partners, ack and SFTP limits (everything read per file or per login), and the web
 console's logins (``web.users``) when the console runs. What needs a
-restart: partners, routing rules, listeners (sftp, soap), database, paths, dispatcher and the folders the
-inbox watcher watches (a new client's files dropped by other means than SFTP). A change there is logged
-once as ``config.restart_needed``.
+restart: partners, routing rules, listeners (sftp, soap), database, paths, dispatcher, the folders the
+inbox watcher watches (a new client's files dropped by other means than SFTP), credit bureaus and the
+``credit`` defaults. A change there is logged once as ``config.restart_needed``; a file whose clients name a
+bureau the running config lacks is not taken at all (``config.restart_needed bureaus=...``).
 
 The admin CLI replaces the file by rename; editors write in place or rename: every event naming the
 file, as source or destination, triggers a reload. A file that does not load (half-written, invalid) is
@@ -30,7 +31,8 @@ from gateway.errors import ConfigError
 from gateway.services.routing import Router
 
 log = logging.getLogger("gateway.config")
-_RESTART = ("partners", "routing", "sftp", "soap", "database", "paths", "keys", "dispatcher", "watcher", "node")
+_RESTART = ("partners", "routing", "sftp", "soap", "database", "paths", "keys", "dispatcher", "watcher", "node",
+            "bureaus", "credit")
 
 
 class ClientReloader:
@@ -51,6 +53,14 @@ class ClientReloader:
                 msgspec.json.encode(new.web.users) != msgspec.json.encode(cur.web.users)
             if not clients and not logins:
                 self._restart_note(cur, new)
+                return False
+            unknown = sorted({b for c in new.clients.values() if c.credit is not None for b in c.credit.bureaus
+                              if b not in cur.bureaus})
+            if clients and unknown:
+                # bureaus are read at start only: a client naming one the running gateway lacks would fail
+                # every check, so nothing of this file is taken until the restart
+                log.warning("config.restart_needed bureaus=%s: clients name bureaus the running config lacks; "
+                            "nothing reloaded until the next start", ",".join(unknown))
                 return False
             swap_logins = self.web_reload(new) if logins and self.web_reload is not None else None
             if clients:

@@ -310,12 +310,18 @@ def _check(app: App, client_id: str, credit: ClientCreditConfig, subject: Subjec
                             interest=interest, requested_by=requested_by,
                             subject=sealed.subject if sealed else None, verdict=sealed.verdict if sealed else None,
                             outcomes=sealed.outcomes if sealed else [])
-    outcomes = ask_bureaus(app, credit.bureaus, subject, interest)
-    verdict = evaluate(credit.policy, outcomes)
-    with write_tx(app.engine) as conn:
-        store.settle(conn, check_id, outcome=store.QUERIED, colour=verdict.colour, incomplete=verdict.incomplete,
-                     bureaus=_bureau_summary(outcomes), answered_at=app.now(),
-                     **_seal(conn, app, client_id, check_id, _Sealed(subject, outcomes, verdict)))
+    settled = False
+    try:
+        outcomes = ask_bureaus(app, credit.bureaus, subject, interest)
+        verdict = evaluate(credit.policy, outcomes)
+        with write_tx(app.engine) as conn:
+            store.settle(conn, check_id, outcome=store.QUERIED, colour=verdict.colour,
+                         incomplete=verdict.incomplete, bureaus=_bureau_summary(outcomes), answered_at=app.now(),
+                         **_seal(conn, app, client_id, check_id, _Sealed(subject, outcomes, verdict)))
+        settled = True
+    finally:
+        if not settled:  # a row never stays pending: whatever failed, the audit log says so
+            _settle_failed(app, client_id, channel, check_id)
     _count_queried(client_id, channel, outcomes, verdict)
     log.info("credit.check client=%s check=%d channel=%s outcome=queried colour=%s incomplete=%s bureaus=%s ms=%d",
              client_id, check_id, channel, verdict.colour, verdict.incomplete,
@@ -323,6 +329,16 @@ def _check(app: App, client_id: str, credit: ClientCreditConfig, subject: Subjec
     return CreditAnswer(check_id=check_id, colour=verdict.colour, incomplete=verdict.incomplete, cached=False,
                         source_check_id=None, checked_at=now, interest=interest,
                         requested_by=requested_by, subject=subject, verdict=verdict, outcomes=outcomes)
+
+
+def _settle_failed(app: App, client_id: str, channel: str, check_id: int) -> None:
+    try:
+        with write_tx(app.engine) as conn:
+            store.settle(conn, check_id, outcome=store.FAILED, answered_at=app.now())
+    except Exception as exc:  # noqa: BLE001 - the original error is the one to raise; this one is logged
+        log.error("credit.settle_failed client=%s check=%d error=%s", client_id, check_id, describe(exc))
+    metrics.CREDIT_CHECKS.labels(client_id, channel, store.FAILED, "none").inc()
+    log.error("credit.check client=%s check=%d channel=%s outcome=failed", client_id, check_id, channel)
 
 
 def _count_queried(client_id: str, channel: str, outcomes: list[BureauOutcome], verdict: Verdict) -> None:

@@ -2,7 +2,7 @@
 
 Plain columns hold what the audit needs and no subject data: who asked, when, through which channel,
 for which stated interest, the outcome (``pending`` while the bureaus are asked, ``queried``, ``cached``,
-``refused``), the colour, and per bureau its status (``bureaus``, JSON). The subject and the bureaus'
+``refused``, ``failed`` when the check broke off after its pending row), the colour, and per bureau its status (``bureaus``, JSON). The subject and the bureaus'
 answers are in ``personal``, sealed under the row's own data key (``wrapped_dek``, wrapped by the client's
 key, ``keys_store``). ``subject_index`` is the blind index of the subject's name exactly as a claim's
 debtor name is indexed (``claim_keys.name_index``), which links a check to a later claim of the same client.
@@ -19,7 +19,7 @@ from sqlalchemy import (BigInteger, Boolean, Column, Connection, Index, Integer,
 
 from gateway.store.schema import UTCDateTime, metadata
 
-PENDING, QUERIED, CACHED, REFUSED = "pending", "queried", "cached", "refused"
+PENDING, QUERIED, CACHED, REFUSED, FAILED = "pending", "queried", "cached", "refused", "failed"
 
 credit_checks = Table(
     "credit_checks", metadata,

@@ -8,6 +8,7 @@ from datetime import timedelta
 import msgspec
 from sqlalchemy import select
 
+from adapters.bureaus.simulators.http_sim import HttpBureauSimulator
 from gateway.bootstrap import App
 from gateway.services import credit, erasure, submit
 from gateway.services.key_rotation import destroy_client
@@ -35,7 +36,7 @@ def _claim_of(app: App, reference: str, first: str, last: str) -> int:  # noqa: 
     return claim_id
 
 
-def test_erasure_by_name_clears_the_cached_rows_indexes_too(app: App, live) -> None:  # noqa: F811
+def test_erasure_by_name_clears_the_cached_rows_indexes_too(app: App, live: dict[str, HttpBureauSimulator]) -> None:  # noqa: F811
     vera = person("Vera", "Vollstreckt")
     first, cached = check(app, vera), check(app, vera)
     assert cached.cached and cached.source_check_id == first.check_id
@@ -46,7 +47,7 @@ def test_erasure_by_name_clears_the_cached_rows_indexes_too(app: App, live) -> N
     assert not check(app, vera).cached
 
 
-def test_erasing_a_cached_check_erases_its_source(app: App, live) -> None:  # noqa: F811
+def test_erasing_a_cached_check_erases_its_source(app: App, live: dict[str, HttpBureauSimulator]) -> None:  # noqa: F811
     vera = person("Vera", "Vollstreckt")
     first = check(app, vera)
     cached = check(app, vera)
@@ -57,7 +58,7 @@ def test_erasing_a_cached_check_erases_its_source(app: App, live) -> None:  # no
     assert not check(app, vera).cached
 
 
-def test_retention_clears_the_indexes_of_newer_cached_rows(app: App, live) -> None:  # noqa: F811
+def test_retention_clears_the_indexes_of_newer_cached_rows(app: App, live: dict[str, HttpBureauSimulator]) -> None:  # noqa: F811
     vera = person("Vera", "Vollstreckt")
     first, cached = check(app, vera), check(app, vera)
     with write_tx(app.engine) as conn:
@@ -67,7 +68,7 @@ def test_retention_clears_the_indexes_of_newer_cached_rows(app: App, live) -> No
     assert _indexed(app, first.check_id, cached.check_id) == []
 
 
-def test_destroy_client_erases_its_checks_and_keeps_the_audit(app: App, live) -> None:  # noqa: F811
+def test_destroy_client_erases_its_checks_and_keeps_the_audit(app: App, live: dict[str, HttpBureauSimulator]) -> None:  # noqa: F811
     first = check(app, person("Erika", "Mustermann"))
     other = check(app, person("Erika", "Mustermann"), client="other")
     assert destroy_client(app, "demo")["credit checks"] == 1
@@ -79,7 +80,7 @@ def test_destroy_client_erases_its_checks_and_keeps_the_audit(app: App, live) ->
     assert check(app, person("Erika", "Mustermann"), client="other").source_check_id == other.check_id
 
 
-def test_reusable_skips_rows_without_data_or_key(app: App, live) -> None:  # noqa: F811
+def test_reusable_skips_rows_without_data_or_key(app: App, live: dict[str, HttpBureauSimulator]) -> None:  # noqa: F811
     first = check(app, person("Erika", "Mustermann"))
     with write_tx(app.engine) as conn:  # a row whose key is gone but whose data was left (older releases)
         conn.execute(credit_checks.credit_checks.update().where(c.id == first.check_id)

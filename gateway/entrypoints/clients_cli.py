@@ -202,13 +202,13 @@ def _login_password(cfg: GatewayConfig, args: argparse.Namespace) -> int:
     if cfg.web.users.get(args.login) is None or cfg.web.users[args.login].client != args.client:
         raise AdminError(f"no web login '{args.login}' of client '{args.client}'")
     new = admin.set_web_password(cfg, args.login, read_password(args.password_stdin), client_id=args.client)
-    _saved(new, f"password of web login {args.login} set")
+    _saved(new, f"password of web login {args.login} set (its open sessions end as serve applies it)")
     return 0
 
 
 def _remove_login(cfg: GatewayConfig, args: argparse.Namespace) -> int:
     new = admin.remove_web_user(cfg, args.login, client_id=args.client)
-    _saved(new, f"web login {args.login} of client {args.client} removed (its sessions end now)")
+    _saved(new, f"web login {args.login} of client {args.client} removed (its sessions end as serve applies it)")
     return 0
 
 

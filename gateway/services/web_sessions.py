@@ -5,12 +5,21 @@ a request counts as logged in only while the token's row exists and has not expi
 deletes the row) ends the session for every copy of the cookie and on every node, and an operator can end a
 login's sessions. A session ends ``web.session_max_age_seconds`` after its last use; the expiry is moved on at
 most once a minute per session, so pages read but do not write.
+
+Each row is bound to the login's credential as it was at login (``credential``: a keyed fingerprint of its
+password hash, client and role, from ``UserBook.credential``); a request whose login now has another credential
+(a reset password, the login removed and added again, for another client, or the config file edited by hand)
+ends the session. A reset password and a removed login also delete the login's rows at once (``end_login``).
+The session's search texts live in its row too (``search``/``remember``): they may be a debtor's name, and the
+cookie is only signed, not encrypted.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import hmac
 import secrets
 from datetime import timedelta
 
@@ -26,28 +35,66 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def start(app: App, login: str) -> str:
-    """A new session for ``login``: its token (for the cookie). Expired sessions are cleared on the way."""
+def start(app: App, login: str, credential: str) -> str:
+    """A new session for ``login`` with its ``credential`` now: its token (for the cookie). Expired sessions
+    are cleared on the way."""
     token, now = secrets.token_urlsafe(32), app.now()
     with write_tx(app.engine) as conn:
         store.remove_expired(conn, now)
-        store.add(conn, _hash(token), login, now, now + timedelta(seconds=app.config.web.session_max_age_seconds))
+        store.add(conn, _hash(token), login, credential, now,
+                  now + timedelta(seconds=app.config.web.session_max_age_seconds))
     return token
 
 
-def check(app: App, token: str, login: str) -> bool:
-    """True while the session of ``token`` exists, belongs to ``login`` and has not expired (then its expiry
-    is moved on, at most once a minute)."""
+def check(app: App, token: str, login: str, credential: str | None) -> bool:
+    """True while the session of ``token`` exists, belongs to ``login`` with the same ``credential`` (None:
+    the login is gone) and has not expired (then its expiry is moved on, at most once a minute). A session
+    whose credential changed is deleted: it never comes back."""
     key, now = _hash(token), app.now()
     with read_tx(app.engine) as conn:
         found = store.get(conn, key)
-    if found is None or found[0] != login or found[1] <= now:
+    if found is None or found[0] != login or found[2] <= now:
+        return False
+    if credential is None or not hmac.compare_digest(found[1], credential):
+        with write_tx(app.engine) as conn:
+            store.remove(conn, key)
         return False
     max_age = timedelta(seconds=app.config.web.session_max_age_seconds)
-    if found[1] - now < max_age - EXTEND_AFTER:
+    if found[2] - now < max_age - EXTEND_AFTER:
         with write_tx(app.engine) as conn:
             store.extend(conn, key, now + max_age)
     return True
+
+
+def end_login(app: App, login: str) -> int:
+    """End every session of ``login`` (its password was reset or it was removed): how many."""
+    with write_tx(app.engine) as conn:
+        count = store.remove_login(conn, login)
+    log.info("web.sessions_ended login=%s count=%d", login, count)
+    return count
+
+
+def recall(app: App, token: str, name: str) -> object:
+    """The search ``name`` kept for the session of ``token`` (None when there is none)."""
+    with read_tx(app.engine) as conn:
+        raw = store.search(conn, _hash(token))
+    kept = json.loads(raw) if raw else {}
+    return kept.get(name) if isinstance(kept, dict) else None
+
+
+def remember(app: App, token: str, name: str, value: object) -> None:
+    """Keep (or, with None, forget) the search ``name`` for the session of ``token``, on the server."""
+    key = _hash(token)
+    with write_tx(app.engine) as conn:
+        raw = store.search(conn, key)
+        kept = json.loads(raw) if raw else {}
+        if not isinstance(kept, dict):
+            kept = {}
+        if value is None:
+            kept.pop(name, None)
+        else:
+            kept[name] = value
+        store.set_search(conn, key, json.dumps(kept) if kept else None)
 
 
 def end(app: App, token: str) -> None:

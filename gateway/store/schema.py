@@ -257,11 +257,16 @@ client_labels = Table(
 
 # The web console's sessions (migration 0010), so that a logout ends a session on every node, whoever holds a
 # copy of its cookie: the signed cookie carries a random token, this table its SHA-256 (a stolen table holds no
-# cookie). A row ends at ``expires_at`` (moved on while the session is used) or when deleted (logout).
+# cookie). A row ends at ``expires_at`` (moved on while the session is used) or when deleted (logout, a reset
+# password, a removed login). ``credential`` binds it to the login as it was at login (a keyed fingerprint of
+# its password hash, client and role): a changed or re-added login never takes over an old session. ``search``
+# holds the session's search texts (they may be a debtor's name: never in the cookie, which is only signed).
 web_sessions = Table(
     "web_sessions", metadata,
     Column("token_hash", String(64), primary_key=True),
     Column("login", String(128), nullable=False),
+    Column("credential", String(64), nullable=False, server_default=""),
+    Column("search", Text(), nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("expires_at", UTCDateTime(), nullable=False),
     Index("ix_web_sessions_login", "login"),

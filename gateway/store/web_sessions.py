@@ -9,16 +9,32 @@ from sqlalchemy import Connection, delete, select, update
 from gateway.store.schema import web_sessions
 
 
-def add(conn: Connection, token_hash: str, login: str, now: datetime, expires_at: datetime) -> None:
-    conn.execute(web_sessions.insert().values(token_hash=token_hash, login=login, created_at=now,
-                                              expires_at=expires_at))
+def add(conn: Connection, token_hash: str, login: str, credential: str, now: datetime,
+        expires_at: datetime) -> None:
+    conn.execute(web_sessions.insert().values(token_hash=token_hash, login=login, credential=credential,
+                                              created_at=now, expires_at=expires_at))
 
 
-def get(conn: Connection, token_hash: str) -> tuple[str, datetime] | None:
-    """(login, expires_at) of the session, or None."""
-    row = conn.execute(select(web_sessions.c.login, web_sessions.c.expires_at)
+def get(conn: Connection, token_hash: str) -> tuple[str, str, datetime] | None:
+    """(login, credential, expires_at) of the session, or None."""
+    row = conn.execute(select(web_sessions.c.login, web_sessions.c.credential, web_sessions.c.expires_at)
                        .where(web_sessions.c.token_hash == token_hash)).first()
-    return (str(row[0]), row[1]) if row else None
+    return (str(row[0]), str(row[1]), row[2]) if row else None
+
+
+def search(conn: Connection, token_hash: str) -> str | None:
+    """The session's search texts (JSON), or None."""
+    value = conn.execute(select(web_sessions.c.search).where(web_sessions.c.token_hash == token_hash)).scalar()
+    return str(value) if value is not None else None
+
+
+def set_search(conn: Connection, token_hash: str, value: str | None) -> None:
+    conn.execute(update(web_sessions).where(web_sessions.c.token_hash == token_hash).values(search=value))
+
+
+def remove_login(conn: Connection, login: str) -> int:
+    """End every session of ``login``."""
+    return int(conn.execute(delete(web_sessions).where(web_sessions.c.login == login)).rowcount)
 
 
 def extend(conn: Connection, token_hash: str, expires_at: datetime) -> None:

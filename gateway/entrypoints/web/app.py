@@ -101,14 +101,16 @@ def build_web_app(app: App, users: UserBook | None = None) -> Starlette:
               *routes_labels.ROUTES, *routes_operator.ROUTES, *routes_partners.ROUTES, *routes_clients.ROUTES,
               *routes_mappings.ROUTES, *routes_credit.ROUTES,
               Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")]
+    secret = session_secret(app)
     middleware = [Middleware(SecurityHeaders), Middleware(_Contained),
-                  Middleware(SessionMiddleware, secret_key=session_secret(app), session_cookie=SESSION_COOKIE,
+                  Middleware(SessionMiddleware, secret_key=secret, session_cookie=SESSION_COOKIE,
                              max_age=cfg.session_max_age_seconds, same_site="lax", https_only=True),
                   Middleware(ServerSessions)]
     web = Starlette(routes=routes, middleware=middleware,
                     exception_handlers={LoginRequired: _login_required, HTTPException: _http_error,
                                         NotFound: _not_found})
     web.state.gateway = app
+    web.state.credential_key = secret.encode()  # keys the logins' credential fingerprints (web_sessions)
     web.state.users = users or UserBook(app.config, app.login_throttle)
     # What the operator's admin pages changed in the config file, taken at once (serve replaces this with
     # its reloader, which also swaps the SFTP and SOAP logins).

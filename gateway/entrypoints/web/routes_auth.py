@@ -41,8 +41,11 @@ async def login(request: Request, form: FormData) -> Response:
         return render(request, "login.html", {"error": (key, values)},
                       status=429 if outcome.retry_after else 401)
     request.session.clear()  # nothing of an earlier session carries over (a new CSRF token too)
+    credential = users(request).credential(outcome.user.login, request.app.state.credential_key)
+    if credential is None:  # removed by a reload while its password was checked
+        return render(request, "login.html", {"error": ("login_failed", {})}, status=401)
     request.session["sid"] = await run_in_threadpool(web_sessions.start, request.app.state.gateway,
-                                                     outcome.user.login)
+                                                     outcome.user.login, credential)
     request.session["login"] = outcome.user.login
     log.info("web.login login=%s address=%s", outcome.user.login, address)
     return redirect("/")

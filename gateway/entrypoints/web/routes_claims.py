@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from gateway.domain.lifecycle import State
 from gateway.entrypoints.web.pages import PAGE_SIZE, flash, int_param, post, redirect, render
-from gateway.entrypoints.web.security import client_user, field
+from gateway.entrypoints.web.security import client_user, field, recalled, remember
 from gateway.errors import GatewayError, IllegalTransition, Unsupported
 from gateway.services import claim_ops, claim_queries, console, credit
 from gateway.services import labels as label_service
@@ -47,8 +47,10 @@ def _date(request: Request, name: str, default: date | None) -> date | None:
         return default
 
 
-def list_filter(request: Request) -> ClaimFilter:
-    """The list's filter from the query (and the search text from the session); bad values are ignored."""
+async def list_filter(request: Request) -> ClaimFilter:
+    """The list's filter from the query (and the search text kept for the session on the server); bad values
+    are ignored."""
+    kept = await recalled(request, "q")
     q, limit = request.query_params, PAGE_SIZE
     state, sort, partner = q.get("state", ""), q.get("sort", "last_change"), q.get("partner", "")
     since = date.today() - timedelta(days=THREE_MONTHS)
@@ -57,7 +59,7 @@ def list_filter(request: Request) -> ClaimFilter:
                        partner=partner if partner in request.app.state.gateway.config.partners else None,
                        date_from=_date(request, "from", since), date_to=_date(request, "to", None),
                        sort=sort if sort in SORTABLE else "last_change", descending=q.get("dir", "desc") != "asc",
-                       limit=limit, offset=int_param(request, "page") * limit, text=request.session.get("q") or None)
+                       limit=limit, offset=int_param(request, "page") * limit, text=kept if isinstance(kept, str) and kept else None)
 
 
 def _query(f: ClaimFilter, **more: object) -> str:
@@ -70,7 +72,7 @@ def _query(f: ClaimFilter, **more: object) -> str:
 
 async def claims_list(request: Request) -> Response:
     user, client = client_user(request)
-    f = list_filter(request)
+    f = await list_filter(request)
     gw = request.app.state.gateway
     rows, total, exact = await run_in_threadpool(claim_queries.list_claims, gw, client, f)
     ids = [int(r["claim_id"]) for r in rows]
@@ -92,7 +94,7 @@ async def claims_export(request: Request) -> Response:
     if fmt not in ("csv", "xlsx"):
         raise HTTPException(404)
     call = console.export_csv if fmt == "csv" else console.export_xlsx
-    data = await run_in_threadpool(call, request.app.state.gateway, client, list_filter(request))
+    data = await run_in_threadpool(call, request.app.state.gateway, client, await list_filter(request))
     log.info("web.export login=%s format=%s bytes=%d", user.login, fmt, len(data))
     media = "text/csv; charset=utf-8" if fmt == "csv" else XLSX
     return Response(data, media_type=media,
@@ -102,10 +104,7 @@ async def claims_export(request: Request) -> Response:
 async def claims_search(request: Request, form: FormData) -> Response:
     client_user(request)
     text = field(form, "q", 128).strip()
-    if text:
-        request.session["q"] = text
-    else:
-        request.session.pop("q", None)
+    await remember(request, "q", text or None)
     return redirect("/claims")
 
 

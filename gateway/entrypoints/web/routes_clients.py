@@ -28,6 +28,7 @@ from gateway.entrypoints.web.security import field, operator_user
 from gateway.entrypoints.web.users import WebUser
 from gateway.errors import ConfigError, NotFound
 from gateway.services import clients_admin as admin
+from gateway.services import web_sessions
 from gateway.services.clients_admin import AdminError
 
 log = logging.getLogger("gateway.web")
@@ -54,17 +55,26 @@ def _shown(client_id: str) -> str:
 
 async def _change(request: Request, user: WebUser, client_id: str, kind: str, target: str,
                   write: Callable[[GatewayConfig], GatewayConfig]) -> bool:
-    """Write the change, take it into the running gateway, log it; False (and a note) when refused."""
+    """Write the change, take it into the running gateway, log it; False (and a note) when refused, that is
+    when nothing was written. A change written but not taken (the file as a whole does not apply, say a login
+    added by hand names a missing password file) is True, with a note that says so: the file holds it."""
     try:
         new = await run_in_threadpool(write, _config(request))
-        await run_in_threadpool(request.app.state.apply_config, new)
     except (AdminError, ConfigError, NotFound, OSError) as exc:
         log.info("web.admin_refused login=%s client=%s change=%s", user.login, _shown(client_id), kind)
         detail = f"the config file cannot be written ({exc.strerror})" if isinstance(exc, OSError) else str(exc)
         flash(request, "admin_refused", "error", detail=detail[:500])
         return False
-    log.info("web.admin login=%s client=%s change=%s target=%s", user.login, client_id, kind,
-             target if _TARGET.match(target) else "(other)")
+    shown = target if _TARGET.match(target) else "(other)"
+    try:
+        await run_in_threadpool(request.app.state.apply_config, new)
+    except (ConfigError, NotFound, OSError) as exc:
+        log.warning("web.admin_not_applied login=%s client=%s change=%s target=%s", user.login, client_id, kind,
+                    shown)
+        detail = f"{exc.strerror}" if isinstance(exc, OSError) else str(exc)
+        flash(request, "admin_not_applied", "error", detail=detail[:500])
+        return True
+    log.info("web.admin login=%s client=%s change=%s target=%s", user.login, client_id, kind, shown)
     return True
 
 
@@ -100,7 +110,7 @@ async def add_client(request: Request, form: FormData) -> Response:
         return redirect("/operator/clients")
     done = await _change(request, user, client_id, "client_added", client_id, lambda cfg: admin.add_client(
         cfg, client_id, name=name, mapping=mapping or None, default_partner=partner or None, hold_all=hold_all))
-    if not done:
+    if not done or client_id not in _config(request).clients:  # refused, or in the file but not in effect
         return redirect("/operator/clients")
     flash(request, "client_added", id=client_id)
     return redirect(f"/operator/clients/{client_id}")
@@ -124,6 +134,7 @@ async def remove_login(request: Request, form: FormData) -> Response:
     login = field(form, "login", 128)
     if await _change(request, user, client_id, "web_login_removed", login,
                      lambda cfg: admin.remove_web_user(cfg, login, client_id=client_id)):
+        await run_in_threadpool(web_sessions.end_login, request.app.state.gateway, login)
         flash(request, "login_removed", login=login)
     return redirect(f"/operator/clients/{client_id}")
 
@@ -147,6 +158,8 @@ async def reset_password(request: Request, form: FormData) -> Response:
         raise HTTPException(404)
     if not await _change(request, user, client_id, f"{kind}_password_set", login, write):
         return redirect(f"/operator/clients/{client_id}")
+    if kind == "web":  # whoever logged in with the old password is out now
+        await run_in_threadpool(web_sessions.end_login, request.app.state.gateway, login)
     return _shown_once(request, client_id, kind, login, password)
 
 

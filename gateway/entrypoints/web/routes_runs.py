@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from gateway.entrypoints.web.pages import PAGE_SIZE, flash, int_param, post, redirect, render
 from gateway.entrypoints.web.routes_claims import REFUSED
-from gateway.entrypoints.web.security import client_user, field
+from gateway.entrypoints.web.security import client_user, field, recalled, remember
 from gateway.errors import InputError
 from gateway.services import claim_ops, console
 from gateway.services.ingest import ingest_file
@@ -36,16 +36,17 @@ async def runs_list(request: Request) -> Response:
     return render(request, "runs.html", {"pg": rows, "page": page, "page_size": PAGE_SIZE, "base": "/runs"})
 
 
-def _run_search(request: Request, ref: str) -> str | None:
-    """The search text of this run's page (kept in the session, like the claims list's: it may be a name)."""
-    kept = request.session.get("run_q")
+async def _run_search(request: Request, ref: str) -> str | None:
+    """The search text of this run's page (kept for the session on the server, like the claims list's: it
+    may be a name)."""
+    kept = await recalled(request, "run_q")
     return str(kept[1]) if isinstance(kept, list) and len(kept) == 2 and kept[0] == ref else None
 
 
 async def run_page(request: Request) -> Response:
     user, client = client_user(request)
     ref = request.path_params["ref"]
-    text = _run_search(request, ref)
+    text = await _run_search(request, ref)
     run = await run_in_threadpool(lambda: console.run_page(request.app.state.gateway, client, ref, text=text))
     return render(request, "run.html", {"r": run, "can_submit": user.can_submit, "claim_base": "/claims",
                                         "search_action": f"/runs/{ref}/search", "searching": bool(text)})
@@ -55,10 +56,7 @@ async def run_search(request: Request, form: FormData) -> Response:
     client_user(request)
     ref = request.path_params["ref"]
     text = field(form, "q", 128).strip()
-    if text:
-        request.session["run_q"] = [ref, text]
-    else:
-        request.session.pop("run_q", None)
+    await remember(request, "run_q", [ref, text] if text else None)
     return redirect(f"/runs/{ref}#claims")
 
 

@@ -57,8 +57,9 @@ class SecurityHeaders:
 
 class ServerSessions:
     """Logs a request out whose session the server no longer has (ended by a logout, on any node, or
-    expired): the signed cookie alone is not enough (``services/web_sessions.py``). Inside the session
-    middleware; static files are not checked."""
+    expired) or whose login's credential changed since (a new password, another client or role, removed):
+    the signed cookie alone is not enough (``services/web_sessions.py``). Inside the session middleware;
+    static files are not checked."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -66,11 +67,27 @@ class ServerSessions:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         session = scope.get("session") if scope["type"] == "http" else None
         if session and session.get("login") is not None and not str(scope.get("path", "")).startswith("/static/"):
-            sid, gateway = session.get("sid"), scope["app"].state.gateway
-            if not isinstance(sid, str) or not await run_in_threadpool(web_sessions.check, gateway, sid,
-                                                                       str(session["login"])):
+            sid, state, login = session.get("sid"), scope["app"].state, str(session["login"])
+            credential = state.users.credential(login, state.credential_key)
+            if not isinstance(sid, str) or not await run_in_threadpool(web_sessions.check, state.gateway, sid,
+                                                                       login, credential):
                 session.clear()
         await self.app(scope, receive, send)
+
+
+async def recalled(request: Request, name: str) -> object:
+    """A search kept for this session on the server (never in the cookie: it may be a debtor's name)."""
+    sid = request.session.get("sid")
+    if not isinstance(sid, str):
+        return None
+    return await run_in_threadpool(web_sessions.recall, request.app.state.gateway, sid, name)
+
+
+async def remember(request: Request, name: str, value: object) -> None:
+    """Keep (None: forget) a search for this session on the server."""
+    sid = request.session.get("sid")
+    if isinstance(sid, str):
+        await run_in_threadpool(web_sessions.remember, request.app.state.gateway, sid, name, value)
 
 
 def csrf_token(request: Request) -> str:

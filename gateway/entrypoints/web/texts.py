@@ -341,6 +341,9 @@ TEXTS: dict[str, tuple[str, str]] = {
                      "apply at once."),
     "client_added": ("Mandant {id} angelegt.", "Client {id} added."),
     "admin_refused": ("Nicht gespeichert: {detail}", "Not saved: {detail}"),
+    "admin_not_applied": ("In der Konfigurationsdatei gespeichert, aber noch nicht wirksam (die Datei lässt sich "
+                          "nicht übernehmen): {detail}",
+                          "Saved to the config file, but not in effect yet (the file cannot be applied): {detail}"),
     "web_logins": ("Anmeldungen für die Konsole", "Console logins"),
     "no_logins": ("Noch keine Anmeldung.", "No login yet."),
     "role_read": ("nur lesen", "read only"),

@@ -11,6 +11,8 @@ An unknown login is checked against a dummy hash, so its answer takes as long as
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,6 +58,7 @@ class UserBook:
         self._configs: dict[str, WebUserConfig] = dict(cfg.web.users)
         for login, ucfg in cfg.web.users.items():
             self.users[login] = (self._user(cfg, login, ucfg), self._hash(cfg, login, ucfg))
+        self._material = {login: self._credential_material(login, ucfg) for login, ucfg in cfg.web.users.items()}
         # ``serve`` passes the process's throttle (``App.login_throttle``), which SOAP counts in too
         self.throttle = throttle or LoginThrottle(cfg.soap.login)
         self._checks = threading.BoundedSemaphore(2)
@@ -104,10 +107,24 @@ class UserBook:
             users[login] = old if same and old is not None else (self._user(cfg, login, ucfg),
                                                                  self._hash(cfg, login, ucfg))
         configs = dict(cfg.web.users)
+        material = {login: self._credential_material(login, ucfg) for login, ucfg in cfg.web.users.items()}
 
         def swap() -> None:
-            self.users, self._configs = users, configs
+            self.users, self._configs, self._material = users, configs, material
         return swap
+
+    def _credential_material(self, login: str, u: WebUserConfig) -> str:
+        # what a session is bound to: a new password, another client or role makes it another credential
+        secret = u.password_hash or f"file:{self.demo.get(login, '')}"
+        return "\n".join((login, u.client or "", "operator" if u.operator else str(u.role), secret))
+
+    def credential(self, login: str, key: bytes) -> str | None:
+        """A keyed fingerprint of ``login`` as configured now (password hash, client, role), None when it is
+        gone: a session stores it at login and is valid only while it is unchanged."""
+        material = self._material.get(login)
+        if material is None:
+            return None
+        return hmac.new(key, material.encode(), hashlib.sha256).hexdigest()
 
     def get(self, login: str) -> WebUser | None:
         entry = self.users.get(login)

@@ -36,6 +36,8 @@ def upgrade() -> None:
         "web_sessions",
         sa.Column("token_hash", sa.String(64), primary_key=True),
         sa.Column("login", sa.String(128), nullable=False),
+        sa.Column("credential", sa.String(64), nullable=False, server_default=""),
+        sa.Column("search", sa.Text(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
     )

@@ -141,9 +141,10 @@ def check(app: App, client_id: str, text: str) -> MappingSpec:
 def preview(app: App, token: str, client_id: str, text: str) -> Preview:
     """``mapping preview`` of the sample through the mapping in ``text``: claims and every finding, nothing stored."""
     spec = check(app, client_id, text)
-    with _plain(app, token, client_id) as path:
+    client = app.config.client(client_id)
+    with _plain(app, token, client_id) as path:  # the client's own holds and limitation, as its ingest judges
         result = preview_file(path, spec, client_id, today=date.today(), limit=PREVIEW_ROWS,
-                              hold_all=app.config.client(client_id).hold_all, limits=app.config.limits)
+                              hold_all=client.hold_all, limits=app.config.limits, limitation=client.limitation)
     result.file = _load(app, token, client_id).name
     return result
 

@@ -85,10 +85,15 @@ def transition_sentence(exc: IllegalTransition) -> str:
     claim = f"claim {exc.claim_id}" if exc.claim_id is not None else "the claim"
     if exc.src == exc.dst and exc.src in _FINAL:
         return f"{claim} is closed ({exc.src}): it takes no more requests"
+    generic = exc.reason == "no such transition" or exc.reason.startswith("only ") or exc.reason.endswith(" is final")
+    if not generic:  # the use case said why (e.g. a request only the agency can answer, before it has the claim)
+        return f"{claim} is {exc.src}; {exc.reason.removesuffix(f' ({exc.src})')}"
     if exc.dst == State.QUEUED.value:
         return f"{claim} is {exc.src}; only held claims can be released"
     if exc.dst == State.CANCELLED_BY_CLIENT.value:
         return f"{claim} is {exc.src}; it can no longer be cancelled"
+    if exc.src == exc.dst:
+        return f"{claim} is already {exc.src}"
     return f"{claim} is {exc.src}; it cannot become {exc.dst}"
 
 

@@ -42,6 +42,19 @@ def test_illegal_transitions_speak_the_clients_language(endpoint: Endpoint) -> N
         assert "illegal transition" not in f.message and "->" not in f.message
 
 
+def test_a_request_the_agency_must_answer_says_why_it_is_refused(endpoint: Endpoint) -> None:
+    c = endpoint.client()
+    cid = submit(c, claim("F-2"), release=False).results.ClaimResult[0].claim_id  # held: not at the agency
+    for call in (c.service.RefreshClaim, c.service.RequestLongTermMonitoring):
+        fault = _raises(lambda: call(cid))
+        assert fault.code.endswith("Client.IllegalTransition")
+        assert fault.message == f"claim {cid} is held; the agency does not have the claim"
+        assert _detail(fault) == {"code": "illegal_transition", "message": fault.message, "claim_id": str(cid)}
+    c.service.ReleaseClaims(claim_ids={"long": [cid]})
+    fault = _raises(lambda: c.service.ReleaseClaims(claim_ids={"long": [cid]}))  # no reason of its own
+    assert fault.message == f"claim {cid} is queued; only held claims can be released"
+
+
 def test_every_fault_carries_the_typed_detail(endpoint: Endpoint) -> None:
     c = endpoint.client()
     unknown = _raises(lambda: c.service.GetClaim(424242))

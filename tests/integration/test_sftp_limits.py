@@ -232,6 +232,8 @@ def test_sparse_and_append_writes_and_a_fresh_start(server: ServerThread, keys: 
     assert len(_wait_ack(server, "shop", "sparse.csv", "accepted")) == 20
     [line] = _ack_rows(_ack(server, "shop", "app.csv.part"))
     assert line["codes"] == "file_too_large" and f"limit of {SMALL_LIMIT} bytes" in line["messages"]
-    assert [(s["filename"], s["rows"]) for s in _submissions(server.app, "shop")] == [("sparse.csv", 20)]
+    # the ack file is renamed into place a moment before the submission's final counts commit
+    wait_for("the submission's counts", lambda: [(s["filename"], s["rows"]) for s in _submissions(server.app, "shop")]
+             == [("sparse.csv", 20)])
     # the ack is written before the ingested upload is removed: nothing of either file stays behind
     wait_for("the upload folder to empty", lambda: not list(upload.iterdir()))

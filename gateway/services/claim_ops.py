@@ -267,41 +267,68 @@ def edit_labels(app: App, client_id: str, claim_id: int, *, add: Sequence[str] =
     return result
 
 
+LABEL_BATCH = 500  # claims relabelled per transaction when a label is renamed or deleted
+
+
+def _relabel_all(app: App, client_id: str, label: str, change: Callable[[list[str]], list[str]],
+                 first: Callable[[Connection], None]) -> int:
+    """``first`` (the catalogue change), then ``change`` applied to the labels of every claim of the client
+    that carries ``label``: LABEL_BATCH claims per transaction, each batch whole, so a label on 100k claims
+    does not hold the database in one long transaction. Each batch locks its claims (in id order) before it
+    reads their labels: a label attached meanwhile by ``edit_labels`` is kept. The number of claims changed."""
+    changed, start = 0, True
+    while True:
+        with serial_write_tx(app) as conn:
+            if start:
+                first(conn)
+                start = False
+            ids = label_store.claims_with(conn, client_id, label, limit=LABEL_BATCH)
+            if not ids:
+                return changed
+            claim_store.current_states(conn, ids, lock=True)
+            now = label_store.for_claims(conn, ids)
+            for cid in ids:
+                if label in now.get(cid, []):  # else another writer took it off while we waited for the lock
+                    _relabel(app, conn, owned_row(conn, client_id, cid), change(now[cid]))
+                    changed += 1
+
+
 def rename_label(app: App, client_id: str, old: str, new: str) -> int:
     """Rename a label of the client's catalogue and on every claim of the client that carries it (each such
-    claim gets its ``labels_set`` event, forwarded like any label change), in one transaction; the number
-    of claims changed. InvalidRequest if ``new`` is taken or ``old`` unknown."""
+    claim gets its ``labels_set`` event, forwarded like any label change); the number of claims changed.
+    InvalidRequest if ``new`` is taken or ``old`` unknown. The claims move in batches (``_relabel_all``): if
+    the process stops halfway, the rest still carry ``old`` (out of the catalogue), and renaming ``old`` again
+    (allowed for a name that is on claims but not defined) finishes the move."""
     old, new = old.strip(), (clean_labels([new]) or [""])[0]
     if not new:
         raise InvalidRequest("the new name is empty", "name")
-    with serial_write_tx(app) as conn:
+
+    def catalogue(conn: Connection) -> None:
         defined = label_store.catalogue(conn, client_id)
-        if old not in defined:
+        if old in defined:
+            if new != old and (new in defined or label_store.claims_with(conn, client_id, new, limit=1)):
+                raise InvalidRequest(f"a label named '{new}' exists already", "name")
+            label_store.rename_defined(conn, client_id, old, new)
+        elif not label_store.claims_with(conn, client_id, old, limit=1):
             raise InvalidRequest("no such label", "label")
-        if new != old and (new in defined or label_store.claims_with(conn, client_id, new)):
-            raise InvalidRequest(f"a label named '{new}' exists already", "name")
-        label_store.rename_defined(conn, client_id, old, new)
-        changed = label_store.claims_with(conn, client_id, old) if new != old else []
-        for cid in changed:
-            now = label_store.for_claims(conn, [cid]).get(cid, [])
-            _relabel(app, conn, owned_row(conn, client_id, cid),
-                     clean_labels([new if label == old else label for label in now]))
-    log.info("claim_ops.label_renamed client=%s claims=%d", client_id, len(changed))
-    return len(changed)
+    if new == old:
+        with serial_write_tx(app) as conn:
+            catalogue(conn)
+        return 0
+    changed = _relabel_all(app, client_id, old,
+                           lambda now: clean_labels([new if label == old else label for label in now]), catalogue)
+    log.info("claim_ops.label_renamed client=%s claims=%d", client_id, changed)
+    return changed
 
 
 def delete_label(app: App, client_id: str, name: str) -> int:
     """Take a label out of the client's catalogue and off every claim of the client that carries it (each
-    such claim gets its ``labels_set`` event), in one transaction; the number of claims changed."""
+    such claim gets its ``labels_set`` event, in batches: ``_relabel_all``); the number of claims changed."""
     name = name.strip()
-    with serial_write_tx(app) as conn:
-        label_store.remove_defined(conn, client_id, name)
-        changed = label_store.claims_with(conn, client_id, name)
-        for cid in changed:
-            now = label_store.for_claims(conn, [cid]).get(cid, [])
-            _relabel(app, conn, owned_row(conn, client_id, cid), [label for label in now if label != name])
-    log.info("claim_ops.label_deleted client=%s claims=%d", client_id, len(changed))
-    return len(changed)
+    changed = _relabel_all(app, client_id, name, lambda now: [label for label in now if label != name],
+                           lambda conn: label_store.remove_defined(conn, client_id, name))
+    log.info("claim_ops.label_deleted client=%s claims=%d", client_id, changed)
+    return changed
 
 
 def release(app: App, client_id: str, *, claim_ids: list[int] | None = None,

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import Connection, delete, exists, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.store.schema import claim_current, claim_labels, client_labels
 from gateway.store.sql import bulk_insert
@@ -59,14 +60,21 @@ def in_use(conn: Connection, client_id: str, limit: int) -> list[str]:
 
 
 def define(conn: Connection, client_id: str, name: str, colour: str, now: datetime) -> bool:
-    """Add a label to the client's catalogue, or set its colour; True if it was new."""
-    found = conn.execute(update(client_labels).where(client_labels.c.client_id == client_id,
-                                                     client_labels.c.name == name).values(colour=colour)).rowcount
-    if found:
-        return False
-    conn.execute(client_labels.insert().values(client_id=client_id, name=name, colour=colour,
-                                               created_at=now))
-    return True
+    """Add a label to the client's catalogue, or set its colour; True if it was new.
+
+    Insert first, doing nothing on a conflict: two definitions of the same new name at once (two users, a
+    double-clicked form) then meet on the key (the second waits for the first on PostgreSQL) instead of both
+    finding no row to update and the second failing on the primary key."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    ins = dialect.insert(client_labels).values(client_id=client_id, name=name, colour=colour, created_at=now)
+    # RETURNING, not rowcount: drivers may report -1 for an INSERT that returns the key implicitly
+    inserted = conn.execute(ins.on_conflict_do_nothing(index_elements=["client_id", "name"])
+                            .returning(client_labels.c.name)).first()
+    if inserted is not None:
+        return True
+    conn.execute(update(client_labels).where(client_labels.c.client_id == client_id, client_labels.c.name == name)
+                 .values(colour=colour))
+    return False
 
 
 def rename_defined(conn: Connection, client_id: str, old: str, new: str) -> None:
@@ -80,9 +88,9 @@ def remove_defined(conn: Connection, client_id: str, name: str) -> None:
     conn.execute(delete(client_labels).where(client_labels.c.client_id == client_id, client_labels.c.name == name))
 
 
-def claims_with(conn: Connection, client_id: str, label: str) -> list[int]:
-    """Ids of the client's claims that carry ``label``, ascending."""
+def claims_with(conn: Connection, client_id: str, label: str, limit: int | None = None) -> list[int]:
+    """Ids of the client's claims that carry ``label``, ascending (the first ``limit`` of them)."""
     q = (select(claim_labels.c.claim_id).join(claim_current, claim_current.c.claim_id == claim_labels.c.claim_id)
          .where(claim_current.c.client_id == client_id, claim_labels.c.label == label)
-         .order_by(claim_labels.c.claim_id))
+         .order_by(claim_labels.c.claim_id).limit(limit))
     return [int(v) for v in conn.execute(q).scalars()]

@@ -238,14 +238,18 @@ def list_claims(app: App, client_id: str, f: ClaimFilter) -> tuple[list[RowMappi
         return claim_search.search(conn, client_id, f)
 
 
-def changes(app: App, client_id: str, cursor: int, limit: int, *,
-            from_now: bool = False) -> tuple[list[dict[str, Any]], int, bool]:
+def changes(app: App, client_id: str, cursor: int, limit: int, *, from_now: bool = False,
+            strict: bool = True) -> tuple[list[dict[str, Any]], int, bool]:
     """Events after ``cursor``; returns (events, next cursor, whether more are waiting).
 
     ``from_now`` answers no events and the head (the newest event id) as the cursor, so a new reader starts
     there instead of replaying everything. A cursor beyond the head was never handed out: refused, as is a
-    limit outside 1..MAX_PAGE (a silent cut would look like a short page).
+    limit outside 1..MAX_PAGE (a silent cut would look like a short page). ``strict=False`` reads them as the
+    first contract did (SOAP v1, whose clients rely on it): the limit brought into 1..MAX_PAGE, a negative
+    cursor read as 0, a cursor beyond the head answered with no events.
     """
+    if not strict:
+        limit, cursor = max(1, min(limit, MAX_PAGE)), max(0, cursor)
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidRequest(f"must be 1 to {MAX_PAGE}, got {limit}", "limit")
     if cursor < 0:
@@ -256,7 +260,7 @@ def changes(app: App, client_id: str, cursor: int, limit: int, *,
         if from_now:
             return [], _head(conn, client_id, before), False
         rows = claim_search.changes(conn, client_id, cursor, limit + 1, before)
-        if not rows and cursor > (newest := _head(conn, client_id)):
+        if strict and not rows and cursor > (newest := _head(conn, client_id)):
             raise InvalidRequest(f"{cursor} is ahead of the newest change ({newest}): send 0, a "
                                  "next_cursor of an earlier answer, or from_now", "cursor")
     more = len(rows) > limit

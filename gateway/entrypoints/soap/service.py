@@ -16,6 +16,7 @@ from gateway.entrypoints.soap import translate as tr
 from gateway.entrypoints.soap import types as t
 from gateway.entrypoints.soap.faults import AuthorizationFault, ValidationFault
 from gateway.entrypoints.soap.schema_check import ENV_SCHEMA_REJECTED
+from gateway.entrypoints.soap.v2 import TNS_V2
 from gateway.services import claim_ops, claim_queries, projection_ops, submit
 from gateway.store.claim_search import ClaimFilter
 
@@ -153,8 +154,12 @@ class GatewayService(ServiceBase):  # type: ignore[misc]
     @rpc(Long(min_occurs=0), Integer(min_occurs=0), Boolean(min_occurs=0), _returns=t.ChangeFeed)
     def GetChanges(ctx, cursor, limit, from_now):  # type: ignore[no-untyped-def]
         """Changes after cursor, oldest first; from_now answers no changes and the head cursor to start from."""
+        # v1 reads limit and cursor as it always did (its clients rely on it: 0 is the default, the limit is
+        # brought into range, a cursor beyond the head answers nothing); v2 refuses what was never valid.
+        strict = ctx.app.tns == TNS_V2
         events, nxt, more = claim_queries.changes(_app(ctx), _client(ctx), cursor or 0,
-                                                  100 if limit is None else limit, from_now=bool(from_now))
+                                                  (100 if limit is None else limit) if strict else (limit or 100),
+                                                  from_now=bool(from_now), strict=strict)
         return t.ChangeFeed(events=[_event(e) for e in events], next_cursor=nxt, more=more)
 
     @rpc(Long(min_occurs=1, nillable=False), _returns=t.Explanation)

@@ -1,4 +1,5 @@
-"""The change feed as an ERP reads it: start from now, refused cursors and limits, each change says what it is."""
+"""The change feed as an ERP reads it: start from now, each change says what it is; cursors and limits v2 refuses,
+and v1 reads as it always did."""
 
 from __future__ import annotations
 
@@ -6,12 +7,17 @@ from typing import Any
 
 import pytest
 import zeep
+from zeep.transports import Transport
 
 from tests.integration.soap.conftest import Endpoint, claim, submit
 
 
 def _events(feed: Any) -> list[Any]:
     return list(feed.events.Event) if feed.events is not None else []
+
+
+def _v2(endpoint: Endpoint) -> zeep.Client:
+    return zeep.Client(endpoint.url + "/v2?wsdl", transport=Transport(session=endpoint.session()))
 
 
 def _fault(call: Any) -> zeep.exceptions.Fault:
@@ -45,9 +51,9 @@ def test_each_change_says_what_it_is(endpoint: Endpoint) -> None:
     assert [e.change for e in history] == ["state_change", "client_request"]
 
 
-def test_cursor_ahead_of_the_head_and_limits_out_of_range_are_faults(endpoint: Endpoint) -> None:
-    c = endpoint.client()
-    submit(c, claim("CH-A"))
+def test_v2_refuses_a_cursor_ahead_of_the_head_and_limits_out_of_range(endpoint: Endpoint) -> None:
+    submit(endpoint.client(), claim("CH-A"))
+    c = _v2(endpoint)
     head = c.service.GetChanges(from_now=True).next_cursor
     assert _events(c.service.GetChanges(head)) == []  # at the head: nothing new, not a fault
     ahead = _fault(lambda: c.service.GetChanges(head + 1000))
@@ -57,4 +63,20 @@ def test_cursor_ahead_of_the_head_and_limits_out_of_range_are_faults(endpoint: E
     for limit in (501, 0, -1):
         f = _fault(lambda: c.service.GetChanges(0, limit))
         assert f.message == f"limit: must be 1 to 500, got {limit}", f.message
+    assert _fault(lambda: c.service.GetChanges(-1)).message.startswith("cursor: must be 0 or a next_cursor")
     assert len(_events(c.service.GetChanges(0, 500))) == 1
+
+
+def test_v1_reads_limit_and_cursor_as_it_always_did(endpoint: Endpoint) -> None:
+    c = endpoint.client()
+    submit(c, *(claim(f"CH-{i}") for i in range(101)))  # 101 intake events
+    head = c.service.GetChanges(from_now=True).next_cursor
+    for limit in (None, 0):  # absent or 0: the default page of 100
+        page = c.service.GetChanges(0, limit)
+        assert (len(_events(page)), page.more) == (100, True)
+    assert len(_events(c.service.GetChanges(0, 501))) == 101  # above 500: read as 500, not refused
+    assert len(_events(c.service.GetChanges(0, -1))) == 1  # below 1: read as 1
+    assert [e.event_id for e in _events(c.service.GetChanges(-7, 3))] == [
+        e.event_id for e in _events(c.service.GetChanges(0, 3))]  # a negative cursor is 0
+    ahead = c.service.GetChanges(head + 1000)  # beyond the head: no events, the cursor back, no fault
+    assert (_events(ahead), ahead.next_cursor, ahead.more) == ([], head + 1000, False)

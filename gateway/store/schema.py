@@ -132,6 +132,7 @@ claims = Table(
     UniqueConstraint("client_id", "creditor_reference", name="uq_claims_client_reference"),
     Index("ix_claims_submission", "submission_id"),
     Index("ix_claims_client_created", "client_id", "created_at"),
+    Index("ix_claims_sandbox_created", "sandbox", "created_at", "id"),  # the every-client list, newest first
 )
 
 claim_events = Table(

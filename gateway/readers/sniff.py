@@ -71,14 +71,19 @@ _LABEL = {"ods": "an ODS spreadsheet", "xlsx": "an XLSX workbook", "xls": "an XL
           "xml": "an XML document", "text": "plain text"}
 
 
+def _head(path: str | os.PathLike[str], file: str) -> bytes:
+    """The file's first 512 bytes, which tell its format; InputError when it cannot be opened."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(512)
+    except OSError as exc:
+        raise InputError(f"cannot open the file: {exc.strerror}", file=file) from None
+
+
 def check_kind(path: str | os.PathLike[str], declared: str, limits: LimitsConfig | None = None) -> None:
     """InputError unless the file's leading bytes fit the declared format type (and a sheet fits ``limits``)."""
     file = str(path)
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(512)
-    except OSError as exc:
-        raise InputError(f"cannot open the file: {exc.strerror}", file=file) from None
+    head = _head(path, file)
     if not head:
         raise InputError("the file is empty: no header row" if declared != "xml" else "the file is empty", file=file)
     found = _what(head, file)
@@ -94,11 +99,7 @@ def resolve_type(path: str | os.PathLike[str], declared: list[str]) -> str:
     """The one of several declared format types (``type: [xls, xlsx]``) that the file's leading bytes show;
     InputError naming them all when none fits."""
     file = str(path)
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(512)
-    except OSError as exc:
-        raise InputError(f"cannot open the file: {exc.strerror}", file=file) from None
+    head = _head(path, file)
     if not head:
         raise InputError("the file is empty: no header row", file=file)
     found = _what(head, file)

@@ -330,6 +330,8 @@ class BureauConfig(Base):
     options: dict[str, Any] = msgspec.field(default_factory=dict)  # http_json: url; soap: wsdl
     timeout_seconds: float = 1.5  # the whole budget for this bureau in one check, retries included
     attempts: int = 2  # tries of a retryable error while the budget lasts
+    max_in_flight: int = 16  # calls to this bureau at once in this process; more answer "busy" at once
+    max_answer_bytes: int = 1048576  # a longer answer is refused ("answer too large") unread
     simulator: BureauSimulatorConfig = msgspec.field(default_factory=BureauSimulatorConfig)
 
 
@@ -605,6 +607,9 @@ def _check_credit(cfg: GatewayConfig) -> None:
                               file=cfg.source, key=f"bureaus.{bid}.adapter")
         if bureau.timeout_seconds <= 0 or bureau.attempts < 1:
             raise ConfigError("timeout_seconds must be > 0 and attempts >= 1", file=cfg.source, key=f"bureaus.{bid}")
+        if bureau.max_in_flight < 1 or bureau.max_answer_bytes < 1024:
+            raise ConfigError("max_in_flight must be >= 1 and max_answer_bytes >= 1024", file=cfg.source,
+                              key=f"bureaus.{bid}")
     for cid, client in cfg.clients.items():
         credit = client.credit
         if credit is None:

@@ -54,14 +54,14 @@ SOAP_SECONDS = Histogram("gateway_soap_request_duration_seconds", "SOAP request 
                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=REGISTRY)
 
 # -- credit checks --------------------------------------------------------------------------------
-CREDIT_CHECKS = Counter("gateway_credit_checks", "Credit check requests by outcome (queried, cached, refused) and "
-                        "colour (none: refused)", ["client", "channel", "outcome", "colour"], registry=REGISTRY)
+CREDIT_CHECKS = Counter("gateway_credit_checks", "Credit check requests by outcome (queried, cached, refused, "
+                        "failed) and colour (none: refused, failed)", ["client", "channel", "outcome", "colour"], registry=REGISTRY)
 CREDIT_CACHE_HITS = Counter("gateway_credit_cache_hits", "Credit checks answered again from a stored answer "
                             "(no bureau asked, nothing paid)", ["client"], registry=REGISTRY)
 CREDIT_BUREAU_QUERIES = Counter("gateway_credit_bureau_queries", "Bureaus asked, by the bureau's result: its colour "
                                 "when it answered, else the error kind (timeout, unavailable, refused, "
                                 "invalid_answer, other)", ["bureau", "result"], registry=REGISTRY)
-BUREAU_ERROR_KINDS = frozenset({"timeout", "unavailable", "refused", "invalid_answer"})
+BUREAU_ERROR_KINDS = frozenset({"timeout", "unavailable", "refused", "invalid_answer", "too_large", "busy"})
 
 # -- supervision ----------------------------------------------------------------------------------
 TASK_FAILURES = Counter("gateway_task_failures", "Failed steps of supervised tasks (each is restarted after a "

@@ -8,6 +8,7 @@ negative features by type. Anything else, a body that is not that JSON, is ``inv
 from __future__ import annotations
 
 import secrets
+import time
 from datetime import date
 from collections.abc import Mapping
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from adapters.bureaus.base import BureauError
+from adapters.bureaus.base import DEFAULT_MAX_ANSWER_BYTES, BureauError, read_capped, time_left
 from gateway.domain.credit import BureauResult, NegativeEntry, Subject, SubjectKind
 from gateway.errors import ConfigError
 
@@ -72,32 +73,44 @@ def to_result(bureau_id: str, raw: bytes) -> BureauResult:
 
 
 class HttpJsonBureau:
-    """One httpx client per bureau; the time budget is the client's timeout."""
+    """One httpx client per bureau; each call streams its answer within the call's deadline and size cap."""
 
     name = "http_json"
 
-    def __init__(self, bureau_id: str, options: Mapping[str, Any], timeout: float) -> None:
-        self.bureau_id = bureau_id
+    def __init__(self, bureau_id: str, options: Mapping[str, Any], timeout: float, *,
+                 max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES) -> None:
+        self.bureau_id, self.timeout, self.max_answer_bytes = bureau_id, timeout, max_answer_bytes
         url = options.get("url")
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise ConfigError("the http_json bureau needs option 'url' (http:// or https://)",
                               key=f"bureaus.{bureau_id}.options.url")
         self.client = httpx.Client(base_url=url.rstrip("/"), timeout=timeout,
-                                   headers={"User-Agent": "inkasso-gateway"})
+                                   headers={"User-Agent": "inkasso-gateway", "Accept-Encoding": "identity"})
 
-    def check(self, subject: Subject, *, purpose: str = "") -> BureauResult:
+    def check(self, subject: Subject, *, purpose: str = "", deadline: float | None = None) -> BureauResult:
         """One query; BureauError (retryable for timeouts, refused connections and 5xx) when no answer."""
+        end = time.monotonic() + self.timeout if deadline is None else deadline
+        left = time_left(self.bureau_id, end)
         try:
-            r = self.client.post("/v1/checks", json=request_body(subject, purpose, secrets.token_hex(8)))
+            # httpx's timeouts bound each network operation, not the call: the body is streamed and given up
+            # at the deadline (and at the size cap) so a bureau trickling bytes cannot hold the thread
+            with self.client.stream("POST", "/v1/checks", json=request_body(subject, purpose, secrets.token_hex(8)),
+                                    timeout=left) as r:
+                if r.status_code >= 400:
+                    retry = r.status_code in _RETRY_STATUS
+                    raise BureauError(self.bureau_id, "unavailable" if retry else "refused",
+                                      f"HTTP {r.status_code}", retryable=retry)
+                if r.headers.get("content-encoding", "identity").strip().lower() != "identity":
+                    # asked for identity: a compressed body could unpack far past the size cap
+                    raise BureauError(self.bureau_id, "invalid_answer", "compressed answer not asked for",
+                                      retryable=False)
+                raw = read_capped(self.bureau_id, r.iter_raw(), self.max_answer_bytes, end,
+                                  r.headers.get("content-length"))
         except httpx.TimeoutException:
             raise BureauError(self.bureau_id, "timeout", "no answer in time", retryable=True) from None
         except httpx.TransportError as exc:
             raise BureauError(self.bureau_id, "unavailable", type(exc).__name__, retryable=True) from None
-        if r.status_code >= 400:
-            retry = r.status_code in _RETRY_STATUS
-            raise BureauError(self.bureau_id, "unavailable" if retry else "refused", f"HTTP {r.status_code}",
-                              retryable=retry)
-        return to_result(self.bureau_id, r.content)
+        return to_result(self.bureau_id, raw)
 
     def close(self) -> None:
         self.client.close()

@@ -9,16 +9,19 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-from collections.abc import Mapping
+import time
+from contextlib import closing
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import requests
+import urllib3
 import zeep
 import zeep.exceptions
 from lxml import etree
 from zeep.transports import Transport
 
-from adapters.bureaus.base import BureauError
+from adapters.bureaus.base import DEFAULT_MAX_ANSWER_BYTES, BureauError, read_capped, time_left
 from gateway.domain.credit import BureauResult, NegativeEntry, Subject, SubjectKind
 from gateway.errors import ConfigError
 
@@ -36,13 +39,66 @@ def score_of(index: int) -> int:
     return round((WORST - index) * 100 / (WORST - BEST))
 
 
+def _arriving(raw: Any) -> Iterator[bytes]:
+    """The body as it arrives: urllib3's ``read(n)`` waits for all n bytes (or the end), so a bureau sending
+    a byte at a time would never let the deadline be looked at; ``read1`` returns what is there."""
+    read1 = getattr(raw, "read1", None)  # urllib3 >= 2.3
+    while True:
+        data = read1(65536, decode_content=False) if read1 is not None else raw.read(512, decode_content=False)
+        if not data:
+            return
+        yield data
+
+
+class _CappedTransport(Transport):
+    """zeep's transport, reading every answer (WSDL, schemas, reports) streamed, up to ``max_bytes`` and the
+    calling thread's deadline: requests' timeouts bound each socket read, not the answer."""
+
+    def __init__(self, bureau_id: str, timeout: float, max_bytes: int) -> None:
+        super().__init__(timeout=timeout, operation_timeout=timeout)  # type: ignore[no-untyped-call]
+        self.bureau_id, self.budget, self.max_bytes = bureau_id, timeout, max_bytes
+        self.session.headers["Accept-Encoding"] = "identity"  # a compressed body could unpack past the cap
+        self.deadlines = threading.local()
+
+    def _deadline(self) -> float:
+        deadline: float | None = getattr(self.deadlines, "at", None)
+        return time.monotonic() + self.budget if deadline is None else deadline
+
+    def _read(self, response: requests.Response, deadline: float) -> bytes:
+        if response.headers.get("content-encoding", "identity").strip().lower() != "identity":
+            raise BureauError(self.bureau_id, "invalid_answer", "compressed answer not asked for", retryable=False)
+        try:
+            return read_capped(self.bureau_id, _arriving(response.raw), self.max_bytes, deadline,
+                               response.headers.get("content-length"))
+        except urllib3.exceptions.ReadTimeoutError:  # read from urllib3 directly: its errors, not requests'
+            raise BureauError(self.bureau_id, "timeout", "no answer in time", retryable=True) from None
+        except urllib3.exceptions.HTTPError as exc:
+            raise BureauError(self.bureau_id, "unavailable", type(exc).__name__, retryable=True) from None
+
+    def post(self, address: str, message: Any, headers: Any) -> requests.Response:
+        deadline = self._deadline()
+        response = self.session.post(address, data=message, headers=headers, stream=True,
+                                     timeout=time_left(self.bureau_id, deadline))
+        with closing(response):
+            response._content = self._read(response, deadline)  # what zeep reads as response.content
+        return response
+
+    def _load_remote_data(self, url: str) -> bytes:
+        deadline = self._deadline()
+        response = self.session.get(url, stream=True, timeout=time_left(self.bureau_id, deadline))
+        with closing(response):
+            response.raise_for_status()
+            return self._read(response, deadline)
+
+
 class SoapBureau:
     """A zeep client per bureau, built lazily from the bureau's WSDL."""
 
     name = "soap"
 
-    def __init__(self, bureau_id: str, options: Mapping[str, Any], timeout: float) -> None:
-        self.bureau_id = bureau_id
+    def __init__(self, bureau_id: str, options: Mapping[str, Any], timeout: float, *,
+                 max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES) -> None:
+        self.bureau_id, self.max_answer_bytes = bureau_id, max_answer_bytes
         wsdl = options.get("wsdl")
         if not isinstance(wsdl, str) or not wsdl.startswith(("http://", "https://")):
             raise ConfigError("the soap bureau needs option 'wsdl' (the bureau's WSDL URL)",
@@ -50,20 +106,26 @@ class SoapBureau:
         self.wsdl, self.timeout = wsdl, timeout
         _ZEEP_TRANSPORT_LOG.setLevel(max(_ZEEP_TRANSPORT_LOG.getEffectiveLevel(), logging.INFO))
         self._client: zeep.Client | None = None
+        self._transport: _CappedTransport | None = None
         self._lock = threading.Lock()
 
     def _service(self) -> Any:
         with self._lock:
             if self._client is None:
-                transport = Transport(timeout=self.timeout, operation_timeout=self.timeout)  # type: ignore[no-untyped-call]
-                self._client = zeep.Client(self.wsdl, transport=transport)  # type: ignore[no-untyped-call]
+                self._transport = _CappedTransport(self.bureau_id, self.timeout, self.max_answer_bytes)
+                self._client = zeep.Client(self.wsdl, transport=self._transport)  # type: ignore[no-untyped-call]
             return self._client.service
 
-    def check(self, subject: Subject, *, purpose: str = "") -> BureauResult:
-        """One ``RequestReport``; BureauError when there is no usable answer."""
+    def check(self, subject: Subject, *, purpose: str = "", deadline: float | None = None) -> BureauResult:
+        """One ``RequestReport`` within ``deadline``; BureauError when there is no usable answer."""
         business = subject.kind is SubjectKind.BUSINESS
+        end = time.monotonic() + self.timeout if deadline is None else deadline
+        time_left(self.bureau_id, end)
         try:
-            answer = self._service().RequestReport(
+            service = self._service()
+            assert self._transport is not None
+            self._transport.deadlines.at = end
+            answer = service.RequestReport(
                 queryId=secrets.token_hex(8), purpose=purpose, subjectType="B" if business else "P",
                 firstName=subject.first_name, lastName=subject.last_name,
                 companyName=subject.company if business else None, birthDate=subject.birth_date,
@@ -87,6 +149,9 @@ class SoapBureau:
         except (zeep.exceptions.Error, etree.Error, ValueError) as exc:
             raise BureauError(self.bureau_id, "invalid_answer", f"not the bureau's SOAP answer "
                               f"({type(exc).__name__})", retryable=False) from None
+        finally:
+            if self._transport is not None:
+                self._transport.deadlines.at = None
         return self._result(answer)
 
     def _result(self, answer: Any) -> BureauResult:

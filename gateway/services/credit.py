@@ -89,21 +89,30 @@ class _Sealed(msgspec.Struct, frozen=True):
 
 _POOL_LOCK = threading.Lock()
 _EXECUTOR: ThreadPoolExecutor | None = None
-_ADAPTERS: dict[int, dict[str, tuple[str, CreditBureau]]] = {}  # id(App) -> bureau id -> (config, adapter)
+_ADAPTERS: dict[int, dict[str, "_Bureau"]] = {}  # id(App) -> bureau id -> its adapter and bound
 
 
 def _executor() -> ThreadPoolExecutor:
     global _EXECUTOR
     with _POOL_LOCK:
         if _EXECUTOR is None:
-            # shared by all checks: a bureau left behind past its budget holds a thread until its own timeout
+            # shared by all checks; one bureau holds at most its max_in_flight threads, each no longer than
+            # its budget (the adapters stop at the deadline), so a slow bureau cannot take the whole pool
             _EXECUTOR = ThreadPoolExecutor(max_workers=64, thread_name_prefix="credit")
         return _EXECUTOR
 
 
-def _close_all(adapters: dict[str, tuple[str, CreditBureau]]) -> None:
-    for _, adapter in adapters.values():
-        adapter.close()
+class _Bureau:
+    """An app's adapter for one bureau and the bound on its calls in flight."""
+
+    def __init__(self, fingerprint: str, adapter: CreditBureau, max_in_flight: int) -> None:
+        self.fingerprint, self.adapter = fingerprint, adapter
+        self.slots = threading.BoundedSemaphore(max_in_flight)
+
+
+def _close_all(adapters: dict[str, _Bureau]) -> None:
+    for bureau in adapters.values():
+        bureau.adapter.close()
 
 
 def _forget(key: int) -> None:
@@ -112,7 +121,7 @@ def _forget(key: int) -> None:
     _close_all(adapters)
 
 
-def _adapter(app: App, bureau_id: str, cfg: BureauConfig) -> CreditBureau:
+def _bureau(app: App, bureau_id: str, cfg: BureauConfig) -> _Bureau:
     """The app's adapter for a bureau, built once per configuration (kept while the app lives)."""
     fingerprint = repr(cfg)
     with _POOL_LOCK:
@@ -121,35 +130,50 @@ def _adapter(app: App, bureau_id: str, cfg: BureauConfig) -> CreditBureau:
             adapters = _ADAPTERS[id(app)] = {}
             weakref.finalize(app, _forget, id(app))
         known = adapters.get(bureau_id)
-        if known is not None and known[0] == fingerprint:
-            return known[1]
-        adapter = load_bureau(cfg.adapter, bureau_id, cfg.options, cfg.timeout_seconds)
-        adapters[bureau_id] = (fingerprint, adapter)
-        return adapter
+        if known is not None and known.fingerprint == fingerprint:
+            return known
+        adapter = load_bureau(cfg.adapter, bureau_id, cfg.options, cfg.timeout_seconds,
+                              max_answer_bytes=cfg.max_answer_bytes)
+        adapters[bureau_id] = _Bureau(fingerprint, adapter, cfg.max_in_flight)
+    if known is not None:  # its configuration changed: its connections would otherwise linger until GC
+        known.adapter.close()
+    return adapters[bureau_id]
 
 
-def _ask(app: App, bureau_id: str, cfg: BureauConfig, subject: Subject, purpose: str) -> BureauOutcome:
-    """One bureau within its budget: retryable errors tried again while time and attempts last."""
-    started = time.monotonic()
+def _ask(app: App, bureau_id: str, cfg: BureauConfig, subject: Subject, purpose: str,
+         started: float) -> BureauOutcome:
+    """One bureau within its budget from ``started`` (when the check queued it): retryable errors tried
+    again while time and attempts last. Nothing is sent once the budget is gone (the check has answered
+    without this bureau), nor beyond the bureau's calls in flight (``busy``, at once)."""
     deadline = started + cfg.timeout_seconds
+
+    def late(status: str, error: str) -> BureauOutcome:
+        return BureauOutcome(bureau=bureau_id, status=status, error=error,
+                             elapsed_ms=int((time.monotonic() - started) * 1000))
+
+    if time.monotonic() >= deadline - 0.05:
+        return late("timeout", "timeout: not asked, no worker free within the budget")
     error: BureauError | None = None
     try:
-        adapter = _adapter(app, bureau_id, cfg)
-        for _ in range(cfg.attempts):
-            try:
-                result = adapter.check(subject, purpose=purpose)
-                return BureauOutcome(bureau=bureau_id, status="answered", result=result,
-                                     elapsed_ms=int((time.monotonic() - started) * 1000))
-            except BureauError as exc:
-                error = exc
-                if not exc.retryable or time.monotonic() >= deadline - 0.05:
-                    break
+        bureau = _bureau(app, bureau_id, cfg)
+        if not bureau.slots.acquire(blocking=False):
+            return late("error", f"busy: {cfg.max_in_flight} calls to this bureau already in flight")
+        try:
+            for _ in range(cfg.attempts):
+                try:
+                    result = bureau.adapter.check(subject, purpose=purpose, deadline=deadline)
+                    return BureauOutcome(bureau=bureau_id, status="answered", result=result,
+                                         elapsed_ms=int((time.monotonic() - started) * 1000))
+                except BureauError as exc:
+                    error = exc
+                    if not exc.retryable or time.monotonic() >= deadline - 0.05:
+                        break
+        finally:
+            bureau.slots.release()
     except Exception as exc:  # noqa: BLE001 - an adapter's bug is this bureau's error, not the check's
-        return BureauOutcome(bureau=bureau_id, status="error", error=describe(exc),
-                             elapsed_ms=int((time.monotonic() - started) * 1000))
+        return late("error", describe(exc))
     assert error is not None
-    return BureauOutcome(bureau=bureau_id, status="timeout" if error.code == "timeout" else "error",
-                         error=f"{error.code}: {error}", elapsed_ms=int((time.monotonic() - started) * 1000))
+    return late("timeout" if error.code == "timeout" else "error", f"{error.code}: {error}")
 
 
 def ask_bureaus(app: App, bureau_ids: list[str], subject: Subject, purpose: str) -> list[BureauOutcome]:
@@ -159,7 +183,7 @@ def ask_bureaus(app: App, bureau_ids: list[str], subject: Subject, purpose: str)
     jobs: list[tuple[str, BureauConfig, Future[BureauOutcome]]] = []
     for bid in bureau_ids:
         cfg = app.config.bureaus[bid]
-        jobs.append((bid, cfg, pool.submit(_ask, app, bid, cfg, subject, purpose)))
+        jobs.append((bid, cfg, pool.submit(_ask, app, bid, cfg, subject, purpose, started)))
     out = []
     for bid, cfg, future in jobs:
         # a little slack over the bureau's own timeout, for the thread to hand its answer over
@@ -167,6 +191,9 @@ def ask_bureaus(app: App, bureau_ids: list[str], subject: Subject, purpose: str)
         try:
             out.append(future.result(timeout=max(0.0, left)))
         except FutureTimeout:
+            # not started yet: it never will (no query sent after the check answered); started: the adapter
+            # stops at the bureau's deadline by itself
+            future.cancel()
             out.append(BureauOutcome(bureau=bid, status="timeout", error="timeout: no answer within the budget",
                                      elapsed_ms=int((time.monotonic() - started) * 1000)))
     return out

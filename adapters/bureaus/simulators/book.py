@@ -18,6 +18,8 @@ class Fault(str, enum.Enum):
     DOWN = "down"  # the listener is closed: connections are refused
     ERROR = "error"  # HTTP 503 (SOAP: a soap:Server fault)
     GARBAGE = "garbage"  # 200 with a body that is not the bureau's format
+    HUGE = "huge"  # the right answer followed by 2 MiB of whitespace, no Content-Length (read until close)
+    TRICKLE = "trickle"  # the right answer one byte every ``delay_seconds`` (each read is quick, the whole is not)
 
 
 @dataclass(frozen=True)

@@ -78,9 +78,29 @@ class _Handler(BaseHTTPRequestHandler):
         if book.fault is Fault.GARBAGE:
             status, body = 200, b"<html>\x00\xff not what you asked for"
         try:
-            self._reply(status, body, ctype)
-        except OSError:  # the caller gave up (timeout) while we were slow
+            if book.fault in (Fault.HUGE, Fault.TRICKLE):
+                self._stream(status, body, ctype, book.fault, book.delay_seconds)
+            else:
+                self._reply(status, body, ctype)
+        except OSError:  # the caller gave up (timeout, too large) while we were slow
             pass
+
+    def _stream(self, status: int, body: bytes, ctype: str, fault: Fault, delay: float) -> None:
+        """The body without Content-Length, the connection closed after it (HTTP/1.1 allows that)."""
+        self.close_connection = True
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if fault is Fault.HUGE:
+            self.wfile.write(body)
+            for _ in range(32):
+                self.wfile.write(b" " * 65536)
+            return
+        for i in range(len(body)):
+            self.wfile.write(body[i:i + 1])
+            self.wfile.flush()
+            time.sleep(delay)
 
 
 class _Server(ThreadingHTTPServer):

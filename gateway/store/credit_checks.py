@@ -15,8 +15,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (BigInteger, Boolean, Column, Connection, Index, Integer, LargeBinary, RowMapping, String,
-                        Table, Text, and_, func, insert, or_, select, update)
+                        Table, Text, and_, exists, func, insert, or_, select, update)
 
+from gateway.store.keys_store import client_keys
 from gateway.store.schema import UTCDateTime, metadata
 
 PENDING, QUERIED, CACHED, REFUSED, FAILED = "pending", "queried", "cached", "refused", "failed"
@@ -45,6 +46,7 @@ credit_checks = Table(
     Index("ix_credit_checks_client_index", "client_id", "subject_index"),
 )
 c = credit_checks.c
+kc = client_keys.c
 
 
 def add(conn: Connection, **values: Any) -> int:
@@ -70,7 +72,9 @@ def reusable(conn: Connection, client_id: str, subject_key: str, complete_since:
                 and_(c.incomplete.is_(True), c.created_at >= incomplete_since))
     return conn.execute(select(credit_checks).where(
         c.client_id == client_id, c.subject_key == subject_key, c.outcome == QUERIED, c.personal.is_not(None),
-        c.wrapped_dek.is_not(None), c.key_id.is_not(None), fresh).order_by(c.created_at.desc(), c.id.desc()).limit(1)).mappings().first()
+        c.wrapped_dek.is_not(None), c.key_id.is_not(None), fresh,
+        # its client key still there: an answer that no longer opens is never given again
+        exists().where(kc.client_id == c.client_id, kc.key_id == c.key_id, kc.wrapped_kek.is_not(None))).order_by(c.created_at.desc(), c.id.desc()).limit(1)).mappings().first()
 
 
 def get(conn: Connection, client_id: str, check_id: int) -> RowMapping | None:

@@ -86,3 +86,16 @@ def test_reusable_skips_rows_without_data_or_key(app: App, live: dict[str, HttpB
         conn.execute(credit_checks.credit_checks.update().where(c.id == first.check_id)
                      .values(wrapped_dek=None, key_id=None))
     assert not check(app, person("Erika", "Mustermann")).cached
+
+
+def test_reusable_skips_rows_whose_client_key_is_destroyed(app: App,  # noqa: F811
+                                                           live: dict[str, HttpBureauSimulator]) -> None:  # noqa: F811
+    from gateway.store import keys_store
+    first = check(app, person("Erika", "Mustermann"))
+    kc = keys_store.client_keys.c
+    with read_tx(app.engine) as conn:
+        kid = conn.execute(select(c.key_id).where(c.id == first.check_id)).scalar_one()
+    with write_tx(app.engine) as conn:  # the key shredded by hand, the check's row untouched
+        conn.execute(keys_store.client_keys.update().where(kc.client_id == "demo", kc.key_id == kid)
+                     .values(wrapped_kek=None))
+    assert not check(app, person("Erika", "Mustermann")).cached

@@ -178,9 +178,14 @@ def test_two_clients_and_fifty_files_at_once(server: ServerThread, keys: dict[st
         for f in paths:
             ack = wait_for(f"ack of {f.name}", lambda: _ack(server, cid, f.name).exists() and _ack(server, cid, f.name))
             assert [r["outcome"] for r in _ack_rows(ack)] == ["accepted"] * 5
-    subs = _submissions(server.app)
-    assert len(subs) == 50 and {s["client_id"] for s in subs} == {"demo", "acme"}
-    assert all(s["status"] == "completed" and s["channel"] == "sftp" for s in subs)
+    # each ack is renamed into place a moment before its submission's final status commits
+    def completed() -> list[Any] | None:
+        rows = _submissions(server.app)
+        return rows if len(rows) == 50 and all(r["status"] == "completed" for r in rows) else None
+
+    subs = wait_for("50 completed submissions", completed)
+    assert {s["client_id"] for s in subs} == {"demo", "acme"}
+    assert all(s["channel"] == "sftp" for s in subs)
 
 
 def test_escape_attempts_stay_in_the_jail(server: ServerThread, keys: dict[str, ClientKey], tmp_path: Path) -> None:

@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -95,14 +95,17 @@ def _pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
-def _measure(args: argparse.Namespace, db_url: str | None) -> None:
+@contextmanager
+def filled_app(db_url: str | None, n: int, **config: Any) -> Iterator[tuple[App, float]]:
+    """A gateway in a temp dir with ``n`` claims of client demo stored (``_fill``) and the database's
+    statistics taken, and how long storing took; closed afterwards. ``config``: write_config overrides."""
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        cfg = write_config(base, db_url or f"sqlite:///{base / 'var' / 'gateway.db'}")
+        cfg = write_config(base, db_url or f"sqlite:///{base / 'var' / 'gateway.db'}", **config)
         init_keys(load_config(cfg))
         app = build_app(cfg, migrate=True)
         try:
-            took = _fill(app, args.claims)
+            took = _fill(app, n)
             if app.engine.dialect.name == "postgresql":
                 # What autovacuum does to a table that stopped growing: statistics, and the visibility map
                 # that lets a count read the index alone.
@@ -112,25 +115,30 @@ def _measure(args: argparse.Namespace, db_url: str | None) -> None:
                 with app.engine.connect() as conn:
                     conn.exec_driver_sql("ANALYZE")
                     conn.commit()
-            db = "PostgreSQL" if db_url else "SQLite (WAL)"
-            print(f"{db}: {args.claims} claims stored in {took:.0f} s; "
-                  f"cores={os.cpu_count()} loadavg={Path('/proc/loadavg').read_text().split()[:3]}")
-            for state in ("in_progress", "instalment_plan"):
-                f = ClaimFilter(states=[state], sort="last_change", limit=50)
-                new = _times(lambda: claim_queries.list_claims(app, "demo", f), args.reps)
-                rows, total, exact = claim_queries.list_claims(app, "demo", f)
-                with app.engine.connect() as conn:
-                    old = _times(lambda: _old_search(conn, "demo", state, 50), args.old_reps)
-                    old_rows, old_total = _old_search(conn, "demo", state, 50)
-                assert (total == old_total) is exact and [r["claim_id"] for r in rows] == [r[0] for r in old_rows]
-                print(f"  state={state} ({old_total} match, total {total} {'exact' if exact else 'at least'}): projection p50 {_pct(new, 50):.1f} ms p99 {_pct(new, 99):.1f} ms"
-                      f" | old query p50 {_pct(old, 50):.0f} ms p99 {_pct(old, 99):.0f} ms"
-                      f" | {_pct(old, 50) / _pct(new, 50):.0f}x")
-            paged = ClaimFilter(states=["in_progress"], sort="last_change", limit=50, offset=5000)
-            deep = _times(lambda: claim_queries.list_claims(app, "demo", paged), args.reps)
-            print(f"  state=in_progress offset 5000: p50 {_pct(deep, 50):.1f} ms p99 {_pct(deep, 99):.1f} ms")
+            yield app, took
         finally:
             app.close()
+
+
+def _measure(args: argparse.Namespace, db_url: str | None) -> None:
+    with filled_app(db_url, args.claims) as (app, took):
+        db = "PostgreSQL" if db_url else "SQLite (WAL)"
+        print(f"{db}: {args.claims} claims stored in {took:.0f} s; "
+              f"cores={os.cpu_count()} loadavg={Path('/proc/loadavg').read_text().split()[:3]}")
+        for state in ("in_progress", "instalment_plan"):
+            f = ClaimFilter(states=[state], sort="last_change", limit=50)
+            new = _times(lambda: claim_queries.list_claims(app, "demo", f), args.reps)
+            rows, total, exact = claim_queries.list_claims(app, "demo", f)
+            with app.engine.connect() as conn:
+                old = _times(lambda: _old_search(conn, "demo", state, 50), args.old_reps)
+                old_rows, old_total = _old_search(conn, "demo", state, 50)
+            assert (total == old_total) is exact and [r["claim_id"] for r in rows] == [r[0] for r in old_rows]
+            print(f"  state={state} ({old_total} match, total {total} {'exact' if exact else 'at least'}): projection p50 {_pct(new, 50):.1f} ms p99 {_pct(new, 99):.1f} ms"
+                  f" | old query p50 {_pct(old, 50):.0f} ms p99 {_pct(old, 99):.0f} ms"
+                  f" | {_pct(old, 50) / _pct(new, 50):.0f}x")
+        paged = ClaimFilter(states=["in_progress"], sort="last_change", limit=50, offset=5000)
+        deep = _times(lambda: claim_queries.list_claims(app, "demo", paged), args.reps)
+        print(f"  state=in_progress offset 5000: p50 {_pct(deep, 50):.1f} ms p99 {_pct(deep, 99):.1f} ms")
 
 
 def main() -> None:

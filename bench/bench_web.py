@@ -17,7 +17,6 @@ import argparse
 import logging
 import os
 import sys
-import tempfile
 import time
 from datetime import date, timedelta
 from decimal import Decimal
@@ -27,18 +26,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from starlette.testclient import TestClient  # noqa: E402
 
-from bench.bench_list import _fill, _pct, _times  # noqa: E402
-from gateway.bootstrap import App, build_app  # noqa: E402
-from gateway.config import load_config  # noqa: E402
+from bench.bench_list import _pct, _times, filled_app  # noqa: E402
+from gateway.bootstrap import App  # noqa: E402
 from gateway.domain.model import Address, Claim, Debtor  # noqa: E402
 from gateway.entrypoints.web.app import build_web_app  # noqa: E402
 from gateway.services import submit  # noqa: E402
 from gateway.services.console import MAX_EXPORT  # noqa: E402
-from gateway.services.keys import init_keys  # noqa: E402
-from tests.conftest import write_config  # noqa: E402
 from tests.integration.web.conftest import PASSWORDS, Console, web_config  # noqa: E402
-from sqlalchemy import text  # noqa: E402
 from bench.pgschema import in_schema  # noqa: E402
+
+
+# Two clients, so the console's isolation conditions are part of every query measured.
+CLIENTS = {c: {"name": c, "mapping": "demo", "default_partner": "demo-agency"} for c in ("demo", "other")}
+
+
+def time_pages(pages: dict[str, tuple[TestClient, str]], reps: int) -> float:
+    """GET each page ``reps`` times, print its p50/p99 and its ratio to the first page's p50 (returned)."""
+    ref = 0.0
+    for name, (client, path) in pages.items():
+        def get(client: TestClient = client, path: str = path) -> None:
+            r = client.get(path)
+            assert r.status_code == 200, (path, r.status_code)
+        ms = _times(get, reps)
+        p50, p99 = _pct(ms, 50), _pct(ms, 99)
+        ref = ref or p50
+        print(f"  {name}: p50 {p50:.1f} ms p99 {p99:.1f} ms ({p50 / ref:.1f}x the reference)")
+    return ref
 
 
 def _one_real_claim(app: App) -> int:
@@ -53,63 +66,37 @@ def _one_real_claim(app: App) -> int:
 
 
 def _measure(args: argparse.Namespace, db_url: str | None) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        base = Path(tmp)
-        cfg = write_config(base, db_url or f"sqlite:///{base / 'var' / 'gateway.db'}",
-                           clients={c: {"name": c, "mapping": "demo", "default_partner": "demo-agency"}
-                                    for c in ("demo", "other")},
-                           web=web_config())
-        init_keys(load_config(cfg))
-        app = build_app(cfg, migrate=True)
-        try:
-            took = _fill(app, args.claims)
-            claim_id = _one_real_claim(app)
-            if app.engine.dialect.name == "postgresql":
-                with app.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                    conn.execute(text("VACUUM ANALYZE"))
-            else:
-                with app.engine.connect() as conn:
-                    conn.exec_driver_sql("ANALYZE")
-                    conn.commit()
-            console = Console(app, build_web_app(app))
-            c: TestClient = console.client("anna")
-            anon = console.client()
-            db = "PostgreSQL" if db_url else "SQLite (WAL)"
-            print(f"{db}: {args.claims} claims stored in {took:.0f} s; cores={os.cpu_count()} "
-                  f"loadavg={Path('/proc/loadavg').read_text().split()[:3]}; {args.reps} requests per page")
-            # The filled claims were received on 2025-01-01: a range from 2024-12-01 matches every one of
-            # them, as the default (last three months) does for a client whose whole book is recent.
-            pages = {"login page (reference, no database)": (anon, "/login"),
-                     f"claims list, all {args.claims} in range, newest change first": (c, "/claims?from=2024-12-01"),
-                     "claims list, state in_progress": (c, "/claims?from=2024-12-01&state=in_progress"),
-                     "claims list, sorted by reference": (c, "/claims?from=2024-12-01&sort=reference&dir=asc"),
-                     "claims list, default range (3 months)": (c, "/claims"),
-                     "claims list, one partner": (c, "/claims?from=2024-12-01&partner=demo-agency"),
-                     "one claim": (c, f"/claims/{claim_id}"),
-                     "runs list": (c, "/runs"),
-                     f"one run of {args.claims} claims": (c, "/runs/BENCH")}
-            ref = None
-            for name, (client, path) in pages.items():
-                def get(client: TestClient = client, path: str = path) -> None:
-                    r = client.get(path)
-                    assert r.status_code == 200, (path, r.status_code)
-                ms = _times(get, args.reps)
-                p50, p99 = _pct(ms, 50), _pct(ms, 99)
-                ref = ref or p50
-                print(f"  {name}: p50 {p50:.1f} ms p99 {p99:.1f} ms ({p50 / ref:.1f}x the reference)")
-            c.post("/runs/BENCH/search", data={"csrf": console.csrf(c, "/runs/BENCH"), "q": "B-0009999"})
-            ms = _times(lambda: c.get("/runs/BENCH"), args.reps)
-            print(f"  one run of {args.claims} claims, searched by reference: p50 {_pct(ms, 50):.1f} ms "
-                  f"p99 {_pct(ms, 99):.1f} ms ({_pct(ms, 50) / (ref or 1):.1f}x the reference)")
-            for fmt in ("csv", "xlsx"):  # a download, not a page: timed once, the most one export holds
-                t0 = time.perf_counter()
-                r = c.get(f"/claims/export.{fmt}?from=2024-12-01")
-                assert r.status_code == 200
-                print(f"  export {fmt} of {min(args.claims + 1, MAX_EXPORT)} claims (the most one holds): "
-                      f"{time.perf_counter() - t0:.1f} s, {len(r.content) // 1024} KiB")
-            print(f"  loadavg after: {Path('/proc/loadavg').read_text().split()[:3]}")
-        finally:
-            app.close()
+    with filled_app(db_url, args.claims, clients=CLIENTS, web=web_config()) as (app, took):
+        claim_id = _one_real_claim(app)
+        console = Console(app, build_web_app(app))
+        c: TestClient = console.client("anna")
+        anon = console.client()
+        db = "PostgreSQL" if db_url else "SQLite (WAL)"
+        print(f"{db}: {args.claims} claims stored in {took:.0f} s; cores={os.cpu_count()} "
+              f"loadavg={Path('/proc/loadavg').read_text().split()[:3]}; {args.reps} requests per page")
+        # The filled claims were received on 2025-01-01: a range from 2024-12-01 matches every one of
+        # them, as the default (last three months) does for a client whose whole book is recent.
+        pages = {"login page (reference, no database)": (anon, "/login"),
+                 f"claims list, all {args.claims} in range, newest change first": (c, "/claims?from=2024-12-01"),
+                 "claims list, state in_progress": (c, "/claims?from=2024-12-01&state=in_progress"),
+                 "claims list, sorted by reference": (c, "/claims?from=2024-12-01&sort=reference&dir=asc"),
+                 "claims list, default range (3 months)": (c, "/claims"),
+                 "claims list, one partner": (c, "/claims?from=2024-12-01&partner=demo-agency"),
+                 "one claim": (c, f"/claims/{claim_id}"),
+                 "runs list": (c, "/runs"),
+                 f"one run of {args.claims} claims": (c, "/runs/BENCH")}
+        ref = time_pages(pages, args.reps)
+        c.post("/runs/BENCH/search", data={"csrf": console.csrf(c, "/runs/BENCH"), "q": "B-0009999"})
+        ms = _times(lambda: c.get("/runs/BENCH"), args.reps)
+        print(f"  one run of {args.claims} claims, searched by reference: p50 {_pct(ms, 50):.1f} ms "
+              f"p99 {_pct(ms, 99):.1f} ms ({_pct(ms, 50) / (ref or 1):.1f}x the reference)")
+        for fmt in ("csv", "xlsx"):  # a download, not a page: timed once, the most one export holds
+            t0 = time.perf_counter()
+            r = c.get(f"/claims/export.{fmt}?from=2024-12-01")
+            assert r.status_code == 200
+            print(f"  export {fmt} of {min(args.claims + 1, MAX_EXPORT)} claims (the most one holds): "
+                  f"{time.perf_counter() - t0:.1f} s, {len(r.content) // 1024} KiB")
+        print(f"  loadavg after: {Path('/proc/loadavg').read_text().split()[:3]}")
 
 
 def main() -> None:

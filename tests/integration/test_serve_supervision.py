@@ -174,3 +174,40 @@ def test_every_task_survives_an_exception_and_a_held_write_lock(
         assert "accepted" in (acked(app, "after.csv") or Path()).read_text(encoding="utf-8")
     assert st.code == 0 and st.hard_exits == []
     assert not [r for r in caplog.records if "supervisor.gave_up" in r.getMessage()]
+
+
+def test_the_retention_tasks_survive_an_exception(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """The hourly sandbox and credit-check retention steps: a non-gateway exception in each is logged once
+    and the step runs again after its backoff (not an hour later, and serve goes on)."""
+    from adapters.bureaus.simulators.http_sim import refused_port
+    import gateway.services.erasure as erasure
+
+    sandbox = {"adapter": "directory", "certificate": "var/keys/partners/sandbox.crt",
+               "options": {"path": "var/partners/sandbox"}, "sandbox": True,
+               "simulator": {"enabled": True, "step_seconds": 1}}
+    cfg = write_config(tmp_path, db_url, dispatcher={"enabled": False},
+                       bureaus={"j": {"adapter": "http_json",
+                                      "options": {"url": f"http://127.0.0.1:{refused_port()}"}}},
+                       clients={"demo": {"name": "Demo", "mapping": "demo", "default_partner": "demo-agency",
+                                         "sandbox": {"retention_days": 30}, "credit": {"bureaus": ["j"]}}},
+                       partners={"demo-agency": {"adapter": "directory",
+                                                 "certificate": "var/keys/partners/demo-agency.crt",
+                                                 "options": {"path": "var/partners/demo-agency"}},
+                                 "sandbox": sandbox},
+                       supervisor={"backoff_base_seconds": 0.05, "backoff_max_seconds": 0.3})
+    init_keys(load_config(cfg))
+    app = build_app(cfg, migrate=True)
+    caplog.set_level(logging.INFO)
+    calls: list[str] = []
+    fail_once(monkeypatch, erasure, "run_sandbox_retention", calls)
+    fail_once(monkeypatch, erasure, "run_credit_retention", calls)
+    try:
+        with ServeThread(app) as st:
+            wait_for("both retention steps to run again after their fault", lambda: all(
+                calls.count(n) >= 2 for n in ("run_sandbox_retention", "run_credit_retention")))
+            for task in ("sandbox_retention", "credit_retention"):
+                assert len(failures(caplog, task, "RuntimeError")) == 1, (task, failures(caplog, task))
+        assert st.code == 0 and st.hard_exits == []
+    finally:
+        app.close()

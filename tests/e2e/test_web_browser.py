@@ -53,11 +53,23 @@ class Walk:
 
     def click(self, selector: str) -> None:
         """Click, then wait until the browser has left the page (a form post answers with a new page)."""
-        from selenium.webdriver.support import expected_conditions
+        from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
         from selenium.webdriver.support.ui import WebDriverWait
         page = self.css("body")
         self.css(selector).click()  # type: ignore[attr-defined]
-        WebDriverWait(self.d, 30).until(expected_conditions.staleness_of(page))
+
+        def left(_: object) -> bool:
+            try:
+                page.is_enabled()  # type: ignore[attr-defined]
+                return False
+            except StaleElementReferenceException:
+                return True
+            except WebDriverException as exc:
+                # Chromium, asked mid-navigation, may say so in its own words instead of "stale".
+                if "does not belong to the document" in str(exc):
+                    return True
+                raise
+        WebDriverWait(self.d, 30).until(left)
 
     def shot(self, name: str) -> None:
         self.d.save_screenshot(str(self.shots / f"{name}.png"))  # type: ignore[attr-defined]

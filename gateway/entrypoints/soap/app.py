@@ -18,7 +18,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from gateway.bootstrap import App
-from gateway.entrypoints.soap import faults, v2
+from gateway.entrypoints.soap import claim_reader, faults, v2
 from gateway.domain.lifecycle import TERMINAL, State
 from gateway.entrypoints.soap.credit_service import CreditService
 from gateway.entrypoints.soap.gate import PATH, RequestGate, refusal
@@ -105,6 +105,12 @@ def declare_faults(services: list[Any], namespace: str) -> None:
             method.faults = (fault,)
 
 
+def _claim_type(service: Any) -> Any:
+    """The item type of SubmitClaims' ``claims`` array, as spyne looks it up when reading a claim."""
+    (item,) = service.public_methods["SubmitClaims"].in_message._type_info["claims"]._type_info.values()
+    return item
+
+
 def build_application(app: App) -> GatewayApplication:
     """The spyne application for ``app`` (one per process)."""
     # spyne runs a full gc.collect() after a request at most once a second, to close uploaded files held in
@@ -122,6 +128,7 @@ def build_application(app: App) -> GatewayApplication:
     in_protocol.submit_tags = frozenset({f"{{{TNS}}}SubmitClaims"})
     application = GatewayApplication(services, tns=TNS, name="InkassoGateway",
                                      in_protocol=in_protocol, out_protocol=Soap11())
+    claim_reader.install(in_protocol, [_claim_type(GatewayService)])
     application.gateway_app = app
     application.event_manager.add_listener("method_exception_object", _stable_fault)
     return application
@@ -136,6 +143,7 @@ def build_application_v2(app: App) -> GatewayApplication:
     in_protocol.submit_tags = frozenset({f"{{{v2.TNS_V2}}}SubmitClaims"})
     application = GatewayApplication([service], tns=v2.TNS_V2, name="InkassoGatewayV2", in_protocol=in_protocol,
                                      out_protocol=Soap11())
+    claim_reader.install(in_protocol, [_claim_type(service)])
     application.gateway_app = app
     application.event_manager.add_listener("method_exception_object", _stable_fault)
     return application

@@ -55,9 +55,11 @@ def from_struct(cls: Any, value: Any) -> Any:
     return value
 
 
-def draft_of(client_id: str, item: t.ClaimInput, max_document_bytes: int) -> Draft:
-    """One claim of a request as a canonical draft (``services.drafts``, shared with the web console)."""
-    return drafts.draft_of(client_id, to_plain(item), max_document_bytes)
+def draft_of(client_id: str, item: t.ClaimInput | dict[str, Any], max_document_bytes: int) -> Draft:
+    """One claim of a request as a canonical draft (``services.drafts``, shared with the web console).
+
+    ``item`` is spyne's object, or already plain data when ``claim_reader`` read the claim (the usual case)."""
+    return drafts.draft_of(client_id, item if isinstance(item, dict) else to_plain(item), max_document_bytes)
 
 
 def finding(f: Finding) -> t.Finding:

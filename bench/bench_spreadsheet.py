@@ -1,7 +1,7 @@
-"""Spreadsheet readers: rows/s and peak RSS of the streaming XLSX/ODS readers against bare calamine.
+"""Spreadsheet and XML readers: rows/s and peak RSS of the streaming readers against bare calamine / iterparse.
 
-    .venv/bin/python -m bench.bench_spreadsheet                 # 100k rows, best of 3
-    .venv/bin/python -m bench.bench_spreadsheet --rows 20000 --repeat 1
+    .venv/bin/python -m bench.bench_spreadsheet                 # 100k rows, best of 3, XLSX, ODS and XML
+    .venv/bin/python -m bench.bench_spreadsheet --rows 20000 --repeat 1 --kinds xml
 
 The files carry ``bench/gen.py``'s demo rows (21 columns) as a spreadsheet holds them: text as shared
 strings (XLSX, written by xlsxwriter) or text cells (ODS, written like LibreOffice writes them, with the
@@ -9,6 +9,9 @@ trailing repeated empty rows), amounts as numbers, dates as date cells. Each mod
 process; the figure is the best CPU time (process_time) of ``--repeat`` passes and the process's peak
 RSS (VmHWM). "calamine bare" opens the workbook and walks ``iter_rows()`` without looking at a cell;
 "calamine reader" is ``SpreadsheetReader`` (cells as text, the reader before the streaming ones).
+XML: ``bench/bench_ingest.py``'s export (one ``<Forderung>`` per row, a child per non-empty column);
+"iterparse bare" is lxml ``iterparse`` on the record tag reading each child's text and clearing the
+record (bench_ingest's anchor), "streaming reader" is ``XmlReader`` with the 21 columns as child paths.
 """
 
 from __future__ import annotations
@@ -98,6 +101,16 @@ import json, sys, time
 from gateway.mapping.spec import FormatSpec
 mode, path, kind, repeat = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 def run():
+    if kind == "xml":
+        if mode == "bare":
+            from bench.bench_ingest import _iterparse
+            return _iterparse(path)
+        from bench.gen import HEADER
+        from gateway.readers.xml_reader import XmlReader
+        spec = FormatSpec(type="xml", record_path="/Export/Forderung",
+                          columns={h: h.replace("-", "_") for h in HEADER})
+        with XmlReader(path, spec) as reader:
+            return sum(1 for _ in reader)
     if mode == "bare":
         import python_calamine
         book = python_calamine.CalamineWorkbook.from_path(path)
@@ -123,9 +136,9 @@ print(json.dumps({"rows": n, "seconds": best, "peak_mb": peak // 1024}))
 """
 
 
-def measure(mode: str, path: Path, kind: str, repeat: int) -> dict[str, float]:
-    """One mode in a fresh process: rows, best CPU seconds, peak RSS in MB."""
-    out = subprocess.run([sys.executable, "-c", _CHILD, mode, str(path), kind, str(repeat)], cwd=ROOT,
+def measure(mode: str, path: Path, kind: str, repeat: int, tree: Path = ROOT) -> dict[str, float]:
+    """One mode in a fresh process (importing the gateway from ``tree``): rows, best CPU seconds, peak RSS in MB."""
+    out = subprocess.run([sys.executable, "-c", _CHILD, mode, str(path), kind, str(repeat)], cwd=tree,
                          capture_output=True, text=True, check=True).stdout
     result: dict[str, float] = json.loads(out)
     return result
@@ -136,21 +149,38 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--dir", type=Path, default=Path("/tmp"))
+    parser.add_argument("--before", type=Path, help="another checkout (git worktree) whose streaming readers are "
+                        "measured next to this one's, interleaved: before, after, after, before")
+    parser.add_argument("--kinds", nargs="*", default=["xlsx", "ods", "xml"], choices=["xlsx", "ods", "xml"])
     args = parser.parse_args()
     with open("/proc/loadavg") as fh:
         print(f"load average before: {' '.join(fh.read().split()[:3])}")
     print("| file | reader | rows | CPU s | rows/s | peak RSS MB | vs bare |")
     print("|---|---|---|---|---|---|---|")
-    for kind, write in (("xlsx", write_xlsx), ("ods", write_ods)):
+    from bench.bench_ingest import write_xml
+    writers = {"xlsx": write_xlsx, "ods": write_ods, "xml": write_xml}
+    for kind in args.kinds:
+        write = writers[kind]
         path = args.dir / f"bench_sheet_{args.rows}.{kind}"
         if not path.exists():
             started = time.monotonic()
             write(path, args.rows)
             print(f"(wrote {path} in {time.monotonic() - started:.0f} s)", file=sys.stderr)
         bare = measure("bare", path, kind, args.repeat)
-        for mode, label in (("bare", "calamine bare iter_rows"), ("calamine", "calamine reader (text)"),
-                            ("stream", "streaming reader")):
-            m = bare if mode == "bare" else measure(mode, path, kind, args.repeat)
+        modes = ((("bare", "iterparse bare"), ("stream", "streaming reader")) if kind == "xml" else
+                 (("bare", "calamine bare iter_rows"), ("calamine", "calamine reader (text)"),
+                  ("stream", "streaming reader")))
+        if args.before:
+            first, second = measure("stream", path, kind, args.repeat, args.before), measure("stream", path, kind,
+                                                                                                args.repeat)
+            again, last = measure("stream", path, kind, args.repeat), measure("stream", path, kind, args.repeat,
+                                                                             args.before)
+            best = {"before": min(first, last, key=lambda m: m["seconds"]),
+                    "after": min(second, again, key=lambda m: m["seconds"])}
+            modes = modes[:-1] + (("before", "streaming reader, before"), ("after", "streaming reader, after"))
+        for mode, label in modes:
+            m = bare if mode == "bare" else best[mode] if args.before and mode in ("before", "after") else measure(
+                mode, path, kind, args.repeat)
             print(f"| {kind.upper()} {args.rows // 1000}k | {label} | {m['rows']:,} | {m['seconds']:.2f} | "
                   f"{m['rows'] / m['seconds']:,.0f} | {m['peak_mb']} | {bare['seconds'] / m['seconds']:.2f}x |")
     with open("/proc/loadavg") as fh:

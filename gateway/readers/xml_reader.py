@@ -51,6 +51,13 @@ def _getter(col: str, namespaces: dict[str, str], file: str) -> Callable[[Any], 
     return lambda elem: str(xpath(elem))
 
 
+def _child_tag(col: str, namespaces: dict[str, str], file: str) -> str | None:
+    """The tag of a column that is one child step (``Betrag``, ``x:Betrag``): read from one pass over the children."""
+    if _STEPS.fullmatch(col) and "/" not in col:
+        return _clark(col, namespaces, file)
+    return None
+
+
 class XmlReader:
     """Records at ``format.record_path``; ``format.columns`` maps column names to relative XPaths."""
 
@@ -64,6 +71,11 @@ class XmlReader:
         self._record = [_clark(s, namespaces, self.file) for s in record_path.strip("/").split("/") if s]
         self._path_text = "/" + "/".join(s for s in record_path.strip("/").split("/") if s)
         self._xpaths = [_getter(str(col), namespaces, self.file) for col in columns.values()]
+        # When every column is one child step, a record's values come from a single pass over its children
+        # (a tag -> text dict) instead of one ElementPath search per column; findtext's "first child with
+        # that tag" is kept by taking the dict only when no two children share a tag.
+        tags = [_child_tag(str(col), namespaces, self.file) for col in columns.values()]
+        self._tags: list[str] | None = None if None in tags else [t for t in tags if t is not None]
         try:
             self._fh = open(path, "rb")
         except OSError as exc:
@@ -100,24 +112,40 @@ class XmlReader:
         parser = etree.iterparse(self._fh, events=("end",), tag=self._record[-1], resolve_entities=False,
                                  no_network=True, load_dtd=False, dtd_validation=False, huge_tree=False,
                                  remove_comments=True, remove_pis=True)
-        getters, count, checked = self._xpaths, 0, False
+        getters, tags, count, checked = self._xpaths, self._tags, 0, False
+        path_text, record_tag = self._path_text, self._record[-1]
+        on_path: Any = None  # the last parent found to be on the record path: its records need no second look
         try:
             for _, elem in parser:
                 if not checked:
                     self._refuse_doctype(elem)
                     checked = True
-                if not self._on_path(elem):
-                    if not _in_record(elem, self._record[-1]):
-                        _drop(elem)  # a same-named element elsewhere in the tree: not a record, not needed
-                    continue
+                parent = elem.getparent()
+                if parent is None or parent is not on_path:
+                    if not self._on_path(elem):
+                        if not _in_record(elem, record_tag):
+                            _drop(elem)  # a same-named element elsewhere in the tree: not a record, not needed
+                        continue
+                    if parent is not None:
+                        _drop_before(parent)  # the ancestors' finished siblings: once per parent
+                    on_path = parent
                 count += 1
-                try:
-                    values = [get(elem) for get in getters]
-                except etree.XPathError as exc:
-                    raise InputError(f"an XPath of format.columns fails on this record: {exc}", file=self.file,
-                                     row=elem.sourceline) from None
-                yield SourceRow(elem.sourceline or 0, values, None, f"{self._path_text}[{count}]")
-                _drop(elem)
+                if tags is not None:
+                    texts = {child.tag: child.text for child in elem}
+                    if len(texts) == len(elem):
+                        values = [texts.get(tag) or "" for tag in tags]
+                    else:
+                        values = [get(elem) for get in getters]
+                else:
+                    try:
+                        values = [get(elem) for get in getters]
+                    except etree.XPathError as exc:
+                        raise InputError(f"an XPath of format.columns fails on this record: {exc}", file=self.file,
+                                         row=elem.sourceline) from None
+                yield SourceRow(elem.sourceline or 0, values, None, f"{path_text}[{count}]")
+                elem.clear(keep_tail=False)
+                while elem.getprevious() is not None:
+                    del parent[0]
         except etree.XMLSyntaxError as exc:
             raise InputError(f"not well-formed XML: {exc.msg}", file=self.file, row=exc.lineno or None) from None
         root = parser.root
@@ -152,6 +180,14 @@ def _in_record(elem: Any, tag: str) -> bool:
 
 def _local(tag: str) -> str:
     return tag.rpartition("}")[2]
+
+
+def _drop_before(node: Any) -> None:
+    """Delete the finished elements before ``node``, at its level and each ancestor's."""
+    while (parent := node.getparent()) is not None:
+        while node.getprevious() is not None:
+            del parent[0]
+        node = parent
 
 
 def _drop(elem: Any) -> None:

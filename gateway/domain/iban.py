@@ -15,6 +15,10 @@ _LENGTHS = {
 _SHAPE = re.compile(r"^[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}$")
 # ISO 13616: A=10 ... Z=35. One translate call instead of a conversion per character (hot path).
 _LETTERS = str.maketrans({chr(c): str(c - 55) for c in range(ord("A"), ord("Z") + 1)})
+# The country code's digits (DE -> "1314"): most account numbers are all digits, and then the checksum needs
+# no translate, which costs about as much as the rest of the check (measured 0.5 of 1.5 us).
+_AZ = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_COUNTRY_DIGITS = {a + b: f"{ord(a) - 55}{ord(b) - 55}" for a in _AZ for b in _AZ}
 
 
 def normalize_iban(value: str) -> str:
@@ -30,6 +34,11 @@ def iban_problem(value: str) -> str | None:
     expected = _LENGTHS.get(iban[:2])
     if expected is not None and len(iban) != expected:
         return f"has {len(iban)} characters, {iban[:2]} IBANs have {expected}"
-    if int((iban[4:] + iban[:4]).translate(_LETTERS)) % 97 != 1:
+    account = iban[4:]
+    if account.isdigit():  # ASCII only here: the shape allows nothing else
+        number = int(account + _COUNTRY_DIGITS[iban[:2]] + iban[2:4])
+    else:
+        number = int((account + iban[:4]).translate(_LETTERS))
+    if number % 97 != 1:
         return "has a wrong check sum (typo?)"
     return None

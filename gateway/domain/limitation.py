@@ -256,8 +256,58 @@ def _window_end(today: date, months: int) -> date:
     return add_months(today, months)
 
 
+_QUIET_FROM: dict[tuple[date, int, int], int] = {}
+
+
+def _quiet_from(today: date, months: int, warn_months: int) -> int:
+    """The first year a claim may arise in for a period of ``months`` from the year's end to end after the window.
+
+    The end grows with the year, so every later year is quiet too. Once per day and policy (cached).
+    """
+    key = (today, months, warn_months)
+    year = _QUIET_FROM.get(key)
+    if year is None:
+        window = _window_end(today, warn_months) if warn_months else None
+        year = today.year - months // 12 - 2  # its period ended last year at the latest: not quiet
+        while True:
+            end = _year_end_after(year, months)
+            if end >= today and (window is None or end > window):
+                break
+            year += 1
+        if len(_QUIET_FROM) >= 256:
+            _QUIET_FROM.clear()
+        _QUIET_FROM[key] = year
+    return year
+
+
+def plainly_not_near(claim: Claim, today: date, policy: LimitationPolicy = STATUTORY) -> bool:
+    """True only if ``limitation_findings`` finds nothing, from a few reads (False: it has to be asked).
+
+    The common claim has none of the rule's own inputs and arose from a due date in a recent year.
+    """
+    if (claim.acknowledgement_date is not None or claim.last_payment_date is not None
+            or claim.dunning_order_date is not None or claim.dunning_order_end_date is not None
+            or claim.negotiation_start_date is not None or claim.negotiation_end_date is not None):
+        return False
+    if not policy.enabled:
+        return True
+    if claim.payments_received or policy.start != "year_end" or (policy.by_label and claim.labels):
+        return False
+    arose = claim.due_date or claim.invoice_date
+    if arose is None:
+        return True
+    return _quiet_from(today, policy.years * 12 + policy.months, policy.warn_months) <= arose.year <= today.year
+
+
 def limitation_findings(claim: Claim, today: date, policy: LimitationPolicy = STATUTORY) -> list[Finding]:
     """``time_barred`` (hold) or ``limitation_near`` (warning) for a claim validated on ``today``; bad inputs."""
+    if plainly_not_near(claim, today, policy):
+        return []
+    return limitation_in_full(claim, today, policy)
+
+
+def limitation_in_full(claim: Claim, today: date, policy: LimitationPolicy = STATUTORY) -> list[Finding]:
+    """``limitation_findings`` without ``plainly_not_near`` in front (what it must always agree with)."""
     inputs = bool(claim.acknowledgement_date or claim.last_payment_date or claim.dunning_order_date
                   or claim.dunning_order_end_date or claim.negotiation_start_date or claim.negotiation_end_date)
     found = _input_findings(claim, today) if inputs else []

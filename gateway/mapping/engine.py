@@ -1,17 +1,20 @@
 """The mapping engine: a mapping compiled against a file's header turns rows into claims.
 
 ``compile_mapping`` resolves every field once (column index, parser, value map, default) into a
-small closure, so ``map_row`` does no configuration lookups per row. A row yields a ``Claim`` or,
-if any value is unusable, the findings that say which column and why. Business rules are not run
-here: the ingest service runs them on the claim and calls ``RowMapper.locate`` to point their
-findings at the client's columns.
+small closure, so the careful path does no configuration lookups per row, and writes the whole
+mapping into one generated function (``rowcode``) that maps a row without any problem with no
+call or dict per field; a row with a problem goes to the careful path, which alone writes findings.
+A row yields a ``Claim`` or, if any value is unusable, the findings that say which column and why.
+Business rules are not run here: the ingest service runs them on the claim and calls
+``RowMapper.locate`` to point their findings at the client's columns.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from itertools import repeat
 from typing import Any, NamedTuple
 
 import msgspec
@@ -22,8 +25,9 @@ from gateway.domain.model import (Address, AddressKind, BankAccount, Claim, Debt
                                   Interest, Payment, Salutation)
 from gateway.errors import InputError
 from gateway.mapping.conditions import CompiledPolicy, compile_condition, compile_policy
-from gateway.mapping.getters import Getter, getter, has_transforms
+from gateway.mapping.getters import Getter, Plan, field_plan, getter, has_transforms
 from gateway.mapping.grouping import group_rows
+from gateway.mapping.rowcode import Field, generate
 from gateway.mapping.spec import FieldSpec, FormatSpec, MappingSpec
 from gateway.mapping.targets import ADDRESS_FIELDS, FEE_KINDS, TARGETS, Kind, Target
 from gateway.mapping.transforms import TransformError
@@ -82,10 +86,18 @@ class _Step(NamedTuple):
     get: _Getter
     column: str | None
     position: int | None = None  # set for plain text fields: a trimmed copy of one cell, empty -> None
+    plan: Plan | None = None  # the field as data for the generated row function
 
 
 class RowMapper:
-    """A mapping bound to one file's header; ``map_row`` is the per-row hot path."""
+    """A mapping bound to one file's header; ``map_row`` is the per-row hot path.
+
+    ``map_row(src, client_id)`` maps one source row to a claim, or to the findings that explain why
+    not. It is the mapping's generated function (``rowcode``), which hands any row with a problem
+    to ``map_row_careful``; both give the same result for every row.
+    """
+
+    map_row: Callable[[SourceRow, str], MappedRow]
 
     def __init__(self, spec: MappingSpec, header: list[str], steps: list[_Step], columns: dict[str, str],
                  policy: CompiledPolicy | None = None) -> None:
@@ -98,6 +110,11 @@ class RowMapper:
         self._partner = spec.policy.partner
         self._fee_groups = [(g, kind) for g, kind in _FEE_GROUPS if any(s.group == g for s in steps)]
         self._ref_step = next(s for s in steps if s.target == "creditor_reference")
+        self._columns_of: dict[str, str | None] = {}  # rule path -> column, for paths that need no claim
+        fast = generate([Field(s.group, s.attr, s.get, s.plan) for s in steps], self._width, self.policy,
+                        self._partner, self.map_row_careful, MappedRow)
+        self.row_source = fast[1] if fast else None  # the generated function's text (for a person reading it)
+        self.map_row = fast[0] if fast else self.map_row_careful
 
     def column_for(self, field: str | None, claim: Claim | None = None) -> str | None:
         """The client's column that fed a canonical field or rule path (``debtor.addresses[0].city``)."""
@@ -105,6 +122,8 @@ class RowMapper:
             return None
         if field in self.columns:
             return self.columns[field]
+        if field in self._columns_of:
+            return self._columns_of[field]
         m = _FEE_PATH.match(field)
         if m is not None and claim is not None and int(m.group(1)) < len(claim.fees):
             kind = claim.fees[int(m.group(1))].kind.value
@@ -115,7 +134,10 @@ class RowMapper:
             candidates: tuple[str, ...] = tuple(f"fees.{k}{suffix}" for k in FEE_KINDS)
         else:
             candidates = _RULE_PATHS.get(base, (base,))
-        return next((self.columns[c] for c in candidates if c in self.columns), None)
+        column = next((self.columns[c] for c in candidates if c in self.columns), None)
+        if m is None and len(self._columns_of) < 1024:  # fee paths depend on the claim; rule paths are few
+            self._columns_of[field] = column
+        return column
 
     def locate(self, findings: list[Finding], row: int, claim: Claim | None = None) -> list[Finding]:
         """Findings (e.g. from ``rules.validate_claim``) with the row and the client's column filled in."""
@@ -125,16 +147,17 @@ class RowMapper:
     def map_rows(self, rows: Iterable[SourceRow], client_id: str) -> Iterator[MappedRow]:
         """Every row mapped; with ``group`` in the mapping, consecutive rows of one key merged."""
         if self.spec.group is None:
-            return (self.map_row(src, client_id) for src in rows)
+            return map(self.map_row, rows, repeat(client_id))
         key = [self._index(c) for c in self.spec.group.columns]
-        return group_rows(self.spec.group.mode, ((src, self.map_row(src, client_id)) for src in rows), key,
+        map_row = self.map_row
+        return group_rows(self.spec.group.mode, ((src, map_row(src, client_id)) for src in rows), key,
                           "+".join(self.spec.group.columns))
 
     def _index(self, column: str) -> int:
         return _HeaderIndex(self.header, "", 1).find(column, "group.by")
 
-    def map_row(self, src: SourceRow, client_id: str) -> MappedRow:
-        """One source row to a claim, or to the findings that explain why not."""
+    def map_row_careful(self, src: SourceRow, client_id: str) -> MappedRow:
+        """One source row to a claim, or to the findings that explain why not, field by field."""
         values = src.values
         if len(values) != self._width:
             fitted = self._fit(values)
@@ -240,10 +263,11 @@ def compile_mapping(spec: MappingSpec, header: list[str], *, file: str, header_r
         plain = (target.kind is Kind.TEXT and len(positions) == 1 and field.trim and not field.required
                  and not target.always_required and field.map is None and field.default is None
                  and not has_transforms(field))
-        get = getter(field, target, positions, spec.format, column)
+        plan = field_plan(field, target, positions, spec.format)
+        get = getter(field, target, positions, spec.format, column, plan)
         if field.when is not None:
             get = _conditional(get, field, target, index, spec.format, name)
-        steps.append(_Step(name, group, attr, get, column, positions[0] if plain else None))
+        steps.append(_Step(name, group, attr, get, column, positions[0] if plain else None, plan))
     return RowMapper(spec, list(header), steps, columns, policy=compile_policy(spec, index))
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import enum
 import re
+import weakref
 from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from gateway.domain import findings as codes
 
@@ -46,6 +47,16 @@ def _remember(cache: dict[str, V], text: str, value: V) -> None:
     if len(cache) >= _CACHE_SIZE:
         cache.clear()
     cache[text] = value
+
+
+# parser -> its memo, for callers that look a repeated value up themselves before calling the parser
+# (the engine's generated row function: a dict lookup instead of a call per cell).
+_CACHES: weakref.WeakKeyDictionary[Callable[[str], object], dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def parse_cache(parse: Callable[[str], object]) -> dict[str, Any] | None:
+    """The memo of a parser made here (cell text -> value; never holds None), if it keeps one."""
+    return _CACHES.get(parse)
 
 
 # ---------------------------------------------------------------- amounts
@@ -102,6 +113,7 @@ def decimal_parser(decimal: str = ",", thousands: str = ".") -> Callable[[str], 
         _remember(cache, text, value)
         return value
 
+    _CACHES[parse] = cache
     return parse
 
 
@@ -236,6 +248,7 @@ def date_parser(formats: tuple[str, ...] = DEFAULT_DATE_FORMATS, pivot: int = 69
             return None
         raise TransformError(f"is not a date in the form {expected}", codes.INVALID_DATE, value=s)
 
+    _CACHES[parse] = cache
     return parse
 
 
@@ -315,10 +328,16 @@ def parse_labels(text: str) -> list[str]:
     return [p for p in (part.strip() for part in _LABEL_SPLIT.split(text)) if p]
 
 
+def value_table(table: Mapping[str, V], *, ignore_case: bool = False) -> dict[str, V]:
+    """``table`` keyed the way ``value_map`` looks values up: trimmed, case-folded with ``ignore_case``."""
+    if ignore_case:
+        return {k.strip().casefold(): v for k, v in table.items()}
+    return {k.strip(): v for k, v in table.items()}
+
+
 def value_map(table: Mapping[str, V], *, ignore_case: bool = False) -> Callable[[str], V | None]:
     """A lookup of trimmed client values; None for a value not in the table."""
+    keyed = value_table(table, ignore_case=ignore_case)
     if ignore_case:
-        folded = {k.strip().casefold(): v for k, v in table.items()}
-        return lambda s: folded.get(s.casefold())
-    exact = {k.strip(): v for k, v in table.items()}
-    return exact.get
+        return lambda s: keyed.get(s.casefold())
+    return keyed.get

@@ -17,6 +17,7 @@ _SHAPE = re.compile(r"^[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}$")
 _LETTERS = str.maketrans({chr(c): str(c - 55) for c in range(ord("A"), ord("Z") + 1)})
 # The country code's digits (DE -> "1314"): most account numbers are all digits, and then the checksum needs
 # no translate, which costs about as much as the rest of the check (measured 0.5 of 1.5 us).
+_PLAIN = re.compile(r"[A-Z]{2}[0-9]{13,32}\Z")  # the shape above with a digits-only account
 _AZ = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _COUNTRY_DIGITS = {a + b: f"{ord(a) - 55}{ord(b) - 55}" for a in _AZ for b in _AZ}
 
@@ -28,6 +29,11 @@ def normalize_iban(value: str) -> str:
 
 def iban_problem(value: str) -> str | None:
     """None if the IBAN is valid, else a short reason a person understands."""
+    if _PLAIN.match(value):  # the usual case: already in the electronic form, digits after the country code
+        country = value[:2]
+        if (_LENGTHS.get(country, len(value)) == len(value)
+                and int(value[4:] + _COUNTRY_DIGITS[country] + value[2:4]) % 97 == 1):
+            return None
     iban = normalize_iban(value)
     if not _SHAPE.match(iban):
         return "is not shaped like an IBAN (country code, 2 check digits, account)"

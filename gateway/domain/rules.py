@@ -168,6 +168,8 @@ _CENTS_CURRENCIES = CURRENCIES - {c for c in CURRENCIES if minor_digits(c) != 2}
 _CENT = Decimal("0.01")
 _DEBTOR_LIMITS = tuple(DEBTOR_TEXT[name] for name in ("title", "first_name", "last_name", "company", "legal_form",
                                                        "representative", "contact_person", "customer_number"))
+_FIRST_NAME, _LAST_NAME = DEBTOR_TEXT["first_name"], DEBTOR_TEXT["last_name"]
+_COMPANY, _CUSTOMER = DEBTOR_TEXT["company"], DEBTOR_TEXT["customer_number"]
 _REFERENCE, _INVOICE_NUMBER, _MEMO = CLAIM_TEXT["creditor_reference"], CLAIM_TEXT["invoice_number"], CLAIM_TEXT["memo"]
 _REASON, _PARTNER = CLAIM_TEXT["reason"], CLAIM_TEXT["partner_id"]
 _STREET, _HOUSE, _CITY = ADDRESS_TEXT["street"], ADDRESS_TEXT["house_number"], ADDRESS_TEXT["city"]
@@ -188,6 +190,34 @@ def _cents(amount: Decimal) -> bool:
 
 def _plainly_valid(claim: Claim, today: date) -> bool:
     """True only if the rules and the size limits find nothing; False says nothing (the full rules decide)."""
+    # Fields most claims leave empty: if any is set, the general checks below decide (or the full rules).
+    if (claim.payments_received or claim.interest is not None or claim.invoices or claim.documents
+            or claim.reason is not None or claim.partner_id is not None or claim.labels
+            or claim.contract_date is not None or claim.first_dunning_date is not None
+            or claim.default_date is not None):
+        return _plainly_valid_rare(claim, today)
+    reference, number, memo = claim.creditor_reference, claim.invoice_number, claim.memo
+    if (len(reference) > _REFERENCE or not reference.strip() or (number is not None and len(number) > _INVOICE_NUMBER)
+            or (memo is not None and len(memo) > _MEMO) or claim.currency not in _CENTS_CURRENCIES
+            or not _cents(claim.principal_amount)):
+        return False
+    fees = claim.fees
+    if fees:
+        if len(fees) > _MAX_FEES:
+            return False
+        for fee in fees:
+            if not _cents(fee.amount) or (fee.description is not None and len(fee.description) > FEE_DESCRIPTION):
+                return False
+    # No payments and every amount above 0: the total open is above 0 too.
+    due, invoiced, dunned = claim.due_date, claim.invoice_date, claim.last_dunning_date
+    if ((due is not None and (due > today or (invoiced is not None and due < invoiced)))
+            or (invoiced is not None and invoiced > today) or (dunned is not None and dunned > today)):
+        return False
+    return _plainly_valid_debtor(claim.debtor, today)
+
+
+def _plainly_valid_rare(claim: Claim, today: date) -> bool:
+    """``_plainly_valid`` for a claim with some of the fields most claims leave empty."""
     if claim.payments_received or claim.interest is not None or claim.invoices or claim.documents:
         return False
     reference, number, memo, reason = claim.creditor_reference, claim.invoice_number, claim.memo, claim.reason
@@ -205,7 +235,6 @@ def _plainly_valid(claim: Claim, today: date) -> bool:
     for label in labels:
         if len(label) > LABEL:
             return False
-    # No payments and every amount above 0: the total open is above 0 too.
     due, invoiced = claim.due_date, claim.invoice_date
     if due is not None and (due > today or (invoiced is not None and due < invoiced)):
         return False
@@ -214,26 +243,36 @@ def _plainly_valid(claim: Claim, today: date) -> bool:
     for day in (claim.contract_date, claim.first_dunning_date, claim.last_dunning_date, claim.default_date):
         if day is not None and day > today:
             return False
-    debtor = claim.debtor
-    born = debtor.birth_date
+    return _plainly_valid_debtor(claim.debtor, today)
+
+
+def _plainly_valid_debtor(debtor: Debtor, today: date) -> bool:
+    born, first, last, company, number = (debtor.birth_date, debtor.first_name, debtor.last_name, debtor.company,
+                                          debtor.customer_number)
     if debtor.kind is _CONSUMER:
         # A consumer born before the year 18 years ago is of age whatever the day.
-        if not debtor.last_name or not debtor.first_name or born is None or born.year >= today.year - 18:
+        if not last or not first or born is None or born.year >= today.year - 18:
             return False
-    elif not debtor.company or (born is not None and born > today):
+    elif not company or (born is not None and born > today):
         return False
-    for text, limit in zip((debtor.title, debtor.first_name, debtor.last_name, debtor.company, debtor.legal_form,
-                            debtor.representative, debtor.contact_person, debtor.customer_number), _DEBTOR_LIMITS):
-        if text is not None and len(text) > limit:
-            return False
+    if (debtor.title is not None or debtor.legal_form is not None or debtor.representative is not None
+            or debtor.contact_person is not None):
+        for text, limit in zip((debtor.title, first, last, company, debtor.legal_form, debtor.representative,
+                                debtor.contact_person, number), _DEBTOR_LIMITS):
+            if text is not None and len(text) > limit:
+                return False
+    elif ((first is not None and len(first) > _FIRST_NAME) or (last is not None and len(last) > _LAST_NAME)
+          or (company is not None and len(company) > _COMPANY) or (number is not None and len(number) > _CUSTOMER)):
+        return False
     addresses, emails, phones, accounts = debtor.addresses, debtor.emails, debtor.phones, debtor.bank_accounts
     if ((not addresses and not emails) or len(addresses) > _MAX_ADDRESSES or len(emails) > _MAX_EMAILS
             or len(phones) > _MAX_PHONES or len(accounts) > _MAX_ACCOUNTS):
         return False
     for addr in addresses:
-        street, code, city, house, extra = addr.street, addr.postal_code, addr.city, addr.house_number, addr.address_extra
+        street, code, city, house = addr.street, addr.postal_code, addr.city, addr.house_number
         if (not street or not code or not city or len(street) > _STREET or len(city) > _CITY
-                or (house is not None and len(house) > _HOUSE) or (extra is not None and len(extra) > _EXTRA)):
+                or (house is not None and len(house) > _HOUSE)
+                or (addr.address_extra is not None and len(addr.address_extra) > _EXTRA)):
             return False
         if addr.country == "DE":
             if len(code) != 5 or not code.isascii() or not code.isdigit():

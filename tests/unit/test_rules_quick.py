@@ -266,3 +266,40 @@ def test_a_change_after_a_quick_pass_is_seen() -> None:
     claim.debtor.bank_accounts[0].iban = "DE58370400440347712783"
     assert _finding_text(validate_claim(claim, date(2025, 6, 1))) == [
         ("invalid_iban", "debtor.bank_accounts[0].iban", "IBAN has a wrong check sum (typo?)", None, "error")]
+
+
+def _iban_problem_reference(value: str) -> str | None:
+    """The IBAN check as it was before its quick path: normalise, shape, length, checksum by translate."""
+    import re
+
+    from gateway.domain.iban import _LENGTHS
+
+    iban = "".join(value.split()).upper()
+    if not re.match(r"^[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}$", iban):
+        return "is not shaped like an IBAN (country code, 2 check digits, account)"
+    expected = _LENGTHS.get(iban[:2])
+    if expected is not None and len(iban) != expected:
+        return f"has {len(iban)} characters, {iban[:2]} IBANs have {expected}"
+    letters = str.maketrans({chr(c): str(c - 55) for c in range(ord("A"), ord("Z") + 1)})
+    if int((iban[4:] + iban[:4]).translate(letters)) % 97 != 1:
+        return "has a wrong check sum (typo?)"
+    return None
+
+
+def test_iban_quick_path_agrees_with_the_translate_check() -> None:
+    from gateway.domain.iban import iban_problem
+
+    rnd = random.Random(97)
+    countries = ["DE", "AT", "GB", "NL", "FR", "QQ", "XK", "NO"]
+    for _ in range(5000):
+        country = rnd.choice(countries)
+        length = rnd.choice((15, 18, 20, 22, 24, 27, 34, 35))
+        alphabet = "0123456789" if rnd.random() < 0.7 else "0123456789ABCZ"
+        account = "".join(rnd.choice(alphabet) for _ in range(length - 4))
+        number = int((account + country + "00").translate(str.maketrans(
+            {chr(c): str(c - 55) for c in range(ord("A"), ord("Z") + 1)})))
+        check = 98 - number % 97 if rnd.random() < 0.8 else rnd.randrange(100)
+        value = f"{country}{check:02d}{account}"
+        value = rnd.choice((value, value.lower(), " ".join(value[i:i + 4] for i in range(0, len(value), 4)),
+                            value + "\n", value[:-1] + "²"))
+        assert iban_problem(value) == _iban_problem_reference(value), value

@@ -98,9 +98,9 @@ SAMPLES: dict[str, str] = {
     "xsi:type": _claim(debtor='<gw:debtor xsi:type="gw:Debtor"><gw:last_name>M</gw:last_name></gw:debtor>'),
     "xsi:schemaLocation": _claim('<gw:memo xsi:schemaLocation="urn:x y">m</gw:memo>'),
 }
-FAST = {"minimal", "every field", "padded and empty text", "decimals", "dates with a zone", "leap day",
-        "booleans 1", "booleans padded", "empty arrays and debtor", "nil members", "comments between members",
-        "a comment inside a text"}
+# read without any of spyne's code (every field but the documents' base64, and plain dates)
+FAST = {"minimal", "padded and empty text", "decimals", "leap day", "booleans 1", "booleans padded",
+        "empty arrays and debtor", "nil members", "nil items", "comments between members", "a comment inside a text"}
 
 
 @pytest.fixture(scope="module", params=["v1", "v2"])
@@ -134,12 +134,15 @@ def test_the_reader_gives_what_spyne_and_to_plain_gave(protocol: tuple[Any, Any,
 
 
 @pytest.mark.parametrize("name", sorted(FAST))
-def test_the_usual_claims_are_read_without_spyne(protocol: tuple[Any, Any, str], name: str) -> None:
+def test_the_usual_claims_are_read_without_spyne(protocol: tuple[Any, Any, str], name: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     p, cls, ns = protocol
     element = _element(SAMPLES[name], ns)
     if not p.validation_schema.validate(element):
         pytest.skip("not valid in this version's schema")
-    assert isinstance(claim_reader.ClaimReader(p, cls).read(None, element), dict)
+    reader = claim_reader.ClaimReader(p, cls)
+    monkeypatch.setattr(p, "from_element", lambda *a: pytest.fail("spyne was asked to read a value"))
+    assert isinstance(reader.read(None, element), dict)
 
 
 def test_the_unusual_claims_are_left_to_spyne(protocol: tuple[Any, Any, str]) -> None:

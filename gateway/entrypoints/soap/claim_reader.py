@@ -64,7 +64,9 @@ class ClaimReader:
         if handler == p.base_from_element:
             if convert == p.decimal_from_unicode:
                 return _DECIMAL, float(attrs.max_str_len), ftype
-            if convert == p.date_from_unicode and p._get_date_format(attrs) is None:
+            # SOAP reads dates as ISO (date_from_unicode_iso); the plain protocol by format, here none
+            if convert == p.date_from_unicode_iso or (convert == p.date_from_unicode
+                                                       and p._get_date_format(attrs) is None):
                 return _DATE, None, ftype
             if convert == p.boolean_from_bytes:
                 return _BOOL, None, ftype

@@ -63,12 +63,96 @@ def _each(out: list[Finding], field: str, items: list[str], limit: int) -> None:
 
 
 def size_findings(claim: Claim) -> list[Finding]:
-    """A ``too_long`` finding for each text over its limit, ``too_many`` for each list over its count.
+    """A ``too_long`` finding for each text over its limit, ``too_many`` for each list over its count."""
+    if sizes_fit(claim):
+        return []
+    return sizes_in_full(claim)
 
-    On the ingest hot path (every row): attribute tuples are fetched in one call each, a group whose
-    longest text is under its shortest limit is passed in C, and nothing is built unless a limit is
-    exceeded; it costs about as much as the other rules together (measured 0.9-1.0x of them).
+
+_REFERENCE, _INVOICE_NUMBER, _MEMO = CLAIM_TEXT["creditor_reference"], CLAIM_TEXT["invoice_number"], CLAIM_TEXT["memo"]
+_REASON, _PARTNER = CLAIM_TEXT["reason"], CLAIM_TEXT["partner_id"]
+_FIRST_NAME, _LAST_NAME = DEBTOR_TEXT["first_name"], DEBTOR_TEXT["last_name"]
+_COMPANY, _CUSTOMER = DEBTOR_TEXT["company"], DEBTOR_TEXT["customer_number"]
+_DEBTOR_LIMITS = tuple(DEBTOR_TEXT.values())
+_STREET, _HOUSE, _CITY = ADDRESS_TEXT["street"], ADDRESS_TEXT["house_number"], ADDRESS_TEXT["city"]
+_POSTCODE, _EXTRA = ADDRESS_TEXT["postal_code"], ADDRESS_TEXT["address_extra"]
+_BIC, _HOLDER = BANK_TEXT["bic"], BANK_TEXT["holder"]
+_MAX_FEES, _MAX_LABELS = MAX_COUNT["fees"], MAX_COUNT["labels"]
+_MAX_ADDRESSES, _MAX_EMAILS = MAX_COUNT["debtor.addresses"], MAX_COUNT["debtor.emails"]
+_MAX_PHONES, _MAX_ACCOUNTS = MAX_COUNT["debtor.phones"], MAX_COUNT["debtor.bank_accounts"]
+
+
+def sizes_fit(claim: Claim) -> bool:
+    """True only if ``size_findings`` finds nothing (False: it has to look field by field).
+
+    On the ingest hot path (every row): plain attribute reads and length comparisons, the fields most
+    claims leave empty tested as a group first; ``sizes_in_full`` builds the findings where one does not fit.
     """
+    reference, number, memo = claim.creditor_reference, claim.invoice_number, claim.memo
+    if (len(reference) > _REFERENCE or (number is not None and len(number) > _INVOICE_NUMBER)
+            or (memo is not None and len(memo) > _MEMO)):
+        return False
+    fees = claim.fees
+    if fees:
+        if len(fees) > _MAX_FEES:
+            return False
+        for fee in fees:
+            if fee.description is not None and len(fee.description) > FEE_DESCRIPTION:
+                return False
+    if ((claim.payments_received or claim.invoices or claim.documents or claim.labels or claim.reason is not None
+         or claim.partner_id is not None) and not _rare_fit(claim)):
+        return False
+    debtor = claim.debtor
+    first, last, company, customer = debtor.first_name, debtor.last_name, debtor.company, debtor.customer_number
+    if (debtor.title is not None or debtor.legal_form is not None or debtor.representative is not None
+            or debtor.contact_person is not None):
+        for text, limit in zip(_DEBTOR[1](debtor), _DEBTOR_LIMITS):
+            if text is not None and len(text) > limit:
+                return False
+    elif ((first is not None and len(first) > _FIRST_NAME) or (last is not None and len(last) > _LAST_NAME)
+          or (company is not None and len(company) > _COMPANY)
+          or (customer is not None and len(customer) > _CUSTOMER)):
+        return False
+    addresses, emails, phones, accounts = debtor.addresses, debtor.emails, debtor.phones, debtor.bank_accounts
+    if (len(addresses) > _MAX_ADDRESSES or len(emails) > _MAX_EMAILS or len(phones) > _MAX_PHONES
+            or len(accounts) > _MAX_ACCOUNTS):
+        return False
+    for addr in addresses:
+        street, code, city = addr.street, addr.postal_code, addr.city
+        house, extra = addr.house_number, addr.address_extra
+        if ((street is not None and len(street) > _STREET) or (code is not None and len(code) > _POSTCODE)
+                or (city is not None and len(city) > _CITY) or (house is not None and len(house) > _HOUSE)
+                or (extra is not None and len(extra) > _EXTRA)):
+            return False
+    for email in emails:
+        if len(email) > EMAIL:
+            return False
+    for phone in phones:
+        if len(phone) > PHONE:
+            return False
+    for account in accounts:
+        bic, holder = account.bic, account.holder
+        if (bic is not None and len(bic) > _BIC) or (holder is not None and len(holder) > _HOLDER):
+            return False
+    return True
+
+
+def _rare_fit(claim: Claim) -> bool:
+    reason, partner, labels = claim.reason, claim.partner_id, claim.labels
+    if ((reason is not None and len(reason) > _REASON) or (partner is not None and len(partner) > _PARTNER)
+            or len(labels) > _MAX_LABELS or len(claim.payments_received) > MAX_COUNT["payments_received"]
+            or len(claim.invoices) > MAX_COUNT["invoices"] or len(claim.documents) > MAX_COUNT["documents"]):
+        return False
+    return (all(len(label) <= LABEL for label in labels)
+            and all(p.reference is None or len(p.reference) <= PAYMENT_REFERENCE for p in claim.payments_received)
+            and all((i.number is None or len(i.number) <= INVOICE_NUMBER)
+                    and (i.description is None or len(i.description) <= INVOICE_DESCRIPTION) for i in claim.invoices)
+            and all(len(d.name) <= DOCUMENT_NAME and len(d.media_type) <= DOCUMENT_MEDIA_TYPE
+                    for d in claim.documents))
+
+
+def sizes_in_full(claim: Claim) -> list[Finding]:
+    """``size_findings`` without ``sizes_fit`` in front: every text and list looked at and reported."""
     out: list[Finding] = []
     debtor = claim.debtor
     _texts(out, claim, _CLAIM)

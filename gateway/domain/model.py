@@ -172,18 +172,30 @@ class Claim(Struct):
 
     @property
     def fees_total(self) -> Decimal:
-        return sum((f.amount for f in self.fees), Decimal(0))
+        return _total(self.fees)
 
     @property
     def payments_total(self) -> Decimal:
-        return sum((p.amount for p in self.payments_received), Decimal(0))
+        return _total(self.payments_received)
 
     @property
     def total_open_amount(self) -> Decimal:
         """Principal plus fees minus payments received; never typed in, always computed."""
-        if not self.fees and not self.payments_received:  # the common case, on the ingest hot path
+        fees, payments = self.fees, self.payments_received
+        if not fees and not payments:  # the common case, on the ingest hot path
             return self.principal_amount
-        return self.principal_amount + self.fees_total - self.payments_total
+        return self.principal_amount + _total(fees) - _total(payments)
+
+
+_ZERO = Decimal(0)
+
+
+def _total(items: list[Fee] | list[Payment]) -> Decimal:
+    """The amounts' sum from Decimal(0), added in order as ``sum`` would (a loop: no generator per call)."""
+    total = _ZERO
+    for item in items:
+        total += item.amount
+    return total
 
 
 # Minor units per currency: the few that differ from 2 (ISO 4217).

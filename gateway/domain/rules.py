@@ -16,8 +16,7 @@ from gateway.domain.countries import COUNTRIES, CURRENCIES
 from gateway.domain.findings import Finding, Severity
 from gateway.domain.iban import iban_problem
 from gateway.domain.limitation import STATUTORY, LimitationPolicy, limitation_findings, plainly_not_near
-from gateway.domain.limits import (ADDRESS_TEXT, BANK_TEXT, CLAIM_TEXT, DEBTOR_TEXT, EMAIL, FEE_DESCRIPTION, LABEL,
-                                   MAX_COUNT, PHONE, size_findings)
+from gateway.domain.limits import size_findings, sizes_fit
 from gateway.domain.model import Claim, Debtor, DebtorKind, minor_digits
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -33,7 +32,7 @@ def validate_claim(claim: Claim, today: date) -> list[Finding]:
 
 
 def all_rules(claim: Claim, today: date) -> list[Finding]:
-    """``validate_claim`` without its quick path: every rule run in full (what it must always agree with)."""
+    """``validate_claim`` without its quick path: every rule run (what it must always agree with)."""
     return [*_claim_rules(claim, today), *_debtor_rules(claim.debtor, today), *size_findings(claim)]
 
 
@@ -160,24 +159,12 @@ def _contact_rules(debtor: Debtor) -> Iterator[Finding]:
 
 # The quick path. Every ingest row pays for the rules, and almost every row passes them all; running each
 # rule as a generator that yields nothing, and the size limits field by field, cost ~10 us a row. The
-# quick path tests conditions that imply that no rule and no size limit finds anything, with plain
-# attribute reads and comparisons; where one does not hold, ``validate_claim`` runs the full rules, so the
+# quick path tests conditions that imply that no rule finds anything, with plain attribute reads and
+# comparisons, then ``sizes_fit``; where one does not hold, ``validate_claim`` runs the full rules, so the
 # findings (and their order) never depend on it. It may only answer True where the full rules find nothing
 # (tests/unit/test_rules_quick.py checks it against them on many claims, valid and not).
 _CENTS_CURRENCIES = CURRENCIES - {c for c in CURRENCIES if minor_digits(c) != 2}
 _CENT = Decimal("0.01")
-_DEBTOR_LIMITS = tuple(DEBTOR_TEXT[name] for name in ("title", "first_name", "last_name", "company", "legal_form",
-                                                       "representative", "contact_person", "customer_number"))
-_FIRST_NAME, _LAST_NAME = DEBTOR_TEXT["first_name"], DEBTOR_TEXT["last_name"]
-_COMPANY, _CUSTOMER = DEBTOR_TEXT["company"], DEBTOR_TEXT["customer_number"]
-_REFERENCE, _INVOICE_NUMBER, _MEMO = CLAIM_TEXT["creditor_reference"], CLAIM_TEXT["invoice_number"], CLAIM_TEXT["memo"]
-_REASON, _PARTNER = CLAIM_TEXT["reason"], CLAIM_TEXT["partner_id"]
-_STREET, _HOUSE, _CITY = ADDRESS_TEXT["street"], ADDRESS_TEXT["house_number"], ADDRESS_TEXT["city"]
-_POSTCODE, _EXTRA = ADDRESS_TEXT["postal_code"], ADDRESS_TEXT["address_extra"]
-_MAX_FEES, _MAX_LABELS = MAX_COUNT["fees"], MAX_COUNT["labels"]
-_MAX_ADDRESSES, _MAX_EMAILS = MAX_COUNT["debtor.addresses"], MAX_COUNT["debtor.emails"]
-_MAX_PHONES, _MAX_ACCOUNTS = MAX_COUNT["debtor.phones"], MAX_COUNT["debtor.bank_accounts"]
-_BIC, _HOLDER = BANK_TEXT["bic"], BANK_TEXT["holder"]
 _CONSUMER = DebtorKind.CONSUMER
 
 
@@ -190,104 +177,47 @@ def _cents(amount: Decimal) -> bool:
 
 def _plainly_valid(claim: Claim, today: date) -> bool:
     """True only if the rules and the size limits find nothing; False says nothing (the full rules decide)."""
-    # Fields most claims leave empty: if any is set, the general checks below decide (or the full rules).
-    if (claim.payments_received or claim.interest is not None or claim.invoices or claim.documents
-            or claim.reason is not None or claim.partner_id is not None or claim.labels
-            or claim.contract_date is not None or claim.first_dunning_date is not None
-            or claim.default_date is not None):
-        return _plainly_valid_rare(claim, today)
-    reference, number, memo = claim.creditor_reference, claim.invoice_number, claim.memo
-    if (len(reference) > _REFERENCE or not reference.strip() or (number is not None and len(number) > _INVOICE_NUMBER)
-            or (memo is not None and len(memo) > _MEMO) or claim.currency not in _CENTS_CURRENCIES
+    if claim.payments_received or claim.interest is not None:
+        return False
+    if (not claim.creditor_reference.strip() or claim.currency not in _CENTS_CURRENCIES
             or not _cents(claim.principal_amount)):
         return False
-    fees = claim.fees
-    if fees:
-        if len(fees) > _MAX_FEES:
+    for fee in claim.fees:
+        if not _cents(fee.amount):
             return False
-        for fee in fees:
-            if not _cents(fee.amount) or (fee.description is not None and len(fee.description) > FEE_DESCRIPTION):
-                return False
     # No payments and every amount above 0: the total open is above 0 too.
     due, invoiced, dunned = claim.due_date, claim.invoice_date, claim.last_dunning_date
     if ((due is not None and (due > today or (invoiced is not None and due < invoiced)))
             or (invoiced is not None and invoiced > today) or (dunned is not None and dunned > today)):
         return False
-    return _plainly_valid_debtor(claim.debtor, today)
-
-
-def _plainly_valid_rare(claim: Claim, today: date) -> bool:
-    """``_plainly_valid`` for a claim with some of the fields most claims leave empty."""
-    if claim.payments_received or claim.interest is not None or claim.invoices or claim.documents:
+    contract, first_dunned, default = claim.contract_date, claim.first_dunning_date, claim.default_date
+    if ((contract is not None and contract > today) or (first_dunned is not None and first_dunned > today)
+            or (default is not None and default > today)):
         return False
-    reference, number, memo, reason = claim.creditor_reference, claim.invoice_number, claim.memo, claim.reason
-    if (not reference.strip() or len(reference) > _REFERENCE or (number is not None and len(number) > _INVOICE_NUMBER)
-            or (memo is not None and len(memo) > _MEMO) or (reason is not None and len(reason) > _REASON)
-            or (claim.partner_id is not None and len(claim.partner_id) > _PARTNER)
-            or claim.currency not in _CENTS_CURRENCIES or not _cents(claim.principal_amount)):
-        return False
-    fees, labels = claim.fees, claim.labels
-    if len(fees) > _MAX_FEES or len(labels) > _MAX_LABELS:
-        return False
-    for fee in fees:
-        if not _cents(fee.amount) or (fee.description is not None and len(fee.description) > FEE_DESCRIPTION):
-            return False
-    for label in labels:
-        if len(label) > LABEL:
-            return False
-    due, invoiced = claim.due_date, claim.invoice_date
-    if due is not None and (due > today or (invoiced is not None and due < invoiced)):
-        return False
-    if invoiced is not None and invoiced > today:
-        return False
-    for day in (claim.contract_date, claim.first_dunning_date, claim.last_dunning_date, claim.default_date):
-        if day is not None and day > today:
-            return False
-    return _plainly_valid_debtor(claim.debtor, today)
-
-
-def _plainly_valid_debtor(debtor: Debtor, today: date) -> bool:
-    born, first, last, company, number = (debtor.birth_date, debtor.first_name, debtor.last_name, debtor.company,
-                                          debtor.customer_number)
+    debtor = claim.debtor
+    born = debtor.birth_date
     if debtor.kind is _CONSUMER:
         # A consumer born before the year 18 years ago is of age whatever the day.
-        if not last or not first or born is None or born.year >= today.year - 18:
+        if not debtor.last_name or not debtor.first_name or born is None or born.year >= today.year - 18:
             return False
-    elif not company or (born is not None and born > today):
+    elif not debtor.company or (born is not None and born > today):
         return False
-    if (debtor.title is not None or debtor.legal_form is not None or debtor.representative is not None
-            or debtor.contact_person is not None):
-        for text, limit in zip((debtor.title, first, last, company, debtor.legal_form, debtor.representative,
-                                debtor.contact_person, number), _DEBTOR_LIMITS):
-            if text is not None and len(text) > limit:
-                return False
-    elif ((first is not None and len(first) > _FIRST_NAME) or (last is not None and len(last) > _LAST_NAME)
-          or (company is not None and len(company) > _COMPANY) or (number is not None and len(number) > _CUSTOMER)):
-        return False
-    addresses, emails, phones, accounts = debtor.addresses, debtor.emails, debtor.phones, debtor.bank_accounts
-    if ((not addresses and not emails) or len(addresses) > _MAX_ADDRESSES or len(emails) > _MAX_EMAILS
-            or len(phones) > _MAX_PHONES or len(accounts) > _MAX_ACCOUNTS):
+    addresses, emails = debtor.addresses, debtor.emails
+    if not addresses and not emails:
         return False
     for addr in addresses:
-        street, code, city, house = addr.street, addr.postal_code, addr.city, addr.house_number
-        if (not street or not code or not city or len(street) > _STREET or len(city) > _CITY
-                or (house is not None and len(house) > _HOUSE)
-                or (addr.address_extra is not None and len(addr.address_extra) > _EXTRA)):
+        code = addr.postal_code
+        if not addr.street or not code or not addr.city:
             return False
         if addr.country == "DE":
             if len(code) != 5 or not code.isascii() or not code.isdigit():
                 return False
-        elif addr.country not in COUNTRIES or len(code) > _POSTCODE:
+        elif addr.country not in COUNTRIES:
             return False
     for email in emails:
-        if len(email) > EMAIL or not _EMAIL.match(email):
+        if not _EMAIL.match(email):
             return False
-    for phone in phones:
-        if len(phone) > PHONE:
+    for account in debtor.bank_accounts:
+        if iban_problem(account.iban) is not None:
             return False
-    for account in accounts:
-        bic, holder = account.bic, account.holder
-        if ((bic is not None and len(bic) > _BIC) or (holder is not None and len(holder) > _HOLDER)
-                or iban_problem(account.iban) is not None):
-            return False
-    return True
+    return sizes_fit(claim)

@@ -20,6 +20,7 @@ import pytest
 from gateway.domain.findings import Finding
 from gateway.domain.limitation import (STATUTORY, LimitationPolicy, Period, limitation_findings, limitation_in_full,
                                        plainly_not_near)
+from gateway.domain.limits import size_findings, sizes_in_full
 from gateway.domain.model import (Address, BankAccount, Claim, Debtor, DebtorKind, Document, Fee, FeeKind, Interest,
                                   InterestKind, Invoice, Payment)
 from gateway.domain.rules import all_rules, check_claim, validate_claim
@@ -86,7 +87,8 @@ CHANGES: dict[str, Change] = {
     "currency BHD": c(currency="BHD", principal_amount=Decimal("1.234")),
     "principal 0": c(principal_amount=Decimal("0")), "principal -1": c(principal_amount=Decimal("-1.00")),
     "principal -0": c(principal_amount=Decimal("-0")), "principal NaN": c(principal_amount=Decimal("NaN")),
-    "principal inf": c(principal_amount=Decimal("Infinity")), "principal 3 places": c(principal_amount=Decimal("1.234")),
+    "principal inf": c(principal_amount=Decimal("Infinity")),
+    "principal 3 places": c(principal_amount=Decimal("1.234")),
     "principal 1.230": c(principal_amount=Decimal("1.230")), "principal 1E+2": c(principal_amount=Decimal("1E+2")),
     "principal whole": c(principal_amount=Decimal("100")), "principal 0.5": c(principal_amount=Decimal("0.5")),
     "principal tiny": c(principal_amount=Decimal("0.01")),
@@ -113,10 +115,18 @@ CHANGES: dict[str, Change] = {
     "first dunning future": c(first_dunning_date=date(2030, 1, 1)),
     "last dunning future": c(last_dunning_date=date(2030, 1, 1)), "default future": c(default_date=date(2030, 1, 1)),
     "default past": c(default_date=date(2025, 4, 1)),
-    "labels": c(labels=["loan"]), "label short period": c(labels=["x", "short"]), "label other": c(labels=["a", "b"]), "label 64": c(labels=[X * 64]),
+    "labels": c(labels=["loan"]), "label short period": c(labels=["x", "short"]),
+    "label other": c(labels=["a", "b"]), "label 64": c(labels=[X * 64]),
     "label 65": c(labels=[X * 65]), "51 labels": c(labels=["a"] * 51),
     "invoices": c(invoices=[Invoice(amount=Decimal("1"), number=X * 129)]),
     "invoices ok": c(invoices=[Invoice(amount=Decimal("1"), number="A")]),
+    "invoice description 201": c(invoices=[Invoice(amount=Decimal("1"), description=X * 201)]),
+    "payment reference 128": c(payments_received=[Payment(amount=Decimal("1"), date=date(2025, 4, 1),
+                                                          reference=X * 128)]),
+    "payment reference 129": c(payments_received=[Payment(amount=Decimal("1"), date=date(2025, 4, 1),
+                                                          reference=X * 129)]),
+    "document media type 129": c(documents=[Document(name="a.pdf", media_type=X * 129, sha256="0" * 64)]),
+    "document ok": c(documents=[Document(name="a.pdf", media_type="application/pdf", sha256="0" * 64)]),
     "documents": c(documents=[Document(name=X * 256, media_type="application/pdf", sha256="0" * 64)]),
     # limitation inputs
     "acknowledged": c(acknowledgement_date=date(2025, 5, 1)), "ack future": c(acknowledgement_date=date(2031, 1, 1)),
@@ -179,6 +189,7 @@ CHANGES: dict[str, Change] = {
 
 def _both(claim: Claim, today: date, policy: LimitationPolicy) -> None:
     full = all_rules(claim, today)
+    assert size_findings(claim) == sizes_in_full(claim)
     assert validate_claim(claim, today) == full
     timely = limitation_in_full(claim, today, policy)
     assert limitation_findings(claim, today, policy) == timely
@@ -303,3 +314,22 @@ def test_iban_quick_path_agrees_with_the_translate_check() -> None:
         value = rnd.choice((value, value.lower(), " ".join(value[i:i + 4] for i in range(0, len(value), 4)),
                             value + "\n", value[:-1] + "²"))
         assert iban_problem(value) == _iban_problem_reference(value), value
+
+
+@pytest.mark.parametrize("name", sorted(CHANGES))
+def test_totals_keep_their_digits(name: str) -> None:
+    """Totals are added in the order and from the zero ``sum`` used: the same value with the same exponent."""
+    claim = CHANGES[name](base())
+    fees = sum((f.amount for f in claim.fees), Decimal(0))
+    paid = sum((p.amount for p in claim.payments_received), Decimal(0))
+    assert str(claim.fees_total) == str(fees) and str(claim.payments_total) == str(paid)
+    expected = claim.principal_amount if not claim.fees and not claim.payments_received else (
+        claim.principal_amount + fees - paid)
+    assert str(claim.total_open_amount) == str(expected)
+
+
+def test_totals_of_unusual_amounts() -> None:
+    claim = msgspec.structs.replace(base(), principal_amount=Decimal("1E+2"), fees=[fee("5E+1"), fee("0.10")],
+                                    payments_received=[pay("-0", date(2025, 4, 1))])
+    assert str(claim.total_open_amount) == str(Decimal("1E+2") + (Decimal(0) + Decimal("5E+1") + Decimal("0.10"))
+                                               - (Decimal(0) + Decimal("-0")))

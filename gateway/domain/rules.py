@@ -15,7 +15,7 @@ from gateway.domain import findings as f
 from gateway.domain.countries import COUNTRIES, CURRENCIES
 from gateway.domain.findings import Finding, Severity
 from gateway.domain.iban import iban_problem
-from gateway.domain.limitation import STATUTORY, LimitationPolicy, limitation_findings, plainly_not_near
+from gateway.domain.limitation import STATUTORY, LimitationPolicy, limitation_in_full, plainly_not_near
 from gateway.domain.limits import size_findings, sizes_fit
 from gateway.domain.model import Claim, Debtor, DebtorKind, minor_digits
 
@@ -26,9 +26,8 @@ _PAST_DATES = ("contract_date", "invoice_date", "first_dunning_date", "last_dunn
 
 def validate_claim(claim: Claim, today: date) -> list[Finding]:
     """Every rule failure of a claim, in a stable order."""
-    if _plainly_valid(claim, today):
-        return []
-    return all_rules(claim, today)
+    found = _quick_findings(claim, today)
+    return all_rules(claim, today) if found is None else found
 
 
 def all_rules(claim: Claim, today: date) -> list[Finding]:
@@ -38,9 +37,12 @@ def all_rules(claim: Claim, today: date) -> list[Finding]:
 
 def check_claim(claim: Claim, today: date, policy: LimitationPolicy = STATUTORY) -> list[Finding]:
     """``validate_claim`` and then ``limitation_findings``: the same findings in the same order, in one call."""
-    if _plainly_valid(claim, today) and plainly_not_near(claim, today, policy):
-        return []
-    return [*validate_claim(claim, today), *limitation_findings(claim, today, policy)]
+    found = _quick_findings(claim, today)
+    if found is None:
+        found = all_rules(claim, today)
+    if plainly_not_near(claim, today, policy):
+        return found
+    return [*found, *limitation_in_full(claim, today, policy)]
 
 
 def age_on(birth_date: date, day: date) -> int:
@@ -108,11 +110,9 @@ def _debtor_rules(debtor: Debtor, today: date) -> Iterator[Finding]:
     else:
         if not debtor.last_name:
             yield _err(f.MISSING_FIELD, "debtor.last_name", "a consumer debtor needs a last name")
-        missing = [n for n, v in (("first name", debtor.first_name), ("birth date", debtor.birth_date)) if not v]
-        if missing:
-            yield _err(f.CONSUMER_INCOMPLETE, "debtor.first_name" if not debtor.first_name else "debtor.birth_date",
-                       f"consumer without {' and '.join(missing)}: the partner may not identify the debtor",
-                       Severity.WARNING)
+        incomplete = _consumer_incomplete(debtor)
+        if incomplete is not None:
+            yield incomplete
     if debtor.birth_date is not None:
         if debtor.birth_date > today:
             yield _err(f.DATE_IN_FUTURE, "debtor.birth_date", "the birth date is in the future",
@@ -127,6 +127,15 @@ def _debtor_rules(debtor: Debtor, today: date) -> Iterator[Finding]:
         problem = iban_problem(account.iban)
         if problem:
             yield _err(f.INVALID_IBAN, f"debtor.bank_accounts[{i}].iban", f"IBAN {problem}")
+
+
+def _consumer_incomplete(debtor: Debtor) -> Finding | None:
+    missing = [n for n, v in (("first name", debtor.first_name), ("birth date", debtor.birth_date)) if not v]
+    if not missing:
+        return None
+    return _err(f.CONSUMER_INCOMPLETE, "debtor.first_name" if not debtor.first_name else "debtor.birth_date",
+                f"consumer without {' and '.join(missing)}: the partner may not identify the debtor",
+                Severity.WARNING)
 
 
 def _contact_rules(debtor: Debtor) -> Iterator[Finding]:
@@ -175,49 +184,58 @@ def _cents(amount: Decimal) -> bool:
     return amount.same_quantum(_CENT) or amount.as_tuple().exponent >= -2  # type: ignore[operator]
 
 
-def _plainly_valid(claim: Claim, today: date) -> bool:
-    """True only if the rules and the size limits find nothing; False says nothing (the full rules decide)."""
+def _quick_findings(claim: Claim, today: date) -> list[Finding] | None:
+    """What the rules and size limits find, for a claim plain enough to tell cheaply; None: run them in full.
+
+    Nothing, or only the warning of a consumer without a first name or birth date (files without the
+    column give it on every row).
+    """
     if claim.payments_received or claim.interest is not None:
-        return False
+        return None
     if (not claim.creditor_reference.strip() or claim.currency not in _CENTS_CURRENCIES
             or not _cents(claim.principal_amount)):
-        return False
+        return None
     for fee in claim.fees:
         if not _cents(fee.amount):
-            return False
+            return None
     # No payments and every amount above 0: the total open is above 0 too.
     due, invoiced, dunned = claim.due_date, claim.invoice_date, claim.last_dunning_date
     if ((due is not None and (due > today or (invoiced is not None and due < invoiced)))
             or (invoiced is not None and invoiced > today) or (dunned is not None and dunned > today)):
-        return False
+        return None
     contract, first_dunned, default = claim.contract_date, claim.first_dunning_date, claim.default_date
     if ((contract is not None and contract > today) or (first_dunned is not None and first_dunned > today)
             or (default is not None and default > today)):
-        return False
+        return None
     debtor = claim.debtor
     born = debtor.birth_date
+    incomplete = None
     if debtor.kind is _CONSUMER:
         # A consumer born before the year 18 years ago is of age whatever the day.
-        if not debtor.last_name or not debtor.first_name or born is None or born.year >= today.year - 18:
-            return False
+        if not debtor.last_name or (born is not None and born.year >= today.year - 18):
+            return None
+        if born is None or not debtor.first_name:
+            incomplete = _consumer_incomplete(debtor)
     elif not debtor.company or (born is not None and born > today):
-        return False
+        return None
     addresses, emails = debtor.addresses, debtor.emails
     if not addresses and not emails:
-        return False
+        return None
     for addr in addresses:
         code = addr.postal_code
         if not addr.street or not code or not addr.city:
-            return False
+            return None
         if addr.country == "DE":
             if len(code) != 5 or not code.isascii() or not code.isdigit():
-                return False
+                return None
         elif addr.country not in COUNTRIES:
-            return False
+            return None
     for email in emails:
         if not _EMAIL.match(email):
-            return False
+            return None
     for account in debtor.bank_accounts:
         if iban_problem(account.iban) is not None:
-            return False
-    return sizes_fit(claim)
+            return None
+    if not sizes_fit(claim):
+        return None
+    return [] if incomplete is None else [incomplete]

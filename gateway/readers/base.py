@@ -137,6 +137,11 @@ class Guarded:
         self.delimiter: str | None = getattr(inner, "delimiter", None)
 
     def __iter__(self) -> Iterator[SourceRow]:
+        if getattr(self.inner, "guards_itself", False):  # it raises only GatewayErrors: no layer per row
+            return iter(self.inner)
+        return self._guarded()
+
+    def _guarded(self) -> Iterator[SourceRow]:
         try:
             yield from self.inner
         except GatewayError:

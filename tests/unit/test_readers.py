@@ -81,6 +81,90 @@ def test_csv_wrong_delimiter_is_named(tmp_path: Path) -> None:
         read(path, spec("  delimiter: ';'"))
 
 
+def csv_reference(data: bytes, codec: str, delimiter: str = ";") -> tuple[list[tuple[int, list[str]]], str | None]:
+    """What ``csv`` makes of the file's lines one by one (the reader's rows without its block reading and
+    direct splitting): the non-empty records after the header with their first line, and the csv error."""
+    import csv as std_csv
+    parts = data.split(b"\n")
+    lines = [p.decode(codec) + "\n" for p in parts[:-1]] + ([parts[-1].decode(codec)] if parts[-1] else [])
+    reader = std_csv.reader(lines, delimiter=delimiter, quotechar='"', doublequote=True, strict=True)
+    out, prev = [], 0
+    try:
+        for record in reader:
+            start, prev = prev + 1, reader.line_num
+            if any(record):
+                out.append((start, record))
+    except std_csv.Error as exc:
+        return out[1:], f"row {prev + 1}: {exc}"
+    return out[1:], None
+
+
+TRICKY = ['R1;"a;b";1\r\n', 'R2;"zwei\r\nZeilen ""x""";2\r\n', "R3;plain;3\n", ";;\r\n", "\r\n", "R4;;\n",
+          'R5;say "hi";5\r\n', 'R6;"x\n\ny";6\n', "R7;\u00fc\u20ac;7\r\n", "R8;a\r\r\n", "R9; ;9"]
+
+
+@pytest.mark.parametrize("block", [1, 2, 5, 13, 64, 1 << 18])
+def test_csv_blocks_and_direct_splits_read_as_csv_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        block: int) -> None:
+    import random
+
+    from gateway.readers import csv_reader
+    monkeypatch.setattr(csv_reader, "_BLOCK", block)
+    rnd = random.Random(block)
+    for n in range(40):
+        lines = ["Ref;Name;Betrag\r\n"] + [rnd.choice(TRICKY) for _ in range(rnd.randrange(1, 12))]
+        path = tmp_path / f"f{n}.csv"
+        path.write_bytes("".join(lines).encode("utf-8"))
+        expected, problem = csv_reference(path.read_bytes(), "utf-8")
+        with open_reader(path, spec("  encoding: utf-8").format) as reader:
+            rows: list[tuple[int, list[str]]] = []
+            try:
+                rows.extend((src.row, src.values) for src in reader)
+            except InputError as exc:
+                assert problem is not None and f"row {exc.row}:" in problem, (lines, str(exc))
+            else:
+                assert problem is None, lines
+        assert rows == expected, lines
+
+
+@pytest.mark.parametrize("block", [3, 40, 1 << 18])
+def test_csv_bad_byte_in_a_later_block_keeps_the_rows_before_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 block: int) -> None:
+    from gateway.readers import csv_reader
+    monkeypatch.setattr(csv_reader, "_BLOCK", block)
+    good = "".join(f"R{i};Gr\u00fc\u00dfe;{i}\r\n" for i in range(2, 40)).encode("cp1252")
+    path = tmp_path / "a.csv"
+    data = b"Ref;Name;Betrag\r\n" + good + b"R40;x\x81y;40\r\n" + good
+    path.write_bytes(data)
+    rows = []
+    with open_reader(path, spec("  encoding: windows-1252").format) as reader:
+        with pytest.raises(InputError) as info:
+            rows.extend(src.row for src in reader)
+    assert rows == list(range(2, 40))
+    assert info.value.row == 40
+    offset = data.index(b"\x81")
+    assert f"byte 0x81 at byte offset {offset} is not valid windows-1252" in str(info.value)
+
+
+@pytest.mark.parametrize("block", [3, 40, 1 << 18])
+def test_csv_line_over_the_limit_in_a_later_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  block: int) -> None:
+    from gateway.readers import csv_reader
+    monkeypatch.setattr(csv_reader, "_BLOCK", block)
+    monkeypatch.setattr(csv_reader, "LINE_LIMIT", 50)
+    path = tmp_path / "a.csv"
+    # lines of exactly the limit pass; one byte more (or an unterminated last line of the limit) does not
+    ok = "R;" + "x" * 46 + "\r\n"
+    assert len(ok) == 50
+    for tail, rows_before in ((ok + "R;" + "y" * 47 + "\r\n" + ok, 2), (ok + "R;" + "z" * 48, 2)):
+        path.write_bytes(("Ref;Name\r\n" + ok + tail).encode("ascii"))
+        seen = []
+        with open_reader(path, spec("  encoding: utf-8").format) as reader:
+            with pytest.raises(InputError, match="longer than 50 bytes") as info:
+                seen.extend(src.row for src in reader)
+        assert seen == list(range(2, 2 + rows_before)) and info.value.row == 2 + rows_before
+
+
 # ---------------------------------------------------------------- spreadsheets
 
 def write_xlsx(path: Path, sheets: dict[str, list[list[Any]]], date_cells: bool = True) -> Path:

@@ -60,6 +60,15 @@ def wrap(kek: AESGCM, key: bytes, aad: bytes) -> bytes:
     return nonce + kek.encrypt(nonce, key, aad)
 
 
+def wrap_all(kek: AESGCM, keys: list[bytes], aads: list[bytes]) -> list[bytes]:
+    """``wrap`` for many keys, with the nonces read from the OS in one call (one syscall per key cost
+    about as much as the encryption itself when a chunk of thousands of claims is stored)."""
+    nonces = os.urandom(12 * len(keys))
+    encrypt = kek.encrypt
+    return [nonces[i:i + 12] + encrypt(nonces[i:i + 12], key, aad)
+            for i, key, aad in zip(range(0, 12 * len(keys), 12), keys, aads)]
+
+
 def unwrap(kek: AESGCM, wrapped: bytes, aad: bytes) -> bytes:
     """The key inside ``wrapped``."""
     try:

@@ -164,6 +164,15 @@ class AckWriter:
         self._csv.writerow((row if row is not None else "", safe_cell(reference or ""), outcome_text,
                             claim_id if claim_id is not None else "", codes, safe_cell(messages)))
 
+    def plain_rows(self, entries: list[tuple[int, str | None, str, int | None]]) -> None:
+        """``row`` for many rows without findings, sheet or xpath: (row, reference, outcome, claim id)."""
+        if self.xml or any(outcome in ("rejected", "conflict") for _, _, outcome, _ in entries):
+            for row, reference, outcome, claim_id in entries:
+                self.row(row, reference, outcome, claim_id, [])
+            return
+        self._csv.writerows((row, safe_cell(reference or ""), outcome, claim_id if claim_id is not None else "", "", "")
+                            for row, reference, outcome, claim_id in entries)
+
     def _trailer(self) -> None:
         if not self.omitted:
             return

@@ -40,6 +40,7 @@ from gateway.store import fingerprints
 from gateway.store import submissions as sub_store
 from gateway.store.claims import PreparedClaim
 from gateway.store.db import read_tx, write_tx
+from gateway.store.sql import dumps
 
 log = logging.getLogger(__name__)
 MAX_RESULTS = 50_000  # per-row results kept in memory for the caller; the ack file has every row
@@ -215,7 +216,10 @@ class IngestRun:
                                                                               if p.claim is not None])
             differs = self._compare_resends(conn, candidates, existing, sid)
         seen: set[str] = set()
-        new: list[tuple[PreparedRow, tuple[PreparedClaim, State, int | None, dict[str, Any] | None]]] = []
+        new: list[tuple[PreparedRow, tuple[PreparedClaim, State, int | None, dict[str, Any] | str | None]]] = []
+        queued = State.QUEUED
+        # dumps({"submission": ..., "row": N}) for the common row, without a dict and an encode per row
+        data_head = dumps({"submission": self.result.submission})[:-1] + ',"row":'
         own: dict[int, int] = {}  # source row -> claim id stored by an earlier run of this submission
         stored_ok: set[int] = set()
         for p in candidates:
@@ -244,6 +248,9 @@ class IngestRun:
             if p.no_partner:
                 p.findings.append(Finding(code=codes.NO_PARTNER, severity=Severity.HOLD, row=p.row,
                                           message="no partner is configured for this claim: held for the operator"))
+            if not p.findings and p.sheet is None and p.xpath is None:  # the common row: its event data as text
+                new.append((p, (p.claim, queued, p.row, f"{data_head}{p.row}}}")))
+                continue
             state = State.HELD if p.findings and outcome_of(p.findings) == Outcome.HELD else State.QUEUED
             data: dict[str, Any] = {"submission": self.result.submission, "row": p.row}
             if p.sheet is not None:
@@ -260,8 +267,7 @@ class IngestRun:
                           else [None] * len(new))
         stored = {p.row: cid for (p, _), cid in zip(new, ids)}
         stored.update(own)
-        for p in chunk:
-            self._report(p, stored.get(p.row), p.row in stored_ok)
+        self._report_chunk(chunk, stored, stored_ok)
         progress = PROGRESS.get()
         if progress is not None:
             progress(self.result.rows)
@@ -279,7 +285,7 @@ class IngestRun:
             (cid, claim, fingerprints.fingerprint(self.app.cipher, claim)) for _, cid, claim in resends])
         return {row: fields for (row, _, _), fields in zip(resends, found)}
 
-    def _store(self, new: list[tuple[PreparedRow, tuple[PreparedClaim, State, int | None, dict[str, Any] | None]]],
+    def _store(self, new: list[tuple[PreparedRow, tuple[PreparedClaim, State, int | None, dict[str, Any] | str | None]]],
                chunk: list[PreparedRow], last_row: int) -> list[Any]:
         assert self.submission is not None
         sid = self.submission["id"]
@@ -302,6 +308,40 @@ class IngestRun:
             sub_store.record_findings(conn, sid, rows)
             sub_store.set_progress(conn, sid, last_row)
         return ids
+
+    def _report_chunk(self, chunk: list[PreparedRow], stored: dict[int, Any], stored_ok: set[int]) -> None:
+        """``_report`` for every row of a chunk, rows without findings (nearly all) in one go."""
+        r, writer = self.result, self.writer
+        accepted = Outcome.ACCEPTED.value
+        plain: list[tuple[int, str | None, str, Any]] = []  # ack entries waiting to be written, in row order
+        results: list[RowResult] = []
+        for p in chunk:
+            if p.findings or p.sheet is not None or p.xpath is not None:
+                if plain and writer is not None:
+                    writer.plain_rows(plain)
+                plain = []
+                self._add_results(results)
+                results = []
+                self._report(p, stored.get(p.row), p.row in stored_ok)
+                continue
+            claim_id = stored.get(p.row)
+            r.rows += 1
+            r.accepted += 1
+            if p.total is not None and p.row in stored_ok:
+                r.currency = r.currency or p.currency
+                if p.currency == r.currency:
+                    self.total += p.total
+            plain.append((p.row, p.reference, accepted, claim_id))
+            results.append(RowResult(p.row, p.reference, accepted, claim_id, p.findings))
+        if plain and writer is not None:
+            writer.plain_rows(plain)
+        self._add_results(results)
+
+    def _add_results(self, results: list[RowResult]) -> None:
+        room = MAX_RESULTS - len(self.result.results)
+        if len(results) > room:
+            self.result.results_truncated = True
+        self.result.results.extend(results[:max(room, 0)])
 
     def _report(self, p: PreparedRow, claim_id: int | None, stored: bool) -> None:
         outcome = row_outcome(p.findings) if p.findings else Outcome.ACCEPTED

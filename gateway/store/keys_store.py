@@ -125,13 +125,18 @@ def insert_claim_keys(conn: Connection, cipher: FieldCipher,
                       rows: Sequence[tuple[int, str, bytes, str | None]], now: datetime | None = None) -> None:
     """Store (claim id, client id, raw DEK, name index) rows, each DEK wrapped by its client's current key."""
     keks: dict[str, tuple[str, AESGCM]] = {}
-    out = []
+    out: list[tuple[Any, ...]] = []
     t = now or utcnow()
+    by_client: dict[str, list[tuple[int, bytes, str | None]]] = {}
     for cid, client_id, dek, name in rows:
+        by_client.setdefault(client_id, []).append((cid, dek, name))
+    for client_id, group in by_client.items():
         if client_id not in keks:
             keks[client_id] = active_kek(conn, cipher, client_id)
         kid, kek = keks[client_id]
-        out.append((cid, client_id, kid, envelope.wrap(kek, dek, envelope.dek_aad(cid, client_id)), name, t))
+        prefix = f"dek:{client_id}\x1f"  # envelope.dek_aad, formatted once per client
+        wrapped = envelope.wrap_all(kek, [dek for _, dek, _ in group], [f"{prefix}{cid}".encode() for cid, _, _ in group])
+        out.extend((cid, client_id, kid, w, name, t) for (cid, _, name), w in zip(group, wrapped))
     bulk_insert(conn, claim_keys, ("claim_id", "client_id", "key_id", "wrapped_dek", "name_index", "created_at"),
                 out)
 

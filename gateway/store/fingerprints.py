@@ -34,25 +34,27 @@ _KEY_LABEL = "claim-fingerprint-key:v1"
 _encoder = msgspec.json.Encoder(order="deterministic")
 
 
-_keys: dict[bytes, bytes] = {}  # blind-index key -> fingerprint key (one HMAC per index key, not per claim)
+_keys: dict[bytes, Any] = {}  # blind-index key -> keyed HMAC-SHA256 of the fingerprint key, copied per claim
 
 
-def _key(cipher: FieldCipher) -> bytes:
+def _key(cipher: FieldCipher) -> Any:
     # Derived from the blind-index key (HMAC under it of a fixed label): that key does not change when
-    # data keys rotate, so fingerprints stay comparable across a rotation.
-    key = _keys.get(cipher.index_key)
-    if key is None:
-        key = cipher.blind_index(_KEY_LABEL).encode()
+    # data keys rotate, so fingerprints stay comparable across a rotation. Kept as a keyed HMAC object and
+    # copied per claim: keying one afresh per claim cost as much as hashing the claim.
+    mac = _keys.get(cipher.index_key)
+    if mac is None:
+        mac = hmac.new(cipher.blind_index(_KEY_LABEL).encode(), digestmod="sha256")
         if len(_keys) > 16:
             _keys.clear()
-        _keys[cipher.index_key] = key
-    return key
+        _keys[cipher.index_key] = mac
+    return mac
 
 
 def fingerprint(cipher: FieldCipher, claim: Claim) -> str:
     """``<version>:<hex>`` of the claim's canonical content."""
-    body = _encoder.encode(msgspec.structs.replace(claim, partner_id=None))
-    return f"{VERSION}:{hmac.digest(_key(cipher), body, 'sha256').hex()}"
+    mac = _key(cipher).copy()
+    mac.update(_encoder.encode(msgspec.structs.replace(claim, partner_id=None)))
+    return f"{VERSION}:{mac.hexdigest()}"
 
 
 def claim_of_prepared(cipher: FieldCipher, cols: PreparedClaim) -> Claim:

@@ -7,7 +7,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 import msgspec
-import psycopg
 from sqlalchemy import Connection, Table
 from sqlalchemy.exc import DBAPIError
 
@@ -47,6 +46,8 @@ def bulk_insert(conn: Connection, table: Table, columns: Sequence[str], rows: Se
 def _copy(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
     # COPY on the transaction's own psycopg connection: one stream instead of a statement per row
     # (ingest stored a chunk ~2.5x slower on PostgreSQL than on SQLite with executemany).
+    import psycopg  # here, not at the top: the driver and its libraries are ~20 MB a SQLite gateway never needs
+
     raw = conn.connection.driver_connection
     assert raw is not None
     try:

@@ -71,11 +71,17 @@ class App:
         self.engine.dispose()
 
 
+def make_app_engine(cfg: GatewayConfig) -> Engine:
+    """The database engine as the App has it (also built by ingest's worker processes for their own writes)."""
+    engine = make_engine(cfg.database_url, echo=cfg.database.echo, busy_timeout=cfg.database.busy_timeout_seconds)
+    keys_store.register_cipher(engine, lambda: load_field_cipher(cfg.keys_dir / DATA_KEY_FILE, cfg.keys.data_keys_env))
+    return engine
+
+
 def build_app(config: GatewayConfig | str | Path | None = None, *, migrate: bool = False) -> App:
     """An App from a config (object, path, or the default lookup); ``migrate`` upgrades the schema first."""
     cfg = config if isinstance(config, GatewayConfig) else load_config(config)
-    engine = make_engine(cfg.database_url, echo=cfg.database.echo, busy_timeout=cfg.database.busy_timeout_seconds)
-    keys_store.register_cipher(engine, lambda: load_field_cipher(cfg.keys_dir / DATA_KEY_FILE, cfg.keys.data_keys_env))
+    engine = make_app_engine(cfg)
     if migrate:
         upgrade(engine)
     return App(config=cfg, engine=engine)

@@ -99,7 +99,7 @@ def init_worker(config: GatewayConfig, spec: MappingSpec, header: list[str], hea
     gc.set_threshold(10_000, 50, 100)  # a process that only prepares rows: see ingest_run._fewer_collections
 
 
-def work(rows: list[SourceRow]) -> list[PreparedRow]:
-    """Process-pool task: prepare one chunk."""
+def worker() -> Preparer:
+    """This worker process's Preparer (built by ``init_worker``)."""
     assert _WORKER is not None, "init_worker did not run"
-    return _WORKER.chunk(rows)
+    return _WORKER

@@ -9,38 +9,31 @@ from __future__ import annotations
 import gc
 import logging
 import multiprocessing
+import os
 import threading
 from collections import deque
-from contextlib import contextmanager
-from contextvars import ContextVar
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping
+from sqlalchemy import RowMapping
 
 from gateway import liveness
 from gateway.bootstrap import App
-from gateway.domain import findings as codes
-from gateway.domain.findings import Finding, Outcome, Severity, outcome_of, row_outcome
-from gateway.domain.lifecycle import State
-from gateway.domain.model import Claim
+from gateway.domain.findings import Finding, Outcome, row_outcome
 from gateway.errors import InputError, Interrupted
 from gateway.mapping.spec import MappingSpec
 from gateway.readers.base import Reader, SourceRow
 from gateway.services.ack import AckWriter
-from gateway.services.batching import enqueue_deliveries
-from gateway.services.node import fence
-from gateway.services.ingest_prepare import Preparer, PreparedRow, init_worker, work
-from gateway.store import claims as claim_store
-from gateway.store import fingerprints
-from gateway.store import submissions as sub_store
-from gateway.store.claims import PreparedClaim
-from gateway.store.db import read_tx, write_tx
-from gateway.store.sql import dumps
+from gateway.services.ingest_prepare import Preparer, PreparedRow
+from gateway.services.ingest_store import (MAX_STORED_FINDINGS, ChunkStore, ChunkTurns, StoreContext, StoredChunk,
+                                           init_worker as init_store_worker, work as store_work)
+from gateway.services.node import current_lease, fence
 
 log = logging.getLogger(__name__)
 MAX_RESULTS = 50_000  # per-row results kept in memory for the caller; the ack file has every row
@@ -48,7 +41,6 @@ MAX_RESULTS = 50_000  # per-row results kept in memory for the caller; the ack f
 # than a parameter: the CLI sets it around one ingest (``gateway ingest``'s progress line), and runs
 # in serve's threads never see it.
 PROGRESS: ContextVar[Callable[[int], None] | None] = ContextVar("ingest_progress", default=None)
-MAX_STORED_FINDINGS = 10_000  # per submission in the database; the ack file has every finding
 
 
 @dataclass(slots=True)  # up to MAX_RESULTS of them are kept: slots halve their memory
@@ -121,6 +113,9 @@ class IngestRun:
                                  cipher=app.cipher)
         self.reference_column = self.preparer.mapper.column_for("creditor_reference")
         self.progress = submission["progress_row"] if submission else 0
+        ctx = StoreContext(client_id, submission["id"] if submission else None, result.submission,
+                           self.reference_column, self.progress)
+        self.store = ChunkStore(ctx, app.engine, app.cipher, app.now, lambda conn: fence(app, conn))
         self.chunk_size = max(1, app.config.dispatcher.batch_size)
         self.chunk_no = self.stored_findings = 0
         self.total = Decimal(0)
@@ -160,32 +155,59 @@ class IngestRun:
             yield chunk
 
     def _parallel(self, workers: int) -> None:
-        args = (self.app.config, self.spec, self.reader.header, self.reader.header_row, self.name, self.client_id,
-                self.today)
+        """Chunks prepared and stored by worker processes, in file order; this process reads and acks.
+
+        Storing in the workers as well takes the database's share of the work off this process, which
+        otherwise bounds the whole run: it would store every chunk the workers prepared.
+        """
+        ctx = multiprocessing.get_context("spawn")  # not fork: the parent may run threads (serve) holding locks
+        turns = ChunkTurns(ctx, self.chunk_no + 1, self.stored_findings)
+        args = (self.app.config, self.spec, self.reader.header, self.reader.header_row, self.name, self.today,
+                self.store.ctx, current_lease(), turns, os.getpid())
         chunks = self._chunks(self.reader)
-        # spawn, not fork: the parent may run threads (serve) whose locks a fork would copy held
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker,
-                                 initargs=args) as pool:
-            pending: deque[tuple[list[SourceRow], Future[list[PreparedRow]]]] = deque()
-            unsent: list[SourceRow] | None = None
-            try:
-                for chunk in chunks:
-                    unsent = chunk
-                    pending.append((chunk, pool.submit(work, chunk)))
-                    unsent = None
-                    if len(pending) > workers:
-                        self._flush(pending[0][1].result())  # popped only once stored: a lost worker loses nothing
-                        pending.popleft()
-                while pending:
-                    self._flush(pending[0][1].result())
-                    pending.popleft()
-            except BrokenProcessPool as exc:
-                # A worker died (killed, out of memory): finish here, in order, from the oldest unstored chunk.
-                log.warning("ingest.workers_lost file=%s error=%s: continuing in this process", self.name, exc)
-                for chunk in [c for c, _ in pending] + ([unsent] if unsent is not None else []):
-                    self._flush(self.preparer.chunk(chunk))
-                for chunk in chunks:
-                    self._flush(self.preparer.chunk(chunk))
+        pending: deque[tuple[int, list[SourceRow], Future[StoredChunk | None]]] = deque()
+        unsent: list[SourceRow] | None = None
+        lost: BrokenProcessPool | None = None
+        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_store_worker, initargs=args)
+        try:
+            for chunk in chunks:
+                unsent = chunk
+                self._check_stop()
+                self.chunk_no += 1
+                pending.append((self.chunk_no, chunk, pool.submit(store_work, self.chunk_no, chunk)))
+                unsent = None
+                if len(pending) > workers:
+                    self._collect(pending[0][2])
+                    pending.popleft()  # popped only once reported: a lost worker loses nothing
+            while pending:
+                self._collect(pending[0][2])
+                pending.popleft()
+        except BrokenProcessPool as exc:
+            lost = exc
+        except BaseException:
+            turns.abort()  # chunks not yet storing store nothing; one storing now finishes, in order
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)  # every worker gone before anything else writes
+        if lost is None:
+            return
+        # A worker died (killed, out of memory): finish here, in order, from the oldest chunk not reported.
+        # Rows of a chunk stored just before the loss are found as this submission's own and not stored twice.
+        log.warning("ingest.workers_lost file=%s error=%s: continuing in this process", self.name, lost)
+        if pending:
+            self.chunk_no = pending[0][0] - 1
+        elif unsent is not None:
+            self.chunk_no -= 1
+        for chunk in [c for _, c, _ in pending] + ([unsent] if unsent is not None else []):
+            self._flush(self.preparer.chunk(chunk))
+        for chunk in chunks:
+            self._flush(self.preparer.chunk(chunk))
+
+    def _collect(self, future: Future[StoredChunk | None]) -> None:
+        done = future.result()
+        if done is None:  # the run was aborted: the workers saw this process stop it
+            raise Interrupted(f"stopping: submission {self.result.submission} resumes at the next start")
+        self._reported(done)
 
     def _serial_grouped(self) -> None:
         chunk: list[PreparedRow] = []
@@ -204,110 +226,24 @@ class IngestRun:
             self.error = exc
 
     def _flush(self, chunk: list[PreparedRow]) -> None:
+        self._check_stop()
+        self.chunk_no += 1
+        done = self.store.store(self.chunk_no, chunk, MAX_STORED_FINDINGS - self.stored_findings)
+        self._reported(done)
+
+    def _check_stop(self) -> None:
         liveness.beat()
         if self.submission is not None and self.app.stopping.is_set():
             # Chunks commit with progress_row: stopping between them leaves a resumable submission.
             raise Interrupted(f"stopping: submission {self.result.submission} resumes at the next start")
-        self.chunk_no += 1
-        candidates = [p for p in chunk if p.claim is not None]
-        sid = self.submission["id"] if self.submission else None
-        with read_tx(self.app.engine) as conn:
-            existing = claim_store.existing_references(conn, self.client_id, [p.claim[1] for p in candidates
-                                                                              if p.claim is not None])
-            differs = self._compare_resends(conn, candidates, existing, sid)
-        seen: set[str] = set()
-        new: list[tuple[PreparedRow, tuple[PreparedClaim, State, int | None, dict[str, Any] | str | None]]] = []
-        queued = State.QUEUED
-        # dumps({"submission": ..., "row": N}) for the common row, without a dict and an encode per row
-        data_head = dumps({"submission": self.result.submission})[:-1] + ',"row":'
-        own: dict[int, int] = {}  # source row -> claim id stored by an earlier run of this submission
-        stored_ok: set[int] = set()
-        for p in candidates:
-            assert p.claim is not None
-            ref = p.claim[1]
-            prior = existing.get(ref)
-            if prior is not None and prior["submission_id"] == sid and prior["source_row"] == p.row:
-                own[p.row] = prior["id"]
-                stored_ok.add(p.row)
-                continue
-            if prior is not None and differs.get(p.row):
-                p.findings.append(Finding(
-                    code=codes.CONFLICTING_RESEND, field="creditor_reference", row=p.row,
-                    column=self.reference_column, message=f"reference '{ref}' was already submitted as claim "
-                    f"{prior['id']} with different data in: {', '.join(differs[p.row])}; nothing was stored"))
-                continue
-            if prior is not None or ref in seen:
-                p.findings.append(Finding(
-                    code=codes.DUPLICATE_REFERENCE, field="creditor_reference", row=p.row,
-                    column=self.reference_column, message=f"reference '{ref}' was already submitted"
-                    + (f" with the same data (claim {prior['id']})" if prior is not None
-                       else " earlier in this file")))
-                continue
-            seen.add(ref)
-            stored_ok.add(p.row)
-            if p.no_partner:
-                p.findings.append(Finding(code=codes.NO_PARTNER, severity=Severity.HOLD, row=p.row,
-                                          message="no partner is configured for this claim: held for the operator"))
-            if not p.findings and p.sheet is None and p.xpath is None:  # the common row: its event data as text
-                new.append((p, (p.claim, queued, p.row, f"{data_head}{p.row}}}")))
-                continue
-            state = State.HELD if p.findings and outcome_of(p.findings) == Outcome.HELD else State.QUEUED
-            data: dict[str, Any] = {"submission": self.result.submission, "row": p.row}
-            if p.sheet is not None:
-                data["sheet"] = p.sheet
-            if p.xpath is not None:
-                data["xpath"] = p.xpath
-            if p.findings:
-                held_codes = [f.code for f in p.findings if f.severity is Severity.HOLD]
-                if held_codes:
-                    data["codes"] = held_codes
-            new.append((p, (p.claim, state, p.row, data)))
-        last_row = chunk[-1].row
-        ids: list[Any] = (self._store(new, chunk, last_row) if self.submission and last_row > self.progress
-                          else [None] * len(new))
-        stored = {p.row: cid for (p, _), cid in zip(new, ids)}
-        stored.update(own)
-        self._report_chunk(chunk, stored, stored_ok)
+
+    def _reported(self, done: StoredChunk) -> None:
+        liveness.beat()
+        self.stored_findings += done.findings
+        self._report_chunk(done.rows, done.stored, done.stored_ok)
         progress = PROGRESS.get()
         if progress is not None:
             progress(self.result.rows)
-
-    def _compare_resends(self, conn: Connection, candidates: list[PreparedRow], existing: dict[str, RowMapping],
-                         sid: int | None) -> dict[int, list[str]]:
-        """Source row -> the fields in which it differs from the stored claim of its reference ([] = same)."""
-        resends: list[tuple[int, int, Claim]] = []
-        for p in candidates:
-            assert p.claim is not None
-            prior = existing.get(p.claim[1])
-            if prior is not None and not (prior["submission_id"] == sid and prior["source_row"] == p.row):
-                resends.append((p.row, prior["id"], fingerprints.claim_of_prepared(self.app.cipher, p.claim)))
-        found = fingerprints.compare_resends(conn, self.app.cipher, [
-            (cid, claim, fingerprints.fingerprint(self.app.cipher, claim)) for _, cid, claim in resends])
-        return {row: fields for (row, _, _), fields in zip(resends, found)}
-
-    def _store(self, new: list[tuple[PreparedRow, tuple[PreparedClaim, State, int | None, dict[str, Any] | str | None]]],
-               chunk: list[PreparedRow], last_row: int) -> list[Any]:
-        assert self.submission is not None
-        sid = self.submission["id"]
-        now = self.app.now()
-        cipher = self.app.cipher
-        prints = [p.fingerprint or fingerprints.fingerprint(cipher, fingerprints.claim_of_prepared(cipher, cols))
-                  for p, (cols, _, _, _) in new]
-        with write_tx(self.app.engine) as conn:
-            fence(self.app, conn)  # a node that lost the client's lease must not commit this chunk
-            ids = claim_store.insert_prepared(conn, sid, [n for _, n in new], now=now, cipher=cipher)
-            fingerprints.insert(conn, zip(ids, prints))
-            # Prepared columns: [2] is the partner, [4] the currency (store/claims.py prepare_claim).
-            enqueue_deliveries(conn, prefix=f"deliver:{sid}", number=self.chunk_no, client_id=self.client_id,
-                               members=[(cid, cols[2], cols[4]) for (_, (cols, state, _, _)), cid in zip(new, ids)
-                                        if state is State.QUEUED and cols[2]],
-                               payload={"submission_id": sid}, now=now)
-            rows = [(p.row, p.reference, row_outcome(p.findings), f) for p in chunk if p.findings for f in p.findings]
-            rows = rows[:max(0, MAX_STORED_FINDINGS - self.stored_findings)]
-            self.stored_findings += len(rows)
-            sub_store.record_findings(conn, sid, rows)
-            sub_store.set_progress(conn, sid, last_row)
-        return ids
 
     def _report_chunk(self, chunk: list[PreparedRow], stored: dict[int, Any], stored_ok: set[int]) -> None:
         """``_report`` for every row of a chunk, rows without findings (nearly all) in one go."""

@@ -22,6 +22,7 @@ import secrets
 import socket
 import threading
 import time
+from datetime import datetime
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -99,8 +100,13 @@ class Lease:
 
     def renew(self, conn: Connection, app: App) -> None:
         """In the caller's transaction: extend the lease, or raise LeaseLost so that nothing commits."""
-        if not lease_store.renew(conn, self.name, self.owner, self.seconds, app.now()):
-            raise LeaseLost(f"lease {self.name} was taken over by another node; this node stops here")
+        renew_lease(conn, self, app.now())
+
+
+def renew_lease(conn: Connection, lease: Lease, now: datetime) -> None:
+    """``Lease.renew`` where there is no App (an ingest worker process storing chunks under its parent's lease)."""
+    if not lease_store.renew(conn, lease.name, lease.owner, lease.seconds, now):
+        raise LeaseLost(f"lease {lease.name} was taken over by another node; this node stops here")
 
 
 _current: contextvars.ContextVar[Lease | None] = contextvars.ContextVar("gateway_lease", default=None)

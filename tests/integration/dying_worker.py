@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 
 from gateway.readers.base import SourceRow
-from gateway.services.ingest_prepare import PreparedRow, work
+from gateway.services.ingest_store import StoredChunk, work
 
 
-def dying_work(rows: list[SourceRow]) -> list[PreparedRow]:
+def dying_work(chunk_no: int, rows: list[SourceRow]) -> StoredChunk | None:
     if rows[0].row > 200:
         os._exit(3)  # as if the OOM killer took the worker
-    return work(rows)
+    return work(chunk_no, rows)

@@ -164,7 +164,7 @@ def test_lost_worker_loses_nothing(app: App, tmp_path: Path, monkeypatch: pytest
     from tests.integration.dying_worker import dying_work
 
     monkeypatch.setattr(app.config.dispatcher, "batch_size", 100)
-    monkeypatch.setattr(ingest_run, "work", dying_work)
+    monkeypatch.setattr(ingest_run, "store_work", dying_work)
     path = tmp_path / "in.csv"
     path.write_bytes(("\r\n".join([";".join(HEADER)] + [csv_line(r) for r in sample_rows(1000)]) + "\r\n")
                      .encode("cp1252"))

@@ -173,3 +173,42 @@ def test_lost_worker_loses_nothing(app: App, tmp_path: Path, monkeypatch: pytest
     with read_tx(app.engine) as conn:
         stored = claim_store.listing(conn, client_id="demo", limit=5000)
     assert sorted(c["source_row"] for c in stored) == list(range(2, 1002))
+
+
+def test_parallel_ingest_stopped_midway_resumes_whole_and_once(app: App, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers store their own chunks: a stop leaves only whole chunks in file order, resumed once."""
+    from gateway.errors import Interrupted
+    from gateway.services.inbox import resume_unfinished
+    from gateway.services.ingest_run import PROGRESS
+    from gateway.store import submissions as sub_store
+
+    monkeypatch.setattr(app.config.dispatcher, "batch_size", 50)
+    path = tmp_path / "in.csv"
+    path.write_bytes(("\r\n".join([";".join(HEADER)] + [csv_line(r) for r in sample_rows(2000)]) + "\r\n")
+                     .encode("cp1252"))
+    seen: list[int] = []
+
+    def progress(rows: int) -> None:
+        seen.append(rows)
+        if rows >= 300:
+            app.stopping.set()
+
+    token = PROGRESS.set(progress)
+    try:
+        with pytest.raises(Interrupted):
+            ingest_file(app, path, "demo", workers=2)
+    finally:
+        PROGRESS.reset(token)
+        app.stopping.clear()
+    with read_tx(app.engine) as conn:
+        [sub] = sub_store.unfinished(conn)
+        stored = sorted(c["source_row"] for c in claim_store.listing(conn, client_id="demo", limit=5000))
+    # Whole chunks only, in file order, and exactly the rows the progress marker says (rows 2.. are data)
+    assert stored == list(range(2, sub["progress_row"] + 1)) and 300 <= len(stored) < 2000
+    assert len(stored) % 50 == 0
+    [result] = resume_unfinished(app)
+    assert (result.status, result.rows, result.accepted) == ("completed", 2000, 2000)
+    with read_tx(app.engine) as conn:
+        stored = sorted(c["source_row"] for c in claim_store.listing(conn, client_id="demo", limit=5000))
+    assert stored == list(range(2, 2002))

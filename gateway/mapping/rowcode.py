@@ -99,6 +99,7 @@ def _source(fields: Sequence[Field], width: int, policy: CompiledPolicy, partner
     w.line(1, "try:")
     stripped: set[int] = set()
     local: dict[tuple[int, str], str] = {}
+    sure: set[str] = set()  # locals that are never None
     for n, field in enumerate(fields):
         if not (field.attr.isidentifier() and not keyword.iskeyword(field.attr)):
             raise _Unsupported(field.attr)
@@ -110,6 +111,7 @@ def _source(fields: Sequence[Field], width: int, policy: CompiledPolicy, partner
             if plan.value is None:
                 continue  # never set, as the careful path never stores a None
             w.line(2, f"{name} = {w.bind(plan.value, 'const')}")
+            sure.add(name)
         elif isinstance(plan, CellPlan):
             pos = int(plan.position)
             if not 0 <= pos < width:
@@ -117,20 +119,30 @@ def _source(fields: Sequence[Field], width: int, policy: CompiledPolicy, partner
             if pos not in stripped:
                 w.line(2, f"s{pos} = values[{pos}].strip()")
                 stripped.add(pos)
-            _cell(w, plan, name, f"s{pos}", back)
+            if _cell(w, plan, name, f"s{pos}", back):
+                sure.add(name)
         else:
             w.line(2, f"{name} = {w.bind(field.get, 'get')}(values)")
         local[(field.group, field.attr)] = name
     w.line(2, "pass")
     w.line(1, "except TransformError:")
     w.line(2, back)
-    _assemble(w, local, policy, partner, back, mapped_row)
+    _assemble(w, local, sure | _BUILT, policy, partner, back, mapped_row)
     return "\n".join(w.lines) + "\n", w.names
 
 
-def _cell(w: _Writer, plan: CellPlan, name: str, cell: str, back: str) -> None:
-    """``name`` = the field's value from the trimmed ``cell``, as ``getters.getter`` computes it."""
+def _cell(w: _Writer, plan: CellPlan, name: str, cell: str, back: str) -> bool:
+    """``name`` = the field's value from the trimmed ``cell``, as ``getters.getter`` computes it.
+
+    True if the value is never None (so the struct needs no default in its place).
+    """
+    from gateway.mapping import targets  # the identity parsers of plain kinds
+
     text = cell
+    if plan.shape is None and plan.table is None and plan.default is None and not plan.required \
+            and plan.parse is targets.text_value:
+        w.line(2, f"{name} = {cell} or None")
+        return False
     if plan.shape is not None:
         w.line(2, f"t = {cell}")
         w.line(2, "if t:")
@@ -139,7 +151,7 @@ def _cell(w: _Writer, plan: CellPlan, name: str, cell: str, back: str) -> None:
     w.line(2, f"if {text}:")
     if plan.table is not None:
         key = f"{text}.casefold()" if plan.fold else text
-        w.line(3, f"{name} = {w.bind(plan.table, 'table')}.get({key})")
+        w.line(3, f"{name} = {w.bind(plan.table.get, 'lookup')}({key})")
         w.line(3, f"if {name} is None:")
         if plan.map_default is not None:
             w.line(4, f"{name} = {w.bind(plan.map_default, 'const')}")
@@ -154,6 +166,9 @@ def _cell(w: _Writer, plan: CellPlan, name: str, cell: str, back: str) -> None:
         w.line(3, back)
     else:
         w.line(3, f"{name} = None")
+        return False
+    # a value from the table or map_default, or a plain kind's parse of a non-empty text, is never None
+    return (plan.table is not None and plan.map_default is not None) or plan.parse in _NEVER_NONE
 
 
 def _parse(w: _Writer, plan: CellPlan, name: str, text: str, depth: int) -> None:
@@ -168,15 +183,23 @@ def _parse(w: _Writer, plan: CellPlan, name: str, text: str, depth: int) -> None
         w.line(depth, f"{name} = [{text}]")
     elif plan.cache is not None:
         # The memo never holds None, so a miss is a None; a parser may return None itself (00.00.0000).
-        w.line(depth, f"{name} = {w.bind(plan.cache, 'memo')}.get({text})")
+        w.line(depth, f"{name} = {w.bind(plan.cache.get, 'memo')}({text})")
         w.line(depth, f"if {name} is None:")
         w.line(depth + 1, f"{name} = {w.bind(parse, 'parse')}({text})")
     else:
         w.line(depth, f"{name} = {w.bind(parse, 'parse')}({text})")
 
 
-def _assemble(w: _Writer, local: dict[tuple[int, str], str], policy: CompiledPolicy, partner: str | None,
-              back: str, mapped_row: type[msgspec.Struct]) -> None:
+def _never_none() -> frozenset[Callable[[str], Any]]:
+    from gateway.mapping import targets
+    return frozenset({targets.text_value, targets.code_value, targets.text_list_value})
+
+
+_NEVER_NONE = _never_none()
+
+
+def _assemble(w: _Writer, local: dict[tuple[int, str], str], sure: set[str], policy: CompiledPolicy,
+              partner: str | None, back: str, mapped_row: type[msgspec.Struct]) -> None:
     """Policy, then the structs, in the order and with the rules of ``RowMapper._assemble``."""
     def get(group: int, attr: str) -> str | None:
         return local.get((group, attr))
@@ -210,11 +233,12 @@ def _assemble(w: _Writer, local: dict[tuple[int, str], str], policy: CompiledPol
         tests.append(f"{salutation} is {w.bind(Salutation.COMPANY, 'enum')}")
     if company:
         tests.append(f"({company} and not {last})" if last else company)
-    if tests:
-        if kind is None:
-            kind = "debtor_kind"
-            w.line(1, f"{kind} = None")
-            local[(DEBTOR, "kind")] = kind
+    if tests and kind is None:
+        kind = "debtor_kind"
+        w.line(1, f"{kind} = {business} if {' or '.join(tests)} else {w.bind(DebtorKind.CONSUMER, 'enum')}")
+        local[(DEBTOR, "kind")] = kind
+        sure.add(kind)
+    elif tests:
         w.line(1, f"if {kind} is None and ({' or '.join(tests)}):")
         w.line(2, f"{kind} = {business}")
 
@@ -222,7 +246,7 @@ def _assemble(w: _Writer, local: dict[tuple[int, str], str], policy: CompiledPol
     parts = sorted(a for g, a in local if g == ADDRESS)
     if [a for a in parts if a != "country"]:
         w.line(1, "if " + " or ".join(f"{local[(ADDRESS, a)]} is not None" for a in parts if a != "country") + ":")
-        args = _kwargs(w, Address, {a: local[(ADDRESS, a)] for a in parts})
+        args = _kwargs(w, sure, Address, {a: local[(ADDRESS, a)] for a in parts})
         if kind is not None:
             args.append(f"kind=({w.bind(AddressKind.BUSINESS, 'enum')} if {kind} is {business} "
                         f"else {w.bind(AddressKind.HOME, 'enum')})")
@@ -236,7 +260,8 @@ def _assemble(w: _Writer, local: dict[tuple[int, str], str], policy: CompiledPol
     others = [local[(BANK, a)] for a in ("bic", "holder") if (BANK, a) in local]
     if iban is not None:
         w.line(1, f"if {iban} is not None:")
-        args = _kwargs(w, BankAccount, {a: local[(BANK, a)] for a in ("iban", "bic", "holder") if (BANK, a) in local})
+        bank = {a: local[(BANK, a)] for a in ("iban", "bic", "holder") if (BANK, a) in local}
+        args = _kwargs(w, sure, BankAccount, bank)
         w.line(2, f"bank_accounts = [{w.bind(BankAccount, 'struct')}({', '.join(args)})]")
         w.line(1, "else:")
         if others:
@@ -255,8 +280,8 @@ def _assemble(w: _Writer, local: dict[tuple[int, str], str], policy: CompiledPol
         for g, fee_kind in fee_groups:
             amount = local[(g, "amount")]
             w.line(1, f"if {amount}:")
-            args = [f"kind={w.bind(fee_kind, 'enum')}"] + _kwargs(w, Fee, {a: local[(g, a)] for a in ("amount", "date")
-                                                                           if (g, a) in local})
+            fee = {a: local[(g, a)] for a in ("amount", "date") if (g, a) in local}
+            args = [f"kind={w.bind(fee_kind, 'enum')}", *_kwargs(w, sure, Fee, fee)]
             w.line(2, f"fees.append({w.bind(Fee, 'struct')}({', '.join(args)}))")
         local[(CLAIM, "fees")] = "fees"
 
@@ -270,7 +295,7 @@ def _assemble(w: _Writer, local: dict[tuple[int, str], str], policy: CompiledPol
         else:
             w.line(2, f"if {needed[0]} is None or {needed[1]} is None:")
             w.line(3, back)
-            w.line(2, f"interest = {w.bind(Interest, 'struct')}({', '.join(_kwargs(w, Interest, interest))})")
+            w.line(2, f"interest = {w.bind(Interest, 'struct')}({', '.join(_kwargs(w, sure, Interest, interest))})")
             w.line(1, "else:")
             w.line(2, "interest = None")
             local[(CLAIM, "interest")] = "interest"
@@ -287,7 +312,7 @@ def _assemble(w: _Writer, local: dict[tuple[int, str], str], policy: CompiledPol
             w.line(2, f"if {payment['amount']} is None or {payment['date']} is None:")
             w.line(3, back)
             w.line(2, f"if {payment['amount']}:")
-            args = _kwargs(w, Payment, payment)
+            args = _kwargs(w, sure, Payment, payment)
             w.line(3, f"payments_received.append({w.bind(Payment, 'struct')}({', '.join(args)}))")
         local[(CLAIM, "payments_received")] = "payments_received"
 
@@ -296,18 +321,19 @@ def _assemble(w: _Writer, local: dict[tuple[int, str], str], policy: CompiledPol
     for required in ("creditor_reference", "principal_amount"):
         if required not in claim_attrs:
             raise _Unsupported(required)  # Claim() itself refuses that: leave it to the careful path
-        w.line(1, f"if {claim_attrs[required]} is None:")
-        w.line(2, back)
-    w.line(1, f"debtor = {w.bind(Debtor, 'struct')}({', '.join(_kwargs(w, Debtor, debtor_attrs))})")
-    args = ["client_id=client_id", "debtor=debtor", *_kwargs(w, Claim, claim_attrs)]
+        if claim_attrs[required] not in sure:
+            w.line(1, f"if {claim_attrs[required]} is None:")
+            w.line(2, back)
+    w.line(1, f"debtor = {w.bind(Debtor, 'struct')}({', '.join(_kwargs(w, sure, Debtor, debtor_attrs))})")
+    args = ["client_id=client_id", "debtor=debtor", *_kwargs(w, sure, Claim, claim_attrs)]
     w.line(1, f"return {w.bind(mapped_row, 'struct')}(row=src.row, reference={claim_attrs['creditor_reference']}, "
               f"claim={w.bind(Claim, 'struct')}({', '.join(args)}), findings=[])")
 
 
-_BUILT = {"addresses", "bank_accounts", "fees", "interest", "payments_received", "debtor_kind", "partner_id"}
+_BUILT = {"addresses", "bank_accounts", "fees", "payments_received"}  # lists the assembly builds
 
 
-def _kwargs(w: _Writer, struct: type[msgspec.Struct], attrs: dict[str, str]) -> list[str]:
+def _kwargs(w: _Writer, sure: set[str], struct: type[msgspec.Struct], attrs: dict[str, str]) -> list[str]:
     """Keyword arguments passing each local, or the struct's default where the local is None.
 
     The careful path leaves a None value out of the struct's arguments; passing the default instead
@@ -319,7 +345,7 @@ def _kwargs(w: _Writer, struct: type[msgspec.Struct], attrs: dict[str, str]) -> 
         info = fields.get(attr)
         if info is None:
             raise _Unsupported(attr)
-        if info.required or info.default is None or name in _BUILT - {"debtor_kind", "partner_id"}:
+        if info.required or info.default is None or name in sure:
             args.append(f"{attr}={name}")  # never None here, or None is the default
         elif info.default is not msgspec.NODEFAULT:
             args.append(f"{attr}=({name} if {name} is not None else {w.bind(info.default, 'default')})")

@@ -18,8 +18,7 @@ import msgspec
 from gateway.config import GatewayConfig
 from gateway.crypto.fieldcrypt import FieldCipher, load_field_cipher
 from gateway.domain.findings import Finding, Outcome, Severity, outcome_of
-from gateway.domain.limitation import limitation_findings
-from gateway.domain.rules import validate_claim
+from gateway.domain.rules import check_claim
 from gateway.mapping.engine import MappedRow, compile_mapping
 from gateway.mapping.spec import MappingSpec
 from gateway.readers.base import SourceRow
@@ -68,10 +67,7 @@ class Preparer:
         claim = mapped.claim
         if claim is None:
             return PreparedRow(mapped.row, mapped.reference, findings, None, None, None, False, sheet, xpath)
-        found = validate_claim(claim, self.today)
-        timely = limitation_findings(claim, self.today, self.limitation)
-        if timely:
-            found = [*found, *timely]
+        found = check_claim(claim, self.today, self.limitation)  # the rules, then the limitation warnings
         if found:
             findings.extend(self.mapper.locate(found, mapped.row, claim))
         if self.hold_all:

@@ -12,7 +12,7 @@ Rows enqueued before this grouping existed may still mix currencies; the dispatc
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -62,14 +62,17 @@ def _shared(conn: Connection, claim_ids: Sequence[int]) -> dict[int, tuple[str, 
     return out
 
 
-def split_mixed(conn: Connection, item: OutboxItem, claim_ids: Sequence[int], now: datetime | None = None) -> bool:
+def split_mixed(conn: Connection, item: OutboxItem, claim_ids: Sequence[int], now: datetime | None = None, *,
+                shared: Mapping[int, tuple[str, str]] | None = None) -> bool:
     """Split a leased row whose claims do not share the row's client and one currency; False if they do.
 
     In the caller's transaction: the row is completed as ``split`` and one row per (client, currency)
     is enqueued under ``{key}:{currency}`` (``{key}:{client}:{currency}`` for a stray client's claims),
     so a second look at the same row could only produce the same keys. A lost lease writes nothing.
+    ``shared``: each claim's (client, currency) when the caller has read them already.
     """
-    shared = _shared(conn, claim_ids)
+    if shared is None:
+        shared = _shared(conn, claim_ids)
     groups: dict[tuple[str, str], list[int]] = {}
     for cid in claim_ids:
         if cid in shared:

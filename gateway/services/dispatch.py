@@ -23,13 +23,12 @@ from __future__ import annotations
 import io
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
-import msgspec
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import Connection
@@ -43,6 +42,7 @@ from gateway.bootstrap import App
 from gateway.crypto.certs import load_cert, load_private_key
 from gateway.crypto.cms import sign_and_encrypt
 from gateway.domain.lifecycle import Actor, State
+from gateway.domain.model import Claim
 from gateway.domain.limitation import STATUTORY, limitation_date
 from gateway.domain.sandbox import is_sandbox_client
 from gateway.errors import DeliveryError, KeyStoreError
@@ -50,6 +50,7 @@ from gateway.services import batching
 from gateway.services.operations import capabilities, run_operation
 from gateway.services.render import BatchMeta, render_each, write_batch
 from gateway.store import claims as claim_store
+from gateway.store import delivery_rows
 from gateway.store import documents as documents_store
 from gateway.store import outbox as outbox_store
 from gateway.store.db import read_tx, write_tx
@@ -57,6 +58,7 @@ from gateway.faults import describe
 from gateway.store.outbox import OutboxItem
 
 log = logging.getLogger(__name__)
+_SENDABLE = (State.QUEUED.value, State.DELIVERING.value)
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -81,10 +83,10 @@ class Dispatcher:
         metrics.DELIVERY_ATTEMPTS.labels(item.partner_id, item.operation).inc()
         with _Heartbeat(self.app, item, cfg.lease_seconds):
             try:
-                self._check_sandbox(item)
                 if item.operation == "deliver_batch":
-                    self._deliver(item)
+                    self._deliver(item)  # checks the sandbox marks it reads with the claims' states
                 else:
+                    self._check_sandbox(item)
                     run_operation(self, item)
             except Exception as exc:  # every failure is recorded on the row, never lost in a log line only
                 self._failed(item, exc)
@@ -104,13 +106,16 @@ class Dispatcher:
 
     def _check_sandbox(self, item: OutboxItem) -> None:
         """Refuse a row that would hand a sandbox claim to a real partner, or a production claim to a sandbox."""
-        partner = self.app.config.partners.get(item.partner_id)
-        sandbox_partner = bool(partner is not None and partner.sandbox)
         ids = [int(c) for c in item.payload.get("claim_ids", [])]
         if "claim_id" in item.payload:
             ids.append(int(item.payload["claim_id"]))
         with read_tx(self.app.engine) as conn:
             marks = claim_store.sandbox_marks(conn, ids)
+        self._refuse_wrong_sandbox(item, marks)
+
+    def _refuse_wrong_sandbox(self, item: OutboxItem, marks: dict[int, bool]) -> None:
+        partner = self.app.config.partners.get(item.partner_id)
+        sandbox_partner = bool(partner is not None and partner.sandbox)
         wrong = sorted(c for c, mark in marks.items() if mark != sandbox_partner)
         if wrong or is_sandbox_client(item.client_id) != sandbox_partner:
             what = "production claims to the sandbox" if sandbox_partner else "sandbox claims to the real"
@@ -124,13 +129,18 @@ class Dispatcher:
     def _deliver(self, item: OutboxItem) -> None:
         claim_ids: list[int] = list(item.payload["claim_ids"])
         with write_tx(self.app.engine) as conn:
-            states = claim_store.current_states(conn, claim_ids, lock=True)
-            send = [c for c in claim_ids if states.get(c) in (State.QUEUED, State.DELIVERING)]
-            if batching.split_mixed(conn, item, send, now=self.app.now()):
+            # one locked read of what every decision below needs; the transition writes from it
+            locked = delivery_rows.lock(conn, claim_ids)
+            if "claim_id" in item.payload:  # not a batch's field, but a hand-edited row may have it
+                self._check_sandbox(item)
+            self._refuse_wrong_sandbox(item, {c: f.sandbox for c, f in locked.items()})
+            send = [c for c in claim_ids if c in locked and locked[c].state in _SENDABLE]
+            shared = {c: (f.claim_client_id, f.currency) for c, f in locked.items()}
+            if batching.split_mixed(conn, item, send, now=self.app.now(), shared=shared):
                 return
-            queued = [c for c in send if states.get(c) is State.QUEUED]
-            claim_store.transition(conn, queued, State.DELIVERING, Actor.SYSTEM, kind="delivery_started",
-                                   data={"outbox": item.id, "partner": item.partner_id}, now=self.app.now())
+            queued = [c for c in send if locked[c].state == State.QUEUED.value]
+            delivery_rows.advance(conn, queued, locked, State.DELIVERING, Actor.SYSTEM, kind="delivery_started",
+                                  data={"outbox": item.id, "partner": item.partner_id}, now=self.app.now())
         if not send:  # every claim was cancelled or moved on meanwhile
             with write_tx(self.app.engine) as conn:
                 outbox_store.complete(conn, item, {"skipped": "no claim left to deliver"})
@@ -154,23 +164,25 @@ class Dispatcher:
     def _build(self, item: OutboxItem, claim_ids: list[int]) -> tuple[Batch | None, dict[int, str]]:
         """The signed, encrypted batch of the claims that render (None if none does), and why the others did not."""
         with read_tx(self.app.engine) as conn:
-            rows = claim_store.rows_by_ids(conn, claim_ids)
+            rows = delivery_rows.fetch_claims(conn, claim_ids)
             # A partner that takes no documents gets their names and hashes, not their bytes.
             docs = (documents_store.for_claims(conn, self.app.cipher, claim_ids)
                     if "documents" in capabilities(self.app, item.partner_id) else {})
         unrendered: dict[int, str] = {}
-        claims = []
-        for r in rows:
-            try:
-                claims.append((r["id"], claim_store.decode(r, self.app.cipher)))
-            except (KeyStoreError, msgspec.DecodeError) as exc:  # this claim's stored value, not the batch's
-                unrendered[r["id"]] = f"claim {r['id']}: {type(exc).__name__}: {exc}"
+
+        def claims() -> Iterator[tuple[int, Claim]]:  # decoded as rendered: one claim alive at a time
+            for r in delivery_rows.decode_each(self.app.cipher, rows):
+                if r.claim is None:  # its stored value does not open or decode: it fails alone
+                    unrendered[r.id] = str(r.error)
+                else:
+                    yield r.id, r.claim
+
         contents = {cid: {d["sha256"]: d["data"] for d in ds} for cid, ds in docs.items()}
         # split_mixed made the row one client and one currency; a claim that still differs fails alone.
-        currency = str(rows[0]["currency"]) if rows else "EUR"
+        currency = delivery_rows.currency_of(rows[0]) if rows else "EUR"
         client = self.app.config.clients.get(item.client_id)
         policy = client.limitation if client is not None else STATUTORY
-        elements, failed = render_each(claims, contents, client_id=item.client_id, currency=currency,
+        elements, failed = render_each(claims(), contents, client_id=item.client_id, currency=currency,
                                        limitation=lambda c: limitation_date(c, policy))
         unrendered.update(failed)
         for cid, reason in sorted(unrendered.items()):
@@ -212,14 +224,15 @@ class Dispatcher:
                 outbox_store.release_waiting(conn, item.partner_id, now=now)
             if unrendered:
                 self._park(conn, item, unrendered)
-            states = claim_store.current_states(conn, claim_ids, lock=True)
-            delivering = [c for c in claim_ids if states.get(c) is State.DELIVERING and c not in unrendered]
+            locked = delivery_rows.lock(conn, claim_ids)
+            delivering = [c for c in claim_ids if c in locked and locked[c].state == State.DELIVERING.value
+                          and c not in unrendered]
             per_claim = {c: {"partner_reference": receipt.references[c]} for c in delivering
                          if c in receipt.references}
-            claim_store.transition(conn, delivering, State.HANDED_OVER, Actor.SYSTEM, kind="receipt",
-                                   data={"partner": item.partner_id, "partner_reference": receipt.partner_reference,
-                                         "batch": receipt.batch_id, "outbox": item.id}, per_claim=per_claim,
-                                   now=now)
+            delivery_rows.advance(conn, delivering, locked, State.HANDED_OVER, Actor.SYSTEM, kind="receipt",
+                                  data={"partner": item.partner_id, "partner_reference": receipt.partner_reference,
+                                        "batch": receipt.batch_id, "outbox": item.id}, per_claim=per_claim,
+                                  now=now)
         log.info("dispatch.delivered outbox=%d partner=%s claims=%d ref=%s", item.id, item.partner_id,
                  len(delivering), receipt.partner_reference)
 
@@ -236,11 +249,11 @@ class Dispatcher:
         self._fail_alone(conn, parked, item, unrendered)
 
     def _fail_alone(self, conn: Connection, parked: int, item: OutboxItem, unrendered: dict[int, str]) -> None:
-        states = claim_store.current_states(conn, list(unrendered), lock=True)
-        ids = [c for c in sorted(unrendered) if states.get(c) is State.DELIVERING]
-        claim_store.transition(conn, ids, State.FAILED, Actor.SYSTEM, kind="delivery_failed",
-                               data={"outbox": parked, "batch_outbox": item.id, "attempts": item.attempts},
-                               per_claim={c: {"error": unrendered[c][:500]} for c in ids}, now=self.app.now())
+        locked = delivery_rows.lock(conn, list(unrendered))
+        ids = [c for c in sorted(unrendered) if c in locked and locked[c].state == State.DELIVERING.value]
+        delivery_rows.advance(conn, ids, locked, State.FAILED, Actor.SYSTEM, kind="delivery_failed",
+                              data={"outbox": parked, "batch_outbox": item.id, "attempts": item.attempts},
+                              per_claim={c: {"error": unrendered[c][:500]} for c in ids}, now=self.app.now())
 
     def _failed(self, item: OutboxItem, exc: Exception) -> None:
         cfg = self.app.config.dispatcher
@@ -260,10 +273,11 @@ class Dispatcher:
                 metrics.DEAD_LETTERS.labels(item.partner_id, item.operation).inc()
             if dead:
                 ids = list(item.payload.get("claim_ids", []))
-                states = claim_store.current_states(conn, ids, lock=True)
-                claim_store.transition(conn, [c for c in ids if states.get(c) is State.DELIVERING], State.FAILED,
-                                       Actor.SYSTEM, kind="delivery_failed",
-                                       data={"outbox": item.id, "error": error[:500], "attempts": item.attempts})
+                locked = delivery_rows.lock(conn, ids)
+                delivery_rows.advance(conn, [c for c in ids if c in locked
+                                             and locked[c].state == State.DELIVERING.value], locked, State.FAILED,
+                                      Actor.SYSTEM, kind="delivery_failed",
+                                      data={"outbox": item.id, "error": error[:500], "attempts": item.attempts})
                 if "claim_id" in item.payload:  # a per-claim operation: the claim's history says it failed
                     claim_store.annotate(conn, int(item.payload["claim_id"]), Actor.SYSTEM, "partner_op_failed",
                                          {"operation": item.operation, "outbox": item.id, "error": error[:500]})

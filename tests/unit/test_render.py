@@ -7,6 +7,7 @@ import io
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -16,7 +17,8 @@ from gateway.domain.model import (
     Address, AddressKind, BankAccount, Claim, ClaimType, Debtor, DebtorKind, Document, Fee, FeeKind,
     Interest, InterestKind, Payment, Salutation,
 )
-from gateway.services.render import NAMESPACE, BatchMeta, money, render_batch, validate_batch
+from gateway.services import render as render_module
+from gateway.services.render import NAMESPACE, BatchMeta, money, render_batch, render_claim, validate_batch
 
 NS = {"b": NAMESPACE}
 CREATED = dt.datetime(2025, 3, 1, 9, 30, tzinfo=dt.timezone(dt.timedelta(hours=1)))
@@ -52,6 +54,31 @@ def rich_claim() -> Claim:
 def lean_claim(ref: str = "R-2", amount: str = "49.9") -> Claim:
     return Claim(client_id="fitx", creditor_reference=ref, principal_amount=Decimal(amount),
                  debtor=Debtor(kind=DebtorKind.BUSINESS, company="Bäckerei Groß GmbH", legal_form="GmbH"))
+
+
+# every text: escaping, quotes, a CDATA end, whitespace XML keeps, non-BMP
+ODD = "a&b <c> \"d\" 'e' ]]> &amp; \t\n\r ü € 😀 é"
+
+
+def nasty_claim() -> Claim:
+    return Claim(
+        client_id="fitx", creditor_reference=f"R&<{ODD}>", invoice_number=ODD, claim_type=ClaimType.GOODS,
+        reason=ODD, principal_amount=Decimal("12.3"), currency="EUR",
+        fees=[Fee(kind=FeeKind.OTHER, amount=Decimal("0.01"), description=ODD)],
+        interest=Interest(kind=InterestKind.FIXED, from_date=dt.date(2024, 2, 1), rate=Decimal("1E+1")),
+        payments_received=[Payment(amount=Decimal("1"), date=dt.date(2025, 2, 1), reference=ODD)],
+        contract_date=dt.date(2020, 1, 1), default_date=dt.date(2024, 1, 31), disputed=True, memo=ODD,
+        labels=[ODD, "<>"],
+        documents=[Document(name=f"{ODD}.pdf", media_type="application/pdf", sha256="cd" * 32, size=0, kind=ODD),
+                   Document(name="b.txt", media_type="text/plain", sha256="ef" * 32)],
+        debtor=Debtor(kind=DebtorKind.BUSINESS, salutation=Salutation.COMPANY, company=ODD, legal_form=ODD,
+                      representative=ODD, contact_person=ODD, customer_number=ODD, title=ODD, first_name=ODD,
+                      last_name=ODD,
+                      addresses=[Address(street=ODD, house_number=ODD, postal_code=ODD, city=ODD, country="DE",
+                                         kind=AddressKind.OTHER, address_extra=ODD)],
+                      phones=[ODD], emails=[ODD],
+                      bank_accounts=[BankAccount(iban=ODD, bic=ODD, holder=ODD)]),
+    )
 
 
 def meta(claims: list[Claim], currency: str = "EUR") -> BatchMeta:
@@ -197,3 +224,71 @@ def test_grouped_invoices_are_rendered_and_valid() -> None:
     invoices = etree.fromstring(buf.getvalue()).findall(f"{ns}claim/{ns}invoices/{ns}invoice")
     assert [(i.findtext(f"{ns}number"), i.findtext(f"{ns}amount")) for i in invoices] == [
         ("RE-1", "100.00"), ("RE-2 <&>", "50.00")]
+
+
+GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "render" / "batch-golden.xml"
+
+
+def test_batch_bytes_are_the_golden_ones() -> None:
+    """The bytes partners get, pinned: written by the renderer before claims were escaped all at once."""
+    claims = [rich_claim(), lean_claim(), nasty_claim()]
+    head = BatchMeta(batch_id="B-&<1>", created_at=CREATED, sender="gw-1", client_id="fitx",
+                     partner_id="inkasso-nord", claim_count=3,
+                     total_amount=sum((c.total_open_amount for c in claims), Decimal(0)))
+    docs = {1001: {"ab" * 32: b"%PDF-1.4 \x00\xff rechnung"}, 1003: {"cd" * 32: b"<x>&", "ef" * 32: b""}}
+    out = io.BytesIO()
+    render_batch(out, head, enumerate(claims, start=1001), docs,
+                 limitation=lambda c: dt.date(2027, 12, 31) if c.creditor_reference != "R-2" else None)
+    assert out.getvalue() == GOLDEN.read_bytes()
+    assert validate_batch(out.getvalue()) == []
+
+
+def _texts(claim: Claim, value: str) -> list[Claim]:
+    """The claim with ``value`` put into each text field in turn (the debtor's and an address's too)."""
+    out = []
+    for name in ("creditor_reference", "invoice_number", "reason", "memo", "currency"):
+        out.append(msgspec.structs.replace(claim, **{name: value}))
+    d = claim.debtor
+    for name in ("first_name", "last_name", "company", "customer_number"):
+        out.append(msgspec.structs.replace(claim, debtor=msgspec.structs.replace(d, **{name: value})))
+    out.append(msgspec.structs.replace(claim, labels=["ok", value]))
+    out.append(msgspec.structs.replace(claim, debtor=msgspec.structs.replace(
+        d, addresses=[msgspec.structs.replace(d.addresses[0], city=value)])))
+    out.append(msgspec.structs.replace(claim, fees=[Fee(kind=FeeKind.OTHER, amount=Decimal(1), description=value)]))
+    return out
+
+
+def _checked(claim_id: int, claim: Claim, **kw: Any) -> bytes:
+    out: bytes = render_module._render_checked(claim_id, claim, kw.get("contents"), kw.get("limitation_on"))
+    return out
+
+
+@pytest.mark.parametrize("value", ["plain", "a & b", "<tag>", "]]>", "\"q\" 'a'", "tab\tnl\ncr\r", "😀 ü",
+                                   "&amp;&lt;", ""])
+def test_claims_written_at_once_are_the_bytes_written_text_by_text(value: str) -> None:
+    for claim in (*_texts(rich_claim(), value), nasty_claim(), lean_claim()):
+        contents = {"ab" * 32: b"%PDF", "cd" * 32: b"<&>"}
+        fast = render_claim(5, claim, contents, dt.date(2030, 1, 1))
+        assert fast == _checked(5, claim, contents=contents, limitation_on=dt.date(2030, 1, 1))
+
+
+@pytest.mark.parametrize("value", ["\x00", "\x01", "\x02", "x\x08", "\x1f", "\ud800", "\uffff", "a\x0bb"])
+def test_a_text_xml_cannot_carry_fails_with_the_same_error_as_before(value: str) -> None:
+    for claim in _texts(rich_claim(), value):
+        with pytest.raises(ValueError) as fast:
+            render_claim(9, claim)
+        with pytest.raises(ValueError) as checked:
+            _checked(9, claim)
+        assert str(fast.value) == str(checked.value)
+        assert str(fast.value).startswith("claim 9: ") and "control character" in str(fast.value)
+        assert value not in str(fast.value)
+
+
+def test_the_first_failing_field_is_named_when_several_fail() -> None:
+    # a text XML cannot carry comes before an amount with too many decimals: the text is named, as before
+    claim = msgspec.structs.replace(rich_claim(), reason="bad\x01", principal_amount=Decimal("1.001"))
+    with pytest.raises(ValueError, match="^claim 3: <reason>: a text holds a control character"):
+        render_claim(3, claim)
+    later = msgspec.structs.replace(rich_claim(), memo="bad\x01", principal_amount=Decimal("1.001"))
+    with pytest.raises(ValueError, match="^claim 3: 1.001 has more decimals than EUR allows"):
+        render_claim(3, later)

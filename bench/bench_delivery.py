@@ -3,10 +3,14 @@
     .venv/bin/python -m bench.bench_delivery                      # directory + SFTP, 1 and 3 workers, outage
     .venv/bin/python -m bench.bench_delivery --claims 20000 --outage 60 --db postgresql://...
     .venv/bin/python -m bench.bench_delivery --profile            # cProfile of one directory run
+    .venv/bin/python -m bench.bench_delivery --kinds directory --setups 1t --outage 0 --repeat 3
 
 Claims are ingested first (not timed); then N dispatcher workers (threads of one process, or separate
 processes like several ``gateway serve``; each its own ``Dispatcher``) drain the outbox into the
-simulator, which then opens every batch and checks each claim arrived exactly once. The outage run stops the SFTP simulator's
+simulator, which then opens every batch and checks each claim arrived exactly once. Each worker loads its
+keys before the clock starts, as a running gateway has. Next to claims/s the CPU time of the draining
+process (threads) or of the worker processes (processes) is printed: with other work on the machine it
+moves far less than wall time. A PostgreSQL server's own CPU is not in it. The outage run stops the SFTP simulator's
 listener for ``--outage`` seconds while the workers keep trying (the outbox backs off per row), then
 starts it again and measures how long the backlog takes to drain.
 """
@@ -17,6 +21,7 @@ import argparse
 import cProfile
 import logging
 import multiprocessing
+import os
 import pstats
 import secrets
 import shutil
@@ -96,12 +101,21 @@ class Setup:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
-def run_workers(app: App, workers: int, until_empty: bool = True, stop: threading.Event | None = None) -> float:
-    """Drain with ``workers`` threads; returns seconds until no row is left."""
-    stop = stop or threading.Event()
+class Timing:
+    """Wall seconds and CPU seconds of one drain."""
 
-    def work(i: int) -> None:
-        d = Dispatcher(app, owner=f"bench-{i}")
+    def __init__(self, wall: float, cpu: float) -> None:
+        self.wall, self.cpu = wall, cpu
+
+
+def run_workers(app: App, workers: int, until_empty: bool = True, stop: threading.Event | None = None) -> Timing:
+    """Drain with ``workers`` threads; wall time until no row is left, and the process's CPU time."""
+    stop = stop or threading.Event()
+    dispatchers = [Dispatcher(app, owner=f"bench-{i}") for i in range(workers)]
+    for d in dispatchers:  # keys loaded before the clock starts, as a running gateway has them
+        d._signing()
+
+    def work(d: Dispatcher) -> None:
         try:
             while not stop.is_set():
                 if not d.run_once():
@@ -111,48 +125,51 @@ def run_workers(app: App, workers: int, until_empty: bool = True, stop: threadin
         finally:
             d.close()
 
-    t0 = time.perf_counter()
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(workers)]
+    c0, t0 = time.process_time(), time.perf_counter()
+    threads = [threading.Thread(target=work, args=(d,)) for d in dispatchers]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return time.perf_counter() - t0
+    return Timing(time.perf_counter() - t0, time.process_time() - c0)
 
 
-def _drain_process(cfg: str, i: int, ready: Any) -> None:
+def _drain_process(cfg: str, i: int, ready: Any, cpu: Any) -> None:
     app = build_app(cfg)
     d = Dispatcher(app, owner=f"bench-proc-{i}")
     d._signing()  # load keys before the clock starts, as a running gateway has
     ready.wait()
+    c0 = time.process_time()
     d.drain()
+    cpu.value = time.process_time() - c0
     d.close()
     app.close()
 
 
-def run_processes(cfg: Path, workers: int) -> float:
-    """Drain with ``workers`` processes (like several ``gateway serve``); returns seconds."""
+def run_processes(cfg: Path, workers: int) -> Timing:
+    """Drain with ``workers`` processes (like several ``gateway serve``); wall time and their CPU time."""
     ctx = multiprocessing.get_context("spawn")
     ready = ctx.Barrier(workers + 1)
-    procs = [ctx.Process(target=_drain_process, args=(str(cfg), i, ready)) for i in range(workers)]
+    cpus = [ctx.Value("d", 0.0) for _ in range(workers)]
+    procs = [ctx.Process(target=_drain_process, args=(str(cfg), i, ready, cpu)) for i, cpu in enumerate(cpus)]
     for p in procs:
         p.start()
     ready.wait()  # every process has imported, connected and loaded its keys
     t0 = time.perf_counter()
     for p in procs:
         p.join()
-    return time.perf_counter() - t0
+    return Timing(time.perf_counter() - t0, sum(cpu.value for cpu in cpus))
 
 
-def throughput(kind: str, claims: int, workers: int, db: str | None, batch: int, procs: bool = False) -> float:
+def throughput(kind: str, claims: int, workers: int, db: str | None, batch: int, procs: bool = False) -> Timing:
     s = Setup(kind, claims, db, batch, retry={})
     try:
-        seconds = run_processes(s.cfg, workers) if procs else run_workers(s.app, workers)
+        timing = run_processes(s.cfg, workers) if procs else run_workers(s.app, workers)
         keys = s.base / "var/keys/partners"  # the agency opens what arrived: proof of exactly once
         FolderAgency(s.agency, s.base / "var/partners/bench",
                      *load_partner_keys(keys / "bench.crt", keys / "bench.key"), "bench").scan()
         assert len(s.agency.cases) == claims and not s.agency.duplicates(), "not exactly once"
-        return claims / seconds
+        return timing
     finally:
         s.close()
 
@@ -188,12 +205,17 @@ def main() -> None:
     ap.add_argument("--cap", type=float, default=None, help="partner retry.backoff_max_seconds for the outage run")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--outage-only", action="store_true", help="skip the throughput runs")
+    ap.add_argument("--kinds", default="directory,sftp", help="partners to deliver to: directory, sftp")
+    ap.add_argument("--setups", default="1t,3t,3p",
+                    help="workers as threads (t) of one process or as processes (p), e.g. 1t,3p")
+    ap.add_argument("--repeat", type=int, default=1, help="rounds over every kind and setup")
     a = ap.parse_args()
     logging.disable(logging.WARNING)  # the outage run fails thousands of attempts on purpose
     if a.profile:
         s = Setup("directory", a.claims, a.db, a.batch, retry={})
         prof = cProfile.Profile()
         d = Dispatcher(s.app, owner="profile")
+        d._signing()
         prof.enable()
         d.drain()  # in this thread, so the profiler sees it
         prof.disable()
@@ -201,12 +223,16 @@ def main() -> None:
         s.close()
         pstats.Stats(prof).sort_stats("cumulative").print_stats(30)
         return
-    for kind in () if a.outage_only else ("directory", "sftp"):
-        for workers, procs in ((1, False), (3, False), (3, True)):
-            rate = throughput(kind, a.claims, workers, a.db, a.batch, procs)
-            how = "processes" if procs else "threads"
-            print(f"{kind:9s} workers={workers} ({how}) claims={a.claims} batch={a.batch}: {rate:,.0f} claims/s",
-                  flush=True)
+    setups = [(int(x[:-1]), x.endswith("p")) for x in a.setups.split(",") if x]
+    for _ in range(a.repeat):
+        for kind in () if a.outage_only else a.kinds.split(","):
+            for workers, procs in setups:
+                load = os.getloadavg()[0]
+                t = throughput(kind, a.claims, workers, a.db, a.batch, procs)
+                how = "processes" if procs else "threads"
+                print(f"{kind:9s} workers={workers} ({how}) claims={a.claims} batch={a.batch}: "
+                      f"{a.claims / t.wall:,.0f} claims/s, CPU {t.cpu:.2f} s ({t.cpu / a.claims * 1e6:.0f} ms per "
+                      f"1k claims, {a.claims / t.cpu:,.0f} claims per CPU s), load {load:.1f}", flush=True)
     if a.outage:
         took = outage(a.claims, a.outage, 3, a.db, a.batch, a.cap)
         print(f"outage {a.outage:.0f} s, {a.claims} claims backlog, 3 workers, cap={a.cap}: drained in {took:.1f} s "

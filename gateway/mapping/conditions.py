@@ -63,11 +63,15 @@ class CompiledPolicy:
         self.hold, self.hold_reason, self.partners = hold, hold_reason, partners or []
         self.active = hold is not None or bool(self.partners)
 
+    def held(self, row: int) -> Finding:
+        """The finding of a row ``hold`` matches."""
+        return Finding(code=AWAITING_RELEASE, severity=Severity.HOLD, row=row,
+                       message=f"held until the client releases it ({self.hold_reason})")
+
     def apply(self, values: list[str], claim_kw: dict[str, Any], findings: list[Finding], row: int) -> None:
         """Add the hold finding and the partner the rules pick (a partner the row names wins)."""
         if self.hold is not None and self.hold(values):
-            findings.append(Finding(code=AWAITING_RELEASE, severity=Severity.HOLD, row=row,
-                                    message=f"held until the client releases it ({self.hold_reason})"))
+            findings.append(self.held(row))
         if "partner_id" not in claim_kw:
             for matches, partner in self.partners:
                 if matches(values):

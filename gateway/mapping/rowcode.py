@@ -5,9 +5,11 @@ finding). For the common row, the one without any problem, this module writes a 
 for the mapping: each field's cell read, trimmed, looked up and parsed inline (dates and amounts
 through their parser's memo), and the claim's structs built with keyword arguments straight from
 local variables, without a dict per struct or a call per field. The moment anything would produce
-a finding (a value that does not parse, an empty required field, a hold, an incomplete interest or
-payment, bank details without an IBAN, a row of the wrong width) it hands the row to the careful
-path, which maps it from the start: findings and error texts come from one place only.
+a finding (a value that does not parse, an empty required field, an incomplete interest or payment,
+bank details without an IBAN, a row of the wrong width) it hands the row to the careful path, which
+maps it from the start: findings and error texts come from one place only. The one exception is the
+policy's hold, a business outcome rather than a problem: its finding comes from the same
+``CompiledPolicy.held`` both paths call.
 
 The source is built from the mapping's structure only: positions are integers, and every value,
 parser, table or name from the mapping or the file is bound as a global of the function, never
@@ -204,16 +206,16 @@ def _assemble(w: _Writer, local: dict[tuple[int, str], str], sure: set[str], pol
     def get(group: int, attr: str) -> str | None:
         return local.get((group, attr))
 
-    # Policy: a held row has a finding (careful path); partner rules fill partner_id if the row has none.
+    # Policy: the hold finding; partner rules fill partner_id if the row has none.
     partner_id = get(CLAIM, "partner_id")
     if policy.active or partner:
         if partner_id is None:
             partner_id = "partner_id"
             w.line(1, "partner_id = None")
             local[(CLAIM, "partner_id")] = partner_id
-        if policy.hold is not None:
-            w.line(1, f"if {w.bind(policy.hold, 'hold')}(values):")
-            w.line(2, back)
+        if policy.hold is not None:  # a held row is no problem: its claim is built, with the hold finding
+            w.line(1, f"findings = [{w.bind(policy.held, 'held')}(src.row)] if {w.bind(policy.hold, 'hold')}(values) "
+                      "else []")
         if policy.partners:
             w.line(1, f"if {partner_id} is None:")
             w.line(2, f"for matches, chosen in {w.bind(policy.partners, 'partners')}:")
@@ -326,8 +328,9 @@ def _assemble(w: _Writer, local: dict[tuple[int, str], str], sure: set[str], pol
             w.line(2, back)
     w.line(1, f"debtor = {w.bind(Debtor, 'struct')}({', '.join(_kwargs(w, sure, Debtor, debtor_attrs))})")
     args = ["client_id=client_id", "debtor=debtor", *_kwargs(w, sure, Claim, claim_attrs)]
+    findings = "findings" if policy.hold is not None else "[]"
     w.line(1, f"return {w.bind(mapped_row, 'struct')}(row=src.row, reference={claim_attrs['creditor_reference']}, "
-              f"claim={w.bind(Claim, 'struct')}({', '.join(args)}), findings=[])")
+              f"claim={w.bind(Claim, 'struct')}({', '.join(args)}), findings={findings})")
 
 
 _BUILT = {"addresses", "bank_accounts", "fees", "payments_received"}  # lists the assembly builds

@@ -48,23 +48,24 @@ _NAMED = {"street": (_street, 0), "house_number": (_street, 1), "last_name": (_n
           "postal_code": (_postcode, 0), "city": (_postcode, 1)}
 
 
+_MEMO_SIZE = 1 << 14  # distinct cells remembered per split (names and cities repeat; both parts read one cell)
+_MEMOS: dict[Callable[[str], tuple[str, str]], dict[str, tuple[str, str]]] = {f: {} for f in (_street, _name, _postcode)}
+
+
 def named_split(part: str) -> TextFn:
     """One part of a well-known composite value: street/house_number, last_name/first_name, postal_code/city."""
     split, index = _NAMED[part]
-    return lambda s: _remembered(split, s)[index]
+    memo = _MEMOS[split]  # shared by the two parts of a split: the second one reads the first one's result
 
-
-_LAST: dict[object, tuple[str, tuple[str, str]]] = {}
-
-
-def _remembered(split: Callable[[str], tuple[str, str]], s: str) -> tuple[str, str]:
-    # Both parts of a split read the same cell one after the other: remember the last cell per split.
-    last = _LAST.get(split)
-    if last is not None and last[0] == s:
-        return last[1]
-    parts = split(s)
-    _LAST[split] = (s, parts)
-    return parts
+    def get(s: str) -> str:
+        parts = memo.get(s)
+        if parts is None:
+            parts = split(s)
+            if len(memo) >= _MEMO_SIZE:
+                memo.clear()
+            memo[s] = parts
+        return parts[index]
+    return get
 
 
 def separator_split(separator: str, index: int) -> TextFn:
@@ -95,11 +96,22 @@ def case(kind: str) -> TextFn:
     return fns[kind]
 
 
+_PARTICLES = frozenset(("von", "van", "der", "de", "zu", "und"))
+_AFTER_MARK = re.compile(r"([-'])(\w)")
+_TITLED: dict[str, str] = {}
+
+
 def _title(s: str) -> str:
     # str.title() would write "Müller-Lüdenscheidt" fine but "O'neil" and "Von Der" badly: keep particles.
-    words = [w if w in ("von", "van", "der", "de", "zu", "und") else w[:1].upper() + w[1:] for w in s.lower().split(" ")]
-    out = " ".join(words)
-    return re.sub(r"([-'])(\w)", lambda m: m.group(1) + m.group(2).upper(), out)
+    done = _TITLED.get(s)
+    if done is not None:
+        return done
+    words = [w if w in _PARTICLES else w[:1].upper() + w[1:] for w in s.lower().split(" ")]
+    out = _AFTER_MARK.sub(lambda m: m.group(1) + m.group(2).upper(), " ".join(words))
+    if len(_TITLED) >= _MEMO_SIZE:
+        _TITLED.clear()
+    _TITLED[s] = out
+    return out
 
 
 def zero_pad(width: int) -> TextFn:
@@ -108,11 +120,23 @@ def zero_pad(width: int) -> TextFn:
 
 
 def chain(fns: list[TextFn]) -> TextFn | None:
-    """The functions applied in order, or None when there are none (so the engine skips the call)."""
+    """The functions applied in order, or None when there are none (so the engine skips the call).
+
+    An empty text stops the chain (an empty result means "no value").
+    """
     if not fns:
         return None
     if len(fns) == 1:
         return fns[0]
+    if len(fns) == 2:
+        first, second = fns
+
+        def both(s: str) -> str:
+            if not s:
+                return s
+            s = first(s)
+            return second(s) if s else s
+        return both
 
     def run(s: str) -> str:
         for fn in fns:

@@ -6,8 +6,12 @@
                                                            # also ours on PostgreSQL (a throwaway schema)
     .venv/bin/python -m bench.bench_ingest run MODE FILE   # one measurement (used by the driver)
 
-Every measurement runs in its own fresh process, so its peak RSS is its own. "ours" is the whole
-ingest (read, map, validate, encrypt, store in SQLite, write the ack) through ``ingest_file``.
+Every measurement runs in its own fresh process, so its peak RSS is its own (with worker processes: the
+largest of the processes, not their sum). "ours" is the whole ingest (read, map, validate, encrypt, store in
+SQLite, write the ack) through ``ingest_file``: ``ours-1p`` in one process, ``ours-2p`` / ``ours-3p`` with one /
+two worker processes that prepare and store chunks in file order while this one reads and acks; ``-pg`` the same
+on PostgreSQL. "vs anchor" is wall-time speed against the format's reference measured last in the same run
+(pandas ``read_csv`` + ``to_sql`` for CSV, bare calamine for XLSX, bare ``iterparse`` for XML).
 pandas and openpyxl come from the optional ``bench`` extra.
 """
 
@@ -155,6 +159,7 @@ MODES: dict[str, Any] = {
     "ours-3p": lambda p: _ours(p, p.suffix.lstrip("."), 2),
     "ours-1p-pg": lambda p: _ours(p, p.suffix.lstrip("."), 0, PG_URL),
     "ours-2p-pg": lambda p: _ours(p, p.suffix.lstrip("."), 1, PG_URL),
+    "ours-3p-pg": lambda p: _ours(p, p.suffix.lstrip("."), 2, PG_URL),
     "csv.reader": _csv_reader, "pandas": _pandas, "calamine": _calamine, "openpyxl": _openpyxl,
     "iterparse": _iterparse,
 }
@@ -181,6 +186,10 @@ def run_one(mode: str, path: Path) -> dict[str, Any]:
             "cpu_s": round(cpu_s, 2), "rows_per_cpu_s": round(n / cpu_s), "peak_rss_mb": round(peak / 1024)}
 
 
+_ANCHORS = {"csv": "pandas", "xlsx": "calamine", "xml": "iterparse"}  # the issue's reference for each format
+_anchor_seconds: dict[str, float] = {}
+
+
 def measure(mode: str, path: Path) -> dict[str, Any]:
     out = subprocess.run([sys.executable, "-m", "bench.bench_ingest", "run", mode, str(path)],
                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1],
@@ -189,8 +198,15 @@ def measure(mode: str, path: Path) -> dict[str, Any]:
         print(f"| {path.name} | {mode} | failed: {out.stderr.strip().splitlines()[-1:]} |", flush=True)
         return {}
     res: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    anchor = _ANCHORS.get(path.suffix.lstrip("."))
+    if mode == anchor:
+        _anchor_seconds[path.name] = res["seconds"]
+    # Speed against the anchor's last measurement of the same file in this run (wall time: rows/s ratio)
+    ratio = (f"{_anchor_seconds[path.name] / res['seconds']:.2f}x" if path.name in _anchor_seconds
+             and mode.startswith("ours") else "")
+    load = Path("/proc/loadavg").read_text().split()[0]
     print(f"| {res['file']} | {mode} | {res['rows']:,} | {res['seconds']} | {res['rows_per_s']:,} | {res['cpu_s']} | "
-          f"{res['rows_per_cpu_s']:,} | {res['peak_rss_mb']} |", flush=True)
+          f"{res['rows_per_cpu_s']:,} | {res['peak_rss_mb']} | {ratio} | {load} |", flush=True)
     return res
 
 
@@ -210,12 +226,13 @@ def main() -> None:
         return
     WORK.mkdir(parents=True, exist_ok=True)
     print(f"load average before: {Path('/proc/loadavg').read_text().split()[:3]}", flush=True)
-    print("| file | mode | rows | seconds | rows/s | CPU s | rows/CPU s | peak RSS MB |\n|---|---|---|---|---|---|---|---|",
-          flush=True)
-    csv_modes = ("csv.reader", "pandas", "ours-1p", "ours-2p") + (("ours-1p-pg", "ours-2p-pg") if PG_URL else ())
+    print("| file | mode | rows | seconds | rows/s | CPU s | rows/CPU s | peak RSS MB | vs anchor | load |\n"
+          "|---|---|---|---|---|---|---|---|---|---|", flush=True)
+    csv_modes = ("csv.reader", "pandas", "ours-1p", "ours-2p", "ours-3p") + (
+        ("ours-1p-pg", "ours-2p-pg", "ours-3p-pg") if PG_URL else ())
     plan = [(write_csv, "csv", n, csv_modes) for n in args.csv]
-    plan += [(write_xlsx, "xlsx", n, ("calamine", "openpyxl", "ours-1p", "ours-2p")) for n in args.xlsx]
-    plan += [(write_xml, "xml", n, ("iterparse", "ours-1p", "ours-2p")) for n in args.xml]
+    plan += [(write_xlsx, "xlsx", n, ("calamine", "openpyxl", "ours-1p", "ours-3p")) for n in args.xlsx]
+    plan += [(write_xml, "xml", n, ("iterparse", "ours-1p", "ours-3p")) for n in args.xml]
     for writer, ext, n, modes in plan:
         path = WORK / f"claims-{n}.{ext}"
         if not path.exists():

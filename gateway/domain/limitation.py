@@ -291,7 +291,10 @@ def plainly_not_near(claim: Claim, today: date, policy: LimitationPolicy = STATU
         return False
     if not policy.enabled:
         return True
-    if claim.payments_received or policy.start != "year_end" or (policy.by_label and claim.labels):
+    # Part payments need no full computation here: one restarts the period only from the period's first day
+    # (the year after the claim arose) on, so the period it starts ends later than the one it replaces, and
+    # an end after the window stays after it.
+    if policy.start != "year_end" or (policy.by_label and claim.labels):
         return False
     arose = claim.due_date or claim.invoice_date
     if arose is None:

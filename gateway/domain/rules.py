@@ -17,7 +17,7 @@ from gateway.domain.findings import Finding, Severity
 from gateway.domain.iban import iban_problem
 from gateway.domain.limitation import STATUTORY, LimitationPolicy, limitation_in_full, plainly_not_near
 from gateway.domain.limits import size_findings, sizes_fit
-from gateway.domain.model import Claim, Debtor, DebtorKind, minor_digits
+from gateway.domain.model import Claim, Debtor, DebtorKind, InterestKind, minor_digits
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _DE_POSTCODE = re.compile(r"^[0-9]{5}$")
@@ -175,6 +175,7 @@ def _contact_rules(debtor: Debtor) -> Iterator[Finding]:
 _CENTS_CURRENCIES = CURRENCIES - {c for c in CURRENCIES if minor_digits(c) != 2}
 _CENT = Decimal("0.01")
 _CONSUMER = DebtorKind.CONSUMER
+_FIXED = InterestKind.FIXED
 
 
 def _cents(amount: Decimal) -> bool:
@@ -190,7 +191,8 @@ def _quick_findings(claim: Claim, today: date) -> list[Finding] | None:
     Nothing, or only the warning of a consumer without a first name or birth date (files without the
     column give it on every row).
     """
-    if claim.payments_received or claim.interest is not None:
+    interest = claim.interest
+    if interest is not None and interest.kind is _FIXED and interest.rate is None:
         return None
     if (not claim.creditor_reference.strip() or claim.currency not in _CENTS_CURRENCIES
             or not _cents(claim.principal_amount)):
@@ -198,7 +200,14 @@ def _quick_findings(claim: Claim, today: date) -> list[Finding] | None:
     for fee in claim.fees:
         if not _cents(fee.amount):
             return None
-    # No payments and every amount above 0: the total open is above 0 too.
+    payments = claim.payments_received
+    if payments:
+        for pay in payments:
+            if not _cents(pay.amount) or pay.date > today:
+                return None
+        if claim.total_open_amount <= 0:
+            return None
+    # else every amount is above 0, and so is the total open.
     due, invoiced, dunned = claim.due_date, claim.invoice_date, claim.last_dunning_date
     if ((due is not None and (due > today or (invoiced is not None and due < invoiced)))
             or (invoiced is not None and invoiced > today) or (dunned is not None and dunned > today)):

@@ -100,6 +100,13 @@ CHANGES: dict[str, Change] = {
     "payment covers": c(payments_received=[pay("3588.48", date(2025, 4, 1))]),
     "payment over": c(payments_received=[pay("4000", date(2025, 4, 1)), pay("0", date(2030, 1, 1))]),
     "payment future": c(payments_received=[pay("1.00", date(2031, 1, 1))]),
+    "payment today 2025": c(payments_received=[pay("1.00", date(2025, 6, 1))]),
+    "payment 3 places": c(payments_received=[pay("1.001", date(2025, 4, 1))]),
+    "payment 0": c(payments_received=[pay("0", date(2025, 4, 1))]),
+    "payments leave a cent": c(payments_received=[pay("3000", date(2025, 4, 1)), pay("588.47", date(2025, 5, 1))]),
+    "payments cover exactly": c(payments_received=[pay("3000", date(2025, 4, 1)), pay("588.48", date(2025, 5, 1))]),
+    "1000 payments": c(payments_received=[pay("0.01", date(2025, 4, 1))] * 1000),
+    "1001 payments": c(payments_received=[pay("0.01", date(2025, 4, 1))] * 1001),
     "interest fixed no rate": c(interest=Interest(kind=InterestKind.FIXED, from_date=date(2025, 2, 1))),
     "interest fixed": c(interest=Interest(kind=InterestKind.FIXED, from_date=date(2025, 2, 1), rate=Decimal("5"))),
     "interest statutory": c(interest=Interest(kind=InterestKind.STATUTORY_B2C, from_date=date(2025, 2, 1))),
@@ -143,7 +150,8 @@ CHANGES: dict[str, Change] = {
     "business no birth": d(kind=DebtorKind.BUSINESS, company="Muster GmbH", birth_date=None),
     "business born future": d(kind=DebtorKind.BUSINESS, company="M", birth_date=date(2031, 1, 1)),
     "business young": d(kind=DebtorKind.BUSINESS, company="M", birth_date=date(2020, 1, 1)),
-    "no last name": d(last_name=None), "empty last name": d(last_name=""), "no first name": d(first_name=None), "empty first name": d(first_name=""),
+    "no last name": d(last_name=None), "empty last name": d(last_name=""), "no first name": d(first_name=None),
+    "empty first name": d(first_name=""),
     "no birth, minor boundary": d(birth_date=None, first_name=""),
     "no birth": d(birth_date=None), "no first name no birth": d(first_name=None, birth_date=None),
     "born future": d(birth_date=date(2031, 1, 1)), "minor": d(birth_date=date(2015, 6, 1)),
@@ -203,9 +211,10 @@ def _try(claim: Claim, today: date, policy: LimitationPolicy) -> None:
     except AssertionError:
         raise
     except Exception as exc:  # the full rules raise on this claim: the quick paths must raise the same
-        for quick in (lambda: validate_claim(claim, today), lambda: check_claim(claim, today, policy)):
-            with pytest.raises(type(exc)):
-                quick()
+        with pytest.raises(type(exc)):
+            validate_claim(claim, today)
+        with pytest.raises(type(exc)):
+            check_claim(claim, today, policy)
 
 
 def test_the_demo_claim_takes_the_quick_paths() -> None:
@@ -256,13 +265,16 @@ def test_random_combinations() -> None:
 
 
 def test_quick_limitation_across_years_and_days() -> None:
-    """``plainly_not_near`` against the full rule for due dates around every year's end and window edge."""
+    """``plainly_not_near`` against the full rule for due dates around every year's end and window edge, with
+    part payments (restarts) before, in and after the period."""
     rnd = random.Random(7)
     for _ in range(3000):
         today = date(2024, 1, 1) + timedelta(days=rnd.randrange(0, 3 * 366))
         due = today - timedelta(days=rnd.randrange(0, 8 * 366))
+        paid = [pay("1.00", due + timedelta(days=rnd.randrange(-100, 5 * 366)))
+                for _ in range(rnd.choice((0, 0, 1, 2)))]
         claim = msgspec.structs.replace(base(), due_date=due, invoice_date=due - timedelta(days=14),
-                                        last_dunning_date=None)
+                                        last_dunning_date=None, payments_received=paid)
         policy = rnd.choice(POLICIES)
         assert limitation_findings(claim, today, policy) == limitation_in_full(claim, today, policy)
 
@@ -280,6 +292,9 @@ def test_a_change_after_a_quick_pass_is_seen() -> None:
         ("invalid_iban", "debtor.bank_accounts[0].iban", "IBAN has a wrong check sum (typo?)", None, "error")]
 
 
+LETTERS = {ord(c): str(ord(c) - 55) for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"}  # ISO 13616: A=10 ... Z=35
+
+
 def _iban_problem_reference(value: str) -> str | None:
     """The IBAN check as it was before its quick path: normalise, shape, length, checksum by translate."""
     import re
@@ -292,8 +307,7 @@ def _iban_problem_reference(value: str) -> str | None:
     expected = _LENGTHS.get(iban[:2])
     if expected is not None and len(iban) != expected:
         return f"has {len(iban)} characters, {iban[:2]} IBANs have {expected}"
-    letters = str.maketrans({chr(c): str(c - 55) for c in range(ord("A"), ord("Z") + 1)})
-    if int((iban[4:] + iban[:4]).translate(letters)) % 97 != 1:
+    if int((iban[4:] + iban[:4]).translate(LETTERS)) % 97 != 1:
         return "has a wrong check sum (typo?)"
     return None
 
@@ -308,8 +322,7 @@ def test_iban_quick_path_agrees_with_the_translate_check() -> None:
         length = rnd.choice((15, 18, 20, 22, 24, 27, 34, 35))
         alphabet = "0123456789" if rnd.random() < 0.7 else "0123456789ABCZ"
         account = "".join(rnd.choice(alphabet) for _ in range(length - 4))
-        number = int((account + country + "00").translate(str.maketrans(
-            {chr(c): str(c - 55) for c in range(ord("A"), ord("Z") + 1)})))
+        number = int((account + country + "00").translate(LETTERS))
         check = 98 - number % 97 if rnd.random() < 0.8 else rnd.randrange(100)
         value = f"{country}{check:02d}{account}"
         value = rnd.choice((value, value.lower(), " ".join(value[i:i + 4] for i in range(0, len(value), 4)),

@@ -18,8 +18,10 @@ a finished row (one row of millions of cells, megabytes of junk) is refused inst
 from __future__ import annotations
 
 import os
+import re
+import secrets
 import zipfile
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from functools import lru_cache
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal
@@ -34,9 +36,11 @@ if TYPE_CHECKING:
     from gateway.mapping.spec import FormatSpec
 
 CHUNK = 1 << 16
+CUT = True  # False: every element through lxml (the tests compare both ways)
 MAX_GAP_BYTES = 16 << 20  # XML between two finished rows; a real row is a few KB
 RawRow = tuple[int, list[str], int]  # row number, texts from column A, first column holding a cell
 Events = Generator[tuple[str, etree._Element], None, None]
+CutEvents = Generator[tuple[str, "etree._Element | Run"], None, None]
 
 
 @lru_cache(maxsize=4)
@@ -64,26 +68,274 @@ def column_name(index: int) -> str:
 def xml_events(zf: zipfile.ZipFile, member: str, file: str, *, events: tuple[Literal["start", "end"], ...],
                tags: tuple[str, ...]) -> Events:
     """lxml pull-parser events for ``tags`` in one zip member, read in chunks (the member is never whole)."""
+    return _events(zf, member, file, events, tags, None)  # type: ignore[return-value]  # no runs without a cutter
+
+
+def cut_events(zf: zipfile.ZipFile, member: str, file: str, *, events: tuple[Literal["start", "end"], ...],
+               tags: tuple[str, ...], element: str, plain: Plain | None = None) -> CutEvents:
+    """As ``xml_events``, but runs of ``element`` elements come as ``("run", Run)`` instead of parsed trees.
+
+    ``element`` is the qualified name as the file writes it (``"row"``, ``"table:table-row"``); ``plain``
+    reads the element's common shapes (see ``RunCutter``). The runs are cut out of the bytes before lxml
+    sees them and handed over where they stood in the document, with the namespaces in scope there;
+    everything else is parsed by lxml as before.
+    """
+    return _events(zf, member, file, events, tags, RunCutter(element, plain) if CUT else None)
+
+
+def _events(zf: zipfile.ZipFile, member: str, file: str, events: tuple[Literal["start", "end"], ...],
+            tags: tuple[str, ...], cutter: RunCutter | None) -> CutEvents:
+    if cutter is not None:
+        tags = (*tags, RUN_TAG)
     parser = etree.XMLPullParser(events=events, tag=tags, resolve_entities=False, no_network=True,
                                  load_dtd=False, huge_tree=False, remove_comments=True, remove_pis=True)
     gap, first = 0, True
     with zf.open(member) as fh:
-        while chunk := fh.read(CHUNK):
+        while True:
+            chunk = fh.read(CHUNK)
             if first:
                 first = False
                 if b"<!DOCTYPE" in chunk[:4096]:
                     raise InputError(f"part '{member}' has a DOCTYPE declaration; refused", file=file)
-            parser.feed(chunk)
+            if cutter is None:
+                if not chunk:
+                    break
+                parser.feed(chunk)
+            else:
+                data = cutter.feed(chunk, final=not chunk)
+                if data:
+                    parser.feed(data)
+                if not chunk:
+                    break
             got = False
             for event in parser.read_events():
                 got = True
+                el = event[1]
+                if cutter is not None and el.tag == RUN_TAG:  # type: ignore[union-attr]
+                    run = cutter.take(el) if event[0] == "end" else None  # type: ignore[arg-type]
+                    if run is not None:
+                        yield "run", run
+                    continue
                 yield event  # type: ignore[misc]  # only start/end events of elements were asked for
             gap = 0 if got else gap + len(chunk)
             if gap > MAX_GAP_BYTES:
                 raise InputError(f"part '{member}' has more than {MAX_GAP_BYTES >> 20} MB of XML without a "
                                  "complete row: refused", file=file)
         parser.close()
-        yield from parser.read_events()  # type: ignore[misc]
+        for event in parser.read_events():
+            el = event[1]
+            if cutter is not None and el.tag == RUN_TAG:  # type: ignore[union-attr]
+                run = cutter.take(el) if event[0] == "end" else None  # type: ignore[arg-type]
+                if run is not None:
+                    yield "run", run
+                continue
+            yield event  # type: ignore[misc]
+
+
+# -- runs of plain elements, cut out of the bytes before lxml sees them
+#
+# lxml building an element per cell costs more than all of calamine; most rows are a handful of cell
+# shapes a regular expression reads far faster. ``RunCutter`` finds runs of consecutive ``element``
+# elements whose extent is certain from the bytes alone (attributes well formed, no comment, CDATA,
+# processing instruction or nested element of the same name inside), replaces each run by one empty
+# placeholder element of a namespace no file can know, and keeps the run's text. lxml still parses the
+# whole rest of the document (prolog, sheets before and after, odd rows): it stays the judge of
+# well-formedness, namespaces and structure, and the placeholder's event says where the run stood and
+# which namespaces were in scope there. The reader then reads each element of the run with its own
+# strict patterns, or, for any element they do not take, has lxml parse that element's text alone in the
+# same namespace scope, so every element is read exactly as the tree would read it. Whenever the bytes
+# are not certain (another encoding, a DOCTYPE, a comment inside an element, a prefix other than the one
+# expected, invalid characters, a run over ``MAX_GAP_BYTES``) the cutter stops cutting and hands every
+# byte from there on to lxml unchanged: the reader is then exactly the tree-building one.
+
+RUN_NS = f"urn:x-gateway-run:{secrets.token_hex(8)}"  # a file cannot hold a placeholder of its own
+RUN_TAG = f"{{{RUN_NS}}}run"
+_RUN_PREFIX = "g" + RUN_NS[-16:]
+_XML_WS = "[ \t\r\n]"
+# An attribute as XML writes it; values hold no '<' (a well-formed file never has one there).
+_ATTR = """[^ \t\r\n=/<>"']++""" + _XML_WS + "*+=" + _XML_WS + """*+(?:"[^"<]*+"|'[^'<]*+')"""
+_XML_START = re.compile(rb"(?:\xef\xbb\xbf)?[ \t\r\n]*<")  # UTF-8 (or ASCII): what the cutter can read
+_ENCODING = re.compile(rb"""\A(?:\xef\xbb\xbf)?<\?xml[^>]*?\bencoding[ \t\r\n]*=[ \t\r\n]*["']([A-Za-z0-9._-]*)["']""")
+
+
+Plain = Callable[[str, int], "tuple[int, object] | None"]
+
+
+class Run:
+    """Consecutive elements cut out of the XML, and the namespaces in scope where they stood.
+
+    ``items`` holds, per element, what the reader's ``plain`` made of it, or the element's text (a ``str``)
+    when ``plain`` did not take it: ``parse`` has lxml read that in the same namespace scope.
+    """
+
+    __slots__ = ("items", "nsmap")
+
+    def __init__(self, items: list[object], nsmap: dict[str | None, str]) -> None:
+        self.items = items
+        self.nsmap = nsmap
+
+    def parse(self, text: str) -> list[etree._Element]:
+        """The elements of ``text`` parsed by lxml as they were in the document."""
+        decls = "".join(f' xmlns{":" + prefix if prefix else ""}="{_attr_escape(uri)}"'
+                        for prefix, uri in self.nsmap.items())
+        root = etree.fromstring(f"<_w{decls}>{text}</_w>".encode("utf-8"), _RUN_PARSER)
+        return list(root)
+
+
+_RUN_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
+                              remove_comments=True, remove_pis=True)
+
+
+def _attr_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace('"', "&quot;")
+
+
+def one_element(element: str) -> str:
+    """The pattern of one element the cutter takes: well-formed attributes, nothing inside that hides markup
+    (comment, CDATA, processing instruction) and no element of the same local name inside.
+
+    Possessive throughout: an unfinished element fails in linear time, never by backtracking.
+    """
+    qname, local = re.escape(element), re.escape(element.rpartition(":")[2])
+    return ("<" + qname + "(?:" + _XML_WS + "++" + _ATTR + ")*+" + _XML_WS + "*+(?:/>|>(?:[^<]++|<(?![!?]"
+            "|/?(?:[^ \t\r\n/<>:=]+:)?" + local + "[ \t\r\n/>]))*+</" + qname + _XML_WS + "*+>)")
+
+
+# Bytes no XML document holds anywhere (C0 controls but tab, LF, CR; U+FFFE, U+FFFF): lxml must see them.
+_NOT_XML = bytes(0 if (b < 32 and b not in (9, 10, 13)) else 1 for b in range(256))
+
+
+class RunCutter:
+    """Turns the bytes of one XML part into what lxml is fed: runs of ``element`` elements cut out.
+
+    The bytes are decoded (UTF-8, the only encoding cut; a document declaring another is fed as it is)
+    and scanned for markup; comments, CDATA and processing instructions outside the elements are skipped
+    whole. At each ``element`` start tag the reader's ``plain(text, pos)`` is tried, which returns the
+    element's end and what it read, or None; then the generic pattern (``one_element``), whose elements
+    lxml reads alone. Both patterns only take an element whose extent is certain from the text. A run
+    ends at anything else between elements but whitespace.
+    """
+
+    def __init__(self, element: str, plain: Plain | None = None) -> None:
+        local = re.escape(element.rpartition(":")[2])
+        # Markup that needs a look: comments, CDATA, PIs (skipped whole), other declarations, and any element of
+        # that local name; a '<' is markup everywhere else (text and attribute values never hold one).
+        self._token = re.compile(r"<(?:!--|!\[CDATA\[|!|\?|(?:[^ \t\r\n/<>:=!?]+:)?" + local + r"(?=[ \t\r\n/>]))")
+        self._one = re.compile(_XML_WS + "*+" + one_element(element)).match
+        self._plain = plain
+        self._start = "<" + element
+        end = b"</" + element.encode()
+        self._end = end
+        self._end_tag = re.compile(re.escape(element.join(("</", ""))) + _XML_WS + "*>")
+        self._pending = b""
+        self._waiting = False  # the pending bytes are an unfinished element: look again once its end tag came
+        self._first = True
+        self.cutting = True
+        self._runs: dict[str, list[object]] = {}
+        self._count = 0
+
+    def feed(self, chunk: bytes, final: bool = False) -> bytes:
+        """What to feed lxml for the next ``chunk`` of the part (``final``: the part has ended)."""
+        if not self.cutting:
+            return chunk
+        if self._waiting and not final:
+            if self._end not in self._pending[-len(self._end):] + chunk:
+                self._pending += chunk
+                return self._stop(b"") if len(self._pending) > MAX_GAP_BYTES else b""
+        buf, self._pending, self._waiting = self._pending + chunk, b"", False
+        if self._first:
+            if len(buf) < 1024 and not final:
+                self._pending = buf  # enough to see the declaration
+                return b""
+            self._first = False
+            m = _ENCODING.match(buf)
+            if not _XML_START.match(buf) or b"\x00" in buf[:4] or (
+                    m is not None and m.group(1).lower() not in (b"utf-8", b"utf8")):
+                return self._stop(buf)
+        if b"\x00" in buf.translate(_NOT_XML) or b"\xef\xbf\xbe" in buf or b"\xef\xbf\xbf" in buf:
+            return self._stop(buf)
+        limit = len(buf) if final else buf.rfind(b">") + 1  # a '>' never ends inside a UTF-8 sequence
+        try:
+            text = buf[:limit].decode("utf-8")
+        except UnicodeDecodeError:
+            return self._stop(buf)
+        tail = buf[limit:]
+        out: list[str] = []
+        pos = done = 0  # scanned up to pos; text up to done is in out
+        token, one, plain, start = self._token.search, self._one, self._plain, self._start
+        while True:
+            m = token(text, pos)
+            if m is None:
+                lt = text.rfind("<", pos)
+                cut = lt if lt >= 0 and not final and text.find(">", lt) < 0 else len(text)
+                out.append(text[done:cut])
+                self._pending = text[cut:].encode("utf-8") + tail
+                break
+            at, tok = m.start(), m.group()
+            close = _CLOSE.get(tok)
+            if close is not None:  # skipped whole: what is inside is not markup
+                end = text.find(close, m.end())
+                if end < 0:
+                    if final:
+                        return self._stop(("".join(out) + text[done:]).encode("utf-8") + tail)
+                    out.append(text[done:at])
+                    self._pending = text[at:].encode("utf-8") + tail
+                    break
+                pos = end + len(close)
+                continue
+            if tok == "<!" and not final and at + 9 > len(text):
+                out.append(text[done:at])  # perhaps the start of a comment or CDATA: look again with more bytes
+                self._pending = text[at:].encode("utf-8") + tail
+                break
+            if tok != start:
+                return self._stop(("".join(out) + text[done:]).encode("utf-8") + tail)
+            items: list[object] = []
+            p = at
+            while True:
+                got = plain(text, p) if plain is not None else None
+                if got is not None:
+                    p, item = got
+                else:
+                    o = one(text, p)
+                    if o is None:
+                        break
+                    p, item = o.end(), o.group()
+                items.append(item)
+            if not items:
+                if final or self._end_tag.search(text, at) is not None:
+                    # complete but not plain: lxml reads the rest
+                    return self._stop(("".join(out) + text[done:]).encode("utf-8") + tail)
+                out.append(text[done:at])
+                self._pending, self._waiting = text[at:].encode("utf-8") + tail, True
+                break
+            self._count += 1
+            key = str(self._count)
+            self._runs[key] = items
+            out.append(text[done:at])
+            out.append(f'<{_RUN_PREFIX}:run xmlns:{_RUN_PREFIX}="{RUN_NS}" n="{key}"/>')
+            pos = done = p
+        data = "".join(out).encode("utf-8")
+        if len(self._pending) > MAX_GAP_BYTES or final and self._pending:
+            return self._stop(data)
+        return data
+
+    def _stop(self, head: bytes) -> bytes:
+        """Cut no more: ``head`` and every byte after it go to lxml unchanged."""
+        self.cutting = False
+        data, self._pending = head + self._pending, b""
+        return data
+
+    def take(self, placeholder: etree._Element) -> Run | None:
+        """The run a placeholder stands for, with the namespaces in scope at its place (None: not one of ours)."""
+        items = self._runs.pop(placeholder.get("n") or "", None)
+        nsmap = {k: v for k, v in placeholder.nsmap.items() if v != RUN_NS}
+        parent = placeholder.getparent()
+        if parent is not None:
+            parent.remove(placeholder)
+        return None if items is None else Run(items, nsmap)
+
+
+_CLOSE = {"<!--": "-->", "<![CDATA[": "]]>", "<?": "?>"}
 
 
 def drop(el: etree._Element) -> None:
@@ -231,7 +483,10 @@ class StreamSheetReader:
         yield SourceRow(number, values, sheet)
 
     def close(self) -> None:
-        """Release the zip file."""
+        """Release the zip file (and the parts a pass over the sheet has open)."""
+        rows = getattr(self, "_rows", None)
+        if rows is not None:
+            rows.close()
         if self._zip is not None:
             self._zip.close()
             self._zip = None

@@ -18,7 +18,7 @@ import os
 import posixpath
 import re
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from lxml import etree
@@ -26,8 +26,8 @@ from lxml import etree
 from gateway.config import LimitsConfig
 from gateway.errors import InputError
 from gateway.readers.cells import PLAIN_NUMBER, builtin_kind, format_kind, iso_text, number_cell_text, serial_text
-from gateway.readers.sheet_stream import (Events, RawRow, StreamSheetReader, column_index, column_name, drop, pick_sheet,
-                                          xml_events)
+from gateway.readers.sheet_stream import (Events, RawRow, Run, StreamSheetReader, column_index, column_name, cut_events,
+                                          drop, pick_sheet, xml_events)
 
 if TYPE_CHECKING:
     from gateway.mapping.spec import FormatSpec
@@ -37,6 +37,117 @@ _XML_SPACE = "{http://www.w3.org/XML/1998/namespace}space"
 _ESCAPE = re.compile(r"_x00([0-9A-Fa-f]{2})_")
 _REF = re.compile(r"([A-Za-z]{1,7})([0-9]{1,10})")
 _OFFICE_DOCUMENT = "/officeDocument"
+
+# The common shapes of cells and shared strings, as Excel, LibreOffice, xlsxwriter and openpyxl write them.
+# Text may hold the five named entities (no character references, no CR: those go to lxml); attributes
+# are taken only in this order and without duplicates, so what matches is well-formed as it stands.
+_W = "[ \t\r\n]*+"
+_TEXT = "(?:[^<&\r]++|&(?:amp|lt|gt|quot|apos);)"
+_FORMULA = ('<f(?: t="[A-Za-z]*")?(?: aca="[a-z01]*")?(?: ref="[A-Za-z0-9:$]*")?(?: ca="[a-z01]*")?(?: si="[0-9]*")?'
+            + _W + '(?:/>|>(?:[^<&]++|&(?:amp|lt|gt|quot|apos);)*+</f>)' + _W)
+
+
+def _cell_pattern(group: str) -> str:
+    """A ``<c>`` element; ``group`` "(" captures column letters, digits, s, t, v, the <t> tag's end, inline text."""
+    return (f'<c(?: r="{group}[A-Z]{{1,3}})({"" if group == "(" else "?:"}[0-9]{{1,7}})")?'
+            f'(?: s="{group}[0-9]{{1,9}})")?(?: t="{group}[A-Za-z]{{1,12}})")?' + _W +
+            "(?:/>|>" + _W + f"(?:{_FORMULA})?"
+            f"(?:<v>{group}{_TEXT}++)</v>|<is>{_W}<t{group}>| xml:space=\"preserve\">){group}{_TEXT}*+)</t>{_W}</is>)?"
+            + _W + "</c>)")
+
+
+# A cell, or else one character that is not whitespace: a row's body is plain when it holds exactly as many
+# matches as "<c" (every "<" of a cell's content is markup, so any other content adds matches).
+_CELL = re.compile(_W + "(?:" + _cell_pattern("(") + "|[^ \t\r\n])")
+_ROW_START = re.compile(_W + '<row(?: r="([0-9]*)")?((?:[ \t\r\n]++[A-Za-z_][\\w.-]*(?::[A-Za-z_][\\w.-]*)?="[^"<&]*")*+)'
+                        + _W + "(/?)>")
+_ROW_END = re.compile("</row" + _W + ">")
+_SI = re.compile(_W + "<si>" + _W + "<t(>| xml:space=\"preserve\">)(" + _TEXT + "*+)</t>" + _W + "</si>")
+PlainRow = tuple[str, str, list[tuple[str, str, str, str, str, str, str]], str, int, int]
+
+
+def _plain_row(text: str, pos: int) -> tuple[int, PlainRow] | None:
+    """A ``<row>`` at ``pos`` whose cells all have a common shape: (end, (r, other attributes, cells, text,
+    start, end)); None for anything else."""
+    m = _ROW_START.match(text, pos)
+    if m is None:
+        return None
+    r, rest, closed = m.groups()
+    if closed:
+        return m.end(), (r, rest, [], text, pos, m.end())
+    start = m.end()
+    end = text.find("</row", start)
+    if end < 0:
+        return None
+    close = _ROW_END.match(text, end)
+    if close is None:
+        return None
+    body = text[start:end]
+    cells = _CELL.findall(body)
+    if len(cells) != body.count("<c") or "]]>" in body:
+        return None
+    return close.end(), (r, rest, cells, text, pos, close.end())
+
+
+def _plain_si(text: str, pos: int) -> tuple[int, tuple[str, str]] | None:
+    """A plain shared string (one ``<t>``) at ``pos``: (end, ("si", its text))."""
+    m = _SI.match(text, pos)
+    if m is None or "]]>" in m.group(2):
+        return None
+    return m.end(), ("si", _inline_text(m.group(2), m.group(1)))
+
+
+_ATTR_NAME = re.compile(r'([^\s=]+)="')
+
+
+def _unescape(text: str) -> str:
+    if "&" not in text:
+        return text
+    return (text.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"').replace("&apos;", "'")
+            .replace("&amp;", "&"))
+
+
+def _inline_text(text: str, tag_end: str) -> str:
+    """A plain ``<t>``'s text as ``rich_text`` words it: trimmed unless preserved, ``_x00HH_`` decoded."""
+    if "&" in text:
+        text = _unescape(text)
+    if tag_end == ">":
+        text = text.strip(" \t\r\n")
+    if "_x00" in text:
+        text = _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
+    return text
+
+
+def _run_strings(run: Run) -> list[str]:
+    """The shared strings of a run of ``<si>`` elements: plain ones as read, the rest (rich text) by lxml."""
+    out: list[str] = []
+    for item in run.items:
+        if isinstance(item, tuple):
+            out.append(item[1])
+        else:
+            out.extend(rich_text(el) for el in run.parse(str(item)))
+    return out
+
+
+def _attributes_ok(attributes: str, nsmap: dict[str | None, str], checked: dict[str, bool]) -> bool:
+    """Whether a row's other attributes are well-formed where they stand: no second ``r``, no namespace
+    declaration, no duplicate, every prefix bound (a row failing this is left to lxml, which judges it)."""
+    ok = checked.get(attributes)
+    if ok is None:
+        names = _ATTR_NAME.findall(attributes)
+        expanded = set()
+        ok = True
+        for name in names:
+            prefix, _, local = name.rpartition(":")
+            if name == "r" or name.startswith("xmlns") or (prefix and prefix != "xml" and prefix not in nsmap):
+                ok = False
+                break
+            expanded.add((nsmap.get(prefix, prefix) if prefix else "", local))
+        ok = ok and len(expanded) == len(names)
+        if len(checked) > 1000:
+            checked.clear()
+        checked[attributes] = ok
+    return ok
 
 
 class SharedStrings:
@@ -91,6 +202,7 @@ class XlsxStreamReader(StreamSheetReader):
                  date_columns: frozenset[str] = frozenset(), limits: LimitsConfig | None = None,
                  max_shared_strings_bytes: int = MAX_SHARED_STRINGS_BYTES) -> None:
         self._sst_budget = max_shared_strings_bytes
+        self._dated: dict[tuple[int, str], str] = {}  # the same dates recur in every row: worded once
         super().__init__(path, fmt, date_columns=date_columns, limits=limits)
 
     def _events(self, member: str, *tags: str) -> Events:
@@ -155,124 +267,218 @@ class XlsxStreamReader(StreamSheetReader):
 
     def _read_strings(self, member: str) -> None:
         strings = self._strings
-        for _, si in self._events(member, "{*}si"):
-            if not strings.append(rich_text(si)):
-                raise InputError(f"the workbook's shared strings need more than {self._sst_budget >> 20} MB "
-                                 "(limit of the streaming XLSX reader); split the file", file=self.file)
-            drop(si)
+        assert self._zip is not None
+        for _, si in cut_events(self._zip, member, self.file, events=("end",), tags=("{*}si",), element="si",
+                                plain=_plain_si):
+            for text in _run_strings(si) if isinstance(si, Run) else (rich_text(si),):
+                if not strings.append(text):
+                    raise InputError(f"the workbook's shared strings need more than {self._sst_budget >> 20} MB "
+                                     "(limit of the streaming XLSX reader); split the file", file=self.file)
+            if not isinstance(si, Run):
+                drop(si)
 
     def _raw_rows(self, bounds_only: bool = False) -> Iterator[RawRow]:
         """(row number, texts from column A, first column) for each row that holds a cell."""
-        data, ends = self._strings.buffers()
-        kinds, is_1904, decimal = self._kinds, self._1904, self._decimal
-        dated: dict[tuple[int, str], str] = {}  # the same dates recur in every row: worded once
-        plain = PLAIN_NUMBER.fullmatch
-        max_cols, max_rows = self.limits.max_columns, self.limits.max_rows
-        cols = column_index(max_cols)
-        row_tag = c_tag = v_tag = is_tag = ""
-        prev = last = 0
-        events = self._events(self._member, "{*}row", "{*}sheetData")
+        max_rows = self.limits.max_rows
+        prev, last = [0], 0  # the row read last, per pass (a row without ``r`` is the one after it)
+        assert self._zip is not None
+        events = cut_events(self._zip, self._member, self.file, events=("end",), tags=("{*}row", "{*}sheetData"),
+                            element="row", plain=_plain_row)
         try:
-            for _, row in events:
-                if row.tag != row_tag:
-                    if row.tag.endswith("sheetData"):
-                        return  # what follows the cells (merges, print setup) is of no use here
-                    row_tag = row.tag
-                    ns = row_tag[:-3]
-                    c_tag, v_tag, is_tag = ns + "c", ns + "v", ns + "is"
-                r = row.get("r")
-                number = int(r) if r else prev + 1
-                r = r or str(number)
-                prev = number
-                dates = self.date_cols
-                values: list[str] = []
-                first = col = -1
-                for c in row:
-                    if c.tag != c_tag:
-                        continue
-                    ref = c.get("r")
-                    if ref is None:
-                        col += 1
-                    else:
-                        letters = ref.rstrip("0123456789")
-                        found = cols.get(letters)
-                        col = found if found is not None and ref[len(letters):] == r else self._place(ref, number)
-                    t = c.get("t")
-                    text: str | None = None
-                    for child in c:
-                        tag = child.tag
-                        if tag == v_tag:
-                            v = child.text
-                            if t is None or t == "n":
-                                if not v:
-                                    text = None
-                                elif kinds and (kind := kinds.get(c.get("s"))):
-                                    text = dated.get((kind, v))
-                                    if text is None:
-                                        if len(dated) > 10_000:
-                                            dated.clear()
-                                        text = dated[kind, v] = serial_text(self._float(v, col), kind, is_1904,
-                                                                            decimal)
-                                elif v.isascii() and v.isdigit() and len(v) < 16 and (v[0] != "0" or len(v) == 1):
-                                    text = number_cell_text(float(v), True, decimal) if col in dates else v
-                                elif len(v) <= 16 and plain(v) and "." in v:
-                                    text = v if decimal == "." else v.replace(".", decimal)
-                                else:
-                                    text = self._number(v, t, col in dates, col, number)
-                            elif t == "s":
-                                if v:
-                                    i = int(v)
-                                    text = data[ends[i - 1] if i else 0:ends[i]].decode("utf-8", "surrogatepass")
-                                else:
-                                    text = None
-                            elif t == "str":
-                                text = v or ""
-                            elif t == "b":
-                                text = None if not v else "false" if v == "0" else "true"
-                            elif t == "e":
-                                text = None if not v else ""  # calamine hands errors (#DIV/0!) over as empty
-                            elif t == "d":
-                                text = iso_text(v or "")
-                            elif t in ("inlineStr", "is"):
-                                text = None
-                            else:
-                                raise InputError(f"cell {column_name(col)}{number} has the unknown type '{t}'",
-                                                 file=self.file, row=number)
-                        elif tag == is_tag:
-                            text = rich_text(child)
-                        elif tag.endswith("}f"):
-                            text = None
-                    if text is None:
-                        continue
-                    if col >= max_cols:
-                        raise InputError(f"cell {column_name(col)}{number} is right of the column limit: a sheet may "
-                                         f"use {max_cols} columns (limit limits.max_columns)", file=self.file,
-                                         row=number)
-                    n = len(values)
-                    if col == n:
-                        values.append(text)
-                    elif col > n:
-                        values.extend([""] * (col - n))
-                        values.append(text)
-                    else:
-                        values[col] = text
-                    if first < 0 or col < first:
-                        first = col
-                drop(row)
-                if first >= 0:
-                    if number > max_rows:
-                        raise InputError(f"cell {column_name(first)}{number} is below the row limit: a sheet may "
-                                         f"use {max_rows} rows (limit limits.max_rows)", file=self.file, row=number)
-                    if number <= last:
-                        raise InputError(f"row {number} comes after row {last}: the sheet's rows are out of order",
-                                         file=self.file, row=number)
-                    last = number
-                    yield number, values, first
+            for _, item in events:
+                if isinstance(item, Run):
+                    rows: Iterable[tuple[int, list[str], int]] = self._run_rows(item, prev)
+                elif item.tag.endswith("sheetData"):
+                    return  # what follows the cells (merges, print setup) is of no use here
+                else:
+                    rows = (self._element_row(item, prev),)
+                for number, values, first in rows:
+                    if first >= 0:
+                        if number > max_rows:
+                            raise InputError(f"cell {column_name(first)}{number} is below the row limit: a sheet "
+                                             f"may use {max_rows} rows (limit limits.max_rows)", file=self.file,
+                                             row=number)
+                        if number <= last:
+                            raise InputError(f"row {number} comes after row {last}: the sheet's rows are out of "
+                                             "order", file=self.file, row=number)
+                        last = number
+                        yield number, values, first
         except IndexError:
-            raise InputError(f"a cell in or after row {prev} points to a shared string the workbook does not have",
-                             file=self.file, row=prev) from None
+            raise InputError(f"a cell in or after row {prev[0]} points to a shared string the workbook does not "
+                             "have", file=self.file, row=prev[0]) from None
         finally:
             events.close()
+
+    def _element_row(self, row: etree._Element, prev: list[int]) -> tuple[int, list[str], int]:
+        """One row read from its lxml tree (rows the patterns of ``_run_rows`` do not take, other files)."""
+        data, ends = self._strings.buffers()
+        kinds, is_1904, decimal = self._kinds, self._1904, self._decimal
+        dated = self._dated
+        plain = PLAIN_NUMBER.fullmatch
+        max_cols = self.limits.max_columns
+        cols = column_index(max_cols)
+        ns = row.tag[:-3]
+        c_tag, v_tag, is_tag = ns + "c", ns + "v", ns + "is"
+        r = row.get("r")
+        number = int(r) if r else prev[0] + 1
+        r = r or str(number)
+        prev[0] = number
+        dates = self.date_cols
+        values: list[str] = []
+        first = col = -1
+        for c in row:
+            if c.tag != c_tag:
+                continue
+            ref = c.get("r")
+            if ref is None:
+                col += 1
+            else:
+                letters = ref.rstrip("0123456789")
+                found = cols.get(letters)
+                col = found if found is not None and ref[len(letters):] == r else self._place(ref, number)
+            t = c.get("t")
+            text: str | None = None
+            for child in c:
+                tag = child.tag
+                if tag == v_tag:
+                    v = child.text
+                    if t is None or t == "n":
+                        if not v:
+                            text = None
+                        elif kinds and (kind := kinds.get(c.get("s"))):
+                            text = dated.get((kind, v))
+                            if text is None:
+                                if len(dated) > 10_000:
+                                    dated.clear()
+                                text = dated[kind, v] = serial_text(self._float(v, col), kind, is_1904, decimal)
+                        elif v.isascii() and v.isdigit() and len(v) < 16 and (v[0] != "0" or len(v) == 1):
+                            text = number_cell_text(float(v), True, decimal) if col in dates else v
+                        elif len(v) <= 16 and plain(v) and "." in v:
+                            text = v if decimal == "." else v.replace(".", decimal)
+                        else:
+                            text = self._number(v, t, col in dates, col, number)
+                    elif t == "s":
+                        if v:
+                            i = int(v)
+                            text = data[ends[i - 1] if i else 0:ends[i]].decode("utf-8", "surrogatepass")
+                        else:
+                            text = None
+                    else:
+                        text = self._typed(t, v, col, number)
+                elif tag == is_tag:
+                    text = rich_text(child)
+                elif tag.endswith("}f"):
+                    text = None
+            if text is None:
+                continue
+            if col >= max_cols:
+                raise InputError(f"cell {column_name(col)}{number} is right of the column limit: a sheet may "
+                                 f"use {max_cols} columns (limit limits.max_columns)", file=self.file, row=number)
+            n = len(values)
+            if col == n:
+                values.append(text)
+            elif col > n:
+                values.extend([""] * (col - n))
+                values.append(text)
+            else:
+                values[col] = text
+            if first < 0 or col < first:
+                first = col
+        drop(row)
+        return number, values, first
+
+    def _typed(self, t: str, v: str | None, col: int, number: int) -> str | None:
+        """A ``<v>`` of a cell typed other than number or shared string."""
+        if t == "str":
+            return v or ""
+        if t == "b":
+            return None if not v else "false" if v == "0" else "true"
+        if t == "e":
+            return None if not v else ""  # calamine hands errors (#DIV/0!) over as empty
+        if t == "d":
+            return iso_text(v or "")
+        if t in ("inlineStr", "is"):
+            return None
+        raise InputError(f"cell {column_name(col)}{number} has the unknown type '{t}'", file=self.file, row=number)
+
+    def _run_rows(self, run: Run, prev: list[int]) -> Iterator[tuple[int, list[str], int]]:
+        """The rows of a run cut from the sheet XML: the common cell shapes read by ``_plain_row``.
+
+        Exactly what ``_element_row`` gives for the same row; a row with anything else (rich text, entities
+        beyond the five named ones, other attributes or attribute order, empty values) is parsed by lxml.
+        """
+        data, ends = self._strings.buffers()
+        kinds, is_1904, decimal = self._kinds, self._1904, self._decimal
+        dated = self._dated
+        plain = PLAIN_NUMBER.fullmatch
+        max_cols = self.limits.max_columns
+        cols = column_index(max_cols)
+        checked: dict[str, bool] = {}
+        for item in run.items:
+            if not isinstance(item, tuple) or item[1] and not _attributes_ok(item[1], run.nsmap, checked):
+                for row in run.parse(item if isinstance(item, str) else item[3][item[4]:item[5]]):
+                    yield self._element_row(row, prev)
+                continue
+            r, _, cells = item[:3]
+            number = int(r) if r else prev[0] + 1
+            r = r or str(number)
+            prev[0] = number
+            dates = self.date_cols  # set once the header is read, which may be in the middle of a run
+            values: list[str] = []
+            append = values.append
+            first = col = -1
+            n = 0  # len(values)
+            for letters, digits, s, t, v, preserve, inline in cells:
+                if letters:
+                    found = cols.get(letters)
+                    col = found if found is not None and digits == r else self._place(letters + digits, number)
+                else:
+                    col += 1
+                cell: str | None
+                if v:  # "&" is only undone where the text is used: int() and the plain-number tests fail on it
+                    if t == "s":
+                        i = int(v)
+                        cell = data[ends[i - 1] if i else 0:ends[i]].decode("utf-8", "surrogatepass")
+                    elif not t or t == "n":
+                        if kinds and (kind := kinds.get(s)):
+                            cell = dated.get((kind, v))
+                            if cell is None:
+                                if len(dated) > 10_000:
+                                    dated.clear()
+                                cell = dated[kind, v] = serial_text(self._float(v, col), kind, is_1904, decimal)
+                        elif v.isascii() and v.isdigit() and len(v) < 16 and (v[0] != "0" or len(v) == 1):
+                            cell = number_cell_text(float(v), True, decimal) if col in dates else v
+                        elif len(v) <= 16 and plain(v) and "." in v:
+                            cell = v if decimal == "." else v.replace(".", decimal)
+                        else:
+                            cell = self._number(_unescape(v), t or None, col in dates, col, number)
+                    else:
+                        cell = self._typed(t, _unescape(v), col, number)
+                        if cell is None:
+                            continue
+                elif preserve:
+                    cell = _inline_text(inline, preserve)
+                else:
+                    continue
+                if col >= max_cols:
+                    raise InputError(f"cell {column_name(col)}{number} is right of the column limit: a sheet "
+                                     f"may use {max_cols} columns (limit limits.max_columns)", file=self.file,
+                                     row=number)
+                if col == n:
+                    append(cell)
+                    n += 1
+                    if first < 0:
+                        first = col
+                    continue
+                if col > n:
+                    values.extend([""] * (col - n))
+                    append(cell)
+                    n = col + 1
+                else:
+                    values[col] = cell
+                if first < 0 or col < first:
+                    first = col
+            yield number, values, first
 
     def _place(self, ref: str, number: int) -> int:
         """The column of a reference off the fast path (lower case, beyond the limit, or another row's)."""

@@ -64,3 +64,132 @@ def test_xml_child_pass_takes_the_first_of_duplicate_children(tmp_path: Path) ->
     path.write_bytes(XML_CASES[0])
     spec = FormatSpec(type="xml", record_path="/E/F", columns={"a": "A", "b": "B"})
     assert _xml_rows(path, spec, general=False) == [(1, ["1", "2"], "/E/F[1]"), (1, ["", "x"], "/E/F[2]")]
+
+
+# ---------------------------------------------------------------- XLSX and ODS: cut runs against lxml trees
+#
+# Random sheets mixing the shapes the patterns read with everything they leave to lxml (entities, rich
+# text, other attribute orders and quotes, comments, CDATA, CR, empty values, prefixes, rows without r,
+# self-closing rows, huge rows), read in chunks of a few bytes so rows and tokens fall across chunk
+# boundaries: every header, row and error must be what the lxml-only reader gives.
+
+XLSX_NS = 'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
+X14AC = 'xmlns:x14ac="http://schemas.microsoft.com/office/spreadsheetml/2009/9/ac"'
+PLAIN_CELLS = [
+    '<c r="{c}{n}" t="s"><v>{i}</v></c>', '<c r="{c}{n}"><v>1.5</v></c>', '<c r="{c}{n}" s="1"><v>45000</v></c>',
+    '<c r="{c}{n}" s="1"><v>45000.25</v></c>', '<c r="{c}{n}" s="2"><v>0.5</v></c>', '<c r="{c}{n}"><v>007</v></c>',
+    '<c r="{c}{n}"><v>-12</v></c>', '<c r="{c}{n}"><v>1E-3</v></c>', '<c r="{c}{n}"><v>abc</v></c>',
+    '<c r="{c}{n}" t="n"><v>3</v></c>', '<c r="{c}{n}" t="b"><v>1</v></c>', '<c r="{c}{n}" t="b"><v>0</v></c>',
+    '<c r="{c}{n}" t="e"><v>#N/A</v></c>', '<c r="{c}{n}" t="str"><v>a &amp; b &lt;c&gt;</v></c>',
+    '<c r="{c}{n}" t="d"><v>2025-01-31T10:00:00</v></c>', '<c r="{c}{n}" t="inlineStr"><is><t>  plain  </t></is></c>',
+    '<c r="{c}{n}" t="inlineStr"><is><t xml:space="preserve">  kept _x000D_ </t></is></c>',
+    '<c r="{c}{n}" t="inlineStr"><is><t></t></is></c>', '<c r="{c}{n}"><f>SUM(A1:A3)</f><v>6</v></c>',
+    '<c r="{c}{n}"><f t="shared" ref="A1:A3" si="0"/><v>2</v></c>', '<c r="{c}{n}"><f>"a"&amp;"b"</f><v>ab</v></c>',
+    '<c r="{c}{n}" t="s"><f>A1</f><v>{i}</v></c>', '<c r="{c}{n}" s="1"/>', '<c r="{c}{n}" t="s"/>',
+    '<c r="{c}{n}"></c>', '<c t="s"><v>{i}</v></c>', '<c><v>9</v></c>', '<c r="{c}{n}" t="inlineStr"><v>ignored</v></c>',
+    '<c r="{c}{n}" t="s" >\n  <v>{i}</v>\n</c>', '<c r="{c}{n}"><v>1\u00e9</v></c>',
+    '<c r="{c}{n}" t="inlineStr"><is><t>Arrow row :row</t></is></c>', '<c r="{c}{n}" t="inlineStr"><is><t>q"\'&gt;</t></is></c>',
+]
+ODD_CELLS = [  # read by lxml, alone or (after a comment) with the rest of the sheet
+    '<c r="{c}{n}" t="str"><v>x&#x41;&#66;</v></c>', '<c r="{c}{n}" t="str"><v></v></c>', '<c r="{c}{n}" t="str"><v/></c>',
+    '<c r="{c}{n}" t="d"><v></v></c>',
+    '<c r="{c}{n}" t="inlineStr"><is><r><t>rich </t></r><r><t>text</t></r><rPh><t>ph</t></rPh></is></c>',
+    '<c r="{c}{n}" t="inlineStr"><is><t>a\r\nb</t></is></c>', '<c r="{c}{n}" t="inlineStr"><is><t><![CDATA[x<y]]></t></is></c>',
+    '<c t="s" r="{c}{n}"><v>{i}</v></c>', "<c r='{c}{n}' t='s'><v>{i}</v></c>", '<c  r="{c}{n}"><v>4</v></c>',
+    '<c r="{c}{n}"><v> 5 </v></c>', '<c r="{c}{n}" cm="1"><v>5</v></c>', '<c r="{l}{n}"><v>8</v></c>',
+    '<c r="{c}0{n}"><v>8</v></c>', '<c r="{c}{n}" t="inlineStr"><is><t>a]]&gt;b</t></is></c>',
+    '<c r="{c}{n}" t="str"><v>tab\there</v></c>', '<x:c xmlns:x="urn:other" r="{c}{n}"><v>1</v></x:c>',
+]
+STOP_CELLS = ['<c r="{c}{n}"><!-- note --><v>5</v></c>', '<c r="{c}{n}"><v>5</v><?pi x?></c>']
+ERROR_CELLS = ['<c r="{c}{n}" t="zz"><v>1</v></c>', '<c r="{c}{n}" t="s"><v>99999</v></c>', '<c r="{c}{n}" t="s"><v>1.5</v></c>',
+               '<c r="{c}{n}" s="1"><v>x</v></c>', '<c r="{c}{n}" t="n"><v>x</v></c>', '<c r="XFD{n}"><v>1</v></c>',
+               '<c r="{c}{n}"><v>1</v>', '<c r="{c}{n}" t="s" t="s"><v>1</v></c>', '<c r="{c}{n}"><v>&nbsp;</v></c>',
+               '<c r="{c}{n}"><v>\x01</v></c>', '<c r="{c}{n}"><v>\ufffe</v></c>', '<c r="{c}1{n}"><v>1</v></c>']
+ROW_HEADS = ['<row r="{n}">', '<row r="{n}" spans="1:9">', '<row r="{n}" spans="1:9" x14ac:dyDescent="0.25">', '<row>',
+             "<row r='{n}'>", '<row spans="2:3" r="{n}">', '<row r="{n}" ht="20" customHeight="1">']
+
+
+def _xlsx_sheet(rng: Any, rows: int, cells: list[str], heads: list[str], error: str | None) -> str:
+    out = []
+    for n in range(1, rows + 1):
+        if rng.random() < 0.05:
+            out.append(rng.choice(['<row r="{n}"/>', '<row r="{n}" spans="1:2"/>', "<row/>"]).format(n=n))
+            continue
+        cols = sorted(rng.sample(range(9), rng.randint(0, 6)))
+        shapes = [rng.choice(cells) for _ in cols]
+        if error and n == rows - 5:
+            shapes[-1:] = [error]
+        body = "".join(shape.format(c="ABCDEFGHI"[c], l="abcdefghi"[c], n=n, i=rng.randint(0, 5))
+                       for c, shape in zip(cols, shapes))
+        out.append(rng.choice(heads).format(n=n) + body + "</row>" + rng.choice(["", "\n", "\r\n  "]))
+    return "".join(out)
+
+
+def _xlsx_book(path: Path, sheet_xml: str, strings: list[str]) -> Path:
+    import zipfile
+
+    from tests.unit.test_stream_readers import CT, REL, STYLES
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("[Content_Types].xml", CT)
+        zf.writestr("_rels/.rels", '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+                    f'<Relationship Id="rId1" Type="{REL}/officeDocument" Target="xl/workbook.xml"/></Relationships>')
+        zf.writestr("xl/_rels/workbook.xml.rels",
+                    '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+                    f'<Relationship Id="rId1" Type="{REL}/worksheet" Target="worksheets/sheet1.xml"/></Relationships>')
+        zf.writestr("xl/workbook.xml", f'<workbook {XLSX_NS} xmlns:r="{REL}"><sheets><sheet name="Blatt" sheetId="1" '
+                    'r:id="rId1"/></sheets></workbook>')
+        zf.writestr("xl/styles.xml", f"<styleSheet {XLSX_NS}>{STYLES}</styleSheet>")
+        zf.writestr("xl/sharedStrings.xml", f'<?xml version="1.0" encoding="UTF-8"?>\n<sst {XLSX_NS}>'
+                    + "".join(strings) + "</sst>")
+        zf.writestr("xl/worksheets/sheet1.xml", sheet_xml)
+    return path
+
+
+def _both_ways(monkeypatch: pytest.MonkeyPatch, read: Any, chunk: int) -> tuple[Any, Any]:
+    from gateway.readers import sheet_stream
+    monkeypatch.setattr(sheet_stream, "CHUNK", chunk)
+    monkeypatch.setattr(sheet_stream, "CUT", False)
+    tree = read()
+    monkeypatch.setattr(sheet_stream, "CUT", True)
+    return read(), tree
+
+
+def _sheet_rows(cls: Any, path: Path, spec: FormatSpec, dates: frozenset[str] = frozenset()) -> Any:
+    import re
+    try:
+        with cls(path, spec, date_columns=dates) as reader:
+            return reader.header, reader.header_row, [(r.row, r.values) for r in reader]
+    except InputError as exc:
+        # lxml names the line and column of a syntax error: where the cut-out run was parsed alone they differ
+        return "InputError: " + re.sub(r"line \d+(, column \d+)?", "line L", str(exc))
+
+
+SI = ["<si><t>Ref</t></si>", "<si><t>  trim me\t</t></si>", '<si><t xml:space="preserve">  kept  </t></si>',
+      "<si><r><t>rich </t></r><r><rPr><b/></rPr><t>text</t></r><rPh><t>ph</t></rPh></si>", "<si><t>a_x000D_b</t></si>",
+      "<si><t/></si>", "<si><t>&lt;&amp;&gt;&quot;&apos;</t></si>", "<si><t>&#x41;&#228;</t></si>", "<si/>",
+      "<si>\n  <t>pretty</t>\n</si>", "<si><t>line\r\nbreak</t></si>", "<si><t><![CDATA[c<d]]></t></si>",
+      "<si><!-- c --><t>commented</t></si>", "<si><t>Müller &amp; Söhne</t></si>", "<si><t>Arrow :si si</t></si>"]
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_xlsx_runs_read_like_lxml_trees(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
+    import random
+
+    from gateway.readers.xlsx_stream import XlsxStreamReader
+    rng = random.Random(seed)
+    cells = PLAIN_CELLS * 6 + ODD_CELLS if seed % 4 else PLAIN_CELLS  # some sheets only plain shapes
+    if seed % 5 == 3:
+        cells = cells + STOP_CELLS
+    error = ERROR_CELLS[seed % len(ERROR_CELLS)] if seed % 3 == 1 else None
+    head = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n' if seed % 2 else ""
+    sheet = (f'{head}<worksheet {XLSX_NS} {X14AC}><dimension ref="A1:I80"/><sheetData>'
+             + _xlsx_sheet(rng, 80, cells, ROW_HEADS[:3] * 3 + ROW_HEADS, error)
+             + "</sheetData><mergeCells/></worksheet>")
+    strings = SI[:3] + [rng.choice(SI) for _ in range(8)]
+    path = _xlsx_book(tmp_path / "a.xlsx", sheet, strings)
+    for spec in (FormatSpec(type="xlsx"), FormatSpec(type="xlsx", header_row=0, columns=["a", "b", "c", "d"]),
+                 FormatSpec(type="xlsx", header_row=3)):
+        for chunk in (rng.randint(40, 400), 1 << 16):
+            fast, tree = _both_ways(monkeypatch, lambda: _sheet_rows(XlsxStreamReader, path, spec,
+                                                                     frozenset({"a", "Ref"})), chunk)
+            assert fast == tree, (seed, spec, chunk)

@@ -15,9 +15,9 @@ _LENGTHS = {
 _SHAPE = re.compile(r"^[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}$")
 # ISO 13616: A=10 ... Z=35. One translate call instead of a conversion per character (hot path).
 _LETTERS = str.maketrans({chr(c): str(c - 55) for c in range(ord("A"), ord("Z") + 1)})
+_PLAIN = re.compile(r"[A-Z]{2}[0-9]{13,32}\Z")  # the shape above with a digits-only account
 # The country code's digits (DE -> "1314"): most account numbers are all digits, and then the checksum needs
 # no translate, which costs about as much as the rest of the check (measured 0.5 of 1.5 us).
-_PLAIN = re.compile(r"[A-Z]{2}[0-9]{13,32}\Z")  # the shape above with a digits-only account
 _AZ = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _COUNTRY_DIGITS = {a + b: f"{ord(a) - 55}{ord(b) - 55}" for a in _AZ for b in _AZ}
 

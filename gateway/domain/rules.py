@@ -17,7 +17,7 @@ from gateway.domain.findings import Finding, Severity
 from gateway.domain.iban import iban_problem
 from gateway.domain.limitation import STATUTORY, LimitationPolicy, limitation_in_full, plainly_not_near
 from gateway.domain.limits import size_findings, sizes_fit
-from gateway.domain.model import Claim, Debtor, DebtorKind, InterestKind, minor_digits
+from gateway.domain.model import Claim, Debtor, DebtorKind, minor_digits
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _DE_POSTCODE = re.compile(r"^[0-9]{5}$")
@@ -170,12 +170,11 @@ def _contact_rules(debtor: Debtor) -> Iterator[Finding]:
 # rule as a generator that yields nothing, and the size limits field by field, cost ~10 us a row. The
 # quick path tests conditions that imply that no rule finds anything, with plain attribute reads and
 # comparisons, then ``sizes_fit``; where one does not hold, ``validate_claim`` runs the full rules, so the
-# findings (and their order) never depend on it. It may only answer True where the full rules find nothing
+# findings (and their order) never depend on it. It may only answer where its answer is the full rules'
 # (tests/unit/test_rules_quick.py checks it against them on many claims, valid and not).
 _CENTS_CURRENCIES = CURRENCIES - {c for c in CURRENCIES if minor_digits(c) != 2}
 _CENT = Decimal("0.01")
-_CONSUMER = DebtorKind.CONSUMER
-_FIXED = InterestKind.FIXED
+_BUSINESS = DebtorKind.BUSINESS
 
 
 def _cents(amount: Decimal) -> bool:
@@ -192,7 +191,7 @@ def _quick_findings(claim: Claim, today: date) -> list[Finding] | None:
     column give it on every row).
     """
     interest = claim.interest
-    if interest is not None and interest.kind is _FIXED and interest.rate is None:
+    if interest is not None and interest.kind.value == "fixed" and interest.rate is None:
         return None
     if (not claim.creditor_reference.strip() or claim.currency not in _CENTS_CURRENCIES
             or not _cents(claim.principal_amount)):
@@ -207,7 +206,7 @@ def _quick_findings(claim: Claim, today: date) -> list[Finding] | None:
                 return None
         if claim.total_open_amount <= 0:
             return None
-    # else every amount is above 0, and so is the total open.
+    # (Without payments every amount is above 0, and so is the total open.)
     due, invoiced, dunned = claim.due_date, claim.invoice_date, claim.last_dunning_date
     if ((due is not None and (due > today or (invoiced is not None and due < invoiced)))
             or (invoiced is not None and invoiced > today) or (dunned is not None and dunned > today)):
@@ -219,14 +218,15 @@ def _quick_findings(claim: Claim, today: date) -> list[Finding] | None:
     debtor = claim.debtor
     born = debtor.birth_date
     incomplete = None
-    if debtor.kind is _CONSUMER:
+    if debtor.kind is _BUSINESS:
+        if not debtor.company or (born is not None and born > today):
+            return None
+    else:
         # A consumer born before the year 18 years ago is of age whatever the day.
         if not debtor.last_name or (born is not None and born.year >= today.year - 18):
             return None
         if born is None or not debtor.first_name:
             incomplete = _consumer_incomplete(debtor)
-    elif not debtor.company or (born is not None and born > today):
-        return None
     addresses, emails = debtor.addresses, debtor.emails
     if not addresses and not emails:
         return None

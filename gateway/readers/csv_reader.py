@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 FIELD_LIMIT = 1 << 20      # bytes of text in one field (csv.field_size_limit is process-wide)
 LINE_LIMIT = 4 << 20       # bytes in one physical line
 MAX_COLUMNS = 10_000       # no case file has more; a wider header is a broken or hostile file
-_BLOCK = 1 << 18           # bytes read and decoded at once after the header
+READ_BLOCK = 1 << 18       # bytes read and decoded at once after the header (here and in fixed_width)
 _UTF8_BOM = b"\xef\xbb\xbf"
 
 
@@ -118,7 +118,7 @@ class CsvReader:
                     return
                 yield [text[:-1]]
             offset += len(raw)
-        size = min(_BLOCK, LINE_LIMIT)  # so a line inside one read is never over the limit
+        size = min(READ_BLOCK, LINE_LIMIT)  # so a line inside one read is never over the limit
         carry = b""
         while chunk := fh.read(size):
             data = carry + chunk if carry else chunk

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from itertools import chain
+from operator import itemgetter
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from gateway.errors import InputError
+from gateway.errors import GatewayError, InputError
 from gateway.readers.base import SourceRow
-from gateway.readers.csv_reader import LINE_LIMIT
+from gateway.readers.csv_reader import LINE_LIMIT, READ_BLOCK
 from gateway.readers.sniff import detect_encoding
 
 if TYPE_CHECKING:
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
 
 class FixedWidthReader:
     """Rows of a fixed-width text file; lines before ``header_row`` (a title block) are skipped."""
+
+    guards_itself = True  # iteration turns unexpected exceptions into InputError itself (no Guarded layer)
 
     def __init__(self, path: str | os.PathLike[str], fmt: FormatSpec) -> None:
         from gateway.mapping.spec import FixedColumn
@@ -43,30 +47,86 @@ class FixedWidthReader:
             raise InputError(f"cannot open the file: {exc.strerror}", file=self.file) from None
 
     def __iter__(self) -> Iterator[SourceRow]:
+        lineno = self._skip
+        cols, decimal_cols = self._cols, [(i, c[2], c[3]) for i, c in enumerate(self._cols) if c[2]]
+        # One C call cuts every column out of a line (itemgetter of slices gives a tuple from two columns on).
+        cut = itemgetter(*(slice(start, end) for start, end, _, _ in cols)) if len(cols) > 1 else None
+        try:
+            for line in chain.from_iterable(self._blocks()):
+                lineno += 1
+                if not line.strip():
+                    continue
+                if cut is not None:
+                    values = [cell.strip() for cell in cut(line)]
+                else:
+                    values = [line[start:end].strip() for start, end, _, _ in cols]
+                for i, decimals, name in decimal_cols:
+                    if values[i]:
+                        values[i] = self._implied(values[i], decimals, lineno, name)
+                yield SourceRow(lineno, values)
+        except GatewayError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - what base.Guarded does for other readers (see guards_itself)
+            from gateway.readers.isolated import unreadable
+            raise InputError(unreadable("fixed_width", exc), file=self.file) from None
+
+    def _blocks(self) -> Iterator[list[str]]:
+        """The lines after ``header_row - 1``, decoded, without line breaks: a list per block read.
+
+        The lines up to the first data line are read one by one (a title block is never decoded), the
+        rest in blocks decoded at once; a block with an undecodable byte is decoded line by line again,
+        so the lines before the bad one still come out and the error names its line, as for a line
+        longer than the limit.
+        """
+        fh, skip = self._fh, self._skip
         lineno = 0
-        readline, codec, cols = self._fh.readline, self._codec, self._cols
-        while raw := readline(LINE_LIMIT):
+        while lineno < max(skip, 1):
+            raw = fh.readline(LINE_LIMIT)
+            if not raw:
+                return
             lineno += 1
             if len(raw) == LINE_LIMIT and not raw.endswith(b"\n"):
-                raise InputError(f"line is longer than {LINE_LIMIT} bytes", file=self.file, row=lineno)
-            if lineno <= self._skip:
+                raise self._too_long(lineno)
+            if lineno > skip:
+                line = self._decode(raw, lineno).rstrip("\r\n")
+                yield [line.removeprefix("\ufeff") if lineno == 1 else line]
+        size = min(READ_BLOCK, LINE_LIMIT)  # so a line inside one read is never over the limit
+        carry = b""
+        while chunk := fh.read(size):
+            data = carry + chunk if carry else chunk
+            end = data.rfind(b"\n") + 1
+            if not end:
+                carry = data
+                if len(carry) >= LINE_LIMIT:
+                    raise self._too_long(lineno + 1)
                 continue
+            if data.find(b"\n") >= LINE_LIMIT:  # the line begun in the previous read
+                raise self._too_long(lineno + 1)
+            block, carry = data[:end], data[end:]
             try:
-                line = raw.decode(codec).rstrip("\r\n")
-            except UnicodeDecodeError as exc:
-                raise InputError(f"byte 0x{raw[exc.start]:02X} at position {exc.start + 1} is not valid {codec}",
-                                 file=self.file, row=lineno) from None
-            if lineno == 1:
-                line = line.removeprefix("\ufeff")
-            if not line.strip():
-                continue
-            values = []
-            for start, end, decimals, name in cols:
-                cell = line[start:end].strip()
-                if decimals and cell:
-                    cell = self._implied(cell, decimals, lineno, name)
-                values.append(cell)
-            yield SourceRow(lineno, values)
+                lines: list[str] | None = block.decode(self._codec).split("\n")
+            except UnicodeDecodeError:
+                lines = None
+            if lines is None:
+                for part in block.split(b"\n")[:-1]:  # up to the bad line, then its error
+                    lineno += 1
+                    yield [self._decode(part + b"\n", lineno).rstrip("\r\n")]
+            else:
+                lines.pop()  # "" after the block's last line break
+                yield [line.rstrip("\r") for line in lines]
+                lineno += len(lines)
+        if carry:
+            yield [self._decode(carry, lineno + 1).rstrip("\r\n")]
+
+    def _decode(self, raw: bytes, lineno: int) -> str:
+        try:
+            return raw.decode(self._codec)
+        except UnicodeDecodeError as exc:
+            raise InputError(f"byte 0x{raw[exc.start]:02X} at position {exc.start + 1} is not valid {self._codec}",
+                             file=self.file, row=lineno) from None
+
+    def _too_long(self, lineno: int) -> InputError:
+        return InputError(f"line is longer than {LINE_LIMIT} bytes", file=self.file, row=lineno)
 
     def _implied(self, cell: str, decimals: int, lineno: int, name: str) -> str:
         sign = ""

@@ -109,7 +109,7 @@ def test_csv_blocks_and_direct_splits_read_as_csv_does(tmp_path: Path, monkeypat
     import random
 
     from gateway.readers import csv_reader
-    monkeypatch.setattr(csv_reader, "_BLOCK", block)
+    monkeypatch.setattr(csv_reader, "READ_BLOCK", block)
     rnd = random.Random(block)
     for n in range(40):
         lines = ["Ref;Name;Betrag\r\n"] + [rnd.choice(TRICKY) for _ in range(rnd.randrange(1, 12))]
@@ -131,7 +131,7 @@ def test_csv_blocks_and_direct_splits_read_as_csv_does(tmp_path: Path, monkeypat
 def test_csv_bad_byte_in_a_later_block_keeps_the_rows_before_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                  block: int) -> None:
     from gateway.readers import csv_reader
-    monkeypatch.setattr(csv_reader, "_BLOCK", block)
+    monkeypatch.setattr(csv_reader, "READ_BLOCK", block)
     good = "".join(f"R{i};Gr\u00fc\u00dfe;{i}\r\n" for i in range(2, 40)).encode("cp1252")
     path = tmp_path / "a.csv"
     data = b"Ref;Name;Betrag\r\n" + good + b"R40;x\x81y;40\r\n" + good
@@ -150,7 +150,7 @@ def test_csv_bad_byte_in_a_later_block_keeps_the_rows_before_it(tmp_path: Path, 
 def test_csv_line_over_the_limit_in_a_later_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                   block: int) -> None:
     from gateway.readers import csv_reader
-    monkeypatch.setattr(csv_reader, "_BLOCK", block)
+    monkeypatch.setattr(csv_reader, "READ_BLOCK", block)
     monkeypatch.setattr(csv_reader, "LINE_LIMIT", 50)
     path = tmp_path / "a.csv"
     # lines of exactly the limit pass; one byte more (or an unterminated last line of the limit) does not
@@ -318,6 +318,27 @@ def test_fixed_width_positions_and_implied_cents(tmp_path: Path) -> None:
         == [(2, "R1", "123.45", dt.date(2025, 2, 1)), (3, "R2", "-0.99", dt.date(2025, 2, 1))]
     with open_reader(path, s.format) as reader:
         assert [r.values[1] for r in reader] == ["123,45", "-0,99"]  # trailing sign, written the mapping's way
+
+
+@pytest.mark.parametrize("block", [1, 7, 1 << 18])
+def test_fixed_width_blocks_keep_line_numbers_and_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         block: int) -> None:
+    from gateway.readers import fixed_width
+    monkeypatch.setattr(fixed_width, "READ_BLOCK", block)
+    s = spec("  type: fixed_width\n  encoding: windows-1252\n  header_row: 1\n"
+             "  columns:\n    Ref: {start: 1, length: 4}\n    Betrag: {start: 5, length: 6, decimals: 2}")
+    path = tmp_path / "a.txt"
+    body = ["R1  000150", "", "R2  00099-\r", "   ", "R\u00e43  12    \r\r", "R4  x"]
+    path.write_bytes("\n".join(body).encode("cp1252"))  # no line break after the last line
+    with open_reader(path, s.format) as reader:
+        assert [(r.row, r.values) for r in reader] == [(1, ["R1", "1,50"]), (3, ["R2", "-0,99"]),
+                                                        (5, ["R\u00e43", "0,12"]), (6, ["R4", "x"])]
+    path.write_bytes("\n".join(body[:3] + ["R9  \x81"] + body).encode("latin-1"))
+    rows = []
+    with open_reader(path, s.format) as reader:
+        with pytest.raises(InputError, match="byte 0x81 at position 5 is not valid cp1252") as info:
+            rows.extend(r.row for r in reader)
+    assert rows == [1, 3] and info.value.row == 4
 
 
 def test_xls_is_read_like_xlsx(tmp_path: Path) -> None:

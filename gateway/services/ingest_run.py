@@ -17,7 +17,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -34,6 +34,8 @@ from gateway.services.ingest_prepare import Preparer, PreparedRow
 from gateway.services.ingest_store import (MAX_STORED_FINDINGS, ChunkStore, ChunkTurns, StoreContext, StoredChunk,
                                            init_worker as init_store_worker, work as store_work)
 from gateway.services.node import current_lease, fence
+from gateway.store import submissions as sub_store
+from gateway.store.db import read_tx
 
 log = logging.getLogger(__name__)
 MAX_RESULTS = 50_000  # per-row results kept in memory for the caller; the ack file has every row
@@ -194,6 +196,7 @@ class IngestRun:
         # A worker died (killed, out of memory): finish here, in order, from the oldest chunk not reported.
         # Rows of a chunk stored just before the loss are found as this submission's own and not stored twice.
         log.warning("ingest.workers_lost file=%s error=%s: continuing in this process", self.name, lost)
+        self._refresh_progress()
         if pending:
             self.chunk_no = pending[0][0] - 1
         elif unsent is not None:
@@ -202,6 +205,15 @@ class IngestRun:
             self._flush(self.preparer.chunk(chunk))
         for chunk in chunks:
             self._flush(self.preparer.chunk(chunk))
+
+    def _refresh_progress(self) -> None:
+        # Chunks the lost workers committed without reporting them are below the stored progress marker: their
+        # rows are then only reported (found as this submission's own), not stored or their findings kept again.
+        if self.submission is None:
+            return
+        with read_tx(self.app.engine) as conn:
+            progress = int(sub_store.get(conn, int(self.submission["id"]))["progress_row"] or 0)
+        self.store.ctx = replace(self.store.ctx, progress=max(self.store.ctx.progress, progress))
 
     def _collect(self, future: Future[StoredChunk | None]) -> None:
         done = future.result()

@@ -12,3 +12,10 @@ def dying_work(chunk_no: int, rows: list[SourceRow]) -> StoredChunk | None:
     if rows[0].row > 200:
         os._exit(3)  # as if the OOM killer took the worker
     return work(chunk_no, rows)
+
+
+def dying_after_store(chunk_no: int, rows: list[SourceRow]) -> StoredChunk | None:
+    done = work(chunk_no, rows)
+    if rows[0].row > 200:
+        os._exit(3)  # its chunk is committed, but its answer never reaches the ingesting process
+    return done

@@ -212,3 +212,27 @@ def test_parallel_ingest_stopped_midway_resumes_whole_and_once(app: App, tmp_pat
     with read_tx(app.engine) as conn:
         stored = sorted(c["source_row"] for c in claim_store.listing(conn, client_id="demo", limit=5000))
     assert stored == list(range(2, 2002))
+
+
+def test_worker_lost_after_storing_its_chunk_stores_nothing_twice(app: App, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlalchemy import func, select
+
+    from gateway.services import ingest_run
+    from gateway.store.schema import submission_findings
+    from tests.integration.dying_worker import dying_after_store
+
+    monkeypatch.setattr(app.config.dispatcher, "batch_size", 100)
+    monkeypatch.setattr(ingest_run, "store_work", dying_after_store)
+    lines = [csv_line(r) for r in sample_rows(1000)]
+    for i in (150, 250, 650):  # one rejected row before, in and after the chunk whose answer is lost
+        lines[i] = lines[i].replace(";DE", ";XX", 1)
+    path = tmp_path / "in.csv"
+    path.write_bytes(("\r\n".join([";".join(HEADER)] + lines) + "\r\n").encode("cp1252"))
+    result = ingest_file(app, path, "demo", workers=1)
+    assert (result.rows, result.accepted, result.rejected) == (1000, 997, 3)
+    with read_tx(app.engine) as conn:
+        stored = claim_store.listing(conn, client_id="demo", limit=5000)
+        kept = conn.execute(select(func.count()).select_from(submission_findings)).scalar_one()
+    assert len(stored) == 997 and len({c["creditor_reference"] for c in stored}) == 997
+    assert kept == 3  # each rejected row's finding once, also the one of the chunk stored before the loss

@@ -248,9 +248,9 @@ class RunCutter:
                 self._pending = buf  # enough to see the declaration
                 return b""
             self._first = False
-            m = _ENCODING.match(buf)
+            declared = _ENCODING.match(buf)
             if not _XML_START.match(buf) or b"\x00" in buf[:4] or (
-                    m is not None and m.group(1).lower() not in (b"utf-8", b"utf8")):
+                    declared is not None and declared.group(1).lower() not in (b"utf-8", b"utf8")):
                 return self._stop(buf)
         if b"\x00" in buf.translate(_NOT_XML) or b"\xef\xbf\xbe" in buf or b"\xef\xbf\xbf" in buf:
             return self._stop(buf)

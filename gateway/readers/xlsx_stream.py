@@ -18,8 +18,10 @@ import os
 import posixpath
 import re
 from array import array
-from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from itertools import accumulate, islice
+from collections.abc import Callable, Iterable, Iterator
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any
 
 from lxml import etree
 
@@ -27,7 +29,7 @@ from gateway.config import LimitsConfig
 from gateway.errors import InputError
 from gateway.readers.cells import PLAIN_NUMBER, builtin_kind, format_kind, iso_text, number_cell_text, serial_text
 from gateway.readers.sheet_stream import (Events, RawRow, Run, StreamSheetReader, column_index, column_name, cut_events,
-                                          drop, pick_sheet, xml_events)
+                                          drop, one_element, pick_sheet, xml_events)
 
 if TYPE_CHECKING:
     from gateway.mapping.spec import FormatSpec
@@ -63,38 +65,82 @@ _ROW_START = re.compile(_W + '<row(?: r="([0-9]*)")?((?:[ \t\r\n]++[A-Za-z_][\\w
                         + _W + "(/?)>")
 _ROW_END = re.compile("</row" + _W + ">")
 _SI = re.compile(_W + "<si>" + _W + "<t(>| xml:space=\"preserve\">)(" + _TEXT + "*+)</t>" + _W + "</si>")
-PlainRow = tuple[str, str, list[tuple[str, str, str, str, str, str, str]], str, int, int]
+_VALUES = re.compile("<v>([^<&\r]++)</v>")  # the values a row template leaves open
+_TEMPLATE_REF = re.compile('(<c r="[A-Z]{1,3})[0-9]{1,7}"')
+_ONE_ROW = re.compile(_W + one_element("row"))
+PlainRow = tuple[str, str, str, int, int, int, int]  # r, other attributes, text, body start/end, element start/end
+SHARED, NUMBER, DATE, TYPED, SKIP = range(5)
+
+
+class _Plan:
+    """How to read a row shaped like one read before: ``template`` is that row's text without its values
+    (joined by NUL, the row number as SOH); per value, what it is (``steps``); the row's width and first
+    column. Shared strings are decoded in one go, the rest one by one, then ``gather`` places them."""
+
+    __slots__ = ("template", "shared", "others", "gather", "first")
+
+    def __init__(self, template: str, steps: list[tuple[int, int, Any]], width: int, first: int) -> None:
+        self.template, self.first = template, first
+        shared = [k for k, (code, _, _) in enumerate(steps) if code == SHARED]
+        self.shared = _getter(shared) if shared else None
+        self.others = [(code, col, arg, k) for k, (code, col, arg) in enumerate(steps) if code not in (SHARED, SKIP)]
+        # column -> place in the pool: 0 (empty), then the shared strings, then the others; in the cells' order,
+        # so a later cell of the same column wins, as it does cell by cell
+        pool_of = {k: n for n, k in enumerate(shared + [k for _, _, _, k in self.others], start=1)}
+        slot = [0] * width
+        for k, (code, col, _) in enumerate(steps):
+            if code != SKIP:
+                slot[col] = pool_of[k]
+        get = _getter(slot) if width else None
+        self.gather: Callable[[list[str]], list[str]] = lambda pool: list(get(pool)) if get is not None else []
+
+
+def _getter(indexes: list[int]) -> Callable[[list[str]], tuple[str, ...]]:
+    """``itemgetter`` that always gives a tuple (it gives the item itself for one index)."""
+    if len(indexes) == 1:
+        k = indexes[0]
+        return lambda seq: (seq[k],)
+    return itemgetter(*indexes)
 
 
 def _plain_row(text: str, pos: int) -> tuple[int, PlainRow] | None:
-    """A ``<row>`` at ``pos`` whose cells all have a common shape: (end, (r, other attributes, cells, text,
-    start, end)); None for anything else."""
+    """A ``<row>`` at ``pos`` whose extent is certain: (end, (r, other attributes, text, body start and end,
+    element start and end)); None when its start tag is not a plain one or its body may hide markup."""
     m = _ROW_START.match(text, pos)
     if m is None:
         return None
     r, rest, closed = m.groups()
     if closed:
-        return m.end(), (r, rest, [], text, pos, m.end())
+        return m.end(), (r, rest, text, 0, 0, pos, m.end())
     start = m.end()
     end = text.find("</row", start)
     if end < 0:
         return None
     close = _ROW_END.match(text, end)
-    if close is None:
+    if close is None or text.find("<!", start, end) >= 0 or text.find("<?", start, end) >= 0:
         return None
-    body = text[start:end]
-    cells = _CELL.findall(body)
-    if len(cells) != body.count("<c") or "]]>" in body:
-        return None
-    return close.end(), (r, rest, cells, text, pos, close.end())
+    if text.find("row", start, end) >= 0:  # perhaps a row inside: certain only by the full pattern
+        one = _ONE_ROW.match(text, pos)
+        if one is None or one.end() != close.end():
+            return None
+    return close.end(), (r, rest, text, start, end, pos, close.end())
 
 
-def _plain_si(text: str, pos: int) -> tuple[int, tuple[str, str]] | None:
-    """A plain shared string (one ``<t>``) at ``pos``: (end, ("si", its text))."""
-    m = _SI.match(text, pos)
-    if m is None or "]]>" in m.group(2):
+_SIS = re.compile("(?:" + _SI.pattern + ")++")
+
+
+def _plain_si(text: str, pos: int) -> tuple[int, tuple[str, list[str]]] | None:
+    """Plain shared strings (one ``<t>`` each) from ``pos`` on: (end, ("si", their texts))."""
+    m = _SIS.match(text, pos)
+    if m is None:
         return None
-    return m.end(), ("si", _inline_text(m.group(2), m.group(1)))
+    span = m.group()
+    pairs = _SI.findall(span)
+    if "]]>" in span:
+        return None
+    if "&" in span or "_x00" in span:
+        return m.end(), ("si", [_inline_text(t, tag_end) for tag_end, t in pairs])
+    return m.end(), ("si", [t.strip(" \t\r\n") if tag_end == ">" else t for tag_end, t in pairs])
 
 
 _ATTR_NAME = re.compile(r'([^\s=]+)="')
@@ -123,7 +169,7 @@ def _run_strings(run: Run) -> list[str]:
     out: list[str] = []
     for item in run.items:
         if isinstance(item, tuple):
-            out.append(item[1])
+            out += item[1]
         else:
             out.extend(rich_text(el) for el in run.parse(str(item)))
     return out
@@ -162,6 +208,13 @@ class SharedStrings:
         """Add one string; False when the table would exceed its budget."""
         self._data += text.encode("utf-8", "surrogatepass")
         self._ends.append(len(self._data))
+        return len(self._data) + 4 * len(self._ends) <= self._budget
+
+    def extend(self, texts: list[str]) -> bool:
+        """Add strings; False when the table would exceed its budget."""
+        encoded = [text.encode("utf-8", "surrogatepass") for text in texts]
+        self._ends.extend(islice(accumulate(map(len, encoded), initial=len(self._data)), 1, None))
+        self._data += b"".join(encoded)
         return len(self._data) + 4 * len(self._ends) <= self._budget
 
     def buffers(self) -> tuple[bytearray, array[int]]:
@@ -203,6 +256,8 @@ class XlsxStreamReader(StreamSheetReader):
                  max_shared_strings_bytes: int = MAX_SHARED_STRINGS_BYTES) -> None:
         self._sst_budget = max_shared_strings_bytes
         self._dated: dict[tuple[int, str], str] = {}  # the same dates recur in every row: worded once
+        self._templates: dict[str, _Plan] = {}
+        self._recent: dict[str, str] = {}  # shared-string index as written -> text
         super().__init__(path, fmt, date_columns=date_columns, limits=limits)
 
     def _events(self, member: str, *tags: str) -> Events:
@@ -270,10 +325,9 @@ class XlsxStreamReader(StreamSheetReader):
         assert self._zip is not None
         for _, si in cut_events(self._zip, member, self.file, events=("end",), tags=("{*}si",), element="si",
                                 plain=_plain_si):
-            for text in _run_strings(si) if isinstance(si, Run) else (rich_text(si),):
-                if not strings.append(text):
-                    raise InputError(f"the workbook's shared strings need more than {self._sst_budget >> 20} MB "
-                                     "(limit of the streaming XLSX reader); split the file", file=self.file)
+            if not strings.extend(_run_strings(si) if isinstance(si, Run) else [rich_text(si)]):
+                raise InputError(f"the workbook's shared strings need more than {self._sst_budget >> 20} MB "
+                                 "(limit of the streaming XLSX reader); split the file", file=self.file)
             if not isinstance(si, Run):
                 drop(si)
 
@@ -414,17 +468,87 @@ class XlsxStreamReader(StreamSheetReader):
         max_cols = self.limits.max_columns
         cols = column_index(max_cols)
         checked: dict[str, bool] = {}
+        templates, vsplit, cell_findall = self._templates, _VALUES.split, _CELL.findall
+        last: _Plan | None = None
+        recent = self._recent
+        known = recent.get
+
+        def shared(v: str) -> str:
+            """A shared string by its index as written; the first few thousand asked for are kept decoded (the
+            strings a column repeats: salutations, towns, countries)."""
+            i = int(v)
+            text = data[ends[i - 1] if i else 0:ends[i]].decode("utf-8", "surrogatepass")
+            if len(recent) < 4096:
+                recent[v] = text
+            return text
+
         for item in run.items:
-            if not isinstance(item, tuple) or item[1] and not _attributes_ok(item[1], run.nsmap, checked):
-                for row in run.parse(item if isinstance(item, str) else item[3][item[4]:item[5]]):
+            if isinstance(item, tuple):
+                r, rest, text, body_start, body_end, start, end = item
+                body = text[body_start:body_end]
+                if rest and not _attributes_ok(rest, run.nsmap, checked) or "]]>" in body:
+                    item = text[start:end]
+            if isinstance(item, str):
+                for row in run.parse(item):
                     yield self._element_row(row, prev)
                 continue
-            r, _, cells = item[:3]
             number = int(r) if r else prev[0] + 1
             r = r or str(number)
+            if not body:
+                prev[0] = number
+                yield number, [], -1
+                continue
+            # A row shaped like one read before (same cells, types and styles; only the row number and the
+            # values differ, checked by rebuilding its text) is read by that row's plan.
+            parts = vsplit(body)
+            joined = "\0".join(parts[0::2])
+            quoted = r + '"'
+            plan = last  # consecutive rows mostly share a shape
+            if plan is None or plan.template.replace("\1", quoted) != joined:
+                plan = templates.get(joined.replace(quoted, '"'))
+            if plan is not None and plan.template.replace("\1", quoted) == joined:
+                last = plan
+                vals = parts[1::2]
+                dates = self.date_cols
+                try:
+                    # Shared strings first, all at once; then the other cells; one gather puts them in place.
+                    pool = [""]
+                    if plan.shared is not None:
+                        pool += [known(v) or shared(v) for v in plan.shared(vals)]
+                    for code, col, arg, k in plan.others:
+                        v = vals[k]
+                        if code == NUMBER:
+                            if v.isascii() and v.isdigit() and len(v) < 16 and (v[0] != "0" or len(v) == 1):
+                                pool.append(number_cell_text(float(v), True, decimal) if col in dates else v)
+                            elif len(v) <= 16 and plain(v) and "." in v:
+                                pool.append(v if decimal == "." else v.replace(".", decimal))
+                            else:
+                                pool.append(self._number(v, arg, col in dates, col, number))
+                        elif code == DATE:
+                            cell = dated.get((arg, v))
+                            if cell is None:
+                                if len(dated) > 10_000:
+                                    dated.clear()
+                                cell = dated[arg, v] = serial_text(self._float(v, col), arg, is_1904, decimal)
+                            pool.append(cell)
+                        else:
+                            pool.append(self._typed(arg, v, col, number))  # type: ignore[arg-type]
+                    values = plan.gather(pool)
+                except (InputError, ValueError, IndexError):
+                    pass  # read again cell by cell below, which raises for the first cell in the row's order
+                else:
+                    prev[0] = number
+                    yield number, values, plan.first
+                    continue
+            cells = cell_findall(body)
+            if len(cells) != body.count("<c"):
+                for row in run.parse(text[start:end]):
+                    yield self._element_row(row, prev)
+                continue
             prev[0] = number
+            steps: list[tuple[int, int, Any]] | None = []
             dates = self.date_cols  # set once the header is read, which may be in the middle of a run
-            values: list[str] = []
+            values = []
             append = values.append
             first = col = -1
             n = 0  # len(values)
@@ -434,8 +558,12 @@ class XlsxStreamReader(StreamSheetReader):
                     col = found if found is not None and digits == r else self._place(letters + digits, number)
                 else:
                     col += 1
-                cell: str | None
                 if v:  # "&" is only undone where the text is used: int() and the plain-number tests fail on it
+                    if steps is not None:
+                        steps.append((SHARED, col, None) if t == "s" else
+                                     (DATE, col, kinds[s]) if (not t or t == "n") and kinds and kinds.get(s) else
+                                     (NUMBER, col, t or None) if not t or t == "n" else
+                                     (SKIP, col, t) if t in ("inlineStr", "is") else (TYPED, col, t))
                     if t == "s":
                         i = int(v)
                         cell = data[ends[i - 1] if i else 0:ends[i]].decode("utf-8", "surrogatepass")
@@ -458,6 +586,7 @@ class XlsxStreamReader(StreamSheetReader):
                             continue
                 elif preserve:
                     cell = _inline_text(inline, preserve)
+                    steps = None  # inline text is not left open by a template
                 else:
                     continue
                 if col >= max_cols:
@@ -478,6 +607,12 @@ class XlsxStreamReader(StreamSheetReader):
                     values[col] = cell
                 if first < 0 or col < first:
                     first = col
+            if steps is not None and len(steps) == len(parts) // 2 and "\1" not in joined:
+                template = _TEMPLATE_REF.sub("\\1\1", joined)
+                if template.replace("\1", quoted) == joined:
+                    if len(templates) > 256:
+                        templates.clear()
+                    templates[joined.replace(quoted, '"')] = _Plan(template, steps, len(values), first)
             yield number, values, first
 
     def _place(self, ref: str, number: int) -> int:

@@ -193,3 +193,55 @@ def test_xlsx_runs_read_like_lxml_trees(tmp_path: Path, monkeypatch: pytest.Monk
             fast, tree = _both_ways(monkeypatch, lambda: _sheet_rows(XlsxStreamReader, path, spec,
                                                                      frozenset({"a", "Ref"})), chunk)
             assert fast == tree, (seed, spec, chunk)
+
+
+TEMPLATE_ROWS = [  # {n}: the row number; rows of one shape are read by the plan of the first
+    '<row r="{n}" spans="1:6"><c r="A{n}" t="s"><v>{a}</v></c><c r="B{n}" s="1"><v>4500{b}</v></c>'
+    '<c r="C{n}"><v>{b}.25</v></c><c r="D{n}" t="b"><v>1</v></c><c r="E{n}" t="str"><v>x{b}</v></c></row>',
+    '<row r="{n}"><c r="A{n}" s="12" t="s"><v>{a}</v></c><c r="C{n}" s="{n}"><v>{b}</v></c>'
+    '<c r="D{n}" t="inlineStr"><v>skipped</v></c><c r="B{n}" t="e"><v>#N/A</v></c><c r="B{n}"><v>{b}</v></c></row>',
+    '<row r="{n}"><c r="A{n}" t="s"><v>{a}</v></c><c r="B{n}" s="{b}"/><c r="F{n}" s="1"><v>{n}</v></c></row>',
+]
+PERTURBED = [  # a row that looks like its shape but is not: each must be read (or refused) as lxml does
+    ('<v>{a}</v></c><c r="B', '<v></v></c><c r="B'), ('<v>x{b}</v>', '<v>x&amp;{b}</v>'), ('r="C{n}"', 'r="C{m}"'),
+    ('<v>{a}</v>', '<v>99999</v>'), ('<v>{a}</v>', '<v>1.5</v>'), ('<v>4500{b}</v>', '<v>x</v>'),
+    ('s="12"', 's="1"'), ('<v>{b}.25</v>', '<v>{b}.250</v>'), ('r="A{n}"', 'r="a{n}"'), ('</c></row>', '</c> </row>'),
+]
+
+
+@pytest.mark.parametrize("perturb", [None, *PERTURBED])
+def test_xlsx_row_plans_read_like_lxml_trees(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             perturb: tuple[str, str] | None) -> None:
+    from gateway.readers.xlsx_stream import XlsxStreamReader
+    rows = []
+    for n in range(1, 120):
+        shape = TEMPLATE_ROWS[(n // 7) % 3]
+        if perturb and n in (50, 51):
+            shape = shape.replace(*perturb)
+        rows.append(shape.format(n=n, m=n + 1, a=n % 5, b=n % 10))
+    strings = ["<si><t>s%d</t></si>" % i for i in range(5)]
+    styles = ('<numFmts><numFmt numFmtId="164" formatCode="dd.mm.yyyy"/></numFmts><cellXfs>'
+              + '<xf numFmtId="0"/><xf numFmtId="164"/>' * 8 + "</cellXfs>")
+    sheet = f"<worksheet {XLSX_NS}><sheetData>{''.join(rows)}</sheetData></worksheet>"
+    path = _xlsx_book(tmp_path / "t.xlsx", sheet, strings)
+    _replace_member(path, "xl/styles.xml", f"<styleSheet {XLSX_NS}>{styles}</styleSheet>")
+    for spec in (FormatSpec(type="xlsx"), FormatSpec(type="xlsx", header_row=0, columns=["a", "b", "c"])):
+        for chunk in (97, 1 << 16):
+            fast, tree = _both_ways(monkeypatch, lambda: _sheet_rows(XlsxStreamReader, path, spec,
+                                                                     frozenset({"a", "b", "c", "s0"})), chunk)
+            assert fast == tree
+    if perturb is None:
+        assert not isinstance(fast, str) and len(fast[2]) > 100
+        with XlsxStreamReader(path, FormatSpec(type="xlsx")) as reader:
+            list(reader)
+            assert 3 <= len(reader._templates) < 30  # plans were made, one per shape and style, not per row
+
+
+def _replace_member(path: Path, member: str, text: str) -> None:
+    import zipfile
+    with zipfile.ZipFile(path) as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    members[member] = text.encode()
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)

@@ -125,11 +125,16 @@ def parse_decimal(text: str, decimal: str = ",", thousands: str = ".") -> Decima
 _CANONICAL_DECIMAL = re.compile(r"^[-+]?\d+(?:\.\d+)?$")
 
 
+@lru_cache(maxsize=8)
 def implied_decimal_parser(places: int) -> Callable[[str], Decimal | None]:
     """Amounts written without a separator in minor units: places=2 reads "1250" as 12.50."""
     shape = re.compile(r"^([-+]?)(\d+)(-?)$")
+    cache: dict[str, Decimal] = {}
 
     def parse(text: str) -> Decimal | None:
+        hit = cache.get(text)
+        if hit is not None:
+            return hit
         s = text.strip()
         if not s:
             return None
@@ -138,7 +143,11 @@ def implied_decimal_parser(places: int) -> Callable[[str], Decimal | None]:
             raise TransformError(f"is not an amount in minor units: expected digits only, "
                                  f"e.g. 123456 for {Decimal(123456).scaleb(-places)}", codes.INVALID_AMOUNT, value=s)
         value = Decimal(m.group(2)).scaleb(-places)
-        return -value if m.group(1) == "-" or m.group(3) else value
+        value = -value if m.group(1) == "-" or m.group(3) else value
+        _remember(cache, text, value)
+        return value
+
+    _CACHES[parse] = cache
     return parse
 
 

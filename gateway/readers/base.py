@@ -182,6 +182,11 @@ class Filtered:
         return True
 
     def __iter__(self) -> Iterator[SourceRow]:
+        if not self.footer:  # the common case (a sum row matched by a rule): no rows held back
+            return (src for src in self.inner if self._keep(src)) if self.rules else iter(self.inner)
+        return self._held_back()
+
+    def _held_back(self) -> Iterator[SourceRow]:
         held: deque[SourceRow] = deque()
         for src in self.inner:
             if not self._keep(src):

@@ -291,6 +291,10 @@ class LimitsConfig(Base):
     reader_timeout_seconds: float = 600.0  # wall-clock time the gateway waits for the reader's next rows, summed
     max_rows: int = 1_048_576  # rows of a sheet (a spreadsheet's own maximum); more is refused before parsing
     max_columns: int = 1024  # columns of a sheet or CSV header
+    # Worker processes that prepare and store the chunks of one large file, in file order (docs/configuration.md);
+    # None: chosen by the cores this process may use. 0: every file in the ingesting process alone.
+    ingest_processes: int | None = None
+    parallel_from_mb: float = 8.0  # files from this size use them (a smaller one is done before they would start)
 
 
 class HealthConfig(Base):

@@ -28,6 +28,7 @@ from sqlalchemy import RowMapping
 
 from gateway import metrics
 from gateway.bootstrap import App
+from gateway.config import LimitsConfig
 from gateway.domain.findings import Finding
 from gateway.domain.model import to_minor
 from gateway.errors import GatewayError, InputError
@@ -44,7 +45,6 @@ from gateway.store.db import write_tx
 __all__ = ["IngestResult", "RowResult", "ack_path_for", "ingest_file", "resume", "sha256_file"]
 log = logging.getLogger(__name__)
 CHUNK_BYTES = 1 << 20
-PARALLEL_FROM_BYTES = 8 << 20  # smaller files are done before worker processes would have started
 
 
 def sha256_file(path: Path) -> tuple[str, int]:
@@ -70,14 +70,29 @@ def ack_path_for(app: App, client_id: str, filename: str) -> Path:
     return app.config.inbox_dir / client_id / "ack" / f"{filename}{suffix}"
 
 
+def default_workers(limits: LimitsConfig, size: int) -> int:
+    """Worker processes for a file of ``size`` bytes: ``limits.ingest_processes``, else by the usable cores.
+
+    With the storing in the workers, the ingesting process only reads and acks (a tenth of the work), so
+    even two cores are best used by two workers (docs/benchmarks.md); more than three do not help, as
+    chunks are stored one at a time, in order.
+    """
+    if size < limits.parallel_from_mb * (1 << 20):
+        return 0
+    if limits.ingest_processes is not None:
+        return max(0, limits.ingest_processes)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return 0 if cores < 2 else min(3, cores)
+
+
 def ingest_file(app: App, path: Path, client_id: str, *, channel: str = "cli", mapping_path: Path | None = None,
                 dry_run: bool = False, ack_path: Path | None = None, filename: str | None = None,
                 workers: int | None = None, lease_wait: float = 0.0, jail: Path | None = None) -> IngestResult:
     """Ingest ``path`` for ``client_id``; a mapping/config problem raises, a bad file yields status failed.
 
     ``lease_wait``: how long to wait while another node or thread ingests for the same client (then
-    ``LeaseBusy``). ``workers``: processes that map, validate and encrypt beside this one (0: none;
-    None: two for files from 8 MB on machines with 4 or more cores). ``jail``: the client's folder a
+    ``LeaseBusy``). ``workers``: processes that map, validate, encrypt and store chunks beside this one
+    (0: none; None: ``default_workers``). ``jail``: the client's folder a
     dropped file must be in; it is opened without following links (``LinkRefused`` for a link) and
     read only through that open file.
     """
@@ -93,8 +108,8 @@ def ingest_file(app: App, path: Path, client_id: str, *, channel: str = "cli", m
     if not path.is_file():
         raise InputError("no such file", file=name)
     sha, size = sha256_file(path)
-    if workers is None:  # parallel only with cores to spare: on 2 cores it did not pay off (docs/benchmarks.md)
-        workers = 2 if size >= PARALLEL_FROM_BYTES and (os.cpu_count() or 1) >= 4 else 0
+    if workers is None:
+        workers = default_workers(app.config.limits, size)
     if dry_run:
         return _process(app, spec, path, client_id, name, submission=None, ack=None, workers=workers)
     # One ingest per client at a time on every node: references are checked, then inserted.

@@ -9,8 +9,10 @@ the same either way. What a worker hands back is small: the rows' outcomes, not 
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import os
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -220,6 +222,7 @@ def init_worker(config: GatewayConfig, spec: MappingSpec, header: list[str], hea
     global _STORE
     from gateway.bootstrap import make_app_engine
 
+    _die_with(parent)
     ingest_prepare.init_worker(config, spec, header, header_row, file, ctx.client_id, today)
     preparer = ingest_prepare.worker()
     engine = make_app_engine(config)
@@ -230,6 +233,18 @@ def init_worker(config: GatewayConfig, spec: MappingSpec, header: list[str], hea
 
     _STORE = (ChunkStore(ctx, engine, preparer.cipher, _now, fence), turns, parent)
     gc.set_threshold(10_000, 50, 100)  # see ingest_run._fewer_collections
+
+
+def _die_with(parent: int) -> None:
+    """Have the kernel kill this worker when the ingesting process dies (Linux), so that no chunk is stored after
+    its parent is gone: a restarted node resuming the submission never races an orphan writing the same rows."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: ChunkTurns.wait still notices a lost parent between chunks
+        pass
+    if os.getppid() != parent:  # it died before the line above took effect
+        os._exit(1)
 
 
 def _now() -> datetime:

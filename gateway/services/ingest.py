@@ -18,8 +18,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -68,6 +70,29 @@ def ack_path_for(app: App, client_id: str, filename: str) -> Path:
     client = app.config.clients.get(client_id)
     suffix = ack_suffix(client.ack_format if client else "auto", filename)
     return app.config.inbox_dir / client_id / "ack" / f"{filename}{suffix}"
+
+
+_slots_lock = threading.Lock()
+_slots_used = 0
+MAX_WORKER_PROCESSES = 3  # at once in one gateway process, over all the files it ingests at the same time
+
+
+@contextmanager
+def _worker_slots(wanted: int) -> Iterator[int]:
+    """As many of ``wanted`` worker processes as are free in this process (0: the file runs here alone).
+
+    ``serve`` ingests several files at once (``sftp.ingest_workers``): without a shared bound each would start
+    its own workers, several hundred MB and more processes than cores.
+    """
+    global _slots_used
+    with _slots_lock:
+        granted = max(0, min(wanted, MAX_WORKER_PROCESSES - _slots_used))
+        _slots_used += granted
+    try:
+        yield granted
+    finally:
+        with _slots_lock:
+            _slots_used -= granted
 
 
 def default_workers(limits: LimitsConfig, size: int) -> int:
@@ -174,7 +199,8 @@ def _process(app: App, spec: MappingSpec, path: Path, client_id: str, name: str,
                                    reference_column=run.reference_column, error_cap=client.ack_error_cap,
                                    source=name, sandbox=client.sandbox_of is not None)
                 run.writer = writer
-            run.run(workers)
+            with _worker_slots(workers) as granted:
+                run.run(granted)
         finally:
             reader.close()
     except InputError as exc:

@@ -82,3 +82,12 @@ def test_killed_ingest_takes_its_workers_along_and_resumes_whole_once(tmp_path: 
         if proc.poll() is None:
             proc.kill()
         app.close()
+
+
+def test_files_ingested_at_once_share_one_bound_of_worker_processes() -> None:
+    from gateway.services.ingest import MAX_WORKER_PROCESSES, _worker_slots
+
+    with _worker_slots(2) as first, _worker_slots(3) as second, _worker_slots(3) as third:
+        assert (first, second, third) == (2, MAX_WORKER_PROCESSES - 2, 0)
+    with _worker_slots(3) as again:  # all given back
+        assert again == MAX_WORKER_PROCESSES

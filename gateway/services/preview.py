@@ -15,9 +15,9 @@ from pathlib import Path
 from gateway.config import LimitsConfig
 from gateway.domain import findings as codes
 from gateway.domain.findings import Finding, Outcome, Severity, outcome_of
-from gateway.domain.limitation import STATUTORY, LimitationPolicy, limitation_findings
+from gateway.domain.limitation import STATUTORY, LimitationPolicy
 from gateway.domain.model import Claim
-from gateway.domain.rules import validate_claim
+from gateway.domain.rules import check_claim
 from gateway.mapping.engine import compile_mapping, date_columns
 from gateway.mapping.spec import MappingSpec
 from gateway.readers.base import SourceRow, open_reader
@@ -67,8 +67,7 @@ def preview_file(path: Path, spec: MappingSpec, client_id: str, *, today: date, 
             found = list(mapped.findings)
             claim = mapped.claim
             if claim is not None:
-                found.extend(mapper.locate([*validate_claim(claim, today),
-                                            *limitation_findings(claim, today, limitation)], mapped.row, claim))
+                found.extend(mapper.locate(check_claim(claim, today, limitation), mapped.row, claim))
                 ref = claim.creditor_reference
                 if ref in seen:
                     found.append(Finding(code=codes.DUPLICATE_REFERENCE, field="creditor_reference", row=mapped.row,

@@ -18,7 +18,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from gateway.bootstrap import App
-from gateway.entrypoints.soap import claim_reader, faults, v2
+from gateway.entrypoints.soap import answer_writer, claim_reader, faults, v2
 from gateway.domain.lifecycle import TERMINAL, State
 from gateway.entrypoints.soap.credit_service import CreditService
 from gateway.entrypoints.soap.gate import PATH, RequestGate, refusal
@@ -111,6 +111,12 @@ def _claim_type(service: Any) -> Any:
     return item
 
 
+def _answer_type(service: Any) -> Any:
+    """The type of SubmitClaims' answer, as spyne looks it up when writing it."""
+    (answer,) = service.public_methods["SubmitClaims"].out_message._type_info.values()
+    return answer
+
+
 def build_application(app: App) -> GatewayApplication:
     """The spyne application for ``app`` (one per process)."""
     # spyne runs a full gc.collect() after a request at most once a second, to close uploaded files held in
@@ -129,6 +135,7 @@ def build_application(app: App) -> GatewayApplication:
     application = GatewayApplication(services, tns=TNS, name="InkassoGateway",
                                      in_protocol=in_protocol, out_protocol=Soap11())
     claim_reader.install(in_protocol, [_claim_type(GatewayService)])
+    answer_writer.install(application.out_protocol, [_answer_type(GatewayService)])
     application.gateway_app = app
     application.event_manager.add_listener("method_exception_object", _stable_fault)
     return application
@@ -144,6 +151,7 @@ def build_application_v2(app: App) -> GatewayApplication:
     application = GatewayApplication([service], tns=v2.TNS_V2, name="InkassoGatewayV2", in_protocol=in_protocol,
                                      out_protocol=Soap11())
     claim_reader.install(in_protocol, [_claim_type(service)])
+    answer_writer.install(application.out_protocol, [_answer_type(service)])
     application.gateway_app = app
     application.event_manager.add_listener("method_exception_object", _stable_fault)
     return application

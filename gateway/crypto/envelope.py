@@ -37,10 +37,20 @@ def is_envelope(blob: bytes) -> bool:
     return blob[:2] == ENVELOPE
 
 
-def seal(dek: bytes, plaintext: bytes, aad: bytes) -> bytes:
-    """``plaintext`` encrypted under a claim's data key, in the envelope layout."""
-    nonce = os.urandom(12)
+def seal(dek: bytes, plaintext: bytes, aad: bytes, nonce: bytes | None = None) -> bytes:
+    """``plaintext`` encrypted under a claim's data key, in the envelope layout.
+
+    ``nonce``: 12 fresh random bytes the caller read together with the key (``new_key_and_nonce``); never reuse.
+    """
+    if nonce is None:
+        nonce = os.urandom(12)
     return ENVELOPE + nonce + AESGCM(dek).encrypt(nonce, plaintext, aad)
+
+
+def new_key_and_nonce() -> tuple[bytes, bytes]:
+    """A fresh data key and a nonce for its one ``seal``, from one read of the OS's random source."""
+    raw = os.urandom(44)
+    return raw[:32], raw[32:]
 
 
 def open_sealed(dek: bytes, blob: bytes, aad: bytes) -> bytes:

@@ -13,7 +13,6 @@ from datetime import date
 from decimal import Decimal
 from typing import NamedTuple
 
-import msgspec
 
 from gateway.config import GatewayConfig
 from gateway.crypto.fieldcrypt import FieldCipher, load_field_cipher
@@ -76,12 +75,11 @@ class Preparer:
         if findings and outcome_of(findings) is Outcome.REJECTED:
             return PreparedRow(mapped.row, mapped.reference, findings, None, None, None, False, sheet, xpath)
         partner = self.router.pick(claim)
-        if partner != claim.partner_id:
-            claim = msgspec.structs.replace(claim, partner_id=partner)
         total = claim.total_open_amount
-        return PreparedRow(mapped.row, mapped.reference, findings, prepare_claim(self.cipher, claim, total),
-                           total, claim.currency, partner is None, sheet, xpath,
-                           fingerprints.fingerprint(self.cipher, claim))
+        # The partner goes into the stored columns and body, not into the claim: the fingerprint leaves it out.
+        return PreparedRow(mapped.row, mapped.reference, findings,
+                           prepare_claim(self.cipher, claim, total, partner_id=partner), total, claim.currency,
+                           partner is None, sheet, xpath, fingerprints.fingerprint(self.cipher, claim))
 
 
 _WORKER: Preparer | None = None

@@ -85,19 +85,31 @@ _CLAIM_COLUMNS = ("id", "client_id", "creditor_reference", "partner_id", "claim_
 _EVENT_COLUMNS = ("claim_id", "client_id", "state", "from_state", "actor", "kind", "data", "created_at")
 
 
-def prepare_claim(cipher: FieldCipher, c: Claim, total_open: Any = None) -> PreparedClaim:
-    """A claim's stored column values: personal data encrypted, the rest as its JSON body."""
+class _Keep:
+    """``prepare_claim``'s default for ``partner_id``: the claim's own."""
+
+
+_KEEP = _Keep()
+
+
+def prepare_claim(cipher: FieldCipher, c: Claim, total_open: Any = None,
+                  partner_id: str | None | _Keep = _KEEP) -> PreparedClaim:
+    """A claim's stored column values: personal data encrypted, the rest as its JSON body.
+
+    ``partner_id``: the routed partner, as if it were the claim's (saves a copy of the claim per row).
+    """
+    partner = c.partner_id if isinstance(partner_id, _Keep) else partner_id
     personal = _encoder.encode(_Personal(debtor=c.debtor, memo=c.memo))
-    dek = envelope.new_key()
-    body = _encoder.encode(msgspec.structs.replace(c, debtor=_EMPTY_DEBTOR, memo=None))
+    dek, nonce = envelope.new_key_and_nonce()
+    body = _encoder.encode(msgspec.structs.replace(c, debtor=_EMPTY_DEBTOR, memo=None, partner_id=partner))
     name = c.debtor.display_name()
     total = c.total_open_amount if total_open is None else total_open
     fees = to_minor(c.fees_total, c.currency) if c.fees else 0
     paid = to_minor(c.payments_total, c.currency) if c.payments_received else 0
-    return (c.client_id, c.creditor_reference, c.partner_id, c.claim_type.value, c.currency,
+    return (c.client_id, c.creditor_reference, partner, c.claim_type.value, c.currency,
             to_minor(c.principal_amount, c.currency), to_minor(total, c.currency), c.invoice_number, c.invoice_date,
-            c.due_date, None, envelope.seal(dek, personal, _aad(c.client_id, c.creditor_reference)), body.decode(),
-            fees, paid, dek, cipher.blind_index(name, c.client_id) if name else None)
+            c.due_date, None, envelope.seal(dek, personal, _aad(c.client_id, c.creditor_reference), nonce),
+            body.decode(), fees, paid, dek, cipher.blind_index(name, c.client_id) if name else None)
 
 
 def insert_prepared(conn: Connection, submission_id: int,

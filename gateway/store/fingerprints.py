@@ -53,7 +53,7 @@ def _key(cipher: FieldCipher) -> Any:
 def fingerprint(cipher: FieldCipher, claim: Claim) -> str:
     """``<version>:<hex>`` of the claim's canonical content."""
     mac = _key(cipher).copy()
-    mac.update(_encoder.encode(msgspec.structs.replace(claim, partner_id=None)))
+    mac.update(_encoder.encode(claim if claim.partner_id is None else msgspec.structs.replace(claim, partner_id=None)))
     return f"{VERSION}:{mac.hexdigest()}"
 
 

@@ -166,8 +166,9 @@ class Dispatcher:
         with read_tx(self.app.engine) as conn:
             rows = delivery_rows.fetch_claims(conn, claim_ids)
             # A partner that takes no documents gets their names and hashes, not their bytes.
-            docs = (documents_store.for_claims(conn, self.app.cipher, claim_ids)
-                    if "documents" in capabilities(self.app, item.partner_id) else {})
+            with_docs = (delivery_rows.with_documents(conn, claim_ids)
+                         if "documents" in capabilities(self.app, item.partner_id) else [])
+            docs = documents_store.for_claims(conn, self.app.cipher, with_docs) if with_docs else {}
         unrendered: dict[int, str] = {}
 
         def claims() -> Iterator[tuple[int, Claim]]:  # decoded as rendered: one claim alive at a time

@@ -85,8 +85,8 @@ def advance(conn: Connection, claim_ids: Sequence[int], locked: Mapping[int, Loc
     """
     if not claim_ids:
         return
-    if to in TERMINAL or kind in projection.BOOKINGS or kind == "intake":
-        # a closing or a booking changes the case account: the general fold
+    if to in TERMINAL or kind in projection.BOOKINGS or kind == "intake" or len(set(claim_ids)) < len(claim_ids):
+        # a closing or a booking changes the case account, and a claim named twice moves twice: the general fold
         claim_store.transition(conn, claim_ids, to, actor, kind=kind, data=data, per_claim=per_claim, now=now)
         return
     checked: set[str] = set()
@@ -101,30 +101,33 @@ def advance(conn: Connection, claim_ids: Sequence[int], locked: Mapping[int, Loc
                 raise IllegalTransition(exc.src, exc.dst, exc.actor, exc.reason, claim_id=cid) from None
             checked.add(facts.state)
     when = now or utcnow()
-    t = db_time(conn, when)
-    event_ids = claim_store.allocate_event_ids(conn, len(claim_ids))
     common = dict(data or {})
     common_text = dumps(common) if common else None
     own = per_claim or {}
-    events: list[tuple[Any, ...]] = []
-    # per claim: event id, partner file number, stage (None: the column keeps its value), as apply() sets them
-    changes: list[tuple[int, int, str | None, str | None]] = []
     base_ref = _text(common.get("partner_reference"), 128)
     base_stage = _text(common.get("stage"), 32)
-    text: str | None
-    for eid, cid in zip(event_ids, claim_ids):
-        facts = locked[cid]
+    # per claim, in the order given: event data, partner file number, stage (None: the column keeps its
+    # value), as projection.apply sets them
+    texts: list[str | None] = []
+    refs: list[str | None] = []
+    stages: list[str | None] = []
+    for cid in claim_ids:
         extra = own.get(cid)
         if extra:
             payload = {**common, **extra}
-            text = dumps(payload)
-            ref, stage = _text(payload.get("partner_reference"), 128), _text(payload.get("stage"), 32)
+            texts.append(dumps(payload))
+            refs.append(_text(payload.get("partner_reference"), 128))
+            stages.append(_text(payload.get("stage"), 32))
         else:
-            text, ref, stage = common_text, base_ref, base_stage
-        events.append((eid, cid, facts.client_id, to.value, facts.state, actor.value, kind, text, t))
-        changes.append((cid, eid, ref, stage))
-    bulk_insert(conn, claim_events, _EVENT_COLUMNS, events)
-    _update_projection(conn, changes, to, when, news=actor is not Actor.CLIENT)
+            texts.append(common_text)
+            refs.append(base_ref)
+            stages.append(base_stage)
+    move = _Move(to.value, actor.value, kind, when, news=actor is not Actor.CLIENT,
+                 with_ref=any(r is not None for r in refs), with_stage=any(s is not None for s in stages))
+    if conn.dialect.name == "postgresql":
+        _advance_pg(conn, claim_ids, locked, move, texts, refs, stages)
+    else:
+        _advance_sqlite(conn, claim_ids, locked, move, texts, refs, stages)
 
 
 def _text(value: Any, limit: int) -> str | None:
@@ -132,54 +135,103 @@ def _text(value: Any, limit: int) -> str | None:
     return str(value)[:limit] if value else None
 
 
+class _Move(NamedTuple):
+    to: str
+    actor: str
+    kind: str
+    when: datetime
+    news: bool  # the client did not cause it: changed_event_id moves too
+    with_ref: bool  # some claim gets a partner file number
+    with_stage: bool
+
+
 _UPDATED_AT = claim_current.c.updated_at
 
 
-def _update_projection(conn: Connection, changes: list[tuple[int, int, str | None, str | None]], to: State,
-                       when: datetime, *, news: bool) -> None:
-    """One statement for the batch's projection rows: state, time, latest event, file number, stage."""
+def _updated_at(conn: Connection, when: datetime) -> Any:
+    # the column's own bind conversion (naive UTC text on SQLite), as projection.save stored it
     dialect = conn.dialect
     proc = _UPDATED_AT.type.dialect_impl(dialect).bind_processor(dialect)
-    updated = proc(when) if proc is not None else when
-    with_ref = any(ref is not None for _, _, ref, _ in changes)
-    with_stage = any(stage is not None for _, _, _, stage in changes)
-    if dialect.name == "postgresql":
-        sets = ["state = %s", "updated_at = %s", "last_event_id = v.e"]
-        if news:
-            sets.append("changed_event_id = v.e")
-        if with_ref:
-            sets.append("partner_file_number = COALESCE(v.r, cc.partner_file_number)")
-        if with_stage:
-            sets.append("stage = COALESCE(v.s, cc.stage)")
-        sql = (f"UPDATE claim_current AS cc SET {', '.join(sets)} "
-               "FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[]) AS v(c, e, r, s) "
-               "WHERE cc.claim_id = v.c")
-        conn.exec_driver_sql(sql, (to.value, updated, [c[0] for c in changes], [c[1] for c in changes],
-                                   [c[2] for c in changes], [c[3] for c in changes]))
-        return
+    return proc(when) if proc is not None else when
+
+
+def _advance_sqlite(conn: Connection, claim_ids: Sequence[int], locked: Mapping[int, Locked], move: _Move,
+                    texts: list[str | None], refs: list[str | None], stages: list[str | None]) -> None:
+    """The events with ids taken in claim order (the write lock is held), then the projection, each one executemany."""
+    t = db_time(conn, move.when)
+    event_ids = claim_store.allocate_event_ids(conn, len(claim_ids))
+    bulk_insert(conn, claim_events, _EVENT_COLUMNS, [
+        (eid, cid, locked[cid].client_id, move.to, locked[cid].state, move.actor, move.kind, text, t)
+        for eid, cid, text in zip(event_ids, claim_ids, texts)])
     sets = ["state = ?", "updated_at = ?", "last_event_id = ?"]
-    if news:
+    if move.news:
         sets.append("changed_event_id = ?")
-    if with_ref:
+    if move.with_ref:
         sets.append("partner_file_number = COALESCE(?, partner_file_number)")
-    if with_stage:
+    if move.with_stage:
         sets.append("stage = COALESCE(?, stage)")
     # projection.save wrote every column back through SQLAlchemy, which stores a time with its
     # microseconds always; ingest's bulk insert stores one that has none without them. Keep that.
     sets.append("received_at = CASE WHEN length(received_at) = 19 THEN received_at || '.000000' "
                 "ELSE received_at END")
+    updated = _updated_at(conn, move.when)
     params = []
-    for cid, eid, ref, stage in changes:
-        row: list[Any] = [to.value, updated, eid]
-        if news:
+    for cid, eid, ref, stage in zip(claim_ids, event_ids, refs, stages):
+        row: list[Any] = [move.to, updated, eid]
+        if move.news:
             row.append(eid)
-        if with_ref:
+        if move.with_ref:
             row.append(ref)
-        if with_stage:
+        if move.with_stage:
             row.append(stage)
         row.append(cid)
         params.append(tuple(row))
     conn.exec_driver_sql(f"UPDATE claim_current SET {', '.join(sets)} WHERE claim_id = ?", params)
+
+
+def _advance_pg(conn: Connection, claim_ids: Sequence[int], locked: Mapping[int, Locked], move: _Move,
+                texts: list[str | None], refs: list[str | None], stages: list[str | None]) -> None:
+    """Events and projection in one statement: the INSERT's RETURNING feeds the UPDATE.
+
+    The event ids come from the column's sequence in the order of the claims given (the insert reads
+    the claims sorted by their position), as ``allocate_event_ids`` hands them out. A value that is the
+    same for every claim (mostly all but the id) goes as one parameter instead of an array: dumping
+    arrays of text is what the client spends its time on here.
+    """
+    params: dict[str, Any] = {"ids": list(claim_ids), "to": move.to, "actor": move.actor, "kind": move.kind,
+                              "at": db_time(conn, move.when), "updated": _updated_at(conn, move.when)}
+    arrays, columns = ["%(ids)s::bigint[]"], ["c"]
+    values: dict[str, str] = {}
+    per_claim: dict[str, list[str | None]] = {"client": [locked[c].client_id for c in claim_ids],
+                                              "f": [locked[c].state for c in claim_ids], "d": texts}
+    if move.with_ref:
+        per_claim["r"] = refs
+    if move.with_stage:
+        per_claim["s"] = stages
+    for name, column in per_claim.items():
+        first = column[0]
+        if all(v == first for v in column):  # the same text for every claim: one parameter
+            params[name] = first
+            values[name] = f"%({name})s::text"
+        else:
+            params[name] = column
+            arrays.append(f"%({name})s::text[]")
+            columns.append(name)
+            values[name] = f"u.{name}"
+    sets = ["state = %(to)s", "updated_at = %(updated)s", "last_event_id = ev.id"]
+    if move.news:
+        sets.append("changed_event_id = ev.id")
+    if move.with_ref:
+        sets.append(f"partner_file_number = COALESCE({values['r']}, cc.partner_file_number)")
+    if move.with_stage:
+        sets.append(f"stage = COALESCE({values['s']}, cc.stage)")
+    sql = (f"WITH u AS (SELECT * FROM unnest({', '.join(arrays)}) WITH ORDINALITY AS u({', '.join(columns)}, n)), "
+           "ev AS (INSERT INTO claim_events (claim_id, client_id, state, from_state, actor, kind, data, created_at) "
+           f"SELECT u.c, {values['client']}, %(to)s, {values['f']}, %(actor)s, %(kind)s, {values['d']}, %(at)s "
+           "FROM u ORDER BY u.n RETURNING id, claim_id) "
+           f"UPDATE claim_current AS cc SET {', '.join(sets)} FROM ev JOIN u ON u.c = ev.claim_id "
+           "WHERE cc.claim_id = ev.claim_id")
+    conn.exec_driver_sql(sql, params)
 
 
 # -- reading a batch's claims ----------------------------------------------------------------
@@ -223,6 +275,25 @@ def fetch_claims(conn: Connection, claim_ids: Sequence[int]) -> list[StoredRow]:
         part = ids[i:i + _CHUNK]
         rows.extend(conn.exec_driver_sql(_READ_SQLITE.format(marks=", ".join("?" * len(part))), tuple(part)))
     return rows
+
+
+_WITH_DOCUMENTS_SQLITE = "SELECT DISTINCT claim_id FROM documents WHERE claim_id IN ({marks})"
+_WITH_DOCUMENTS_PG = "SELECT DISTINCT claim_id FROM documents WHERE claim_id = ANY(%s::bigint[])"
+
+
+def with_documents(conn: Connection, claim_ids: Sequence[int]) -> list[int]:
+    """The claims among ``claim_ids`` that have stored documents (most batches have none to read)."""
+    ids = sorted(set(claim_ids))
+    if not ids:
+        return []
+    if conn.dialect.name == "postgresql":
+        return sorted(int(r[0]) for r in conn.exec_driver_sql(_WITH_DOCUMENTS_PG, (ids,)))
+    out: list[int] = []
+    for i in range(0, len(ids), _CHUNK):
+        part = ids[i:i + _CHUNK]
+        out.extend(int(r[0]) for r in conn.exec_driver_sql(
+            _WITH_DOCUMENTS_SQLITE.format(marks=", ".join("?" * len(part))), tuple(part)))
+    return sorted(out)
 
 
 def currency_of(row: StoredRow) -> str:

@@ -101,6 +101,9 @@ def test_each_delivery_move_stores_what_transition_stores(app: App, queued: list
                                             data={"outbox": 8, "stage": "s" * 40},
                                             per_claim={queued[0]: {"error": "could not render"}},
                                             now=LATER + timedelta(seconds=2)))
+    # a claim named twice moves twice (the second event from the state the first left)
+    _both(app, queued, lambda c, new: _move(c, new, [queued[1], queued[1]], State.HANDED_OVER, Actor.SYSTEM,
+                                            kind="receipt", data=receipt, now=LATER + timedelta(seconds=3)))
     # the client's own action does not count as news for it (changed_event_id stays)
     _both(app, queued, lambda c, new: _move(c, new, queued[:2], State.HANDED_OVER, Actor.PARTNER, kind="receipt",
                                             data=None, now=LATER + timedelta(seconds=3)))
@@ -163,3 +166,15 @@ def test_claims_are_decoded_like_claims_decode(app: App, queued: list[int]) -> N
             assert new.error is None and new.claim == old
     assert got[ids.index(erased)].claim is not None
     assert got[ids.index(erased)].claim.debtor.last_name == "[erased]"  # type: ignore[union-attr]
+
+
+def test_with_documents_names_the_claims_that_have_stored_documents(app: App, queued: list[int]) -> None:
+    from gateway.store import documents as documents_store
+
+    with write_tx(app.engine) as conn:
+        for cid in (queued[1], queued[3]):
+            documents_store.add_many(conn, app.cipher, [(cid, "demo", "a.pdf", "application/pdf", "invoice",
+                                                         "ab" * 32, b"%PDF")])
+    with read_tx(app.engine) as conn:
+        assert delivery_rows.with_documents(conn, [*reversed(queued), 999_999]) == [queued[1], queued[3]]
+        assert delivery_rows.with_documents(conn, []) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import random
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -17,8 +18,8 @@ from gateway.domain.model import (
     Address, AddressKind, BankAccount, Claim, ClaimType, Debtor, DebtorKind, Document, Fee, FeeKind,
     Interest, InterestKind, Payment, Salutation,
 )
-from gateway.services import render as render_module
 from gateway.services.render import NAMESPACE, BatchMeta, money, render_batch, render_claim, validate_batch
+from tests.unit import render_reference
 
 NS = {"b": NAMESPACE}
 CREATED = dt.datetime(2025, 3, 1, 9, 30, tzinfo=dt.timezone(dt.timedelta(hours=1)))
@@ -259,8 +260,8 @@ def _texts(claim: Claim, value: str) -> list[Claim]:
 
 
 def _checked(claim_id: int, claim: Claim, **kw: Any) -> bytes:
-    out: bytes = render_module._render_checked(claim_id, claim, kw.get("contents"), kw.get("limitation_on"))
-    return out
+    """The claim as the per-field writer (before claims were written in one pass) wrote it."""
+    return render_reference.render_claim(claim_id, claim, kw.get("contents"), kw.get("limitation_on"))
 
 
 @pytest.mark.parametrize("value", ["plain", "a & b", "<tag>", "]]>", "\"q\" 'a'", "tab\tnl\ncr\r", "😀 ü",
@@ -292,3 +293,69 @@ def test_the_first_failing_field_is_named_when_several_fail() -> None:
     later = msgspec.structs.replace(rich_claim(), memo="bad\x01", principal_amount=Decimal("1.001"))
     with pytest.raises(ValueError, match="^claim 3: 1.001 has more decimals than EUR allows"):
         render_claim(3, later)
+
+
+def _random_claim(rng: random.Random) -> Claim:
+    """A claim with each optional part present or not and texts drawn from plain, odd and (rarely) forbidden."""
+    alphabet = ["a", "Z", "9", " ", "&", "<", ">", "\"", "'", "ü", "😀", "\t", "\n", "\r", "]]>", "&amp;"]
+    if rng.random() < 0.15:
+        alphabet.append(rng.choice(["\x00", "\x01", "\x02", "\x1f", "\ud800", "\ufffe"]))
+
+    def t() -> str:
+        return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 6)))
+
+    def o() -> str | None:
+        return t() if rng.random() < 0.6 else None
+
+    def d() -> dt.date | None:
+        return dt.date(2024, rng.randint(1, 12), rng.randint(1, 28)) if rng.random() < 0.5 else None
+
+    def amount() -> Decimal:
+        return Decimal(rng.choice(["1", "0.5", "12.34", "1E+2", "0", "-0"] + (["1.001"] if rng.random() < 0.05 else [])))
+
+    def some(make: Any, most: int = 2) -> list[Any]:
+        return [make() for _ in range(rng.randint(0, most))]
+
+    from gateway.domain.model import Invoice
+    debtor = Debtor(kind=rng.choice(list(DebtorKind)), salutation=rng.choice([None, *Salutation]), title=o(),
+                    first_name=o(), last_name=o(), company=o(), legal_form=o(), representative=o(),
+                    contact_person=o(), birth_date=d(), customer_number=o(),
+                    addresses=some(lambda: Address(street=o(), house_number=o(), postal_code=o(), city=o(),
+                                                   country=rng.choice(["DE", "AT"]), kind=rng.choice(list(AddressKind)),
+                                                   address_extra=o(), valid_from=d())),
+                    phones=some(t), emails=some(t),
+                    bank_accounts=some(lambda: BankAccount(iban=t(), bic=o(), holder=o())))
+    return Claim(
+        client_id="fitx", creditor_reference=t(), invoice_number=o(), claim_type=rng.choice(list(ClaimType)),
+        reason=o(), principal_amount=amount(), currency=rng.choice(["EUR", "EUR", "JPY", "KWD"]),
+        invoices=some(lambda: Invoice(amount=amount(), number=o(), due_date=d(), date=d(), description=o())),
+        fees=some(lambda: Fee(kind=rng.choice(list(FeeKind)), amount=amount(), date=d(), description=o())),
+        interest=rng.choice([None, Interest(kind=rng.choice(list(InterestKind)), from_date=dt.date(2024, 1, 1),
+                                            rate=rng.choice([None, Decimal("5.12"), Decimal("1E+1")]))]),
+        payments_received=some(lambda: Payment(amount=amount(), date=dt.date(2024, 2, 1), reference=o())),
+        contract_date=d(), invoice_date=d(), due_date=d(), first_dunning_date=d(), last_dunning_date=d(),
+        default_date=d(), disputed=rng.random() < 0.5, memo=o(), labels=some(t),
+        documents=some(lambda: Document(name=t(), media_type=t(), sha256=rng.choice(["ab" * 32, "cd" * 32]),
+                                        kind=t(), size=rng.choice([None, 0, 12]))),
+        debtor=debtor)
+
+
+def test_random_claims_render_as_the_per_field_writer_did() -> None:
+    """Same bytes, or the same error, as the writer that checked and escaped each text where it wrote it."""
+    rng = random.Random(15)
+    outcomes = {"same bytes": 0, "same error": 0}
+    for i in range(600):
+        claim = _random_claim(rng)
+        contents = {"ab" * 32: b"\x00<&>"}
+        limit = dt.date(2030, 1, 1) if i % 2 else None
+        try:
+            expected: bytes | str = _checked(i, claim, contents=contents, limitation_on=limit)
+        except ValueError as exc:
+            expected = str(exc)
+        try:
+            got: bytes | str = render_claim(i, claim, contents, limit)
+        except ValueError as exc:
+            got = str(exc)
+        assert got == expected, claim
+        outcomes["same error" if isinstance(got, str) else "same bytes"] += 1
+    assert min(outcomes.values()) > 50  # both kinds were really compared

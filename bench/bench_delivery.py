@@ -10,7 +10,8 @@ processes like several ``gateway serve``; each its own ``Dispatcher``) drain the
 simulator, which then opens every batch and checks each claim arrived exactly once. Each worker loads its
 keys before the clock starts, as a running gateway has. Next to claims/s the CPU time of the draining
 process (threads) or of the worker processes (processes) is printed: with other work on the machine it
-moves far less than wall time. A PostgreSQL server's own CPU is not in it. The outage run stops the SFTP simulator's
+moves far less than wall time. A PostgreSQL server's own CPU is not in it; with threads on a server on this
+machine, its backends' CPU is printed beside it. The outage run stops the SFTP simulator's
 listener for ``--outage`` seconds while the workers keep trying (the outbox backs off per row), then
 starts it again and measures how long the backlog takes to drain.
 """
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncssh
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, event, func, select
 
 from adapters.simulators.agency import Agency
 from adapters.simulators.files import FolderAgency, load_partner_keys
@@ -102,10 +103,54 @@ class Setup:
 
 
 class Timing:
-    """Wall seconds and CPU seconds of one drain."""
+    """Wall seconds and CPU seconds of one drain (and the PostgreSQL backends' CPU, when measured)."""
 
-    def __init__(self, wall: float, cpu: float) -> None:
-        self.wall, self.cpu = wall, cpu
+    def __init__(self, wall: float, cpu: float, server_cpu: float | None = None) -> None:
+        self.wall, self.cpu, self.server_cpu = wall, cpu, server_cpu
+
+
+def _proc_cpu(pid: int) -> float | None:
+    """User + system CPU seconds of a local process (a PostgreSQL backend), None if it cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class ServerCpu:
+    """The CPU time of the PostgreSQL backends serving an engine's connections (server on this machine).
+
+    The pool is emptied first; each new connection's backend is noted with its CPU so far, and the
+    difference is summed at the end (while the connections are still open). None on SQLite, or when
+    the backends' /proc entries cannot be read (a server elsewhere).
+    """
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.start: dict[int, float | None] = {}
+        self.on = engine.dialect.name == "postgresql"
+        if self.on:
+            engine.dispose()
+            event.listen(engine, "connect", self._connected)
+
+    def _connected(self, dbapi_conn: Any, _record: Any) -> None:
+        with dbapi_conn.cursor() as cur:
+            cur.execute("SELECT pg_backend_pid()")
+            pid = int(cur.fetchone()[0])
+        self.start[pid] = _proc_cpu(pid)
+
+    def stop(self) -> float | None:
+        if not self.on:
+            return None
+        event.remove(self.engine, "connect", self._connected)
+        total = 0.0
+        for pid, began in self.start.items():
+            now = _proc_cpu(pid)
+            if began is None or now is None:
+                return None
+            total += now - began
+        return total
 
 
 def run_workers(app: App, workers: int, until_empty: bool = True, stop: threading.Event | None = None) -> Timing:
@@ -125,13 +170,15 @@ def run_workers(app: App, workers: int, until_empty: bool = True, stop: threadin
         finally:
             d.close()
 
+    server = ServerCpu(app.engine)
     c0, t0 = time.process_time(), time.perf_counter()
     threads = [threading.Thread(target=work, args=(d,)) for d in dispatchers]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return Timing(time.perf_counter() - t0, time.process_time() - c0)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return Timing(wall, cpu, server.stop())
 
 
 def _drain_process(cfg: str, i: int, ready: Any, cpu: Any) -> None:
@@ -232,7 +279,9 @@ def main() -> None:
                 how = "processes" if procs else "threads"
                 print(f"{kind:9s} workers={workers} ({how}) claims={a.claims} batch={a.batch}: "
                       f"{a.claims / t.wall:,.0f} claims/s, CPU {t.cpu:.2f} s ({t.cpu / a.claims * 1e6:.0f} ms per "
-                      f"1k claims, {a.claims / t.cpu:,.0f} claims per CPU s), load {load:.1f}", flush=True)
+                      f"1k claims, {a.claims / t.cpu:,.0f} claims per CPU s)"
+                      + (f", PostgreSQL backends' CPU {t.server_cpu:.2f} s" if t.server_cpu is not None else "")
+                      + f", load {load:.1f}", flush=True)
     if a.outage:
         took = outage(a.claims, a.outage, 3, a.db, a.batch, a.cap)
         print(f"outage {a.outage:.0f} s, {a.claims} claims backlog, 3 workers, cap={a.cap}: drained in {took:.1f} s "

@@ -43,10 +43,16 @@ _CACHE_SIZE = 1 << 16  # distinct values remembered per parser: dates and amount
 V = TypeVar("V")
 
 
-def _remember(cache: dict[str, V], text: str, value: V) -> None:
-    if len(cache) >= _CACHE_SIZE:
+def _remember(cache: dict[str, V], text: str, value: V, size: int = _CACHE_SIZE) -> None:
+    if len(cache) >= size:
         cache.clear()
     cache[text] = value
+
+
+# Amounts are far more often all different than dates: a large memo of them costs more (a table and
+# objects that no longer fit the CPU's caches) than it saves; a small one still keeps fees and
+# instalments that repeat.
+_AMOUNT_CACHE_SIZE = 1 << 9
 
 
 # parser -> its memo, for callers that look a repeated value up themselves before calling the parser
@@ -91,6 +97,18 @@ def decimal_parser(decimal: str = ",", thousands: str = ".") -> Callable[[str], 
         s = text.strip()
         if not s:
             return None
+        # Most amounts are unsigned ASCII digits, grouped or not, with or without cents: what the regex
+        # makes of them, without the regex (anything else, a sign or a currency included, takes it).
+        whole, point, frac = s.partition(decimal)
+        digits = whole.replace(thousands, "") if thousands else whole
+        if digits.isascii() and digits.isdigit() and (not point or (frac.isascii() and frac.isdigit())):
+            groups = len(whole) - len(digits)  # thousands separators: 1-3 digits, then groups of 3
+            if not groups or (1 <= len(whole) - 4 * groups <= 3 and whole[-4::-4] == thousands * groups):
+                value = Decimal(f"{digits}.{frac}" if frac else digits)
+                if len(cache) >= _AMOUNT_CACHE_SIZE:
+                    cache.clear()
+                cache[text] = value
+                return value
         m = shape.match(s)
         if m is None:
             s = _CURRENCY.sub("", s.translate(_SPACES)).strip()
@@ -110,7 +128,7 @@ def decimal_parser(decimal: str = ",", thousands: str = ".") -> Callable[[str], 
         value = Decimal(f"{whole}.{frac}" if frac else whole)
         if sign == "-" or trailing_minus:
             value = -value
-        _remember(cache, text, value)
+        _remember(cache, text, value, _AMOUNT_CACHE_SIZE)
         return value
 
     _CACHES[parse] = cache
@@ -144,7 +162,7 @@ def implied_decimal_parser(places: int) -> Callable[[str], Decimal | None]:
                                  f"e.g. 123456 for {Decimal(123456).scaleb(-places)}", codes.INVALID_AMOUNT, value=s)
         value = Decimal(m.group(2)).scaleb(-places)
         value = -value if m.group(1) == "-" or m.group(3) else value
-        _remember(cache, text, value)
+        _remember(cache, text, value, _AMOUNT_CACHE_SIZE)
         return value
 
     _CACHES[parse] = cache

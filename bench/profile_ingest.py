@@ -1,6 +1,6 @@
 """Where ingest time goes, stage by stage, on one process (run by hand).
 
-    .venv/bin/python -m bench.profile_ingest [ROWS] [--repeat N]
+    .venv/bin/python -m bench.profile_ingest [ROWS] [--repeat N] [--stages N]
 
 Each line adds one stage to the previous one over the same rows and prints the cumulative rate and
 the microseconds per row the stage adds. Times are CPU time of this process (``process_time``), the
@@ -30,6 +30,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("rows", nargs="?", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--stages", type=int, default=5, help="how many of the stages to run (2: read and map)")
     args = parser.parse_args()
     n = args.rows
     path = write_csv(Path(f"/tmp/gateway-bench-profile-{n}.csv"), n)
@@ -38,7 +39,7 @@ def main() -> None:
     today = date(2025, 6, 1)
     stages = ["read", "map", "validate", "encrypt+encode", "fingerprint"]
     previous = 0.0
-    for depth in range(1, len(stages) + 1):
+    for depth in range(1, min(args.stages, len(stages)) + 1):
         best = float("inf")
         for _ in range(args.repeat):
             with open_reader(path, spec.format) as reader:

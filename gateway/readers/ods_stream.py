@@ -12,14 +12,22 @@ annotations left out), float/percentage/currency by ``office:value``, dates and 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, cast
 
 from lxml import etree
 
+from gateway.config import LimitsConfig
 from gateway.errors import InputError
 from gateway.readers.cells import PLAIN_NUMBER, duration_text, iso_text, number_cell_text
 from gateway.readers.spreadsheet import number_text
-from gateway.readers.sheet_stream import Events, RawRow, StreamSheetReader, column_name, drop, pick_sheet, xml_events
+from gateway.readers.sheet_stream import (CutEvents, RawRow, Run, StreamSheetReader, column_name, cut_events, drop,
+                                          one_element, pick_sheet)
+
+if TYPE_CHECKING:
+    from gateway.mapping.spec import FormatSpec
 
 _T = "{urn:oasis:names:tc:opendocument:xmlns:table:1.0}"
 _O = "{urn:oasis:names:tc:opendocument:xmlns:office:1.0}"
@@ -60,23 +68,117 @@ def _walk(el: etree._Element, parts: list[str], first: list[bool]) -> None:
             parts.append(child.tail)
 
 
+# Plain rows and cells as LibreOffice and most writers save them: a cell's attributes (any, in any order:
+# read by name after a check that they are well-formed where they stand) and at most one paragraph of
+# plain text (the five named entities, no CR); anything else in a row has lxml read that row.
+_W = "[ \t\r\n]*+"
+_ATTRS = '((?:[ \t\r\n]++[A-Za-z_][\\w.-]*:[A-Za-z_][\\w.-]*="[^"<&]*+")*+)'
+_ROW_START = re.compile(_W + "<table:table-row" + _ATTRS + _W + "(/?)>")
+_ROW_END = re.compile("</table:table-row" + _W + ">")
+_CELL = re.compile(_W + "(?:<table:(table-cell|covered-table-cell)" + _ATTRS + _W + "(?:/>|>(?:<text:p>("
+                   "(?:[^<&\r]++|&(?:amp|lt|gt|quot|apos);)*+)</text:p>|<text:p/>)?</table:\\1>)|[^ \t\r\n])")
+_ATTR = re.compile('([^ \t\r\n=]+)="([^"]*)"')
+_ONE_ROW = re.compile(_W + one_element("table:table-row", ("table",)))
+# What a row template leaves open: a paragraph's plain text, and number and date values.
+_VARS = re.compile('(<text:p>)([^<&\r]*+)(?=</text:p>)|( office:(?:value|date-value)=")([^"<&\t\n\r]*+)(?=")')
+_VAR_ATTR = re.compile(' office:(value|date-value)="[^"<&\t\n\r]*+"')
+P, NUM, DAY = range(3)
+_SUSPICIOUS = (":table ", ":table>", ":table/")  # a table's start tag (or text that looks like one)
+PlainRow = tuple[str, str, int, int, int, int]  # row attributes, text, body start and end, element start and end
+
+
+def _plain_row(text: str, pos: int, clean: bool) -> tuple[int, PlainRow] | None:
+    """A ``<table:table-row>`` at ``pos`` whose extent is certain: (end, (attributes, text, body start and
+    end, element start and end)); None when it may hold markup, a table or another row."""
+    m = _ROW_START.match(text, pos)
+    if m is None:
+        return None
+    attrs, closed = m.groups()
+    if closed:
+        return m.end(), (attrs, text, 0, 0, pos, m.end())
+    start = m.end()
+    end = text.find("</table:table-row", start)
+    if end < 0:
+        return None
+    close = _ROW_END.match(text, end)
+    if close is None:
+        return None
+    if text.find("table-row", start, end) >= 0 or not clean and any(
+            text.find(tag, start, end) >= 0 for tag in (*_SUSPICIOUS, "<!", "<?")):
+        one = _ONE_ROW.match(text, pos)  # a row or table inside, or text naming them: the full pattern decides
+        if one is None or one.end() != close.end():
+            return None
+    return close.end(), (attrs, text, start, end, pos, close.end())
+
+
+def _unescape(text: str) -> str:
+    if "&" not in text:
+        return text
+    return (text.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"').replace("&apos;", "'")
+            .replace("&amp;", "&"))
+
+
+_INVALID = ("invalid",)
+
+
+def _attributes(attrs: str, nsmap: dict[str | None, str]) -> list[tuple[str, str]] | tuple[str]:
+    """A start tag's attributes as (Clark name, value) in document order; ``_INVALID`` unless lxml would read
+    them exactly so (no namespace declaration, every prefix bound, no duplicate, no value lxml normalises)."""
+    out: list[tuple[str, str]] = []
+    for name, value in _ATTR.findall(attrs):
+        prefix, _, local = name.partition(":")
+        uri = nsmap.get(prefix)
+        if uri is None or prefix == "xmlns" or "\t" in value or "\n" in value or "\r" in value:
+            return _INVALID
+        out.append((f"{{{uri}}}{local}", value))
+    if len({name for name, _ in out}) != len(out):
+        return _INVALID
+    return out
+
+
+class _Plan:
+    """How to read a row shaped like one read before: ``source``, the pattern of such a row's text (that row's
+    text, its paragraph texts and values left open as groups); where each open value goes (``steps``: code,
+    column, group), the other cells' texts (``base``), the first column."""
+
+    __slots__ = ("source", "pattern", "steps", "base", "first")
+
+    def __init__(self, source: str, steps: list[tuple[int, int, int]], base: list[str], first: int) -> None:
+        self.source, self.steps, self.base, self.first = source, steps, base, first
+        self.pattern: re.Pattern[str] | None = None
+
+
 class OdsStreamReader(StreamSheetReader):
     """Rows of one table of an ODS file; see ``FormatSpec`` (``sheet``, ``header_row``, ``columns``)."""
 
     kind = "ODS"
 
-    def _events(self) -> Events:
+    def __init__(self, path: str | os.PathLike[str], fmt: FormatSpec, *,
+                 date_columns: frozenset[str] = frozenset(), limits: LimitsConfig | None = None) -> None:
+        self._dated: dict[str, str] = {}  # the same dates recur in every row: worded once
+        self._nsmap: dict[str | None, str] = {}
+        self._cell_attrs: dict[str, list[tuple[str, str]] | tuple[str]] = {}  # as written -> as lxml reads them
+        self._row_attrs: dict[str, list[tuple[str, str]] | tuple[str]] = {}
+        self._plans: dict[str, _Plan] = {}  # shape pattern -> plan
+        self._shapes: list[_Plan] = []  # the plans with a compiled pattern, most recently used first
+        super().__init__(path, fmt, date_columns=date_columns, limits=limits)
+
+    def _events(self) -> CutEvents:
         assert self._zip is not None
         if "content.xml" not in self._zip.namelist():
             raise InputError("the ODS file has no content.xml; save it again from the spreadsheet program",
                              file=self.file)
-        return xml_events(self._zip, "content.xml", self.file, events=("start", "end"), tags=(TABLE, ROW))
+        return cut_events(self._zip, "content.xml", self.file, events=("start", "end"), tags=(TABLE, ROW),
+                          element="table:table-row", plain=_plain_row, forbid=("table",), suspicious=_SUSPICIOUS)
 
     def _open(self, sheet: str | int | None) -> None:
         names: list[str] = []
-        self._pending: Events | None = None
+        self._pending: CutEvents | None = None
         events = self._events()
         for event, el in events:
+            if isinstance(el, Run):
+                self._check_run(el)  # rows before the sheet: lxml would refuse them if not well-formed
+                continue
             if event == "end" or el.tag != TABLE or (name := el.get(NAME)) is None:
                 if event == "end":
                     drop(el)
@@ -96,92 +198,321 @@ class OdsStreamReader(StreamSheetReader):
         if events is None:
             events, tables = self._events(), 0
             for event, el in events:
+                if isinstance(el, Run):
+                    continue
                 if event == "start" and el.tag == TABLE and el.get(NAME) is not None:
                     tables += 1
                     if tables == self._table:
                         break
                 elif event == "end":
                     drop(el)
-        decimal, max_cols, max_rows = self._decimal, self.limits.max_columns, self.limits.max_rows
-        number, depth = 1, 0
-        dated: dict[str, str] = {}  # the same dates recur in every row: worded once
-        plain = PLAIN_NUMBER.fullmatch
+        max_rows = self.limits.max_rows
+        at, depth = [1], 0  # the number of the next row (a list: the run reader reads it as it goes)
         try:
             for event, el in events:
-                if el.tag == TABLE:
+                if isinstance(el, Run):
+                    if depth:
+                        continue  # rows of a table inside a cell are that cell's
+                    rows: Iterable[tuple[int, list[str], int]] = self._run_rows(el, at)
+                elif el.tag == TABLE:
                     depth += 1 if event == "start" else -1
                     if depth < 0:
                         return
                     continue
-                if event == "start" or depth:
+                elif event == "start" or depth:
                     continue  # a row of a table inside a cell is part of that cell
-                repeat = int(el.get(ROWS_REPEATED) or 1)
-                dates = self.date_cols
-                values: list[str] = []
-                first, col = -1, 0
-                for cell in el:
-                    if cell.tag != CELL and cell.tag != COVERED:
-                        continue
-                    spans = cell.get(COLS_REPEATED)
-                    span = int(spans) if spans else 1
-                    kind = cell.get(VALUE_TYPE)
-                    value: float | None = None
-                    if kind == "string":
-                        text = cell.get(STRING)
-                        if text is None:
-                            p = cell[0] if len(cell) == 1 and not cell.text else None
-                            if p is not None and p.tag == PARAGRAPH and not len(p) and not p.tail:
-                                text = p.text or ""
-                            else:
-                                text = cell_text(cell)
-                    elif kind in _NUMERIC:
-                        raw = cell.get(VALUE)
-                        if raw is None:
-                            text = None
-                        elif span == 1 and len(raw) <= 16 and plain(raw) and not (dates and "." not in raw):
-                            text = raw if decimal == "." else raw.replace(".", decimal)
-                        else:
-                            value = self._float(raw, col, number)
-                            text = number_cell_text(value, col in dates, decimal)
-                    elif kind == "date" and (raw := cell.get(DATE)) is not None:
-                        text = dated.get(raw)
-                        if text is None:
-                            if len(dated) > 10_000:
-                                dated.clear()
-                            text = dated[raw] = iso_text(raw)
-                    elif kind is None and not cell.attrib:
-                        text = None
-                    else:
-                        text = _other(cell, kind, decimal)
-                    if text is None:
-                        col += span
-                        continue
-                    if col + span > max_cols:
-                        raise InputError(f"cell {column_name(col)}{number} reaches column {col + span}, right of the "
-                                         f"column limit: a sheet may use {max_cols} columns (limit "
-                                         "limits.max_columns)", file=self.file, row=number)
-                    if col > len(values):
-                        values.extend([""] * (col - len(values)))
-                    if span == 1:
-                        values.append(text)
-                    elif value is not None and dates:
-                        values.extend(number_cell_text(value, c in dates, decimal) for c in range(col, col + span))
-                    else:
-                        values.extend([text] * span)
-                    if first < 0:
-                        first = col
-                    col += span
-                drop(el)
-                if first >= 0:
-                    if number + repeat - 1 > max_rows:
-                        raise InputError(f"row {number} is repeated down to row {number + repeat - 1}, below the row "
-                                         f"limit: a sheet may use {max_rows} rows (limit limits.max_rows)",
-                                         file=self.file, row=number)
-                    for k in range(1 if bounds_only else repeat):
-                        yield number + k, values if k == repeat - 1 else list(values), first
-                number += repeat
+                else:
+                    rows = (self._element_row(el, at[0]),)
+                for repeat, values, first in rows:
+                    number = at[0]
+                    if first >= 0:
+                        if number + repeat - 1 > max_rows:
+                            raise InputError(f"row {number} is repeated down to row {number + repeat - 1}, below "
+                                             f"the row limit: a sheet may use {max_rows} rows (limit "
+                                             "limits.max_rows)", file=self.file, row=number)
+                        for k in range(1 if bounds_only else repeat):
+                            yield number + k, values if k == repeat - 1 else list(values), first
+                    at[0] = number + repeat
         finally:
             events.close()
+
+    def _element_row(self, el: etree._Element, number: int) -> tuple[int, list[str], int]:
+        """(repeat, texts, first column) of one row read from its lxml tree."""
+        decimal, max_cols = self._decimal, self.limits.max_columns
+        dated = self._dated
+        plain = PLAIN_NUMBER.fullmatch
+        repeat = int(el.get(ROWS_REPEATED) or 1)
+        dates = self.date_cols
+        values: list[str] = []
+        first, col = -1, 0
+        for cell in el:
+            if cell.tag != CELL and cell.tag != COVERED:
+                continue
+            spans = cell.get(COLS_REPEATED)
+            span = int(spans) if spans else 1
+            kind = cell.get(VALUE_TYPE)
+            value: float | None = None
+            if kind == "string":
+                text = cell.get(STRING)
+                if text is None:
+                    p = cell[0] if len(cell) == 1 and not cell.text else None
+                    if p is not None and p.tag == PARAGRAPH and not len(p) and not p.tail:
+                        text = p.text or ""
+                    else:
+                        text = cell_text(cell)
+            elif kind in _NUMERIC:
+                raw = cell.get(VALUE)
+                if raw is None:
+                    text = None
+                elif span == 1 and len(raw) <= 16 and plain(raw) and not (dates and "." not in raw):
+                    text = raw if decimal == "." else raw.replace(".", decimal)
+                else:
+                    value = self._float(raw, col, number)
+                    text = number_cell_text(value, col in dates, decimal)
+            elif kind == "date" and (raw := cell.get(DATE)) is not None:
+                text = dated.get(raw)
+                if text is None:
+                    if len(dated) > 10_000:
+                        dated.clear()
+                    text = dated[raw] = iso_text(raw)
+            elif kind is None and not cell.attrib:
+                text = None
+            else:
+                text = _other(cell.get, cast(list[tuple[str, str]], cell.items()), kind, decimal)
+            if text is None:
+                col += span
+                continue
+            if col + span > max_cols:
+                raise InputError(f"cell {column_name(col)}{number} reaches column {col + span}, right of the "
+                                 f"column limit: a sheet may use {max_cols} columns (limit "
+                                 "limits.max_columns)", file=self.file, row=number)
+            if col > len(values):
+                values.extend([""] * (col - len(values)))
+            if span == 1:
+                values.append(text)
+            elif value is not None and dates:
+                values.extend(number_cell_text(value, c in dates, decimal) for c in range(col, col + span))
+            else:
+                values.extend([text] * span)
+            if first < 0:
+                first = col
+            col += span
+        drop(el)
+        return repeat, values, first
+
+    def _check_run(self, run: Run) -> None:
+        """Raise as lxml would for a row of the run that is not well-formed (nothing is read from the rows)."""
+        for item in run.items:
+            if not isinstance(item, str):
+                attrs, text, body_start, body_end, start, end = cast(PlainRow, item)
+                body = text[body_start:body_end]
+                cells = _CELL.findall(body) if body else []
+                if (_attributes(attrs, run.nsmap) is not _INVALID and "]]>" not in body
+                        and len(cells) == body.count("<table:")
+                        and all(_attributes(a, run.nsmap) is not _INVALID for _, a, _ in cells)):
+                    continue
+                item = text[start:end]
+            run.parse(str(item))
+
+    def _run_rows(self, run: Run, at: list[int]) -> Iterator[tuple[int, list[str], int]]:
+        """(repeat, texts, first column) of the rows of a run cut from ``content.xml``: plain cells read by
+        ``_CELL`` and their attributes by name, exactly as ``_element_row`` reads them; any other row by lxml."""
+        nsmap = run.nsmap
+        if nsmap != self._nsmap:  # attributes are read by their namespace: another scope, other readings
+            self._nsmap, self._cell_attrs, self._row_attrs = nsmap, {}, {}
+        known, row_known = self._cell_attrs, self._row_attrs
+        cell_findall, shapes = _CELL.findall, self._shapes
+        if nsmap.get("table") != _T[1:-1]:
+            return  # "table:" means another namespace here: these are no rows to lxml either
+        for item in run.items:
+            if isinstance(item, str):
+                for row in run.parse(item):
+                    yield self._element_row(row, at[0])
+                continue
+            attrs, text, body_start, body_end, start, end = cast(PlainRow, item)
+            row_attrs = row_known.get(attrs)
+            if row_attrs is None:
+                row_attrs = _attributes(attrs, nsmap)
+                if len(row_known) > 1000:
+                    row_known.clear()
+                row_known[attrs] = row_attrs
+            body = text[body_start:body_end]
+            if row_attrs is not _INVALID and body and "]]>" not in body:
+                # A row shaped like one read before (the same text but for its paragraph texts and values: the
+                # shape's pattern matches it whole) is read by that row's plan.
+                for plan in shapes:
+                    got = plan.pattern.fullmatch(body)  # type: ignore[union-attr]
+                    if got is not None:
+                        if shapes[0] is not plan:
+                            shapes.remove(plan)
+                            shapes.insert(0, plan)
+                        yield self._planned(plan, row_attrs, got.groups(), at[0])  # type: ignore[arg-type]
+                        break
+                else:
+                    got = None
+                if got is not None:
+                    continue
+            cells = cell_findall(body) if body else []
+            if row_attrs is _INVALID or "]]>" in body or len(cells) != body.count("<table:"):
+                for row in run.parse(text[start:end]):
+                    yield self._element_row(row, at[0])
+                continue
+            every: list[list[tuple[str, str]]] = []  # each cell's attributes, all judged before any is read
+            for _, attrs, _ in cells:
+                got = known.get(attrs)
+                if got is None:
+                    got = _attributes(attrs, nsmap)
+                    if len(known) > 4096:
+                        known.clear()
+                    known[attrs] = got
+                if got is _INVALID:
+                    break
+                every.append(got)  # type: ignore[arg-type]
+            else:
+                opens = list(_VARS.finditer(body)) if len(self._plans) < 1000 else None
+                steps: list[tuple[int, int, int]] | None = None if opens is None else []
+                read = self._cells(row_attrs, cells, every, at[0], steps, len(opens or ()))  # type: ignore[arg-type]
+                if opens is not None and steps is not None and (-1, -1, -1) not in steps:
+                    self._remember(body, opens, steps, read)
+                yield read
+                continue
+            for row in run.parse(text[start:end]):  # attributes lxml must judge
+                yield self._element_row(row, at[0])
+
+    def _remember(self, body: str, opens: list[re.Match[str]], steps: list[tuple[int, int, int]],
+                  read: tuple[int, list[str], int]) -> None:
+        """Note a plain row's shape; the second row of a shape makes its pattern, which later rows are tried
+        against (the eight most recent shapes). Not past 1000 shapes: a sheet whose rows all differ gains
+        nothing from them."""
+        out, at = [], 0
+        for m in opens:
+            out.append(re.escape(body[at:m.start()]))
+            if m.group(1):
+                out.append(re.escape(m.group(1)) + "([^<&\r]*+)")
+            else:
+                out.append(re.escape(m.group(3)) + '([^"<&\t\n\r]*+)')
+            at = m.end()
+        out.append(re.escape(body[at:]))
+        source = "".join(out)
+        plan = self._plans.get(source)
+        if plan is None:
+            base = list(read[1])
+            for _, col, _ in steps:
+                base[col] = ""
+            self._plans[source] = _Plan(source, steps, base, read[2])
+        elif plan.pattern is None:
+            plan.pattern = re.compile(source)
+            self._shapes.insert(0, plan)
+            del self._shapes[8:]
+
+    def _planned(self, plan: _Plan, row_attrs: list[tuple[str, str]], open_: Sequence[str],
+                 number: int) -> tuple[int, list[str], int]:
+        """(repeat, texts, first column) of a row read by a plan: its open values put in place."""
+        decimal, dates, dated = self._decimal, self.date_cols, self._dated
+        repeat = int(dict(row_attrs).get(ROWS_REPEATED) or 1)
+        values = plan.base.copy()
+        for code, col, k in plan.steps:
+            v = open_[k]
+            if code == P:
+                values[col] = v
+            elif code == NUM:
+                if len(v) <= 16 and PLAIN_NUMBER.fullmatch(v) and not (dates and "." not in v):
+                    values[col] = v if decimal == "." else v.replace(".", decimal)
+                else:
+                    values[col] = number_cell_text(self._float(v, col, number), col in dates, decimal)
+            else:
+                text = dated.get(v)
+                if text is None:
+                    if len(dated) > 10_000:
+                        dated.clear()
+                    text = dated[v] = iso_text(v)
+                values[col] = text
+        return repeat, values, plan.first
+
+    def _cells(self, row_attrs: list[tuple[str, str]], cells: list[tuple[str, str, str]],
+               every: list[list[tuple[str, str]]], number: int,
+               steps: list[tuple[int, int, int]] | None = None, open_count: int = 0) -> tuple[int, list[str], int]:
+        """(repeat, texts, first column) of a plain row, its cells' attributes as lxml reads them.
+
+        ``steps`` (a list) is filled with where the row's open values go (``_VARS``), or ends with
+        (-1, -1, -1) when a cell's text depends on them in a way a plan does not follow.
+        """
+        k = 0  # open values so far
+        decimal, max_cols = self._decimal, self.limits.max_columns
+        dated = self._dated
+        plain = PLAIN_NUMBER.fullmatch
+        repeat = int(dict(row_attrs).get(ROWS_REPEATED) or 1)
+        dates = self.date_cols
+        values: list[str] = []
+        first, col = -1, 0
+        for (_, attrs, paragraph), got in zip(cells, every):
+            cell_attrs = dict(got)
+            spans = cell_attrs.get(COLS_REPEATED)
+            span = int(spans) if spans else 1
+            kind = cell_attrs.get(VALUE_TYPE)
+            value: float | None = None
+            role: tuple[int, int] | None = None  # (code, open value) when the text comes from one
+            if steps is not None:
+                where = {name: k + n for n, name in enumerate(_VAR_ATTR.findall(attrs))}
+                k += len(where)
+                if paragraph and "&" not in paragraph:
+                    where["p"] = k
+                    k += 1
+                if kind == "string":
+                    role = (P, where["p"]) if "p" in where and STRING not in cell_attrs else None
+                elif kind in _NUMERIC and VALUE in cell_attrs:
+                    role = (NUM, where["value"]) if "value" in where and span == 1 else None
+                    if "value" in where and span != 1:
+                        steps.append((-1, -1, -1))
+                elif kind == "date" and DATE in cell_attrs:
+                    role = (DAY, where["date-value"]) if "date-value" in where else None
+                elif where and not (kind is None and not got):
+                    steps.append((-1, -1, -1))  # _other may read an open value
+            if kind == "string":
+                text_ = cell_attrs.get(STRING)
+                cell = _unescape(paragraph) if text_ is None else text_
+            elif kind in _NUMERIC:
+                raw = cell_attrs.get(VALUE)
+                if raw is None:
+                    cell = None
+                elif span == 1 and len(raw) <= 16 and plain(raw) and not (dates and "." not in raw):
+                    cell = raw if decimal == "." else raw.replace(".", decimal)
+                else:
+                    value = self._float(raw, col, number)
+                    cell = number_cell_text(value, col in dates, decimal)
+            elif kind == "date" and (raw := cell_attrs.get(DATE)) is not None:
+                cell = dated.get(raw)
+                if cell is None:
+                    if len(dated) > 10_000:
+                        dated.clear()
+                    cell = dated[raw] = iso_text(raw)
+            elif kind is None and not got:
+                cell = None
+            else:
+                cell = _other(cell_attrs.get, got, kind, decimal)
+            if cell is None:
+                col += span
+                continue
+            if col + span > max_cols:
+                raise InputError(f"cell {column_name(col)}{number} reaches column {col + span}, right of the "
+                                 f"column limit: a sheet may use {max_cols} columns (limit "
+                                 "limits.max_columns)", file=self.file, row=number)
+            if col > len(values):
+                values.extend([""] * (col - len(values)))
+            if span == 1:
+                values.append(cell)
+            elif value is not None and dates:
+                values.extend(number_cell_text(value, c in dates, decimal) for c in range(col, col + span))
+            else:
+                values.extend([cell] * span)
+            if role is not None and steps is not None:
+                steps.append((role[0], col, role[1]))
+            if first < 0:
+                first = col
+            col += span
+        if steps is not None and k != open_count:
+            steps.append((-1, -1, -1))  # the open values were not all found where the plan would look
+        return repeat, values, first
 
     def _float(self, raw: str, col: int, number: int) -> float:
         try:
@@ -191,18 +522,19 @@ class OdsStreamReader(StreamSheetReader):
                              row=number) from None
 
 
-def _other(cell: etree._Element, kind: str | None, decimal: str) -> str | None:
+def _other(get: Callable[[str], str | None], items: Iterable[tuple[str, str]], kind: str | None,
+           decimal: str) -> str | None:
     """Dates, times, booleans, and cells with an unusual value type (calamine takes the first value attribute)."""
     if kind == "date":
-        raw = cell.get(DATE)
+        raw = get(DATE)
         return None if raw is None else iso_text(raw)
     if kind == "time":
-        raw = cell.get(TIME)
+        raw = get(TIME)
         return None if raw is None else duration_text(raw)
     if kind == "boolean":
-        raw = cell.get(BOOLEAN)
+        raw = get(BOOLEAN)
         return None if raw is None else "true" if raw in ("TRUE", "true") else "false"
-    for key, value in cell.items():
+    for key, value in items:
         raw = str(value)
         if key == VALUE:
             return number_text(float(raw), decimal)
@@ -215,4 +547,3 @@ def _other(cell: etree._Element, kind: str | None, decimal: str) -> str | None:
         if key == BOOLEAN:
             return "true" if raw in ("TRUE", "true") else "false"
     return None
-

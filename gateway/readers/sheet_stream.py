@@ -72,7 +72,8 @@ def xml_events(zf: zipfile.ZipFile, member: str, file: str, *, events: tuple[Lit
 
 
 def cut_events(zf: zipfile.ZipFile, member: str, file: str, *, events: tuple[Literal["start", "end"], ...],
-               tags: tuple[str, ...], element: str, plain: Plain | None = None) -> CutEvents:
+               tags: tuple[str, ...], element: str, plain: Plain | None = None,
+               forbid: tuple[str, ...] = (), suspicious: tuple[str, ...] = ()) -> CutEvents:
     """As ``xml_events``, but runs of ``element`` elements come as ``("run", Run)`` instead of parsed trees.
 
     ``element`` is the qualified name as the file writes it (``"row"``, ``"table:table-row"``); ``plain``
@@ -80,7 +81,7 @@ def cut_events(zf: zipfile.ZipFile, member: str, file: str, *, events: tuple[Lit
     sees them and handed over where they stood in the document, with the namespaces in scope there;
     everything else is parsed by lxml as before.
     """
-    return _events(zf, member, file, events, tags, RunCutter(element, plain) if CUT else None)
+    return _events(zf, member, file, events, tags, RunCutter(element, plain, forbid, suspicious) if CUT else None)
 
 
 def _events(zf: zipfile.ZipFile, member: str, file: str, events: tuple[Literal["start", "end"], ...],
@@ -158,7 +159,9 @@ _XML_START = re.compile(rb"(?:\xef\xbb\xbf)?[ \t\r\n]*<")  # UTF-8 (or ASCII): w
 _ENCODING = re.compile(rb"""\A(?:\xef\xbb\xbf)?<\?xml[^>]*?\bencoding[ \t\r\n]*=[ \t\r\n]*["']([A-Za-z0-9._-]*)["']""")
 
 
-Plain = Callable[[str, int], "tuple[int, object] | None"]
+# plain(text, pos, clean): the element at pos read, as (its end, what was read), or None. ``clean``: the
+# text holds no "<!", "<?" nor any of the cutter's ``suspicious`` strings anywhere.
+Plain = Callable[[str, int, bool], "tuple[int, object] | None"]
 
 
 class Run:
@@ -178,27 +181,33 @@ class Run:
         """The elements of ``text`` parsed by lxml as they were in the document."""
         decls = "".join(f' xmlns{":" + prefix if prefix else ""}="{_attr_escape(uri)}"'
                         for prefix, uri in self.nsmap.items())
-        root = etree.fromstring(f"<_w{decls}>{text}</_w>".encode("utf-8"), _RUN_PARSER)
-        return list(root)
-
-
-_RUN_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
-                              remove_comments=True, remove_pis=True)
+        # A pull parser, as the whole part is read: it raises for what is not well-formed, not for the
+        # errors it only notes (a repeated xml:id), as a whole-document parse would at its end.
+        parser = etree.XMLPullParser(events=("end",), tag=f"{{{RUN_NS}}}w", resolve_entities=False, no_network=True,
+                                     load_dtd=False, huge_tree=False, remove_comments=True, remove_pis=True)
+        wrap = f"{_RUN_PREFIX}:w"
+        parser.feed(f'<{wrap} xmlns:{_RUN_PREFIX}="{RUN_NS}"{decls}>{text}</{wrap}>'.encode("utf-8"))
+        for _, root in parser.read_events():
+            return list(root)  # type: ignore[arg-type]
+        parser.close()  # raises what stopped the parser before the end (an undefined entity, say)
+        raise ValueError("a row of the run does not end")  # cannot be: the cutter took it whole
 
 
 def _attr_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace('"', "&quot;")
 
 
-def one_element(element: str) -> str:
+def one_element(element: str, forbid: tuple[str, ...] = ()) -> str:
     """The pattern of one element the cutter takes: well-formed attributes, nothing inside that hides markup
-    (comment, CDATA, processing instruction) and no element of the same local name inside.
+    (comment, CDATA, processing instruction) and no element of the same local name inside (nor of the local
+    names in ``forbid``).
 
     Possessive throughout: an unfinished element fails in linear time, never by backtracking.
     """
-    qname, local = re.escape(element), re.escape(element.rpartition(":")[2])
+    qname = re.escape(element)
+    local = "|".join(re.escape(name) for name in (element.rpartition(":")[2], *forbid))
     return ("<" + qname + "(?:" + _XML_WS + "++" + _ATTR + ")*+" + _XML_WS + "*+(?:/>|>(?:[^<]++|<(?![!?]"
-            "|/?(?:[^ \t\r\n/<>:=]+:)?" + local + "[ \t\r\n/>]))*+</" + qname + _XML_WS + "*+>)")
+            "|/?(?:[^ \t\r\n/<>:=]+:)?(?:" + local + ")[ \t\r\n/>]))*+</" + qname + _XML_WS + "*+>)")
 
 
 # Bytes no XML document holds anywhere (C0 controls but tab, LF, CR; U+FFFE, U+FFFF): lxml must see them.
@@ -216,12 +225,14 @@ class RunCutter:
     ends at anything else between elements but whitespace.
     """
 
-    def __init__(self, element: str, plain: Plain | None = None) -> None:
+    def __init__(self, element: str, plain: Plain | None = None, forbid: tuple[str, ...] = (),
+                 suspicious: tuple[str, ...] = ()) -> None:
+        self._suspicious = ("<!", "<?", *suspicious)
         local = re.escape(element.rpartition(":")[2])
         # Markup that needs a look: comments, CDATA, PIs (skipped whole), other declarations, and any element of
         # that local name; a '<' is markup everywhere else (text and attribute values never hold one).
         self._token = re.compile(r"<(?:!--|!\[CDATA\[|!|\?|(?:[^ \t\r\n/<>:=!?]+:)?" + local + r"(?=[ \t\r\n/>]))")
-        self._one = re.compile(_XML_WS + "*+" + one_element(element)).match
+        self._one = re.compile(_XML_WS + "*+" + one_element(element, forbid)).match
         self._plain = plain
         self._start = "<" + element
         end = b"</" + element.encode()
@@ -263,6 +274,7 @@ class RunCutter:
         out: list[str] = []
         pos = done = 0  # scanned up to pos; text up to done is in out
         token, one, plain, start = self._token.search, self._one, self._plain, self._start
+        clean = not any(s in text for s in self._suspicious)
         while True:
             m = token(text, pos)
             if m is None:
@@ -292,7 +304,7 @@ class RunCutter:
             items: list[object] = []
             p = at
             while True:
-                got = plain(text, p) if plain is not None else None
+                got = plain(text, p, clean) if plain is not None else None
                 if got is not None:
                     p, item = got
                 else:

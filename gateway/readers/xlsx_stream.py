@@ -19,7 +19,7 @@ import posixpath
 import re
 from array import array
 from itertools import accumulate, islice
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
@@ -73,14 +73,18 @@ SHARED, NUMBER, DATE, TYPED, SKIP = range(5)
 
 
 class _Plan:
-    """How to read a row shaped like one read before: ``template`` is that row's text without its values
-    (joined by NUL, the row number as SOH); per value, what it is (``steps``); the row's width and first
-    column. Shared strings are decoded in one go, the rest one by one, then ``gather`` places them."""
+    """How to read a row shaped like one read before: ``pattern`` matches the text of such a row (that row's
+    text, its row number and values left open, as ``(?P<r>...)`` and groups); per value, what it is
+    (``steps``); the row's width and first column. Shared strings are decoded in one go, the rest one by
+    one, then ``gather`` places them."""
 
-    __slots__ = ("template", "shared", "others", "gather", "first")
+    __slots__ = ("source", "pattern", "row", "values", "shared", "others", "gather", "first")
 
-    def __init__(self, template: str, steps: list[tuple[int, int, Any]], width: int, first: int) -> None:
-        self.template, self.first = template, first
+    def __init__(self, source: str, steps: list[tuple[int, int, Any]], width: int, first: int) -> None:
+        self.source, self.first = source, first
+        self.pattern: re.Pattern[str] | None = None
+        self.row = 0
+        self.values: Callable[[Sequence[str]], Sequence[str]] = lambda groups: groups
         shared = [k for k, (code, _, _) in enumerate(steps) if code == SHARED]
         self.shared = _getter(shared) if shared else None
         self.others = [(code, col, arg, k) for k, (code, col, arg) in enumerate(steps) if code not in (SHARED, SKIP)]
@@ -94,8 +98,32 @@ class _Plan:
         get = _getter(slot) if width else None
         self.gather: Callable[[list[str]], list[str]] = lambda pool: list(get(pool)) if get is not None else []
 
+    def compile(self) -> None:
+        self.pattern = re.compile(self.source)
+        self.row = self.pattern.groupindex.get("r", 0)
+        if self.row:
+            rest = [k for k in range(self.pattern.groups) if k != self.row - 1]
+            self.values = _getter(rest) if rest else lambda groups: groups[:0]
 
-def _getter(indexes: list[int]) -> Callable[[list[str]], tuple[str, ...]]:
+
+def _shape_source(parts: list[str]) -> str:
+    """The pattern of a row's shape from its text split at its values: the statics as they are, the row number
+    in the cell references as one group (the same number in every reference), each value as a group."""
+    out: list[str] = []
+    seen = False
+    for n, static in enumerate(parts[0::2]):
+        if n:
+            out.append("<v>([^<&\r]++)</v>")
+        for i, piece in enumerate(_TEMPLATE_REF.split(static)):  # text, '<c r="A', text, ...: digits cut out
+            if i % 2:
+                out.append(re.escape(piece) + ('(?P=r)"' if seen else '(?P<r>[0-9]{1,7})"'))
+                seen = True
+            else:
+                out.append(re.escape(piece))
+    return "".join(out)
+
+
+def _getter(indexes: list[int]) -> Callable[[Sequence[str]], tuple[str, ...]]:
     """``itemgetter`` that always gives a tuple (it gives the item itself for one index)."""
     if len(indexes) == 1:
         k = indexes[0]
@@ -103,7 +131,7 @@ def _getter(indexes: list[int]) -> Callable[[list[str]], tuple[str, ...]]:
     return itemgetter(*indexes)
 
 
-def _plain_row(text: str, pos: int) -> tuple[int, PlainRow] | None:
+def _plain_row(text: str, pos: int, clean: bool) -> tuple[int, PlainRow] | None:
     """A ``<row>`` at ``pos`` whose extent is certain: (end, (r, other attributes, text, body start and end,
     element start and end)); None when its start tag is not a plain one or its body may hide markup."""
     m = _ROW_START.match(text, pos)
@@ -117,7 +145,7 @@ def _plain_row(text: str, pos: int) -> tuple[int, PlainRow] | None:
     if end < 0:
         return None
     close = _ROW_END.match(text, end)
-    if close is None or text.find("<!", start, end) >= 0 or text.find("<?", start, end) >= 0:
+    if close is None or not clean and (text.find("<!", start, end) >= 0 or text.find("<?", start, end) >= 0):
         return None
     if text.find("row", start, end) >= 0:  # perhaps a row inside: certain only by the full pattern
         one = _ONE_ROW.match(text, pos)
@@ -129,7 +157,7 @@ def _plain_row(text: str, pos: int) -> tuple[int, PlainRow] | None:
 _SIS = re.compile("(?:" + _SI.pattern + ")++")
 
 
-def _plain_si(text: str, pos: int) -> tuple[int, tuple[str, list[str]]] | None:
+def _plain_si(text: str, pos: int, clean: bool) -> tuple[int, tuple[str, list[str]]] | None:
     """Plain shared strings (one ``<t>`` each) from ``pos`` on: (end, ("si", their texts))."""
     m = _SIS.match(text, pos)
     if m is None:
@@ -256,7 +284,8 @@ class XlsxStreamReader(StreamSheetReader):
                  max_shared_strings_bytes: int = MAX_SHARED_STRINGS_BYTES) -> None:
         self._sst_budget = max_shared_strings_bytes
         self._dated: dict[tuple[int, str], str] = {}  # the same dates recur in every row: worded once
-        self._templates: dict[str, _Plan] = {}
+        self._plans: dict[str, _Plan] = {}  # shape pattern -> plan
+        self._shapes: list[_Plan] = []  # the plans with a compiled pattern, most recently used first
         self._recent: dict[str, str] = {}  # shared-string index as written -> text
         super().__init__(path, fmt, date_columns=date_columns, limits=limits)
 
@@ -468,8 +497,7 @@ class XlsxStreamReader(StreamSheetReader):
         max_cols = self.limits.max_columns
         cols = column_index(max_cols)
         checked: dict[str, bool] = {}
-        templates, vsplit, cell_findall = self._templates, _VALUES.split, _CELL.findall
-        last: _Plan | None = None
+        shapes, vsplit, cell_findall = self._shapes, _VALUES.split, _CELL.findall
         recent = self._recent
         known = recent.get
 
@@ -498,17 +526,19 @@ class XlsxStreamReader(StreamSheetReader):
                 prev[0] = number
                 yield number, [], -1
                 continue
-            # A row shaped like one read before (same cells, types and styles; only the row number and the
-            # values differ, checked by rebuilding its text) is read by that row's plan.
-            parts = vsplit(body)
-            joined = "\0".join(parts[0::2])
-            quoted = r + '"'
-            plan = last  # consecutive rows mostly share a shape
-            if plan is None or plan.template.replace("\1", quoted) != joined:
-                plan = templates.get(joined.replace(quoted, '"'))
-            if plan is not None and plan.template.replace("\1", quoted) == joined:
-                last = plan
-                vals = parts[1::2]
+            # A row shaped like one read before (the same text but for the row number and the values: the
+            # shape's pattern matches it whole) is read by that row's plan.
+            plan = None
+            for tried in shapes:
+                got = tried.pattern.fullmatch(body)  # type: ignore[union-attr]
+                if got is not None and (not tried.row or got.group(tried.row) == r):
+                    plan = tried
+                    break
+            if plan is not None:
+                if shapes[0] is not plan:
+                    shapes.remove(plan)
+                    shapes.insert(0, plan)
+                vals = plan.values(got.groups())  # type: ignore[union-attr]
                 dates = self.date_cols
                 try:
                     # Shared strings first, all at once; then the other cells; one gather puts them in place.
@@ -607,13 +637,25 @@ class XlsxStreamReader(StreamSheetReader):
                     values[col] = cell
                 if first < 0 or col < first:
                     first = col
-            if steps is not None and len(steps) == len(parts) // 2 and "\1" not in joined:
-                template = _TEMPLATE_REF.sub("\\1\1", joined)
-                if template.replace("\1", quoted) == joined:
-                    if len(templates) > 256:
-                        templates.clear()
-                    templates[joined.replace(quoted, '"')] = _Plan(template, steps, len(values), first)
+            if steps is not None:
+                parts = vsplit(body)
+                if len(steps) == len(parts) // 2:
+                    self._remember(parts, steps, len(values), first)
             yield number, values, first
+
+    def _remember(self, parts: list[str], steps: list[tuple[int, int, Any]], width: int, first: int) -> None:
+        """Note a plain row's shape; the second row of a shape makes its pattern, which later rows are tried
+        against (the eight most recent shapes). Not past 1000 shapes."""
+        if len(self._plans) >= 1000:
+            return  # a sheet whose rows all differ gains nothing from patterns
+        source = _shape_source(parts)
+        plan = self._plans.get(source)
+        if plan is None:
+            self._plans[source] = _Plan(source, steps, width, first)
+        elif plan.pattern is None:
+            plan.compile()
+            self._shapes.insert(0, plan)
+            del self._shapes[8:]
 
     def _place(self, ref: str, number: int) -> int:
         """The column of a reference off the fast path (lower case, beyond the limit, or another row's)."""

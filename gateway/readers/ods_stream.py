@@ -83,32 +83,9 @@ _ONE_ROW = re.compile(_W + one_element("table:table-row", ("table",)))
 _VARS = re.compile('(<text:p>)([^<&\r]*+)(?=</text:p>)|( office:(?:value|date-value)=")([^"<&\t\n\r]*+)(?=")')
 _VAR_ATTR = re.compile(' office:(value|date-value)="[^"<&\t\n\r]*+"')
 P, NUM, DAY = range(3)
-_SUSPICIOUS = (":table ", ":table>", ":table/")  # a table's start tag (or text that looks like one)
-PlainRow = tuple[str, str, int, int, int, int]  # row attributes, text, body start and end, element start and end
-
-
-def _plain_row(text: str, pos: int, clean: bool) -> tuple[int, PlainRow] | None:
-    """A ``<table:table-row>`` at ``pos`` whose extent is certain: (end, (attributes, text, body start and
-    end, element start and end)); None when it may hold markup, a table or another row."""
-    m = _ROW_START.match(text, pos)
-    if m is None:
-        return None
-    attrs, closed = m.groups()
-    if closed:
-        return m.end(), (attrs, text, 0, 0, pos, m.end())
-    start = m.end()
-    end = text.find("</table:table-row", start)
-    if end < 0:
-        return None
-    close = _ROW_END.match(text, end)
-    if close is None:
-        return None
-    if text.find("table-row", start, end) >= 0 or not clean and any(
-            text.find(tag, start, end) >= 0 for tag in (*_SUSPICIOUS, "<!", "<?")):
-        one = _ONE_ROW.match(text, pos)  # a row or table inside, or text naming them: the full pattern decides
-        if one is None or one.end() != close.end():
-            return None
-    return close.end(), (attrs, text, start, end, pos, close.end())
+_SUSPICIOUS = ("table-row", ":table ", ":table>", ":table/", "<!", "<?")  # markup a plain row never holds
+# row attributes, text, body start and end, element start and end; the shape it has, if known, and its groups
+PlainRow = tuple[str, str, int, int, int, int, "_Plan | None", "tuple[str, ...]"]
 
 
 def _unescape(text: str) -> str:
@@ -169,7 +146,7 @@ class OdsStreamReader(StreamSheetReader):
             raise InputError("the ODS file has no content.xml; save it again from the spreadsheet program",
                              file=self.file)
         return cut_events(self._zip, "content.xml", self.file, events=("start", "end"), tags=(TABLE, ROW),
-                          element="table:table-row", plain=_plain_row, forbid=("table",), suspicious=_SUSPICIOUS)
+                          element="table:table-row", plain=self._plain_row, forbid=("table",))
 
     def _open(self, sheet: str | int | None) -> None:
         names: list[str] = []
@@ -300,12 +277,47 @@ class OdsStreamReader(StreamSheetReader):
         drop(el)
         return repeat, values, first
 
+    def _plain_row(self, text: str, pos: int) -> tuple[int, PlainRow] | None:
+        """A ``<table:table-row>`` at ``pos`` whose extent is certain: (end, (attributes, text, body start and
+        end, element start and end, its shape's plan and groups if a known shape matches it)); None when it
+        may hold markup, a table or another row. A known shape's pattern takes only plain cells, so a match
+        settles the extent at once."""
+        m = _ROW_START.match(text, pos)
+        if m is None:
+            return None
+        attrs, closed = m.groups()
+        if closed:
+            return m.end(), (attrs, text, 0, 0, pos, m.end(), None, ())
+        start = m.end()
+        end = text.find("</table:table-row", start)
+        if end < 0:
+            return None
+        close = _ROW_END.match(text, end)
+        if close is None:
+            return None
+        for plan in self._shapes:
+            got = plan.pattern.fullmatch(text, start, end)  # type: ignore[union-attr]
+            if got is not None:
+                shapes = self._shapes
+                if shapes[0] is not plan:
+                    shapes.remove(plan)
+                    shapes.insert(0, plan)
+                return close.end(), (attrs, text, start, end, pos, close.end(), plan, got.groups())
+        if any(text.find(tag, start, end) >= 0 for tag in _SUSPICIOUS):
+            one = _ONE_ROW.match(text, pos)  # a row or table inside, or text naming them: the full pattern decides
+            if one is None or one.end() != close.end():
+                return None
+        return close.end(), (attrs, text, start, end, pos, close.end(), None, ())
+
     def _check_run(self, run: Run) -> None:
         """Raise as lxml would for a row of the run that is not well-formed (nothing is read from the rows)."""
         for item in run.items:
             if not isinstance(item, str):
-                attrs, text, body_start, body_end, start, end = cast(PlainRow, item)
+                attrs, text, body_start, body_end, start, end, plan, _ = cast(PlainRow, item)
                 body = text[body_start:body_end]
+                if (plan is not None and run.nsmap == self._nsmap and _attributes(attrs, run.nsmap) is not _INVALID
+                        and "]]>" not in body):
+                    continue  # a shape's pattern took it: plain cells, attributes judged when the shape was made
                 cells = _CELL.findall(body) if body else []
                 if (_attributes(attrs, run.nsmap) is not _INVALID and "]]>" not in body
                         and len(cells) == body.count("<table:")
@@ -320,8 +332,12 @@ class OdsStreamReader(StreamSheetReader):
         nsmap = run.nsmap
         if nsmap != self._nsmap:  # attributes are read by their namespace: another scope, other readings
             self._nsmap, self._cell_attrs, self._row_attrs = nsmap, {}, {}
+            self._plans, self._shapes[:] = {}, []
+            fresh = True  # shapes the cutter matched were made in the other scope
+        else:
+            fresh = False
         known, row_known = self._cell_attrs, self._row_attrs
-        cell_findall, shapes = _CELL.findall, self._shapes
+        cell_findall = _CELL.findall
         if nsmap.get("table") != _T[1:-1]:
             return  # "table:" means another namespace here: these are no rows to lxml either
         for item in run.items:
@@ -329,7 +345,7 @@ class OdsStreamReader(StreamSheetReader):
                 for row in run.parse(item):
                     yield self._element_row(row, at[0])
                 continue
-            attrs, text, body_start, body_end, start, end = cast(PlainRow, item)
+            attrs, text, body_start, body_end, start, end, plan, groups = cast(PlainRow, item)
             row_attrs = row_known.get(attrs)
             if row_attrs is None:
                 row_attrs = _attributes(attrs, nsmap)
@@ -337,21 +353,11 @@ class OdsStreamReader(StreamSheetReader):
                     row_known.clear()
                 row_known[attrs] = row_attrs
             body = text[body_start:body_end]
-            if row_attrs is not _INVALID and body and "]]>" not in body:
+            if plan is not None and not fresh and row_attrs is not _INVALID and "]]>" not in body:
                 # A row shaped like one read before (the same text but for its paragraph texts and values: the
-                # shape's pattern matches it whole) is read by that row's plan.
-                for plan in shapes:
-                    got = plan.pattern.fullmatch(body)  # type: ignore[union-attr]
-                    if got is not None:
-                        if shapes[0] is not plan:
-                            shapes.remove(plan)
-                            shapes.insert(0, plan)
-                        yield self._planned(plan, row_attrs, got.groups(), at[0])  # type: ignore[arg-type]
-                        break
-                else:
-                    got = None
-                if got is not None:
-                    continue
+                # shape's pattern matched it whole when it was cut) is read by that row's plan.
+                yield self._planned(plan, row_attrs, groups, at[0])  # type: ignore[arg-type]
+                continue
             cells = cell_findall(body) if body else []
             if row_attrs is _INVALID or "]]>" in body or len(cells) != body.count("<table:"):
                 for row in run.parse(text[start:end]):

@@ -73,7 +73,7 @@ def xml_events(zf: zipfile.ZipFile, member: str, file: str, *, events: tuple[Lit
 
 def cut_events(zf: zipfile.ZipFile, member: str, file: str, *, events: tuple[Literal["start", "end"], ...],
                tags: tuple[str, ...], element: str, plain: Plain | None = None,
-               forbid: tuple[str, ...] = (), suspicious: tuple[str, ...] = ()) -> CutEvents:
+               forbid: tuple[str, ...] = ()) -> CutEvents:
     """As ``xml_events``, but runs of ``element`` elements come as ``("run", Run)`` instead of parsed trees.
 
     ``element`` is the qualified name as the file writes it (``"row"``, ``"table:table-row"``); ``plain``
@@ -81,7 +81,7 @@ def cut_events(zf: zipfile.ZipFile, member: str, file: str, *, events: tuple[Lit
     sees them and handed over where they stood in the document, with the namespaces in scope there;
     everything else is parsed by lxml as before.
     """
-    return _events(zf, member, file, events, tags, RunCutter(element, plain, forbid, suspicious) if CUT else None)
+    return _events(zf, member, file, events, tags, RunCutter(element, plain, forbid) if CUT else None)
 
 
 def _events(zf: zipfile.ZipFile, member: str, file: str, events: tuple[Literal["start", "end"], ...],
@@ -159,9 +159,8 @@ _XML_START = re.compile(rb"(?:\xef\xbb\xbf)?[ \t\r\n]*<")  # UTF-8 (or ASCII): w
 _ENCODING = re.compile(rb"""\A(?:\xef\xbb\xbf)?<\?xml[^>]*?\bencoding[ \t\r\n]*=[ \t\r\n]*["']([A-Za-z0-9._-]*)["']""")
 
 
-# plain(text, pos, clean): the element at pos read, as (its end, what was read), or None. ``clean``: the
-# text holds no "<!", "<?" nor any of the cutter's ``suspicious`` strings anywhere.
-Plain = Callable[[str, int, bool], "tuple[int, object] | None"]
+# plain(text, pos): the element at pos read, as (its end, what was read), or None.
+Plain = Callable[[str, int], "tuple[int, object] | None"]
 
 
 class Run:
@@ -225,9 +224,7 @@ class RunCutter:
     ends at anything else between elements but whitespace.
     """
 
-    def __init__(self, element: str, plain: Plain | None = None, forbid: tuple[str, ...] = (),
-                 suspicious: tuple[str, ...] = ()) -> None:
-        self._suspicious = ("<!", "<?", *suspicious)
+    def __init__(self, element: str, plain: Plain | None = None, forbid: tuple[str, ...] = ()) -> None:
         local = re.escape(element.rpartition(":")[2])
         # Markup that needs a look: comments, CDATA, PIs (skipped whole), other declarations, and any element of
         # that local name; a '<' is markup everywhere else (text and attribute values never hold one).
@@ -274,7 +271,6 @@ class RunCutter:
         out: list[str] = []
         pos = done = 0  # scanned up to pos; text up to done is in out
         token, one, plain, start = self._token.search, self._one, self._plain, self._start
-        clean = not any(s in text for s in self._suspicious)
         while True:
             m = token(text, pos)
             if m is None:
@@ -304,7 +300,7 @@ class RunCutter:
             items: list[object] = []
             p = at
             while True:
-                got = plain(text, p, clean) if plain is not None else None
+                got = plain(text, p) if plain is not None else None
                 if got is not None:
                     p, item = got
                 else:

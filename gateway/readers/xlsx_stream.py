@@ -131,7 +131,7 @@ def _getter(indexes: list[int]) -> Callable[[Sequence[str]], tuple[str, ...]]:
     return itemgetter(*indexes)
 
 
-def _plain_row(text: str, pos: int, clean: bool) -> tuple[int, PlainRow] | None:
+def _plain_row(text: str, pos: int) -> tuple[int, PlainRow] | None:
     """A ``<row>`` at ``pos`` whose extent is certain: (end, (r, other attributes, text, body start and end,
     element start and end)); None when its start tag is not a plain one or its body may hide markup."""
     m = _ROW_START.match(text, pos)
@@ -145,7 +145,7 @@ def _plain_row(text: str, pos: int, clean: bool) -> tuple[int, PlainRow] | None:
     if end < 0:
         return None
     close = _ROW_END.match(text, end)
-    if close is None or not clean and (text.find("<!", start, end) >= 0 or text.find("<?", start, end) >= 0):
+    if close is None or text.find("<!", start, end) >= 0 or text.find("<?", start, end) >= 0:
         return None
     if text.find("row", start, end) >= 0:  # perhaps a row inside: certain only by the full pattern
         one = _ONE_ROW.match(text, pos)
@@ -157,7 +157,7 @@ def _plain_row(text: str, pos: int, clean: bool) -> tuple[int, PlainRow] | None:
 _SIS = re.compile("(?:" + _SI.pattern + ")++")
 
 
-def _plain_si(text: str, pos: int, clean: bool) -> tuple[int, tuple[str, list[str]]] | None:
+def _plain_si(text: str, pos: int) -> tuple[int, tuple[str, list[str]]] | None:
     """Plain shared strings (one ``<t>`` each) from ``pos`` on: (end, ("si", their texts))."""
     m = _SIS.match(text, pos)
     if m is None:

@@ -363,3 +363,49 @@ def test_ods_runs_read_like_lxml_trees(tmp_path: Path, monkeypatch: pytest.Monke
             fast, tree = _both_ways(monkeypatch, lambda: _sheet_rows(OdsStreamReader, path, spec,
                                                                      frozenset({"a", "R1"})), chunk)
             assert fast == tree, (seed, spec, chunk)
+
+
+ODS_SHAPES = [  # {n}: the row; rows of one shape are read by the pattern made from the first two
+    '<table:table-row><table:table-cell office:value-type="string"><text:p>R{n}</text:p></table:table-cell>'
+    '<table:table-cell office:value-type="float" office:value="{n}.5"><text:p>x</text:p></table:table-cell>'
+    '<table:table-cell/><table:table-cell office:value-type="date" office:date-value="2025-01-{d:02d}"/>'
+    '<table:table-cell office:value-type="boolean" office:boolean-value="true"/>'
+    '<table:table-cell table:number-columns-repeated="1000"/></table:table-row>',
+    '<table:table-row table:style-name="ro1"><table:table-cell office:value-type="string" office:string-value="k">'
+    '<text:p>{n}</text:p></table:table-cell><table:table-cell office:value-type="float" office:value="{n}" '
+    'table:number-columns-repeated="2"/><table:table-cell office:value-type="string"><text:p></text:p>'
+    '</table:table-cell></table:table-row>',
+    '<table:table-row table:number-rows-repeated="2"><table:table-cell office:value-type="percentage" '
+    'office:value="0.{d}"/><table:covered-table-cell office:value-type="string"><text:p>c{n}</text:p>'
+    '</table:covered-table-cell></table:table-row>',
+]
+ODS_PERTURBED = [('<text:p>R{n}</text:p>', '<text:p>R&amp;{n}</text:p>'), ('office:value="{n}.5"', 'office:value="x"'),
+                 ('<text:p>R{n}</text:p>', '<text:p>R<text:s/>{n}</text:p>'), ('office:value="{n}.5"', 'office:value=""'),
+                 ('office:date-value="2025-01-{d:02d}"', 'office:date-value="2025-13-{d:02d}"'),
+                 ('<table:table-cell/>', '<table:table-cell table:number-columns-repeated="2000"/>'),
+                 ('<text:p>c{n}</text:p>', '<text:p>c\t{n}</text:p>'), ('office:value="{n}.5"', 'office:value="1e400"')]
+
+
+@pytest.mark.parametrize("perturb", [None, *ODS_PERTURBED])
+def test_ods_row_shapes_read_like_lxml_trees(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              perturb: tuple[str, str] | None) -> None:
+    from gateway.readers.ods_stream import OdsStreamReader
+    rows = []
+    for n in range(1, 120):
+        shape = ODS_SHAPES[(n // 7) % 3]
+        if perturb and n in (50, 51):
+            shape = shape.replace(*perturb)
+        rows.append(shape.format(n=n, d=1 + n % 28))
+    content = (f"<office:document-content {ODS_NS}><office:body><office:spreadsheet><table:table table:name='T'>"
+               f"{''.join(rows)}</table:table></office:spreadsheet></office:body></office:document-content>")
+    path = _ods_book(tmp_path / "s.ods", content)
+    for spec in (FormatSpec(type="ods"), FormatSpec(type="ods", header_row=0, columns=["a", "b", "c"])):
+        for chunk in (97, 1 << 16):
+            fast, tree = _both_ways(monkeypatch, lambda: _sheet_rows(OdsStreamReader, path, spec,
+                                                                     frozenset({"a", "b", "R1"})), chunk)
+            assert fast == tree
+    if perturb is None:
+        assert not isinstance(fast, str) and len(fast[2]) > 100
+        with OdsStreamReader(path, FormatSpec(type="ods")) as reader:
+            list(reader)
+            assert len(reader._shapes) >= 2 and len(reader._plans) < 20  # patterns per shape, not per row

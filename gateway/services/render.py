@@ -124,7 +124,10 @@ _Texts = list["str | None"]
 def _first_error(texts: _Texts) -> ValueError | None:
     """The error of the first text XML cannot carry, as checking it where it was written raised it."""
     values = cast(list[str], texts[1::2])
-    if not _NOT_XML.search("".join(values)):
+    joined = "".join(values)
+    # isprintable (C, one pass) is false for every character XML forbids; the search only runs for the
+    # texts it cannot vouch for (tabs, line breaks, no-break spaces...)
+    if joined.isprintable() or not _NOT_XML.search(joined):
         return None
     for name, value in zip(texts[0::2], values):
         if _NOT_XML.search(value):

@@ -359,3 +359,11 @@ def test_random_claims_render_as_the_per_field_writer_did() -> None:
         assert got == expected, claim
         outcomes["same error" if isinstance(got, str) else "same bytes"] += 1
     assert min(outcomes.values()) > 50  # both kinds were really compared
+
+
+def test_every_character_xml_forbids_is_not_printable() -> None:
+    """The renderer skips its search for forbidden characters when the texts are all printable."""
+    from gateway.services.render import _NOT_XML
+
+    forbidden = [chr(i) for i in range(0x110000) if _NOT_XML.match(chr(i))]
+    assert len(forbidden) > 2000 and not any(c.isprintable() for c in forbidden)

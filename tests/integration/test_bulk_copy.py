@@ -73,3 +73,33 @@ def test_an_error_quotes_no_row_value(engine: Engine) -> None:
     shown = "".join(traceback.format_exception(info.value))  # what a log with exc_info would hold
     assert "too long" in shown
     assert PLANTED not in shown
+
+
+def test_binary_copy_types_are_the_migrated_schema_s(engine: Engine) -> None:
+    """Binary COPY sends each value as the type derived from the model; the migrations must agree, table by table."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("binary COPY is PostgreSQL's")
+    from sqlalchemy import text
+
+    from gateway.store import keys_store, sql  # keys_store declares claim_keys
+    from gateway.store.schema import metadata
+
+    assert keys_store.claim_keys.metadata is metadata
+
+    names = {"bigint": "int8", "integer": "int4", "smallint": "int2", "text": "text", "character varying": "varchar",
+             "bytea": "bytea", "boolean": "bool", "date": "date", "timestamp with time zone": "timestamptz",
+             "timestamp without time zone": "timestamp"}
+    checked = 0
+    with engine.connect() as conn:
+        schema = conn.execute(text("SELECT current_schema()")).scalar_one()
+        for table in metadata.sorted_tables:
+            columns = tuple(c.name for c in table.columns)
+            derived = sql._binary_types(table, columns)
+            if derived is None:  # goes as text COPY, which the server parses whatever the type
+                continue
+            query = text("SELECT column_name, data_type FROM information_schema.columns "
+                         "WHERE table_schema = :s AND table_name = :t")
+            actual: dict[str, str] = dict(conn.execute(query, {"s": schema, "t": table.name}).all())
+            assert [names.get(actual[c]) for c in columns] == derived, table.name
+            checked += 1
+    assert checked >= 10

@@ -166,7 +166,12 @@ class CsvReader:
         return InputError(f"line is longer than {LINE_LIMIT} bytes", file=self.file, row=lineno)
 
     def _feed(self) -> Iterator[str]:
-        """``csv``'s input: the held line, then the following ones (a quoted field may span lines)."""
+        """``csv``'s input: the held line, then the following ones (a quoted field may span lines).
+
+        Each line gets its line break back (inside quotes it is part of the value), except the file's
+        last line when it has none: that one is told by identity, as ``_open_end`` is set only when
+        the last block is read, after every earlier line has been handed out.
+        """
         held, lines = self._held, self._lines
         while True:
             line = held.pop() if held else next(lines, None)

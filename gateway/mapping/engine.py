@@ -21,13 +21,14 @@ import msgspec
 
 from gateway.domain import findings as codes
 from gateway.domain.findings import Finding, Severity
-from gateway.domain.model import (Address, AddressKind, BankAccount, Claim, Debtor, DebtorKind, Fee, FeeKind,
+from gateway.domain.model import (Address, AddressKind, BankAccount, Claim, Debtor, DebtorKind, Fee,
                                   Interest, Payment, Salutation)
 from gateway.errors import InputError
 from gateway.mapping.conditions import CompiledPolicy, compile_condition, compile_policy
 from gateway.mapping.getters import Getter, Plan, field_plan, getter, has_transforms
 from gateway.mapping.grouping import group_rows
-from gateway.mapping.rowcode import Field, generate
+from gateway.mapping.rowcode import (ADDRESS, BANK, CLAIM, DEBTOR, FEE_DUNNING, FEE_GROUPS, INTEREST, PAYMENT, Field,
+                                     generate)
 from gateway.mapping.spec import FieldSpec, FormatSpec, MappingSpec
 from gateway.mapping.targets import ADDRESS_FIELDS, FEE_KINDS, TARGETS, Kind, Target
 from gateway.mapping.transforms import TransformError
@@ -36,9 +37,9 @@ from gateway.readers.base import SourceRow
 _Getter = Getter
 __all__ = ["MappedRow", "RowMapper", "compile_mapping", "date_columns"]
 
-# Where a target's value goes while a row is assembled: one dict of keyword arguments per struct.
-CLAIM, DEBTOR, ADDRESS, BANK, INTEREST, PAYMENT, FEE_DUNNING, FEE_RETURN_DEBIT, FEE_OTHER = range(9)
-_FEE_GROUPS = ((FEE_DUNNING, FeeKind.DUNNING), (FEE_RETURN_DEBIT, FeeKind.RETURN_DEBIT), (FEE_OTHER, FeeKind.OTHER))
+# Where a target's value goes while a row is assembled: one dict of keyword arguments per struct (the
+# groups CLAIM ... FEE_OTHER are rowcode's, which builds the same structs from local variables).
+_FEE_GROUPS = FEE_GROUPS
 _DEBTOR_SPECIAL = {"phone": (DEBTOR, "phones"), "email": (DEBTOR, "emails"), "iban": (BANK, "iban"),
                    "bic": (BANK, "bic"), "account_holder": (BANK, "holder")}
 

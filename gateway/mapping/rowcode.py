@@ -28,18 +28,14 @@ from gateway.domain.model import (Address, AddressKind, BankAccount, Claim, Debt
                                   Interest, Payment, Salutation)
 from gateway.mapping.conditions import CompiledPolicy
 from gateway.mapping.getters import CellPlan, ConstPlan, Getter, Plan
-from gateway.mapping.targets import Kind
 from gateway.mapping.transforms import TransformError
 from gateway.readers.base import SourceRow
 
 RowFunction = Callable[[SourceRow, str], Any]  # -> MappedRow
 
-# Groups of engine._destination (kept in step with it: CLAIM, DEBTOR, ADDRESS, BANK, INTEREST, PAYMENT, fees).
+# Where a target's value goes while a row is assembled (engine._destination): one struct per group.
 CLAIM, DEBTOR, ADDRESS, BANK, INTEREST, PAYMENT, FEE_DUNNING, FEE_RETURN_DEBIT, FEE_OTHER = range(9)
-_FEES = ((FEE_DUNNING, FeeKind.DUNNING), (FEE_RETURN_DEBIT, FeeKind.RETURN_DEBIT), (FEE_OTHER, FeeKind.OTHER))
-_GROUP_STRUCT: dict[int, type[msgspec.Struct]] = {CLAIM: Claim, DEBTOR: Debtor, ADDRESS: Address, BANK: BankAccount,
-                                                  INTEREST: Interest, PAYMENT: Payment, FEE_DUNNING: Fee,
-                                                  FEE_RETURN_DEBIT: Fee, FEE_OTHER: Fee}
+FEE_GROUPS = ((FEE_DUNNING, FeeKind.DUNNING), (FEE_RETURN_DEBIT, FeeKind.RETURN_DEBIT), (FEE_OTHER, FeeKind.OTHER))
 
 
 class Field(NamedTuple):
@@ -276,7 +272,7 @@ def _assemble(w: _Writer, local: dict[tuple[int, str], str], sure: set[str], pol
         w.line(2, back)
 
     # Fees: one per kind with a non-zero amount.
-    fee_groups = [(g, k) for g, k in _FEES if (g, "amount") in local]
+    fee_groups = [(g, k) for g, k in FEE_GROUPS if (g, "amount") in local]
     if fee_groups:
         w.line(1, "fees = []")
         for g, fee_kind in fee_groups:

@@ -352,12 +352,13 @@ class OdsStreamReader(StreamSheetReader):
                 if len(row_known) > 1000:
                     row_known.clear()
                 row_known[attrs] = row_attrs
-            body = text[body_start:body_end]
-            if plan is not None and not fresh and row_attrs is not _INVALID and "]]>" not in body:
+            if (plan is not None and not fresh and row_attrs is not _INVALID
+                    and text.find("]]>", body_start, body_end) < 0):
                 # A row shaped like one read before (the same text but for its paragraph texts and values: the
                 # shape's pattern matched it whole when it was cut) is read by that row's plan.
                 yield self._planned(plan, row_attrs, groups, at[0])  # type: ignore[arg-type]
                 continue
+            body = text[body_start:body_end]
             cells = cell_findall(body) if body else []
             if row_attrs is _INVALID or "]]>" in body or len(cells) != body.count("<table:"):
                 for row in run.parse(text[start:end]):

@@ -409,3 +409,20 @@ def test_ods_row_shapes_read_like_lxml_trees(tmp_path: Path, monkeypatch: pytest
         with OdsStreamReader(path, FormatSpec(type="ods")) as reader:
             list(reader)
             assert len(reader._shapes) >= 2 and len(reader._plans) < 20  # patterns per shape, not per row
+
+
+@pytest.mark.parametrize(("before", "refused"), [(" ", True), ("\t", True), ("\n", True), ("x", False)])
+def test_sheet_size_reads_references_after_whitespace_only(tmp_path: Path, before: str, refused: bool) -> None:
+    import zipfile
+
+    from gateway.config import LimitsConfig
+    from gateway.readers.sheet_size import check_sheet_size
+    path = tmp_path / "s.xlsx"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("xl/worksheets/sheet1.xml", f'<worksheet><sheetData><row><c r="A1"/><c{before}r="XFD7"/>'
+                    "</row></sheetData></worksheet>")
+    if refused:
+        with pytest.raises(InputError, match=r"has a cell in column 16384 \(limit limits.max_columns = 1024\)"):
+            check_sheet_size(str(path), "xlsx", LimitsConfig())
+    else:
+        check_sheet_size(str(path), "xlsx", LimitsConfig())  # an attribute xr=, not a reference

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection, RowMapping, and_, insert, or_, select, update
+from sqlalchemy import Connection, RowMapping, and_, bindparam, insert, or_, select, update
 
 from gateway.errors import NotFound
 from gateway.store.schema import outbox
@@ -59,23 +59,39 @@ def enqueue_dead(conn: Connection, *, key: str, client_id: str, partner_id: str,
     return int(pk[0])
 
 
+# Statements run once per batch, built once: building the expressions again cost ~0.3 ms of CPU per
+# lease (SQLAlchemy's coercions), a third of a small batch's bookkeeping. Run with parameters, their cache
+# key and compiled form are reused.
+_NOW = bindparam("b_now", type_=outbox.c.available_at.type)
+_AVAILABLE = select(outbox).where(or_(and_(outbox.c.status == "pending", outbox.c.available_at <= _NOW),
+                                      and_(outbox.c.status == "leased", outbox.c.lease_until < _NOW))
+                                  ).order_by(outbox.c.available_at, outbox.c.id).limit(1)
+_AVAILABLE_FOR = _AVAILABLE.where(outbox.c.partner_id.in_(bindparam("b_partners", expanding=True)))
+_TAKE = update(outbox).where(outbox.c.id == bindparam("b_id")).values(
+    status="leased", lease_owner=bindparam("b_owner"), lease_until=bindparam("b_until"),
+    attempts=bindparam("b_attempts"))
+_COMPLETE = update(outbox).where(
+    outbox.c.id == bindparam("b_id"), outbox.c.lease_owner == bindparam("b_owner"), outbox.c.status == "leased",
+    outbox.c.attempts == bindparam("b_attempts")).values(
+    status="done", receipt=bindparam("b_receipt"), done_at=bindparam("b_done"), lease_until=None, last_error=None)
+
+
 def lease(conn: Connection, owner: str, lease_seconds: float, now: datetime | None = None,
           partners: Sequence[str] | None = None) -> OutboxItem | None:
     """Take the oldest available row for ``lease_seconds``; None when there is nothing to do."""
     now = now or utcnow()
-    available = or_(and_(outbox.c.status == "pending", outbox.c.available_at <= now),
-                    and_(outbox.c.status == "leased", outbox.c.lease_until < now))
-    q = select(outbox).where(available).order_by(outbox.c.available_at, outbox.c.id).limit(1)
-    if partners is not None:
-        q = q.where(outbox.c.partner_id.in_(list(partners)))
+    q = _AVAILABLE if partners is None else _AVAILABLE_FOR
     if conn.dialect.name == "postgresql":
         q = q.with_for_update(skip_locked=True)
-    row = conn.execute(q).mappings().first()
+    params: dict[str, Any] = {"b_now": now}
+    if partners is not None:
+        params["b_partners"] = list(partners)
+    row = conn.execute(q, params).mappings().first()
     if row is None:
         return None
     attempts = row["attempts"] + 1
-    conn.execute(update(outbox).where(outbox.c.id == row["id"]).values(
-        status="leased", lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds), attempts=attempts))
+    conn.execute(_TAKE, {"b_id": row["id"], "b_owner": owner, "b_until": now + timedelta(seconds=lease_seconds),
+                         "b_attempts": attempts})
     return OutboxItem(id=row["id"], idempotency_key=row["idempotency_key"], client_id=row["client_id"],
                       partner_id=row["partner_id"], operation=row["operation"], payload=loads(row["payload"]),
                       attempts=attempts, lease_owner=owner)
@@ -89,8 +105,8 @@ def _owned(item: OutboxItem) -> Any:
 
 def complete(conn: Connection, item: OutboxItem, receipt: dict[str, Any], now: datetime | None = None) -> bool:
     """Mark done with the partner's receipt; False if the lease was lost meanwhile."""
-    res = conn.execute(update(outbox).where(_owned(item)).values(
-        status="done", receipt=dumps(receipt), done_at=now or utcnow(), lease_until=None, last_error=None))
+    res = conn.execute(_COMPLETE, {"b_id": item.id, "b_owner": item.lease_owner, "b_attempts": item.attempts,
+                                   "b_receipt": dumps(receipt), "b_done": now or utcnow()})
     return res.rowcount == 1
 
 

@@ -115,7 +115,7 @@ def _kind(protocol: Any, ftype: Any) -> tuple[int, Any]:
         return _SPYNE, None
     if handler == p.complex_to_parent and isinstance(ftype, type) and issubclass(ftype, ComplexModelBase):
         try:
-            if issubclass(ftype, Array) and len(ftype._type_info) == 1:
+            if issubclass(ftype, Array) and len(getattr(ftype, "_type_info", ())) == 1:
                 return _ARRAY, _Items(p, ftype)
             if not issubclass(ftype, Array):
                 return _COMPLEX, AnswerWriter(p, ftype)

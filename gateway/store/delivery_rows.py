@@ -32,6 +32,7 @@ from gateway.store.schema import claim_current, claim_events
 from gateway.store.sql import bulk_insert, db_time, dumps, utcnow
 
 _CHUNK = 500  # ids per statement on SQLite (PostgreSQL takes one array)
+# Results are taken with fetchall (one driver call); iterating a result fetches row by row.
 _EVENT_COLUMNS = ("id", "claim_id", "client_id", "state", "from_state", "actor", "kind", "data", "created_at")
 
 
@@ -66,12 +67,12 @@ def lock(conn: Connection, claim_ids: Sequence[int]) -> dict[int, Locked]:
     if not ids:
         return out
     if conn.dialect.name == "postgresql":
-        rows: Any = conn.exec_driver_sql(_LOCK_PG, (ids,))
+        rows: Any = conn.exec_driver_sql(_LOCK_PG, (ids,)).fetchall()
         out = {r[0]: Locked(r[1], r[2], r[3], r[4], bool(r[5])) for r in rows}
         return out
     for i in range(0, len(ids), _CHUNK):
         part = ids[i:i + _CHUNK]
-        rows = conn.exec_driver_sql(_LOCK_SQLITE.format(marks=", ".join("?" * len(part))), tuple(part))
+        rows = conn.exec_driver_sql(_LOCK_SQLITE.format(marks=", ".join("?" * len(part))), tuple(part)).fetchall()
         out.update({r[0]: Locked(r[1], r[2], r[3], r[4], bool(r[5])) for r in rows})
     return out
 
@@ -269,11 +270,12 @@ def fetch_claims(conn: Connection, claim_ids: Sequence[int]) -> list[StoredRow]:
     """The stored rows (with their wrapped keys) among ``claim_ids``, in id order; ``decode_each`` opens them."""
     ids = sorted(claim_ids)
     if ids and conn.dialect.name == "postgresql":
-        return list(conn.exec_driver_sql(_READ_PG, (ids,)))
+        return list(conn.exec_driver_sql(_READ_PG, (ids,)).fetchall())
     rows: list[StoredRow] = []
     for i in range(0, len(ids), _CHUNK):
         part = ids[i:i + _CHUNK]
-        rows.extend(conn.exec_driver_sql(_READ_SQLITE.format(marks=", ".join("?" * len(part))), tuple(part)))
+        rows.extend(conn.exec_driver_sql(_READ_SQLITE.format(marks=", ".join("?" * len(part))),
+                                         tuple(part)).fetchall())
     return rows
 
 

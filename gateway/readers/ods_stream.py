@@ -137,7 +137,9 @@ class OdsStreamReader(StreamSheetReader):
         self._cell_attrs: dict[str, list[tuple[str, str]] | tuple[str]] = {}  # as written -> as lxml reads them
         self._row_attrs: dict[str, list[tuple[str, str]] | tuple[str]] = {}
         self._plans: dict[str, _Plan] = {}  # shape pattern -> plan
-        self._shapes: list[_Plan] = []  # the plans with a compiled pattern, most recently used first
+        # the plans with a compiled pattern, by their rows' count of "/>" (empty cells, mostly: rows of one
+        # shape have the same), most recently used first
+        self._shapes: dict[int, list[_Plan]] = {}
         super().__init__(path, fmt, date_columns=date_columns, limits=limits)
 
     def _events(self) -> CutEvents:
@@ -295,10 +297,10 @@ class OdsStreamReader(StreamSheetReader):
         close = _ROW_END.match(text, end)
         if close is None:
             return None
-        for plan in self._shapes:
+        shapes = self._shapes.get(text.count("/>", start, end), [])
+        for plan in shapes:
             got = plan.pattern.fullmatch(text, start, end)  # type: ignore[union-attr]
             if got is not None:
-                shapes = self._shapes
                 if shapes[0] is not plan:
                     shapes.remove(plan)
                     shapes.insert(0, plan)
@@ -332,7 +334,8 @@ class OdsStreamReader(StreamSheetReader):
         nsmap = run.nsmap
         if nsmap != self._nsmap:  # attributes are read by their namespace: another scope, other readings
             self._nsmap, self._cell_attrs, self._row_attrs = nsmap, {}, {}
-            self._plans, self._shapes[:] = {}, []
+            self._plans = {}
+            self._shapes.clear()
             fresh = True  # shapes the cutter matched were made in the other scope
         else:
             fresh = False
@@ -389,8 +392,8 @@ class OdsStreamReader(StreamSheetReader):
     def _remember(self, body: str, opens: list[re.Match[str]], steps: list[tuple[int, int, int]],
                   read: tuple[int, list[str], int]) -> None:
         """Note a plain row's shape; the second row of a shape makes its pattern, which later rows are tried
-        against (the eight most recent shapes). Not past 1000 shapes: a sheet whose rows all differ gains
-        nothing from them."""
+        against (the eight most recent shapes with as many "/>"). Not past 1000 shapes: a sheet whose rows all
+        differ gains nothing from them."""
         out, at = [], 0
         for m in opens:
             out.append(re.escape(body[at:m.start()]))
@@ -409,8 +412,9 @@ class OdsStreamReader(StreamSheetReader):
             self._plans[source] = _Plan(source, steps, base, read[2])
         elif plan.pattern is None:
             plan.pattern = re.compile(source)
-            self._shapes.insert(0, plan)
-            del self._shapes[8:]
+            bucket = self._shapes.setdefault(body.count("/>"), [])
+            bucket.insert(0, plan)
+            del bucket[8:]
 
     def _planned(self, plan: _Plan, row_attrs: list[tuple[str, str]], open_: Sequence[str],
                  number: int) -> tuple[int, list[str], int]:

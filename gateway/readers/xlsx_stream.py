@@ -285,7 +285,8 @@ class XlsxStreamReader(StreamSheetReader):
         self._sst_budget = max_shared_strings_bytes
         self._dated: dict[tuple[int, str], str] = {}  # the same dates recur in every row: worded once
         self._plans: dict[str, _Plan] = {}  # shape pattern -> plan
-        self._shapes: list[_Plan] = []  # the plans with a compiled pattern, most recently used first
+        # the plans with a compiled pattern, by their rows' number of cells ("<c "), most recently used first
+        self._shapes: dict[int, list[_Plan]] = {}
         self._recent: dict[str, str] = {}  # shared-string index as written -> text
         super().__init__(path, fmt, date_columns=date_columns, limits=limits)
 
@@ -497,7 +498,7 @@ class XlsxStreamReader(StreamSheetReader):
         max_cols = self.limits.max_columns
         cols = column_index(max_cols)
         checked: dict[str, bool] = {}
-        shapes, vsplit, cell_findall = self._shapes, _VALUES.split, _CELL.findall
+        buckets, vsplit, cell_findall = self._shapes, _VALUES.split, _CELL.findall
         recent = self._recent
         known = recent.get
 
@@ -529,6 +530,7 @@ class XlsxStreamReader(StreamSheetReader):
             # A row shaped like one read before (the same text but for the row number and the values: the
             # shape's pattern matches it whole) is read by that row's plan.
             plan = None
+            shapes = buckets.get(body.count("<c "), [])
             for tried in shapes:
                 got = tried.pattern.fullmatch(body)  # type: ignore[union-attr]
                 if got is not None and (not tried.row or got.group(tried.row) == r):
@@ -640,12 +642,13 @@ class XlsxStreamReader(StreamSheetReader):
             if steps is not None:
                 parts = vsplit(body)
                 if len(steps) == len(parts) // 2:
-                    self._remember(parts, steps, len(values), first)
+                    self._remember(parts, steps, len(values), first, body.count("<c "))
             yield number, values, first
 
-    def _remember(self, parts: list[str], steps: list[tuple[int, int, Any]], width: int, first: int) -> None:
+    def _remember(self, parts: list[str], steps: list[tuple[int, int, Any]], width: int, first: int,
+                  cells: int) -> None:
         """Note a plain row's shape; the second row of a shape makes its pattern, which later rows are tried
-        against (the eight most recent shapes). Not past 1000 shapes."""
+        against (the eight most recent shapes with as many cells). Not past 1000 shapes."""
         if len(self._plans) >= 1000:
             return  # a sheet whose rows all differ gains nothing from patterns
         source = _shape_source(parts)
@@ -654,8 +657,9 @@ class XlsxStreamReader(StreamSheetReader):
             self._plans[source] = _Plan(source, steps, width, first)
         elif plan.pattern is None:
             plan.compile()
-            self._shapes.insert(0, plan)
-            del self._shapes[8:]
+            bucket = self._shapes.setdefault(cells, [])
+            bucket.insert(0, plan)
+            del bucket[8:]
 
     def _place(self, ref: str, number: int) -> int:
         """The column of a reference off the fast path (lower case, beyond the limit, or another row's)."""

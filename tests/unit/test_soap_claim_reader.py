@@ -150,3 +150,8 @@ def test_the_unusual_claims_are_left_to_spyne(protocol: tuple[Any, Any, str]) ->
     for name in ("a comment in an array", "a processing instruction", "xsi:type", "xsi:schemaLocation"):
         with pytest.raises(claim_reader.Unusual):
             claim_reader.ClaimReader(p, cls).read(None, _element(SAMPLES[name], ns))
+
+
+def test_the_endpoint_reads_submit_claims_claims_with_the_reader(protocol: tuple[Any, Any, str]) -> None:
+    p, cls, _ = protocol
+    assert p.deserialization_handlers[cls] != p.complex_from_element

@@ -47,8 +47,9 @@ class ClaimReader:
         self.by_name: Fields = {}  # spyne matches a child by its local name only
         ns = cls.get_namespace()
         for name, ftype in cls.get_flat_type_info(cls).items():
-            if protocol.get_cls_attrs(ftype).max_occurs != 1:
-                raise TypeError(f"{cls}.{name}: a repeated member is not read here")
+            fattrs = protocol.get_cls_attrs(ftype)
+            if fattrs.max_occurs != 1 or fattrs.read_only:  # spyne collects the one, never sets the other
+                raise TypeError(f"{cls}.{name}: a repeated or read-only member is not read here")
             spec = (name, *self._kind(ftype))
             self.fields[f"{{{ns}}}{name}"] = spec
             self.by_name[name] = spec
@@ -70,11 +71,14 @@ class ClaimReader:
                 return _DATE, None, ftype
             if convert == p.boolean_from_bytes:
                 return _BOOL, None, ftype
-        if handler == p.array_from_element and issubclass(ftype, Array):
-            (inner,) = ftype._type_info.values()
-            return _ARRAY, _Item(self, inner), ftype
-        if handler == p.complex_from_element and issubclass(ftype, ComplexModelBase) and _plain_complex(ftype):
-            return _COMPLEX, ClaimReader(p, ftype), ftype
+        try:
+            if handler == p.array_from_element and issubclass(ftype, Array):
+                (inner,) = ftype._type_info.values()
+                return _ARRAY, _Item(self, inner), ftype
+            if handler == p.complex_from_element and issubclass(ftype, ComplexModelBase) and _plain_complex(ftype):
+                return _COMPLEX, ClaimReader(p, ftype), ftype
+        except TypeError:
+            pass  # a member type the reader does not read: spyne reads it
         return _SPYNE, None, ftype
 
     def read(self, ctx: Any, element: Any) -> dict[str, Any]:

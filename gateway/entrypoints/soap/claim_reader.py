@@ -21,7 +21,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Callable
 
 from lxml import etree
-from spyne.model.complex import Array, ComplexModelBase
+from spyne.model.complex import Array, ComplexModelBase, XmlAttribute
 
 from gateway.entrypoints.soap.translate import to_plain
 
@@ -45,6 +45,8 @@ class ClaimReader:
         self.protocol = protocol
         self.fields: Fields = {}
         self.by_name: Fields = {}  # spyne matches a child by its local name only
+        if not _plain_complex(protocol, cls):
+            raise TypeError(f"{cls}: XML attributes or alternative names are not read here")
         ns = cls.get_namespace()
         for name, ftype in cls.get_flat_type_info(cls).items():
             fattrs = protocol.get_cls_attrs(ftype)
@@ -75,7 +77,7 @@ class ClaimReader:
             if handler == p.array_from_element and issubclass(ftype, Array):
                 (inner,) = ftype._type_info.values()
                 return _ARRAY, _Item(self, inner), ftype
-            if handler == p.complex_from_element and issubclass(ftype, ComplexModelBase) and _plain_complex(ftype):
+            if handler == p.complex_from_element and issubclass(ftype, ComplexModelBase):
                 return _COMPLEX, ClaimReader(p, ftype), ftype
         except TypeError:
             pass  # a member type the reader does not read: spyne reads it
@@ -160,10 +162,12 @@ def _value(ctx: Any, protocol: Any, child: Any, kind: int, sub: Any, ftype: Any)
     return to_plain(protocol.from_element(ctx, ftype, child))  # spyne's own conversion (and its errors)
 
 
-def _plain_complex(cls: Any) -> bool:
+def _plain_complex(protocol: Any, cls: Any) -> bool:
     """A complex type spyne reads from its child elements alone (no XML attributes, no alternative names)."""
-    attrs = cls.Attributes
-    return not getattr(cls, "_type_info_alt", None) and getattr(attrs, "_xml_tag_body_as", None) is None
+    attrs = protocol.get_cls_attrs(cls)
+    members = cls.get_flat_type_info(cls).values()
+    return (not getattr(cls, "_type_info_alt", None) and getattr(attrs, "_xml_tag_body_as", None) is None
+            and not any(isinstance(m, type) and issubclass(m, XmlAttribute) for m in members))
 
 
 def install(protocol: Any, claim_types: list[Any]) -> None:

@@ -66,11 +66,12 @@ class AnswerWriter:
 
     def handler(self, fallback: Callable[..., Any]) -> Callable[..., Any]:
         """A spyne serialization handler (``complex_to_parent``'s signature) that writes with this writer."""
-        instance_class = self.instance_class
+        instance_class, compiled = self.instance_class, self.cls
 
         def to_parent(ctx: Any, cls: Any, inst: Any, parent: Any, ns: Any, name: Any = None,
                       add_type: bool = False, **kwargs: Any) -> Any:
-            if add_type or type(inst) is not instance_class or not isinstance(parent, _Element):
+            # another class reaching this handler (a subclass, through spyne's lookup) is spyne's to write
+            if cls is not compiled or add_type or type(inst) is not instance_class or not isinstance(parent, _Element):
                 return fallback(ctx, cls, inst, parent, ns, name, add_type=add_type, **kwargs)
             self.write(ctx, inst, parent, f"{{{ns}}}{name or cls.get_type_name()}" if ns is not None
                        else name or cls.get_type_name())

@@ -131,3 +131,17 @@ def test_the_endpoint_writes_submit_claims_answers_itself(pair: tuple[Any, Any, 
     assert mine.out_protocol.serialization_handlers[answer] != mine.out_protocol.complex_to_parent
     (service,) = [s for s in plain.services if "SubmitClaims" in s.public_methods]
     assert plain.out_protocol.serialization_handlers[_answer_type(service)] == plain.out_protocol.complex_to_parent
+
+
+def test_the_usual_answer_is_written_by_the_writer(pair: tuple[Any, Any, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    mine, _, version = pair
+    written: list[Any] = []
+    real = answer_writer.AnswerWriter.write
+
+    def counted(self: Any, ctx: Any, inst: Any, parent: Any, tag: str) -> None:
+        written.append(type(inst).__name__)
+        real(self, ctx, inst, parent, tag)
+
+    monkeypatch.setattr(answer_writer.AnswerWriter, "write", counted)
+    assert isinstance(_serialize(mine, _answer("ten accepted", version, mine, ANSWERS)), bytes)
+    assert written == ["SubmitResult", *["ClaimResult"] * 10]  # the results inside too, none through spyne

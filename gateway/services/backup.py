@@ -26,7 +26,6 @@ import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -98,6 +97,8 @@ def backup(app: App, dest: Path) -> BackupResult:
 
 def _revision(app: App) -> str | None:
     with app.engine.connect() as conn:
+        from alembic.runtime.migration import MigrationContext  # alembic only when a backup runs
+
         return MigrationContext.configure(conn).get_current_revision()
 
 

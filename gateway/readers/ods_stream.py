@@ -1,6 +1,9 @@
 """ODS read as a stream of rows (lxml over ``content.xml``), worded exactly like ``SpreadsheetReader``.
 
-Only the chosen sheet's rows are kept, one at a time. Repetition is expanded lazily and only where
+Only the chosen sheet's rows are kept, one at a time. Rows in the common shapes (cells with their
+attributes and one plain paragraph) are read by patterns from runs the cutter took out of the XML
+(``sheet_stream.RunCutter``), a row of a shape seen before by that shape's compiled pattern; anything
+else by lxml, as the same tree would read it. Repetition is expanded lazily and only where
 it has content: LibreOffice writes the unused rest of a sheet as one row repeated a million times
 and a row's unused cells as one cell repeated 16,000 times; empty repeats cost nothing. A repeated
 cell with content is refused if it reaches past ``limits.max_columns``, a repeated row with content

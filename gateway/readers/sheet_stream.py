@@ -12,7 +12,9 @@ by the header row, or content beyond the header), never for an ordinary file.
 
 XML is fed to lxml's pull parser in 64 KB chunks straight from the zip member; each finished row
 is cleared and dropped. No DTD, no entities, no network; more than ``MAX_GAP_BYTES`` of XML without
-a finished row (one row of millions of cells, megabytes of junk) is refused instead of built.
+a finished row (one row of millions of cells, megabytes of junk) is refused instead of built. Runs
+of rows whose extent is certain from the text are cut out of the bytes before lxml sees them and read
+by the readers' own patterns (``RunCutter``, below); lxml still parses everything else.
 """
 
 from __future__ import annotations

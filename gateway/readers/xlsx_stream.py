@@ -1,7 +1,9 @@
 """XLSX read as a stream of rows (lxml over the zip members), worded exactly like ``SpreadsheetReader``.
 
-Memory does not grow with the sheet: the sheet XML is parsed row by row and each row is freed
-when read. What a workbook must hold whole is kept small and bounded: the number formats (which
+Memory does not grow with the sheet: the sheet XML is read row by row and each row is freed
+when read. Rows and shared strings in their common shapes are read by patterns from runs the cutter
+took out of the XML (``sheet_stream.RunCutter``); a row of a shape seen before by that shape's compiled
+pattern; anything else by lxml, as the same tree would read it. What a workbook must hold whole is kept small and bounded: the number formats (which
 styles are dates), and the shared-string table, stored as one UTF-8 buffer with offsets (about a
 quarter of what Python strings would take) and refused above ``MAX_SHARED_STRINGS_BYTES``.
 Cells are placed by their reference (``r="AB12"``); a gap costs nothing, a cell right of

@@ -7,6 +7,7 @@ its own level and at its ancestors' (junk siblings, wrappers of earlier record g
 stays flat however many records the file holds. What follows the last record (and one enormous
 record) is held until the document ends: the reader runs in a child process whose memory limit
 bounds that (``isolated``). Rows carry the record's line and an XPath (``/Export/Forderung[17]``).
+When every column is one child step, a record's values come from one pass over its children.
 """
 
 from __future__ import annotations

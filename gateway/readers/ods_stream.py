@@ -121,11 +121,13 @@ class _Plan:
     text, its paragraph texts and values left open as groups); where each open value goes (``steps``: code,
     column, group), the other cells' texts (``base``), the first column."""
 
-    __slots__ = ("source", "pattern", "steps", "base", "first")
+    __slots__ = ("source", "pattern", "steps", "base", "first", "scope")
 
-    def __init__(self, source: str, steps: list[tuple[int, int, int]], base: list[str], first: int) -> None:
+    def __init__(self, source: str, steps: list[tuple[int, int, int]], base: list[str], first: int,
+                 scope: int) -> None:
         self.source, self.steps, self.base, self.first = source, steps, base, first
         self.pattern: re.Pattern[str] | None = None
+        self.scope = scope  # the namespace scope its attributes were read in (``OdsStreamReader._scope``)
 
 
 class OdsStreamReader(StreamSheetReader):
@@ -140,6 +142,7 @@ class OdsStreamReader(StreamSheetReader):
         self._cell_attrs: dict[str, list[tuple[str, str]] | tuple[str]] = {}  # as written -> as lxml reads them
         self._row_attrs: dict[str, list[tuple[str, str]] | tuple[str]] = {}
         self._plans: dict[str, _Plan] = {}  # shape pattern -> plan
+        self._scope = 0  # counts the namespace scopes rows were read in
         # the plans with a compiled pattern, by their rows' count of "/>" (empty cells, mostly: rows of one
         # shape have the same), most recently used first
         self._shapes: dict[int, list[_Plan]] = {}
@@ -320,7 +323,8 @@ class OdsStreamReader(StreamSheetReader):
             if not isinstance(item, str):
                 attrs, text, body_start, body_end, start, end, plan, _ = cast(PlainRow, item)
                 body = text[body_start:body_end]
-                if (plan is not None and run.nsmap == self._nsmap and _attributes(attrs, run.nsmap) is not _INVALID
+                if (plan is not None and plan.scope == self._scope and run.nsmap == self._nsmap
+                        and _attributes(attrs, run.nsmap) is not _INVALID
                         and "]]>" not in body):
                     continue  # a shape's pattern took it: plain cells, attributes judged when the shape was made
                 cells = _CELL.findall(body) if body else []
@@ -339,9 +343,7 @@ class OdsStreamReader(StreamSheetReader):
             self._nsmap, self._cell_attrs, self._row_attrs = nsmap, {}, {}
             self._plans = {}
             self._shapes.clear()
-            fresh = True  # shapes the cutter matched were made in the other scope
-        else:
-            fresh = False
+            self._scope += 1  # shapes the cutter matched before were made in the other scope
         known, row_known = self._cell_attrs, self._row_attrs
         cell_findall = _CELL.findall
         if nsmap.get("table") != _T[1:-1]:
@@ -358,7 +360,7 @@ class OdsStreamReader(StreamSheetReader):
                 if len(row_known) > 1000:
                     row_known.clear()
                 row_known[attrs] = row_attrs
-            if (plan is not None and not fresh and row_attrs is not _INVALID
+            if (plan is not None and plan.scope == self._scope and row_attrs is not _INVALID
                     and text.find("]]>", body_start, body_end) < 0):
                 # A row shaped like one read before (the same text but for its paragraph texts and values: the
                 # shape's pattern matched it whole when it was cut) is read by that row's plan.
@@ -412,7 +414,7 @@ class OdsStreamReader(StreamSheetReader):
             base = list(read[1])
             for _, col, _ in steps:
                 base[col] = ""
-            self._plans[source] = _Plan(source, steps, base, read[2])
+            self._plans[source] = _Plan(source, steps, base, read[2], self._scope)
         elif plan.pattern is None:
             plan.pattern = re.compile(source)
             bucket = self._shapes.setdefault(body.count("/>"), [])

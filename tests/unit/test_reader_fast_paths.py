@@ -426,3 +426,21 @@ def test_sheet_size_reads_references_after_whitespace_only(tmp_path: Path, befor
             check_sheet_size(str(path), "xlsx", LimitsConfig())
     else:
         check_sheet_size(str(path), "xlsx", LimitsConfig())  # an attribute xr=, not a reference
+
+
+@pytest.mark.parametrize("sheet", [1, 2, 3])
+def test_ods_row_shapes_are_not_carried_into_another_namespace_scope(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                     sheet: int) -> None:
+    from gateway.readers.ods_stream import OdsStreamReader
+    rows = "".join(ODS_SHAPES[0].format(n=n, d=1 + n % 28) for n in range(1, 40))
+    tables = (f"<table:table table:name='A'>{rows}</table:table>"  # "office:" rebound on the second table
+              f"<table:table table:name='B' xmlns:office='urn:not-office'>{rows}</table:table>"
+              f"<table:table table:name='C'>{rows}</table:table>")
+    content = (f"<office:document-content {ODS_NS}><office:body><office:spreadsheet>{tables}"
+               "</office:spreadsheet></office:body></office:document-content>")
+    path = _ods_book(tmp_path / "n.ods", content)
+    spec = FormatSpec(type="ods", sheet=sheet, header_row=0, columns=["a", "b", "c", "d", "e"])
+    for chunk in (211, 1 << 16):
+        fast, tree = _both_ways(monkeypatch, lambda: _sheet_rows(OdsStreamReader, path, spec), chunk)
+        assert fast == tree
+        assert not isinstance(fast, str) and len(fast[2]) == (0 if sheet == 2 else 39)  # B: no office values

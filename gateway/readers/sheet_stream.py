@@ -213,6 +213,8 @@ def one_element(element: str, forbid: tuple[str, ...] = ()) -> str:
 
 # Bytes no XML document holds anywhere (C0 controls but tab, LF, CR; U+FFFE, U+FFFF): lxml must see them.
 _NOT_XML = bytes(0 if (b < 32 and b not in (9, 10, 13)) else 1 for b in range(256))
+# The same and 0xEF, the lead byte of U+F000-U+FFFF: one pass that finds nothing clears a chunk of both.
+_MAYBE_NOT_XML = bytes(0 if (b < 32 and b not in (9, 10, 13)) or b == 0xEF else 1 for b in range(256))
 
 
 class RunCutter:
@@ -262,7 +264,8 @@ class RunCutter:
             if not _XML_START.match(buf) or b"\x00" in buf[:4] or (
                     declared is not None and declared.group(1).lower() not in (b"utf-8", b"utf8")):
                 return self._stop(buf)
-        if b"\x00" in buf.translate(_NOT_XML) or b"\xef\xbf\xbe" in buf or b"\xef\xbf\xbf" in buf:
+        if b"\x00" in buf.translate(_MAYBE_NOT_XML) and (
+                b"\x00" in buf.translate(_NOT_XML) or b"\xef\xbf\xbe" in buf or b"\xef\xbf\xbf" in buf):
             return self._stop(buf)
         limit = len(buf) if final else buf.rfind(b">") + 1  # a '>' never ends inside a UTF-8 sequence
         try:

@@ -344,5 +344,16 @@ def limitation_date(claim: Claim, policy: LimitationPolicy = STATUTORY) -> date 
     """The last day the claim can be enforced, if the rule is on and the end is known (for the partner batch)."""
     if not policy.enabled:
         return None
+    if not (claim.payments_received or claim.acknowledgement_date or claim.last_payment_date
+            or claim.dunning_order_date or claim.negotiation_start_date):
+        # Nothing restarts or suspends it (most claims handed over): the period's plain end, as ``limitation``
+        # computes it, from the cached month arithmetic (a partner batch asks this for every claim).
+        basis = claim.due_date or claim.invoice_date
+        if basis is None:
+            return None
+        period = policy.period_for(claim.labels)
+        if period.start == "year_end":
+            return _year_end_after(basis.year, period.total_months)
+        return add_months(basis, period.total_months)
     lim = limitation(claim, policy)
     return lim.ends_on if lim is not None else None

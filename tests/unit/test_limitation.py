@@ -209,3 +209,33 @@ def test_a_bad_period_in_the_config_names_the_key(tmp_path: Path) -> None:
                     " by_label: {titled: {years: 30}}}\n", encoding="utf-8")
     policy = load_config(path).client("acme").limitation
     assert policy.period_for(["titled"]) == Period(years=30) and policy.period_for([]) == Period(years=1, start="arose")
+
+
+def test_limitation_date_quick_path_equals_the_full_rule() -> None:
+    """limitation_date answers a claim without restarts or suspensions itself; it must say what limitation says."""
+    import random
+
+    rnd = random.Random(15)
+    policies = [STATUTORY, LimitationPolicy(years=2, months=6), LimitationPolicy(years=0, months=18, start="arose"),
+                LimitationPolicy(by_label={"rent": Period(years=4, start="arose"), "gym": Period(years=1)})]
+    seen_quick = seen_full = 0
+    for i in range(3000):
+        due = D(2019, 1, 1) + timedelta(days=rnd.randrange(0, 2600))
+        fields: dict[str, Any] = {"due_date": due if rnd.random() < 0.9 else None,
+                                  "invoice_date": due - timedelta(days=rnd.randrange(0, 60)) if rnd.random() < 0.7
+                                  else None,
+                                  "labels": rnd.sample(["rent", "gym", "other"], rnd.randrange(0, 3))}
+        if rnd.random() < 0.3:
+            extra = rnd.choice(["acknowledgement_date", "last_payment_date", "dunning_order_date",
+                                "negotiation_start_date", "payments_received"])
+            day = due + timedelta(days=rnd.randrange(1, 900))
+            fields[extra] = [Payment(amount=Decimal("1.00"), date=day)] if extra == "payments_received" else day
+        c = claim(**fields)
+        for policy in policies:
+            full = limitation(c, policy)
+            assert limitation_date(c, policy) == (full.ends_on if full is not None else None), (i, fields, policy)
+            quick = not (c.payments_received or c.acknowledgement_date or c.last_payment_date
+                         or c.dunning_order_date or c.negotiation_start_date)
+            seen_quick += quick
+            seen_full += not quick
+    assert seen_quick > 5000 and seen_full > 2000  # both paths were taken

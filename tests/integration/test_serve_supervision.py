@@ -121,6 +121,9 @@ def delivered(app: App, *names: str) -> bool:
 
 def drop(app: App, source: Path, name: str) -> None:
     upload_dir = app.config.inbox_dir / "demo" / "upload"
+    # The watcher makes the folder when its task starts, which may come after the SFTP port is logged (seen under
+    # load); a file already there when it starts is found by its sweep.
+    upload_dir.mkdir(parents=True, exist_ok=True)
     shutil.copy(source, upload_dir / f"{name}.part")
     (upload_dir / f"{name}.part").rename(upload_dir / name)
 

@@ -82,12 +82,14 @@ class GatewayService(ServiceBase):  # type: ignore[misc]
                   for i in range(1, count + 1)]
         r = submit.submit_claims(app, client_id, drafts, release=release,
                                  raw=ctx.transport.req_env.get(ENV_BODY, b""))
-        return t.SubmitResult(
+        return tr.build(
+            t.SubmitResult,
             submission=r.submission, status=r.status, accepted=r.accepted, held=r.held, rejected=r.rejected,
             total_amount=r.total_amount, currency=r.currency,
-            results=[t.ClaimResult(index=i, creditor_reference=a.reference, outcome=a.outcome, claim_id=a.claim_id,
-                                   existing=a.existing, state=a.state, findings=[tr.finding(f) for f in a.findings],
-                                   differing_fields=a.differing_fields or None)
+            results=[tr.build(t.ClaimResult, index=i, creditor_reference=a.reference, outcome=a.outcome,
+                              claim_id=a.claim_id, existing=a.existing, state=a.state,
+                              findings=[tr.finding(f) for f in a.findings],
+                              differing_fields=a.differing_fields or None)
                      for i, a in enumerate(r.results, start=1)])
 
     @rpc(Array(Long, min_occurs=0), Unicode(min_occurs=0, max_len=32), Unicode(min_occurs=0, max_len=1000),

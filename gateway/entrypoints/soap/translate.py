@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 from spyne import ComplexModelBase
+from spyne.model.complex import _is_sqla_array  # the test spyne's constructor makes per member
 
 from gateway.domain.findings import Finding
 from gateway.domain.model import Claim, from_minor
@@ -15,6 +16,41 @@ from gateway.services import drafts
 from gateway.services.submit import Draft
 
 _FIELDS: dict[type, tuple[str, ...]] = {}  # a SOAP type's field names, with its bases'
+
+
+_BLANK: dict[type, dict[str, None] | None] = {}  # a plain SOAP type's members, all None (None: not plain)
+
+
+def build(cls: Any, **values: Any) -> Any:
+    """``cls(**values)``, for an answer's SOAP type, without spyne's member-by-member set-up.
+
+    spyne's constructor looks at every member's defaults, SQLAlchemy mapping and properties before it sets
+    each to None (~20 us per object, the 11 objects of a 10-claim answer ~0.2 ms). For a type with none of
+    those the object is the same: every member None, then the values given. Any other type is built by spyne.
+    """
+    if cls in _BLANK:
+        blank = _BLANK[cls]
+    else:
+        blank = _BLANK[cls] = _blank(cls)
+    if blank is None or not blank.keys() >= values.keys():  # spyne ignores names that are not members
+        return cls(**values)
+    obj = cls.__new__(cls)
+    obj.__dict__.update(blank)
+    obj.__dict__.update(values)
+    return obj
+
+
+def _blank(cls: Any) -> dict[str, None] | None:
+    """``{member: None}`` if spyne's constructor would only set every member of ``cls`` to None."""
+    if cls.__orig__ is not None or cls.Attributes._xml_tag_body_as is not None or hasattr(cls, "_sa_class_manager"):
+        return None
+    members = cls.get_flat_type_info(cls)
+    for name, ftype in members.items():
+        attrs = ftype.Attributes
+        if (attrs.default is not None or attrs.default_factory is not None or attrs.read_only
+                or _is_sqla_array(ftype, attrs) or hasattr(cls, name)):
+            return None
+    return dict.fromkeys(members)
 
 
 def to_plain(obj: Any) -> Any:
@@ -63,7 +99,8 @@ def draft_of(client_id: str, item: t.ClaimInput | dict[str, Any], max_document_b
 
 
 def finding(f: Finding) -> t.Finding:
-    return t.Finding(code=f.code, severity=f.severity.value, field=f.field, message=f.message)
+    made: t.Finding = build(t.Finding, code=f.code, severity=f.severity.value, field=f.field, message=f.message)
+    return made
 
 
 def money(minor: int, currency: str) -> Any:

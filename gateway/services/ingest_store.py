@@ -13,6 +13,7 @@ import ctypes
 import gc
 import os
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -180,35 +181,40 @@ class ChunkTurns:
     ``abort`` stops every chunk that has not started storing (the ingest is stopping or a chunk failed):
     a later chunk must never commit after an earlier one did not, or the submission's progress would skip
     rows. ``findings`` counts the findings kept so far (the per-submission cap holds across workers).
+
+    Plain shared values, polled, and no lock or condition: a worker can be killed at any moment (the OOM
+    killer, the kernel after its parent died), and a multiprocessing Condition whose sleeper or lock holder
+    died blocks every later ``notify`` for good. Each value has one writer at a time (the worker whose turn it
+    is; ``aborted`` only ever goes from 0 to 1), so no lock is needed; a poll every few milliseconds is nothing
+    against storing a chunk.
     """
 
-    POLL = 1.0  # seconds between checks that the ingesting process is still there
+    POLL = 0.002  # seconds between looks at the turn (at most 10x longer while it stays the same)
+    PARENT_CHECK = 1.0  # seconds between checks that the ingesting process is still there
 
     def __init__(self, ctx: SpawnContext, first: int, findings: int) -> None:
-        self.cond = ctx.Condition()
         self.next = ctx.Value("q", first, lock=False)
         self.aborted = ctx.Value("b", 0, lock=False)
         self.findings = ctx.Value("q", findings, lock=False)
 
     def wait(self, chunk_no: int, parent: int) -> bool:
         """Block until it is ``chunk_no``'s turn (True) or the run was aborted (False)."""
-        with self.cond:
-            while not self.aborted.value and self.next.value != chunk_no:
-                self.cond.wait(self.POLL)
+        pause, checked = self.POLL, time.monotonic()
+        while not self.aborted.value and self.next.value != chunk_no:
+            time.sleep(pause)
+            pause = min(pause * 1.5, self.POLL * 10)
+            if time.monotonic() - checked > self.PARENT_CHECK:
+                checked = time.monotonic()
                 if os.getppid() != parent:  # the ingesting process is gone: nobody will read this chunk
                     self.aborted.value = 1
         return not self.aborted.value
 
     def done(self, chunk_no: int, findings: int) -> None:
-        with self.cond:
-            self.findings.value += findings
-            self.next.value = chunk_no + 1
-            self.cond.notify_all()
+        self.findings.value += findings  # before the turn moves on: the next chunk reads it
+        self.next.value = chunk_no + 1
 
     def abort(self) -> None:
-        with self.cond:
-            self.aborted.value = 1
-            self.cond.notify_all()
+        self.aborted.value = 1
 
 
 # The worker side: each worker process prepares a chunk, waits for its turn, stores it, hands back the outcome.

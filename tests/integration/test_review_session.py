@@ -68,7 +68,6 @@ def _stop_after_a_worker_died_waiting(base: Path) -> None:
         print("completed")
 
 
-@pytest.mark.xfail(strict=True, reason="review: ChunkTurns.abort hangs forever once a worker died inside Condition.wait")
 def test_stop_after_a_worker_died_waiting_its_turn_does_not_hang(tmp_path: Path) -> None:
     """A worker killed while it waits for its turn leaves the multiprocessing Condition counting it as a sleeper;
     ``notify_all`` (ChunkTurns.abort, ChunkTurns.done) then waits for that dead sleeper to wake, forever, holding

@@ -83,3 +83,54 @@ def test_stop_after_a_worker_died_waiting_its_turn_does_not_hang(tmp_path: Path)
         proc.wait()
         pytest.fail("the stopping ingest still hangs 40 s later (ChunkTurns.abort waits for a dead worker)")
     assert proc.returncode == 0 and out.strip() in ("interrupted", "completed")
+
+
+def _xlsx_with_row_attribute(path: Path, value: str) -> Path:
+    """A workbook (header + one row) whose data row carries one more attribute with ``value``, as Excel writes
+    ``x14ac:dyDescent`` on rows (here long: hostile input)."""
+    import zipfile
+
+    import xlsxwriter
+
+    plain = path.with_suffix(".plain.xlsx")
+    wb = xlsxwriter.Workbook(str(plain))
+    ws = wb.add_worksheet("Daten")
+    ws.write_string(0, 0, "Name")
+    ws.write_string(1, 0, "Wert")
+    wb.close()
+    with zipfile.ZipFile(plain) as zin, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            if info.filename == "xl/worksheets/sheet1.xml":
+                text = data.decode()
+                text = text.replace("<worksheet ", '<worksheet xmlns:x14ac="http://schemas.microsoft.com/office/'
+                                    'spreadsheetml/2009/9/ac" ', 1)
+                text = text.replace('<row r="2"', f'<row r="2" x14ac:dyDescent="{value}"', 1)
+                data = text.encode()
+            zout.writestr(info, data)
+    return path
+
+
+@pytest.mark.xfail(strict=True, reason="review: XLSX row attributes checked by a regex that is quadratic in their length")
+def test_a_long_row_attribute_does_not_make_reading_quadratic(tmp_path: Path) -> None:
+    """``xlsx_stream._attributes_ok`` runs ``_ATTR_NAME = ([^\\s=]+)="`` with findall over a row's attributes: from
+    every position inside a value the greedy class runs to the value's end and backtracks, so an attribute of n
+    characters costs ~n^2/2 steps (20k: ~1.3 s of CPU, 60k: ~11 s; 835c098 read it in milliseconds). A 60 KB
+    workbook then outlasts a 5 s reader limit and is refused, and a 1 MB one ties up a core for the whole
+    limits.reader_timeout_seconds (600 s by default) per file."""
+    import random
+    import string
+
+    from gateway.config import LimitsConfig
+    from gateway.mapping.spec import FormatSpec
+    from gateway.readers.base import open_reader
+
+    rnd = random.Random(15)
+    value = "".join(rnd.choice(string.ascii_letters) for _ in range(60_000))  # no compression ratio to refuse
+    path = _xlsx_with_row_attribute(tmp_path / "long_attribute.xlsx", value)
+    reader = open_reader(path, FormatSpec(type="xlsx"), limits=LimitsConfig(reader_timeout_seconds=5.0))
+    try:
+        rows = [(src.row, src.values) for src in reader]
+    finally:
+        reader.close()
+    assert reader.header == ["Name"] and rows == [(2, ["Wert"])]

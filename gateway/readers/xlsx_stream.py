@@ -173,7 +173,10 @@ def _plain_si(text: str, pos: int) -> tuple[int, tuple[str, list[str]]] | None:
     return m.end(), ("si", [t.strip(" \t\r\n") if tag_end == ">" else t for tag_end, t in pairs])
 
 
-_ATTR_NAME = re.compile(r'([^\s=]+)="')
+# A row's other attributes as ``_ROW_START`` took them: whitespace, name, =, a double-quoted value without '"', '<' or
+# '&'. Matched attribute by attribute (findall resumes after each whole one), so a long value is read once; a
+# pattern for the name alone was tried from every position inside a value: quadratic in its length.
+_ATTR_NAME = re.compile(r'[ \t\r\n]++([A-Za-z_][\w.-]*(?::[A-Za-z_][\w.-]*)?)="[^"<&]*+"')
 
 
 def _unescape(text: str) -> str:

@@ -111,7 +111,6 @@ def _xlsx_with_row_attribute(path: Path, value: str) -> Path:
     return path
 
 
-@pytest.mark.xfail(strict=True, reason="review: XLSX row attributes checked by a regex that is quadratic in their length")
 def test_a_long_row_attribute_does_not_make_reading_quadratic(tmp_path: Path) -> None:
     """``xlsx_stream._attributes_ok`` runs ``_ATTR_NAME = ([^\\s=]+)="`` with findall over a row's attributes: from
     every position inside a value the greedy class runs to the value's end and backtracks, so an attribute of n

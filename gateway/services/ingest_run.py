@@ -32,7 +32,8 @@ from gateway.readers.base import Reader, SourceRow
 from gateway.services.ack import AckWriter
 from gateway.services.ingest_prepare import Preparer, PreparedRow
 from gateway.services.ingest_store import (MAX_STORED_FINDINGS, ChunkStore, ChunkTurns, StoreContext, StoredChunk,
-                                           init_worker as init_store_worker, work as store_work)
+                                           encode_rows, init_worker as init_store_worker,
+                                           work as store_work)
 from gateway.services.node import current_lease, fence
 from gateway.store import submissions as sub_store
 from gateway.store.db import read_tx
@@ -176,7 +177,7 @@ class IngestRun:
                 unsent = chunk
                 self._check_stop()
                 self.chunk_no += 1
-                pending.append((self.chunk_no, chunk, pool.submit(store_work, self.chunk_no, chunk)))
+                pending.append((self.chunk_no, chunk, pool.submit(store_work, self.chunk_no, encode_rows(chunk))))
                 unsent = None
                 if len(pending) > workers:
                     self._collect(pending[0][2])

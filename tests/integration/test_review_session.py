@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from gateway.readers.base import SourceRow
 from gateway.services.ingest_store import StoredChunk, work
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # --- Tasks run by the spawned ingest workers (imported there from this module) ---------------------------------
 
-def slow_second_chunk_third_dies_waiting(chunk_no: int, rows: list[SourceRow]) -> StoredChunk | None:
+def slow_second_chunk_third_dies_waiting(chunk_no: int, rows: bytes) -> StoredChunk | None:
     """Chunk 2 takes a while before storing; the worker of chunk 3 is killed (as by the OOM killer) while it
     waits for its turn in ``ChunkTurns.wait``."""
     if chunk_no == 2:

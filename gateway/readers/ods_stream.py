@@ -28,6 +28,7 @@ from gateway.readers.cells import PLAIN_NUMBER, duration_text, iso_text, number_
 from gateway.readers.spreadsheet import number_text
 from gateway.readers.sheet_stream import (CutEvents, RawRow, Run, StreamSheetReader, column_name, cut_events, drop,
                                           one_element, pick_sheet)
+from gateway.readers.sheet_stream import PLAN_BYTES, PLAN_CELLS
 
 if TYPE_CHECKING:
     from gateway.mapping.spec import FormatSpec
@@ -142,6 +143,7 @@ class OdsStreamReader(StreamSheetReader):
         self._cell_attrs: dict[str, list[tuple[str, str]] | tuple[str]] = {}  # as written -> as lxml reads them
         self._row_attrs: dict[str, list[tuple[str, str]] | tuple[str]] = {}
         self._plans: dict[str, _Plan] = {}  # shape pattern -> plan
+        self._plan_bytes = 0  # pattern source held by the plans
         self._scope = 0  # counts the namespace scopes rows were read in
         # the plans with a compiled pattern, by their rows' count of "/>" (empty cells, mostly: rows of one
         # shape have the same), most recently used first
@@ -341,7 +343,7 @@ class OdsStreamReader(StreamSheetReader):
         nsmap = run.nsmap
         if nsmap != self._nsmap:  # attributes are read by their namespace: another scope, other readings
             self._nsmap, self._cell_attrs, self._row_attrs = nsmap, {}, {}
-            self._plans = {}
+            self._plans, self._plan_bytes = {}, 0
             self._shapes.clear()
             self._scope += 1  # shapes the cutter matched before were made in the other scope
         known, row_known = self._cell_attrs, self._row_attrs
@@ -384,7 +386,8 @@ class OdsStreamReader(StreamSheetReader):
                     break
                 every.append(got)  # type: ignore[arg-type]
             else:
-                opens = list(_VARS.finditer(body)) if len(self._plans) < 1000 else None
+                opens = (list(_VARS.finditer(body)) if len(self._plans) < 1000 and self._plan_bytes < PLAN_BYTES
+                         and body.count("/>") <= PLAN_CELLS else None)
                 steps: list[tuple[int, int, int]] | None = None if opens is None else []
                 read = self._cells(row_attrs, cells, every, at[0], steps, len(opens or ()))  # type: ignore[arg-type]
                 if opens is not None and steps is not None and (-1, -1, -1) not in steps:
@@ -411,6 +414,7 @@ class OdsStreamReader(StreamSheetReader):
         source = "".join(out)
         plan = self._plans.get(source)
         if plan is None:
+            self._plan_bytes += len(source)
             base = list(read[1])
             for _, col, _ in steps:
                 base[col] = ""

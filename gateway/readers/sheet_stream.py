@@ -157,6 +157,12 @@ _RUN_PREFIX = "g" + RUN_NS[-16:]
 _XML_WS = "[ \t\r\n]"
 # An attribute as XML writes it; values hold no '<' (a well-formed file never has one there).
 _ATTR = """[^ \t\r\n=/<>"']++""" + _XML_WS + "*+=" + _XML_WS + """*+(?:"[^"<]*+"|'[^'<]*+')"""
+# Row-shape plans (xlsx_stream, ods_stream) are bounded by what they hold, not only by their number: a plan's
+# pattern source grows with its row's width and its compiled program is many times that, so a wide sheet of
+# many shapes could otherwise outgrow the reader's memory limit. Rows wider than PLAN_CELLS are not planned,
+# and no new plan is made once the sources kept add up to PLAN_BYTES.
+PLAN_CELLS = 256
+PLAN_BYTES = 512 * 1024
 _XML_START = re.compile(rb"(?:\xef\xbb\xbf)?[ \t\r\n]*<")  # UTF-8 (or ASCII): what the cutter can read
 _ENCODING = re.compile(rb"""\A(?:\xef\xbb\xbf)?<\?xml[^>]*?\bencoding[ \t\r\n]*=[ \t\r\n]*["']([A-Za-z0-9._-]*)["']""")
 

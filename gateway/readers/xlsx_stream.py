@@ -32,6 +32,7 @@ from gateway.errors import InputError
 from gateway.readers.cells import PLAIN_NUMBER, builtin_kind, format_kind, iso_text, number_cell_text, serial_text
 from gateway.readers.sheet_stream import (Events, RawRow, Run, StreamSheetReader, column_index, column_name, cut_events,
                                           drop, one_element, pick_sheet, xml_events)
+from gateway.readers.sheet_stream import PLAN_BYTES, PLAN_CELLS
 
 if TYPE_CHECKING:
     from gateway.mapping.spec import FormatSpec
@@ -290,6 +291,7 @@ class XlsxStreamReader(StreamSheetReader):
         self._sst_budget = max_shared_strings_bytes
         self._dated: dict[tuple[int, str], str] = {}  # the same dates recur in every row: worded once
         self._plans: dict[str, _Plan] = {}  # shape pattern -> plan
+        self._plan_bytes = 0  # pattern source held by the plans
         # the plans with a compiled pattern, by their rows' number of cells ("<c "), most recently used first
         self._shapes: dict[int, list[_Plan]] = {}
         self._recent: dict[str, str] = {}  # shared-string index as written -> text
@@ -653,12 +655,14 @@ class XlsxStreamReader(StreamSheetReader):
     def _remember(self, parts: list[str], steps: list[tuple[int, int, Any]], width: int, first: int,
                   cells: int) -> None:
         """Note a plain row's shape; the second row of a shape makes its pattern, which later rows are tried
-        against (the eight most recent shapes with as many cells). Not past 1000 shapes."""
-        if len(self._plans) >= 1000:
+        against (the eight most recent shapes with as many cells). Not past 1000 shapes, nor for rows wider than
+        ``PLAN_CELLS``, nor past ``PLAN_BYTES`` of pattern source in all."""
+        if len(self._plans) >= 1000 or cells > PLAN_CELLS or self._plan_bytes >= PLAN_BYTES:
             return  # a sheet whose rows all differ gains nothing from patterns
         source = _shape_source(parts)
         plan = self._plans.get(source)
         if plan is None:
+            self._plan_bytes += len(source)
             self._plans[source] = _Plan(source, steps, width, first)
         elif plan.pattern is None:
             plan.compile()

@@ -171,7 +171,6 @@ def _wide_sheet_of_many_row_shapes(path: Path, width: int, shapes: int) -> Path:
     return path
 
 
-@pytest.mark.xfail(strict=True, reason="review: XLSX row-shape plans (up to 1000, unbounded in bytes) exhaust the reader's memory")
 def test_a_wide_sheet_of_many_row_shapes_reads_within_the_reader_memory_limit(tmp_path: Path) -> None:
     """``XlsxStreamReader._remember`` keeps up to 1000 row shapes and compiles a pattern for each one seen twice;
     a plan of a 1000-cell row holds a ~30 KB pattern source and its compiled program (~0.5 MB in all). 1200 rows
@@ -190,7 +189,6 @@ def test_a_wide_sheet_of_many_row_shapes_reads_within_the_reader_memory_limit(tm
     assert count == 1200
 
 
-@pytest.mark.xfail(strict=True, reason="review: ODS row-shape plans (up to 1000, unbounded in bytes) exhaust the reader's memory")
 def test_a_wide_ods_sheet_of_many_row_shapes_reads_within_the_reader_memory_limit(tmp_path: Path) -> None:
     """The ODS reader keeps row shapes the same way (``ods_stream``: plans while fewer than 1000): 1200 rows of 1000
     numbers in 600 shapes need more than 256 MB (835c098: 2.7 s, 30 MB)."""

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.bootstrap import App
 from gateway.services.ingest_store import StoredChunk, work
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -226,3 +227,36 @@ def test_a_wide_ods_sheet_of_many_row_shapes_reads_within_the_reader_memory_limi
     finally:
         reader.close()
     assert count == 1200
+
+
+@pytest.mark.xfail(strict=True, reason="review: after a lost worker the stored-findings count misses its last chunk")
+def test_findings_kept_stay_within_the_cap_after_a_lost_worker(app: App, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker that committed its chunk and died before answering: the ingesting process refreshes the progress
+    marker (``_refresh_progress``) but counts the findings kept from its own reported chunks only
+    (``self.stored_findings``), not the lost chunk's (which ``ChunkTurns.findings`` holds). The chunks it stores
+    afterwards get that much more room, so more than MAX_STORED_FINDINGS findings are kept. 835c098 stored every
+    chunk in the ingesting process and counted them all."""
+    from sqlalchemy import func, select
+
+    from bench.gen import HEADER, rows as sample_rows
+    from gateway.services import ingest_run
+    from gateway.services.ingest import ingest_file
+    from gateway.services.ingest_store import MAX_STORED_FINDINGS
+    from gateway.store.db import read_tx
+    from gateway.store.schema import submission_findings
+    from tests.integration.dying_worker import dying_after_store
+
+    monkeypatch.setattr(app.config.dispatcher, "batch_size", 1000)
+    monkeypatch.setattr(ingest_run, "store_work", dying_after_store)  # dies after committing chunk 2
+    lines = []
+    for r in sample_rows(MAX_STORED_FINDINGS + 300):
+        r[11] = "XX"  # no such country: every row rejected with one finding
+        lines.append(";".join(v.replace(";", ",") for v in r))
+    path = tmp_path / "in.csv"
+    path.write_bytes(("\r\n".join([";".join(HEADER)] + lines) + "\r\n").encode("cp1252"))
+    result = ingest_file(app, path, "demo", workers=1)
+    assert result.rejected == MAX_STORED_FINDINGS + 300
+    with read_tx(app.engine) as conn:
+        kept = conn.execute(select(func.count()).select_from(submission_findings)).scalar_one()
+    assert kept == MAX_STORED_FINDINGS

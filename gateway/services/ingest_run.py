@@ -121,6 +121,9 @@ class IngestRun:
         self.store = ChunkStore(ctx, app.engine, app.cipher, app.now, lambda conn: fence(app, conn))
         self.chunk_size = max(1, app.config.dispatcher.batch_size)
         self.chunk_no = self.stored_findings = 0
+        if submission is not None and self.progress:  # a resumed submission: what its earlier runs kept counts
+            with read_tx(app.engine) as conn:
+                self.stored_findings = sub_store.count_findings(conn, int(submission["id"]))
         self.total = Decimal(0)
         self.error: InputError | None = None
 
@@ -209,12 +212,16 @@ class IngestRun:
 
     def _refresh_progress(self) -> None:
         # Chunks the lost workers committed without reporting them are below the stored progress marker: their
-        # rows are then only reported (found as this submission's own), not stored or their findings kept again.
+        # rows are then only reported (found as this submission's own), not stored or their findings kept again;
+        # and the findings they kept count against the cap like the others.
         if self.submission is None:
             return
+        sid = int(self.submission["id"])
         with read_tx(self.app.engine) as conn:
-            progress = int(sub_store.get(conn, int(self.submission["id"]))["progress_row"] or 0)
+            progress = int(sub_store.get(conn, sid)["progress_row"] or 0)
+            kept = sub_store.count_findings(conn, sid)
         self.store.ctx = replace(self.store.ctx, progress=max(self.store.ctx.progress, progress))
+        self.stored_findings = max(self.stored_findings, kept)
 
     def _collect(self, future: Future[StoredChunk | None]) -> None:
         done = future.result()

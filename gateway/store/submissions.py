@@ -114,6 +114,12 @@ def findings(conn: Connection, submission_id: int, limit: int = 1000) -> list[Ro
                              .order_by(submission_findings.c.row, submission_findings.c.id).limit(limit)).mappings())
 
 
+def count_findings(conn: Connection, submission_id: int) -> int:
+    """How many findings of the submission are stored (they are capped per submission)."""
+    return int(conn.execute(select(func.count()).select_from(submission_findings)
+                            .where(submission_findings.c.submission_id == submission_id)).scalar_one())
+
+
 def set_progress(conn: Connection, submission_id: int, progress_row: int) -> None:
     conn.execute(update(submissions).where(submissions.c.id == submission_id).values(progress_row=progress_row))
 

@@ -229,7 +229,6 @@ def test_a_wide_ods_sheet_of_many_row_shapes_reads_within_the_reader_memory_limi
     assert count == 1200
 
 
-@pytest.mark.xfail(strict=True, reason="review: after a lost worker the stored-findings count misses its last chunk")
 def test_findings_kept_stay_within_the_cap_after_a_lost_worker(app: App, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """A worker that committed its chunk and died before answering: the ingesting process refreshes the progress

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import chain
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from gateway.errors import GatewayError, InputError
 from gateway.readers.base import SourceRow
@@ -118,19 +118,11 @@ class CsvReader:
                     return
                 yield [text[:-1]]
             offset += len(raw)
-        size = min(READ_BLOCK, LINE_LIMIT)  # so a line inside one read is never over the limit
-        carry = b""
-        while chunk := fh.read(size):
-            data = carry + chunk if carry else chunk
-            cut = data.rfind(b"\n") + 1
-            if not cut:
-                carry = data
-                if len(carry) >= LINE_LIMIT:
-                    raise self._too_long(lineno + 1)
-                continue
-            if data.find(b"\n") >= LINE_LIMIT:  # the line begun in the previous read
-                raise self._too_long(lineno + 1)
-            block, carry = data[:cut], data[cut:]
+        for block, last in line_blocks(fh, lineno, self._too_long):
+            if last:
+                self._open_end = self._decode(block, lineno + 1, offset)
+                yield [self._open_end]
+                break
             try:
                 lines: list[str] | None = block.decode(codec).split("\n")
             except UnicodeDecodeError:
@@ -142,10 +134,7 @@ class CsvReader:
                 lines.pop()  # "" after the block's last line break
                 yield lines
                 lineno += len(lines)
-            offset += cut
-        if carry:
-            self._open_end = self._decode(carry, lineno + 1, offset)
-            yield [self._open_end]
+            offset += len(block)
 
     def _line_by_line(self, block: bytes, lineno: int, offset: int) -> Iterator[list[str]]:
         for part in block.split(b"\n")[:-1]:
@@ -263,3 +252,26 @@ def _csv_problem(exc: csv.Error) -> str:
     if "new-line character seen in unquoted field" in text:
         return "line breaks inside an unquoted field (old Mac line endings?)"
     return f"not valid CSV: {text}"
+
+
+def line_blocks(fh: BinaryIO, lineno: int, too_long: Callable[[int], InputError]) -> Iterator[tuple[bytes, bool]]:
+    """The rest of ``fh`` in blocks of whole lines, each ending in its line break, read ``READ_BLOCK`` bytes at a
+    time (``False``); then what follows the last line break, if anything (``True``). ``lineno``: the lines read
+    before; a line of ``LINE_LIMIT`` bytes or more raises ``too_long(its number)`` (CSV and fixed width)."""
+    size = min(READ_BLOCK, LINE_LIMIT)  # so a line inside one read is never over the limit
+    carry = b""
+    while chunk := fh.read(size):
+        data = carry + chunk if carry else chunk
+        cut = data.rfind(b"\n") + 1
+        if not cut:
+            carry = data
+            if len(carry) >= LINE_LIMIT:
+                raise too_long(lineno + 1)
+            continue
+        if data.find(b"\n") >= LINE_LIMIT:  # the line begun in the previous read
+            raise too_long(lineno + 1)
+        block, carry = data[:cut], data[cut:]
+        yield block, False
+        lineno += block.count(b"\n")
+    if carry:
+        yield carry, True

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from gateway.errors import GatewayError, InputError
 from gateway.readers.base import SourceRow
-from gateway.readers.csv_reader import LINE_LIMIT, READ_BLOCK
+from gateway.readers.csv_reader import LINE_LIMIT, line_blocks
 from gateway.readers.sniff import detect_encoding
 
 if TYPE_CHECKING:
@@ -90,19 +90,10 @@ class FixedWidthReader:
             if lineno > skip:
                 line = self._decode(raw, lineno).rstrip("\r\n")
                 yield [line.removeprefix("\ufeff") if lineno == 1 else line]
-        size = min(READ_BLOCK, LINE_LIMIT)  # so a line inside one read is never over the limit
-        carry = b""
-        while chunk := fh.read(size):
-            data = carry + chunk if carry else chunk
-            end = data.rfind(b"\n") + 1
-            if not end:
-                carry = data
-                if len(carry) >= LINE_LIMIT:
-                    raise self._too_long(lineno + 1)
-                continue
-            if data.find(b"\n") >= LINE_LIMIT:  # the line begun in the previous read
-                raise self._too_long(lineno + 1)
-            block, carry = data[:end], data[end:]
+        for block, last in line_blocks(fh, lineno, self._too_long):
+            if last:
+                yield [self._decode(block, lineno + 1).rstrip("\r\n")]
+                break
             try:
                 lines: list[str] | None = block.decode(self._codec).split("\n")
             except UnicodeDecodeError:
@@ -115,8 +106,6 @@ class FixedWidthReader:
                 lines.pop()  # "" after the block's last line break
                 yield [line.rstrip("\r") for line in lines]
                 lineno += len(lines)
-        if carry:
-            yield [self._decode(carry, lineno + 1).rstrip("\r\n")]
 
     def _decode(self, raw: bytes, lineno: int) -> str:
         try:

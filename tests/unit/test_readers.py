@@ -323,8 +323,8 @@ def test_fixed_width_positions_and_implied_cents(tmp_path: Path) -> None:
 @pytest.mark.parametrize("block", [1, 7, 1 << 18])
 def test_fixed_width_blocks_keep_line_numbers_and_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                          block: int) -> None:
-    from gateway.readers import fixed_width
-    monkeypatch.setattr(fixed_width, "READ_BLOCK", block)
+    from gateway.readers import csv_reader
+    monkeypatch.setattr(csv_reader, "READ_BLOCK", block)  # line_blocks, shared with CSV
     s = spec("  type: fixed_width\n  encoding: windows-1252\n  header_row: 1\n"
              "  columns:\n    Ref: {start: 1, length: 4}\n    Betrag: {start: 5, length: 6, decimals: 2}")
     path = tmp_path / "a.txt"

@@ -1,4 +1,4 @@
-"""Review of the speed work (issue 15): each open finding as a failing test, marked xfail(strict) until fixed.
+"""Review of the speed work (issue 15): each finding as a test that failed before its fix; now regression tests.
 
 Scenarios that can hang run in a child process with a time limit, so a hang fails the test and leaves nothing
 behind in the test process (a stuck ingest thread would keep the client's lease for every later test).

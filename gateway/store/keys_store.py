@@ -126,7 +126,9 @@ def insert_claim_keys(conn: Connection, cipher: FieldCipher,
     """Store (claim id, client id, raw DEK, name index) rows, each DEK wrapped by its client's current key."""
     keks: dict[str, tuple[str, AESGCM]] = {}
     out: list[tuple[Any, ...]] = []
-    t = now or utcnow()
+    t: Any = now or utcnow()
+    if conn.dialect.name == "sqlite":
+        t = t.isoformat(" ")  # what sqlite3's datetime adapter stores, done once instead of per row
     by_client: dict[str, list[tuple[int, bytes, str | None]]] = {}
     for cid, client_id, dek, name in rows:
         by_client.setdefault(client_id, []).append((cid, dek, name))

@@ -72,8 +72,10 @@ def allocate_ids(conn: Connection, n: int) -> list[int]:
     if conn.dialect.name == "sqlite":  # the write lock is held, so max(id) is ours until commit
         start = int(conn.execute(_MAX_CLAIM_ID).scalar_one()) + 1
         return list(range(start, start + n))
-    rows = conn.exec_driver_sql("SELECT nextval('claim_id_seq') FROM generate_series(1, %s)", (n,))
-    return [int(r[0]) for r in rows]
+    # One row holding an array: 5,000 rows of one id each cost ~7x the client CPU (2.7 against 0.4 ms).
+    ids = conn.exec_driver_sql("SELECT array_agg(nextval('claim_id_seq')) FROM generate_series(1, %s)",
+                               (n,)).scalar_one()
+    return [int(i) for i in ids]
 
 
 # The stored columns of one claim, computed without a database (in an ingest worker process):
@@ -213,9 +215,9 @@ def allocate_event_ids(conn: Connection, n: int) -> list[int]:
         start = int(conn.execute(_MAX_EVENT_ID).scalar_one()) + 1
         return list(range(start, start + n))
     # The sequence looked up once, not per row: pg_get_serial_sequence in the select list cost ~10 us per id.
-    rows = conn.exec_driver_sql("SELECT nextval(q.s) FROM (SELECT pg_get_serial_sequence('claim_events', 'id')"
-                                "::regclass AS s) q, generate_series(1, %s)", (n,))
-    return [int(r[0]) for r in rows]
+    ids = conn.exec_driver_sql("SELECT array_agg(nextval(q.s)) FROM (SELECT pg_get_serial_sequence('claim_events', "
+                               "'id')::regclass AS s) q, generate_series(1, %s)", (n,)).scalar_one()
+    return [int(i) for i in ids]
 
 
 def insert_new(conn: Connection, cipher: FieldCipher, submission_id: int, items: Sequence[NewClaim],

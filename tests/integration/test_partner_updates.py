@@ -103,6 +103,40 @@ def test_collection_run_is_processing_until_the_partner_confirmed_every_claim(ap
         assert collection_run_status(conn, row[0]) == "handed_over"
 
 
+def test_a_status_pushed_before_the_upload_is_answered_keeps_the_receipt(app: App) -> None:
+    """A partner that pushes its first statuses while the gateway still waits for the upload's answer (a
+    webhook is faster than a busy dispatcher): the claims move on, and the receipt's file number still lands."""
+    app.config.partners[P].status_map.update({"ANG": "handed_over", "BEZ": "closed_paid"})
+    ingest_file(app, ROOT / "examples" / "demo.csv", "demo")
+    d = Dispatcher(app, owner="t")
+    adapter = d._adapter(P)
+    real = adapter.deliver
+    pushed: list[int] = []
+    refs: dict[int, str] = {}
+
+    def deliver_then_push(batch):  # type: ignore[no-untyped-def]
+        receipt = real(batch)
+        ids = list(batch.claim_ids)
+        updates = [up(i, cid, code="ANG" if i % 2 else "BEZ") for i, cid in enumerate(ids)]
+        assert set(apply_updates(app, P, updates).counts) == {"applied"}
+        pushed.extend(ids)
+        refs.update({cid: receipt.references.get(cid, receipt.partner_reference) for cid in ids})
+        return receipt
+
+    adapter.deliver = deliver_then_push  # type: ignore[method-assign]
+    d.drain()
+    d.close()
+    assert len(pushed) == 7
+    with read_tx(app.engine) as conn:
+        for i, cid in enumerate(pushed):
+            hist = claim_store.history(conn, cid)
+            [receipt] = [e for e in hist if e["kind"] == "receipt" and e["actor"] == "system"]
+            assert receipt["data"]["partner_reference"] == refs[cid] != "AZ-1"
+            assert receipt["state"] == ("handed_over" if i % 2 else "closed_paid")
+            assert claim_store.current(conn, cid)["partner_file_number"] == receipt["data"]["partner_reference"]
+            assert [e["kind"] for e in hist].count("partner_status") == 1
+
+
 def test_webhook_signature() -> None:
     body = b'[{"update_id":"1"}]'
     good = sign_body(b"s3cret", body)

@@ -13,13 +13,17 @@ import sys
 from collections.abc import Sequence
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gateway.bootstrap import App, build_app
-from gateway.entrypoints import (backup_cli, claims_admin_cli, clients_cli, commands, credit_cli, keys_cli,
-                                 mapping_cli, partners_admin_cli, partners_cli, status_cli)
-from gateway.entrypoints.logs import configure_logging
 from gateway.errors import ConfigError, GatewayError, IllegalTransition, InputError, NotFound
+
+if TYPE_CHECKING:
+    from gateway.bootstrap import App
+
+# Importing this module must stay cheap: besides running the command, it is what an ingest's worker process
+# imports again (spawn re-imports the parent's __main__: the ``gateway`` script, or this module under ``-m``),
+# once per worker and for nothing. So the subcommands, the app and everything they pull in are imported in
+# the functions that use them, never at the top; tests/integration/test_ingest_workers.py checks a worker.
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INPUT, EXIT_NOT_FOUND, EXIT_ILLEGAL = 0, 1, 2, 3, 4, 5
 
@@ -32,6 +36,9 @@ def _date(text: str) -> datetime:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from gateway.entrypoints import (backup_cli, claims_admin_cli, clients_cli, credit_cli, keys_cli, mapping_cli,
+                                     partners_admin_cli, partners_cli, status_cli)
+
     p = argparse.ArgumentParser(prog="gateway", description="Case-handover gateway for collection partners.")
     p.add_argument("--config", help="config file (default: $GATEWAY_CONFIG, then config/gateway.yaml)")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug detail to stderr")
@@ -129,6 +136,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     os.umask(PRIVATE_UMASK)  # every file and folder the gateway creates is 0600/0700 (docs/security.md)
     args = build_parser().parse_args(argv)
+    from gateway.bootstrap import build_app
+    from gateway.entrypoints import (backup_cli, claims_admin_cli, clients_cli, commands, credit_cli, keys_cli,
+                                     mapping_cli, partners_admin_cli, partners_cli, status_cli)
+    from gateway.entrypoints.logs import configure_logging
+
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO if args.command == "serve"
                         else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")

@@ -82,6 +82,41 @@ def test_killed_ingest_takes_its_workers_along_and_resumes_whole_once(tmp_path: 
         app.close()
 
 
+# What ``pip install`` writes for the ``gateway`` console script, and a probe in place of the workers' initializer.
+CONSOLE_SCRIPT = """import sys
+from gateway.entrypoints.cli import main
+if __name__ == '__main__':
+    from gateway.services import ingest_run
+    from tests.integration.worker_probe import recording_init
+    ingest_run.init_store_worker = recording_init
+    sys.exit(main())
+"""
+
+
+def test_a_worker_of_the_gateway_command_imports_no_subcommands(tmp_path: Path) -> None:
+    # A spawned worker runs the parent's __main__ again: under the ``gateway`` command that is the script above,
+    # which imports the CLI. Importing the CLI must stay cheap (subcommands, serve, SOAP, SFTP and the rest
+    # imported only when a command runs), or every worker pays for it in CPU and memory, for nothing.
+    cfg = write_config(tmp_path, f"sqlite:///{tmp_path / 'var' / 'gateway.db'}", dispatcher={"batch_size": 300},
+                       limits={"ingest_processes": 1, "parallel_from_mb": 0.0})
+    init_keys(load_config(cfg))
+    build_app(cfg, migrate=True).close()
+    path = write_csv(tmp_path / "rows.csv", 600)
+    script, record = tmp_path / "gateway", tmp_path / "worker-modules.txt"
+    script.write_text(CONSOLE_SCRIPT, encoding="utf-8")
+    env = {**os.environ, "GATEWAY_TEST_WORKER_MODULES": str(record),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, str(script), "--config", str(cfg), "ingest", str(path), "--client", "demo"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert record.exists(), "no worker process started: nothing was tested"
+    modules = set(record.read_text(encoding="utf-8").split())
+    assert "gateway.entrypoints.cli" in modules, "the worker did not run the script again: nothing was tested"
+    heavy = sorted(m for m in modules if m.startswith("gateway.entrypoints.") and m != "gateway.entrypoints.cli"
+                   or m.split(".")[0] in ("spyne", "asyncssh", "xlsxwriter", "ruamel", "prometheus_client"))
+    assert heavy == []
+
+
 def test_files_ingested_at_once_share_one_bound_of_worker_processes() -> None:
     from gateway.services.ingest import MAX_WORKER_PROCESSES, _worker_slots
 

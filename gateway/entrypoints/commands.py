@@ -207,7 +207,7 @@ def claims_seen(app: App, args: argparse.Namespace) -> int:
 def db_rebuild_projection(app: App) -> int:
     c = projection_ops.rebuild_projection(app)
     print(f"projection rebuilt: {c.claims} claims from {c.events} events; {c.added} added, {c.changed} corrected, "
-          f"{c.unchanged} unchanged")
+          f"{c.unchanged} unchanged" + (f", {c.removed} naming no claim removed" if c.removed else ""))
     return 0
 
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import (BigInteger, Column, Connection, DateTime, Engine, ForeignKey, Index, LargeBinary, RowMapping,
+from sqlalchemy import (BigInteger, Column, Connection, DateTime, Engine, Index, LargeBinary, RowMapping,
                         Select, String, Table, and_, bindparam, func, select)
 from sqlalchemy.exc import IntegrityError
 
@@ -34,7 +34,8 @@ client_keys = Table(
 
 claim_keys = Table(
     "claim_keys", metadata,
-    Column("claim_id", BigInteger, ForeignKey("claims.id"), primary_key=True, autoincrement=False),
+    # no foreign key to claims (migration 0014): claims are never deleted; see schema.claim_current
+    Column("claim_id", BigInteger, primary_key=True, autoincrement=False),
     Column("client_id", String(64), nullable=False),
     Column("key_id", String(16), nullable=False),  # the client key that wraps this DEK
     Column("wrapped_dek", LargeBinary, nullable=False),

@@ -202,6 +202,7 @@ class RebuildCounts:
     added: int = 0
     changed: int = 0
     unchanged: int = 0
+    removed: int = 0  # rows that named no claim (the table has no foreign key: migration 0014)
 
 
 def fold_claim(claim: Any, events: Sequence[Any]) -> Row:
@@ -223,7 +224,8 @@ def _same(a: Row, b: Row) -> bool:
 
 
 def rebuild(conn: Connection, *, batch: int = 2000) -> RebuildCounts:
-    """Fold every claim's events again and write the rows that differ (idempotent; read marks kept)."""
+    """Fold every claim's events again and write the rows that differ (idempotent; read marks kept); remove
+    rows that name no claim."""
     counts = RebuildCounts()
     after = -1
     cols = (claims.c.id, claims.c.client_id, claims.c.creditor_reference, claims.c.submission_id,
@@ -232,6 +234,8 @@ def rebuild(conn: Connection, *, batch: int = 2000) -> RebuildCounts:
         page = list(conn.execute(select(*cols).where(claims.c.id > after).order_by(claims.c.id).limit(batch))
                     .mappings())
         if not page:
+            orphans = select(claims.c.id).where(claims.c.id == claim_current.c.claim_id).exists()
+            counts.removed = conn.execute(delete(claim_current).where(~orphans)).rowcount or 0
             return counts
         after = page[-1]["id"]
         ids = [c["id"] for c in page]

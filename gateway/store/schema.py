@@ -155,7 +155,9 @@ claim_events = Table(
 # `gateway db rebuild-projection`. Only ``seen_event_id`` (the client's "read" mark) is its own data.
 claim_current = Table(
     "claim_current", metadata,
-    Column("claim_id", BigInteger, ForeignKey("claims.id"), primary_key=True, autoincrement=False),
+    # No foreign key to claims (migration 0014): claims are never deleted, and the check cost a row lock per
+    # row on PostgreSQL; a row naming no claim is removed by the rebuild.
+    Column("claim_id", BigInteger, primary_key=True, autoincrement=False),
     Column("client_id", String(64), nullable=False),
     Column("creditor_reference", String(128), nullable=False),
     Column("submission_id", BigInteger, nullable=False),
@@ -278,7 +280,7 @@ web_sessions = Table(
 # known reference from a conflicting one. Claims stored before 0007 have no row. See store/fingerprints.py.
 claim_fingerprints = Table(
     "claim_fingerprints", metadata,
-    Column("claim_id", BigInteger, ForeignKey("claims.id"), primary_key=True),
+    Column("claim_id", BigInteger, primary_key=True),  # no foreign key: see claim_current
     Column("fingerprint", String(80), nullable=False),  # "<version>:<hex HMAC-SHA256>"
 )
 

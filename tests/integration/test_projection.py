@@ -102,12 +102,14 @@ def test_projection_equals_a_rebuild_from_the_events(app: App, handed: list[int]
     projection_ops.mark_seen(app, "demo", [a])
     live = rows(app)
     assert projection_ops.rebuild_projection(app).__dict__ == {"claims": 4, "events": sum(
-        len(claim_queries.history(app, "demo", x)) for x in handed), "added": 0, "changed": 0, "unchanged": 4}
-    with write_tx(app.engine) as conn:  # damage it: a wrong state and amount, a lost row
+        len(claim_queries.history(app, "demo", x)) for x in handed), "added": 0, "changed": 0, "unchanged": 4, "removed": 0}
+    with write_tx(app.engine) as conn:  # damage it: a wrong state and amount, a lost row, a row of no claim
         conn.execute(update(claim_current).where(claim_current.c.claim_id == a).values(state="held", open_minor=1))
         conn.execute(delete(claim_current).where(claim_current.c.claim_id == b))
+        stray = dict(conn.execute(select(claim_current).where(claim_current.c.claim_id == c)).mappings().one())
+        conn.execute(claim_current.insert().values({**stray, "claim_id": 10**9}))
     counts = projection_ops.rebuild_projection(app)
-    assert (counts.added, counts.changed, counts.unchanged) == (1, 1, 2)
+    assert (counts.added, counts.changed, counts.unchanged, counts.removed) == (1, 1, 2, 1)
     got = rows(app)
     assert {k: v for k, v in got[a].items() if v != live[a][k]} == {}
     assert got == live  # including the read mark of a
@@ -119,6 +121,36 @@ def test_projection_equals_a_rebuild_from_the_events(app: App, handed: list[int]
     again = rows(app)
     assert {k: v for k, v in again[a].items() if v != live[a][k]} == {"seen_event_id": 0}
     assert again == {k: {**v, "seen_event_id": 0} for k, v in live.items()}
+
+
+def test_side_tables_lose_their_foreign_keys_and_get_them_back_on_downgrade(app: App, handed: list[int]) -> None:
+    """Migration 0014 on both databases: the derived side tables drop the key to claims, the event log keeps
+    its own, the rows stay; a downgrade restores the keys (SQLite: through its edited table definitions)."""
+    side = ("claim_current", "claim_keys", "claim_fingerprints")
+
+    def keys() -> dict[str, list[str]]:
+        look = inspect(app.engine)
+        return {t: sorted(fk["referred_table"] for fk in look.get_foreign_keys(t)) for t in (*side, "claim_events")}
+
+    def counts() -> dict[str, int]:
+        with read_tx(app.engine) as conn:
+            return {t: conn.exec_driver_sql(f"SELECT count(*) FROM {t}").scalar_one() for t in side}
+
+    before = counts()
+    assert before["claim_current"] == before["claim_keys"] == 4
+    assert keys() == {"claim_current": [], "claim_keys": [], "claim_fingerprints": [], "claim_events": ["claims"]}
+    command.downgrade(_alembic_config(app.engine), "0013")
+    assert keys() == {t: ["claims"] for t in (*side, "claim_events")}
+    assert counts() == before
+    if app.engine.dialect.name == "sqlite":  # the restored key is enforced again
+        with pytest.raises(Exception, match="FOREIGN KEY"), write_tx(app.engine) as conn:
+            conn.exec_driver_sql("INSERT INTO claim_fingerprints (claim_id, fingerprint) VALUES (999999999, 'x')")
+    upgrade(app.engine)
+    assert keys()["claim_fingerprints"] == [] and counts() == before
+    with write_tx(app.engine) as conn:  # a fresh connection reads the edited definition
+        problems = [r[0] for r in conn.exec_driver_sql(
+            "PRAGMA integrity_check" if app.engine.dialect.name == "sqlite" else "SELECT 'ok'").all()]
+    assert problems == ["ok"]
 
 
 def test_lists_by_state_and_unread_marks(app: App, handed: list[int]) -> None:

@@ -10,7 +10,8 @@ Every measurement runs in its own fresh process, so its peak RSS is its own (wit
 largest of the processes, not their sum). "ours" is the whole ingest (read, map, validate, encrypt, store in
 SQLite, write the ack) through ``ingest_file``: ``ours-1p`` in one process, ``ours-2p`` / ``ours-3p`` with one /
 two worker processes that prepare and store chunks in file order while this one reads and acks; ``-pg`` the same
-on PostgreSQL. "vs anchor" is wall-time speed against the format's reference measured last in the same run
+on PostgreSQL. ``store-floor`` is SQLite alone writing the rows ``ours-1p`` wrote (see ``_store_floor``): the
+least any ingest that stores those rows in that schema can cost. "vs anchor" is wall-time speed against the format's reference measured last in the same run
 (pandas ``read_csv`` + ``to_sql`` for CSV, bare calamine for XLSX, bare ``iterparse`` for XML).
 pandas and openpyxl come from the optional ``bench`` extra.
 """
@@ -108,6 +109,46 @@ def _ours_on(path: Path, kind: str, workers: int, url: str | None) -> int:
     return result.rows
 
 
+INTAKE_TABLES = ("claims", "claim_events", "claim_current", "claim_keys", "claim_fingerprints")
+
+
+def _store_floor(path: Path) -> int:
+    """What SQLite alone costs for the rows an ingest writes: the five intake tables' rows of the
+    ``ours-1p`` run of the same file, inserted again (5,000 claims per transaction, ``executemany``, the
+    gateway's pragmas) into an empty copy of its migrated schema. Nothing else runs: no reading, mapping,
+    validation or encryption. Only the inserts are timed."""
+    import sqlite3
+    source = path.parent / f"gw-{path.stem}-0" / "var" / "gateway.db"
+    if not source.exists():
+        raise SystemExit(f"{source} missing: run the ours-1p mode on {path.name} first")
+    src = sqlite3.connect(source)
+    target = path.parent / f"floor-{path.stem}.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{target}{suffix}").unlink(missing_ok=True)
+    db = sqlite3.connect(target, isolation_level=None)
+    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
+        db.execute(f"PRAGMA {pragma}")
+    for (sql,) in src.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' "
+                              "ORDER BY type = 'table' DESC"):
+        db.execute(sql)
+    for table in ("submissions", "client_keys"):  # what the intake rows refer to
+        rows = src.execute(f"SELECT * FROM {table}").fetchall()
+        if rows:
+            db.executemany(f"INSERT INTO {table} VALUES ({','.join('?' * len(rows[0]))})", rows)
+    data = {t: src.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall() for t in INTAKE_TABLES}
+    inserts = {t: f"INSERT INTO {t} VALUES ({','.join('?' * len(data[t][0]))})" for t in INTAKE_TABLES}
+    n = len(data["claims"])
+    start, cpu = time.perf_counter(), _cpu()
+    for i in range(0, n, 5000):
+        db.execute("BEGIN")
+        for t in INTAKE_TABLES:
+            db.executemany(inserts[t], data[t][i:i + 5000])
+        db.execute("COMMIT")
+    _TIMED["seconds"], _TIMED["cpu"] = time.perf_counter() - start, _cpu() - cpu
+    db.close()
+    return n
+
+
 def _csv_reader(path: Path) -> int:
     n = 0
     with open(path, encoding="cp1252", newline="") as fh:
@@ -160,7 +201,7 @@ MODES: dict[str, Any] = {
     "ours-1p-pg": lambda p: _ours(p, p.suffix.lstrip("."), 0, PG_URL),
     "ours-2p-pg": lambda p: _ours(p, p.suffix.lstrip("."), 1, PG_URL),
     "ours-3p-pg": lambda p: _ours(p, p.suffix.lstrip("."), 2, PG_URL),
-    "csv.reader": _csv_reader, "pandas": _pandas, "calamine": _calamine, "openpyxl": _openpyxl,
+    "store-floor": _store_floor, "csv.reader": _csv_reader, "pandas": _pandas, "calamine": _calamine, "openpyxl": _openpyxl,
     "iterparse": _iterparse,
 }
 
@@ -203,7 +244,7 @@ def measure(mode: str, path: Path) -> dict[str, Any]:
         _anchor_seconds[path.name] = res["seconds"]
     # Speed against the anchor's last measurement of the same file in this run (wall time: rows/s ratio)
     ratio = (f"{_anchor_seconds[path.name] / res['seconds']:.2f}x" if path.name in _anchor_seconds
-             and mode.startswith("ours") else "")
+             and (mode.startswith("ours") or mode == "store-floor") else "")
     load = Path("/proc/loadavg").read_text().split()[0]
     print(f"| {res['file']} | {mode} | {res['rows']:,} | {res['seconds']} | {res['rows_per_s']:,} | {res['cpu_s']} | "
           f"{res['rows_per_cpu_s']:,} | {res['peak_rss_mb']} | {ratio} | {load} |", flush=True)
@@ -228,7 +269,7 @@ def main() -> None:
     print(f"load average before: {Path('/proc/loadavg').read_text().split()[:3]}", flush=True)
     print("| file | mode | rows | seconds | rows/s | CPU s | rows/CPU s | peak RSS MB | vs anchor | load |\n"
           "|---|---|---|---|---|---|---|---|---|---|", flush=True)
-    csv_modes = ("csv.reader", "pandas", "ours-1p", "ours-2p", "ours-3p") + (
+    csv_modes = ("csv.reader", "pandas", "ours-1p", "store-floor", "ours-2p", "ours-3p") + (
         ("ours-1p-pg", "ours-2p-pg", "ours-3p-pg") if PG_URL else ())
     plan = [(write_csv, "csv", n, csv_modes) for n in args.csv]
     plan += [(write_xlsx, "xlsx", n, ("calamine", "openpyxl", "ours-1p", "ours-3p")) for n in args.xlsx]

@@ -9,7 +9,9 @@ adapter's ``operate``, with claim + partner + operation + the outbox row as its 
 answer is the acknowledgement (``partner_ack``). A file partner (directory, sftp) gets a signed,
 encrypted instruction document (``render_instruction``) named by the outbox key, handed over exactly
 once like a batch (``instruction_delivered``); the agency's receipt comes back later as a status update
-(``partner_ack`` with the instruction id). An operation that became unsupported after it was queued
+(``partner_ack`` with the instruction id). A request about a claim the partner has not received yet (its
+batch queued, on its way or failed) waits, without using up attempts, until the claim's receipt is recorded:
+sent earlier, it would reach a partner that does not know the claim. An operation that became unsupported after it was queued
 (the config changed) fails its row as a dead letter (``partner_op_failed``): never a done row.
 """
 
@@ -24,7 +26,7 @@ from adapters import adapter_class
 from adapters.base import (CAPABILITY_TEXT, OPERATION_CAPABILITY, OPERATIONS, Batch, InstructionAdapter, Operation,
                            OperationResult, UpdatingAdapter)
 from gateway.bootstrap import App
-from gateway.domain.lifecycle import Actor
+from gateway.domain.lifecycle import Actor, State
 from gateway.errors import DeliveryError, Unsupported
 from gateway.services.partner_updates import apply_updates
 from gateway.services.render_instruction import InstructionMeta, render_instruction
@@ -38,6 +40,9 @@ if TYPE_CHECKING:
     from gateway.services.dispatch import Dispatcher
 
 log = logging.getLogger(__name__)
+# A claim in these states has not (as far as the gateway knows) reached its partner: its batch is queued or
+# on its way, or its delivery failed and waits for an operator's retry.
+NOT_YET_AT_PARTNER = frozenset({State.QUEUED, State.DELIVERING, State.FAILED})
 
 
 def capabilities(app: App, partner_id: str) -> frozenset[str]:
@@ -86,7 +91,10 @@ def run_operation(worker: Dispatcher, item: OutboxItem) -> None:
         raise DeliveryError(str(exc), retryable=False) from exc
     claim_id = int(item.payload["claim_id"])
     with read_tx(app.engine) as conn:
+        state = claim_store.current_states(conn, [claim_id]).get(claim_id)
         ref = partner_reference(claim_store.history(conn, claim_id))
+    if state in NOT_YET_AT_PARTNER:
+        return _wait_for_claim(worker, item, claim_id, state)
     adapter = worker._adapter(item.partner_id)
     if isinstance(adapter, InstructionAdapter):
         return _send_instruction(worker, item, adapter, claim_id, ref)
@@ -107,6 +115,19 @@ def run_operation(worker: Dispatcher, item: OutboxItem) -> None:
             apply_updates(app, item.partner_id, result.updates, conn=conn)
     log.info("dispatch.operation outbox=%d partner=%s op=%s claim=%d", item.id, item.partner_id, item.operation,
              claim_id)
+
+
+def _wait_for_claim(worker: Dispatcher, item: OutboxItem, claim_id: int, state: State) -> None:
+    # Sent now, the request would reach a partner that does not know the claim yet (an answer of "unknown
+    # claim", a dead letter, the request lost) or carry no file number; it goes once the receipt is recorded
+    # (or a status of the partner shows it has the claim). Waiting costs no attempt.
+    cfg = worker.app.config.dispatcher
+    retry_in = cfg.backoff_max_seconds if state is State.FAILED else max(cfg.backoff_base_seconds, cfg.poll_seconds)
+    with write_tx(worker.app.engine) as conn:
+        outbox_store.defer(conn, item, f"waiting: claim {claim_id} is {state.value}, not yet received by the partner",
+                           retry_in=retry_in, now=worker.app.now())
+    log.info("dispatch.operation_waits outbox=%d partner=%s op=%s claim=%d state=%s", item.id, item.partner_id,
+             item.operation, claim_id, state.value)
 
 
 def _send_instruction(worker: Dispatcher, item: OutboxItem, adapter: InstructionAdapter, claim_id: int,

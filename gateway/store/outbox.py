@@ -19,8 +19,8 @@ from gateway.errors import NotFound
 from gateway.store.schema import outbox
 from gateway.store.sql import dumps, loads, utcnow
 
-__all__ = ["OutboxItem", "backoff", "complete", "enqueue", "enqueue_dead", "fail", "get", "lease", "listing", "loads", "open_count",
-           "release_waiting", "retry"]
+__all__ = ["OutboxItem", "backoff", "complete", "defer", "enqueue", "enqueue_dead", "fail", "get", "lease", "listing", "loads",
+           "open_count", "release_waiting", "retry"]
 
 
 class OutboxItem(msgspec.Struct, kw_only=True):
@@ -125,6 +125,19 @@ def fail(conn: Connection, item: OutboxItem, error: str, *, retry_in: float | No
     else:
         values.update(status="pending", available_at=now + timedelta(seconds=retry_in))
     return conn.execute(update(outbox).where(_owned(item)).values(**values)).rowcount == 1
+
+
+def defer(conn: Connection, item: OutboxItem, why: str, *, retry_in: float, now: datetime | None = None) -> bool:
+    """Put a leased row back to wait ``retry_in`` seconds without counting the attempt: it was not tried.
+
+    For work that must not go out yet (a request about a claim the partner has not received); the reason
+    stays readable in ``last_error``. False if the lease was lost meanwhile.
+    """
+    now = now or utcnow()
+    res = conn.execute(update(outbox).where(_owned(item)).values(
+        status="pending", available_at=now + timedelta(seconds=retry_in), attempts=max(item.attempts - 1, 0),
+        lease_owner=None, lease_until=None, last_error=why[:4000]))
+    return res.rowcount == 1
 
 
 def release_waiting(conn: Connection, partner_id: str, now: datetime | None = None) -> int:

@@ -1,0 +1,136 @@
+"""Ordering between the gateway's outbox and a partner: what a partner is told, and what it tells us,
+whichever comes first.
+
+Each test forces one interleaving deterministically (a wrapped adapter method, a clock the test moves)
+and runs it against the partner simulators through their real transports.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.simulators.agency import CANCELLED
+from gateway.bootstrap import App, build_app
+from gateway.domain.lifecycle import State
+from gateway.errors import DeliveryError
+from gateway.services import claim_ops
+from gateway.services.dispatch import Dispatcher
+from gateway.services.ingest import ingest_file
+from gateway.services.partner_sync import sync_partner
+from gateway.store import claims as claim_store
+from gateway.store import outbox as outbox_store
+from gateway.store.db import read_tx
+from tests.conftest import ROOT, write_config
+from tests.contract.harness import PARTNER, Harness, make_keys_template, running
+from tests.support import Clock
+
+DEMO = ROOT / "examples" / "demo.csv"
+
+
+@pytest.fixture(scope="module")
+def keys_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_keys_template(tmp_path_factory.mktemp("keys-template"))
+
+
+@pytest.fixture(params=["http", "directory"])
+def sim(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
+    with running(request.param, tmp_path) as h:
+        yield h
+
+
+@pytest.fixture
+def gw(sim: Harness, tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch,
+       keys_template: Path) -> Iterator[App]:
+    path = write_config(tmp_path, db_url, partners={PARTNER: sim.partner()},
+                        clients={"demo": {"name": "Demo", "mapping": "demo", "default_partner": PARTNER}},
+                        routing=[{"partner": PARTNER, "client": "demo"}])
+    shutil.copytree(keys_template, tmp_path / "var" / "keys", dirs_exist_ok=True)
+    sim.start()
+    app = build_app(path, migrate=True)
+    monkeypatch.setattr(app, "now", Clock(app))
+    yield app
+    app.close()
+
+
+def _sent(app: App) -> list[int]:
+    with read_tx(app.engine) as conn:
+        return sorted(r["id"] for r in claim_store.listing(conn, client_id="demo") if r["state"] != "held")
+
+
+def _kinds(app: App, cid: int) -> list[str]:
+    with read_tx(app.engine) as conn:
+        return [e["kind"] for e in claim_store.history(conn, cid)]
+
+
+def _outbox(app: App) -> list[dict[str, Any]]:
+    with read_tx(app.engine) as conn:
+        return [dict(r) for r in outbox_store.listing(conn)]
+
+
+def _settle(app: App, sim: Harness, worker: Dispatcher, rounds: int = 6) -> None:
+    """Let time pass and the dispatcher work until nothing is left to do (the clock moves, nothing sleeps)."""
+    for _ in range(rounds):
+        app.now.advance(60)  # type: ignore[attr-defined]
+        worker.drain()
+        sim.pump()
+
+
+def test_a_request_for_a_claim_still_on_its_way_waits_for_the_partner_to_have_it(
+        sim: Harness, gw: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client cancels, reports a payment and writes while the claims' batch waits out a failed upload: the
+    requests are queued (forwarded) and must reach the partner after the claims do, not before (a partner
+    answers a request for a claim it does not know with 'unknown claim', and the request would be lost)."""
+    monkeypatch.setattr(outbox_store, "backoff", lambda *a: 300.0)  # no jitter: the batch waits 5 minutes
+    ingest_file(gw, DEMO, "demo")
+    worker = Dispatcher(gw, owner="w")
+    adapter = worker._adapter(PARTNER)
+    real = adapter.deliver
+    calls: list[str] = []
+    down = [True]
+
+    def upload(batch):  # type: ignore[no-untyped-def]
+        calls.append(batch.batch_id)
+        if down[0]:
+            raise DeliveryError("partner busy", retryable=True)
+        return real(batch)
+
+    adapter.deliver = upload  # type: ignore[method-assign]
+    assert worker.run_once()  # every quick retry inside the attempt fails too: the row backs off
+    down[0] = False
+    failed_calls = len(calls)
+    cancel_id, paid_id, asked_id = _sent(gw)[:3]
+    with read_tx(gw.engine) as conn:
+        assert claim_store.current_states(conn, [cancel_id])[cancel_id] is State.DELIVERING
+
+    day = date.today() - timedelta(days=1)
+    answers = [claim_ops.cancel(gw, "demo", cancel_id, "paid at the counter"),
+               claim_ops.report_payment(gw, "demo", paid_id, Decimal("50.00"), day),
+               claim_ops.send_message(gw, "demo", asked_id, "Bitte Ratenzahlung anbieten.")]
+    assert [(a.forwarded, a.state) for a in answers] == [(True, "delivering")] * 3
+
+    gw.now.advance(10)  # type: ignore[attr-defined]
+    worker.drain()  # the batch waits out its backoff; the requests are due now
+    sim.pump()
+    _settle(gw, sim, worker)
+    worker.close()
+    sync_partner(gw, PARTNER)
+
+    assert len(calls) == failed_calls + 1
+    assert {r["status"] for r in _outbox(gw)} == {"done"}
+    case = sim.agency.cases[cancel_id]
+    assert case.code == CANCELLED
+    assert sim.agency.cases[paid_id].direct_payments == [{"amount": "50.00", "date": day.isoformat()}]
+    assert sim.agency.cases[asked_id].client_messages == ["Bitte Ratenzahlung anbieten."]
+    for cid in (cancel_id, paid_id, asked_id):
+        kinds = _kinds(gw, cid)
+        assert "partner_op_failed" not in kinds
+        assert "partner_ack" in kinds
+        # the request went out once the receipt was recorded
+        assert kinds.index("receipt") < kinds.index("partner_ack")

@@ -78,6 +78,12 @@ _table: dict[tuple[State, State], frozenset[Actor]] = {
     (S.DELIVERING, S.REJECTED): frozenset({A.PARTNER}),
     (S.FAILED, S.QUEUED): frozenset({A.SYSTEM, A.OPERATOR}),
     (S.FAILED, S.CANCELLED_BY_CLIENT): frozenset({A.CLIENT, A.OPERATOR}),
+    # The partner's word that it has the claim, when the gateway gave the delivery up (an answer lost, then
+    # dead-lettered) or queued it again for the operator's retry: the receipt the gateway missed.
+    (S.FAILED, S.HANDED_OVER): frozenset({A.PARTNER}),
+    (S.FAILED, S.REJECTED): frozenset({A.PARTNER}),
+    (S.QUEUED, S.HANDED_OVER): frozenset({A.PARTNER}),
+    (S.QUEUED, S.REJECTED): frozenset({A.PARTNER}),
 }
 for _src in _AT_PARTNER:
     for _dst in _PARTNER_TARGETS:

@@ -122,7 +122,9 @@ def _wait_for_claim(worker: Dispatcher, item: OutboxItem, claim_id: int, state: 
     # claim", a dead letter, the request lost) or carry no file number; it goes once the receipt is recorded
     # (or a status of the partner shows it has the claim). Waiting costs no attempt.
     cfg = worker.app.config.dispatcher
-    retry_in = cfg.backoff_max_seconds if state is State.FAILED else max(cfg.backoff_base_seconds, cfg.poll_seconds)
+    quick = max(cfg.backoff_base_seconds, cfg.poll_seconds)
+    # a failed claim waits for an operator (or the partner's word that it has the claim): looked at less often
+    retry_in = max(quick, min(cfg.backoff_max_seconds, 60.0)) if state is State.FAILED else quick
     with write_tx(worker.app.engine) as conn:
         outbox_store.defer(conn, item, f"waiting: claim {claim_id} is {state.value}, not yet received by the partner",
                            retry_in=retry_in, now=worker.app.now())

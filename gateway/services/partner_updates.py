@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 BOOKING_KINDS = {"payment": "partner_payment", "payout": "partner_payout", "costs": "partner_costs",
                  "interest": "partner_interest", "fee": "partner_fee", "write_off": "partner_write_off"}
 
+# States of a claim whose receipt the gateway has not recorded; a partner that speaks about it has it.
+_UNCONFIRMED = frozenset({State.QUEUED, State.DELIVERING, State.FAILED})
 _AFTER_HANDOVER = frozenset({State.HANDED_OVER, State.IN_PROGRESS, State.PAUSED, State.DISPUTED,
                              State.INSTALMENT_PLAN}) | TERMINAL
 
@@ -168,8 +170,9 @@ def _apply_one(app: App, conn: Connection, partner_id: str, client_id: str, u: P
     data = {**base, "code": u.code, **({"stage": stage.value} if stage else {})}
     current = claim_store.current_states(conn, [u.claim_id], lock=True)[u.claim_id]
     try:
-        if current is State.DELIVERING and state not in (State.HANDED_OVER, State.REJECTED):
-            # The partner is already working the claim: its status is the receipt we have not recorded yet.
+        if current in _UNCONFIRMED and state not in (State.HANDED_OVER, State.REJECTED):
+            # The partner is already working the claim: its status is the receipt we have not recorded yet
+            # (the upload's answer is still awaited, or was lost and the delivery given up or queued again).
             claim_store.transition(conn, [u.claim_id], State.HANDED_OVER, Actor.PARTNER, kind="receipt", data=base,
                                    now=now)
             current = State.HANDED_OVER

@@ -21,7 +21,7 @@ from gateway.bootstrap import App, build_app
 from gateway.domain.lifecycle import State
 from gateway.errors import DeliveryError
 from gateway.services import claim_ops
-from gateway.services.dispatch import Dispatcher
+from gateway.services.dispatch import Dispatcher, retry_dead
 from gateway.services.ingest import ingest_file
 from gateway.services.partner_sync import sync_partner
 from gateway.store import claims as claim_store
@@ -134,3 +134,49 @@ def test_a_request_for_a_claim_still_on_its_way_waits_for_the_partner_to_have_it
         assert "partner_ack" in kinds
         # the request went out once the receipt was recorded
         assert kinds.index("receipt") < kinds.index("partner_ack")
+
+
+@pytest.mark.parametrize("retried", [False, True], ids=["failed", "queued-again"])
+@pytest.mark.parametrize("sim", ["http"], indirect=True)
+def test_a_partner_working_a_claim_whose_delivery_was_given_up_moves_it_on(sim: Harness, gw: App,
+                                                                          retried: bool) -> None:
+    """The partner took the batch, but the gateway never heard (the answer failed in a way it does not retry)
+    and dead-lettered it: the claims are ``failed`` (or ``queued`` again by the operator's retry). The
+    partner's statuses are the receipt the gateway missed; they must move the claims on, not be set aside
+    as illegal while the partner works them."""
+    ingest_file(gw, DEMO, "demo")
+    worker = Dispatcher(gw, owner="w")
+    adapter = worker._adapter(PARTNER)
+    real = adapter.deliver
+
+    def taken_but_unanswered(batch):  # type: ignore[no-untyped-def]
+        real(batch)
+        raise DeliveryError("partner: HTTP 400 on the answer", retryable=False)
+
+    adapter.deliver = taken_but_unanswered  # type: ignore[method-assign]
+    assert worker.run_once()
+    worker.close()
+    ids = _sent(gw)
+    with read_tx(gw.engine) as conn:
+        assert set(claim_store.current_states(conn, ids).values()) == {State.FAILED}
+    assert sorted(sim.agency.cases) == ids
+    [row] = _outbox(gw)
+    if retried:
+        assert retry_dead(gw, row["id"]) == len(ids)
+
+    sim.agency.step_all()  # the partner starts working every case
+    result = sync_partner(gw, PARTNER)
+    assert "illegal" not in result.counts
+    with read_tx(gw.engine) as conn:
+        states = claim_store.current_states(conn, ids)
+        for cid in ids:
+            assert claim_store.current(conn, cid)["partner_file_number"] == sim.agency.cases[cid].file_number
+    assert set(states.values()) == {State.IN_PROGRESS}
+    if retried:  # the row queued again finds nothing left to send
+        worker = Dispatcher(gw, owner="w2")
+        assert worker.drain() == 1
+        worker.close()
+        assert [r["status"] for r in _outbox(gw)] == ["done"]
+    else:  # the operator's retry of the dead row finds nothing to send again
+        assert retry_dead(gw, row["id"]) == 0
+    assert sim.agency.duplicates() == {}

@@ -34,6 +34,9 @@ def test_terminal_states_have_no_way_out() -> None:
     (State.IN_PROGRESS, State.IN_PROGRESS, Actor.PARTNER, True),  # a new stage
     (State.CLOSED_PAID, State.IN_PROGRESS, Actor.OPERATOR, False),
     (State.QUEUED, State.HANDED_OVER, Actor.SYSTEM, False),  # no skipping delivery
+    (State.FAILED, State.HANDED_OVER, Actor.PARTNER, True),  # the partner has it: the receipt we missed
+    (State.FAILED, State.HANDED_OVER, Actor.SYSTEM, False),
+    (State.QUEUED, State.HANDED_OVER, Actor.PARTNER, True),
 ])
 def test_examples(src: State, dst: State, actor: Actor, ok: bool) -> None:
     if ok:

@@ -220,9 +220,15 @@ class Dispatcher:
                     metrics.DEAD_LETTERS.labels(item.partner_id, item.operation).inc()
                     self._fail_alone(conn, item.id, item, unrendered)
                 return
+            late = False
             if not outbox_store.complete(conn, item, _receipt_doc(receipt), now=now):
-                log.warning("dispatch.lease_lost outbox=%d: another worker owns it now", item.id)
-                return
+                # The lease ran out while the partner answered. Its receipt still stands: unless another worker
+                # has recorded one already, it settles the row and the claims (whatever became of them since).
+                if not outbox_store.settle_late(conn, item, _receipt_doc(receipt), now=now):
+                    log.warning("dispatch.lease_lost outbox=%d: another worker recorded it", item.id)
+                    return
+                log.warning("dispatch.lease_lost outbox=%d: the partner's late receipt settles it", item.id)
+                late = True
             if item.attempts > 1:  # the partner is back after failures: let its backlog go now
                 outbox_store.release_waiting(conn, item.partner_id, now=now)
             if unrendered:
@@ -236,6 +242,12 @@ class Dispatcher:
                     "batch": receipt.batch_id, "outbox": item.id}
             delivery_rows.advance(conn, delivering, locked, State.HANDED_OVER, Actor.SYSTEM, kind="receipt",
                                   data=data, per_claim=per_claim, now=now)
+            if late:  # given up (failed) or queued again meanwhile: the partner's receipt says it has them
+                missed = [c for c in claim_ids if c in locked and c not in unrendered
+                          and locked[c].state in (State.FAILED.value, State.QUEUED.value)]
+                claim_store.transition(conn, missed, State.HANDED_OVER, Actor.PARTNER, kind="receipt", data=data,
+                                       per_claim={c: {"partner_reference": receipt.references[c]} for c in missed
+                                                  if c in receipt.references}, now=now)
             # A partner may push a claim's first status before its answer to the upload is recorded here;
             # the status moved the claim on, but the receipt (the partner's file number) is still news.
             overtaken = [c for c in claim_ids if c in locked and c not in unrendered

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from adapters import adapter_class
 from adapters.base import (CAPABILITY_TEXT, OPERATION_CAPABILITY, OPERATIONS, Batch, InstructionAdapter, Operation,
@@ -106,8 +106,7 @@ def run_operation(worker: Dispatcher, item: OutboxItem) -> None:
                    claim_id=claim_id, partner_reference=ref, data=data)
     result: OperationResult = worker.call(item.partner_id, adapter.operate, op)
     with write_tx(app.engine) as conn:
-        if not outbox_store.complete(conn, item, {"operation": item.operation, "detail": result.detail},
-                                     now=app.now()):
+        if not _settle(conn, item, {"operation": item.operation, "detail": result.detail}, app):
             return
         claim_store.annotate(conn, claim_id, Actor.PARTNER, "partner_ack",
                              {"operation": item.operation, "outbox": item.id, "detail": result.detail}, now=app.now())
@@ -115,6 +114,18 @@ def run_operation(worker: Dispatcher, item: OutboxItem) -> None:
             apply_updates(app, item.partner_id, result.updates, conn=conn)
     log.info("dispatch.operation outbox=%d partner=%s op=%s claim=%d", item.id, item.partner_id, item.operation,
              claim_id)
+
+
+def _settle(conn: Connection, item: OutboxItem, receipt: dict[str, Any], app: App) -> bool:
+    """Done with the partner's answer; an answer that came after the lease ran out still counts, unless another
+    worker has recorded one already (the partner folded both by the idempotency key)."""
+    if outbox_store.complete(conn, item, receipt, now=app.now()):
+        return True
+    if outbox_store.settle_late(conn, item, receipt, now=app.now()):
+        log.warning("dispatch.lease_lost outbox=%d: the partner's late answer settles it", item.id)
+        return True
+    log.warning("dispatch.lease_lost outbox=%d: another worker recorded it", item.id)
+    return False
 
 
 def _wait_for_claim(worker: Dispatcher, item: OutboxItem, claim_id: int, state: State) -> None:
@@ -147,9 +158,8 @@ def _send_instruction(worker: Dispatcher, item: OutboxItem, adapter: Instruction
                      payload=worker.seal(item.partner_id, xml), claim_ids=[claim_id])
     receipt = worker.call(item.partner_id, adapter.deliver_instruction, document)
     with write_tx(app.engine) as conn:
-        if not outbox_store.complete(conn, item, {"operation": item.operation, "instruction": iid,
-                                                  "partner_reference": receipt.partner_reference,
-                                                  "detail": receipt.detail}, now=app.now()):
+        if not _settle(conn, item, {"operation": item.operation, "instruction": iid,
+                                    "partner_reference": receipt.partner_reference, "detail": receipt.detail}, app):
             return
         claim_store.annotate(conn, claim_id, Actor.SYSTEM, "instruction_delivered",
                              {"operation": item.operation, "instruction": iid, "outbox": item.id}, now=app.now())

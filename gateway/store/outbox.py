@@ -20,7 +20,7 @@ from gateway.store.schema import outbox
 from gateway.store.sql import dumps, loads, utcnow
 
 __all__ = ["OutboxItem", "backoff", "complete", "defer", "enqueue", "enqueue_dead", "fail", "get", "lease", "listing", "loads",
-           "open_count", "release_waiting", "retry"]
+           "open_count", "release_waiting", "retry", "settle_late"]
 
 
 class OutboxItem(msgspec.Struct, kw_only=True):
@@ -107,6 +107,20 @@ def complete(conn: Connection, item: OutboxItem, receipt: dict[str, Any], now: d
     """Mark done with the partner's receipt; False if the lease was lost meanwhile."""
     res = conn.execute(_COMPLETE, {"b_id": item.id, "b_owner": item.lease_owner, "b_attempts": item.attempts,
                                    "b_receipt": dumps(receipt), "b_done": now or utcnow()})
+    return res.rowcount == 1
+
+
+def settle_late(conn: Connection, item: OutboxItem, receipt: dict[str, Any], now: datetime | None = None) -> bool:
+    """Mark done with a partner's receipt that came back after the lease was lost; False if already done.
+
+    The receipt is the partner's word that the work arrived, whoever holds the row now: a holder still
+    sending gets the same answer folded by the idempotency key (and finds the row done), one that failed
+    sent nothing the partner had not already taken.
+    """
+    res = conn.execute(update(outbox).where(outbox.c.id == item.id,
+                                            outbox.c.status.in_(("pending", "leased", "dead")))
+                       .values(status="done", receipt=dumps(receipt), done_at=now or utcnow(),
+                               lease_owner=item.lease_owner, lease_until=None, last_error=None))
     return res.rowcount == 1
 
 

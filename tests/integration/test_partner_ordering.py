@@ -180,3 +180,79 @@ def test_a_partner_working_a_claim_whose_delivery_was_given_up_moves_it_on(sim: 
     else:  # the operator's retry of the dead row finds nothing to send again
         assert retry_dead(gw, row["id"]) == 0
     assert sim.agency.duplicates() == {}
+
+
+@pytest.mark.parametrize("then", ["backs_off", "dead"])
+@pytest.mark.parametrize("sim", ["http"], indirect=True)
+def test_a_receipt_in_hand_after_the_lease_ran_out_is_recorded(sim: Harness, gw: App, then: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Worker A's upload is accepted, but its answer comes after A's lease ran out: worker B took the row and
+    its own attempt met the partner's outage (the row backs off, or it was the last attempt: dead, the
+    claims failed). A holds the partner's receipt: it must not be dropped because the lease moved on."""
+    monkeypatch.setattr(outbox_store, "backoff", lambda *a: 300.0)
+    gw.config.partners[PARTNER].max_attempts = 2 if then == "dead" else 5
+    ingest_file(gw, DEMO, "demo")
+    a, b = Dispatcher(gw, owner="a"), Dispatcher(gw, owner="b")
+    real = a._adapter(PARTNER).deliver
+    receipts: list[Any] = []
+
+    def slow_answer(batch):  # type: ignore[no-untyped-def]
+        receipt = real(batch)
+        receipts.append(receipt)
+        gw.now.advance(gw.config.dispatcher.lease_seconds + 1)  # type: ignore[attr-defined]
+        sim.agency.faults.start_outage()
+        try:
+            assert b.run_once()  # B takes the expired row; the partner is down for it
+        finally:
+            sim.agency.faults.heal()
+        return receipt
+
+    a._adapter(PARTNER).deliver = slow_answer  # type: ignore[method-assign]
+    assert a.run_once()
+    a.close()
+    b.close()
+    [receipt] = receipts
+    ids = _sent(gw)
+    [row] = _outbox(gw)
+    assert row["status"] == "done"
+    with read_tx(gw.engine) as conn:
+        assert set(claim_store.current_states(conn, ids).values()) == {State.HANDED_OVER}
+        for cid in ids:
+            assert claim_store.current(conn, cid)["partner_file_number"] == receipt.references[cid]
+    assert sim.agency.duplicates() == {}
+
+
+@pytest.mark.parametrize("sim", ["http"], indirect=True)
+def test_a_partner_answer_to_a_request_after_the_lease_ran_out_is_recorded(sim: Harness, gw: App) -> None:
+    """The same for a request: the partner cancelled the case, the answer came after worker A's lease ran out,
+    and worker B's attempt (the last one) met the partner's outage. The claim must say the partner has it."""
+    ingest_file(gw, DEMO, "demo")
+    worker = Dispatcher(gw, owner="w")
+    assert worker.drain() == 1
+    worker.close()
+    cid = _sent(gw)[0]
+    assert claim_ops.cancel(gw, "demo", cid, "settled").forwarded
+    gw.config.partners[PARTNER].max_attempts = 2
+    gw.now.advance(60)  # type: ignore[attr-defined]
+    a, b = Dispatcher(gw, owner="a"), Dispatcher(gw, owner="b")
+    real = a._adapter(PARTNER).operate
+
+    def slow_answer(op):  # type: ignore[no-untyped-def]
+        answer = real(op)
+        gw.now.advance(gw.config.dispatcher.lease_seconds + 1)  # type: ignore[attr-defined]
+        sim.agency.faults.start_outage()
+        try:
+            assert b.run_once()
+        finally:
+            sim.agency.faults.heal()
+        return answer
+
+    a._adapter(PARTNER).operate = slow_answer  # type: ignore[method-assign]
+    assert a.run_once()
+    a.close()
+    b.close()
+    assert sim.agency.cases[cid].code == CANCELLED
+    [row] = [r for r in _outbox(gw) if r["operation"] == "cancel"]
+    assert row["status"] == "done"
+    kinds = _kinds(gw, cid)
+    assert kinds[-1] == "partner_ack"  # after B's partner_op_failed: the partner did take it

@@ -11,8 +11,9 @@ encrypted instruction document (``render_instruction``) named by the outbox key,
 once like a batch (``instruction_delivered``); the agency's receipt comes back later as a status update
 (``partner_ack`` with the instruction id). A request about a claim the partner has not received yet (its
 batch queued, on its way or failed) waits, without using up attempts, until the claim's receipt is recorded:
-sent earlier, it would reach a partner that does not know the claim. An operation that became unsupported after it was queued
-(the config changed) fails its row as a dead letter (``partner_op_failed``): never a done row.
+sent earlier, it would reach a partner that does not know the claim. An operation that became unsupported
+after it was queued (the config changed) fails its row as a dead letter (``partner_op_failed``): never a
+done row.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Each partner code maps onto the lifecycle through ``PartnerConfig.status_map`` ("in_progress" or
 "in_progress:court_dunning"); an unknown code is kept verbatim as a ``partner_status_unknown`` event,
 never dropped. Every update is applied once per partner update id, so a webhook push and a later pull
-of the same update change nothing twice.
+of the same update change nothing twice; a status older (by its ``occurred_at``) than one already applied
+to the claim is kept as ``partner_status_stale`` and does not set the claim back.
 
 Amounts (agency payments, payouts to the creditor, costs, interest, fees, write-offs) are booked into the
 claim's case account as events of their own; the projection folds them (``domain/account.py``).
@@ -28,8 +29,8 @@ from gateway.domain.model import to_minor
 from gateway.errors import ConfigError, IllegalTransition, Interrupted
 from gateway.store import claims as claim_store
 from gateway.store import messages as message_store
-from gateway.store.schema import claim_current, claims, partner_sync, partner_updates, submissions
-from gateway.store.sql import utcnow
+from gateway.store.schema import claim_current, claim_events, claims, partner_sync, partner_updates, submissions
+from gateway.store.sql import loads, utcnow
 
 log = logging.getLogger(__name__)
 # Update kinds that carry an amount for the case account, and the event kind each is booked as
@@ -45,7 +46,8 @@ _AFTER_HANDOVER = frozenset({State.HANDED_OVER, State.IN_PROGRESS, State.PAUSED,
 
 @dataclass
 class ApplyResult:
-    """What a page of updates did, by outcome (applied, duplicate, unknown_code, unknown_claim, illegal)."""
+    """What a page of updates did, by outcome (applied, duplicate, unknown_code, unknown_claim, illegal, stale,
+    recorded, invalid_amount)."""
 
     counts: dict[str, int] = field(default_factory=dict)
 
@@ -167,8 +169,16 @@ def _apply_one(app: App, conn: Connection, partner_id: str, client_id: str, u: P
         log.warning("partner_updates.unknown_code partner=%s code=%r claim=%d", partner_id, u.code, u.claim_id)
         return "unknown_code"
     state, stage = target
-    data = {**base, "code": u.code, **({"stage": stage.value} if stage else {})}
+    data = {**base, "code": u.code, **({"stage": stage.value} if stage else {}),
+            **({"occurred_at": u.occurred_at} if u.occurred_at else {})}
     current = claim_store.current_states(conn, [u.claim_id], lock=True)[u.claim_id]
+    if _older_than_applied(conn, u):
+        # A push and a pull (or two pushes) overtook each other: the partner has moved on since this status.
+        # kept verbatim but without a stage: an annotation's stage would still move the projection's
+        claim_store.annotate(conn, u.claim_id, Actor.PARTNER, "partner_status_stale",
+                             {k: v for k, v in data.items() if k != "stage"}, now=now)
+        log.info("partner_updates.stale partner=%s claim=%d update=%s", partner_id, u.claim_id, u.update_id)
+        return "stale"
     try:
         if current in _UNCONFIRMED and state not in (State.HANDED_OVER, State.REJECTED):
             # The partner is already working the claim: its status is the receipt we have not recorded yet
@@ -186,6 +196,28 @@ def _apply_one(app: App, conn: Connection, partner_id: str, client_id: str, u: P
                              {**data, "from": exc.src, "to": exc.dst}, now=now)
         return "illegal"
     return "applied"
+
+
+def _when(text: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(text)) if text else None
+    except ValueError:
+        return None
+
+
+def _older_than_applied(conn: Connection, u: PartnerUpdate) -> bool:
+    """True if the claim's latest applied status from the partner happened after ``u`` (both saying when)."""
+    mine = _when(u.occurred_at)
+    if mine is None:
+        return False
+    latest = conn.execute(select(claim_events.c.data).where(claim_events.c.claim_id == u.claim_id,
+                                                            claim_events.c.actor == Actor.PARTNER.value,
+                                                            claim_events.c.kind == "partner_status")
+                          .order_by(claim_events.c.id.desc()).limit(1)).scalar()
+    theirs = _when((loads(latest) or {}).get("occurred_at")) if latest else None
+    if theirs is None or (mine.tzinfo is None) != (theirs.tzinfo is None):
+        return False
+    return mine < theirs
 
 
 # -- cursors -------------------------------------------------------------------------------------

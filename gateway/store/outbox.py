@@ -19,8 +19,8 @@ from gateway.errors import NotFound
 from gateway.store.schema import outbox
 from gateway.store.sql import dumps, loads, utcnow
 
-__all__ = ["OutboxItem", "backoff", "complete", "defer", "enqueue", "enqueue_dead", "fail", "get", "lease", "listing", "loads",
-           "open_count", "release_waiting", "retry", "settle_late"]
+__all__ = ["OutboxItem", "backoff", "complete", "defer", "enqueue", "enqueue_dead", "fail", "get", "lease", "listing",
+           "loads", "open_count", "release_waiting", "retry", "settle_late"]
 
 
 class OutboxItem(msgspec.Struct, kw_only=True):

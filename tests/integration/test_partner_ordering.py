@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from adapters.base import PartnerUpdate
 from adapters.simulators.agency import CANCELLED
 from gateway.bootstrap import App, build_app
 from gateway.domain.lifecycle import State
@@ -24,6 +25,7 @@ from gateway.services import claim_ops
 from gateway.services.dispatch import Dispatcher, retry_dead
 from gateway.services.ingest import ingest_file
 from gateway.services.partner_sync import sync_partner
+from gateway.services.partner_updates import apply_updates
 from gateway.store import claims as claim_store
 from gateway.store import outbox as outbox_store
 from gateway.store.db import read_tx
@@ -256,3 +258,38 @@ def test_a_partner_answer_to_a_request_after_the_lease_ran_out_is_recorded(sim: 
     assert row["status"] == "done"
     kinds = _kinds(gw, cid)
     assert kinds[-1] == "partner_ack"  # after B's partner_op_failed: the partner did take it
+
+
+def test_an_older_status_applied_after_a_newer_one_does_not_move_the_claim_back(app: App) -> None:
+    """A pull fetches a page, a push of the partner's next status is applied before the page is: the page's
+    older status must not set the claim back (a stage the partner has left, a pause it has lifted)."""
+    partner = "demo-agency"
+    app.config.partners[partner].status_map.update({"BEARB": "in_progress:pre_court", "MB": "in_progress:court_dunning",
+                                                    "RUHT": "paused"})
+    ingest_file(app, DEMO, "demo")
+    worker = Dispatcher(app, owner="w")
+    worker.drain()
+    worker.close()
+    first, second = _sent(app)[:2]
+    t0 = app.now()
+
+    def status(n: int, cid: int, code: str, minutes: int) -> PartnerUpdate:
+        return PartnerUpdate(update_id=f"p-{n}", claim_id=cid, kind="status", code=code, partner_reference="AZ-9",
+                             occurred_at=(t0 + timedelta(minutes=minutes)).isoformat())
+
+    page = [status(1, first, "BEARB", 1), status(2, second, "RUHT", 1), status(3, first, "MB", 2),
+            status(4, second, "BEARB", 2)]
+    pushed = apply_updates(app, partner, [page[2], page[3]])  # the newer ones, pushed while the page travelled
+    assert pushed.counts == {"applied": 2}
+    pulled = apply_updates(app, partner, page)
+    assert pulled.counts == {"stale": 2, "duplicate": 2}
+    with read_tx(app.engine) as conn:
+        now = {cid: claim_store.current(conn, cid) for cid in (first, second)}
+        hist = claim_store.history(conn, first)
+    assert (now[first]["state"], now[first]["stage"]) == ("in_progress", "court_dunning")
+    assert now[second]["state"] == "in_progress"
+    [stale] = [e for e in hist if e["kind"] == "partner_status_stale"]  # kept, not dropped
+    assert stale["data"]["code"] == "BEARB"
+    # a status without a time of its own is applied as it comes
+    assert apply_updates(app, partner, [PartnerUpdate(update_id="p-5", claim_id=second, kind="status",
+                                                      code="RUHT")]).counts == {"applied": 1}

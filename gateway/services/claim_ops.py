@@ -140,9 +140,16 @@ def cancel(app: App, client_id: str, claim_id: int, reason: str | None) -> OpRes
             event_id = claim_store.annotate(conn, claim_id, Actor.CLIENT, "cancel_requested",
                                             {"reason": reason} if reason else None, now=app.now())
             new_state = state
-        forwarded = _forward(app, conn, row, state, "cancel", event_id, {"reason": reason})
+        # Queued again after a delivery that was given up: like a failed claim, the partner may have it.
+        told = State.FAILED if state is State.QUEUED and _delivery_failed_before(conn, claim_id) else state
+        forwarded = _forward(app, conn, row, told, "cancel", event_id, {"reason": reason})
     log.info("claim_ops.cancel client=%s claim=%d from=%s forwarded=%s", client_id, claim_id, state.value, forwarded)
     return OpResult(claim_id, new_state.value, event_id, forwarded)
+
+
+def _delivery_failed_before(conn: Connection, claim_id: int) -> bool:
+    q = select(claim_events.c.id).where(claim_events.c.claim_id == claim_id, claim_events.c.kind == "delivery_failed")
+    return conn.execute(q.limit(1)).first() is not None
 
 
 def report_payment(app: App, client_id: str, claim_id: int, amount: Decimal, on: date,

@@ -293,3 +293,32 @@ def test_an_older_status_applied_after_a_newer_one_does_not_move_the_claim_back(
     # a status without a time of its own is applied as it comes
     assert apply_updates(app, partner, [PartnerUpdate(update_id="p-5", claim_id=second, kind="status",
                                                       code="RUHT")]).counts == {"applied": 1}
+
+
+@pytest.mark.parametrize("sim", ["http"], indirect=True)
+def test_cancelling_a_claim_queued_again_after_a_lost_answer_tells_the_partner(sim: Harness, gw: App) -> None:
+    """The partner took the batch, the gateway never heard and gave up; the operator queued the claims again.
+    A client who cancels one now cancels it at once here, and the partner, which may well have it, must hear."""
+    ingest_file(gw, DEMO, "demo")
+    worker = Dispatcher(gw, owner="w")
+    adapter = worker._adapter(PARTNER)
+    real = adapter.deliver
+
+    def taken_but_unanswered(batch):  # type: ignore[no-untyped-def]
+        real(batch)
+        raise DeliveryError("partner: HTTP 400 on the answer", retryable=False)
+
+    adapter.deliver = taken_but_unanswered  # type: ignore[method-assign]
+    assert worker.run_once()
+    adapter.deliver = real  # type: ignore[method-assign]
+    [row] = _outbox(gw)
+    ids = _sent(gw)
+    assert retry_dead(gw, row["id"]) == len(ids)
+    cid = ids[0]
+    answer = claim_ops.cancel(gw, "demo", cid, "paid at the counter")
+    assert (answer.state, answer.forwarded) == ("cancelled_by_client", True)
+    _settle(gw, sim, worker)
+    worker.close()
+    assert sim.agency.cases[cid].code == CANCELLED
+    assert "partner_ack" in _kinds(gw, cid)
+    assert sim.agency.duplicates() == {}

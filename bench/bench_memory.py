@@ -71,7 +71,9 @@ def ingest_peaks(work: Path, rows: int, skip_large: bool) -> None:
     if not skip_large:
         files.append((f"XLSX {rows:,} rows", generate.large_xlsx(work / "large.xlsx", rows), "xlsx", ""))
     ref_bare = peak([sys.executable, "-c", "pass"], work)[1]
-    ref_cli = peak([sys.executable, "-c", "import gateway.entrypoints.cli"], work)[1]
+    # the CLI module imports its commands only when one runs: build the parser and import them, as a command does
+    ref_cli = peak([sys.executable, "-c", "from gateway.entrypoints import cli, commands; cli.build_parser()"],
+                   work)[1]
     print(f"load average {os.getloadavg()[0]:.2f}; reference peaks: bare interpreter {ref_bare} MB, "
           f"interpreter + gateway CLI imported {ref_cli} MB; ceiling limits.memory_mb {LimitsConfig().memory_mb} MB")
     print("| file | size | exit | status | peak RSS MB | x CLI reference | seconds |")

@@ -2,7 +2,8 @@
 message the partner, refresh, set labels, request long-term monitoring.
 
 Each is recorded at once as a claim event (a transition or an annotation) and, when the partner
-already has the claim, as an outbox row in the same transaction; the delivery layer forwards it.
+already has the claim, as an outbox row in the same transaction; the delivery layer forwards it. A direct
+payment reported before the partner has the claim travels in the claim's batch instead.
 Outbox operations and payloads (agreed with the delivery layer):
 ``cancel {claim_id, reason}``, ``report_payment {claim_id, amount, currency, date}``,
 ``send_message {claim_id, message_id, text}``, ``request_monitoring {claim_id}``,
@@ -105,7 +106,7 @@ def _forward(app: App, conn: Connection, row: RowMapping, state: State, operatio
 
 def _annotate(app: App, client_id: str, claim_id: int, kind: str, operation: str, data: dict[str, Any],
               payload: dict[str, Any], *, allow_final: bool = False,
-              also: Callable[[Connection], None] | None = None) -> OpResult:
+              also: Callable[[Connection], None] | None = None, requeued_as_failed: bool = False) -> OpResult:
     with serial_write_tx(app) as conn:
         row = owned_row(conn, client_id, claim_id)
         state = _state(conn, claim_id)
@@ -115,7 +116,10 @@ def _annotate(app: App, client_id: str, claim_id: int, kind: str, operation: str
         if also is not None:
             also(conn)
         event_id = claim_store.annotate(conn, claim_id, Actor.CLIENT, kind, data, now=app.now())
-        forwarded = _forward(app, conn, row, state, operation, event_id, payload)
+        told = state
+        if requeued_as_failed and state is State.QUEUED and _delivery_failed_before(conn, claim_id):
+            told = State.FAILED  # the partner may have it from the delivery whose answer never came: as cancel
+        forwarded = _forward(app, conn, row, told, operation, event_id, payload)
     log.info("claim_ops.%s client=%s claim=%d forwarded=%s", kind, client_id, claim_id, forwarded)
     return OpResult(claim_id, state.value, event_id, forwarded)
 
@@ -156,7 +160,11 @@ def report_payment(app: App, client_id: str, claim_id: int, amount: Decimal, on:
                    currency: str | None = None, overpayment: bool = False) -> OpResult:
     """The debtor paid the client directly: record it and tell the partner.
 
-    More than the open amount is refused unless ``overpayment`` says the client means it.
+    A partner that has the claim (or may have it: a delivery failed, or queued again after one) gets a
+    request (``forwarded``). A claim it does not have yet (held, queued) carries the payment in its batch
+    when it is handed over, with the payments it came with (``dispatch``, ``delivery_rows.direct_payments``);
+    ``forwarded`` is false then. More than the open amount is refused unless ``overpayment`` says the client
+    means it.
     """
     with read_tx(app.engine) as conn:
         claim_currency = owned_row(conn, client_id, claim_id)["currency"]
@@ -180,7 +188,10 @@ def report_payment(app: App, client_id: str, claim_id: int, amount: Decimal, on:
         except OverpaymentRefused as exc:
             raise InvalidRequest(str(exc), "amount") from None
 
-    return _annotate(app, client_id, claim_id, "payment_reported", "report_payment", doc, doc, also=within_open)
+    # Queued again after a failed delivery: the partner may have the claim from that batch, and the batch sent
+    # again under its id would be taken as the one it has; a request (waiting for the receipt) reaches it.
+    return _annotate(app, client_id, claim_id, "payment_reported", "report_payment", doc, doc, also=within_open,
+                     requeued_as_failed=True)
 
 
 def send_message(app: App, client_id: str, claim_id: int, text: str) -> OpResult:

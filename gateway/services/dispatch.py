@@ -147,7 +147,8 @@ class Dispatcher:
             with write_tx(self.app.engine) as conn:
                 outbox_store.complete(conn, item, {"skipped": "no claim left to deliver"})
             return
-        batch, unrendered = self._build(item, send)
+        # only claims whose account shows direct payments can have reported ones the batch must carry
+        batch, unrendered = self._build(item, send, {c: locked[c].currency for c in send if locked[c].paid_direct})
         receipt = None
         if batch is not None:
             adapter = self._adapter(item.partner_id)
@@ -163,10 +164,17 @@ class Dispatcher:
                             retry=retry_if_exception(lambda e: self._is_retryable(partner_id, e)), reraise=True)
         return retrying(fn, arg)
 
-    def _build(self, item: OutboxItem, claim_ids: list[int]) -> tuple[Batch | None, dict[int, str]]:
-        """The signed, encrypted batch of the claims that render (None if none does), and why the others did not."""
+    def _build(self, item: OutboxItem, claim_ids: list[int],
+               paid_direct: dict[int, str] | None = None) -> tuple[Batch | None, dict[int, str]]:
+        """The signed, encrypted batch of the claims that render (None if none does), and why the others did not.
+
+        ``paid_direct``: the claims whose account shows direct payments, with their currency. The payments the
+        client reported before the partner had the claim go in the batch with those the claim came with: told
+        of none of them, the partner would demand what the debtor has already paid.
+        """
         with read_tx(self.app.engine) as conn:
             rows = delivery_rows.fetch_claims(conn, claim_ids)
+            direct = delivery_rows.direct_payments(conn, paid_direct) if paid_direct else {}
             # A partner that takes no documents gets their names and hashes, not their bytes.
             with_docs = (delivery_rows.with_documents(conn, claim_ids)
                          if "documents" in capabilities(self.app, item.partner_id) else [])
@@ -186,7 +194,7 @@ class Dispatcher:
         client = self.app.config.clients.get(item.client_id)
         policy = client.limitation if client is not None else STATUTORY
         elements, failed = render_each(claims(), contents, client_id=item.client_id, currency=currency,
-                                       limitation=lambda c: limitation_date(c, policy))
+                                       limitation=lambda c: limitation_date(c, policy), direct=direct)
         unrendered.update(failed)
         for cid, reason in sorted(unrendered.items()):
             log.warning("dispatch.claim_unrendered outbox=%d claim=%d reason=%s", item.id, cid, reason)

@@ -16,7 +16,7 @@ from typing import Any, BinaryIO, Protocol, cast
 import msgspec
 from lxml import etree
 
-from gateway.domain.model import Claim, Debtor, minor_digits
+from gateway.domain.model import Claim, Debtor, Payment, minor_digits
 
 NAMESPACE = "urn:inkasso-gateway:partner-batch:1"
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "partner-batch-v1.xsd"
@@ -137,7 +137,7 @@ def _first_error(texts: _Texts) -> ValueError | None:
 
 
 def _claim_parts(claim_id: int, c: Claim, contents: Mapping[str, bytes], limitation_on: dt.date | None,
-                 texts: _Texts) -> list[str]:
+                 texts: _Texts, open_amount: Decimal | None = None) -> list[str]:
     parts = ["\n\x01claim\x02"]  # one claim per line, so a validator's line number points at the claim
     p = parts.append
     cur = c.currency
@@ -209,8 +209,8 @@ def _claim_parts(claim_id: int, c: Claim, contents: Mapping[str, bytes], limitat
             p("\x01/payment\x02")
         p("\x01/payments\x02")
     texts += None, cur
-    p(f'\x01totalOpenAmount currency="{cur}"\x02{money(c.total_open_amount, cur)}'
-                       '\x01/totalOpenAmount\x02')
+    p(f'\x01totalOpenAmount currency="{cur}"\x02'
+      f'{money(c.total_open_amount if open_amount is None else open_amount, cur)}\x01/totalOpenAmount\x02')
     for name, day in (("contractDate", c.contract_date), ("invoiceDate", c.invoice_date), ("dueDate", c.due_date),
                       ("firstDunningDate", c.first_dunning_date), ("lastDunningDate", c.last_dunning_date),
                       ("defaultDate", c.default_date),
@@ -305,14 +305,15 @@ def _timestamp(value: dt.datetime) -> str:
 
 
 def render_claim(claim_id: int, claim: Claim, contents: Mapping[str, bytes] | None = None,
-                 limitation_on: dt.date | None = None) -> bytes:
+                 limitation_on: dt.date | None = None, open_amount: Decimal | None = None) -> bytes:
     """One ``<claim>`` element on its own line, UTF-8; a ValueError names the claim if it cannot be written.
 
     Rendered whole before anything is written, so a claim that fails leaves no partial element behind.
+    ``open_amount`` replaces the claim's computed total open amount (``as_it_stands``).
     """
     texts: _Texts = []
     try:
-        parts = _claim_parts(claim_id, claim, contents or {}, limitation_on, texts)
+        parts = _claim_parts(claim_id, claim, contents or {}, limitation_on, texts, open_amount)
     except ValueError as exc:  # an amount: unless a text before it already could not be written
         raise ValueError(f"claim {claim_id}: {_first_error(texts) or exc}") from exc
     error = _first_error(texts)
@@ -331,12 +332,24 @@ def _matches(claim_id: int, claim: Claim, client_id: str, currency: str) -> None
                          f"does not match batch {client_id}/{currency}")
 
 
+def as_it_stands(claim: Claim, direct: list[Payment]) -> tuple[Claim, Decimal]:
+    """The claim with the direct payments the client reported since intake after those it brought, and its
+    open amount then: never below 0, as the case account keeps it (an overpayment the client declared
+    shows in the payments, not as a negative open amount)."""
+    claim = msgspec.structs.replace(claim, payments_received=[*claim.payments_received, *direct])
+    open_amount = claim.total_open_amount
+    return claim, open_amount if open_amount > 0 else Decimal(0)
+
+
 def render_each(claims: Iterable[tuple[int, Claim]], documents: Mapping[int, Mapping[str, bytes]] | None = None,
-                *, client_id: str, currency: str,
-                limitation: LimitationOf | None = None) -> tuple[list[tuple[int, bytes, Decimal]], dict[int, str]]:
+                *, client_id: str, currency: str, limitation: LimitationOf | None = None,
+                direct: Mapping[int, list[Payment]] | None = None,
+                ) -> tuple[list[tuple[int, bytes, Decimal]], dict[int, str]]:
     """Render claim by claim: (id, element, open amount) of each that renders, and why each other one cannot.
 
-    A claim that cannot be rendered (or does not share the batch's client and currency) fails alone;
+    ``direct`` maps a claim id to the direct payments reported since intake that the partner has not been
+    told of: the claim is rendered as it stands (``as_it_stands``), so the partner does not demand what was
+    paid. A claim that cannot be rendered (or does not share the batch's client and currency) fails alone;
     the reason names the claim and the field, never its value.
     """
     done: list[tuple[int, bytes, Decimal]] = []
@@ -344,6 +357,13 @@ def render_each(claims: Iterable[tuple[int, Claim]], documents: Mapping[int, Map
     for claim_id, claim in claims:
         try:
             _matches(claim_id, claim, client_id, currency)
+            paid = direct.get(claim_id) if direct else None
+            if paid:
+                claim, open_amount = as_it_stands(claim, paid)
+                element = render_claim(claim_id, claim, (documents or {}).get(claim_id),
+                                       limitation(claim) if limitation else None, open_amount)
+                done.append((claim_id, element, open_amount))
+                continue
             done.append((claim_id, render_claim(claim_id, claim, (documents or {}).get(claim_id),
                                                 limitation(claim) if limitation else None),
                          claim.total_open_amount))

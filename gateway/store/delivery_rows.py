@@ -7,15 +7,16 @@ dispatcher already holds the claims' rows locked with their states read, so ``ad
 same events and the same projection values from those states with one event insert and one
 projection statement. Kinds that book money or close a claim still go through ``claims.transition``.
 
-``lock`` reads what the dispatcher decides on (state, client, currency, sandbox mark) in one locked
-read; ``fetch_claims`` and ``decode_each`` read a batch's claims as plain rows and decrypt and decode
-them (the same values as ``claims.decode``) without a mapping object per row.
+``lock`` reads what the dispatcher decides on (state, client, currency, sandbox mark, whether the account
+holds direct payments) in one locked read; ``fetch_claims`` and ``decode_each`` read a batch's claims as
+plain rows and decrypt and decode them (the same values as ``claims.decode``) without a mapping object per
+row; ``direct_payments`` reads the payments the client reported that only the batch can tell the partner.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, NamedTuple
 
 import msgspec
@@ -24,12 +25,12 @@ from sqlalchemy import Connection
 from gateway.crypto import envelope
 from gateway.crypto.fieldcrypt import FieldCipher
 from gateway.domain.lifecycle import TERMINAL, Actor, State, check_transition
-from gateway.domain.model import Claim, Debtor
+from gateway.domain.model import Claim, Debtor, Payment
 from gateway.errors import IllegalTransition, KeyStoreError, NotFound
 from gateway.store import claims as claim_store
 from gateway.store import projection
 from gateway.store.schema import claim_current, claim_events
-from gateway.store.sql import bulk_insert, db_time, dumps, utcnow
+from gateway.store.sql import bulk_insert, db_time, dumps, loads, utcnow
 
 _CHUNK = 500  # ids per statement on SQLite (PostgreSQL takes one array)
 # Results are taken with fetchall (one driver call); iterating a result fetches row by row.
@@ -38,21 +39,26 @@ _EVENT_COLUMNS = ("id", "claim_id", "client_id", "state", "from_state", "actor",
 
 class Locked(NamedTuple):
     """A claim as the dispatcher decides on it: its projection's state and client, its stored client,
-    currency and sandbox mark."""
+    currency and sandbox mark, and whether its account holds direct payments."""
 
     state: str
     client_id: str  # claim_current's (what its events carry)
     claim_client_id: str  # claims' (what a batch is grouped by)
     currency: str
     sandbox: bool
+    # paid_direct_minor > 0: payments the client received (at intake, or reported since); only such a claim
+    # can have reported payments its batch must carry (``direct_payments``)
+    paid_direct: bool = False
 
 
-_LOCK_SQLITE = ("SELECT cc.claim_id, cc.state, cc.client_id, c.client_id, c.currency, c.sandbox "
-                "FROM claim_current cc JOIN claims c ON c.id = cc.claim_id WHERE cc.claim_id IN ({marks})")
+_LOCK_SQLITE = ("SELECT cc.claim_id, cc.state, cc.client_id, c.client_id, c.currency, c.sandbox, "
+                "cc.paid_direct_minor FROM claim_current cc JOIN claims c ON c.id = cc.claim_id "
+                "WHERE cc.claim_id IN ({marks})")
 # FOR UPDATE OF the projection only: claims rows are append-only, and locking them would also block
 # every insert that references them (foreign keys take KEY SHARE).
-_LOCK_PG = ("SELECT cc.claim_id, cc.state, cc.client_id, c.client_id, c.currency, c.sandbox "
-            "FROM claim_current cc JOIN claims c ON c.id = cc.claim_id WHERE cc.claim_id = ANY(%s::bigint[]) "
+_LOCK_PG = ("SELECT cc.claim_id, cc.state, cc.client_id, c.client_id, c.currency, c.sandbox, "
+            "cc.paid_direct_minor FROM claim_current cc JOIN claims c ON c.id = cc.claim_id "
+            "WHERE cc.claim_id = ANY(%s::bigint[]) "
             "ORDER BY cc.claim_id FOR UPDATE OF cc")
 
 
@@ -68,12 +74,12 @@ def lock(conn: Connection, claim_ids: Sequence[int]) -> dict[int, Locked]:
         return out
     if conn.dialect.name == "postgresql":
         rows: Any = conn.exec_driver_sql(_LOCK_PG, (ids,)).fetchall()
-        out = {r[0]: Locked(r[1], r[2], r[3], r[4], bool(r[5])) for r in rows}
+        out = {r[0]: Locked(r[1], r[2], r[3], r[4], bool(r[5]), r[6] > 0) for r in rows}
         return out
     for i in range(0, len(ids), _CHUNK):
         part = ids[i:i + _CHUNK]
         rows = conn.exec_driver_sql(_LOCK_SQLITE.format(marks=", ".join("?" * len(part))), tuple(part)).fetchall()
-        out.update({r[0]: Locked(r[1], r[2], r[3], r[4], bool(r[5])) for r in rows})
+        out.update({r[0]: Locked(r[1], r[2], r[3], r[4], bool(r[5]), r[6] > 0) for r in rows})
     return out
 
 
@@ -296,6 +302,52 @@ def with_documents(conn: Connection, claim_ids: Sequence[int]) -> list[int]:
         out.extend(int(r[0]) for r in conn.exec_driver_sql(
             _WITH_DOCUMENTS_SQLITE.format(marks=", ".join("?" * len(part))), tuple(part)))
     return sorted(out)
+
+
+# The client's direct payments (claim_ops.report_payment) that no request to the partner carries: those
+# reported while the partner did not have the claim (held, queued), which only its batch can tell it. A
+# report forwarded as a request has its outbox row (key ``report_payment:<claim>:<event>``, written in the
+# event's transaction) and reaches the partner that way, after the claim's receipt; never both ways.
+_DIRECT_WHERE = ("e.kind = 'payment_reported' AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.idempotency_key = "
+                 "'report_payment:' || CAST(e.claim_id AS TEXT) || ':' || CAST(e.id AS TEXT)) "
+                 "ORDER BY e.claim_id, e.id")
+_DIRECT_SQLITE = "SELECT e.claim_id, e.data FROM claim_events e WHERE e.claim_id IN ({marks}) AND " + _DIRECT_WHERE
+_DIRECT_PG = "SELECT e.claim_id, e.data FROM claim_events e WHERE e.claim_id = ANY(%s::bigint[]) AND " + _DIRECT_WHERE
+
+
+def direct_payments(conn: Connection, currencies: Mapping[int, str]) -> dict[int, list[Payment]]:
+    """The direct payments of each claim of ``currencies`` (claim id -> its currency) that only its batch can
+    bring the partner, in the order reported: one read for all of them (pass only claims whose account shows
+    direct payments).
+
+    An amount is taken as the case account booked it (``projection.apply``): one the fold would not book
+    (not a positive amount in the claim's currency) is left out, so the batch and the account agree.
+    """
+    ids = sorted(currencies)
+    if not ids:
+        return {}
+    rows: list[Any]
+    if conn.dialect.name == "postgresql":
+        rows = list(conn.exec_driver_sql(_DIRECT_PG, (ids,)).fetchall())
+    else:
+        rows = []
+        for i in range(0, len(ids), _CHUNK):
+            part = ids[i:i + _CHUNK]
+            rows.extend(conn.exec_driver_sql(_DIRECT_SQLITE.format(marks=", ".join("?" * len(part))),
+                                             tuple(part)).fetchall())
+    out: dict[int, list[Payment]] = {}
+    for cid, text in rows:
+        data = loads(text) if text else {}
+        amount = projection.booked_amount(data, currencies[cid])
+        day = data.get("date")
+        if amount is None or not isinstance(day, str):
+            continue
+        try:
+            on = date.fromisoformat(day)
+        except ValueError:
+            continue
+        out.setdefault(cid, []).append(Payment(amount=amount, date=on))
+    return out
 
 
 def currency_of(row: StoredRow) -> str:

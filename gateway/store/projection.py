@@ -82,7 +82,8 @@ def opening_row(claim_id: int, client_id: str, reference: str, submission_id: in
     return row
 
 
-def _amount(data: dict[str, Any], currency: str) -> Decimal | None:
+def booked_amount(data: dict[str, Any], currency: str) -> Decimal | None:
+    """The amount an event's data books in a claim of ``currency``, or None when the fold would book none."""
     try:
         amount = Decimal(str(data.get("amount")))
         to_minor(amount, currency)
@@ -105,7 +106,7 @@ def apply(row: Row, ev: EventFacts) -> Row:
     if data.get("stage"):
         out["stage"] = str(data["stage"])[:32]
     entry = BOOKINGS.get(ev.kind)
-    amount = _amount(data, out["currency"]) if entry else None
+    amount = booked_amount(data, out["currency"]) if entry else None
     closing = ev.state in _TERMINAL and ev.from_state != ev.state
     if entry is not None and amount is not None or closing:
         account = account_of(out)

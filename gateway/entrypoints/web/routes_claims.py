@@ -127,14 +127,17 @@ async def _act(request: Request, what: str, call: object, *args: object, **kwarg
     user, client = client_user(request, submit=True)
     claim_id = int(request.path_params["claim_id"])
     try:
-        await run_in_threadpool(call, request.app.state.gateway, client, claim_id, *args, **kwargs)  # type: ignore[arg-type]
+        result: object = await run_in_threadpool(call, request.app.state.gateway, client, claim_id, *args, **kwargs)  # type: ignore[arg-type]
     except REFUSED as exc:
         flash(request, "refused", "error", detail=str(exc))
     else:
         log.info("web.claim_action login=%s claim=%d action=%s", user.login, claim_id, what)
-        flash(request, {"cancel": "cancelled", "payment": "payment_reported", "message": "message_sent",
-                        "refresh": "refresh_requested", "monitoring": "monitoring_requested",
-                        "labels": "labels_changed"}[what])
+        note = {"cancel": "cancelled", "payment": "payment_reported", "message": "message_sent",
+                "refresh": "refresh_requested", "monitoring": "monitoring_requested", "labels": "labels_changed"}[what]
+        if what == "payment" and isinstance(result, claim_ops.OpResult) and not result.forwarded \
+                and result.state in (State.HELD.value, State.QUEUED.value):
+            note = "payment_with_handover"  # the agency does not have the claim yet: its batch will carry it
+        flash(request, note)
     return redirect(f"/claims/{claim_id}")
 
 

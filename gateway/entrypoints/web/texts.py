@@ -170,6 +170,8 @@ TEXTS: dict[str, tuple[str, str]] = {
     "payment_date": ("Zahlungsdatum", "Payment date"),
     "overpayment": ("Überzahlung (mehr als offen)", "Overpayment (more than open)"),
     "payment_reported": ("Zahlung gemeldet.", "Payment reported."),
+    "payment_with_handover": ("Zahlung gemeldet. Sie geht mit der Übergabe der Forderung an das Inkassobüro.",
+                              "Payment reported. It goes to the agency with the claim when the claim is handed over."),
     "read_only": ("Ihre Anmeldung darf nur lesen.", "Your login may only read."),
     "refused": ("Nicht möglich: {detail}", "Not possible: {detail}"),
     # claim page: refresh, monitoring, documents, labels; the list's partner filter

@@ -59,6 +59,20 @@ def test_claim_page_shows_data_account_history_and_why_a_minor_is_held(console: 
     assert "Verlauf" in page and "zurückgehalten" in page
 
 
+def test_a_payment_on_a_claim_the_agency_does_not_have_yet_goes_with_the_handover(console: Console) -> None:
+    """Before test_actions_message_payment_cancel, which cancels the held claim."""
+    c = console.client("anna")
+    ids = claim_ids(console.app, "demo")
+    held, delivered = ids["RE-2025-0004"], ids["RE-2025-0003"]
+    token = console.csrf(c, f"/claims/{held}")
+    c.post(f"/claims/{held}/payment", data={"csrf": token, "amount": "9,99", "date": date.today().isoformat()})
+    page = c.get(f"/claims/{held}").text
+    assert "Zahlung gemeldet. Sie geht mit der Übergabe der Forderung an das Inkassobüro." in page
+    c.post(f"/claims/{delivered}/payment", data={"csrf": token, "amount": "1", "date": date.today().isoformat()})
+    page = c.get(f"/claims/{delivered}").text  # the agency has it: the request goes at once
+    assert "Zahlung gemeldet." in page and "Sie geht mit der Übergabe" not in page
+
+
 def test_actions_message_payment_cancel(console: Console) -> None:
     c = console.client("anna")
     ids = claim_ids(console.app, "demo")

@@ -367,3 +367,33 @@ def test_every_character_xml_forbids_is_not_printable() -> None:
 
     forbidden = [chr(i) for i in range(0x110000) if _NOT_XML.match(chr(i))]
     assert len(forbidden) > 2000 and not any(c.isprintable() for c in forbidden)
+
+
+def test_direct_payments_are_rendered_after_the_claims_own_and_the_rest_is_untouched() -> None:
+    """``render_each`` with the direct payments reported since intake: listed after the claim's own payments,
+    the open amount net of them (never below 0); a claim without any is the same bytes as without the map."""
+    from gateway.services.render import render_each, write_batch
+
+    claims = [(1001, rich_claim()), (1002, lean_claim()), (1003, lean_claim("R-3", "20"))]
+    direct = {1001: [Payment(amount=Decimal("7.5"), date=dt.date(2025, 3, 1))],
+              1003: [Payment(amount=Decimal("15"), date=dt.date(2025, 3, 2)),
+                     Payment(amount=Decimal("10"), date=dt.date(2025, 3, 3))]}  # 5.00 more than open: declared
+    plain, failed = render_each(claims, client_id="fitx", currency="EUR")
+    done, failed_too = render_each(claims, client_id="fitx", currency="EUR", direct=direct)
+    assert failed == failed_too == {}
+    assert done[1] == plain[1]  # no direct payments: byte for byte as before
+    assert [(cid, amount) for cid, _, amount in done] == [(1001, Decimal("90.50")), (1002, Decimal("49.9")),
+                                                          (1003, Decimal(0))]
+    out = io.BytesIO()
+    write_batch(out, BatchMeta(batch_id="b", created_at=CREATED, sender="gw", client_id="fitx", partner_id="p",
+                               claim_count=3, total_amount=sum((a for _, _, a in done), Decimal(0))),
+                ((element, amount) for _, element, amount in done))
+    xml = out.getvalue()
+    assert validate_batch(xml) == []
+    root = etree.fromstring(xml)
+    c1, c3 = "/b:batch/b:claim[1]", "/b:batch/b:claim[3]"
+    assert root.xpath(f"{c1}/b:payments/b:payment/b:amount/text()", namespaces=NS) == ["10.50", "7.50"]
+    assert root.xpath(f"{c1}/b:payments/b:payment/b:date/text()", namespaces=NS) == ["2025-02-01", "2025-03-01"]
+    assert text(root, f"{c1}/b:totalOpenAmount/text()") == "90.50"
+    assert root.xpath(f"{c3}/b:payments/b:payment/b:amount/text()", namespaces=NS) == ["15.00", "10.00"]
+    assert text(root, f"{c3}/b:totalOpenAmount/text()") == "0.00"

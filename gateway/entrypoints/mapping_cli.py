@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from datetime import date
 from pathlib import Path
 from typing import Any
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,9 +16,11 @@ from adapters.simulators.email_sim import EmailAgencySimulator
 from adapters.simulators.http_sim import HttpAgencySimulator
 from adapters.simulators.sftp_sim import SftpAgencySimulator
 from adapters.simulators.soap_sim import SoapAgencySimulator
+from gateway.bootstrap import App, build_app
 from gateway.config import load_config
 from gateway.services.keys import init_keys
 from tests.conftest import write_config
+from tests.support import Clock
 
 PARTNER = "sim-agency"
 CERT = "var/keys/partners/sim-agency.crt"
@@ -176,3 +179,19 @@ def make_keys_template(base: Path) -> Path:
                                                                "options": {"path": "x"}}})
     init_keys(load_config(path))
     return base / "var" / "keys"
+
+
+@contextmanager
+def gateway_for(sim: Harness, base: Path, db_url: str, keys_template: Path) -> Iterator[App]:
+    """A gateway whose client ``demo`` routes to the running simulator, on a test clock, keys copied in."""
+    path = write_config(base, db_url, partners={PARTNER: sim.partner()},
+                        clients={"demo": {"name": "Demo", "mapping": "demo", "default_partner": PARTNER}},
+                        routing=[{"partner": PARTNER, "client": "demo"}])
+    shutil.copytree(keys_template, base / "var" / "keys", dirs_exist_ok=True)
+    sim.start()
+    app = build_app(path, migrate=True)
+    app.now = Clock(app)  # type: ignore[method-assign]
+    try:
+        yield app
+    finally:
+        app.close()

@@ -8,7 +8,6 @@ them (calls to API partners, instruction documents to file partners).
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 
 from adapters import ADAPTERS, PartnerAdapter
 from adapters.simulators.agency import Fault
-from gateway.bootstrap import App, build_app
+from gateway.bootstrap import App
 from gateway.domain.lifecycle import State
 from gateway.services.dispatch import Dispatcher, open_adapter
 from gateway.services.ingest import ingest_file
@@ -26,9 +25,8 @@ from gateway.store import claims as claim_store
 from gateway.store import messages as message_store
 from gateway.store import outbox as outbox_store
 from gateway.store.db import read_tx, write_tx
-from tests.conftest import ROOT, write_config
-from tests.contract.harness import CERT, make_keys_template, HARNESSES, PARTNER, Harness, running
-from tests.support import Clock
+from tests.conftest import ROOT
+from tests.contract.harness import HARNESSES, PARTNER, Harness, gateway_for, make_keys_template, running
 
 DEMO = ROOT / "examples" / "demo.csv"
 ACCEPTED = 7  # claims of the demo file that are sent (one more is held, the rest rejected)
@@ -46,17 +44,9 @@ def keys_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def gw(sim: Harness, tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch,
-       keys_template: Path) -> Iterator[App]:
-    path = write_config(tmp_path, db_url, partners={PARTNER: sim.partner()},
-                        clients={"demo": {"name": "Demo", "mapping": "demo", "default_partner": PARTNER}},
-                        routing=[{"partner": PARTNER, "client": "demo"}])
-    shutil.copytree(keys_template, tmp_path / "var" / "keys", dirs_exist_ok=True)
-    sim.start()
-    app = build_app(path, migrate=True)
-    monkeypatch.setattr(app, "now", Clock(app))
-    yield app
-    app.close()
+def gw(sim: Harness, tmp_path: Path, db_url: str, keys_template: Path) -> Iterator[App]:
+    with gateway_for(sim, tmp_path, db_url, keys_template) as app:
+        yield app
 
 
 def sent_claims(app: App) -> list[int]:

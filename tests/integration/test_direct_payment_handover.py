@@ -9,7 +9,6 @@ and never both ways. Each test reads the batch as the partner gets it: decrypted
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
@@ -19,7 +18,7 @@ import pytest
 from lxml import etree
 
 from adapters.base import Batch
-from gateway.bootstrap import App, build_app
+from gateway.bootstrap import App
 from gateway.crypto.certs import load_cert, load_private_key
 from gateway.crypto.cms import decrypt
 from gateway.domain.limitation import limitation_date
@@ -34,9 +33,8 @@ from gateway.store import claims as claim_store
 from gateway.store import delivery_rows
 from gateway.store import outbox as outbox_store
 from gateway.store.db import read_tx
-from tests.conftest import ROOT, write_config
-from tests.contract.harness import PARTNER, Harness, make_keys_template, running
-from tests.support import Clock
+from tests.conftest import ROOT
+from tests.contract.harness import PARTNER, Harness, gateway_for, make_keys_template, running
 
 DEMO = ROOT / "examples" / "demo.csv"
 NS = "{urn:inkasso-gateway:partner-batch:1}"
@@ -54,17 +52,9 @@ def sim(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
 
 
 @pytest.fixture
-def gw(sim: Harness, tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch,
-       keys_template: Path) -> Iterator[App]:
-    path = write_config(tmp_path, db_url, partners={PARTNER: sim.partner()},
-                        clients={"demo": {"name": "Demo", "mapping": "demo", "default_partner": PARTNER}},
-                        routing=[{"partner": PARTNER, "client": "demo"}])
-    shutil.copytree(keys_template, tmp_path / "var" / "keys", dirs_exist_ok=True)
-    sim.start()
-    app = build_app(path, migrate=True)
-    monkeypatch.setattr(app, "now", Clock(app))
-    yield app
-    app.close()
+def gw(sim: Harness, tmp_path: Path, db_url: str, keys_template: Path) -> Iterator[App]:
+    with gateway_for(sim, tmp_path, db_url, keys_template) as app:
+        yield app
 
 
 class Batches:

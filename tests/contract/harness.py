@@ -18,6 +18,8 @@ from adapters.simulators.sftp_sim import SftpAgencySimulator
 from adapters.simulators.soap_sim import SoapAgencySimulator
 from gateway.bootstrap import App, build_app
 from gateway.config import load_config
+from gateway.errors import DeliveryError
+from gateway.services.dispatch import Dispatcher
 from gateway.services.keys import init_keys
 from tests.conftest import write_config
 from tests.support import Clock
@@ -195,3 +197,21 @@ def gateway_for(sim: Harness, base: Path, db_url: str, keys_template: Path) -> I
         yield app
     finally:
         app.close()
+
+
+def deliver_unanswered(app: App) -> Dispatcher:
+    """A dispatcher that has run one delivery the partner took but whose answer never came back (an error the
+    gateway does not retry): the batch is dead-lettered and its claims ``failed`` while the partner has them.
+    Its adapter answers normally again afterwards."""
+    worker = Dispatcher(app, owner="w")
+    adapter = worker._adapter(PARTNER)
+    real = adapter.deliver
+
+    def taken_but_unanswered(batch):  # type: ignore[no-untyped-def]
+        real(batch)
+        raise DeliveryError("partner: HTTP 400 on the answer", retryable=False)
+
+    adapter.deliver = taken_but_unanswered  # type: ignore[method-assign]
+    assert worker.run_once()
+    adapter.deliver = real  # type: ignore[method-assign]
+    return worker

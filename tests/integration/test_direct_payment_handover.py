@@ -24,7 +24,6 @@ from gateway.crypto.cms import decrypt
 from gateway.domain.limitation import limitation_date
 from gateway.domain.lifecycle import State
 from gateway.domain.model import from_minor
-from gateway.errors import DeliveryError
 from gateway.services import claim_ops
 from gateway.services.dispatch import Dispatcher, retry_dead
 from gateway.services.ingest import ingest_file
@@ -34,7 +33,7 @@ from gateway.store import delivery_rows
 from gateway.store import outbox as outbox_store
 from gateway.store.db import read_tx
 from tests.conftest import ROOT
-from tests.contract.harness import PARTNER, Harness, gateway_for, make_keys_template, running
+from tests.contract.harness import PARTNER, Harness, deliver_unanswered, gateway_for, make_keys_template, running
 
 DEMO = ROOT / "examples" / "demo.csv"
 NS = "{urn:inkasso-gateway:partner-batch:1}"
@@ -178,17 +177,7 @@ def test_a_payment_while_the_partner_may_have_the_claim_goes_once_as_a_request(s
     queued the claims again. The batch sent again under the same id is the one the partner has, so a payment
     reported now must go as a request after the receipt, and not also in that batch."""
     ingest_file(gw, DEMO, "demo")
-    worker = Dispatcher(gw, owner="w")
-    adapter = worker._adapter(PARTNER)
-    real = adapter.deliver
-
-    def taken_but_unanswered(batch):  # type: ignore[no-untyped-def]
-        real(batch)
-        raise DeliveryError("partner: HTTP 400 on the answer", retryable=False)
-
-    adapter.deliver = taken_but_unanswered  # type: ignore[method-assign]
-    assert worker.run_once()
-    adapter.deliver = real  # type: ignore[method-assign]
+    worker = deliver_unanswered(gw)
     batches = Batches(gw, worker)
     with read_tx(gw.engine) as conn:
         [row] = outbox_store.listing(conn)

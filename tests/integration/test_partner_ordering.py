@@ -29,7 +29,7 @@ from gateway.store import claims as claim_store
 from gateway.store import outbox as outbox_store
 from gateway.store.db import read_tx
 from tests.conftest import ROOT
-from tests.contract.harness import PARTNER, Harness, gateway_for, make_keys_template, running
+from tests.contract.harness import PARTNER, Harness, deliver_unanswered, gateway_for, make_keys_template, running
 
 DEMO = ROOT / "examples" / "demo.csv"
 
@@ -137,16 +137,7 @@ def test_a_partner_working_a_claim_whose_delivery_was_given_up_moves_it_on(sim: 
     partner's statuses are the receipt the gateway missed; they must move the claims on, not be set aside
     as illegal while the partner works them."""
     ingest_file(gw, DEMO, "demo")
-    worker = Dispatcher(gw, owner="w")
-    adapter = worker._adapter(PARTNER)
-    real = adapter.deliver
-
-    def taken_but_unanswered(batch):  # type: ignore[no-untyped-def]
-        real(batch)
-        raise DeliveryError("partner: HTTP 400 on the answer", retryable=False)
-
-    adapter.deliver = taken_but_unanswered  # type: ignore[method-assign]
-    assert worker.run_once()
+    worker = deliver_unanswered(gw)
     worker.close()
     ids = _sent(gw)
     with read_tx(gw.engine) as conn:
@@ -290,17 +281,7 @@ def test_cancelling_a_claim_queued_again_after_a_lost_answer_tells_the_partner(s
     """The partner took the batch, the gateway never heard and gave up; the operator queued the claims again.
     A client who cancels one now cancels it at once here, and the partner, which may well have it, must hear."""
     ingest_file(gw, DEMO, "demo")
-    worker = Dispatcher(gw, owner="w")
-    adapter = worker._adapter(PARTNER)
-    real = adapter.deliver
-
-    def taken_but_unanswered(batch):  # type: ignore[no-untyped-def]
-        real(batch)
-        raise DeliveryError("partner: HTTP 400 on the answer", retryable=False)
-
-    adapter.deliver = taken_but_unanswered  # type: ignore[method-assign]
-    assert worker.run_once()
-    adapter.deliver = real  # type: ignore[method-assign]
+    worker = deliver_unanswered(gw)
     [row] = _outbox(gw)
     ids = _sent(gw)
     assert retry_dead(gw, row["id"]) == len(ids)

@@ -116,9 +116,7 @@ def _annotate(app: App, client_id: str, claim_id: int, kind: str, operation: str
         if also is not None:
             also(conn)
         event_id = claim_store.annotate(conn, claim_id, Actor.CLIENT, kind, data, now=app.now())
-        told = state
-        if requeued_as_failed and state is State.QUEUED and _delivery_failed_before(conn, claim_id):
-            told = State.FAILED  # the partner may have it from the delivery whose answer never came: as cancel
+        told = _as_the_partner_may_have_it(conn, claim_id, state) if requeued_as_failed else state
         forwarded = _forward(app, conn, row, told, operation, event_id, payload)
     log.info("claim_ops.%s client=%s claim=%d forwarded=%s", kind, client_id, claim_id, forwarded)
     return OpResult(claim_id, state.value, event_id, forwarded)
@@ -144,16 +142,19 @@ def cancel(app: App, client_id: str, claim_id: int, reason: str | None) -> OpRes
             event_id = claim_store.annotate(conn, claim_id, Actor.CLIENT, "cancel_requested",
                                             {"reason": reason} if reason else None, now=app.now())
             new_state = state
-        # Queued again after a delivery that was given up: like a failed claim, the partner may have it.
-        told = State.FAILED if state is State.QUEUED and _delivery_failed_before(conn, claim_id) else state
-        forwarded = _forward(app, conn, row, told, "cancel", event_id, {"reason": reason})
+        forwarded = _forward(app, conn, row, _as_the_partner_may_have_it(conn, claim_id, state), "cancel", event_id,
+                             {"reason": reason})
     log.info("claim_ops.cancel client=%s claim=%d from=%s forwarded=%s", client_id, claim_id, state.value, forwarded)
     return OpResult(claim_id, new_state.value, event_id, forwarded)
 
 
-def _delivery_failed_before(conn: Connection, claim_id: int) -> bool:
+def _as_the_partner_may_have_it(conn: Connection, claim_id: int, state: State) -> State:
+    """``state``, except a claim queued again after a delivery that was given up counts as failed: the partner
+    may have it from the batch whose answer never came, so a request must reach it."""
+    if state is not State.QUEUED:
+        return state
     q = select(claim_events.c.id).where(claim_events.c.claim_id == claim_id, claim_events.c.kind == "delivery_failed")
-    return conn.execute(q.limit(1)).first() is not None
+    return State.FAILED if conn.execute(q.limit(1)).first() is not None else state
 
 
 def report_payment(app: App, client_id: str, claim_id: int, amount: Decimal, on: date,

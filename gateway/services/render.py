@@ -358,15 +358,12 @@ def render_each(claims: Iterable[tuple[int, Claim]], documents: Mapping[int, Map
         try:
             _matches(claim_id, claim, client_id, currency)
             paid = direct.get(claim_id) if direct else None
+            open_amount = None  # the claim's own total: the same bytes as a claim without reported payments
             if paid:
                 claim, open_amount = as_it_stands(claim, paid)
-                element = render_claim(claim_id, claim, (documents or {}).get(claim_id),
-                                       limitation(claim) if limitation else None, open_amount)
-                done.append((claim_id, element, open_amount))
-                continue
-            done.append((claim_id, render_claim(claim_id, claim, (documents or {}).get(claim_id),
-                                                limitation(claim) if limitation else None),
-                         claim.total_open_amount))
+            element = render_claim(claim_id, claim, (documents or {}).get(claim_id),
+                                   limitation(claim) if limitation else None, open_amount)
+            done.append((claim_id, element, claim.total_open_amount if open_amount is None else open_amount))
         except ValueError as exc:
             failed[claim_id] = str(exc)
     return done, failed

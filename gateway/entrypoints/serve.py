@@ -117,7 +117,7 @@ class _Parts:
 
     async def start(self) -> None:
         app, cfg, sup = self.app, self.app.config, self.sup
-        await self.health.start()  # first: a probe sees "starting" rather than nothing while resume runs
+        await self.health.start()  # first: a probe sees "starting" rather than nothing while the parts start
         await asyncio.to_thread(self.mappings.start)
         sup.start("mappings", self._mappings_step, every=5.0)
         if cfg.dispatcher.enabled:
@@ -129,12 +129,10 @@ class _Parts:
             dispatcher = self.dispatcher
             sup.start("dispatch", lambda: asyncio.to_thread(dispatcher.run_once), every=cfg.dispatcher.poll_seconds)
         await self.partners.start()
-        # Finish what a crash interrupted before taking anything new; then look again now and then for
-        # submissions another node left behind (their client's ingest lease ran out).
-        resumed = sup.start("resume", self._resume_step, every=1.0, once=True)
-        await asyncio.wait([resumed, asyncio.ensure_future(sup.stop.wait())], return_when=asyncio.FIRST_COMPLETED)
-        if sup.stop.is_set():
-            return
+        # What a crash interrupted is finished in the background, beside new work: a resumed million-row file
+        # must not keep SOAP and SFTP closed for a minute. It holds its client's ingest lease, so that client's
+        # new files wait their turn (LeaseBusy) exactly as when another node resumes it; other clients go on.
+        # The same task looks again now and then for submissions another node left behind.
         sup.start("resume", self._resume_step, every=max(1.0, cfg.node.lease_seconds / 4))
         pending = await asyncio.to_thread(lambda: self.book.recover(release=not cfg.sftp.enabled))
         if cfg.sftp.enabled:

@@ -63,7 +63,7 @@ def test_hostile_files_through_the_watcher_and_sftp_leave_serve_working(tmp_path
 
     s = Served(tmp_path, cfg)
     try:
-        port = s.start()  # resumes the pending submission first: it must not take the process down
+        port = s.start()  # resumes the pending submission in the background: it must not take the process down
         inbox = tmp_path / "inbox"
         wait_for("the pending submission's failed ack", lambda: (inbox / "legacy/ack/pending.xls.ack.csv").exists())
         shutil.copy(sparse, inbox / "sheets" / "upload" / "sparse.xlsx.tmp")

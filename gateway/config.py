@@ -244,6 +244,9 @@ class SoapServerConfig(Base):
     max_inflight: int = 8  # requests processed at once; more wait up to busy_wait_seconds, then Server.Busy
     busy_wait_seconds: float = 5.0
     max_request_bytes: int = 20 * 1024 * 1024  # larger bodies get Client.TooLarge before they are parsed
+    # tags ('<') and attributes ('=') of a body, counted before parsing: a parsed node costs ~350 bytes, so
+    # this (with max_inflight) bounds the memory requests take; 1000 rich claims have ~100,000 tags
+    max_request_tags: int = 400_000
     max_document_bytes: int = 5 * 1024 * 1024  # per document (decoded)
     max_claims_per_request: int = 1000
     # PostgreSQL assigns event ids before commit, so a poller could skip a late commit; GetChanges only

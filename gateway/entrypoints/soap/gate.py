@@ -5,7 +5,8 @@ size; then the sender. With HTTP Basic the sender is checked from the header alo
 read. A WS-Security UsernameToken is in the body, so such a body is read (capped at the size limit) by at
 most ``soap.max_unauthenticated_reads`` requests at once, and not at all from an address the login
 throttle refuses. Then DTDs, entity declarations and hidden encodings are refused (billion laughs,
-XXE), and at most ``soap.max_inflight`` authenticated requests work at once.
+XXE), and bodies with more tags or attributes than ``soap.max_request_tags`` (before any tree is built,
+the WS-Security look-up's included), and at most ``soap.max_inflight`` authenticated requests work at once.
 
 The WSDL names ``soap.public_url`` (default: this listener's own https address), built once: never the
 Host header of whoever asked, since generated ERP clients send their passwords wherever it points.
@@ -61,6 +62,18 @@ def refusal(body: bytes) -> str | None:
     return None
 
 
+def markup_refusal(body: bytes, max_tags: int) -> str | None:
+    """Why a body is refused for its amount of markup, or None; counted before any parser builds a tree."""
+    # What a parsed request costs is set by its nodes, not its bytes: 2 MB of ``<a/>`` or of attributes
+    # took 300-700 MB of lxml and spyne memory per request, so eight at once took gigabytes. Every tag
+    # starts with '<' and every attribute has an '=', so two byte counts bound both (text rarely has many).
+    tags, attributes = body.count(b"<"), body.count(b"=")
+    if max(tags, attributes) > max_tags:
+        what = "tags" if tags > max_tags else "attributes (or '=' characters)"
+        return f"the request has more than {max_tags} XML {what}: send fewer claims per call"
+    return None
+
+
 def default_public_url(host: str, port: int) -> str:
     """https://<host>:<port>/soap of a listener; a wildcard address is named by this machine's name."""
     name = socket.getfqdn() if host in ("", "0.0.0.0", "::") else host
@@ -73,6 +86,7 @@ class RequestGate:
     def __init__(self, inner: Any, app: App, versions: dict[str, tuple[Any, str]] | None = None) -> None:
         cfg = app.config.soap
         self.inner, self.max_bytes, self.busy_wait = inner, cfg.max_request_bytes, cfg.busy_wait_seconds
+        self.max_tags = cfg.max_request_tags
         # path -> (spyne WSGI application, its namespace): v1 at PATH, later contract versions beside it
         self.routes: dict[str, tuple[Any, str]] = {PATH: (inner, TNS), **(versions or {})}
         self.auth = Authenticator(app.config, app.login_throttle)
@@ -147,7 +161,7 @@ class RequestGate:
                                    "too many requests at once: retry later", [("Retry-After", "5")])
             try:  # the body and its token are looked at inside the bound, authentication included
                 body = self._read(environ, declared)
-                why = refusal(body) if body is not None else None
+                why = (refusal(body) or markup_refusal(body, self.max_tags)) if body is not None else None
                 outcome = self._token_login(body, address) if body is not None and not why else Outcome()
             except TokenError as exc:
                 return self._fault(environ, start_response, "401 Unauthorized", faults.AUTHENTICATION, str(exc),
@@ -160,6 +174,9 @@ class RequestGate:
         why = refusal(body)
         if why:
             return self._fault(environ, start_response, "500 Internal Server Error", faults.VALIDATION, why, read=True)
+        why = markup_refusal(body, self.max_tags)
+        if why:
+            return self._fault(environ, start_response, "413 Payload Too Large", faults.TOO_LARGE, why, read=True)
         if outcome.principal is None:
             return self._refused(environ, start_response, outcome, "(ws-security)", read=True)
         if not self.slots.acquire(timeout=self.busy_wait):

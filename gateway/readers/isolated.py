@@ -261,11 +261,9 @@ def _send_fail(send: Callable[[Message], None], fail: Fail) -> None:
 
 def _bare(exc: InputError) -> str:
     """The message without the "file, row N, column 'x': " prefix that InputError adds."""
-    parts = [p for p in (exc.file, f"row {exc.row}" if exc.row else None,
-                         f"column {exc.column!r}" if exc.column else None) if p]
-    text = str(exc)
-    prefix = f"{', '.join(parts)}: " if parts else ""
-    return text[len(prefix):] if prefix and text.startswith(prefix) else text
+    # Not by cutting str(exc): that names the file by its base name, and an ingest reads the file through
+    # /proc/<pid>/fd/<n>, so the prefix was "27, row 1: " and stayed in front of the client's message.
+    return exc.message
 
 
 def unreadable(kind: str, exc: BaseException) -> str:

@@ -34,7 +34,10 @@ log = logging.getLogger("gateway.sftp")
 
 FOLDERS = ("upload", "ack", "status", "archive")
 WRITE_FLAGS = asyncssh.FXF_WRITE | asyncssh.FXF_CREAT | asyncssh.FXF_TRUNC | asyncssh.FXF_APPEND
-MAX_NAME = 255
+# Bytes of an upload's name. The file system allows 255, but the gateway writes files named after it: the
+# ack's temp file (".<name>.ack.csv.<host>-<pid>-<token>.tmp", up to 95 more with a 64-byte host name) and a
+# set-aside copy; a 250-byte name made every ingest fail on its ack, forever, and the client never heard.
+MAX_NAME = 160
 
 
 @dataclass
@@ -194,8 +197,10 @@ class JailedSFTPServer(asyncssh.SFTPServer):
             return _Handle(fd, folder, name, False, 0)
         if folder != "upload":
             raise _denied(f"/{folder} is read-only: upload files to /upload")
-        if len(name.encode()) > MAX_NAME or any(ord(c) < 32 for c in name):
-            raise asyncssh.SFTPFailure("invalid file name")
+        if len(name.encode()) > MAX_NAME:
+            raise asyncssh.SFTPFailure(f"file name too long: at most {MAX_NAME} bytes (UTF-8)")
+        if any(ord(c) < 32 for c in name):
+            raise asyncssh.SFTPFailure("invalid file name: control characters (line breaks, tabs) are not allowed")
         try:
             await asyncio.to_thread(self.ctx.book.begin_write, self.client, name)
         except UploadBusy as exc:
@@ -342,8 +347,10 @@ class JailedSFTPServer(asyncssh.SFTPServer):
         dst_folder, new, dst = self._file(newpath)
         if src_folder != "upload" or dst_folder != "upload":
             raise _denied("files can only be renamed inside /upload")
-        if len(new.encode()) > MAX_NAME or any(ord(c) < 32 for c in new):
-            raise asyncssh.SFTPFailure("invalid file name")
+        if len(new.encode()) > MAX_NAME:
+            raise asyncssh.SFTPFailure(f"file name too long: at most {MAX_NAME} bytes (UTF-8)")
+        if any(ord(c) < 32 for c in new):
+            raise asyncssh.SFTPFailure("invalid file name: control characters (line breaks, tabs) are not allowed")
         self._lstat(oldpath)
         try:
             self.ctx.book.check_free(self.client, old)

@@ -262,8 +262,10 @@ class Dispatcher:
                          and locked[c].state not in _NOT_RECEIVED]
             for cid in overtaken:
                 ref = receipt.references.get(cid)
+                # Without a file number of the claim's own (a file partner names the batch only), the batch's
+                # reference must not become the file number: the status already recorded carries the real one.
                 claim_store.annotate(conn, cid, Actor.SYSTEM, "receipt",
-                                     {**data, "partner_reference": ref} if ref else data, now=now)
+                                     {**data, "partner_reference": ref} if ref else _batch_only(data), now=now)
         log.info("dispatch.delivered outbox=%d partner=%s claims=%d ref=%s", item.id, item.partner_id,
                  len(delivering), receipt.partner_reference)
 
@@ -390,6 +392,15 @@ def _summary(unrendered: dict[int, str]) -> str:
     first = min(unrendered)
     more = f" (and {len(unrendered) - 1} more claims)" if len(unrendered) > 1 else ""
     return f"could not render {len(unrendered)} claims: {unrendered[first]}{more}"
+
+
+def _batch_only(data: dict[str, Any]) -> dict[str, Any]:
+    """A receipt's event data with the batch's reference kept as ``batch_reference``: the projection takes
+    every ``partner_reference`` as the claim's file number."""
+    out = {k: v for k, v in data.items() if k != "partner_reference"}
+    if data.get("partner_reference"):
+        out["batch_reference"] = data["partner_reference"]
+    return out
 
 
 def _receipt_doc(receipt: Receipt) -> dict[str, Any]:

@@ -112,7 +112,8 @@ def test_a_status_pushed_before_the_upload_is_answered_keeps_the_receipt(app: Ap
     adapter = d._adapter(P)
     real = adapter.deliver
     pushed: list[int] = []
-    refs: dict[int, str] = {}
+    refs: dict[int, str] = {}  # a file number per claim, where the partner's answer names one
+    batch_refs: list[str] = []
 
     def deliver_then_push(batch):  # type: ignore[no-untyped-def]
         receipt = real(batch)
@@ -120,7 +121,8 @@ def test_a_status_pushed_before_the_upload_is_answered_keeps_the_receipt(app: Ap
         updates = [up(i, cid, code="ANG" if i % 2 else "BEZ") for i, cid in enumerate(ids)]
         assert set(apply_updates(app, P, updates).counts) == {"applied"}
         pushed.extend(ids)
-        refs.update({cid: receipt.references.get(cid, receipt.partner_reference) for cid in ids})
+        refs.update({cid: receipt.references[cid] for cid in ids if cid in receipt.references})
+        batch_refs.append(receipt.partner_reference)
         return receipt
 
     adapter.deliver = deliver_then_push  # type: ignore[method-assign]
@@ -131,10 +133,46 @@ def test_a_status_pushed_before_the_upload_is_answered_keeps_the_receipt(app: Ap
         for i, cid in enumerate(pushed):
             hist = claim_store.history(conn, cid)
             [receipt] = [e for e in hist if e["kind"] == "receipt" and e["actor"] == "system"]
-            assert receipt["data"]["partner_reference"] == refs[cid] != "AZ-1"
             assert receipt["state"] == ("handed_over" if i % 2 else "closed_paid")
-            assert claim_store.current(conn, cid)["partner_file_number"] == receipt["data"]["partner_reference"]
+            if cid in refs:  # the partner's answer named the claim's file number: it lands
+                assert receipt["data"]["partner_reference"] == refs[cid] != "AZ-1"
+                assert claim_store.current(conn, cid)["partner_file_number"] == refs[cid]
+            else:  # only the batch's reference: kept in the history, the status's file number stays
+                assert receipt["data"]["batch_reference"] == batch_refs[0]
+                assert claim_store.current(conn, cid)["partner_file_number"] == "AZ-1"
             assert [e["kind"] for e in hist].count("partner_status") == 1
+
+
+@pytest.mark.parametrize("pushed_first", [False, True], ids=["receipt-first", "status-first"])
+def test_a_file_partners_file_number_does_not_depend_on_which_came_first(app: App, pushed_first: bool) -> None:
+    """A file partner (directory, SFTP) names no file number per claim in its answer to the upload: its status
+    carries it. Whether the status or the upload's answer is recorded first, the claim ends with the partner's
+    file number, never the batch's file name."""
+    app.config.partners[P].status_map.update({"ANG": "handed_over"})
+    ingest_file(app, ROOT / "examples" / "demo.csv", "demo")
+    d = Dispatcher(app, owner="t")
+    adapter = d._adapter(P)
+    real = adapter.deliver
+    sent: list[int] = []
+
+    def deliver(batch):  # type: ignore[no-untyped-def]
+        receipt = real(batch)
+        assert receipt.references == {}  # a file partner's answer: one reference for the whole batch
+        sent.extend(batch.claim_ids)
+        if pushed_first:
+            assert set(apply_updates(app, P, [up(i, c, code="ANG") for i, c in enumerate(sent)]).counts) == {"applied"}
+        return receipt
+
+    adapter.deliver = deliver  # type: ignore[method-assign]
+    d.drain()
+    d.close()
+    if not pushed_first:
+        assert set(apply_updates(app, P, [up(i, c, code="ANG") for i, c in enumerate(sent)]).counts) == {"applied"}
+    with read_tx(app.engine) as conn:
+        for cid in sent:
+            assert claim_store.current(conn, cid)["partner_file_number"] == "AZ-1"
+            [receipt] = [e for e in claim_store.history(conn, cid) if e["kind"] == "receipt"]
+            assert receipt["data"]["batch"]  # the receipt is still in the history
 
 
 def test_webhook_signature() -> None:

@@ -84,3 +84,6 @@ def configure_logging(cfg: GatewayConfig, *, verbose: bool, serve: bool) -> None
     # few seconds would fill the log); -v shows them.
     for chatty in ("alembic", "httpx", "httpcore"):
         logging.getLogger(chatty).setLevel(logging.NOTSET if verbose else max(level, logging.WARNING))
+    # watchdog logs every file event at DEBUG, and the config watcher watches the config file's folder: a
+    # log file there made each line an event and each event a line (4 MB/s and a busy core, -v or not).
+    logging.getLogger("watchdog").setLevel(max(level, logging.INFO))

@@ -35,6 +35,9 @@ from gateway.mapping.transforms import TransformError
 from gateway.readers.base import SourceRow
 
 _Getter = Getter
+# A cell that is a number, an amount, a date or an IBAN-like code: what column names never are.
+_DATA_LIKE = re.compile(r"^(?:[+-]?[\d.,' ]*\d[\d.,' ]*(?:[a-zA-Z€$]{0,3})|\d{1,4}[./-]\d{1,2}[./-]\d{1,4}|"
+                        r"[A-Z]{2}\d{2}[A-Z0-9 ]{10,30})$")
 __all__ = ["MappedRow", "RowMapper", "compile_mapping", "date_columns"]
 
 # Where a target's value goes while a row is assembled: one dict of keyword arguments per struct (the
@@ -309,13 +312,16 @@ class _HeaderIndex:
         found = self.exact.get(column.strip()) or self.folded.get(column.strip().casefold())
         if not found:
             near = difflib.get_close_matches(column, self.header, n=1, cutoff=0.6)
-            hint = f" (did you mean '{near[0]}'?)" if near else ""
-            seen = "; ".join(self.header)
-            # The "header" may be a data row (a file without one): its cells go to the client's ack only.
+            hint = f"did you mean '{near[0]}'? " if near else ""
+            # The "header" may be a data row (a file without one): its cells are debtor data, which no ack,
+            # log or error column may quote, so say what the row looks like instead of what it holds.
+            data = sum(1 for cell in self.header if _DATA_LIKE.match(cell.strip()))
+            shape = f"the header row has {len(self.header)} cells"
+            if data:
+                shape += f", {data} of them numbers, amounts or dates, as in a data row"
             raise InputError(f"the mapping reads column '{column}' for {target}, but the header has no such "
-                             "column (is the header row missing, or not in the row the mapping names?)",
-                             file=self.file, row=self.header_row, column=column,
-                             detail=f"{hint.strip()} the header is: {seen[:2000]}".strip())
+                             f"column (is the header row missing, or not in the row the mapping names?); {shape}",
+                             file=self.file, row=self.header_row, column=column, detail=hint.strip() or None)
         if len(found) > 1:
             raise InputError(f"column '{column}' (for {target}) appears {len(found)} times in the header",
                              file=self.file, row=self.header_row, column=column)

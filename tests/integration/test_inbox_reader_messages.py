@@ -3,13 +3,16 @@ process: the file's own name and the place, never the descriptor the gateway rea
 
 from __future__ import annotations
 
-import csv
+import logging
 import re
 from pathlib import Path
+
+import pytest
 
 from gateway.bootstrap import App
 from gateway.services.inbox import process_inbox_file
 
+PLANTED, PLANTED_IBAN = "Quxplantova", "DE19370400449876543210"
 MAPPING = """version: 1
 client: demo
 format:
@@ -46,3 +49,18 @@ def test_a_cut_off_xml_file_is_named_by_its_own_name_in_the_ack(app: App, tmp_pa
     assert not re.search(r"(^|: )\d+(, row \d+)?: ", message), message  # no "27, row 1: " from /proc/<pid>/fd/27
     assert "Quxplantova" not in message and "Quxplantova" not in (result.error or "")
     assert "/proc/" not in message and "/proc/" not in (result.error or "")
+
+
+def test_a_file_without_its_header_row_is_described_never_quoted(app: App, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    upload = app.config.inbox_dir / "demo" / "upload"
+    upload.mkdir(parents=True, exist_ok=True)
+    path = upload / "ohne-kopf.csv"  # the demo layout, its header row left out: the first row is a debtor's
+    path.write_bytes((f"RE-1;K-1;Herr;Zorbina;{PLANTED};;14.03.1978;Hauptstr;12;50667;Koeln;DE;z@example.de;;"
+                      f"{PLANTED_IBAN};15.01.2026;29.01.2026;100,00;;;memo\r\n").encode("cp1252") * 2)
+    result = process_inbox_file(app, "demo", path, channel="watch")
+    assert result.status == "failed"
+    ack = (app.config.inbox_dir / "demo" / "ack" / "ohne-kopf.csv.ack.csv").read_text(encoding="utf-8")
+    assert "the header row has 21 cells, 7 of them numbers, amounts or dates, as in a data row" in ack, ack
+    for where in (ack, result.error or "", caplog.text):
+        assert PLANTED not in where and PLANTED_IBAN not in where and "Zorbina" not in where

@@ -71,6 +71,11 @@ _table: dict[tuple[State, State], frozenset[Actor]] = {
     (S.HELD, S.REJECTED): frozenset({A.OPERATOR}),
     (S.QUEUED, S.HELD): frozenset({A.OPERATOR}),
     (S.QUEUED, S.CANCELLED_BY_CLIENT): frozenset({A.CLIENT, A.OPERATOR}),
+    # The client reports a direct payment that leaves nothing open before the partner has the claim: it is
+    # closed as paid here (``paid_before_handover``), never handed over, so nobody duns a debtor who paid.
+    # Only the client's report does it (an operator acting for a client goes through the same use case).
+    (S.HELD, S.CLOSED_PAID): frozenset({A.CLIENT}),
+    (S.QUEUED, S.CLOSED_PAID): frozenset({A.CLIENT}),
     # delivery
     (S.QUEUED, S.DELIVERING): frozenset({A.SYSTEM}),
     (S.DELIVERING, S.HANDED_OVER): frozenset({A.SYSTEM, A.PARTNER}),

@@ -3,7 +3,8 @@ message the partner, refresh, set labels, request long-term monitoring.
 
 Each is recorded at once as a claim event (a transition or an annotation) and, when the partner
 already has the claim, as an outbox row in the same transaction; the delivery layer forwards it. A direct
-payment reported before the partner has the claim travels in the claim's batch instead.
+payment reported before the partner has the claim travels in the claim's batch instead, and one that leaves
+nothing open closes the claim as paid there and then (``paid_before_handover``): it is never handed over.
 Outbox operations and payloads (agreed with the delivery layer):
 ``cancel {claim_id, reason}``, ``report_payment {claim_id, amount, currency, date}``,
 ``send_message {claim_id, message_id, text}``, ``request_monitoring {claim_id}``,
@@ -100,13 +101,13 @@ def _forward(app: App, conn: Connection, row: RowMapping, state: State, operatio
         operations.require(app, row["partner_id"], operation)
     outbox_store.enqueue(conn, key=f"{operation}:{row['id']}:{event_id}", client_id=row["client_id"],
                          partner_id=row["partner_id"], operation=operation,
-                         payload={"claim_id": row["id"], **payload})
+                         payload={"claim_id": row["id"], **payload}, now=app.now())
     return True
 
 
 def _annotate(app: App, client_id: str, claim_id: int, kind: str, operation: str, data: dict[str, Any],
               payload: dict[str, Any], *, allow_final: bool = False,
-              also: Callable[[Connection], None] | None = None, requeued_as_failed: bool = False) -> OpResult:
+              also: Callable[[Connection], None] | None = None) -> OpResult:
     with serial_write_tx(app) as conn:
         row = owned_row(conn, client_id, claim_id)
         state = _state(conn, claim_id)
@@ -116,8 +117,7 @@ def _annotate(app: App, client_id: str, claim_id: int, kind: str, operation: str
         if also is not None:
             also(conn)
         event_id = claim_store.annotate(conn, claim_id, Actor.CLIENT, kind, data, now=app.now())
-        told = _as_the_partner_may_have_it(conn, claim_id, state) if requeued_as_failed else state
-        forwarded = _forward(app, conn, row, told, operation, event_id, payload)
+        forwarded = _forward(app, conn, row, state, operation, event_id, payload)
     log.info("claim_ops.%s client=%s claim=%d forwarded=%s", kind, client_id, claim_id, forwarded)
     return OpResult(claim_id, state.value, event_id, forwarded)
 
@@ -149,9 +149,10 @@ def cancel(app: App, client_id: str, claim_id: int, reason: str | None) -> OpRes
 
 
 def _as_the_partner_may_have_it(conn: Connection, claim_id: int, state: State) -> State:
-    """``state``, except a claim queued again after a delivery that was given up counts as failed: the partner
-    may have it from the batch whose answer never came, so a request must reach it."""
-    if state is not State.QUEUED:
+    """``state``, except a claim queued again after a delivery that was given up (or held again by the operator
+    after that) counts as failed: the partner may have it from the batch whose answer never came, so a request
+    must reach it."""
+    if state not in (State.QUEUED, State.HELD):
         return state
     q = select(claim_events.c.id).where(claim_events.c.claim_id == claim_id, claim_events.c.kind == "delivery_failed")
     return State.FAILED if conn.execute(q.limit(1)).first() is not None else state
@@ -164,8 +165,10 @@ def report_payment(app: App, client_id: str, claim_id: int, amount: Decimal, on:
     A partner that has the claim (or may have it: a delivery failed, or queued again after one) gets a
     request (``forwarded``). A claim it does not have yet (held, queued) carries the payment in its batch
     when it is handed over, with the payments it came with (``dispatch``, ``delivery_rows.direct_payments``);
-    ``forwarded`` is false then. More than the open amount is refused unless ``overpayment`` says the client
-    means it.
+    ``forwarded`` is false then. Such a claim that the payment leaves with nothing open (an overpayment
+    included) is not handed over at all: it is closed as paid in the same transaction (``closed_paid``,
+    event ``paid_before_handover``) and the answer's state says so. More than the open amount is refused
+    unless ``overpayment`` says the client means it.
     """
     with read_tx(app.engine) as conn:
         claim_currency = owned_row(conn, client_id, claim_id)["currency"]
@@ -181,18 +184,33 @@ def report_payment(app: App, client_id: str, claim_id: int, amount: Decimal, on:
     doc: dict[str, Any] = {"amount": str(amount), "currency": currency, "date": on.isoformat()}
     if overpayment:
         doc["overpayment"] = True
-
-    def within_open(conn: Connection) -> None:  # checked under the claim's lock, in the booking's transaction
-        try:
+    with serial_write_tx(app) as conn:
+        row = owned_row(conn, client_id, claim_id)
+        state = _state(conn, claim_id)  # the claim's lock: a batch cannot take it between this and the commit
+        if state in TERMINAL:
+            raise IllegalTransition(state.value, state.value, Actor.CLIENT.value, f"{state.value} is final",
+                                    claim_id=claim_id)
+        try:  # checked under the claim's lock, in the booking's transaction
             book(account_of(claim_store.current(conn, claim_id, lock=True)), Entry.PAYMENT_DIRECT, amount,
                  allow_overpayment=overpayment)
         except OverpaymentRefused as exc:
             raise InvalidRequest(str(exc), "amount") from None
-
-    # Queued again after a failed delivery: the partner may have the claim from that batch, and the batch sent
-    # again under its id would be taken as the one it has; a request (waiting for the receipt) reaches it.
-    return _annotate(app, client_id, claim_id, "payment_reported", "report_payment", doc, doc, also=within_open,
-                     requeued_as_failed=True)
+        event_id = claim_store.annotate(conn, claim_id, Actor.CLIENT, "payment_reported", doc, now=app.now())
+        # Queued again after a failed delivery: the partner may have the claim from that batch, and the batch
+        # sent again under its id would be taken as the one it has; a request (waiting for the receipt) reaches it.
+        told = _as_the_partner_may_have_it(conn, claim_id, state)
+        new_state, forwarded = state, False
+        if told in (State.HELD, State.QUEUED) and claim_store.current(conn, claim_id)["open_minor"] == 0:
+            # Handed over with 0 open, the agency would still open a case and dun a debtor who has paid (and
+            # charge collection costs nobody owes). The partner never had it: there is nobody to tell.
+            claim_store.transition(conn, [claim_id], State.CLOSED_PAID, Actor.CLIENT, kind="paid_before_handover",
+                                   data={"payment_event": event_id}, now=app.now())
+            new_state = State.CLOSED_PAID
+        else:
+            forwarded = _forward(app, conn, row, told, "report_payment", event_id, doc)
+    log.info("claim_ops.payment_reported client=%s claim=%d from=%s to=%s forwarded=%s", client_id, claim_id,
+             state.value, new_state.value, forwarded)
+    return OpResult(claim_id, new_state.value, event_id, forwarded)
 
 
 def send_message(app: App, client_id: str, claim_id: int, text: str) -> OpResult:

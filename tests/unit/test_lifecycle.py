@@ -37,6 +37,13 @@ def test_terminal_states_have_no_way_out() -> None:
     (State.FAILED, State.HANDED_OVER, Actor.PARTNER, True),  # the partner has it: the receipt we missed
     (State.FAILED, State.HANDED_OVER, Actor.SYSTEM, False),
     (State.QUEUED, State.HANDED_OVER, Actor.PARTNER, True),
+    # paid in full before the handover: the client's report closes it; nobody else closes a claim not yet sent
+    (State.QUEUED, State.CLOSED_PAID, Actor.CLIENT, True),
+    (State.HELD, State.CLOSED_PAID, Actor.CLIENT, True),
+    (State.QUEUED, State.CLOSED_PAID, Actor.PARTNER, False),
+    (State.HELD, State.CLOSED_PAID, Actor.SYSTEM, False),
+    (State.FAILED, State.CLOSED_PAID, Actor.CLIENT, False),  # the partner may have it: it closes it
+    (State.DELIVERING, State.CLOSED_PAID, Actor.CLIENT, False),
 ])
 def test_examples(src: State, dst: State, actor: Actor, ok: bool) -> None:
     if ok:

@@ -172,6 +172,10 @@ TEXTS: dict[str, tuple[str, str]] = {
     "payment_reported": ("Zahlung gemeldet.", "Payment reported."),
     "payment_with_handover": ("Zahlung gemeldet. Sie geht mit der Übergabe der Forderung an das Inkassobüro.",
                               "Payment reported. It goes to the agency with the claim when the claim is handed over."),
+    "paid_before_handover": ("Zahlung gemeldet. Damit ist nichts mehr offen: Die Forderung ist als bezahlt "
+                             "abgeschlossen und wird nicht an das Inkassobüro übergeben.",
+                             "Payment reported. Nothing is left open: the claim is closed as paid and will not be "
+                             "handed over to the agency."),
     "read_only": ("Ihre Anmeldung darf nur lesen.", "Your login may only read."),
     "refused": ("Nicht möglich: {detail}", "Not possible: {detail}"),
     # claim page: refresh, monitoring, documents, labels; the list's partner filter

@@ -73,6 +73,18 @@ def test_a_payment_on_a_claim_the_agency_does_not_have_yet_goes_with_the_handove
     assert "Zahlung gemeldet." in page and "Sie geht mit der Übergabe" not in page
 
 
+def test_a_payment_that_leaves_nothing_open_before_the_handover_closes_the_claim(console: Console) -> None:
+    """Client other's held claim (no other test of this module touches it) paid in full: closed, and said so."""
+    c = console.client("ben")
+    held = claim_ids(console.app, "other")["RE-2025-0004"]
+    token = console.csrf(c, f"/claims/{held}")
+    c.post(f"/claims/{held}/payment", data={"csrf": token, "amount": "52,49", "date": date.today().isoformat()})
+    page = c.get(f"/claims/{held}").text
+    assert "Die Forderung ist als bezahlt abgeschlossen und wird nicht an das Inkassobüro übergeben." in page
+    assert get_claim(console.app, "other", held).state == "closed_paid"
+    assert f'action="/claims/{held}/payment"' not in page  # final: no actions
+
+
 def test_actions_message_payment_cancel(console: Console) -> None:
     c = console.client("anna")
     ids = claim_ids(console.app, "demo")

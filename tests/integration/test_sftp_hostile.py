@@ -72,3 +72,34 @@ def test_a_name_too_long_to_answer_under_is_refused_at_open(server: ServerThread
     ack = server.app.config.inbox_dir / "demo" / "ack" / f"{longest}.ack.csv"
     wait_for("the longest name's ack", ack.exists, 60)
     assert _outcomes(ack) == ["accepted", "accepted"]
+
+
+def test_a_rewrite_cut_to_its_length_is_ingested_as_written_never_with_the_old_tail(
+        server: ServerThread, keys: dict[str, ClientKey], tmp_path: Path) -> None:
+    long = client_csv(tmp_path / "long.csv", 5, "OLD").read_bytes()
+    short = client_csv(tmp_path / "short.csv", 1, "NEW").read_bytes()
+
+    async def run() -> tuple[str, str]:
+        async with server.connect(keys["demo"].private, "demo") as conn, conn.start_sftp_client() as sftp:
+            async with sftp.open("/upload/cases.csv.part", "wb") as fh:
+                await fh.write(long)
+            # A client rewriting the file in place: no truncate at open, the shorter content, then its size.
+            async with sftp.open("/upload/cases.csv.part", "r+b") as fh:
+                await fh.write(short, 0)
+                await fh.truncate(len(short))
+            with pytest.raises(asyncssh.SFTPOpUnsupported) as by_name:
+                await sftp.truncate("/upload/cases.csv.part", 10)
+            with pytest.raises(asyncssh.SFTPFailure) as too_far:
+                async with sftp.open("/upload/grow.csv", "wb") as fh:
+                    await fh.truncate(10 ** 12)  # a terabyte of holes, past the per-file limit
+            await sftp.rename("/upload/cases.csv.part", "/upload/cases.csv")
+        return str(by_name.value.reason), str(too_far.value.reason)
+
+    by_name, too_far = asyncio.run(run())
+    assert "by name is not supported" in by_name
+    assert too_far.startswith("file too large: 1000000000000 bytes would exceed the limit")
+    ack = server.app.config.inbox_dir / "demo" / "ack" / "cases.csv.ack.csv"
+    wait_for("the rewritten file's ack", ack.exists, 60)
+    assert _outcomes(ack) == ["accepted"]  # one row: the new content alone
+    assert "NEW-000000" in ack.read_text(encoding="utf-8")
+    assert not (server.app.config.inbox_dir / "demo" / "upload" / "grow.csv").exists()

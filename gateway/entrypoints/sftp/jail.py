@@ -151,15 +151,35 @@ class JailedSFTPServer(asyncssh.SFTPServer):
         if folder != "upload":
             raise _denied(f"/{folder} is read-only")
         self._lstat(path)
+        if attrs.size is not None:
+            # Answering "ok" and not doing it (as before) let a file keep the old bytes after a client's
+            # shorter rewrite and be ingested so; truncating by name would bypass the upload's bookkeeping.
+            raise asyncssh.SFTPOpUnsupported("changing a file's size by name is not supported: open it for "
+                                             "writing with truncate, or truncate the open handle")
         self._set_times(local, attrs)
 
     def lsetstat(self, path: bytes, attrs: SFTPAttrs) -> None:
         self.setstat(path, attrs)
 
-    def fsetstat(self, file_obj: object, attrs: SFTPAttrs) -> None:
+    def fsetstat(self, file_obj: object, attrs: SFTPAttrs) -> Awaitable[None] | None:
         h = self._handle(file_obj)
         if not h.write:
             raise _denied("file not open for writing")
+        if attrs.size is not None:
+            return self._truncate(h, attrs.size, attrs)
+        self._set_times(h.fd, attrs)
+        return None
+
+    async def _truncate(self, h: _Handle, size: int, attrs: SFTPAttrs) -> None:
+        """The open upload cut (or extended) to ``size``, under the same limits as a write ending there."""
+        if h.refused is not None:
+            raise asyncssh.SFTPFailure(h.refused[1])
+        if size > h.size:
+            refused = self._limits(h, size)
+            if refused is not None:
+                await refused
+        os.ftruncate(h.fd, size)
+        h.size = size
         self._set_times(h.fd, attrs)
 
     @staticmethod
@@ -255,7 +275,15 @@ class JailedSFTPServer(asyncssh.SFTPServer):
         if h.refused is not None:
             raise asyncssh.SFTPFailure(h.refused[1])
         start = h.size if h.append else offset
-        end = start + len(data)
+        refused = self._limits(h, start + len(data))
+        if refused is not None:
+            return refused
+        written = os.pwrite(h.fd, data, offset)
+        h.size = max(h.size, start + written)
+        return written
+
+    def _limits(self, h: _Handle, end: int) -> Awaitable[int] | None:
+        """None if the file may reach byte ``end``; else the refusal (awaited, it discards and raises)."""
         # Both checks come before the disk grows: a write at offset 10 GB is refused, not stored sparse.
         limit = self.ctx.max_file_bytes(self.client)
         if end > limit:
@@ -265,9 +293,7 @@ class JailedSFTPServer(asyncssh.SFTPServer):
             self.ctx.space.extend(self.client, h.name, end, self.ctx.quota_bytes(self.client))
         except QuotaExceeded as exc:
             return self._refuse(h, "quota_exceeded", f"quota exceeded: {exc}")
-        written = os.pwrite(h.fd, data, offset)
-        h.size = max(h.size, start + written)
-        return written
+        return None
 
     def _refuse(self, h: _Handle, code: str, message: str) -> Awaitable[int]:
         h.refused = (code, message)  # from here on every request on this handle gets the same answer

@@ -174,9 +174,7 @@ def _apply_one(app: App, conn: Connection, partner_id: str, client_id: str, u: P
     current = claim_store.current_states(conn, [u.claim_id], lock=True)[u.claim_id]
     if _older_than_applied(conn, u):
         # A push and a pull (or two pushes) overtook each other: the partner has moved on since this status.
-        # kept verbatim but without a stage: an annotation's stage would still move the projection's
-        claim_store.annotate(conn, u.claim_id, Actor.PARTNER, "partner_status_stale",
-                             {k: v for k, v in data.items() if k != "stage"}, now=now)
+        claim_store.annotate(conn, u.claim_id, Actor.PARTNER, "partner_status_stale", _not_applied(data), now=now)
         log.info("partner_updates.stale partner=%s claim=%d update=%s", partner_id, u.claim_id, u.update_id)
         return "stale"
     try:
@@ -193,9 +191,19 @@ def _apply_one(app: App, conn: Connection, partner_id: str, client_id: str, u: P
                                    now=now)
     except IllegalTransition as exc:
         claim_store.annotate(conn, u.claim_id, Actor.PARTNER, "partner_status_illegal",
-                             {**data, "from": exc.src, "to": exc.dst}, now=now)
+                             {**_not_applied(data), "from": exc.src, "to": exc.dst}, now=now)
         return "illegal"
     return "applied"
+
+
+def _not_applied(data: dict[str, Any]) -> dict[str, Any]:
+    """A status kept but not applied: its stage and file number under names the projection does not fold
+    (it takes any event's ``stage`` and ``partner_reference``), so a refused or outdated status moves neither."""
+    out = {k: v for k, v in data.items() if k not in ("stage", "partner_reference")}
+    for key, kept in (("stage", "reported_stage"), ("partner_reference", "reported_reference")):
+        if data.get(key):
+            out[kept] = data[key]
+    return out
 
 
 def _when(text: Any) -> datetime | None:

@@ -68,6 +68,31 @@ def test_illegal_move_is_recorded_not_forced(app: App, delivered: list[int]) -> 
     assert state(app, cid) is State.CLOSED_PAID
 
 
+def test_a_refused_or_outdated_status_moves_neither_stage_nor_file_number(app: App, delivered: list[int]) -> None:
+    """An illegal status (after the claim closed) and a stale one (older than the one applied) are kept in the
+    history, but the projection folds every event's stage and reference: they must not show as current."""
+    closed, moved = delivered[:2]
+    assert apply_updates(app, P, [up(1, closed, code="BEARB"), up(2, closed, code="BEZ")]).counts == {"applied": 2}
+    late = PartnerUpdate(update_id="u-3", claim_id=closed, kind="status", code="MB", partner_reference="MB-77")
+    assert apply_updates(app, P, [late]).counts == {"illegal": 1}
+    newer = PartnerUpdate(update_id="u-4", claim_id=moved, kind="status", code="MB", partner_reference="MB-8",
+                          occurred_at="2026-11-02T10:00:00+00:00")
+    older = PartnerUpdate(update_id="u-5", claim_id=moved, kind="status", code="BEARB", partner_reference="AZ-8",
+                          occurred_at="2026-11-01T10:00:00+00:00")
+    assert apply_updates(app, P, [newer, older]).counts == {"applied": 1, "stale": 1}
+    with read_tx(app.engine) as conn:
+        now = {cid: claim_store.current(conn, cid) for cid in (closed, moved)}
+        kept = {e["kind"]: e["data"] for cid in (closed, moved) for e in claim_store.history(conn, cid)
+                if e["kind"] in ("partner_status_illegal", "partner_status_stale")}
+    assert (now[closed]["state"], now[closed]["stage"], now[closed]["partner_file_number"]) == (
+        "closed_paid", "pre_court", "AZ-1")
+    assert (now[moved]["stage"], now[moved]["partner_file_number"]) == ("court_dunning", "MB-8")
+    assert (kept["partner_status_illegal"]["reported_stage"], kept["partner_status_illegal"]["reported_reference"]) == (
+        "court_dunning", "MB-77")
+    assert (kept["partner_status_stale"]["reported_stage"], kept["partner_status_stale"]["reported_reference"]) == (
+        "pre_court", "AZ-8")
+
+
 def test_a_partner_cannot_touch_claims_routed_elsewhere(app: App, delivered: list[int]) -> None:
     assert apply_updates(app, "other-agency", [up(1, delivered[0], code="BEZ")]).counts == {"unknown_claim": 1}
     assert state(app, delivered[0]) is State.HANDED_OVER

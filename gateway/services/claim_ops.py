@@ -5,6 +5,8 @@ Each is recorded at once as a claim event (a transition or an annotation) and, w
 already has the claim, as an outbox row in the same transaction; the delivery layer forwards it. A direct
 payment reported before the partner has the claim travels in the claim's batch instead, and one that leaves
 nothing open closes the claim as paid there and then (``paid_before_handover``): it is never handed over.
+A message to a claim queued for its partner is queued too and waits for the claim's receipt
+(``operations``); if the claim ends before the partner gets it, the request is settled as not forwarded.
 Outbox operations and payloads (agreed with the delivery layer):
 ``cancel {claim_id, reason}``, ``report_payment {claim_id, amount, currency, date}``,
 ``send_message {claim_id, message_id, text}``, ``request_monitoring {claim_id}``,
@@ -48,6 +50,8 @@ log = logging.getLogger(__name__)
 # States in which the partner has (or is being sent) the claim, so a request is forwarded to it.
 AT_PARTNER = frozenset({State.DELIVERING, State.HANDED_OVER, State.IN_PROGRESS, State.PAUSED, State.DISPUTED,
                         State.INSTALMENT_PLAN, State.FAILED})
+# A message also follows a claim queued for its partner: it waits in the outbox for the claim's receipt.
+MESSAGE_REACH = AT_PARTNER | {State.QUEUED}
 MAX_LABELS, MAX_LABEL_LEN, MAX_MESSAGE_LEN = 50, 64, 10_000
 
 
@@ -89,8 +93,8 @@ def _state(conn: Connection, claim_id: int) -> State:
 
 
 def _forward(app: App, conn: Connection, row: RowMapping, state: State, operation: str, event_id: int,
-             payload: dict[str, Any]) -> bool:
-    if not row["partner_id"] or state not in AT_PARTNER:
+             payload: dict[str, Any], reach: frozenset[State] = AT_PARTNER) -> bool:
+    if not row["partner_id"] or state not in reach:
         return False  # the partner never had the claim: the event is the whole record
     if not operations.accepts(app, row["partner_id"], operation):
         # Labels are the client's own flags, and a failed claim is (as far as we know) not at the partner:
@@ -214,7 +218,14 @@ def report_payment(app: App, client_id: str, claim_id: int, amount: Decimal, on:
 
 
 def send_message(app: App, client_id: str, claim_id: int, text: str) -> OpResult:
-    """A message to the partner about the claim; stored encrypted, forwarded."""
+    """A message to the partner about the claim; stored encrypted, forwarded.
+
+    A claim queued for its partner is about to be handed over: the message is queued like a request to a
+    claim the partner has, and waits in the outbox for the claim's receipt (``operations``), so the partner
+    hears it once it knows the claim (settled as not forwarded if the claim ends before that). A held claim
+    may never go (a staged run, a minor, the operator's hold): its message is the gateway's record only
+    (``forwarded`` false), unless an earlier delivery was given up and the partner may have it.
+    """
     text = text.strip()
     if not text:
         raise InvalidRequest("the message is empty", "text")
@@ -231,7 +242,10 @@ def send_message(app: App, client_id: str, claim_id: int, text: str) -> OpResult
         assert mid is not None  # outbound messages carry no partner id, so they never collide
         event_id = claim_store.annotate(conn, claim_id, Actor.CLIENT, "message_sent", {"message_id": mid},
                                         now=app.now())
-        forwarded = _forward(app, conn, row, state, "send_message", event_id, {"message_id": mid, "text": text})
+        forwarded = _forward(app, conn, row, _as_the_partner_may_have_it(conn, claim_id, state), "send_message",
+                             event_id, {"message_id": mid, "text": text}, reach=MESSAGE_REACH)
+    log.info("claim_ops.message_sent client=%s claim=%d state=%s forwarded=%s", client_id, claim_id, state.value,
+             forwarded)
     return OpResult(claim_id, state.value, event_id, forwarded, message_id=mid)
 
 

@@ -55,9 +55,11 @@ def _actions(app: App, view: ClaimView) -> set[str]:
     partner = view.claim.partner_id
     at_partner = state in claim_ops.AT_PARTNER and state is not State.FAILED
 
-    def offered(operation: str) -> bool:  # before the handover the gateway alone records it
-        return not at_partner or bool(partner and operations.accepts(app, partner, operation))
-    out = {op for op in ("report_payment", "send_message") if offered(op)}
+    def offered(operation: str, reach: bool = at_partner) -> bool:  # before the handover the gateway alone records it
+        return not reach or bool(partner and operations.accepts(app, partner, operation))
+    out = {"report_payment"} if offered("report_payment") else set()
+    if offered("send_message", at_partner or state is State.QUEUED):  # a queued claim's message follows it
+        out.add("send_message")
     if state in CANCELLABLE and offered("cancel"):
         out.add("cancel")
     # Only the partner can answer these: offered while it has the claim and declares them.

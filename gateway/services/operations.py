@@ -10,8 +10,11 @@ answer is the acknowledgement (``partner_ack``). A file partner (directory, sftp
 encrypted instruction document (``render_instruction``) named by the outbox key, handed over exactly
 once like a batch (``instruction_delivered``); the agency's receipt comes back later as a status update
 (``partner_ack`` with the instruction id). A request about a claim the partner has not received yet (its
-batch queued, on its way or failed) waits, without using up attempts, until the claim's receipt is recorded:
-sent earlier, it would reach a partner that does not know the claim. An operation that became unsupported
+batch queued, on its way or failed, or the claim held again by the operator) waits, without using up attempts,
+until the claim's receipt is recorded: sent earlier, it would reach a partner that does not know the claim. A
+request about a claim that ended before any batch took it (cancelled, closed as paid before the handover) is
+not sent: the partner never had the claim. Its row is settled as done without a call (the receipt says
+``not_forwarded``) and the claim's history says so (``request_not_forwarded``). An operation that became unsupported
 after it was queued (the config changed) fails its row as a dead letter (``partner_op_failed``): never a
 done row.
 """
@@ -27,7 +30,7 @@ from adapters import adapter_class
 from adapters.base import (CAPABILITY_TEXT, OPERATION_CAPABILITY, OPERATIONS, Batch, InstructionAdapter, Operation,
                            OperationResult, UpdatingAdapter)
 from gateway.bootstrap import App
-from gateway.domain.lifecycle import Actor, State
+from gateway.domain.lifecycle import TERMINAL, Actor, State
 from gateway.errors import DeliveryError, Unsupported
 from gateway.services.partner_updates import apply_updates
 from gateway.services.render_instruction import InstructionMeta, render_instruction
@@ -42,8 +45,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 # A claim in these states has not (as far as the gateway knows) reached its partner: its batch is queued or
-# on its way, or its delivery failed and waits for an operator's retry.
-NOT_YET_AT_PARTNER = frozenset({State.QUEUED, State.DELIVERING, State.FAILED})
+# on its way, or its delivery failed and waits for an operator's retry, or the operator held it again (it waits
+# for the client's release).
+NOT_YET_AT_PARTNER = frozenset({State.QUEUED, State.DELIVERING, State.FAILED, State.HELD})
+# Looked at less often: these wait for a person (the operator's retry, the client's release).
+_SLOW_WAIT = frozenset({State.FAILED, State.HELD})
+# States a claim reaches only through a delivery attempt: one of them in its history, and the partner may have it.
+_SENT = (State.DELIVERING.value, State.HANDED_OVER.value, State.IN_PROGRESS.value, State.PAUSED.value,
+         State.DISPUTED.value, State.INSTALMENT_PLAN.value)
 
 
 def capabilities(app: App, partner_id: str) -> frozenset[str]:
@@ -93,9 +102,12 @@ def run_operation(worker: Dispatcher, item: OutboxItem) -> None:
     claim_id = int(item.payload["claim_id"])
     with read_tx(app.engine) as conn:
         state = claim_store.current_states(conn, [claim_id]).get(claim_id)
-        ref = partner_reference(claim_store.history(conn, claim_id))
+        events = claim_store.history(conn, claim_id)
+    ref = partner_reference(events)
     if state in NOT_YET_AT_PARTNER:
         return _wait_for_claim(worker, item, claim_id, state)
+    if state in TERMINAL and not any(e["state"] in _SENT for e in events):
+        return _not_forwarded(worker, item, claim_id, state)
     adapter = worker._adapter(item.partner_id)
     if isinstance(adapter, InstructionAdapter):
         return _send_instruction(worker, item, adapter, claim_id, ref)
@@ -135,13 +147,30 @@ def _wait_for_claim(worker: Dispatcher, item: OutboxItem, claim_id: int, state: 
     # (or a status of the partner shows it has the claim). Waiting costs no attempt.
     cfg = worker.app.config.dispatcher
     quick = max(cfg.backoff_base_seconds, cfg.poll_seconds)
-    # a failed claim waits for an operator (or the partner's word that it has the claim): looked at less often
-    retry_in = max(quick, min(cfg.backoff_max_seconds, 60.0)) if state is State.FAILED else quick
+    # a failed claim waits for an operator (or the partner's word that it has the claim), a held one for the
+    # client's release: looked at less often
+    retry_in = max(quick, min(cfg.backoff_max_seconds, 60.0)) if state in _SLOW_WAIT else quick
     with write_tx(worker.app.engine) as conn:
         outbox_store.defer(conn, item, f"waiting: claim {claim_id} is {state.value}, not yet received by the partner",
                            retry_in=retry_in, now=worker.app.now())
     log.info("dispatch.operation_waits outbox=%d partner=%s op=%s claim=%d state=%s", item.id, item.partner_id,
              item.operation, claim_id, state.value)
+
+
+def _not_forwarded(worker: Dispatcher, item: OutboxItem, claim_id: int, state: State) -> None:
+    # The claim ended (cancelled, closed as paid, ...) before any batch took it, and will not move again. Sent,
+    # the request would reach a partner that never had the claim: an "unknown claim" dead letter, or a message
+    # (with whatever the client wrote about the debtor) filed by an agency that was never given the case.
+    app = worker.app
+    why = f"claim {claim_id} is {state.value} and never reached the partner: not forwarded"
+    with write_tx(app.engine) as conn:
+        if not outbox_store.complete(conn, item, {"operation": item.operation, "not_forwarded": why}, now=app.now()):
+            log.warning("dispatch.lease_lost outbox=%d: another worker has it", item.id)
+            return
+        claim_store.annotate(conn, claim_id, Actor.SYSTEM, "request_not_forwarded",
+                             {"operation": item.operation, "outbox": item.id, "state": state.value}, now=app.now())
+    log.info("dispatch.operation_not_forwarded outbox=%d partner=%s op=%s claim=%d state=%s", item.id,
+             item.partner_id, item.operation, claim_id, state.value)
 
 
 def _send_instruction(worker: Dispatcher, item: OutboxItem, adapter: InstructionAdapter, claim_id: int,

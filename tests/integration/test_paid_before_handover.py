@@ -21,7 +21,7 @@ import pytest
 
 from adapters.base import Batch
 from gateway.bootstrap import App
-from gateway.domain.lifecycle import State
+from gateway.domain.lifecycle import Actor, State
 from gateway.domain.model import from_minor
 from gateway.errors import IllegalTransition
 from gateway.services import claim_ops
@@ -29,7 +29,7 @@ from gateway.services.dispatch import Dispatcher, retry_dead
 from gateway.services.ingest import ingest_file
 from gateway.store import claims as claim_store
 from gateway.store import outbox as outbox_store
-from gateway.store.db import read_tx
+from gateway.store.db import read_tx, write_tx
 from tests.conftest import ROOT
 from tests.contract.harness import PARTNER, Harness, deliver_unanswered, gateway_for, make_keys_template, running
 
@@ -252,3 +252,29 @@ def _reported(app: App, cid: int) -> Decimal:
     [payment] = [e for e in _history(app, cid) if e["kind"] == "payment_reported"]
     return Decimal(payment["data"]["amount"])
 
+
+@pytest.mark.parametrize("sim", ["http"], indirect=True)
+def test_a_claim_held_again_after_a_lost_answer_is_not_closed_by_a_payment(sim: Harness, gw: App) -> None:
+    """Queued again after a delivery was given up, then held by the operator: the partner may still have the
+    claim from the batch whose answer never came, so a payment in full is a request (it waits while the claim
+    is held), not a closing the partner would never hear of."""
+    ingest_file(gw, DEMO, "demo")
+    worker = deliver_unanswered(gw)
+    worker.close()
+    [row] = _outbox(gw)
+    cid = _by_state(gw)[State.FAILED][0]
+    retry_dead(gw, row["id"])
+    with write_tx(gw.engine) as conn:
+        claim_store.transition(conn, [cid], State.HELD, Actor.OPERATOR, kind="held_by_operator", now=gw.now())
+    answer = claim_ops.report_payment(gw, "demo", cid, _open(gw, cid), PAID_ON)
+    assert (answer.state, answer.forwarded) == ("held", True)
+    assert _current(gw, cid)["state"] == "held"
+    [request] = [r for r in _outbox(gw) if r["operation"] == "report_payment"]
+    worker = Dispatcher(gw, owner="w2")
+    sent = Sent(worker)
+    gw.now.advance(60)  # type: ignore[attr-defined]
+    worker.drain()
+    worker.close()
+    assert not [r for r in sent.requests if r[1] == cid]  # held: it waits for the claim to move on
+    [request] = [r for r in _outbox(gw) if r["id"] == request["id"]]
+    assert request["status"] == "pending" and f"claim {cid} is held" in str(request["last_error"])

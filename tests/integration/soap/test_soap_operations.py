@@ -194,6 +194,22 @@ def test_cancel_before_handover_is_immediate_and_final(endpoint: Endpoint) -> No
         assert exc.value.code.endswith("Client.IllegalTransition")
 
 
+def test_before_handover_a_payment_in_full_closes_the_claim_and_a_message_is_forwarded(endpoint: Endpoint) -> None:
+    c = endpoint.client()
+    paid, asked = (_items(submit(c, claim(ref)).results, "ClaimResult")[0].claim_id for ref in ("R-1", "R-2"))
+    first = c.service.ReportDirectPayment(paid, Decimal("100.00"), date.today())
+    assert (first.state, first.forwarded) == ("queued", False)
+    rest = c.service.ReportDirectPayment(paid, Decimal("20.50"), date.today())  # the two add up to 120.50
+    assert (rest.state, rest.forwarded) == ("closed_paid", False)
+    history = c.service.GetClaimHistory(paid)
+    assert [(e.kind, e.state, e.actor) for e in history[-2:]] == [("payment_reported", "queued", "client"),
+                                                                 ("paid_before_handover", "closed_paid", "client")]
+    assert history[-2].event_id == rest.event_id
+    sent = c.service.SendMessage(asked, "Schuldner hat angerufen.")
+    assert (sent.state, sent.forwarded) == ("queued", True)  # it waits for the claim's receipt, then goes
+    assert _outbox(endpoint, "report_payment") == [] and len(_outbox(endpoint, "send_message")) == 1
+
+
 def test_payment_validation_and_unknown_claim_faults(endpoint: Endpoint) -> None:
     c = endpoint.client()
     cid = _items(submit(c, claim("R-1")).results, "ClaimResult")[0].claim_id

@@ -1,8 +1,8 @@
 """Scheduled pull of partner updates (``gateway partners sync``; ``serve`` runs it per partner schedule).
 
-One page at a time: the updates and the new cursor commit in one transaction, then the partner is told
-(``commit_updates``, for partners with a transaction to commit). A crash in between re-reads the page,
-and the per-update dedupe in ``partner_updates`` makes that harmless.
+One page at a time: its updates commit in transactions of ``APPLY_CHUNK``, the new cursor with the last, then
+the partner is told (``commit_updates``, for partners with a transaction to commit). A crash in between
+re-reads the page, and the per-update dedupe in ``partner_updates`` makes that harmless.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from gateway.store.db import read_tx, write_tx
 
 log = logging.getLogger(__name__)
 MAX_PAGES = 1000  # a partner that never stops paging is cut off; the next run continues
+APPLY_CHUNK = 500  # updates per transaction: the write lock is held for a short while only
 
 
 def sync_partner(app: App, partner_id: str) -> ApplyResult:
@@ -42,13 +43,21 @@ def sync_partner(app: App, partner_id: str) -> ApplyResult:
             with read_tx(app.engine) as conn:
                 cursor = get_cursor(conn, partner_id)
             page = adapter.fetch_updates(cursor)
-            with write_tx(app.engine) as conn:
-                fence(app, conn)  # a node that lost the partner's lease must not apply this page too
-                result = apply_updates(app, partner_id, page.updates, conn=conn)
-                save_cursor(conn, partner_id, page.cursor, len(page.updates), now=app.now())
+            # A page is applied in transactions of at most APPLY_CHUNK updates, the cursor moving with the last:
+            # one transaction for a page of 15,000 updates held SQLite's write lock for half a minute, and
+            # intake and delivery failed with "database is locked" meanwhile. A crash or a stop between two
+            # chunks re-reads the page, and the per-update dedupe skips what was applied.
+            chunks = [page.updates[i:i + APPLY_CHUNK] for i in range(0, len(page.updates), APPLY_CHUNK)] or [[]]
+            for i, chunk in enumerate(chunks):
+                with write_tx(app.engine) as conn:
+                    fence(app, conn)  # a node that lost the partner's lease must not apply this page too
+                    result = apply_updates(app, partner_id, chunk, conn=conn)
+                    if i == len(chunks) - 1:
+                        save_cursor(conn, partner_id, page.cursor, len(page.updates), now=app.now())
+                for outcome, n in result.counts.items():
+                    total.counts[outcome] = total.counts.get(outcome, 0) + n
+                liveness.beat()
             adapter.commit_updates(page)
-            for outcome, n in result.counts.items():
-                total.counts[outcome] = total.counts.get(outcome, 0) + n
             if not page.updates or page.cursor == cursor:
                 break
     except DeliveryError as exc:

@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
@@ -54,7 +55,7 @@ from gateway.store import delivery_rows
 from gateway.store import documents as documents_store
 from gateway.store import outbox as outbox_store
 from gateway.store.db import read_tx, write_tx
-from gateway.faults import describe
+from gateway.faults import describe, is_transient
 from gateway.store.outbox import OutboxItem
 
 log = logging.getLogger(__name__)
@@ -292,9 +293,12 @@ class Dispatcher:
         cfg = self.app.config.dispatcher
         partner = self.app.config.partners.get(item.partner_id)
         max_attempts = (partner.max_attempts if partner and partner.max_attempts else None) or cfg.max_attempts
-        retryable = self._is_retryable(item.partner_id, exc)
-        dead = not retryable or item.attempts >= max_attempts
-        error = f"{type(exc).__name__}: {exc}"
+        # The gateway's own database trouble (a write lock held too long, a connection lost) says nothing about
+        # the partner: the row is tried again, never dead-lettered for it, and its claims are not failed.
+        ours = isinstance(exc, DBAPIError) and is_transient(exc)
+        retryable = ours or self._is_retryable(item.partner_id, exc)
+        dead = not retryable or (item.attempts >= max_attempts and not ours)
+        error = describe(exc) if ours else f"{type(exc).__name__}: {exc}"
         base = (partner.retry.backoff_base_seconds if partner else None) or cfg.backoff_base_seconds
         cap = (partner.retry.backoff_max_seconds if partner else None) or cfg.backoff_max_seconds
         retry_in = None if dead else outbox_store.backoff(item.attempts, base, cap)

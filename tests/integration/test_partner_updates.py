@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
+import yaml
 
 from adapters.base import PartnerUpdate
 from adapters.rest import sign_body, verify_signature
 from gateway.bootstrap import App
 from gateway.domain.lifecycle import State
+from gateway.entrypoints.cli import main
 from gateway.errors import ConfigError
 from gateway.services.dispatch import Dispatcher
 from gateway.services.ingest import ingest_file
@@ -91,6 +96,30 @@ def test_a_refused_or_outdated_status_moves_neither_stage_nor_file_number(app: A
         "court_dunning", "MB-77")
     assert (kept["partner_status_stale"]["reported_stage"], kept["partner_status_stale"]["reported_reference"]) == (
         "pre_court", "AZ-8")
+
+
+def test_partners_sync_shows_every_outcome(app: App, delivered: list[int], config_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """`gateway partners sync` prints a column for each outcome a page can have: an update set aside as stale
+    (or with an amount it cannot book) must not vanish from the operator's table."""
+    cid = delivered[0]
+    cfg = yaml.safe_load(config_path.read_text())
+    cfg["partners"][P]["status_map"] = dict(app.config.partners[P].status_map)  # the codes `delivered` added
+    config_path.write_text(yaml.safe_dump(cfg))
+    status = app.config.path(str(app.config.partners[P].options["path"])) / "status"
+    status.mkdir(parents=True, exist_ok=True)
+    updates = [{"update_id": "s-1", "claim_id": cid, "kind": "status", "code": "MB",
+                "occurred_at": "2026-11-02T10:00:00+00:00"},
+               {"update_id": "s-2", "claim_id": cid, "kind": "status", "code": "BEARB",
+                "occurred_at": "2026-11-01T10:00:00+00:00"},
+               {"update_id": "s-3", "claim_id": cid, "kind": "payment", "amount": "-5", "currency": "EUR"}]
+    (status / "status-0000000001-0000000003.json").write_text(json.dumps(updates))
+    assert main(["--config", str(config_path), "partners", "sync"]) == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    [row] = [r for r in rows if r.startswith(P + " ")]
+    starts = [header.index(name) for name in header.split()]  # cells are aligned under their column names
+    table = {header[a:b].strip(): row[a:b].strip() for a, b in zip(starts, [*starts[1:], None])}
+    assert (table["APPLIED"], table["STALE"], table["INVALID_AMOUNT"]) == ("1", "1", "1")
 
 
 def test_a_partner_cannot_touch_claims_routed_elsewhere(app: App, delivered: list[int]) -> None:

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import os
+import struct
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -103,3 +107,77 @@ def test_a_rewrite_cut_to_its_length_is_ingested_as_written_never_with_the_old_t
     assert _outcomes(ack) == ["accepted"]  # one row: the new content alone
     assert "NEW-000000" in ack.read_text(encoding="utf-8")
     assert not (server.app.config.inbox_dir / "demo" / "upload" / "grow.csv").exists()
+
+
+def _rss_mb() -> int:
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) // 1024 for line in fh if line.startswith("VmRSS"))
+
+
+def test_pipelined_huge_reads_from_a_client_that_does_not_take_the_answers_stay_bounded(
+        server: ServerThread, keys: dict[str, ClientKey]) -> None:
+    upload = server.app.config.inbox_dir / "demo" / "upload"
+    upload.mkdir(parents=True, exist_ok=True)
+    (upload / ".big.part").write_bytes(os.urandom(16 * 1024 * 1024))  # ignored by the watcher: a temp name
+    # OpenSSH's ssh as the transport, the SFTP packets written by hand: 30 reads asking 4 GB each at once,
+    # and nothing read back (the pipe fills, ssh stops reading the socket, the answers pile up at the server).
+    proc = subprocess.Popen(
+        ["ssh", "-i", str(keys["demo"].private), "-p", str(server.port), "-o", "StrictHostKeyChecking=no",
+         "-o", "UserKnownHostsFile=/dev/null", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+         "-o", "LogLevel=ERROR", "-s", "demo@127.0.0.1", "sftp"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+
+    def send(kind: int, payload: bytes) -> None:
+        assert proc.stdin is not None
+        proc.stdin.write(struct.pack(">IB", len(payload) + 1, kind) + payload)
+        proc.stdin.flush()
+
+    def answer() -> tuple[int, bytes]:
+        assert proc.stdout is not None
+        (length,) = struct.unpack(">I", proc.stdout.read(4))
+        data = proc.stdout.read(length)
+        return data[0], data[1:]
+
+    def string(b: bytes) -> bytes:
+        return struct.pack(">I", len(b)) + b
+
+    try:
+        send(1, struct.pack(">I", 3))  # SSH_FXP_INIT
+        assert answer()[0] == 2
+        send(3, struct.pack(">I", 1) + string(b"/upload/.big.part") + struct.pack(">II", 1, 0))  # OPEN, READ
+        kind, data = answer()
+        assert kind == 102, data  # SSH_FXP_HANDLE
+        handle = data[8:8 + struct.unpack(">I", data[4:8])[0]]
+        send(5, struct.pack(">I", 2) + string(handle) + struct.pack(">QI", 0, 4_000_000_000))
+        kind, data = answer()
+        assert kind == 103 and len(data) - 8 <= 256 * 1024  # SSH_FXP_DATA: a short read, never 16 MB at once
+        before = _rss_mb()
+        for i in range(30):
+            send(5, struct.pack(">I", 10 + i) + string(handle) + struct.pack(">QI", 0, 4_000_000_000))
+        peak, deadline = before, time.monotonic() + 4
+        while time.monotonic() < deadline:  # a measuring window: the answers pile up within it, or not
+            peak = max(peak, _rss_mb())
+            time.sleep(0.1)
+        assert peak - before < 64, f"{peak - before} MB more while the client took no answers"
+    finally:
+        proc.kill()
+        proc.wait(10)
+        proc.stdin.close()
+        proc.stdout.close()
+
+
+def test_asyncssh_clients_can_download_whole_files(server: ServerThread, keys: dict[str, ClientKey],
+                                                   tmp_path: Path) -> None:
+    # asyncssh's get asks for the file's data ranges first, then reads blocks larger than one answer holds.
+    payload = os.urandom(3 * 1024 * 1024 + 17)
+
+    async def run() -> bytes:
+        async with server.connect(keys["demo"].private, "demo") as conn, conn.start_sftp_client() as sftp:
+            async with sftp.open("/upload/.big.part", "wb") as fh:
+                await fh.write(payload)
+            await sftp.get("/upload/.big.part", str(tmp_path / "back.bin"))
+            async with sftp.open("/upload/.big.part", "rb") as fh:
+                assert await fh.read() == payload  # one read of "everything", answered in short reads
+        return (tmp_path / "back.bin").read_bytes()
+
+    assert asyncio.run(run()) == payload

@@ -38,6 +38,12 @@ WRITE_FLAGS = asyncssh.FXF_WRITE | asyncssh.FXF_CREAT | asyncssh.FXF_TRUNC | asy
 # ack's temp file (".<name>.ack.csv.<host>-<pid>-<token>.tmp", up to 95 more with a 64-byte host name) and a
 # set-aside copy; a 250-byte name made every ingest fail on its ack, forever, and the client never heard.
 MAX_NAME = 160
+# A read request names its length (up to 4 GiB) and asyncssh passes it on: 20 pipelined reads of a 50 MB file
+# from a client that did not take the answers held 1.1 GB. A read gets at most MAX_READ bytes (a short read is
+# normal in SFTP: clients ask for the rest; they ask 32-256 KiB anyway), and waits while more than MAX_UNSENT
+# bytes of answers wait for the client.
+MAX_READ = 256 * 1024
+MAX_UNSENT = 1024 * 1024
 
 
 @dataclass
@@ -63,6 +69,10 @@ class _Handle:
         self.append = append  # O_APPEND: the kernel writes at the end of the file whatever offset is asked
         self.refused: tuple[str, str] | None = None  # (code, message) once a write was refused
         self.settled = False  # the refused upload's file is gone, its ack written and its record forgotten
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        """asyncssh answers a client's ranges request (its ``get`` asks first) by seeking to data and holes."""
+        return os.lseek(self.fd, offset, whence)
 
 
 def _closed_by_client(caller: FrameType) -> bool:
@@ -93,6 +103,7 @@ class JailedSFTPServer(asyncssh.SFTPServer):
         self.ctx = ctx
         self.client = str(chan.get_extra_info("username"))
         self.root = ctx.inbox / self.client
+        self._reading = asyncio.Lock()
         for folder in FOLDERS:
             (self.root / folder).mkdir(parents=True, exist_ok=True)
 
@@ -265,8 +276,15 @@ class JailedSFTPServer(asyncssh.SFTPServer):
         assert isinstance(file_obj, _Handle)
         return file_obj
 
-    def read(self, file_obj: object, offset: int, size: int) -> bytes:
-        return os.pread(self._handle(file_obj).fd, size, offset)
+    async def read(self, file_obj: object, offset: int, size: int) -> bytes:
+        h = self._handle(file_obj)
+        # One read at a time per session: the answer is queued before the next read looks at the queue.
+        async with self._reading:
+            while self.channel.get_write_buffer_size() > MAX_UNSENT:
+                if self.channel.is_closing():
+                    raise asyncssh.SFTPConnectionLost("connection closed")
+                await asyncio.sleep(0.02)
+            return os.pread(h.fd, min(size, MAX_READ), offset)
 
     def write(self, file_obj: object, offset: int, data: bytes) -> int | Awaitable[int]:
         h = self._handle(file_obj)

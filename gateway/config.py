@@ -216,6 +216,10 @@ class SftpServerConfig(Base):
     max_auth_failures: int = 5  # failed logins per peer address and per login name within the window
     auth_failure_window_seconds: float = 300.0
     login_timeout_seconds: float = 60.0
+    # Connections are file descriptors: these bound what strangers and one client can hold open at once.
+    max_unauthenticated_per_address: int = 10  # connections from one address not logged in yet
+    max_unauthenticated: int = 100  # connections not logged in yet, from all addresses
+    max_connections_per_client: int = 20  # logged-in connections of one client
     ingest_workers: int = 4  # files ingested at once (one at a time per client)
     status_interval_seconds: float = 86400.0  # a status file per client at most this often
 

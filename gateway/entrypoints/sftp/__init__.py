@@ -16,7 +16,8 @@ from pathlib import Path
 import asyncssh
 
 from gateway.bootstrap import App
-from gateway.entrypoints.sftp.auth import CredentialTable, FailureLimiter, GatewaySSHServer, load_credentials
+from gateway.entrypoints.sftp.auth import (ConnectionGate, CredentialTable, FailureLimiter, GatewaySSHServer,
+                                          load_credentials)
 from gateway.entrypoints.sftp.jail import JailContext, JailedSFTPServer
 from gateway.entrypoints.intake_tasks import FileAttempts
 from gateway.entrypoints.supervisor import Supervisor
@@ -67,6 +68,8 @@ class SftpInbox:
             raise KeyStoreError(f"{path}: cannot read the SSH host key ({exc}); run `gateway keys init`") from None
         credentials = self.credentials = CredentialTable(load_credentials(cfg))  # reloaded by the config watcher
         limiter = FailureLimiter(server.max_auth_failures, server.auth_failure_window_seconds)
+        gate = ConnectionGate(server.max_unauthenticated_per_address, server.max_unauthenticated,
+                              server.max_connections_per_client)
 
         def per_client(attr: str, default: int, client_id: str) -> int:
             value = getattr(cfg.clients[client_id].sftp, attr)
@@ -77,7 +80,7 @@ class SftpInbox:
                           quota_bytes=functools.partial(per_client, "quota_bytes", server.quota_bytes))
         self.acceptor = await asyncssh.listen(
             server.host, server.port, server_host_keys=[host_key],
-            server_factory=functools.partial(GatewaySSHServer, credentials, limiter),
+            server_factory=functools.partial(GatewaySSHServer, credentials, limiter, gate),
             sftp_factory=functools.partial(JailedSFTPServer, ctx=ctx), allow_scp=server.allow_scp,
             login_timeout=server.login_timeout_seconds, agent_forwarding=False, x11_forwarding=False,
             allow_pty=False)

@@ -124,19 +124,91 @@ class FailureLimiter:
         self._recent(peer).append(time.monotonic())
 
 
+class ConnectionGate:
+    """Open connections not logged in yet, per peer address and in all, and logged-in ones per client.
+
+    Every connection is a file descriptor until its login times out: 1,100 silent TCP connections from one
+    address used up a 1024-descriptor limit, and the inbox watcher, the database and the SOAP listener
+    failed with it until ``serve`` gave up. Connections over a bound are closed as they arrive.
+    """
+
+    def __init__(self, per_address: int, total: int, per_client: int) -> None:
+        self.per_address, self.total, self.per_client = per_address, total, per_client
+        self._waiting: dict[str, int] = {}  # peer address -> connections not logged in yet
+        self._clients: dict[str, int] = {}  # client id -> logged-in connections
+        self._refusals: dict[str, int] = {}  # peer address -> connections refused (a flood logs a few lines)
+
+    def refused(self, peer: str) -> int:
+        """Count a refusal of ``peer``'s; returns the count (the caller logs the 1st, 10th, 100th, ...)."""
+        if peer not in self._refusals and len(self._refusals) >= FailureLimiter.MAX_KEYS:
+            self._refusals.pop(next(iter(self._refusals)))
+        self._refusals[peer] = self._refusals.get(peer, 0) + 1
+        return self._refusals[peer]
+
+    def admit(self, peer: str) -> str | None:
+        """Count a new connection from ``peer``; the reason to close it instead, or None."""
+        if self._waiting.get(peer, 0) >= self.per_address:
+            return "too_many_from_address"
+        if sum(self._waiting.values()) >= self.total:
+            return "too_many_waiting"
+        self._waiting[peer] = self._waiting.get(peer, 0) + 1
+        return None
+
+    def _release(self, peer: str) -> None:
+        left = self._waiting.get(peer, 0) - 1
+        if left > 0:
+            self._waiting[peer] = left
+        else:
+            self._waiting.pop(peer, None)
+
+    def logged_in(self, peer: str, client_id: str) -> bool:
+        """The connection moves from waiting to ``client_id``'s; False (not counted) when it has too many."""
+        self._release(peer)
+        if self._clients.get(client_id, 0) >= self.per_client:
+            return False
+        self._clients[client_id] = self._clients.get(client_id, 0) + 1
+        return True
+
+    def closed(self, peer: str, client_id: str | None) -> None:
+        """A counted connection ended: waiting (``client_id`` None) or logged in."""
+        if client_id is None:
+            self._release(peer)
+            return
+        left = self._clients.get(client_id, 0) - 1
+        if left > 0:
+            self._clients[client_id] = left
+        else:
+            self._clients.pop(client_id, None)
+
+
 class GatewaySSHServer(asyncssh.SSHServer):
     """One SSH connection: authentication only; the SFTP session is ``JailedSFTPServer``."""
 
-    def __init__(self, credentials: Mapping[str, Credentials], limiter: FailureLimiter) -> None:
-        self.credentials, self.limiter = credentials, limiter
+    def __init__(self, credentials: Mapping[str, Credentials], limiter: FailureLimiter,
+                 gate: ConnectionGate | None = None) -> None:
+        self.credentials, self.limiter, self.gate = credentials, limiter, gate
         self.peer, self.username, self.authenticated, self.tried = "?", "", False, False
         self.counted = False  # a refused password was counted already: the close does not count again
+        self.held: str | None = None  # what the gate counts this connection as: "waiting", "client" or nothing
+        self.conn: asyncssh.SSHServerConnection | None = None
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         peer = conn.get_extra_info("peername")
-        self.peer = str(peer[0]) if peer else "?"
+        self.peer, self.conn = (str(peer[0]) if peer else "?"), conn
+        refused = self.gate.admit(self.peer) if self.gate is not None else None
+        if refused is not None:
+            assert self.gate is not None
+            count = self.gate.refused(self.peer)
+            if str(count).rstrip("0") == "1":  # 1, 10, 100, ...: a flood is a few lines, not one per attempt
+                log.warning("sftp.connection_refused peer=%s reason=%s refused=%d", self.peer, refused, count)
+            conn.abort()
+            return
+        self.held = "waiting" if self.gate is not None else None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.gate is not None and self.held is not None:
+            self.gate.closed(self.peer, self.username if self.held == "client" else None)
+            self.held = None
         if self.authenticated:
             metrics.SFTP_ACTIVE.dec()
         if self.tried and not self.authenticated:
@@ -152,6 +224,15 @@ class GatewaySSHServer(asyncssh.SSHServer):
         return True  # always ask for credentials, also for unknown names (no user enumeration)
 
     def auth_completed(self) -> None:
+        if self.gate is not None and self.held == "waiting":
+            if not self.gate.logged_in(self.peer, self.username):
+                self.held = None
+                log.warning("sftp.connection_refused client=%s peer=%s reason=too_many_for_client",
+                            self.username, self.peer)
+                if self.conn is not None:
+                    self.conn.abort()
+                return
+            self.held = "client"
         self.authenticated = True
         metrics.SFTP_SESSIONS.labels(self.username).inc()  # a client id: only configured logins get here
         metrics.SFTP_ACTIVE.inc()

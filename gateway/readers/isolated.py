@@ -114,7 +114,11 @@ class IsolatedReader:
         while len(self._buf) < n:
             budget = self._limits.reader_timeout_seconds - self._waited
             started = time.monotonic()
-            ready = select.select([self._fd], [], [], max(budget, 0.0))[0]
+            # poll, not select: select refuses descriptors from 1024 on, which a serve with many connections
+            # (and a raised descriptor limit) hands out, and every spreadsheet and XML file failed then.
+            poller = select.poll()
+            poller.register(self._fd, select.POLLIN)
+            ready = poller.poll(max(budget, 0.0) * 1000)
             self._waited += time.monotonic() - started
             if not ready:
                 self.close()

@@ -4,10 +4,16 @@ process: the file's own name and the place, never the descriptor the gateway rea
 from __future__ import annotations
 
 import logging
+import os
 import re
+import resource
 from pathlib import Path
 
 import pytest
+
+from gateway.config import LimitsConfig
+from gateway.mapping.spec import FormatSpec
+from gateway.readers.isolated import IsolatedReader
 
 from gateway.bootstrap import App
 from gateway.services.inbox import process_inbox_file
@@ -64,3 +70,26 @@ def test_a_file_without_its_header_row_is_described_never_quoted(app: App, caplo
     assert "the header row has 21 cells, 7 of them numbers, amounts or dates, as in a data row" in ack, ack
     for where in (ack, result.error or "", caplog.text):
         assert PLANTED not in where and PLANTED_IBAN not in where and "Zorbina" not in where
+
+
+def test_an_isolated_reader_works_when_its_pipe_is_descriptor_1024_or_more(tmp_path: Path) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"the descriptor limit ({hard}) leaves no room above 1024")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200) if hard == resource.RLIM_INFINITY
+                                                else min(max(soft, 1200), hard), hard))
+    path = tmp_path / "orders.xml"
+    path.write_bytes(b'<?xml version="1.0"?><orders><order id="1"><name>A</name></order></orders>')
+    held = []
+    try:
+        anchor = os.open(path, os.O_RDONLY)
+        held.append(anchor)
+        while held[-1] < 1030:  # what a serve with many connections has open: the child's pipe comes after
+            held.append(os.dup(anchor))
+        spec = FormatSpec(type="xml", record_path="/orders/order", columns={"id": "@id", "name": "name"})
+        with IsolatedReader("gateway.readers.xml_reader:XmlReader", path, spec, LimitsConfig()) as reader:
+            assert [r.values for r in reader] == [["1", "A"]]
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -9,7 +9,7 @@ A message to a claim queued for its partner is queued too and waits for the clai
 (``operations``); if the claim ends before the partner gets it, the request is settled as not forwarded.
 Outbox operations and payloads (agreed with the delivery layer):
 ``cancel {claim_id, reason}``, ``report_payment {claim_id, amount, currency, date}``,
-``send_message {claim_id, message_id, text}``, ``request_monitoring {claim_id}``,
+``send_message {claim_id, message_id}`` (the text is read from ``messages`` when sent), ``request_monitoring {claim_id}``,
 ``refresh {claim_id}``, ``set_labels {claim_id, labels}``, and ``deliver_batch {run, claim_ids}``.
 A client only ever sees its own claims: another client's claim id is "no claim", like an unknown one.
 An operation the claim's partner does not accept (``operations.require``) is refused with ``Unsupported``
@@ -243,7 +243,7 @@ def send_message(app: App, client_id: str, claim_id: int, text: str) -> OpResult
         event_id = claim_store.annotate(conn, claim_id, Actor.CLIENT, "message_sent", {"message_id": mid},
                                         now=app.now())
         forwarded = _forward(app, conn, row, _as_the_partner_may_have_it(conn, claim_id, state), "send_message",
-                             event_id, {"message_id": mid, "text": text}, reach=MESSAGE_REACH)
+                             event_id, {"message_id": mid}, reach=MESSAGE_REACH)  # the text stays encrypted
     log.info("claim_ops.message_sent client=%s claim=%d state=%s forwarded=%s", client_id, claim_id, state.value,
              forwarded)
     return OpResult(claim_id, state.value, event_id, forwarded, message_id=mid)

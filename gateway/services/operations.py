@@ -35,6 +35,7 @@ from gateway.errors import DeliveryError, Unsupported
 from gateway.services.partner_updates import apply_updates
 from gateway.services.render_instruction import InstructionMeta, render_instruction
 from gateway.store import claims as claim_store
+from gateway.store import messages as message_store
 from gateway.store import outbox as outbox_store
 from gateway.store.db import read_tx, write_tx
 from gateway.store.outbox import OutboxItem
@@ -108,13 +109,14 @@ def run_operation(worker: Dispatcher, item: OutboxItem) -> None:
         return _wait_for_claim(worker, item, claim_id, state)
     if state in TERMINAL and not any(e["state"] in _SENT for e in events):
         return _not_forwarded(worker, item, claim_id, state)
+    with read_tx(app.engine) as conn:
+        data = _data_for_partner(app, conn, item, claim_id)
     adapter = worker._adapter(item.partner_id)
     if isinstance(adapter, InstructionAdapter):
-        return _send_instruction(worker, item, adapter, claim_id, ref)
+        return _send_instruction(worker, item, adapter, claim_id, ref, data)
     if not isinstance(adapter, UpdatingAdapter):
         raise DeliveryError(f"partner {item.partner_id} declares {item.operation} but its adapter has no "
                             f"operate", retryable=False)
-    data = {k: v for k, v in item.payload.items() if k != "claim_id"}
     op = Operation(operation=item.operation, key=f"{claim_id}:{item.partner_id}:{item.operation}:{item.id}",
                    claim_id=claim_id, partner_reference=ref, data=data)
     result: OperationResult = worker.call(item.partner_id, adapter.operate, op)
@@ -127,6 +129,19 @@ def run_operation(worker: Dispatcher, item: OutboxItem) -> None:
             apply_updates(app, item.partner_id, result.updates, conn=conn)
     log.info("dispatch.operation outbox=%d partner=%s op=%s claim=%d", item.id, item.partner_id, item.operation,
              claim_id)
+
+
+def _data_for_partner(app: App, conn: Connection, item: OutboxItem, claim_id: int) -> dict[str, Any]:
+    """The operation's data as the partner gets it. A message's text is kept encrypted in ``messages`` only and
+    read here, when it is sent (rows written before carry it in the payload and are sent as they are)."""
+    data = {k: v for k, v in item.payload.items() if k != "claim_id"}
+    if item.operation == "send_message" and "text" not in data:
+        text = message_store.text_of(conn, app.cipher, int(data["message_id"]), claim_id)
+        if text is None:
+            raise DeliveryError(f"message {data['message_id']} of claim {claim_id} is no longer stored",
+                                retryable=False)
+        data["text"] = text
+    return data
 
 
 def _settle(conn: Connection, item: OutboxItem, receipt: dict[str, Any], app: App) -> bool:
@@ -174,7 +189,7 @@ def _not_forwarded(worker: Dispatcher, item: OutboxItem, claim_id: int, state: S
 
 
 def _send_instruction(worker: Dispatcher, item: OutboxItem, adapter: InstructionAdapter, claim_id: int,
-                      ref: str | None) -> None:
+                      ref: str | None, data: dict[str, Any]) -> None:
     app = worker.app
     iid = instruction_id(item)
     with read_tx(app.engine) as conn:
@@ -183,7 +198,7 @@ def _send_instruction(worker: Dispatcher, item: OutboxItem, adapter: Instruction
     meta = InstructionMeta(instruction_id=iid, operation=item.operation, created_at=app.now(),
                            sender=app.config.gateway_id, client_id=item.client_id, partner_id=item.partner_id,
                            claim_id=claim_id, creditor_reference=creditor_reference, file_number=ref)
-    xml = render_instruction(meta, {k: v for k, v in item.payload.items() if k != "claim_id"})
+    xml = render_instruction(meta, data)
     document = Batch(batch_id=iid, partner_id=item.partner_id, filename=f"{iid}.xml.p7m",
                      payload=worker.seal(item.partner_id, xml), claim_ids=[claim_id])
     receipt = worker.call(item.partner_id, adapter.deliver_instruction, document)

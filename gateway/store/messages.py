@@ -35,3 +35,10 @@ def for_claim(conn: Connection, cipher: FieldCipher, claim_id: int, *, after_id:
     rows = conn.execute(select(messages).where(messages.c.claim_id == claim_id, messages.c.id > after_id)
                         .order_by(messages.c.id)).mappings()
     return [{**r, "text": cipher.decrypt(r["text"], _aad(r["claim_id"], r["direction"])).decode()} for r in rows]
+
+
+def text_of(conn: Connection, cipher: FieldCipher, message_id: int, claim_id: int) -> str | None:
+    """One outbound message's text, decrypted; None if there is no such message of that claim (erased)."""
+    blob = conn.execute(select(messages.c.text).where(messages.c.id == message_id, messages.c.claim_id == claim_id,
+                                                      messages.c.direction == "to_partner")).scalar_one_or_none()
+    return None if blob is None else cipher.decrypt(blob, _aad(claim_id, "to_partner")).decode()

@@ -102,6 +102,7 @@ def test_a_message_to_a_queued_claim_reaches_the_partner_after_the_handover(sim:
     assert (answer.state, answer.forwarded) == ("queued", True)
     [row] = _requests(gw)
     assert (row["operation"], row["status"]) == ("send_message", "pending")
+    assert TEXT not in str(row)  # the outbox row names the message; its text stays encrypted in messages
 
     # The batch held back a while (deferred, no attempt counted): the dispatcher meets the request first, while
     # the claim is still queued, and it must wait rather than reach a partner that does not know the claim.

@@ -137,6 +137,8 @@ async def _act(request: Request, what: str, call: object, *args: object, **kwarg
         if what == "payment" and isinstance(result, claim_ops.OpResult) and not result.forwarded \
                 and result.state in (State.HELD.value, State.QUEUED.value):
             note = "payment_with_handover"  # the agency does not have the claim yet: its batch will carry it
+        if what == "message" and isinstance(result, claim_ops.OpResult) and not result.forwarded:
+            note = "message_kept"  # a held claim's message is the gateway's record: "sent" would not be true
         if what == "payment" and isinstance(result, claim_ops.OpResult) and result.state == State.CLOSED_PAID.value:
             note = "paid_before_handover"  # nothing left open before the handover: closed, never handed over
         flash(request, note)

@@ -160,6 +160,8 @@ TEXTS: dict[str, tuple[str, str]] = {
     "message_text": ("Nachricht an das Inkasso", "Message to the agency"),
     "send": ("Senden", "Send"),
     "message_sent": ("Nachricht gesendet.", "Message sent."),
+    "message_kept": ("Nachricht gespeichert. An das Inkasso geht sie nicht: Es hat die Forderung nicht.",
+                     "Message saved. It does not go to the agency, which does not have the claim."),
     "actions": ("Aktionen", "Actions"),
     "no_actions": ("Für diese Forderung sind keine Aktionen möglich.", "No actions are possible for this claim."),
     "cancel_claim": ("Forderung stornieren", "Cancel the claim"),

@@ -100,6 +100,9 @@ def test_actions_message_payment_cancel(console: Console) -> None:
     too_much = c.post(f"/claims/{cid}/payment", data={"csrf": token, "amount": "99999", "date": "2025-01-01"})
     assert too_much.status_code == 303 and "Nicht möglich" in c.get(f"/claims/{cid}").text
     held = ids["RE-2025-0004"]
+    c.post(f"/claims/{held}/message", data={"csrf": token, "text": "Nur zur Akte"})
+    page = c.get(f"/claims/{held}").text  # a held claim's message is kept here, not sent: the note says so
+    assert "Nachricht gespeichert" in page and "Nachricht gesendet" not in page and "Nur zur Akte" in page
     c.post(f"/claims/{held}/cancel", data={"csrf": token, "reason": "erledigt"})
     assert get_claim(console.app, "demo", held).state == "cancelled_by_client"
     page = c.get(f"/claims/{held}").text

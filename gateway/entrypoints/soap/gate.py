@@ -18,17 +18,21 @@ import io
 import logging
 import math
 import re
+import secrets
 import socket
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from gateway.bootstrap import App
 from gateway.domain.sandbox import is_sandbox_client
+from gateway.faults import describe
 from gateway.entrypoints.soap import faults
 from gateway.entrypoints.soap.auth import (ENV_LOGIN, Authenticator, Outcome, TokenError, basic_credentials,
                                            username_token)
 from gateway.entrypoints.soap.connection import ENV_CONNECTION
+from gateway.entrypoints.soap.encoding import EncodingRefused, as_utf8
 from gateway.entrypoints.soap.service import ENV_BODY, ENV_CLIENT, ENV_READ_ONLY
 from gateway.entrypoints.soap.types import TNS
 from gateway.entrypoints.soap.v2 import PATH_V2, TNS_V2
@@ -177,6 +181,12 @@ class RequestGate:
         why = markup_refusal(body, self.max_tags)
         if why:
             return self._fault(environ, start_response, "413 Payload Too Large", faults.TOO_LARGE, why, read=True)
+        try:
+            body = as_utf8(body, environ.get("CONTENT_TYPE") or "")
+        except EncodingRefused as exc:
+            return self._fault(environ, start_response, "500 Internal Server Error", faults.VALIDATION, str(exc),
+                               read=True)
+        environ["CONTENT_TYPE"] = f"{media}; charset=utf-8"
         if outcome.principal is None:
             return self._refused(environ, start_response, outcome, "(ws-security)", read=True)
         if not self.slots.acquire(timeout=self.busy_wait):
@@ -188,7 +198,16 @@ class RequestGate:
                             ENV_LOGIN: outcome.principal.login})
             if is_sandbox_client(outcome.principal.client_id):  # every answer to a sandbox login says so
                 start_response = _sandbox_marked(start_response)
-            return list(self.routes[environ[ENV_ROUTE]][0](environ, start_response))  # the work, inside the slot
+            try:
+                return list(self.routes[environ[ENV_ROUTE]][0](environ, start_response))  # the work, in the slot
+            except Exception as exc:  # noqa: BLE001 - spyne let it escape: the server would print it with the body
+                incident = secrets.token_hex(6)
+                log.error("soap.internal_error incident=%s client=%s error=%s", incident,
+                          outcome.principal.client_id, describe(exc))
+                info = sys.exc_info()
+                return self._fault(environ, lambda status, headers: start_response(status, headers, info),
+                                   "500 Internal Server Error", faults.INTERNAL,
+                                   f"internal error (incident {incident})", read=True)
         finally:
             self.slots.release()
 

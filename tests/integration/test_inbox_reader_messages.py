@@ -93,3 +93,24 @@ def test_an_isolated_reader_works_when_its_pipe_is_descriptor_1024_or_more(tmp_p
         for fd in held:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_utf8_file_under_a_windows_1252_mapping_is_refused_not_garbled(app: App) -> None:
+    from tests.sftp_support import client_csv  # the demo layout, Windows-1252 as the demo mapping declares
+    upload = app.config.inbox_dir / "demo" / "upload"
+    upload.mkdir(parents=True, exist_ok=True)
+    good = client_csv(upload / "ansi.csv.part", 3, "ANSI")
+    text = good.read_bytes().decode("cp1252").splitlines(keepends=True)
+    text[2] = text[2].replace(text[2].split(";")[4], "M\u00fcller", 1)  # row 3's last name gets an umlaut
+    (upload / "ansi.csv.part").write_bytes("".join(text).encode("cp1252"))
+    (upload / "utf8.csv.part").write_bytes("".join(text).replace("ANSI", "UTF8").encode("utf-8"))
+    for name in ("ansi.csv", "utf8.csv"):
+        (upload / f"{name}.part").rename(upload / name)
+    assert process_inbox_file(app, "demo", upload / "ansi.csv").status == "completed"  # the umlaut as declared
+    result = process_inbox_file(app, "demo", upload / "utf8.csv")
+    assert result.status == "failed"
+    ack = (app.config.inbox_dir / "demo" / "ack" / "utf8.csv.ack.csv").read_text(encoding="utf-8").splitlines()
+    first = next(i for i, line in enumerate(text, start=1) if not line.isascii())  # rows before it: ASCII, stored
+    assert [line.split(";")[2] for line in ack[1:]] == ["accepted"] * (first - 2) + ["failed"], ack
+    assert ack[-1].startswith(f"{first};;failed;;input_error;") and f"row {first}:" in ack[-1], ack
+    assert "the file is UTF-8" in ack[-1] and "set format.encoding to utf-8" in ack[-1]

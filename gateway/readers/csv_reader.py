@@ -12,7 +12,6 @@ without a header (``header_row: 0``) gets the column names the format lists.
 
 from __future__ import annotations
 
-import codecs
 import csv
 import os
 from collections.abc import Callable, Iterator
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from gateway.errors import GatewayError, InputError
 from gateway.readers.base import SourceRow
-from gateway.readers.sniff import DELIMITERS, delimiter_name, detect_encoding, sniff_delimiter
+from gateway.readers.sniff import DELIMITERS, Utf8Watch, delimiter_name, detect_encoding, sniff_delimiter
 
 if TYPE_CHECKING:
     from gateway.mapping.spec import FormatSpec
@@ -32,9 +31,6 @@ LINE_LIMIT = 4 << 20       # bytes in one physical line
 MAX_COLUMNS = 10_000       # no case file has more; a wider header is a broken or hostile file
 READ_BLOCK = 1 << 18       # bytes read and decoded at once after the header (here and in fixed_width)
 _UTF8_BOM = b"\xef\xbb\xbf"
-
-
-_SINGLE_BYTE = frozenset({"cp1252", "iso8859-1", "latin-1", "iso8859-15", "cp850", "cp437", "mac-roman"})
 
 
 class CsvReader:
@@ -48,9 +44,7 @@ class CsvReader:
         self._encoding = f"{self._codec} (detected)" if fmt.codec == "auto" else fmt.encoding
         self._skip = max(fmt.header_row - 1, 0)
         self._open_end: str | None = None  # the file's last line when it does not end with a line break
-        # A declared single-byte encoding reads UTF-8 without an error ("Müller" comes out "MÃ¼ller"), so the
-        # first line with a non-ASCII byte is looked at once: if it is UTF-8, the file is (see _utf8_check).
-        self._look_for_utf8 = fmt.codec != "auto" and codecs.lookup(self._codec).name in _SINGLE_BYTE
+        self._utf8 = Utf8Watch(self._codec, fmt.codec != "auto", self._encoding, self.file)
         try:
             self._fh = open(path, "rb")
         except OSError as exc:
@@ -118,7 +112,7 @@ class CsvReader:
                                      file=self.file, row=1)
                 raw, offset = raw[3:], 3
             if lineno > skip:
-                self._utf8_check(raw, lineno)
+                self._utf8.check(raw, lineno)
                 text = self._decode(raw, lineno, offset)
                 if not raw.endswith(b"\n"):
                     self._open_end = text
@@ -128,10 +122,11 @@ class CsvReader:
             offset += len(raw)
         for block, last in line_blocks(fh, lineno, self._too_long):
             if last:
+                self._utf8.check(block, lineno + 1)
                 self._open_end = self._decode(block, lineno + 1, offset)
                 yield [self._open_end]
                 break
-            self._utf8_check(block, lineno + 1)
+            self._utf8.check(block, lineno + 1)
             try:
                 lines: list[str] | None = block.decode(codec).split("\n")
             except UnicodeDecodeError:
@@ -151,22 +146,6 @@ class CsvReader:
             raw = part + b"\n"
             yield [self._decode(raw, lineno, offset)[:-1]]
             offset += len(raw)
-
-    def _utf8_check(self, block: bytes, lineno: int) -> None:
-        """Refuse a file in UTF-8 read under a declared single-byte encoding, at its first non-ASCII line."""
-        if not self._look_for_utf8 or block.isascii():
-            return
-        self._look_for_utf8 = False  # one look: the first line with a non-ASCII byte decides
-        for number, line in enumerate(block.split(b"\n"), start=lineno):
-            if line.isascii():
-                continue
-            try:
-                line.decode("utf-8")
-            except UnicodeDecodeError:
-                return  # a byte UTF-8 cannot have: the declared encoding it is
-            raise InputError(f"the file is UTF-8 (this line has UTF-8 characters), but the mapping declares "
-                             f"encoding {self._encoding}, which would garble every umlaut; set format.encoding "
-                             "to utf-8 (or auto), or save the file as the mapping says", file=self.file, row=number)
 
     def _decode(self, raw: bytes, lineno: int, offset: int) -> str:
         try:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from gateway.errors import GatewayError, InputError
 from gateway.readers.base import SourceRow
 from gateway.readers.csv_reader import LINE_LIMIT, line_blocks
-from gateway.readers.sniff import detect_encoding
+from gateway.readers.sniff import Utf8Watch, detect_encoding
 
 if TYPE_CHECKING:
     from gateway.mapping.spec import FormatSpec
@@ -34,6 +34,7 @@ class FixedWidthReader:
 
         self.file = str(path)
         self._codec = detect_encoding(path) if fmt.codec == "auto" else fmt.codec
+        self._utf8 = Utf8Watch(self._codec, fmt.codec != "auto", fmt.encoding, self.file)
         cols = fmt.columns if isinstance(fmt.columns, dict) else {}
         self.header = list(cols)
         self.header_row = 0
@@ -88,12 +89,15 @@ class FixedWidthReader:
             if len(raw) == LINE_LIMIT and not raw.endswith(b"\n"):
                 raise self._too_long(lineno)
             if lineno > skip:
+                self._utf8.check(raw, lineno)
                 line = self._decode(raw, lineno).rstrip("\r\n")
                 yield [line.removeprefix("\ufeff") if lineno == 1 else line]
         for block, last in line_blocks(fh, lineno, self._too_long):
             if last:
+                self._utf8.check(block, lineno + 1)
                 yield [self._decode(block, lineno + 1).rstrip("\r\n")]
                 break
+            self._utf8.check(block, lineno + 1)
             try:
                 lines: list[str] | None = block.decode(self._codec).split("\n")
             except UnicodeDecodeError:

@@ -197,3 +197,35 @@ def sniff_delimiter(line: str, file: str, row: int) -> str:
         raise InputError("cannot tell the delimiter: the header line has none of ';' ',' tab '|'; "
                          "set format.delimiter", file=file, row=row)
     return best
+
+
+_SINGLE_BYTE = frozenset({"cp1252", "iso8859-1", "iso8859-15", "cp850", "cp437", "mac-roman"})
+
+
+class Utf8Watch:
+    """Catches a UTF-8 file read under a declared single-byte encoding, which decodes without an error.
+
+    "Müller" in UTF-8 read as Windows-1252 comes out "MÃ¼ller" (and shifts every fixed-width column after it).
+    The first line with a non-ASCII byte decides, once: valid UTF-8 there means the file is UTF-8 (real
+    Windows-1252 text is almost never valid UTF-8: that needs pairs like "Ã¼").
+    """
+
+    def __init__(self, codec: str, declared: bool, encoding: str, file: str) -> None:
+        self.active = declared and codecs.lookup(codec).name in _SINGLE_BYTE
+        self.encoding, self.file = encoding, file
+
+    def check(self, block: bytes, lineno: int) -> None:
+        """``block``'s lines start at ``lineno``; InputError at the first non-ASCII line if it is UTF-8."""
+        if not self.active or block.isascii():
+            return
+        self.active = False
+        for number, line in enumerate(block.split(b"\n"), start=lineno):
+            if line.isascii():
+                continue
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return  # a byte UTF-8 cannot have: the declared encoding it is
+            raise InputError(f"the file is UTF-8 (this line has UTF-8 characters), but the mapping declares "
+                             f"encoding {self.encoding}, which would garble every umlaut; set format.encoding "
+                             "to utf-8 (or auto), or save the file as the mapping says", file=self.file, row=number)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import LimitsConfig
+from gateway.errors import InputError
 from gateway.mapping.spec import FormatSpec
 from gateway.readers.isolated import IsolatedReader
 
@@ -114,3 +115,25 @@ def test_a_utf8_file_under_a_windows_1252_mapping_is_refused_not_garbled(app: Ap
     assert [line.split(";")[2] for line in ack[1:]] == ["accepted"] * (first - 2) + ["failed"], ack
     assert ack[-1].startswith(f"{first};;failed;;input_error;") and f"row {first}:" in ack[-1], ack
     assert "the file is UTF-8" in ack[-1] and "set format.encoding to utf-8" in ack[-1]
+
+
+@pytest.mark.parametrize("last_line_break", [True, False])
+def test_fixed_width_and_csv_readers_refuse_utf8_under_windows_1252(tmp_path: Path, last_line_break: bool) -> None:
+    from gateway.mapping.spec import FixedColumn
+    from gateway.readers.csv_reader import CsvReader
+    from gateway.readers.fixed_width import FixedWidthReader
+
+    end = "\n" if last_line_break else ""
+    fixed = tmp_path / "satz.txt"
+    fixed.write_bytes(("R-1       Meier     \nR-2       M\u00fcller    " + end).encode("utf-8"))
+    spec = FormatSpec(type="fixed_width", encoding="windows-1252",
+                      columns={"Nr": FixedColumn(start=1, length=10), "Name": FixedColumn(start=11, length=10)})
+    with pytest.raises(InputError, match=r"row 2: the file is UTF-8") as caught:
+        with FixedWidthReader(fixed, spec) as reader:
+            list(reader)
+    assert "M\u00fcller" not in str(caught.value) and "M\u00c3" not in str(caught.value)
+    delimited = tmp_path / "f.csv"
+    delimited.write_bytes(("Nr;Name\nR-1;Meier\nR-2;M\u00fcller" + end).encode("utf-8"))
+    with pytest.raises(InputError, match=r"row 3: the file is UTF-8"):
+        with CsvReader(delimited, FormatSpec(type="csv", encoding="windows-1252", delimiter=";")) as reader:
+            list(reader)

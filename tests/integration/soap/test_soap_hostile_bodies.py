@@ -29,7 +29,7 @@ def _post(endpoint: Endpoint, body: bytes, *, auth: bool = True) -> tuple[int, s
     return answer.status_code, answer.text, time.monotonic() - started
 
 
-@pytest.mark.parametrize("markup", ["<a/>" * 60_000, '<g:GetClaim ' + " ".join(f'a{i}="x"' for i in range(60_000))
+@pytest.mark.parametrize("markup", ["<a/>" * 60_000, '<g:GetClaim ' + " ".join(f'a{i}="x"' for i in range(15_000))
                                     + "><g:claim_id>1</g:claim_id></g:GetClaim>"],
                          ids=["tags", "attributes"])
 def test_markup_beyond_the_limit_is_refused_before_parsing(make_endpoint: object, markup: str) -> None:
@@ -38,7 +38,7 @@ def test_markup_beyond_the_limit_is_refused_before_parsing(make_endpoint: object
                      else markup)
     status, text, _ = _post(endpoint, body)
     assert status == 413, text
-    assert "Client.TooLarge" in text and "more than 50000 XML" in text
+    assert "Client.TooLarge" in text and ("more than 50000 XML tags" in text or "more than 12500 XML attributes" in text)
     # The WS-Security look-up parses the header before the sender is known: the same bound comes first.
     header = f'<s:Header><w:Security xmlns:w="{WSSE}">{"<x/>" * 60_000}</w:Security>{_token("demo-erp", "x")}</s:Header>'
     status, text, _ = _post(endpoint, _envelope("<g:GetChanges/>", header), auth=False)

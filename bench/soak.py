@@ -1,0 +1,392 @@
+"""Unattended operation under faults: `gateway serve` killed again and again while files arrive.
+
+    .venv/bin/python -m bench.soak [--seconds 180] [--db URL] [--seed 1] [--partner directory|http]
+                                   [--intake inbox|sftp]
+
+A real `gateway serve` (a subprocess, the demo client) takes a stream of client files: dropped into its
+watched inbox, or put over its SFTP server, half with OpenSSH's `sftp` and half slowly with asyncssh (a put
+that breaks off or finds nobody listening is tried again, as a client's upload job does). Meanwhile a chaos thread kills the gateway with
+SIGKILL every 3-12 s, whatever it is doing (now and then a SIGTERM instead), and starts it again. After
+``--seconds`` it is left to finish; then the invariants are checked:
+
+- every file has one submission, completed, and one ack with a line per row;
+- every row is one claim (references unique), and no claim is left queued, delivering or failed;
+- the partner has every claim exactly once: the directory partner's folder holds each in exactly one batch
+  file (opened with the partner's key); the HTTP partner (the simulated agency, run in this process so that it
+  outlives the gateway's kills) made exactly one case of each. No outbox row is dead;
+- no supervised task gave up, and the largest serve process stayed within ``limits.memory_mb``.
+
+With ``--partner http`` the chaos thread also hurts the partner now and then: a few requests answered 500 or
+503, dropped, timed out or processed without an answer (the gateway must send again and the agency fold the
+copy), or an outage of a few seconds. The directory partner is the plain one, without the demo agency
+simulator (which keeps its whole books in one JSON file rewritten on every change: fine for a demo, and it
+would make this a benchmark of the simulator).
+
+Prints one JSON line with the counts and exits non-zero when an invariant fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+import yaml
+
+from adapters.simulators.agency import Agency, Fault
+from adapters.simulators.files import claim_ids_of, load_partner_keys
+from adapters.simulators.http_sim import HttpAgencySimulator
+from bench.gen import HEADER, rows
+
+ROOT = Path(__file__).resolve().parent.parent
+GATEWAY = [str(Path(sys.executable).parent / "gateway")]
+END_STATES = {"queued", "delivering", "failed", "received"}
+
+
+def _config(base: Path, db_url: str, partner: dict[str, Any], **extra: Any) -> Path:
+    (base / "mappings").mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "mappings" / "demo.yaml", base / "mappings" / "demo.yaml")
+    doc: dict[str, Any] = {
+        "base_dir": ".",
+        "gateway_id": "gw-soak",
+        "database": {"url": db_url},
+        "watcher": {"stable_seconds": 0.3, "sweep_seconds": 2},
+        "health": {"listen": "127.0.0.1:0"},
+        # outages here last seconds: enough attempts that none is given up while the partner is down
+        "dispatcher": {"poll_seconds": 0.2, "backoff_base_seconds": 0.05, "backoff_max_seconds": 1.0,
+                       "max_attempts": 100},
+        "clients": {"demo": {"name": "Demo", "mapping": "demo", "default_partner": "demo-agency"}},
+        "partners": {"demo-agency": {"certificate": "var/keys/partners/demo-agency.crt", **partner}},
+        "routing": [{"partner": "demo-agency", "client": "demo"}],
+    }
+    doc.update(extra)
+    path = base / "gateway.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def _run(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*GATEWAY, "--config", str(cfg), *args], capture_output=True, text=True, cwd=cfg.parent,
+                          timeout=300)
+
+
+def _drop(upload: Path, name: str, n: int, seed: int) -> None:
+    """A demo-layout file of ``n`` rows whose references are unique to this file, written under a temporary
+    name and renamed (as a client's upload tool does)."""
+    tmp = upload / f".{name}.part"
+    with open(tmp, "w", encoding="cp1252", newline="") as fh:
+        fh.write(";".join(HEADER) + "\r\n")
+        for r in rows(n, seed=seed):
+            r[0] = f"{name.removesuffix('.csv')}-{r[0][3:]}"
+            fh.write(";".join(f'"{v}"' if ";" in v else v for v in r) + "\r\n")
+    os.rename(tmp, upload / name)
+
+
+class Serve:
+    """The serve process, started again after every kill; its peak RSS sampled while it runs."""
+
+    def __init__(self, base: Path, cfg: Path) -> None:
+        self.base, self.cfg, self.runs = base, cfg, 0
+        self.proc: subprocess.Popen[str] | None = None
+        self.peak_kb = 0
+        self.kills = self.terms = 0
+        self._stop = threading.Event()
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    def log(self, run: int) -> Path:
+        return self.base / f"serve-{run}.log"
+
+    def start(self) -> None:
+        self.runs += 1
+        with open(self.log(self.runs), "w") as out:
+            self.proc = subprocess.Popen([*GATEWAY, "--config", str(self.cfg), "serve"], stdout=out,
+                                         stderr=subprocess.STDOUT, text=True, cwd=self.base)
+
+    def kill(self, sig: int) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=60)
+        if sig == signal.SIGKILL:
+            self.kills += 1
+        else:
+            self.terms += 1
+        return code
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.2):
+            proc = self.proc
+            if proc is None or proc.poll() is not None:
+                continue
+            try:
+                status = Path(f"/proc/{proc.pid}/status").read_text()
+            except OSError:
+                continue
+            for line in status.splitlines():
+                if line.startswith("VmHWM:"):
+                    self.peak_kb = max(self.peak_kb, int(line.split()[1]))
+
+    def close(self) -> None:
+        self._stop.set()
+        if self.proc is not None and self.proc.poll() is None:
+            self.kill(signal.SIGTERM)
+
+
+def _claims(cfg: Path) -> list[dict[str, Any]]:
+    out = _run(cfg, "claims", "list", "--json", "--limit", "10000000")
+    return json.loads(out.stdout) if out.returncode == 0 else []
+
+
+def _settled(cfg: Path, files: dict[str, int]) -> bool:
+    acks = cfg.parent / "inbox" / "demo" / "ack"
+    if not all((acks / f"{name}.ack.csv").exists() for name in files):
+        return False
+    claims = _claims(cfg)
+    return len(claims) == sum(files.values()) and not any(c["state"] in END_STATES for c in claims)
+
+
+def _hurt(rnd: random.Random, agency: Agency | None) -> None:
+    """Now and then the partner fails a few requests, or is down for a few seconds."""
+    if agency is None or rnd.random() < 0.4:
+        return
+    if rnd.random() < 0.25:
+        agency.faults.start_outage(rnd.choice((Fault.ERROR_503, Fault.REFUSE)))
+        threading.Timer(rnd.uniform(1, 5), agency.faults.heal).start()
+    else:
+        fault = rnd.choice((Fault.ERROR_500, Fault.ERROR_503, Fault.DROP, Fault.TIMEOUT, Fault.LOSE_ANSWER))
+        agency.faults.fail_next(fault, rnd.randint(1, 3))
+
+
+class Chaos(threading.Thread):
+    """Kills (now and then stops) the gateway at random moments, whatever it is doing, and starts it again;
+    with the HTTP partner, hurts the partner too."""
+
+    def __init__(self, serve: Serve, rnd: random.Random, agency: Agency | None) -> None:
+        super().__init__(daemon=True)
+        self.serve, self.rnd, self.agency = serve, rnd, agency
+        self.exit_codes: list[int] = []
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.wait(self.rnd.uniform(3, 12)):
+            _hurt(self.rnd, self.agency)
+            sig = signal.SIGTERM if self.rnd.random() < 0.2 else signal.SIGKILL
+            self.exit_codes.append(self.serve.kill(sig))
+            time.sleep(self.rnd.uniform(0, 1.0))
+            self.serve.start()
+
+
+async def _put_slowly(port: int, key: Path, local: Path, name: str) -> None:
+    """asyncssh, 32 KiB at a time with a pause between: a large file takes about a second, so a kill may land
+    in the middle of it (OpenSSH's put of these files is over in milliseconds)."""
+    async with asyncssh.connect("127.0.0.1", port=port, username="demo", client_keys=[str(key)], known_hosts=None,
+                                connect_timeout=5) as conn, conn.start_sftp_client() as sftp:
+        async with sftp.open(f"/upload/{name}", "wb") as fh:
+            data = local.read_bytes()
+            for i in range(0, len(data), 32768):
+                await fh.write(data[i:i + 32768], i)
+                await asyncio.sleep(0.08)
+
+
+def _upload(port: int, key: Path, known_hosts: Path, local: Path, name: str, deadline: float, slow: bool) -> int:
+    """Put a file until a put gets through (the server is killed now and then, so a put may break off half way
+    or find nobody listening), with OpenSSH ``sftp`` or slowly with asyncssh; returns how many tries it took."""
+    tries = 0
+    while time.monotonic() < deadline:
+        tries += 1
+        if slow:
+            try:
+                asyncio.run(asyncio.wait_for(_put_slowly(port, key, local, name), 60))
+                return tries
+            except (OSError, asyncssh.Error, asyncio.TimeoutError):
+                time.sleep(0.5)
+                continue
+        out = subprocess.run(
+            ["sftp", "-b", "-", "-i", str(key), "-P", str(port), "-o", "StrictHostKeyChecking=accept-new",
+             "-o", f"UserKnownHostsFile={known_hosts}", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+             "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", "demo@127.0.0.1"],
+            input=f"put {local} /upload/{name}\n", capture_output=True, text=True, timeout=120)
+        if out.returncode == 0:
+            return tries
+        time.sleep(0.5)
+    raise SystemExit(f"{name}: no upload got through before the deadline")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def soak(seconds: float, db_url: str | None, seed: int, keep: bool, partner_kind: str = "directory",
+         intake: str = "inbox") -> dict[str, Any]:
+    rnd = random.Random(seed)
+    base = Path(tempfile.mkdtemp(prefix="gateway-soak-"))
+    agency: Agency | None = None
+    sim: HttpAgencySimulator | None = None
+    if partner_kind == "http":
+        agency = Agency("demo-agency")
+        agency.faults.hang_seconds = 3.0  # longer than the adapter waits: a timeout
+        sim = HttpAgencySimulator(agency).start()
+        partner: dict[str, Any] = {"adapter": "http", "options": {"url": sim.url, "timeout": 2.0}}
+    else:
+        partner = {"adapter": "directory", "options": {"path": "var/partners/demo-agency"}}
+    extra: dict[str, Any] = {}
+    if intake == "sftp":
+        key = asyncssh.generate_private_key("ssh-ed25519")
+        key_path = base / "client-key"
+        key.write_private_key(str(key_path))
+        key_path.chmod(0o600)
+        port = _free_port()
+        extra = {"sftp": {"enabled": True, "port": port},
+                 "clients": {"demo": {"name": "Demo", "mapping": "demo", "default_partner": "demo-agency",
+                                      "sftp": {"authorized_keys": [key.export_public_key().decode().strip()]}}}}
+    cfg = _config(base, db_url or f"sqlite:///{base / 'var' / 'gateway.db'}", partner, **extra)
+    for args in (("keys", "init"), ("db", "upgrade")):
+        out = _run(cfg, *args)
+        if out.returncode:
+            raise SystemExit(out.stderr)
+    upload = base / "inbox" / "demo" / "upload"
+    upload.mkdir(parents=True, exist_ok=True)
+    outgoing = base / "outgoing"
+    outgoing.mkdir()
+    files: dict[str, int] = {}
+    tries = 0
+    serve = Serve(base, cfg)
+    serve.start()
+    chaos = Chaos(serve, rnd, agency)
+    started = time.monotonic()
+    chaos.start()
+    try:
+        while time.monotonic() - started < seconds:
+            name = f"f{len(files):04d}.csv"
+            n = rnd.choice((20, 100, 500, 2000))
+            if intake == "sftp":
+                _drop(outgoing, name, n, seed=rnd.randrange(1 << 30))
+                tries += _upload(port, key_path, base / "known_hosts", outgoing / name, name,
+                                 time.monotonic() + 300, slow=rnd.random() < 0.5)
+            else:
+                _drop(upload, name, n, seed=rnd.randrange(1 << 30))
+            files[name] = n
+            time.sleep(rnd.uniform(0.3, 1.5))
+        chaos.halt.set()
+        chaos.join()
+        exit_codes = chaos.exit_codes
+        if agency is not None:
+            agency.faults.heal()
+        deadline = time.monotonic() + max(300.0, seconds)
+        while not _settled(cfg, files):
+            if time.monotonic() > deadline:
+                break
+            if serve.proc is not None and serve.proc.poll() is not None:  # it exited on its own: a finding
+                exit_codes.append(serve.proc.returncode)
+                serve.start()
+            time.sleep(2.0)
+        settle_s = time.monotonic() - started - seconds
+    finally:
+        serve.close()
+        if sim is not None:
+            sim.stop()
+    report = _check(base, cfg, files, serve, exit_codes, settle_s, keep, agency)
+    report.update(intake=intake, upload_tries=tries if intake == "sftp" else None)
+    return report
+
+
+def _check(base: Path, cfg: Path, files: dict[str, int], serve: Serve, exit_codes: list[int], settle_s: float,
+           keep: bool, agency: Agency | None) -> dict[str, Any]:
+    problems: list[str] = []
+    acks = base / "inbox" / "demo" / "ack"
+    for name, n in files.items():
+        ack = acks / f"{name}.ack.csv"
+        if not ack.exists():
+            problems.append(f"{name}: no ack")
+        elif len(ack.read_text(encoding="utf-8").splitlines()) != n + 1:
+            problems.append(f"{name}: ack has {len(ack.read_text(encoding='utf-8').splitlines()) - 1} rows, not {n}")
+    subs = json.loads(_run(cfg, "submissions", "list", "--json", "--limit", "100000").stdout or "[]")
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for s in subs:
+        by_name.setdefault(s["filename"], []).append(s)
+    for name, n in files.items():
+        got = by_name.get(name, [])
+        if len(got) != 1 or got[0]["status"] != "completed" or got[0]["rows"] != n:
+            problems.append(f"{name}: submissions {[(s['status'], s['rows']) for s in got]}")
+    claims = _claims(cfg)
+    refs = [c["creditor_reference"] for c in claims]
+    if len(refs) != sum(files.values()) or len(set(refs)) != len(refs):
+        problems.append(f"{len(refs)} claims ({len(set(refs))} references) for {sum(files.values())} rows")
+    states: dict[str, int] = {}
+    for c in claims:
+        states[c["state"]] = states.get(c["state"], 0) + 1
+    if any(s in END_STATES for s in states):
+        problems.append(f"claims left behind: {states}")
+    handed = {c["id"] for c in claims if c["state"] not in END_STATES}
+    partner_dir = base / "var" / "partners" / "demo-agency"
+    if agency is None:
+        keys = base / "var" / "keys" / "partners"
+        cert, key = load_partner_keys(keys / "demo-agency.crt", keys / "demo-agency.key")
+        seen: dict[int, list[str]] = {}
+        for batch in sorted(partner_dir.glob("*.p7m")):
+            for cid in claim_ids_of(batch.read_bytes(), cert, key):
+                seen.setdefault(cid, []).append(batch.name)
+        twice = {cid: len(names) for cid, names in seen.items() if len(names) > 1}
+        has = set(seen)
+    else:
+        twice = agency.duplicates()
+        has = set(agency.cases)
+    if twice:
+        problems.append(f"{len(twice)} claims reached the partner more than once, e.g. {next(iter(twice.items()))}")
+    if has != handed:
+        problems.append(f"the partner has {len(has)} claims, the gateway handed over {len(handed)}")
+    dead = _run(cfg, "outbox", "list", "--json", "--status", "dead")
+    dead_rows = json.loads(dead.stdout) if dead.returncode == 0 and dead.stdout.strip() else []
+    if dead_rows:
+        problems.append(f"{len(dead_rows)} dead outbox rows")
+    logs = "".join(serve.log(r).read_text(errors="replace") for r in range(1, serve.runs + 1))
+    gave_up = logs.count("supervisor.gave_up")
+    if gave_up:
+        problems.append(f"a supervised task gave up {gave_up} times")
+    unexpected_exits = [c for c in exit_codes if c not in (0, -signal.SIGKILL)]
+    if unexpected_exits:
+        problems.append(f"serve exit codes {unexpected_exits}")
+    peak_mb = serve.peak_kb / 1024
+    if peak_mb > 512:
+        problems.append(f"peak RSS {peak_mb:.0f} MB above limits.memory_mb")
+    report = {"partner": "http" if agency else "directory", "partner_claims": len(has), "files": len(files), "rows": sum(files.values()), "claims": len(claims), "states": states,
+              "kills": serve.kills, "sigterms": serve.terms, "starts": serve.runs,
+              "settled_after_s": round(settle_s, 1), "peak_rss_mb": round(peak_mb, 1),
+              "task_failures_logged": logs.count("supervisor.task_failed"),
+              "resumed": logs.count("serve.resumed"), "problems": problems, "dir": str(base)}
+    if not keep and not problems:
+        shutil.rmtree(base, ignore_errors=True)
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=180.0, help="how long files arrive and faults happen")
+    parser.add_argument("--db", help="database URL (default: SQLite in the run's directory)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--keep", action="store_true", help="keep the run's directory even when all is well")
+    parser.add_argument("--partner", choices=("directory", "http"), default="directory")
+    parser.add_argument("--intake", choices=("inbox", "sftp"), default="inbox",
+                        help="files dropped into the watched inbox, or put over SFTP with OpenSSH's sftp")
+    args = parser.parse_args()
+    report = soak(args.seconds, args.db, args.seed, args.keep, args.partner, args.intake)
+    print(json.dumps(report, sort_keys=True))
+    sys.exit(1 if report["problems"] else 0)
+
+
+if __name__ == "__main__":
+    main()

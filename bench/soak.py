@@ -1,16 +1,19 @@
 """Unattended operation under faults: `gateway serve` killed again and again while files arrive.
 
     .venv/bin/python -m bench.soak [--seconds 180] [--db URL] [--seed 1] [--partner directory|http]
-                                   [--intake inbox|sftp]
+                                   [--intake inbox|sftp|soap]
 
 A real `gateway serve` (a subprocess, the demo client) takes a stream of client files: dropped into its
 watched inbox, or put over its SFTP server, half with OpenSSH's `sftp` and half slowly with asyncssh (a put
-that breaks off or finds nobody listening is tried again, as a client's upload job does). Meanwhile a chaos thread kills the gateway with
+that breaks off or finds nobody listening is tried again, as a client's upload job does); or, with
+``--intake soap``, SubmitClaims calls of 1, 10 or 50 claims over HTTPS with zeep, each sent again until it is
+answered (a kill may take the answer of a call whose claims were stored: the resend must name the same claims). Meanwhile a chaos thread kills the gateway with
 SIGKILL every 3-12 s, whatever it is doing (now and then a SIGTERM instead), and starts it again. After
 ``--seconds`` it is left to finish; then the invariants are checked:
 
 - every file has one submission, completed, and one ack with a line per row;
-- every row is one claim (references unique), and no claim is left queued, delivering or failed;
+- every row is one claim (references unique), and no claim is left queued, delivering or failed; every
+  SubmitClaims answer names the claim stored under its reference;
 - the partner has every claim exactly once: the directory partner's folder holds each in exactly one batch
   file (opened with the partner's key); the HTTP partner (the simulated agency, run in this process so that it
   outlives the gateway's kills) made exactly one case of each. No outbox row is dead;
@@ -149,12 +152,13 @@ def _claims(cfg: Path) -> list[dict[str, Any]]:
     return json.loads(out.stdout) if out.returncode == 0 else []
 
 
-def _settled(cfg: Path, files: dict[str, int]) -> bool:
+def _settled(cfg: Path, files: dict[str, int], soap_claims: int) -> bool:
     acks = cfg.parent / "inbox" / "demo" / "ack"
     if not all((acks / f"{name}.ack.csv").exists() for name in files):
         return False
     claims = _claims(cfg)
-    return len(claims) == sum(files.values()) and not any(c["state"] in END_STATES for c in claims)
+    return (len(claims) == sum(files.values()) + soap_claims
+            and not any(c["state"] in END_STATES for c in claims))
 
 
 def _hurt(rnd: random.Random, agency: Agency | None) -> None:
@@ -224,6 +228,39 @@ def _upload(port: int, key: Path, known_hosts: Path, local: Path, name: str, dea
     raise SystemExit(f"{name}: no upload got through before the deadline")
 
 
+SOAP_PASSWORD = "soak password 1234"
+
+
+def _soap_claim(ref: str, rnd: random.Random) -> dict[str, Any]:
+    return {"creditor_reference": ref, "principal_amount": f"{rnd.randrange(1000, 500_000) / 100:.2f}",
+            "invoice_number": f"INV-{ref}", "invoice_date": "2025-03-01", "due_date": "2025-03-15",
+            "debtor": {"first_name": "Jürgen", "last_name": "Müller", "birth_date": "1980-05-17",
+                       "addresses": {"Address": [{"street": "Hauptstraße 12", "postal_code": "50667", "city": "Köln"}]}}}
+
+
+def _submit(url: str, cert: Path, claims: list[dict[str, Any]], deadline: float) -> tuple[dict[str, int], int]:
+    """SubmitClaims with zeep until a call is answered (the server is killed now and then: a call may find
+    nobody listening, or lose its answer after the claims were stored; the same claims are sent again, as an ERP
+    does). Returns each reference's claim id from the answer, and how many calls it took."""
+    import requests
+    import zeep
+    from zeep.transports import Transport
+
+    tries = 0
+    while time.monotonic() < deadline:
+        tries += 1
+        try:
+            session = requests.Session()
+            session.trust_env, session.verify, session.auth = False, str(cert), ("soak-erp", SOAP_PASSWORD)
+            client = zeep.Client(f"{url}?wsdl", transport=Transport(session=session, timeout=30))  # type: ignore[no-untyped-call]
+            answer = client.service.SubmitClaims(claims={"ClaimInput": claims})
+        except (requests.RequestException, zeep.exceptions.TransportError, OSError):
+            time.sleep(0.5)
+            continue
+        return {r.creditor_reference: r.claim_id for r in answer.results.ClaimResult}, tries
+    raise SystemExit("no SubmitClaims call got through before the deadline")
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -253,6 +290,12 @@ def soak(seconds: float, db_url: str | None, seed: int, keep: bool, partner_kind
         extra = {"sftp": {"enabled": True, "port": port},
                  "clients": {"demo": {"name": "Demo", "mapping": "demo", "default_partner": "demo-agency",
                                       "sftp": {"authorized_keys": [key.export_public_key().decode().strip()]}}}}
+    if intake == "soap":
+        from gateway.crypto.passwords import hash_password
+        port = _free_port()
+        extra = {"soap": {"enabled": True, "host": "127.0.0.1", "port": port},
+                 "clients": {"demo": {"name": "Demo", "mapping": "demo", "default_partner": "demo-agency",
+                                      "soap": {"username": "soak-erp", "password_hash": hash_password(SOAP_PASSWORD)}}}}
     cfg = _config(base, db_url or f"sqlite:///{base / 'var' / 'gateway.db'}", partner, **extra)
     for args in (("keys", "init"), ("db", "upgrade")):
         out = _run(cfg, *args)
@@ -263,7 +306,8 @@ def soak(seconds: float, db_url: str | None, seed: int, keep: bool, partner_kind
     outgoing = base / "outgoing"
     outgoing.mkdir()
     files: dict[str, int] = {}
-    tries = 0
+    soap: dict[str, int] = {}  # reference -> the claim id SubmitClaims answered
+    tries = calls = 0
     serve = Serve(base, cfg)
     serve.start()
     chaos = Chaos(serve, rnd, agency)
@@ -271,6 +315,13 @@ def soak(seconds: float, db_url: str | None, seed: int, keep: bool, partner_kind
     chaos.start()
     try:
         while time.monotonic() - started < seconds:
+            if intake == "soap":
+                batch = [_soap_claim(f"S{calls:05d}-{i:03d}", rnd) for i in range(rnd.choice((1, 10, 50)))]
+                answered, n_tries = _submit(f"https://127.0.0.1:{port}/soap", base / "var" / "keys" / "tls.crt",
+                                            batch, time.monotonic() + 300)
+                soap.update(answered)
+                calls, tries = calls + 1, tries + n_tries
+                continue
             name = f"f{len(files):04d}.csv"
             n = rnd.choice((20, 100, 500, 2000))
             if intake == "sftp":
@@ -287,7 +338,7 @@ def soak(seconds: float, db_url: str | None, seed: int, keep: bool, partner_kind
         if agency is not None:
             agency.faults.heal()
         deadline = time.monotonic() + max(300.0, seconds)
-        while not _settled(cfg, files):
+        while not _settled(cfg, files, len(soap)):
             if time.monotonic() > deadline:
                 break
             if serve.proc is not None and serve.proc.poll() is not None:  # it exited on its own: a finding
@@ -299,13 +350,13 @@ def soak(seconds: float, db_url: str | None, seed: int, keep: bool, partner_kind
         serve.close()
         if sim is not None:
             sim.stop()
-    report = _check(base, cfg, files, serve, exit_codes, settle_s, keep, agency)
-    report.update(intake=intake, upload_tries=tries if intake == "sftp" else None)
+    report = _check(base, cfg, files, soap, serve, exit_codes, settle_s, keep, agency)
+    report.update(intake=intake, tries=tries if intake != "inbox" else None, soap_calls=calls or None)
     return report
 
 
-def _check(base: Path, cfg: Path, files: dict[str, int], serve: Serve, exit_codes: list[int], settle_s: float,
-           keep: bool, agency: Agency | None) -> dict[str, Any]:
+def _check(base: Path, cfg: Path, files: dict[str, int], soap: dict[str, int], serve: Serve, exit_codes: list[int],
+           settle_s: float, keep: bool, agency: Agency | None) -> dict[str, Any]:
     problems: list[str] = []
     acks = base / "inbox" / "demo" / "ack"
     for name, n in files.items():
@@ -324,8 +375,13 @@ def _check(base: Path, cfg: Path, files: dict[str, int], serve: Serve, exit_code
             problems.append(f"{name}: submissions {[(s['status'], s['rows']) for s in got]}")
     claims = _claims(cfg)
     refs = [c["creditor_reference"] for c in claims]
-    if len(refs) != sum(files.values()) or len(set(refs)) != len(refs):
-        problems.append(f"{len(refs)} claims ({len(set(refs))} references) for {sum(files.values())} rows")
+    expected = sum(files.values()) + len(soap)
+    if len(refs) != expected or len(set(refs)) != len(refs):
+        problems.append(f"{len(refs)} claims ({len(set(refs))} references) for {expected} rows and SOAP claims")
+    stored = {c["creditor_reference"]: c["id"] for c in claims}
+    wrong = {ref: cid for ref, cid in soap.items() if stored.get(ref) != cid}
+    if wrong:  # an answer named a claim id that is not the reference's claim (or none)
+        problems.append(f"{len(wrong)} SubmitClaims answers name another claim, e.g. {next(iter(wrong.items()))}")
     states: dict[str, int] = {}
     for c in claims:
         states[c["state"]] = states.get(c["state"], 0) + 1
@@ -363,7 +419,8 @@ def _check(base: Path, cfg: Path, files: dict[str, int], serve: Serve, exit_code
     peak_mb = serve.peak_kb / 1024
     if peak_mb > 512:
         problems.append(f"peak RSS {peak_mb:.0f} MB above limits.memory_mb")
-    report = {"partner": "http" if agency else "directory", "partner_claims": len(has), "files": len(files), "rows": sum(files.values()), "claims": len(claims), "states": states,
+    report = {"partner": "http" if agency else "directory", "partner_claims": len(has), "files": len(files),
+              "rows": sum(files.values()), "soap_claims": len(soap), "claims": len(claims), "states": states,
               "kills": serve.kills, "sigterms": serve.terms, "starts": serve.runs,
               "settled_after_s": round(settle_s, 1), "peak_rss_mb": round(peak_mb, 1),
               "task_failures_logged": logs.count("supervisor.task_failed"),
@@ -380,8 +437,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the run's directory even when all is well")
     parser.add_argument("--partner", choices=("directory", "http"), default="directory")
-    parser.add_argument("--intake", choices=("inbox", "sftp"), default="inbox",
-                        help="files dropped into the watched inbox, or put over SFTP with OpenSSH's sftp")
+    parser.add_argument("--intake", choices=("inbox", "sftp", "soap"), default="inbox",
+                        help="files dropped into the watched inbox or put over SFTP, or SubmitClaims calls (zeep)")
     args = parser.parse_args()
     report = soak(args.seconds, args.db, args.seed, args.keep, args.partner, args.intake)
     print(json.dumps(report, sort_keys=True))

@@ -35,6 +35,7 @@ from watchdog.events import (FileClosedEvent, FileCreatedEvent, FileDeletedEvent
                              FileMovedEvent, FileSystemEvent, FileSystemEventHandler)
 
 from gateway.entrypoints.observed import ObservedFolder
+from gateway.services.ack import sibling
 from gateway.services.file_writers import has_writer
 from gateway.services.inbox import is_candidate
 
@@ -161,7 +162,8 @@ class InboxWatcher(ObservedFolder):
                     entry.size, entry.mtime_ns, entry.handed = st.st_size, st.st_mtime_ns, False
                 if entry.handed or now < entry.not_before:
                     continue
-                marker = path.with_name(path.name + MARKER).exists()
+                named = sibling(path, MARKER)
+                marker = named is not None and named.exists()
                 if not marker and (entry.client_id in self.marker_only or now - entry.since < self.stable_seconds):
                     continue
             writing = False if link else has_writer(path)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import hashlib
 import os
 import secrets
 import socket
@@ -78,6 +79,30 @@ def ack_target(given: str, input_name: str, ack_format: str = "auto") -> Path:
 
 
 _HOST = "".join(c if c.isalnum() else "_" for c in socket.gethostname())
+
+
+NAME_MAX = 255  # bytes in one file name (ext4, xfs, tmpfs)
+# the temp name adds a dot, the host, a pid, a random part and ".tmp" to the final name
+ACK_NAME_MAX = NAME_MAX - len(f"..{_HOST}-{2 ** 22}-{'0' * 8}.tmp")
+
+
+def fit_name(name: str, room: int) -> str:
+    """``name`` if it takes at most ``room`` bytes, else a shorter one that is still unique for it: its start,
+    ``~``, a digest of the whole name, its extension. A client's file may be named up to the file system's limit,
+    and the names the gateway derives from it (ack, set-aside copy) add to it."""
+    if len(name.encode()) <= room:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+    ext = Path(name).suffix if len(Path(name).suffix.encode()) <= 16 else ""
+    keep = max(0, room - len(digest) - 1 - len(ext.encode()))
+    stem = name[:len(name) - len(ext)].encode()[:keep].decode("utf-8", errors="ignore")
+    return f"{stem}~{digest}{ext}"
+
+
+def sibling(path: Path, suffix: str) -> Path | None:
+    """``path`` with ``suffix`` added to its name (a client's ``.done`` marker), or None when that name would be
+    longer than a file name can be: no such file can exist, and asking for it fails (ENAMETOOLONG)."""
+    return path.with_name(path.name + suffix) if len((path.name + suffix).encode()) <= NAME_MAX else None
 
 
 def private_temp_name(final_name: str) -> str:

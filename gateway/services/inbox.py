@@ -26,7 +26,7 @@ from sqlalchemy import RowMapping
 from gateway.bootstrap import App
 from gateway.domain.findings import Finding
 from gateway.errors import InputError
-from gateway.services.ack import AckWriter, private_temp_name, remove_stale_temps, safe_cell
+from gateway.services.ack import AckWriter, private_temp_name, remove_stale_temps, safe_cell, sibling
 from gateway.services.client_files import LINK_REFUSED, LinkRefused, is_link
 from gateway.services.file_writers import has_writer, remove_unless_written
 from gateway.services.ingest import IngestResult, ack_path_for, ingest_file, resume
@@ -77,7 +77,9 @@ def process_inbox_file(app: App, client_id: str, path: Path, channel: str = "wat
         log.warning("inbox.kept client=%s file=%s reason=%s submission=%s", client_id, path.name, kept,
                     result.submission or result.duplicate_of)
         return result
-    path.with_name(path.name + ".done").unlink(missing_ok=True)
+    marker = sibling(path, ".done")
+    if marker is not None:
+        marker.unlink(missing_ok=True)
     return result
 
 

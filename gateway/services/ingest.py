@@ -36,7 +36,7 @@ from gateway.errors import GatewayError, InputError
 from gateway.mapping.spec import MappingSpec, load_mapping
 from gateway.mapping.engine import date_columns
 from gateway.readers.base import Reader, open_reader
-from gateway.services.ack import AckWriter, ack_suffix
+from gateway.services.ack import ACK_NAME_MAX, AckWriter, ack_suffix, fit_name
 from gateway.services.client_files import ClientFile
 from gateway.services.ingest_run import IngestResult, IngestRun, RowResult
 from gateway.services.node import LeaseBusy, client_ingest_lease, fence, leased
@@ -68,7 +68,7 @@ def ack_path_for(app: App, client_id: str, filename: str) -> Path:
     """Where the ack of a client's file goes: ``inbox/<client>/ack/<file>.ack.csv`` (or ``.ack.xml``)."""
     client = app.config.clients.get(client_id)
     suffix = ack_suffix(client.ack_format if client else "auto", filename)
-    return app.config.inbox_dir / client_id / "ack" / f"{filename}{suffix}"
+    return app.config.inbox_dir / client_id / "ack" / f"{fit_name(filename, ACK_NAME_MAX - len(suffix))}{suffix}"
 
 
 _slots_lock = threading.Lock()

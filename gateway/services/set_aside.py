@@ -17,7 +17,7 @@ from pathlib import Path
 
 from gateway.bootstrap import App
 from gateway.domain.findings import Finding
-from gateway.services.ack import AckWriter
+from gateway.services.ack import NAME_MAX, AckWriter, fit_name, sibling
 from gateway.services.ingest import ack_path_for, sha256_file
 from gateway.store import submissions as sub_store
 from gateway.store.db import write_tx
@@ -39,9 +39,11 @@ def set_aside(app: App, client_id: str, path: Path, reason: str, attempts: int) 
     folder = app.config.inbox_dir / client_id / FAILED_DIR
     folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    target = folder / f"{stamp}-{path.name}"
+    target = folder / fit_name(f"{stamp}-{path.name}", NAME_MAX)
     os.replace(path, target)
-    path.with_name(path.name + ".done").unlink(missing_ok=True)
+    marker = sibling(path, ".done")
+    if marker is not None:
+        marker.unlink(missing_ok=True)
     with AckWriter(ack_path_for(app, client_id, path.name)) as w:
         w.row(None, None, "failed", None, [Finding(
             code="internal_error",

@@ -251,6 +251,11 @@ class SoapServerConfig(Base):
     # tags ('<') and attributes ('=') of a body, counted before parsing: a parsed node costs ~350 bytes, so
     # this (with max_inflight) bounds the memory requests take; 1000 rich claims have ~100,000 tags
     max_request_tags: int = 400_000
+    # A request with more markup than this (tags and attributes, ~200 rich claims) is heavy: at most
+    # max_heavy_inflight of them are parsed and validated at once (a refused attribute costs ~1.1 KB of the
+    # validator's error log: eight requests at the limit took 1.16 GB), the rest wait like max_inflight's.
+    heavy_request_tags: int = 20_000
+    max_heavy_inflight: int = 2
     max_document_bytes: int = 5 * 1024 * 1024  # per document (decoded)
     max_claims_per_request: int = 1000
     # PostgreSQL assigns event ids before commit, so a poller could skip a late commit; GetChanges only

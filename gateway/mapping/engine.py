@@ -319,9 +319,12 @@ class _HeaderIndex:
             shape = f"the header row has {len(self.header)} cells"
             if data:
                 shape += f", {data} of them numbers, amounts or dates, as in a data row"
+                detail = None  # nothing of a data row is quoted, not even as a near match
+            else:  # a real header: the client's own column names, named back to it in its ack only
+                detail = f"{hint}the header is: {'; '.join(self.header)[:2000]}"
             raise InputError(f"the mapping reads column '{column}' for {target}, but the header has no such "
                              f"column (is the header row missing, or not in the row the mapping names?); {shape}",
-                             file=self.file, row=self.header_row, column=column, detail=hint.strip() or None)
+                             file=self.file, row=self.header_row, column=column, detail=detail)
         if len(found) > 1:
             raise InputError(f"column '{column}' (for {target}) appears {len(found)} times in the header",
                              file=self.file, row=self.header_row, column=column)

@@ -249,12 +249,15 @@ class Dispatcher:
                          if c in receipt.references}
             data = {"partner": item.partner_id, "partner_reference": receipt.partner_reference,
                     "batch": receipt.batch_id, "outbox": item.id}
+            # The batch's reference is not a claim's file number (a file partner names only the batch file):
+            # a claim gets a file number from its own reference in the receipt, or later from a status.
             delivery_rows.advance(conn, delivering, locked, State.HANDED_OVER, Actor.SYSTEM, kind="receipt",
-                                  data=data, per_claim=per_claim, now=now)
+                                  data=_batch_only(data), per_claim=per_claim, now=now)
             if late:  # given up (failed) or queued again meanwhile: the partner's receipt says it has them
                 missed = [c for c in claim_ids if c in locked and c not in unrendered
                           and locked[c].state in (State.FAILED.value, State.QUEUED.value)]
-                claim_store.transition(conn, missed, State.HANDED_OVER, Actor.PARTNER, kind="receipt", data=data,
+                claim_store.transition(conn, missed, State.HANDED_OVER, Actor.PARTNER, kind="receipt",
+                                       data=_batch_only(data),
                                        per_claim={c: {"partner_reference": receipt.references[c]} for c in missed
                                                   if c in receipt.references}, now=now)
             # A partner may push a claim's first status before its answer to the upload is recorded here;

@@ -102,7 +102,9 @@ def test_demo_csv_in_inbox_to_ack_and_encrypted_batch(served: tuple[Path, subpro
     hist = json.loads(gateway(cfg, "claims", "history", str(claim_id), "--json").stdout)
     assert [(e["from_state"], e["state"]) for e in hist] == [
         ("received", "queued"), ("queued", "delivering"), ("delivering", "handed_over")]
-    assert hist[-1]["data"]["partner_reference"].startswith("demo-agency:")
+    # a file partner names the batch file, not a case: no file number until the agency's first status
+    assert hist[-1]["data"]["batch_reference"].startswith("demo-agency:")
+    assert "partner_reference" not in hist[-1]["data"] and rows[0]["partner_file_number"] is None
 
     subs = json.loads(gateway(cfg, "submissions", "list", "--json").stdout)
     assert [(s["filename"], s["status"]) for s in subs] == [("demo.csv", "completed_with_errors")]

@@ -15,7 +15,8 @@ from __future__ import annotations
 import codecs
 import re
 
-ACCEPTED = frozenset({"utf-8", "ascii", "latin-1", "iso8859-15", "cp1252"})  # codecs' names
+# codecs' canonical names (codecs.lookup(...).name): ISO-8859-1 and "latin-1" are both "iso8859-1"
+ACCEPTED = frozenset({"utf-8", "ascii", "iso8859-1", "iso8859-15", "cp1252"})
 _DECLARED = re.compile(rb"^(\s*<\?xml[^>]*?encoding\s*=\s*[\"'])([A-Za-z0-9._-]+)([\"'])")
 _CHARSET = re.compile(r";\s*charset\s*=\s*\"?([A-Za-z0-9._-]+)", re.IGNORECASE)
 _BOM = b"\xef\xbb\xbf"

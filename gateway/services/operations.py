@@ -101,6 +101,7 @@ def run_operation(worker: Dispatcher, item: OutboxItem) -> None:
     except Unsupported as exc:
         raise DeliveryError(str(exc), retryable=False) from exc
     claim_id = int(item.payload["claim_id"])
+    _forget_text(app, item)
     with read_tx(app.engine) as conn:
         state = claim_store.current_states(conn, [claim_id]).get(claim_id)
         events = claim_store.history(conn, claim_id)
@@ -131,11 +132,22 @@ def run_operation(worker: Dispatcher, item: OutboxItem) -> None:
              claim_id)
 
 
+def _forget_text(app: App, item: OutboxItem) -> None:
+    # A row queued before the text was kept in ``messages`` only carries it in plain JSON; migration 0015 took it
+    # out of done and dead rows only, so such a row sent now would keep it when done, for good, and after the
+    # claim's erasure. Its holder drops it at the first lease: the text is read from ``messages`` like any other.
+    if item.operation == "send_message" and "text" in item.payload and "message_id" in item.payload:
+        payload = {k: v for k, v in item.payload.items() if k != "text"}
+        with write_tx(app.engine) as conn:
+            if outbox_store.replace_payload(conn, item, payload):
+                item.payload = payload
+
+
 def _data_for_partner(app: App, conn: Connection, item: OutboxItem, claim_id: int) -> dict[str, Any]:
     """The operation's data as the partner gets it. A message's text is kept encrypted in ``messages`` only and
-    read here, when it is sent (rows written before carry it in the payload and are sent as they are)."""
+    read here, when it is sent (a row without the message's id, hand-written, is sent as it is)."""
     data = {k: v for k, v in item.payload.items() if k != "claim_id"}
-    if item.operation == "send_message" and "text" not in data:
+    if item.operation == "send_message" and "message_id" in data:
         text = message_store.text_of(conn, app.cipher, int(data["message_id"]), claim_id)
         if text is None:
             raise DeliveryError(f"message {data['message_id']} of claim {claim_id} is no longer stored",

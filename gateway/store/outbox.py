@@ -20,7 +20,7 @@ from gateway.store.schema import outbox
 from gateway.store.sql import dumps, loads, utcnow
 
 __all__ = ["OutboxItem", "backoff", "complete", "defer", "enqueue", "enqueue_dead", "fail", "get", "lease", "listing",
-           "loads", "open_count", "release_waiting", "retry", "settle_late"]
+           "loads", "open_count", "release_waiting", "replace_payload", "retry", "settle_late"]
 
 
 class OutboxItem(msgspec.Struct, kw_only=True):
@@ -122,6 +122,11 @@ def settle_late(conn: Connection, item: OutboxItem, receipt: dict[str, Any], now
                        .values(status="done", receipt=dumps(receipt), done_at=now or utcnow(),
                                lease_owner=item.lease_owner, lease_until=None, last_error=None))
     return res.rowcount == 1
+
+
+def replace_payload(conn: Connection, item: OutboxItem, payload: dict[str, Any]) -> bool:
+    """The leased row's payload rewritten by its holder; False if the lease was lost meanwhile."""
+    return conn.execute(update(outbox).where(_owned(item)).values(payload=dumps(payload))).rowcount == 1
 
 
 def backoff(attempts: int, base: float, cap: float) -> float:

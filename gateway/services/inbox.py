@@ -29,7 +29,7 @@ from gateway.errors import InputError
 from gateway.services.ack import AckWriter, private_temp_name, remove_stale_temps, safe_cell, sibling
 from gateway.services.client_files import LINK_REFUSED, LinkRefused, is_link
 from gateway.services.file_writers import has_writer, remove_unless_written
-from gateway.services.ingest import IngestResult, ack_path_for, ingest_file, resume
+from gateway.services.ingest import MAX_RESUMES, IngestResult, ack_path_for, give_up_resume, ingest_file, resume
 from gateway.services.node import client_ingest_lease, leased
 from gateway.store import submissions as sub_store
 from gateway.store import uploads as upload_store
@@ -92,9 +92,6 @@ def _refuse_link(app: App, client_id: str, path: Path, exc: LinkRefused) -> Inge
                         ack_path=str(ack), error=str(exc))
 
 
-MAX_RESUMES = 3  # start-ups that may resume one unfinished submission before it is given up as failed
-
-
 def resume_unfinished(app: App) -> list[IngestResult]:
     """Finish every submission left in ``processing`` whose client no node is ingesting for now.
 
@@ -119,7 +116,7 @@ def resume_unfinished(app: App) -> list[IngestResult]:
                     continue
                 attempt = sub_store.count_resume(conn, sub["id"])
             if attempt > MAX_RESUMES:
-                results.append(_give_up(app, current, attempt - 1))
+                results.append(give_up_resume(app, current, attempt - 1))
                 continue
             log.warning("ingest.resume submission=%s file=%s attempt=%d", sub["reference"], sub["filename"], attempt)
             with tempfile.TemporaryDirectory(prefix="gateway-resume-") as tmp:
@@ -129,22 +126,6 @@ def resume_unfinished(app: App) -> list[IngestResult]:
                         fh.write(chunk)
                 results.append(resume(app, current, path))
     return results
-
-
-def _give_up(app: App, sub: RowMapping, resumes: int) -> IngestResult:
-    """Mark a submission failed whose processing was interrupted at every start: a failed ack says why."""
-    error = (f"processing this file was interrupted {resumes + 1} times (the gateway stopped or crashed while "
-             "reading it, most likely because of the file); it is not retried: check the file and send it again")
-    name = sub["filename"] or "payload"
-    ack = Path(sub["ack_path"]) if sub["ack_path"] else ack_path_for(app, sub["client_id"], name)
-    with AckWriter(ack) as w:
-        w.row(None, None, "failed", None, [Finding(code="input_error", message=error)])
-        w.commit()
-    with write_tx(app.engine) as conn:
-        sub_store.finish(conn, sub["id"], status="failed", error=error, ack_path=str(ack))
-    log.error("ingest.resume_given_up submission=%s file=%s resumes=%d", sub["reference"], name, resumes)
-    return IngestResult(submission=sub["reference"], status="failed", client_id=sub["client_id"], filename=name,
-                        ack_path=str(ack), error=error)
 
 
 class UploadBusy(Exception):

@@ -43,9 +43,11 @@ from gateway.services.node import LeaseBusy, client_ingest_lease, fence, leased
 from gateway.store import submissions as sub_store
 from gateway.store.db import write_tx
 
-__all__ = ["IngestResult", "RowResult", "ack_path_for", "ingest_file", "resume", "sha256_file"]
+__all__ = ["MAX_RESUMES", "IngestResult", "RowResult", "ack_path_for", "give_up_resume", "ingest_file", "resume",
+           "sha256_file"]
 log = logging.getLogger(__name__)
 CHUNK_BYTES = 1 << 20
+MAX_RESUMES = 3  # resumes of one unfinished submission (start-up or the same file again) before it is given up
 
 
 def sha256_file(path: Path) -> tuple[str, int]:
@@ -145,6 +147,7 @@ def ingest_file(app: App, path: Path, client_id: str, *, channel: str = "cli", m
 
 def _ingest_new(app: App, spec: MappingSpec, path: Path, client_id: str, name: str, sha: str, size: int,
                 channel: str, ack_path: Path | None, workers: int) -> IngestResult:
+    attempt = 0
     with write_tx(app.engine) as conn:
         dup = sub_store.find_duplicate(conn, client_id, sha)
         if dup is None:
@@ -152,9 +155,16 @@ def _ingest_new(app: App, spec: MappingSpec, path: Path, client_id: str, name: s
                                    size=size, dedupe=True, received_at=app.now())
             assert sub is not None  # the write lock is held: nobody inserted it since find_duplicate
             sub_store.store_payload(conn, app.cipher, sub["id"], _chunks(path))
+        elif dup["status"] == "processing":
+            # Counted like a start-up resume (committed before it runs): in ``serve`` the file still in the inbox
+            # (or an SFTP upload recovered) may reach its client's lease before the start-up resume does, and a
+            # file whose processing kills the process must not be resumed this way without end.
+            attempt = sub_store.count_resume(conn, dup["id"])
     if dup is not None and dup["status"] == "processing":
+        if attempt > MAX_RESUMES:
+            return give_up_resume(app, dup, attempt - 1)
         # The same bytes again while their submission never finished (a crash): finish it now.
-        log.warning("ingest.resume client=%s submission=%s", client_id, dup["reference"])
+        log.warning("ingest.resume client=%s submission=%s attempt=%d", client_id, dup["reference"], attempt)
         return _process(app, spec, path, client_id, name, submission=dup,
                         ack=ack_path or ack_path_for(app, client_id, name), workers=workers)
     if dup is not None:
@@ -166,6 +176,22 @@ def _ingest_new(app: App, spec: MappingSpec, path: Path, client_id: str, name: s
     metrics.SUBMISSIONS_RECEIVED.labels(client_id, channel).inc()
     return _process(app, spec, path, client_id, name, submission=sub,
                     ack=ack_path or ack_path_for(app, client_id, name), workers=workers)
+
+
+def give_up_resume(app: App, sub: RowMapping, resumes: int) -> IngestResult:
+    """Mark a submission failed whose processing was interrupted at every resume: a failed ack says why."""
+    error = (f"processing this file was interrupted {resumes + 1} times (the gateway stopped or crashed while "
+             "reading it, most likely because of the file); it is not retried: check the file and send it again")
+    name = sub["filename"] or "payload"
+    ack = Path(sub["ack_path"]) if sub["ack_path"] else ack_path_for(app, sub["client_id"], name)
+    with AckWriter(ack) as w:
+        w.row(None, None, "failed", None, [Finding(code="input_error", message=error)])
+        w.commit()
+    with write_tx(app.engine) as conn:
+        sub_store.finish(conn, sub["id"], status="failed", error=error, ack_path=str(ack))
+    log.error("ingest.resume_given_up submission=%s file=%s resumes=%d", sub["reference"], name, resumes)
+    return IngestResult(submission=sub["reference"], status="failed", client_id=sub["client_id"], filename=name,
+                        ack_path=str(ack), error=error)
 
 
 def resume(app: App, submission: RowMapping, path: Path) -> IngestResult:

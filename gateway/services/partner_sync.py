@@ -18,7 +18,7 @@ from gateway.bootstrap import App
 from gateway.errors import DeliveryError, Interrupted, NotFound
 from gateway.faults import describe, is_transient
 from gateway.services.dispatch import open_adapter
-from gateway.services.node import fence, leased
+from gateway.services.node import LeaseLost, fence, leased
 from gateway.services.partner_updates import ApplyResult, apply_updates, get_cursor, last_sync, save_cursor
 from gateway.store.db import read_tx, write_tx
 
@@ -102,6 +102,12 @@ def sync_due(app: App, on_error: Callable[[str, BaseException], None] | None = N
                 if lease is None or pid not in due_partners(app, only=pid):
                     continue
                 out[pid] = sync_partner(app, pid)
+        except LeaseLost:
+            # This node stalled past its lease and another took the partner over (the fence did its job): that
+            # node's pull goes on, so nothing failed here; recording an error would also write this node's stale
+            # cursor over the one the other node saved.
+            log.info("partner_sync.taken_over partner=%s: another node pulls it now", pid)
+            continue
         except (DeliveryError, NotFound) as exc:
             metrics.PARTNER_SYNC_ERRORS.labels(pid).inc()
             log.warning("partner_sync.failed partner=%s error=%s", pid, describe(exc))

@@ -297,7 +297,8 @@ class Dispatcher:
         partner = self.app.config.partners.get(item.partner_id)
         max_attempts = (partner.max_attempts if partner and partner.max_attempts else None) or cfg.max_attempts
         # The gateway's own database trouble (a write lock held too long, a connection lost) says nothing about
-        # the partner: the row is tried again, never dead-lettered for it, and its claims are not failed.
+        # the partner: the row is tried again, never dead-lettered for it, its claims are not failed, and the
+        # attempt does not count against the partner's max_attempts.
         ours = isinstance(exc, DBAPIError) and is_transient(exc)
         retryable = ours or self._is_retryable(item.partner_id, exc)
         dead = not retryable or (item.attempts >= max_attempts and not ours)
@@ -306,7 +307,7 @@ class Dispatcher:
         cap = (partner.retry.backoff_max_seconds if partner else None) or cfg.backoff_max_seconds
         retry_in = None if dead else outbox_store.backoff(item.attempts, base, cap)
         with write_tx(self.app.engine) as conn:
-            if not outbox_store.fail(conn, item, error, retry_in=retry_in, now=self.app.now()):
+            if not outbox_store.fail(conn, item, error, retry_in=retry_in, now=self.app.now(), counted=not ours):
                 return
             metrics.DELIVERY_FAILURES.labels(item.partner_id, item.operation).inc()
             if dead:

@@ -25,7 +25,7 @@ from sqlalchemy import RowMapping
 
 from gateway.bootstrap import App
 from gateway.domain.findings import Finding
-from gateway.errors import InputError
+from gateway.errors import InputError, Interrupted
 from gateway.services.ack import AckWriter, private_temp_name, remove_stale_temps, safe_cell, sibling
 from gateway.services.client_files import LINK_REFUSED, LinkRefused, is_link
 from gateway.services.file_writers import has_writer, remove_unless_written
@@ -124,7 +124,12 @@ def resume_unfinished(app: App) -> list[IngestResult]:
                 with read_tx(app.engine) as conn, open(path, "wb") as fh:
                     for chunk in sub_store.read_payload(conn, app.cipher, sub["id"]):
                         fh.write(chunk)
-                results.append(resume(app, current, path))
+                try:
+                    results.append(resume(app, current, path))
+                except Interrupted:  # a clean stop (a deploy) is not the file's fault: not counted against it
+                    with write_tx(app.engine) as conn:
+                        sub_store.uncount_resume(conn, sub["id"])
+                    raise
     return results
 
 

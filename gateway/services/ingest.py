@@ -32,7 +32,7 @@ from gateway.bootstrap import App
 from gateway.config import LimitsConfig
 from gateway.domain.findings import Finding
 from gateway.domain.model import to_minor
-from gateway.errors import GatewayError, InputError
+from gateway.errors import GatewayError, InputError, Interrupted
 from gateway.mapping.spec import MappingSpec, load_mapping
 from gateway.mapping.engine import date_columns
 from gateway.readers.base import Reader, open_reader
@@ -165,8 +165,13 @@ def _ingest_new(app: App, spec: MappingSpec, path: Path, client_id: str, name: s
             return give_up_resume(app, dup, attempt - 1)
         # The same bytes again while their submission never finished (a crash): finish it now.
         log.warning("ingest.resume client=%s submission=%s attempt=%d", client_id, dup["reference"], attempt)
-        return _process(app, spec, path, client_id, name, submission=dup,
-                        ack=ack_path or ack_path_for(app, client_id, name), workers=workers)
+        try:
+            return _process(app, spec, path, client_id, name, submission=dup,
+                            ack=ack_path or ack_path_for(app, client_id, name), workers=workers)
+        except Interrupted:  # a clean stop is not the file's fault: this resume is not counted against it
+            with write_tx(app.engine) as conn:
+                sub_store.uncount_resume(conn, dup["id"])
+            raise
     if dup is not None:
         log.info("ingest.duplicate client=%s file=%s submission=%s", client_id, name, dup["reference"])
         return IngestResult(submission=None, status="duplicate", client_id=client_id, filename=name,

@@ -135,10 +135,15 @@ def backoff(attempts: int, base: float, cap: float) -> float:
 
 
 def fail(conn: Connection, item: OutboxItem, error: str, *, retry_in: float | None,
-         now: datetime | None = None) -> bool:
-    """Record a failed attempt: back to pending after ``retry_in`` seconds, or dead when None."""
+         now: datetime | None = None, counted: bool = True) -> bool:
+    """Record a failed attempt: back to pending after ``retry_in`` seconds, or dead when None.
+
+    ``counted=False``: the failure was the gateway's own (its database), not the partner's: the attempt is given
+    back, so that it does not use up the partner's ``max_attempts``."""
     now = now or utcnow()
     values: dict[str, Any] = dict(last_error=error[:4000], lease_until=None)
+    if not counted:
+        values["attempts"] = max(item.attempts - 1, 0)
     if retry_in is None:
         values.update(status="dead", done_at=now)
     else:

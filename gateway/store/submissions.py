@@ -140,6 +140,12 @@ def count_resume(conn: Connection, submission_id: int) -> int:
                             .where(submissions.c.id == submission_id)).scalar_one())
 
 
+def uncount_resume(conn: Connection, submission_id: int) -> None:
+    """Take back one counted resume: it was ended by a clean stop, not by the file."""
+    conn.execute(update(submissions).where(submissions.c.id == submission_id, submissions.c.resume_attempts > 0)
+                 .values(resume_attempts=submissions.c.resume_attempts - 1))
+
+
 def unfinished(conn: Connection) -> list[RowMapping]:
     """Submissions a crash left in ``processing``: resumed at start-up."""
     return list(conn.execute(select(submissions).where(submissions.c.status == "processing")

@@ -71,6 +71,7 @@ def test_a_locked_database_while_recording_the_receipt_is_retried_not_dead_lette
         adapter.deliver = deliver  # type: ignore[method-assign]
     [row] = _rows(app)
     assert row["status"] == "pending", row  # not dead: the partner did nothing wrong
+    assert row["attempts"] == 0, row  # and the attempt is given back: it does not use up max_attempts
     assert str(row["last_error"]).startswith("OperationalError: database is locked"), row["last_error"]
     assert "SQL" not in str(row["last_error"])  # the driver's line, not the statement
     with read_tx(app.engine) as conn:

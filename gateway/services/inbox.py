@@ -21,8 +21,6 @@ import threading
 import time
 from pathlib import Path
 
-from sqlalchemy import RowMapping
-
 from gateway.bootstrap import App
 from gateway.domain.findings import Finding
 from gateway.errors import InputError, Interrupted

@@ -148,7 +148,12 @@ def _data_for_partner(app: App, conn: Connection, item: OutboxItem, claim_id: in
     read here, when it is sent (a row without the message's id, hand-written, is sent as it is)."""
     data = {k: v for k, v in item.payload.items() if k != "claim_id"}
     if item.operation == "send_message" and "message_id" in data:
-        text = message_store.text_of(conn, app.cipher, int(data["message_id"]), claim_id)
+        try:
+            message_id = int(data["message_id"])
+        except (TypeError, ValueError):
+            raise DeliveryError(f"outbox row {item.id}: message id {str(data['message_id'])[:40]!r} is not a "
+                                "message of the gateway's", retryable=False) from None
+        text = message_store.text_of(conn, app.cipher, message_id, claim_id)
         if text is None:
             raise DeliveryError(f"message {data['message_id']} of claim {claim_id} is no longer stored",
                                 retryable=False)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncssh
+import pytest
 
 from adapters.simulators.agency import STATUS_MAP, Agency, Fault
 from adapters.simulators.files import FolderAgency, load_partner_keys
@@ -18,9 +19,12 @@ from adapters.simulators.sftp_sim import SftpAgencySimulator
 from adapters.simulators.soap_sim import SoapAgencySimulator
 from gateway.bootstrap import App, build_app
 from gateway.config import load_config
+from gateway.domain.lifecycle import State
 from gateway.errors import DeliveryError
 from gateway.services.dispatch import Dispatcher
 from gateway.services.keys import init_keys
+from gateway.store import claims as claim_store
+from gateway.store.db import read_tx
 from tests.conftest import write_config
 from tests.support import Clock
 
@@ -215,3 +219,35 @@ def deliver_unanswered(app: App) -> Dispatcher:
     assert worker.run_once()
     adapter.deliver = real  # type: ignore[method-assign]
     return worker
+
+
+# -- fixtures shared by the tests that run a gateway against a simulated partner ----------------------------
+# Imported by name into a test module (``from tests.contract.harness import gw, keys_template, sim``); ``sim``
+# runs the directory and the HTTP partner, or what ``@pytest.mark.parametrize("sim", [...], indirect=True)`` says.
+
+@pytest.fixture(scope="module")
+def keys_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_keys_template(tmp_path_factory.mktemp("keys-template"))
+
+
+@pytest.fixture(params=["directory", "http"])
+def sim(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
+    with running(request.param, tmp_path) as h:
+        yield h
+
+
+@pytest.fixture
+def gw(sim: Harness, tmp_path: Path, db_url: str, keys_template: Path) -> Iterator[App]:
+    with gateway_for(sim, tmp_path, db_url, keys_template) as app:
+        yield app
+
+
+def claims_by_state(app: App, client_id: str = "demo") -> dict[State, list[int]]:
+    """A client's claim ids by current state, each list in id order."""
+    with read_tx(app.engine) as conn:
+        ids = sorted(r["id"] for r in claim_store.listing(conn, client_id=client_id))
+        states = claim_store.current_states(conn, ids)
+    out: dict[State, list[int]] = {}
+    for cid in ids:
+        out.setdefault(states[cid], []).append(cid)
+    return out

@@ -171,7 +171,7 @@ def test_unknown_status_code_is_kept_and_flagged(sim: Harness, gw: App) -> None:
 
 OPS = {"cancel": {"reason": "paid directly"},
        "report_payment": {"amount": "10.00", "currency": "EUR", "date": "2026-11-20"},
-       "send_message": {"message_id": "m-1", "text": "Bitte Ratenzahlung anbieten"},
+       "send_message": {"text": "Bitte Ratenzahlung anbieten"},  # stored as a message first, the row names it
        "request_monitoring": {}, "set_labels": {"labels": ["vip"]}, "refresh": {}}
 
 
@@ -183,6 +183,10 @@ def test_operations_reach_the_partner_once_or_fail_as_unsupported(sim: Harness, 
     accepted = {op for op in OPS if accepts(gw, PARTNER, op)}
     with write_tx(gw.engine) as conn:
         for op, payload in OPS.items():
+            if op == "send_message":  # as the use case queues it: the text kept encrypted, the row naming it
+                mid = message_store.add(conn, gw.cipher, claim_id=cid, client_id="demo", direction="to_partner",
+                                        text=payload["text"], now=gw.now())
+                payload = {"message_id": mid}
             outbox_store.enqueue(conn, key=f"{op}:{cid}", client_id="demo", partner_id=PARTNER, operation=op,
                                  payload={"claim_id": cid, **payload}, now=gw.now())
     if sim.operations:
@@ -196,6 +200,8 @@ def test_operations_reach_the_partner_once_or_fail_as_unsupported(sim: Harness, 
         rows = {r["operation"]: r["status"] for r in outbox_store.listing(conn) if r["operation"] in OPS}
         history = claim_store.history(conn, cid)
     assert rows == {op: "done" if op in accepted else "dead" for op in OPS}
+    if "send_message" in accepted:  # the text, read from messages when sent, reached the agency once
+        assert sim.agency.cases[cid].client_messages == [OPS["send_message"]["text"]]
     failed = sorted(e["data"]["operation"] for e in history if e["kind"] == "partner_op_failed")
     assert failed == sorted(set(OPS) - accepted)
     agency_ops = sorted(o["operation"] for o in sim.agency.operations.values())

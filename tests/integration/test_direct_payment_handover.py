@@ -9,10 +9,8 @@ and never both ways. Each test reads the batch as the partner gets it: decrypted
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from lxml import etree
@@ -33,27 +31,10 @@ from gateway.store import delivery_rows
 from gateway.store import outbox as outbox_store
 from gateway.store.db import read_tx
 from tests.conftest import ROOT
-from tests.contract.harness import PARTNER, Harness, deliver_unanswered, gateway_for, make_keys_template, running
+from tests.contract.harness import claims_by_state, deliver_unanswered, Harness, PARTNER
 
 DEMO = ROOT / "examples" / "demo.csv"
 NS = "{urn:inkasso-gateway:partner-batch:1}"
-
-
-@pytest.fixture(scope="module")
-def keys_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_keys_template(tmp_path_factory.mktemp("keys-template"))
-
-
-@pytest.fixture(params=["directory", "http"])
-def sim(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
-    with running(request.param, tmp_path) as h:
-        yield h
-
-
-@pytest.fixture
-def gw(sim: Harness, tmp_path: Path, db_url: str, keys_template: Path) -> Iterator[App]:
-    with gateway_for(sim, tmp_path, db_url, keys_template) as app:
-        yield app
 
 
 class Batches:
@@ -90,16 +71,6 @@ def _payments(element: etree._Element) -> list[tuple[str, str]]:
             for p in element.findall(f"{NS}payments/{NS}payment")]
 
 
-def _by_state(app: App) -> dict[State, list[int]]:
-    with read_tx(app.engine) as conn:
-        ids = sorted(r["id"] for r in claim_store.listing(conn, client_id="demo"))
-        states = claim_store.current_states(conn, ids)
-    out: dict[State, list[int]] = {}
-    for cid in ids:
-        out.setdefault(states[cid], []).append(cid)
-    return out
-
-
 def _open(app: App, cid: int) -> Decimal:
     with read_tx(app.engine) as conn:
         row = claim_store.current(conn, cid)
@@ -128,7 +99,7 @@ def test_payments_reported_before_the_handover_travel_in_the_batch(sim: Harness,
     amount is the account's; a claim without such payments is the same bytes as before. (A claim paid in full
     is not handed over at all: test_paid_before_handover.py.)"""
     ingest_file(gw, DEMO, "demo")
-    states = _by_state(gw)
+    states = claims_by_state(gw)
     [held] = states[State.HELD]
     partial, full, plain = states[State.QUEUED][:3]
     first, second = date(2025, 6, 2), date(2025, 6, 20)
@@ -182,7 +153,7 @@ def test_a_payment_while_the_partner_may_have_the_claim_goes_once_as_a_request(s
     batches = Batches(gw, worker)
     with read_tx(gw.engine) as conn:
         [row] = outbox_store.listing(conn)
-    cid = _by_state(gw)[State.FAILED][0]
+    cid = claims_by_state(gw)[State.FAILED][0]
     if when == "queued-again":
         retry_dead(gw, row["id"])
     answer = claim_ops.report_payment(gw, "demo", cid, Decimal("25.00"), date(2025, 6, 2))

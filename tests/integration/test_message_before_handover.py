@@ -10,10 +10,8 @@ the partner. A held claim's message is the gateway's record only. Real partner s
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,37 +27,10 @@ from gateway.store import claims as claim_store
 from gateway.store import outbox as outbox_store
 from gateway.store.db import read_tx, write_tx
 from tests.conftest import ROOT
-from tests.contract.harness import PARTNER, Harness, deliver_unanswered, gateway_for, make_keys_template, running
+from tests.contract.harness import claims_by_state, deliver_unanswered, Harness, PARTNER
 
 DEMO = ROOT / "examples" / "demo.csv"
 TEXT = "Schuldner bittet um Rückruf wegen Ratenzahlung."
-
-
-@pytest.fixture(scope="module")
-def keys_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_keys_template(tmp_path_factory.mktemp("keys-template"))
-
-
-@pytest.fixture(params=["http", "directory"])
-def sim(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
-    with running(request.param, tmp_path) as h:
-        yield h
-
-
-@pytest.fixture
-def gw(sim: Harness, tmp_path: Path, db_url: str, keys_template: Path) -> Iterator[App]:
-    with gateway_for(sim, tmp_path, db_url, keys_template) as app:
-        yield app
-
-
-def _by_state(app: App) -> dict[State, list[int]]:
-    with read_tx(app.engine) as conn:
-        ids = sorted(r["id"] for r in claim_store.listing(conn, client_id="demo"))
-        states = claim_store.current_states(conn, ids)
-    out: dict[State, list[int]] = {}
-    for cid in ids:
-        out.setdefault(states[cid], []).append(cid)
-    return out
 
 
 def _history(app: App, cid: int) -> list[dict[str, Any]]:
@@ -97,7 +68,7 @@ def test_a_message_to_a_queued_claim_reaches_the_partner_after_the_handover(sim:
     """Written before any batch was sent: queued for the partner (forwarded), held back until the receipt is
     recorded, then delivered once."""
     ingest_file(gw, DEMO, "demo")
-    cid = _by_state(gw)[State.QUEUED][0]
+    cid = claims_by_state(gw)[State.QUEUED][0]
     answer = claim_ops.send_message(gw, "demo", cid, TEXT)
     assert (answer.state, answer.forwarded) == ("queued", True)
     [row] = _requests(gw)
@@ -133,7 +104,7 @@ def test_a_message_to_a_claim_queued_again_after_a_lost_answer_reaches_the_partn
     worker = deliver_unanswered(gw)
     with read_tx(gw.engine) as conn:
         [batch] = outbox_store.listing(conn)
-    cid = _by_state(gw)[State.FAILED][0]
+    cid = claims_by_state(gw)[State.FAILED][0]
     assert retry_dead(gw, batch["id"]) > 0
     answer = claim_ops.send_message(gw, "demo", cid, TEXT)
     assert (answer.state, answer.forwarded) == ("queued", True)
@@ -150,7 +121,7 @@ def test_a_held_claims_message_is_kept_here_only(sim: Harness, gw: App) -> None:
     """A held claim may never be handed over: its message is recorded, not queued (forwarded false), and a
     later release does not send it."""
     ingest_file(gw, DEMO, "demo")
-    [held] = _by_state(gw)[State.HELD]
+    [held] = claims_by_state(gw)[State.HELD]
     answer = claim_ops.send_message(gw, "demo", held, TEXT)
     assert (answer.state, answer.forwarded) == ("held", False)
     assert _requests(gw) == []
@@ -170,7 +141,7 @@ def test_a_waiting_message_for_a_claim_that_ends_before_the_handover_is_settled_
     had the claim: it is settled as not forwarded, with a record on the claim, and no message text in a log."""
     caplog.set_level(logging.DEBUG)
     ingest_file(gw, DEMO, "demo")
-    cid, other = _by_state(gw)[State.QUEUED][:2]
+    cid, other = claims_by_state(gw)[State.QUEUED][:2]
     assert claim_ops.send_message(gw, "demo", cid, TEXT).forwarded
     assert claim_ops.send_message(gw, "demo", other, TEXT).forwarded  # its claim goes: the message follows it
     if ending == "cancelled":
@@ -217,12 +188,12 @@ def test_a_queued_claims_partner_that_takes_no_messages_refuses_at_once(sim: Har
     as for a claim the partner has."""
     gw.config.partners[PARTNER].capabilities = ["deliver", "status_pull"]
     ingest_file(gw, DEMO, "demo")
-    cid = _by_state(gw)[State.QUEUED][0]
+    cid = claims_by_state(gw)[State.QUEUED][0]
     before = _kinds(gw, cid)
     with pytest.raises(Unsupported):
         claim_ops.send_message(gw, "demo", cid, TEXT)
     assert _kinds(gw, cid) == before and _requests(gw) == []
-    [held] = _by_state(gw)[State.HELD]
+    [held] = claims_by_state(gw)[State.HELD]
     assert claim_ops.send_message(gw, "demo", held, TEXT).forwarded is False  # the gateway's record only
     # the console offers what the use case takes
     assert "send_message" not in console.claim_page(gw, "demo", cid, mark_seen=False).actions

@@ -23,26 +23,15 @@ from gateway.store import outbox as outbox_store
 from gateway.store.db import _alembic_config, read_tx, upgrade, write_tx
 from gateway.store.schema import outbox
 from tests.conftest import ROOT
-from tests.contract.harness import PARTNER, Harness, gateway_for, make_keys_template, running
+from tests.contract.harness import PARTNER, Harness, running
 
 TEXT = "Schuldnerin Quetzalwurm bittet um Rueckruf"
-
-
-@pytest.fixture(scope="module")
-def keys_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_keys_template(tmp_path_factory.mktemp("keys-template"))
 
 
 @pytest.fixture
 def sim(tmp_path: Path) -> Iterator[Harness]:
     with running("http", tmp_path) as h:
         yield h
-
-
-@pytest.fixture
-def gw(sim: Harness, tmp_path: Path, db_url: str, keys_template: Path) -> Iterator[App]:
-    with gateway_for(sim, tmp_path, db_url, keys_template) as app:
-        yield app
 
 
 def _drain(app: App) -> None:

@@ -11,10 +11,8 @@ partner simulator and reads what the partner received.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,37 +29,10 @@ from gateway.store import claims as claim_store
 from gateway.store import outbox as outbox_store
 from gateway.store.db import read_tx, write_tx
 from tests.conftest import ROOT
-from tests.contract.harness import PARTNER, Harness, deliver_unanswered, gateway_for, make_keys_template, running
+from tests.contract.harness import claims_by_state, deliver_unanswered, Harness, PARTNER
 
 DEMO = ROOT / "examples" / "demo.csv"
 PAID_ON = date(2025, 6, 2)
-
-
-@pytest.fixture(scope="module")
-def keys_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_keys_template(tmp_path_factory.mktemp("keys-template"))
-
-
-@pytest.fixture(params=["directory", "http"])
-def sim(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
-    with running(request.param, tmp_path) as h:
-        yield h
-
-
-@pytest.fixture
-def gw(sim: Harness, tmp_path: Path, db_url: str, keys_template: Path) -> Iterator[App]:
-    with gateway_for(sim, tmp_path, db_url, keys_template) as app:
-        yield app
-
-
-def _by_state(app: App) -> dict[State, list[int]]:
-    with read_tx(app.engine) as conn:
-        ids = sorted(r["id"] for r in claim_store.listing(conn, client_id="demo"))
-        states = claim_store.current_states(conn, ids)
-    out: dict[State, list[int]] = {}
-    for cid in ids:
-        out.setdefault(states[cid], []).append(cid)
-    return out
 
 
 def _current(app: App, cid: int) -> dict[str, Any]:
@@ -126,7 +97,7 @@ def test_a_claim_paid_in_full_before_the_handover_is_closed_and_never_handed_ove
     a held one paid in full: each is closed as paid by the report itself; the dispatcher that runs afterwards
     hands over the other claims of the same batches, and the partner never hears of the paid ones."""
     ingest_file(gw, DEMO, "demo")
-    states = _by_state(gw)
+    states = claims_by_state(gw)
     [held] = states[State.HELD]
     full, parts, over, partial = states[State.QUEUED][:4]
     [batch_row] = [r for r in _outbox(gw) if r["operation"] == "deliver_batch"]
@@ -188,7 +159,7 @@ def test_a_batch_left_with_only_paid_claims_sends_nothing(sim: Harness, gw: App)
     """A held claim released on its own is the only claim of its batch row; paid in full before the dispatcher
     takes the row, the row is settled with nothing sent."""
     ingest_file(gw, DEMO, "demo")
-    [held] = _by_state(gw)[State.HELD]
+    [held] = claims_by_state(gw)[State.HELD]
     run = claim_ops.release(gw, "demo", claim_ids=[held]).run
     answer = claim_ops.report_payment(gw, "demo", held, _open(gw, held), PAID_ON)
     assert (answer.state, answer.forwarded) == ("closed_paid", False)
@@ -215,7 +186,7 @@ def test_a_payment_in_full_while_the_partner_has_or_may_have_the_claim_goes_as_a
         worker = Dispatcher(gw, owner="w")
         adapter: Any = worker._adapter(PARTNER)
         real = adapter.deliver
-        cid = _by_state(gw)[State.QUEUED][0]
+        cid = claims_by_state(gw)[State.QUEUED][0]
 
         def pay_while_the_batch_travels(batch: Batch) -> Any:
             # the batch's transaction has committed the claims as delivering: the payment finds them so
@@ -226,7 +197,7 @@ def test_a_payment_in_full_while_the_partner_has_or_may_have_the_claim_goes_as_a
         adapter.deliver = real
     else:
         worker = deliver_unanswered(gw)
-        cid = _by_state(gw)[State.FAILED][0]
+        cid = claims_by_state(gw)[State.FAILED][0]
         if when == "queued-again":
             [row] = _outbox(gw)
             retry_dead(gw, row["id"])
@@ -262,7 +233,7 @@ def test_a_claim_held_again_after_a_lost_answer_is_not_closed_by_a_payment(sim: 
     worker = deliver_unanswered(gw)
     worker.close()
     [row] = _outbox(gw)
-    cid = _by_state(gw)[State.FAILED][0]
+    cid = claims_by_state(gw)[State.FAILED][0]
     retry_dead(gw, row["id"])
     with write_tx(gw.engine) as conn:
         claim_store.transition(conn, [cid], State.HELD, Actor.OPERATOR, kind="held_by_operator", now=gw.now())

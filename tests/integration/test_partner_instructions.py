@@ -32,7 +32,7 @@ from gateway.store import claims as claim_store
 from gateway.store import outbox as outbox_store
 from gateway.store.db import read_tx
 from tests.conftest import ROOT, write_config
-from tests.contract.harness import CERT, make_keys_template, PARTNER, Harness, running
+from tests.contract.harness import CERT, PARTNER, Harness, running
 from tests.integration.soap.conftest import Endpoint, client_config
 
 DEMO = ROOT / "examples" / "demo.csv"
@@ -43,11 +43,6 @@ REFUSED = {"CancelClaim": ("cancel", "cancellations"),
            "SendMessage": ("send_message", "messages"),
            "RequestLongTermMonitoring": ("request_monitoring", "long-term monitoring requests"),
            "RefreshClaim": ("refresh", "refresh requests")}
-
-
-@pytest.fixture(scope="module")
-def keys_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_keys_template(tmp_path_factory.mktemp("keys-template"))
 
 
 @dataclass

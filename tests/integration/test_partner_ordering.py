@@ -7,10 +7,8 @@ and runs it against the partner simulators through their real transports.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,26 +27,9 @@ from gateway.store import claims as claim_store
 from gateway.store import outbox as outbox_store
 from gateway.store.db import read_tx
 from tests.conftest import ROOT
-from tests.contract.harness import PARTNER, Harness, deliver_unanswered, gateway_for, make_keys_template, running
+from tests.contract.harness import deliver_unanswered, Harness, PARTNER
 
 DEMO = ROOT / "examples" / "demo.csv"
-
-
-@pytest.fixture(scope="module")
-def keys_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_keys_template(tmp_path_factory.mktemp("keys-template"))
-
-
-@pytest.fixture(params=["http", "directory"])
-def sim(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
-    with running(request.param, tmp_path) as h:
-        yield h
-
-
-@pytest.fixture
-def gw(sim: Harness, tmp_path: Path, db_url: str, keys_template: Path) -> Iterator[App]:
-    with gateway_for(sim, tmp_path, db_url, keys_template) as app:
-        yield app
 
 
 def _sent(app: App) -> list[int]:

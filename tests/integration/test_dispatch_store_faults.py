@@ -23,6 +23,7 @@ from gateway.store import claims as claim_store
 from gateway.store import outbox as outbox_store
 from gateway.store.db import read_tx
 from tests.conftest import ROOT, write_config
+from tests.support import wait_for
 
 P = "demo-agency"
 
@@ -79,11 +80,13 @@ def test_a_locked_database_while_recording_the_receipt_is_retried_not_dead_lette
     ids = [c for c, s in states.items() if s is not State.HELD]  # held claims wait for the client's release
     assert ids and {states[c] for c in ids} == {State.DELIVERING}
 
-    # the backoff of the test config is 10 ms: the row is due again at once
-    worker.drain()
+    def handed_over() -> bool:  # the row is due again after its backoff (10-50 ms in the test config)
+        worker.drain()
+        with read_tx(app.engine) as conn:
+            return set(claim_store.current_states(conn, ids).values()) == {State.HANDED_OVER}
+
+    wait_for("the retry to hand the claims over", handed_over, 10)
     worker.close()
-    with read_tx(app.engine) as conn:
-        assert set(claim_store.current_states(conn, ids).values()) == {State.HANDED_OVER}
     assert {r["status"] for r in _rows(app)} == {"done"}
     batches = list((tmp_path / "var" / "partners" / P).glob("*.p7m"))
     assert len(batches) == 1, batches  # the retry confirmed the batch the partner had; nothing sent twice

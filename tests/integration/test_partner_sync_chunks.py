@@ -28,7 +28,9 @@ def _stored(app: App) -> int:
         return int(conn.execute(select(func.count()).select_from(partner_updates)).scalar_one())
 
 
-def test_a_page_is_applied_in_chunks_and_a_stop_between_them_resumes_without_loss(app: App) -> None:
+def handed_over_with_a_page_of_statuses(app: App, n: int) -> list[int]:
+    """The demo file delivered to the directory partner, and ``n`` status updates about its claims waiting in one
+    status file (one page); returns the claims handed over."""
     app.config.partners[P].status_map.update({"BEARB": "in_progress:pre_court"})
     ingest_file(app, ROOT / "examples" / "demo.csv", "demo")
     worker = Dispatcher(app, owner="t")
@@ -36,7 +38,6 @@ def test_a_page_is_applied_in_chunks_and_a_stop_between_them_resumes_without_los
     worker.close()
     with read_tx(app.engine) as conn:
         ids = sorted(r["id"] for r in claim_store.listing(conn, client_id="demo", state="handed_over"))
-    n = 2 * APPLY_CHUNK + 200
     updates = [PartnerUpdate(update_id=f"u-{i}", claim_id=ids[i % len(ids)], kind="status", code="BEARB",
                              partner_reference=f"AZ-{ids[i % len(ids)]}") for i in range(n)]
     adapter = open_adapter(app, P)
@@ -44,6 +45,12 @@ def test_a_page_is_applied_in_chunks_and_a_stop_between_them_resumes_without_los
     adapter.close()
     folder.mkdir(parents=True, exist_ok=True)
     (folder / status_name(1, n)).write_bytes(encode_updates(updates))
+    return ids
+
+
+def test_a_page_is_applied_in_chunks_and_a_stop_between_them_resumes_without_loss(app: App) -> None:
+    n = 2 * APPLY_CHUNK + 200
+    handed_over_with_a_page_of_statuses(app, n)
 
     commits: list[int] = []
 

@@ -11,40 +11,23 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from adapters.base import PartnerUpdate, encode_updates
-from adapters.statusfiles import STATUS_DIR, status_name
+from adapters.statusfiles import status_name
 from gateway import liveness
 from gateway.bootstrap import App
-from gateway.services.dispatch import Dispatcher, open_adapter
-from gateway.services.ingest import ingest_file
 from gateway.services.partner_sync import APPLY_CHUNK, sync_due
 from gateway.services.partner_updates import save_cursor
-from gateway.store import claims as claim_store
 from gateway.store.db import read_tx, write_tx
 from gateway.store.schema import leases
 from gateway.store.schema import partner_sync as partner_sync_table
-from tests.conftest import ROOT
+from tests.integration.test_partner_sync_chunks import handed_over_with_a_page_of_statuses
 
 P = "demo-agency"
 
 
 def test_a_lease_lost_between_chunks_is_no_sync_error(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
-    app.config.partners[P].status_map.update({"BEARB": "in_progress:pre_court"})
     app.config.partners[P].sync.enabled = True
-    ingest_file(app, ROOT / "examples" / "demo.csv", "demo")
-    worker = Dispatcher(app, owner="t")
-    worker.drain()
-    worker.close()
-    with read_tx(app.engine) as conn:
-        ids = sorted(r["id"] for r in claim_store.listing(conn, client_id="demo", state="handed_over"))
     n = APPLY_CHUNK + 10
-    updates = [PartnerUpdate(update_id=f"u-{i}", claim_id=ids[i % len(ids)], kind="status", code="BEARB",
-                             partner_reference=f"AZ-{ids[i % len(ids)]}") for i in range(n)]
-    adapter = open_adapter(app, P)
-    folder = adapter.path / STATUS_DIR  # type: ignore[attr-defined]
-    adapter.close()
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / status_name(1, n)).write_bytes(encode_updates(updates))
+    handed_over_with_a_page_of_statuses(app, n)
 
     beats: list[int] = []
     real_beat = liveness.beat

@@ -47,7 +47,6 @@ from pathlib import Path
 from typing import Any
 
 import asyncssh
-import yaml
 
 from adapters.simulators.agency import Agency, Fault
 from adapters.simulators.files import claim_ids_of, load_partner_keys
@@ -60,25 +59,13 @@ END_STATES = {"queued", "delivering", "failed", "received"}
 
 
 def _config(base: Path, db_url: str, partner: dict[str, Any], **extra: Any) -> Path:
-    (base / "mappings").mkdir(parents=True, exist_ok=True)
-    shutil.copy(ROOT / "mappings" / "demo.yaml", base / "mappings" / "demo.yaml")
-    doc: dict[str, Any] = {
-        "base_dir": ".",
-        "gateway_id": "gw-soak",
-        "database": {"url": db_url},
-        "watcher": {"stable_seconds": 0.3, "sweep_seconds": 2},
-        "health": {"listen": "127.0.0.1:0"},
-        # outages here last seconds: enough attempts that none is given up while the partner is down
-        "dispatcher": {"poll_seconds": 0.2, "backoff_base_seconds": 0.05, "backoff_max_seconds": 1.0,
-                       "max_attempts": 100},
-        "clients": {"demo": {"name": "Demo", "mapping": "demo", "default_partner": "demo-agency"}},
-        "partners": {"demo-agency": {"certificate": "var/keys/partners/demo-agency.crt", **partner}},
-        "routing": [{"partner": "demo-agency", "client": "demo"}],
-    }
-    doc.update(extra)
-    path = base / "gateway.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
+    from tests.conftest import write_config  # the tests' gateway: the demo client and mapping, loopback only
+
+    # outages here last seconds: enough attempts that none is given up while the partner is down
+    return write_config(base, db_url, gateway_id="gw-soak",
+                        dispatcher={"backoff_base_seconds": 0.05, "backoff_max_seconds": 1.0, "max_attempts": 100},
+                        partners={"demo-agency": {"certificate": "var/keys/partners/demo-agency.crt", **partner}},
+                        **extra)
 
 
 def _run(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,3 +128,23 @@ class ServerThread:
             f"[127.0.0.1]:{self.port} {asyncssh.read_private_key(str(self.host_key)).export_public_key().decode()}")
         return asyncssh.connect("127.0.0.1", self.port, username=user, known_hosts=known,
                                 client_keys=[str(key)] if key else [], agent_path=None, **kw)
+
+
+@contextmanager
+def sftp_server(base: Path, db_url: str, clients: dict[str, Any], **sftp: Any) -> Iterator[ServerThread]:
+    """A gateway rooted at ``base`` with these SFTP ``clients`` (``sftp_clients_config``) and extra ``sftp``
+    settings, its SFTP server running on an ephemeral port until the block ends."""
+    from gateway.bootstrap import build_app
+    from gateway.config import load_config
+    from gateway.services.keys import init_keys
+    from tests.conftest import write_config
+
+    cfg = write_config(base, db_url, sftp={"enabled": True, "port": 0, **sftp}, clients=clients,
+                       routing=[{"partner": "demo-agency"}])
+    init_keys(load_config(cfg))
+    app = build_app(cfg, migrate=True)
+    try:
+        with ServerThread(app) as srv:
+            yield srv
+    finally:
+        app.close()

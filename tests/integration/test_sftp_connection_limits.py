@@ -13,11 +13,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from gateway.bootstrap import build_app
-from gateway.config import load_config
-from gateway.services.keys import init_keys
-from tests.conftest import write_config
-from tests.sftp_support import ClientKey, ServerThread, make_key, sftp_clients_config
+from tests.sftp_support import ClientKey, ServerThread, sftp_server, make_key, sftp_clients_config
 
 
 @pytest.fixture
@@ -27,17 +23,9 @@ def keys(tmp_path: Path) -> dict[str, ClientKey]:
 
 @pytest.fixture
 def server(tmp_path: Path, keys: dict[str, ClientKey]) -> Iterator[ServerThread]:
-    cfg = write_config(tmp_path, f"sqlite:///{tmp_path / 'var' / 'gateway.db'}",
-                       sftp={"enabled": True, "port": 0, "max_unauthenticated_per_address": 3,
-                             "max_connections_per_client": 2},
-                       clients=sftp_clients_config(keys), routing=[{"partner": "demo-agency"}])
-    init_keys(load_config(cfg))
-    app = build_app(cfg, migrate=True)
-    try:
-        with ServerThread(app) as srv:
-            yield srv
-    finally:
-        app.close()
+    with sftp_server(tmp_path, f"sqlite:///{tmp_path / 'var' / 'gateway.db'}", sftp_clients_config(keys),
+                     max_unauthenticated_per_address=3, max_connections_per_client=2) as srv:
+        yield srv
 
 
 def _closed_by_server(sock: socket.socket, within: float = 5.0) -> bool:

@@ -15,11 +15,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from gateway.bootstrap import build_app
-from gateway.config import load_config
-from gateway.services.keys import init_keys
-from tests.conftest import write_config
-from tests.sftp_support import ClientKey, ServerThread, client_csv, make_key, sftp_clients_config
+from tests.sftp_support import ClientKey, ServerThread, sftp_server, client_csv, make_key, sftp_clients_config
 from tests.support import wait_for
 
 
@@ -30,15 +26,8 @@ def keys(tmp_path: Path) -> dict[str, ClientKey]:
 
 @pytest.fixture
 def server(tmp_path: Path, db_url: str, keys: dict[str, ClientKey]) -> Iterator[ServerThread]:
-    cfg = write_config(tmp_path, db_url, sftp={"enabled": True, "port": 0}, clients=sftp_clients_config(keys),
-                       routing=[{"partner": "demo-agency"}])
-    init_keys(load_config(cfg))
-    app = build_app(cfg, migrate=True)
-    try:
-        with ServerThread(app) as srv:
-            yield srv
-    finally:
-        app.close()
+    with sftp_server(tmp_path, db_url, sftp_clients_config(keys)) as srv:
+        yield srv
 
 
 def _outcomes(path: Path) -> list[str]:

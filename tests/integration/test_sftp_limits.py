@@ -13,13 +13,10 @@ from typing import Any
 import asyncssh
 import pytest
 
-from gateway.bootstrap import App, build_app
-from gateway.config import load_config
-from gateway.services.keys import init_keys
+from gateway.bootstrap import App
 from gateway.store import submissions as sub_store
 from gateway.store.db import read_tx
-from tests.conftest import write_config
-from tests.sftp_support import ClientKey, ServerThread, client_csv, make_key, openssh_batch, sftp_clients_config
+from tests.sftp_support import ClientKey, ServerThread, sftp_server, client_csv, make_key, openssh_batch, sftp_clients_config
 from tests.support import wait_for
 
 FILE_LIMIT = 614_400  # "demo": 600 KiB per file
@@ -36,15 +33,8 @@ def keys(tmp_path: Path) -> dict[str, ClientKey]:
 def server(tmp_path: Path, db_url: str, keys: dict[str, ClientKey]) -> Iterator[ServerThread]:
     clients = sftp_clients_config(keys, demo={"max_file_bytes": FILE_LIMIT}, acme={"quota_bytes": QUOTA},
                                   shop={"max_file_bytes": SMALL_LIMIT})
-    cfg = write_config(tmp_path, db_url, sftp={"enabled": True, "port": 0}, clients=clients,
-                       routing=[{"partner": "demo-agency"}])
-    init_keys(load_config(cfg))
-    app = build_app(cfg, migrate=True)
-    try:
-        with ServerThread(app) as srv:
-            yield srv
-    finally:
-        app.close()
+    with sftp_server(tmp_path, db_url, clients) as srv:
+        yield srv
 
 
 def _upload(srv: ServerThread, client: str) -> Path:

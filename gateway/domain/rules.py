@@ -22,6 +22,10 @@ from gateway.domain.model import Claim, Debtor, DebtorKind, minor_digits
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _DE_POSTCODE = re.compile(r"^[0-9]{5}$")
 _PAST_DATES = ("contract_date", "invoice_date", "first_dunning_date", "last_dunning_date", "default_date")
+# No collection claim comes near a billion; the bound keeps every amount, and the sums of a claim and of a
+# whole file, inside the 64-bit minor units the store keeps (a 25-digit amount crashed the ingest with
+# OverflowError in the INSERT instead of rejecting its row).
+MAX_AMOUNT = Decimal("999999999.999")
 
 
 def validate_claim(claim: Claim, today: date) -> list[Finding]:
@@ -98,6 +102,10 @@ def _amount(field: str, amount: Decimal, digits: int) -> Iterator[Finding]:
     if amount <= 0:
         yield _err(f.AMOUNT_NOT_POSITIVE, field, "amount must be greater than 0",
                    client_message=f"amount must be greater than 0, got {amount}")
+    elif amount > MAX_AMOUNT:
+        yield _err(f.INVALID_AMOUNT, field, "the amount is a billion or more: not a claim the gateway takes",
+                   client_message=f"{amount} is a billion or more: not a claim the gateway takes")
+        return
     if -amount.as_tuple().exponent > digits:  # type: ignore[operator]
         yield _err(f.INVALID_AMOUNT, field, f"the amount has more than {digits} decimal places",
                    client_message=f"{amount} has more than {digits} decimal places")
@@ -179,7 +187,7 @@ _BUSINESS = DebtorKind.BUSINESS
 
 def _cents(amount: Decimal) -> bool:
     """A finite amount above 0 with at most 2 decimal places (as ``_amount`` sees it)."""
-    if not amount.is_finite() or amount <= 0:
+    if not amount.is_finite() or amount <= 0 or amount > MAX_AMOUNT:
         return False
     return amount.same_quantum(_CENT) or amount.as_tuple().exponent >= -2  # type: ignore[operator]
 

@@ -1,0 +1,101 @@
+"""Odd but real client files through the inbox: each row with a problem is rejected with its column named, the
+rest of the file is taken, and nothing is acked as accepted that cannot be stored or delivered.
+
+Files are written by the libraries clients' exports use (xlsxwriter, openpyxl, xlwt) or byte for byte as
+ERP exports write them (a FileMaker vertical tab for a line break, a NUL deep in a CSV, a second BOM)."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import openpyxl
+import pytest
+import xlsxwriter
+import xlwt
+from sqlalchemy import func, select
+
+from gateway.bootstrap import App
+from gateway.domain.model import Address, Claim, Debtor
+from gateway.domain.rules import all_rules, validate_claim
+from gateway.services.dispatch import Dispatcher
+from gateway.services.inbox import process_inbox_file
+from gateway.services.ingest import IngestResult
+from gateway.store.db import read_tx
+from gateway.store.schema import claim_current, claims, submission_findings, submissions
+from tests.conftest import ROOT
+
+DEMO_MAPPING = (ROOT / "mappings" / "demo.yaml").read_text(encoding="utf-8")
+HEADER = ("Rechnungsnr;Kundennr;Anrede;Vorname;Nachname;Firma;Geburtsdatum;Strasse;Hausnr;PLZ;Ort;Land;E-Mail;"
+          "Telefon;IBAN;Rechnungsdatum;Faellig;Betrag;Mahngebuehr;Mahndatum;Bemerkung").split(";")
+PLANTED, PLANTED_IBAN, PLANTED_STREET = "Zzplantedname", "DE89370400440532013000", "Zzplantedstrasse"
+AMOUNT, LAST_NAME, STREET = HEADER.index("Betrag"), HEADER.index("Nachname"), HEADER.index("Strasse")
+
+
+def row(ref: str, amount: str = "100,00") -> list[str]:
+    return [ref, "K1", "Herr", "Max", PLANTED, "", "01.01.1980", PLANTED_STREET, "1", "10115", "Berlin", "DE",
+            "zz@example.de", "", PLANTED_IBAN, "01.02.2025", "15.02.2025", amount, "", "", ""]
+
+
+def drop(app: App, name: str, data: bytes, mapping: str | None = None) -> tuple[IngestResult, list[dict[str, str]]]:
+    """``data`` dropped into the demo client's inbox as ``name``, taken as the watcher takes it; the ack's lines."""
+    if mapping is not None:
+        (app.config.path("mappings") / "demo.yaml").write_text(mapping, encoding="utf-8")
+    upload = app.config.inbox_dir / "demo" / "upload"
+    upload.mkdir(parents=True, exist_ok=True)
+    (upload / name).write_bytes(data)
+    result = process_inbox_file(app, "demo", upload / name)
+    with open(app.config.inbox_dir / "demo" / "ack" / f"{name}.ack.csv", encoding="utf-8", newline="") as fh:
+        return result, list(csv.DictReader(fh, delimiter=";"))
+
+
+def csv_bytes(rows: list[list[str]], extra: bytes = b"") -> bytes:
+    return ("\r\n".join(";".join(r) for r in [HEADER, *rows]) + "\r\n").encode("cp1252") + extra
+
+
+def stored(app: App) -> int:
+    with read_tx(app.engine) as conn:
+        return int(conn.execute(select(func.count()).select_from(claims)).scalar_one())
+
+
+def no_debtor_data(app: App, *texts: str) -> None:
+    """The planted debtor data is in none of ``texts`` (logs, errors) nor in a findings or error column."""
+    with read_tx(app.engine) as conn:
+        columns = [str(v) for v in conn.execute(select(submission_findings.c.message, submission_findings.c.column))]
+        columns += [str(v) for v in conn.execute(select(submissions.c.error))]
+    for where in (*texts, *columns):
+        for value in (PLANTED, PLANTED_IBAN, PLANTED_STREET):
+            assert value not in where, where
+
+
+def test_an_amount_of_a_billion_or_more_rejects_its_row_and_the_file_goes_on(
+        app: App, caplog: pytest.LogCaptureFixture) -> None:
+    """Before, the 25-digit amount was accepted by every check and the INSERT of its minor units raised
+    OverflowError (SQLite) or out of range (PostgreSQL): the ingest died with the submission processing."""
+    caplog.set_level(logging.DEBUG)
+    rows = [row("B-1", "99999999999999999999999,99"), row("B-2", "999.999.999,99"), row("B-3", "1.000.000.000,00"),
+            row("B-4", "12,50")]
+    rows[3][HEADER.index("Mahngebuehr")] = "1.000.000.000.000,00"  # a fee: the same bound
+    result, lines = drop(app, "gross.csv", csv_bytes(rows))
+    assert result.status == "completed_with_errors", result
+    assert [(ln["row"], ln["outcome"], ln["codes"]) for ln in lines] == [
+        ("2", "rejected", "invalid_amount"), ("3", "accepted", ""), ("4", "rejected", "invalid_amount"),
+        ("5", "rejected", "invalid_amount")]
+    assert lines[0]["messages"] == ("Betrag: 99999999999999999999999.99 is a billion or more: not a claim the "
+                                    "gateway takes")
+    assert lines[3]["messages"].startswith("Mahngebuehr: ")
+    assert stored(app) == 1 and result.total_amount == "999999999.99"
+    no_debtor_data(app, caplog.text, result.error or "")
+
+
+@pytest.mark.parametrize("amount", ["1000000000.00", "1000000000", "99999999999999999999999"])
+def test_the_quick_rules_send_a_huge_amount_to_the_full_ones(amount: str) -> None:
+    claim = Claim(client_id="demo", creditor_reference="R-1", principal_amount=Decimal(amount),
+                  debtor=Debtor(last_name="Muster", first_name="Max", birth_date=date(1980, 1, 1),
+                                addresses=[Address(street="Weg", house_number="1", postal_code="10115",
+                                                   city="Berlin")]))
+    found = validate_claim(claim, date(2026, 1, 1))
+    assert found == all_rules(claim, date(2026, 1, 1)) and [f.code for f in found] == ["invalid_amount"]

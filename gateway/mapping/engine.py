@@ -39,6 +39,13 @@ _Getter = Getter
 _DATA_LIKE = re.compile(r"^(?:[+-]?[\d.,' ]*\d[\d.,' ]*(?:[a-zA-Z€$]{0,3})|\d{1,4}[./-]\d{1,2}[./-]\d{1,4}|"
                         r"[A-Z]{2}\d{2}[A-Z0-9 ]{10,30})$")
 __all__ = ["MappedRow", "RowMapper", "compile_mapping", "date_columns"]
+# What XML 1.0 cannot carry even escaped (services/render.py refuses it in a partner batch). Readers pass it
+# on: a NUL past a CSV's first bytes, FileMaker's vertical tab for a line break, Excel's _x001F_ escapes.
+# A text cell holding one is the row's error here, named by column, instead of a claim acked as accepted
+# that fails at every delivery.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+# Kinds whose text reaches a partner as written (amounts, dates, IBANs, enums and flags are parsed first).
+_FREE_TEXT = frozenset({Kind.TEXT, Kind.TEXT_LIST, Kind.CODE, Kind.LABELS})
 
 # Where a target's value goes while a row is assembled: one dict of keyword arguments per struct (the
 # groups CLAIM ... FEE_OTHER are rowcode's, which builds the same structs from local variables).
@@ -104,8 +111,10 @@ class RowMapper:
     map_row: Callable[[SourceRow, str], MappedRow]
 
     def __init__(self, spec: MappingSpec, header: list[str], steps: list[_Step], columns: dict[str, str],
-                 policy: CompiledPolicy | None = None) -> None:
+                 policy: CompiledPolicy | None = None, text_cells: list[tuple[int, str]] | None = None) -> None:
         self.spec, self.header, self.columns = spec, header, columns
+        # (position, target) of every cell a free-text field reads: screened for what XML cannot carry
+        self._text_cells = text_cells or []
         self.policy = policy or CompiledPolicy()
         # Plain text fields (the majority) are copied in one tight loop without a call per cell.
         self._text = [(s.position, s.group, s.attr) for s in steps if s.position is not None]
@@ -116,7 +125,8 @@ class RowMapper:
         self._ref_step = next(s for s in steps if s.target == "creditor_reference")
         self._columns_of: dict[str, str | None] = {}  # rule path -> column, for paths that need no claim
         fast = generate([Field(s.group, s.attr, s.get, s.plan) for s in steps], self._width, self.policy,
-                        self._partner, self.map_row_careful, MappedRow)
+                        self._partner, self.map_row_careful, MappedRow,
+                        screen=_NOT_XML.search if self._text_cells else None)
         self.row_source = fast[1] if fast else None  # the generated function's text (for a person reading it)
         self.map_row = fast[0] if fast else self.map_row_careful
 
@@ -183,6 +193,13 @@ class RowMapper:
                 continue
             if value is not None:
                 groups[group][attr] = value
+        for i, target in self._text_cells:
+            bad = _NOT_XML.search(values[i])
+            if bad is not None:
+                findings.append(Finding(
+                    code=codes.INVALID_VALUE, field=target, row=src.row, column=self.header[i],
+                    message=f"holds the control character U+{ord(bad.group()):04X}, which no partner's XML can "
+                            "carry; remove it from the cell (line breaks and tabs are fine)"))
         reference = groups[CLAIM].get("creditor_reference")
         if self.policy.active:
             self.policy.apply(values, groups[CLAIM], findings, src.row)
@@ -257,6 +274,7 @@ def compile_mapping(spec: MappingSpec, header: list[str], *, file: str, header_r
     index = _HeaderIndex(header, file, header_row or spec.format.header_row)
     steps: list[_Step] = []
     columns: dict[str, str] = {}
+    text_cells: set[tuple[int, str]] = set()
     for name, field in spec.fields.items():
         target = TARGETS[name]
         positions = [index.find(c, name) for c in field.source_columns]
@@ -272,7 +290,20 @@ def compile_mapping(spec: MappingSpec, header: list[str], *, file: str, header_r
         if field.when is not None:
             get = _conditional(get, field, target, index, spec.format, name)
         steps.append(_Step(name, group, attr, get, column, positions[0] if plain else None, plan))
-    return RowMapper(spec, list(header), steps, columns, policy=compile_policy(spec, index))
+        if target.kind in _FREE_TEXT:
+            text_cells.update((i, name) for i in _read_positions(field, index, name))
+    return RowMapper(spec, list(header), steps, columns, policy=compile_policy(spec, index),
+                     text_cells=sorted(text_cells))
+
+
+def _read_positions(field: FieldSpec, index: _HeaderIndex, name: str) -> list[int]:
+    """The header positions whose text a field (or any of its ``else`` branches) may take as its value."""
+    positions: list[int] = []
+    branch: FieldSpec | None = field
+    while branch is not None:
+        positions += [index.find(c, name) for c in branch.source_columns]
+        branch = branch.else_
+    return positions
 
 
 def _conditional(get: _Getter, field: FieldSpec, target: Target, index: _HeaderIndex, fmt: FormatSpec,

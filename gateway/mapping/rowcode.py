@@ -71,10 +71,15 @@ class _Unsupported(Exception):
 
 
 def generate(fields: Sequence[Field], width: int, policy: CompiledPolicy, partner: str | None,
-             careful: RowFunction, mapped_row: type[msgspec.Struct]) -> tuple[RowFunction, str] | None:
-    """The row function for these fields and its source, or None if every row needs the careful path."""
+             careful: RowFunction, mapped_row: type[msgspec.Struct], *,
+             screen: Callable[[str], object] | None = None) -> tuple[RowFunction, str] | None:
+    """The row function for these fields and its source, or None if every row needs the careful path.
+
+    ``screen``: a row whose joined cells it finds something in (not None) goes to the careful path whole
+    (one search per row, in C; the careful path decides whether the cell it found is one a field reads).
+    """
     try:
-        source, names = _source(fields, width, policy, partner, careful, mapped_row)
+        source, names = _source(fields, width, policy, partner, careful, mapped_row, screen)
     except _Unsupported:
         return None
     code = compile(source, "<mapping row function>", "exec")
@@ -84,11 +89,17 @@ def generate(fields: Sequence[Field], width: int, policy: CompiledPolicy, partne
 
 
 def _source(fields: Sequence[Field], width: int, policy: CompiledPolicy, partner: str | None,
-            careful: RowFunction, mapped_row: type[msgspec.Struct]) -> tuple[str, dict[str, Any]]:
+            careful: RowFunction, mapped_row: type[msgspec.Struct],
+            screen: Callable[[str], object] | None) -> tuple[str, dict[str, Any]]:
     w = _Writer()
     back = f"return {w.bind(careful, 'careful')}(src, client_id)"
     w.line(0, "def map_row(src, client_id):")
     w.line(1, "values = src.values")
+    if screen is not None:
+        # isprintable (in C) clears the common row at once; a tab, a no-break space, a soft hyphen is searched
+        w.line(1, f"joined = {w.bind(''.join, 'join')}(values)")
+        w.line(1, f"if not joined.isprintable() and {w.bind(screen, 'screen')}(joined) is not None:")
+        w.line(2, back)
     w.line(1, f"if len(values) != {int(width)}:")
     # Trailing empty fields beyond the header (a delimiter at the end of every line) are harmless.
     w.line(2, f"if len(values) < {int(width)} or any(v.strip() for v in values[{int(width)}:]):")

@@ -99,3 +99,85 @@ def test_the_quick_rules_send_a_huge_amount_to_the_full_ones(amount: str) -> Non
                                                    city="Berlin")]))
     found = validate_claim(claim, date(2026, 1, 1))
     assert found == all_rules(claim, date(2026, 1, 1)) and [f.code for f in found] == ["invalid_amount"]
+
+
+# What readers hand on and XML 1.0 cannot carry: FileMaker's line break in a field (U+000B), a NUL past the
+# bytes the type sniffing reads, a unit separator; each in a text column the mapping reads.
+CONTROL = [("\x0b", STREET, "Strasse", "U+000B"), ("\x00", LAST_NAME, "Nachname", "U+0000"),
+           ("\x1f", LAST_NAME, "Nachname", "U+001F")]
+
+
+def control_rows() -> list[list[str]]:
+    rows = [row(f"OK-{i}") for i in range(8)]  # so the NUL is far past the first 512 bytes
+    for i, (char, col, _, _) in enumerate(CONTROL):
+        bad = row(f"CTL-{i}")
+        bad[col] = bad[col][:5] + char + bad[col][5:]
+        rows.append(bad)
+    rows.append(row("OK-last"))
+    return rows
+
+
+def _xlsxwriter(path: Path, rows: list[list[str]]) -> None:
+    wb = xlsxwriter.Workbook(str(path))  # writes the control characters as _x000B_ escapes, as Excel does
+    ws = wb.add_worksheet("Forderungen")
+    for i, r in enumerate([HEADER, *rows]):
+        ws.write_row(i, 0, r)
+    wb.close()
+
+
+def _openpyxl(path: Path, rows: list[list[str]]) -> None:
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    for r in [HEADER, *rows]:  # openpyxl refuses control characters in a cell: written with Excel's escape
+        ws.append([v.replace("\x0b", "_x000B_").replace("\x00", "_x0000_").replace("\x1f", "_x001F_") for v in r])
+    wb.save(path)
+
+
+def _xlwt(path: Path, rows: list[list[str]]) -> None:
+    wb = xlwt.Workbook()
+    ws = wb.add_sheet("Forderungen")
+    for i, r in enumerate([HEADER, *rows]):
+        for j, value in enumerate(r):
+            ws.write(i, j, value)
+    wb.save(str(path))
+
+
+@pytest.mark.parametrize(("kind", "write"), [("csv", None), ("xlsx", _xlsxwriter), ("xlsx", _openpyxl),
+                                             ("xls", _xlwt)], ids=["csv", "xlsxwriter", "openpyxl", "xlwt"])
+def test_a_control_character_in_a_text_cell_rejects_its_row_instead_of_failing_delivery(
+        app: App, tmp_path: Path, caplog: pytest.LogCaptureFixture, kind: str, write: object) -> None:
+    """Before, these rows were acked accepted and stored; the partner batch could not be rendered, so each claim
+    went ``failed`` at its first delivery, with the client told nothing it could fix."""
+    caplog.set_level(logging.DEBUG)
+    rows = control_rows()
+    if write is None:
+        data, mapping = csv_bytes(rows), None
+    else:
+        path = tmp_path / f"export.{kind}"
+        write(path, rows)  # type: ignore[operator]
+        data, mapping = path.read_bytes(), DEMO_MAPPING.replace("type: csv", f"type: {kind}")
+    name = f"export.{kind}"
+    result, lines = drop(app, name, data, mapping)
+    assert result.status == "completed_with_errors", result
+    by_ref = {ln["Rechnungsnr"]: ln for ln in lines}
+    assert [ln["outcome"] for ln in lines] == ["accepted"] * 8 + ["rejected"] * 3 + ["accepted"]
+    for i, (_, _, column, point) in enumerate(CONTROL):
+        line = by_ref[f"CTL-{i}"]
+        assert line["codes"] == "invalid_value", line
+        assert line["messages"] == (f"{column}: holds the control character {point}, which no partner's XML can "
+                                    "carry; remove it from the cell (line breaks and tabs are fine)"), line
+    assert stored(app) == 9
+    assert Dispatcher(app, owner="t").drain() >= 1
+    with read_tx(app.engine) as conn:
+        states = [r.state for r in conn.execute(select(claim_current.c.state))]
+    assert states == ["handed_over"] * 9  # every claim acked accepted reached the partner
+    no_debtor_data(app, caplog.text, result.error or "", *(ln["messages"] for ln in lines))
+
+
+def test_a_control_character_in_a_column_the_mapping_does_not_read_is_harmless(app: App) -> None:
+    header = [*HEADER, "Notiz"]
+    rows = [[*row("N-1"), "Zeile 1\x0bZeile 2"], [*row("N-2"), ""]]
+    data = ("\r\n".join(";".join(r) for r in [header, *rows]) + "\r\n").encode("cp1252")
+    result, lines = drop(app, "notiz.csv", data)
+    assert result.status == "completed", (result, lines)
+    assert [ln["outcome"] for ln in lines] == ["accepted", "accepted"]

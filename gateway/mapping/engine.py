@@ -330,17 +330,24 @@ def _conditional(get: _Getter, field: FieldSpec, target: Target, index: _HeaderI
     return lambda values: get(values) if holds(values) else otherwise(values)
 
 
+def _bare(name: str) -> str:
+    """A column name as a person reads it: without surrounding spaces and invisible marks. A byte order mark
+    carried into a cell (a CSV with two, a spreadsheet built from a CSV read without ``utf-8-sig``) or a
+    zero-width space looks like nothing, so a message saying that 'Rechnungsnr' is missing would be a riddle."""
+    return name.strip().strip("\ufeff\u200b\u2060").strip()
+
+
 class _HeaderIndex:
     def __init__(self, header: list[str], file: str, header_row: int) -> None:
         self.header, self.file, self.header_row = header, file, header_row
         self.exact: dict[str, list[int]] = {}
         self.folded: dict[str, list[int]] = {}
         for i, name in enumerate(header):
-            self.exact.setdefault(name.strip(), []).append(i)
-            self.folded.setdefault(name.strip().casefold(), []).append(i)
+            self.exact.setdefault(_bare(name), []).append(i)
+            self.folded.setdefault(_bare(name).casefold(), []).append(i)
 
     def find(self, column: str, target: str) -> int:
-        found = self.exact.get(column.strip()) or self.folded.get(column.strip().casefold())
+        found = self.exact.get(_bare(column)) or self.folded.get(_bare(column).casefold())
         if not found:
             near = difflib.get_close_matches(column, self.header, n=1, cutoff=0.6)
             hint = f"did you mean '{near[0]}'? " if near else ""

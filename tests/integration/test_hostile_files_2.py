@@ -181,3 +181,21 @@ def test_a_control_character_in_a_column_the_mapping_does_not_read_is_harmless(a
     result, lines = drop(app, "notiz.csv", data)
     assert result.status == "completed", (result, lines)
     assert [ln["outcome"] for ln in lines] == ["accepted", "accepted"]
+
+
+def test_a_byte_order_mark_inside_the_header_cell_is_not_a_missing_column(app: App, tmp_path: Path) -> None:
+    """A CSV saved with two BOMs, or a workbook built from a CSV read without ``utf-8-sig``, carries an invisible
+    U+FEFF into the first column's name; before, the file failed with "the header has no column 'Rechnungsnr'
+    (did you mean 'Rechnungsnr'?)"."""
+    utf8 = DEMO_MAPPING.replace("encoding: windows-1252", "encoding: utf-8")
+    data = b"\xef\xbb\xbf\xef\xbb\xbf" + csv_bytes([row("BOM-1")])
+    result, lines = drop(app, "zweimal-bom.csv", data, utf8)
+    assert result.status == "completed" and [ln["outcome"] for ln in lines] == ["accepted"], (result, lines)
+    path = tmp_path / "from-pandas.xlsx"
+    wb = xlsxwriter.Workbook(str(path))
+    ws = wb.add_worksheet()
+    ws.write_row(0, 0, ["\ufeffRechnungsnr", *HEADER[1:]])
+    ws.write_row(1, 0, row("BOM-2"))
+    wb.close()
+    result, lines = drop(app, "from-pandas.xlsx", path.read_bytes(), DEMO_MAPPING.replace("type: csv", "type: xlsx"))
+    assert result.status == "completed" and [ln["outcome"] for ln in lines] == ["accepted"], (result, lines)

@@ -12,12 +12,16 @@ anything is queued. File-based adapters take instructions as documents (``Instru
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+import logging
+import re
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import msgspec
 
 from gateway.errors import DeliveryError
+
+log = logging.getLogger("gateway.adapters")
 
 # Per-claim operations the outbox carries besides deliver_batch.
 OPERATIONS = ("cancel", "report_payment", "send_message", "request_monitoring", "refresh", "set_labels")
@@ -174,6 +178,36 @@ class OperationsMixin:
 
     def commit_updates(self, page: UpdatePage) -> None:
         """Nothing to commit by default: the gateway keeps the cursor."""
+
+
+def confirmed_references(where: str, batch: Batch, named: Mapping[int, str]) -> dict[int, str]:
+    """The file numbers an API partner's create answer gives the batch's claims, checked against what was sent.
+
+    A claim the answer does not name (or names without a file number) is not confirmed: taken as handed over,
+    it would be reported at the agency when nothing says it is. The attempt fails retryably instead, and the
+    partner folds the repeated create by the claims' keys. A claim the answer names but the batch did not carry
+    is left out: it gets no receipt, and the partner is not asked to release it.
+    """
+    sent = set(batch.claim_ids)
+    refs = {cid: ref for cid, ref in named.items() if cid in sent and ref}
+    extra = sorted(set(named) - sent)
+    if extra:
+        log.warning("adapter.answer_names_unsent partner=%s batch=%s claims=%d first=%d", batch.partner_id,
+                    batch.batch_id, len(extra), extra[0])
+    missing = sorted(sent - set(refs))
+    if missing:
+        raise DeliveryError(f"{where}: the answer confirms {len(refs)} of the batch's {len(sent)} claims (first not "
+                            f"confirmed: claim {missing[0]}); sent again", retryable=True)
+    return refs
+
+
+_TOKEN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+def safe_code(value: object) -> str | None:
+    """A partner's error code if it is a plain token; its free text may repeat a debtor's data and is never kept."""
+    text = str(value) if isinstance(value, (str, int)) else ""
+    return text if _TOKEN.match(text) else None
 
 
 _update_list = msgspec.json.Decoder(list[PartnerUpdate])

@@ -18,7 +18,8 @@ from typing import Any, ClassVar
 import httpx
 import msgspec
 
-from adapters.base import Batch, Operation, OperationResult, OperationsMixin, PartnerUpdate, Receipt, UpdatePage
+from adapters.base import (Batch, Operation, OperationResult, OperationsMixin, PartnerUpdate, Receipt, UpdatePage,
+                           confirmed_references, safe_code)
 from gateway.errors import ConfigError, DeliveryError
 
 SIGNATURE_HEADER = "X-Signature-SHA256"
@@ -69,17 +70,42 @@ class HttpAdapter(OperationsMixin):
         except httpx.TransportError as exc:
             raise DeliveryError(f"{where}: {type(exc).__name__}: {exc}", retryable=True) from exc
         if r.status_code >= 400:
-            raise DeliveryError(f"{where}: HTTP {r.status_code} {r.text[:200]}",
+            # The partner's error text may repeat what it was sent (a debtor's name, an address): only the status
+            # and an error code that is a plain token are kept, for the error column and the log alike.
+            raise DeliveryError(f"{where}: HTTP {r.status_code}{_error_code(r)}",
                                 retryable=r.status_code in _RETRY_STATUS)
-        return r.json() if r.content else None
+        if not r.content:
+            return None
+        try:
+            return r.json()
+        except ValueError:  # a proxy's page, a half-deployed partner: it says nothing about the request
+            raise DeliveryError(f"{where}: HTTP {r.status_code} answer is not JSON "
+                                f"({r.headers.get('content-type', 'no content type')[:60]}, {len(r.content)} bytes)",
+                                retryable=True) from None
+
+    @staticmethod
+    def _malformed(where: str, what: str) -> DeliveryError:
+        # A 2xx whose body is not what the API promises: retried (the partner folds a repeated call by its key).
+        return DeliveryError(f"{where}: answer not understood ({what})", retryable=True)
 
     def deliver(self, batch: Batch) -> Receipt:
         """Create every claim of the batch (folded by key at the partner), then release them."""
         manifest = {"batch_id": batch.batch_id, "filename": batch.filename,
                     "document": base64.b64encode(batch.payload).decode(),
                     "claims": [{"external_id": c, "idempotency_key": batch.claim_key(c)} for c in batch.claim_ids]}
+        where = f"partner {self.partner_id}: POST /v1/claims"
         created = self._call("POST", "/v1/claims", key=batch.batch_id, body=manifest)
-        refs = {int(c["external_id"]): str(c["file_number"]) for c in created["claims"]}
+        listed = created.get("claims") if isinstance(created, dict) else None
+        if not isinstance(listed, list):
+            raise self._malformed(where, "no list 'claims'")
+        named: dict[int, str] = {}
+        for c in listed:
+            cid = c.get("external_id") if isinstance(c, dict) else None
+            number = c.get("file_number") if isinstance(c, dict) else None
+            if isinstance(cid, bool) or not isinstance(cid, (int, str)) or not str(cid).isdigit():
+                raise self._malformed(where, "a claim without an 'external_id' of ours")
+            named[int(cid)] = str(number) if isinstance(number, (str, int)) and str(number).strip() else ""
+        refs = confirmed_references(where, batch, named)
         self._call("POST", "/v1/claims/release", key=f"{batch.batch_id}:release",
                    body={"external_ids": sorted(refs)})
         return Receipt(batch_id=batch.batch_id, partner_reference=f"{self.partner_id}:{batch.batch_id}",
@@ -110,13 +136,38 @@ class HttpAdapter(OperationsMixin):
         return self._post(op, "labels", {"labels": list(op.data.get("labels", []))})
 
     def op_refresh(self, op: Operation) -> OperationResult:
-        answer = self._call("GET", f"/v1/claims/{op.claim_id}")
+        path = f"/v1/claims/{op.claim_id}"
+        answer = self._call("GET", path)
+        if not isinstance(answer, dict):
+            raise self._malformed(f"partner {self.partner_id}: GET {path}", "not an object")
         return OperationResult(detail=str(answer.get("status", "")),
-                               updates=msgspec.convert(answer.get("events", []), list[PartnerUpdate]))
+                               updates=self._updates(f"partner {self.partner_id}: GET {path}",
+                                                     answer.get("events", [])))
+
+    def _updates(self, where: str, events: Any) -> list[PartnerUpdate]:
+        try:
+            return msgspec.convert(events, list[PartnerUpdate])
+        except msgspec.ValidationError as exc:  # names the field and index, never the value
+            raise self._malformed(where, str(exc)) from None
 
     # -- status back -----------------------------------------------------------------------------
     def fetch_updates(self, cursor: str | None) -> UpdatePage:
         """The events feed after ``cursor``."""
+        where = f"partner {self.partner_id}: GET /v1/events"
         answer = self._call("GET", "/v1/events", params={"after": cursor or "0"})
-        return UpdatePage(updates=msgspec.convert(answer["events"], list[PartnerUpdate]),
-                          cursor=answer.get("next") or cursor)
+        if not isinstance(answer, dict) or not isinstance(answer.get("events"), list):
+            raise self._malformed(where, "no list 'events'")
+        following = answer.get("next")
+        return UpdatePage(updates=self._updates(where, answer["events"]),
+                          cursor=str(following) if isinstance(following, (str, int)) and following != "" else cursor)
+
+
+def _error_code(r: httpx.Response) -> str:
+    """`` (code X)`` when the error body is JSON naming an error code that is a plain token, else nothing."""
+    try:
+        doc = r.json()
+    except ValueError:
+        return ""
+    code = next((safe_code(doc.get(k)) for k in ("code", "error_code", "errorCode") if isinstance(doc, dict)
+                 and safe_code(doc.get(k))), None)
+    return f" (code {code})" if code else ""

@@ -10,6 +10,7 @@ only fails (retryably) when we actually call it.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -19,13 +20,31 @@ import zeep
 import zeep.exceptions
 from zeep.transports import Transport
 
-from adapters.base import Batch, Operation, OperationResult, OperationsMixin, PartnerUpdate, Receipt, UpdatePage
+from adapters.base import (Batch, Operation, OperationResult, OperationsMixin, PartnerUpdate, Receipt, UpdatePage,
+                           confirmed_references, safe_code)
 from gateway.errors import ConfigError, DeliveryError
 
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+# zeep's transport writes every request and answer body at DEBUG: message texts, status changes, a partner's
+# fault repeating a debtor's name. No log level may show debtor data, so that logger stays at INFO.
+logging.getLogger("zeep.transports").setLevel(logging.INFO)
+
+
+def _updates(where: str, changes: Any) -> list[PartnerUpdate]:
+    """The partner's changes as updates; one that cannot be read fails the page (retryably), naming its index."""
+    out = []
+    for i, change in enumerate(changes or []):
+        try:
+            out.append(_update(change))
+        except (TypeError, ValueError, AttributeError):
+            raise DeliveryError(f"{where}: answer not understood (change {i} has no update id or claim id of ours)",
+                                retryable=True) from None
+    return out
 
 
 def _update(change: Any) -> PartnerUpdate:
+    if change.updateId is None or change.externalId is None:
+        raise ValueError("incomplete change")
     return PartnerUpdate(update_id=str(change.updateId), claim_id=int(change.externalId), kind=str(change.kind),
                          code=change.code or "", partner_reference=change.fileNumber or "", amount=change.amount,
                          currency=change.currency, date=change.date, message_id=change.messageId, text=change.text,
@@ -62,17 +81,24 @@ class SoapAdapter(OperationsMixin):
         except zeep.exceptions.TransportError as exc:
             raise DeliveryError(f"{where}: HTTP {exc.status_code}", retryable=exc.status_code in _RETRY_STATUS) from exc
         except zeep.exceptions.Fault as exc:
-            # soap:Server faults are the partner's trouble and may pass; soap:Client faults are ours.
-            raise DeliveryError(f"{where}: fault {exc.code}: {exc.message}",
-                                retryable="Client" not in str(exc.code or "")) from exc
+            # soap:Server faults are the partner's trouble and may pass; soap:Client faults are ours. The fault's
+            # text may repeat what it was sent (a debtor's name): only its code is kept.
+            code = safe_code(exc.code) or "(no code)"
+            raise DeliveryError(f"{where}: fault {code}", retryable="Client" not in str(exc.code or "")) from exc
         except zeep.exceptions.Error as exc:
             raise DeliveryError(f"{where}: {type(exc).__name__}: {exc}", retryable=False) from exc
 
     def deliver(self, batch: Batch) -> Receipt:
         """One CreateClaims call per batch; the partner folds claims it has by idempotency key."""
+        where = f"partner {self.partner_id}: SOAP CreateClaims"
         answer = self._call("CreateClaims", batchId=batch.batch_id, document=batch.payload,
                             claim=[{"externalId": c, "idempotencyKey": batch.claim_key(c)} for c in batch.claim_ids])
-        refs = {int(r.externalId): str(r.fileNumber) for r in (answer or [])}
+        try:
+            named = {int(r.externalId): str(r.fileNumber or "").strip() for r in (answer or [])}
+        except (TypeError, ValueError, AttributeError):
+            raise DeliveryError(f"{where}: answer not understood (a result without an externalId of ours)",
+                                retryable=True) from None
+        refs = confirmed_references(where, batch, named)
         return Receipt(batch_id=batch.batch_id, partner_reference=f"{self.partner_id}:{batch.batch_id}",
                        delivered_at=dt.datetime.now(dt.timezone.utc), detail=f"{len(refs)} claims created",
                        references=refs)
@@ -105,13 +131,20 @@ class SoapAdapter(OperationsMixin):
 
     def op_refresh(self, op: Operation) -> OperationResult:
         answer = self._call("GetHistory", externalId=op.claim_id)
-        return OperationResult(detail=str(answer.status), updates=[_update(c) for c in answer.change or []])
+        where = f"partner {self.partner_id}: SOAP GetHistory"
+        return OperationResult(detail=str(getattr(answer, "status", "")),
+                               updates=_updates(where, getattr(answer, "change", None)))
 
     # -- status back -----------------------------------------------------------------------------
     def fetch_updates(self, cursor: str | None) -> UpdatePage:
         """Uncommitted status changes; the page's cursor is the partner's transaction id."""
         answer = self._call("GetStatusChanges", maxCount=1000)
-        return UpdatePage(updates=[_update(c) for c in answer.change or []], cursor=str(answer.transactionId))
+        where = f"partner {self.partner_id}: SOAP GetStatusChanges"
+        updates = _updates(where, getattr(answer, "change", None))
+        transaction = getattr(answer, "transactionId", None)
+        if updates and transaction is None:  # a page that cannot be committed would come again for ever
+            raise DeliveryError(f"{where}: answer not understood (changes without a transactionId)", retryable=True)
+        return UpdatePage(updates=updates, cursor=None if transaction is None else str(transaction))
 
     def commit_updates(self, page: UpdatePage) -> None:
         """Commit the transaction once the page is stored, so the partner drops it."""

@@ -46,7 +46,7 @@ from gateway.domain.lifecycle import Actor, State
 from gateway.domain.model import Claim
 from gateway.domain.limitation import STATUTORY, limitation_date
 from gateway.domain.sandbox import is_sandbox_client
-from gateway.errors import DeliveryError, KeyStoreError
+from gateway.errors import DeliveryError, GatewayError, KeyStoreError
 from gateway.services import batching
 from gateway.services.operations import capabilities, run_operation
 from gateway.services.render import BatchMeta, render_each, write_batch
@@ -302,7 +302,10 @@ class Dispatcher:
         ours = isinstance(exc, DBAPIError) and is_transient(exc)
         retryable = ours or self._is_retryable(item.partner_id, exc)
         dead = not retryable or (item.attempts >= max_attempts and not ours)
-        error = describe(exc) if ours else f"{type(exc).__name__}: {exc}"
+        # The gateway's own errors say what happened in words it composed; any other exception (a library's, a
+        # bug's) may carry a value from the claim or the partner's answer in its text: its type and where it
+        # was raised are what is kept.
+        error = f"{type(exc).__name__}: {exc}" if isinstance(exc, GatewayError) and not ours else describe(exc)
         base = (partner.retry.backoff_base_seconds if partner else None) or cfg.backoff_base_seconds
         cap = (partner.retry.backoff_max_seconds if partner else None) or cfg.backoff_max_seconds
         retry_in = None if dead else outbox_store.backoff(item.attempts, base, cap)

@@ -12,6 +12,7 @@ claim's case account as events of their own; the projection folds them (``domain
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -46,8 +47,8 @@ _AFTER_HANDOVER = frozenset({State.HANDED_OVER, State.IN_PROGRESS, State.PAUSED,
 
 @dataclass
 class ApplyResult:
-    """What a page of updates did, by outcome (applied, duplicate, unknown_code, unknown_claim, illegal, stale,
-    recorded, invalid_amount)."""
+    """What a page of updates did, by outcome (applied, duplicate, unknown_code, unknown_claim, not_sent, illegal,
+    stale, recorded, invalid_amount, invalid_update)."""
 
     counts: dict[str, int] = field(default_factory=dict)
 
@@ -81,16 +82,32 @@ def apply_updates(app: App, partner_id: str, updates: Sequence[PartnerUpdate], *
             return apply_updates(app, partner_id, updates, conn=c)
     result = ApplyResult()
     now = app.now()
-    owners = _claims_of_partner(conn, partner_id, {u.claim_id for u in updates})
+    owners = _claims_of_partner(conn, partner_id, {u.claim_id for u in updates if _unstorable(u) is None})
+    unsent = _never_sent(conn, owners)
     for u in updates:
         if app.stopping.is_set():  # the page's transaction rolls back; its cursor is not moved
             raise Interrupted("stopping: partner updates are applied at the next start")
+        problem = _unstorable(u)
+        if problem is not None:
+            # Kept out rather than failing the page: one such update would stop every later update of the partner
+            # for good, the page being read again and again. The partner's values are not logged, only what is wrong.
+            log.warning("partner_updates.invalid_update partner=%s claim_id_digits=%d problem=%s", partner_id,
+                        len(str(abs(u.claim_id))), problem)
+            result.add("invalid_update")
+            continue
         if not _first_time(conn, partner_id, u, now):
             result.add("duplicate")
             continue
         if u.claim_id not in owners:
             outcome = "unknown_claim"
             log.warning("partner_updates.unknown_claim partner=%s claim=%s update=%s", partner_id, u.claim_id,
+                        u.update_id)
+        elif u.claim_id in unsent:
+            # Routed to this partner but never on its way there: the partner cannot have it (a wrong claim id, a
+            # file meant for another creditor). Taken as its receipt, the claim would be reported handed over
+            # and never be sent; a payment booked on it would lower what the creditor is owed.
+            outcome = "not_sent"
+            log.warning("partner_updates.not_sent partner=%s claim=%d update=%s", partner_id, u.claim_id,
                         u.update_id)
         else:
             outcome = _apply_one(app, conn, partner_id, owners[u.claim_id], u, now)
@@ -112,6 +129,51 @@ def _claims_of_partner(conn: Connection, partner_id: str, ids: set[int]) -> dict
     return out
 
 
+_MAX_ID = 2 ** 63 - 1  # claim ids are BIGINT
+_UPDATE_ID_LENGTH = 160  # partner_updates.update_id
+_MESSAGE_ID_LENGTH = 128  # messages.partner_message_id
+# Far above any claim (10^13 in a currency's main unit), far below what a BIGINT account column can add up.
+_MAX_MINOR = 10 ** 15
+
+
+def _unstorable(u: PartnerUpdate) -> str | None:
+    """Why the update cannot be recorded once (its dedupe key or claim id do not fit), or None."""
+    if not 0 < u.claim_id <= _MAX_ID:
+        return "claim id out of range"
+    if not u.update_id or len(u.update_id) > _UPDATE_ID_LENGTH:
+        return f"update id empty or over {_UPDATE_ID_LENGTH} characters"
+    return None
+
+
+def _message_key(message_id: str) -> str:
+    """The partner's message id as the dedupe key; one too long for its column by its digest (still unique)."""
+    if len(message_id) <= _MESSAGE_ID_LENGTH:
+        return message_id
+    return "sha256:" + hashlib.sha256(message_id.encode()).hexdigest()
+
+
+_BEFORE_DELIVERY = frozenset({State.RECEIVED.value, State.HELD.value, State.QUEUED.value})
+
+
+def _never_sent(conn: Connection, owners: dict[int, str]) -> set[int]:
+    """The claims among ``owners`` that no delivery has ever taken (none was ever ``delivering``)."""
+    waiting = set()
+    part = sorted(owners)
+    for i in range(0, len(part), 500):
+        waiting |= {int(cid) for cid, state in conn.execute(
+            select(claim_current.c.claim_id, claim_current.c.state).where(
+                claim_current.c.claim_id.in_(part[i:i + 500]))) if state in _BEFORE_DELIVERY}
+    if not waiting:
+        return set()
+    sent: set[int] = set()
+    ids = sorted(waiting)
+    for i in range(0, len(ids), 500):
+        sent |= {int(cid) for cid in conn.execute(
+            select(claim_events.c.claim_id).where(claim_events.c.claim_id.in_(ids[i:i + 500]),
+                                                  claim_events.c.state == State.DELIVERING.value).distinct()).scalars()}
+    return waiting - sent
+
+
 def _first_time(conn: Connection, partner_id: str, u: PartnerUpdate, now: datetime) -> bool:
     try:
         with conn.begin_nested():
@@ -129,7 +191,7 @@ def _book(conn: Connection, u: PartnerUpdate, kind: str, base: dict[str, Any], n
     try:
         amount = Decimal(str(u.amount))
         ok = amount.is_finite() and amount > 0 and (u.currency or currency).upper() == currency
-        to_minor(amount, currency)
+        ok = ok and to_minor(amount, currency) < _MAX_MINOR
     except (InvalidOperation, ValueError):
         ok = False
     if not ok:
@@ -153,7 +215,7 @@ def _apply_one(app: App, conn: Connection, partner_id: str, client_id: str, u: P
         return _book(conn, u, booking, base, now)
     if u.kind == "message":
         message_store.add(conn, app.cipher, claim_id=u.claim_id, client_id=client_id, direction="from_partner",
-                          text=u.text or "", partner_message_id=u.message_id or u.update_id, now=now)
+                          text=u.text or "", partner_message_id=_message_key(u.message_id or u.update_id), now=now)
         claim_store.annotate(conn, u.claim_id, Actor.PARTNER, "partner_message",
                              {**base, "message_id": u.message_id}, now=now)
         return "recorded"

@@ -227,3 +227,75 @@ def test_an_unexpected_exception_in_an_adapter_keeps_its_text_out_of_the_error_c
     [row] = _outbox(gw)
     assert row["status"] == "dead" and row["last_error"].startswith("ValueError at ")
     assert PLANTED not in _everything_written(gw) and PLANTED not in caplog.text
+
+
+# -- statuses about claims the partner was never sent ------------------------------------------------------
+
+def _status_file(sim: Harness, name: str, updates: list[PartnerUpdate] | bytes) -> None:
+    folder = sim.folder.root / "status"  # type: ignore[attr-defined]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_bytes(updates if isinstance(updates, bytes) else encode_updates(updates))
+
+
+@pytest.mark.parametrize("sim", ["directory"], indirect=True)
+def test_a_status_for_a_claim_never_sent_does_not_stop_its_delivery(sim: Harness, gw: App) -> None:
+    """Before any batch left, the agency's status file speaks of claims routed to it (a typo in its
+    claim id, a file meant for another creditor). A queued claim must not become handed over on that word:
+    it was never sent, and taken as received it would never be sent. Held claims get no payment booked."""
+    ingest_file(gw, DEMO, "demo")
+    queued = claims_by_state(gw)[State.QUEUED]
+    held = claims_by_state(gw)[State.HELD][0]
+    _status_file(sim, "status-0000000001-0000000003.json", [
+        PartnerUpdate(update_id="x-1", claim_id=queued[0], kind="status", code=WORKING, partner_reference="AZ-X-1"),
+        PartnerUpdate(update_id="x-2", claim_id=queued[1], kind="status", code=ACCEPTED, partner_reference="AZ-X-2"),
+        PartnerUpdate(update_id="x-3", claim_id=held, kind="payment", amount="10.00", currency="EUR",
+                      date="2026-11-01")])
+    result = sync_partner(gw, PARTNER)
+    assert result.counts == {"not_sent": 3}
+    assert claims_by_state(gw)[State.QUEUED] == queued
+    assert _current(gw, queued[0])["partner_file_number"] is None
+    assert _current(gw, held)["paid_agency_minor"] == 0
+    _deliver(gw)
+    sim.pump()
+    assert sorted(sim.agency.cases) == queued  # every queued claim reached the agency
+    assert claims_by_state(gw)[State.HANDED_OVER] == queued
+
+
+# -- updates that cannot be stored as they are ---------------------------------------------------------------
+
+def _delivered(sim: Harness, gw: App) -> list[int]:
+    ingest_file(gw, DEMO, "demo")
+    _deliver(gw)
+    sim.pump()
+    sync_partner(gw, PARTNER)  # the agency's receipts (ANGENOMMEN)
+    return claims_by_state(gw)[State.HANDED_OVER]
+
+
+@pytest.mark.parametrize("sim", ["directory"], indirect=True)
+def test_an_update_the_store_cannot_hold_does_not_block_the_partners_other_updates(sim: Harness, gw: App) -> None:
+    """One status file carries updates no column can hold (an amount of 10^30, a claim id beyond 64 bits, an
+    update id or message id of hundreds of characters) between ordinary ones. The ordinary ones are applied;
+    the others are counted as invalid and kept out, and the sync goes on to the next file, not stuck on this
+    one for ever."""
+    ids = _delivered(sim, gw)
+    a, b = ids[0], ids[1]
+    _status_file(sim, "status-9000000001-9000000001.json", [
+        PartnerUpdate(update_id="p-1", claim_id=a, kind="status", code=WORKING),
+        PartnerUpdate(update_id="p-2", claim_id=a, kind="payment", amount="1e30", currency="EUR", date="2026-11-02"),
+        PartnerUpdate(update_id="p-3", claim_id=2 ** 64 + 7, kind="status", code=WORKING),
+        PartnerUpdate(update_id="p-" + "9" * 400, claim_id=b, kind="status", code=WORKING),
+        PartnerUpdate(update_id="p-5", claim_id=b, kind="message", message_id="m" * 400, text="Rückruf erbeten"),
+        PartnerUpdate(update_id="p-6", claim_id=b, kind="payment", amount="12.50", currency="EUR", date="2026-11-02")])
+    _status_file(sim, "status-9000000002-9000000002.json", [
+        PartnerUpdate(update_id="p-7", claim_id=b, kind="status", code=WORKING)])
+    result = sync_partner(gw, PARTNER)
+    assert result.counts.get("applied") == 2 and result.counts.get("recorded") == 2
+    assert result.counts.get("invalid_amount") == 1
+    assert result.counts.get("invalid_update") == 2
+    assert claims_by_state(gw)[State.IN_PROGRESS] == [a, b]
+    assert _current(gw, b)["paid_agency_minor"] == 1250
+    assert _current(gw, a)["paid_agency_minor"] == 0
+    with read_tx(gw.engine) as conn:
+        cursor = conn.execute(partner_sync.select()).mappings().one()
+    assert cursor["cursor"] == "status-9000000002-9000000002.json" and cursor["last_error"] is None
+    assert sync_partner(gw, PARTNER).total == 0

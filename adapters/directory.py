@@ -99,7 +99,7 @@ class DirectoryAdapter(OperationsMixin):
         """Status files the partner wrote into ``<path>/status/`` after the cursor (a file name)."""
         folder = self.path / STATUS_DIR
         try:
-            updates, new_cursor = read_local(folder, cursor)
+            updates, new_cursor = read_local(folder, cursor, f"partner {self.partner_id}")
         except OSError as exc:
             raise DeliveryError(f"partner {self.partner_id}: cannot read {folder}: {exc}", retryable=True) from exc
         return UpdatePage(updates=updates, cursor=new_cursor)

@@ -87,7 +87,7 @@ class EmailAdapter(OperationsMixin):
         if self.status_path is None:
             return super().fetch_updates(cursor)
         try:
-            updates, new_cursor = read_local(Path(self.status_path), cursor)
+            updates, new_cursor = read_local(Path(self.status_path), cursor, f"partner {self.partner_id}")
         except OSError as exc:
             raise DeliveryError(f"partner {self.partner_id}: cannot read {self.status_path}: {exc}",
                                 retryable=True) from exc

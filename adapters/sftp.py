@@ -22,9 +22,9 @@ from typing import Any, ClassVar, TypeVar
 
 import asyncssh
 
-from adapters.base import Batch, OperationsMixin, PartnerUpdate, Receipt, UpdatePage, decode_updates
+from adapters.base import Batch, OperationsMixin, PartnerUpdate, Receipt, UpdatePage
 from adapters.sftp_handover import DAY, MARKER_DIR, hand_over, log, prune, unsafe
-from adapters.statusfiles import INSTRUCTION_DIR, STATUS_DIR, pending_names
+from adapters.statusfiles import INSTRUCTION_DIR, STATUS_DIR, decode_status_file, pending_names
 from gateway.errors import ConfigError, DeliveryError
 
 T = TypeVar("T")
@@ -149,7 +149,7 @@ class SftpAdapter(OperationsMixin):
             updates: list[PartnerUpdate] = []
             for n in names:
                 async with sftp.open(posixpath.join(self.status_dir, n), "rb") as fh:
-                    updates.extend(decode_updates(await fh.read()))
+                    updates.extend(decode_status_file(f"partner {self.partner_id}", n, await fh.read()))
             return updates, names[-1] if names else cursor
 
         updates, new_cursor = self._run(f"read {self.status_dir}", fetch)

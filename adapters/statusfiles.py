@@ -11,7 +11,10 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+import msgspec
+
 from adapters.base import PartnerUpdate, decode_updates
+from gateway.errors import DeliveryError
 
 STATUS_DIR = "status"
 INSTRUCTION_DIR = "instructions"  # where file-based partners receive instruction documents
@@ -28,8 +31,19 @@ def status_name(first_seq: int, last_seq: int) -> str:
     return f"status-{first_seq:010d}-{last_seq:010d}.json"
 
 
-def read_local(folder: Path, cursor: str | None) -> tuple[list[PartnerUpdate], str | None]:
+def decode_status_file(where: str, name: str, data: bytes) -> list[PartnerUpdate]:
+    """A status file's updates; one that is not a whole JSON array of updates (still being written under its
+    final name, or broken) is a retryable error naming the file and what is wrong, never its content: the
+    cursor stays before it, so neither it nor a later file is applied until it reads whole."""
+    try:
+        return decode_updates(data)
+    except msgspec.DecodeError as exc:  # its text says where (byte, $[i].field), not the values
+        raise DeliveryError(f"{where}: status file {name} ({len(data)} bytes) is not a whole JSON array of "
+                            f"updates: {exc}; read again at the next sync", retryable=True) from None
+
+
+def read_local(folder: Path, cursor: str | None, where: str = "") -> tuple[list[PartnerUpdate], str | None]:
     """Updates in a local status folder after the cursor, and the new cursor (OSError passes up)."""
     names = pending_names(os.listdir(folder), cursor) if folder.is_dir() else []
-    updates = [u for n in names for u in decode_updates((folder / n).read_bytes())]
+    updates = [u for n in names for u in decode_status_file(where or str(folder), n, (folder / n).read_bytes())]
     return updates, names[-1] if names else cursor

@@ -299,3 +299,36 @@ def test_an_update_the_store_cannot_hold_does_not_block_the_partners_other_updat
         cursor = conn.execute(partner_sync.select()).mappings().one()
     assert cursor["cursor"] == "status-9000000002-9000000002.json" and cursor["last_error"] is None
     assert sync_partner(gw, PARTNER).total == 0
+
+
+# -- status files half-written, broken or written again ------------------------------------------------------
+
+@pytest.mark.parametrize("sim", ["directory", "sftp"], indirect=True)
+def test_a_half_written_status_file_is_named_and_read_again_once_whole(sim: Harness, gw: App) -> None:
+    """The agency writes a status file under its final name (no temp name) and the gateway reads it half
+    written. Nothing of it or of the files after it is applied, the cursor stays, the sync row and the error
+    name the file and what is wrong (no content); once the file is whole, both files apply, in order, once."""
+    a, b = _delivered(sim, gw)[:2]
+    whole = encode_updates([PartnerUpdate(update_id="h-1", claim_id=a, kind="status", code=WORKING),
+                            PartnerUpdate(update_id="h-2", claim_id=b, kind="message", message_id="h-2",
+                                          text=f"{PLANTED} ruft zurück")])
+    _status_file(sim, "status-9000000001-9000000002.json", whole[: len(whole) - 20])
+    _status_file(sim, "status-9000000003-9000000003.json", [
+        PartnerUpdate(update_id="h-3", claim_id=b, kind="status", code=WORKING)])
+    with read_tx(gw.engine) as conn:
+        before = conn.execute(partner_sync.select()).mappings().one()["cursor"]
+    with pytest.raises(DeliveryError, match="status-9000000001-9000000002.json") as err:
+        sync_partner(gw, PARTNER)
+    assert err.value.retryable and PLANTED not in str(err.value)
+    with read_tx(gw.engine) as conn:
+        row = conn.execute(partner_sync.select()).mappings().one()
+    assert row["cursor"] == before and "status-9000000001-9000000002.json" in row["last_error"]
+    assert claims_by_state(gw)[State.HANDED_OVER] == _sent(gw)
+    _status_file(sim, "status-9000000001-9000000002.json", whole)
+    result = sync_partner(gw, PARTNER)
+    assert result.counts == {"applied": 2, "recorded": 1}
+    assert a in claims_by_state(gw)[State.IN_PROGRESS] and b in claims_by_state(gw)[State.IN_PROGRESS]
+    # The same file appearing again under a later name (a partner re-sending its last report) changes nothing.
+    _status_file(sim, "status-9000000004-9000000005.json", whole)
+    assert sync_partner(gw, PARTNER).counts == {"duplicate": 2}
+    assert PLANTED not in _everything_written(gw)

@@ -1,14 +1,17 @@
 """Unattended operation under faults: `gateway serve` killed again and again while files arrive.
 
     .venv/bin/python -m bench.soak [--seconds 180] [--db URL] [--seed 1] [--partner directory|http]
-                                   [--intake inbox|sftp|soap]
+                                   [--intake inbox|sftp|soap] [--nodes N]
 
 A real `gateway serve` (a subprocess, the demo client) takes a stream of client files: dropped into its
 watched inbox, or put over its SFTP server, half with OpenSSH's `sftp` and half slowly with asyncssh (a put
 that breaks off or finds nobody listening is tried again, as a client's upload job does); or, with
 ``--intake soap``, SubmitClaims calls of 1, 10 or 50 claims over HTTPS with zeep, each sent again until it is
 answered (a kill may take the answer of a call whose claims were stored: the resend must name the same claims). Meanwhile a chaos thread kills the gateway with
-SIGKILL every 3-12 s, whatever it is doing (now and then a SIGTERM instead), and starts it again. After
+SIGKILL every 3-12 s, whatever it is doing (now and then a SIGTERM instead), and starts it again. With
+``--nodes N`` (PostgreSQL, inbox) N serve processes share the database and the inbox; a random one is killed
+each time, and one kill in three keeps that node down for 1.2-2.5x its leases (10 s here), so that the others
+must take over its client's ingest and its outbox rows rather than the node taking them back itself. After
 ``--seconds`` it is left to finish; then the invariants are checked:
 
 - every file has one submission, completed, and one ack with a line per row;
@@ -56,14 +59,16 @@ from bench.gen import HEADER, rows
 ROOT = Path(__file__).resolve().parent.parent
 GATEWAY = [str(Path(sys.executable).parent / "gateway")]
 END_STATES = {"queued", "delivering", "failed", "received"}
+LEASE_SECONDS = 10.0  # node and outbox leases with several nodes
 
 
 def _config(base: Path, db_url: str, partner: dict[str, Any], **extra: Any) -> Path:
     from tests.conftest import write_config  # the tests' gateway: the demo client and mapping, loopback only
 
     # outages here last seconds: enough attempts that none is given up while the partner is down
-    return write_config(base, db_url, gateway_id="gw-soak",
-                        dispatcher={"backoff_base_seconds": 0.05, "backoff_max_seconds": 1.0, "max_attempts": 100},
+    dispatcher = {"backoff_base_seconds": 0.05, "backoff_max_seconds": 1.0, "max_attempts": 100,
+                  **extra.pop("dispatcher", {})}
+    return write_config(base, db_url, gateway_id="gw-soak", dispatcher=dispatcher,
                         partners={"demo-agency": {"certificate": "var/keys/partners/demo-agency.crt", **partner}},
                         **extra)
 
@@ -86,10 +91,10 @@ def _drop(upload: Path, name: str, n: int, seed: int) -> None:
 
 
 class Serve:
-    """The serve process, started again after every kill; its peak RSS sampled while it runs."""
+    """One serve process (a node), started again after every kill; its peak RSS sampled while it runs."""
 
-    def __init__(self, base: Path, cfg: Path) -> None:
-        self.base, self.cfg, self.runs = base, cfg, 0
+    def __init__(self, base: Path, cfg: Path, node: str | None = None) -> None:
+        self.base, self.cfg, self.node, self.runs = base, cfg, node, 0
         self.proc: subprocess.Popen[str] | None = None
         self.peak_kb = 0
         self.kills = self.terms = 0
@@ -97,13 +102,17 @@ class Serve:
         threading.Thread(target=self._sample, daemon=True).start()
 
     def log(self, run: int) -> Path:
-        return self.base / f"serve-{run}.log"
+        return self.base / (f"serve-{self.node}-{run}.log" if self.node else f"serve-{run}.log")
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def start(self) -> None:
         self.runs += 1
+        env = {**os.environ, "GATEWAY_NODE_ID": self.node} if self.node else None
         with open(self.log(self.runs), "w") as out:
             self.proc = subprocess.Popen([*GATEWAY, "--config", str(self.cfg), "serve"], stdout=out,
-                                         stderr=subprocess.STDOUT, text=True, cwd=self.base)
+                                         stderr=subprocess.STDOUT, text=True, cwd=self.base, env=env)
 
     def kill(self, sig: int) -> int:
         assert self.proc is not None
@@ -161,22 +170,55 @@ def _hurt(rnd: random.Random, agency: Agency | None) -> None:
 
 
 class Chaos(threading.Thread):
-    """Kills (now and then stops) the gateway at random moments, whatever it is doing, and starts it again;
-    with the HTTP partner, hurts the partner too."""
+    """Kills (now and then stops) a node at random moments, whatever it is doing, and starts it again; with the
+    HTTP partner, hurts the partner too. With several nodes, one kill in three leaves the node down for longer
+    than its leases last (``down_for``), so that the others must take its work over instead of the node itself
+    taking it back when it restarts."""
 
-    def __init__(self, serve: Serve, rnd: random.Random, agency: Agency | None) -> None:
+    def __init__(self, serves: list[Serve], rnd: random.Random, agency: Agency | None,
+                 down_for: tuple[float, float] | None = None) -> None:
         super().__init__(daemon=True)
-        self.serve, self.rnd, self.agency = serve, rnd, agency
+        self.serves, self.rnd, self.agency, self.down_for = serves, rnd, agency, down_for
         self.exit_codes: list[int] = []
         self.halt = threading.Event()
+        self.long_outages = 0
+        self._lock = threading.Lock()
+        self._down: dict[int, threading.Timer] = {}  # node index -> the timer that starts it again
 
     def run(self) -> None:
         while not self.halt.wait(self.rnd.uniform(3, 12)):
             _hurt(self.rnd, self.agency)
+            with self._lock:
+                up = [i for i, s in enumerate(self.serves) if i not in self._down]
+            if not up:
+                continue
+            i = self.rnd.choice(up)
             sig = signal.SIGTERM if self.rnd.random() < 0.2 else signal.SIGKILL
-            self.exit_codes.append(self.serve.kill(sig))
+            self.exit_codes.append(self.serves[i].kill(sig))
+            if self.down_for is not None and len(up) > 1 and self.rnd.random() < 1 / 3:
+                self.long_outages += 1
+                timer = threading.Timer(self.rnd.uniform(*self.down_for), self._back, (i,))
+                with self._lock:
+                    self._down[i] = timer
+                timer.start()
+                continue
             time.sleep(self.rnd.uniform(0, 1.0))
-            self.serve.start()
+            self.serves[i].start()
+
+    def _back(self, i: int) -> None:
+        with self._lock:
+            if self._down.pop(i, None) is not None:
+                self.serves[i].start()
+
+    def stop(self) -> None:
+        """No more faults; every node that is down is started again."""
+        self.halt.set()
+        self.join()
+        with self._lock:
+            for i, timer in list(self._down.items()):
+                timer.cancel()
+                del self._down[i]
+                self.serves[i].start()
 
 
 async def _put_slowly(port: int, key: Path, local: Path, name: str) -> None:
@@ -255,7 +297,10 @@ def _free_port() -> int:
 
 
 def soak(seconds: float, db_url: str | None, seed: int, keep: bool, partner_kind: str = "directory",
-         intake: str = "inbox") -> dict[str, Any]:
+         intake: str = "inbox", nodes: int = 1) -> dict[str, Any]:
+    if nodes > 1 and (db_url is None or intake != "inbox"):
+        raise SystemExit("several nodes need PostgreSQL (--db) and the shared inbox (each SFTP or SOAP front "
+                         "would want the same port)")
     rnd = random.Random(seed)
     base = Path(tempfile.mkdtemp(prefix="gateway-soak-"))
     agency: Agency | None = None
@@ -283,6 +328,9 @@ def soak(seconds: float, db_url: str | None, seed: int, keep: bool, partner_kind
         extra = {"soap": {"enabled": True, "host": "127.0.0.1", "port": port},
                  "clients": {"demo": {"name": "Demo", "mapping": "demo", "default_partner": "demo-agency",
                                       "soap": {"username": "soak-erp", "password_hash": hash_password(SOAP_PASSWORD)}}}}
+    if nodes > 1:  # leases short enough that a node down for longer is taken over within the run
+        extra["node"] = {"lease_seconds": LEASE_SECONDS}
+        extra["dispatcher"] = {"lease_seconds": LEASE_SECONDS}
     cfg = _config(base, db_url or f"sqlite:///{base / 'var' / 'gateway.db'}", partner, **extra)
     for args in (("keys", "init"), ("db", "upgrade")):
         out = _run(cfg, *args)
@@ -295,9 +343,10 @@ def soak(seconds: float, db_url: str | None, seed: int, keep: bool, partner_kind
     files: dict[str, int] = {}
     soap: dict[str, int] = {}  # reference -> the claim id SubmitClaims answered
     tries = calls = 0
-    serve = Serve(base, cfg)
-    serve.start()
-    chaos = Chaos(serve, rnd, agency)
+    serves = [Serve(base, cfg, f"n{i + 1}" if nodes > 1 else None) for i in range(nodes)]
+    for serve in serves:
+        serve.start()
+    chaos = Chaos(serves, rnd, agency, (LEASE_SECONDS * 1.2, LEASE_SECONDS * 2.5) if nodes > 1 else None)
     started = time.monotonic()
     chaos.start()
     try:
@@ -319,8 +368,7 @@ def soak(seconds: float, db_url: str | None, seed: int, keep: bool, partner_kind
                 _drop(upload, name, n, seed=rnd.randrange(1 << 30))
             files[name] = n
             time.sleep(rnd.uniform(0.3, 1.5))
-        chaos.halt.set()
-        chaos.join()
+        chaos.stop()
         exit_codes = chaos.exit_codes
         if agency is not None:
             agency.faults.heal()
@@ -328,21 +376,24 @@ def soak(seconds: float, db_url: str | None, seed: int, keep: bool, partner_kind
         while not _settled(cfg, files, len(soap)):
             if time.monotonic() > deadline:
                 break
-            if serve.proc is not None and serve.proc.poll() is not None:  # it exited on its own: a finding
-                exit_codes.append(serve.proc.returncode)
-                serve.start()
+            for serve in serves:
+                if serve.proc is not None and serve.proc.poll() is not None:  # it exited on its own: a finding
+                    exit_codes.append(serve.proc.returncode)
+                    serve.start()
             time.sleep(2.0)
         settle_s = time.monotonic() - started - seconds
     finally:
-        serve.close()
+        for serve in serves:
+            serve.close()
         if sim is not None:
             sim.stop()
-    report = _check(base, cfg, files, soap, serve, exit_codes, settle_s, keep, agency)
-    report.update(intake=intake, tries=tries if intake != "inbox" else None, soap_calls=calls or None)
+    report = _check(base, cfg, files, soap, serves, exit_codes, settle_s, keep, agency)
+    report.update(intake=intake, tries=tries if intake != "inbox" else None, soap_calls=calls or None,
+                  nodes=nodes, long_outages=chaos.long_outages if nodes > 1 else None)
     return report
 
 
-def _check(base: Path, cfg: Path, files: dict[str, int], soap: dict[str, int], serve: Serve, exit_codes: list[int],
+def _check(base: Path, cfg: Path, files: dict[str, int], soap: dict[str, int], serves: list[Serve], exit_codes: list[int],
            settle_s: float, keep: bool, agency: Agency | None) -> dict[str, Any]:
     problems: list[str] = []
     acks = base / "inbox" / "demo" / "ack"
@@ -396,19 +447,20 @@ def _check(base: Path, cfg: Path, files: dict[str, int], soap: dict[str, int], s
     dead_rows = json.loads(dead.stdout) if dead.returncode == 0 and dead.stdout.strip() else []
     if dead_rows:
         problems.append(f"{len(dead_rows)} dead outbox rows")
-    logs = "".join(serve.log(r).read_text(errors="replace") for r in range(1, serve.runs + 1))
+    logs = "".join(serve.log(r).read_text(errors="replace") for serve in serves for r in range(1, serve.runs + 1))
     gave_up = logs.count("supervisor.gave_up")
     if gave_up:
         problems.append(f"a supervised task gave up {gave_up} times")
     unexpected_exits = [c for c in exit_codes if c not in (0, -signal.SIGKILL)]
     if unexpected_exits:
         problems.append(f"serve exit codes {unexpected_exits}")
-    peak_mb = serve.peak_kb / 1024
+    peak_mb = max(serve.peak_kb for serve in serves) / 1024
     if peak_mb > 512:
         problems.append(f"peak RSS {peak_mb:.0f} MB above limits.memory_mb")
     report = {"partner": "http" if agency else "directory", "partner_claims": len(has), "files": len(files),
               "rows": sum(files.values()), "soap_claims": len(soap), "claims": len(claims), "states": states,
-              "kills": serve.kills, "sigterms": serve.terms, "starts": serve.runs,
+              "kills": sum(s.kills for s in serves), "sigterms": sum(s.terms for s in serves),
+              "starts": sum(s.runs for s in serves),
               "settled_after_s": round(settle_s, 1), "peak_rss_mb": round(peak_mb, 1),
               "task_failures_logged": logs.count("supervisor.task_failed"),
               "resumed": logs.count("serve.resumed"), "problems": problems, "dir": str(base)}
@@ -426,8 +478,10 @@ def main() -> None:
     parser.add_argument("--partner", choices=("directory", "http"), default="directory")
     parser.add_argument("--intake", choices=("inbox", "sftp", "soap"), default="inbox",
                         help="files dropped into the watched inbox or put over SFTP, or SubmitClaims calls (zeep)")
+    parser.add_argument("--nodes", type=int, default=1,
+                        help="serve processes sharing the database and the inbox (PostgreSQL and --intake inbox)")
     args = parser.parse_args()
-    report = soak(args.seconds, args.db, args.seed, args.keep, args.partner, args.intake)
+    report = soak(args.seconds, args.db, args.seed, args.keep, args.partner, args.intake, args.nodes)
     print(json.dumps(report, sort_keys=True))
     sys.exit(1 if report["problems"] else 0)
 

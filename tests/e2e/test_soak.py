@@ -1,9 +1,13 @@
 """A short soak (`bench/soak.py`): `gateway serve` killed with SIGKILL every few seconds while work arrives; after
 it, every file is acked once, every claim stored once and with the partner exactly once, nothing dead, nothing
 left behind. SQLite takes files from the watched inbox for a directory partner; PostgreSQL takes SFTP uploads
-(OpenSSH and slow asyncssh puts, some broken off by a kill) for an HTTP partner that fails now and then."""
+(OpenSSH and slow asyncssh puts, some broken off by a kill) for an HTTP partner that fails now and then, and,
+with three nodes sharing the database and the inbox, files while nodes are killed (some kept down for longer
+than their leases, so that the others take their work over)."""
 
 from __future__ import annotations
+
+import pytest
 
 from bench.soak import soak
 
@@ -15,3 +19,11 @@ def test_serve_killed_again_and_again_loses_and_duplicates_nothing(db_url: str) 
         report = soak(25, db_url, seed=12, keep=False, partner_kind="http", intake="sftp")
     assert report["problems"] == [], report
     assert report["kills"] >= 1 and report["files"] >= 5, report  # faults did happen, and work arrived
+
+
+def test_three_nodes_killed_in_turn_lose_and_duplicate_nothing(db_url: str) -> None:
+    if db_url.startswith("sqlite"):
+        pytest.skip("several nodes share PostgreSQL")
+    report = soak(30, db_url, seed=7, keep=False, partner_kind="directory", intake="inbox", nodes=3)
+    assert report["problems"] == [], report
+    assert report["kills"] + report["sigterms"] >= 2 and report["files"] >= 5, report

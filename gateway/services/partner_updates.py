@@ -30,7 +30,8 @@ from gateway.domain.model import to_minor
 from gateway.errors import ConfigError, IllegalTransition, Interrupted
 from gateway.store import claims as claim_store
 from gateway.store import messages as message_store
-from gateway.store.schema import claim_current, claim_events, claims, partner_sync, partner_updates, submissions
+from gateway.store.schema import (claim_current, claim_events, claims, outbox, partner_sync, partner_updates,
+                                  submissions)
 from gateway.store.sql import loads, utcnow
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ _AFTER_HANDOVER = frozenset({State.HANDED_OVER, State.IN_PROGRESS, State.PAUSED,
 @dataclass
 class ApplyResult:
     """What a page of updates did, by outcome (applied, duplicate, unknown_code, unknown_claim, not_sent, illegal,
-    stale, recorded, invalid_amount, invalid_update)."""
+    stale, recorded, invalid_amount, invalid_update, unknown_instruction)."""
 
     counts: dict[str, int] = field(default_factory=dict)
 
@@ -145,6 +146,15 @@ def _unstorable(u: PartnerUpdate) -> str | None:
     return None
 
 
+def _instruction_sent(conn: Connection, partner_id: str, u: PartnerUpdate) -> bool:
+    """True if ``u.instruction_id`` names an instruction the gateway queued for this partner about this claim
+    (an instruction's id is its outbox key written with '-' for ':')."""
+    key = str(u.instruction_id or "").replace("-", ":")
+    payload = conn.execute(select(outbox.c.payload).where(outbox.c.partner_id == partner_id,
+                                                          outbox.c.idempotency_key == key)).scalar()
+    return payload is not None and str((loads(payload) or {}).get("claim_id")) == str(u.claim_id)
+
+
 def _message_key(message_id: str) -> str:
     """The partner's message id as the dedupe key; one too long for its column by its digest (still unique)."""
     if len(message_id) <= _MESSAGE_ID_LENGTH:
@@ -220,6 +230,12 @@ def _apply_one(app: App, conn: Connection, partner_id: str, client_id: str, u: P
                              {**base, "message_id": u.message_id}, now=now)
         return "recorded"
     if u.kind == "instruction":  # a file partner's receipt for an instruction document: no state change
+        if not _instruction_sent(conn, partner_id, u):
+            # An id this gateway never sent this partner for this claim (a typo, another claim's instruction):
+            # recorded as the partner's ack it would say a request arrived that nothing shows arrived.
+            log.warning("partner_updates.unknown_instruction partner=%s claim=%d update=%s", partner_id, u.claim_id,
+                        u.update_id)
+            return "unknown_instruction"
         received = u.code == INSTRUCTION_RECEIVED
         claim_store.annotate(conn, u.claim_id, Actor.PARTNER, "partner_ack" if received else "partner_op_failed",
                              {**base, "instruction": u.instruction_id, "code": u.code}, now=now)

@@ -10,25 +10,31 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from collections.abc import Callable
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from adapters.base import PartnerUpdate, encode_updates
 from adapters.simulators.agency import ACCEPTED, WORKING
-from gateway.bootstrap import App
+from gateway.bootstrap import App, build_app
 from gateway.domain.lifecycle import State
-from gateway.errors import DeliveryError
+from gateway.errors import DeliveryError, Unsupported
+from gateway.services import claim_ops
 from gateway.services.dispatch import Dispatcher
 from gateway.services.ingest import ingest_file
-from gateway.services.partner_sync import sync_partner
+from gateway.services.partner_sync import sync_due, sync_partner
 from gateway.store import claims as claim_store
 from gateway.store import outbox as outbox_store
 from gateway.store.db import read_tx
 from gateway.store.schema import claim_events, partner_sync, partner_updates
-from tests.conftest import ROOT
-from tests.contract.harness import PARTNER, Harness, claims_by_state
+from tests.conftest import ROOT, write_config
+from tests.contract.harness import CERT, PARTNER, Harness, claims_by_state
+from tests.support import Clock
 
 DEMO = ROOT / "examples" / "demo.csv"
 PLANTED = "Zacharias Quuxbaum-Planted"  # what a partner's error text could say about a debtor
@@ -332,3 +338,90 @@ def test_a_half_written_status_file_is_named_and_read_again_once_whole(sim: Harn
     _status_file(sim, "status-9000000004-9000000005.json", whole)
     assert sync_partner(gw, PARTNER).counts == {"duplicate": 2}
     assert PLANTED not in _everything_written(gw)
+
+
+# -- receipts for instructions ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sim", ["directory"], indirect=True)
+def test_a_receipt_for_an_instruction_never_sent_is_not_taken_as_the_partners_ack(sim: Harness, gw: App) -> None:
+    """The agency's status file confirms instructions the gateway never sent it, or sent about another claim.
+    Neither becomes a ``partner_ack`` on the claim (the history would say a request arrived that nothing shows
+    arrived); the real receipt for the real instruction does."""
+    a, b = _delivered(sim, gw)[:2]
+    claim_ops.cancel(gw, "demo", a, "paid at the counter")
+    _deliver(gw)
+    sim.pump()  # the agency takes the instruction and writes its receipt into its next status file
+    with read_tx(gw.engine) as conn:
+        [cancel] = [r["idempotency_key"] for r in outbox_store.listing(conn) if r["operation"] == "cancel"]
+    iid = cancel.replace(":", "-")
+    _status_file(sim, "status-9000000001-9000000002.json", [
+        PartnerUpdate(update_id="i-1", claim_id=b, kind="instruction", code="INSTRUCTION_RECEIVED", instruction_id=iid),
+        PartnerUpdate(update_id="i-2", claim_id=a, kind="instruction", code="INSTRUCTION_RECEIVED",
+                      instruction_id=f"cancel-{a}-999999")])
+    result = sync_partner(gw, PARTNER)
+    assert result.counts.get("unknown_instruction") == 2
+    with read_tx(gw.engine) as conn:
+        acks = {cid: [e["data"].get("instruction") for e in claim_store.history(conn, cid) if e["kind"] == "partner_ack"]
+                for cid in (a, b)}
+    assert acks == {a: [iid], b: []}
+
+
+# -- operations a partner cannot take ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sim", ["email"], indirect=True)
+def test_every_operation_to_a_mail_partner_is_refused_at_once_and_nothing_is_queued(sim: Harness, gw: App) -> None:
+    """A partner reached by mail takes case files only: a cancellation, a direct payment, a message, a
+    monitoring or refresh request is refused to the client at once, with no event and no outbox row, never
+    reported forwarded and then dropped. Labels stay the client's own (not forwarded)."""
+    ingest_file(gw, DEMO, "demo")
+    _deliver(gw)
+    cid = claims_by_state(gw)[State.HANDED_OVER][0]
+    with read_tx(gw.engine) as conn:
+        events_before = len(claim_store.history(conn, cid))
+    rows_before = len(_outbox(gw))
+    for call in (lambda: claim_ops.cancel(gw, "demo", cid, "paid"),
+                 lambda: claim_ops.report_payment(gw, "demo", cid, Decimal("5.00"), date(2026, 11, 1)),
+                 lambda: claim_ops.send_message(gw, "demo", cid, "Bitte melden"),
+                 lambda: claim_ops.request_monitoring(gw, "demo", cid),
+                 lambda: claim_ops.refresh(gw, "demo", cid)):
+        with pytest.raises(Unsupported, match=PARTNER):
+            call()
+    assert not claim_ops.set_labels(gw, "demo", cid, ["vip"]).forwarded
+    with read_tx(gw.engine) as conn:
+        kinds = [e["kind"] for e in claim_store.history(conn, cid)[events_before:]]
+    assert kinds == ["labels_set"] and len(_outbox(gw)) == rows_before
+
+
+# -- one partner's failure is its own ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sim", ["directory"], indirect=True)
+def test_a_partner_whose_sync_fails_does_not_keep_the_others_from_theirs(sim: Harness, tmp_path: Path, db_url: str,
+                                                                         keys_template: Path) -> None:
+    """Two partners are due; the first in order has a broken status file. Its failure is recorded on its own
+    sync row (and counted), and the other partner's updates are applied in the same round."""
+    path = write_config(tmp_path, db_url, partners={
+        PARTNER: sim.partner(),
+        "a-broken": {"adapter": "directory", "certificate": CERT, "options": {"path": "var/partners/a-broken"}}},
+        clients={"demo": {"name": "Demo", "mapping": "demo", "default_partner": PARTNER}},
+        routing=[{"partner": PARTNER, "client": "demo"}])
+    shutil.copytree(keys_template, tmp_path / "var" / "keys", dirs_exist_ok=True)
+    sim.start()
+    app = build_app(path, migrate=True)
+    app.now = Clock(app)  # type: ignore[method-assign]
+    try:
+        ingest_file(app, DEMO, "demo")
+        _deliver(app)
+        sim.pump()
+        broken = tmp_path / "var" / "partners" / "a-broken" / "status"
+        broken.mkdir(parents=True)
+        (broken / "status-1.json").write_bytes(b'[{"update_id": "b-1", "claim_id": 1, "kind": "sta')
+        seen: list[str] = []
+        out = sync_due(app, on_error=lambda pid, exc: seen.append(pid))
+        assert "status-1.json" in str(out["a-broken"])
+        assert set(claims_by_state(app)) <= {State.HANDED_OVER, State.HELD}
+        assert not isinstance(out[PARTNER], str) and out[PARTNER].counts.get("applied")
+        with read_tx(app.engine) as conn:
+            rows = {r["partner_id"]: r for r in conn.execute(partner_sync.select()).mappings()}
+        assert "status-1.json" in rows["a-broken"]["last_error"] and rows[PARTNER]["last_error"] is None
+    finally:
+        app.close()

@@ -36,7 +36,7 @@ def run(app: App, args: argparse.Namespace) -> int:
         print_json(rows)
     else:
         # every outcome of partner_updates.ApplyResult: an update set aside must show, not only in --json
-        cols = ["partner", "ok", "applied", "recorded", "duplicate", "unknown_code", "unknown_claim", "illegal",
-                "stale", "invalid_amount", "error"]
+        cols = ["partner", "ok", "applied", "recorded", "duplicate", "unknown_code", "unknown_claim", "not_sent",
+                "unknown_instruction", "illegal", "stale", "invalid_amount", "invalid_update", "error"]
         print_table([{c: r.get(c, "") for c in cols} for r in rows], cols)
     return 1 if failed else 0

@@ -157,6 +157,10 @@ class Authenticator:
         """
         self._users = load_logins(config)
 
+    def knows(self, username: str) -> bool:
+        """Whether ``username`` is a configured login (a failed attempt may name it in the log)."""
+        return username in self._users
+
     def check(self, username: str, password: str, address: str | None = None) -> Outcome:
         """Check one login attempt from ``address``."""
         entry = self._users.get(username)

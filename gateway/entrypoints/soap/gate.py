@@ -279,7 +279,10 @@ class RequestGate:
     def _refused(self, environ: dict[str, Any], start_response: StartResponse, outcome: Outcome, user: str,
                  *, read: bool = False) -> list[bytes]:
         reason = "throttled" if outcome.retry_after > 0 else "busy" if outcome.busy else "wrong"
-        log.info("soap.auth_failed user=%s remote=%s reason=%s", user[:64], environ.get("REMOTE_ADDR"), reason)
+        # A name that is no login may be a password typed into the username field (an ERP's settings
+        # swapped): only configured logins are named, like the web console's failed logins.
+        named = user if user in ("-", "(ws-security)") or self.auth.knows(user) else "(unknown)"
+        log.info("soap.auth_failed user=%s remote=%s reason=%s", named[:64], environ.get("REMOTE_ADDR"), reason)
         if outcome.retry_after > 0:
             seconds = math.ceil(outcome.retry_after)
             return self._fault(environ, start_response, "429 Too Many Requests", faults.THROTTLED,

@@ -11,6 +11,8 @@ are converted to text one at a time.
 from __future__ import annotations
 
 import os
+import re
+import zipfile
 from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
 
 _EPOCH = date(1899, 12, 30)  # day 0 of the 1900 date system as Excel and LibreOffice count it
 MAX_SERIAL = 2_958_465       # 9999-12-31
+_DATE1904 = re.compile(rb"""<(?:\w+:)?workbookPr\b[^>]*\bdate1904=["'](?:1|true)["']""")
 
 
 class SpreadsheetReader:
@@ -36,6 +39,9 @@ class SpreadsheetReader:
                  date_columns: frozenset[str] = frozenset()) -> None:
         self.file = str(path)
         self._decimal = fmt.decimal_separator
+        # A plain serial counts from the workbook's epoch, as a formatted date does (calamine converts only those).
+        # XLS keeps its flag in a BIFF record calamine does not show: read as the 1900 system.
+        self._serial_epoch = _EPOCH + timedelta(days=1462) if fmt.type == "xlsx" and _is_1904(self.file) else _EPOCH
         try:
             self._book = calamine.CalamineWorkbook.from_path(self.file)
         except Exception as exc:  # calamine raises its own and OS errors; all mean "cannot read this"
@@ -112,8 +118,8 @@ class SpreadsheetReader:
         if isinstance(cell, bool):
             return "true" if cell else "false"
         if isinstance(cell, (int, float)):
-            if is_date and float(cell).is_integer() and 0 < cell <= MAX_SERIAL:
-                return (_EPOCH + timedelta(days=int(cell))).isoformat()
+            if is_date and float(cell).is_integer() and 0 < cell <= MAX_SERIAL - (self._serial_epoch - _EPOCH).days:
+                return (self._serial_epoch + timedelta(days=int(cell))).isoformat()
             return number_text(cell, self._decimal)
         if isinstance(cell, datetime):
             return cell.date().isoformat() if cell.time() == time(0) else cell.isoformat(sep=" ")
@@ -134,6 +140,14 @@ class SpreadsheetReader:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+def _is_1904(file: str) -> bool:
+    try:
+        with zipfile.ZipFile(file) as zf:
+            return _DATE1904.search(zf.read("xl/workbook.xml")) is not None
+    except Exception:  # noqa: BLE001 - a workbook calamine opened but this cannot: read as the 1900 system
+        return False
 
 
 def number_text(value: int | float, decimal: str = ".") -> str:

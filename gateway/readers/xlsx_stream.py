@@ -443,7 +443,7 @@ class XlsxStreamReader(StreamSheetReader):
                                     dated.clear()
                                 text = dated[kind, v] = serial_text(self._float(v, col), kind, is_1904, decimal)
                         elif v.isascii() and v.isdigit() and len(v) < 16 and (v[0] != "0" or len(v) == 1):
-                            text = number_cell_text(float(v), True, decimal) if col in dates else v
+                            text = number_cell_text(float(v), True, decimal, is_1904) if col in dates else v
                         elif len(v) <= 16 and plain(v) and "." in v:
                             text = v if decimal == "." else v.replace(".", decimal)
                         else:
@@ -558,7 +558,7 @@ class XlsxStreamReader(StreamSheetReader):
                         v = vals[k]
                         if code == NUMBER:
                             if v.isascii() and v.isdigit() and len(v) < 16 and (v[0] != "0" or len(v) == 1):
-                                pool.append(number_cell_text(float(v), True, decimal) if col in dates else v)
+                                pool.append(number_cell_text(float(v), True, decimal, is_1904) if col in dates else v)
                             elif len(v) <= 16 and plain(v) and "." in v:
                                 pool.append(v if decimal == "." else v.replace(".", decimal))
                             else:
@@ -614,7 +614,7 @@ class XlsxStreamReader(StreamSheetReader):
                                     dated.clear()
                                 cell = dated[kind, v] = serial_text(self._float(v, col), kind, is_1904, decimal)
                         elif v.isascii() and v.isdigit() and len(v) < 16 and (v[0] != "0" or len(v) == 1):
-                            cell = number_cell_text(float(v), True, decimal) if col in dates else v
+                            cell = number_cell_text(float(v), True, decimal, is_1904) if col in dates else v
                         elif len(v) <= 16 and plain(v) and "." in v:
                             cell = v if decimal == "." else v.replace(".", decimal)
                         else:
@@ -704,7 +704,7 @@ class XlsxStreamReader(StreamSheetReader):
                 return v  # a cell without a type whose value is not a number is text
             raise InputError(f"cell {column_name(col)}{number} is typed as a number but holds none",
                              file=self.file, row=number)
-        return number_cell_text(value, is_date, decimal=self._decimal)
+        return number_cell_text(value, is_date, decimal=self._decimal, is_1904=self._1904)
 
 
 def _resolve(base: str, target: str) -> str:

@@ -199,3 +199,25 @@ def test_a_byte_order_mark_inside_the_header_cell_is_not_a_missing_column(app: A
     wb.close()
     result, lines = drop(app, "from-pandas.xlsx", path.read_bytes(), DEMO_MAPPING.replace("type: csv", "type: xlsx"))
     assert result.status == "completed" and [ln["outcome"] for ln in lines] == ["accepted"], (result, lines)
+
+
+def test_a_plain_date_serial_in_a_1904_workbook_counts_from_1904(app: App, tmp_path: Path) -> None:
+    """A workbook in the 1904 date system (Excel for Mac before 2016, and files derived from them) whose due-date
+    column lost its date format holds the serial 44226 for 2025-01-31. Before, plain serials were always counted
+    from 1900 (formatted dates were not): the due date became 2021-01-30 and the claim was held as time-barred."""
+    path = tmp_path / "mac.xlsx"
+    wb = openpyxl.Workbook()
+    wb.epoch = openpyxl.utils.datetime.CALENDAR_MAC_1904
+    ws = wb.active
+    ws.append(HEADER)
+    formatted: list[object] = [*row("MAC-1")]
+    formatted[HEADER.index("Faellig")] = date(2025, 1, 31)
+    ws.append(formatted)
+    ws.cell(2, HEADER.index("Faellig") + 1).number_format = "DD.MM.YYYY"
+    plain: list[object] = [*row("MAC-2")]
+    plain[HEADER.index("Faellig")] = 44226
+    ws.append(plain)
+    wb.save(path)
+    result, lines = drop(app, "mac.xlsx", path.read_bytes(), DEMO_MAPPING.replace("type: csv", "type: xlsx"))
+    assert [(ln["outcome"], ln["messages"]) for ln in lines] == [
+        ("accepted", "Faellig: due date 2025-01-31 is before invoice date 2025-02-01")] * 2, lines

@@ -5,7 +5,8 @@ document, each member set through its attribute machinery), and ``translate.to_p
 objects back into dicts: about two thirds of a SubmitClaims request's CPU in spyne and the translation went
 there. The body has already passed the WSDL's schema when this runs (``Soap11PerClaim``), so the reader
 only has to map elements onto field names and convert the few leaf types, giving what ``to_plain`` would
-have made of spyne's object: text trimmed, absent, nil and empty values left out, arrays as lists.
+have made of spyne's object: text trimmed and composed (NFC), absent, nil and empty values left out, arrays
+as lists.
 
 It does what spyne does and nothing else: a claim with anything the reader does not handle the way spyne
 does (an ``xsi:type`` or other attribute, a processing instruction, an unknown element, a comment in an
@@ -23,7 +24,7 @@ from typing import Any, Callable
 from lxml import etree
 from spyne.model.complex import Array, ComplexModelBase, XmlAttribute
 
-from gateway.entrypoints.soap.translate import to_plain
+from gateway.entrypoints.soap.translate import nfc, to_plain
 
 XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
 _TEXT, _DECIMAL, _DATE, _BOOL, _COMPLEX, _ARRAY, _SPYNE = range(7)
@@ -137,7 +138,7 @@ def _value(ctx: Any, protocol: Any, child: Any, kind: int, sub: Any, ftype: Any)
     """One member element's plain value (None: left out)."""
     if kind == _TEXT:
         text = child.text
-        return (text.strip() or None) if text else None
+        return (nfc(text.strip()) or None) if text else None
     if kind == _COMPLEX:
         return sub.read(ctx, child)
     if kind == _ARRAY:

@@ -121,12 +121,12 @@ class GatewayService(ServiceBase):  # type: ignore[misc]
     @rpc(Unicode(min_occurs=1, nillable=False, max_len=128), _returns=t.ClaimInfo)
     def GetClaimByReference(ctx, creditor_reference):  # type: ignore[no-untyped-def]
         """The claim by your own creditor_reference (as GetClaim); Client.UnknownClaim if you have none with it."""
-        return _claim_info(claim_queries.claim_by_reference(_app(ctx), _client(ctx), creditor_reference))
+        return _claim_info(claim_queries.claim_by_reference(_app(ctx), _client(ctx), tr.nfc(creditor_reference)))
 
     @rpc(Array(t.Reference, min_occurs=1, nillable=False), _returns=Array(t.ClaimStatus))
     def GetClaimStatuses(ctx, references):  # type: ignore[no-untyped-def]
         """Where up to 1,000 claims stand, by creditor_reference, in the order asked; found=false if unknown."""
-        found = claim_queries.statuses(_app(ctx), _client(ctx), [r or "" for r in references or []])
+        found = claim_queries.statuses(_app(ctx), _client(ctx), [tr.nfc(r or "") for r in references or []])
         return [t.ClaimStatus(**vars(x)) for x in found]
 
     @rpc(t.ListFilter.customize(min_occurs=0), _returns=t.ClaimPage)

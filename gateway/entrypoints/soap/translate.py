@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import unicodedata
 from typing import Any
 
 import msgspec
@@ -53,8 +54,15 @@ def _blank(cls: Any) -> dict[str, None] | None:
     return dict.fromkeys(members)
 
 
+def nfc(text: str) -> str:
+    """``text`` in Unicode's composed form (NFC): "Mu\u0308ller" (as macOS and some ERP exports write it)
+    and "M\u00fcller" are the same name and must be the same data, reference and search."""
+    return text if text.isascii() else unicodedata.normalize("NFC", text)
+
+
 def to_plain(obj: Any) -> Any:
-    """A spyne object as plain dicts and lists; text trimmed, absent and empty values left out.
+    """A spyne object as plain dicts and lists; text trimmed and composed (``nfc``), absent and empty values
+    left out.
 
     ERP systems pad fixed-width fields; "SAP-4711 " must be the same reference as "SAP-4711".
     """
@@ -67,7 +75,7 @@ def to_plain(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [p for v in obj if (p := to_plain(v)) is not None]
     if isinstance(obj, str):
-        return obj.strip() or None
+        return nfc(obj.strip()) or None
     return obj
 
 

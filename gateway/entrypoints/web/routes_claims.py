@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from gateway.domain.lifecycle import State
 from gateway.entrypoints.web.pages import PAGE_SIZE, flash, int_param, post, redirect, render
-from gateway.entrypoints.web.security import client_user, field, recalled, remember
+from gateway.entrypoints.web.security import client_user, field, recalled, remember, text_field
 from gateway.errors import GatewayError, IllegalTransition, Unsupported
 from gateway.services import claim_ops, claim_queries, console, credit
 from gateway.services import labels as label_service
@@ -103,7 +103,7 @@ async def claims_export(request: Request) -> Response:
 
 async def claims_search(request: Request, form: FormData) -> Response:
     client_user(request)
-    text = field(form, "q", 128).strip()
+    text = text_field(form, "q", 128)
     await remember(request, "q", text or None)
     return redirect("/claims")
 

@@ -22,7 +22,7 @@ from starlette.routing import Route
 from gateway.domain.findings import Finding
 from gateway.entrypoints.web.pages import flash, post, redirect, render
 from gateway.entrypoints.web.routes_claims import amount_text
-from gateway.entrypoints.web.security import MAX_FILES, client_user, field
+from gateway.entrypoints.web.security import MAX_FILES, client_user, text_field
 from gateway.services import drafts, submit
 from gateway.services import labels as label_service
 
@@ -99,7 +99,7 @@ async def new_form(request: Request) -> Response:
 async def handover(request: Request, form: FormData) -> Response:
     user, client = client_user(request, submit=True)
     app = request.app.state.gateway
-    values = {k: field(form, k, 255).strip() for k in TEXT_FIELDS}
+    values = {k: text_field(form, k, 255) for k in TEXT_FIELDS}
     if values["interest_kind"] not in INTEREST_KINDS:
         values["interest_kind"] = ""
     documents = []

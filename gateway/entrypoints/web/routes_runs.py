@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from gateway.entrypoints.web.pages import PAGE_SIZE, flash, int_param, post, redirect, render
 from gateway.entrypoints.web.routes_claims import REFUSED
-from gateway.entrypoints.web.security import client_user, field, recalled, remember
+from gateway.entrypoints.web.security import client_user, recalled, remember, text_field
 from gateway.errors import InputError
 from gateway.services import claim_ops, console
 from gateway.services.ingest import ingest_file
@@ -55,7 +55,7 @@ async def run_page(request: Request) -> Response:
 async def run_search(request: Request, form: FormData) -> Response:
     client_user(request)
     ref = request.path_params["ref"]
-    text = field(form, "q", 128).strip()
+    text = text_field(form, "q", 128)
     await remember(request, "run_q", [ref, text] if text else None)
     return redirect(f"/runs/{ref}#claims")
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import unicodedata
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -158,3 +159,10 @@ def field(form: FormData, name: str, limit: int = 10_000) -> str:
     """A text field of a form, '' when missing, cut at ``limit`` characters."""
     value: Any = form.get(name)
     return value[:limit] if isinstance(value, str) else ""
+
+
+def text_field(form: FormData, name: str, limit: int = 10_000) -> str:
+    """A field of data (a name, a reference, a search): ``field``, trimmed and in Unicode's composed form
+    (NFC), as SOAP takes it, so "Mu\u0308ller" typed or pasted from a decomposed source is "M\u00fcller"."""
+    text = field(form, name, limit).strip()
+    return text if text.isascii() else unicodedata.normalize("NFC", text)

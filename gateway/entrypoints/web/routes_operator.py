@@ -15,6 +15,7 @@ from gateway.domain.lifecycle import State
 from gateway.entrypoints.web.pages import PAGE_SIZE, flash, int_param, post, redirect, render
 from gateway.entrypoints.web.security import operator_user
 from gateway.services import claim_queries, console
+from gateway.services import labels as label_service
 from gateway.services.dispatch import retry_dead
 
 log = logging.getLogger("gateway.web")
@@ -49,10 +50,13 @@ async def claims(request: Request) -> Response:
 
 async def claim_page(request: Request) -> Response:
     operator_user(request)
-    page = await run_in_threadpool(console.operator_claim_page, request.app.state.gateway,
-                                   int(request.path_params["claim_id"]))
+    gw = request.app.state.gateway
+    page = await run_in_threadpool(console.operator_claim_page, gw, int(request.path_params["claim_id"]))
+    # the label chips take their colours from the claim's own client's catalogue
+    labels = await run_in_threadpool(label_service.catalogue, gw, page.view.claim.client_id)
     return render(request, "claim.html", {"p": page, "c": page.view.claim, "a": page.view.account,
-                                          "can_submit": False})
+                                          "can_submit": False, "colours": label_service.colours(labels),
+                                          "addable": [], "credit_checks": None})
 
 
 async def outbox(request: Request) -> Response:

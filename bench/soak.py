@@ -176,10 +176,11 @@ class Chaos(threading.Thread):
     taking it back when it restarts."""
 
     def __init__(self, serves: list[Serve], rnd: random.Random, agency: Agency | None,
-                 down_for: tuple[float, float] | None = None) -> None:
+                 down_for: tuple[float, float] | None = None, cut_db: str | None = None) -> None:
         super().__init__(daemon=True)
-        self.serves, self.rnd, self.agency, self.down_for = serves, rnd, agency, down_for
+        self.serves, self.rnd, self.agency, self.down_for, self.cut_db = serves, rnd, agency, down_for, cut_db
         self.exit_codes: list[int] = []
+        self.db_cuts = 0  # times every database connection of the gateway was terminated
         self.halt = threading.Event()
         self.long_outages = 0
         self._lock = threading.Lock()
@@ -205,6 +206,17 @@ class Chaos(threading.Thread):
             time.sleep(self.rnd.uniform(0, 1.0))
             self.serves[i].start()
 
+    def _cutting(self, url: str) -> None:
+        rnd = random.Random(self.rnd.random())
+        while not self.halt.wait(rnd.uniform(0.5, 3.0)):
+            self.db_cuts += _cut_connections(url)
+
+    def start(self) -> None:
+        super().start()
+        if self.cut_db is not None:
+            self._cutter = threading.Thread(target=self._cutting, args=(self.cut_db,), daemon=True)
+            self._cutter.start()
+
     def _back(self, i: int) -> None:
         with self._lock:
             if self._down.pop(i, None) is not None:
@@ -214,11 +226,26 @@ class Chaos(threading.Thread):
         """No more faults; every node that is down is started again."""
         self.halt.set()
         self.join()
+        if self.cut_db is not None:
+            self._cutter.join()
         with self._lock:
             for i, timer in list(self._down.items()):
                 timer.cancel()
                 del self._down[i]
                 self.serves[i].start()
+
+
+def _cut_connections(url: str) -> int:
+    """Terminate the gateway's connections (those named by ``url``'s application_name), as a server restart or
+    a failover does to its pooled connections, whatever they are doing. Other clients of the same database (a
+    test suite running beside it) are left alone."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+                            "current_database() AND application_name = current_setting('application_name') "
+                            "AND pid <> pg_backend_pid()").fetchall()
+    return 1 if rows else 0
 
 
 async def _put_slowly(port: int, key: Path, local: Path, name: str) -> None:
@@ -297,10 +324,14 @@ def _free_port() -> int:
 
 
 def soak(seconds: float, db_url: str | None, seed: int, keep: bool, partner_kind: str = "directory",
-         intake: str = "inbox", nodes: int = 1) -> dict[str, Any]:
+         intake: str = "inbox", nodes: int = 1, cut_db: bool = False) -> dict[str, Any]:
     if nodes > 1 and (db_url is None or intake != "inbox"):
         raise SystemExit("several nodes need PostgreSQL (--db) and the shared inbox (each SFTP or SOAP front "
                          "would want the same port)")
+    if cut_db and (db_url is None or not db_url.startswith("postgresql")):
+        raise SystemExit("--cut-db terminates PostgreSQL connections: it needs --db postgresql://...")
+    if cut_db and db_url is not None:  # the gateway's connections by name: only those are cut
+        db_url += ("&" if "?" in db_url else "?") + f"application_name=gateway-soak-{os.getpid()}-{seed}"
     rnd = random.Random(seed)
     base = Path(tempfile.mkdtemp(prefix="gateway-soak-"))
     agency: Agency | None = None
@@ -346,7 +377,8 @@ def soak(seconds: float, db_url: str | None, seed: int, keep: bool, partner_kind
     serves = [Serve(base, cfg, f"n{i + 1}" if nodes > 1 else None) for i in range(nodes)]
     for serve in serves:
         serve.start()
-    chaos = Chaos(serves, rnd, agency, (LEASE_SECONDS * 1.2, LEASE_SECONDS * 2.5) if nodes > 1 else None)
+    chaos = Chaos(serves, rnd, agency, (LEASE_SECONDS * 1.2, LEASE_SECONDS * 2.5) if nodes > 1 else None,
+                  db_url if cut_db else None)
     started = time.monotonic()
     chaos.start()
     try:
@@ -389,7 +421,8 @@ def soak(seconds: float, db_url: str | None, seed: int, keep: bool, partner_kind
             sim.stop()
     report = _check(base, cfg, files, soap, serves, exit_codes, settle_s, keep, agency)
     report.update(intake=intake, tries=tries if intake != "inbox" else None, soap_calls=calls or None,
-                  nodes=nodes, long_outages=chaos.long_outages if nodes > 1 else None)
+                  nodes=nodes, long_outages=chaos.long_outages if nodes > 1 else None,
+                  db_cuts=chaos.db_cuts if cut_db else None)
     return report
 
 
@@ -480,8 +513,10 @@ def main() -> None:
                         help="files dropped into the watched inbox or put over SFTP, or SubmitClaims calls (zeep)")
     parser.add_argument("--nodes", type=int, default=1,
                         help="serve processes sharing the database and the inbox (PostgreSQL and --intake inbox)")
+    parser.add_argument("--cut-db", action="store_true",
+                        help="also terminate all the gateway's PostgreSQL connections every 0.5-3 s")
     args = parser.parse_args()
-    report = soak(args.seconds, args.db, args.seed, args.keep, args.partner, args.intake, args.nodes)
+    report = soak(args.seconds, args.db, args.seed, args.keep, args.partner, args.intake, args.nodes, args.cut_db)
     print(json.dumps(report, sort_keys=True))
     sys.exit(1 if report["problems"] else 0)
 

@@ -15,6 +15,8 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.exc import DBAPIError
+
 from gateway.errors import ConfigError, GatewayError, IllegalTransition, InputError, NotFound
 
 if TYPE_CHECKING:
@@ -170,7 +172,10 @@ def _main(argv: Sequence[str] | None) -> int:
             return commands.db_upgrade(app)
         if args.command != "serve":
             commands.require_database(app)  # never create an empty database by accident
-        commands.ensure_schema(app)
+            commands.ensure_schema(app)
+        elif not commands.wait_for_schema(app):
+            return EXIT_OK  # stopped by a signal while the database was away
+
         if (args.command, getattr(args, "action", None)) in keys_cli.ACTIONS:
             return keys_cli.run(app, args)
         if args.command == "partners":
@@ -197,6 +202,10 @@ def _main(argv: Sequence[str] | None) -> int:
         return EXIT_ERROR
     except GatewayError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except DBAPIError as exc:  # the database is away or refused the command: one line, not a traceback
+        from gateway.faults import describe
+        print(f"database error: {describe(exc)}", file=sys.stderr)
         return EXIT_ERROR
     finally:
         if app is not None:

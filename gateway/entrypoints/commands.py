@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import signal
 import socket
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 import msgspec
 from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from gateway.bootstrap import App
 from gateway.config import GatewayConfig
 from gateway.entrypoints.output import money, print_fields, print_json, print_table
 from gateway.errors import GatewayError
+from gateway.faults import describe, is_transient
 from gateway.services.ack import AckTargetError, ack_target
 from gateway.services.dispatch import Dispatcher, retry_dead
 from gateway.entrypoints.progress import RowProgress
@@ -32,6 +37,8 @@ from gateway.store import submissions as sub_store
 from gateway.store.db import pending_migrations, read_tx, upgrade
 
 
+log = logging.getLogger("gateway.serve")
+
 INGEST_LEASE_WAIT = 600.0  # seconds `gateway ingest` waits while another process ingests for the client
 
 
@@ -43,6 +50,38 @@ def ensure_schema(app: App) -> None:
         upgrade(app.engine)
         return
     raise GatewayError("the database schema is not up to date: run 'gateway db upgrade'")
+
+
+SCHEMA_WAIT_MAX = 30.0  # seconds between looks for a database that is away when `serve` starts
+
+
+def wait_for_schema(app: App) -> bool:
+    """``ensure_schema`` for ``serve``: a database that is not reachable yet (the machine booting, a server
+    restarting, a failover) is waited for, with a log line per try and backoff up to ``SCHEMA_WAIT_MAX``,
+    instead of the process ending with a traceback. False when SIGINT or SIGTERM came meanwhile."""
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda _s, _f: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        attempt = 0
+        while True:
+            try:
+                ensure_schema(app)
+                if attempt:
+                    log.info("serve.database_back attempts=%d", attempt + 1)
+                return True
+            except DBAPIError as exc:
+                if not is_transient(exc):
+                    raise
+                attempt += 1
+                delay = min(SCHEMA_WAIT_MAX, 0.5 * 2 ** (attempt - 1))
+                log.warning("serve.database_unavailable attempt=%d retry_in=%.1fs error=%s", attempt, delay,
+                            describe(exc))
+            if stop.wait(delay):
+                log.info("serve.stopped exit_code=0 (stopped while waiting for the database)")
+                return False
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _sqlite_file(app: App) -> Path | None:

@@ -19,7 +19,7 @@ import signal
 import socket
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from gateway.bootstrap import App
 from gateway.entrypoints.health import HealthServer
@@ -31,11 +31,13 @@ from gateway.entrypoints.sftp import SftpInbox, status_files_step
 from gateway.entrypoints.supervisor import Supervisor, describe
 from gateway.entrypoints.watcher import InboxWatcher
 from gateway.errors import Interrupted
+from gateway.faults import is_transient
 from gateway.services.dispatch import Dispatcher
 from gateway.services.inbox import UploadBook, resume_unfinished
 from gateway.services.node import NodeLock, release_own_leases, resolve_node_id
 
 log = logging.getLogger("gateway.serve")
+_T = TypeVar("_T")
 EXIT_SECOND_SIGNAL = 130
 
 
@@ -74,10 +76,15 @@ async def serve(app: App, *, signals: bool = True, stop: asyncio.Event | None = 
     app.lease_owner = node
     parts = _Parts(app, sup)
     try:
-        await parts.start()
-        parts.health.started = True
-        log.info("serve.ready node=%s database=%s", node, app.engine.url.render_as_string(hide_password=True))
-        await stop.wait()
+        try:
+            await parts.start()
+        except _StoppedWhileStarting:
+            pass  # a signal came while the database was away: stop as after any other signal
+        else:
+            parts.health.started = True
+            log.info("serve.ready node=%s database=%s", node,
+                     app.engine.url.render_as_string(hide_password=True))
+            await stop.wait()
     finally:
         log.info("serve.stopping")
         app.stopping.set()
@@ -97,6 +104,10 @@ def _loop_error(sup: Supervisor, ctx: dict[str, Any]) -> None:
         sup.report("loop", exc)
     else:
         log.error("supervisor.loop_error message=%s", str(ctx.get("message", ""))[:300])
+
+
+class _StoppedWhileStarting(Exception):
+    """A stop signal came while a start-up step waited for the database to come back."""
 
 
 class _Parts:
@@ -122,7 +133,7 @@ class _Parts:
         sup.start("mappings", self._mappings_step, every=5.0)
         if cfg.dispatcher.enabled:
             owner = app.lease_owner or f"{socket.gethostname()}-{os.getpid()}"
-            released = await asyncio.to_thread(release_own_leases, app, owner)
+            released = await self._with_database("release_leases", lambda: release_own_leases(app, owner))
             if released:  # this node was restarted: its unfinished batches need not wait out their leases
                 log.info("serve.leases_taken_back node=%s outbox_rows=%d", owner, released)
             self.dispatcher = Dispatcher(app, owner=owner)
@@ -134,7 +145,7 @@ class _Parts:
         # new files wait their turn (LeaseBusy) exactly as when another node resumes it; other clients go on.
         # The same task looks again now and then for submissions another node left behind.
         sup.start("resume", self._resume_step, every=max(1.0, cfg.node.lease_seconds / 4))
-        pending = await asyncio.to_thread(lambda: self.book.recover(release=not cfg.sftp.enabled))
+        pending = await self._with_database("recover_uploads", lambda: self.book.recover(release=not cfg.sftp.enabled))
         if cfg.sftp.enabled:
             self.sftp = SftpInbox(app, self.book, sup)
             await self.sftp.start()
@@ -171,6 +182,28 @@ class _Parts:
                 self.web.web.state.apply_config = reloader.apply
             self.config_watch = ConfigWatcher(Path(cfg.source), reloader)
             await asyncio.to_thread(self.config_watch.start)
+
+    async def _with_database(self, step: str, fn: Callable[[], _T]) -> _T:
+        """Run a start-up step in a thread; while the database is away (a server restarting, a failover, a
+        connection cut), wait for it with the supervisor's backoff instead of ending the process with a
+        traceback. A stop signal meanwhile ends the start (``_StoppedWhileStarting``)."""
+        attempt = 0
+        while True:
+            try:
+                return await asyncio.to_thread(fn)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                attempt += 1
+                delay = self.sup.backoff(attempt)
+                log.warning("serve.start_waiting step=%s attempt=%d retry_in=%.1fs error=%s", step, attempt, delay,
+                            describe(exc))
+            stop = self.sup.stop
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+            except asyncio.TimeoutError:
+                continue
+            raise _StoppedWhileStarting(step)
 
     def _listener_problems(self) -> list[str]:
         cfg, problems = self.app.config, []

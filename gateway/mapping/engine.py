@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from itertools import repeat
 from typing import Any, NamedTuple
@@ -31,6 +32,7 @@ from gateway.mapping.rowcode import (ADDRESS, BANK, CLAIM, DEBTOR, FEE_DUNNING, 
                                      generate)
 from gateway.mapping.spec import FieldSpec, FormatSpec, MappingSpec
 from gateway.mapping.targets import ADDRESS_FIELDS, FEE_KINDS, TARGETS, Kind, Target
+from gateway.mapping.text import NOT_XML, composed
 from gateway.mapping.transforms import TransformError
 from gateway.readers.base import SourceRow
 
@@ -39,11 +41,6 @@ _Getter = Getter
 _DATA_LIKE = re.compile(r"^(?:[+-]?[\d.,' ]*\d[\d.,' ]*(?:[a-zA-Z€$]{0,3})|\d{1,4}[./-]\d{1,2}[./-]\d{1,4}|"
                         r"[A-Z]{2}\d{2}[A-Z0-9 ]{10,30})$")
 __all__ = ["MappedRow", "RowMapper", "compile_mapping", "date_columns"]
-# What XML 1.0 cannot carry even escaped (services/render.py refuses it in a partner batch). Readers pass it
-# on: a NUL past a CSV's first bytes, FileMaker's vertical tab for a line break, Excel's _x001F_ escapes.
-# A text cell holding one is the row's error here, named by column, instead of a claim acked as accepted
-# that fails at every delivery.
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 # Kinds whose text reaches a partner as written (amounts, dates, IBANs, enums and flags are parsed first).
 _FREE_TEXT = frozenset({Kind.TEXT, Kind.TEXT_LIST, Kind.CODE, Kind.LABELS})
 
@@ -125,8 +122,7 @@ class RowMapper:
         self._ref_step = next(s for s in steps if s.target == "creditor_reference")
         self._columns_of: dict[str, str | None] = {}  # rule path -> column, for paths that need no claim
         fast = generate([Field(s.group, s.attr, s.get, s.plan) for s in steps], self._width, self.policy,
-                        self._partner, self.map_row_careful, MappedRow,
-                        screen=_NOT_XML.search if self._text_cells else None)
+                        self._partner, self.map_row_careful, MappedRow)
         self.row_source = fast[1] if fast else None  # the generated function's text (for a person reading it)
         self.map_row = fast[0] if fast else self.map_row_careful
 
@@ -172,7 +168,7 @@ class RowMapper:
 
     def map_row_careful(self, src: SourceRow, client_id: str) -> MappedRow:
         """One source row to a claim, or to the findings that explain why not, field by field."""
-        values = src.values
+        values = composed(src.values)
         if len(values) != self._width:
             fitted = self._fit(values)
             if fitted is None:
@@ -193,8 +189,10 @@ class RowMapper:
                 continue
             if value is not None:
                 groups[group][attr] = value
+        # A character XML cannot carry in a text cell a field reads is the row's error, named by column, instead
+        # of a claim acked as accepted that fails at every delivery.
         for i, target in self._text_cells:
-            bad = _NOT_XML.search(values[i])
+            bad = NOT_XML.search(values[i])
             if bad is not None:
                 findings.append(Finding(
                     code=codes.INVALID_VALUE, field=target, row=src.row, column=self.header[i],
@@ -334,7 +332,7 @@ def _bare(name: str) -> str:
     """A column name as a person reads it: without surrounding spaces and invisible marks. A byte order mark
     carried into a cell (a CSV with two, a spreadsheet built from a CSV read without ``utf-8-sig``) or a
     zero-width space looks like nothing, so a message saying that 'Rechnungsnr' is missing would be a riddle."""
-    return name.strip().strip("\ufeff\u200b\u2060").strip()
+    return unicodedata.normalize("NFC", name.strip().strip("\ufeff\u200b\u2060").strip())
 
 
 class _HeaderIndex:

@@ -19,6 +19,7 @@ written into the source text.
 from __future__ import annotations
 
 import keyword
+import unicodedata
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -28,6 +29,7 @@ from gateway.domain.model import (Address, AddressKind, BankAccount, Claim, Debt
                                   Interest, Payment, Salutation)
 from gateway.mapping.conditions import CompiledPolicy
 from gateway.mapping.getters import CellPlan, ConstPlan, Getter, Plan
+from gateway.mapping.text import NOT_XML
 from gateway.mapping.transforms import TransformError
 from gateway.readers.base import SourceRow
 
@@ -71,15 +73,15 @@ class _Unsupported(Exception):
 
 
 def generate(fields: Sequence[Field], width: int, policy: CompiledPolicy, partner: str | None,
-             careful: RowFunction, mapped_row: type[msgspec.Struct], *,
-             screen: Callable[[str], object] | None = None) -> tuple[RowFunction, str] | None:
+             careful: RowFunction, mapped_row: type[msgspec.Struct]) -> tuple[RowFunction, str] | None:
     """The row function for these fields and its source, or None if every row needs the careful path.
 
-    ``screen``: a row whose joined cells it finds something in (not None) goes to the careful path whole
-    (one search per row, in C; the careful path decides whether the cell it found is one a field reads).
+    A row whose cells hold a character XML cannot carry, or text not in the composed form (NFC), goes to the
+    careful path whole (two checks per row on the joined cells, in C); that one composes the cells and decides
+    whether a character XML cannot carry is in a cell a field reads.
     """
     try:
-        source, names = _source(fields, width, policy, partner, careful, mapped_row, screen)
+        source, names = _source(fields, width, policy, partner, careful, mapped_row)
     except _Unsupported:
         return None
     code = compile(source, "<mapping row function>", "exec")
@@ -89,17 +91,18 @@ def generate(fields: Sequence[Field], width: int, policy: CompiledPolicy, partne
 
 
 def _source(fields: Sequence[Field], width: int, policy: CompiledPolicy, partner: str | None,
-            careful: RowFunction, mapped_row: type[msgspec.Struct],
-            screen: Callable[[str], object] | None) -> tuple[str, dict[str, Any]]:
+            careful: RowFunction, mapped_row: type[msgspec.Struct]) -> tuple[str, dict[str, Any]]:
     w = _Writer()
     back = f"return {w.bind(careful, 'careful')}(src, client_id)"
     w.line(0, "def map_row(src, client_id):")
     w.line(1, "values = src.values")
-    if screen is not None:
-        # isprintable (in C) clears the common row at once; a tab, a no-break space, a soft hyphen is searched
-        w.line(1, f"joined = {w.bind(''.join, 'join')}(values)")
-        w.line(1, f"if not joined.isprintable() and {w.bind(screen, 'screen')}(joined) is not None:")
-        w.line(2, back)
+    # isprintable and isascii clear the common row at once; a tab, a no-break space, an umlaut is looked at
+    w.line(1, f"joined = {w.bind(''.join, 'join')}(values)")
+    w.line(1, f"if not joined.isprintable() and {w.bind(NOT_XML.search, 'notxml')}(joined) is not None:")
+    w.line(2, back)
+    normalized, nfc = w.bind(unicodedata.is_normalized, "normalized"), w.bind("NFC", "form")
+    w.line(1, f"if not joined.isascii() and not {normalized}({nfc}, joined):")
+    w.line(2, back)
     w.line(1, f"if len(values) != {int(width)}:")
     # Trailing empty fields beyond the header (a delimiter at the end of every line) are harmless.
     w.line(2, f"if len(values) < {int(width)} or any(v.strip() for v in values[{int(width)}:]):")

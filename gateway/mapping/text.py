@@ -7,9 +7,22 @@ result means "no value" (the field's ``default`` or ``required`` then applies). 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable
 
 TextFn = Callable[[str], str]
+
+# What XML 1.0 cannot carry even escaped (services/render.py refuses it in a partner batch). Readers pass it
+# on: a NUL past a CSV's first bytes, FileMaker's vertical tab for a line break, Excel's _x001F_ escapes.
+NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def composed(values: list[str]) -> list[str]:
+    """The cells in Unicode's composed form (NFC), as SOAP and the console take text: "Mu\u0308ller" (macOS,
+    some exports) is "Müller", so a reference or name compares equal however the file wrote it."""
+    if all(v.isascii() or unicodedata.is_normalized("NFC", v) for v in values):
+        return values
+    return [unicodedata.normalize("NFC", v) for v in values]
 
 # "Musterstr. 12a", "Am Hang 3-5", "Hauptstraße 12 b", "Weg 7/1": the number is the trailing part.
 _STREET = re.compile(r"^(?P<street>.*?\D)\s*(?P<number>\d+(?:\s*[a-zA-Z])?(?:\s*[-/]\s*\d+(?:\s*[a-zA-Z])?)?)$")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import unicodedata
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -221,3 +222,27 @@ def test_a_plain_date_serial_in_a_1904_workbook_counts_from_1904(app: App, tmp_p
     result, lines = drop(app, "mac.xlsx", path.read_bytes(), DEMO_MAPPING.replace("type: csv", "type: xlsx"))
     assert [(ln["outcome"], ln["messages"]) for ln in lines] == [
         ("accepted", "Faellig: due date 2025-01-31 is before invoice date 2025-02-01")] * 2, lines
+
+
+def test_decomposed_umlauts_are_the_same_text_as_composed_ones(app: App) -> None:
+    """A file written with decomposed umlauts ("U\u0308" for "Ü": macOS and some exports write them) holds the same
+    references, names and column names as one written composed. Before, the same invoice resent decomposed was
+    accepted as a second claim (the debtor pursued twice), an identical claim was a conflict on
+    debtor.last_name, and a decomposed header name was a missing column."""
+    mapping = DEMO_MAPPING.replace("encoding: windows-1252", "encoding: utf-8").replace(
+        "due_date: Faellig", "due_date: Fällig")
+    header = [("Fällig" if h == "Faellig" else h) for h in HEADER]
+
+    def export(form: str, ref: str) -> bytes:
+        rows = [row(ref)]
+        rows[0][LAST_NAME], rows[0][STREET] = "Müller-Lüdenscheidt", "Hauptstraße"
+        text = "\r\n".join(";".join(r) for r in [header, *rows]) + "\r\n"
+        return unicodedata.normalize(form, text).encode("utf-8")
+
+    first, lines = drop(app, "composed.csv", export("NFC", "RE-Ü1"), mapping)
+    assert [ln["outcome"] for ln in lines] == ["accepted"], lines
+    again, lines = drop(app, "decomposed.csv", export("NFD", "RE-Ü1"))
+    assert [(ln["outcome"], ln["codes"]) for ln in lines] == [("rejected", "duplicate_reference")], lines
+    other, lines = drop(app, "decomposed-2.csv", export("NFD", "RE-Ü2"))
+    assert [ln["outcome"] for ln in lines] == ["accepted"], lines
+    assert stored(app) == 2

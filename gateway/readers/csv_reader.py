@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from collections.abc import Callable, Iterator
 from itertools import chain
 from types import TracebackType
@@ -31,6 +32,8 @@ LINE_LIMIT = 4 << 20       # bytes in one physical line
 MAX_COLUMNS = 10_000       # no case file has more; a wider header is a broken or hostile file
 READ_BLOCK = 1 << 18       # bytes read and decoded at once after the header (here and in fixed_width)
 _UTF8_BOM = b"\xef\xbb\xbf"
+# Excel writes (and reads) a first line "sep=;" naming the delimiter: not the header, whatever the delimiter.
+_SEP_HINT = re.compile(r"sep=([;,\t|])")
 
 
 class CsvReader:
@@ -54,14 +57,24 @@ class CsvReader:
                 csv.field_size_limit(FIELD_LIMIT)
             lines: Iterator[str] = chain.from_iterable(self._blocks())
             self.delimiter = fmt.delimiter
-            if fmt.delimiter == "auto":
+            sep_line = False
+            if fmt.header_row == 1:
+                first = next(lines, None)
+                hint = _SEP_HINT.fullmatch(first.rstrip("\r")) if first is not None else None
+                if hint is None:
+                    lines = chain(() if first is None else (first,), lines)
+                else:  # Excel's "sep=;" line names the delimiter; the header is the next line
+                    sep_line = True
+                    if fmt.delimiter == "auto":
+                        self.delimiter = hint.group(1)
+            if self.delimiter == "auto":
                 first = next(lines, None)
                 if first is None:
                     raise InputError("the file is empty: no header row", file=self.file)
                 self.delimiter = sniff_delimiter(first, self.file, self._skip + 1)
                 lines = chain((first,), lines)
             self._lines, self._quote = lines, fmt.quotechar
-            self._line = self._skip  # the physical lines read so far
+            self._line = self._skip + sep_line  # the physical lines read so far
             self._held: list[str] = []  # the line ``_csv`` reads next, before the rest of ``_lines``
             self._csv = csv.reader(self._feed(), delimiter=self.delimiter, quotechar=fmt.quotechar,
                                    doublequote=True, strict=True)

@@ -41,8 +41,10 @@ def row(ref: str, amount: str = "100,00") -> list[str]:
             "zz@example.de", "", PLANTED_IBAN, "01.02.2025", "15.02.2025", amount, "", "", ""]
 
 
-def drop(app: App, name: str, data: bytes, mapping: str | None = None) -> tuple[IngestResult, list[dict[str, str]]]:
-    """``data`` dropped into the demo client's inbox as ``name``, taken as the watcher takes it; the ack's lines."""
+def drop(app: App, name: str, data: bytes, mapping: str | None = None,
+         delimiter: str = ";") -> tuple[IngestResult, list[dict[str, str]]]:
+    """``data`` dropped into the demo client's inbox as ``name``, taken as the watcher takes it; the ack's lines
+    (written with the input's ``delimiter``)."""
     if mapping is not None:
         (app.config.path("mappings") / "demo.yaml").write_text(mapping, encoding="utf-8")
     upload = app.config.inbox_dir / "demo" / "upload"
@@ -50,7 +52,7 @@ def drop(app: App, name: str, data: bytes, mapping: str | None = None) -> tuple[
     (upload / name).write_bytes(data)
     result = process_inbox_file(app, "demo", upload / name)
     with open(app.config.inbox_dir / "demo" / "ack" / f"{name}.ack.csv", encoding="utf-8", newline="") as fh:
-        return result, list(csv.DictReader(fh, delimiter=";"))
+        return result, list(csv.DictReader(fh, delimiter=delimiter))
 
 
 def csv_bytes(rows: list[list[str]], extra: bytes = b"") -> bytes:
@@ -246,3 +248,15 @@ def test_decomposed_umlauts_are_the_same_text_as_composed_ones(app: App) -> None
     other, lines = drop(app, "decomposed-2.csv", export("NFD", "RE-Ü2"))
     assert [ln["outcome"] for ln in lines] == ["accepted"], lines
     assert stored(app) == 2
+
+
+def test_excels_sep_line_is_not_taken_for_the_header(app: App) -> None:
+    """Excel writes and reads a first line ``sep=;`` naming the delimiter; before, the file failed with "the header
+    has no column 'Rechnungsnr' ... (the header is: sep=; )"."""
+    result, lines = drop(app, "mit-sep.csv", b"sep=;\r\n" + csv_bytes([row("SEP-1"), row("SEP-2")]))
+    assert result.status == "completed", (result, lines)
+    assert [(ln["row"], ln["outcome"]) for ln in lines] == [("3", "accepted"), ("4", "accepted")]
+    comma = DEMO_MAPPING.replace('delimiter: ";"', "delimiter: auto")
+    data = b"sep=,\r\n" + csv_bytes([row("SEP-3")]).replace(b"100,00", b"100").replace(b";", b",")
+    result, lines = drop(app, "komma.csv", data, comma, delimiter=",")
+    assert result.status == "completed" and [(ln["row"], ln["outcome"]) for ln in lines] == [("3", "accepted")], lines

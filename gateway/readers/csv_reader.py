@@ -290,5 +290,6 @@ def line_blocks(fh: BinaryIO, lineno: int, too_long: Callable[[int], InputError]
         block, carry = data[:cut], data[cut:]
         yield block, False
         lineno += block.count(b"\n")
+    carry = carry.removesuffix(b"\x1a")  # DOS's end-of-file mark, which old exports still write: not a line
     if carry:
         yield carry, True

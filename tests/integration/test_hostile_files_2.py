@@ -260,3 +260,34 @@ def test_excels_sep_line_is_not_taken_for_the_header(app: App) -> None:
     data = b"sep=,\r\n" + csv_bytes([row("SEP-3")]).replace(b"100,00", b"100").replace(b";", b",")
     result, lines = drop(app, "komma.csv", data, comma, delimiter=",")
     assert result.status == "completed" and [(ln["row"], ln["outcome"]) for ln in lines] == [("3", "accepted")], lines
+
+
+def test_a_dos_end_of_file_mark_is_not_a_row(app: App) -> None:
+    """Old DOS and host exports end with Ctrl-Z (0x1A); before, it was a rejected row "the row has 1 fields" in a
+    CSV, and in a fixed-width file a row whose reference was the mark."""
+    result, lines = drop(app, "dos.csv", csv_bytes([row("DOS-1")], extra=b"\x1a"))
+    assert result.status == "completed" and [(ln["row"], ln["outcome"]) for ln in lines] == [("2", "accepted")], lines
+    result, lines = drop(app, "dos-ohne-zeilenende.csv", csv_bytes([row("DOS-2")])[:-2] + b"\x1a")
+    assert result.status == "completed" and [ln["Rechnungsnr"] for ln in lines] == ["DOS-2"], lines
+    fixed = """version: 1
+client: demo
+format:
+  type: fixed_width
+  encoding: windows-1252
+  date_formats: ["%d%m%Y"]
+  columns: {Nr: {start: 1, length: 6}, Name: {start: 7, length: 10}, Betrag: {start: 17, length: 8, decimals: 2},
+            Faellig: {start: 25, length: 8}}
+fields:
+  creditor_reference: Nr
+  claim_type: {const: service}
+  currency: {const: EUR}
+  principal_amount: Betrag
+  due_date: Faellig
+  debtor.last_name: Name
+  debtor.first_name: {const: Max}
+  debtor.email: {const: max@example.de}
+"""
+    records = b"FW-001Mueller   0001234515022025\r\nFW-002Mueller   0000990015022025\r\n\x1a"
+    result, lines = drop(app, "host.txt", records, fixed)
+    assert result.status == "completed", (result, lines)
+    assert [(ln["Nr"], ln["outcome"]) for ln in lines] == [("FW-001", "accepted"), ("FW-002", "accepted")], lines

@@ -72,6 +72,10 @@ class DispatcherConfig(Base):
     batch_size: int = 5000  # claims per partner file
     lease_seconds: float = 60.0  # renewed every third of it while a row is worked on (a heartbeat)
     max_attempts: int = 10
+    # A retryable failure (partner down, timeouts, 5xx) is dead-lettered only after max_attempts AND this long
+    # since the row was queued: agencies have maintenance nights and outages of hours, and ten quick attempts
+    # are over in well under an hour. Non-retryable failures are dead at once as before.
+    retry_for_seconds: float = 86400.0
     backoff_base_seconds: float = 5.0
     backoff_max_seconds: float = 3600.0
 
@@ -159,6 +163,7 @@ class PartnerRetryConfig(Base):
     in_call_wait_max_seconds: float = 2.0
     backoff_base_seconds: float | None = None  # across attempts; None: dispatcher.backoff_base_seconds
     backoff_max_seconds: float | None = None
+    retry_for_seconds: float | None = None  # None: dispatcher.retry_for_seconds
 
 
 class PartnerSyncConfig(Base):

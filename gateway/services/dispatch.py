@@ -301,7 +301,10 @@ class Dispatcher:
         # attempt does not count against the partner's max_attempts.
         ours = isinstance(exc, DBAPIError) and is_transient(exc)
         retryable = ours or self._is_retryable(item.partner_id, exc)
-        dead = not retryable or (item.attempts >= max_attempts and not ours)
+        retry_for = partner.retry.retry_for_seconds if partner and partner.retry.retry_for_seconds is not None \
+            else cfg.retry_for_seconds
+        age = (self.app.now() - item.created_at).total_seconds() if item.created_at is not None else retry_for
+        dead = not retryable or (item.attempts >= max_attempts and age >= retry_for and not ours)
         # The gateway's own errors say what happened in words it composed; any other exception (a library's, a
         # bug's) may carry a value from the claim or the partner's answer in its text: its type and where it
         # was raised are what is kept.

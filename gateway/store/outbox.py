@@ -32,6 +32,7 @@ class OutboxItem(msgspec.Struct, kw_only=True):
     payload: dict[str, Any]
     attempts: int
     lease_owner: str
+    created_at: datetime | None = None  # when the row was queued (None: built by hand)
 
 
 _ENQUEUE = insert(outbox)
@@ -94,7 +95,7 @@ def lease(conn: Connection, owner: str, lease_seconds: float, now: datetime | No
                          "b_attempts": attempts})
     return OutboxItem(id=row["id"], idempotency_key=row["idempotency_key"], client_id=row["client_id"],
                       partner_id=row["partner_id"], operation=row["operation"], payload=loads(row["payload"]),
-                      attempts=attempts, lease_owner=owner)
+                      attempts=attempts, lease_owner=owner, created_at=row["created_at"])
 
 
 def _owned(item: OutboxItem) -> Any:

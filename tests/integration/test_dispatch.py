@@ -65,13 +65,17 @@ def test_partner_down_retries_then_dead_letters_then_operator_retry(app: App, cl
     monkeypatch.setattr(app.config.dispatcher, "max_attempts", 3)
     ingest_file(app, DEMO, "demo")
     worker = Dispatcher(app, owner="t1")
-    for attempt in (1, 2, 3):
+    for attempt in (1, 2, 3, 4):
         assert worker.run_once()
         with read_tx(app.engine) as conn:
             [row] = outbox_store.listing(conn)
         assert row["attempts"] == attempt and "not-mounted" in row["last_error"]
-        clock.advance(3600)
-    assert row["status"] == "dead"
+        if attempt == 3:  # max_attempts, but queued only 2 h ago: a partner may be down for hours, not yet dead
+            assert row["status"] == "pending"
+            clock.advance(app.config.dispatcher.retry_for_seconds)
+        else:
+            clock.advance(3600)
+    assert row["status"] == "dead"  # tried max_attempts times and for retry_for_seconds
     assert not worker.run_once()
     assert sorted(v.value for v in states(app).values()).count("failed") == 7
 

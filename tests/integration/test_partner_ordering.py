@@ -155,6 +155,7 @@ def test_a_receipt_in_hand_after_the_lease_ran_out_is_recorded(sim: Harness, gw:
     claims failed). A holds the partner's receipt: it must not be dropped because the lease moved on."""
     monkeypatch.setattr(outbox_store, "backoff", lambda *a: 300.0)
     gw.config.partners[PARTNER].max_attempts = 2 if then == "dead" else 5
+    gw.config.partners[PARTNER].retry.retry_for_seconds = 0  # dead after max_attempts, however young the row
     ingest_file(gw, DEMO, "demo")
     a, b = Dispatcher(gw, owner="a"), Dispatcher(gw, owner="b")
     real = a._adapter(PARTNER).deliver
@@ -197,6 +198,7 @@ def test_a_partner_answer_to_a_request_after_the_lease_ran_out_is_recorded(sim: 
     cid = _sent(gw)[0]
     assert claim_ops.cancel(gw, "demo", cid, "settled").forwarded
     gw.config.partners[PARTNER].max_attempts = 2
+    gw.config.partners[PARTNER].retry.retry_for_seconds = 0  # dead after max_attempts, however young the row
     gw.now.advance(60)  # type: ignore[attr-defined]
     a, b = Dispatcher(gw, owner="a"), Dispatcher(gw, owner="b")
     real = a._adapter(PARTNER).operate

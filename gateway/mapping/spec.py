@@ -359,9 +359,11 @@ def parse_mapping(text: str, *, file: str = "<mapping>") -> MappingSpec:
     fmt = _convert(doc, fmt_data, FormatSpec, ("format",))
     _check_format(doc, fmt)
     _check_layout(doc, fmt)
-    if any(t in ("xlsx", "xls", "ods") for t in (fmt.type, *fmt.alternatives)) and "%Y-%m-%d" not in fmt.date_formats:
-        # Spreadsheet readers write date cells as ISO dates; the file's own text dates keep their formats.
-        fmt = msgspec.structs.replace(fmt, date_formats=[*fmt.date_formats, "%Y-%m-%d"])
+    if any(t in ("xlsx", "xls", "ods") for t in (fmt.type, *fmt.alternatives)):
+        # Spreadsheet readers write date cells as ISO dates, and date-time cells (an invoice's timestamp) as ISO
+        # date-times, which a date field takes by their day; the file's own text dates keep their formats.
+        extra = [f for f in ("%Y-%m-%d", "%Y-%m-%d %H:%M:%S") if f not in fmt.date_formats]
+        fmt = msgspec.structs.replace(fmt, date_formats=[*fmt.date_formats, *extra])
     policy = _convert(doc, root.get("policy") or {}, PolicySpec, ("policy",), strict=False)
     fields = _load_fields(doc, root.get("fields"))
     group = _convert(doc, root["group"], GroupSpec, ("group",), strict=False) if root.get("group") else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import logging
 import unicodedata
-from datetime import date
+from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
 
@@ -291,3 +291,21 @@ fields:
     result, lines = drop(app, "host.txt", records, fixed)
     assert result.status == "completed", (result, lines)
     assert [(ln["Nr"], ln["outcome"]) for ln in lines] == [("FW-001", "accepted"), ("FW-002", "accepted")], lines
+
+
+def test_a_date_time_cell_is_a_date_for_a_date_field(app: App, tmp_path: Path) -> None:
+    """Shops and ERPs export the invoice's timestamp as an Excel date-time; before, a date field refused it with
+    "'2025-02-01 14:30:00' is not a date in the form DD.MM.YYYY or YYYY-MM-DD", a cell that plainly is one."""
+    path = tmp_path / "zeitstempel.xlsx"
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(HEADER)
+    for ref, value in (("TS-1", datetime(2025, 2, 1, 14, 30)), ("TS-2", time(12, 0))):
+        cells: list[object] = [*row(ref)]
+        cells[HEADER.index("Rechnungsdatum")] = value
+        ws.append(cells)
+        ws.cell(ws.max_row, HEADER.index("Rechnungsdatum") + 1).number_format = "DD.MM.YYYY HH:MM"
+    wb.save(path)
+    result, lines = drop(app, "zeitstempel.xlsx", path.read_bytes(), DEMO_MAPPING.replace("type: csv", "type: xlsx"))
+    assert [(ln["outcome"], ln["codes"]) for ln in lines] == [("accepted", ""), ("rejected", "invalid_date")], lines
+    assert lines[1]["messages"].startswith("Rechnungsdatum: '12:00:00' is not a date")  # a time alone is no date

@@ -186,7 +186,7 @@ _BUSINESS = DebtorKind.BUSINESS
 
 
 def _cents(amount: Decimal) -> bool:
-    """A finite amount above 0 with at most 2 decimal places (as ``_amount`` sees it)."""
+    """A finite amount above 0 and at most ``MAX_AMOUNT``, with at most 2 decimal places (as ``_amount`` sees it)."""
     if not amount.is_finite() or amount <= 0 or amount > MAX_AMOUNT:
         return False
     return amount.same_quantum(_CENT) or amount.as_tuple().exponent >= -2  # type: ignore[operator]

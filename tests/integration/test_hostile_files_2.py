@@ -1,5 +1,7 @@
 """Odd but real client files through the inbox: each row with a problem is rejected with its column named, the
-rest of the file is taken, and nothing is acked as accepted that cannot be stored or delivered.
+rest of the file is taken, nothing is acked as accepted that cannot be stored or delivered, and what a real
+export writes legally (Excel's sep line, a DOS end-of-file mark, decomposed umlauts, a 1904 workbook, date-time
+cells, a BOM inside a header cell) is read as the client meant it.
 
 Files are written by the libraries clients' exports use (xlsxwriter, openpyxl, xlwt) or byte for byte as
 ERP exports write them (a FileMaker vertical tab for a line break, a NUL deep in a CSV, a second BOM)."""
@@ -33,7 +35,7 @@ DEMO_MAPPING = (ROOT / "mappings" / "demo.yaml").read_text(encoding="utf-8")
 HEADER = ("Rechnungsnr;Kundennr;Anrede;Vorname;Nachname;Firma;Geburtsdatum;Strasse;Hausnr;PLZ;Ort;Land;E-Mail;"
           "Telefon;IBAN;Rechnungsdatum;Faellig;Betrag;Mahngebuehr;Mahndatum;Bemerkung").split(";")
 PLANTED, PLANTED_IBAN, PLANTED_STREET = "Zzplantedname", "DE89370400440532013000", "Zzplantedstrasse"
-AMOUNT, LAST_NAME, STREET = HEADER.index("Betrag"), HEADER.index("Nachname"), HEADER.index("Strasse")
+LAST_NAME, STREET = HEADER.index("Nachname"), HEADER.index("Strasse")
 
 
 def row(ref: str, amount: str = "100,00") -> list[str]:

@@ -63,8 +63,21 @@ def _what(head: bytes, file: str) -> str:
     if text.startswith(b"<?xml") or text.startswith(b"<") and text[1:2].isalpha():
         return "xml"
     if b"\x00" in head:
+        if _utf16_without_bom(head):
+            return "UTF-16 text without a byte order mark (save it as UTF-8 or Windows-1252)"
         return "binary data"
     return "text"
+
+
+def _utf16_without_bom(head: bytes) -> bool:
+    """Latin text in UTF-16 (.NET's Encoding.Unicode, some Windows tools) has a NUL in every other byte."""
+    pairs = len(head) // 2
+    if pairs < 8:
+        return False
+    for zeros, chars in ((head[1::2], head[0::2]), (head[0::2], head[1::2])):  # little, then big endian
+        if zeros[:pairs].count(0) >= pairs * 9 // 10 and chars[:pairs].count(0) == 0:
+            return True
+    return False
 
 
 _LABEL = {"ods": "an ODS spreadsheet", "xlsx": "an XLSX workbook", "xls": "an XLS (Excel 97-2003) workbook",

@@ -311,3 +311,17 @@ def test_a_date_time_cell_is_a_date_for_a_date_field(app: App, tmp_path: Path) -
     result, lines = drop(app, "zeitstempel.xlsx", path.read_bytes(), DEMO_MAPPING.replace("type: csv", "type: xlsx"))
     assert [(ln["outcome"], ln["codes"]) for ln in lines] == [("accepted", ""), ("rejected", "invalid_date")], lines
     assert lines[1]["messages"].startswith("Rechnungsdatum: '12:00:00' is not a date")  # a time alone is no date
+
+
+def test_utf16_without_a_byte_order_mark_is_named_not_called_binary(app: App) -> None:
+    """Before: "the file is binary data", for a CSV that .NET's Encoding.Unicode wrote without a BOM."""
+    text = "\r\n".join(";".join(r) for r in [HEADER, row("U16-1")]) + "\r\n"
+    for encoding in ("utf-16-le", "utf-16-be"):
+        result, lines = drop(app, f"{encoding}.csv", text.encode(encoding))
+        assert result.status == "failed", result
+        assert result.error == (f"{encoding}.csv: the mapping declares format type 'csv', but the file is UTF-16 text "
+                                "without a byte order mark (save it as UTF-8 or Windows-1252); was it saved in "
+                                "another format or renamed?"), result.error
+        assert [ln["outcome"] for ln in lines] == ["failed"]
+    result, _ = drop(app, "binary.csv", bytes(range(256)) * 4)
+    assert result.status == "failed" and "the file is binary data" in str(result.error)

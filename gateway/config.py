@@ -71,6 +71,11 @@ class DispatcherConfig(Base):
     poll_seconds: float = 1.0
     batch_size: int = 5000  # claims per partner file
     lease_seconds: float = 60.0  # renewed every third of it while a row is worked on (a heartbeat)
+    # serve: partners worked on side by side (one row at a time each), so that a slow partner holds up no other
+    parallel_partners: int = 4
+    # A row worked on this long (attempts end with the adapter's timeouts long before) is named in the log and
+    # makes /healthz stale (dispatch:<partner>), so that a call hung for good gets the process restarted.
+    stuck_seconds: float = 600.0
     max_attempts: int = 10
     # A retryable failure (partner down, timeouts, 5xx) is dead-lettered only after max_attempts AND this long
     # since the row was queued: agencies have maintenance nights and outages of hours, and ten quick attempts

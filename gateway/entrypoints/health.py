@@ -5,8 +5,10 @@ Prometheus can probe it; it answers three GET paths and nothing else:
 
 - ``/healthz`` (liveness): 200 while every running supervised task has finished a step (done work,
   idled or failed and been restarted) within max(3 x its interval, ``health.stale_seconds``) and no
-  task made the supervisor give up; else 503 naming the stale tasks. A step that hangs (an adapter
-  call that never returns) makes it stale; a restart is what mends that.
+  task made the supervisor give up, and no partner's delivery has been in flight for longer than
+  ``dispatcher.stuck_seconds`` (``dispatch:<partner>``: deliveries run in threads of their own, beside the
+  step); else 503 naming the stale tasks. A step or a delivery that hangs (a call that never returns)
+  makes it stale; a restart is what mends that.
 - ``/readyz`` (readiness): 200 when start-up is done, the database answers and is migrated, the data
   keys load and the SFTP and SOAP listeners (when enabled) are up; else 503 with the reasons.
 - ``/metrics``: Prometheus text format (``gateway.metrics``), with the backlog read at scrape time.
@@ -44,6 +46,10 @@ class HealthServer:
         self.app, self.sup, self.listener_problems = app, sup, listener_problems
         self.cfg = app.config.health
         self.started = False  # set by serve once every part has started
+        # Work handed to threads of its own (a partner's delivery): name -> seconds in flight; stale past
+        # ``stuck_seconds`` (the task that started it goes on stepping, so its own age says nothing of it).
+        self.in_flight: Callable[[], dict[str, float]] = dict
+        self.stuck_seconds = float("inf")
         self.server: asyncio.Server | None = None
         self._checks: dict[str, asyncio.Future[Any]] = {}
 
@@ -74,6 +80,9 @@ class HealthServer:
             age = now - health.last_step
             if age > max(3 * health.every, self.cfg.stale_seconds):
                 stale[name] = round(age, 1)
+        for name, age in self.in_flight().items():
+            if age > self.stuck_seconds:
+                stale[name] = round(age, 1)
         failing = sorted(n for n, h in self.sup.health.items() if h.consecutive)
         if self.sup.exit_code:
             return 503, {"status": "gave_up", "exit_code": self.sup.exit_code, "stale": stale}
@@ -99,6 +108,7 @@ class HealthServer:
         now = time.monotonic()
         tasks = {n: now - self.sup.health[n].last_step for n in {t.get_name() for t in self.sup.tasks}
                  if n in self.sup.health}
+        tasks.update(self.in_flight())  # a partner's delivery in flight: seconds since it started
         collector = BacklogCollector(lambda: snapshot, lambda: tasks, lambda: not problems)
         return generate_latest(Exposition(collector))
 

@@ -32,7 +32,7 @@ from gateway.entrypoints.supervisor import Supervisor, describe
 from gateway.entrypoints.watcher import InboxWatcher
 from gateway.errors import Interrupted
 from gateway.faults import is_transient
-from gateway.services.dispatch import Dispatcher
+from gateway.services.dispatch import Dispatcher, Lanes
 from gateway.services.inbox import UploadBook, resume_unfinished
 from gateway.services.node import NodeLock, release_own_leases, resolve_node_id
 
@@ -122,7 +122,7 @@ class _Parts:
         self.watcher: InboxWatcher | None = None
         self.mappings = MappingWatcher(app.mappings, app.config.mappings_dir)  # hot reload of mappings/
         self.partners = PartnerTasks(app, sup)
-        self.dispatcher: Dispatcher | None = None
+        self.lanes: Lanes | None = None
         self.config_watch: ConfigWatcher | None = None
         self.health = HealthServer(app, sup, self._listener_problems)
 
@@ -136,9 +136,12 @@ class _Parts:
             released = await self._with_database("release_leases", lambda: release_own_leases(app, owner))
             if released:  # this node was restarted: its unfinished batches need not wait out their leases
                 log.info("serve.leases_taken_back node=%s outbox_rows=%d", owner, released)
-            self.dispatcher = Dispatcher(app, owner=owner)
-            dispatcher = self.dispatcher
-            sup.start("dispatch", lambda: asyncio.to_thread(dispatcher.run_once), every=cfg.dispatcher.poll_seconds)
+            lanes = self.lanes = Lanes(Dispatcher(app, owner=owner), cfg.dispatcher.parallel_partners,
+                                       slow_seconds=cfg.dispatcher.stuck_seconds)
+            self.health.in_flight = lambda: {f"dispatch:{p}": age for p, age in lanes.ages().items()}
+            self.health.stuck_seconds = cfg.dispatcher.stuck_seconds
+            poll = cfg.dispatcher.poll_seconds
+            sup.start("dispatch", lambda: asyncio.to_thread(lanes.step, poll), every=poll)
         await self.partners.start()
         # What a crash interrupted is finished in the background, beside new work: a resumed million-row file
         # must not keep SOAP and SFTP closed for a minute. It holds its client's ingest lease, so that client's
@@ -279,7 +282,11 @@ class _Parts:
         await bounded("mappings", lambda: asyncio.to_thread(self.mappings.stop))
         if self.config_watch is not None:
             await bounded("config", lambda: asyncio.to_thread(self.config_watch.stop) if self.config_watch else None)
-        if self.dispatcher is not None and "dispatch" not in abandoned:
-            await bounded("dispatcher", lambda: asyncio.to_thread(self.dispatcher.close) if self.dispatcher else None)
+        if self.lanes is not None and "dispatch" not in abandoned:
+            lanes = self.lanes  # rows in flight finish within the grace, or their leases are taken back next start
+            if await asyncio.to_thread(lanes.wait, max(0.1, deadline - loop.time())):
+                await bounded("dispatcher", lambda: asyncio.to_thread(lanes.close))
+            else:
+                abandoned.append("dispatch")
         await bounded("health", self.health.close)  # last: /readyz said "stopping" while the rest stopped
         return abandoned

@@ -23,7 +23,9 @@ from __future__ import annotations
 import io
 import logging
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Collection, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -78,11 +80,22 @@ class Dispatcher:
 
     def run_once(self) -> bool:
         """Lease and handle one outbox row; False when nothing was available."""
-        cfg = self.app.config.dispatcher
-        with write_tx(self.app.engine) as conn:
-            item = outbox_store.lease(conn, self.owner, cfg.lease_seconds, now=self.app.now())
+        item = self.lease()
         if item is None:
             return False
+        self.handle(item)
+        return True
+
+    def lease(self, busy: Collection[str] = ()) -> OutboxItem | None:
+        """The oldest available row of a partner not in ``busy``, leased to this worker."""
+        cfg = self.app.config.dispatcher
+        with write_tx(self.app.engine) as conn:
+            return outbox_store.lease(conn, self.owner, cfg.lease_seconds, now=self.app.now(), busy=tuple(busy))
+
+    def handle(self, item: OutboxItem) -> None:
+        """Work on a leased row until it is settled: delivered, backed off or dead (never raises for the
+        partner's failures; only for the gateway's own while recording one)."""
+        cfg = self.app.config.dispatcher
         metrics.DELIVERY_ATTEMPTS.labels(item.partner_id, item.operation).inc()
         with _Heartbeat(self.app, item, cfg.lease_seconds):
             try:
@@ -93,7 +106,6 @@ class Dispatcher:
                     run_operation(self, item)
             except Exception as exc:  # every failure is recorded on the row, never lost in a log line only
                 self._failed(item, exc)
-        return True
 
     def drain(self, limit: int = 1_000_000) -> int:
         """Handle rows until none is available; returns how many were handled."""
@@ -358,6 +370,81 @@ class Dispatcher:
                 raise KeyStoreError(f"{self.app.signing_key_path}: the signing key must be RSA")
             self._signer = (load_cert(self.app.signing_cert_path), key)
         return self._signer
+
+
+class Lanes:
+    """Partners side by side: one row at a time per partner, up to ``width`` partners at once.
+
+    With one delivery at a time for all partners, a partner that hangs until its timeouts (a minute and more
+    per attempt, with the in-call retries) held up every other partner's deliveries and instructions on the
+    node. ``step`` leases the oldest row of a partner that has nothing in flight and hands it to a thread of
+    its own; it returns at once, so the supervised task stays live however slow a partner is. A row's
+    failure is recorded on the row (``Dispatcher.handle``); an exception that escapes that (the gateway's own
+    database while recording it) is raised by the next ``step``, for the supervisor to count and back off.
+    """
+
+    def __init__(self, dispatcher: Dispatcher, width: int, slow_seconds: float = 300.0) -> None:
+        self.dispatcher, self.width, self.slow_seconds = dispatcher, max(1, width), slow_seconds
+        self._pool = ThreadPoolExecutor(self.width, thread_name_prefix="dispatch")
+        self._busy: dict[str, tuple[Future[None], OutboxItem, float]] = {}  # partner -> its row in flight
+        self._named: set[int] = set()
+
+    def step(self, wait_seconds: float = 0.0) -> bool:
+        """Collect finished rows and start the next one; True when one was started. With nothing to start
+        while rows are in flight, waits up to ``wait_seconds`` for one of them to finish, so that a partner's
+        next row follows its last at once rather than a poll interval later."""
+        self._collect()
+        if self._start_next():
+            return True
+        if not self._busy or wait_seconds <= 0:
+            return False
+        wait([future for future, _, _ in self._busy.values()], timeout=wait_seconds, return_when=FIRST_COMPLETED)
+        self._collect()
+        return self._start_next()
+
+    def _start_next(self) -> bool:
+        if len(self._busy) >= self.width:
+            return False
+        item = self.dispatcher.lease(busy=self._busy)
+        if item is None:
+            return False
+        self._busy[item.partner_id] = (self._pool.submit(self.dispatcher.handle, item), item, time.monotonic())
+        return True
+
+    def in_flight(self) -> int:
+        return len(self._busy)
+
+    def ages(self) -> dict[str, float]:
+        """Partner -> seconds its row in flight has been worked on (health and metrics)."""
+        now = time.monotonic()
+        return {partner: now - started for partner, (_, _, started) in list(self._busy.items())}
+
+    def _collect(self) -> None:
+        failure: BaseException | None = None
+        for partner, (future, item, started) in list(self._busy.items()):
+            if not future.done():
+                if time.monotonic() - started > self.slow_seconds and item.id not in self._named:
+                    self._named.add(item.id)
+                    log.warning("dispatch.slow outbox=%d partner=%s seconds=%.0f: still working on it", item.id,
+                                partner, time.monotonic() - started)
+                continue
+            del self._busy[partner]
+            self._named.discard(item.id)
+            exc = future.exception()
+            if exc is not None and failure is None:
+                failure = exc
+        if failure is not None:
+            raise failure
+
+    def wait(self, timeout: float) -> bool:
+        """Wait for the rows in flight (stopping); False if some are still being worked on after ``timeout``."""
+        pending = [future for future, _, _ in self._busy.values()]
+        _, not_done = wait(pending, timeout=timeout)
+        return not not_done
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.dispatcher.close()
 
 
 class _Heartbeat:

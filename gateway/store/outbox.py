@@ -68,6 +68,7 @@ _AVAILABLE = select(outbox).where(or_(and_(outbox.c.status == "pending", outbox.
                                       and_(outbox.c.status == "leased", outbox.c.lease_until < _NOW))
                                   ).order_by(outbox.c.available_at, outbox.c.id).limit(1)
 _AVAILABLE_FOR = _AVAILABLE.where(outbox.c.partner_id.in_(bindparam("b_partners", expanding=True)))
+_AVAILABLE_EXCEPT = _AVAILABLE.where(outbox.c.partner_id.not_in(bindparam("b_busy", expanding=True)))
 _TAKE = update(outbox).where(outbox.c.id == bindparam("b_id")).values(
     status="leased", lease_owner=bindparam("b_owner"), lease_until=bindparam("b_until"),
     attempts=bindparam("b_attempts"))
@@ -78,15 +79,22 @@ _COMPLETE = update(outbox).where(
 
 
 def lease(conn: Connection, owner: str, lease_seconds: float, now: datetime | None = None,
-          partners: Sequence[str] | None = None) -> OutboxItem | None:
-    """Take the oldest available row for ``lease_seconds``; None when there is nothing to do."""
+          partners: Sequence[str] | None = None, busy: Sequence[str] = ()) -> OutboxItem | None:
+    """Take the oldest available row for ``lease_seconds``; None when there is nothing to do.
+
+    ``partners``: only rows of these partners; ``busy``: no row of these (one already being worked on)."""
     now = now or utcnow()
-    q = _AVAILABLE if partners is None else _AVAILABLE_FOR
-    if conn.dialect.name == "postgresql":
-        q = q.with_for_update(skip_locked=True)
     params: dict[str, Any] = {"b_now": now}
     if partners is not None:
-        params["b_partners"] = list(partners)
+        q = _AVAILABLE_FOR
+        params["b_partners"] = [p for p in partners if p not in busy]
+    elif busy:
+        q = _AVAILABLE_EXCEPT
+        params["b_busy"] = list(busy)
+    else:
+        q = _AVAILABLE
+    if conn.dialect.name == "postgresql":
+        q = q.with_for_update(skip_locked=True)
     row = conn.execute(q, params).mappings().first()
     if row is None:
         return None

@@ -136,7 +136,7 @@ def test_every_task_survives_an_exception_and_a_held_write_lock(
     calls: list[str] = []
     fail_once(monkeypatch, intake_tasks, "ingest_dropped", calls)
     fail_once(monkeypatch, sftp_entry, "ingest_upload", calls)
-    fail_once(monkeypatch, Dispatcher, "run_once", calls)
+    fail_once(monkeypatch, Dispatcher, "lease", calls)  # what the dispatch step calls
     fail_once(monkeypatch, partner_tasks, "sync_due", calls)
     fail_once(monkeypatch, sftp_entry, "write_due_status_files", calls)
 
@@ -148,7 +148,7 @@ def test_every_task_survives_an_exception_and_a_held_write_lock(
         wait_for("both files acked and delivered", lambda: acked(app, "demo.csv") and acked(app, "first.csv")
                  and delivered(app, "demo.csv", "first.csv"))
         wait_for("every task to run again after its fault", lambda: all(calls.count(n) >= 2 for n in (
-            "ingest_dropped", "ingest_upload", "run_once", "sync_due", "write_due_status_files")))
+            "ingest_dropped", "ingest_upload", "lease", "sync_due", "write_due_status_files")))
         for task in TASKS:
             assert len(failures(caplog, task, "RuntimeError")) == 1, (task, failures(caplog, task))
 

@@ -1,0 +1,101 @@
+"""Partners side by side (``dispatch.Lanes``, what `serve` runs): a partner that takes long to answer holds up
+no other partner's deliveries, one row at a time per partner, and a step never waits on a slow partner.
+
+Real parts: the HTTP agency simulator made slow (every request takes seconds) and a directory partner."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from adapters.simulators.agency import Agency
+from adapters.simulators.http_sim import HttpAgencySimulator
+from gateway.bootstrap import App, build_app
+from gateway.config import load_config
+from gateway.domain.lifecycle import State
+from gateway.services.dispatch import Dispatcher, Lanes
+from gateway.services.ingest import ingest_file
+from gateway.services.keys import init_keys
+from tests.conftest import write_config
+from tests.contract.harness import claims_by_state
+from tests.sftp_support import client_csv
+
+SLOW_SECONDS = 8.0  # each request to the slow partner takes this long before it is answered
+
+
+@pytest.fixture
+def two_partners(tmp_path: Path, db_url: str) -> Iterator[tuple[App, Agency]]:
+    agency = Agency("slow-agency")
+    agency.faults.delay_seconds = SLOW_SECONDS
+    sim = HttpAgencySimulator(agency).start()
+    cfg = write_config(
+        tmp_path, db_url,
+        clients={"demo": {"name": "Demo", "mapping": "demo", "default_partner": "demo-agency"},
+                 "shop": {"name": "Shop", "mapping": "demo", "default_partner": "slow-agency"}},
+        partners={"demo-agency": {"adapter": "directory", "certificate": "var/keys/partners/demo-agency.crt",
+                                  "options": {"path": "var/partners/demo-agency"}},
+                  "slow-agency": {"adapter": "http", "certificate": "var/keys/partners/slow-agency.crt",
+                                  "options": {"url": sim.url, "timeout": 30.0}}},
+        routing=[{"partner": "demo-agency", "client": "demo"}, {"partner": "slow-agency", "client": "shop"}],
+        dispatcher={"batch_size": 30})
+    init_keys(load_config(cfg))
+    app = build_app(cfg, migrate=True)
+    try:
+        yield app, agency
+    finally:
+        app.close()
+        sim.stop()
+
+
+def test_a_slow_partner_holds_up_no_other_partner(two_partners: tuple[App, Agency], tmp_path: Path) -> None:
+    app, agency = two_partners
+    # the slow partner's work is queued first: with one delivery at a time for all partners it would go first
+    assert ingest_file(app, client_csv(tmp_path / "shop.csv", 30, "SHOP"), "shop").accepted == 30
+    assert ingest_file(app, client_csv(tmp_path / "demo.csv", 90, "DEMO"), "demo").accepted == 90
+    lanes = Lanes(Dispatcher(app, owner="node-1"), width=4)
+    try:
+        # The quick partner gets all three of its batches while the slow one's first answer is still to come.
+        deadline = time.monotonic() + 60
+        while len(claims_by_state(app, "demo").get(State.HANDED_OVER, [])) < 90:
+            assert time.monotonic() < deadline, claims_by_state(app, "demo")
+            lanes.step(0.1)
+        shop = claims_by_state(app, "shop")
+        assert list(shop) == [State.DELIVERING], "the quick partner's batches waited for the slow one's answer"
+        assert lanes.in_flight() == 1  # the slow partner's batch
+
+        deadline = time.monotonic() + 60
+        while len(claims_by_state(app, "shop").get(State.HANDED_OVER, [])) < 30:
+            assert time.monotonic() < deadline, claims_by_state(app, "shop")
+            lanes.step(0.5)
+        assert len(agency.cases) == 30 and not agency.duplicates()
+        assert lanes.wait(5.0) and lanes.in_flight() == 0
+    finally:
+        lanes.wait(30.0)
+        lanes.close()
+
+
+def test_a_failure_recording_a_row_is_raised_by_the_next_step(two_partners: tuple[App, Agency], tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """What escapes a row's handling (here: recording the result fails) is not lost in a worker thread: the
+    next step raises it, for the supervisor to log, count and back off."""
+    app, _ = two_partners
+    assert ingest_file(app, client_csv(tmp_path / "demo.csv", 20, "DEMO"), "demo").accepted == 20
+    dispatcher = Dispatcher(app, owner="node-1")
+
+    def broken(*_a: object, **_k: object) -> None:
+        raise RuntimeError("recording failed")
+
+    monkeypatch.setattr(dispatcher, "_deliver", broken)
+    monkeypatch.setattr(dispatcher, "_failed", broken)
+    lanes = Lanes(dispatcher, width=2)
+    try:
+        assert lanes.step()
+        assert lanes.wait(10.0)
+        with pytest.raises(RuntimeError, match="recording failed"):
+            lanes.step()
+        assert lanes.in_flight() == 0
+    finally:
+        lanes.close()

@@ -357,18 +357,27 @@ class Dispatcher:
             self._adapters[partner_id] = open_adapter(self.app, partner_id)
         return self._adapters[partner_id]
 
+    # The gateway's own key material missing or unreadable (a certificate not yet copied in, a volume not mounted)
+    # is the operator's to mend, not the partner's refusal: the row is tried again with backoff (and dead only
+    # after max_attempts and retry_for_seconds), and goes out by itself once the file is there.
     def _partner_cert(self, partner_id: str) -> x509.Certificate:
         if partner_id not in self._certs:
             pcfg = self.app.config.partners[partner_id]
-            self._certs[partner_id] = load_cert(self.app.config.path(pcfg.certificate))
+            try:
+                self._certs[partner_id] = load_cert(self.app.config.path(pcfg.certificate))
+            except KeyStoreError as exc:
+                raise DeliveryError(f"partner {partner_id}: its certificate: {exc}", retryable=True) from None
         return self._certs[partner_id]
 
     def _signing(self) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
         if self._signer is None:
-            key = load_private_key(self.app.signing_key_path)
-            if not isinstance(key, rsa.RSAPrivateKey):
-                raise KeyStoreError(f"{self.app.signing_key_path}: the signing key must be RSA")
-            self._signer = (load_cert(self.app.signing_cert_path), key)
+            try:
+                key = load_private_key(self.app.signing_key_path)
+                if not isinstance(key, rsa.RSAPrivateKey):
+                    raise KeyStoreError(f"{self.app.signing_key_path}: the signing key must be RSA")
+                self._signer = (load_cert(self.app.signing_cert_path), key)
+            except KeyStoreError as exc:
+                raise DeliveryError(f"the gateway's signing key: {exc}", retryable=True) from None
         return self._signer
 
 

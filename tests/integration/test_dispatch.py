@@ -117,13 +117,23 @@ def test_lost_answer_after_delivery_does_not_deliver_twice(app: App, clock: Cloc
     assert msgspec.json.decode(row["receipt"])["partner_reference"].startswith("demo-agency:")
 
 
-def test_missing_partner_certificate_is_a_clear_dead_letter(app: App, clock: Clock) -> None:
-    (app.config.keys_dir / "partners" / "demo-agency.crt").unlink()
+def test_missing_partner_certificate_waits_with_a_clear_error_and_goes_out_once_it_is_there(app: App,
+                                                                                           clock: Clock) -> None:
+    cert = app.config.keys_dir / "partners" / "demo-agency.crt"
+    kept = cert.read_bytes()
+    cert.unlink()  # not copied in yet, or its volume not mounted: the operator's to mend, not a dead letter
     ingest_file(app, DEMO, "demo")
-    Dispatcher(app, owner="t").run_once()
+    assert Dispatcher(app, owner="t").run_once()
     with read_tx(app.engine) as conn:
         [row] = outbox_store.listing(conn)
-    assert "demo-agency.crt" in row["last_error"]
+    assert row["status"] == "pending" and "demo-agency.crt" in row["last_error"], row
+    assert "does not exist" in row["last_error"]
+    assert State.FAILED not in states(app).values()
+
+    cert.write_bytes(kept)
+    clock.advance(3600)
+    assert Dispatcher(app, owner="t2").drain() == 1
+    assert sorted(v.value for v in states(app).values()).count("handed_over") == 7
 
 
 def test_document_bytes_travel_inside_the_encrypted_batch(app: App, clock: Clock) -> None:

@@ -18,13 +18,14 @@ import posixpath
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 import asyncssh
 
 from adapters.base import Batch, OperationsMixin, PartnerUpdate, Receipt, UpdatePage
 from adapters.sftp_handover import DAY, MARKER_DIR, hand_over, log, prune, unsafe
-from adapters.statusfiles import INSTRUCTION_DIR, STATUS_DIR, decode_status_file, pending_names
+from adapters.statusfiles import (INSTRUCTION_DIR, MAX_STATUS_BYTES, STATUS_DIR, check_size, decode_status_file,
+                                 pending_names, within_budget)
 from gateway.errors import ConfigError, DeliveryError
 
 T = TypeVar("T")
@@ -146,10 +147,16 @@ class SftpAdapter(OperationsMixin):
             if not await sftp.isdir(self.status_dir):
                 return [], cursor
             names = pending_names(await sftp.listdir(self.status_dir), cursor)
+            sizes = [(n, (await sftp.stat(posixpath.join(self.status_dir, n))).size or 0) for n in names]
+            names = within_budget(sizes)
+            where = f"partner {self.partner_id}"
             updates: list[PartnerUpdate] = []
             for n in names:
                 async with sftp.open(posixpath.join(self.status_dir, n), "rb") as fh:
-                    updates.extend(decode_status_file(f"partner {self.partner_id}", n, await fh.read()))
+                    # a file that grew since its size was read is refused too
+                    data = cast(bytes, await fh.read(MAX_STATUS_BYTES + 1))
+                check_size(where, n, len(data))
+                updates.extend(decode_status_file(where, n, data))
             return updates, names[-1] if names else cursor
 
         updates, new_cursor = self._run(f"read {self.status_dir}", fetch)

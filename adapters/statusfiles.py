@@ -17,6 +17,9 @@ from adapters.base import PartnerUpdate, decode_updates
 from gateway.errors import DeliveryError
 
 STATUS_DIR = "status"
+# A status file is read whole into memory: one larger than this is refused with its name and size (the cursor
+# stays before it), and a sync reads further files only while their total stays under it.
+MAX_STATUS_BYTES = 64 * 1024 * 1024
 INSTRUCTION_DIR = "instructions"  # where file-based partners receive instruction documents
 
 
@@ -42,8 +45,35 @@ def decode_status_file(where: str, name: str, data: bytes) -> list[PartnerUpdate
                             f"updates: {exc}; read again at the next sync", retryable=True) from None
 
 
+def check_size(where: str, name: str, size: int) -> None:
+    """Refuse a status file too large to be read whole (``MAX_STATUS_BYTES``), naming it and its size."""
+    if size > MAX_STATUS_BYTES:
+        raise DeliveryError(f"{where}: status file {name} has {size} bytes, more than the {MAX_STATUS_BYTES} a status "
+                            f"file may have; nothing after it is read until it is split or moved aside",
+                            retryable=True)
+
+
+def within_budget(sizes: list[tuple[str, int]]) -> list[str]:
+    """The leading names whose files together stay within ``MAX_STATUS_BYTES`` (at least the first)."""
+    taken: list[str] = []
+    total = 0
+    for name, size in sizes:
+        total += size
+        if taken and total > MAX_STATUS_BYTES:
+            break
+        taken.append(name)
+    return taken
+
+
 def read_local(folder: Path, cursor: str | None, where: str = "") -> tuple[list[PartnerUpdate], str | None]:
     """Updates in a local status folder after the cursor, and the new cursor (OSError passes up)."""
+    where = where or str(folder)
     names = pending_names(os.listdir(folder), cursor) if folder.is_dir() else []
-    updates = [u for n in names for u in decode_status_file(where or str(folder), n, (folder / n).read_bytes())]
+    names = within_budget([(n, (folder / n).stat().st_size) for n in names])
+    updates: list[PartnerUpdate] = []
+    for n in names:
+        with open(folder / n, "rb") as fh:
+            data = fh.read(MAX_STATUS_BYTES + 1)  # a file that grew since its size was read is refused too
+        check_size(where, n, len(data))
+        updates.extend(decode_status_file(where, n, data))
     return updates, names[-1] if names else cursor

@@ -11,6 +11,8 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from sqlalchemy.exc import DBAPIError
+
 from adapters.base import NotSupported, UpdatingAdapter
 from gateway import metrics
 from gateway import liveness
@@ -89,8 +91,9 @@ def due_partners(app: App, now: datetime | None = None, only: str | None = None)
 def sync_due(app: App, on_error: Callable[[str, BaseException], None] | None = None) -> dict[str, ApplyResult | str]:
     """Run every due partner's pull; a failing partner is reported and does not stop the others.
 
-    Transient database errors and ``Interrupted`` end the round (the caller retries); anything else is
-    contained to its partner: recorded on its sync row, so it waits for its next schedule.
+    The gateway's own transient database errors and ``Interrupted`` end the round (the caller retries); anything
+    else, a partner's plain timeout or dropped connection included, is contained to its partner: recorded on its
+    sync row, so it waits for its next schedule and the partners after it in the round are pulled.
     """
     out: dict[str, ApplyResult | str] = {}
     for pid in due_partners(app):
@@ -113,7 +116,7 @@ def sync_due(app: App, on_error: Callable[[str, BaseException], None] | None = N
             log.warning("partner_sync.failed partner=%s error=%s", pid, describe(exc))
             out[pid] = str(exc)
         except Exception as exc:
-            if isinstance(exc, Interrupted) or is_transient(exc):
+            if isinstance(exc, Interrupted) or (isinstance(exc, DBAPIError) and is_transient(exc)):
                 raise
             metrics.PARTNER_SYNC_ERRORS.labels(pid).inc()
             with write_tx(app.engine) as conn:

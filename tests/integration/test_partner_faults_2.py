@@ -431,3 +431,46 @@ def test_a_partner_whose_sync_fails_does_not_keep_the_others_from_theirs(sim: Ha
         assert "status-1.json" in rows["a-broken"]["last_error"] and rows[PARTNER]["last_error"] is None
     finally:
         app.close()
+
+
+@pytest.mark.parametrize("sim", ["directory"], indirect=True)
+@pytest.mark.parametrize("error", [TimeoutError("timed out"), ConnectionResetError(104, "Connection reset by peer")])
+def test_a_partner_timing_out_plainly_does_not_end_the_round(sim: Harness, tmp_path: Path, db_url: str,
+                                                              keys_template: Path, error: OSError,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A partner's plain timeout or reset connection (no adapter wraps every one of them) is that partner's
+    failure: recorded on its sync row, and the partners after it in the round are pulled. It used to end the
+    round as if it were the gateway's own database trouble, so a partner first in order timing out kept every
+    other partner from its updates. The error is raised by a patched adapter method: no adapter here lets one
+    through, which is exactly why the sync must not rely on it."""
+    from adapters.directory import DirectoryAdapter
+
+    path = write_config(tmp_path, db_url, partners={
+        PARTNER: sim.partner(),
+        "a-flaky": {"adapter": "directory", "certificate": CERT, "options": {"path": "var/partners/a-flaky"}}},
+        clients={"demo": {"name": "Demo", "mapping": "demo", "default_partner": PARTNER}},
+        routing=[{"partner": PARTNER, "client": "demo"}])
+    shutil.copytree(keys_template, tmp_path / "var" / "keys", dirs_exist_ok=True)
+    sim.start()
+    app = build_app(path, migrate=True)
+    app.now = Clock(app)  # type: ignore[method-assign]
+    real = DirectoryAdapter.fetch_updates
+
+    def flaky(self: DirectoryAdapter, cursor: str | None) -> Any:
+        if self.partner_id == "a-flaky":
+            raise error
+        return real(self, cursor)
+
+    monkeypatch.setattr(DirectoryAdapter, "fetch_updates", flaky)
+    try:
+        ingest_file(app, DEMO, "demo")
+        _deliver(app)
+        sim.pump()
+        seen: list[str] = []
+        out = sync_due(app, on_error=lambda pid, exc: seen.append(pid))
+        assert seen == ["a-flaky"] and not isinstance(out[PARTNER], str) and out[PARTNER].counts.get("applied")
+        with read_tx(app.engine) as conn:
+            rows = {r["partner_id"]: r for r in conn.execute(partner_sync.select()).mappings()}
+        assert type(error).__name__ in rows["a-flaky"]["last_error"] and rows[PARTNER]["last_error"] is None
+    finally:
+        app.close()

@@ -65,7 +65,8 @@ def wait_for_schema(app: App) -> bool:
         attempt = 0
         while True:
             try:
-                ensure_schema(app)
+                if not _unless_stopped(lambda: ensure_schema(app), stop):
+                    break
                 if attempt:
                     log.info("serve.database_back attempts=%d", attempt + 1)
                 return True
@@ -77,11 +78,37 @@ def wait_for_schema(app: App) -> bool:
                 log.warning("serve.database_unavailable attempt=%d retry_in=%.1fs error=%s", attempt, delay,
                             describe(exc))
             if stop.wait(delay):
-                log.info("serve.stopped exit_code=0 (stopped while waiting for the database)")
-                return False
+                break
+        log.info("serve.stopped exit_code=0 (stopped while waiting for the database)")
+        return False
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _unless_stopped(fn: Any, stop: threading.Event) -> bool:
+    """Run ``fn`` in a thread of its own until it ends (True; its exception is raised here) or ``stop`` is set
+    (False). A server that takes the connection and never answers (hung, or a proxy whose backend is gone) keeps
+    the driver waiting for as long as its connect timeout, and a stop signal must not wait for that; the
+    abandoned thread is a daemon and ends with the process."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            fn()
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread, which raises it
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, name="serve-database-check", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        if stop.is_set():
+            return False
+        thread.join(0.1)
+    if outcome and outcome[0] is not None:
+        raise outcome[0]
+    return True
 
 
 def _sqlite_file(app: App) -> Path | None:

@@ -125,6 +125,7 @@ class _Parts:
         self.lanes: Lanes | None = None
         self.config_watch: ConfigWatcher | None = None
         self.health = HealthServer(app, sup, self._listener_problems)
+        self.start_abandoned: list[str] = []  # start-up steps still waiting on the database when a stop came
 
     async def start(self) -> None:
         app, cfg, sup = self.app, self.app.config, self.sup
@@ -191,9 +192,20 @@ class _Parts:
         connection cut), wait for it with the supervisor's backoff instead of ending the process with a
         traceback. A stop signal meanwhile ends the start (``_StoppedWhileStarting``)."""
         attempt = 0
+        stop = self.sup.stop
         while True:
+            work = asyncio.ensure_future(asyncio.to_thread(fn))
+            stopped = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            if not work.done():
+                # A server that takes the connection and never answers keeps the thread waiting for as long as
+                # the driver's connect timeout: the stop does not wait for it (the process exits without
+                # joining it, as it does for any work abandoned at a stop).
+                self.start_abandoned.append(step)
+                raise _StoppedWhileStarting(step)
             try:
-                return await asyncio.to_thread(fn)
+                return work.result()
             except Exception as exc:
                 if not is_transient(exc):
                     raise
@@ -201,7 +213,6 @@ class _Parts:
                 delay = self.sup.backoff(attempt)
                 log.warning("serve.start_waiting step=%s attempt=%d retry_in=%.1fs error=%s", step, attempt, delay,
                             describe(exc))
-            stop = self.sup.stop
             try:
                 await asyncio.wait_for(stop.wait(), delay)
             except asyncio.TimeoutError:
@@ -255,7 +266,7 @@ class _Parts:
         """Stop everything within ``grace`` seconds; returns what had to be abandoned."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
-        abandoned: list[str] = []
+        abandoned: list[str] = list(self.start_abandoned)
 
         async def bounded(name: str, fn: Callable[[], Any]) -> None:
             try:

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+PG_CONNECT_TIMEOUT = 10  # seconds (libpq counts it per host address)
 
 
 def make_engine(url: str, *, echo: bool = False, busy_timeout: float = 30.0) -> Engine:
@@ -32,7 +33,12 @@ def make_engine(url: str, *, echo: bool = False, busy_timeout: float = 30.0) -> 
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    return create_engine(url, echo=echo, hide_parameters=True, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    # Without a connect timeout, a server that takes the connection and never answers (hung, or a proxy whose
+    # backend is gone) holds the connecting thread for good, silently; with it, the attempt fails as a
+    # transient error that is logged and retried. A timeout in the URL wins.
+    connect_args = {} if "connect_timeout" in parsed.query else {"connect_timeout": PG_CONNECT_TIMEOUT}
+    return create_engine(url, echo=echo, hide_parameters=True, pool_pre_ping=True, pool_size=10, max_overflow=10,
+                         connect_args=connect_args)
 
 
 def _sqlite_setup(engine: Engine, busy_timeout: float) -> None:

@@ -181,3 +181,53 @@ def test_a_stop_signal_while_the_database_is_away_ends_serve_cleanly(relayed: tu
     assert "serve.stopped" in log.read_text() and "Traceback" not in log.read_text()
     out = gateway(cfg, "claims", "list")  # a one-shot command says what is wrong in one line
     assert out.returncode == 1 and out.stderr.startswith("database error: ") and "Traceback" not in out.stderr
+
+
+class Silent:
+    """A loopback port that takes every connection and never answers: a hung server, or a proxy whose backend is
+    gone. The driver's connection attempt waits on it until its connect timeout."""
+
+    def __init__(self) -> None:
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.port = self.listener.getsockname()[1]
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+
+    def close(self) -> None:
+        self.listener.close()
+        for conn in self.held:
+            conn.close()
+
+
+def test_a_stop_signal_while_the_database_never_answers_ends_serve(tmp_path: Path, db_url: str) -> None:
+    """A database that takes the connection and stays silent: each attempt ends at the connect timeout and the log
+    says why, and a SIGTERM in the middle of an attempt ends serve at once (not when the attempt gives up)."""
+    if db_url.startswith("sqlite"):
+        pytest.skip("a database server that does not answer: PostgreSQL")
+    silent = Silent()
+    cfg = write_config(tmp_path, make_url(db_url).set(port=silent.port).render_as_string(hide_password=False))
+    assert gateway(cfg, "keys", "init").returncode == 0
+    proc, log = _serve(cfg)
+    try:
+        wait_for("serve to say the database does not answer",
+                 lambda: "serve.database_unavailable" in log.read_text(), timeout=30)
+        wait_for("the next connection attempt", lambda: len(silent.held) >= 2, timeout=10)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        silent.close()
+    text = log.read_text()
+    assert "timeout" in text and "serve.stopped" in text and "Traceback" not in text, text

@@ -412,7 +412,9 @@ class Lanes:
         return self._start_next()
 
     def _start_next(self) -> bool:
-        if len(self._busy) >= self.width:
+        # Stopping: the step that was running when the signal came must not hand a partner new work (the rows in
+        # flight get the stop grace; one started now would only be abandoned, its partner called for nothing).
+        if len(self._busy) >= self.width or self.dispatcher.app.stopping.is_set():
             return False
         item = self.dispatcher.lease(busy=self._busy)
         if item is None:
@@ -452,6 +454,11 @@ class Lanes:
         return not not_done
 
     def close(self) -> None:
+        # What escaped a row's handling after the last step has no next step to raise it: it is logged here.
+        for partner, (future, item, _) in list(self._busy.items()):
+            exc = future.exception() if future.done() and not future.cancelled() else None
+            if exc is not None:
+                log.error("dispatch.row_failed outbox=%d partner=%s error=%s", item.id, partner, describe(exc))
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.dispatcher.close()
 

@@ -5,6 +5,7 @@ Real parts: the HTTP agency simulator made slow (every request takes seconds) an
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from gateway.domain.lifecycle import State
 from gateway.services.dispatch import Dispatcher, Lanes
 from gateway.services.ingest import ingest_file
 from gateway.services.keys import init_keys
+from gateway.store.outbox import OutboxItem
 from tests.conftest import write_config
 from tests.contract.harness import claims_by_state
 from tests.sftp_support import client_csv
@@ -99,3 +101,40 @@ def test_a_failure_recording_a_row_is_raised_by_the_next_step(two_partners: tupl
         assert lanes.in_flight() == 0
     finally:
         lanes.close()
+
+
+def test_once_stopping_a_step_starts_no_row_and_a_late_failure_is_logged(
+        two_partners: tuple[App, Agency], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """After SIGTERM (``App.stopping``) the step that was running starts no partner's row: the rows in flight get
+    the stop grace, a new one would only be abandoned. What escaped a row after the last step is logged at close,
+    not lost with the thread."""
+    app, _ = two_partners
+    assert ingest_file(app, client_csv(tmp_path / "demo.csv", 20, "DEMO"), "demo").accepted == 20
+    assert ingest_file(app, client_csv(tmp_path / "shop.csv", 20, "SHOP"), "shop").accepted == 20
+    dispatcher = Dispatcher(app, owner="node-1")
+    real = dispatcher._deliver
+
+    def deliver(item: OutboxItem) -> None:
+        if item.partner_id == "slow-agency":
+            raise RuntimeError("recording failed")
+        real(item)
+
+    monkeypatch.setattr(dispatcher, "_deliver", deliver)
+    monkeypatch.setattr(dispatcher, "_failed", lambda item, exc: (_ for _ in ()).throw(exc))
+    lanes = Lanes(dispatcher, width=4)
+    try:
+        assert lanes.step()  # the oldest row (the demo client's, to the directory partner) is started
+        assert lanes.wait(30.0)
+        app.stopping.set()
+        assert not lanes.step(0.1)  # the shop's row to the other partner is due, but serve is stopping
+        assert lanes.in_flight() == 0
+        assert sorted(s.value for s in claims_by_state(app, "shop")) == ["queued"]
+    finally:
+        app.stopping.clear()
+    assert lanes.step()  # now the shop's row, whose recording fails after the last step
+    assert lanes.wait(30.0)
+    with caplog.at_level(logging.ERROR, logger="gateway.services.dispatch"):
+        lanes.close()
+    logged = [r.getMessage() for r in caplog.records if "dispatch.row_failed" in r.getMessage()]
+    assert len(logged) == 1 and "partner=slow-agency error=RuntimeError at test_dispatch_lanes.py" in logged[0], logged

@@ -97,8 +97,8 @@ class BacklogCollector:
     """
 
     def __init__(self, backlog: Callable[[], Backlog | None], tasks: Callable[[], dict[str, float]],
-                 ready: Callable[[], bool]) -> None:
-        self.backlog, self.tasks, self.ready = backlog, tasks, ready
+                 ready: Callable[[], bool], deliveries: Callable[[], dict[str, float]] = dict) -> None:
+        self.backlog, self.tasks, self.ready, self.deliveries = backlog, tasks, ready, deliveries
 
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily("gateway_ready", "1 when /readyz answers 200", value=1 if self.ready() else 0)
@@ -107,6 +107,11 @@ class BacklogCollector:
         for task, seconds in sorted(self.tasks().items()):
             age.add_metric([task], seconds)
         yield age
+        # Not a task's: a delivery runs in a thread of its own beside the dispatch task, and is stale only past
+        # dispatcher.stuck_seconds (600 s), while a task is judged by its interval (an alert at 300 s on the
+        # tasks' gauge would call a merely slow partner a hang).
+        yield _family("gateway_delivery_in_flight_seconds", "Seconds the partner's outbox row in flight on this node "
+                      "has been worked on", ["partner"], {(p,): v for p, v in self.deliveries().items()})
         b = self.backlog()
         if b is None:
             return

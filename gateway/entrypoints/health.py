@@ -46,7 +46,7 @@ class HealthServer:
         self.app, self.sup, self.listener_problems = app, sup, listener_problems
         self.cfg = app.config.health
         self.started = False  # set by serve once every part has started
-        # Work handed to threads of its own (a partner's delivery): name -> seconds in flight; stale past
+        # Work handed to threads of its own (a partner's delivery): partner -> seconds in flight; stale past
         # ``stuck_seconds`` (the task that started it goes on stepping, so its own age says nothing of it).
         self.in_flight: Callable[[], dict[str, float]] = dict
         self.stuck_seconds = float("inf")
@@ -80,9 +80,9 @@ class HealthServer:
             age = now - health.last_step
             if age > max(3 * health.every, self.cfg.stale_seconds):
                 stale[name] = round(age, 1)
-        for name, age in self.in_flight().items():
+        for partner, age in self.in_flight().items():
             if age > self.stuck_seconds:
-                stale[name] = round(age, 1)
+                stale[f"dispatch:{partner}"] = round(age, 1)
         failing = sorted(n for n, h in self.sup.health.items() if h.consecutive)
         if self.sup.exit_code:
             return 503, {"status": "gave_up", "exit_code": self.sup.exit_code, "stale": stale}
@@ -108,8 +108,8 @@ class HealthServer:
         now = time.monotonic()
         tasks = {n: now - self.sup.health[n].last_step for n in {t.get_name() for t in self.sup.tasks}
                  if n in self.sup.health}
-        tasks.update(self.in_flight())  # a partner's delivery in flight: seconds since it started
-        collector = BacklogCollector(lambda: snapshot, lambda: tasks, lambda: not problems)
+        deliveries = self.in_flight()  # partner -> seconds its row in flight has been worked on
+        collector = BacklogCollector(lambda: snapshot, lambda: tasks, lambda: not problems, lambda: deliveries)
         return generate_latest(Exposition(collector))
 
     async def _bounded(self, key: str, fn: Callable[[], T]) -> T | None:

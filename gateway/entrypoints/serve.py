@@ -139,7 +139,7 @@ class _Parts:
                 log.info("serve.leases_taken_back node=%s outbox_rows=%d", owner, released)
             lanes = self.lanes = Lanes(Dispatcher(app, owner=owner), cfg.dispatcher.parallel_partners,
                                        slow_seconds=cfg.dispatcher.stuck_seconds)
-            self.health.in_flight = lambda: {f"dispatch:{p}": age for p, age in lanes.ages().items()}
+            self.health.in_flight = lanes.ages
             self.health.stuck_seconds = cfg.dispatcher.stuck_seconds
             poll = cfg.dispatcher.poll_seconds
             sup.start("dispatch", lambda: asyncio.to_thread(lanes.step, poll), every=poll)

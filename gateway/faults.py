@@ -8,6 +8,7 @@ bug, while its message could carry a value from a client's file.
 
 from __future__ import annotations
 
+import errno
 import traceback
 
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -15,6 +16,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from gateway.errors import GatewayError
 
 _SERIALIZATION = {"40001", "40P01"}  # PostgreSQL serialization failure, deadlock detected
+_FULL = {errno.ENOSPC, errno.EDQUOT}
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -25,6 +27,8 @@ def is_transient(exc: BaseException) -> bool:
         if exc.connection_invalidated:
             return True
         return getattr(exc.orig, "sqlstate", None) in _SERIALIZATION
+    if isinstance(exc, OSError) and exc.errno in _FULL:
+        return True  # a full disk or quota is freed by the operator; meanwhile nothing may count against a file
     return isinstance(exc, (TimeoutError, ConnectionError))
 
 

@@ -223,9 +223,13 @@ class AckWriter:
         return self.final
 
     def abort(self) -> None:
-        if not self._fh.closed:
-            self._fh.close()
-        self._tmp.unlink(missing_ok=True)
+        try:
+            if not self._fh.closed:
+                self._fh.close()  # flushes what is buffered: fails again on a full disk
+        except OSError:
+            pass
+        finally:
+            self._tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> AckWriter:
         return self

@@ -27,7 +27,8 @@ from gateway.errors import InputError, Interrupted
 from gateway.services.ack import AckWriter, private_temp_name, remove_stale_temps, safe_cell, sibling
 from gateway.services.client_files import LINK_REFUSED, LinkRefused, is_link
 from gateway.services.file_writers import has_writer, remove_unless_written
-from gateway.services.ingest import MAX_RESUMES, IngestResult, ack_path_for, give_up_resume, ingest_file, resume
+from gateway.services.ingest import (MAX_RESUMES, IngestResult, ack_path_for, give_up_resume, ingest_file, resume,
+                                     uncount_unless_the_files_fault)
 from gateway.services.node import client_ingest_lease, leased
 from gateway.store import submissions as sub_store
 from gateway.store import uploads as upload_store
@@ -124,9 +125,8 @@ def resume_unfinished(app: App) -> list[IngestResult]:
                         fh.write(chunk)
                 try:
                     results.append(resume(app, current, path))
-                except Interrupted:  # a clean stop (a deploy) is not the file's fault: not counted against it
-                    with write_tx(app.engine) as conn:
-                        sub_store.uncount_resume(conn, sub["id"])
+                except Exception as exc:
+                    uncount_unless_the_files_fault(app, sub["id"], exc)
                     raise
     return results
 

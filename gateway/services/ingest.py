@@ -33,6 +33,7 @@ from gateway.config import LimitsConfig
 from gateway.domain.findings import Finding
 from gateway.domain.model import to_minor
 from gateway.errors import GatewayError, InputError, Interrupted
+from gateway.faults import describe, is_transient
 from gateway.mapping.spec import MappingSpec, load_mapping
 from gateway.mapping.engine import date_columns
 from gateway.readers.base import Reader, open_reader
@@ -168,9 +169,8 @@ def _ingest_new(app: App, spec: MappingSpec, path: Path, client_id: str, name: s
         try:
             return _process(app, spec, path, client_id, name, submission=dup,
                             ack=ack_path or ack_path_for(app, client_id, name), workers=workers)
-        except Interrupted:  # a clean stop is not the file's fault: this resume is not counted against it
-            with write_tx(app.engine) as conn:
-                sub_store.uncount_resume(conn, dup["id"])
+        except Exception as exc:
+            uncount_unless_the_files_fault(app, dup["id"], exc)
             raise
     if dup is not None:
         log.info("ingest.duplicate client=%s file=%s submission=%s", client_id, name, dup["reference"])
@@ -181,6 +181,19 @@ def _ingest_new(app: App, spec: MappingSpec, path: Path, client_id: str, name: s
     metrics.SUBMISSIONS_RECEIVED.labels(client_id, channel).inc()
     return _process(app, spec, path, client_id, name, submission=sub,
                     ack=ack_path or ack_path_for(app, client_id, name), workers=workers)
+
+
+def uncount_unless_the_files_fault(app: App, submission_id: int, exc: BaseException) -> None:
+    """A resume that ended with a clean stop (a deploy) or a transient fault (the database away, a full disk) is
+    not the file's fault: it is not counted against the file's ``MAX_RESUMES``. What crashes the process is
+    never seen here, so it stays counted."""
+    if not (isinstance(exc, Interrupted) or is_transient(exc)):
+        return
+    try:
+        with write_tx(app.engine) as conn:
+            sub_store.uncount_resume(conn, submission_id)
+    except Exception as again:  # noqa: BLE001 - the same fault (the database still away): the count stands
+        log.warning("ingest.uncount_failed submission_id=%d error=%s", submission_id, describe(again))
 
 
 def give_up_resume(app: App, sub: RowMapping, resumes: int) -> IngestResult:

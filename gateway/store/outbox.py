@@ -187,9 +187,13 @@ def release_waiting(conn: Connection, partner_id: str, now: datetime | None = No
 
 
 def retry(conn: Connection, ident: int, now: datetime | None = None) -> None:
-    """Operator: make a dead or waiting row available now, attempts counted afresh."""
+    """Operator: make a dead or waiting row available now, attempts and the retry window counted afresh.
+
+    The row counts as queued now: the dispatcher's ``retry_for_seconds`` runs from ``created_at``, and a row dead
+    after a day of failures would otherwise die again after ``max_attempts`` quick tries at the next outage."""
+    now = now or utcnow()
     res = conn.execute(update(outbox).where(outbox.c.id == ident, outbox.c.status.in_(("dead", "pending")))
-                       .values(status="pending", available_at=now or utcnow(), attempts=0, done_at=None))
+                       .values(status="pending", available_at=now, created_at=now, attempts=0, done_at=None))
     if res.rowcount != 1:
         raise NotFound(f"no dead or pending outbox row {ident}")
 

@@ -93,6 +93,33 @@ def test_partner_down_retries_then_dead_letters_then_operator_retry(app: App, cl
                     ("queued", "delivering", "system"), ("delivering", "handed_over", "system")]
 
 
+def test_an_operator_retry_gives_a_dead_row_the_whole_retry_window_again(app: App, clock: Clock,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A row dead after a day of failures, retried by the operator once the cause is fixed, meets another outage of
+    an hour: it is retried through it, as a new row would be, not dead again after max_attempts quick tries."""
+    app.config.partners["demo-agency"].options.update(create=False, path="var/partners/not-mounted")
+    monkeypatch.setattr(app.config.dispatcher, "max_attempts", 3)
+    ingest_file(app, DEMO, "demo")
+    worker = Dispatcher(app, owner="t1")
+    for _ in range(3):
+        assert worker.run_once()
+        clock.advance(app.config.dispatcher.retry_for_seconds / 2)
+    with read_tx(app.engine) as conn:
+        [row] = outbox_store.listing(conn)
+    assert row["status"] == "dead" and row["attempts"] == 3
+    assert retry_dead(app, row["id"]) == 7  # the partner is still (or again) down: an outage of an hour
+    for attempt in (1, 2, 3):
+        clock.advance(1200)
+        assert worker.run_once()
+        with read_tx(app.engine) as conn:
+            [row] = outbox_store.listing(conn)
+        assert row["attempts"] == attempt and row["status"] == "pending", row
+    app.config.partners["demo-agency"].options.update(create=True)  # the partner is back
+    clock.advance(3600)
+    assert Dispatcher(app, owner="t2").drain() == 1
+    assert sorted(v.value for v in states(app).values()).count("handed_over") == 7
+
+
 def test_lost_answer_after_delivery_does_not_deliver_twice(app: App, clock: Clock,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     ingest_file(app, DEMO, "demo")

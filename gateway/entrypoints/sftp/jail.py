@@ -14,6 +14,7 @@ naming size and limit, the handle is marked refused, its partial file is deleted
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import posixpath
@@ -296,7 +297,16 @@ class JailedSFTPServer(asyncssh.SFTPServer):
         refused = self._limits(h, start + len(data))
         if refused is not None:
             return refused
-        written = os.pwrite(h.fd, data, offset)
+        try:
+            written = os.pwrite(h.fd, data, offset)
+            if written != len(data):  # what is not written now would be a hole the client never hears of
+                raise OSError(errno.ENOSPC, "short write")
+        except OSError as exc:
+            # The gateway's disk is full (or failing): the bytes are lost, so the upload is dead like a refused
+            # one. Without this a client closing after the failed write (OpenSSH `sftp`, asyncssh's put do)
+            # made the truncated file a complete upload, and it was ingested.
+            return self._refuse(h, "storage_error", f"the gateway could not store this upload "
+                                f"({exc.strerror or 'write failed'}); it was discarded: send it again later")
         h.size = max(h.size, start + written)
         return written
 

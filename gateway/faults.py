@@ -12,6 +12,7 @@ import errno
 import traceback
 
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from gateway.errors import GatewayError
 
@@ -23,6 +24,8 @@ def is_transient(exc: BaseException) -> bool:
     """Errors that go away by themselves: retry them for as long as they last, never give up."""
     if isinstance(exc, OperationalError):
         return True  # SQLite locked/busy, PostgreSQL connection lost or server shutting down
+    if isinstance(exc, PoolTimeout):
+        return True  # every pooled connection busy past the pool's timeout (threads waiting on a slow database)
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:
             return True

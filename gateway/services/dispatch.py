@@ -35,6 +35,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
@@ -308,10 +309,10 @@ class Dispatcher:
         cfg = self.app.config.dispatcher
         partner = self.app.config.partners.get(item.partner_id)
         max_attempts = (partner.max_attempts if partner and partner.max_attempts else None) or cfg.max_attempts
-        # The gateway's own database trouble (a write lock held too long, a connection lost) says nothing about
-        # the partner: the row is tried again, never dead-lettered for it, its claims are not failed, and the
-        # attempt does not count against the partner's max_attempts.
-        ours = isinstance(exc, DBAPIError) and is_transient(exc)
+        # The gateway's own database trouble (a write lock held too long, a connection lost, every pooled connection
+        # busy past the pool's timeout) says nothing about the partner: the row is tried again, never dead-lettered
+        # for it, its claims are not failed, and the attempt does not count against the partner's max_attempts.
+        ours = isinstance(exc, (DBAPIError, PoolTimeout)) and is_transient(exc)
         retryable = ours or self._is_retryable(item.partner_id, exc)
         retry_for = partner.retry.retry_for_seconds if partner and partner.retry.retry_for_seconds is not None \
             else cfg.retry_for_seconds

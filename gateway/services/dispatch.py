@@ -445,6 +445,8 @@ class Lanes:
             exc = future.exception()
             if exc is not None and failure is None:
                 failure = exc
+            elif exc is not None:  # one is raised for the supervisor; the others would be lost with their threads
+                log.error("dispatch.row_failed outbox=%d partner=%s error=%s", item.id, partner, describe(exc))
         if failure is not None:
             raise failure
 

@@ -6,6 +6,7 @@ Real parts: the HTTP agency simulator made slow (every request takes seconds) an
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -138,3 +139,35 @@ def test_once_stopping_a_step_starts_no_row_and_a_late_failure_is_logged(
         lanes.close()
     logged = [r.getMessage() for r in caplog.records if "dispatch.row_failed" in r.getMessage()]
     assert len(logged) == 1 and "partner=slow-agency error=RuntimeError at test_dispatch_lanes.py" in logged[0], logged
+
+
+def test_failures_of_two_rows_collected_by_one_step_are_both_seen(
+        two_partners: tuple[App, Agency], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Two partners' rows whose recording fails end before the same step: one is raised for the supervisor, the
+    other is logged, not dropped."""
+    app, _ = two_partners
+    assert ingest_file(app, client_csv(tmp_path / "demo.csv", 20, "DEMO"), "demo").accepted == 20
+    assert ingest_file(app, client_csv(tmp_path / "shop.csv", 20, "SHOP"), "shop").accepted == 20
+    dispatcher = Dispatcher(app, owner="node-1")
+    both_started = threading.Event()
+
+    def broken(item: OutboxItem, *_a: object) -> None:
+        both_started.wait(30.0)
+        raise RuntimeError("recording failed")
+
+    monkeypatch.setattr(dispatcher, "_deliver", broken)
+    monkeypatch.setattr(dispatcher, "_failed", broken)
+    lanes = Lanes(dispatcher, width=2)
+    try:
+        assert lanes.step() and lanes.step()  # one row of each partner in flight
+        both_started.set()
+        assert lanes.wait(30.0)
+        with caplog.at_level(logging.ERROR, logger="gateway.services.dispatch"):
+            with pytest.raises(RuntimeError, match="recording failed"):
+                lanes.step()
+        logged = [r.getMessage() for r in caplog.records if "dispatch.row_failed" in r.getMessage()]
+        assert len(logged) == 1 and "error=RuntimeError at test_dispatch_lanes.py" in logged[0], logged
+        assert lanes.in_flight() == 0
+    finally:
+        lanes.close()

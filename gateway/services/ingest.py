@@ -151,6 +151,14 @@ def _ingest_new(app: App, spec: MappingSpec, path: Path, client_id: str, name: s
     attempt = 0
     with write_tx(app.engine) as conn:
         dup = sub_store.find_duplicate(conn, client_id, sha)
+        if dup is not None and dup["status"] == "failed":
+            # The same bytes after a failure (a file unusable under the mapping then, or set aside after errors
+            # of the gateway's own) are processed afresh: the operator may have mended the cause, and "duplicate"
+            # would leave the client no way to send the file. Claims an earlier run stored stay theirs: their
+            # rows are duplicates of them now, never stored twice.
+            sub_store.release_dedupe(conn, dup["id"])
+            log.info("ingest.again client=%s file=%s failed_before=%s", client_id, name, dup["reference"])
+            dup = None
         if dup is None:
             sub = sub_store.create(conn, client_id=client_id, channel=channel, filename=name, sha256=sha,
                                    size=size, dedupe=True, received_at=app.now())

@@ -46,6 +46,12 @@ def find_duplicate(conn: Connection, client_id: str, dedupe_key: str) -> RowMapp
                                                   submissions.c.dedupe_key == dedupe_key)).mappings().first()
 
 
+def release_dedupe(conn: Connection, submission_id: int) -> None:
+    """Let the same content be submitted again: a failed submission keeps its record and sha256, not its claim on
+    the content."""
+    conn.execute(update(submissions).where(submissions.c.id == submission_id).values(dedupe_key=None))
+
+
 def create(conn: Connection, *, client_id: str, channel: str, filename: str | None, sha256: str,
            size: int, dedupe: bool, received_at: datetime | None = None) -> RowMapping | None:
     """Insert a submission in state ``processing``; None if the same content was submitted before."""

@@ -96,9 +96,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     partners = {"demo-agency": {"adapter": "directory", "certificate": "var/keys/partners/demo-agency.crt",
                                 "options": {"path": "var/partners/demo-agency"}, "status_map": STATUS_MAP,
                                 "sync": {"every_seconds": 0.5}, "simulator": {"enabled": True, "step_seconds": 0.5}},
-                # its certificate never exists: every batch to it is a dead letter at once
+                # its certificate never exists: every batch to it fails (retryably: a missing file is the
+                # operator's to mend), and with one attempt and no retry window it is a dead letter at once
                 "broken-agency": {"adapter": "directory", "certificate": "missing/broken-agency.crt",
-                                  "options": {"path": "var/partners/broken-agency"}}}
+                                  "options": {"path": "var/partners/broken-agency"}, "max_attempts": 1,
+                                  "retry": {"retry_for_seconds": 0}}}
     web = {"enabled": True, "port": port, "users": {
         "demo": {"client": "demo", "role": "submit", "password_file": "var/keys/web-demo.password"},
         "operator": {"operator": True, "password_file": "var/keys/web-operator.password"}}}

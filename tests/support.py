@@ -1,11 +1,17 @@
-"""Small helpers shared by tests: polling with a deadline instead of sleeping, and a test-driven clock."""
+"""Small helpers shared by tests: polling with a deadline instead of sleeping, a test-driven clock, and a small
+real file system to fill up."""
 
 from __future__ import annotations
 
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TypeVar
+
+import pytest
 
 from gateway.bootstrap import App
 
@@ -34,3 +40,17 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.t += timedelta(seconds=seconds)
+
+
+@contextmanager
+def small_tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """A real tmpfs of ``size`` (``4m``) mounted at ``path`` for the block, to fill up (ENOSPC); the test is
+    skipped where mounting is not allowed (not root, no CAP_SYS_ADMIN)."""
+    path.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace').strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)

@@ -22,7 +22,7 @@ import pytest
 from tests.conftest import write_config
 from tests.e2e.test_serve_demo import GATEWAY, gateway
 from tests.sftp_support import client_csv
-from tests.support import wait_for
+from tests.support import small_tmpfs, wait_for
 
 ROWS = 8000
 
@@ -30,16 +30,8 @@ ROWS = 8000
 @pytest.fixture
 def tiny(tmp_path: Path, full: str) -> Iterator[Path]:
     """A small file system: the inbox's holds the upload; the database's the 8,000 rows' claims once freed."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    size = "4m" if full == "inbox" else "64m"
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace').strip()}")
-    try:
+    with small_tmpfs(tmp_path / "tiny", "4m" if full == "inbox" else "64m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
 def _fill(folder: Path) -> Path:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -400,14 +401,13 @@ def test_every_operation_to_a_mail_partner_is_refused_at_once_and_nothing_is_que
 
 # -- one partner's failure is its own ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("sim", ["directory"], indirect=True)
-def test_a_partner_whose_sync_fails_does_not_keep_the_others_from_theirs(sim: Harness, tmp_path: Path, db_url: str,
-                                                                         keys_template: Path) -> None:
-    """Two partners are due; the first in order has a broken status file. Its failure is recorded on its own
-    sync row (and counted), and the other partner's updates are applied in the same round."""
+@contextmanager
+def _delivered_beside(other: str, sim: Harness, tmp_path: Path, db_url: str, keys_template: Path) -> Iterator[App]:
+    """The demo file delivered to the simulated partner, beside a second directory partner ``other`` (first in the
+    sync round's order) that has nothing of it."""
     path = write_config(tmp_path, db_url, partners={
         PARTNER: sim.partner(),
-        "a-broken": {"adapter": "directory", "certificate": CERT, "options": {"path": "var/partners/a-broken"}}},
+        other: {"adapter": "directory", "certificate": CERT, "options": {"path": f"var/partners/{other}"}}},
         clients={"demo": {"name": "Demo", "mapping": "demo", "default_partner": PARTNER}},
         routing=[{"partner": PARTNER, "client": "demo"}])
     shutil.copytree(keys_template, tmp_path / "var" / "keys", dirs_exist_ok=True)
@@ -418,6 +418,17 @@ def test_a_partner_whose_sync_fails_does_not_keep_the_others_from_theirs(sim: Ha
         ingest_file(app, DEMO, "demo")
         _deliver(app)
         sim.pump()
+        yield app
+    finally:
+        app.close()
+
+
+@pytest.mark.parametrize("sim", ["directory"], indirect=True)
+def test_a_partner_whose_sync_fails_does_not_keep_the_others_from_theirs(sim: Harness, tmp_path: Path, db_url: str,
+                                                                         keys_template: Path) -> None:
+    """Two partners are due; the first in order has a broken status file. Its failure is recorded on its own
+    sync row (and counted), and the other partner's updates are applied in the same round."""
+    with _delivered_beside("a-broken", sim, tmp_path, db_url, keys_template) as app:
         broken = tmp_path / "var" / "partners" / "a-broken" / "status"
         broken.mkdir(parents=True)
         (broken / "status-1.json").write_bytes(b'[{"update_id": "b-1", "claim_id": 1, "kind": "sta')
@@ -429,8 +440,6 @@ def test_a_partner_whose_sync_fails_does_not_keep_the_others_from_theirs(sim: Ha
         with read_tx(app.engine) as conn:
             rows = {r["partner_id"]: r for r in conn.execute(partner_sync.select()).mappings()}
         assert "status-1.json" in rows["a-broken"]["last_error"] and rows[PARTNER]["last_error"] is None
-    finally:
-        app.close()
 
 
 @pytest.mark.parametrize("sim", ["directory"], indirect=True)
@@ -445,15 +454,6 @@ def test_a_partner_timing_out_plainly_does_not_end_the_round(sim: Harness, tmp_p
     through, which is exactly why the sync must not rely on it."""
     from adapters.directory import DirectoryAdapter
 
-    path = write_config(tmp_path, db_url, partners={
-        PARTNER: sim.partner(),
-        "a-flaky": {"adapter": "directory", "certificate": CERT, "options": {"path": "var/partners/a-flaky"}}},
-        clients={"demo": {"name": "Demo", "mapping": "demo", "default_partner": PARTNER}},
-        routing=[{"partner": PARTNER, "client": "demo"}])
-    shutil.copytree(keys_template, tmp_path / "var" / "keys", dirs_exist_ok=True)
-    sim.start()
-    app = build_app(path, migrate=True)
-    app.now = Clock(app)  # type: ignore[method-assign]
     real = DirectoryAdapter.fetch_updates
 
     def flaky(self: DirectoryAdapter, cursor: str | None) -> Any:
@@ -462,15 +462,10 @@ def test_a_partner_timing_out_plainly_does_not_end_the_round(sim: Harness, tmp_p
         return real(self, cursor)
 
     monkeypatch.setattr(DirectoryAdapter, "fetch_updates", flaky)
-    try:
-        ingest_file(app, DEMO, "demo")
-        _deliver(app)
-        sim.pump()
+    with _delivered_beside("a-flaky", sim, tmp_path, db_url, keys_template) as app:
         seen: list[str] = []
         out = sync_due(app, on_error=lambda pid, exc: seen.append(pid))
         assert seen == ["a-flaky"] and not isinstance(out[PARTNER], str) and out[PARTNER].counts.get("applied")
         with read_tx(app.engine) as conn:
             rows = {r["partner_id"]: r for r in conn.execute(partner_sync.select()).mappings()}
         assert type(error).__name__ in rows["a-flaky"]["last_error"] and rows[PARTNER]["last_error"] is None
-    finally:
-        app.close()

@@ -9,7 +9,6 @@ asyncssh clients."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,20 +17,14 @@ import pytest
 
 from gateway.store import submissions as sub_store
 from gateway.store.db import read_tx
-from tests.sftp_support import client_csv, make_key, openssh_batch, sftp_clients_config, sftp_server, wait_for
+from tests.sftp_support import client_csv, make_key, openssh_batch, sftp_clients_config, sftp_server
+from tests.support import small_tmpfs, wait_for
 
 
 @pytest.fixture
 def small_inbox(tmp_path: Path) -> Iterator[Path]:
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(inbox)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace').strip()}")
-    try:
+    with small_tmpfs(tmp_path / "inbox", "2m") as inbox:
         yield inbox
-    finally:
-        subprocess.run(["umount", "-l", str(inbox)], capture_output=True)
 
 
 def test_an_upload_that_fills_the_disk_is_discarded_not_ingested_in_part(tmp_path: Path, small_inbox: Path,

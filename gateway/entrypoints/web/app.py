@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.bootstrap import App
 from gateway.entrypoints.config_watch import ClientReloader
-from gateway.entrypoints.supervisor import describe
+from gateway.entrypoints.supervisor import describe, is_transient
 from gateway.entrypoints.web import routes_auth, routes_claims, routes_handover, routes_operator, routes_runs
 from gateway.entrypoints.web import routes_labels
 from gateway.entrypoints.web import routes_clients, routes_mappings, routes_partners
@@ -85,12 +85,18 @@ class _Contained:
             await send(message)
         try:
             await self.app(scope, receive, watch)
-        except Exception as exc:  # noqa: BLE001 - every error ends here as a 500
+        except Exception as exc:  # noqa: BLE001 - every error ends here as a 500 (503 while it is passing)
             route = scope.get("route")
-            log.error("web.error path=%s error=%s", getattr(route, "path", "?"), describe(exc))
+            # The database away or locked for a moment is no error of the page: "try again" and 503, so that a
+            # person (and a load balancer) knows it passes.
+            busy = is_transient(exc)
+            log.log(logging.WARNING if busy else logging.ERROR, "web.%s path=%s error=%s",
+                    "busy" if busy else "error", getattr(route, "path", "?"), describe(exc))
             if not started and scope["type"] == "http":
                 t = translator(DEFAULT)
-                page = HTMLResponse(f"<!doctype html><title>{t('app_name')}</title><p>{t('server_error')}</p>", 500)
+                text, status = (t("server_busy"), 503) if busy else (t("server_error"), 500)
+                page = HTMLResponse(f"<!doctype html><title>{t('app_name')}</title><p>{text}</p>", status,
+                                    headers={"Retry-After": "10"} if busy else None)
                 await page(scope, receive, send)
 
 

@@ -425,6 +425,8 @@ TEXTS: dict[str, tuple[str, str]] = {
     "csrf_failed": ("Das Formular ist abgelaufen. Bitte die Seite neu laden.",
                     "The form has expired. Please reload the page."),
     "server_error": ("Ein Fehler ist aufgetreten; er wurde protokolliert.", "An error occurred; it has been logged."),
+    "server_busy": ("Die Datenbank ist gerade nicht erreichbar. Bitte in einigen Sekunden erneut versuchen.",
+                    "The database cannot be reached just now. Please try again in a few seconds."),
     "back": ("Zurück", "Back"),
     # credit check (docs/credit.md)
     "nav_credit": ("Bonität prüfen", "Credit check"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import operator
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
@@ -247,18 +248,27 @@ def decode(row: RowMapping, cipher: FieldCipher) -> Claim:
 
 
 def existing_references(conn: Connection, client_id: str, references: Iterable[str]) -> dict[str, RowMapping]:
-    """Already stored claims among ``references``: reference -> (id, submission_id, source_row)."""
+    """Already stored claims among ``references``: reference -> (id, submission_id, source_row).
+
+    Every channel takes text in Unicode's composed form (NFC); a reference stored before it did may be in the
+    decomposed form (macOS, some exports). A non-ASCII reference is looked up in that form too and answered
+    under the form asked for, so that such a claim sent again is found, never stored a second time."""
     refs = list(set(references))
+    decomposed = {d: r for r in refs if not r.isascii() and (d := unicodedata.normalize("NFD", r)) != r}
+    refs += [d for d in decomposed.keys() - set(refs)]
     found: dict[str, RowMapping] = {}
     if conn.dialect.name == "postgresql":
         # One array parameter for the whole chunk: IN lists of 500 took ~5x longer here (5,000 references).
         if refs:
             rows = conn.execute(_existing_pg(), {"client_id": client_id, "refs": refs}).mappings()
             found.update({r["creditor_reference"]: r for r in rows})
-        return found
-    for i in range(0, len(refs), 500):  # stay under SQLite's parameter limit
-        rows = conn.execute(_EXISTING_SQLITE, {"client_id": client_id, "refs": refs[i:i + 500]}).mappings()
-        found.update({r["creditor_reference"]: r for r in rows})
+    else:
+        for i in range(0, len(refs), 500):  # stay under SQLite's parameter limit
+            rows = conn.execute(_EXISTING_SQLITE, {"client_id": client_id, "refs": refs[i:i + 500]}).mappings()
+            found.update({r["creditor_reference"]: r for r in rows})
+    for d, r in decomposed.items():
+        if d in found:
+            found.setdefault(r, found[d])
     return found
 
 

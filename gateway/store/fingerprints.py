@@ -14,6 +14,7 @@ leaves this module are canonical field names, never values.
 from __future__ import annotations
 
 import hmac
+import unicodedata
 from collections.abc import Iterable, Sequence
 from datetime import date
 from decimal import Decimal
@@ -65,9 +66,21 @@ def claim_of_prepared(cipher: FieldCipher, cols: PreparedClaim) -> Claim:
 
 
 def _plain(claim: Claim) -> dict[str, Any]:
-    # Decimals stay Decimal so that 125.5 == 125.50; omitted defaults compare equal to absent ones.
+    # Decimals stay Decimal so that 125.5 == 125.50; omitted defaults compare equal to absent ones; text in
+    # Unicode's composed form, so that a claim stored decomposed (before every channel composed its input) and
+    # sent again composed is the same data.
     plain = msgspec.to_builtins(msgspec.structs.replace(claim, partner_id=None), builtin_types=(Decimal, date))
-    return cast(dict[str, Any], plain)
+    return cast(dict[str, Any], _composed(plain))
+
+
+def _composed(value: Any) -> Any:
+    if isinstance(value, str):
+        return value if value.isascii() else unicodedata.normalize("NFC", value)
+    if isinstance(value, dict):
+        return {k: _composed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_composed(v) for v in value]
+    return value
 
 
 def differing_fields(stored: Claim, sent: Claim) -> list[str]:

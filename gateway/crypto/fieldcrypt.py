@@ -20,6 +20,7 @@ import os
 import secrets
 import threading
 import time
+import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -125,6 +126,13 @@ class FieldCipher:
         mac = self._index_hmac.copy()
         mac.update(data.encode())
         return mac.hexdigest()[:32]
+
+    def blind_indexes(self, value: str, scope: str = "") -> list[str]:
+        """``blind_index`` of ``value`` in Unicode's composed and decomposed forms: names stored before every
+        channel composed its input may be indexed decomposed."""
+        forms = dict.fromkeys(unicodedata.normalize(f, value) for f in ("NFC", "NFD")) if not value.isascii() \
+            else {value: None}
+        return [self.blind_index(v, scope) for v in forms]
 
     def client_kek(self, client_id: str, key_id: str, wrapped: bytes) -> AESGCM:
         """A client's key (KEK) from its row in ``client_keys``, unwrapped with the master key (cached)."""

@@ -5,6 +5,7 @@ Every query is scoped to the calling client: another client's claim or submissio
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -156,7 +157,9 @@ def statuses(app: App, client_id: str, references: list[str]) -> list[ClaimStatu
     if not 1 <= len(refs) <= MAX_STATUSES:
         raise InvalidRequest(f"send 1 to {MAX_STATUSES} references, got {len(refs)}", "references")
     cc = claim_current
-    wanted = sorted({r for r in refs if r})
+    # A non-ASCII reference also in its decomposed form: stored so before every channel composed its input.
+    decomposed = {r: unicodedata.normalize("NFD", r) for r in refs if r and not r.isascii()}
+    wanted = sorted({r for r in refs if r} | set(decomposed.values()))
     rows: dict[str, RowMapping] = {}
     with read_tx(app.engine) as conn:
         for i in range(0, len(wanted), 500):  # stay under every driver's parameter limit
@@ -168,7 +171,7 @@ def statuses(app: App, client_id: str, references: list[str]) -> list[ClaimStatu
             rows.update({r["creditor_reference"]: r for r in conn.execute(q).mappings()})
     out = []
     for ref in refs:
-        r = rows.get(ref)
+        r = rows.get(ref) or (rows.get(decomposed[ref]) if ref in decomposed else None)
         out.append(ClaimStatus(creditor_reference=ref, found=False) if r is None else ClaimStatus(
             creditor_reference=ref, found=True, claim_id=r["claim_id"], state=r["state"],
             state_since=r["updated_at"], stage=r["stage"], partner_id=r["partner_id"],
@@ -233,7 +236,7 @@ def list_claims(app: App, client_id: str, f: ClaimFilter) -> tuple[list[RowMappi
         raise InvalidRequest(f"limit must be 1..{MAX_PAGE} and offset >= 0", "limit")
     if f.text:
         f.text = f.text.strip()[:128]
-        f.debtor_token = app.cipher.blind_index(f.text, client_id)
+        f.debtor_tokens = app.cipher.blind_indexes(f.text, client_id)
     with read_tx(app.engine) as conn:
         return claim_search.search(conn, client_id, f)
 

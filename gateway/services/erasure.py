@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import getpass
 import logging
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -52,12 +53,15 @@ def find(app: App, *, claim_id: int | None = None, client_id: str | None = None,
         if not client_id or not (reference or debtor_name):
             raise InvalidRequest("name a claim id, or a client with a reference or a debtor name", "claim")
         q = select(claims.c.id).where(claims.c.client_id == client_id)
+        # In both Unicode forms: a reference or name stored before every channel composed its input may be
+        # decomposed, and an erasure must find it.
         if reference:
-            q = q.where(claims.c.creditor_reference == reference)
+            q = q.where(claims.c.creditor_reference.in_(list(dict.fromkeys(
+                unicodedata.normalize(f, reference) for f in ("NFC", "NFD")))))
         else:
-            token = app.cipher.blind_index(debtor_name or "", client_id)
+            tokens = app.cipher.blind_indexes(debtor_name or "", client_id)
             q = q.where(claims.c.id.in_(select(claim_keys.c.claim_id).where(claim_keys.c.client_id == client_id,
-                                                                            claim_keys.c.name_index == token)))
+                                                                            claim_keys.c.name_index.in_(tokens))))
         found = [int(i) for i in conn.execute(q.order_by(claims.c.id)).scalars()]
     if not found:
         raise NotFound("no claim matches (a name must be written as stored; erased claims are not found by name)")

@@ -41,7 +41,7 @@ class ClaimFilter:
     date_to: date | None = None  # inclusive
     text: str | None = None
     unread: bool = False  # only claims with changes the client has not marked seen
-    debtor_token: str | None = None  # blind index of ``text`` as a debtor name
+    debtor_tokens: list[str] | None = None  # blind indexes of ``text`` as a debtor name (its Unicode forms)
     sort: str = "last_change"
     descending: bool = True
     limit: int = 50
@@ -87,8 +87,8 @@ def search(conn: Connection, client_id: str, f: ClaimFilter) -> tuple[list[RowMa
     if f.text:
         text: list[Any] = [claims.c.creditor_reference.ilike(_like(f.text), escape="\\"),
                            claims.c.invoice_number.ilike(_like(f.text), escape="\\")]
-        if f.debtor_token:
-            text.append(keys_store.name_matches(f.debtor_token))
+        if f.debtor_tokens:
+            text.append(keys_store.name_matches(f.debtor_tokens))
         conds.append(or_(*text))
     cap = f.offset + f.limit + COUNT_AHEAD
     matching = select(cc.c.claim_id).where(and_(*conds)).limit(cap + 1)

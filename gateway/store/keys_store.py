@@ -144,9 +144,9 @@ def insert_claim_keys(conn: Connection, cipher: FieldCipher,
                 out)
 
 
-def name_matches(token: str) -> Any:
-    """A condition on ``claims.id``: the claim's debtor name has this blind index."""
-    return claims.c.id.in_(select(claim_keys.c.claim_id).where(claim_keys.c.name_index == token))
+def name_matches(tokens: list[str]) -> Any:
+    """A condition on ``claims.id``: the claim's debtor name has one of these blind indexes."""
+    return claims.c.id.in_(select(claim_keys.c.claim_id).where(claim_keys.c.name_index.in_(tokens)))
 
 
 def kek_rows(conn: Connection, client_id: str | None = None) -> list[RowMapping]:

@@ -15,9 +15,10 @@ import msgspec
 from bench.gen import HEADER, rows
 from gateway.bootstrap import App
 from gateway.domain.model import Claim
-from gateway.services import submit
+from gateway.services import claim_queries, erasure, submit
 from gateway.services.ingest import ingest_file
 from gateway.store import claims as claim_store
+from gateway.store.claim_search import ClaimFilter
 from gateway.store.db import read_tx
 from tests.factories import make_claim
 
@@ -29,7 +30,8 @@ def _nfd(text: str) -> str:
 def _decomposed(claim: Claim) -> Claim:
     d = claim.debtor
     return msgspec.structs.replace(claim, creditor_reference=_nfd(claim.creditor_reference),
-                                   debtor=msgspec.structs.replace(d, last_name=_nfd(d.last_name or "")))
+                                   debtor=msgspec.structs.replace(d, first_name=_nfd(d.first_name or ""),
+                                                                  last_name=_nfd(d.last_name or "")))
 
 
 def _count(app: App) -> int:
@@ -68,3 +70,19 @@ def test_a_file_row_sent_composed_finds_the_claim_stored_decomposed(app: App, tm
     assert result.accepted == 0 and _count(app) == 1, result  # found: never a second claim of the debtor
     ack = Path(result.ack_path or "").read_text(encoding="utf-8")
     assert "duplicate_reference" in ack or "conflicting_resend" in ack, ack
+
+
+def test_a_claim_stored_decomposed_is_found_by_reference_status_name_search_and_erasure(app: App) -> None:
+    composed = make_claim("RÜ-9")  # debtor Jürgen Müller
+    legacy = _decomposed(composed)
+    first = submit.submit_claims(app, "demo", [submit.Draft(reference=legacy.creditor_reference, claim=legacy)],
+                                 release=True)
+    cid = first.results[0].claim_id
+    assert cid is not None
+    assert claim_queries.claim_by_reference(app, "demo", "RÜ-9").claim_id == cid  # GetClaimByReference
+    [status] = claim_queries.statuses(app, "demo", ["RÜ-9"])  # GetClaimStatuses
+    assert status.found and status.claim_id == cid
+    rows, total, _ = claim_queries.list_claims(app, "demo", ClaimFilter(text="Jürgen Müller"))  # the console
+    assert [r["claim_id"] for r in rows] == [cid] and total == 1
+    assert erasure.find(app, client_id="demo", reference="RÜ-9") == [cid]  # an erasure request must find it
+    assert erasure.find(app, client_id="demo", debtor_name="Jürgen Müller") == [cid]

@@ -324,9 +324,9 @@ def _format_types(doc: _Located, data: Any) -> Any:
     if not isinstance(types, list):
         return data
     allowed = typing.get_args(FormatType)
-    for i, t in enumerate(types):
-        if t not in allowed:
-            raise doc.error(("format", "type", i), f"{t!r} is not allowed; expected one of: {', '.join(allowed)}")
+    for i, kind in enumerate(types):
+        if kind not in allowed:
+            raise doc.error(("format", "type", i), f"{kind!r} is not allowed; expected one of: {', '.join(allowed)}")
     if not types or len(set(types)) != len(types):
         raise doc.error(("format", "type"), "expected a list of different format types, e.g. [xls, xlsx]")
     if len(types) > 1 and not all(t in _TABLES for t in types):

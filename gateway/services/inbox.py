@@ -23,7 +23,7 @@ from pathlib import Path
 
 from gateway.bootstrap import App
 from gateway.domain.findings import Finding
-from gateway.errors import InputError, Interrupted
+from gateway.errors import InputError
 from gateway.services.ack import AckWriter, private_temp_name, remove_stale_temps, safe_cell, sibling
 from gateway.services.client_files import LINK_REFUSED, LinkRefused, is_link
 from gateway.services.file_writers import has_writer, remove_unless_written

@@ -4,6 +4,7 @@ real file system to fill up."""
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -54,3 +55,19 @@ def small_tmpfs(path: Path, size: str) -> Iterator[Path]:
         yield path
     finally:
         subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+@contextmanager
+def serve_process(cfg: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
+    """``gateway serve`` on ``cfg`` as a real process, its output in ``serve.log`` beside the config; killed at
+    the end of the block if the test did not stop it."""
+    log = cfg.parent / "serve.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "gateway.entrypoints.cli", "--config", str(cfg), "serve"],
+                                stdout=out, stderr=subprocess.STDOUT, text=True, cwd=cfg.parent)
+    try:
+        yield proc, log
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)

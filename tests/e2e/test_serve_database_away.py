@@ -12,7 +12,6 @@ import os
 import selectors
 import signal
 import socket
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,9 +20,9 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from tests.conftest import write_config
-from tests.e2e.test_serve_demo import GATEWAY, gateway
+from tests.e2e.test_serve_demo import gateway
 from tests.sftp_support import client_csv
-from tests.support import wait_for
+from tests.support import serve_process, wait_for
 
 
 class Relay:
@@ -113,15 +112,6 @@ def relayed(tmp_path: Path, db_url: str) -> Iterator[tuple[Path, Relay]]:
         relay.close()
 
 
-def _serve(cfg: Path) -> tuple[subprocess.Popen[str], Path]:
-    log = cfg.parent / "serve.log"
-    out = open(log, "w")
-    proc = subprocess.Popen([*GATEWAY, "--config", str(cfg), "serve"], stdout=out, stderr=subprocess.STDOUT,
-                            text=True, cwd=cfg.parent, env={**os.environ})
-    out.close()
-    return proc, log
-
-
 def _drop(cfg: Path, name: str, rows: int) -> Path:
     upload = cfg.parent / "inbox" / "demo" / "upload"
     upload.mkdir(parents=True, exist_ok=True)
@@ -137,8 +127,7 @@ def _handed_over(cfg: Path) -> int:
 
 def test_serve_waits_for_the_database_and_survives_its_restart(relayed: tuple[Path, Relay]) -> None:
     cfg, relay = relayed
-    proc, log = _serve(cfg)
-    try:
+    with serve_process(cfg) as (proc, log):
         wait_for("serve to say the database is away", lambda: log.read_text().count("serve.database_unavailable") >= 2)
         assert proc.poll() is None, log.read_text()
         assert "Traceback" not in log.read_text()
@@ -159,25 +148,16 @@ def test_serve_waits_for_the_database_and_survives_its_restart(relayed: tuple[Pa
         wait_for("every claim handed over", lambda: _handed_over(cfg) == 3050, timeout=90)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
     text = log.read_text()
     assert "Traceback" not in text and "supervisor.gave_up" not in text, text
 
 
 def test_a_stop_signal_while_the_database_is_away_ends_serve_cleanly(relayed: tuple[Path, Relay]) -> None:
     cfg, _ = relayed
-    proc, log = _serve(cfg)
-    try:
+    with serve_process(cfg) as (proc, log):
         wait_for("serve to say the database is away", lambda: "serve.database_unavailable" in log.read_text())
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0, log.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
     assert "serve.stopped" in log.read_text() and "Traceback" not in log.read_text()
     out = gateway(cfg, "claims", "list")  # a one-shot command says what is wrong in one line
     assert out.returncode == 1 and out.stderr.startswith("database error: ") and "Traceback" not in out.stderr
@@ -217,17 +197,14 @@ def test_a_stop_signal_while_the_database_never_answers_ends_serve(tmp_path: Pat
     silent = Silent()
     cfg = write_config(tmp_path, make_url(db_url).set(port=silent.port).render_as_string(hide_password=False))
     assert gateway(cfg, "keys", "init").returncode == 0
-    proc, log = _serve(cfg)
     try:
-        wait_for("serve to say the database does not answer",
-                 lambda: "serve.database_unavailable" in log.read_text(), timeout=30)
-        wait_for("the next connection attempt", lambda: len(silent.held) >= 2, timeout=10)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0, log.read_text()
+        with serve_process(cfg) as (proc, log):
+            wait_for("serve to say the database does not answer",
+                     lambda: "serve.database_unavailable" in log.read_text(), timeout=30)
+            wait_for("the next connection attempt", lambda: len(silent.held) >= 2, timeout=10)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=10) == 0, log.read_text()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
         silent.close()
     text = log.read_text()
     assert "timeout" in text and "serve.stopped" in text and "Traceback" not in text, text

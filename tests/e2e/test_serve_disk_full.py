@@ -12,7 +12,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import write_config
-from tests.e2e.test_serve_demo import GATEWAY, gateway
+from tests.e2e.test_serve_demo import gateway
 from tests.sftp_support import client_csv
-from tests.support import small_tmpfs, wait_for
+from tests.support import serve_process, small_tmpfs, wait_for
 
 ROWS = 8000
 
@@ -62,11 +61,7 @@ def test_a_full_disk_delays_the_ack_and_loses_nothing(tmp_path: Path, tiny: Path
     part = upload / ".big.csv.part"
     part.write_bytes(source.read_bytes())  # the upload itself fits; then the disk is full
 
-    log = tmp_path / "serve.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([*GATEWAY, "--config", str(cfg), "serve"], stdout=out, stderr=subprocess.STDOUT,
-                                text=True, cwd=tmp_path)
-    try:
+    with serve_process(cfg) as (proc, log):
         wait_for("serve ready", lambda: "serve.ready" in log.read_text())
         filler = _fill(tiny)
         os.rename(part, upload / "big.csv")
@@ -96,8 +91,4 @@ def test_a_full_disk_delays_the_ack_and_loses_nothing(tmp_path: Path, tiny: Path
         assert [(s["filename"], s["status"], s["accepted"]) for s in subs] == [("big.csv", "completed", ROWS)]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
     assert "supervisor.gave_up" not in log.read_text()

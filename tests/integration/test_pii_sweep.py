@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import signal
-import socket
 import subprocess
 from pathlib import Path
 
@@ -53,12 +53,6 @@ def found_in(data: bytes) -> list[str]:
     return [v for v in PLANTED if v.encode() in data or v.encode("utf-16-le") in data]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _soap(port: int, cert: Path) -> tuple[zeep.Client, requests.Session]:
     session = requests.Session()
     session.trust_env, session.verify, session.auth = False, str(cert), ("demo-erp", SOAP_PASSWORD)
@@ -66,11 +60,10 @@ def _soap(port: int, cert: Path) -> tuple[zeep.Client, requests.Session]:
 
 
 def test_planted_values_appear_only_in_the_clients_own_ack(tmp_path: Path, db_url: str) -> None:
-    port = _free_port()
     clients = client_config()
     clients["demo"]["soap"]["password_hash"] = cheap_hash(SOAP_PASSWORD)
     cfg = write_config(tmp_path, db_url, clients=clients, watcher={"stable_seconds": 0.1, "sweep_seconds": 0.5},
-                       soap={"enabled": True, "host": "127.0.0.1", "port": port, "changes_settle_seconds": 0})
+                       soap={"enabled": True, "host": "127.0.0.1", "port": 0, "changes_settle_seconds": 0})
     assert gateway(cfg, "keys", "init").returncode == 0
     assert gateway(cfg, "db", "upgrade").returncode == 0
     # What a crash in the middle of an ingest leaves: a processing submission, resumed at start-up.
@@ -100,6 +93,10 @@ def test_planted_values_appear_only_in_the_clients_own_ack(tmp_path: Path, db_ur
     upload, acks = inbox / "demo" / "upload", inbox / "demo" / "ack"
     try:
         proc = serve(logs[0])
+        # an ephemeral port, read back from the log: a port picked free beforehand may be taken by a parallel test
+        found = re.search(r"soap\.listening url=https://127\.0\.0\.1:(\d+)/", logs[0].read_text())
+        assert found, logs[0].read_text()
+        port = int(found.group(1))
         wait_for("the resumed submission's ack", lambda: (acks / "crashed.csv.ack.csv").exists())
         rows = "\n".join([row("PII-1"), row("PII-2", iban="DE89370400440532013000", birth=MINOR),
                           row("PII-3", iban="DE89370400440532013000", birth=BAD_DATE),

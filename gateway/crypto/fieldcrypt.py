@@ -20,13 +20,13 @@ import os
 import secrets
 import threading
 import time
-import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from gateway.domain.unicode_forms import stored_forms
 from gateway.crypto.envelope import kek_aad
 from gateway.errors import KeyStoreError
 
@@ -130,9 +130,7 @@ class FieldCipher:
     def blind_indexes(self, value: str, scope: str = "") -> list[str]:
         """``blind_index`` of ``value`` in Unicode's composed and decomposed forms: names stored before every
         channel composed its input may be indexed decomposed."""
-        forms = dict.fromkeys(unicodedata.normalize(f, value) for f in ("NFC", "NFD")) if not value.isascii() \
-            else {value: None}
-        return [self.blind_index(v, scope) for v in forms]
+        return [self.blind_index(v, scope) for v in stored_forms(value)]
 
     def client_kek(self, client_id: str, key_id: str, wrapped: bytes) -> AESGCM:
         """A client's key (KEK) from its row in ``client_keys``, unwrapped with the master key (cached)."""

@@ -5,7 +5,6 @@ Every query is scoped to the calling client: another client's claim or submissio
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -13,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping, func, select
 
+from gateway.domain.unicode_forms import stored_forms
 from gateway.bootstrap import App
 from gateway.domain.lifecycle import State
 from gateway.domain.model import Claim, from_minor
@@ -158,7 +158,7 @@ def statuses(app: App, client_id: str, references: list[str]) -> list[ClaimStatu
         raise InvalidRequest(f"send 1 to {MAX_STATUSES} references, got {len(refs)}", "references")
     cc = claim_current
     # A non-ASCII reference also in its decomposed form: stored so before every channel composed its input.
-    decomposed = {r: unicodedata.normalize("NFD", r) for r in refs if r and not r.isascii()}
+    decomposed = {r: d for r in refs if r for d in stored_forms(r) if d != r}
     wanted = sorted({r for r in refs if r} | set(decomposed.values()))
     rows: dict[str, RowMapping] = {}
     with read_tx(app.engine) as conn:

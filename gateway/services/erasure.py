@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import getpass
 import logging
-import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import Connection, delete, select
 
+from gateway.domain.unicode_forms import stored_forms
 from gateway.bootstrap import App
 from gateway.domain.lifecycle import TERMINAL, Actor
 from gateway.errors import NotFound
@@ -56,8 +56,7 @@ def find(app: App, *, claim_id: int | None = None, client_id: str | None = None,
         # In both Unicode forms: a reference or name stored before every channel composed its input may be
         # decomposed, and an erasure must find it.
         if reference:
-            q = q.where(claims.c.creditor_reference.in_(list(dict.fromkeys(
-                unicodedata.normalize(f, reference) for f in ("NFC", "NFD")))))
+            q = q.where(claims.c.creditor_reference.in_(stored_forms(reference)))
         else:
             tokens = app.cipher.blind_indexes(debtor_name or "", client_id)
             q = q.where(claims.c.id.in_(select(claim_keys.c.claim_id).where(claim_keys.c.client_id == client_id,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import operator
-import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import msgspec
 from sqlalchemy import Connection, RowMapping, Select, String, and_, any_, bindparam, func, or_, select
 
+from gateway.domain.unicode_forms import stored_forms
 from gateway.crypto import envelope
 from gateway.crypto.fieldcrypt import FieldCipher
 from gateway.domain.lifecycle import Actor, State, check_transition
@@ -254,7 +254,7 @@ def existing_references(conn: Connection, client_id: str, references: Iterable[s
     decomposed form (macOS, some exports). A non-ASCII reference is looked up in that form too and answered
     under the form asked for, so that such a claim sent again is found, never stored a second time."""
     refs = list(set(references))
-    decomposed = {d: r for r in refs if not r.isascii() and (d := unicodedata.normalize("NFD", r)) != r}
+    decomposed = {d: r for r in refs for d in stored_forms(r) if d != r}
     refs += [d for d in decomposed.keys() - set(refs)]
     found: dict[str, RowMapping] = {}
     if conn.dialect.name == "postgresql":

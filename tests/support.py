@@ -3,6 +3,7 @@ real file system to fill up."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -71,3 +72,11 @@ def serve_process(cfg: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def listening_port(log: Path, front: str) -> int | None:
+    """The port ``serve`` logged for ``front`` (``soap`` or ``web``) once it listens, else None. Tests let the
+    server bind port 0 and read the port back: a port picked free beforehand can be taken by a parallel test
+    before serve binds it."""
+    found = re.search(rf"{front}\.listening url=https?://[^/\s]+:(\d+)/", log.read_text())
+    return int(found.group(1)) if found else None

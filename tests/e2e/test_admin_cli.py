@@ -12,7 +12,6 @@ import io
 import json
 import re
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -27,7 +26,7 @@ import pytest
 
 from tests.conftest import PG_URL, _pg_schema_url, write_config
 from tests.sftp_support import ClientKey, client_csv, make_key
-from tests.support import wait_for
+from tests.support import listening_port, wait_for
 
 GATEWAY = [sys.executable, "-m", "gateway.entrypoints.cli"]
 PASSWORD = "acme-soap-password-1"
@@ -47,12 +46,6 @@ class Served:
                               input=stdin, timeout=120, cwd=self.root)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 # The admin commands go through the same use cases on both databases (those are tested on both elsewhere);
 # about forty CLI processes make this module slow, so it runs once, on SQLite.
 @pytest.fixture(scope="module", params=["sqlite"])
@@ -66,10 +59,9 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     else:
         urls = _pg_schema_url()
     url = next(urls)
-    soap_port = _free_port()
     # failed logins are part of the test: the per-address lockout must not end it
     cfg = write_config(root, url, sftp={"enabled": True, "port": 0, "max_auth_failures": 1000},
-                       soap={"enabled": True, "host": "127.0.0.1", "port": soap_port})
+                       soap={"enabled": True, "host": "127.0.0.1", "port": 0})
     # an operator's comment, which the CLI must keep when it writes the file back
     cfg.write_text("# operator note: keep me\n" + cfg.read_text())
     for args in (("keys", "init"), ("db", "upgrade")):
@@ -81,13 +73,14 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         proc = subprocess.Popen([*GATEWAY, "--config", str(cfg), "serve"], stdout=log, stderr=subprocess.STDOUT,
                                 text=True, cwd=root)
 
-    def port() -> int | None:
+    def ports() -> tuple[int, int] | None:
         assert proc.poll() is None, log_path.read_text()
         text = log_path.read_text()
         m = re.search(r"sftp\.listening host=\S+ port=(\d+)", text)
-        return int(m.group(1)) if m and "serve.ready" in text else None
+        soap = listening_port(log_path, "soap")
+        return (int(m.group(1)), soap) if m and soap and "serve.ready" in text else None
     try:
-        s = Served(root, cfg, proc, wait_for("serve with SFTP and SOAP", port, timeout=60), soap_port,
+        s = Served(root, cfg, proc, *wait_for("serve with SFTP and SOAP", ports, timeout=60),
                    make_key(root / "client-keys", "acme"))
         yield s
         proc.send_signal(signal.SIGTERM)

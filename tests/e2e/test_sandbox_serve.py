@@ -14,7 +14,6 @@ import csv
 import io
 import json
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,14 +32,9 @@ from tests.conftest import write_config
 from tests.e2e.test_sftp_serve import Served
 from tests.integration.soap.conftest import cheap_hash, claim
 from tests.sftp_support import ClientKey, client_csv, make_key, openssh_batch, wait_for
+from tests.support import listening_port
 
 PROD_PW, SBX_PW = "production password 1", "sandbox password 22"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def sandbox_config(key: ClientKey) -> dict[str, Any]:
@@ -63,17 +57,16 @@ def sandbox_config(key: ClientKey) -> dict[str, Any]:
 
 
 @pytest.fixture
-def served(tmp_path: Path, db_url: str) -> Iterator[tuple[Served, ClientKey, int]]:
+def served(tmp_path: Path, db_url: str) -> Iterator[tuple[Served, ClientKey]]:
     key = make_key(tmp_path / "client-keys", "sandbox")
-    port = _free_port()
     cfg = write_config(tmp_path, db_url, sftp={"enabled": True, "port": 0, "status_interval_seconds": 1},
-                       soap={"enabled": True, "host": "127.0.0.1", "port": port, "changes_settle_seconds": 0},
+                       soap={"enabled": True, "host": "127.0.0.1", "port": 0, "changes_settle_seconds": 0},
                        web={"enabled": False}, **sandbox_config(key))
     init_keys(load_config(cfg))  # in-process: two CLI start-ups fewer
     build_app(cfg, migrate=True).close()
     s = Served(tmp_path, cfg)
     try:
-        yield s, key, port
+        yield s, key
     finally:
         if s.proc is not None and s.proc.poll() is None:
             s.stop()
@@ -110,9 +103,11 @@ EXPECTED = {"SBX-UNCOLLECTIBLE-1": "closed_uncollectible", "SBX-DISPUTED-1": "di
 
 
 def test_sandbox_claims_reach_only_the_simulated_agency_and_stay_out_of_production(
-        served: tuple[Served, ClientKey, int], tmp_path: Path) -> None:
-    s, key, port = served
+        served: tuple[Served, ClientKey], tmp_path: Path) -> None:
+    s, key = served
     sftp_port = s.start()
+    port = listening_port(s.log_path, "soap")
+    assert port, s.log_path.read_text()
     prod_marks: list[str | None] = []
     sbx_marks: list[str | None] = []
     prod = _client(tmp_path, port, "demo-erp", PROD_PW, prod_marks)

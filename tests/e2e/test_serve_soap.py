@@ -4,7 +4,6 @@ and SIGTERM stops the HTTPS server with the rest."""
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 from pathlib import Path
 
@@ -15,18 +14,12 @@ from zeep.transports import Transport
 from tests.conftest import write_config
 from tests.e2e.test_serve_demo import GATEWAY, gateway, wait_for
 from tests.integration.soap.conftest import PASSWORDS, claim, client_config
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support import listening_port
 
 
 def test_serve_runs_the_soap_endpoint(tmp_path: Path, db_url: str) -> None:
-    port = _free_port()
     cfg = write_config(tmp_path, db_url, clients=client_config(),
-                       soap={"enabled": True, "host": "127.0.0.1", "port": port, "changes_settle_seconds": 0})
+                       soap={"enabled": True, "host": "127.0.0.1", "port": 0, "changes_settle_seconds": 0})
     assert gateway(cfg, "keys", "init").returncode == 0
     assert gateway(cfg, "db", "upgrade").returncode == 0
     log_path = tmp_path / "serve.log"
@@ -36,6 +29,8 @@ def test_serve_runs_the_soap_endpoint(tmp_path: Path, db_url: str) -> None:
     try:
         wait_for("serve to be ready", lambda: "serve.ready" in log_path.read_text() or proc.poll() is not None)
         assert proc.poll() is None, log_path.read_text()
+        port = listening_port(log_path, "soap")
+        assert port, log_path.read_text()
         session = requests.Session()
         session.trust_env = False
         session.verify = str(tmp_path / "var" / "keys" / "tls.crt")

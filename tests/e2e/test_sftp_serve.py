@@ -26,11 +26,12 @@ class Served:
     def __init__(self, tmp_path: Path, cfg: Path) -> None:
         self.tmp_path, self.cfg, self.runs = tmp_path, cfg, 0
         self.proc: subprocess.Popen[str] | None = None
+        self.log_path = tmp_path / "serve-0.log"
 
     def start(self) -> int:
         """Start `gateway serve`; returns the SFTP port it logged."""
         self.runs += 1
-        log_path = self.tmp_path / f"serve-{self.runs}.log"
+        log_path = self.log_path = self.tmp_path / f"serve-{self.runs}.log"
         with open(log_path, "w") as log:
             self.proc = subprocess.Popen([*GATEWAY, "--config", str(self.cfg), "serve"], stdout=log,
                                          stderr=subprocess.STDOUT, text=True, cwd=self.tmp_path)

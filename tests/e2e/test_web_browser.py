@@ -25,8 +25,7 @@ import pytest
 from adapters.simulators.agency import STATUS_MAP
 from tests.conftest import ROOT, write_config
 from tests.e2e.test_serve_demo import GATEWAY, gateway
-from tests.e2e.test_serve_soap import _free_port
-from tests.support import wait_for
+from tests.support import listening_port, wait_for
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists() or not CHROMEDRIVER.exists(),
@@ -87,7 +86,6 @@ class Walk:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, Path]]:
     base = tmp_path_factory.mktemp("webe2e")
-    port = _free_port()
     clients = {"demo": {"name": "Demo Fitness", "mapping": "demo", "default_partner": "demo-agency",
                         "hold_all": True},
                "broken": {"name": "Broken", "mapping": "demo", "default_partner": "broken-agency"}}
@@ -101,7 +99,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
                 "broken-agency": {"adapter": "directory", "certificate": "missing/broken-agency.crt",
                                   "options": {"path": "var/partners/broken-agency"}, "max_attempts": 1,
                                   "retry": {"retry_for_seconds": 0}}}
-    web = {"enabled": True, "port": port, "users": {
+    web = {"enabled": True, "port": 0, "users": {
         "demo": {"client": "demo", "role": "submit", "password_file": "var/keys/web-demo.password"},
         "operator": {"operator": True, "password_file": "var/keys/web-operator.password"}}}
     cfg = write_config(base, f"sqlite:///{base / 'var' / 'gateway.db'}", clients=clients, partners=partners,
@@ -117,6 +115,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     try:
         wait_for("serve to be ready", lambda: "serve.ready" in out.read_text() or proc.poll() is not None)
         assert proc.poll() is None, out.read_text()
+        port = listening_port(out, "web")
+        assert port, out.read_text()
         yield f"https://127.0.0.1:{port}/", base, out
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0, out.read_text()

@@ -108,10 +108,13 @@ class RowMapper:
     map_row: Callable[[SourceRow, str], MappedRow]
 
     def __init__(self, spec: MappingSpec, header: list[str], steps: list[_Step], columns: dict[str, str],
-                 policy: CompiledPolicy | None = None, text_cells: list[tuple[int, str]] | None = None) -> None:
+                 policy: CompiledPolicy | None = None, text_cells: list[tuple[int, str]] | None = None,
+                 read_cells: list[tuple[int, str]] | None = None) -> None:
         self.spec, self.header, self.columns = spec, header, columns
         # (position, target) of every cell a free-text field reads: screened for what XML cannot carry
         self._text_cells = text_cells or []
+        # (position, target) of every cell any field reads: a formula there without a saved value is named
+        self._read_cells = read_cells or []
         self.policy = policy or CompiledPolicy()
         # Plain text fields (the majority) are copied in one tight loop without a call per cell.
         self._text = [(s.position, s.group, s.attr) for s in steps if s.position is not None]
@@ -198,11 +201,31 @@ class RowMapper:
                     code=codes.INVALID_VALUE, field=target, row=src.row, column=self.header[i],
                     message=f"holds the control character U+{ord(bad.group()):04X}, which no partner's XML can "
                             "carry; remove it from the cell (line breaks and tabs are fine)"))
+        if src.unsaved:
+            self._unsaved(src, findings)
         reference = groups[CLAIM].get("creditor_reference")
         if self.policy.active:
             self.policy.apply(values, groups[CLAIM], findings, src.row)
         claim = self._assemble(groups, client_id, findings, src.row)
         return MappedRow(row=src.row, reference=reference, claim=claim, findings=findings)
+
+    def _unsaved(self, src: SourceRow, findings: list[Finding]) -> None:
+        """A field reading a cell whose formula has no saved value (a workbook no spreadsheet program calculated)
+        gets that said, not "is empty" or nothing: the value the client meant is not in the file at all."""
+        unsaved = set(src.unsaved or ())
+        hit: dict[str, int] = {}
+        for i, target in self._read_cells:
+            if i in unsaved:
+                hit.setdefault(target, i)
+        if not hit:
+            return
+        findings[:] = [f for f in findings if f.field not in hit]
+        for target, i in hit.items():
+            findings.append(Finding(
+                code=codes.MISSING_FIELD, field=target, row=src.row, column=self.header[i],
+                message="the cell holds a formula without a saved value (the program that wrote the file does not "
+                        "calculate formulas); open the file in the spreadsheet program and save it, or export the "
+                        "values, and send it again"))
 
     def _assemble(self, groups: tuple[dict[str, Any], ...], client_id: str, findings: list[Finding],
                   row: int) -> Claim | None:
@@ -273,6 +296,7 @@ def compile_mapping(spec: MappingSpec, header: list[str], *, file: str, header_r
     steps: list[_Step] = []
     columns: dict[str, str] = {}
     text_cells: set[tuple[int, str]] = set()
+    read_cells: set[tuple[int, str]] = set()
     for name, field in spec.fields.items():
         target = TARGETS[name]
         positions = [index.find(c, name) for c in field.source_columns]
@@ -288,10 +312,12 @@ def compile_mapping(spec: MappingSpec, header: list[str], *, file: str, header_r
         if field.when is not None:
             get = _conditional(get, field, target, index, spec.format, name)
         steps.append(_Step(name, group, attr, get, column, positions[0] if plain else None, plan))
+        read = _read_positions(field, index, name)
+        read_cells.update((i, name) for i in read)
         if target.kind in _FREE_TEXT:
-            text_cells.update((i, name) for i in _read_positions(field, index, name))
+            text_cells.update((i, name) for i in read)
     return RowMapper(spec, list(header), steps, columns, policy=compile_policy(spec, index),
-                     text_cells=sorted(text_cells))
+                     text_cells=sorted(text_cells), read_cells=sorted(read_cells))
 
 
 def _read_positions(field: FieldSpec, index: _HeaderIndex, name: str) -> list[int]:

@@ -35,16 +35,20 @@ if TYPE_CHECKING:
 ISOLATED = frozenset({"xlsx", "xls", "ods", "xml"})
 
 
-class SourceRow(msgspec.Struct, frozen=True, gc=False):
+class SourceRow(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     """One data record: ``row`` is its physical 1-based line (or sheet row) number in the file.
 
     ``sheet`` names the worksheet of a spreadsheet row, ``xpath`` the element an XML record came from.
+    ``unsaved`` lists the positions in ``values`` of cells that hold a formula without a saved value (a
+    workbook written by a program that does not calculate): their text is empty, but not because the
+    client left them empty, and the mapping says so where it reads one.
     """
 
     row: int
     values: list[str]
     sheet: str | None = None
     xpath: str | None = None
+    unsaved: list[int] | None = None
 
 
 class Reader(Protocol):

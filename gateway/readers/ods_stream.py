@@ -39,7 +39,7 @@ _X = "{urn:oasis:names:tc:opendocument:xmlns:text:1.0}"
 TABLE, ROW, CELL, COVERED = _T + "table", _T + "table-row", _T + "table-cell", _T + "covered-table-cell"
 ROWS_REPEATED, COLS_REPEATED, NAME = _T + "number-rows-repeated", _T + "number-columns-repeated", _T + "name"
 VALUE_TYPE, VALUE, DATE, TIME = _O + "value-type", _O + "value", _O + "date-value", _O + "time-value"
-BOOLEAN, STRING = _O + "boolean-value", _O + "string-value"
+BOOLEAN, STRING, FORMULA = _O + "boolean-value", _O + "string-value", _T + "formula"
 PARAGRAPH, SPACE, SPACES, ANNOTATION = _X + "p", _X + "s", _X + "c", _O + "annotation"
 _NUMERIC = ("float", "percentage", "currency")
 
@@ -232,6 +232,7 @@ class OdsStreamReader(StreamSheetReader):
         dates = self.date_cols
         values: list[str] = []
         first, col = -1, 0
+        unsaved: list[int] | None = None
         for cell in el:
             if cell.tag != CELL and cell.tag != COVERED:
                 continue
@@ -267,6 +268,8 @@ class OdsStreamReader(StreamSheetReader):
             else:
                 text = _other(cell.get, cast(list[tuple[str, str]], cell.items()), kind, decimal)
             if text is None:
+                if cell.get(FORMULA) is not None and col < max_cols:  # a formula no program calculated
+                    unsaved = [*(unsaved or ()), *range(col, min(col + span, max_cols))]
                 col += span
                 continue
             if col + span > max_cols:
@@ -285,6 +288,8 @@ class OdsStreamReader(StreamSheetReader):
                 first = col
             col += span
         drop(el)
+        if unsaved is not None:
+            self.note_unsaved(number, number + repeat - 1, unsaved)
         return repeat, values, first
 
     def _plain_row(self, text: str, pos: int) -> tuple[int, PlainRow] | None:
@@ -465,6 +470,7 @@ class OdsStreamReader(StreamSheetReader):
         dates = self.date_cols
         values: list[str] = []
         first, col = -1, 0
+        unsaved: list[int] | None = None
         for (_, attrs, paragraph), got in zip(cells, every):
             cell_attrs = dict(got)
             spans = cell_attrs.get(COLS_REPEATED)
@@ -511,6 +517,10 @@ class OdsStreamReader(StreamSheetReader):
             else:
                 cell = _other(cell_attrs.get, got, kind, decimal)
             if cell is None:
+                if FORMULA in cell_attrs and col < max_cols:  # a formula no program calculated
+                    unsaved = [*(unsaved or ()), *range(col, min(col + span, max_cols))]
+                    if steps is not None:
+                        steps.append((-1, -1, -1))  # no plan: a row of its shape would not note it
                 col += span
                 continue
             if col + span > max_cols:
@@ -532,6 +542,8 @@ class OdsStreamReader(StreamSheetReader):
             col += span
         if steps is not None and k != open_count:
             steps.append((-1, -1, -1))  # the open values were not all found where the plan would look
+        if unsaved is not None:
+            self.note_unsaved(number, number + repeat - 1, unsaved)
         return repeat, values, first
 
     def _float(self, raw: str, col: int, number: int) -> float:

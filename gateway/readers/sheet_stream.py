@@ -401,6 +401,10 @@ class StreamSheetReader:
         self.date_cols: frozenset[int] = frozenset()  # physical columns whose plain numbers are date serials
         self._bounds: tuple[int, int] | None = None
         self._seen_min = 1 << 30
+        # The rows (first, last: an ODS row may repeat) and columns of the latest row read with a formula cell
+        # that has no saved value; ``_shape`` puts the columns on the row. Not noted in the bounds pass.
+        self._unsaved: tuple[int, int, list[int]] | None = None
+        self._noting = True
         self._zip: zipfile.ZipFile | None = None
         try:
             self._zip = zipfile.ZipFile(self.file)
@@ -448,12 +452,21 @@ class StreamSheetReader:
             self._seen_min = raw[2]
         return raw
 
+    def note_unsaved(self, first: int, last: int, columns: list[int]) -> None:
+        """Rows ``first``..``last`` have a formula without a saved value in ``columns`` (0-based from A)."""
+        if self._noting:
+            self._unsaved = (first, last, columns)
+
     def _scan(self) -> tuple[int, int]:
         """The leftmost and rightmost column any cell of the sheet uses (a second pass, only when needed)."""
         if self._bounds is None:
             left, right = 1 << 30, -1
-            for _, values, first in self._raw_rows(bounds_only=True):
-                left, right = min(left, first), max(right, len(values) - 1)
+            self._noting = False
+            try:
+                for _, values, first in self._raw_rows(bounds_only=True):
+                    left, right = min(left, first), max(right, len(values) - 1)
+            finally:
+                self._noting = True
             self._bounds = (min(left, self._seen_min), right)
         return self._bounds
 
@@ -487,6 +500,7 @@ class StreamSheetReader:
 
     def _shape(self, raw: RawRow, left: int, width: int, sheet: str) -> Iterator[SourceRow]:
         number, values, _ = raw
+        unsaved = self._unsaved
         if left:
             values = values[left:]
         if not "".join(values).strip():
@@ -499,6 +513,10 @@ class StreamSheetReader:
                 del values[width:]
         elif n < width:
             values.extend([""] * (width - n))
+        if unsaved is not None and unsaved[0] <= number <= unsaved[1]:
+            at = [c - left for c in unsaved[2] if 0 <= c - left < len(values)]
+            yield SourceRow(number, values, sheet, unsaved=at or None)
+            return
         yield SourceRow(number, values, sheet)
 
     def close(self) -> None:

@@ -71,6 +71,8 @@ _SI = re.compile(_W + "<si>" + _W + "<t(>| xml:space=\"preserve\">)(" + _TEXT + 
 _VALUES = re.compile("<v>([^<&\r]++)</v>")  # the values a row template leaves open
 _TEMPLATE_REF = re.compile('(<c r="[A-Z]{1,3})[0-9]{1,7}"')
 _ONE_ROW = re.compile(_W + one_element("row"))
+# A formula cell that ends without a value (generators that never calculate): lxml's path notes it.
+_NO_VALUE = re.compile("(?:</f>|<f[ \t\r\n][^>]*/>|<f/>)" + _W + "</c>")
 PlainRow = tuple[str, str, str, int, int, int, int]  # r, other attributes, text, body start/end, element start/end
 SHARED, NUMBER, DATE, TYPED, SKIP = range(5)
 
@@ -417,6 +419,7 @@ class XlsxStreamReader(StreamSheetReader):
         dates = self.date_cols
         values: list[str] = []
         first = col = -1
+        unsaved: list[int] | None = None
         for c in row:
             if c.tag != c_tag:
                 continue
@@ -429,6 +432,7 @@ class XlsxStreamReader(StreamSheetReader):
                 col = found if found is not None and ref[len(letters):] == r else self._place(ref, number)
             t = c.get("t")
             text: str | None = None
+            formula = False
             for child in c:
                 tag = child.tag
                 if tag == v_tag:
@@ -460,7 +464,10 @@ class XlsxStreamReader(StreamSheetReader):
                     text = rich_text(child)
                 elif tag.endswith("}f"):
                     text = None
+                    formula = True
             if text is None:
+                if formula and col < max_cols:  # no <v>, or an empty one: never calculated
+                    unsaved = [*(unsaved or ()), col]
                 continue
             if col >= max_cols:
                 raise InputError(f"cell {column_name(col)}{number} is right of the column limit: a sheet may "
@@ -476,6 +483,8 @@ class XlsxStreamReader(StreamSheetReader):
             if first < 0 or col < first:
                 first = col
         drop(row)
+        if unsaved is not None:
+            self.note_unsaved(number, number, unsaved)
         return number, values, first
 
     def _typed(self, t: str, v: str | None, col: int, number: int) -> str | None:
@@ -580,7 +589,7 @@ class XlsxStreamReader(StreamSheetReader):
                     yield number, values, plan.first
                     continue
             cells = cell_findall(body)
-            if len(cells) != body.count("<c"):
+            if len(cells) != body.count("<c") or "<f" in body and _NO_VALUE.search(body) is not None:
                 for row in run.parse(text[start:end]):
                     yield self._element_row(row, prev)
                 continue

@@ -1,0 +1,122 @@
+"""Client files as real spreadsheet programs and libraries write them: what the readers and the mapping make of
+the things such files do (formulas never calculated, the 1904 date system, postcodes stored as numbers).
+
+Every file here is written by a real library (openpyxl, xlwt, odfpy); where a generator's habit differs from
+the library's (a formula written with no ``<v>`` at all), the library's file is changed in that one place.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import openpyxl
+import pytest
+from odf.opendocument import OpenDocumentSpreadsheet
+from odf.table import Table, TableCell, TableRow
+from odf.text import P
+
+from gateway.mapping import MappingSpec, compile_mapping, parse_mapping
+from gateway.readers import open_reader
+
+FIELDS = "fields:\n  creditor_reference: Ref\n  principal_amount: Betrag\n  due_date: Datum\n"
+
+
+def spec(fmt: str, fields: str = FIELDS) -> MappingSpec:
+    return parse_mapping(f"client: t\nformat:\n{fmt}\n{fields}")
+
+
+def mapped(path: Path, s: MappingSpec, dates: frozenset[str] = frozenset({"Datum"})) -> list[Any]:
+    """Rows as the ingest maps them: read in the reader's child process, then the mapping's row function."""
+    with open_reader(path, s.format, date_columns=dates) as reader:
+        mapper = compile_mapping(s, reader.header, file=reader.file, header_row=reader.header_row)
+        return [mapper.map_row(src, "t") for src in reader]
+
+
+# ---------------------------------------------------------------- formulas without a saved value
+
+def formula_book(path: Path) -> Path:
+    """openpyxl writes formulas as given, with an empty cached value: no program ever calculated them."""
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["Ref", "Netto", "Betrag", "Datum", "Mahngebühr"])
+    ws.append(["R1", 100, "=B2*1.19", dt.date(2025, 1, 31), None])
+    ws.append(["R2", 50, 59.5, dt.date(2025, 1, 31), "=B3*2"])  # a formula in a column the default mapping does not read
+    ws.append(["R3", 100, "=B4*1.19", dt.date(2025, 1, 31), None])
+    wb.save(path)
+    return path
+
+
+def without_v(path: Path) -> Path:
+    """The same workbook as generators write it that leave the value out entirely (``<f>..</f></c>``)."""
+    out = path.with_name("no_v_" + path.name)
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(out, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename.startswith("xl/worksheets/"):
+                assert b"<v></v>" in data or b"<v />" in data or b"<v/>" in data
+                data = data.replace(b"<v></v>", b"").replace(b"<v />", b"").replace(b"<v/>", b"")
+            dst.writestr(item, data)
+    return out
+
+
+def _uncalculated(row: Any, column: str) -> None:
+    assert row.claim is None
+    assert [(f.code, f.column, f.row) for f in row.findings] == [("missing_field", column, row.row)]
+    message = row.findings[0].message
+    assert "formula without a saved value" in message and "is empty" not in message
+    assert "open" in message and "save" in message
+
+
+@pytest.mark.parametrize("variant", ["openpyxl", "no_v"])
+def test_xlsx_formula_without_saved_value_is_named_not_called_empty(tmp_path: Path, variant: str) -> None:
+    path = formula_book(tmp_path / "f.xlsx")
+    if variant == "no_v":
+        path = without_v(path)
+    rows = mapped(path, spec("  type: xlsx"))
+    assert [r.row for r in rows] == [2, 3, 4]
+    _uncalculated(rows[0], "Betrag")
+    assert rows[1].claim is not None and rows[1].findings == []  # Mahngebühr is not read: its formula is harmless
+    _uncalculated(rows[2], "Betrag")
+
+
+def test_xlsx_formula_without_value_in_an_optional_field_rejects_the_row(tmp_path: Path) -> None:
+    """An optional field's formula has a value the client meant; taking the claim without it would lose it."""
+    path = formula_book(tmp_path / "f.xlsx")
+    fields = FIELDS + "  fees.dunning: Mahngebühr\n"
+    rows = mapped(path, spec("  type: xlsx", fields))
+    assert rows[0].findings[0].column == "Betrag"
+    _uncalculated(rows[1], "Mahngebühr")
+
+
+def test_ods_formula_without_value_is_named(tmp_path: Path) -> None:
+    doc = OpenDocumentSpreadsheet()
+    table = Table(name="Forderungen")
+
+    def text(value: str) -> TableCell:
+        cell = TableCell(valuetype="string")
+        cell.addElement(P(text=value))
+        return cell
+
+    head = TableRow()
+    for name in ("Ref", "Netto", "Betrag", "Datum"):
+        head.addElement(text(name))
+    table.addElement(head)
+    for ref, typed in (("R1", False), ("R2", True)):
+        row = TableRow()
+        row.addElement(text(ref))
+        row.addElement(TableCell(valuetype="float", value=100))
+        # odfpy writes what it is given: a formula and no value (with or without a value type)
+        row.addElement(TableCell(valuetype="float", formula="of:=[.B2]*1.19") if typed
+                       else TableCell(formula="of:=[.B2]*1.19"))
+        row.addElement(TableCell(valuetype="date", datevalue="2025-01-31"))
+        table.addElement(row)
+    doc.spreadsheet.addElement(table)
+    path = tmp_path / "f.ods"
+    doc.save(str(path))
+    rows = mapped(path, spec("  type: ods"))
+    assert [r.row for r in rows] == [2, 3]
+    for row in rows:
+        _uncalculated(row, "Betrag")

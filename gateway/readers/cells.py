@@ -101,11 +101,13 @@ def datetime_text(moment: datetime) -> str:
     return moment.date().isoformat() if moment.time() == time(0) else moment.isoformat(sep=" ")
 
 
-def number_cell_text(value: float, is_date_column: bool, decimal: str, is_1904: bool = False) -> str:
+def number_cell_text(value: float, is_date_column: bool, decimal: str, is_1904: bool = False, shift: int = 0) -> str:
     """A plain number; in a column the mapping reads as a date, a whole serial becomes a date in the workbook's
-    date system (1900, or 1904: the serial of a date is 1462 smaller, as a formatted date's is)."""
-    if is_date_column and value.is_integer() and 0 < value <= MAX_SERIAL - (1462 if is_1904 else 0):
-        return (_SERIAL_EPOCH + timedelta(days=int(value) + (1462 if is_1904 else 0))).isoformat()
+    date system (1900, or 1904: the serial of a date is 1462 smaller, as a formatted date's is; an ODS null
+    date other than 1899-12-30: ``shift``, its distance in days from that)."""
+    extra = 1462 if is_1904 else shift
+    if is_date_column and value.is_integer() and 0 < value <= MAX_SERIAL - extra and value + extra > 0:
+        return (_SERIAL_EPOCH + timedelta(days=int(value) + extra)).isoformat()
     return number_text(value, decimal)
 
 

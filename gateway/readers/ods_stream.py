@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import date
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, cast
 
@@ -40,6 +41,8 @@ TABLE, ROW, CELL, COVERED = _T + "table", _T + "table-row", _T + "table-cell", _
 ROWS_REPEATED, COLS_REPEATED, NAME = _T + "number-rows-repeated", _T + "number-columns-repeated", _T + "name"
 VALUE_TYPE, VALUE, DATE, TIME = _O + "value-type", _O + "value", _O + "date-value", _O + "time-value"
 BOOLEAN, STRING, FORMULA = _O + "boolean-value", _O + "string-value", _T + "formula"
+NULL_DATE, DATE_VALUE = _T + "null-date", _T + "date-value"
+_NULL_DATE = re.compile(r"(1[89][0-9][0-9]|20[0-9][0-9])-([0-9][0-9])-([0-9][0-9])")  # what a null date may be
 PARAGRAPH, SPACE, SPACES, ANNOTATION = _X + "p", _X + "s", _X + "c", _O + "annotation"
 _NUMERIC = ("float", "percentage", "currency")
 
@@ -148,6 +151,9 @@ class OdsStreamReader(StreamSheetReader):
         # the plans with a compiled pattern, by their rows' count of "/>" (empty cells, mostly: rows of one
         # shape have the same), most recently used first
         self._shapes: dict[int, list[_Plan]] = {}
+        # The document's null date (``table:null-date``) as days after 1899-12-30: what a plain number in a date
+        # column counts from. Formatted dates are stored as ISO text and need none.
+        self._shift = 0
         super().__init__(path, fmt, date_columns=date_columns, limits=limits)
 
     def _events(self) -> CutEvents:
@@ -155,7 +161,7 @@ class OdsStreamReader(StreamSheetReader):
         if "content.xml" not in self._zip.namelist():
             raise InputError("the ODS file has no content.xml; save it again from the spreadsheet program",
                              file=self.file)
-        return cut_events(self._zip, "content.xml", self.file, events=("start", "end"), tags=(TABLE, ROW),
+        return cut_events(self._zip, "content.xml", self.file, events=("start", "end"), tags=(TABLE, ROW, NULL_DATE),
                           element="table:table-row", plain=self._plain_row, forbid=("table",))
 
     def _open(self, sheet: str | int | None) -> None:
@@ -166,6 +172,8 @@ class OdsStreamReader(StreamSheetReader):
             if isinstance(el, Run):
                 self._check_run(el)  # rows before the sheet: lxml would refuse them if not well-formed
                 continue
+            if el.tag == NULL_DATE and event == "end" and not names:
+                self._null_date(el.get(DATE_VALUE) or "")
             if event == "end" or el.tag != TABLE or (name := el.get(NAME)) is None:
                 if event == "end":
                     drop(el)
@@ -178,6 +186,16 @@ class OdsStreamReader(StreamSheetReader):
         events.close()
         pick_sheet(names, sheet, self.file)  # raises the reader family's message naming the sheets
         raise InputError("the workbook has no sheets", file=self.file)
+
+    def _null_date(self, value: str) -> None:
+        """Take the document's null date (1899-12-30 unless the settings say otherwise; 1904-01-01 in documents
+        made to match a Mac workbook), if it is a date of the two centuries a null date can sensibly be."""
+        m = _NULL_DATE.fullmatch(value[:10])
+        if m is not None:
+            try:
+                self._shift = (date(*(int(g) for g in m.groups())) - date(1899, 12, 30)).days
+            except ValueError:
+                pass
 
     def _raw_rows(self, bounds_only: bool = False) -> Iterator[RawRow]:
         """(row number, texts from column A, first column) for each row that holds a cell."""
@@ -206,7 +224,7 @@ class OdsStreamReader(StreamSheetReader):
                     if depth < 0:
                         return
                     continue
-                elif event == "start" or depth:
+                elif event == "start" or depth or el.tag != ROW:
                     continue  # a row of a table inside a cell is part of that cell
                 else:
                     rows = (self._element_row(el, at[0]),)
@@ -256,7 +274,7 @@ class OdsStreamReader(StreamSheetReader):
                     text = raw if decimal == "." else raw.replace(".", decimal)
                 else:
                     value = self._float(raw, col, number)
-                    text = number_cell_text(value, col in dates, decimal)
+                    text = number_cell_text(value, col in dates, decimal, shift=self._shift)
             elif kind == "date" and (raw := cell.get(DATE)) is not None:
                 text = dated.get(raw)
                 if text is None:
@@ -281,7 +299,8 @@ class OdsStreamReader(StreamSheetReader):
             if span == 1:
                 values.append(text)
             elif value is not None and dates:
-                values.extend(number_cell_text(value, c in dates, decimal) for c in range(col, col + span))
+                values.extend(number_cell_text(value, c in dates, decimal, shift=self._shift)
+                              for c in range(col, col + span))
             else:
                 values.extend([text] * span)
             if first < 0:
@@ -444,7 +463,8 @@ class OdsStreamReader(StreamSheetReader):
                 if len(v) <= 16 and PLAIN_NUMBER.fullmatch(v) and not (dates and "." not in v):
                     values[col] = v if decimal == "." else v.replace(".", decimal)
                 else:
-                    values[col] = number_cell_text(self._float(v, col, number), col in dates, decimal)
+                    values[col] = number_cell_text(self._float(v, col, number), col in dates, decimal,
+                                                   shift=self._shift)
             else:
                 text = dated.get(v)
                 if text is None:
@@ -505,7 +525,7 @@ class OdsStreamReader(StreamSheetReader):
                     cell = raw if decimal == "." else raw.replace(".", decimal)
                 else:
                     value = self._float(raw, col, number)
-                    cell = number_cell_text(value, col in dates, decimal)
+                    cell = number_cell_text(value, col in dates, decimal, shift=self._shift)
             elif kind == "date" and (raw := cell_attrs.get(DATE)) is not None:
                 cell = dated.get(raw)
                 if cell is None:
@@ -532,7 +552,8 @@ class OdsStreamReader(StreamSheetReader):
             if span == 1:
                 values.append(cell)
             elif value is not None and dates:
-                values.extend(number_cell_text(value, c in dates, decimal) for c in range(col, col + span))
+                values.extend(number_cell_text(value, c in dates, decimal, shift=self._shift)
+                              for c in range(col, col + span))
             else:
                 values.extend([cell] * span)
             if role is not None and steps is not None:

@@ -23,6 +23,7 @@ import python_calamine as calamine
 
 from gateway.errors import InputError
 from gateway.readers.base import SourceRow
+from gateway.readers.xls_datemode import xls_is_1904
 
 if TYPE_CHECKING:
     from gateway.mapping.spec import FormatSpec
@@ -40,8 +41,9 @@ class SpreadsheetReader:
         self.file = str(path)
         self._decimal = fmt.decimal_separator
         # A plain serial counts from the workbook's epoch, as a formatted date does (calamine converts only those).
-        # XLS keeps its flag in a BIFF record calamine does not show: read as the 1900 system.
-        self._serial_epoch = _EPOCH + timedelta(days=1462) if fmt.type == "xlsx" and _is_1904(self.file) else _EPOCH
+        # XLS keeps its flag in a BIFF record calamine does not show: ``xls_is_1904`` reads it.
+        is_1904 = _is_1904(self.file) if fmt.type == "xlsx" else xls_is_1904(self.file) if fmt.type == "xls" else False
+        self._serial_epoch = _EPOCH + timedelta(days=1462) if is_1904 else _EPOCH
         try:
             self._book = calamine.CalamineWorkbook.from_path(self.file)
         except Exception as exc:  # calamine raises its own and OS errors; all mean "cannot read this"

@@ -14,6 +14,7 @@ from typing import Any
 
 import openpyxl
 import pytest
+import xlwt
 from odf.opendocument import OpenDocumentSpreadsheet
 from odf.table import Table, TableCell, TableRow
 from odf.text import P
@@ -120,3 +121,57 @@ def test_ods_formula_without_value_is_named(tmp_path: Path) -> None:
     assert [r.row for r in rows] == [2, 3]
     for row in rows:
         _uncalculated(row, "Betrag")
+
+
+# ---------------------------------------------------------------- the 1904 date system
+
+def test_xls_in_the_1904_date_system_reads_plain_serials_from_1904(tmp_path: Path) -> None:
+    """Older Excel for Mac saved XLS in the 1904 system: a plain serial in a date column counts from 1904, as
+    the workbook's formatted dates do (calamine converts those by the flag; the plain ones are the gateway's)."""
+    for is_1904 in (True, False):
+        wb = xlwt.Workbook()
+        wb.dates_1904 = is_1904  # before any date is written: xlwt converts dates by it
+        ws = wb.add_sheet("Forderungen")
+        for c, name in enumerate(["Ref", "Betrag", "Datum", "Faellig"]):
+            ws.write(0, c, name)
+        ws.write(1, 0, "R1")
+        ws.write(1, 1, 12.5)
+        ws.write(1, 2, 44226 if is_1904 else 45688)  # 2025-01-31 in the workbook's system, no date format
+        ws.write(1, 3, dt.date(2025, 2, 28), xlwt.easyxf(num_format_str="DD.MM.YYYY"))
+        path = tmp_path / f"d{int(is_1904)}.xls"
+        wb.save(str(path))
+        s = spec("  type: xls", FIELDS + "  invoice_date: Faellig\n")
+        with open_reader(path, s.format, date_columns=frozenset({"Datum", "Faellig"})) as reader:
+            assert [r.values for r in reader] == [["R1", "12,5", "2025-01-31", "2025-02-28"]]
+
+
+def test_ods_null_date_of_1904_reads_plain_serials_from_1904(tmp_path: Path) -> None:
+    """ODS stores formatted dates as ISO text, so only a plain number in a date column depends on the
+    document's null date (``table:null-date``, LibreOffice's Tools > Options > Calculate > Date)."""
+    from odf.table import CalculationSettings, NullDate
+
+    for null_date, serial in (("1904-01-01", 44226), (None, 45688), ("1899-12-30", 45688)):
+        doc = OpenDocumentSpreadsheet()
+        if null_date is not None:
+            settings = CalculationSettings()
+            settings.addElement(NullDate(datevalue=null_date))
+            doc.spreadsheet.addElement(settings)
+        table = Table(name="Forderungen")
+        for values in (["Ref", "Betrag", "Datum", "Faellig"], ["R1", 12.5, serial, "2025-02-28"]):
+            row = TableRow()
+            for n, value in enumerate(values):
+                if isinstance(value, str) and n == 3 and value[0].isdigit():
+                    row.addElement(TableCell(valuetype="date", datevalue=value))
+                elif isinstance(value, str):
+                    cell = TableCell(valuetype="string")
+                    cell.addElement(P(text=value))
+                    row.addElement(cell)
+                else:
+                    row.addElement(TableCell(valuetype="float", value=value))
+            table.addElement(row)
+        doc.spreadsheet.addElement(table)
+        path = tmp_path / f"n{serial}{null_date}.ods"
+        doc.save(str(path))
+        s = spec("  type: ods", FIELDS + "  invoice_date: Faellig\n")
+        with open_reader(path, s.format, date_columns=frozenset({"Datum", "Faellig"})) as reader:
+            assert [r.values for r in reader] == [["R1", "12,5", "2025-01-31", "2025-02-28"]], null_date

@@ -1,0 +1,108 @@
+"""Whether an XLS workbook counts dates in the 1904 system (older Excel for Mac), which calamine does not tell.
+
+calamine converts the cells with a date format by the workbook's flag, but a plain serial in a date column is
+converted by ``SpreadsheetReader``, which must know the flag too. It is the BIFF record DATEMODE (0x0022) in
+the workbook globals at the start of the ``Workbook`` (BIFF8) or ``Book`` (BIFF5) stream of the OLE2 compound
+file. This reads just that: the compound file's header, its FAT (or mini FAT for a small stream), the
+directory, and the first records of the stream. Every chain walk and read is bounded by the file's size, so a
+damaged or hostile file ends the walk; anything unexpected means "not 1904" (calamine judges the file).
+"""
+
+from __future__ import annotations
+
+import struct
+
+_SIGNATURE = bytes.fromhex("D0CF11E0A1B11AE1")
+_END_OF_CHAIN = 0xFFFFFFFE
+_DATEMODE, _EOF, _FILEPASS = 0x0022, 0x000A, 0x002F
+_GLOBALS_BYTES = 1 << 20  # DATEMODE comes among the first records; more than this is no workbook globals
+
+
+class _Bad(Exception):
+    """The compound file is not as the format describes it."""
+
+
+def xls_is_1904(path: str) -> bool:
+    """True if the XLS workbook at ``path`` declares the 1904 date system; False when not, or unreadable."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+        return _datemode(_workbook_stream(data)) == 1
+    except (OSError, _Bad, struct.error, IndexError, ValueError):
+        return False
+
+
+def _workbook_stream(data: bytes) -> bytes:
+    if data[:8] != _SIGNATURE or len(data) < 512:
+        raise _Bad
+    shift, mini_shift = struct.unpack_from("<HH", data, 0x1E)
+    if shift not in (9, 12) or mini_shift != 6:
+        raise _Bad
+    size = 1 << shift
+    n_fat, first_dir = struct.unpack_from("<II", data, 0x2C)
+    cutoff, first_minifat, _n_minifat, first_difat, n_difat = struct.unpack_from("<IIIII", data, 0x38)
+    sectors = (len(data) - size) // size + 1
+    limit = sectors + 1  # no chain in the file is longer
+
+    def sector(n: int) -> bytes:
+        if n >= sectors:
+            raise _Bad
+        return data[(n + 1) * size:(n + 2) * size]
+
+    difat = list(struct.unpack_from("<109I", data, 0x4C))
+    n, walked = first_difat, 0
+    while n_difat and n != _END_OF_CHAIN and walked < min(n_difat, limit):
+        block = struct.unpack(f"<{size // 4}I", sector(n))
+        difat += block[:-1]
+        n, walked = block[-1], walked + 1
+    fat_bytes = b"".join(sector(s) for s in difat[:min(n_fat, limit)] if s < sectors)
+    fat = struct.unpack(f"<{len(fat_bytes) // 4}I", fat_bytes[:len(fat_bytes) // 4 * 4])
+
+    def chain(start: int, table: tuple[int, ...], most: int) -> list[int]:
+        out: list[int] = []
+        while start != _END_OF_CHAIN and len(out) < most:
+            if start >= len(table):
+                raise _Bad
+            out.append(start)
+            start = table[start]
+        return out
+
+    directory = b"".join(sector(s) for s in chain(first_dir, fat, limit))
+    root: tuple[int, int] | None = None
+    book: tuple[int, int] | None = None
+    for at in range(0, len(directory) - 127, 128):
+        entry = directory[at:at + 128]
+        length, kind = struct.unpack_from("<HB", entry, 64)
+        name = entry[:max(0, min(length, 64) - 2)].decode("utf-16-le", "replace")
+        start, stream_size = struct.unpack_from("<IQ", entry, 116)
+        if size == 512:
+            stream_size &= 0xFFFFFFFF  # version 3 files: the high half may hold junk
+        if kind == 5:
+            root = (start, stream_size)
+        elif kind == 2 and name in ("Workbook", "Book") and (book is None or name == "Workbook"):
+            book = (start, stream_size)
+    if book is None:
+        raise _Bad
+    start, length = book
+    want = min(length, _GLOBALS_BYTES)
+    if length >= cutoff:
+        return b"".join(sector(s) for s in chain(start, fat, want // size + 1))[:want]
+    if root is None:
+        raise _Bad
+    mini_bytes = b"".join(sector(s) for s in chain(first_minifat, fat, limit))
+    minifat = struct.unpack(f"<{len(mini_bytes) // 4}I", mini_bytes[:len(mini_bytes) // 4 * 4])
+    container = b"".join(sector(s) for s in chain(root[0], fat, limit))
+    return b"".join(container[m * 64:(m + 1) * 64] for m in chain(start, minifat, want // 64 + 1))[:want]
+
+
+def _datemode(stream: bytes) -> int:
+    """The DATEMODE of the workbook globals (0 if it has none before their EOF, or they are encrypted)."""
+    at = 0
+    while at + 4 <= len(stream):
+        kind, length = struct.unpack_from("<HH", stream, at)
+        if kind == _DATEMODE and length >= 2:
+            return int(struct.unpack_from("<H", stream, at + 4)[0])
+        if kind in (_EOF, _FILEPASS) and at:
+            return 0
+        at += 4 + length
+    return 0

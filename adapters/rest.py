@@ -11,6 +11,7 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
+import json
 import os
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -20,10 +21,15 @@ import msgspec
 
 from adapters.base import (Batch, Operation, OperationResult, OperationsMixin, PartnerUpdate, Receipt, UpdatePage,
                            confirmed_references, safe_code)
+from adapters.http_exchange import (DEFAULT_DEADLINE, DEFAULT_MAX_ANSWER_BYTES, Answer, AnswerEncoding,
+                                    AnswerTooLarge, Exchange)
 from gateway.errors import ConfigError, DeliveryError
 
 SIGNATURE_HEADER = "X-Signature-SHA256"
 _RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+# Refused credentials are not retried: the row is dead at once and alerted, and the error says what to mend.
+_AUTH = {401: ": the partner refused the gateway's credentials (option token_env)",
+         403: ": the partner refused the gateway's credentials or this call (option token_env)"}
 _updates = msgspec.json.Decoder(list[PartnerUpdate])
 
 
@@ -56,30 +62,49 @@ class HttpAdapter(OperationsMixin):
         token_env = options.get("token_env")
         if token_env and os.environ.get(str(token_env)):
             headers["Authorization"] = f"Bearer {os.environ[str(token_env)]}"
-        self.client = httpx.Client(base_url=url.rstrip("/"), headers=headers,
-                                   timeout=float(options.get("timeout", 30.0)))
+        timeout = float(options.get("timeout", 30.0))
+        # Only for ``gateway partners test``; the adapter's own calls go through ``self.exchange``.
+        self.client = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
+        # ``timeout`` bounds each network step; ``deadline`` the whole call, however slowly the partner answers.
+        deadline = float(options.get("deadline", DEFAULT_DEADLINE))
+        max_bytes = int(options.get("max_answer_bytes", DEFAULT_MAX_ANSWER_BYTES))
+        if deadline <= 0 or max_bytes <= 0:
+            raise ConfigError("options 'deadline' (seconds) and 'max_answer_bytes' must be positive",
+                              key=f"partners.{partner_id}.options")
+        self.exchange = Exchange(url.rstrip("/"), headers, timeout=timeout, deadline=deadline, max_bytes=max_bytes)
 
     def _call(self, method: str, path: str, *, key: str | None = None, body: Any = None,
               params: dict[str, str] | None = None) -> Any:
         headers = {"Idempotency-Key": key} if key else {}
         where = f"partner {self.partner_id}: {method} {path}"
+        ex = self.exchange
         try:
-            r = self.client.request(method, path, json=body, params=params, headers=headers)
+            r = ex.request(method, path, json=body, params=params, headers=headers)
+        except TimeoutError:
+            raise DeliveryError(f"{where}: no whole answer within the deadline of {ex.deadline:g} s",
+                                retryable=True) from None
         except httpx.TimeoutException as exc:
             raise DeliveryError(f"{where}: timed out ({type(exc).__name__})", retryable=True) from exc
         except httpx.TransportError as exc:
             raise DeliveryError(f"{where}: {type(exc).__name__}: {exc}", retryable=True) from exc
-        if r.status_code >= 400:
+        except AnswerTooLarge as exc:  # retried: a partner's runaway answer is its trouble, and may pass
+            raise DeliveryError(f"{where}: {exc} (option max_answer_bytes); not read further",
+                                retryable=True) from None
+        except AnswerEncoding as exc:
+            raise self._malformed(where, str(exc)) from None
+        if 300 <= r.status < 400:
+            raise _redirected(where, r)
+        if r.status >= 400:
             # The partner's error text may repeat what it was sent (a debtor's name, an address): only the status
             # and an error code that is a plain token are kept, for the error column and the log alike.
-            raise DeliveryError(f"{where}: HTTP {r.status_code}{_error_code(r)}",
-                                retryable=r.status_code in _RETRY_STATUS)
+            raise DeliveryError(f"{where}: HTTP {r.status}{_error_code(r.content)}{_AUTH.get(r.status, '')}",
+                                retryable=r.status in _RETRY_STATUS)
         if not r.content:
             return None
         try:
-            return r.json()
+            return json.loads(r.content)
         except ValueError:  # a proxy's page, a half-deployed partner: it says nothing about the request
-            raise DeliveryError(f"{where}: HTTP {r.status_code} answer is not JSON "
+            raise DeliveryError(f"{where}: HTTP {r.status} answer is not JSON "
                                 f"({r.headers.get('content-type', 'no content type')[:60]}, {len(r.content)} bytes)",
                                 retryable=True) from None
 
@@ -162,12 +187,24 @@ class HttpAdapter(OperationsMixin):
                           cursor=str(following) if isinstance(following, (str, int)) and following != "" else cursor)
 
 
-def _error_code(r: httpx.Response) -> str:
+def _error_code(content: bytes) -> str:
     """`` (code X)`` when the error body is JSON naming an error code that is a plain token, else nothing."""
     try:
-        doc = r.json()
+        doc = json.loads(content)
     except ValueError:
         return ""
     code = next((safe_code(doc.get(k)) for k in ("code", "error_code", "errorCode") if isinstance(doc, dict)
                  and safe_code(doc.get(k))), None)
     return f" (code {code})" if code else ""
+
+
+def _redirected(where: str, r: Answer) -> DeliveryError:
+    """A redirect is not followed (the case file would go where the partner's server says). 301 and 308 say the
+    API moved for good: dead at once, for the operator to check the URL. Others may be a maintenance detour."""
+    try:
+        target = httpx.URL(r.headers.get("location", ""))
+        place = f"{target.scheme}://{target.host}" if target.host else "a path on the same host"
+    except httpx.InvalidURL:
+        place = "an invalid location"
+    return DeliveryError(f"{where}: HTTP {r.status} redirects to {place}; redirects are not followed "
+                         f"(check option url)", retryable=r.status not in (301, 308))

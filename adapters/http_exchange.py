@@ -1,0 +1,124 @@
+"""One HTTP exchange with a partner, bounded in time and in size whatever the partner's server does.
+
+httpx's ``timeout`` bounds each network operation, not the call: a partner that sends its answer one byte a
+second (a broken proxy, a stuck server) keeps every read within it and the call never ends, holding the
+dispatcher's lane for that partner. And ``Response.content`` keeps whatever arrives, a body of gigabytes or a
+gzip bomb decoded in one piece. So each exchange runs in a short event loop of its own under one deadline
+(``asyncio.timeout``, which ends it wherever it waits), the body is read in pieces up to a limit, and a
+``Content-Encoding: gzip``/``deflate`` body is inflated here, piece by piece under the same limit.
+
+Redirects are never followed: a case file or a debtor's data must not go to another host or over plain HTTP
+because a partner's server said so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+DEFAULT_DEADLINE = 120.0  # seconds for one whole exchange: connect, send, the answer's last byte
+DEFAULT_MAX_ANSWER_BYTES = 64 * 1024 * 1024  # an answer (decoded) larger than this is refused
+ERROR_BODY_BYTES = 64 * 1024  # of an error answer only its error code is used: the rest is not read
+
+
+class AnswerTooLarge(Exception):
+    """The answer (after decoding) is longer than the limit; nothing of it is kept."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the answer is larger than {limit} bytes")
+        self.limit = limit
+
+
+class AnswerEncoding(Exception):
+    """The answer's ``Content-Encoding`` is one the gateway did not ask for, or its data does not inflate."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: httpx.Headers
+    content: bytes  # decoded; for an error status at most ERROR_BODY_BYTES of it
+
+
+class _Inflater:
+    """Decodes ``identity``, ``gzip`` or ``deflate`` piece by piece, never holding more than the limit."""
+
+    def __init__(self, encoding: str, limit: int) -> None:
+        self.limit, self.out = limit, bytearray()
+        name = encoding.strip().lower()
+        if name in ("", "identity"):
+            self._z: Any = None
+        elif name in ("gzip", "x-gzip"):
+            self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif name == "deflate":
+            self._z = zlib.decompressobj(zlib.MAX_WBITS)
+        else:
+            raise AnswerEncoding(f"content encoding {name[:40]!r} was not asked for")
+
+    def feed(self, data: bytes) -> None:
+        if self._z is None:
+            self._keep(data)
+            return
+        try:
+            while data:
+                # at most one byte past the limit: enough to know it is exceeded, never a bomb's whole output
+                room = self.limit + 1 - len(self.out)
+                piece = self._z.decompress(data, room)
+                self._keep(piece)
+                data = self._z.unconsumed_tail
+        except zlib.error as exc:
+            raise AnswerEncoding(f"the answer does not inflate ({exc})") from None
+
+    def _keep(self, piece: bytes) -> None:
+        if len(self.out) + len(piece) > self.limit:
+            raise AnswerTooLarge(self.limit)
+        self.out += piece
+
+    def finish(self) -> bytes:
+        if self._z is not None:
+            self._keep(self._z.flush())
+        return bytes(self.out)
+
+
+class Exchange:
+    """Requests to one partner's base URL; each one ends by ``deadline`` and holds at most ``max_bytes``."""
+
+    def __init__(self, base_url: str, headers: Mapping[str, str], *, timeout: float, deadline: float,
+                 max_bytes: int) -> None:
+        self.base_url, self.timeout, self.deadline, self.max_bytes = base_url, timeout, deadline, max_bytes
+        # Only what the gateway can inflate under its limit: no br or zstd, whatever httpx could decode.
+        self.headers = {**headers, "Accept-Encoding": "gzip"}
+        self._tls: ssl.SSLContext | None = None
+
+    def request(self, method: str, path: str, *, json: Any = None, params: Mapping[str, str] | None = None,
+                headers: Mapping[str, str] | None = None) -> Answer:
+        """One request and its whole answer; TimeoutError past the deadline, httpx errors as raised."""
+        return asyncio.run(self._bounded(method, path, json, params, headers or {}))
+
+    async def _bounded(self, method: str, path: str, json: Any, params: Mapping[str, str] | None,
+                       headers: Mapping[str, str]) -> Answer:
+        async with asyncio.timeout(self.deadline):
+            if self._tls is None:
+                self._tls = httpx.create_ssl_context()
+            async with httpx.AsyncClient(base_url=self.base_url, headers=self.headers, timeout=self.timeout,
+                                         verify=self._tls, follow_redirects=False) as client:
+                async with client.stream(method, path, json=json, params=params, headers=headers) as r:
+                    if 300 <= r.status_code < 400:
+                        return Answer(r.status_code, r.headers, b"")
+                    limit = ERROR_BODY_BYTES if r.status_code >= 400 else self.max_bytes
+                    inflater = _Inflater(r.headers.get("content-encoding", ""), limit)
+                    try:
+                        async for chunk in r.aiter_raw():
+                            inflater.feed(chunk)
+                        content = inflater.finish()
+                    except (AnswerTooLarge, AnswerEncoding):
+                        if r.status_code < 400:
+                            raise
+                        content = b""  # an error's status says enough
+                    return Answer(r.status_code, r.headers, content)

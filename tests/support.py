@@ -80,3 +80,9 @@ def listening_port(log: Path, front: str) -> int | None:
     before serve binds it."""
     found = re.search(rf"{front}\.listening url=https?://[^/\s]+:(\d+)/", log.read_text())
     return int(found.group(1)) if found else None
+
+
+def wait_ready(proc: subprocess.Popen[str], log: Path, timeout: float = 30.0) -> None:
+    """Wait for ``serve`` to log ``serve.ready``; fails with its log if it ended instead."""
+    wait_for("serve to be ready", lambda: "serve.ready" in log.read_text() or proc.poll() is not None, timeout)
+    assert proc.poll() is None, log.read_text()

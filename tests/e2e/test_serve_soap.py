@@ -4,7 +4,6 @@ and SIGTERM stops the HTTPS server with the rest."""
 from __future__ import annotations
 
 import signal
-import subprocess
 from pathlib import Path
 
 import requests
@@ -12,9 +11,9 @@ import zeep
 from zeep.transports import Transport
 
 from tests.conftest import write_config
-from tests.e2e.test_serve_demo import GATEWAY, gateway, wait_for
+from tests.e2e.test_serve_demo import gateway, wait_for
 from tests.integration.soap.conftest import PASSWORDS, claim, client_config
-from tests.support import listening_port
+from tests.support import listening_port, serve_process, wait_ready
 
 
 def test_serve_runs_the_soap_endpoint(tmp_path: Path, db_url: str) -> None:
@@ -22,13 +21,8 @@ def test_serve_runs_the_soap_endpoint(tmp_path: Path, db_url: str) -> None:
                        soap={"enabled": True, "host": "127.0.0.1", "port": 0, "changes_settle_seconds": 0})
     assert gateway(cfg, "keys", "init").returncode == 0
     assert gateway(cfg, "db", "upgrade").returncode == 0
-    log_path = tmp_path / "serve.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([*GATEWAY, "--config", str(cfg), "serve"], stdout=log, stderr=subprocess.STDOUT,
-                                text=True, cwd=tmp_path)
-    try:
-        wait_for("serve to be ready", lambda: "serve.ready" in log_path.read_text() or proc.poll() is not None)
-        assert proc.poll() is None, log_path.read_text()
+    with serve_process(cfg) as (proc, log_path):
+        wait_ready(proc, log_path)
         port = listening_port(log_path, "soap")
         assert port, log_path.read_text()
         session = requests.Session()
@@ -46,7 +40,3 @@ def test_serve_runs_the_soap_endpoint(tmp_path: Path, db_url: str) -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0, log_path.read_text()
         assert "soap.stopped" in log_path.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()

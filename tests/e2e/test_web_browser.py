@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,8 +23,8 @@ import pytest
 
 from adapters.simulators.agency import STATUS_MAP
 from tests.conftest import ROOT, write_config
-from tests.e2e.test_serve_demo import GATEWAY, gateway
-from tests.support import listening_port, wait_for
+from tests.e2e.test_serve_demo import gateway
+from tests.support import listening_port, serve_process, wait_for, wait_ready
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists() or not CHROMEDRIVER.exists(),
@@ -108,23 +107,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     assert gateway(cfg, "db", "upgrade").returncode == 0
     (base / "inbox" / "broken" / "upload").mkdir(parents=True)
     shutil.copy(ROOT / "examples" / "demo.csv", base / "inbox" / "broken" / "upload" / "demo.csv")
-    out = base / "serve.log"
-    with open(out, "w") as log:
-        proc = subprocess.Popen([*GATEWAY, "--config", str(cfg), "serve"], stdout=log, stderr=subprocess.STDOUT,
-                                text=True, cwd=base)
-    try:
-        wait_for("serve to be ready", lambda: "serve.ready" in out.read_text() or proc.poll() is not None)
-        assert proc.poll() is None, out.read_text()
+    with serve_process(cfg) as (proc, out):
+        wait_ready(proc, out)
         port = listening_port(out, "web")
         assert port, out.read_text()
         yield f"https://127.0.0.1:{port}/", base, out
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0, out.read_text()
         assert "web.stopped" in out.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")

@@ -35,6 +35,7 @@ def sync_partner(app: App, partner_id: str) -> ApplyResult:
         raise NotFound(f"no partner '{partner_id}' (configured: {', '.join(sorted(app.config.partners)) or 'none'})")
     adapter = open_adapter(app, partner_id)
     total = ApplyResult()
+    seen: set[str | None] = set()  # cursors read from in this pull
     try:
         if not isinstance(adapter, UpdatingAdapter):
             raise NotSupported(partner_id, "fetch_updates")
@@ -44,6 +45,7 @@ def sync_partner(app: App, partner_id: str) -> ApplyResult:
             liveness.beat()
             with read_tx(app.engine) as conn:
                 cursor = get_cursor(conn, partner_id)
+            seen.add(cursor)
             page = adapter.fetch_updates(cursor)
             # A page is applied in transactions of at most APPLY_CHUNK updates, the cursor moving with the last:
             # one transaction for a page of 15,000 updates held SQLite's write lock for half a minute, and
@@ -62,6 +64,16 @@ def sync_partner(app: App, partner_id: str) -> ApplyResult:
             adapter.commit_updates(page)
             if not page.updates or page.cursor == cursor:
                 break
+            if page.cursor in seen:
+                # A cursor that goes back to one read before (a partner's paging bug) would loop to MAX_PAGES on
+                # every pull, re-reading the same pages. What the pages said is applied (each update once);
+                # the pull stops, and the sync row says why.
+                raise DeliveryError(f"partner {partner_id}: its next cursor is one this pull has read from already "
+                                    f"(after {len(seen)} pages): the partner's paging goes in a circle; the pull "
+                                    f"stops here", retryable=True)
+        else:
+            log.warning("partner_sync.cut_short partner=%s pages=%d: the rest at the next pull", partner_id,
+                        MAX_PAGES)
     except DeliveryError as exc:
         with write_tx(app.engine) as conn:
             save_cursor(conn, partner_id, get_cursor(conn, partner_id), 0, error=str(exc)[:2000], now=app.now())

@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from adapters.base import INSTRUCTION_RECEIVED, PartnerUpdate
+from adapters.base import INSTRUCTION_RECEIVED, PartnerUpdate, safe_code
 from gateway.bootstrap import App
 from gateway.domain.lifecycle import TERMINAL, Actor, Stage, State
 from gateway.domain.model import to_minor
@@ -102,14 +102,14 @@ def apply_updates(app: App, partner_id: str, updates: Sequence[PartnerUpdate], *
         if u.claim_id not in owners:
             outcome = "unknown_claim"
             log.warning("partner_updates.unknown_claim partner=%s claim=%s update=%s", partner_id, u.claim_id,
-                        u.update_id)
+                        _shown(u.update_id))
         elif u.claim_id in unsent:
             # Routed to this partner but never on its way there: the partner cannot have it (a wrong claim id, a
             # file meant for another creditor). Taken as its receipt, the claim would be reported handed over
             # and never be sent; a payment booked on it would lower what the creditor is owed.
             outcome = "not_sent"
             log.warning("partner_updates.not_sent partner=%s claim=%d update=%s", partner_id, u.claim_id,
-                        u.update_id)
+                        _shown(u.update_id))
         else:
             outcome = _apply_one(app, conn, partner_id, owners[u.claim_id], u, now)
         conn.execute(update(partner_updates).where(partner_updates.c.partner_id == partner_id,
@@ -117,6 +117,12 @@ def apply_updates(app: App, partner_id: str, updates: Sequence[PartnerUpdate], *
                      .values(outcome=outcome))
         result.add(outcome)
     return result
+
+
+def _shown(value: str) -> str:
+    """A partner's code or update id as a log may show it: a plain token verbatim; free text (a partner writing a
+    debtor's name where its code belongs, a text of megabytes) only by its length."""
+    return safe_code(value) or f"<{len(value)} characters, not a plain token>"
 
 
 def _claims_of_partner(conn: Connection, partner_id: str, ids: set[int]) -> dict[int, str]:
@@ -207,7 +213,8 @@ def _book(conn: Connection, u: PartnerUpdate, kind: str, base: dict[str, Any], n
     if not ok:
         claim_store.annotate(conn, u.claim_id, Actor.PARTNER, "partner_amount_invalid",
                              {**base, "booking": kind, "code": u.code}, now=now)
-        log.warning("partner_updates.invalid_amount claim=%d update=%s booking=%s", u.claim_id, u.update_id, kind)
+        log.warning("partner_updates.invalid_amount claim=%d update=%s booking=%s", u.claim_id, _shown(u.update_id),
+                    kind)
         return "invalid_amount"
     data = {**base, "amount": str(amount), "currency": currency, "date": u.date, **({"code": u.code} if u.code else {})}
     claim_store.annotate(conn, u.claim_id, Actor.PARTNER, kind, data, now=now)
@@ -234,7 +241,7 @@ def _apply_one(app: App, conn: Connection, partner_id: str, client_id: str, u: P
             # An id this gateway never sent this partner for this claim (a typo, another claim's instruction):
             # recorded as the partner's ack it would say a request arrived that nothing shows arrived.
             log.warning("partner_updates.unknown_instruction partner=%s claim=%d update=%s", partner_id, u.claim_id,
-                        u.update_id)
+                        _shown(u.update_id))
             return "unknown_instruction"
         received = u.code == INSTRUCTION_RECEIVED
         claim_store.annotate(conn, u.claim_id, Actor.PARTNER, "partner_ack" if received else "partner_op_failed",
@@ -244,7 +251,7 @@ def _apply_one(app: App, conn: Connection, partner_id: str, client_id: str, u: P
     if target is None:
         claim_store.annotate(conn, u.claim_id, Actor.PARTNER, "partner_status_unknown", {**base, "code": u.code},
                              now=now)
-        log.warning("partner_updates.unknown_code partner=%s code=%r claim=%d", partner_id, u.code, u.claim_id)
+        log.warning("partner_updates.unknown_code partner=%s code=%s claim=%d", partner_id, _shown(u.code), u.claim_id)
         return "unknown_code"
     state, stage = target
     data = {**base, "code": u.code, **({"stage": stage.value} if stage else {}),
@@ -253,7 +260,7 @@ def _apply_one(app: App, conn: Connection, partner_id: str, client_id: str, u: P
     if _older_than_applied(conn, u):
         # A push and a pull (or two pushes) overtook each other: the partner has moved on since this status.
         claim_store.annotate(conn, u.claim_id, Actor.PARTNER, "partner_status_stale", _not_applied(data), now=now)
-        log.info("partner_updates.stale partner=%s claim=%d update=%s", partner_id, u.claim_id, u.update_id)
+        log.info("partner_updates.stale partner=%s claim=%d update=%s", partner_id, u.claim_id, _shown(u.update_id))
         return "stale"
     try:
         if current in _UNCONFIRMED and state not in (State.HANDED_OVER, State.REJECTED):

@@ -51,6 +51,7 @@ from gateway.domain.limitation import STATUTORY, limitation_date
 from gateway.domain.sandbox import is_sandbox_client
 from gateway.errors import DeliveryError, GatewayError, KeyStoreError
 from gateway.services import batching
+from gateway.services.node import LeaseLost
 from gateway.services.operations import capabilities, run_operation
 from gateway.services.render import BatchMeta, render_each, write_batch
 from gateway.store import claims as claim_store
@@ -105,6 +106,11 @@ class Dispatcher:
                 else:
                     self._check_sandbox(item)
                     run_operation(self, item)
+            except LeaseLost:
+                # This node stood still past its lease (a frozen VM, a long pause) and another worker has the row
+                # now: it records the outcome; nothing more was sent from here once that was seen.
+                log.warning("dispatch.lease_lost outbox=%d partner=%s attempt=%d: taken over by another worker; "
+                            "not sent from here", item.id, item.partner_id, item.attempts)
             except Exception as exc:  # every failure is recorded on the row, never lost in a log line only
                 self._failed(item, exc)
 
@@ -145,6 +151,8 @@ class Dispatcher:
     def _deliver(self, item: OutboxItem) -> None:
         claim_ids: list[int] = list(item.payload["claim_ids"])
         with write_tx(self.app.engine) as conn:
+            # a row taken over while this worker stood still between leasing it and here is not touched
+            self._fence(conn, item)
             # one locked read of what every decision below needs; the transition writes from it
             locked = delivery_rows.lock(conn, claim_ids)
             if "claim_id" in item.payload:  # not a batch's field, but a hand-edited row may have it
@@ -166,17 +174,39 @@ class Dispatcher:
         receipt = None
         if batch is not None:
             adapter = self._adapter(item.partner_id)
-            receipt = self.call(item.partner_id, adapter.deliver, batch)
+            receipt = self.call(item.partner_id, adapter.deliver, batch, item=item)
         self._record(item, send, receipt, unrendered)
 
-    def call(self, partner_id: str, fn: Callable[[T], R], arg: T) -> R:
-        """Call the adapter with quick in-attempt retries (tenacity) on what it declares retryable."""
+    def call(self, partner_id: str, fn: Callable[[T], R], arg: T, *, item: OutboxItem | None = None) -> R:
+        """Call the adapter with quick in-attempt retries (tenacity) on what it declares retryable.
+
+        ``item``: the leased row the call is for; before every try the lease is renewed, or ``LeaseLost`` is
+        raised and nothing is sent (see ``_fence``)."""
         policy = self.app.config.partners[partner_id].retry
         retrying = Retrying(stop=stop_after_attempt(max(1, policy.in_call_attempts)),
                             wait=wait_random_exponential(multiplier=policy.in_call_wait_seconds,
                                                          max=policy.in_call_wait_max_seconds),
                             retry=retry_if_exception(lambda e: self._is_retryable(partner_id, e)), reraise=True)
-        return retrying(fn, arg)
+
+        def attempt(value: T) -> R:
+            if item is not None:
+                with write_tx(self.app.engine) as conn:
+                    self._fence(conn, item)
+            return fn(value)
+
+        return retrying(attempt, arg)
+
+    def _fence(self, conn: Connection, item: OutboxItem) -> None:
+        """Renew the row's lease in ``conn``, or raise ``LeaseLost`` when another worker has taken it over.
+
+        A node frozen past its lease (SIGSTOP, a VM freeze, a long pause) wakes in the middle of its work with the
+        row leased again to another worker, which sends the same batch and records its outcome. Checked before
+        every partner call (an in-call retry included), the stale node sends nothing more; what it had sent
+        before it stood still is folded by the partner by the batch id (docs/partners.md), and its late receipt
+        settles the row only if no outcome is recorded yet (``outbox.settle_late``). A lease that merely ran out
+        while nobody took it (one node) is renewed, and the work goes on."""
+        if not outbox_store.renew(conn, item, self.app.config.dispatcher.lease_seconds, self.app.now()):
+            raise LeaseLost(f"outbox row {item.id} was taken over by another worker")
 
     def _build(self, item: OutboxItem, claim_ids: list[int],
                paid_direct: dict[int, str] | None = None) -> tuple[Batch | None, dict[int, str]]:

@@ -120,7 +120,7 @@ def run_operation(worker: Dispatcher, item: OutboxItem) -> None:
                             f"operate", retryable=False)
     op = Operation(operation=item.operation, key=f"{claim_id}:{item.partner_id}:{item.operation}:{item.id}",
                    claim_id=claim_id, partner_reference=ref, data=data)
-    result: OperationResult = worker.call(item.partner_id, adapter.operate, op)
+    result: OperationResult = worker.call(item.partner_id, adapter.operate, op, item=item)
     with write_tx(app.engine) as conn:
         if not _settle(conn, item, {"operation": item.operation, "detail": result.detail}, app):
             return
@@ -218,7 +218,7 @@ def _send_instruction(worker: Dispatcher, item: OutboxItem, adapter: Instruction
     xml = render_instruction(meta, data)
     document = Batch(batch_id=iid, partner_id=item.partner_id, filename=f"{iid}.xml.p7m",
                      payload=worker.seal(item.partner_id, xml), claim_ids=[claim_id])
-    receipt = worker.call(item.partner_id, adapter.deliver_instruction, document)
+    receipt = worker.call(item.partner_id, adapter.deliver_instruction, document, item=item)
     with write_tx(app.engine) as conn:
         if not _settle(conn, item, {"operation": item.operation, "instruction": iid,
                                     "partner_reference": receipt.partner_reference, "detail": receipt.detail}, app):

@@ -41,6 +41,9 @@ _Getter = Getter
 _DATA_LIKE = re.compile(r"^(?:[+-]?[\d.,' ]*\d[\d.,' ]*(?:[a-zA-Z€$]{0,3})|\d{1,4}[./-]\d{1,2}[./-]\d{1,4}|"
                         r"[A-Z]{2}\d{2}[A-Z0-9 ]{10,30})$")
 __all__ = ["MappedRow", "RowMapper", "compile_mapping", "date_columns"]
+# A German postcode that lost its leading zero: four digits, the first not 0 (none starts 00).
+_LOST_ZERO = re.compile(r"[1-9][0-9]{3}")
+_DEFAULT_COUNTRY = Address().country
 # Kinds whose text reaches a partner as written (amounts, dates, IBANs, enums and flags are parsed first).
 _FREE_TEXT = frozenset({Kind.TEXT, Kind.TEXT_LIST, Kind.CODE, Kind.LABELS})
 
@@ -109,7 +112,7 @@ class RowMapper:
 
     def __init__(self, spec: MappingSpec, header: list[str], steps: list[_Step], columns: dict[str, str],
                  policy: CompiledPolicy | None = None, text_cells: list[tuple[int, str]] | None = None,
-                 read_cells: list[tuple[int, str]] | None = None) -> None:
+                 read_cells: list[tuple[int, str]] | None = None, postcode_at: int | None = None) -> None:
         self.spec, self.header, self.columns = spec, header, columns
         # (position, target) of every cell a free-text field reads: screened for what XML cannot carry
         self._text_cells = text_cells or []
@@ -124,6 +127,8 @@ class RowMapper:
         self._fee_groups = [(g, kind) for g, kind in _FEE_GROUPS if any(s.group == g for s in steps)]
         self._ref_step = next(s for s in steps if s.target == "creditor_reference")
         self._columns_of: dict[str, str | None] = {}  # rule path -> column, for paths that need no claim
+        # the one cell debtor.postal_code reads (no 'when'): a number there may have lost its leading zero
+        self._postcode_at = postcode_at
         fast = generate([Field(s.group, s.attr, s.get, s.plan) for s in steps], self._width, self.policy,
                         self._partner, self.map_row_careful, MappedRow)
         self.row_source = fast[1] if fast else None  # the generated function's text (for a person reading it)
@@ -206,7 +211,8 @@ class RowMapper:
         reference = groups[CLAIM].get("creditor_reference")
         if self.policy.active:
             self.policy.apply(values, groups[CLAIM], findings, src.row)
-        claim = self._assemble(groups, client_id, findings, src.row)
+        number_postcode = bool(src.whole4) and self._postcode_at in (src.whole4 or ())
+        claim = self._assemble(groups, client_id, findings, src.row, number_postcode)
         return MappedRow(row=src.row, reference=reference, claim=claim, findings=findings)
 
     def _unsaved(self, src: SourceRow, findings: list[Finding]) -> None:
@@ -228,12 +234,14 @@ class RowMapper:
                         "values, and send it again"))
 
     def _assemble(self, groups: tuple[dict[str, Any], ...], client_id: str, findings: list[Finding],
-                  row: int) -> Claim | None:
+                  row: int, number_postcode: bool = False) -> Claim | None:
         claim_kw, debtor_kw, address, bank, interest, payment = groups[:6]
         if "kind" not in debtor_kw and (debtor_kw.get("salutation") is Salutation.COMPANY
                                         or (debtor_kw.get("company") and not debtor_kw.get("last_name"))):
             debtor_kw["kind"] = DebtorKind.BUSINESS
         if len(address) > ("country" in address):  # a default country alone is no address
+            if number_postcode:
+                self._lost_zero(address, findings, row)
             if debtor_kw.get("kind") is DebtorKind.BUSINESS:
                 address.setdefault("kind", AddressKind.BUSINESS)
             debtor_kw["addresses"] = [Address(**address)]
@@ -258,6 +266,28 @@ class RowMapper:
         if findings and any(f.severity is Severity.ERROR for f in findings):
             return None
         return Claim(client_id=client_id, debtor=Debtor(**debtor_kw), **claim_kw)
+
+    def _lost_zero(self, address: dict[str, Any], findings: list[Finding], row: int) -> None:
+        """A German postcode read from a spreadsheet's number cell of four digits is one whose leading zero the
+        spreadsheet dropped (01067 typed into a General cell is stored as the number 1067): every German postcode
+        has five digits, none starts 00, and a number cannot keep a leading zero. The zero is put back, and a
+        warning says so. Text of four digits (a CSV, an XML export, a text cell) stays as written: it may be a
+        lost zero or a mistyped code (``2610`` for Uelzen's 29525), which the rules then reject; a client whose
+        exports lose the zero maps the column with ``zero_pad: 5``."""
+        code = address.get("postal_code")
+        if (code is None or len(code) != 4 or not _LOST_ZERO.fullmatch(code)
+                or address.get("country", _DEFAULT_COUNTRY) != "DE"):
+            return
+        address["postal_code"] = "0" + code
+        message = ("a German postal code has 5 digits: this one has 4, taken as one whose leading zero was lost (a "
+                   "spreadsheet stored it as a number) and a 0 put in front; if the address is not in Germany, "
+                   "give its country")
+        findings.append(Finding(
+            code=codes.INVALID_VALUE, field="debtor.postal_code", severity=Severity.WARNING, row=row,
+            column=self.columns.get("debtor.postal_code"), message=message,
+            client_message=f"German postal code '{code}' has 4 digits: taken as '0{code}' (the leading zero was lost "
+                           "when a spreadsheet stored it as a number); if the address is not in Germany, give its "
+                           "country"))
 
     def _complete(self, kw: dict[str, Any], needed: tuple[str, ...], prefix: str, row: int,
                   findings: list[Finding]) -> bool:
@@ -316,8 +346,11 @@ def compile_mapping(spec: MappingSpec, header: list[str], *, file: str, header_r
         read_cells.update((i, name) for i in read)
         if target.kind in _FREE_TEXT:
             text_cells.update((i, name) for i in read)
+    postcode = spec.fields.get("debtor.postal_code")
+    postcode_at = (index.find(postcode.source_columns[0], "debtor.postal_code")
+                   if postcode is not None and postcode.when is None and len(postcode.source_columns) == 1 else None)
     return RowMapper(spec, list(header), steps, columns, policy=compile_policy(spec, index),
-                     text_cells=sorted(text_cells), read_cells=sorted(read_cells))
+                     text_cells=sorted(text_cells), read_cells=sorted(read_cells), postcode_at=postcode_at)
 
 
 def _read_positions(field: FieldSpec, index: _HeaderIndex, name: str) -> list[int]:

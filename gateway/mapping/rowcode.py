@@ -258,6 +258,10 @@ def _assemble(w: _Writer, local: dict[tuple[int, str], str], sure: set[str], pol
 
     # Address: any part but a (default) country makes one.
     parts = sorted(a for g, a in local if g == ADDRESS)
+    postcode = get(ADDRESS, "postal_code")
+    if postcode is not None:  # a number cell of four digits may be a German postcode that lost its zero
+        w.line(1, f"if src.whole4 is not None and {postcode} is not None and len({postcode}) == 4:")
+        w.line(2, back)
     if [a for a in parts if a != "country"]:
         w.line(1, "if " + " or ".join(f"{local[(ADDRESS, a)]} is not None" for a in parts if a != "country") + ":")
         args = _kwargs(w, sure, Address, {a: local[(ADDRESS, a)] for a in parts})

@@ -41,7 +41,9 @@ class SourceRow(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     ``sheet`` names the worksheet of a spreadsheet row, ``xpath`` the element an XML record came from.
     ``unsaved`` lists the positions in ``values`` of cells that hold a formula without a saved value (a
     workbook written by a program that does not calculate): their text is empty, but not because the
-    client left them empty, and the mapping says so where it reads one.
+    client left them empty, and the mapping says so where it reads one. ``whole4`` lists the positions of
+    number cells (not text) holding a whole number of four digits, 1000-9999: a German postcode there lost
+    its leading zero when the spreadsheet stored it as a number (01067 -> 1067), which the mapping puts back.
     """
 
     row: int
@@ -49,6 +51,7 @@ class SourceRow(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     sheet: str | None = None
     xpath: str | None = None
     unsaved: list[int] | None = None
+    whole4: list[int] | None = None
 
 
 class Reader(Protocol):

@@ -251,6 +251,7 @@ class OdsStreamReader(StreamSheetReader):
         values: list[str] = []
         first, col = -1, 0
         unsaved: list[int] | None = None
+        whole4: list[int] | None = None
         for cell in el:
             if cell.tag != CELL and cell.tag != COVERED:
                 continue
@@ -275,6 +276,8 @@ class OdsStreamReader(StreamSheetReader):
                 else:
                     value = self._float(raw, col, number)
                     text = number_cell_text(value, col in dates, decimal, shift=self._shift)
+                if raw is not None and len(raw) == 4 and span == 1 and raw.isdigit() and raw[0] != "0":
+                    whole4 = [*(whole4 or ()), col]  # perhaps a postcode that lost its zero
             elif kind == "date" and (raw := cell.get(DATE)) is not None:
                 text = dated.get(raw)
                 if text is None:
@@ -309,6 +312,8 @@ class OdsStreamReader(StreamSheetReader):
         drop(el)
         if unsaved is not None:
             self.note_unsaved(number, number + repeat - 1, unsaved)
+        if whole4 is not None:
+            self.note_whole4(number, number + repeat - 1, whole4)
         return repeat, values, first
 
     def _plain_row(self, text: str, pos: int) -> tuple[int, PlainRow] | None:
@@ -455,11 +460,14 @@ class OdsStreamReader(StreamSheetReader):
         decimal, dates, dated = self._decimal, self.date_cols, self._dated
         repeat = int(dict(row_attrs).get(ROWS_REPEATED) or 1)
         values = plan.base.copy()
+        planned4: list[int] = []
         for code, col, k in plan.steps:
             v = open_[k]
             if code == P:
                 values[col] = v
             elif code == NUM:
+                if len(v) == 4 and v.isdigit() and v[0] != "0":
+                    planned4.append(col)
                 if len(v) <= 16 and PLAIN_NUMBER.fullmatch(v) and not (dates and "." not in v):
                     values[col] = v if decimal == "." else v.replace(".", decimal)
                 else:
@@ -472,6 +480,8 @@ class OdsStreamReader(StreamSheetReader):
                         dated.clear()
                     text = dated[v] = iso_text(v)
                 values[col] = text
+        if planned4:
+            self.note_whole4(number, number + repeat - 1, planned4)
         return repeat, values, plan.first
 
     def _cells(self, row_attrs: list[tuple[str, str]], cells: list[tuple[str, str, str]],
@@ -491,6 +501,7 @@ class OdsStreamReader(StreamSheetReader):
         values: list[str] = []
         first, col = -1, 0
         unsaved: list[int] | None = None
+        whole4: list[int] | None = None
         for (_, attrs, paragraph), got in zip(cells, every):
             cell_attrs = dict(got)
             spans = cell_attrs.get(COLS_REPEATED)
@@ -526,6 +537,8 @@ class OdsStreamReader(StreamSheetReader):
                 else:
                     value = self._float(raw, col, number)
                     cell = number_cell_text(value, col in dates, decimal, shift=self._shift)
+                if raw is not None and len(raw) == 4 and span == 1 and raw.isdigit() and raw[0] != "0":
+                    whole4 = [*(whole4 or ()), col]  # perhaps a postcode that lost its zero
             elif kind == "date" and (raw := cell_attrs.get(DATE)) is not None:
                 cell = dated.get(raw)
                 if cell is None:
@@ -565,6 +578,8 @@ class OdsStreamReader(StreamSheetReader):
             steps.append((-1, -1, -1))  # the open values were not all found where the plan would look
         if unsaved is not None:
             self.note_unsaved(number, number + repeat - 1, unsaved)
+        if whole4 is not None:
+            self.note_whole4(number, number + repeat - 1, whole4)
         return repeat, values, first
 
     def _float(self, raw: str, col: int, number: int) -> float:

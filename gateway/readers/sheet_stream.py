@@ -404,6 +404,7 @@ class StreamSheetReader:
         # The rows (first, last: an ODS row may repeat) and columns of the latest row read with a formula cell
         # that has no saved value; ``_shape`` puts the columns on the row. Not noted in the bounds pass.
         self._unsaved: tuple[int, int, list[int]] | None = None
+        self._whole4: tuple[int, int, list[int]] | None = None  # the same for number cells of 1000-9999
         self._noting = True
         self._zip: zipfile.ZipFile | None = None
         try:
@@ -457,6 +458,11 @@ class StreamSheetReader:
         if self._noting:
             self._unsaved = (first, last, columns)
 
+    def note_whole4(self, first: int, last: int, columns: list[int]) -> None:
+        """Rows ``first``..``last`` have number cells of four whole digits (1000-9999) in ``columns``."""
+        if self._noting:
+            self._whole4 = (first, last, columns)
+
     def _scan(self) -> tuple[int, int]:
         """The leftmost and rightmost column any cell of the sheet uses (a second pass, only when needed)."""
         if self._bounds is None:
@@ -500,7 +506,7 @@ class StreamSheetReader:
 
     def _shape(self, raw: RawRow, left: int, width: int, sheet: str) -> Iterator[SourceRow]:
         number, values, _ = raw
-        unsaved = self._unsaved
+        unsaved, whole4 = self._unsaved, self._whole4
         if left:
             values = values[left:]
         if not "".join(values).strip():
@@ -513,9 +519,10 @@ class StreamSheetReader:
                 del values[width:]
         elif n < width:
             values.extend([""] * (width - n))
-        if unsaved is not None and unsaved[0] <= number <= unsaved[1]:
-            at = [c - left for c in unsaved[2] if 0 <= c - left < len(values)]
-            yield SourceRow(number, values, sheet, unsaved=at or None)
+        if (unsaved is not None and unsaved[0] <= number <= unsaved[1]
+                or whole4 is not None and whole4[0] <= number <= whole4[1]):
+            yield SourceRow(number, values, sheet, unsaved=_at(unsaved, number, left, len(values)),
+                            whole4=_at(whole4, number, left, len(values)))
             return
         yield SourceRow(number, values, sheet)
 
@@ -534,6 +541,13 @@ class StreamSheetReader:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+def _at(noted: tuple[int, int, list[int]] | None, number: int, left: int, width: int) -> list[int] | None:
+    """The positions in the row's values of the columns noted for row ``number`` (None: none)."""
+    if noted is None or not noted[0] <= number <= noted[1]:
+        return None
+    return [c - left for c in noted[2] if 0 <= c - left < width] or None
 
 
 def _reason(exc: BaseException) -> str:

@@ -112,7 +112,10 @@ class SpreadsheetReader:
                 del values[width:]
             elif len(values) < width:
                 values.extend([""] * (width - len(values)))
-            yield SourceRow(self._line, values, sheet)
+            # number cells of four whole digits: perhaps a postcode that lost its leading zero (SourceRow.whole4)
+            whole4 = [i for i, c in enumerate(cells[:len(values)]) if c.__class__ in (int, float) and 1000 <= c <= 9999
+                      and float(c).is_integer()]
+            yield SourceRow(self._line, values, sheet, whole4=whole4 or None)
 
     def _text(self, cell: Any, is_date: bool) -> str:
         if isinstance(cell, str):

@@ -420,6 +420,7 @@ class XlsxStreamReader(StreamSheetReader):
         values: list[str] = []
         first = col = -1
         unsaved: list[int] | None = None
+        whole4: list[int] | None = None  # number cells 1000-9999: perhaps a postcode that lost its zero
         for c in row:
             if c.tag != c_tag:
                 continue
@@ -448,6 +449,8 @@ class XlsxStreamReader(StreamSheetReader):
                                 text = dated[kind, v] = serial_text(self._float(v, col), kind, is_1904, decimal)
                         elif v.isascii() and v.isdigit() and len(v) < 16 and (v[0] != "0" or len(v) == 1):
                             text = number_cell_text(float(v), True, decimal, is_1904) if col in dates else v
+                            if len(v) == 4:
+                                whole4 = [*(whole4 or ()), col]
                         elif len(v) <= 16 and plain(v) and "." in v:
                             text = v if decimal == "." else v.replace(".", decimal)
                         else:
@@ -485,6 +488,8 @@ class XlsxStreamReader(StreamSheetReader):
         drop(row)
         if unsaved is not None:
             self.note_unsaved(number, number, unsaved)
+        if whole4 is not None:
+            self.note_whole4(number, number, whole4)
         return number, values, first
 
     def _typed(self, t: str, v: str | None, col: int, number: int) -> str | None:
@@ -561,6 +566,7 @@ class XlsxStreamReader(StreamSheetReader):
                 try:
                     # Shared strings first, all at once; then the other cells; one gather puts them in place.
                     pool = [""]
+                    planned4: list[int] = []
                     if plan.shared is not None:
                         pool += [known(v) or shared(v) for v in plan.shared(vals)]
                     for code, col, arg, k in plan.others:
@@ -568,6 +574,8 @@ class XlsxStreamReader(StreamSheetReader):
                         if code == NUMBER:
                             if v.isascii() and v.isdigit() and len(v) < 16 and (v[0] != "0" or len(v) == 1):
                                 pool.append(number_cell_text(float(v), True, decimal, is_1904) if col in dates else v)
+                                if len(v) == 4:
+                                    planned4.append(col)
                             elif len(v) <= 16 and plain(v) and "." in v:
                                 pool.append(v if decimal == "." else v.replace(".", decimal))
                             else:
@@ -586,6 +594,8 @@ class XlsxStreamReader(StreamSheetReader):
                     pass  # read again cell by cell below, which raises for the first cell in the row's order
                 else:
                     prev[0] = number
+                    if planned4:
+                        self.note_whole4(number, number, planned4)
                     yield number, values, plan.first
                     continue
             cells = cell_findall(body)
@@ -594,6 +604,7 @@ class XlsxStreamReader(StreamSheetReader):
                     yield self._element_row(row, prev)
                 continue
             prev[0] = number
+            whole4: list[int] | None = None  # number cells 1000-9999: perhaps a postcode that lost its zero
             steps: list[tuple[int, int, Any]] | None = []
             dates = self.date_cols  # set once the header is read, which may be in the middle of a run
             values = []
@@ -624,6 +635,8 @@ class XlsxStreamReader(StreamSheetReader):
                                 cell = dated[kind, v] = serial_text(self._float(v, col), kind, is_1904, decimal)
                         elif v.isascii() and v.isdigit() and len(v) < 16 and (v[0] != "0" or len(v) == 1):
                             cell = number_cell_text(float(v), True, decimal, is_1904) if col in dates else v
+                            if len(v) == 4:
+                                whole4 = [*(whole4 or ()), col]
                         elif len(v) <= 16 and plain(v) and "." in v:
                             cell = v if decimal == "." else v.replace(".", decimal)
                         else:
@@ -659,6 +672,8 @@ class XlsxStreamReader(StreamSheetReader):
                 parts = vsplit(body)
                 if len(steps) == len(parts) // 2:
                     self._remember(parts, steps, len(values), first, body.count("<c "))
+            if whole4:
+                self.note_whole4(number, number, whole4)
             yield number, values, first
 
     def _remember(self, parts: list[str], steps: list[tuple[int, int, Any]], width: int, first: int,

@@ -14,6 +14,7 @@ from typing import Any
 
 import openpyxl
 import pytest
+import xlsxwriter
 import xlwt
 from odf.opendocument import OpenDocumentSpreadsheet
 from odf.table import Table, TableCell, TableRow
@@ -175,3 +176,109 @@ def test_ods_null_date_of_1904_reads_plain_serials_from_1904(tmp_path: Path) -> 
         s = spec("  type: ods", FIELDS + "  invoice_date: Faellig\n")
         with open_reader(path, s.format, date_columns=frozenset({"Datum", "Faellig"})) as reader:
             assert [r.values for r in reader] == [["R1", "12,5", "2025-01-31", "2025-02-28"]], null_date
+
+
+# ---------------------------------------------------------------- German postcodes that lost their leading zero
+
+ADDRESS = FIELDS + "  debtor.last_name: Name\n  debtor.postal_code: PLZ\n  debtor.city: Ort\n"
+
+
+def _padded(row: Any, column: str = "PLZ") -> None:
+    assert row.claim is not None
+    assert row.claim.debtor.addresses[0].postal_code == "01067"
+    assert [(f.code, f.severity.value, f.column, f.row) for f in row.findings] == [
+        ("invalid_value", "warning", column, row.row)]
+    assert "1067" not in row.findings[0].message  # the stored text names no value; the client's ack may
+    assert "leading zero" in row.findings[0].message and "'1067'" in row.findings[0].for_client()
+
+
+def postcode_rows() -> list[list[Any]]:
+    return [["Ref", "Betrag", "Datum", "Name", "PLZ", "Ort", "Land"],
+            ["R1", 10, dt.date(2025, 1, 31), "Muster", 1067, "Dresden", None],  # no country: the default, DE
+            ["R2", 10, dt.date(2025, 1, 31), "Muster", 1067, "Dresden", "DE"],
+            ["R3", 10, dt.date(2025, 1, 31), "Muster", "1010", "Wien", "AT"],  # four digits abroad: as it is
+            ["R4", 10, dt.date(2025, 1, 31), "Muster", 1010, "Wien", "AT"],
+            ["R5", 10, dt.date(2025, 1, 31), "Muster", 10115, "Berlin", None],
+            ["R6", 10, dt.date(2025, 1, 31), "Muster", 123, "Irgendwo", None],  # not a lost zero: as it is
+            ["R7", 10, dt.date(2025, 1, 31), "Muster", "2610", "Uelzen", "DE"]]  # text: a typo as likely (29525)
+
+
+def _postcodes_as_written(rows: list[Any]) -> None:
+    _padded(rows[0])
+    _padded(rows[1])
+    for row, code in zip(rows[2:], ["1010", "1010", "10115", "123", "2610"]):
+        assert row.claim.debtor.addresses[0].postal_code == code and row.findings == [], row.row
+
+
+@pytest.mark.parametrize("writer", ["openpyxl", "xlsxwriter"])
+def test_xlsx_number_postcode_of_a_german_address_gets_its_zero_back(tmp_path: Path, writer: str) -> None:
+    """Excel stores 01067 typed into a General cell as the number 1067; a German postcode has 5 digits.
+    xlsxwriter's rows of one shape are read by the reader's row plans, openpyxl's (inline strings) cell by cell."""
+    path = tmp_path / "plz.xlsx"
+    rows = postcode_rows()
+    rows += [[f"S{n}", 10, dt.date(2025, 1, 31), "Muster", 1067 + n, "Dresden", "DE"] for n in range(20)]
+    if writer == "openpyxl":
+        wb = openpyxl.Workbook()
+        ws = wb.active
+        for values in rows:
+            ws.append(values)
+        wb.save(path)
+    else:
+        book = xlsxwriter.Workbook(str(path))
+        sheet = book.add_worksheet()
+        day = book.add_format({"num_format": "dd.mm.yyyy"})
+        for r, values in enumerate(rows):
+            for c, value in enumerate(values):
+                if value is not None:
+                    sheet.write(r, c, value, day if isinstance(value, dt.date) else None)
+        book.close()
+    got = mapped(path, spec("  type: xlsx", ADDRESS + "  debtor.country: Land\n"))
+    _postcodes_as_written(got[:7])
+    assert [r.claim.debtor.addresses[0].postal_code for r in got[7:]] == [f"0{1067 + n}" for n in range(20)]
+    assert all(len(r.findings) == 1 for r in got[7:])
+
+
+def test_xls_and_ods_number_postcode_of_a_german_address_gets_its_zero_back(tmp_path: Path) -> None:
+    wb = xlwt.Workbook()
+    ws = wb.add_sheet("Forderungen")
+    doc = OpenDocumentSpreadsheet()
+    table = Table(name="Forderungen")
+    for r, values in enumerate(postcode_rows()):
+        row = TableRow()
+        for c, value in enumerate(values):
+            if isinstance(value, dt.date):
+                ws.write(r, c, value, xlwt.easyxf(num_format_str="DD.MM.YYYY"))
+                row.addElement(TableCell(valuetype="date", datevalue=value.isoformat()))
+            elif isinstance(value, int):
+                ws.write(r, c, value)
+                row.addElement(TableCell(valuetype="float", value=value))
+            elif value is None:
+                row.addElement(TableCell())
+            else:
+                ws.write(r, c, value)
+                cell = TableCell(valuetype="string")
+                cell.addElement(P(text=value))
+                row.addElement(cell)
+        table.addElement(row)
+    doc.spreadsheet.addElement(table)
+    wb.save(str(tmp_path / "plz.xls"))
+    doc.save(str(tmp_path / "plz.ods"))
+    for kind in ("xls", "ods"):
+        rows = mapped(tmp_path / f"plz.{kind}", spec(f"  type: {kind}", ADDRESS + "  debtor.country: Land\n"))
+        _postcodes_as_written(rows)
+
+
+def test_csv_postcode_of_four_digits_stays_as_written(tmp_path: Path) -> None:
+    """A CSV carries text: "1067" may be a zero Excel dropped before the export, or a mistyped code; the rules
+    reject it as a German postcode, and a client whose exports lose the zero maps the column with zero_pad."""
+    path = tmp_path / "plz.csv"
+    path.write_text("Ref;Betrag;Datum;Name;PLZ;Ort;Land\n"
+                    "R1;10;31.01.2025;Muster;1067;Dresden;\n"
+                    "R2;10;31.01.2025;Muster;1010;Wien;AT\n", encoding="utf-8")
+    fields = ADDRESS + "  debtor.country: Land\n"
+    rows = mapped(path, spec("  type: csv", fields))
+    assert [(r.claim.debtor.addresses[0].postal_code, r.findings) for r in rows] == [("1067", []), ("1010", [])]
+    padded = mapped(path, spec("  type: csv", fields.replace(
+        "debtor.postal_code: PLZ", "debtor.postal_code: {column: PLZ, zero_pad: 5, when: {column: Land, "
+        "in: ['', DE]}, else: {column: PLZ}}")))
+    assert [r.claim.debtor.addresses[0].postal_code for r in padded] == ["01067", "1010"]

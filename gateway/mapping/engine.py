@@ -41,6 +41,10 @@ _Getter = Getter
 _DATA_LIKE = re.compile(r"^(?:[+-]?[\d.,' ]*\d[\d.,' ]*(?:[a-zA-Z€$]{0,3})|\d{1,4}[./-]\d{1,2}[./-]\d{1,4}|"
                         r"[A-Z]{2}\d{2}[A-Z0-9 ]{10,30})$")
 __all__ = ["MappedRow", "RowMapper", "compile_mapping", "date_columns"]
+# The error values a spreadsheet cell can show (Excel's; LibreOffice writes the same into XLSX): named in a finding
+# as they are; anything else a file puts in an error cell is not quoted.
+_ERROR_VALUES = frozenset({"#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A", "#GETTING_DATA",
+                           "#SPILL!", "#CALC!", "#FIELD!", "#BLOCKED!", "#CONNECT!", "#BUSY!", "#UNKNOWN!"})
 # A German postcode that lost its leading zero: four digits, the first not 0 (none starts 00).
 _LOST_ZERO = re.compile(r"[1-9][0-9]{3}")
 _DEFAULT_COUNTRY = Address().country
@@ -206,8 +210,8 @@ class RowMapper:
                     code=codes.INVALID_VALUE, field=target, row=src.row, column=self.header[i],
                     message=f"holds the control character U+{ord(bad.group()):04X}, which no partner's XML can "
                             "carry; remove it from the cell (line breaks and tabs are fine)"))
-        if src.unsaved:
-            self._unsaved(src, findings)
+        if src.unsaved or src.errors:
+            self._unusable_cells(src, findings)
         reference = groups[CLAIM].get("creditor_reference")
         if self.policy.active:
             self.policy.apply(values, groups[CLAIM], findings, src.row)
@@ -215,23 +219,32 @@ class RowMapper:
         claim = self._assemble(groups, client_id, findings, src.row, number_postcode)
         return MappedRow(row=src.row, reference=reference, claim=claim, findings=findings)
 
-    def _unsaved(self, src: SourceRow, findings: list[Finding]) -> None:
-        """A field reading a cell whose formula has no saved value (a workbook no spreadsheet program calculated)
-        gets that said, not "is empty" or nothing: the value the client meant is not in the file at all."""
-        unsaved = set(src.unsaved or ())
+    def _unusable_cells(self, src: SourceRow, findings: list[Finding]) -> None:
+        """A field reading a cell whose formula has no saved value (a workbook no spreadsheet program calculated),
+        or a cell showing an error value (``#N/A``), gets that said, not "is empty" or nothing: the value the
+        client meant is not in the file."""
+        unsaved, errors = set(src.unsaved or ()), src.errors or {}
         hit: dict[str, int] = {}
         for i, target in self._read_cells:
-            if i in unsaved:
+            if i in unsaved or i in errors:
                 hit.setdefault(target, i)
         if not hit:
             return
         findings[:] = [f for f in findings if f.field not in hit]
         for target, i in hit.items():
+            if i in unsaved:
+                findings.append(Finding(
+                    code=codes.MISSING_FIELD, field=target, row=src.row, column=self.header[i],
+                    message="the cell holds a formula without a saved value (the program that wrote the file does "
+                            "not calculate formulas); open the file in the spreadsheet program and save it, or "
+                            "export the values, and send it again"))
+                continue
+            shown = errors[i] if errors[i] in _ERROR_VALUES else "an error value"
+            why = " (a lookup such as VLOOKUP/SVERWEIS found nothing)" if shown == "#N/A" else ""
             findings.append(Finding(
-                code=codes.MISSING_FIELD, field=target, row=src.row, column=self.header[i],
-                message="the cell holds a formula without a saved value (the program that wrote the file does not "
-                        "calculate formulas); open the file in the spreadsheet program and save it, or export the "
-                        "values, and send it again"))
+                code=codes.INVALID_VALUE, field=target, row=src.row, column=self.header[i],
+                message=f"the cell shows {shown}{why}: its formula failed, so the file holds no value there; "
+                        "correct it in the spreadsheet and send the file again"))
 
     def _assemble(self, groups: tuple[dict[str, Any], ...], client_id: str, findings: list[Finding],
                   row: int, number_postcode: bool = False) -> Claim | None:

@@ -95,7 +95,8 @@ def _source(fields: Sequence[Field], width: int, policy: CompiledPolicy, partner
     w = _Writer()
     back = f"return {w.bind(careful, 'careful')}(src, client_id)"
     w.line(0, "def map_row(src, client_id):")
-    w.line(1, "if src.unsaved is not None:")  # a formula without a saved value: the careful path names it
+    # a formula without a saved value, a cell showing an error value: the careful path names them
+    w.line(1, "if src.unsaved is not None or src.errors is not None:")
     w.line(2, back)
     w.line(1, "values = src.values")
     # isprintable and isascii clear the common row at once; a tab, a no-break space, an umlaut is looked at

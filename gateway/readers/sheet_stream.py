@@ -405,6 +405,7 @@ class StreamSheetReader:
         # that has no saved value; ``_shape`` puts the columns on the row. Not noted in the bounds pass.
         self._unsaved: tuple[int, int, list[int]] | None = None
         self._whole4: tuple[int, int, list[int]] | None = None  # the same for number cells of 1000-9999
+        self._errors: tuple[int, dict[int, str]] | None = None  # the row and its cells showing an error value
         self._noting = True
         self._zip: zipfile.ZipFile | None = None
         try:
@@ -458,6 +459,13 @@ class StreamSheetReader:
         if self._noting:
             self._unsaved = (first, last, columns)
 
+    def note_error(self, row: int, column: int, value: str) -> None:
+        """The cell of ``row`` in ``column`` shows the error value ``value`` (``#N/A``)."""
+        if self._noting:
+            if self._errors is None or self._errors[0] != row:
+                self._errors = (row, {})
+            self._errors[1][column] = value[:16]
+
     def note_whole4(self, first: int, last: int, columns: list[int]) -> None:
         """Rows ``first``..``last`` have number cells of four whole digits (1000-9999) in ``columns``."""
         if self._noting:
@@ -506,7 +514,7 @@ class StreamSheetReader:
 
     def _shape(self, raw: RawRow, left: int, width: int, sheet: str) -> Iterator[SourceRow]:
         number, values, _ = raw
-        unsaved, whole4 = self._unsaved, self._whole4
+        unsaved, whole4, errors = self._unsaved, self._whole4, self._errors
         if left:
             values = values[left:]
         if not "".join(values).strip():
@@ -520,9 +528,12 @@ class StreamSheetReader:
         elif n < width:
             values.extend([""] * (width - n))
         if (unsaved is not None and unsaved[0] <= number <= unsaved[1]
-                or whole4 is not None and whole4[0] <= number <= whole4[1]):
+                or whole4 is not None and whole4[0] <= number <= whole4[1]
+                or errors is not None and errors[0] == number):
+            shown = None if errors is None or errors[0] != number else {
+                c - left: v for c, v in errors[1].items() if 0 <= c - left < len(values)}
             yield SourceRow(number, values, sheet, unsaved=_at(unsaved, number, left, len(values)),
-                            whole4=_at(whole4, number, left, len(values)))
+                            whole4=_at(whole4, number, left, len(values)), errors=shown or None)
             return
         yield SourceRow(number, values, sheet)
 

@@ -499,7 +499,10 @@ class XlsxStreamReader(StreamSheetReader):
         if t == "b":
             return None if not v else "false" if v == "0" else "true"
         if t == "e":
-            return None if not v else ""  # calamine hands errors (#DIV/0!) over as empty
+            if not v:
+                return None
+            self.note_error(number, col, v)  # the mapping names it where a field reads the cell
+            return ""  # calamine hands errors (#DIV/0!) over as empty
         if t == "d":
             return iso_text(v or "")
         if t in ("inlineStr", "is"):

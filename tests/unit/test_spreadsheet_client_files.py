@@ -282,3 +282,50 @@ def test_csv_postcode_of_four_digits_stays_as_written(tmp_path: Path) -> None:
         "debtor.postal_code: PLZ", "debtor.postal_code: {column: PLZ, zero_pad: 5, when: {column: Land, "
         "in: ['', DE]}, else: {column: PLZ}}")))
     assert [r.claim.debtor.addresses[0].postal_code for r in padded] == ["01067", "1010"]
+
+
+# ---------------------------------------------------------------- cells that show an error value
+
+@pytest.mark.parametrize("writer", ["openpyxl", "xlsxwriter"])
+def test_xlsx_cell_showing_an_error_is_named_not_called_empty(tmp_path: Path, writer: str) -> None:
+    """#N/A from a VLOOKUP (SVERWEIS) that found nothing is common in hand-kept lists; it read as an empty cell:
+    "'Betrag' is empty" for a required field, and an optional one (a fee) was dropped without a word."""
+    rows: list[list[Any]] = [["Ref", "Betrag", "Datum", "Mahngebühr"],
+                             ["R1", "#N/A", dt.date(2025, 1, 31), 5],
+                             ["R2", 10, dt.date(2025, 1, 31), "#DIV/0!"],
+                             ["R3", 10, dt.date(2025, 1, 31), 5]]
+    rows += [[f"S{n}", 10 + n, dt.date(2025, 1, 31), "#N/A" if n == 7 else 5] for n in range(10)]
+    path = tmp_path / "e.xlsx"
+    if writer == "openpyxl":
+        wb = openpyxl.Workbook()
+        ws = wb.active
+        for values in rows:
+            ws.append(values)
+        for line in ws.iter_rows():
+            for cell in line:
+                if isinstance(cell.value, str) and cell.value.startswith("#"):
+                    cell.data_type = "e"
+        wb.save(path)
+    else:
+        book = xlsxwriter.Workbook(str(path))
+        sheet = book.add_worksheet()
+        day = book.add_format({"num_format": "dd.mm.yyyy"})
+        for r, values in enumerate(rows):
+            for c, value in enumerate(values):
+                if isinstance(value, str) and value.startswith("#"):
+                    sheet.write_formula(r, c, "=1/0" if value == "#DIV/0!" else '=VLOOKUP("x",Z1:Z2,1,FALSE)',
+                                        None, value)  # the value Excel would have saved
+                else:
+                    sheet.write(r, c, value, day if isinstance(value, dt.date) else None)
+        book.close()
+    got = mapped(path, spec("  type: xlsx", FIELDS + "  fees.dunning: Mahngebühr\n"))
+    assert [r.row for r in got] == list(range(2, 15))
+    expected = {2: ("Betrag", "#N/A"), 3: ("Mahngebühr", "#DIV/0!"), 12: ("Mahngebühr", "#N/A")}
+    for row in got:
+        if row.row not in expected:
+            assert row.claim is not None and row.findings == [], row.row
+            continue
+        column, shown = expected[row.row]
+        assert row.claim is None
+        assert [(f.code, f.column) for f in row.findings] == [("invalid_value", column)]
+        assert f"the cell shows {shown}" in row.findings[0].message and "is empty" not in row.findings[0].message

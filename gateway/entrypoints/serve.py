@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import logging.handlers
 import os
 import signal
 import socket
@@ -69,6 +70,10 @@ async def serve(app: App, *, signals: bool = True, stop: asyncio.Event | None = 
             stop.set()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal, sig)
+        # Their default action ends the process without a word, and systemd counts a SIGHUP death as clean (no
+        # restart): logrotate's postrotate or a `systemctl reload` would stop the gateway for good.
+        for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+            loop.add_signal_handler(sig, _other_signal, sig)
     loop.set_exception_handler(lambda _loop, ctx: _loop_error(sup, ctx))
     node = resolve_node_id(app)
     node_lock = NodeLock(app)
@@ -95,6 +100,20 @@ async def serve(app: App, *, signals: bool = True, stop: asyncio.Event | None = 
         hard_exit(sup.exit_code)
     log.info("serve.stopped exit_code=%d", sup.exit_code)
     return sup.exit_code
+
+
+def _other_signal(signum: int) -> None:
+    """SIGHUP, SIGUSR1, SIGUSR2: noted, nothing stops. The log file is reopened when it was moved or removed
+    (``WatchedFileHandler``, at the next line); the config file and mappings are watched and need no signal."""
+    name = signal.Signals(signum).name
+    if signum == signal.SIGHUP:
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.handlers.WatchedFileHandler):
+                handler.reopenIfNeeded()
+        log.info("serve.signal signal=%s: log file reopened if it was moved; config and mappings reload when "
+                 "their files change; still serving", name)
+    else:
+        log.info("serve.signal signal=%s: ignored; still serving (SIGTERM or SIGINT stops)", name)
 
 
 def _loop_error(sup: Supervisor, ctx: dict[str, Any]) -> None:

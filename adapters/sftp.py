@@ -67,6 +67,11 @@ class SftpAdapter(OperationsMixin):
         self.status_dir = str(options.get("status_dir", STATUS_DIR))
         self.instruction_dir = str(options.get("instruction_dir") or posixpath.join(self.upload_dir, INSTRUCTION_DIR))
         self.timeout = float(options.get("timeout", 30.0))
+        # ``timeout`` bounds the connect, the login and the SFTP work each; ``deadline`` the whole session, the
+        # start of the SFTP subsystem included (a server that logs in and then never answers the SFTP init).
+        self.deadline = float(options.get("deadline", 4 * self.timeout))
+        if self.timeout <= 0 or self.deadline <= 0:
+            raise ConfigError("options 'timeout' and 'deadline' must be positive seconds", key=f"{key}.deadline")
         # The gateway's own folder on the partner server (never touched by the partner): one marker per batch.
         self.marker_dir = str(options.get("marker_dir") or MARKER_DIR)
         # Markers older than this are pruned, so it must outlast any retry of a batch, a manual one included;
@@ -85,10 +90,19 @@ class SftpAdapter(OperationsMixin):
                 async with conn.start_sftp_client() as sftp:
                     return await asyncio.wait_for(work(sftp), self.timeout)
         try:
-            return asyncio.run(session())
+            return asyncio.run(asyncio.wait_for(session(), self.deadline))
+        except TimeoutError as exc:
+            raise DeliveryError(f"partner {self.partner_id}: {what} on {self.host}:{self.port}: no answer within the "
+                                f"deadline of {self.deadline:g} s", retryable=True) from exc
         except asyncssh.HostKeyNotVerifiable as exc:
             raise DeliveryError(f"partner {self.partner_id}: {what}: host key of {self.host}:{self.port} does not "
                                 f"match the pinned key", retryable=False) from exc
+        except asyncssh.SFTPOpUnsupported as exc:
+            # The hand-over needs rename (and a server that lacks an operation will not grow it by the next try):
+            # dead at once for the operator, not retried for a day.
+            raise DeliveryError(f"partner {self.partner_id}: {what}: the SFTP server on {self.host}:{self.port} "
+                                f"does not support an operation the gateway needs ({str(exc.reason)[:100]})",
+                                retryable=False) from exc
         except asyncssh.PermissionDenied as exc:
             raise DeliveryError(f"partner {self.partner_id}: {what}: login refused for {self.username}",
                                 retryable=False) from exc

@@ -54,8 +54,32 @@ async def _rename_into_place(sftp: asyncssh.SFTPClient, old: str, new: str) -> N
 async def _remove_quietly(sftp: asyncssh.SFTPClient, path: str) -> None:
     try:
         await sftp.remove(path)
-    except asyncssh.SFTPError:
+    except (asyncssh.Error, OSError):
         pass  # a leftover temp name is pruned later; the delivery's outcome is what matters
+
+
+async def _upload(sftp: asyncssh.SFTPClient, upload: str, payload: bytes, batch_id: str) -> None:
+    """Write the upload and check that the server holds all of it; on any failure it is removed again.
+
+    A server may take a write and keep less (a quota that truncates, a disk that fills, a file system that
+    loses it on close): renamed into place, a short file would be reported handed over. And a partial upload
+    left on a full disk keeps it full for the retry. No marker names the upload yet, so removing it is safe.
+    """
+    try:
+        async with sftp.open(upload, "wb") as fh:
+            await fh.write(payload)
+        try:
+            size = (await sftp.stat(upload)).size
+        except asyncssh.SFTPNoSuchFile:
+            size = None
+        if size != len(payload):
+            held = "nothing" if size is None else f"{size} bytes"
+            raise DeliveryError(f"batch {batch_id}: the partner's server holds {held} of the {len(payload)} bytes "
+                                f"uploaded as {posixpath.basename(upload)} (a full disk or a quota there?); sent "
+                                f"again", retryable=True)
+    except Exception:
+        await _remove_quietly(sftp, upload)
+        raise
 
 
 async def _read_marker(sftp: asyncssh.SFTPClient, marker: str, batch_id: str) -> str | None:
@@ -118,8 +142,7 @@ async def hand_over(sftp: asyncssh.SFTPClient, *, upload_dir: str, marker_dir: s
     token = secrets.token_hex(8)
     upload_name = f".{name}.{token}.part"
     upload = posixpath.join(upload_dir, upload_name)
-    async with sftp.open(upload, "wb") as fh:
-        await fh.write(payload)
+    await _upload(sftp, upload, payload, batch_id)
     if not await _place_marker(sftp, marker_dir, marker, batch_id, token, upload_name):
         await _remove_quietly(sftp, upload)  # the other attempt's upload is the one handed over
         pending = await _read_marker(sftp, marker, batch_id)

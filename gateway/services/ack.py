@@ -210,8 +210,11 @@ class AckWriter:
         else:
             self._csv.writerow(("", "", "truncated", "", "error_cap", message))
 
-    def commit(self) -> Path:
-        """Finish the file and move it into place."""
+    def seal(self) -> None:
+        """Finish the file under its temporary name, on disk: ``commit`` then only renames it (a caller that
+        renames under a lock, a lease's fence, holds it for the rename alone, not for the write and fsync)."""
+        if self._fh.closed:
+            return
         self._trailer()
         if self.xml:
             self._root.__exit__(None, None, None)
@@ -219,6 +222,10 @@ class AckWriter:
         self._fh.flush()
         os.fsync(self._fh.fileno())
         self._fh.close()
+
+    def commit(self) -> Path:
+        """Finish the file and move it into place."""
+        self.seal()
         os.replace(self._tmp, self.final)
         return self.final
 

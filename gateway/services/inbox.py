@@ -29,7 +29,7 @@ from gateway.services.client_files import LINK_REFUSED, LinkRefused, is_link
 from gateway.services.file_writers import has_writer, remove_unless_written
 from gateway.services.ingest import (MAX_RESUMES, IngestResult, ack_path_for, give_up_resume, ingest_file, resume,
                                      uncount_unless_the_files_fault)
-from gateway.services.node import client_ingest_lease, leased
+from gateway.services.node import LeaseLost, client_ingest_lease, leased
 from gateway.store import submissions as sub_store
 from gateway.store import uploads as upload_store
 from gateway.store.db import read_tx, write_tx
@@ -125,6 +125,11 @@ def resume_unfinished(app: App) -> list[IngestResult]:
                         fh.write(chunk)
                 try:
                     results.append(resume(app, current, path))
+                except LeaseLost as exc:
+                    # this node stood still past the lease (frozen, paused): the node that took the client over
+                    # finishes the submission; nothing of this resume committed after that
+                    uncount_unless_the_files_fault(app, sub["id"], exc)
+                    log.warning("ingest.resume_taken_over submission=%s: another node finishes it", sub["reference"])
                 except Exception as exc:
                     uncount_unless_the_files_fault(app, sub["id"], exc)
                     raise

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
-from sqlalchemy import RowMapping
+from sqlalchemy import Connection, RowMapping
 
 from gateway import metrics
 from gateway.bootstrap import App
@@ -195,7 +195,7 @@ def uncount_unless_the_files_fault(app: App, submission_id: int, exc: BaseExcept
     """A resume that ended with a clean stop (a deploy) or a transient fault (the database away, a full disk) is
     not the file's fault: it is not counted against the file's ``MAX_RESUMES``. What crashes the process is
     never seen here, so it stays counted."""
-    if not (isinstance(exc, Interrupted) or is_transient(exc)):
+    if not (isinstance(exc, (Interrupted, LeaseBusy)) or is_transient(exc)):  # LeaseLost: another node took over
         return
     try:
         with write_tx(app.engine) as conn:
@@ -210,10 +210,9 @@ def give_up_resume(app: App, sub: RowMapping, resumes: int) -> IngestResult:
              "reading it, most likely because of the file); it is not retried: check the file and send it again")
     name = sub["filename"] or "payload"
     ack = Path(sub["ack_path"]) if sub["ack_path"] else ack_path_for(app, sub["client_id"], name)
-    with AckWriter(ack) as w:
-        w.row(None, None, "failed", None, [Finding(code="input_error", message=error)])
-        w.commit()
-    with write_tx(app.engine) as conn:
+    writer = AckWriter(ack)
+    writer.row(None, None, "failed", None, [Finding(code="input_error", message=error)])
+    with _fenced_ack(app, writer) as conn:
         sub_store.finish(conn, sub["id"], status="failed", error=error, ack_path=str(ack))
     log.error("ingest.resume_given_up submission=%s file=%s resumes=%d", sub["reference"], name, resumes)
     return IngestResult(submission=sub["reference"], status="failed", client_id=sub["client_id"], filename=name,
@@ -265,18 +264,40 @@ def _process(app: App, spec: MappingSpec, path: Path, client_id: str, name: str,
             writer.abort()
         raise
     result.status = "completed_with_errors" if result.rejected else "completed"
-    if writer is not None:
-        writer.commit()
-    if submission is not None:
+    if submission is None:
+        if writer is not None:
+            writer.commit()
+        return result
+    with _fenced_ack(app, writer) as conn:
+        sub_store.finish(conn, submission["id"], status=result.status, counts=_counts(result),
+                         ack_path=result.ack_path)
+    log.info("ingest.done submission=%s rows=%d accepted=%d held=%d rejected=%d", result.submission,
+             result.rows, result.accepted, result.held, result.rejected)
+    metrics.finished(client_id, str(submission["channel"]), result.accepted, result.held, result.rejected,
+                     time.monotonic() - started)
+    return result
+
+
+@contextmanager
+def _fenced_ack(app: App, writer: AckWriter | None) -> Iterator[Connection]:
+    """The transaction that records a submission's outcome, with its ack moved into place inside it, under the
+    client's ingest lease: renewed first (``fence``), so the lease row stays locked (PostgreSQL; SQLite's write
+    lock) until the outcome commits. A node that stood still past its lease (frozen, paused) and was taken over
+    gets ``LeaseLost`` here and writes no ack: the node that took the submission over writes it, once (a client
+    may have fetched and removed that one already). The ack is still in place before the outcome commits
+    (nothing is reported done without its ack); a crash between the two writes the same ack again at the resume.
+    """
+    try:
+        if writer is not None:
+            writer.seal()  # written and synced before the lease is held: the rename alone is under it
         with write_tx(app.engine) as conn:
             fence(app, conn)
-            sub_store.finish(conn, submission["id"], status=result.status, counts=_counts(result),
-                             ack_path=result.ack_path)
-        log.info("ingest.done submission=%s rows=%d accepted=%d held=%d rejected=%d", result.submission,
-                 result.rows, result.accepted, result.held, result.rejected)
-        metrics.finished(client_id, str(submission["channel"]), result.accepted, result.held, result.rejected,
-                         time.monotonic() - started)
-    return result
+            if writer is not None:
+                writer.commit()
+            yield conn
+    finally:
+        if writer is not None:
+            writer.abort()  # the temp file, if the rename did not happen (a no-op after it)
 
 
 def _counts(result: IngestResult) -> sub_store.SubmissionCounts:
@@ -297,18 +318,17 @@ def _fail(app: App, result: IngestResult, submission: RowMapping | None, writer:
     result.status, result.error = "failed", str(exc)
     finding = Finding(code="input_error", message=str(exc), column=getattr(exc, "column", None),
                       client_message=f"{exc} ({detail})" if detail else None)
+    if writer is None and ack is not None:
+        writer = AckWriter(ack)
     if writer is not None:  # the rows read before the problem keep their lines
         writer.row(getattr(exc, "row", None), None, "failed", None, [finding])
-        writer.commit()
-    elif ack is not None:
-        with AckWriter(ack) as w:
-            w.row(getattr(exc, "row", None), None, "failed", None, [finding])
-            w.commit()
-    if submission is not None:
-        with write_tx(app.engine) as conn:
-            fence(app, conn)
-            sub_store.finish(conn, submission["id"], status="failed", counts=_counts(result), error=str(exc),
-                             ack_path=result.ack_path)
-        log.warning("ingest.failed submission=%s rows_stored=%d error=%s", result.submission,
-                     result.accepted + result.held, exc)
+    if submission is None:
+        if writer is not None:
+            writer.commit()
+        return result
+    with _fenced_ack(app, writer) as conn:
+        sub_store.finish(conn, submission["id"], status="failed", counts=_counts(result), error=str(exc),
+                         ack_path=result.ack_path)
+    log.warning("ingest.failed submission=%s rows_stored=%d error=%s", result.submission,
+                result.accepted + result.held, exc)
     return result

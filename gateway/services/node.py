@@ -44,8 +44,11 @@ class LeaseBusy(GatewayError):
     """The lease is held by another node (or thread): try again later."""
 
 
-class LeaseLost(GatewayError):
-    """Another node took over work this node held a lease for: what was not committed is its now."""
+class LeaseLost(LeaseBusy):
+    """Another node took over work this node held a lease for: what was not committed is its now.
+
+    A kind of ``LeaseBusy``: the work is another node's now, which is no failure of the work (a file is offered
+    again and found done or still busy; it never counts towards setting the file aside)."""
 
 
 def resolve_node_id(app: App) -> str:

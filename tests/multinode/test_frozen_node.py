@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from adapters.simulators.agency import Agency, Fault
 from adapters.simulators.http_sim import HttpAgencySimulator
@@ -151,3 +151,53 @@ def test_node_frozen_mid_delivery_past_its_lease_sends_and_records_nothing_twice
     assert (again.st_ino, again.st_mtime_ns) == (first_ack.st_ino, first_ack.st_mtime_ns)
     assert len(ack.read_text(encoding="utf-8").splitlines()) == CLAIMS + 1
     assert [p.name for p in ack.parent.iterdir()] == [ack.name]
+
+
+def test_node_frozen_in_a_resume_past_its_lease_writes_no_second_ack(
+        nodes: tuple[Path, Agency, list[subprocess.Popen[bytes]]]) -> None:
+    """n1 resumes a submission a crash left between its last chunk and its ack, and stands still (frozen) in the
+    middle; n2 takes the client's lease over, finishes the submission and writes the ack, which the client
+    fetches and removes. n1, woken up, must not write the ack again: the client would get a second one."""
+    cfg, _, procs = nodes
+    src = cfg.parent / "resumed.csv"
+    _claims_file(src)
+    done = gateway(cfg, "ingest", str(src), "--client", "demo", "--json")
+    assert done.returncode == 0, done.stderr
+    app = build_app(cfg)
+    try:
+        with app.engine.begin() as conn:  # the state a crash after the last chunk leaves: rows stored, no ack
+            ack = Path(conn.execute(select(submissions.c.ack_path)).scalar_one())
+            conn.execute(submissions.update().values(status="processing", completed_at=None))
+        ack.unlink()
+        # n1's resume reads the submission's findings first: a lock held on them here holds n1 there, so that
+        # it is frozen in the middle of its resume, never before nor after it
+        blocker = app.engine.connect()
+        lock_tx = blocker.begin()
+        blocker.execute(text("LOCK TABLE submission_findings IN ACCESS EXCLUSIVE MODE"))
+
+        def n1_waits() -> bool:
+            with app.engine.connect() as conn:
+                return bool(conn.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = "
+                                              "'submission_findings'::regclass")).scalar_one())
+
+        procs.append(_serve(cfg, "n1"))
+        wait_for("n1 to resume the submission", n1_waits, timeout=60)
+        os.kill(procs[0].pid, signal.SIGSTOP)
+        lock_tx.commit()
+        blocker.close()
+
+        procs.append(_serve(cfg, "n2"))  # resumes it once n1's lease on the client has run out
+        wait_for("n2 to finish the submission", lambda: _rows(cfg)[2] == ["completed"] and ack.exists(), timeout=60)
+        assert len(ack.read_text(encoding="utf-8").splitlines()) == CLAIMS + 1
+        ack.unlink()  # the client fetched its ack and removed it
+        os.kill(procs[0].pid, signal.SIGCONT)
+        log = cfg.parent / "serve-n1.log"
+        wait_for("n1 to notice it lost the client's lease", lambda: "LeaseLost" in log.read_text()
+                 or "ingest.resume_taken_over" in log.read_text(), timeout=60)
+    finally:
+        app.close()
+    assert not ack.exists(), "the woken node wrote the file's ack a second time"
+    assert [p.name for p in ack.parent.iterdir()] == []  # nor left a temp file behind
+    assert _rows(cfg)[2] == ["completed"]
+    assert procs[0].poll() is None and procs[1].poll() is None
+    assert "supervisor.task_failed" not in (cfg.parent / "serve-n1.log").read_text()  # taken over is no failure

@@ -42,6 +42,9 @@ ROWS_REPEATED, COLS_REPEATED, NAME = _T + "number-rows-repeated", _T + "number-c
 VALUE_TYPE, VALUE, DATE, TIME = _O + "value-type", _O + "value", _O + "date-value", _O + "time-value"
 BOOLEAN, STRING, FORMULA = _O + "boolean-value", _O + "string-value", _T + "formula"
 NULL_DATE, DATE_VALUE = _T + "null-date", _T + "date-value"
+_S = "{urn:oasis:names:tc:opendocument:xmlns:style:1.0}"
+TABLE_PROPERTIES, STYLE_NAME = _S + "table-properties", _S + "name"
+DISPLAY, TABLE_STYLE = _T + "display", _T + "style-name"
 _NULL_DATE = re.compile(r"(1[89][0-9][0-9]|20[0-9][0-9])-([0-9][0-9])-([0-9][0-9])")  # what a null date may be
 PARAGRAPH, SPACE, SPACES, ANNOTATION = _X + "p", _X + "s", _X + "c", _O + "annotation"
 _NUMERIC = ("float", "percentage", "currency")
@@ -161,11 +164,13 @@ class OdsStreamReader(StreamSheetReader):
         if "content.xml" not in self._zip.namelist():
             raise InputError("the ODS file has no content.xml; save it again from the spreadsheet program",
                              file=self.file)
-        return cut_events(self._zip, "content.xml", self.file, events=("start", "end"), tags=(TABLE, ROW, NULL_DATE),
+        return cut_events(self._zip, "content.xml", self.file, events=("start", "end"),
+                          tags=(TABLE, ROW, NULL_DATE, TABLE_PROPERTIES),
                           element="table:table-row", plain=self._plain_row, forbid=("table",))
 
     def _open(self, sheet: str | int | None) -> None:
         names: list[str] = []
+        hidden: set[str] = set()  # table styles that hide their table (table:display="false")
         self._pending: CutEvents | None = None
         events = self._events()
         for event, el in events:
@@ -174,16 +179,22 @@ class OdsStreamReader(StreamSheetReader):
                 continue
             if el.tag == NULL_DATE and event == "end" and not names:
                 self._null_date(el.get(DATE_VALUE) or "")
+            if el.tag == TABLE_PROPERTIES and event == "end" and not names and el.get(DISPLAY) == "false":
+                style = el.getparent()
+                if style is not None and style.get(STYLE_NAME):
+                    hidden.add(str(style.get(STYLE_NAME)))
             if event == "end" or el.tag != TABLE or (name := el.get(NAME)) is None:
                 if event == "end":
                     drop(el)
                 continue
             names.append(name)
-            if (sheet is None or sheet == len(names) or isinstance(sheet, str)
+            if (sheet is None and el.get(TABLE_STYLE) not in hidden or sheet == len(names) or isinstance(sheet, str)
                     and (name == sheet or name.strip().casefold() == sheet.strip().casefold())):
                 self.sheet, self._table, self._pending = name, len(names), events
                 return
         events.close()
+        if sheet is None and names:
+            return self._open(1)  # every sheet hidden: the first, as a workbook without hidden sheets
         pick_sheet(names, sheet, self.file)  # raises the reader family's message naming the sheets
         raise InputError("the workbook has no sheets", file=self.file)
 

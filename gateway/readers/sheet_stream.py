@@ -366,12 +366,13 @@ def drop(el: etree._Element) -> None:
             del parent[0]
 
 
-def pick_sheet(names: list[str], sheet: str | int | None, file: str) -> str:
-    """The sheet the mapping names (by name, case-insensitive, or position from 1), as SpreadsheetReader picks it."""
+def pick_sheet(names: list[str], sheet: str | int | None, file: str, hidden: frozenset[str] = frozenset()) -> str:
+    """The sheet the mapping names (by name, case-insensitive, or position from 1, hidden sheets counted), as
+    SpreadsheetReader picks it; none named: the first sheet not in ``hidden`` (the first the user sees)."""
     if not names:
         raise InputError("the workbook has no sheets", file=file)
     if sheet is None:
-        return names[0]
+        return next((name for name in names if name not in hidden), names[0])
     if isinstance(sheet, int):
         if sheet > len(names):
             raise InputError(f"the mapping reads sheet number {sheet}, but the workbook has {len(names)} "

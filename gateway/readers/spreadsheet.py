@@ -71,8 +71,13 @@ class SpreadsheetReader:
         names: list[str] = list(self._book.sheet_names)
         if not names:
             raise InputError("the workbook has no sheets", file=self.file)
-        if sheet is None:
-            return names[0]
+        if sheet is None:  # the first the user sees: hidden sheets and chart sheets are passed over
+            try:
+                shown = [m.name for m in self._book.sheets_metadata if m.visible == calamine.SheetVisibleEnum.Visible
+                         and m.typ == calamine.SheetTypeEnum.WorkSheet]
+            except Exception:  # noqa: BLE001 - no metadata: the first sheet, as before
+                shown = []
+            return shown[0] if shown else names[0]
         if isinstance(sheet, int):
             if sheet > len(names):
                 raise InputError(f"the mapping reads sheet number {sheet}, but the workbook has {len(names)} "

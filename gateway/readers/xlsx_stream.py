@@ -317,10 +317,14 @@ class XlsxStreamReader(StreamSheetReader):
         base = posixpath.dirname(workbook)
         rels_member = posixpath.join(base, "_rels", posixpath.basename(workbook) + ".rels")
         targets: dict[str, str] = {}
+        charts: set[str] = set()  # chart sheets and other parts that are no worksheet
         if rels_member in members:
             for _, rel in self._events(rels_member, "{*}Relationship"):
                 targets[rel.get("Id") or ""] = _resolve(base, rel.get("Target") or "")
+                if not (rel.get("Type") or "").endswith("/worksheet"):
+                    charts.add(rel.get("Id") or "")
         sheets: list[tuple[str, str | None]] = []
+        hidden: set[str] = set()  # not what the user sees first: hidden, or not a worksheet
         self._1904 = False
         for _, el in self._events(workbook, "{*}sheet", "{*}workbookPr"):
             if el.tag.endswith("workbookPr"):
@@ -328,7 +332,9 @@ class XlsxStreamReader(StreamSheetReader):
                 continue
             rid = next((str(v) for k, v in el.attrib.items() if str(k).rpartition("}")[2] == "id"), "")
             sheets.append((el.get("name") or "", targets.get(rid)))
-        self.sheet = pick_sheet([name for name, _ in sheets], sheet, self.file)
+            if el.get("state") in ("hidden", "veryHidden") or rid in charts:
+                hidden.add(el.get("name") or "")
+        self.sheet = pick_sheet([name for name, _ in sheets], sheet, self.file, frozenset(hidden))
         member = next(m for name, m in sheets if name == self.sheet)
         if member is None or member not in members:
             raise InputError(f"the workbook does not say where sheet '{self.sheet}' is stored", file=self.file)

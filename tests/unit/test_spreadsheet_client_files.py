@@ -329,3 +329,58 @@ def test_xlsx_cell_showing_an_error_is_named_not_called_empty(tmp_path: Path, wr
         assert row.claim is None
         assert [(f.code, f.column) for f in row.findings] == [("invalid_value", column)]
         assert f"the cell shows {shown}" in row.findings[0].message and "is empty" not in row.findings[0].message
+
+
+# ---------------------------------------------------------------- hidden sheets
+
+def test_without_a_sheet_named_the_first_visible_sheet_is_read(tmp_path: Path) -> None:
+    """A workbook whose first sheet is hidden (lookup tables, master data) opens on the data sheet; a mapping
+    without ``sheet`` read the hidden one and failed with its header. A sheet named or numbered is read as ever."""
+    wb = openpyxl.Workbook()
+    hidden = wb.active
+    hidden.title = "Stammdaten"
+    hidden.append(["Code", "Text"])
+    hidden.sheet_state = "hidden"
+    data = wb.create_sheet("Forderungen")
+    data.append(["Ref", "Betrag", "Datum"])
+    data.append(["R1", 10, dt.date(2025, 1, 31)])
+    wb.active = 1
+    wb.save(tmp_path / "h.xlsx")
+
+    book = xlwt.Workbook()
+    lookup = book.add_sheet("Stammdaten")
+    lookup.write(0, 0, "Code")
+    lookup.visibility = 1  # hidden
+    sheet = book.add_sheet("Forderungen")
+    for c, value in enumerate(["Ref", "Betrag", "Datum"]):
+        sheet.write(0, c, value)
+    for c, value in enumerate(["R1", 10, "2025-01-31"]):
+        sheet.write(1, c, value)
+    sheet.set_selected(True)
+    book.active_sheet = 1
+    book.save(str(tmp_path / "h.xls"))
+
+    from odf.style import Style, TableProperties
+    doc = OpenDocumentSpreadsheet()
+    style = Style(name="taHidden", family="table")
+    style.addElement(TableProperties(display="false"))
+    doc.automaticstyles.addElement(style)
+    for name, rows, attrs in (("Stammdaten", [["Code"]], {"stylename": style}),
+                              ("Forderungen", [["Ref", "Betrag", "Datum"], ["R1", "10", "2025-01-31"]], {})):
+        table = Table(name=name, **attrs)
+        for values in rows:
+            row = TableRow()
+            for value in values:
+                cell = TableCell(valuetype="string")
+                cell.addElement(P(text=value))
+                row.addElement(cell)
+            table.addElement(row)
+        doc.spreadsheet.addElement(table)
+    doc.save(str(tmp_path / "h.ods"))
+
+    for kind in ("xlsx", "xls", "ods"):
+        rows = mapped(tmp_path / f"h.{kind}", spec(f"  type: {kind}\n  date_formats: ['%Y-%m-%d']"))
+        assert [(r.row, r.reference, r.findings) for r in rows] == [(2, "R1", [])], kind
+        with pytest.raises(Exception, match="column 'Ref'"):  # named by position: the hidden sheet, as before
+            mapped(tmp_path / f"h.{kind}", spec(f"  type: {kind}\n  sheet: 1"))
+        assert [r.reference for r in mapped(tmp_path / f"h.{kind}", spec(f"  type: {kind}\n  sheet: 2"))] == ["R1"]

@@ -83,7 +83,7 @@ class InboxTask:
     def __init__(self, app: App, book: UploadBook, watcher: InboxWatcher, sup: Supervisor) -> None:
         self.app, self.book, self.watcher, self.sup = app, book, watcher, sup
         self.attempts = FileAttempts(app, sup, "inbox")
-        self.last_sweep = time.monotonic()
+        self.last_sweep = self.last_check = time.monotonic()
 
     async def step(self) -> bool:
         for client_id, path in self.attempts.due():
@@ -107,7 +107,12 @@ class InboxTask:
             if r is not None:  # None: the SFTP server owns it
                 log.info("serve.ingested client=%s file=%s status=%s submission=%s ack=%s", client_id, path.name,
                          r.status, r.submission or r.duplicate_of, r.ack_path)
-        if time.monotonic() - self.last_sweep >= self.app.config.watcher.sweep_seconds:
+        now = time.monotonic()
+        if now - self.last_sweep >= self.app.config.watcher.sweep_seconds or (
+                now - self.last_check >= 1.0 and await asyncio.to_thread(self.watcher.folders_changed)):
+            # an upload folder gone, replaced or back: the sweep logs it and watches the folder anew
             await asyncio.to_thread(self.watcher.sweep)
             self.last_sweep = time.monotonic()
+        if now - self.last_check >= 1.0:
+            self.last_check = now
         return did

@@ -19,11 +19,20 @@ them to ingest itself when they are whole.
 Links are never followed: files are looked at with ``lstat``, and a symbolic link is handed on as it
 is (no writer check through it), so the ingest refuses it with a failed ack instead of reading the
 file it points to.
+
+An upload folder that goes away while ``serve`` runs (removed, renamed, replaced by a file, unreadable,
+a share unmounted) is that client's trouble alone: the sweep logs ``watcher.folder_unusable`` once per
+problem, goes on with the other clients, and looks again every second (``folders_changed``, also for a
+folder renamed away with another put in its place); once the folder is back it is watched anew (the old watch died with the folder, or follows it under its new name) and logged as
+``watcher.folder_back``. The watcher never creates it again itself: under an unmounted share that would
+put uploads on the wrong disk.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import stat
 import threading
 import time
@@ -31,8 +40,9 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from watchdog.events import (FileClosedEvent, FileCreatedEvent, FileDeletedEvent, FileModifiedEvent,
+from watchdog.events import (DirDeletedEvent, FileClosedEvent, FileCreatedEvent, FileDeletedEvent, FileModifiedEvent,
                              FileMovedEvent, FileSystemEvent, FileSystemEventHandler)
+from watchdog.observers.api import ObservedWatch
 
 from gateway.entrypoints.observed import ObservedFolder
 from gateway.services.ack import sibling
@@ -41,8 +51,8 @@ from gateway.services.inbox import is_candidate
 
 log = logging.getLogger(__name__)
 MARKER = ".done"
-_EVENTS: list[type[FileSystemEvent]] = [FileClosedEvent, FileCreatedEvent, FileDeletedEvent, FileModifiedEvent,
-                                         FileMovedEvent]
+_EVENTS: list[type[FileSystemEvent]] = [DirDeletedEvent, FileClosedEvent, FileCreatedEvent, FileDeletedEvent,
+                                         FileModifiedEvent, FileMovedEvent]
 
 
 @dataclass
@@ -66,6 +76,9 @@ class _Handler(FileSystemEventHandler):
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.is_directory:
+            if isinstance(event, DirDeletedEvent) and event.src_path and \
+                    Path(str(event.src_path)) == self.watcher.upload_dirs.get(self.client_id):
+                self.watcher.watch_lost(self.client_id)  # the watch ended with the folder: look again soon
             return
         src = Path(str(event.src_path)) if event.src_path else None
         if isinstance(event, FileMovedEvent):
@@ -96,22 +109,88 @@ class InboxWatcher(ObservedFolder):
         self.marker_only = frozenset(marker_only)  # client ids whose files count only at their marker
         self._lock = threading.Lock()
         self._seen: dict[Path, _Entry] = {}
+        self._watches: dict[str, tuple[ObservedWatch, tuple[int, int]]] = {}  # client id -> watch, folder's inode
+        self._lost: set[str] = set()  # clients whose folder was deleted under its watch
+        self._trouble: dict[str, tuple[str, float]] = {}  # client id -> problem logged, since (monotonic)
         super().__init__()
 
     def start(self) -> None:
-        for client_id, folder in self.upload_dirs.items():
-            folder.mkdir(parents=True, exist_ok=True)
-            # Opens and read-only closes are left out: the writer check itself opens the file.
-            self._observer.schedule(_Handler(self, client_id), str(folder), recursive=False, event_filter=_EVENTS)
+        self._watches.clear()  # a new observer (also after a restart) has none
+        for folder in self.upload_dirs.values():
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError:
+                pass  # reported by the sweep, which watches the folder once it is usable
         self._observer.start()
         self.sweep()
+
+    def folders_changed(self) -> bool:
+        """True when an upload folder is unusable, lost its watch or is not the folder watched (renamed away and
+        another put in its place): then a sweep should look now. One ``stat`` per client."""
+        if self._trouble or self._lost:
+            return True
+        for client_id, folder in self.upload_dirs.items():
+            current = self._watches.get(client_id)
+            try:
+                st = os.stat(folder)
+            except OSError:
+                return True
+            if current is None or current[1] != (st.st_dev, st.st_ino):
+                return True
+        return False
+
+    def watch_lost(self, client_id: str) -> None:
+        with self._lock:
+            self._lost.add(client_id)
 
     def sweep(self) -> None:
         """Notice every file in the upload folders (the same rule then decides when it is complete)."""
         for client_id, folder in self.upload_dirs.items():
-            for p in folder.iterdir():
+            try:
+                entries = self._look(client_id, folder)
+            except OSError as exc:
+                self._unusable(client_id, folder, exc)
+                continue
+            for p in entries:
                 if p.is_symlink() or p.is_file():  # a link, even to a file, is found as a link
                     self.touch(client_id, p, "found", activity=False)
+
+    def _look(self, client_id: str, folder: Path) -> list[Path]:
+        """The folder's entries, after making sure the folder itself is watched (raises OSError when unusable)."""
+        st = os.stat(folder)  # the configured folder may itself be a link to the real one
+        if not stat.S_ISDIR(st.st_mode):
+            raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(folder))
+        inode = (st.st_dev, st.st_ino)
+        with self._lock:
+            lost = client_id in self._lost
+            self._lost.discard(client_id)
+        current = self._watches.get(client_id)
+        if current is None or lost or current[1] != inode:  # new, deleted under its watch, or renamed away
+            if current is not None:
+                try:
+                    self._observer.unschedule(current[0])
+                except (KeyError, OSError):
+                    pass  # its emitter ended with the folder
+            # Opens and read-only closes are left out: the writer check itself opens the file.
+            watch = self._observer.schedule(_Handler(self, client_id), str(folder), recursive=False,
+                                            event_filter=_EVENTS)
+            self._watches[client_id] = (watch, inode)
+        entries = list(folder.iterdir())  # after the watch: what arrives meanwhile is seen either way
+        problem = self._trouble.pop(client_id, None)
+        if problem is not None:
+            log.info("watcher.folder_back client=%s folder=%s seconds=%.1f: watching it again", client_id, folder,
+                     time.monotonic() - problem[1])
+        return entries
+
+    def _unusable(self, client_id: str, folder: Path, exc: OSError) -> None:
+        """Log an unusable upload folder once per problem (not at every look)."""
+        problem = f"{type(exc).__name__}: {exc.strerror or exc}"
+        before = self._trouble.get(client_id)
+        if before is not None and before[0] == problem:
+            return
+        self._trouble[client_id] = (problem, before[1] if before else time.monotonic())
+        log.warning("watcher.folder_unusable client=%s folder=%s error=%s: no files of this client are taken from "
+                    "it until it is back; the other clients go on", client_id, folder, problem)
 
     def touch(self, client_id: str, path: Path, how: str = "found", *, activity: bool = True) -> None:
         """Record an event on ``path`` (or on its marker); ``activity`` restarts the quiet window."""
@@ -151,7 +230,7 @@ class InboxWatcher(ObservedFolder):
                 continue
             try:
                 st = path.lstat()  # never through a link
-            except FileNotFoundError:
+            except OSError:  # gone, or its folder is (a later sweep finds it again if it comes back)
                 self.forget(path)
                 continue
             link = stat.S_ISLNK(st.st_mode)

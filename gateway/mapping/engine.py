@@ -15,6 +15,7 @@ import difflib
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
+from decimal import Decimal
 from itertools import repeat
 from typing import Any, NamedTuple
 
@@ -116,7 +117,8 @@ class RowMapper:
 
     def __init__(self, spec: MappingSpec, header: list[str], steps: list[_Step], columns: dict[str, str],
                  policy: CompiledPolicy | None = None, text_cells: list[tuple[int, str]] | None = None,
-                 read_cells: list[tuple[int, str]] | None = None, postcode_at: int | None = None) -> None:
+                 read_cells: list[tuple[int, str]] | None = None, postcode_at: int | None = None,
+                 rate_at: int | None = None) -> None:
         self.spec, self.header, self.columns = spec, header, columns
         # (position, target) of every cell a free-text field reads: screened for what XML cannot carry
         self._text_cells = text_cells or []
@@ -133,6 +135,8 @@ class RowMapper:
         self._columns_of: dict[str, str | None] = {}  # rule path -> column, for paths that need no claim
         # the one cell debtor.postal_code reads (no 'when'): a number there may have lost its leading zero
         self._postcode_at = postcode_at
+        # the one cell interest.rate reads (no 'when'): shown as a percentage, it holds a hundredth of the rate
+        self._rate_at = rate_at
         fast = generate([Field(s.group, s.attr, s.get, s.plan) for s in steps], self._width, self.policy,
                         self._partner, self.map_row_careful, MappedRow)
         self.row_source = fast[1] if fast else None  # the generated function's text (for a person reading it)
@@ -215,6 +219,9 @@ class RowMapper:
         reference = groups[CLAIM].get("creditor_reference")
         if self.policy.active:
             self.policy.apply(values, groups[CLAIM], findings, src.row)
+        if src.percent and self._rate_at in src.percent and isinstance(groups[INTEREST].get("rate"), Decimal):
+            # interest.rate is percent per year; the cell shows 5 % and holds 0.05
+            groups[INTEREST]["rate"] = (groups[INTEREST]["rate"] * 100).normalize() + 0
         number_postcode = bool(src.whole4) and self._postcode_at in (src.whole4 or ())
         claim = self._assemble(groups, client_id, findings, src.row, number_postcode)
         return MappedRow(row=src.row, reference=reference, claim=claim, findings=findings)
@@ -359,11 +366,18 @@ def compile_mapping(spec: MappingSpec, header: list[str], *, file: str, header_r
         read_cells.update((i, name) for i in read)
         if target.kind in _FREE_TEXT:
             text_cells.update((i, name) for i in read)
-    postcode = spec.fields.get("debtor.postal_code")
-    postcode_at = (index.find(postcode.source_columns[0], "debtor.postal_code")
-                   if postcode is not None and postcode.when is None and len(postcode.source_columns) == 1 else None)
     return RowMapper(spec, list(header), steps, columns, policy=compile_policy(spec, index),
-                     text_cells=sorted(text_cells), read_cells=sorted(read_cells), postcode_at=postcode_at)
+                     text_cells=sorted(text_cells), read_cells=sorted(read_cells),
+                     postcode_at=_one_cell(spec, index, "debtor.postal_code"),
+                     rate_at=_one_cell(spec, index, "interest.rate"))
+
+
+def _one_cell(spec: MappingSpec, index: _HeaderIndex, name: str) -> int | None:
+    """The position of the one cell a field reads, if it reads one always (no 'when', no 'const')."""
+    field = spec.fields.get(name)
+    if field is None or field.when is not None or len(field.source_columns) != 1:
+        return None
+    return index.find(field.source_columns[0], name)
 
 
 def _read_positions(field: FieldSpec, index: _HeaderIndex, name: str) -> list[int]:

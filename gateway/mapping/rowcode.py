@@ -98,6 +98,14 @@ def _source(fields: Sequence[Field], width: int, policy: CompiledPolicy, partner
     # a formula without a saved value, a cell showing an error value: the careful path names them
     w.line(1, "if src.unsaved is not None or src.errors is not None:")
     w.line(2, back)
+    # a percentage the interest rate reads (the cell holds 0.05 for 5 %): the careful path scales it
+    rate = next((f for f in fields if f.group == INTEREST and f.attr == "rate"), None)
+    if rate is not None and isinstance(rate.plan, CellPlan):
+        w.line(1, f"if src.percent is not None and {int(rate.plan.position)} in src.percent:")
+        w.line(2, back)
+    elif rate is not None and not isinstance(rate.plan, ConstPlan):
+        w.line(1, "if src.percent is not None:")
+        w.line(2, back)
     w.line(1, "values = src.values")
     # isprintable and isascii clear the common row at once; a tab, a no-break space, an umlaut is looked at
     w.line(1, f"joined = {w.bind(''.join, 'join')}(values)")

@@ -37,6 +37,33 @@ def builtin_kind(num_fmt_id: str) -> int:
     return _BUILTIN.get(num_fmt_id, OTHER)
 
 
+def is_percent(num_fmt_id: str | None, code: str | None) -> bool:
+    """Whether a number format shows its number as a percentage (built-in 9 and 10, or a ``%`` in the code's
+    first section outside quotes, brackets and escapes): the cell holds 0.05 for 5 %."""
+    if code is None:
+        return num_fmt_id in ("9", "10")
+    escaped = quoted = False
+    brackets = 0
+    for ch in code:
+        if escaped:
+            escaped = False
+        elif ch in "_\\*":
+            escaped = True
+        elif quoted:
+            quoted = ch != '"'
+        elif ch == '"':
+            quoted = True
+        elif ch == "[":
+            brackets += 1
+        elif ch == "]":
+            brackets = max(brackets - 1, 0)
+        elif ch == ";":
+            return False
+        elif ch == "%" and not brackets:
+            return True
+    return False
+
+
 def format_kind(code: str) -> int:
     """Whether a custom number format shows a date/time (d, m, y, h, s outside quotes and brackets) or a duration."""
     escaped = quoted = ap = hms = False

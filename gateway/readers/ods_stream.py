@@ -128,11 +128,12 @@ class _Plan:
     text, its paragraph texts and values left open as groups); where each open value goes (``steps``: code,
     column, group), the other cells' texts (``base``), the first column."""
 
-    __slots__ = ("source", "pattern", "steps", "base", "first", "scope")
+    __slots__ = ("source", "pattern", "steps", "base", "first", "scope", "percent")
 
     def __init__(self, source: str, steps: list[tuple[int, int, int]], base: list[str], first: int,
-                 scope: int) -> None:
+                 scope: int, percent: list[int]) -> None:
         self.source, self.steps, self.base, self.first = source, steps, base, first
+        self.percent = percent  # the columns of cells shown as a percentage (office:value-type is in the shape)
         self.pattern: re.Pattern[str] | None = None
         self.scope = scope  # the namespace scope its attributes were read in (``OdsStreamReader._scope``)
 
@@ -157,6 +158,7 @@ class OdsStreamReader(StreamSheetReader):
         # The document's null date (``table:null-date``) as days after 1899-12-30: what a plain number in a date
         # column counts from. Formatted dates are stored as ISO text and need none.
         self._shift = 0
+        self._row_percent: list[int] | None = None  # the percentage cells of the row ``_cells`` read last
         super().__init__(path, fmt, date_columns=date_columns, limits=limits)
 
     def _events(self) -> CutEvents:
@@ -263,6 +265,7 @@ class OdsStreamReader(StreamSheetReader):
         first, col = -1, 0
         unsaved: list[int] | None = None
         whole4: list[int] | None = None
+        percent: list[int] | None = None  # number cells shown as a percentage
         for cell in el:
             if cell.tag != CELL and cell.tag != COVERED:
                 continue
@@ -289,6 +292,8 @@ class OdsStreamReader(StreamSheetReader):
                     text = number_cell_text(value, col in dates, decimal, shift=self._shift)
                 if raw is not None and len(raw) == 4 and span == 1 and raw.isdigit() and raw[0] != "0":
                     whole4 = [*(whole4 or ()), col]  # perhaps a postcode that lost its zero
+                if kind == "percentage" and raw is not None:
+                    percent = [*(percent or ()), *range(col, col + span)]
             elif kind == "date" and (raw := cell.get(DATE)) is not None:
                 text = dated.get(raw)
                 if text is None:
@@ -322,9 +327,11 @@ class OdsStreamReader(StreamSheetReader):
             col += span
         drop(el)
         if unsaved is not None:
-            self.note_unsaved(number, number + repeat - 1, unsaved)
+            self.note("unsaved", number, number + repeat - 1, unsaved)
         if whole4 is not None:
-            self.note_whole4(number, number + repeat - 1, whole4)
+            self.note("whole4", number, number + repeat - 1, whole4)
+        if percent is not None:
+            self.note("percent", number, number + repeat - 1, percent)
         return repeat, values, first
 
     def _plain_row(self, text: str, pos: int) -> tuple[int, PlainRow] | None:
@@ -458,7 +465,7 @@ class OdsStreamReader(StreamSheetReader):
             base = list(read[1])
             for _, col, _ in steps:
                 base[col] = ""
-            self._plans[source] = _Plan(source, steps, base, read[2], self._scope)
+            self._plans[source] = _Plan(source, steps, base, read[2], self._scope, self._row_percent or [])
         elif plan.pattern is None:
             plan.pattern = re.compile(source)
             bucket = self._shapes.setdefault(body.count("/>"), [])
@@ -492,7 +499,9 @@ class OdsStreamReader(StreamSheetReader):
                     text = dated[v] = iso_text(v)
                 values[col] = text
         if planned4:
-            self.note_whole4(number, number + repeat - 1, planned4)
+            self.note("whole4", number, number + repeat - 1, planned4)
+        if plan.percent:
+            self.note("percent", number, number + repeat - 1, plan.percent)
         return repeat, values, plan.first
 
     def _cells(self, row_attrs: list[tuple[str, str]], cells: list[tuple[str, str, str]],
@@ -513,6 +522,7 @@ class OdsStreamReader(StreamSheetReader):
         first, col = -1, 0
         unsaved: list[int] | None = None
         whole4: list[int] | None = None
+        percent: list[int] | None = None  # number cells shown as a percentage
         for (_, attrs, paragraph), got in zip(cells, every):
             cell_attrs = dict(got)
             spans = cell_attrs.get(COLS_REPEATED)
@@ -550,6 +560,8 @@ class OdsStreamReader(StreamSheetReader):
                     cell = number_cell_text(value, col in dates, decimal, shift=self._shift)
                 if raw is not None and len(raw) == 4 and span == 1 and raw.isdigit() and raw[0] != "0":
                     whole4 = [*(whole4 or ()), col]  # perhaps a postcode that lost its zero
+                if kind == "percentage" and raw is not None:
+                    percent = [*(percent or ()), *range(col, col + span)]
             elif kind == "date" and (raw := cell_attrs.get(DATE)) is not None:
                 cell = dated.get(raw)
                 if cell is None:
@@ -587,10 +599,13 @@ class OdsStreamReader(StreamSheetReader):
             col += span
         if steps is not None and k != open_count:
             steps.append((-1, -1, -1))  # the open values were not all found where the plan would look
+        self._row_percent = percent  # for a plan made from this row
         if unsaved is not None:
-            self.note_unsaved(number, number + repeat - 1, unsaved)
+            self.note("unsaved", number, number + repeat - 1, unsaved)
         if whole4 is not None:
-            self.note_whole4(number, number + repeat - 1, whole4)
+            self.note("whole4", number, number + repeat - 1, whole4)
+        if percent is not None:
+            self.note("percent", number, number + repeat - 1, percent)
         return repeat, values, first
 
     def _float(self, raw: str, col: int, number: int) -> float:

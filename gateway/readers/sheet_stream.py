@@ -26,7 +26,7 @@ import zipfile
 from collections.abc import Callable, Generator, Iterator
 from functools import lru_cache
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from lxml import etree
 
@@ -402,10 +402,9 @@ class StreamSheetReader:
         self.date_cols: frozenset[int] = frozenset()  # physical columns whose plain numbers are date serials
         self._bounds: tuple[int, int] | None = None
         self._seen_min = 1 << 30
-        # The rows (first, last: an ODS row may repeat) and columns of the latest row read with a formula cell
-        # that has no saved value; ``_shape`` puts the columns on the row. Not noted in the bounds pass.
-        self._unsaved: tuple[int, int, list[int]] | None = None
-        self._whole4: tuple[int, int, list[int]] | None = None  # the same for number cells of 1000-9999
+        # Per kind of note (the ``SourceRow`` field: unsaved, whole4, percent), the rows (first, last: an ODS
+        # row may repeat) and columns of the latest row read with such cells; ``_shape`` puts them on the row.
+        self._noted: dict[str, tuple[int, int, list[int]]] = {}
         self._errors: tuple[int, dict[int, str]] | None = None  # the row and its cells showing an error value
         self._noting = True
         self._zip: zipfile.ZipFile | None = None
@@ -455,10 +454,12 @@ class StreamSheetReader:
             self._seen_min = raw[2]
         return raw
 
-    def note_unsaved(self, first: int, last: int, columns: list[int]) -> None:
-        """Rows ``first``..``last`` have a formula without a saved value in ``columns`` (0-based from A)."""
+    def note(self, kind: str, first: int, last: int, columns: list[int]) -> None:
+        """Rows ``first``..``last`` have cells of ``kind`` in ``columns`` (0-based from A): ``unsaved``, a formula
+        without a saved value; ``whole4``, a number cell of 1000-9999; ``percent``, a number shown as a percentage.
+        Not noted in the bounds pass."""
         if self._noting:
-            self._unsaved = (first, last, columns)
+            self._noted[kind] = (first, last, columns)
 
     def note_error(self, row: int, column: int, value: str) -> None:
         """The cell of ``row`` in ``column`` shows the error value ``value`` (``#N/A``)."""
@@ -466,11 +467,6 @@ class StreamSheetReader:
             if self._errors is None or self._errors[0] != row:
                 self._errors = (row, {})
             self._errors[1][column] = value[:16]
-
-    def note_whole4(self, first: int, last: int, columns: list[int]) -> None:
-        """Rows ``first``..``last`` have number cells of four whole digits (1000-9999) in ``columns``."""
-        if self._noting:
-            self._whole4 = (first, last, columns)
 
     def _scan(self) -> tuple[int, int]:
         """The leftmost and rightmost column any cell of the sheet uses (a second pass, only when needed)."""
@@ -515,7 +511,7 @@ class StreamSheetReader:
 
     def _shape(self, raw: RawRow, left: int, width: int, sheet: str) -> Iterator[SourceRow]:
         number, values, _ = raw
-        unsaved, whole4, errors = self._unsaved, self._whole4, self._errors
+        noted, errors = self._noted, self._errors
         if left:
             values = values[left:]
         if not "".join(values).strip():
@@ -528,14 +524,16 @@ class StreamSheetReader:
                 del values[width:]
         elif n < width:
             values.extend([""] * (width - n))
-        if (unsaved is not None and unsaved[0] <= number <= unsaved[1]
-                or whole4 is not None and whole4[0] <= number <= whole4[1]
-                or errors is not None and errors[0] == number):
-            shown = None if errors is None or errors[0] != number else {
-                c - left: v for c, v in errors[1].items() if 0 <= c - left < len(values)}
-            yield SourceRow(number, values, sheet, unsaved=_at(unsaved, number, left, len(values)),
-                            whole4=_at(whole4, number, left, len(values)), errors=shown or None)
-            return
+        if noted or errors is not None and errors[0] == number:
+            extra: dict[str, Any] = {kind: at for kind, spot in noted.items()
+                                     if (at := _at(spot, number, left, len(values))) is not None}
+            if errors is not None and errors[0] == number:
+                shown = {c - left: v for c, v in errors[1].items() if 0 <= c - left < len(values)}
+                if shown:
+                    extra["errors"] = shown
+            if extra:
+                yield SourceRow(number, values, sheet, **extra)
+                return
         yield SourceRow(number, values, sheet)
 
     def close(self) -> None:

@@ -29,7 +29,8 @@ from lxml import etree
 
 from gateway.config import LimitsConfig
 from gateway.errors import InputError
-from gateway.readers.cells import PLAIN_NUMBER, builtin_kind, format_kind, iso_text, number_cell_text, serial_text
+from gateway.readers.cells import (PLAIN_NUMBER, builtin_kind, format_kind, is_percent, iso_text, number_cell_text,
+                                   serial_text)
 from gateway.readers.sheet_stream import (Events, RawRow, Run, StreamSheetReader, column_index, column_name, cut_events,
                                           drop, one_element, pick_sheet, xml_events)
 from gateway.readers.sheet_stream import PLAN_BYTES, PLAN_CELLS
@@ -83,10 +84,12 @@ class _Plan:
     (``steps``); the row's width and first column. Shared strings are decoded in one go, the rest one by
     one, then ``gather`` places them."""
 
-    __slots__ = ("source", "pattern", "row", "values", "shared", "others", "gather", "first")
+    __slots__ = ("source", "pattern", "row", "values", "shared", "others", "gather", "first", "percent")
 
-    def __init__(self, source: str, steps: list[tuple[int, int, Any]], width: int, first: int) -> None:
+    def __init__(self, source: str, steps: list[tuple[int, int, Any]], width: int, first: int,
+                 percent: list[int] | None = None) -> None:
         self.source, self.first = source, first
+        self.percent = percent or []  # the columns of number cells shown as a percentage (their style says so)
         self.pattern: re.Pattern[str] | None = None
         self.row = 0
         self.values: Callable[[Sequence[str]], Sequence[str]] = lambda groups: groups
@@ -340,6 +343,7 @@ class XlsxStreamReader(StreamSheetReader):
             raise InputError(f"the workbook does not say where sheet '{self.sheet}' is stored", file=self.file)
         self._member = member
         styles, strings = posixpath.join(base, "styles.xml"), posixpath.join(base, "sharedStrings.xml")
+        self._percent: frozenset[str] = frozenset()  # style indexes whose number format shows a percentage
         self._kinds = self._read_styles(styles) if styles in members else {}
         self._strings = SharedStrings(self._sst_budget)
         if strings in members:
@@ -349,6 +353,7 @@ class XlsxStreamReader(StreamSheetReader):
         """Cell style index (as written in ``s="3"``) -> DATETIME/DURATION, for the styles that show dates."""
         custom: dict[str, str] = {}
         kinds: dict[str | None, int] = {}
+        percent: set[str] = set()
         index = 0
         for _, el in self._events(member, "{*}numFmt", "{*}xf"):
             parent = el.getparent()
@@ -362,7 +367,10 @@ class XlsxStreamReader(StreamSheetReader):
                 kind = 0 if fid is None else format_kind(custom[fid]) if fid in custom else builtin_kind(fid)
                 if kind:
                     kinds[str(index)] = kind
+                elif fid is not None and is_percent(fid, custom.get(fid)):
+                    percent.add(str(index))
                 index += 1
+        self._percent = frozenset(percent)
         return kinds
 
     def _read_strings(self, member: str) -> None:
@@ -427,6 +435,8 @@ class XlsxStreamReader(StreamSheetReader):
         first = col = -1
         unsaved: list[int] | None = None
         whole4: list[int] | None = None  # number cells 1000-9999: perhaps a postcode that lost its zero
+        percent: list[int] | None = None  # number cells shown as a percentage
+        shown_as_percent = self._percent
         for c in row:
             if c.tag != c_tag:
                 continue
@@ -461,6 +471,8 @@ class XlsxStreamReader(StreamSheetReader):
                             text = v if decimal == "." else v.replace(".", decimal)
                         else:
                             text = self._number(v, t, col in dates, col, number)
+                        if shown_as_percent and c.get("s") in shown_as_percent and text is not None:
+                            percent = [*(percent or ()), col]
                     elif t == "s":
                         if v:
                             i = int(v)
@@ -493,9 +505,11 @@ class XlsxStreamReader(StreamSheetReader):
                 first = col
         drop(row)
         if unsaved is not None:
-            self.note_unsaved(number, number, unsaved)
+            self.note("unsaved", number, number, unsaved)
         if whole4 is not None:
-            self.note_whole4(number, number, whole4)
+            self.note("whole4", number, number, whole4)
+        if percent is not None:
+            self.note("percent", number, number, percent)
         return number, values, first
 
     def _typed(self, t: str, v: str | None, col: int, number: int) -> str | None:
@@ -531,6 +545,7 @@ class XlsxStreamReader(StreamSheetReader):
         buckets, vsplit, cell_findall = self._shapes, _VALUES.split, _CELL.findall
         recent = self._recent
         known = recent.get
+        shown_as_percent = self._percent
 
         def shared(v: str) -> str:
             """A shared string by its index as written; the first few thousand asked for are kept decoded (the
@@ -604,7 +619,9 @@ class XlsxStreamReader(StreamSheetReader):
                 else:
                     prev[0] = number
                     if planned4:
-                        self.note_whole4(number, number, planned4)
+                        self.note("whole4", number, number, planned4)
+                    if plan.percent:
+                        self.note("percent", number, number, plan.percent)
                     yield number, values, plan.first
                     continue
             cells = cell_findall(body)
@@ -614,6 +631,7 @@ class XlsxStreamReader(StreamSheetReader):
                 continue
             prev[0] = number
             whole4: list[int] | None = None  # number cells 1000-9999: perhaps a postcode that lost its zero
+            percent: list[int] = []  # number cells shown as a percentage
             steps: list[tuple[int, int, Any]] | None = []
             dates = self.date_cols  # set once the header is read, which may be in the middle of a run
             values = []
@@ -650,6 +668,8 @@ class XlsxStreamReader(StreamSheetReader):
                             cell = v if decimal == "." else v.replace(".", decimal)
                         else:
                             cell = self._number(_unescape(v), t or None, col in dates, col, number)
+                        if s in shown_as_percent:
+                            percent.append(col)
                     else:
                         cell = self._typed(t, _unescape(v), col, number)
                         if cell is None:
@@ -680,13 +700,15 @@ class XlsxStreamReader(StreamSheetReader):
             if steps is not None:
                 parts = vsplit(body)
                 if len(steps) == len(parts) // 2:
-                    self._remember(parts, steps, len(values), first, body.count("<c "))
+                    self._remember(parts, steps, len(values), first, body.count("<c "), percent)
             if whole4:
-                self.note_whole4(number, number, whole4)
+                self.note("whole4", number, number, whole4)
+            if percent:
+                self.note("percent", number, number, percent)
             yield number, values, first
 
     def _remember(self, parts: list[str], steps: list[tuple[int, int, Any]], width: int, first: int,
-                  cells: int) -> None:
+                  cells: int, percent: list[int]) -> None:
         """Note a plain row's shape; the second row of a shape makes its pattern, which later rows are tried
         against (the eight most recent shapes with as many cells). Not past 1000 shapes, nor for rows wider than
         ``PLAN_CELLS``, nor past ``PLAN_BYTES`` of pattern source in all."""
@@ -696,7 +718,7 @@ class XlsxStreamReader(StreamSheetReader):
         plan = self._plans.get(source)
         if plan is None:
             self._plan_bytes += len(source)
-            self._plans[source] = _Plan(source, steps, width, first)
+            self._plans[source] = _Plan(source, steps, width, first, percent)
         elif plan.pattern is None:
             plan.compile()
             bucket = self._shapes.setdefault(cells, [])

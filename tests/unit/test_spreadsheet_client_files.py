@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import zipfile
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -384,3 +385,61 @@ def test_without_a_sheet_named_the_first_visible_sheet_is_read(tmp_path: Path) -
         with pytest.raises(Exception, match="column 'Ref'"):  # named by position: the hidden sheet, as before
             mapped(tmp_path / f"h.{kind}", spec(f"  type: {kind}\n  sheet: 1"))
         assert [r.reference for r in mapped(tmp_path / f"h.{kind}", spec(f"  type: {kind}\n  sheet: 2"))] == ["R1"]
+
+
+# ---------------------------------------------------------------- percentages
+
+RATE = FIELDS + "  interest.kind: {const: fixed}\n  interest.from_date: Datum\n  interest.rate: Zins\n"
+
+
+@pytest.mark.parametrize("writer", ["openpyxl", "xlsxwriter", "odfpy"])
+def test_interest_rate_from_a_percent_cell_is_the_percentage_shown(tmp_path: Path, writer: str) -> None:
+    """A cell showing 5 % holds 0.05; interest.rate is percent per year, so it was taken as 0.05 % (a hundredth
+    of the interest). A rate typed as a plain 5 stays 5."""
+    rows: list[list[Any]] = [["Ref", "Betrag", "Datum", "Zins"]]
+    rows += [[f"R{n}", 100, dt.date(2025, 1, 31), 0.05 if n % 3 == 0 else 0.0525 if n % 3 == 1 else 7]
+             for n in range(600)]  # past the first 64 KB of ODS XML: later rows are read by row plans
+    expected = [Decimal("5"), Decimal("5.25"), Decimal("7")] * 200
+
+    def percent(value: Any) -> bool:
+        return isinstance(value, float) and value < 1
+
+    if writer == "openpyxl":
+        path = tmp_path / "z.xlsx"
+        wb = openpyxl.Workbook()
+        ws = wb.active
+        for values in rows:
+            ws.append(values)
+            if percent(values[3]):
+                ws.cell(ws.max_row, 4).number_format = "0%" if values[3] == 0.05 else "0.00%"
+        wb.save(path)
+    elif writer == "xlsxwriter":
+        path = tmp_path / "z.xlsx"
+        book = xlsxwriter.Workbook(str(path))
+        sheet = book.add_worksheet()
+        day, pct = book.add_format({"num_format": "dd.mm.yyyy"}), book.add_format({"num_format": "0.00%"})
+        for r, values in enumerate(rows):
+            for c, value in enumerate(values):
+                sheet.write(r, c, value, day if isinstance(value, dt.date) else pct if percent(value) else None)
+        book.close()
+    else:
+        path = tmp_path / "z.ods"
+        doc = OpenDocumentSpreadsheet()
+        table = Table(name="Forderungen")
+        for values in rows:
+            row = TableRow()
+            for value in values:
+                if isinstance(value, str):
+                    cell = TableCell(valuetype="string")
+                    cell.addElement(P(text=value))
+                elif isinstance(value, dt.date):
+                    cell = TableCell(valuetype="date", datevalue=value.isoformat())
+                else:
+                    cell = TableCell(valuetype="percentage" if percent(value) else "float", value=value)
+                row.addElement(cell)
+            table.addElement(row)
+        doc.spreadsheet.addElement(table)
+        doc.save(str(path))
+    got = mapped(path, spec(f"  type: {path.suffix[1:]}", RATE))
+    assert [r.findings for r in got] == [[]] * 600
+    assert [r.claim.interest.rate for r in got] == expected

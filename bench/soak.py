@@ -1,7 +1,7 @@
 """Unattended operation under faults: `gateway serve` killed again and again while files arrive.
 
     .venv/bin/python -m bench.soak [--seconds 180] [--db URL] [--seed 1] [--partner directory|http]
-                                   [--intake inbox|sftp|soap] [--nodes N]
+                                   [--intake inbox|sftp|soap] [--nodes N] [--cut-db] [--pause]
 
 A real `gateway serve` (a subprocess, the demo client) takes a stream of client files: dropped into its
 watched inbox, or put over its SFTP server, half with OpenSSH's `sftp` and half slowly with asyncssh (a put
@@ -11,8 +11,12 @@ answered (a kill may take the answer of a call whose claims were stored: the res
 SIGKILL every 3-12 s, whatever it is doing (now and then a SIGTERM instead), and starts it again. With
 ``--nodes N`` (PostgreSQL, inbox) N serve processes share the database and the inbox; a random one is killed
 each time, and one kill in three keeps that node down for 1.2-2.5x its leases (10 s here), so that the others
-must take over its client's ingest and its outbox rows rather than the node taking them back itself. After
-``--seconds`` it is left to finish; then the invariants are checked:
+must take over its client's ingest and its outbox rows rather than the node taking them back itself. With
+``--pause`` half of the faults (the first one always) freeze a node instead (SIGSTOP, as a VM freeze, a long GC pause or a closed laptop
+lid do) for 1.2-2.5x its leases and then let it go on (SIGCONT): it wakes up in the middle of whatever it was
+doing (a partner call, a chunk, an ack) with its leases expired and, with several nodes, taken over by another,
+and must neither record a second outcome nor write a second ack. After ``--seconds`` it is left to finish; then
+the invariants are checked:
 
 - every file has one submission, completed, and one ack with a line per row;
 - every row is one claim (references unique), and no claim is left queued, delivering or failed; every
@@ -97,7 +101,8 @@ class Serve:
         self.base, self.cfg, self.node, self.runs = base, cfg, node, 0
         self.proc: subprocess.Popen[str] | None = None
         self.peak_kb = 0
-        self.kills = self.terms = 0
+        self.kills = self.terms = self.pauses = 0
+        self.paused_s = 0.0
         self._stop = threading.Event()
         threading.Thread(target=self._sample, daemon=True).start()
 
@@ -117,6 +122,8 @@ class Serve:
     def kill(self, sig: int) -> int:
         assert self.proc is not None
         self.proc.send_signal(sig)
+        if sig != signal.SIGKILL:  # a frozen process takes a SIGTERM only once it runs again
+            self.proc.send_signal(signal.SIGCONT)
         code = self.proc.wait(timeout=60)
         if sig == signal.SIGKILL:
             self.kills += 1
@@ -169,6 +176,33 @@ def _hurt(rnd: random.Random, agency: Agency | None) -> None:
         agency.faults.fail_next(fault, rnd.randint(1, 3))
 
 
+class AckWatch(threading.Thread):
+    """Notes every ack file's inode as it appears: an ack renamed into place twice (a node that wakes from a freeze
+    and writes it again, or a resume after a kill between the ack and the submission's outcome) shows two."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(daemon=True)
+        self.folder = folder
+        self.seen: dict[str, set[int]] = {}  # ack name -> the inodes it had
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.wait(0.05):
+            try:
+                entries = list(os.scandir(self.folder))
+            except OSError:
+                continue
+            for entry in entries:
+                if entry.name.endswith(".ack.csv"):
+                    try:
+                        self.seen.setdefault(entry.name, set()).add(entry.inode())
+                    except OSError:
+                        continue
+
+    def rewritten(self) -> int:
+        return sum(len(inodes) - 1 for inodes in self.seen.values())
+
+
 class Chaos(threading.Thread):
     """Kills (now and then stops) a node at random moments, whatever it is doing, and starts it again; with the
     HTTP partner, hurts the partner too. With several nodes, one kill in three leaves the node down for longer
@@ -176,24 +210,31 @@ class Chaos(threading.Thread):
     taking it back when it restarts."""
 
     def __init__(self, serves: list[Serve], rnd: random.Random, agency: Agency | None,
-                 down_for: tuple[float, float] | None = None, cut_db: str | None = None) -> None:
+                 down_for: tuple[float, float] | None = None, cut_db: str | None = None,
+                 pause_for: tuple[float, float] | None = None) -> None:
         super().__init__(daemon=True)
         self.serves, self.rnd, self.agency, self.down_for, self.cut_db = serves, rnd, agency, down_for, cut_db
+        self.pause_for = pause_for
         self.exit_codes: list[int] = []
         self.db_cuts = 0  # times every database connection of the gateway was terminated
         self.halt = threading.Event()
         self.long_outages = 0
         self._lock = threading.Lock()
         self._down: dict[int, threading.Timer] = {}  # node index -> the timer that starts it again
+        self._frozen: dict[int, threading.Timer] = {}  # node index -> the timer that lets it go on (SIGCONT)
 
     def run(self) -> None:
         while not self.halt.wait(self.rnd.uniform(3, 12)):
             _hurt(self.rnd, self.agency)
             with self._lock:
-                up = [i for i, s in enumerate(self.serves) if i not in self._down]
+                up = [i for i, s in enumerate(self.serves) if i not in self._down and i not in self._frozen]
             if not up:
                 continue
             i = self.rnd.choice(up)
+            # the first fault is a freeze: a short run has one for sure
+            if self.pause_for is not None and (not any(s.pauses for s in self.serves) or self.rnd.random() < 0.5):
+                self._freeze(i)
+                continue
             sig = signal.SIGTERM if self.rnd.random() < 0.2 else signal.SIGKILL
             self.exit_codes.append(self.serves[i].kill(sig))
             if self.down_for is not None and len(up) > 1 and self.rnd.random() < 1 / 3:
@@ -217,6 +258,30 @@ class Chaos(threading.Thread):
             self._cutter = threading.Thread(target=self._cutting, args=(self.cut_db,), daemon=True)
             self._cutter.start()
 
+    def _freeze(self, i: int) -> None:
+        """SIGSTOP node ``i`` now and SIGCONT it after ``pause_for`` seconds: it is neither killed nor restarted."""
+        assert self.pause_for is not None
+        serve = self.serves[i]
+        if not serve.running():
+            return
+        seconds = self.rnd.uniform(*self.pause_for)
+        assert serve.proc is not None
+        serve.proc.send_signal(signal.SIGSTOP)
+        serve.pauses += 1
+        serve.paused_s += seconds
+        timer = threading.Timer(seconds, self._thaw, (i,))
+        with self._lock:
+            self._frozen[i] = timer
+        timer.start()
+
+    def _thaw(self, i: int) -> None:
+        with self._lock:
+            if self._frozen.pop(i, None) is None:
+                return
+            proc = self.serves[i].proc
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+
     def _back(self, i: int) -> None:
         with self._lock:
             if self._down.pop(i, None) is not None:
@@ -233,6 +298,8 @@ class Chaos(threading.Thread):
                 timer.cancel()
                 del self._down[i]
                 self.serves[i].start()
+        for i in list(self._frozen):
+            self._thaw(i)
 
 
 def _cut_connections(url: str) -> int:
@@ -341,7 +408,7 @@ def _free_port() -> int:
 
 
 def soak(seconds: float, db_url: str | None, seed: int, keep: bool, partner_kind: str = "directory",
-         intake: str = "inbox", nodes: int = 1, cut_db: bool = False) -> dict[str, Any]:
+         intake: str = "inbox", nodes: int = 1, cut_db: bool = False, pause: bool = False) -> dict[str, Any]:
     if nodes > 1 and (db_url is None or intake != "inbox"):
         raise SystemExit("several nodes need PostgreSQL (--db) and the shared inbox (each SFTP or SOAP front "
                          "would want the same port)")
@@ -376,7 +443,7 @@ def soak(seconds: float, db_url: str | None, seed: int, keep: bool, partner_kind
         extra = {"soap": {"enabled": True, "host": "127.0.0.1", "port": port},
                  "clients": {"demo": {"name": "Demo", "mapping": "demo", "default_partner": "demo-agency",
                                       "soap": {"username": "soak-erp", "password_hash": hash_password(SOAP_PASSWORD)}}}}
-    if nodes > 1:  # leases short enough that a node down for longer is taken over within the run
+    if nodes > 1 or pause:  # leases short enough that a node down (or frozen) for longer is taken over in the run
         extra["node"] = {"lease_seconds": LEASE_SECONDS}
         extra["dispatcher"] = {"lease_seconds": LEASE_SECONDS}
     cfg = _config(base, db_url or f"sqlite:///{base / 'var' / 'gateway.db'}", partner, **extra)
@@ -395,7 +462,9 @@ def soak(seconds: float, db_url: str | None, seed: int, keep: bool, partner_kind
     for serve in serves:
         serve.start()
     chaos = Chaos(serves, rnd, agency, (LEASE_SECONDS * 1.2, LEASE_SECONDS * 2.5) if nodes > 1 else None,
-                  db_url if cut_db else None)
+                  db_url if cut_db else None, (LEASE_SECONDS * 1.2, LEASE_SECONDS * 2.5) if pause else None)
+    acks = AckWatch(base / "inbox" / "demo" / "ack")
+    acks.start()
     started = time.monotonic()
     chaos.start()
     try:
@@ -437,10 +506,13 @@ def soak(seconds: float, db_url: str | None, seed: int, keep: bool, partner_kind
             serve.close()
         if sim is not None:
             sim.stop()
+        acks.halt.set()
     report = _check(base, cfg, files, soap, serves, exit_codes, settle_s, keep, agency)
     report.update(intake=intake, tries=tries if intake != "inbox" else None, soap_calls=calls or None,
                   nodes=nodes, long_outages=chaos.long_outages if nodes > 1 else None,
-                  db_cuts=chaos.db_cuts if cut_db else None)
+                  db_cuts=chaos.db_cuts if cut_db else None,
+                  pauses=sum(s.pauses for s in serves) if pause else None, acks_rewritten=acks.rewritten(),
+                  paused_s=round(sum(s.paused_s for s in serves), 1) if pause else None)
     return report
 
 
@@ -514,7 +586,12 @@ def _check(base: Path, cfg: Path, files: dict[str, int], soap: dict[str, int], s
               "starts": sum(s.runs for s in serves),
               "settled_after_s": round(settle_s, 1), "peak_rss_mb": round(peak_mb, 1),
               "task_failures_logged": logs.count("supervisor.task_failed"),
-              "resumed": logs.count("serve.resumed"), "problems": problems, "dir": str(base)}
+              "resumed": logs.count("serve.resumed"), "problems": problems, "dir": str(base),
+              # taken over while frozen or down: outbox rows (dispatch.lease_lost), client ingests (LeaseLost)
+              "lease_lost_logged": logs.count("dispatch.lease_lost") + logs.count("LeaseLost")
+              + logs.count("ingest.resume_taken_over"),
+              # claims sent again (after a lost answer, a kill, a freeze) and folded by the partner's keys
+              "partner_resends": sum(n - 1 for n in agency.create_requests.values()) if agency else None}
     if not keep and not problems:
         shutil.rmtree(base, ignore_errors=True)
     return report
@@ -533,8 +610,11 @@ def main() -> None:
                         help="serve processes sharing the database and the inbox (PostgreSQL and --intake inbox)")
     parser.add_argument("--cut-db", action="store_true",
                         help="also terminate all the gateway's PostgreSQL connections every 0.5-3 s")
+    parser.add_argument("--pause", action="store_true",
+                        help="half of the faults freeze a node (SIGSTOP) for longer than its leases, then SIGCONT it")
     args = parser.parse_args()
-    report = soak(args.seconds, args.db, args.seed, args.keep, args.partner, args.intake, args.nodes, args.cut_db)
+    report = soak(args.seconds, args.db, args.seed, args.keep, args.partner, args.intake, args.nodes, args.cut_db,
+                  args.pause)
     print(json.dumps(report, sort_keys=True))
     sys.exit(1 if report["problems"] else 0)
 

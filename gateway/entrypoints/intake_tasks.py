@@ -2,7 +2,9 @@
 
 A file whose ingest raises is not lost and does not stop the task: the failure is reported to the
 supervisor with client and file, and the file is offered again after a backoff. Transient errors
-(a locked or lost database) are retried for as long as they last; any other error counts, and after
+(a locked or lost database) are retried for as long as they last, and so are configuration errors (a
+client's mapping broken with no good version to fall back on, a client no longer configured): the file
+is held in the inbox until the operator mends the cause, not failed for it. Any other error counts, and after
 ``supervisor.file_attempts`` of them the file is set aside with a failed ack (``services.set_aside``),
 so one poisonous file can neither loop for ever nor take the gateway down.
 """
@@ -17,7 +19,7 @@ from pathlib import Path
 from gateway.bootstrap import App
 from gateway.entrypoints.supervisor import Supervisor, describe, is_transient
 from gateway.entrypoints.watcher import InboxWatcher
-from gateway.errors import Interrupted
+from gateway.errors import ConfigError, Interrupted
 from gateway.services.inbox import UploadBook, ingest_dropped
 from gateway.services.node import LeaseBusy
 from gateway.services.set_aside import set_aside
@@ -41,7 +43,7 @@ class FileAttempts:
         key = (client_id, path.name)
         self.sup.report(self.task, exc, client=client_id, file=path.name)
         tries = self._tries[key] = self._tries.get(key, 0) + 1
-        if not is_transient(exc):
+        if not is_transient(exc) and not isinstance(exc, ConfigError):
             counted = self._counted[key] = self._counted.get(key, 0) + 1
             if counted >= self.limit:
                 try:

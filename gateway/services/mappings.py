@@ -5,12 +5,18 @@ effect on the next file without a restart; the mapping watcher (``serve``) calls
 each change so a broken edit is logged at once, not only when the next file arrives. A mapping that
 never loaded raises ConfigError; one that loaded before and is now broken keeps its last good
 version and logs why (once per edit).
+
+The file is opened without blocking and read only if it is a regular file of at most
+``MAX_MAPPING_BYTES``: a named pipe, a device or a folder under a mapping's name (or a link to one) is
+a broken edit like any other, never a read that waits for ever with the registry's lock held (every
+ingest asks the registry).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import stat
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -18,10 +24,42 @@ from pathlib import Path
 
 from gateway.config import GatewayConfig
 from gateway.errors import ConfigError
-from gateway.mapping.spec import MappingSpec, load_mapping
+from gateway.mapping.spec import MappingSpec, parse_mapping
 
 log = logging.getLogger(__name__)
 Stamp = tuple[int, int, int, int] | None
+MAX_MAPPING_BYTES = 16 << 20
+
+
+def _read_mapping(path: Path) -> MappingSpec:
+    """``load_mapping`` for a file that may be anything: errors are ConfigError, nothing blocks."""
+    file = str(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except FileNotFoundError:
+        raise ConfigError("mapping file not found", file=file) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot open the mapping file: {exc.strerror}", file=file) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError("not a regular file (a folder, named pipe or device under a mapping's name)", file=file)
+        if st.st_size > MAX_MAPPING_BYTES:
+            raise ConfigError(f"the mapping file has {st.st_size} bytes; at most {MAX_MAPPING_BYTES} are read",
+                              file=file)
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read(MAX_MAPPING_BYTES + 1)
+        if len(data) > MAX_MAPPING_BYTES:  # it grew while being read
+            raise ConfigError(f"the mapping file has more than {MAX_MAPPING_BYTES} bytes", file=file)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the mapping file: {exc.strerror}", file=file) from None
+    finally:
+        os.close(fd)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"mapping files must be UTF-8 ({exc.reason} at byte {exc.start})", file=file) from None
+    return parse_mapping(text, file=file)
 
 
 @dataclass(frozen=True)
@@ -43,6 +81,12 @@ def _stamp(path: Path) -> Stamp:
     return st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino
 
 
+def _key(path: Path) -> Path:
+    """The file's absolute name, its links not followed: a mapping installed as a link keeps its last good
+    version when the link is pointed at a broken file (the target's name would be a new, never-loaded key)."""
+    return Path(os.path.abspath(path))
+
+
 class MappingRegistry:
     """Thread-safe cache of loaded mappings keyed by file."""
 
@@ -58,7 +102,7 @@ class MappingRegistry:
 
     def load(self, path: Path) -> MappingSpec:
         """The mapping in ``path``, from the cache while the file is unchanged."""
-        path = Path(path).resolve()
+        path = _key(path)
         stamp = _stamp(path)
         with self._lock:
             good = self._good.get(path)
@@ -68,7 +112,7 @@ class MappingRegistry:
             if good is not None and failed is not None and failed[0] == stamp:
                 return good[0]
             try:
-                spec = load_mapping(path)
+                spec = _read_mapping(path)
             except ConfigError as exc:
                 self._failed[path] = (stamp, str(exc))
                 if good is None:
@@ -92,7 +136,7 @@ class MappingRegistry:
 
     def state(self, path: Path) -> MappingState:
         """The running spec of ``path`` and the error of its latest edit, if that edit is broken."""
-        path = Path(path).resolve()
+        path = _key(path)
         with self._lock:
             good = self._good.get(path)
             failed = self._failed.get(path)

@@ -276,6 +276,11 @@ class SoapServerConfig(Base):
     header_timeout_seconds: float = 10.0  # TLS handshake, request line and headers, from connect or last answer
     read_timeout_seconds: float = 30.0  # longest wait for the next bytes of a body
     request_timeout_seconds: float = 300.0  # a whole body, from its first byte
+    # Connections open at once (each a file descriptor of serve); more are closed as they arrive
+    max_connections: int = 256
+    max_connections_per_address: int = 64
+    # Requests of one address whose body is still arriving, in worker threads at once (at most half of them)
+    max_body_waits_per_address: int = 4
     max_unauthenticated_reads: int = 4  # WS-Security bodies read before their sender is known, at once
     max_password_checks: int = 2  # scrypt verifications at once (each ~100 ms of one core)
     login: SoapLoginThrottle = msgspec.field(default_factory=SoapLoginThrottle)
@@ -301,6 +306,11 @@ class WebConfig(Base):
     session_secret_file: str | None = None  # signs session cookies; default keys.dir/web-session.key (keys init)
     session_max_age_seconds: int = 8 * 3600  # a session ends this long after its last change (login, action)
     max_upload_bytes: int = 50 * 1024 * 1024
+    header_timeout_seconds: float = 10.0  # TLS handshake, request line and headers, from connect or last answer
+    request_timeout_seconds: float = 300.0  # a whole body (a form, an upload), from the end of its header
+    # Connections open at once (each a file descriptor of serve); more are closed as they arrive
+    max_connections: int = 256
+    max_connections_per_address: int = 64
     users: dict[str, WebUserConfig] = msgspec.field(default_factory=dict)
 
 

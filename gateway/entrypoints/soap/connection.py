@@ -7,12 +7,21 @@ reads what is there and hands the connection back to cheroot's selector until mo
 worker only ever waits on a peer whose complete header is in; and everything before the header's end
 must arrive within ``header_timeout`` of the connection (or of its previous answer), else it is closed.
 The body is read blocking, each read within ``read_timeout`` and the whole body within
-``request_timeout`` (a per-request deadline, so a trickle of bytes cannot stretch it).
+``request_timeout`` (a per-request deadline, so a trickle of bytes cannot stretch it). The connections
+open at once are bounded per peer address and in all (``connection_limits``): one over a bound is closed
+by the first worker that sees it, before its handshake. And since a worker waits for a body still on its
+way, one address has at most ``soap.max_body_waits_per_address`` (and half the workers) such requests in
+workers at once; a further one waits for its body in the selector too (up to ``PRE_READ`` bytes, within the
+header's deadline) and is then served, or is answered ``Server.Busy`` (503, Retry-After), its body unread.
+Requests whose body is in with the header (what ERP clients send) are not counted: they queue as before.
+Before, four connections sending a body a byte at a time took all four workers of a server for minutes,
+the TLS handshakes of everyone else included.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import socket
 import ssl
 import time
@@ -21,8 +30,12 @@ from typing import Any
 from cheroot.server import HTTPConnection
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
+from gateway.entrypoints.connection_limits import ConnectionLimits
+
 ENV_CONNECTION = "gateway.connection"  # the GuardedConnection in the WSGI environ (to drop an unread body)
 MAX_HEADER = 64 * 1024
+PRE_READ = 256 * 1024  # body bytes waited for in the selector when the address has its share of workers
+_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)[ \t]*\r\n")
 _WAIT = (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError, InterruptedError)
 
 
@@ -41,20 +54,33 @@ class DeadlineReader:
         self.buf, self.pos, self.bytes_read = bytearray(), 0, 0
         self.deadline = math.inf
         self.discarding = False  # the answer was given without the body: the rest is not read
+        self.holding = False  # the header is in, the body is waited for in the selector
 
     def header_complete(self) -> bool:
         return self.buf.find(b"\r\n\r\n", self.pos) >= 0
 
+    def body_missing(self) -> int | None:
+        """Bytes of the (complete) header's body not in the buffer yet; None when unknown (chunked)."""
+        end = self.buf.find(b"\r\n\r\n", self.pos)
+        head = bytes(self.buf[self.pos:end + 2]).lower()
+        if b"\r\ntransfer-encoding:" in head:
+            return None
+        found = _LENGTH.search(head)
+        length = int(found.group(1)) if found else 0
+        return max(0, length - (len(self.buf) - end - 4))
+
     def has_data(self) -> bool:
         """Whether a request can be worked on without waiting (cheroot asks before selecting)."""
         pending = self.sock.pending() if isinstance(self.sock, ssl.SSLSocket) else 0
-        return self.header_complete() or pending > 0
+        return (self.header_complete() and not self.holding) or pending > 0
 
-    def gather(self) -> bool:
-        """Take whatever has arrived, without waiting; False when the peer has closed."""
+    def gather(self, body: int = 0) -> bool:
+        """Take whatever has arrived of the header (and ``body`` bytes after it), without waiting; False when the
+        peer has closed."""
         self.sock.setblocking(False)
         try:
-            while len(self.buf) - self.pos < MAX_HEADER and not self.header_complete():
+            while (len(self.buf) - self.pos < MAX_HEADER + body
+                   and (not self.header_complete() or (body and self.body_missing() != 0))):
                 try:
                     chunk = self.sock.recv(65536)
                 except _WAIT:
@@ -117,6 +143,7 @@ class GuardedConnection(HTTPConnection):
     """An HTTP connection that waits for its peer in the selector, never in a worker (see module doc)."""
 
     header_timeout, read_timeout, request_timeout = 10.0, 30.0, 300.0
+    limits: ConnectionLimits | None = None
     _closed_in_handshake = False
 
     def __init__(self, server: Any, sock: socket.socket, makefile: Any = None) -> None:
@@ -124,6 +151,18 @@ class GuardedConnection(HTTPConnection):
         self.rfile = DeadlineReader(sock, self.read_timeout)
         self._handshaken = not isinstance(sock, ssl.SSLSocket)
         self._since = time.monotonic()
+        # cheroot hands a new connection to a worker at once: over a bound, that first turn closes it
+        try:
+            self._peer: str | None = str(sock.getpeername()[0])
+        except OSError:  # already gone
+            self._peer = None
+        self._admitted = self._peer is not None and (self.limits is None or self.limits.admit(self._peer))
+
+    def close(self) -> None:
+        if self._admitted and self.limits is not None and self._peer is not None:
+            self._admitted = False
+            self.limits.release(self._peer)
+        super().close()
 
     def discard_body(self) -> None:
         """The answer does not need the body: do not read it, and close after answering."""
@@ -131,7 +170,11 @@ class GuardedConnection(HTTPConnection):
 
     def communicate(self) -> bool:
         """Serve one request if its header is in; True hands the connection back to wait for more."""
+        if not self._admitted:
+            return False
         if time.monotonic() - self._since > self.header_timeout:
+            if self.rfile.holding:
+                self._busy()
             return False
         if not self._handshaken and not self._handshake():
             return not self._closed_in_handshake
@@ -140,6 +183,20 @@ class GuardedConnection(HTTPConnection):
                 return False
             if not self.rfile.header_complete() and len(self.rfile.buf) - self.rfile.pos < MAX_HEADER:
                 return True
+        peer, limits, counted = self._peer, self.limits, False
+        if limits is not None and peer is not None and self.rfile.body_missing() != 0:  # a worker would wait
+            counted = limits.enter(peer)
+            if not counted:
+                missing = self.rfile.body_missing()
+                if missing is None or missing > PRE_READ:
+                    self._busy()
+                    return False
+                self.rfile.holding = True
+                if not self.rfile.gather(PRE_READ):
+                    return False
+                if self.rfile.body_missing() != 0:
+                    return True  # back to the selector until more of the body comes
+        self.rfile.holding = False
         self.ssl_env = {**(self.ssl_env or {}), ENV_CONNECTION: self}
         self.rfile.deadline = time.monotonic() + self.request_timeout
         try:
@@ -147,7 +204,26 @@ class GuardedConnection(HTTPConnection):
         finally:
             self.rfile.deadline = math.inf
             self._since = time.monotonic()
+            if counted and limits is not None and peer is not None:
+                limits.leave(peer)
         return keep and not self.rfile.discarding
+
+    def _busy(self) -> None:
+        """Answer Server.Busy without reading the request's body, and close."""
+        from gateway.entrypoints.soap.faults import BUSY, envelope  # spyne's types: imported once SOAP serves
+        from gateway.entrypoints.soap.types import TNS
+        from gateway.entrypoints.soap.v2 import PATH_V2, TNS_V2
+
+        target = bytes(self.rfile.buf[self.rfile.pos:self.rfile.pos + 200]).split(b" ", 2)[1:2]
+        namespace = TNS_V2 if target == [PATH_V2.encode()] else TNS
+        body = envelope(BUSY, "too many requests from this address at once: retry later", namespace)
+        head = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/xml; charset=utf-8\r\n"
+                f"Content-Length: {len(body)}\r\nRetry-After: 5\r\nConnection: close\r\n\r\n").encode()
+        try:
+            self.socket.settimeout(self.read_timeout)
+            self.socket.sendall(head + body)
+        except OSError:
+            pass
 
     def _handshake(self) -> bool:
         sock: ssl.SSLSocket = self.socket
@@ -166,7 +242,8 @@ class GuardedConnection(HTTPConnection):
         return True
 
 
-def connection_class(header: float, read: float, request: float) -> type[GuardedConnection]:
-    """A GuardedConnection class with these timeouts (cheroot makes connections from a class)."""
+def connection_class(header: float, read: float, request: float,
+                     limits: ConnectionLimits | None = None) -> type[GuardedConnection]:
+    """A GuardedConnection class with these timeouts and bounds (cheroot makes connections from a class)."""
     return type("SoapConnection", (GuardedConnection,),
-                {"header_timeout": header, "read_timeout": read, "request_timeout": request})
+                {"header_timeout": header, "read_timeout": read, "request_timeout": request, "limits": limits})

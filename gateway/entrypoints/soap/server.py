@@ -17,6 +17,7 @@ from pathlib import Path
 from cheroot.wsgi import Server
 
 from gateway.bootstrap import App
+from gateway.entrypoints.connection_limits import ConnectionLimits
 from gateway.entrypoints.soap.app import PATH, build_wsgi
 from gateway.entrypoints.soap.connection import MAX_HEADER, DeferredHandshakeAdapter, connection_class
 from gateway.entrypoints.soap.gate import default_public_url
@@ -48,8 +49,10 @@ class SoapServer:
                               timeout=max(1, math.ceil(cfg.header_timeout_seconds)), request_queue_size=64)
         # A peer is waited for in the selector, never in a worker (connection.py); cheroot's timeout above is
         # how long an idle or silent connection is kept.
+        self.limits = ConnectionLimits("soap", cfg.max_connections_per_address, cfg.max_connections,
+                                       busy_per_address=min(cfg.max_body_waits_per_address, max(1, cfg.threads // 2)))
         self._server.ConnectionClass = connection_class(cfg.header_timeout_seconds, cfg.read_timeout_seconds,
-                                                        cfg.request_timeout_seconds)
+                                                        cfg.request_timeout_seconds, self.limits)
         self._server.max_request_header_size = MAX_HEADER
         self._public_url = cfg.public_url
         # cheroot's own limit is a backstop; the gate answers oversized requests with a SOAP fault first.

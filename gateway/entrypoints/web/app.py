@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
@@ -85,6 +85,9 @@ class _Contained:
             await send(message)
         try:
             await self.app(scope, receive, watch)
+        except ClientDisconnect:  # the client went away (or was cut off for sending its form too slowly)
+            route = scope.get("route")
+            log.info("web.client_gone path=%s", getattr(route, "path", "?"))
         except Exception as exc:  # noqa: BLE001 - every error ends here as a 500 (503 while it is passing)
             route = scope.get("route")
             # The database away or locked for a moment is no error of the page: "try again" and 503, so that a

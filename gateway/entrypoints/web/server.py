@@ -1,21 +1,27 @@
 """The console's HTTPS listener: uvicorn on ``serve``'s own asyncio loop, with the SOAP certificate.
 
 uvicorn's ``Server.serve()`` would install its own SIGINT/SIGTERM handlers over ``serve``'s, so this
-drives its public steps instead (``startup``, ``main_loop``, ``shutdown``) and ``serve`` stops it like
-every other part. Access logs are off: ``serve`` logs what a user did (login, action) by ids only.
+drives its public steps instead (``main_loop``, ``shutdown``) and ``serve`` stops it like every other part.
+The socket is accepted from by ``connections.Listener`` rather than uvicorn's ``startup``: uvicorn keeps a
+connection that never completes its request for ever and any number of them (``connections.py``). Access
+logs are off: ``serve`` logs what a user did (login, action) by ids only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import uvicorn
 
 from gateway.bootstrap import App
+from gateway.entrypoints.connection_limits import ConnectionLimits
+from gateway.entrypoints.web.connections import GuardedH11Protocol, Listener, listening_socket
 from gateway.entrypoints.web.app import build_web_app
 from gateway.entrypoints.web.users import UserBook
 from gateway.errors import GatewayError, KeyStoreError
@@ -42,11 +48,18 @@ class WebServer:
             access_log=False, server_header=False, proxy_headers=False, timeout_graceful_shutdown=5,
             h11_max_incomplete_event_size=64 * 1024)
         self.server = uvicorn.Server(self.config)
+        self.port_asked = cfg.web.port if port is None else port
+        self.limits = ConnectionLimits("web", cfg.web.max_connections_per_address, cfg.web.max_connections)
+        self.header_timeout, self.request_timeout = cfg.web.header_timeout_seconds, cfg.web.request_timeout_seconds
+        self._sock: socket.socket | None = None
+        self._listener: Listener | None = None
+        self._accepting: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
 
     @property
     def port(self) -> int:
-        return int(self.server.servers[0].sockets[0].getsockname()[1])
+        assert self._sock is not None
+        return int(self._sock.getsockname()[1])
 
     @property
     def url(self) -> str:
@@ -57,13 +70,23 @@ class WebServer:
         """Bind and serve on the running loop; returns once the socket listens."""
         if not self.config.loaded:
             self.config.load()
+        assert self.config.ssl is not None
         self.server.lifespan = self.config.lifespan_class(self.config)
         try:
-            await self.server.startup()
-        except SystemExit:  # uvicorn's answer to a port it cannot bind (it has logged the OS error)
-            raise GatewayError(f"the web console cannot listen on {self.config.host}:{self.config.port}") from None
+            self._sock = listening_socket(self.config.host, self.port_asked)
+        except OSError as exc:
+            raise GatewayError(f"the web console cannot listen on {self.config.host}:{self.port_asked}: "
+                               f"{exc.strerror or exc}") from None
+        self.server.servers, self.server.started = [], True  # what uvicorn's startup would have set
+        self._listener = Listener(self._sock, self.config.ssl, self.limits, self._protocol, self.header_timeout)
+        self._accepting = asyncio.create_task(self._listener.serve(), name="web-accept")
         self._task = asyncio.create_task(self.server.main_loop(), name="web-server")
         log.info("web.listening url=%s", self.url)
+
+    def _protocol(self, on_lost: Callable[[], None]) -> asyncio.Protocol:
+        return GuardedH11Protocol(config=self.config, server_state=self.server.server_state,
+                                  app_state=self.server.lifespan.state, header_timeout=self.header_timeout,
+                                  request_timeout=self.request_timeout, on_lost=on_lost)
 
     def print_demo_logins(self) -> None:
         """Shown on the terminal of ``serve`` (not logged): the demo logins made by ``keys init``."""
@@ -77,10 +100,20 @@ class WebServer:
         print("\n".join(lines), file=sys.stdout, flush=True)
 
     def alive(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return (self._task is not None and not self._task.done() and self._accepting is not None
+                and not self._accepting.done())
 
     async def stop(self) -> None:
         """Stop accepting, let running requests finish (up to 5 s), close."""
+        if self._accepting is not None:  # first: the socket is closed once nothing waits on it
+            self._accepting.cancel()
+            try:
+                await self._accepting
+            except asyncio.CancelledError:
+                pass
+            self._accepting = None
+        if self._listener is not None:
+            self._listener.close()
         self.server.should_exit = True
         if self._task is not None:
             await self._task

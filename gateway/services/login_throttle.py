@@ -9,6 +9,12 @@ failures the next attempt of that key must wait ``delay_seconds``, doubling with
 office behind NAT with several ERP systems is not locked out by one of them mistyping. An attempt that
 is refused costs no password hash: that is the point. Failures older than ``window_seconds`` are
 forgotten; a success clears its username's count (not its address's).
+
+A login name is no secret (an ERP's is often the client's name), so the username's count alone would let
+anyone lock its owner out: ten wrong passwords from anywhere, every 15 minutes. An address where the
+username logged in successfully (this process remembers up to ``_MAX_KEYS`` of them) is therefore held only
+to the failures of that username *from that address* (and to the address's own count), not to the username's
+failures from everywhere; a stranger still faces the username's count.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ class LoginThrottle:
     def __init__(self, cfg: SoapLoginThrottle) -> None:
         self.cfg = cfg
         self._records: dict[str, _Record] = {}
+        self._trusted: dict[tuple[str, str | None], None] = {}  # (username, address) that logged in, oldest first
         self._lock = threading.Lock()
 
     def wait_for(self, *, username: str | None, address: str | None) -> float:
@@ -44,11 +51,13 @@ class LoginThrottle:
         with self._lock:
             waits = [self._wait(self._records.get(f"a:{address}"), now, self.cfg.address_factor)]
             if username is not None:
-                waits.append(self._wait(self._records.get(f"u:{username}"), now, 1))
+                waits.append(self._wait(self._records.get(f"p:{address}:{username}"), now, 1))
+                if (username, address) not in self._trusted:
+                    waits.append(self._wait(self._records.get(f"u:{username}"), now, 1))
         return max(waits)
 
     def failed(self, *, username: str | None, address: str | None) -> None:
-        """Count one failed login under the username and the address."""
+        """Count one failed login under the username, the address, and the two together."""
         now = time.monotonic()
         with self._lock:
             if len(self._records) >= _MAX_KEYS:
@@ -56,10 +65,17 @@ class LoginThrottle:
             self._count(f"a:{address}", now, self.cfg.address_factor)
             if username is not None:
                 self._count(f"u:{username}", now, 1)
+                self._count(f"p:{address}:{username}", now, 1)
 
-    def succeeded(self, username: str) -> None:
+    def succeeded(self, username: str, address: str | None = None) -> None:
+        """A login of ``username`` from ``address`` succeeded: its counts are cleared and the address trusted."""
         with self._lock:
             self._records.pop(f"u:{username}", None)
+            self._records.pop(f"p:{address}:{username}", None)
+            self._trusted.pop((username, address), None)
+            self._trusted[(username, address)] = None  # moved to the newest end
+            if len(self._trusted) > _MAX_KEYS:
+                self._trusted.pop(next(iter(self._trusted)))
 
     def _wait(self, rec: _Record | None, now: float, factor: int) -> float:
         if rec is None or now - rec.last > self.cfg.window_seconds and rec.blocked_until <= now:

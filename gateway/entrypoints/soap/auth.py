@@ -188,7 +188,7 @@ class Authenticator:
         if not good or entry is None or token is None:
             self.throttle.failed(username=username, address=address)
             return Outcome()
-        self.throttle.succeeded(username)
+        self.throttle.succeeded(username, address)
         with self._lock:
             if len(self._cache) >= _CACHE_MAX:
                 self._cache.clear()

@@ -142,5 +142,5 @@ class UserBook:
         if not ok or entry is None:
             self.throttle.failed(username=login, address=address)
             return LoginOutcome()
-        self.throttle.succeeded(login)
+        self.throttle.succeeded(login, address)
         return LoginOutcome(user=entry[0])

@@ -96,19 +96,21 @@ class Exchange:
         self.headers = {**headers, "Accept-Encoding": "gzip"}
         self._tls: ssl.SSLContext | None = None
 
-    def request(self, method: str, path: str, *, json: Any = None, params: Mapping[str, str] | None = None,
-                headers: Mapping[str, str] | None = None) -> Answer:
-        """One request and its whole answer; TimeoutError past the deadline, httpx errors as raised."""
-        return asyncio.run(self._bounded(method, path, json, params, headers or {}))
+    def request(self, method: str, path: str, *, json: Any = None, content: bytes | None = None,
+                params: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None) -> Answer:
+        """One request (``path`` relative to the base URL, or absolute) and its whole answer; TimeoutError past
+        the deadline, AnswerTooLarge, AnswerEncoding, httpx errors as raised."""
+        return asyncio.run(self._bounded(method, path, json, content, params, headers or {}))
 
-    async def _bounded(self, method: str, path: str, json: Any, params: Mapping[str, str] | None,
-                       headers: Mapping[str, str]) -> Answer:
+    async def _bounded(self, method: str, path: str, json: Any, content: bytes | None,
+                       params: Mapping[str, str] | None, headers: Mapping[str, str]) -> Answer:
         async with asyncio.timeout(self.deadline):
             if self._tls is None:
                 self._tls = httpx.create_ssl_context()
             async with httpx.AsyncClient(base_url=self.base_url, headers=self.headers, timeout=self.timeout,
                                          verify=self._tls, follow_redirects=False) as client:
-                async with client.stream(method, path, json=json, params=params, headers=headers) as r:
+                async with client.stream(method, path, json=json, content=content, params=params,
+                                         headers=headers) as r:
                     if 300 <= r.status_code < 400:
                         return Answer(r.status_code, r.headers, b"")
                     limit = ERROR_BODY_BYTES if r.status_code >= 400 else self.max_bytes
@@ -116,9 +118,9 @@ class Exchange:
                     try:
                         async for chunk in r.aiter_raw():
                             inflater.feed(chunk)
-                        content = inflater.finish()
+                        body = inflater.finish()
                     except (AnswerTooLarge, AnswerEncoding):
                         if r.status_code < 400:
                             raise
-                        content = b""  # an error's status says enough
-                    return Answer(r.status_code, r.headers, content)
+                        body = b""  # an error's status says enough
+                    return Answer(r.status_code, r.headers, body)

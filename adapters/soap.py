@@ -15,16 +15,50 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, ClassVar
 
+import httpx
 import requests
+import requests.structures
+import requests.utils
 import zeep
 import zeep.exceptions
 from zeep.transports import Transport
 
 from adapters.base import (Batch, Operation, OperationResult, OperationsMixin, PartnerUpdate, Receipt, UpdatePage,
                            confirmed_references, safe_code)
+from adapters.http_exchange import (DEFAULT_DEADLINE, DEFAULT_MAX_ANSWER_BYTES, AnswerEncoding, AnswerTooLarge,
+                                    Exchange)
 from gateway.errors import ConfigError, DeliveryError
 
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+# What the partner answered that is not a SOAP answer of its WSDL (a proxy's page, broken XML, another namespace,
+# a DTD): it says nothing about the request, so it is retried like a malformed HTTP answer, never dead at once.
+_NOT_UNDERSTOOD = (zeep.exceptions.XMLSyntaxError, zeep.exceptions.XMLParseError,
+                   zeep.exceptions.UnexpectedElementError, zeep.exceptions.DTDForbidden,
+                   zeep.exceptions.EntitiesForbidden, zeep.exceptions.ExternalReferenceForbidden)
+
+
+class _BoundedTransport(Transport):
+    """zeep's transport over ``Exchange``: the WSDL and every call end by the deadline and hold at most the
+    answer limit (requests, under zeep's own transport, has a timeout per read only and keeps any body)."""
+
+    def __init__(self, exchange: Exchange) -> None:
+        super().__init__(timeout=exchange.timeout, operation_timeout=exchange.timeout)  # type: ignore[no-untyped-call]
+        self.exchange = exchange
+
+    def _load_remote_data(self, url: str) -> bytes:
+        answer = self.exchange.request("GET", url)
+        if answer.status >= 300:
+            raise zeep.exceptions.TransportError(status_code=answer.status)  # type: ignore[no-untyped-call]
+        return answer.content
+
+    def post(self, address: str, message: bytes, headers: dict[str, str]) -> requests.Response:
+        answer = self.exchange.request("POST", address, content=message, headers=headers)
+        response = requests.Response()
+        response.status_code, response.url = answer.status, address
+        response.headers = requests.structures.CaseInsensitiveDict(answer.headers)
+        response._content = answer.content
+        response.encoding = requests.utils.get_encoding_from_headers(response.headers)
+        return response
 # zeep's transport writes every request and answer body at DEBUG: message texts, status changes, a partner's
 # fault repeating a debtor's name. No log level may show debtor data, so that logger stays at INFO.
 logging.getLogger("zeep.transports").setLevel(logging.INFO)
@@ -55,7 +89,7 @@ class SoapAdapter(OperationsMixin):
     """A zeep client per partner, built lazily from the partner's WSDL."""
 
     name = "soap"
-    retryable: tuple[type[BaseException], ...] = (requests.ConnectionError, requests.Timeout)
+    retryable: tuple[type[BaseException], ...] = (httpx.TransportError, requests.ConnectionError, requests.Timeout)
     capabilities: ClassVar[frozenset[str]] = frozenset({
         "deliver", "status_pull", "cancel", "direct_payment", "message", "long_term_monitoring", "refresh",
         "documents", "labels"})
@@ -67,24 +101,49 @@ class SoapAdapter(OperationsMixin):
             raise ConfigError("the soap adapter needs option 'wsdl' (the partner's WSDL URL)",
                               key=f"partners.{partner_id}.options.wsdl")
         self.wsdl, self.timeout = wsdl, float(options.get("timeout", 30.0))
+        # ``timeout`` bounds each network step, ``deadline`` each whole call (the WSDL's load included).
+        deadline = float(options.get("deadline", DEFAULT_DEADLINE))
+        max_bytes = int(options.get("max_answer_bytes", DEFAULT_MAX_ANSWER_BYTES))
+        if deadline <= 0 or max_bytes <= 0:
+            raise ConfigError("options 'deadline' (seconds) and 'max_answer_bytes' must be positive",
+                              key=f"partners.{partner_id}.options")
+        self.exchange = Exchange("", {"User-Agent": "inkasso-gateway"}, timeout=self.timeout, deadline=deadline,
+                                 max_bytes=max_bytes)
         self._client: zeep.Client | None = None
 
     def _call(self, op: str, **kwargs: Any) -> Any:
         where = f"partner {self.partner_id}: SOAP {op}"
         try:
             if self._client is None:
-                transport = Transport(timeout=self.timeout, operation_timeout=self.timeout)  # type: ignore[no-untyped-call]
-                self._client = zeep.Client(self.wsdl, transport=transport)  # type: ignore[no-untyped-call]
+                self._client = zeep.Client(self.wsdl, transport=_BoundedTransport(self.exchange))  # type: ignore[no-untyped-call]
             return getattr(self._client.service, op)(**kwargs)
-        except (requests.ConnectionError, requests.Timeout) as exc:
+        except TimeoutError:
+            raise DeliveryError(f"{where}: no whole answer within the deadline of {self.exchange.deadline:g} s",
+                                retryable=True) from None
+        except (httpx.TransportError, requests.ConnectionError, requests.Timeout) as exc:
             raise DeliveryError(f"{where}: {type(exc).__name__}: {exc}", retryable=True) from exc
+        except AnswerTooLarge as exc:
+            raise DeliveryError(f"{where}: {exc} (option max_answer_bytes); not read further", retryable=True) from None
+        except AnswerEncoding as exc:
+            raise DeliveryError(f"{where}: answer not understood ({exc})", retryable=True) from None
         except zeep.exceptions.TransportError as exc:
-            raise DeliveryError(f"{where}: HTTP {exc.status_code}", retryable=exc.status_code in _RETRY_STATUS) from exc
+            status = exc.status_code
+            if 200 <= status < 300:  # zeep found no SOAP envelope in a 2xx (empty, a proxy's page, broken XML)
+                raise DeliveryError(f"{where}: HTTP {status} answer not understood (no SOAP envelope)",
+                                    retryable=True) from None
+            if 300 <= status < 400:  # not followed: the case file would go where the partner's server says
+                raise DeliveryError(f"{where}: HTTP {status} redirect, not followed (check option wsdl)",
+                                    retryable=status not in (301, 308)) from None
+            raise DeliveryError(f"{where}: HTTP {status}", retryable=status in _RETRY_STATUS) from None
+        except _NOT_UNDERSTOOD as exc:
+            # Named by type only: zeep's text may quote the partner's answer (an entity's content, say).
+            raise DeliveryError(f"{where}: answer not understood ({type(exc).__name__})", retryable=True) from None
         except zeep.exceptions.Fault as exc:
             # soap:Server faults are the partner's trouble and may pass; soap:Client faults are ours. The fault's
             # text may repeat what it was sent (a debtor's name): only its code is kept.
+            # Not chained either: a traceback printed with this error would show the fault's text.
             code = safe_code(exc.code) or "(no code)"
-            raise DeliveryError(f"{where}: fault {code}", retryable="Client" not in str(exc.code or "")) from exc
+            raise DeliveryError(f"{where}: fault {code}", retryable="Client" not in str(exc.code or "")) from None
         except zeep.exceptions.Error as exc:
             raise DeliveryError(f"{where}: {type(exc).__name__}: {exc}", retryable=False) from exc
 
@@ -105,7 +164,7 @@ class SoapAdapter(OperationsMixin):
 
     def close(self) -> None:
         if self._client is not None:
-            self._client.transport.session.close()
+            self._client.transport.session.close()  # zeep's own requests session: unused, but opened
             self._client = None
 
     # -- per-claim operations ------------------------------------------------------------------

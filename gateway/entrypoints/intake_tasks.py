@@ -20,7 +20,7 @@ from gateway.bootstrap import App
 from gateway.entrypoints.supervisor import Supervisor, describe, is_transient
 from gateway.entrypoints.watcher import InboxWatcher
 from gateway.errors import ConfigError, Interrupted
-from gateway.services.inbox import UploadBook, ingest_dropped
+from gateway.services.inbox import UploadBook, ingest_dropped, shown
 from gateway.services.node import LeaseBusy
 from gateway.services.set_aside import set_aside
 
@@ -41,7 +41,7 @@ class FileAttempts:
     def failed(self, client_id: str, path: Path, exc: BaseException) -> bool:
         """Record a failure (in a thread: may set the file aside); True when the file will be offered again."""
         key = (client_id, path.name)
-        self.sup.report(self.task, exc, client=client_id, file=path.name)
+        self.sup.report(self.task, exc, client=client_id, file=shown(path.name))
         tries = self._tries[key] = self._tries.get(key, 0) + 1
         if not is_transient(exc) and not isinstance(exc, ConfigError):
             counted = self._counted[key] = self._counted.get(key, 0) + 1
@@ -49,7 +49,7 @@ class FileAttempts:
                 try:
                     set_aside(self.app, client_id, path, describe(exc), counted)
                 except Exception as aside_exc:  # noqa: BLE001 - try again later rather than lose the file
-                    self.sup.report(self.task, aside_exc, client=client_id, file=path.name)
+                    self.sup.report(self.task, aside_exc, client=client_id, file=shown(path.name))
                 else:
                     self.forget(client_id, path.name)
                     return False
@@ -107,8 +107,8 @@ class InboxTask:
             self.attempts.succeeded(client_id, path.name)
             did = True
             if r is not None:  # None: the SFTP server owns it
-                log.info("serve.ingested client=%s file=%s status=%s submission=%s ack=%s", client_id, path.name,
-                         r.status, r.submission or r.duplicate_of, r.ack_path)
+                log.info("serve.ingested client=%s file=%s status=%s submission=%s ack=%s", client_id,
+                         shown(path.name), r.status, r.submission or r.duplicate_of, r.ack_path)
         now = time.monotonic()
         if now - self.last_sweep >= self.app.config.watcher.sweep_seconds or (
                 now - self.last_check >= 1.0 and await asyncio.to_thread(self.watcher.folders_changed)):

@@ -47,7 +47,7 @@ from watchdog.observers.api import ObservedWatch
 from gateway.entrypoints.observed import ObservedFolder
 from gateway.services.ack import sibling
 from gateway.services.file_writers import has_writer
-from gateway.services.inbox import is_candidate
+from gateway.services.inbox import is_candidate, name_problem, shown
 
 log = logging.getLogger(__name__)
 MARKER = ".done"
@@ -66,6 +66,7 @@ class _Entry:
     not_before: float = 0.0
     told_writing: bool = False  # "open for writing" logged once per entry
     told_complete: bool = False  # "complete" logged once per entry (offers again after release() are quiet)
+    told_special: bool = False  # "not a file" logged once per entry
 
 
 class _Handler(FileSystemEventHandler):
@@ -225,7 +226,9 @@ class InboxWatcher(ObservedFolder):
         with self._lock:
             entries = list(self._seen.items())
         for path, entry in entries:
-            if self.ignore is not None and self.ignore(entry.client_id, path):
+            # a name the database (and a marker's name) cannot hold is no SFTP upload: the ingest refuses it
+            odd = name_problem(path.name) is not None
+            if self.ignore is not None and not odd and self.ignore(entry.client_id, path):
                 self.forget(path)  # the SFTP server owns it; a later sweep sees it again if not
                 continue
             try:
@@ -234,6 +237,11 @@ class InboxWatcher(ObservedFolder):
                 self.forget(path)
                 continue
             link = stat.S_ISLNK(st.st_mode)
+            if not link and not stat.S_ISREG(st.st_mode):  # a named pipe, socket or device: never read, never "complete"
+                if not entry.told_special:
+                    entry.told_special = True
+                    log.warning("watcher.not_a_file client=%s file=%s: left alone", entry.client_id, shown(path.name))
+                continue
             with self._lock:
                 if (st.st_size, st.st_mtime_ns) != (entry.size, entry.mtime_ns):
                     if entry.size >= 0:
@@ -241,7 +249,7 @@ class InboxWatcher(ObservedFolder):
                     entry.size, entry.mtime_ns, entry.handed = st.st_size, st.st_mtime_ns, False
                 if entry.handed or now < entry.not_before:
                     continue
-                named = sibling(path, MARKER)
+                named = None if odd else sibling(path, MARKER)
                 marker = named is not None and named.exists()
                 if not marker and (entry.client_id in self.marker_only or now - entry.since < self.stable_seconds):
                     continue
@@ -252,13 +260,13 @@ class InboxWatcher(ObservedFolder):
                     if not entry.told_writing:
                         entry.told_writing = True
                         log.debug("watcher.waiting client=%s file=%s reason=open_for_writing", entry.client_id,
-                                  path.name)
+                                  shown(path.name))
                 continue
             with self._lock:
                 entry.handed = True
                 first, entry.told_complete = not entry.told_complete, True
             how = "marker" if marker else entry.how
             log.log(logging.INFO if first else logging.DEBUG, "watcher.complete client=%s file=%s by=%s writer_check=%s",
-                    entry.client_id, path.name, how, "none" if writing is False else "unavailable")
+                    entry.client_id, shown(path.name), how, "none" if writing is False else "unavailable")
             out.append((entry.since, entry.client_id, path))
         return [(c, p) for _, c, p in sorted(out)]

@@ -45,6 +45,41 @@ def is_candidate(path: Path) -> bool:
     return not name.startswith(".") and not name.lower().endswith(TEMP_SUFFIXES) and not name.startswith("~$")
 
 
+def name_problem(name: str) -> str | None:
+    """Why a file name cannot be taken (not UTF-8, control characters), or None.
+
+    Such a name cannot be stored as the submission's file name (the database's text is UTF-8) nor written
+    into a log line as it is (a line break would forge a line)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "the file name is not valid UTF-8"
+    if any(ord(c) < 0x20 or 0x7f <= ord(c) < 0xa0 for c in name):
+        return "the file name holds control characters (a line break, a tab, ...)"
+    return None
+
+
+def shown(name: str) -> str:
+    """``name`` for a log line or a derived file name: as it is when it is fine, else escaped (``bad\\xff.csv``)."""
+    return name if name_problem(name) is None else ascii(name)[1:-1].replace("\\udc", "\\x")
+
+
+def refuse_name(app: App, client_id: str, path: Path, problem: str) -> IngestResult:
+    """A failed ack (under the escaped name) for a file whose name cannot be taken; the file stays untouched."""
+    name = shown(path.name)
+    ack = ack_path_for(app, client_id, name)
+    if not ack.exists():  # once, not at every start
+        with AckWriter(ack) as w:
+            w.row(None, None, "failed", None, [Finding(
+                code="invalid_file_name",
+                message=f"{problem}; the file was not processed: rename it (letters, digits, '-', '_', '.') "
+                        "and send it again")])
+            w.commit()
+    log.warning("inbox.name_refused client=%s file=%s reason=%s", client_id, name, problem)
+    return IngestResult(submission=None, status="failed", client_id=client_id, filename=name, ack_path=str(ack),
+                        error=problem)
+
+
 def process_inbox_file(app: App, client_id: str, path: Path, channel: str = "watch") -> IngestResult:
     """Ingest a complete upload, then remove it from the inbox (its bytes are kept encrypted).
 
@@ -330,6 +365,9 @@ def ingest_upload(app: App, book: UploadBook, client_id: str, name: str) -> Inge
 
 def ingest_dropped(app: App, book: UploadBook, client_id: str, path: Path) -> IngestResult | None:
     """Ingest a file placed by other means (the watcher), unless the SFTP server owns it or it is being written."""
+    problem = name_problem(path.name)
+    if problem is not None:
+        return refuse_name(app, client_id, path, problem)
     with book.client_lock(client_id):
         link = is_link(path)  # refused by process_inbox_file, never followed by is_file/has_writer
         if book.is_tracked(client_id, path) or (not link and (not path.is_file() or has_writer(path))):

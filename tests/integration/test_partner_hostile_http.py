@@ -13,12 +13,21 @@ import threading
 import tracemalloc
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from adapters.base import Batch, Operation
 from adapters.rest import HttpAdapter
+from gateway.domain.lifecycle import State
 from gateway.errors import DeliveryError
+from gateway.services.dispatch import Dispatcher, Lanes
+from gateway.services.ingest import ingest_file
+from gateway.store import outbox as outbox_store
+from gateway.store.db import read_tx
+from tests.contract.harness import PARTNER, Harness, claims_by_state, gateway_for, keys_template  # noqa: F401
+from tests.integration.test_partner_faults_2 import DEMO
 from tests.integration.hostile_http import Conn, HostileServer, Request, silent
 from tests.support import wait_for
 
@@ -264,3 +273,56 @@ def test_the_deadline_covers_the_whole_call_in_another_thread_too() -> None:
         a.close()
     assert out and isinstance(out[0], DeliveryError) and "deadline" in str(out[0])
 
+
+
+# -- the dispatcher with such a partner ---------------------------------------------------------------------
+
+class _DrippingPartner(Harness):
+    """A gateway partner (alias http) whose server drips its answers for ever."""
+
+    alias = "http"
+
+    def __init__(self, base: Path, url: str) -> None:
+        super().__init__(base)
+        self.url = url
+
+    def options(self) -> dict[str, Any]:
+        return {"url": self.url, "timeout": 2.0, "deadline": 1.0}
+
+    def partner(self) -> dict[str, Any]:
+        return {**super().partner(), "retry": {"in_call_attempts": 2, "in_call_wait_seconds": 0.01,
+                                               "in_call_wait_max_seconds": 0.02}}
+
+
+def _drip_for_ever(req: Request, conn: Conn) -> None:
+    if conn.send(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n"):
+        while conn.send(b" ") and conn.wait(0.2):
+            pass
+
+
+def test_a_dripping_partner_frees_its_lane_and_the_row_is_retried(tmp_path: Path, db_url: str,
+                                                                   keys_template: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """What serve runs (``Lanes``) against a partner that drips every answer for ever: while the row is in
+    flight its age shows (what /healthz compares with dispatcher.stuck_seconds, and ``dispatch.slow`` names it);
+    then the attempt ends by the deadline, the lane is free, the row waits for its retry with the reason, and
+    its claims stay on their way (not failed). Before, the row stayed in flight for good."""
+    with HostileServer(_drip_for_ever) as server:
+        harness = _DrippingPartner(tmp_path, server.url)
+        with gateway_for(harness, tmp_path, db_url, keys_template) as app:
+            ingest_file(app, DEMO, "demo")
+            lanes = Lanes(Dispatcher(app, owner="w"), width=2, slow_seconds=0.3)
+            try:
+                assert lanes.step()
+                assert PARTNER in lanes.ages()
+                wait_for("the lane to name the slow row", lambda: (lanes.step(), "dispatch.slow" in caplog.text)[1])
+                wait_for("the attempt to end by itself", lambda: (lanes.step(0.1), not lanes.in_flight())[1])
+            finally:
+                lanes.close()
+            with read_tx(app.engine) as conn:
+                [row] = [dict(r) for r in outbox_store.listing(conn)]
+            assert row["status"] == "pending" and row["attempts"] == 1
+            assert "deadline of 1 s" in row["last_error"]
+            assert State.FAILED not in claims_by_state(app)
+            assert State.DELIVERING in claims_by_state(app)
+    assert len(server.requests) == 2  # the in-call retries, each ended by the deadline

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import logging
 import os
 import stat
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from gateway.bootstrap import App
 from gateway.domain.findings import Finding
-from gateway.errors import InputError
+from gateway.errors import ConfigError, InputError
 from gateway.services.ack import AckWriter, private_temp_name, remove_stale_temps, safe_cell, sibling
 from gateway.services.client_files import LINK_REFUSED, LinkRefused, is_link
 from gateway.services.file_writers import has_writer, remove_unless_written
@@ -67,6 +68,7 @@ def shown(name: str) -> str:
 def refuse_name(app: App, client_id: str, path: Path, problem: str) -> IngestResult:
     """A failed ack (under the escaped name) for a file whose name cannot be taken; the file stays untouched."""
     name = shown(path.name)
+    check_ack_folder(app, client_id)
     ack = ack_path_for(app, client_id, name)
     if not ack.exists():  # once, not at every start
         with AckWriter(ack) as w:
@@ -347,9 +349,27 @@ class UploadBook:
                 self._state.pop(key, None)
 
 
+def check_ack_folder(app: App, client_id: str) -> None:
+    """Raise ConfigError when the client's ack folder cannot take an ack (a file in its place, not creatable).
+
+    Asked before a file is taken: its answer could not be written, so the file waits in the inbox (a
+    ConfigError is not counted against it) instead of being stored unanswered and then failed for it."""
+    folder = ack_path_for(app, client_id, "x").parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)  # FileExistsError when something else has the name
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(folder))
+    except OSError as exc:
+        raise ConfigError(f"the ack folder cannot be used ({exc.strerror or type(exc).__name__}); files of this "
+                          "client wait in upload/ until it can", file=str(folder)) from None
+
+
 def ingest_upload(app: App, book: UploadBook, client_id: str, name: str) -> IngestResult | None:
     """Ingest a complete SFTP upload (None when it is not complete or already gone)."""
     with book.client_lock(client_id):
+        if book.state(client_id, name) != COMPLETE:
+            return None
+        check_ack_folder(app, client_id)
         if not book.start_processing(client_id, name):
             return None
         path = book.upload_dir(client_id) / name
@@ -372,6 +392,7 @@ def ingest_dropped(app: App, book: UploadBook, client_id: str, path: Path) -> In
         link = is_link(path)  # refused by process_inbox_file, never followed by is_file/has_writer
         if book.is_tracked(client_id, path) or (not link and (not path.is_file() or has_writer(path))):
             return None  # owned by the SFTP server, gone, or opened for writing again since the watcher took it
+        check_ack_folder(app, client_id)
         result = process_inbox_file(app, client_id, path)
     write_archive_index(app, client_id)
     return result

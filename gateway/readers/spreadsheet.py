@@ -1,7 +1,8 @@
 """XLSX, XLS and ODS through python-calamine: every cell reaches the mapper as text, like a CSV cell.
 
-Numbers become their exact decimal text in the mapping's decimal notation (no float artefacts:
-the shortest text that round-trips the stored double, so a cell Excel shows as 0.3 is "0,3"),
+Numbers become their decimal text in the mapping's decimal notation (no float artefacts: to the
+15 significant digits spreadsheets work to, so a cell Excel shows as 0.3 is "0,3", also when it
+holds the 0.30000000000000004 a formula computed),
 whole numbers lose the ".0", dates become ISO ``YYYY-MM-DD`` (a time of day is kept only when
 it is not midnight), and plain numbers in a column the mapping reads as a date are taken as
 spreadsheet date serials. calamine reads one sheet's cells into compact Rust memory; the rows
@@ -161,12 +162,16 @@ def _is_1904(file: str) -> bool:
 
 
 def number_text(value: int | float, decimal: str = ".") -> str:
-    """The exact decimal text of a stored number: 0.3 -> "0.3", 12.0 -> "12", 1e-07 -> "0.0000001"."""
+    """The decimal text of a stored number as the spreadsheet shows it: 0.3 -> "0.3", 12.0 -> "12", 1e-07 ->
+    "0.0000001", and 0.30000000000000004 (what =0.1+0.2 saves) -> "0.3"."""
     if isinstance(value, int):
         return str(value)
     if value.is_integer() and abs(value) < 1e16:
         return str(int(value))
-    text = format(Decimal(repr(value)), "f")  # repr is the shortest text that reads back as this double
+    # 15 significant digits, the precision spreadsheet programs work and show numbers to: a calculated amount's
+    # binary tail (=3*1.1 saves 3.3000000000000003) is no part of it ('g' drops trailing zeros, so a number
+    # typed with fewer digits reads as typed: the shortest text of its double).
+    text = format(Decimal(format(value, ".15g")), "f")
     return text.replace(".", decimal) if decimal != "." else text
 
 

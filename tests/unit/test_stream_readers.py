@@ -272,8 +272,8 @@ def ods_book(path: Path) -> Path:
 def test_ods_reads_like_calamine(tmp_path: Path, extra: str) -> None:
     path = ods_book(tmp_path / "a.ods")
     got = assert_same(path, "ods", extra, frozenset({"Datum", "Betrag"}))
-    if extra.endswith("header_row: 3"):
-        assert got[3][0][2] == ["R1", "0,30000000000000004", "2025-01-31", "14:30:00", "true",
+    if extra.endswith("header_row: 3"):  # 0.30000000000000004: to 15 significant digits
+        assert got[3][0][2] == ["R1", "0,3", "2025-01-31", "14:30:00", "true",
                                 "erste Zeile\nzweite"]
 
 

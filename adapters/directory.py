@@ -10,6 +10,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -84,7 +85,15 @@ class DirectoryAdapter(OperationsMixin):
         try:
             if self.create:
                 folder.mkdir(parents=True, exist_ok=True)
-            if final.exists():
+            try:
+                there = os.lstat(final)
+            except FileNotFoundError:
+                there = None
+            if there is not None and not stat.S_ISREG(there.st_mode):
+                # not ours (we write plain files): hashing a named pipe or a link to /dev/zero never ends
+                raise DeliveryError(f"batch {batch.batch_id}: {final} is in the way and not a regular file (a link, "
+                                    "folder, named pipe or device); move it away", retryable=True)
+            if there is not None:
                 return self._confirm_existing(batch, final, digest)
             self._write_atomically(final, batch.payload)
             return self._receipt(batch, final, digest)

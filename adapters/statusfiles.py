@@ -8,6 +8,7 @@ temp names are still being written and are skipped.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -72,7 +73,13 @@ def read_local(folder: Path, cursor: str | None, where: str = "") -> tuple[list[
     names = within_budget([(n, (folder / n).stat().st_size) for n in names])
     updates: list[PartnerUpdate] = []
     for n in names:
-        with open(folder / n, "rb") as fh:
+        # Not blocking: a named pipe under a status name would wait for a writer for ever (the partner's sync
+        # hung without a word); it, a device or a folder is refused like a broken file, the cursor before it.
+        fd = os.open(folder / n, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise DeliveryError(f"{where}: status file {n} is not a regular file (a folder, named pipe or "
+                                    "device); nothing after it is read until it is moved aside", retryable=True)
             data = fh.read(MAX_STATUS_BYTES + 1)  # a file that grew since its size was read is refused too
         check_size(where, n, len(data))
         updates.extend(decode_status_file(where, n, data))

@@ -74,8 +74,9 @@ class ImmutableRecord(GatewayError):
 
 
 class DeliveryError(GatewayError):
-    def __init__(self, message: str, *, retryable: bool) -> None:
-        self.retryable = retryable
+    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None) -> None:
+        # retry_after: seconds the partner asked the gateway to wait (HTTP Retry-After) before trying again
+        self.retryable, self.retry_after = retryable, retry_after
         super().__init__(message)
 
 

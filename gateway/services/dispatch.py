@@ -186,7 +186,8 @@ class Dispatcher:
         retrying = Retrying(stop=stop_after_attempt(max(1, policy.in_call_attempts)),
                             wait=wait_random_exponential(multiplier=policy.in_call_wait_seconds,
                                                          max=policy.in_call_wait_max_seconds),
-                            retry=retry_if_exception(lambda e: self._is_retryable(partner_id, e)), reraise=True)
+                            retry=retry_if_exception(lambda e: self._is_retryable(partner_id, e)
+                                                     and _asked_to_wait(e) is None), reraise=True)
 
         def attempt(value: T) -> R:
             if item is not None:
@@ -355,6 +356,8 @@ class Dispatcher:
         base = (partner.retry.backoff_base_seconds if partner else None) or cfg.backoff_base_seconds
         cap = (partner.retry.backoff_max_seconds if partner else None) or cfg.backoff_max_seconds
         retry_in = None if dead else outbox_store.backoff(item.attempts, base, cap)
+        if retry_in is not None and (asked := _asked_to_wait(exc)) is not None:
+            retry_in = max(retry_in, asked)  # the partner said when (429/503 Retry-After): no sooner
         with write_tx(self.app.engine) as conn:
             if not outbox_store.fail(conn, item, error, retry_in=retry_in, now=self.app.now(), counted=not ours):
                 return
@@ -536,6 +539,11 @@ def open_adapter(app: App, partner_id: str) -> PartnerAdapter:
         if key in options:
             options[key] = str(app.config.path(str(options[key])))
     return load_adapter(pcfg.adapter, partner_id, options)
+
+
+def _asked_to_wait(exc: BaseException) -> float | None:
+    """Seconds a partner asked the gateway to wait before the next try (no quick in-call retry then)."""
+    return exc.retry_after if isinstance(exc, DeliveryError) else None
 
 
 def _summary(unrendered: dict[int, str]) -> str:

@@ -277,8 +277,8 @@ def test_the_deadline_covers_the_whole_call_in_another_thread_too() -> None:
 
 # -- the dispatcher with such a partner ---------------------------------------------------------------------
 
-class _DrippingPartner(Harness):
-    """A gateway partner (alias http) whose server drips its answers for ever."""
+class _HostilePartner(Harness):
+    """A gateway partner (alias http) served by a ``HostileServer``."""
 
     alias = "http"
 
@@ -308,7 +308,7 @@ def test_a_dripping_partner_frees_its_lane_and_the_row_is_retried(tmp_path: Path
     then the attempt ends by the deadline, the lane is free, the row waits for its retry with the reason, and
     its claims stay on their way (not failed). Before, the row stayed in flight for good."""
     with HostileServer(_drip_for_ever) as server:
-        harness = _DrippingPartner(tmp_path, server.url)
+        harness = _HostilePartner(tmp_path, server.url)
         with gateway_for(harness, tmp_path, db_url, keys_template) as app:
             ingest_file(app, DEMO, "demo")
             lanes = Lanes(Dispatcher(app, owner="w"), width=2, slow_seconds=0.3)
@@ -326,3 +326,50 @@ def test_a_dripping_partner_frees_its_lane_and_the_row_is_retried(tmp_path: Path
             assert State.FAILED not in claims_by_state(app)
             assert State.DELIVERING in claims_by_state(app)
     assert len(server.requests) == 2  # the in-call retries, each ended by the deadline
+
+
+def test_a_429_with_retry_after_is_waited_out_not_hammered(tmp_path: Path, db_url: str, keys_template: Path) -> None:
+    """The partner answers 429 with ``Retry-After: 120``. The attempt makes no quick in-call retries (three
+    requests within a second before), and the row waits at least the 120 s it was asked to (the outbox's own
+    backoff here is 0.05 s at most), the wait named in its error."""
+    def behave(req: Request, conn: Conn) -> None:
+        conn.answer(429, b'{"code": "RATE_LIMITED"}', {"Retry-After": "120"})
+
+    with HostileServer(behave) as server:
+        with gateway_for(_HostilePartner(tmp_path, server.url), tmp_path, db_url, keys_template) as app:
+            ingest_file(app, DEMO, "demo")
+            started = app.now()
+            worker = Dispatcher(app, owner="w")
+            assert worker.run_once()
+            assert not worker.run_once()  # nothing due: the row waits
+            worker.close()
+            with read_tx(app.engine) as conn:
+                [row] = [dict(r) for r in outbox_store.listing(conn)]
+            assert row["status"] == "pending" and "Retry-After 120 s" in row["last_error"]
+            assert (row["available_at"].replace(tzinfo=started.tzinfo) - started).total_seconds() >= 120
+            assert State.FAILED not in claims_by_state(app)
+    assert len(server.requests) == 1
+
+
+def test_retry_after_as_a_date_is_read_and_bounded() -> None:
+    from email.utils import format_datetime
+    import datetime as dt
+
+    in_an_hour = format_datetime(dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1), usegmt=True)
+    answers = iter([("503", in_an_hour), ("429", "999999999"), ("429", "soon")])
+
+    def behave(req: Request, conn: Conn) -> None:
+        status, after = next(answers)
+        conn.answer(int(status), b"", {"Retry-After": after})
+
+    with HostileServer(behave) as server:
+        a = adapter(server.url)
+        waits = []
+        for _ in range(3):
+            with pytest.raises(DeliveryError) as err:
+                a.deliver(batch())
+            assert err.value.retryable
+            waits.append(err.value.retry_after)
+        a.close()
+    assert waits[0] is not None and 3000 < waits[0] <= 3600
+    assert waits[1:] == [86400.0, None]

@@ -26,7 +26,7 @@ from gateway.domain.findings import Finding, Severity
 from gateway.domain.model import (Address, AddressKind, BankAccount, Claim, Debtor, DebtorKind, Fee,
                                   Interest, Payment, Salutation)
 from gateway.errors import InputError
-from gateway.mapping.conditions import CompiledPolicy, compile_condition, compile_policy
+from gateway.mapping.conditions import AWAITING_RELEASE, CompiledPolicy, compile_condition, compile_policy
 from gateway.mapping.getters import Getter, Plan, field_plan, getter, has_transforms
 from gateway.mapping.grouping import group_rows
 from gateway.mapping.rowcode import (ADDRESS, BANK, CLAIM, DEBTOR, FEE_DUNNING, FEE_GROUPS, INTEREST, PAYMENT, Field,
@@ -216,6 +216,13 @@ class RowMapper:
                             "carry; remove it from the cell (line breaks and tabs are fine)"))
         if src.unsaved or src.errors:
             self._unusable_cells(src, findings)
+        if src.hidden:
+            # A row out of sight when the client saved (a filter on the open invoices, a paid one hidden by hand):
+            # handing it over could send a paid invoice to collection, dropping it could lose a claim.
+            findings.append(Finding(
+                code=AWAITING_RELEASE, severity=Severity.HOLD, row=src.row,
+                message="the row is hidden in the sheet (filtered out or hidden by hand): held until the client "
+                        "releases it; if it was hidden because it is not to be collected, leave it out of the file"))
         reference = groups[CLAIM].get("creditor_reference")
         if self.policy.active:
             self.policy.apply(values, groups[CLAIM], findings, src.row)

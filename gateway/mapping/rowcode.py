@@ -95,8 +95,8 @@ def _source(fields: Sequence[Field], width: int, policy: CompiledPolicy, partner
     w = _Writer()
     back = f"return {w.bind(careful, 'careful')}(src, client_id)"
     w.line(0, "def map_row(src, client_id):")
-    # a formula without a saved value, a cell showing an error value: the careful path names them
-    w.line(1, "if src.unsaved is not None or src.errors is not None:")
+    # a formula without a saved value, a cell showing an error value, a hidden row: the careful path says so
+    w.line(1, "if src.unsaved is not None or src.errors is not None or src.hidden:")
     w.line(2, back)
     # a percentage the interest rate reads (the cell holds 0.05 for 5 %): the careful path scales it
     rate = next((f for f in fields if f.group == INTEREST and f.attr == "rate"), None)

@@ -45,6 +45,7 @@ class SourceRow(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     number cells (not text) holding a whole number of four digits, 1000-9999: a German postcode there lost
     its leading zero when the spreadsheet stored it as a number (01067 -> 1067), which the mapping puts back.
     ``percent`` lists the positions of number cells shown as a percentage (the cell holds 0.05 for 5 %).
+    ``hidden``: the sheet hides the row (a filter, or by hand), so the client did not see it when it saved.
     ``errors`` maps the positions of cells that show an error value (``#N/A`` of a lookup that found nothing,
     ``#DIV/0!``) to that value: their text is empty, and the mapping names the error where it reads one.
     """
@@ -57,6 +58,7 @@ class SourceRow(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     whole4: list[int] | None = None
     errors: dict[int, str] | None = None
     percent: list[int] | None = None
+    hidden: bool = False
 
 
 class Reader(Protocol):

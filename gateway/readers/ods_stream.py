@@ -44,7 +44,8 @@ BOOLEAN, STRING, FORMULA = _O + "boolean-value", _O + "string-value", _T + "form
 NULL_DATE, DATE_VALUE = _T + "null-date", _T + "date-value"
 _S = "{urn:oasis:names:tc:opendocument:xmlns:style:1.0}"
 TABLE_PROPERTIES, STYLE_NAME = _S + "table-properties", _S + "name"
-DISPLAY, TABLE_STYLE = _T + "display", _T + "style-name"
+DISPLAY, TABLE_STYLE, VISIBILITY = _T + "display", _T + "style-name", _T + "visibility"
+_HIDDEN_ROW = ("collapse", "filter")  # table:visibility of a row hidden by hand or filtered out
 _NULL_DATE = re.compile(r"(1[89][0-9][0-9]|20[0-9][0-9])-([0-9][0-9])-([0-9][0-9])")  # what a null date may be
 PARAGRAPH, SPACE, SPACES, ANNOTATION = _X + "p", _X + "s", _X + "c", _O + "annotation"
 _NUMERIC = ("float", "percentage", "currency")
@@ -260,6 +261,8 @@ class OdsStreamReader(StreamSheetReader):
         dated = self._dated
         plain = PLAIN_NUMBER.fullmatch
         repeat = int(el.get(ROWS_REPEATED) or 1)
+        if el.get(VISIBILITY) in _HIDDEN_ROW:
+            self.note_hidden(number, number + repeat - 1)
         dates = self.date_cols
         values: list[str] = []
         first, col = -1, 0
@@ -476,7 +479,10 @@ class OdsStreamReader(StreamSheetReader):
                  number: int) -> tuple[int, list[str], int]:
         """(repeat, texts, first column) of a row read by a plan: its open values put in place."""
         decimal, dates, dated = self._decimal, self.date_cols, self._dated
-        repeat = int(dict(row_attrs).get(ROWS_REPEATED) or 1)
+        attrs = dict(row_attrs)
+        repeat = int(attrs.get(ROWS_REPEATED) or 1)
+        if attrs.get(VISIBILITY) in _HIDDEN_ROW:
+            self.note_hidden(number, number + repeat - 1)
         values = plan.base.copy()
         planned4: list[int] = []
         for code, col, k in plan.steps:
@@ -516,7 +522,10 @@ class OdsStreamReader(StreamSheetReader):
         decimal, max_cols = self._decimal, self.limits.max_columns
         dated = self._dated
         plain = PLAIN_NUMBER.fullmatch
-        repeat = int(dict(row_attrs).get(ROWS_REPEATED) or 1)
+        of_row = dict(row_attrs)
+        repeat = int(of_row.get(ROWS_REPEATED) or 1)
+        if of_row.get(VISIBILITY) in _HIDDEN_ROW:
+            self.note_hidden(number, number + repeat - 1)
         dates = self.date_cols
         values: list[str] = []
         first, col = -1, 0

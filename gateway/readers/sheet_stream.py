@@ -406,6 +406,7 @@ class StreamSheetReader:
         # row may repeat) and columns of the latest row read with such cells; ``_shape`` puts them on the row.
         self._noted: dict[str, tuple[int, int, list[int]]] = {}
         self._errors: tuple[int, dict[int, str]] | None = None  # the row and its cells showing an error value
+        self._hidden: tuple[int, int] | None = None  # the rows (first, last) of the latest hidden row read
         self._noting = True
         self._zip: zipfile.ZipFile | None = None
         try:
@@ -461,6 +462,11 @@ class StreamSheetReader:
         if self._noting:
             self._noted[kind] = (first, last, columns)
 
+    def note_hidden(self, first: int, last: int) -> None:
+        """Rows ``first``..``last`` are hidden in the sheet (filtered out, or hidden by hand)."""
+        if self._noting:
+            self._hidden = (first, last)
+
     def note_error(self, row: int, column: int, value: str) -> None:
         """The cell of ``row`` in ``column`` shows the error value ``value`` (``#N/A``)."""
         if self._noting:
@@ -511,7 +517,7 @@ class StreamSheetReader:
 
     def _shape(self, raw: RawRow, left: int, width: int, sheet: str) -> Iterator[SourceRow]:
         number, values, _ = raw
-        noted, errors = self._noted, self._errors
+        noted, errors, hidden = self._noted, self._errors, self._hidden
         if left:
             values = values[left:]
         if not "".join(values).strip():
@@ -524,9 +530,11 @@ class StreamSheetReader:
                 del values[width:]
         elif n < width:
             values.extend([""] * (width - n))
-        if noted or errors is not None and errors[0] == number:
+        if noted or errors is not None and errors[0] == number or hidden is not None:
             extra: dict[str, Any] = {kind: at for kind, spot in noted.items()
                                      if (at := _at(spot, number, left, len(values))) is not None}
+            if hidden is not None and hidden[0] <= number <= hidden[1]:
+                extra["hidden"] = True
             if errors is not None and errors[0] == number:
                 shown = {c - left: v for c, v in errors[1].items() if 0 <= c - left < len(values)}
                 if shown:

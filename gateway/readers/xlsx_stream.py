@@ -72,6 +72,8 @@ _SI = re.compile(_W + "<si>" + _W + "<t(>| xml:space=\"preserve\">)(" + _TEXT + 
 _VALUES = re.compile("<v>([^<&\r]++)</v>")  # the values a row template leaves open
 _TEMPLATE_REF = re.compile('(<c r="[A-Z]{1,3})[0-9]{1,7}"')
 _ONE_ROW = re.compile(_W + one_element("row"))
+# A row's attribute that hides it (the row's other attributes as ``_ROW_START`` took them).
+_HIDDEN = re.compile('[ \t\r\n]hidden="(?:1|true)"')
 # A formula cell that ends without a value (generators that never calculate): lxml's path notes it.
 _NO_VALUE = re.compile("(?:</f>|<f[ \t\r\n][^>]*/>|<f/>)" + _W + "</c>")
 PlainRow = tuple[str, str, str, int, int, int, int]  # r, other attributes, text, body start/end, element start/end
@@ -430,6 +432,8 @@ class XlsxStreamReader(StreamSheetReader):
         number = int(r) if r else prev[0] + 1
         r = r or str(number)
         prev[0] = number
+        if row.get("hidden") in ("1", "true"):
+            self.note_hidden(number, number)
         dates = self.date_cols
         values: list[str] = []
         first = col = -1
@@ -568,6 +572,8 @@ class XlsxStreamReader(StreamSheetReader):
                 continue
             number = int(r) if r else prev[0] + 1
             r = r or str(number)
+            if rest and "hidden" in rest and _HIDDEN.search(rest):
+                self.note_hidden(number, number)
             if not body:
                 prev[0] = number
                 yield number, [], -1

@@ -471,3 +471,62 @@ def test_calculated_amount_reads_as_the_spreadsheet_shows_it_not_its_binary_tail
     found = [[f.code for f in validate_claim(r.claim, dt.date(2025, 6, 1))] for r in rows]
     # 1.469,1264 really has four decimals (ROUND it in the sheet); the others are what the sheet shows
     assert ["invalid_amount" in codes for codes in found] == [False, False, False, True]
+
+
+# ---------------------------------------------------------------- hidden rows
+
+@pytest.mark.parametrize("writer", ["openpyxl", "xlsxwriter", "odfpy"])
+def test_a_hidden_row_is_held_not_handed_over(tmp_path: Path, writer: str) -> None:
+    """A client filters its list to the open invoices (or hides the paid ones) and saves it: the rows out of sight
+    are still in the file. Handing them over could send a paid invoice to collection; dropping them could lose a
+    claim. They are held (awaiting_release), saying why, for the client to release or correct."""
+    rows: list[list[Any]] = [["Ref", "Betrag", "Datum"]]
+    rows += [[f"R{n}", 10 + n, dt.date(2025, 1, 31)] for n in range(600)]
+    hidden = {3, 7, 500}  # sheet rows
+    if writer == "openpyxl":
+        path = tmp_path / "h.xlsx"
+        wb = openpyxl.Workbook()
+        ws = wb.active
+        for values in rows:
+            ws.append(values)
+        for r in hidden:
+            ws.row_dimensions[r].hidden = True
+        wb.save(path)
+    elif writer == "xlsxwriter":
+        path = tmp_path / "h.xlsx"
+        book = xlsxwriter.Workbook(str(path))
+        sheet = book.add_worksheet()
+        day = book.add_format({"num_format": "dd.mm.yyyy"})
+        for r, values in enumerate(rows):
+            if r + 1 in hidden:
+                sheet.set_row(r, None, None, {"hidden": True})
+            for c, value in enumerate(values):
+                sheet.write(r, c, value, day if isinstance(value, dt.date) else None)
+        book.close()
+    else:
+        path = tmp_path / "h.ods"
+        doc = OpenDocumentSpreadsheet()
+        table = Table(name="Forderungen")
+        for r, values in enumerate(rows, start=1):
+            row = TableRow(visibility="collapse") if r in hidden else TableRow()
+            for value in values:
+                if isinstance(value, str):
+                    cell = TableCell(valuetype="string")
+                    cell.addElement(P(text=value))
+                elif isinstance(value, dt.date):
+                    cell = TableCell(valuetype="date", datevalue=value.isoformat())
+                else:
+                    cell = TableCell(valuetype="float", value=value)
+                row.addElement(cell)
+            table.addElement(row)
+        doc.spreadsheet.addElement(table)
+        doc.save(str(path))
+    got = mapped(path, spec(f"  type: {path.suffix[1:]}"))
+    assert len(got) == 600
+    for row in got:
+        if row.row in hidden:
+            assert row.claim is not None, row.row
+            assert [(f.code, f.severity.value) for f in row.findings] == [("awaiting_release", "hold")]
+            assert "hidden" in row.findings[0].message
+        else:
+            assert row.claim is not None and row.findings == [], row.row

@@ -57,8 +57,8 @@ def _small_fd_limit() -> None:
 
 
 def start(base: Path, **overrides: Any) -> Running:
-    cfg = write_config(base, f"sqlite:///{base / 'var' / 'gateway.db'}", clients=client_config(),
-                       dispatcher={"enabled": False}, **overrides)
+    overrides.setdefault("clients", client_config())
+    cfg = write_config(base, f"sqlite:///{base / 'var' / 'gateway.db'}", dispatcher={"enabled": False}, **overrides)
     for args in (("keys", "init"), ("db", "upgrade")):
         out = subprocess.run([sys.executable, "-m", "gateway.entrypoints.cli", "--config", str(cfg), *args],
                              capture_output=True, text=True, timeout=120, cwd=base)
@@ -73,6 +73,8 @@ def start(base: Path, **overrides: Any) -> Running:
     text = log.read_text()
     ports = {front: int(m.group(1)) for front in ("soap", "web", "health")
              if (m := re.search(rf"{front}\.listening url=https?://[^/\s]+:(\d+)", text))}
+    if m := re.search(r"sftp\.listening host=\S+ port=(\d+)", text):
+        ports["sftp"] = int(m.group(1))
     return Running(proc, log, base, ports)
 
 

@@ -77,7 +77,8 @@ class SftpInbox:
 
         ctx = JailContext(inbox=cfg.inbox_dir, book=self.book, on_complete=self.hand_off,
                           max_file_bytes=functools.partial(per_client, "max_file_bytes", server.max_file_bytes),
-                          quota_bytes=functools.partial(per_client, "quota_bytes", server.quota_bytes))
+                          quota_bytes=functools.partial(per_client, "quota_bytes", server.quota_bytes),
+                          max_handles=server.max_open_handles_per_client)
         self.acceptor = await asyncssh.listen(
             server.host, server.port, server_host_keys=[host_key],
             server_factory=functools.partial(GatewaySSHServer, credentials, limiter, gate),

@@ -56,10 +56,32 @@ class JailContext:
     on_complete: Callable[[str, str], None]
     max_file_bytes: Callable[[str], int]
     quota_bytes: Callable[[str], int]
+    # Files and directory listings one client has open at once, over all its connections and sessions: each
+    # open file is a descriptor of serve, and SFTP names no limit (one connection held 997 and took the rest).
+    max_handles: int = 64
     space: UploadSpace = field(init=False)  # one reservation book for every session of the server
+    handles: dict[str, int] = field(init=False, default_factory=dict)
+    refusals: dict[str, int] = field(init=False, default_factory=dict)  # per configured client: bounded
 
     def __post_init__(self) -> None:
         self.space = UploadSpace(self.inbox)
+
+    def take_handle(self, client: str) -> None:
+        """Count one more open handle of ``client``; refused (SFTPFailure) at ``max_handles``."""
+        if self.handles.get(client, 0) >= self.max_handles:
+            refusals = self.refusals[client] = self.refusals.get(client, 0) + 1
+            if str(refusals).rstrip("0") == "1":  # 1, 10, 100, ...: a flood is a few lines
+                log.warning("sftp.handles_refused client=%s open=%d refused=%d", client, self.max_handles, refusals)
+            raise asyncssh.SFTPFailure(f"too many open files: at most {self.max_handles} at once over all your "
+                                       "connections; close some first")
+        self.handles[client] = self.handles.get(client, 0) + 1
+
+    def give_handle(self, client: str) -> None:
+        left = self.handles.get(client, 0) - 1
+        if left > 0:
+            self.handles[client] = left
+        else:
+            self.handles.pop(client, None)
 
 
 class _Handle:
@@ -205,18 +227,25 @@ class JailedSFTPServer(asyncssh.SFTPServer):
         if name is not None:
             raise asyncssh.SFTPNoSuchFile("not a directory")
         here = self.root if folder is None else self.root / folder
-        yield SFTPName(b".", attrs=SFTPAttrs.from_local(os.stat(here)))
-        yield SFTPName(b"..", attrs=SFTPAttrs.from_local(os.stat(self.root)))
+        # A listing is read whole before the first name goes out: asyncssh reads a listing 128 names at a time
+        # and keeps it open between the client's reads, which would hold a descriptor per open listing.
+        names = [SFTPName(b".", attrs=SFTPAttrs.from_local(os.stat(here))),
+                 SFTPName(b"..", attrs=SFTPAttrs.from_local(os.stat(self.root)))]
         if folder is None:
-            for f in FOLDERS:
-                yield SFTPName(f.encode(), attrs=SFTPAttrs.from_local(os.stat(self.root / f)))
-            return
-        with os.scandir(here) as entries:
-            for entry in entries:
-                st = entry.stat(follow_symlinks=False)
-                hidden = folder != "upload" and entry.name.startswith(".")  # our own temp files
-                if stat.S_ISREG(st.st_mode) and not hidden:
-                    yield SFTPName(os.fsencode(entry.name), attrs=SFTPAttrs.from_local(st))
+            names += [SFTPName(f.encode(), attrs=SFTPAttrs.from_local(os.stat(self.root / f))) for f in FOLDERS]
+        else:
+            with os.scandir(here) as entries:
+                for entry in entries:
+                    st = entry.stat(follow_symlinks=False)
+                    hidden = folder != "upload" and entry.name.startswith(".")  # our own temp files
+                    if stat.S_ISREG(st.st_mode) and not hidden:
+                        names.append(SFTPName(os.fsencode(entry.name), attrs=SFTPAttrs.from_local(st)))
+        self.ctx.take_handle(self.client)  # a listing read in part is kept (memory) until the client closes it
+        try:
+            for listed in names:
+                yield listed
+        finally:
+            self.ctx.give_handle(self.client)
 
     def statvfs(self, path: bytes) -> asyncssh.SFTPVFSAttrs:
         raise asyncssh.SFTPOpUnsupported("statvfs is not supported")
@@ -225,7 +254,12 @@ class JailedSFTPServer(asyncssh.SFTPServer):
     async def open(self, path: bytes, pflags: int, attrs: SFTPAttrs) -> object:
         folder, name, local = self._file(path)
         if not pflags & WRITE_FLAGS:
-            fd = self._os_open(local, os.O_RDONLY)
+            self.ctx.take_handle(self.client)
+            try:
+                fd = self._os_open(local, os.O_RDONLY)
+            except BaseException:
+                self.ctx.give_handle(self.client)
+                raise
             return _Handle(fd, folder, name, False, 0)
         if folder != "upload":
             raise _denied(f"/{folder} is read-only: upload files to /upload")
@@ -233,6 +267,14 @@ class JailedSFTPServer(asyncssh.SFTPServer):
             raise asyncssh.SFTPFailure(f"file name too long: at most {MAX_NAME} bytes (UTF-8)")
         if any(ord(c) < 32 for c in name):
             raise asyncssh.SFTPFailure("invalid file name: control characters (line breaks, tabs) are not allowed")
+        self.ctx.take_handle(self.client)
+        try:
+            return await self._open_upload(name, local, pflags)
+        except BaseException:
+            self.ctx.give_handle(self.client)
+            raise
+
+    async def _open_upload(self, name: str, local: Path, pflags: int) -> object:
         try:
             await asyncio.to_thread(self.ctx.book.begin_write, self.client, name)
         except UploadBusy as exc:
@@ -250,7 +292,7 @@ class JailedSFTPServer(asyncssh.SFTPServer):
         size = os.fstat(fd).st_size
         self.ctx.space.opened(self.client, name, size)
         log.info("sftp.upload_start client=%s file=%s", self.client, name)
-        return _Handle(fd, folder, name, True, size, bool(pflags & asyncssh.FXF_APPEND))
+        return _Handle(fd, "upload", name, True, size, bool(pflags & asyncssh.FXF_APPEND))
 
     def _abandon(self, name: str, local: Path) -> None:
         if local.exists():
@@ -355,6 +397,7 @@ class JailedSFTPServer(asyncssh.SFTPServer):
         h = self._handle(file_obj)
         kept = os.fstat(h.fd).st_size if h.write else 0
         os.close(h.fd)
+        self.ctx.give_handle(self.client)
         if not h.write:
             return None
         by_client = _closed_by_client(sys._getframe(1))

@@ -71,6 +71,8 @@ def _parser(field: FieldSpec, target: Target, fmt: FormatSpec) -> Callable[[str]
                           else (fmt.decimal_separator, fmt.thousands))
     date_formats = field_date_formats(field, fmt) if target.kind is Kind.DATE else tuple(fmt.date_formats)
     parse = value_parser(target, decimal=decimal, thousands=thousands, date_formats=date_formats)
+    if target.name == "interest.rate":
+        parse = t.rate_parser(decimal, thousands)  # "5 %" as a spreadsheet shows a percentage, in a CSV
     if field.implied_decimals is not None:
         parse = t.implied_decimal_parser(field.implied_decimals)
     if field.year_pivot is not None:

@@ -135,6 +135,21 @@ def decimal_parser(decimal: str = ",", thousands: str = ".") -> Callable[[str], 
     return parse
 
 
+_PERCENT = re.compile(r"[\s\u00a0\u202f]*%$")
+
+
+@lru_cache(maxsize=16)
+def rate_parser(decimal: str = ",", thousands: str = ".") -> Callable[[str], Decimal | None]:
+    """An interest rate (percent per year) as written, with or without its percent sign: "5", "5,25 %"
+    (a CSV saved from a spreadsheet writes a percentage cell as shown)."""
+    amount = decimal_parser(decimal, thousands)
+
+    def parse(text: str) -> Decimal | None:
+        return amount(_PERCENT.sub("", text) if text.endswith("%") else text)
+
+    return parse
+
+
 def parse_decimal(text: str, decimal: str = ",", thousands: str = ".") -> Decimal | None:
     """An amount as written by a client ("1.234,56", "EUR 12,50", "12,50-"); empty gives None."""
     return decimal_parser(decimal, thousands)(text)

@@ -530,3 +530,13 @@ def test_a_hidden_row_is_held_not_handed_over(tmp_path: Path, writer: str) -> No
             assert "hidden" in row.findings[0].message
         else:
             assert row.claim is not None and row.findings == [], row.row
+
+
+def test_interest_rate_with_a_percent_sign_from_a_csv_saved_by_a_spreadsheet(tmp_path: Path) -> None:
+    """Excel and LibreOffice save a percentage cell into a CSV as shown: "5 %", "5,25%"; it was 'not an amount'."""
+    path = tmp_path / "z.csv"
+    path.write_text("Ref;Betrag;Datum;Zins\nR1;100;31.01.2025;5 %\nR2;100;31.01.2025;5,25%\n"
+                    "R3;100;31.01.2025;7\nR4;100;31.01.2025;7\u00a0%\nR5;100;31.01.2025;x %\n", encoding="utf-8")
+    rows = mapped(path, spec("  type: csv", RATE))
+    assert [r.claim.interest.rate for r in rows[:4]] == [Decimal("5"), Decimal("5.25"), Decimal("7"), Decimal("7")]
+    assert [(f.code, f.column) for f in rows[4].findings] == [("invalid_amount", "Zins")]

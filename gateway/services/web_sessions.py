@@ -9,7 +9,8 @@ most once a minute per session, so pages read but do not write.
 Each row is bound to the login's credential as it was at login (``credential``: a keyed fingerprint of its
 password hash, client and role, from ``UserBook.credential``); a request whose login now has another credential
 (a reset password, the login removed and added again, for another client, or the config file edited by hand)
-ends the session. A reset password and a removed login also delete the login's rows at once (``end_login``).
+ends the session. A reset password and a removed login also delete the login's rows at once (``end_login``). A login keeps at
+most ``MAX_PER_LOGIN`` sessions: a new one beyond that ends the oldest.
 The session's search texts live in its row too (``search``/``remember``): they may be a debtor's name, and the
 cookie is only signed, not encrypted.
 """
@@ -29,6 +30,9 @@ from gateway.store.db import read_tx, write_tx
 
 log = logging.getLogger(__name__)
 EXTEND_AFTER = timedelta(seconds=60)  # a used session's expiry is moved on when it is older than this
+# Sessions one login keeps at once (browsers, devices): a script logging in again and again made a row each,
+# kept for web.session_max_age_seconds; at a new login beyond this the oldest end.
+MAX_PER_LOGIN = 32
 
 
 def _hash(token: str) -> str:
@@ -43,6 +47,9 @@ def start(app: App, login: str, credential: str) -> str:
         store.remove_expired(conn, now)
         store.add(conn, _hash(token), login, credential, now,
                   now + timedelta(seconds=app.config.web.session_max_age_seconds))
+        ended = store.keep_newest(conn, login, MAX_PER_LOGIN)
+    if ended:
+        log.info("web.sessions_ended login=%s count=%d reason=too_many", login, ended)
     return token
 
 

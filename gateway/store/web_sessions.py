@@ -47,3 +47,11 @@ def remove(conn: Connection, token_hash: str) -> None:
 
 def remove_expired(conn: Connection, now: datetime) -> int:
     return int(conn.execute(delete(web_sessions).where(web_sessions.c.expires_at <= now)).rowcount)
+
+
+def keep_newest(conn: Connection, login: str, keep: int) -> int:
+    """End all but the ``keep`` newest sessions of ``login``: how many were ended."""
+    newest = (select(web_sessions.c.token_hash).where(web_sessions.c.login == login)
+              .order_by(web_sessions.c.created_at.desc(), web_sessions.c.token_hash).limit(keep))
+    return int(conn.execute(delete(web_sessions).where(web_sessions.c.login == login,
+                                                       web_sessions.c.token_hash.not_in(newest))).rowcount)

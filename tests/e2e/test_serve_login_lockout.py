@@ -7,6 +7,7 @@ SOAP's few minutes' memory of its last good login had lapsed: after a quiet nigh
 from __future__ import annotations
 
 import re
+import sqlite3
 import signal
 from pathlib import Path
 
@@ -79,5 +80,26 @@ def test_a_blocked_login_name_still_lets_its_owner_in_from_where_it_logged_in(ru
     assert console_login(r, browser(r, HONEST), "demo", password) == 303
     assert soap_status(r, HONEST, PASSWORDS["demo-erp"]) == 200
     assert console_login(r, attacker, "demo", password) == 429  # and their logins did not unblock the stranger
+    r.proc.send_signal(signal.SIGTERM)
+    assert r.proc.wait(30) == 0
+
+
+def test_a_login_scripted_again_and_again_keeps_a_bounded_number_of_sessions(running: list[Running],
+                                                                            tmp_path: Path) -> None:
+    r = start(tmp_path, web={"enabled": True, "port": 0,
+                             "users": {"demo": {"client": "demo", "password_file": "var/keys/web-demo.password"}}})
+    running.append(r)
+    password = (r.base / "var" / "keys" / "web-demo.password").read_text().strip()
+    sessions = []
+    for _ in range(40):  # each a new browser: a new session row on the server
+        s = browser(r, HONEST)
+        assert console_login(r, s, "demo", password) == 303
+        sessions.append(s)
+    claims = f"https://127.0.0.1:{r.ports['web']}/claims"
+    assert sessions[-1].get(claims, allow_redirects=False, timeout=30).status_code == 200
+    assert sessions[0].get(claims, allow_redirects=False, timeout=30).headers.get("location") == "/login"
+    with sqlite3.connect(r.base / "var" / "gateway.db") as db:
+        (rows,) = db.execute("SELECT count(*) FROM web_sessions").fetchone()
+    assert rows == 32
     r.proc.send_signal(signal.SIGTERM)
     assert r.proc.wait(30) == 0

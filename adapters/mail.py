@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import datetime as dt
 import smtplib
+import socket
+import threading
 from collections.abc import Mapping
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -59,26 +61,46 @@ class EmailAdapter(OperationsMixin):
         self.to, self.sender = str(options["to"]), str(options["from"])
         self.starttls = bool(options.get("starttls", False))
         self.timeout = float(options.get("timeout", 30.0))
+        # ``timeout`` bounds each read and write; ``deadline`` the whole conversation (a server that drips its
+        # replies a byte at a time stays within the first for ever).
+        self.deadline = float(options.get("deadline", 4 * self.timeout))
+        if self.timeout <= 0 or self.deadline <= 0:
+            raise ConfigError("options 'timeout' and 'deadline' must be positive seconds", key=f"{key}.deadline")
         self.status_path = str(options["status_path"]) if options.get("status_path") else None
 
     def deliver(self, batch: Batch) -> Receipt:
         """Send one message per batch; SMTP 4xx and lost connections are retried, 5xx are not."""
         msg = smime_message(batch, self.sender, self.to)
         where = f"partner {self.partner_id}: SMTP {self.host}:{self.port}"
+        smtp = smtplib.SMTP(timeout=self.timeout)  # connected below, once the deadline's timer runs
+        cut = _Cut(smtp, self.deadline)
+        accepted = False
         try:
-            with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
-                if self.starttls:
-                    smtp.starttls()
-                smtp.send_message(msg)
+            smtp.connect(self.host, self.port)
+            if self.starttls:
+                smtp.starttls()
+            smtp.send_message(msg)
+            accepted = True
+            smtp.quit()
         except smtplib.SMTPResponseException as exc:
-            raise DeliveryError(f"{where}: {exc.smtp_code} {exc.smtp_error!r}",
-                                retryable=400 <= exc.smtp_code < 500) from exc
+            if not accepted:
+                raise DeliveryError(f"{where}: {exc.smtp_code} {str(exc.smtp_error)[:200]!r}",
+                                    retryable=400 <= exc.smtp_code < 500) from exc
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
             raise DeliveryError(f"{where}: recipient refused {codes}",
                                 retryable=all(400 <= c < 500 for c in codes)) from exc
         except (OSError, smtplib.SMTPException) as exc:
-            raise DeliveryError(f"{where}: {type(exc).__name__}: {exc}", retryable=True) from exc
+            # Once the message is taken (250 after its data), the QUIT's fate does not matter: sent again, the
+            # partner would get it twice.
+            if not accepted:
+                if cut.fired:
+                    raise DeliveryError(f"{where}: no whole answer within the deadline of {self.deadline:g} s",
+                                        retryable=True) from exc
+                raise DeliveryError(f"{where}: {type(exc).__name__}: {exc}", retryable=True) from exc
+        finally:
+            cut.cancel()
+            smtp.close()
         return Receipt(batch_id=batch.batch_id, partner_reference=str(msg["Message-ID"]),
                        delivered_at=dt.datetime.now(dt.timezone.utc), detail=f"mailed to {self.to}")
 
@@ -95,3 +117,25 @@ class EmailAdapter(OperationsMixin):
 
     def close(self) -> None:
         """Nothing held between calls."""
+
+
+class _Cut:
+    """Shuts the SMTP connection's socket down at the deadline, which ends a read blocked on a dripping server."""
+
+    def __init__(self, smtp: smtplib.SMTP, deadline: float) -> None:
+        self.smtp, self.fired = smtp, False
+        self._timer = threading.Timer(deadline, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        self.fired = True
+        sock = self.smtp.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # closed meanwhile
+
+    def cancel(self) -> None:
+        self._timer.cancel()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hmac
 import json
+import logging
 import os
 import secrets
 import threading
@@ -31,6 +32,7 @@ from gateway.crypto.envelope import kek_aad
 from gateway.errors import KeyStoreError
 
 _MAGIC = b"G1"
+log = logging.getLogger(__name__)
 _CHECK_EVERY = 1.0  # seconds between looks at the key file's modification time
 
 
@@ -78,8 +80,17 @@ class FieldCipher:
         if self._source is None or time.monotonic() - self._checked < _CHECK_EVERY:
             return
         self._checked = time.monotonic()
-        if _stamp(self._source[0]) != self._stamp:
+        stamp = _stamp(self._source[0])
+        if stamp == self._stamp:
+            return
+        try:
             self.reload()
+        except KeyStoreError as exc:
+            # Gone, half-written or unreadable while running: the keys in memory still encrypt and decrypt all
+            # this process knew; failing every operation once a second for it would fail clients' files. Logged
+            # once per change of the file; the next change is read again.
+            self._stamp = stamp
+            log.warning("keys.reload_failed error=%s: the keys loaded before stay in use; restore the file", exc)
 
     def keys(self) -> dict[str, bytes]:
         """The known master keys by id (for the key file writer)."""

@@ -56,6 +56,10 @@ async def serve(app: App, *, signals: bool = True, stop: asyncio.Event | None = 
                 hard_exit: Callable[[int], None] = _hard_exit) -> int:
     """The gateway until ``stop`` (set by the first signal); returns the exit code."""
     cfg = app.config
+    # The data keys now, not at the first file: a key file missing at start is exit 1 (a key error), not a
+    # gateway that looks ready and then fails every client's file. Loaded once, they stay in use if the file
+    # goes away later (``FieldCipher`` follows changes of it).
+    _ = app.cipher
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     sc = cfg.supervisor

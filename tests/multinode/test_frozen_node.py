@@ -1,6 +1,7 @@
 """A node frozen (SIGSTOP: a VM freeze, a long GC pause, a closed laptop lid) past its lease in the middle of a
 partner call, while another node takes the batch over, then let go on (SIGCONT): the partner gets every claim
-once, and the node that wakes up sends nothing more, records no second outcome and writes no second ack.
+once, and the node that wakes up sends nothing more, records no second outcome and writes no second ack. Alone
+(SQLite's case), a node whose leases ran out while it was frozen simply goes on.
 
 The freeze is placed deterministically: the partner simulator (in this process) holds the frozen node's request
 until the other node has delivered the batch, then answers it 503, which the woken node would retry in-call."""
@@ -74,10 +75,24 @@ def _serve(cfg: Path, node: str) -> subprocess.Popen[bytes]:
                                 cwd=cfg.parent, env={**os.environ, "GATEWAY_NODE_ID": node})
 
 
+Nodes = tuple[Path, Agency, list[subprocess.Popen[bytes]]]
+
+
 @pytest.fixture
-def nodes(tmp_path: Path, db_url: str) -> Iterator[tuple[Path, Agency, list[subprocess.Popen[bytes]]]]:
+def nodes(tmp_path: Path, db_url: str) -> Iterator[Nodes]:
+    """Several nodes (serve processes the test starts) on one PostgreSQL database and their HTTP partner."""
     if db_url.startswith("sqlite"):
         pytest.skip("another node takes over on a shared PostgreSQL only (SQLite is one node)")
+    yield from _gateway(tmp_path, db_url)
+
+
+@pytest.fixture
+def lone(tmp_path: Path, db_url: str) -> Iterator[Nodes]:
+    """One node, on SQLite or PostgreSQL, and its HTTP partner."""
+    yield from _gateway(tmp_path, db_url)
+
+
+def _gateway(tmp_path: Path, db_url: str) -> Iterator[Nodes]:
     agency = Agency("fz")
     sim = HttpAgencySimulator(agency).start()
     partner = {"adapter": "http", "certificate": "var/keys/partners/demo-agency.crt",
@@ -120,7 +135,7 @@ def _rows(cfg: Path) -> tuple[dict[str, int], dict[int, int], list[str]]:
 
 
 def test_node_frozen_mid_delivery_past_its_lease_sends_and_records_nothing_twice(
-        nodes: tuple[Path, Agency, list[subprocess.Popen[bytes]]]) -> None:
+        nodes: Nodes) -> None:
     cfg, agency, procs = nodes
     held = HeldRequest(agency)
     procs.append(_serve(cfg, "n1"))
@@ -154,7 +169,7 @@ def test_node_frozen_mid_delivery_past_its_lease_sends_and_records_nothing_twice
 
 
 def test_node_frozen_in_a_resume_past_its_lease_writes_no_second_ack(
-        nodes: tuple[Path, Agency, list[subprocess.Popen[bytes]]]) -> None:
+        nodes: Nodes) -> None:
     """n1 resumes a submission a crash left between its last chunk and its ack, and stands still (frozen) in the
     middle; n2 takes the client's lease over, finishes the submission and writes the ack, which the client
     fetches and removes. n1, woken up, must not write the ack again: the client would get a second one."""
@@ -201,3 +216,35 @@ def test_node_frozen_in_a_resume_past_its_lease_writes_no_second_ack(
     assert _rows(cfg)[2] == ["completed"]
     assert procs[0].poll() is None and procs[1].poll() is None
     assert "supervisor.task_failed" not in (cfg.parent / "serve-n1.log").read_text()  # taken over is no failure
+
+
+def test_lone_node_frozen_past_its_lease_goes_on_when_it_wakes(lone: Nodes) -> None:
+    """One node (SQLite's case): its lease runs out while it is frozen and nobody takes the batch over. Woken, it
+    renews the lease, tries its upload again (answered 503 meanwhile) and records the delivery, as if it had
+    never stood still."""
+    cfg, agency, procs = lone
+    held = HeldRequest(agency)
+    procs.append(_serve(cfg, "n1"))
+    _claims_file(cfg.parent / "inbox" / "demo" / "upload" / "alone.csv")
+    assert held.arrived.wait(60), (cfg.parent / "serve-n1.log").read_text()
+    os.kill(procs[0].pid, signal.SIGSTOP)
+    app = build_app(cfg)
+    try:
+        def lease_ran_out() -> bool:
+            with read_tx(app.engine) as conn:
+                until = conn.execute(select(outbox.c.lease_until)).scalar_one()
+            return until is not None and until < app.now()
+
+        wait_for("n1's lease on the batch to run out", lease_ran_out, timeout=60)
+    finally:
+        app.close()
+    held.answer.set()
+    os.kill(procs[0].pid, signal.SIGCONT)
+    wait_for("n1 to deliver the batch", lambda: _rows(cfg)[0] == {"done": 1}, timeout=60)
+    rows, handed, subs = _rows(cfg)
+    assert len(agency.cases) == CLAIMS and agency.duplicates() == {}
+    assert set(agency.create_requests.values()) == {1}  # the held request was answered 503: not processed
+    assert sorted(handed) == sorted(agency.cases) and set(handed.values()) == {1}
+    assert subs == ["completed"]
+    assert "lease_lost" not in (cfg.parent / "serve-n1.log").read_text()
+    assert procs[0].poll() is None

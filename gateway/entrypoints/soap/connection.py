@@ -55,6 +55,10 @@ class DeadlineReader:
         self.deadline = math.inf
         self.discarding = False  # the answer was given without the body: the rest is not read
         self.holding = False  # the header is in, the body is waited for in the selector
+        # cheroot's stop reads this of a worker still busy after its grace, then shuts the socket down so the
+        # worker's read ends; without it the stop failed (AttributeError) and a worker waiting on a slow body
+        # kept serve's process alive after SIGTERM until its read timed out (30 s)
+        self.closed = False
 
     def header_complete(self) -> bool:
         return self.buf.find(b"\r\n\r\n", self.pos) >= 0
@@ -122,7 +126,7 @@ class DeadlineReader:
                 return line
 
     def close(self) -> None:
-        self.buf, self.pos = bytearray(), 0
+        self.buf, self.pos, self.closed = bytearray(), 0, True
 
     def _recv(self) -> bool:
         left = self.deadline - time.monotonic()

@@ -55,6 +55,43 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, ensure_ascii=False, default=str)
 
 
+class ReopeningFileHandler(logging.handlers.WatchedFileHandler):
+    """``WatchedFileHandler`` whose failure to reopen the file (its folder removed, a disk gone read-only) never
+    reaches the code that logs: the stock handler raised it from ``log.info`` into the caller, and from the
+    supervisor's own error report, so every task of ``serve`` died without a word. The line goes to stderr
+    instead (one ``logs.file_unusable`` note first), and the file is tried again at the next line."""
+
+    failing = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.reopenIfNeeded()
+            if self.stream is None:  # a failed reopen left none
+                self.stream = self._open()
+                self._statstream()
+        except OSError as exc:
+            if not self.failing:
+                self.failing = True
+                self._to_stderr(f"logs.file_unusable file={self.baseFilename} error={exc.strerror or exc}: lines go "
+                                "to stderr until the file can be written again")
+            self._to_stderr(self.format(record))
+            return
+        if self.failing:
+            self.failing = False
+            logging.FileHandler.emit(self, logging.makeLogRecord({
+                "name": __name__, "levelno": logging.WARNING, "levelname": "WARNING",
+                "msg": "logs.file_back: lines written to stderr meanwhile are not in this file"}))
+        logging.FileHandler.emit(self, record)
+
+    @staticmethod
+    def _to_stderr(line: str) -> None:
+        try:
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass  # nowhere left to write: dropping a line beats stopping the caller
+
+
 def configure_logging(cfg: GatewayConfig, *, verbose: bool, serve: bool) -> None:
     """Replace the start-up handler with the configured one (level, format, file)."""
     conf = cfg.logging
@@ -67,7 +104,7 @@ def configure_logging(cfg: GatewayConfig, *, verbose: bool, serve: bool) -> None
         path = cfg.path(conf.file)
         path.parent.mkdir(parents=True, exist_ok=True)
         # Reopened when logrotate has moved the file away, so rotation needs no restart and no copytruncate.
-        handler = logging.handlers.WatchedFileHandler(path, encoding="utf-8")
+        handler = ReopeningFileHandler(path, encoding="utf-8")
     else:
         handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if conf.format == "json" else logging.Formatter(TEXT_FORMAT))

@@ -25,6 +25,10 @@ from gateway.services.partner_updates import apply_updates
 
 log = logging.getLogger("gateway.partners")
 MAX_BODY = 10 * 1024 * 1024
+# A request must arrive whole within this (a sender that drips it, or opens and says nothing, holds a connection
+# and its memory for ever otherwise), with at most this many header lines.
+READ_SECONDS = 30.0
+MAX_HEADERS = 100
 SYNC_CHECK_SECONDS = 1.0
 
 
@@ -87,6 +91,8 @@ async def _webhook(app: App, sup: Supervisor, partner_id: str, pcfg: PartnerConf
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             status, doc = await _request(app, partner_id, secret, reader)
+        except TimeoutError:
+            status, doc = 408, {"error": f"the request did not arrive whole within {READ_SECONDS:g} s"}
         except (asyncio.IncompleteReadError, ValueError, ConnectionError) as exc:
             status, doc = 400, {"error": f"bad request: {type(exc).__name__}"}
         except Exception as exc:  # noqa: BLE001 - the partner is told to send again; the operator sees why
@@ -106,17 +112,22 @@ async def _webhook(app: App, sup: Supervisor, partner_id: str, pcfg: PartnerConf
 
 
 async def _request(app: App, partner_id: str, secret: bytes, reader: asyncio.StreamReader) -> tuple[int, Any]:
-    request_line = (await reader.readline()).decode("latin-1").split()
-    headers: dict[str, str] = {}
-    while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
-        name, _, value = line.decode("latin-1").partition(":")
-        headers[name.strip().lower()] = value.strip()
-    if len(request_line) < 2 or request_line[0] != "POST":
-        return 405, {"error": "POST a JSON array of updates"}
-    length = int(headers.get("content-length", "0"))
-    if length > MAX_BODY:
-        return 413, {"error": f"body over {MAX_BODY} bytes"}
-    body = await reader.readexactly(length)
+    async with asyncio.timeout(READ_SECONDS):
+        request_line = (await reader.readline()).decode("latin-1").split()
+        headers: dict[str, str] = {}
+        lines = 0
+        while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+            lines += 1
+            if lines > MAX_HEADERS:
+                return 431, {"error": f"more than {MAX_HEADERS} header lines"}
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if len(request_line) < 2 or request_line[0] != "POST":
+            return 405, {"error": "POST a JSON array of updates"}
+        length = int(headers.get("content-length", "0"))
+        if length > MAX_BODY:
+            return 413, {"error": f"body over {MAX_BODY} bytes"}
+        body = await reader.readexactly(length)
     if not verify_signature(secret, body, headers.get(SIGNATURE_HEADER.lower())):
         log.warning("partners.webhook_refused partner=%s reason=signature", partner_id)
         return 401, {"error": f"missing or wrong {SIGNATURE_HEADER}"}

@@ -484,14 +484,14 @@ class OdsStreamReader(StreamSheetReader):
         if attrs.get(VISIBILITY) in _HIDDEN_ROW:
             self.note_hidden(number, number + repeat - 1)
         values = plan.base.copy()
-        planned4: list[int] = []
+        planned4: list[int] | None = None
         for code, col, k in plan.steps:
             v = open_[k]
             if code == P:
                 values[col] = v
             elif code == NUM:
                 if len(v) == 4 and v.isdigit() and v[0] != "0":
-                    planned4.append(col)
+                    planned4 = [*(planned4 or ()), col]
                 if len(v) <= 16 and PLAIN_NUMBER.fullmatch(v) and not (dates and "." not in v):
                     values[col] = v if decimal == "." else v.replace(".", decimal)
                 else:

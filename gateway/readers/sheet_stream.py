@@ -530,15 +530,27 @@ class StreamSheetReader:
                 del values[width:]
         elif n < width:
             values.extend([""] * (width - n))
-        if noted or errors is not None and errors[0] == number or hidden is not None:
-            extra: dict[str, Any] = {kind: at for kind, spot in noted.items()
-                                     if (at := _at(spot, number, left, len(values))) is not None}
-            if hidden is not None and hidden[0] <= number <= hidden[1]:
-                extra["hidden"] = True
-            if errors is not None and errors[0] == number:
-                shown = {c - left: v for c, v in errors[1].items() if 0 <= c - left < len(values)}
-                if shown:
-                    extra["errors"] = shown
+        if noted or errors is not None or hidden is not None:
+            # Notes of rows before this one are done with (rows only go forward): dropped, so that an ordinary
+            # row after them costs nothing here.
+            extra: dict[str, Any] = {}
+            for kind, spot in tuple(noted.items()):
+                if spot[1] < number:
+                    del noted[kind]
+                elif (at := _at(spot, number, left, len(values))) is not None:
+                    extra[kind] = at
+            if hidden is not None:
+                if hidden[1] < number:
+                    self._hidden = None
+                elif hidden[0] <= number:
+                    extra["hidden"] = True
+            if errors is not None:
+                if errors[0] < number:
+                    self._errors = None
+                elif errors[0] == number:
+                    shown = {c - left: v for c, v in errors[1].items() if 0 <= c - left < len(values)}
+                    if shown:
+                        extra["errors"] = shown
             if extra:
                 yield SourceRow(number, values, sheet, **extra)
                 return

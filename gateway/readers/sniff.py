@@ -51,7 +51,8 @@ def _what(head: bytes, file: str) -> str:
             return "a damaged zip archive"
         return "a zip archive"
     if head.startswith(_OLE):
-        return "xls"
+        from gateway.readers.xls_datemode import ole_streams
+        return "encrypted" if "EncryptedPackage" in ole_streams(file) else "xls"
     if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
         text16 = head[2:64].decode("utf-16-le" if head[0] == 0xFF else "utf-16-be", errors="ignore").lstrip()
         if text16.startswith("<"):
@@ -80,6 +81,10 @@ def _utf16_without_bom(head: bytes) -> bool:
     return False
 
 
+# Excel 2007+ saves a workbook with a password to open as an OLE2 file around the encrypted XLSX: it was taken for
+# an XLS ("the file is an XLS (Excel 97-2003) workbook; was it saved in another format or renamed?").
+ENCRYPTED = ("the workbook is protected with a password to open (encrypted), so it cannot be read: save it again "
+             "without the password to open (the way to the gateway is encrypted already) and send it again")
 _LABEL = {"ods": "an ODS spreadsheet", "xlsx": "an XLSX workbook", "xls": "an XLS (Excel 97-2003) workbook",
           "xml": "an XML document", "text": "plain text"}
 
@@ -100,6 +105,8 @@ def check_kind(path: str | os.PathLike[str], declared: str, limits: LimitsConfig
     if not head:
         raise InputError("the file is empty: no header row" if declared != "xml" else "the file is empty", file=file)
     found = _what(head, file)
+    if found == "encrypted":
+        raise InputError(ENCRYPTED, file=file)
     if not (found == declared or (declared in _TEXT_TYPES and found == "text")):
         raise InputError(f"the mapping declares format type '{declared}', but the file is "
                          f"{_LABEL.get(found, found)}; was it saved in another format or renamed?", file=file)
@@ -116,6 +123,8 @@ def resolve_type(path: str | os.PathLike[str], declared: list[str]) -> str:
     if not head:
         raise InputError("the file is empty: no header row", file=file)
     found = _what(head, file)
+    if found == "encrypted":
+        raise InputError(ENCRYPTED, file=file)
     if found in declared:
         return found
     if found == "text":

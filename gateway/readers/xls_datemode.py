@@ -1,4 +1,5 @@
-"""Whether an XLS workbook counts dates in the 1904 system (older Excel for Mac), which calamine does not tell.
+"""Whether an XLS workbook counts dates in the 1904 system (older Excel for Mac), which calamine does not tell;
+and which streams an OLE2 compound file holds (an encrypted workbook is one, whatever its format).
 
 calamine converts the cells with a date format by the workbook's flag, but a plain serial in a date column is
 converted by ``SpreadsheetReader``, which must know the flag too. It is the BIFF record DATEMODE (0x0022) in
@@ -11,6 +12,7 @@ damaged or hostile file ends the walk; anything unexpected means "not 1904" (cal
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 _SIGNATURE = bytes.fromhex("D0CF11E0A1B11AE1")
 _END_OF_CHAIN = 0xFFFFFFFE
@@ -32,7 +34,21 @@ def xls_is_1904(path: str) -> bool:
         return False
 
 
-def _workbook_stream(data: bytes) -> bytes:
+def ole_streams(path: str) -> set[str]:
+    """The names of the streams in the OLE2 compound file at ``path`` (empty when it cannot be followed).
+
+    A workbook saved with a password to open is such a file whatever its format: Excel 2007+ wraps the
+    encrypted XLSX in streams ``EncryptionInfo`` and ``EncryptedPackage``."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+        return {name for name, kind, _, _ in _directory(data)[0] if kind == 2}
+    except (OSError, _Bad, struct.error, IndexError, ValueError):
+        return set()
+
+
+def _directory(data: bytes) -> tuple[list[tuple[str, int, int, int]], _Layout]:
+    """The directory entries (name, type, start sector, size) of a compound file, and how to read its streams."""
     if data[:8] != _SIGNATURE or len(data) < 512:
         raise _Bad
     shift, mini_shift = struct.unpack_from("<HH", data, 0x1E)
@@ -68,8 +84,7 @@ def _workbook_stream(data: bytes) -> bytes:
         return out
 
     directory = b"".join(sector(s) for s in chain(first_dir, fat, limit))
-    root: tuple[int, int] | None = None
-    book: tuple[int, int] | None = None
+    entries: list[tuple[str, int, int, int]] = []
     for at in range(0, len(directory) - 127, 128):
         entry = directory[at:at + 128]
         length, kind = struct.unpack_from("<HB", entry, 64)
@@ -77,6 +92,27 @@ def _workbook_stream(data: bytes) -> bytes:
         start, stream_size = struct.unpack_from("<IQ", entry, 116)
         if size == 512:
             stream_size &= 0xFFFFFFFF  # version 3 files: the high half may hold junk
+        entries.append((name, kind, start, stream_size))
+    return entries, _Layout(size, sector, chain, fat, limit, cutoff, first_minifat)
+
+
+class _Layout:
+    """What reading a stream of a compound file needs: its sectors, chains and the mini stream's place."""
+
+    def __init__(self, size: int, sector: Callable[[int], bytes],
+                 chain: Callable[[int, tuple[int, ...], int], list[int]], fat: tuple[int, ...], limit: int,
+                 cutoff: int, first_minifat: int) -> None:
+        self.size, self.sector, self.chain, self.fat, self.limit = size, sector, chain, fat, limit
+        self.cutoff, self.first_minifat = cutoff, first_minifat
+
+
+def _workbook_stream(data: bytes) -> bytes:
+    entries, layout = _directory(data)
+    size, sector, chain, fat, limit = layout.size, layout.sector, layout.chain, layout.fat, layout.limit
+    cutoff, first_minifat = layout.cutoff, layout.first_minifat
+    root: tuple[int, int] | None = None
+    book: tuple[int, int] | None = None
+    for name, kind, start, stream_size in entries:
         if kind == 5:
             root = (start, stream_size)
         elif kind == 2 and name in ("Workbook", "Book") and (book is None or name == "Workbook"):

@@ -540,3 +540,31 @@ def test_interest_rate_with_a_percent_sign_from_a_csv_saved_by_a_spreadsheet(tmp
     rows = mapped(path, spec("  type: csv", RATE))
     assert [r.claim.interest.rate for r in rows[:4]] == [Decimal("5"), Decimal("5.25"), Decimal("7"), Decimal("7")]
     assert [(f.code, f.column) for f in rows[4].findings] == [("invalid_amount", "Zins")]
+
+
+# ---------------------------------------------------------------- a password to open
+
+def test_a_workbook_with_a_password_to_open_is_named_so_not_called_an_xls(tmp_path: Path) -> None:
+    """Excel saves a workbook with a password to open (common for files with personal data) as an OLE2 compound
+    file holding ``EncryptionInfo`` and ``EncryptedPackage``. No library here writes one, so xlwt's compound file
+    writer makes the container and its one stream is renamed ``EncryptedPackage`` (name and name length)."""
+    from gateway.errors import InputError
+
+    book = xlwt.Workbook()
+    book.add_sheet("x").write(0, 0, "x")
+    plain = tmp_path / "plain.xls"
+    book.save(str(plain))
+    data = bytearray(plain.read_bytes())
+    old = "Workbook\x00".encode("utf-16-le")
+    at = data.index(old)
+    new = "EncryptedPackage\x00".encode("utf-16-le")
+    data[at:at + 64] = new.ljust(64, b"\x00")
+    data[at + 64:at + 66] = len(new).to_bytes(2, "little")
+    for kind in ("xlsx", "xls"):
+        path = tmp_path / f"secret.{kind}"
+        path.write_bytes(bytes(data))
+        with pytest.raises(InputError, match="password to open") as caught:
+            mapped(path, spec(f"  type: {kind}"))
+        assert "XLS (Excel 97-2003)" not in str(caught.value)
+    with open_reader(plain, spec("  type: xls\n  header_row: 0\n  columns: [A]").format) as reader:
+        assert [r.values for r in reader] == [["x"]]  # the unchanged file still reads

@@ -12,7 +12,9 @@ when the file is written (from the projection ``claim_current``): a client can b
 from __future__ import annotations
 
 import csv
+import logging
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,9 @@ XML_NS = "urn:inkasso-gateway:status:1"
 COLUMNS = ("event_id", "claim_id", "reference", "changed_at", "from_state", "state", "kind", "actor", "details",
            "open_amount", "currency", "file_number")
 CHECK_RECENT = 20  # planned files checked for existence on each run
+log = logging.getLogger(__name__)
+_trouble: dict[str, str] = {}  # client id -> the problem with its status folder, logged once
+_trouble_lock = threading.Lock()
 
 
 def status_dir(app: App, client_id: str) -> Path:
@@ -50,6 +55,8 @@ def write_due_status_files(app: App, *, force: bool = False) -> list[Path]:
         if fmt not in FORMATS:
             raise ConfigError(f"expected one of {', '.join(FORMATS)}, got {fmt!r}", file=app.config.source,
                               key=f"clients.{client_id}.sftp.status_format")
+        if not _folder_usable(app, client_id):
+            continue  # nothing planned meanwhile: the cursor stays, the next file holds what happened meanwhile
         now = app.now()
         with write_tx(app.engine) as conn:
             cur = store.cursor(conn, client_id)
@@ -65,6 +72,28 @@ def write_due_status_files(app: App, *, force: bool = False) -> list[Path]:
             if not (status_dir(app, client_id) / row["filename"]).exists():
                 written.append(_write(app, client_id, row))
     return written
+
+
+def _folder_usable(app: App, client_id: str) -> bool:
+    """False (logged once per problem) when the client's status folder cannot be made or is not a folder: that
+    client's trouble alone, not a failure of the task that writes every client's files."""
+    folder = status_dir(app, client_id)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)  # FileExistsError when a file has the name
+        problem = None
+    except OSError as exc:
+        problem = f"{type(exc).__name__}: {exc.strerror or exc}"
+    with _trouble_lock:
+        before = _trouble.pop(client_id, None) if problem is None else _trouble.get(client_id)
+        if problem is not None:
+            _trouble[client_id] = problem
+    if problem is None and before is not None:
+        log.info("status.folder_back client=%s folder=%s", client_id, folder)
+    elif problem is not None and problem != before:
+        log.warning("status.folder_unusable client=%s folder=%s error=%s: no status files for this client until it "
+                    "is back (nothing is lost: the next file holds every change since the last one)", client_id,
+                    folder, problem)
+    return problem is None
 
 
 def _write(app: App, client_id: str, plan: RowMapping) -> Path:

@@ -379,7 +379,7 @@ def ingest_upload(app: App, book: UploadBook, client_id: str, name: str) -> Inge
             book.set_complete(client_id, name)  # a config or mapping problem: the file stays for a retry
             raise
         book.removed(client_id, name)
-        write_archive_index(app, client_id)
+        update_archive_index(app, client_id)
         return result
 
 
@@ -394,7 +394,7 @@ def ingest_dropped(app: App, book: UploadBook, client_id: str, path: Path) -> In
             return None  # owned by the SFTP server, gone, or opened for writing again since the watcher took it
         check_ack_folder(app, client_id)
         result = process_inbox_file(app, client_id, path)
-    write_archive_index(app, client_id)
+    update_archive_index(app, client_id)
     return result
 
 
@@ -425,6 +425,25 @@ def _file_ack(app: App, client_id: str, name: str, outcome: str, finding: Findin
 
 ARCHIVE_INDEX = "received.csv"
 ARCHIVE_LIMIT = 1000
+
+
+_archive_trouble: dict[str, str] = {}  # client id -> why its archive index could not be written, logged once
+
+
+def update_archive_index(app: App, client_id: str) -> None:
+    """``write_archive_index`` after a file was taken: a folder that cannot take it (a file in its place) is logged
+    once per problem; the file's submission and ack stand, and it must not be offered again for this."""
+    try:
+        write_archive_index(app, client_id)
+    except OSError as exc:
+        problem = f"{type(exc).__name__}: {exc.strerror or exc}"
+        if _archive_trouble.get(client_id) != problem:
+            _archive_trouble[client_id] = problem
+            log.warning("inbox.archive_unusable client=%s error=%s: archive/%s is not updated until it can be",
+                        client_id, problem, ARCHIVE_INDEX)
+        return
+    if _archive_trouble.pop(client_id, None) is not None:
+        log.info("inbox.archive_back client=%s", client_id)
 
 
 def write_archive_index(app: App, client_id: str) -> Path:

@@ -46,3 +46,30 @@ def test_a_file_waits_while_the_ack_folder_is_unusable(tmp_path: Path, db_url: s
     text = log.read_text()
     assert text.count("supervisor.task_failed task=inbox") == 1, text
     assert "inbox.set_aside" not in text and "supervisor.task_recovered task=inbox" in text
+
+
+def test_an_archive_folder_that_is_a_file_does_not_fail_the_files(tmp_path: Path, db_url: str) -> None:
+    """`archive/received.csv` cannot be written (a file named `archive` in its place): the files are taken, acked
+    and logged as ingested, one line names the problem. Before, every file's ingest raised after it was stored
+    and acked (a task_failed line, no serve.ingested line, the failure counted against a file already gone)."""
+    cfg = write_config(tmp_path, db_url, dispatcher={"enabled": False})
+    assert gateway(cfg, "keys", "init").returncode == 0
+    assert gateway(cfg, "db", "upgrade").returncode == 0
+    client = tmp_path / "inbox" / "demo"
+    with serve_process(cfg) as (proc, log):
+        wait_ready(proc, log)
+        (client / "archive").write_text("not a folder")
+        for i in range(2):
+            data = (ROOT / "examples" / "demo.csv").read_bytes().replace(b"RE-2025-", f"AR{i}-".encode())
+            (client / "upload" / f"ar{i}.csv").write_bytes(data)
+            wait_for(f"ar{i}.csv logged as ingested", lambda: proc.poll() is not None or
+                     f"serve.ingested client=demo file=ar{i}.csv status=completed_with_errors" in log.read_text())
+            assert proc.poll() is None, log.read_text()
+        (client / "archive").unlink()
+        (client / "upload" / "back.csv").write_bytes((ROOT / "examples" / "demo.csv").read_bytes())
+        wait_for("the archive index again", lambda: (client / "archive" / "received.csv").exists())
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    text = log.read_text()
+    assert text.count("inbox.archive_unusable") == 1 and "inbox.archive_back" in text, text
+    assert "supervisor.task_failed" not in text, text

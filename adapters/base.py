@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+from decimal import Decimal
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -210,12 +211,23 @@ def safe_code(value: object) -> str | None:
     return text if _TOKEN.match(text) else None
 
 
-_update_list = msgspec.json.Decoder(list[PartnerUpdate])
+# Floats never: a JSON number (an amount, say) is read as a Decimal, exactly as written.
+_json_exact = msgspec.json.Decoder(float_hook=Decimal)
+
+
+def updates_from(doc: Any) -> list[PartnerUpdate]:
+    """Updates from decoded JSON (numbers as Decimal or int). Many APIs send an amount as a JSON number, not the
+    decimal string the update holds: it is taken as written (``0.20`` -> ``"0.20"``), not failed. Raises
+    msgspec.ValidationError naming the index and field, never the value."""
+    if isinstance(doc, list):
+        doc = [{**u, "amount": str(u["amount"])} if isinstance(u, dict) and isinstance(u.get("amount"), (int, Decimal))
+               and not isinstance(u.get("amount"), bool) else u for u in doc]
+    return msgspec.convert(doc, list[PartnerUpdate])
 
 
 def decode_updates(data: bytes) -> list[PartnerUpdate]:
     """Updates from a JSON array (status files, webhook bodies, JSON APIs)."""
-    return _update_list.decode(data)
+    return updates_from(_json_exact.decode(data))
 
 
 def encode_updates(updates: list[PartnerUpdate]) -> bytes:

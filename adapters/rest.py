@@ -15,13 +15,14 @@ import hmac
 import json
 import os
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any, ClassVar
 
 import httpx
 import msgspec
 
 from adapters.base import (Batch, Operation, OperationResult, OperationsMixin, PartnerUpdate, Receipt, UpdatePage,
-                           confirmed_references, safe_code)
+                           confirmed_references, safe_code, updates_from)
 from adapters.http_exchange import (DEFAULT_DEADLINE, DEFAULT_MAX_ANSWER_BYTES, Answer, AnswerEncoding,
                                     AnswerTooLarge, Exchange)
 from gateway.errors import ConfigError, DeliveryError
@@ -105,7 +106,7 @@ class HttpAdapter(OperationsMixin):
         if not r.content:
             return None
         try:
-            return json.loads(r.content)
+            return json.loads(r.content, parse_float=Decimal)  # amounts exactly as written, never a float
         except ValueError:  # a proxy's page, a half-deployed partner: it says nothing about the request
             raise DeliveryError(f"{where}: HTTP {r.status} answer is not JSON "
                                 f"({r.headers.get('content-type', 'no content type')[:60]}, {len(r.content)} bytes)",
@@ -174,7 +175,7 @@ class HttpAdapter(OperationsMixin):
 
     def _updates(self, where: str, events: Any) -> list[PartnerUpdate]:
         try:
-            return msgspec.convert(events, list[PartnerUpdate])
+            return updates_from(events)
         except msgspec.ValidationError as exc:  # names the field and index, never the value
             raise self._malformed(where, str(exc)) from None
 

@@ -142,3 +142,58 @@ def test_a_page_of_nonsense_applies_what_it_can_once_and_logs_no_partner_text(si
     with read_tx(gw.engine) as conn:
         kinds = [r.kind for r in conn.execute(claim_events.select().where(claim_events.c.claim_id == c))]
     assert kinds.count("partner_amount_invalid") == 4
+
+
+@pytest.mark.parametrize("sim", ["http"], indirect=True)
+def test_payments_with_odd_dates_and_amounts_never_stop_the_partners_status(sim: Harness, gw: App) -> None:
+    """Payment updates whose date is no date, whose amount has sub-cent digits or another currency, one in
+    lower-case currency without a date, and a status after them: the page applies (nothing stops the partner's
+    status for good) and the claim's case account books only plain amounts of its currency."""
+    a = _handed_over(gw)[0]
+    page = [
+        {"update_id": "d-1", "claim_id": a, "kind": "payment", "amount": "10.00", "currency": "EUR",
+         "date": "31.12.2026"},
+        {"update_id": "d-2", "claim_id": a, "kind": "payment", "amount": "12.345", "currency": "EUR",
+         "date": "2026-11-02"},
+        {"update_id": "d-3", "claim_id": a, "kind": "payment", "amount": "7.50", "currency": "CHF",
+         "date": "2026-11-02"},
+        {"update_id": "d-4", "claim_id": a, "kind": "payment", "amount": "5", "currency": "eur", "date": None},
+        status("d-5", a),
+    ]
+    _feed(sim, lambda after: (page, "1") if after == "0" else ([], "1"), [])
+    result = sync_partner(gw, PARTNER)
+    assert result.counts == {"recorded": 2, "invalid_amount": 2, "applied": 1}, result.counts
+    assert _current(gw, a)["state"] == State.IN_PROGRESS.value
+    assert _current(gw, a)["paid_agency_minor"] == 1500
+    assert sync_partner(gw, PARTNER).total == 0 and _sync_row(gw)["last_error"] is None
+
+
+@pytest.mark.parametrize("sim", ["http"], indirect=True)
+def test_an_amount_sent_as_a_json_number_is_booked_exactly(sim: Harness, gw: App) -> None:
+    """Many APIs send amounts as JSON numbers, not strings. One such payment failed the whole page (msgspec:
+    expected str) at every pull, so no later status of the partner ever applied. It is read losslessly (no
+    float in between: 0.1 + 0.2 stays 0.30) and booked."""
+    a = _handed_over(gw)[0]
+    raw = (b'{"events": [{"update_id": "j-1", "claim_id": %d, "kind": "payment", "amount": 0.1, "currency": "EUR"},'
+           b' {"update_id": "j-2", "claim_id": %d, "kind": "payment", "amount": 0.20, "currency": "EUR"},'
+           b' {"update_id": "j-3", "claim_id": %d, "kind": "payment", "amount": 3, "currency": "EUR"},'
+           b' {"update_id": "j-4", "claim_id": %d, "kind": "status", "code": "%s"}], "next": "1"}'
+           % (a, a, a, a, WORKING.encode()))
+
+    def wrap(real: Route) -> Route:
+        def route(handler: Any, method: str, url: Any, body: bytes) -> tuple[int, bytes, str]:
+            if method == "GET" and url.path == "/v1/events":
+                return 200, raw if "after=0" in url.query else b'{"events": [], "next": "1"}', "application/json"
+            return real(handler, method, url, body)
+        return route
+    _reroute(sim, wrap)
+    result = sync_partner(gw, PARTNER)
+    assert result.counts == {"recorded": 3, "applied": 1}, result.counts
+    assert _current(gw, a)["paid_agency_minor"] == 330
+
+
+def test_status_files_and_webhook_bodies_take_number_amounts_exactly() -> None:
+    from adapters.base import decode_updates
+    [u, v] = decode_updates(b'[{"update_id": "x", "claim_id": 1, "kind": "payment", "amount": 0.20},'
+                            b' {"update_id": "y", "claim_id": 1, "kind": "payment", "amount": "1.10"}]')
+    assert (u.amount, v.amount) == ("0.20", "1.10")

@@ -46,6 +46,9 @@ __all__ = ["MappedRow", "RowMapper", "compile_mapping", "date_columns"]
 # as they are; anything else a file puts in an error cell is not quoted.
 _ERROR_VALUES = frozenset({"#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A", "#GETTING_DATA",
                            "#SPILL!", "#CALC!", "#FIELD!", "#BLOCKED!", "#CONNECT!", "#BUSY!", "#UNKNOWN!"})
+# The label of a list's totals row, at the start of a cell.
+_TOTALS = re.compile(r"\s*(Gesamtsumme|Zwischensumme|Endsumme|Summen|Summe|Gesamtbetrag|Gesamt|Insgesamt|Total|Totals"
+                     r"|Sum)\b", re.IGNORECASE)
 # A German postcode that lost its leading zero: four digits, the first not 0 (none starts 00).
 _LOST_ZERO = re.compile(r"[1-9][0-9]{3}")
 _DEFAULT_COUNTRY = Address().country
@@ -216,6 +219,8 @@ class RowMapper:
                             "carry; remove it from the cell (line breaks and tabs are fine)"))
         if src.unsaved or src.errors:
             self._unusable_cells(src, findings)
+        if "creditor_reference" not in groups[CLAIM] and findings:
+            self._totals_hint(values, findings)
         if src.hidden:
             # A row out of sight when the client saved (a filter on the open invoices, a paid one hidden by hand):
             # handing it over could send a paid invoice to collection, dropping it could lose a claim.
@@ -232,6 +237,25 @@ class RowMapper:
         number_postcode = bool(src.whole4) and self._postcode_at in (src.whole4 or ())
         claim = self._assemble(groups, client_id, findings, src.row, number_postcode)
         return MappedRow(row=src.row, reference=reference, claim=claim, findings=findings)
+
+    def _totals_hint(self, values: list[str], findings: list[Finding]) -> None:
+        """A row without a reference whose cell starts with 'Summe', 'Gesamt', 'Total' ... is the list's totals row
+        (hand-kept lists end with one): its finding says so, and how the mapping leaves it out."""
+        at = next((i for i, f in enumerate(findings)
+                   if f.code == codes.MISSING_FIELD and f.field == "creditor_reference"), None)
+        if at is None:
+            return
+        for i, cell in enumerate(values):
+            m = _TOTALS.match(cell) if cell else None
+            if m is not None and i < len(self.header):
+                column = self.header[i]  # the cell is not quoted: 'Total' may begin a company's name
+                hint = (f" (it looks like a totals row: column {column} starts with a word like 'Summe' or "
+                        f"'Gesamt'; format.skip_rows_where: {{{column}: '(?i)(summe|gesamt|total).*'}} leaves "
+                        "such rows out)")
+                f = findings[at]
+                findings[at] = msgspec.structs.replace(f, message=f.message + hint,
+                                                       client_message=(f.client_message or f.message) + hint)
+                return
 
     def _unusable_cells(self, src: SourceRow, findings: list[Finding]) -> None:
         """A field reading a cell whose formula has no saved value (a workbook no spreadsheet program calculated),

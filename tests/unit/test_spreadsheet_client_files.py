@@ -568,3 +568,25 @@ def test_a_workbook_with_a_password_to_open_is_named_so_not_called_an_xls(tmp_pa
         assert "XLS (Excel 97-2003)" not in str(caught.value)
     with open_reader(plain, spec("  type: xls\n  header_row: 0\n  columns: [A]").format) as reader:
         assert [r.values for r in reader] == [["x"]]  # the unchanged file still reads
+
+
+# ---------------------------------------------------------------- a totals row at the end
+
+def test_a_totals_row_is_rejected_with_a_hint_how_to_leave_it_out(tmp_path: Path) -> None:
+    """Hand-kept lists end with a 'Summe' row: no reference, so it is rejected; the finding says it looks like a
+    totals row and how the mapping leaves it out. The word is a label, not debtor data; no amount is quoted."""
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["Ref", "Betrag", "Datum", "Bemerkung"])
+    ws.append(["R1", 10, dt.date(2025, 1, 31), None])
+    ws.append(["R2", 20, dt.date(2025, 1, 31), None])
+    ws.append([None, "=SUM(B2:B3)", None, "Summe"])
+    ws["B4"].value = 30  # as saved by a spreadsheet program
+    ws.append([None, 5, dt.date(2025, 1, 31), "Lastschrift"])  # a data row without its reference: no hint
+    wb.save(tmp_path / "s.xlsx")
+    rows = mapped(tmp_path / "s.xlsx", spec("  type: xlsx"))
+    assert [(r.row, [f.code for f in r.findings]) for r in rows] == [(2, []), (3, []), (4, ["missing_field"]),
+                                                                      (5, ["missing_field"])]
+    hint = rows[2].findings[0].message
+    assert "totals row" in hint and "Bemerkung" in hint and "skip_rows_where" in hint and "30" not in hint
+    assert "totals row" not in rows[3].findings[0].message

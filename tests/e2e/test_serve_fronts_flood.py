@@ -101,11 +101,14 @@ def exchange(r: Running, front: str, request: bytes, source: str = HONEST) -> by
     sock = connect(r.ports[front], source, 30)
     if front != "health":
         sock = tls(r.base).wrap_socket(sock, server_hostname="127.0.0.1")
+    data = b""
     with sock:
-        sock.sendall(request)
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
+        try:
+            sock.sendall(request)
+            while chunk := sock.recv(65536):
+                data += chunk
+        except (ConnectionResetError, BrokenPipeError, ssl.SSLEOFError):
+            pass  # a server answering before it read everything closes with data unread: the peer sees a reset
     return data
 
 
@@ -278,8 +281,11 @@ def test_oversized_and_compressed_requests_are_refused_without_being_read(runnin
     soap = f"POST /soap HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}\r\nContent-Type: text/xml\r\n".encode()
     form = (b"POST /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
             b"Content-Type: application/x-www-form-urlencoded\r\n")
-    assert status(exchange(r, "soap", soap + huge_header + b"\r\n")) == 413
-    assert status(exchange(r, "web", b"GET /login HTTP/1.1\r\nHost: x\r\n" + huge_header + b"\r\n")) == 400
+    # a header over 64 KB: refused at 64 KB (the answer can be lost in the reset of what was not read)
+    assert exchange(r, "soap", soap + huge_header + b"\r\n")[:12] in (b"", b"HTTP/1.1 413")
+    assert exchange(r, "web", b"GET /login HTTP/1.1\r\nHost: x\r\n" + huge_header + b"\r\n")[:12] in (
+        b"", b"HTTP/1.1 400")
+    assert honest_get(r, "soap") == 200 and honest_get(r, "web") == 200
     # a Content-Length over the limit: answered from the header, the body (never sent) not waited for
     assert status(exchange(r, "soap", soap + b"Content-Length: 100000000000\r\n\r\n")) == 413
     assert status(exchange(r, "web", form + b"Content-Length: 100000000000\r\n\r\n")) == 413
@@ -297,8 +303,18 @@ def test_oversized_and_compressed_requests_are_refused_without_being_read(runnin
         sock.settimeout(60)
         assert sock.recv(65536) == b""  # closed, no answer to half a form
     assert honest_get(r, "web") == 200
-    r.proc.send_signal(signal.SIGTERM)
-    assert r.proc.wait(30) == 0
+    # SIGTERM while an upload form and a SOAP body are still on their way
+    web_slow = tls(r.base).wrap_socket(connect(r.ports["web"], HONEST), server_hostname="127.0.0.1")
+    soap_slow = tls(r.base).wrap_socket(connect(r.ports["soap"], HONEST), server_hostname="127.0.0.1")
+    with web_slow, soap_slow:
+        web_slow.sendall(form.replace(b"Connection: close", b"X-Slow: 1") + b"Content-Length: 1000\r\n\r\ncsrf=")
+        soap_slow.sendall(soap + b"Content-Length: 1000\r\n\r\n<s:Envelope")
+        assert honest_get(r, "health") == 200
+        t0 = time.monotonic()
+        r.proc.send_signal(signal.SIGTERM)
+        code = r.proc.wait(60)
+        took = time.monotonic() - t0
+    assert code == 0 and took < STOP_WITHIN, (code, took, r.text()[-3000:])
     log = r.text()
     assert "Traceback" not in log and " ERROR " not in log, log[-3000:]
     assert "web.client_gone path=/login" in log  # the form cut off: the client's doing, not an error

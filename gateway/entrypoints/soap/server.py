@@ -54,6 +54,9 @@ class SoapServer:
         self._server.ConnectionClass = connection_class(cfg.header_timeout_seconds, cfg.read_timeout_seconds,
                                                         cfg.request_timeout_seconds, self.limits)
         self._server.max_request_header_size = MAX_HEADER
+        # At a stop, workers still busy after this have their socket's reading side shut (cheroot): a peer
+        # trickling a body would otherwise hold the stop until its read times out. Answers still get written.
+        self._server.shutdown_timeout = 2
         self._public_url = cfg.public_url
         # cheroot's own limit is a backstop; the gate answers oversized requests with a SOAP fault first.
         self._server.max_request_body_size = cfg.max_request_bytes * 2

@@ -26,6 +26,7 @@ from gateway.entrypoints.connection_limits import ConnectionLimits
 
 log = logging.getLogger("gateway.web")
 _ACCEPT_PAUSE = 0.1  # after an accept error (no descriptor left): a moment, not a busy loop
+_TLS_GOODBYE = 2.0  # seconds a closing connection waits for the peer's TLS close_notify (asyncio's default: 30)
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -54,6 +55,15 @@ class GuardedH11Protocol(H11Protocol):
                 self._arm(self.header_timeout)
             self._follow()  # a pipelined request may have started
 
+    def shutdown(self) -> None:
+        """Stopping: a request whose body is still coming in is cut off at once (its client would hold the stop
+        for the whole grace); others finish their answer, as uvicorn does."""
+        cycle = self.cycle
+        if cycle is not None and cycle.more_body and not cycle.response_complete:
+            self.transport.abort()  # no TLS goodbye: it would wait for a client that does not read
+            return
+        super().shutdown()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._arm(None)
         try:
@@ -80,8 +90,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def _expired(self) -> None:
         self._deadline = None
-        if not self.transport.is_closing():
-            self.transport.close()
+        self.transport.abort()  # the descriptor goes at once; a graceful TLS close would wait on the peer
 
 
 class Listener:
@@ -124,7 +133,7 @@ class Listener:
         try:
             await loop.connect_accepted_socket(lambda: self.protocol(release), conn, ssl=self.context,
                                                ssl_handshake_timeout=self.handshake_timeout,
-                                               ssl_shutdown_timeout=self.handshake_timeout)
+                                               ssl_shutdown_timeout=_TLS_GOODBYE)
         except asyncio.CancelledError:  # stopping
             conn.close()
             release()

@@ -14,10 +14,12 @@ because a partner's server said so.
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import ssl
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 import httpx
@@ -124,3 +126,24 @@ class Exchange:
                             raise
                         body = b""  # an error's status says enough
                     return Answer(r.status_code, r.headers, body)
+
+
+MAX_RETRY_AFTER = 86400.0  # a partner asking for more is waited on this long, then asked again
+
+
+def retry_after(r: Answer) -> float | None:
+    """The wait a 429/503 asks for (``Retry-After``: seconds or an HTTP date), at most a day; None if none."""
+    value = r.headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        seconds = float(value)
+    else:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = (when - datetime.now(timezone.utc)).total_seconds()
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)

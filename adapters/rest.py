@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import email.utils
 import hashlib
 import hmac
 import json
@@ -24,7 +23,7 @@ import msgspec
 from adapters.base import (Batch, Operation, OperationResult, OperationsMixin, PartnerUpdate, Receipt, UpdatePage,
                            confirmed_references, safe_code, updates_from)
 from adapters.http_exchange import (DEFAULT_DEADLINE, DEFAULT_MAX_ANSWER_BYTES, Answer, AnswerEncoding,
-                                    AnswerTooLarge, Exchange)
+                                    AnswerTooLarge, Exchange, retry_after)
 from gateway.errors import ConfigError, DeliveryError
 
 SIGNATURE_HEADER = "X-Signature-SHA256"
@@ -99,7 +98,7 @@ class HttpAdapter(OperationsMixin):
         if r.status >= 400:
             # The partner's error text may repeat what it was sent (a debtor's name, an address): only the status
             # and an error code that is a plain token are kept, for the error column and the log alike.
-            wait = _retry_after(r) if r.status in (429, 503) else None
+            wait = retry_after(r) if r.status in (429, 503) else None
             raise DeliveryError(f"{where}: HTTP {r.status}{_error_code(r.content)}{_AUTH.get(r.status, '')}"
                                 f"{f' (Retry-After {wait:g} s)' if wait is not None else ''}",
                                 retryable=r.status in _RETRY_STATUS, retry_after=wait)
@@ -213,23 +212,3 @@ def _redirected(where: str, r: Answer) -> DeliveryError:
     return DeliveryError(f"{where}: HTTP {r.status} redirects to {place}; redirects are not followed "
                          f"(check option url)", retryable=r.status not in (301, 308))
 
-
-MAX_RETRY_AFTER = 86400.0  # a partner asking for more is waited on this long, then asked again
-
-
-def _retry_after(r: Answer) -> float | None:
-    """The wait a 429/503 asks for (``Retry-After``: seconds or an HTTP date), at most a day; None if none."""
-    value = r.headers.get("retry-after", "").strip()
-    if not value:
-        return None
-    if value.isdigit():
-        seconds = float(value)
-    else:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            return None
-        seconds = (when - dt.datetime.now(dt.timezone.utc)).total_seconds()
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)

@@ -26,7 +26,7 @@ from zeep.transports import Transport
 from adapters.base import (Batch, Operation, OperationResult, OperationsMixin, PartnerUpdate, Receipt, UpdatePage,
                            confirmed_references, safe_code)
 from adapters.http_exchange import (DEFAULT_DEADLINE, DEFAULT_MAX_ANSWER_BYTES, AnswerEncoding, AnswerTooLarge,
-                                    Exchange)
+                                    Exchange, retry_after)
 from gateway.errors import ConfigError, DeliveryError
 
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -44,6 +44,7 @@ class _BoundedTransport(Transport):
     def __init__(self, exchange: Exchange) -> None:
         super().__init__(timeout=exchange.timeout, operation_timeout=exchange.timeout)  # type: ignore[no-untyped-call]
         self.exchange = exchange
+        self.retry_after: float | None = None  # of the last answer (zeep's TransportError carries no headers)
 
     def _load_remote_data(self, url: str) -> bytes:
         answer = self.exchange.request("GET", url)
@@ -53,6 +54,7 @@ class _BoundedTransport(Transport):
 
     def post(self, address: str, message: bytes, headers: dict[str, str]) -> requests.Response:
         answer = self.exchange.request("POST", address, content=message, headers=headers)
+        self.retry_after = retry_after(answer) if answer.status in (429, 503) else None
         response = requests.Response()
         response.status_code, response.url = answer.status, address
         response.headers = requests.structures.CaseInsensitiveDict(answer.headers)
@@ -134,7 +136,10 @@ class SoapAdapter(OperationsMixin):
             if 300 <= status < 400:  # not followed: the case file would go where the partner's server says
                 raise DeliveryError(f"{where}: HTTP {status} redirect, not followed (check option wsdl)",
                                     retryable=status not in (301, 308)) from None
-            raise DeliveryError(f"{where}: HTTP {status}", retryable=status in _RETRY_STATUS) from None
+            transport = self._client.transport if self._client is not None else None
+            wait = transport.retry_after if isinstance(transport, _BoundedTransport) else None
+            raise DeliveryError(f"{where}: HTTP {status}{f' (Retry-After {wait:g} s)' if wait is not None else ''}",
+                                retryable=status in _RETRY_STATUS, retry_after=wait) from None
         except _NOT_UNDERSTOOD as exc:
             # Named by type only: zeep's text may quote the partner's answer (an entity's content, say).
             raise DeliveryError(f"{where}: answer not understood ({type(exc).__name__})", retryable=True) from None

@@ -168,3 +168,14 @@ def test_a_redirect_is_never_followed(status: int, retryable: bool) -> None:
         a.close()
     assert err.value.retryable is retryable
     assert [r.method for r in server.requests] == ["GET", "POST"]
+
+
+def test_a_429_with_retry_after_carries_the_wait() -> None:
+    """zeep's TransportError has no headers; the transport keeps the last answer's Retry-After for the error,
+    so the dispatcher waits it out as for an HTTP partner."""
+    with partner(lambda req, conn: conn.answer(429, b"", {"Retry-After": "90"})) as server:
+        a = adapter(server)
+        with pytest.raises(DeliveryError, match=r"HTTP 429 \(Retry-After 90 s\)") as err:
+            a.deliver(batch())
+        a.close()
+    assert err.value.retryable and err.value.retry_after == 90.0

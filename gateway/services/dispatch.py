@@ -347,7 +347,10 @@ class Dispatcher:
         retryable = ours or self._is_retryable(item.partner_id, exc)
         retry_for = partner.retry.retry_for_seconds if partner and partner.retry.retry_for_seconds is not None \
             else cfg.retry_for_seconds
-        age = (self.app.now() - item.created_at).total_seconds() if item.created_at is not None else retry_for
+        # The window runs from the first failure of this run of failures (recorded by ``fail`` below): a row that
+        # waited before its first try (behind its claim's batch, in a busy lane) still has all of it.
+        first = item.failing_since if item.failing_since is not None else self.app.now()
+        age = (self.app.now() - first).total_seconds() if item.created_at is not None else retry_for
         dead = not retryable or (item.attempts >= max_attempts and age >= retry_for and not ours)
         # The gateway's own errors say what happened in words it composed; any other exception (a library's, a
         # bug's) may carry a value from the claim or the partner's answer in its text: its type and where it

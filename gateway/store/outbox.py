@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection, RowMapping, and_, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, RowMapping, and_, bindparam, func, insert, literal, or_, select, update
 
 from gateway.errors import NotFound
 from gateway.store.schema import outbox
@@ -33,6 +33,7 @@ class OutboxItem(msgspec.Struct, kw_only=True):
     attempts: int
     lease_owner: str
     created_at: datetime | None = None  # when the row was queued (None: built by hand)
+    failing_since: datetime | None = None  # the first of the failed attempts in a row (None: none yet)
 
 
 _ENQUEUE = insert(outbox)
@@ -103,7 +104,8 @@ def lease(conn: Connection, owner: str, lease_seconds: float, now: datetime | No
                          "b_attempts": attempts})
     return OutboxItem(id=row["id"], idempotency_key=row["idempotency_key"], client_id=row["client_id"],
                       partner_id=row["partner_id"], operation=row["operation"], payload=loads(row["payload"]),
-                      attempts=attempts, lease_owner=owner, created_at=row["created_at"])
+                      attempts=attempts, lease_owner=owner, created_at=row["created_at"],
+                      failing_since=row["failing_since"])
 
 
 def _owned(item: OutboxItem) -> Any:
@@ -153,6 +155,8 @@ def fail(conn: Connection, item: OutboxItem, error: str, *, retry_in: float | No
     values: dict[str, Any] = dict(last_error=error[:4000], lease_until=None)
     if not counted:
         values["attempts"] = max(item.attempts - 1, 0)
+    else:  # the retry window runs from the first failure of this run, not from when the row was queued
+        values["failing_since"] = func.coalesce(outbox.c.failing_since, literal(now, outbox.c.failing_since.type))
     if retry_in is None:
         values.update(status="dead", done_at=now)
     else:
@@ -189,11 +193,12 @@ def release_waiting(conn: Connection, partner_id: str, now: datetime | None = No
 def retry(conn: Connection, ident: int, now: datetime | None = None) -> None:
     """Operator: make a dead or waiting row available now, attempts and the retry window counted afresh.
 
-    The row counts as queued now: the dispatcher's ``retry_for_seconds`` runs from ``created_at``, and a row dead
-    after a day of failures would otherwise die again after ``max_attempts`` quick tries at the next outage."""
+    The dispatcher's ``retry_for_seconds`` runs from the row's first failure (``failing_since``): cleared here, a
+    row dead after a day of failures gets the whole window again at the next outage instead of dying after
+    ``max_attempts`` quick tries; ``created_at`` keeps saying when the work was queued."""
     now = now or utcnow()
     res = conn.execute(update(outbox).where(outbox.c.id == ident, outbox.c.status.in_(("dead", "pending")))
-                       .values(status="pending", available_at=now, created_at=now, attempts=0, done_at=None))
+                       .values(status="pending", available_at=now, failing_since=None, attempts=0, done_at=None))
     if res.rowcount != 1:
         raise NotFound(f"no dead or pending outbox row {ident}")
 

@@ -207,6 +207,8 @@ outbox = Table(
     Column("receipt", Text, nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("done_at", UTCDateTime(), nullable=True),
+    # when the current run of failed attempts began: the dispatcher's retry window runs from it
+    Column("failing_since", UTCDateTime(), nullable=True),
     Index("ix_outbox_status_available", "status", "available_at"),
 )
 

@@ -120,6 +120,36 @@ def test_an_operator_retry_gives_a_dead_row_the_whole_retry_window_again(app: Ap
     assert sorted(v.value for v in states(app).values()).count("handed_over") == 7
 
 
+def test_the_retry_window_runs_from_the_first_failure_not_from_when_the_row_was_queued(
+        app: App, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A row that waited a day before its first try (behind its claim's batch through an outage, in a busy lane)
+    meets an outage of an hour: it is retried through it, not dead after max_attempts quick tries because it
+    was queued long ago. The operator's retry leaves ``created_at`` saying when the work was queued."""
+    app.config.partners["demo-agency"].options.update(create=False, path="var/partners/not-mounted")
+    monkeypatch.setattr(app.config.dispatcher, "max_attempts", 3)
+    ingest_file(app, DEMO, "demo")
+    with read_tx(app.engine) as conn:
+        [row] = outbox_store.listing(conn)
+    queued_at = row["created_at"]
+    clock.advance(app.config.dispatcher.retry_for_seconds + 3600)  # a day and an hour before its first try
+    worker = Dispatcher(app, owner="t1")
+    for attempt in (1, 2, 3, 4):
+        assert worker.run_once()
+        with read_tx(app.engine) as conn:
+            [row] = outbox_store.listing(conn)
+        assert row["attempts"] == attempt and row["status"] == "pending", row
+        clock.advance(1200)
+    clock.advance(app.config.dispatcher.retry_for_seconds)  # now failing for longer than the window
+    assert worker.run_once()
+    with read_tx(app.engine) as conn:
+        [row] = outbox_store.listing(conn)
+    assert row["status"] == "dead"
+    retry_dead(app, row["id"])
+    with read_tx(app.engine) as conn:
+        row = outbox_store.get(conn, row["id"])
+    assert row["created_at"] == queued_at and row["failing_since"] is None and row["status"] == "pending"
+
+
 def test_lost_answer_after_delivery_does_not_deliver_twice(app: App, clock: Clock,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     ingest_file(app, DEMO, "demo")

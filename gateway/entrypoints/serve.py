@@ -44,7 +44,23 @@ EXIT_SECOND_SIGNAL = 130
 
 def run_server(app: App) -> int:
     """Run until SIGINT or SIGTERM; returns the exit code."""
+    _raise_descriptor_limit()
     return asyncio.run(serve(app))
+
+
+def _raise_descriptor_limit() -> None:
+    """Every connection, open upload and database file is a descriptor of this one process, and a service
+    manager's default soft limit is 1024 (systemd's hard limit is far higher): take the hard limit. The fronts
+    bound their own connections and handles besides (docs/operations.md)."""
+    try:
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            log.info("serve.descriptors soft=%d raised_from=%d", want, soft)
+    except (ImportError, ValueError, OSError) as exc:  # not POSIX, or not allowed: the soft limit stays
+        log.warning("serve.descriptors_unchanged error=%s", exc)
 
 
 def _hard_exit(code: int) -> None:

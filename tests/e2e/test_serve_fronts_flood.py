@@ -52,11 +52,7 @@ class Running:
         return self.log.read_text(errors="replace")
 
 
-def _small_fd_limit() -> None:
-    resource.setrlimit(resource.RLIMIT_NOFILE, (FDS, FDS))
-
-
-def start(base: Path, **overrides: Any) -> Running:
+def start(base: Path, fds: tuple[int, int] = (FDS, FDS), **overrides: Any) -> Running:
     overrides.setdefault("clients", client_config())
     cfg = write_config(base, f"sqlite:///{base / 'var' / 'gateway.db'}", dispatcher={"enabled": False}, **overrides)
     for args in (("keys", "init"), ("db", "upgrade")):
@@ -67,7 +63,7 @@ def start(base: Path, **overrides: Any) -> Running:
     with open(log, "w") as out_file:
         proc = subprocess.Popen([sys.executable, "-m", "gateway.entrypoints.cli", "--config", str(cfg), "serve"],
                                 stdout=out_file, stderr=subprocess.STDOUT, text=True, cwd=base,
-                                preexec_fn=_small_fd_limit)
+                                preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, fds))
     wait_for("serve to be ready", lambda: "serve.ready" in log.read_text() or proc.poll() is not None, 60)
     assert proc.poll() is None, log.read_text()
     text = log.read_text()
@@ -316,5 +312,15 @@ def test_oversized_and_compressed_requests_are_refused_without_being_read(runnin
         took = time.monotonic() - t0
     assert code == 0 and took < STOP_WITHIN, (code, took, r.text()[-3000:])
     log = r.text()
-    assert "Traceback" not in log and " ERROR " not in log, log[-3000:]
+    assert "Traceback" not in log and " ERROR " not in log and "serve.abandoned" not in log, log[-3000:]
     assert "web.client_gone path=/login" in log  # the form cut off: the client's doing, not an error
+
+
+def test_serve_takes_the_hard_descriptor_limit(running: list[Running], tmp_path: Path) -> None:
+    r = start(tmp_path, fds=(FDS, 4 * FDS))  # a service manager's default: soft 1024, a higher hard limit
+    running.append(r)
+    limits = Path(f"/proc/{r.proc.pid}/limits").read_text()
+    assert re.search(r"Max open files\s+4096\s+4096", limits), limits
+    assert "serve.descriptors soft=4096 raised_from=1024" in r.text()
+    r.proc.send_signal(signal.SIGTERM)
+    assert r.proc.wait(30) == 0

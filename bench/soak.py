@@ -397,6 +397,11 @@ def _submit(url: str, cert: Path, claims: list[dict[str, Any]], deadline: float)
         except (requests.RequestException, zeep.exceptions.TransportError, OSError):
             time.sleep(0.5)
             continue
+        except zeep.exceptions.Fault as exc:
+            if not str(exc.code or "").endswith("Server.Busy"):  # busy (the database away): retry later, it says
+                raise
+            time.sleep(0.5)
+            continue
         return {r.creditor_reference: r.claim_id for r in answer.results.ClaimResult}, tries
     raise SystemExit("no SubmitClaims call got through before the deadline")
 

@@ -189,7 +189,7 @@ class RowMapper:
         """One source row to a claim, or to the findings that explain why not, field by field."""
         values = composed(src.values)
         if len(values) != self._width:
-            fitted = self._fit(values)
+            fitted = self._fit(values, src.sheet is not None)
             if fitted is None:
                 return self._wrong_width(src)
             values = fitted
@@ -353,9 +353,11 @@ class RowMapper:
         return Finding(code=code, message=message, field=field, severity=severity, row=row,
                        column=self.columns.get(field))
 
-    def _fit(self, values: list[str]) -> list[str] | None:
-        # Trailing empty fields beyond the header (a trailing delimiter) are harmless.
-        if len(values) > self._width and not any(v.strip() for v in values[self._width:]):
+    def _fit(self, values: list[str], sheet: bool = False) -> list[str] | None:
+        # Trailing empty fields beyond the header (a trailing delimiter) are harmless. In a spreadsheet (a row with
+        # its sheet) so are cells right of the header, a note beside the table: cells keep their columns, and a
+        # column without a name is one no field reads. In CSV an extra field may mean shifted values.
+        if len(values) > self._width and (sheet or not any(v.strip() for v in values[self._width:])):
             return values[:self._width]
         return None
 

@@ -590,3 +590,49 @@ def test_a_totals_row_is_rejected_with_a_hint_how_to_leave_it_out(tmp_path: Path
     hint = rows[2].findings[0].message
     assert "totals row" in hint and "Bemerkung" in hint and "skip_rows_where" in hint and "30" not in hint
     assert "totals row" not in rows[3].findings[0].message
+
+
+# ---------------------------------------------------------------- a note beside the table
+
+@pytest.mark.parametrize("kind", ["xlsx", "ods"])
+def test_a_note_beside_the_table_does_not_reject_its_row(tmp_path: Path, kind: str) -> None:
+    """A remark typed into a cell right of the table (no header above it) made the row 'have 5 fields, the header
+    3 (a missing or extra delimiter ...?)' and rejected it. A spreadsheet has no delimiters to miss: its cells
+    stay in their columns, and a column without a name is one the mapping does not read, like any other."""
+    rows: list[list[Any]] = [["Ref", "Betrag", "Datum"], ["R1", 10, dt.date(2025, 1, 31)],
+                             ["R2", 20, dt.date(2025, 1, 31), None, "angerufen 3.2."]]
+    path = tmp_path / f"n.{kind}"
+    if kind == "xlsx":
+        wb = openpyxl.Workbook()
+        for values in rows:
+            wb.active.append(values)
+        wb.save(path)
+    else:
+        doc = OpenDocumentSpreadsheet()
+        table = Table(name="Forderungen")
+        for values in rows:
+            row = TableRow()
+            for value in values:
+                if isinstance(value, str):
+                    cell = TableCell(valuetype="string")
+                    cell.addElement(P(text=value))
+                elif isinstance(value, dt.date):
+                    cell = TableCell(valuetype="date", datevalue=value.isoformat())
+                elif value is None:
+                    cell = TableCell()
+                else:
+                    cell = TableCell(valuetype="float", value=value)
+                row.addElement(cell)
+            table.addElement(row)
+        doc.spreadsheet.addElement(table)
+        doc.save(str(path))
+    got = mapped(path, spec(f"  type: {kind}"))
+    assert [(r.reference, r.claim is not None, r.findings) for r in got] == [("R1", True, []), ("R2", True, [])]
+
+
+def test_a_csv_row_with_more_fields_than_the_header_is_still_rejected(tmp_path: Path) -> None:
+    """In a CSV an extra field means a delimiter too many somewhere in the row: the values may have shifted."""
+    path = tmp_path / "n.csv"
+    path.write_text("Ref;Betrag;Datum\nR1;10;31.01.2025\nR2;20;31.01.2025;;angerufen\n", encoding="utf-8")
+    got = mapped(path, spec("  type: csv"))
+    assert [[f.code for f in r.findings] for r in got] == [[], ["column_count"]]

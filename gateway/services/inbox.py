@@ -108,14 +108,18 @@ def process_inbox_file(app: App, client_id: str, path: Path, channel: str = "wat
         result.ack_path = str(ack)
     # The submission (with the raw bytes) is committed: removing the plain copy loses nothing, unless
     # a writer is still adding to it (then the rest would go into a deleted file).
-    kept = remove_unless_written(path, before)
+    try:
+        kept = remove_unless_written(path, before)
+    except OSError as exc:  # a read-only or otherwise refusing folder: stored and answered all the same
+        kept = f"cannot_remove ({exc.strerror or type(exc).__name__})"
     if kept is not None:
         log.warning("inbox.kept client=%s file=%s reason=%s submission=%s", client_id, path.name, kept,
                     result.submission or result.duplicate_of)
         return result
     marker = sibling(path, ".done")
     if marker is not None:
-        marker.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            marker.unlink(missing_ok=True)
     return result
 
 

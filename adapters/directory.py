@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
+import glob
 import hashlib
 import os
+import secrets
 import stat
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +23,9 @@ from adapters.statusfiles import INSTRUCTION_DIR, STATUS_DIR, read_local
 from gateway.errors import ConfigError, DeliveryError
 
 _CHUNK = 1 << 20
+STALE_TEMP_SECONDS = 3600.0
+# link() not offered by the file system (some network shares): publish by rename instead
+_NO_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.ENOSYS})
 
 
 def _sha256_of(path: Path) -> str:
@@ -95,7 +101,8 @@ class DirectoryAdapter(OperationsMixin):
                                     "folder, named pipe or device); move it away", retryable=True)
             if there is not None:
                 return self._confirm_existing(batch, final, digest)
-            self._write_atomically(final, batch.payload)
+            if not self._write_atomically(final, batch.payload):
+                return self._confirm_existing(batch, final, digest)  # written meanwhile by another worker
             return self._receipt(batch, final, digest)
         except OSError as exc:
             raise DeliveryError(f"batch {batch.batch_id}: cannot write {final}: {exc.strerror or exc}",
@@ -117,20 +124,45 @@ class DirectoryAdapter(OperationsMixin):
         # Same batch id, delivered before (e.g. the answer was lost): confirm, never write twice.
         return self._receipt(batch, final, _sha256_of(final))
 
-    def _write_atomically(self, final: Path, payload: bytes) -> None:
-        tmp = final.with_name(f".{final.name}.tmp")
+    def _write_atomically(self, final: Path, payload: bytes) -> bool:
+        """Write ``final`` whole or not at all, never over a file already there; False if another writer's
+        file of the same name came first (that one is the delivery).
+
+        The temp name is this writer's own and the file is published by a hard link, which fails when the name
+        exists, instead of a rename, which replaces it: two workers can write the same batch (a node that stood
+        still past its lease wakes while the worker that took the row over writes it), and with one shared temp
+        name the late writer's bytes landed in the file that was already published, or its rename replaced the
+        delivered file under the partner's feet. A file system without hard links gets the rename."""
+        tmp = final.with_name(f".{final.name}.{secrets.token_hex(6)}.tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(payload)
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.replace(tmp, final)
-        except BaseException:
+            try:
+                os.link(tmp, final)
+            except FileExistsError:
+                return False
+            except OSError as exc:
+                if exc.errno not in _NO_LINKS:
+                    raise
+                os.replace(tmp, final)
+        finally:
             with contextlib.suppress(OSError):  # the original error is the one worth reporting
                 tmp.unlink(missing_ok=True)
-            raise
         _fsync_dir(final.parent)
+        self._remove_stale_temps(final)
+        return True
+
+    @staticmethod
+    def _remove_stale_temps(final: Path) -> None:
+        """Temp files of this batch name that a killed writer left behind (a live one writes in seconds)."""
+        cutoff = dt.datetime.now().timestamp() - STALE_TEMP_SECONDS
+        for tmp in final.parent.glob(f".{glob.escape(final.name)}.*.tmp"):
+            with contextlib.suppress(OSError):
+                if tmp.lstat().st_mtime < cutoff:
+                    tmp.unlink()
 
     def _receipt(self, batch: Batch, final: Path, digest: str) -> Receipt:
         # delivered_at is the file's mtime, so a re-delivery returns exactly the first receipt.

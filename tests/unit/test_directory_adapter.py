@@ -78,16 +78,38 @@ def test_unwritable_directory_is_retryable(tmp_path: Path) -> None:
         locked.chmod(0o700)
 
 
-def test_failed_rename_leaves_neither_final_nor_temp_file(tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_publish_leaves_neither_final_nor_temp_file(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     def disk_full(src: object, dst: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(os, "replace", disk_full)
+    monkeypatch.setattr(os, "link", disk_full)
     with pytest.raises(DeliveryError, match="No space left") as info:
         adapter(tmp_path).deliver(batch())
     assert info.value.retryable is True
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_late_writer_never_replaces_the_published_file(tmp_path: Path) -> None:
+    """Two workers writing the same batch (a node that stood still past its lease wakes while the worker that
+    took the row over writes it): the file published first stays as it is, byte for byte, and the late writer
+    confirms it instead of replacing it; each writer's temp file is its own, none is left behind."""
+    first, late = adapter(tmp_path), adapter(tmp_path)
+    final = tmp_path / "B-1.p7m"
+    assert first._write_atomically(final, b"first writer's batch")
+    assert not late._write_atomically(final, b"the late writer's batch, re-encrypted")
+    assert final.read_bytes() == b"first writer's batch"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["B-1.p7m"]
+
+
+def test_temp_files_a_killed_writer_left_are_removed_once_stale(tmp_path: Path) -> None:
+    stale, fresh = tmp_path / ".B-1.p7m.0a0a0a0a0a0a.tmp", tmp_path / ".B-1.p7m.0b0b0b0b0b0b.tmp"
+    stale.write_bytes(b"cut short")
+    fresh.write_bytes(b"another writer at work")
+    old = dt.datetime.now().timestamp() - 2 * 3600
+    os.utime(stale, (old, old))
+    adapter(tmp_path).deliver(batch())
+    assert sorted(p.name for p in tmp_path.iterdir()) == [fresh.name, "B-1.p7m"]
 
 
 @pytest.mark.parametrize("name", ["../escape.p7m", "sub/B.p7m", ".hidden", ""])

@@ -10,8 +10,10 @@ operator moves the file back into ``upload/`` once the cause is fixed.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -24,6 +26,28 @@ from gateway.store.db import write_tx
 
 log = logging.getLogger(__name__)
 FAILED_DIR = "failed"
+
+
+def _move(path: Path, target: Path) -> None:
+    """``os.replace``, or across file systems (an upload folder that is its own mount, a share) a copy made
+    durable under a temporary name, renamed into place, then the original removed."""
+    try:
+        os.replace(path, target)
+        return
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    tmp = target.with_name(f".{target.name}.part")
+    try:
+        with open(path, "rb") as src, open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+            dst.flush()
+            os.fsync(dst.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.unlink(path)
 
 
 def set_aside(app: App, client_id: str, path: Path, reason: str, attempts: int) -> Path | None:
@@ -40,7 +64,7 @@ def set_aside(app: App, client_id: str, path: Path, reason: str, attempts: int) 
     folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     target = folder / fit_name(f"{stamp}-{path.name}", NAME_MAX)
-    os.replace(path, target)
+    _move(path, target)
     marker = sibling(path, ".done")
     if marker is not None:
         marker.unlink(missing_ok=True)

@@ -1,0 +1,26 @@
+"""Setting a file aside when `upload/` is a file system of its own (a mounted share): `failed/` is on another one,
+so a rename cannot move the file (EXDEV). Before, set_aside raised there every time, so a file that had to be set
+aside was offered, failed and set aside again for as long as the gateway ran, and the client got no ack."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from gateway.bootstrap import App
+from gateway.services.set_aside import set_aside
+from tests.support import small_tmpfs
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_a_file_is_set_aside_across_file_systems(app: App) -> None:
+    upload = app.config.inbox_dir / "demo" / "upload"
+    with small_tmpfs(upload, "4m"):
+        path = upload / "poison.csv"
+        shutil.copy(ROOT / "examples" / "demo.csv", path)
+        target = set_aside(app, "demo", path, "test", attempts=3)
+        assert target is not None and target.read_bytes() == (ROOT / "examples" / "demo.csv").read_bytes()
+        assert not path.exists() and target.parent.name == "failed"
+        assert not list(target.parent.glob(".*"))  # no temporary copy left
+    assert (app.config.inbox_dir / "demo" / "ack" / "poison.csv.ack.csv").exists()

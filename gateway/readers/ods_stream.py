@@ -45,7 +45,7 @@ NULL_DATE, DATE_VALUE = _T + "null-date", _T + "date-value"
 _S = "{urn:oasis:names:tc:opendocument:xmlns:style:1.0}"
 TABLE_PROPERTIES, STYLE_NAME = _S + "table-properties", _S + "name"
 DISPLAY, TABLE_STYLE, VISIBILITY = _T + "display", _T + "style-name", _T + "visibility"
-_HIDDEN_ROW = ("collapse", "filter")  # table:visibility of a row hidden by hand or filtered out
+ROW_GROUP = _T + "table-row-group"
 _NULL_DATE = re.compile(r"(1[89][0-9][0-9]|20[0-9][0-9])-([0-9][0-9])-([0-9][0-9])")  # what a null date may be
 PARAGRAPH, SPACE, SPACES, ANNOTATION = _X + "p", _X + "s", _X + "c", _O + "annotation"
 _NUMERIC = ("float", "percentage", "currency")
@@ -160,6 +160,9 @@ class OdsStreamReader(StreamSheetReader):
         # column counts from. Formatted dates are stored as ISO text and need none.
         self._shift = 0
         self._row_percent: list[int] | None = None  # the percentage cells of the row ``_cells`` read last
+        # table:visibility values of a row out of sight on purpose: filtered out, or hidden by hand ("collapse"
+        # outside an outline group; inside one, "collapse" is a group folded away for overview)
+        self._hiding: tuple[str, ...] = ("collapse", "filter")
         super().__init__(path, fmt, date_columns=date_columns, limits=limits)
 
     def _events(self) -> CutEvents:
@@ -168,7 +171,7 @@ class OdsStreamReader(StreamSheetReader):
             raise InputError("the ODS file has no content.xml; save it again from the spreadsheet program",
                              file=self.file)
         return cut_events(self._zip, "content.xml", self.file, events=("start", "end"),
-                          tags=(TABLE, ROW, NULL_DATE, TABLE_PROPERTIES),
+                          tags=(TABLE, ROW, NULL_DATE, TABLE_PROPERTIES, ROW_GROUP),
                           element="table:table-row", plain=self._plain_row, forbid=("table",))
 
     def _open(self, sheet: str | int | None) -> None:
@@ -227,6 +230,8 @@ class OdsStreamReader(StreamSheetReader):
                     drop(el)
         max_rows = self.limits.max_rows
         at, depth = [1], 0  # the number of the next row (a list: the run reader reads it as it goes)
+        groups = 0  # outline row groups the rows are in
+        self._hiding = ("collapse", "filter")
         try:
             for event, el in events:
                 if isinstance(el, Run):
@@ -237,6 +242,11 @@ class OdsStreamReader(StreamSheetReader):
                     depth += 1 if event == "start" else -1
                     if depth < 0:
                         return
+                    continue
+                elif el.tag == ROW_GROUP:
+                    if not depth:
+                        groups += 1 if event == "start" else -1
+                        self._hiding = ("filter",) if groups > 0 else ("collapse", "filter")
                     continue
                 elif event == "start" or depth or el.tag != ROW:
                     continue  # a row of a table inside a cell is part of that cell
@@ -261,7 +271,7 @@ class OdsStreamReader(StreamSheetReader):
         dated = self._dated
         plain = PLAIN_NUMBER.fullmatch
         repeat = int(el.get(ROWS_REPEATED) or 1)
-        if el.get(VISIBILITY) in _HIDDEN_ROW:
+        if el.get(VISIBILITY) in self._hiding:
             self.note_hidden(number, number + repeat - 1)
         dates = self.date_cols
         values: list[str] = []
@@ -481,7 +491,7 @@ class OdsStreamReader(StreamSheetReader):
         decimal, dates, dated = self._decimal, self.date_cols, self._dated
         attrs = dict(row_attrs)
         repeat = int(attrs.get(ROWS_REPEATED) or 1)
-        if attrs.get(VISIBILITY) in _HIDDEN_ROW:
+        if attrs.get(VISIBILITY) in self._hiding:
             self.note_hidden(number, number + repeat - 1)
         values = plan.base.copy()
         planned4: list[int] | None = None
@@ -524,7 +534,7 @@ class OdsStreamReader(StreamSheetReader):
         plain = PLAIN_NUMBER.fullmatch
         of_row = dict(row_attrs)
         repeat = int(of_row.get(ROWS_REPEATED) or 1)
-        if of_row.get(VISIBILITY) in _HIDDEN_ROW:
+        if of_row.get(VISIBILITY) in self._hiding:
             self.note_hidden(number, number + repeat - 1)
         dates = self.date_cols
         values: list[str] = []

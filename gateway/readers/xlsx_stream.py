@@ -74,6 +74,7 @@ _TEMPLATE_REF = re.compile('(<c r="[A-Z]{1,3})[0-9]{1,7}"')
 _ONE_ROW = re.compile(_W + one_element("row"))
 # A row's attribute that hides it (the row's other attributes as ``_ROW_START`` took them).
 _HIDDEN = re.compile('[ \t\r\n]hidden="(?:1|true)"')
+_OUTLINE = re.compile('[ \t\r\n]outlineLevel="[1-9]')  # a row of an outline group: hidden when it is collapsed
 # A formula cell that ends without a value (generators that never calculate): lxml's path notes it.
 _NO_VALUE = re.compile("(?:</f>|<f[ \t\r\n][^>]*/>|<f/>)" + _W + "</c>")
 PlainRow = tuple[str, str, str, int, int, int, int]  # r, other attributes, text, body start/end, element start/end
@@ -432,8 +433,8 @@ class XlsxStreamReader(StreamSheetReader):
         number = int(r) if r else prev[0] + 1
         r = r or str(number)
         prev[0] = number
-        if row.get("hidden") in ("1", "true"):
-            self.note_hidden(number, number)
+        if row.get("hidden") in ("1", "true") and row.get("outlineLevel") in (None, "", "0"):
+            self.note_hidden(number, number)  # not a row folded away in a collapsed outline group
         dates = self.date_cols
         values: list[str] = []
         first = col = -1
@@ -572,7 +573,7 @@ class XlsxStreamReader(StreamSheetReader):
                 continue
             number = int(r) if r else prev[0] + 1
             r = r or str(number)
-            if rest and "hidden" in rest and _HIDDEN.search(rest):
+            if rest and "hidden" in rest and _HIDDEN.search(rest) and not _OUTLINE.search(rest):
                 self.note_hidden(number, number)
             if not body:
                 prev[0] = number

@@ -636,3 +636,48 @@ def test_a_csv_row_with_more_fields_than_the_header_is_still_rejected(tmp_path: 
     path.write_text("Ref;Betrag;Datum\nR1;10;31.01.2025\nR2;20;31.01.2025;;angerufen\n", encoding="utf-8")
     got = mapped(path, spec("  type: csv"))
     assert [[f.code for f in r.findings] for r in got] == [[], ["column_count"]]
+
+
+@pytest.mark.parametrize("kind", ["xlsx", "ods"])
+def test_rows_of_a_collapsed_group_are_not_held(tmp_path: Path, kind: str) -> None:
+    """Rows folded away in a collapsed outline group (Data > Group) are hidden too, but for overview, not left
+    out: they are handed over as any other. A row hidden by hand beside them is still held."""
+    rows: list[list[Any]] = [["Ref", "Betrag", "Datum"]]
+    rows += [[f"R{n}", 10 + n, dt.date(2025, 1, 31)] for n in range(1, 8)]
+    grouped, by_hand = (3, 4, 5), 7  # sheet rows
+    path = tmp_path / f"g.{kind}"
+    if kind == "xlsx":
+        wb = openpyxl.Workbook()
+        ws = wb.active
+        for values in rows:
+            ws.append(values)
+        ws.row_dimensions.group(grouped[0], grouped[-1], hidden=True, outline_level=1)
+        ws.row_dimensions[by_hand].hidden = True
+        wb.save(path)
+    else:
+        from odf.table import TableRowGroup
+        doc = OpenDocumentSpreadsheet()
+        table = Table(name="Forderungen")
+        group = TableRowGroup()
+        for r, values in enumerate(rows, start=1):
+            row = TableRow(visibility="collapse") if r in grouped or r == by_hand else TableRow()
+            for value in values:
+                if isinstance(value, str):
+                    cell = TableCell(valuetype="string")
+                    cell.addElement(P(text=value))
+                elif isinstance(value, dt.date):
+                    cell = TableCell(valuetype="date", datevalue=value.isoformat())
+                else:
+                    cell = TableCell(valuetype="float", value=value)
+                row.addElement(cell)
+            if r in grouped:
+                group.addElement(row)
+                if r == grouped[-1]:
+                    table.addElement(group)
+            else:
+                table.addElement(row)
+        doc.spreadsheet.addElement(table)
+        doc.save(str(path))
+    got = mapped(path, spec(f"  type: {kind}"))
+    assert [r.row for r in got] == list(range(2, 9))
+    assert [(r.row, [f.code for f in r.findings]) for r in got if r.findings] == [(by_hand, ["awaiting_release"])]

@@ -105,14 +105,19 @@ class Listener:
     async def serve(self) -> None:
         """Accept until cancelled."""
         loop = asyncio.get_running_loop()
+        failing = False
         while True:
             try:
                 conn, addr = await loop.sock_accept(self.sock)
             except OSError as exc:
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    log.warning("web.accept_failed error=%s", exc.strerror)
+                if not failing and exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    log.warning("web.accept_failed error=%s", exc.strerror)  # once, not ten lines a second
+                    failing = True
                 await asyncio.sleep(_ACCEPT_PAUSE)
                 continue
+            if failing:
+                log.info("web.accept_back")
+                failing = False
             peer = str(addr[0]) if isinstance(addr, tuple) else "-"
             if not self.limits.admit(peer):
                 conn.close()

@@ -136,7 +136,7 @@ def retry_after(r: Answer) -> float | None:
     value = r.headers.get("retry-after", "").strip()
     if not value:
         return None
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # str.isdigit alone takes '²', which float() refuses
         seconds = float(value)
     else:
         try:

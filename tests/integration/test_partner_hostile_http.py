@@ -373,3 +373,17 @@ def test_retry_after_as_a_date_is_read_and_bounded() -> None:
         a.close()
     assert waits[0] is not None and 3000 < waits[0] <= 3600
     assert waits[1:] == [86400.0, None]
+
+
+def test_a_retry_after_of_other_digits_is_no_wait_not_a_crash() -> None:
+    """``'²'.isdigit()`` is true but ``float('²')`` raises: a 503 with such a Retry-After must stay a retryable
+    DeliveryError (a ValueError out of the adapter would make the row dead at once)."""
+    def behave(req: Request, conn: Conn) -> None:
+        conn.answer(503, b"", {"Retry-After": "\u00b2"})
+
+    with HostileServer(behave) as server:
+        a = adapter(server.url)
+        with pytest.raises(DeliveryError) as err:
+            a.deliver(batch())
+        a.close()
+    assert err.value.retryable and err.value.retry_after is None

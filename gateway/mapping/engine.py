@@ -375,7 +375,9 @@ class RowMapper:
 
 def compile_mapping(spec: MappingSpec, header: list[str], *, file: str, header_row: int | None = None) -> RowMapper:
     """Bind ``spec`` to a file's header; InputError if a mapped column is not in the header."""
-    index = _HeaderIndex(header, file, header_row or spec.format.header_row)
+    fmt = spec.format
+    sheets = fmt.sheet is None and bool({fmt.type, *fmt.alternatives} & {"xlsx", "xls", "ods"})
+    index = _HeaderIndex(header, file, header_row or fmt.header_row, other_sheets=sheets)
     steps: list[_Step] = []
     columns: dict[str, str] = {}
     text_cells: set[tuple[int, str]] = set()
@@ -455,8 +457,12 @@ def _bare(name: str) -> str:
 
 
 class _HeaderIndex:
-    def __init__(self, header: list[str], file: str, header_row: int) -> None:
+    def __init__(self, header: list[str], file: str, header_row: int, other_sheets: bool = False) -> None:
         self.header, self.file, self.header_row = header, file, header_row
+        # a workbook read without a sheet named: the data may be on another sheet than the first visible one
+        self.where = ("is the header row missing, not in the row the mapping names, or on another sheet than the "
+                      "first visible one (format.sheet names it)?" if other_sheets else
+                      "is the header row missing, or not in the row the mapping names?")
         self.exact: dict[str, list[int]] = {}
         self.folded: dict[str, list[int]] = {}
         for i, name in enumerate(header):
@@ -478,7 +484,7 @@ class _HeaderIndex:
             else:  # a real header: the client's own column names, named back to it in its ack only
                 detail = f"{hint}the header is: {'; '.join(self.header)[:2000]}"
             raise InputError(f"the mapping reads column '{column}' for {target}, but the header has no such "
-                             f"column (is the header row missing, or not in the row the mapping names?); {shape}",
+                             f"column ({self.where}); {shape}",
                              file=self.file, row=self.header_row, column=column, detail=detail)
         if len(found) > 1:
             raise InputError(f"column '{column}' (for {target}) appears {len(found)} times in the header",

@@ -681,3 +681,24 @@ def test_rows_of_a_collapsed_group_are_not_held(tmp_path: Path, kind: str) -> No
     got = mapped(path, spec(f"  type: {kind}"))
     assert [r.row for r in got] == list(range(2, 9))
     assert [(r.row, [f.code for f in r.findings]) for r in got if r.findings] == [(by_hand, ["awaiting_release"])]
+
+
+def test_a_missing_column_in_a_workbook_asks_whether_the_data_is_on_another_sheet(tmp_path: Path) -> None:
+    """A workbook that opens on an instructions sheet: without format.sheet the first visible sheet is read, and
+    the error now names that possibility (a CSV's does not)."""
+    from gateway.errors import InputError
+
+    wb = openpyxl.Workbook()
+    wb.active.title = "Anleitung"
+    wb.active.append(["Bitte die Forderungen im zweiten Blatt eintragen"])
+    data = wb.create_sheet("Forderungen")
+    data.append(["Ref", "Betrag", "Datum"])
+    data.append(["R1", 10, dt.date(2025, 1, 31)])
+    wb.save(tmp_path / "a.xlsx")
+    with pytest.raises(InputError, match="on another sheet than the first visible one"):
+        mapped(tmp_path / "a.xlsx", spec("  type: xlsx"))
+    assert [r.reference for r in mapped(tmp_path / "a.xlsx", spec("  type: xlsx\n  sheet: Forderungen"))] == ["R1"]
+    (tmp_path / "a.csv").write_text("Nr;Betrag\nR1;10\n", encoding="utf-8")
+    with pytest.raises(InputError) as caught:
+        mapped(tmp_path / "a.csv", spec("  type: csv"))
+    assert "sheet" not in str(caught.value)

@@ -102,6 +102,7 @@ class HostileSftp:
         asyncio.run_coroutine_threadsafe(close(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=5)
+        self.loop.close()
 
     @property
     def host_key_line(self) -> str:

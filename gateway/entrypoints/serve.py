@@ -13,6 +13,7 @@ nothing is half-written) and the process exits. A second signal exits at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import logging.handlers
 import os
@@ -129,7 +130,10 @@ def _other_signal(signum: int) -> None:
     if signum == signal.SIGHUP:
         for handler in logging.getLogger().handlers:
             if isinstance(handler, logging.handlers.WatchedFileHandler):
-                handler.reopenIfNeeded()
+                # under the handler's lock (a worker thread may be writing a line), and a file that cannot be
+                # reopened (its folder gone) is the handler's to report at the next line, not this callback's
+                with handler.lock or contextlib.nullcontext(), contextlib.suppress(OSError):
+                    handler.reopenIfNeeded()
         log.info("serve.signal signal=%s: log file reopened if it was moved; config and mappings reload when "
                  "their files change; still serving", name)
     else:

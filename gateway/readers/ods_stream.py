@@ -231,7 +231,8 @@ class OdsStreamReader(StreamSheetReader):
         max_rows = self.limits.max_rows
         at, depth = [1], 0  # the number of the next row (a list: the run reader reads it as it goes)
         groups = 0  # outline row groups the rows are in
-        self._hiding = ("collapse", "filter")
+        if not bounds_only:  # the bounds pass (in the middle of the main one) notes nothing and changes nothing
+            self._hiding = ("collapse", "filter")
         try:
             for event, el in events:
                 if isinstance(el, Run):
@@ -246,7 +247,8 @@ class OdsStreamReader(StreamSheetReader):
                 elif el.tag == ROW_GROUP:
                     if not depth:
                         groups += 1 if event == "start" else -1
-                        self._hiding = ("filter",) if groups > 0 else ("collapse", "filter")
+                        if not bounds_only:
+                            self._hiding = ("filter",) if groups > 0 else ("collapse", "filter")
                     continue
                 elif event == "start" or depth or el.tag != ROW:
                     continue  # a row of a table inside a cell is part of that cell

@@ -702,3 +702,34 @@ def test_a_missing_column_in_a_workbook_asks_whether_the_data_is_on_another_shee
     with pytest.raises(InputError) as caught:
         mapped(tmp_path / "a.csv", spec("  type: csv"))
     assert "sheet" not in str(caught.value)
+
+
+def test_a_note_in_a_collapsed_group_does_not_make_the_rest_of_the_group_held(tmp_path: Path) -> None:
+    """A cell right of the header makes the ODS reader look over the whole sheet once (its used width) while it is
+    in the middle of a group; the rows after it in the collapsed group are still the group's, not hidden ones."""
+    from odf.table import TableRowGroup
+
+    def row_of(values: list[Any], hidden: bool = False) -> TableRow:
+        row = TableRow(visibility="collapse") if hidden else TableRow()
+        for value in values:
+            cell = TableCell(valuetype="string") if isinstance(value, str) else TableCell(valuetype="float",
+                                                                                            value=value)
+            if isinstance(value, str):
+                cell.addElement(P(text=value))
+            row.addElement(cell)
+        return row
+
+    doc = OpenDocumentSpreadsheet()
+    table = Table(name="Forderungen")
+    table.addElement(row_of(["Ref", "Betrag", "Datum"]))
+    group = TableRowGroup()
+    group.addElement(row_of(["R1", 10, "2025-01-31", "", "Notiz"], hidden=True))
+    for n in (2, 3):
+        group.addElement(row_of([f"R{n}", 10, "2025-01-31"], hidden=True))
+    table.addElement(group)
+    table.addElement(row_of(["R4", 10, "2025-01-31"], hidden=True))  # hidden by hand, outside the group
+    doc.spreadsheet.addElement(table)
+    doc.save(str(tmp_path / "g.ods"))
+    got = mapped(tmp_path / "g.ods", spec("  type: ods\n  date_formats: ['%Y-%m-%d']"))
+    assert [(r.reference, [f.code for f in r.findings]) for r in got] == [
+        ("R1", []), ("R2", []), ("R3", []), ("R4", ["awaiting_release"])]

@@ -1,5 +1,7 @@
 """Client files as real spreadsheet programs and libraries write them: what the readers and the mapping make of
-the things such files do (formulas never calculated, the 1904 date system, postcodes stored as numbers).
+the things such files do (formulas never calculated, the 1904 date system, postcodes stored as numbers, error
+cells, hidden sheets and rows, collapsed groups, percentages, calculated amounts' binary tails, a password to
+open, a totals row, a note beside the table, the data on another sheet).
 
 Every file here is written by a real library (openpyxl, xlwt, odfpy); where a generator's habit differs from
 the library's (a formula written with no ``<v>`` at all), the library's file is changed in that one place.

@@ -10,6 +10,7 @@ operator moves the file back into ``upload/`` once the cause is fixed.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -47,7 +48,14 @@ def _move(path: Path, target: Path) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    os.unlink(path)
+    try:
+        os.unlink(path)
+    except OSError:
+        # The original cannot go (a read-only share): it stays in upload/ and is offered again, so the copy goes,
+        # or each later try would leave one more copy of the file in failed/.
+        with contextlib.suppress(OSError):
+            target.unlink()
+        raise
 
 
 def set_aside(app: App, client_id: str, path: Path, reason: str, attempts: int) -> Path | None:

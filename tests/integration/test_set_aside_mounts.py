@@ -5,7 +5,10 @@ aside was offered, failed and set aside again for as long as the gateway ran, an
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from gateway.bootstrap import App
 from gateway.services.set_aside import set_aside
@@ -24,3 +27,20 @@ def test_a_file_is_set_aside_across_file_systems(app: App) -> None:
         assert not path.exists() and target.parent.name == "failed"
         assert not list(target.parent.glob(".*"))  # no temporary copy left
     assert (app.config.inbox_dir / "demo" / "ack" / "poison.csv.ack.csv").exists()
+
+
+def test_a_file_that_cannot_leave_a_read_only_share_leaves_no_copy_in_failed(app: App) -> None:
+    """upload/ a read-only mount of its own: the copy into failed/ is made, but the original cannot be removed.
+    The file stays (offered again later), so its copy must not stay in failed/: one more per try, for ever."""
+    upload = app.config.inbox_dir / "demo" / "upload"
+    with small_tmpfs(upload, "4m"):
+        path = upload / "poison.csv"
+        shutil.copy(ROOT / "examples" / "demo.csv", path)
+        done = subprocess.run(["mount", "-o", "remount,ro", str(upload)], capture_output=True)
+        if done.returncode != 0:
+            pytest.skip("cannot remount the tmpfs read-only here")
+        for _ in range(2):
+            with pytest.raises(OSError):
+                set_aside(app, "demo", path, "test", attempts=3)
+        assert path.exists()
+        assert list((app.config.inbox_dir / "demo" / "failed").iterdir()) == []

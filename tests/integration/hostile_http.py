@@ -4,6 +4,7 @@ connection, the test's ``behave(request, conn)`` deciding what goes back byte by
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,11 +52,12 @@ class Conn:
 class HostileServer:
     behave: Behave
     requests: list[Request] = field(default_factory=list)
+    tls: ssl.SSLContext | None = None  # serve HTTPS with this server context
 
     def __post_init__(self) -> None:
         self._sock = socket.create_server(("127.0.0.1", 0))
         self.port = self._sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._conns: list[socket.socket] = []
@@ -88,6 +90,12 @@ class HostileServer:
             t.start()
 
     def _one(self, sock: socket.socket) -> None:
+        if self.tls is not None:
+            try:
+                sock = self.tls.wrap_socket(sock, server_side=True)
+            except OSError:
+                sock.close()
+                return
         with sock:
             request = _read_request(sock)
             if request is None:

@@ -8,12 +8,20 @@ The partner's WSDL (``adapters.soap_wsdl``) and its answers are served by a raw 
 
 from __future__ import annotations
 
+import datetime as dt
+import ipaddress
 import logging
+import ssl
 import traceback
 import tracemalloc
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from adapters.base import Batch
 from adapters.soap import SoapAdapter
@@ -179,3 +187,48 @@ def test_a_429_with_retry_after_carries_the_wait() -> None:
             a.deliver(batch())
         a.close()
     assert err.value.retryable and err.value.retry_after == 90.0
+
+
+def _tls_for_loopback(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server context with a self-signed certificate for 127.0.0.1, and the certificate's file to trust."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / "partner.crt", tmp_path / "partner.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert_file, key_file)
+    return ctx, cert_file
+
+
+@pytest.mark.parametrize("address", ["http://127.0.0.1:{port}/soap", "https://127.0.0.1:{port}/soap"],
+                         ids=["plain-http", "https"])
+def test_a_wsdl_over_https_naming_a_plain_http_address_is_still_called_over_https(
+        address: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The partner's WSDL, fetched over HTTPS, names its service at an http:// address (a misconfigured partner,
+    or someone in between rewriting it). Calls must not go in clear (message texts, payment amounts): zeep
+    forces the address to HTTPS (its force_https setting, on by default), and the server here speaks only TLS,
+    so the call's success shows it went encrypted."""
+    tls, trusted = _tls_for_loopback(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(trusted))
+
+    def behave(req: Request, conn: Conn) -> None:
+        if req.method == "GET":
+            conn.answer(200, wsdl(address.format(port=server.port)).encode(), content_type="text/xml")
+        else:
+            conn.answer(200, CREATED, content_type="text/xml")
+    server = HostileServer(behave, tls=tls)
+    with server:
+        a = adapter(server, deadline=30)
+        assert a.deliver(batch()).references == {1: "AZ-1"}
+        a.close()
+    assert [r.method for r in server.requests] == ["GET", "POST"]

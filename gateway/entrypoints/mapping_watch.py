@@ -3,10 +3,16 @@
 Editors save in many ways (write in place, write a temp file and rename over, delete and create),
 so every event naming a ``*.yaml`` or ``*.yml`` file, as source or destination, triggers a refresh.
 The registry itself decides whether the file changed and keeps the last good version on error.
+
+The folder itself removed and made again, or renamed away with another put in its place, leaves the
+watch on the old one: ``serve`` asks ``folder_replaced`` now and then and restarts the watcher, which
+reads every mapping again. A folder that is missing is waited for, never made again here (the
+operator's ``mv`` of the real folder into place would land inside an empty one).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
@@ -36,10 +42,27 @@ class MappingWatcher(ObservedFolder):
     def __init__(self, registry: MappingRegistry, folder: Path) -> None:
         super().__init__()
         self.registry, self.folder = registry, folder
+        self._inode: tuple[int, int] | None = None  # the folder being watched
+
+    def folder_replaced(self) -> bool:
+        """True when ``folder`` is now another folder than the one watched (made again, or another moved in)."""
+        try:
+            st = os.stat(self.folder)
+        except OSError:
+            return False  # missing: nothing to watch until it is back
+        return self._inode is not None and (st.st_dev, st.st_ino) != self._inode
+
+    def restart(self) -> None:
+        """Watch the folder anew (the old observer, if still running, is stopped first)."""
+        if self._observer.is_alive():
+            self.stop()
+        super().restart()
 
     def start(self) -> None:
         """Load every mapping once (so later breakage has a last good version), then watch."""
         self.folder.mkdir(parents=True, exist_ok=True)
+        st = os.stat(self.folder)
+        self._inode = (st.st_dev, st.st_ino)
         for path in sorted(self.folder.iterdir()):
             if path.suffix in _SUFFIXES and path.is_file():
                 self.registry.refresh(path)

@@ -297,6 +297,9 @@ class _Parts:
         if not self.mappings.alive():
             self.sup.report("mappings", RuntimeError("the mappings folder watcher stopped"))
             await asyncio.to_thread(self.mappings.restart)
+        elif await asyncio.to_thread(self.mappings.folder_replaced):  # its watch stayed with the old folder
+            log.info("serve.mappings_folder_replaced folder=%s: watching the new one", self.mappings.folder)
+            await asyncio.to_thread(self.mappings.restart)
         if self.config_watch is not None and not self.config_watch.alive():
             self.sup.report("config", RuntimeError("the config file watcher stopped"))
             await asyncio.to_thread(self.config_watch.restart)

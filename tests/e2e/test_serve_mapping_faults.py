@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -91,3 +92,37 @@ def test_pipes_devices_links_and_a_missing_mapping(tmp_path: Path, db_url: str) 
         assert proc.wait(30) == 0
     text = log.read_text()
     assert "inbox.set_aside" not in text and "supervisor.gave_up" not in text
+
+
+def test_a_mappings_folder_made_again_is_watched_again(tmp_path: Path, db_url: str) -> None:
+    """`mappings/` removed and made again (a deploy that replaces the folder): a broken edit in the new folder is
+    logged at once, and the fix too, without waiting for a client's file. Before, the watch stayed with the
+    removed folder, so edits in the new one were seen only when the next file asked for its mapping."""
+    cfg = write_config(tmp_path, db_url, dispatcher={"enabled": False})
+    assert gateway(cfg, "keys", "init").returncode == 0
+    assert gateway(cfg, "db", "upgrade").returncode == 0
+    mappings = tmp_path / "mappings"
+    good = (mappings / "demo.yaml").read_text()
+    with serve_process(cfg) as (proc, log):
+        wait_ready(proc, log)
+
+        def logged(text: str) -> bool:
+            assert proc.poll() is None, log.read_text()
+            return text in log.read_text()
+
+        staged = tmp_path / "mappings.new"
+        staged.mkdir()
+        (staged / "demo.yaml").write_text(good)
+        shutil.rmtree(mappings)
+        os.rename(staged, mappings)
+        wait_for("the new folder watched", lambda: logged("serve.mappings_folder_replaced"))
+        (mappings / "demo.yaml").write_text("fields: [unclosed\n")
+        wait_for("the broken edit logged without a file", lambda: logged("mapping.reload_failed"))
+        (mappings / "demo.yaml").write_text(good.replace("version: 1", "version: 1\n# fixed"))
+        wait_for("the fix logged", lambda: log.read_text().count("mapping.reloaded") >= 2)
+        (tmp_path / "inbox" / "demo" / "upload" / "after.csv").write_bytes((ROOT / "examples" / "demo.csv").read_bytes())
+        ack = tmp_path / "inbox" / "demo" / "ack" / "after.csv.ack.csv"
+        wait_for("the ack", lambda: ack.exists() or proc.poll() is not None)
+        assert outcomes(ack) >= {"accepted"}
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0

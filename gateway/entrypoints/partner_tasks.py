@@ -103,6 +103,8 @@ async def _webhook(app: App, sup: Supervisor, partner_id: str, pcfg: PartnerConf
                      f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
         try:
             await writer.drain()
+        except OSError:  # ConnectionResetError among them
+            pass  # the sender hung up (a reset) before its answer: nothing to tell it, and no error of serve's
         finally:
             writer.close()
 

@@ -78,8 +78,8 @@ class DispatcherConfig(Base):
     stuck_seconds: float = 600.0
     max_attempts: int = 10
     # A retryable failure (partner down, timeouts, 5xx) is dead-lettered only after max_attempts AND this long
-    # since its first failed attempt (outbox.failing_since): agencies have maintenance nights and outages of hours, and ten quick attempts
-    # are over in well under an hour. Non-retryable failures are dead at once as before.
+    # since its first failed attempt (outbox.failing_since): agencies have maintenance nights and outages of
+    # hours, and ten quick attempts are over in well under an hour. Non-retryable failures are dead at once.
     retry_for_seconds: float = 86400.0
     backoff_base_seconds: float = 5.0
     backoff_max_seconds: float = 3600.0

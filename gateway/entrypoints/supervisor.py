@@ -78,8 +78,22 @@ class Supervisor:
         """
         health = self.health.setdefault(name, TaskHealth(name, every))
         task = asyncio.create_task(self._run(health, step, context, once, give_up), name=name)
+        task.add_done_callback(self._ended)
         self.tasks.append(task)
         return task
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """A task whose loop itself broke (its failure could not even be reported) ends the process, never
+        silently: the step's own failures are caught in ``_run``, so this is the supervisor's last word."""
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        try:
+            log.critical("supervisor.task_ended task=%s error=%s: stopping the gateway so that its service manager "
+                         "restarts it", task.get_name(), type(exc).__name__)
+        finally:
+            self.exit_code = EXIT_TASK_FAILED
+            self.stop.set()
 
     async def _run(self, health: TaskHealth, step: Step, context: dict[str, Any], once: bool, give_up: bool) -> None:
         # Long work inside a step (a big file) reports progress, so the task does not look stale meanwhile.

@@ -164,3 +164,25 @@ def test_long_work_in_a_step_shows_life_through_its_beats() -> None:
     assert seen and seen[0] > 0  # the task's last sign of life moved while its step was still running
     liveness.beat()  # outside a supervised task: nothing happens
     assert _time.monotonic() > 0
+
+
+def test_a_task_whose_failure_cannot_even_be_reported_ends_the_process_not_silently(
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The supervisor's own report of a failure raising (a log handler breaking, a describe() of an odd exception)
+    ended the task's loop: the task was gone, and nothing said so until /healthz went stale."""
+    caplog.set_level(logging.INFO, logger="gateway.supervisor")
+
+    def broken_report(self: Supervisor, name: str, exc: BaseException, **context: object) -> None:
+        raise RuntimeError("the report itself failed")
+
+    monkeypatch.setattr(Supervisor, "report", broken_report)
+
+    def make(sup: Supervisor, stop: asyncio.Event) -> Callable[[], object]:
+        async def step() -> bool:
+            raise KeyError(PLANTED)
+        return step
+
+    sup = _run({}, make, lambda: False, limit=5.0)
+    assert sup.exit_code == EXIT_TASK_FAILED
+    [ended] = _lines(caplog, "supervisor.task_ended")
+    assert ended.levelno == logging.CRITICAL and "task=t" in ended.getMessage() and PLANTED not in ended.getMessage()

@@ -47,6 +47,8 @@ class _BoundedTransport(Transport):
         self.retry_after: float | None = None  # of the last answer (zeep's TransportError carries no headers)
 
     def _load_remote_data(self, url: str) -> bytes:
+        if url.lower().startswith("file:"):  # a WSDL (or its schemas) kept as a local file: no network to bound
+            return bytes(super()._load_remote_data(url))  # type: ignore[no-untyped-call]
         answer = self.exchange.request("GET", url)
         if answer.status >= 300:
             raise zeep.exceptions.TransportError(status_code=answer.status)  # type: ignore[no-untyped-call]

@@ -8,9 +8,11 @@ A scripted SMTP server on raw sockets (127.0.0.1, port 0): it speaks just enough
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -24,8 +26,11 @@ def batch() -> Batch:
 
 
 class Mailbox:
-    def __init__(self, drip: set[str], quit_reply: bytes = b"221 bye\r\n", greet: bool = True) -> None:
-        self.drip, self.quit_reply, self.greet = drip, quit_reply, greet
+    def __init__(self, drip: set[str], quit_reply: bytes = b"221 bye\r\n", greet: bool = True,
+                 tls: ssl.SSLContext | None = None) -> None:
+        self.drip, self.quit_reply, self.greet, self.tls = drip, quit_reply, greet, tls
+        self.encrypted = False
+        self.wrapped: list[socket.socket] = []  # TLS sockets made by STARTTLS, closed at the end
         self.messages = 0
         self.stopping = threading.Event()
         self.sock = socket.create_server(("127.0.0.1", 0))
@@ -62,7 +67,13 @@ class Mailbox:
                     return
                 verb = line[:4].upper()
                 if verb in (b"EHLO", b"HELO"):
-                    ok = self._send(conn, "ehlo", b"250 agency\r\n")
+                    ok = self._send(conn, "ehlo", b"250-agency\r\n250 STARTTLS\r\n" if self.tls and not
+                                    self.encrypted else b"250 agency\r\n")
+                elif verb == b"STAR" and self.tls is not None:
+                    ok = self._send(conn, "starttls", b"220 go ahead\r\n")
+                    conn = self.tls.wrap_socket(conn, server_side=True)
+                    self.wrapped.append(conn)
+                    f, self.encrypted = conn.makefile("rb"), True
                 elif verb == b"DATA":
                     ok = self._send(conn, "data", b"354 go on\r\n")
                     while ok and (piece := f.readline()) not in (b".\r\n", b""):
@@ -100,6 +111,8 @@ def mailbox(drip: set[str], **kw: object) -> Iterator[Mailbox]:
         box.sock.close()
         for t in box.threads:
             t.join(timeout=10)
+        for w in box.wrapped:
+            w.close()
 
 
 def adapter(port: int) -> EmailAdapter:
@@ -136,3 +149,16 @@ def test_a_message_taken_is_delivered_whatever_the_quit_says(quit_reply: bytes) 
         receipt = adapter(box.port).deliver(batch())
     assert receipt.detail == "mailed to akten@agency.example"
     assert box.messages == 1
+
+
+def test_starttls_is_used_when_asked_for(tmp_path: Path) -> None:
+    """STARTTLS with the deadline's timer in place: the TLS handshake gets the partner's host name (connecting
+    outside smtplib's constructor leaves it empty, and ssl refuses an empty server_hostname)."""
+    from tests.integration.test_partner_hostile_soap import _tls_for_loopback
+
+    tls, _ = _tls_for_loopback(tmp_path)
+    with mailbox(set(), tls=tls) as box:
+        a = EmailAdapter("p", {"host": "127.0.0.1", "port": box.port, "from": "gw@gw.example",
+                               "to": "akten@agency.example", "timeout": 5.0, "starttls": True})
+        a.deliver(batch())
+    assert box.encrypted and box.messages == 1

@@ -73,6 +73,9 @@ class EmailAdapter(OperationsMixin):
         msg = smime_message(batch, self.sender, self.to)
         where = f"partner {self.partner_id}: SMTP {self.host}:{self.port}"
         smtp = smtplib.SMTP(timeout=self.timeout)  # connected below, once the deadline's timer runs
+        # STARTTLS names the server it expects by the host given to the constructor, which connect() leaves as it
+        # was (empty here): ssl refuses an empty server_hostname, and every STARTTLS delivery raised ValueError
+        smtp._host = self.host  # type: ignore[attr-defined]
         cut = _Cut(smtp, self.deadline)
         accepted = False
         try:
@@ -120,22 +123,39 @@ class EmailAdapter(OperationsMixin):
 
 
 class _Cut:
-    """Shuts the SMTP connection's socket down at the deadline, which ends a read blocked on a dripping server."""
+    """Shuts the SMTP connection's socket down at the deadline, which ends a read blocked on a dripping server.
+
+    The socket may not be there to shut yet (still connecting) or may be one just handed over to TLS (smtplib's
+    ``sock`` during the STARTTLS handshake is the plain socket, detached: its shutdown fails): then the cut is
+    tried again a moment later, until it lands or the conversation ends (``cancel``)."""
+
+    _AGAIN = 0.05  # seconds
 
     def __init__(self, smtp: smtplib.SMTP, deadline: float) -> None:
         self.smtp, self.fired = smtp, False
-        self._timer = threading.Timer(deadline, self._fire)
-        self._timer.daemon = True
-        self._timer.start()
+        self._lock = threading.Lock()
+        self._ended = False
+        self._timer = self._arm(deadline)
+
+    def _arm(self, seconds: float) -> threading.Timer:
+        timer = threading.Timer(seconds, self._fire)
+        timer.daemon = True
+        timer.start()
+        return timer
 
     def _fire(self) -> None:
         self.fired = True
         sock = self.smtp.sock
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # closed meanwhile
+        try:
+            if sock is None:
+                raise OSError("not connected yet")
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            with self._lock:
+                if not self._ended:  # connecting, or in the STARTTLS handshake: again in a moment
+                    self._timer = self._arm(self._AGAIN)
 
     def cancel(self) -> None:
-        self._timer.cancel()
+        with self._lock:
+            self._ended = True
+            self._timer.cancel()

@@ -69,11 +69,12 @@ async def _upload(sftp: asyncssh.SFTPClient, upload: str, payload: bytes, batch_
         async with sftp.open(upload, "wb") as fh:
             await fh.write(payload)
         try:
-            size = (await sftp.stat(upload)).size
+            size: int | None = (await sftp.stat(upload)).size
         except asyncssh.SFTPNoSuchFile:
-            size = None
-        if size != len(payload):
-            held = "nothing" if size is None else f"{size} bytes"
+            size = -1
+        # A server that reports no size (the attribute is optional in SFTP) cannot be checked: taken as whole.
+        if size is not None and size != len(payload):
+            held = "nothing" if size < 0 else f"{size} bytes"
             raise DeliveryError(f"batch {batch_id}: the partner's server holds {held} of the {len(payload)} bytes "
                                 f"uploaded as {posixpath.basename(upload)} (a full disk or a quota there?); sent "
                                 f"again", retryable=True)

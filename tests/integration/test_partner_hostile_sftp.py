@@ -62,6 +62,12 @@ class HostileSftp:
                 if mode == "vanish" and os.fsdecode(name).endswith(".part"):
                     os.remove(name)
 
+            def stat(self, path: bytes) -> Any:
+                attrs = asyncssh.SFTPAttrs.from_local(super().stat(path))
+                if mode == "no_size":
+                    attrs.size = None  # optional in SFTP: some servers leave it out
+                return attrs
+
             def rename(self, oldpath: bytes, newpath: bytes) -> Any:
                 if mode == "no_rename":
                     raise asyncssh.SFTPOpUnsupported("rename not supported")
@@ -204,3 +210,14 @@ def test_a_host_key_that_changed_since_the_last_delivery_is_refused(tmp_path: Pa
     finally:
         second.stop()
     assert sorted(p.name for p in root.iterdir() if p.is_file()) == ["B-1.xml.p7m"]
+
+
+def test_a_server_that_reports_no_sizes_still_gets_its_batches(tmp_path: Path, client_key: tuple[Path, str]) -> None:
+    """The size check cannot run where the server leaves the (optional) size out of its attributes: the upload is
+    taken as whole, as before the check, rather than never delivered."""
+    key, public = client_key
+    root = tmp_path / "root"
+    with HostileSftp(root, public, "no_size") as server:
+        b = batch()
+        assert adapter(server.port, key, server.host_key_line).deliver(b).detail.startswith("uploaded")
+    assert (root / "B-1.xml.p7m").read_bytes() == b.payload

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, exists, insert, select, update
@@ -207,8 +207,11 @@ def _book(conn: Connection, u: PartnerUpdate, kind: str, base: dict[str, Any], n
     try:
         amount = Decimal(str(u.amount))
         ok = amount.is_finite() and amount > 0 and (u.currency or currency).upper() == currency
-        ok = ok and to_minor(amount, currency) < _MAX_MINOR
-    except (InvalidOperation, ValueError):
+        # the magnitude first: 1e99999999 overflows the scaling (decimal.Overflow), 1e999990 would become an
+        # integer of a million digits (half a minute of CPU with the apply transaction open), and 1e-99999999
+        # underflows to a booking of 0
+        ok = ok and -18 < amount.adjusted() < 18 and to_minor(amount, currency) < _MAX_MINOR
+    except (ArithmeticError, ValueError):  # InvalidOperation and Overflow among them
         ok = False
     if not ok:
         claim_store.annotate(conn, u.claim_id, Actor.PARTNER, "partner_amount_invalid",

@@ -49,7 +49,7 @@ from gateway.domain.lifecycle import Actor, State
 from gateway.domain.model import Claim
 from gateway.domain.limitation import STATUTORY, limitation_date
 from gateway.domain.sandbox import is_sandbox_client
-from gateway.errors import DeliveryError, GatewayError, KeyStoreError
+from gateway.errors import DeliveryError, GatewayError, KeyStoreError, NotFound
 from gateway.services import batching
 from gateway.services.node import LeaseLost
 from gateway.services.operations import capabilities, run_operation
@@ -581,6 +581,20 @@ def _receipt_doc(receipt: Receipt) -> dict[str, Any]:
     delivered: datetime = receipt.delivered_at
     return {"batch_id": receipt.batch_id, "partner_reference": receipt.partner_reference,
             "delivered_at": delivered.isoformat(), "detail": receipt.detail, "claims": len(receipt.references)}
+
+
+def retry_all_dead(app: App, partner_id: str | None = None) -> tuple[int, int]:
+    """Operator: every dead-lettered row (of ``partner_id`` only, if given) delivered again, each as
+    ``retry_dead`` does it, in its own transaction. Returns the rows and the failed claims queued again."""
+    with read_tx(app.engine) as conn:
+        ids = outbox_store.dead_ids(conn, partner_id)
+    claims = 0
+    for outbox_id in ids:
+        try:
+            claims += retry_dead(app, outbox_id)
+        except NotFound:  # retried or settled meanwhile (another operator, a late receipt)
+            continue
+    return len(ids), claims
 
 
 def retry_dead(app: App, outbox_id: int) -> int:

@@ -19,8 +19,8 @@ from gateway.errors import NotFound
 from gateway.store.schema import outbox
 from gateway.store.sql import dumps, loads, utcnow
 
-__all__ = ["OutboxItem", "backoff", "complete", "defer", "enqueue", "enqueue_dead", "fail", "get", "lease", "listing",
-           "loads", "open_count", "release_waiting", "replace_payload", "retry", "settle_late"]
+__all__ = ["OutboxItem", "backoff", "complete", "dead_ids", "defer", "enqueue", "enqueue_dead", "fail", "get", "lease",
+           "listing", "loads", "open_count", "release_waiting", "replace_payload", "retry", "settle_late"]
 
 
 class OutboxItem(msgspec.Struct, kw_only=True):
@@ -218,6 +218,14 @@ def listing(conn: Connection, *, status: str | None = None, partner_id: str | No
     if partner_id:
         q = q.where(outbox.c.partner_id == partner_id)
     return list(conn.execute(q).mappings())
+
+
+def dead_ids(conn: Connection, partner_id: str | None = None) -> list[int]:
+    """Ids of the dead-lettered rows (of ``partner_id`` only, if given), oldest first."""
+    q = select(outbox.c.id).where(outbox.c.status == "dead").order_by(outbox.c.id)
+    if partner_id is not None:
+        q = q.where(outbox.c.partner_id == partner_id)
+    return [int(i) for i in conn.execute(q).scalars()]
 
 
 def open_count(conn: Connection) -> int:

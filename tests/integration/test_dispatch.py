@@ -18,7 +18,7 @@ from gateway.services.ingest import ingest_file
 from gateway.services.render import validate_batch
 from gateway.store import claims as claim_store
 from gateway.store import outbox as outbox_store
-from gateway.store.db import read_tx
+from gateway.store.db import read_tx, write_tx
 from tests.conftest import ROOT
 from tests.support import Clock
 
@@ -148,6 +148,38 @@ def test_the_retry_window_runs_from_the_first_failure_not_from_when_the_row_was_
     with read_tx(app.engine) as conn:
         row = outbox_store.get(conn, row["id"])
     assert row["created_at"] == queued_at and row["failing_since"] is None and row["status"] == "pending"
+
+
+def test_every_dead_row_of_a_partner_is_retried_with_one_command(app: App, config_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """After an outage, or credentials or a certificate mended, the operator sends every dead row of the partner
+    again with one command (``outbox retry --dead --partner P``), not one command per row; another partner's
+    dead rows stay as they are."""
+    from gateway.entrypoints import cli
+    app.config.partners["demo-agency"].options.update(create=False, path="var/partners/not-mounted")
+    monkeypatch.setattr(app.config.dispatcher, "max_attempts", 1)
+    monkeypatch.setattr(app.config.dispatcher, "retry_for_seconds", 0)
+    ingest_file(app, DEMO, "demo")
+    assert Dispatcher(app, owner="t1").run_once()
+    with write_tx(app.engine) as conn:
+        other = outbox_store.enqueue_dead(conn, key="cancel:99:1", client_id="demo", partner_id="elsewhere",
+                                          operation="cancel", payload={"claim_id": 99}, error="refused")
+        [dead] = outbox_store.dead_ids(conn, "demo-agency")
+    assert sorted(v.value for v in states(app).values()).count("failed") == 7
+    assert cli.main(["--config", str(config_path), "outbox", "retry", "--dead", "--partner", "demo-agency"]) == 0
+    assert "1 dead outbox row(s) of partner demo-agency will be delivered again (7 failed claim(s)" in \
+        capsys.readouterr().out
+    with read_tx(app.engine) as conn:
+        assert outbox_store.get(conn, dead)["status"] == "pending"
+        assert outbox_store.dead_ids(conn) == [other]
+    app.config.partners["demo-agency"].options.update(create=True)
+    assert Dispatcher(app, owner="t2").drain() == 1
+    assert sorted(v.value for v in states(app).values()).count("handed_over") == 7
+    # a row id with --dead, or neither: refused with a line that says what goes with what
+    assert cli.main(["--config", str(config_path), "outbox", "retry", "--dead", "3"]) == 2
+    assert cli.main(["--config", str(config_path), "outbox", "retry"]) == 2
+    assert "--dead for every dead-lettered row" in capsys.readouterr().err
 
 
 def test_lost_answer_after_delivery_does_not_deliver_twice(app: App, clock: Clock,

@@ -9,9 +9,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import errno
-import glob
 import hashlib
 import os
+import re
 import secrets
 import stat
 from collections.abc import Mapping
@@ -24,6 +24,7 @@ from gateway.errors import ConfigError, DeliveryError
 
 _CHUNK = 1 << 20
 STALE_TEMP_SECONDS = 3600.0
+_OUR_TEMP = re.compile(r"\..+\.[0-9a-f]{12}\.tmp")  # what _write_atomically names its temp files
 # link() not offered by the file system (some network shares): publish by rename instead
 _NO_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.ENOSYS})
 
@@ -72,6 +73,7 @@ class DirectoryAdapter(OperationsMixin):
         self.create = bool(options.get("create", True))
         # Instruction documents go to a folder of their own, so an agency never mistakes one for a case file.
         self.instruction_path = Path(options.get("instruction_path") or self.path / INSTRUCTION_DIR)
+        self._swept: set[Path] = set()  # folders whose stale temp files this process has removed
 
     def deliver(self, batch: Batch) -> Receipt:
         """Write the batch file atomically, or confirm the earlier delivery of the same batch id."""
@@ -152,17 +154,22 @@ class DirectoryAdapter(OperationsMixin):
             with contextlib.suppress(OSError):  # the original error is the one worth reporting
                 tmp.unlink(missing_ok=True)
         _fsync_dir(final.parent)
-        self._remove_stale_temps(final)
+        if final.parent not in self._swept:
+            self._swept.add(final.parent)
+            self._remove_stale_temps(final.parent)
         return True
 
     @staticmethod
-    def _remove_stale_temps(final: Path) -> None:
-        """Temp files of this batch name that a killed writer left behind (a live one writes in seconds)."""
+    def _remove_stale_temps(folder: Path) -> None:
+        """Temp files a killed writer left behind (a live one writes in seconds). Once per folder and process: a
+        partner's folder can hold a year of batch files, too many to list at every delivery."""
         cutoff = dt.datetime.now().timestamp() - STALE_TEMP_SECONDS
-        for tmp in final.parent.glob(f".{glob.escape(final.name)}.*.tmp"):
-            with contextlib.suppress(OSError):
-                if tmp.lstat().st_mtime < cutoff:
-                    tmp.unlink()
+        with contextlib.suppress(OSError), os.scandir(folder) as entries:
+            for entry in entries:
+                if _OUR_TEMP.fullmatch(entry.name):
+                    with contextlib.suppress(OSError):
+                        if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                            os.unlink(entry.path)
 
     def _receipt(self, batch: Batch, final: Path, digest: str) -> Receipt:
         # delivered_at is the file's mtime, so a re-delivery returns exactly the first receipt.

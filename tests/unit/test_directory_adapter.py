@@ -104,12 +104,15 @@ def test_a_late_writer_never_replaces_the_published_file(tmp_path: Path) -> None
 
 def test_temp_files_a_killed_writer_left_are_removed_once_stale(tmp_path: Path) -> None:
     stale, fresh = tmp_path / ".B-1.p7m.0a0a0a0a0a0a.tmp", tmp_path / ".B-1.p7m.0b0b0b0b0b0b.tmp"
+    theirs = tmp_path / ".agency-sync.tmp"  # not a name the adapter writes: the partner's own, left alone
     stale.write_bytes(b"cut short")
     fresh.write_bytes(b"another writer at work")
+    theirs.write_bytes(b"the partner's")
     old = dt.datetime.now().timestamp() - 2 * 3600
     os.utime(stale, (old, old))
+    os.utime(theirs, (old, old))
     adapter(tmp_path).deliver(batch())
-    assert sorted(p.name for p in tmp_path.iterdir()) == [fresh.name, "B-1.p7m"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [fresh.name, theirs.name, "B-1.p7m"]
 
 
 @pytest.mark.parametrize("name", ["../escape.p7m", "sub/B.p7m", ".hidden", ""])

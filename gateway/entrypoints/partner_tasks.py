@@ -18,6 +18,7 @@ from adapters.base import decode_updates
 from adapters.rest import SIGNATURE_HEADER, verify_signature
 from gateway.bootstrap import App
 from gateway.config import PartnerConfig
+from gateway.entrypoints.connection_limits import ConnectionLimits
 from gateway.entrypoints.supervisor import Supervisor, describe
 from gateway.errors import ConfigError, GatewayError
 from gateway.services.partner_sync import sync_due
@@ -29,6 +30,10 @@ MAX_BODY = 10 * 1024 * 1024
 # and its memory for ever otherwise), with at most this many header lines.
 READ_SECONDS = 30.0
 MAX_HEADERS = 100
+# Open connections of one webhook listener, per sender address and in all: each is a descriptor of ``serve``,
+# shared with the database, the inbox and the other fronts; a partner pushes with one or a few at a time.
+MAX_CONNECTIONS_PER_ADDRESS = 16
+MAX_CONNECTIONS = 64
 SYNC_CHECK_SECONDS = 1.0
 
 
@@ -88,7 +93,19 @@ async def _webhook(app: App, sup: Supervisor, partner_id: str, pcfg: PartnerConf
     secret = webhook_secret(app, partner_id, pcfg)
     host, _, port = str(pcfg.webhook.listen).rpartition(":")
 
+    limits = ConnectionLimits(f"partners.webhook.{partner_id}", MAX_CONNECTIONS_PER_ADDRESS, MAX_CONNECTIONS)
+
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = str((writer.get_extra_info("peername") or ("?",))[0])
+        if not limits.admit(peer):
+            writer.close()  # over a bound: closed as it arrives, nothing read
+            return
+        try:
+            await _answer(reader, writer)
+        finally:
+            limits.release(peer)
+
+    async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             status, doc = await _request(app, partner_id, secret, reader)
         except TimeoutError:

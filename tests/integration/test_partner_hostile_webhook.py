@@ -72,3 +72,25 @@ def test_endless_header_lines_are_refused(hooked: App) -> None:
             writer.close()
             return status
     assert asyncio.run(run()) == 431
+
+
+def test_silent_connections_of_one_sender_are_bounded(hooked: App) -> None:
+    """A sender that opens connection after connection and says nothing holds at most its share of them (each a
+    descriptor of serve, shared with the database and the other fronts); the ones over the bound are closed as
+    they arrive. Before, every one was kept until its read timeout, and a thousand used up serve's descriptors."""
+    async def run() -> tuple[list[bool], list[bool]]:
+        async def eof(reader: asyncio.StreamReader, wait: float) -> bool:
+            try:  # a connection closed by the listener reads EOF at once; a held one times out
+                return await asyncio.wait_for(reader.read(1), wait) == b""
+            except TimeoutError:
+                return False
+        bound = partner_tasks.MAX_CONNECTIONS_PER_ADDRESS
+        async with webhook(hooked) as port:
+            opened = [await asyncio.open_connection("127.0.0.1", port) for _ in range(bound + 5)]
+            over = await asyncio.gather(*(eof(r, 10.0) for r, _ in opened[bound:]))
+            held = await asyncio.gather(*(eof(r, 0.5) for r, _ in opened[:bound]))
+            for _, writer in opened:
+                writer.close()
+            return list(over), list(held)
+    over, held = asyncio.run(run())
+    assert all(over) and not any(held)

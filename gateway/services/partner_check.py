@@ -15,12 +15,14 @@ import smtplib
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 from cryptography import x509
 
 from adapters.directory import DirectoryAdapter
+from adapters.http_exchange import AnswerEncoding, AnswerTooLarge, Exchange
 from adapters.mail import EmailAdapter
 from adapters.rest import HttpAdapter
 from adapters.sftp import SftpAdapter
@@ -28,6 +30,9 @@ from adapters.soap import SoapAdapter
 from gateway.bootstrap import App
 from gateway.errors import ConfigError, DeliveryError, NotFound
 from gateway.services.dispatch import open_adapter
+
+CHECK_DEADLINE = 30.0  # seconds for one check's whole answer
+CHECK_MAX_BYTES = 4 * 1024 * 1024  # a health page or a WSDL
 
 
 @dataclass
@@ -73,10 +78,11 @@ def _probe(adapter: Any, options: dict[str, Any]) -> str:
         return f"sftp {adapter.username}@{adapter.host}:{adapter.port} logged in, {adapter.upload_dir} lists {n} entries"
     if isinstance(adapter, HttpAdapter):
         url = str(options.get("health_url") or adapter.client.base_url)
-        return _get(adapter.client, url, "http")
+        return _get(url, "http", adapter.exchange.timeout, adapter.exchange.headers)
     if isinstance(adapter, SoapAdapter):
-        with httpx.Client(timeout=adapter.timeout) as client:
-            return _get(client, adapter.wsdl, "wsdl")
+        if not adapter.wsdl.lower().startswith(("http://", "https://")):  # a WSDL kept as a local file
+            return f"wsdl {adapter.wsdl} is a local file; the endpoint it names is asked at the first call"
+        return _get(adapter.wsdl, "wsdl", adapter.timeout, {})
     if isinstance(adapter, EmailAdapter):
         try:
             with smtplib.SMTP(adapter.host, adapter.port, timeout=adapter.timeout) as smtp:
@@ -88,16 +94,23 @@ def _probe(adapter: Any, options: dict[str, Any]) -> str:
     return "no connectivity check for this adapter; the adapter was built from its options"
 
 
-def _get(client: httpx.Client, url: str, what: str) -> str:
+def _get(url: str, what: str, timeout: float, headers: Mapping[str, str]) -> str:
+    """One GET bounded in time and size, as deliveries are (``adapters/http_exchange.py``): a partner that drips
+    its answer or sends gigabytes must not hang or swell the operator's check."""
+    exchange = Exchange("", headers, timeout=timeout, deadline=CHECK_DEADLINE, max_bytes=CHECK_MAX_BYTES)
     try:
-        r = client.get(url)
+        r = exchange.request("GET", url)
     except httpx.HTTPError as exc:
         raise DeliveryError(f"{what} GET {url}: {type(exc).__name__}: {exc}", retryable=True) from exc
-    if r.status_code >= 500 or (what == "wsdl" and r.status_code >= 400):
-        raise DeliveryError(f"{what} GET {url}: HTTP {r.status_code}", retryable=True)
+    except TimeoutError:
+        raise DeliveryError(f"{what} GET {url}: no whole answer within {CHECK_DEADLINE:g} s", retryable=True) from None
+    except (AnswerTooLarge, AnswerEncoding) as exc:
+        raise DeliveryError(f"{what} GET {url}: {exc}", retryable=True) from None
+    if r.status >= 500 or (what == "wsdl" and r.status >= 400):
+        raise DeliveryError(f"{what} GET {url}: HTTP {r.status}", retryable=True)
     if what == "wsdl" and b"definitions" not in r.content[:4096]:
-        raise DeliveryError(f"wsdl GET {url}: HTTP {r.status_code} but no WSDL in the answer", retryable=False)
-    return f"{what} GET {url}: HTTP {r.status_code}"
+        raise DeliveryError(f"wsdl GET {url}: HTTP {r.status} but no WSDL in the answer", retryable=False)
+    return f"{what} GET {url}: HTTP {r.status}"
 
 
 def check_partner(app: App, partner_id: str) -> CheckResult:

@@ -387,3 +387,22 @@ def test_a_retry_after_of_other_digits_is_no_wait_not_a_crash() -> None:
             a.deliver(batch())
         a.close()
     assert err.value.retryable and err.value.retry_after is None
+
+
+def test_the_operators_check_of_a_dripping_partner_ends_at_its_deadline(cut: list[int],
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """`gateway partners test` asks the partner's health URL (or WSDL) as deliveries do, bounded in time: a partner
+    dripping its answer ends the check with a line that says so, instead of holding the operator's command."""
+    from gateway.services import partner_check
+    monkeypatch.setattr(partner_check, "CHECK_DEADLINE", 1.0)
+    body = b"ok" * 200
+
+    def behave(req: Request, conn: Conn) -> None:
+        conn.send(f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n\r\n".encode())
+        _drip(body, conn, cut)
+
+    with HostileServer(behave) as server:
+        with pytest.raises(DeliveryError, match="no whole answer within 1 s") as err:
+            partner_check._get(f"{server.url}/health", "http", 2.0, {})
+        assert err.value.retryable
+        wait_for("the dripping server to see the check hang up", lambda: cut)

@@ -26,6 +26,12 @@ from gateway.store.db import read_tx, write_tx
 
 log = logging.getLogger(__name__)
 MAX_PAGES = 1000  # a partner that never stops paging is cut off; the next run continues
+# A pull cut off at MAX_PAGES (a backlog after an outage, or a partner that never stops paging) goes on this long
+# after, not at the partner's next schedule (a day by default): a real backlog drains in minutes, and a paging
+# bug costs at most MAX_PAGES requests a minute.
+CONTINUE_AFTER_SECONDS = 60.0
+# (config file, partner id) -> when its last pull on this node was cut off at MAX_PAGES
+_cut_short: dict[tuple[str, str], datetime] = {}
 APPLY_CHUNK = 500  # updates per transaction: the write lock is held for a short while only
 
 
@@ -36,6 +42,7 @@ def sync_partner(app: App, partner_id: str) -> ApplyResult:
     adapter = open_adapter(app, partner_id)
     total = ApplyResult()
     seen: set[str | None] = set()  # cursors read from in this pull
+    cut = False
     try:
         if not isinstance(adapter, UpdatingAdapter):
             raise NotSupported(partner_id, "fetch_updates")
@@ -72,14 +79,18 @@ def sync_partner(app: App, partner_id: str) -> ApplyResult:
                                     f"(after {len(seen)} pages): the partner's paging goes in a circle; the pull "
                                     f"stops here", retryable=True)
         else:
-            log.warning("partner_sync.cut_short partner=%s pages=%d: the rest at the next pull", partner_id,
-                        MAX_PAGES)
+            cut = True
+            _cut_short[(str(app.config.source), partner_id)] = app.now()
+            log.warning("partner_sync.cut_short partner=%s pages=%d: the rest in %g s", partner_id, MAX_PAGES,
+                        CONTINUE_AFTER_SECONDS)
     except DeliveryError as exc:
         with write_tx(app.engine) as conn:
             save_cursor(conn, partner_id, get_cursor(conn, partner_id), 0, error=str(exc)[:2000], now=app.now())
         raise
     finally:
         adapter.close()
+    if not cut:
+        _cut_short.pop((str(app.config.source), partner_id), None)
     # A pull that found nothing is routine (every few seconds with a short schedule): INFO stays quiet.
     log.log(logging.INFO if any(total.counts.values()) else logging.DEBUG, "partner_sync.done partner=%s %s",
             partner_id, " ".join(f"{k}={v}" for k, v in sorted(total.counts.items())))
@@ -95,7 +106,9 @@ def due_partners(app: App, now: datetime | None = None, only: str | None = None)
             if not pcfg.sync.enabled or (only is not None and pid != only):
                 continue
             last = last_sync(conn, pid)
-            if last is None or now - last >= timedelta(seconds=pcfg.sync.every_seconds):
+            cut_at = _cut_short.get((str(app.config.source), pid))
+            if last is None or now - last >= timedelta(seconds=pcfg.sync.every_seconds) or (
+                    cut_at is not None and now - cut_at >= timedelta(seconds=CONTINUE_AFTER_SECONDS)):
                 due.append(pid)
     return due
 

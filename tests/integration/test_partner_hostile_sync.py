@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -103,6 +104,30 @@ def test_an_endless_page_stream_is_cut_and_the_next_pull_goes_on(sim: Harness, g
     assert "partner_sync.cut_short" in caplog.text
     sync_partner(gw, PARTNER)
     assert asked[5:] == ["5", "6", "7", "8", "9"]
+
+
+@pytest.mark.parametrize("sim", ["http"], indirect=True)
+def test_a_pull_cut_short_goes_on_within_a_minute_not_at_the_next_schedule(sim: Harness, gw: App,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backlog of more than MAX_PAGES pages (after an outage) is cut at MAX_PAGES; the partner is due again
+    CONTINUE_AFTER_SECONDS later, not at its next schedule (a day by default), so the backlog drains in minutes.
+    A pull that reads to the end leaves the partner on its schedule."""
+    monkeypatch.setattr(partner_sync, "MAX_PAGES", 3)
+    monkeypatch.setattr(gw.config.partners[PARTNER].sync, "every_seconds", 86400.0)
+    a = _handed_over(gw)[0]
+    asked: list[str] = []
+    backlog = 7  # pages
+    _feed(sim, lambda after: (([status(f"e-{after}", a)], str(int(after) + 1)) if int(after) < backlog
+                              else ([], after)), asked)
+    sync_partner(gw, PARTNER)
+    assert asked == ["0", "1", "2"]
+    assert PARTNER not in partner_sync.due_partners(gw)  # pulled just now: a minute to wait
+    later = gw.now() + timedelta(seconds=partner_sync.CONTINUE_AFTER_SECONDS)
+    assert PARTNER in partner_sync.due_partners(gw, later)
+    sync_partner(gw, PARTNER)
+    sync_partner(gw, PARTNER)  # the last pages, and the end of the feed
+    assert asked[3:] == ["3", "4", "5", "6", "7"]
+    assert PARTNER not in partner_sync.due_partners(gw, later + timedelta(hours=1))  # on its schedule again
 
 
 @pytest.mark.parametrize("sim", ["http"], indirect=True)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
+
+import pytest
 
 from gateway.bootstrap import App
 from gateway.entrypoints.watcher import InboxWatcher
+from gateway.services import inbox
 from gateway.services.inbox import UploadBook, ingest_dropped
 from gateway.store import submissions as sub_store
 from gateway.store.db import read_tx
@@ -36,3 +40,30 @@ def test_watcher_leaves_sftp_tracked_files_alone(app: App, tmp_path: Path) -> No
         assert "dropped.csv" in (app.config.inbox_dir / "demo" / "archive" / "received.csv").read_text()
     finally:
         watcher.stop()
+
+
+def test_a_burst_of_small_files_rewrites_the_archive_index_about_once_a_second(
+        app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Thirty files taken one after the other: the archive index (the client's latest 1,000 files) is written
+    about once a second, not after each file (a third of the CPU of a burst of small files), and in the end it
+    lists every one of them."""
+    upload = app.config.inbox_dir / "demo" / "upload"
+    upload.mkdir(parents=True, exist_ok=True)
+    book = UploadBook(app)
+    writes: list[float] = []
+    real = inbox.write_archive_index
+
+    def counted(app: App, client_id: str) -> Path:
+        writes.append(time.monotonic())
+        return real(app, client_id)
+
+    monkeypatch.setattr(inbox, "write_archive_index", counted)
+    started = time.monotonic()
+    for i in range(30):
+        path = client_csv(upload / f"small-{i:02d}.csv", 1, f"B{i:02d}-")
+        assert ingest_dropped(app, book, "demo", path) is not None
+    elapsed = time.monotonic() - started
+    index = app.config.inbox_dir / "demo" / "archive" / "received.csv"
+    wait_for("every file in the archive index",
+             lambda: all(f"small-{i:02d}.csv" in index.read_text() for i in range(30)))
+    assert len(writes) <= 2 + elapsed / inbox.ARCHIVE_EVERY_SECONDS, (len(writes), elapsed)

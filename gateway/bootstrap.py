@@ -35,6 +35,8 @@ class App:
     stopping: threading.Event = field(default_factory=threading.Event)
     # The owner name of this process's leases: the node id in ``serve`` (services/node.py).
     lease_owner: str | None = None
+    # Set by ``close``: work scheduled for later in a thread of its own (the archive index) is not done any more.
+    closed: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         self.router = Router(self.config)
@@ -68,6 +70,7 @@ class App:
         return self.now().date()
 
     def close(self) -> None:
+        self.closed.set()
         self.engine.dispose()
 
 

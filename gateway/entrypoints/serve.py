@@ -35,7 +35,7 @@ from gateway.entrypoints.watcher import InboxWatcher
 from gateway.errors import Interrupted
 from gateway.faults import is_transient
 from gateway.services.dispatch import Dispatcher, Lanes
-from gateway.services.inbox import UploadBook, resume_unfinished
+from gateway.services.inbox import UploadBook, flush_archive_indexes, resume_unfinished
 from gateway.services.node import NodeLock, release_own_leases, resolve_node_id
 
 log = logging.getLogger("gateway.serve")
@@ -115,6 +115,7 @@ async def serve(app: App, *, signals: bool = True, stop: asyncio.Event | None = 
         log.info("serve.stopping")
         app.stopping.set()
         abandoned = await parts.stop(cfg.supervisor.stop_grace_seconds)
+        await asyncio.to_thread(flush_archive_indexes, app)  # the files of the last second in the listing too
         node_lock.release()
     if abandoned:
         log.warning("serve.abandoned tasks=%s: exiting; their work resumes at the next start", ",".join(abandoned))

@@ -461,10 +461,27 @@ def update_archive_index(app: App, client_id: str) -> None:
     _write_archive_logged(app, client_id)
 
 
+def flush_archive_indexes(app: App) -> None:
+    """Write now the archive indexes scheduled for later (``serve`` stopping): the last second's files listed."""
+    with _archive_lock:
+        due = [(key, timer) for key, timer in _archive_due.items() if key.parent == app.config.inbox_dir]
+        for key, timer in due:
+            timer.cancel()
+            del _archive_due[key]
+    for key, _ in due:
+        try:
+            _write_archive_logged(app, key.name)
+        except Exception as exc:  # noqa: BLE001 - the database may be away at a stop: said; the next file writes it
+            log.warning("inbox.archive_not_written client=%s error=%s", key.name, describe(exc))
+
+
 def _scheduled_archive_write(app: App, client_id: str, key: Path) -> None:
     with _archive_lock:
-        _archive_due.pop(key, None)
+        if _archive_due.pop(key, None) is None:
+            return  # flushed meanwhile
         _archive_written[key] = time.monotonic()
+    if app.closed.is_set():
+        return  # its engine is gone: the next file (or serve's stop, which flushes) writes it
     try:
         _write_archive_logged(app, client_id)
     except Exception as exc:  # noqa: BLE001 - a thread of its own: said here, or nowhere; the next file writes it

@@ -67,3 +67,23 @@ def test_a_burst_of_small_files_rewrites_the_archive_index_about_once_a_second(
     wait_for("every file in the archive index",
              lambda: all(f"small-{i:02d}.csv" in index.read_text() for i in range(30)))
     assert len(writes) <= 2 + elapsed / inbox.ARCHIVE_EVERY_SECONDS, (len(writes), elapsed)
+
+
+def test_an_archive_write_scheduled_at_a_stop_is_done_by_the_flush_and_never_after_close(
+        app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``serve`` flushes the archive writes scheduled for later when it stops, so the last second's files are
+    listed; a write still scheduled when the App is closed is not done (its engine is gone)."""
+    upload = app.config.inbox_dir / "demo" / "upload"
+    upload.mkdir(parents=True, exist_ok=True)
+    book = UploadBook(app)
+    index = app.config.inbox_dir / "demo" / "archive" / "received.csv"
+    for name in ("first", "second"):
+        assert ingest_dropped(app, book, "demo", client_csv(upload / f"{name}.csv", 1, name.upper())) is not None
+    assert "second.csv" not in index.read_text()  # within the second: scheduled
+    inbox.flush_archive_indexes(app)
+    assert "second.csv" in index.read_text()
+    monkeypatch.setattr(inbox, "ARCHIVE_EVERY_SECONDS", 0.2)
+    assert ingest_dropped(app, book, "demo", client_csv(upload / "third.csv", 1, "THIRD")) is not None
+    app.close()
+    time.sleep(0.6)  # past the scheduled write
+    assert "third.csv" not in index.read_text()

@@ -341,13 +341,14 @@ class OdsStreamReader(StreamSheetReader):
                 first = col
             col += span
         drop(el)
-        if unsaved is not None:
-            self.note("unsaved", number, number + repeat - 1, unsaved)
-        if whole4 is not None:
-            self.note("whole4", number, number + repeat - 1, whole4)
-        if percent is not None:
-            self.note("percent", number, number + repeat - 1, percent)
+        self._note_cells(number, repeat, unsaved=unsaved, whole4=whole4, percent=percent)
         return repeat, values, first
+
+    def _note_cells(self, number: int, repeat: int, **kinds: list[int] | None) -> None:
+        """The row (``repeat`` rows from ``number``) has cells of these kinds (``note``) in the columns given."""
+        for kind, columns in kinds.items():
+            if columns is not None:
+                self.note(kind, number, number + repeat - 1, columns)
 
     def _plain_row(self, text: str, pos: int) -> tuple[int, PlainRow] | None:
         """A ``<table:table-row>`` at ``pos`` whose extent is certain: (end, (attributes, text, body start and
@@ -621,12 +622,7 @@ class OdsStreamReader(StreamSheetReader):
         if steps is not None and k != open_count:
             steps.append((-1, -1, -1))  # the open values were not all found where the plan would look
         self._row_percent = percent  # for a plan made from this row
-        if unsaved is not None:
-            self.note("unsaved", number, number + repeat - 1, unsaved)
-        if whole4 is not None:
-            self.note("whole4", number, number + repeat - 1, whole4)
-        if percent is not None:
-            self.note("percent", number, number + repeat - 1, percent)
+        self._note_cells(number, repeat, unsaved=unsaved, whole4=whole4, percent=percent)
         return repeat, values, first
 
     def _float(self, raw: str, col: int, number: int) -> float:

@@ -68,6 +68,15 @@ def set_aside(app: App, client_id: str, path: Path, reason: str, attempts: int) 
         if sub is not None and sub["status"] == "processing":
             sub_store.finish(conn, sub["id"], status="failed", error=f"set aside after {attempts} attempts: {reason}",
                              ack_path=sub["ack_path"])
+    # The ack first, then the move: a file moved whose ack then failed (or a stop in between) left the client
+    # without an answer for good, the file gone from its upload folder; a file acked whose move fails stays in
+    # upload/ and is offered again, set aside at a later try, its ack written again.
+    with AckWriter(ack_path_for(app, client_id, path.name)) as w:
+        w.row(None, None, "failed", None, [Finding(
+            code="internal_error",
+            message=f"the gateway could not process this file ({attempts} attempts, last error {reason}); "
+                    "it is set aside for the operator, who has been told; rows acknowledged before stay")])
+        w.commit()
     folder = app.config.inbox_dir / client_id / FAILED_DIR
     folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -76,12 +85,6 @@ def set_aside(app: App, client_id: str, path: Path, reason: str, attempts: int) 
     marker = sibling(path, ".done")
     if marker is not None:
         marker.unlink(missing_ok=True)
-    with AckWriter(ack_path_for(app, client_id, path.name)) as w:
-        w.row(None, None, "failed", None, [Finding(
-            code="internal_error",
-            message=f"the gateway could not process this file ({attempts} attempts, last error {reason}); "
-                    "it was set aside for the operator, who has been told; rows acknowledged before stay")])
-        w.commit()
     log.error("inbox.set_aside client=%s file=%s attempts=%d error=%s target=%s", client_id, path.name, attempts,
               reason, target)
     return target

@@ -44,3 +44,18 @@ def test_a_file_that_cannot_leave_a_read_only_share_leaves_no_copy_in_failed(app
                 set_aside(app, "demo", path, "test", attempts=3)
         assert path.exists()
         assert list((app.config.inbox_dir / "demo" / "failed").iterdir()) == []
+
+
+def test_a_file_that_cannot_be_moved_aside_is_still_answered(app: App) -> None:
+    """failed/ cannot be made (a file in its place): the client gets its failed ack all the same, and the file
+    stays in upload/ to be set aside at a later try. Before, the move came first and raised, so the client was
+    never answered; a stop between the move and the ack did the same for good."""
+    upload = app.config.inbox_dir / "demo" / "upload"
+    upload.mkdir(parents=True, exist_ok=True)
+    (app.config.inbox_dir / "demo" / "failed").write_text("not a folder")
+    path = upload / "poison.csv"
+    shutil.copy(ROOT / "examples" / "demo.csv", path)
+    with pytest.raises(OSError):
+        set_aside(app, "demo", path, "test", attempts=3)
+    ack = app.config.inbox_dir / "demo" / "ack" / "poison.csv.ack.csv"
+    assert ack.exists() and "internal_error" in ack.read_text(encoding="utf-8-sig") and path.exists()

@@ -142,9 +142,14 @@ def test_serve_waits_for_the_database_and_survives_its_restart(relayed: tuple[Pa
         relay.open()
         wait_for("the second file's ack after the database came back", ack.exists, timeout=90)
 
-        subs = json.loads(gateway(cfg, "submissions", "list", "--json").stdout)
-        assert sorted((s["filename"], s["status"], s["accepted"]) for s in subs) == [
-            ("first.csv", "completed", 50), ("second.csv", "completed", 3000)]
+        # The first file's ack is moved into place in the transaction that records its outcome, just before the
+        # commit: a cut in between leaves its submission processing and the file in upload/, offered again (after
+        # its backoff, up to supervisor.backoff_max_seconds) and finished then.
+        def subs() -> list[tuple[str, str, int]] | None:
+            found = sorted((s["filename"], s["status"], s["accepted"])
+                           for s in json.loads(gateway(cfg, "submissions", "list", "--json").stdout))
+            return found if found == [("first.csv", "completed", 50), ("second.csv", "completed", 3000)] else None
+        wait_for("both files' submissions completed", subs, timeout=90)
         wait_for("every claim handed over", lambda: _handed_over(cfg) == 3050, timeout=90)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0

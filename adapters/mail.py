@@ -8,6 +8,9 @@ the batch id. Mail cannot be made exactly-once by the sender: after a lost answe
 the message is sent again, and the partner's mailbox must keep one per batch id. Per-claim operations are not
 supported by mail (refused before they are queued); the agency's status reports come back as status files in ``status_path`` (where the mail system files
 the agency's report attachments), read like the directory adapter's.
+
+With ``starttls`` the server's certificate is verified (system CA store, or the partner's CA in ``ca_file``; host
+name checked); one that does not verify fails the delivery for good, not retried (``adapters.tls``).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import smtplib
 import socket
+import ssl
 import threading
 from collections.abc import Mapping
 from email.message import EmailMessage
@@ -24,6 +28,7 @@ from typing import Any, ClassVar
 
 from adapters.base import Batch, OperationsMixin, Receipt, UpdatePage
 from adapters.statusfiles import read_local
+from adapters.tls import ca_file_option, certificate_failure, certificate_text, client_context
 from gateway.errors import ConfigError, DeliveryError
 
 IDEMPOTENCY_HEADER = "X-Idempotency-Key"
@@ -44,7 +49,7 @@ def smime_message(batch: Batch, sender: str, recipient: str) -> EmailMessage:
 
 
 class EmailAdapter(OperationsMixin):
-    """SMTP submission, optionally with STARTTLS and login."""
+    """SMTP submission, optionally with STARTTLS (the server's certificate verified)."""
 
     name = "email"
     retryable: tuple[type[BaseException], ...] = (OSError, smtplib.SMTPServerDisconnected)
@@ -60,6 +65,13 @@ class EmailAdapter(OperationsMixin):
         self.host, self.port = str(options["host"]), int(options.get("port", 25))
         self.to, self.sender = str(options["to"]), str(options["from"])
         self.starttls = bool(options.get("starttls", False))
+        # The server's certificate is verified at STARTTLS, its name included: against ``ca_file`` (a partner's
+        # private CA) or the system's CA store. smtplib's own default for starttls() checks nothing at all.
+        self.ca_file = ca_file_option(partner_id, options)
+        if self.ca_file and not self.starttls:
+            raise ConfigError("option 'ca_file' is for the certificate shown at STARTTLS: set starttls: true",
+                              key=f"{key}.ca_file")
+        self._tls: ssl.SSLContext | None = None
         self.timeout = float(options.get("timeout", 30.0))
         # ``timeout`` bounds each read and write; ``deadline`` the whole conversation (a server that drips its
         # replies a byte at a time stays within the first for ever).
@@ -81,7 +93,9 @@ class EmailAdapter(OperationsMixin):
         try:
             smtp.connect(self.host, self.port)
             if self.starttls:
-                smtp.starttls()
+                if self._tls is None:
+                    self._tls = client_context(where, self.ca_file)
+                smtp.starttls(context=self._tls)
             smtp.send_message(msg)
             accepted = True
             smtp.quit()
@@ -97,6 +111,8 @@ class EmailAdapter(OperationsMixin):
             # Once the message is taken (250 after its data), the QUIT's fate does not matter: sent again, the
             # partner would get it twice.
             if not accepted:
+                if (failure := certificate_failure(exc)) is not None:  # the same at every attempt: the operator's
+                    raise DeliveryError(f"{where}: {certificate_text(failure)}", retryable=False) from None
                 if cut.fired:
                     raise DeliveryError(f"{where}: no whole answer within the deadline of {self.deadline:g} s",
                                         retryable=True) from exc

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import email
 import socket
+import ssl
 from email.message import Message
 from typing import Any
 
@@ -61,8 +62,10 @@ class _Mailbox:
 class EmailAgencySimulator:
     """An SMTP server for the agency's mailbox; ``keys`` (cert, key) open the batches."""
 
-    def __init__(self, agency: Agency, partner_id: str, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, agency: Agency, partner_id: str, host: str = "127.0.0.1", port: int = 0,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.agency, self.partner_id, self.host = agency, partner_id, host
+        self.tls = tls  # a server context: STARTTLS offered and required before any mail
         self.port = port or _free_port()
         self.keys: tuple[x509.Certificate, rsa.RSAPrivateKey] | None = None
         self.messages: list[Message] = []
@@ -74,7 +77,8 @@ class EmailAgencySimulator:
 
     def accept(self) -> None:
         if self._controller is None:
-            self._controller = Controller(_Mailbox(self), hostname=self.host, port=self.port)
+            self._controller = Controller(_Mailbox(self), hostname=self.host, port=self.port, tls_context=self.tls,
+                                          require_starttls=self.tls is not None)
             self._controller.start()
 
     def refuse(self) -> None:

@@ -551,7 +551,7 @@ def open_adapter(app: App, partner_id: str) -> PartnerAdapter:
     if pcfg is None:
         raise DeliveryError(f"partner '{partner_id}' is not configured", retryable=False)
     options = dict(pcfg.options)
-    for key in ("path", "status_path", "known_hosts", "client_key"):
+    for key in ("path", "status_path", "known_hosts", "client_key", "ca_file"):
         if key in options:
             options[key] = str(app.config.path(str(options[key])))
     return load_adapter(pcfg.adapter, partner_id, options)

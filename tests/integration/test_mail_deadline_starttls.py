@@ -30,6 +30,7 @@ class DrippingTlsMailbox:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.dripped = self.handshake_bytes = 0
+        self.trusted: Path | None = None  # the certificate file the client trusts (option ca_file)
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
@@ -85,15 +86,17 @@ class DrippingTlsMailbox:
 
 @pytest.fixture
 def mailbox(tmp_path: Path) -> Iterator[DrippingTlsMailbox]:
-    tls, _ = _tls_for_loopback(tmp_path)
+    tls, trusted = _tls_for_loopback(tmp_path)
     box = DrippingTlsMailbox(tls)
+    box.trusted = trusted
     yield box
     box.close()
 
 
 def test_the_deadline_ends_a_conversation_dripped_through_starttls(mailbox: DrippingTlsMailbox) -> None:
     a = EmailAdapter("p", {"host": "127.0.0.1", "port": mailbox.port, "from": "gw@example.org",
-                           "to": "akten@agency.example", "starttls": True, "timeout": 5.0, "deadline": 1.5})
+                           "to": "akten@agency.example", "starttls": True, "timeout": 5.0, "deadline": 1.5,
+                           "ca_file": str(mailbox.trusted)})
     outcome: list[BaseException] = []
 
     def send() -> None:
@@ -121,7 +124,7 @@ def test_a_batch_goes_out_over_starttls(tmp_path: Path) -> None:
 
     from adapters.simulators.email_sim import _free_port
 
-    tls, _ = _tls_for_loopback(tmp_path)
+    tls, trusted = _tls_for_loopback(tmp_path)
     got: list[bytes] = []
 
     class Box:
@@ -134,7 +137,8 @@ def test_a_batch_goes_out_over_starttls(tmp_path: Path) -> None:
     controller.start()
     try:
         a = EmailAdapter("p", {"host": "127.0.0.1", "port": port, "from": "gw@example.org",
-                               "to": "akten@agency.example", "starttls": True, "timeout": 10.0})
+                               "to": "akten@agency.example", "starttls": True, "timeout": 10.0,
+                               "ca_file": str(trusted)})
         receipt = a.deliver(batch())
     finally:
         controller.stop()

@@ -156,9 +156,10 @@ def test_starttls_is_used_when_asked_for(tmp_path: Path) -> None:
     outside smtplib's constructor leaves it empty, and ssl refuses an empty server_hostname)."""
     from tests.integration.test_partner_hostile_soap import _tls_for_loopback
 
-    tls, _ = _tls_for_loopback(tmp_path)
+    tls, trusted = _tls_for_loopback(tmp_path)
     with mailbox(set(), tls=tls) as box:
         a = EmailAdapter("p", {"host": "127.0.0.1", "port": box.port, "from": "gw@gw.example",
-                               "to": "akten@agency.example", "timeout": 5.0, "starttls": True})
+                               "to": "akten@agency.example", "timeout": 5.0, "starttls": True,
+                               "ca_file": str(trusted)})
         a.deliver(batch())
     assert box.encrypted and box.messages == 1

@@ -1,0 +1,69 @@
+"""How the adapters that speak TLS to a partner (``email``, ``http``, ``soap``) check the partner's certificate.
+
+Always verified, the host name included; what is trusted is the partner's option ``ca_file`` (a PEM file of the CA
+certificates that sign the partner's server certificate, for a partner with a private CA) or else the default
+store of the transport (``client_context``). A certificate that does not verify is the operator's to mend (a
+private CA not configured, a certificate expired or for another name, or someone in between): retried it would
+fail the same way on every attempt, so ``certificate_failure`` lets the adapter report it as not retryable,
+naming the option, and the row is dead at once like a refused SFTP host key.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from gateway.errors import ConfigError, DeliveryError
+
+
+def ca_file_option(partner_id: str, options: Mapping[str, Any]) -> str | None:
+    """The partner's ``ca_file`` option (None if not set), checked to be a string."""
+    value = options.get("ca_file")
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ConfigError("option 'ca_file' must be the path of a PEM file", key=f"partners.{partner_id}.options.ca_file")
+    return value
+
+
+def client_context(where: str, ca_file: str | None,
+                   default: Callable[[], ssl.SSLContext] = ssl.create_default_context) -> ssl.SSLContext:
+    """A client context that verifies the server's certificate and host name: against ``ca_file`` only when given,
+    else ``default()`` (the system store for ``ssl.create_default_context``).
+
+    A ``ca_file`` that cannot be loaded fails the attempt retryably, naming the file, like the partner's certificate
+    the batches are encrypted to: the gateway's own material not in place yet (a volume not mounted, a file not
+    copied in) goes out by itself once it is there."""
+    if ca_file is None:
+        ctx = default()
+    else:
+        try:
+            ctx = ssl.create_default_context(cafile=ca_file)
+        except (OSError, ssl.SSLError) as exc:  # missing, unreadable, or no PEM certificate in it
+            raise DeliveryError(f"{where}: option ca_file: cannot load CA certificates from {ca_file} "
+                                f"({type(exc).__name__}: {getattr(exc, 'strerror', None) or exc})",
+                                retryable=True) from None
+    # Whatever the default store's maker did: a partner's certificate is always checked, its name included.
+    ctx.verify_mode, ctx.check_hostname = ssl.CERT_REQUIRED, True
+    return ctx
+
+
+def certificate_failure(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification failure behind ``exc`` (raised as is, or wrapped by httpx/httpcore), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def certificate_text(failure: ssl.SSLCertVerificationError) -> str:
+    """What to tell the operator: OpenSSL's reason (``self-signed certificate``, ``Hostname mismatch ...``) and the
+    option to mend it with. The reason names the certificate's problem, never anything of a claim."""
+    reason = str(failure.verify_message or failure.reason or "not verified")[:200]
+    return (f"the partner's TLS certificate was not accepted ({reason}); not retried: trust its CA with option "
+            f"ca_file, or have the partner's certificate mended, then `gateway outbox retry --dead --partner ...`")

@@ -28,6 +28,7 @@ from gateway.readers.xls_datemode import xls_is_1904
 
 if TYPE_CHECKING:
     from gateway.mapping.spec import FormatSpec
+    from gateway.readers.xls_notes import RowNotes
 
 _EPOCH = date(1899, 12, 30)  # day 0 of the 1900 date system as Excel and LibreOffice count it
 MAX_SERIAL = 2_958_465       # 9999-12-31
@@ -56,6 +57,11 @@ class SpreadsheetReader:
             except Exception as exc:
                 raise InputError(f"cannot read sheet '{self.sheet}': {_reason(exc)}", file=self.file) from None
             self._offset = sheet.start[1] if sheet.start else 0
+            # calamine shows an XLS row hidden by a filter, a 5 % cell (0.05) and #N/A (empty) as any other
+            self._notes: dict[int, RowNotes] | None = None
+            if fmt.type == "xls":
+                from gateway.readers.xls_notes import xls_row_notes  # here: it reads cells, which imports this
+                self._notes = xls_row_notes(self.file, self.sheet)
             self._rows: Iterator[list[Any]] = iter(sheet.iter_rows())
             self._line = 0
             if fmt.header_row == 0:
@@ -121,7 +127,15 @@ class SpreadsheetReader:
             # number cells of four whole digits: perhaps a postcode that lost its leading zero (SourceRow.whole4)
             whole4 = [i for i, c in enumerate(cells[:len(values)]) if c.__class__ in (int, float) and 1000 <= c <= 9999
                       and float(c).is_integer()]
-            yield SourceRow(self._line, values, sheet, whole4=whole4 or None)
+            note = self._notes.get(self._line - 1) if self._notes else None
+            if note is None:
+                yield SourceRow(self._line, values, sheet, whole4=whole4 or None)
+                continue
+            at, n = self._offset, len(values)  # sheet columns -> positions in ``values``
+            percent = [c - at for c in note.percent if 0 <= c - at < n]
+            errors = {c - at: v for c, v in note.errors.items() if 0 <= c - at < n}
+            yield SourceRow(self._line, values, sheet, whole4=whole4 or None, percent=percent or None,
+                            errors=errors or None, hidden=note.hidden)
 
     def _text(self, cell: Any, is_date: bool) -> str:
         if isinstance(cell, str):

@@ -20,8 +20,9 @@ _DATEMODE, _EOF, _FILEPASS = 0x0022, 0x000A, 0x002F
 _GLOBALS_BYTES = 1 << 20  # DATEMODE comes among the first records; more than this is no workbook globals
 
 
-class _Bad(Exception):
+class OleError(Exception):
     """The compound file is not as the format describes it."""
+
 
 
 def xls_is_1904(path: str) -> bool:
@@ -29,8 +30,8 @@ def xls_is_1904(path: str) -> bool:
     try:
         with open(path, "rb") as fh:
             data = fh.read()
-        return _datemode(_workbook_stream(data)) == 1
-    except (OSError, _Bad, struct.error, IndexError, ValueError):
+        return _datemode(workbook_stream(data)) == 1
+    except (OSError, OleError, struct.error, IndexError, ValueError):
         return False
 
 
@@ -43,17 +44,17 @@ def ole_streams(path: str) -> set[str]:
         with open(path, "rb") as fh:
             data = fh.read()
         return {name for name, kind, _, _ in _directory(data)[0] if kind == 2}
-    except (OSError, _Bad, struct.error, IndexError, ValueError):
+    except (OSError, OleError, struct.error, IndexError, ValueError):
         return set()
 
 
 def _directory(data: bytes) -> tuple[list[tuple[str, int, int, int]], _Layout]:
     """The directory entries (name, type, start sector, size) of a compound file, and how to read its streams."""
     if data[:8] != _SIGNATURE or len(data) < 512:
-        raise _Bad
+        raise OleError
     shift, mini_shift = struct.unpack_from("<HH", data, 0x1E)
     if shift not in (9, 12) or mini_shift != 6:
-        raise _Bad
+        raise OleError
     size = 1 << shift
     n_fat, first_dir = struct.unpack_from("<II", data, 0x2C)
     cutoff, first_minifat, _n_minifat, first_difat, n_difat = struct.unpack_from("<IIIII", data, 0x38)
@@ -62,7 +63,7 @@ def _directory(data: bytes) -> tuple[list[tuple[str, int, int, int]], _Layout]:
 
     def sector(n: int) -> bytes:
         if n >= sectors:
-            raise _Bad
+            raise OleError
         return data[(n + 1) * size:(n + 2) * size]
 
     difat = list(struct.unpack_from("<109I", data, 0x4C))
@@ -78,7 +79,7 @@ def _directory(data: bytes) -> tuple[list[tuple[str, int, int, int]], _Layout]:
         out: list[int] = []
         while start != _END_OF_CHAIN and len(out) < most:
             if start >= len(table):
-                raise _Bad
+                raise OleError
             out.append(start)
             start = table[start]
         return out
@@ -106,7 +107,8 @@ class _Layout:
         self.cutoff, self.first_minifat = cutoff, first_minifat
 
 
-def _workbook_stream(data: bytes) -> bytes:
+def workbook_stream(data: bytes, whole: bool = False) -> bytes:
+    """The ``Workbook`` (BIFF8) or ``Book`` (BIFF5) stream: its first MB (the workbook globals) or, ``whole``, all."""
     entries, layout = _directory(data)
     size, sector, chain, fat, limit = layout.size, layout.sector, layout.chain, layout.fat, layout.limit
     cutoff, first_minifat = layout.cutoff, layout.first_minifat
@@ -118,17 +120,19 @@ def _workbook_stream(data: bytes) -> bytes:
         elif kind == 2 and name in ("Workbook", "Book") and (book is None or name == "Workbook"):
             book = (start, stream_size)
     if book is None:
-        raise _Bad
+        raise OleError
     start, length = book
-    want = min(length, _GLOBALS_BYTES)
+    want = length if whole else min(length, _GLOBALS_BYTES)
     if length >= cutoff:
-        return b"".join(sector(s) for s in chain(start, fat, want // size + 1))[:want]
+        # bounded by the file's sectors too: a FAT chain in a circle must not grow until memory runs out
+        return b"".join(sector(s) for s in chain(start, fat, min(want // size + 1, limit)))[:want]
     if root is None:
-        raise _Bad
+        raise OleError
     mini_bytes = b"".join(sector(s) for s in chain(first_minifat, fat, limit))
     minifat = struct.unpack(f"<{len(mini_bytes) // 4}I", mini_bytes[:len(mini_bytes) // 4 * 4])
     container = b"".join(sector(s) for s in chain(root[0], fat, limit))
-    return b"".join(container[m * 64:(m + 1) * 64] for m in chain(start, minifat, want // 64 + 1))[:want]
+    return b"".join(container[m * 64:(m + 1) * 64]
+                    for m in chain(start, minifat, min(want // 64 + 1, len(minifat) + 1)))[:want]
 
 
 def _datemode(stream: bytes) -> int:

@@ -291,7 +291,7 @@ def test_csv_postcode_of_four_digits_stays_as_written(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- cells that show an error value
 
-@pytest.mark.parametrize("writer", ["openpyxl", "xlsxwriter"])
+@pytest.mark.parametrize("writer", ["openpyxl", "xlsxwriter", "xlwt"])
 def test_xlsx_cell_showing_an_error_is_named_not_called_empty(tmp_path: Path, writer: str) -> None:
     """#N/A from a VLOOKUP (SVERWEIS) that found nothing is common in hand-kept lists; it read as an empty cell:
     "'Betrag' is empty" for a required field, and an optional one (a fee) was dropped without a word."""
@@ -311,7 +311,7 @@ def test_xlsx_cell_showing_an_error_is_named_not_called_empty(tmp_path: Path, wr
                 if isinstance(cell.value, str) and cell.value.startswith("#"):
                     cell.data_type = "e"
         wb.save(path)
-    else:
+    elif writer == "xlsxwriter":
         book = xlsxwriter.Workbook(str(path))
         sheet = book.add_worksheet()
         day = book.add_format({"num_format": "dd.mm.yyyy"})
@@ -323,7 +323,19 @@ def test_xlsx_cell_showing_an_error_is_named_not_called_empty(tmp_path: Path, wr
                 else:
                     sheet.write(r, c, value, day if isinstance(value, dt.date) else None)
         book.close()
-    got = mapped(path, spec("  type: xlsx", FIELDS + "  fees.dunning: Mahngebühr\n"))
+    else:  # XLS: an error cell (BOOLERR) as Excel 97-2003 saves one; calamine read it as an empty cell
+        path = tmp_path / "e.xls"
+        xbook = xlwt.Workbook()
+        xsheet = xbook.add_sheet("Forderungen")
+        xday = xlwt.easyxf(num_format_str="DD.MM.YYYY")
+        for r, values in enumerate(rows):
+            for c, value in enumerate(values):
+                if isinstance(value, str) and value.startswith("#"):
+                    xsheet.row(r).set_cell_error(c, {"#N/A": 0x2A, "#DIV/0!": 0x07}[value])
+                else:
+                    xsheet.write(r, c, value, xday if isinstance(value, dt.date) else xlwt.Style.default_style)
+        xbook.save(str(path))
+    got = mapped(path, spec(f"  type: {path.suffix[1:]}", FIELDS + "  fees.dunning: Mahngebühr\n"))
     assert [r.row for r in got] == list(range(2, 15))
     expected = {2: ("Betrag", "#N/A"), 3: ("Mahngebühr", "#DIV/0!"), 12: ("Mahngebühr", "#N/A")}
     for row in got:
@@ -396,7 +408,7 @@ def test_without_a_sheet_named_the_first_visible_sheet_is_read(tmp_path: Path) -
 RATE = FIELDS + "  interest.kind: {const: fixed}\n  interest.from_date: Datum\n  interest.rate: Zins\n"
 
 
-@pytest.mark.parametrize("writer", ["openpyxl", "xlsxwriter", "odfpy"])
+@pytest.mark.parametrize("writer", ["openpyxl", "xlsxwriter", "odfpy", "xlwt"])
 def test_interest_rate_from_a_percent_cell_is_the_percentage_shown(tmp_path: Path, writer: str) -> None:
     """A cell showing 5 % holds 0.05; interest.rate is percent per year, so it was taken as 0.05 % (a hundredth
     of the interest). A rate typed as a plain 5 stays 5."""
@@ -426,6 +438,16 @@ def test_interest_rate_from_a_percent_cell_is_the_percentage_shown(tmp_path: Pat
             for c, value in enumerate(values):
                 sheet.write(r, c, value, day if isinstance(value, dt.date) else pct if percent(value) else None)
         book.close()
+    elif writer == "xlwt":  # 0.05 as a number (RK), 0.0525 too, both styled as a percentage
+        path = tmp_path / "z.xls"
+        xbook = xlwt.Workbook()
+        xsheet = xbook.add_sheet("Forderungen")
+        xday, xpct = xlwt.easyxf(num_format_str="DD.MM.YYYY"), xlwt.easyxf(num_format_str="0.00%")
+        for r, values in enumerate(rows):
+            for c, value in enumerate(values):
+                xsheet.write(r, c, value, xday if isinstance(value, dt.date) else xpct if percent(value)
+                             else xlwt.Style.default_style)
+        xbook.save(str(path))
     else:
         path = tmp_path / "z.ods"
         doc = OpenDocumentSpreadsheet()
@@ -477,7 +499,7 @@ def test_calculated_amount_reads_as_the_spreadsheet_shows_it_not_its_binary_tail
 
 # ---------------------------------------------------------------- hidden rows
 
-@pytest.mark.parametrize("writer", ["openpyxl", "xlsxwriter", "odfpy"])
+@pytest.mark.parametrize("writer", ["openpyxl", "xlsxwriter", "odfpy", "xlwt"])
 def test_a_hidden_row_is_held_not_handed_over(tmp_path: Path, writer: str) -> None:
     """A client filters its list to the open invoices (or hides the paid ones) and saves it: the rows out of sight
     are still in the file. Handing them over could send a paid invoice to collection; dropping them could lose a
@@ -505,6 +527,17 @@ def test_a_hidden_row_is_held_not_handed_over(tmp_path: Path, writer: str) -> No
             for c, value in enumerate(values):
                 sheet.write(r, c, value, day if isinstance(value, dt.date) else None)
         book.close()
+    elif writer == "xlwt":
+        path = tmp_path / "h.xls"
+        xbook = xlwt.Workbook()
+        xsheet = xbook.add_sheet("Forderungen")
+        xday = xlwt.easyxf(num_format_str="DD.MM.YYYY")
+        for r, values in enumerate(rows):
+            for c, value in enumerate(values):
+                xsheet.write(r, c, value, xday if isinstance(value, dt.date) else xlwt.Style.default_style)
+            if r + 1 in hidden:
+                xsheet.row(r).hidden = True
+        xbook.save(str(path))
     else:
         path = tmp_path / "h.ods"
         doc = OpenDocumentSpreadsheet()
@@ -640,7 +673,7 @@ def test_a_csv_row_with_more_fields_than_the_header_is_still_rejected(tmp_path: 
     assert [[f.code for f in r.findings] for r in got] == [[], ["column_count"]]
 
 
-@pytest.mark.parametrize("kind", ["xlsx", "ods"])
+@pytest.mark.parametrize("kind", ["xlsx", "ods", "xls"])
 def test_rows_of_a_collapsed_group_are_not_held(tmp_path: Path, kind: str) -> None:
     """Rows folded away in a collapsed outline group (Data > Group) are hidden too, but for overview, not left
     out: they are handed over as any other. A row hidden by hand beside them is still held."""
@@ -656,6 +689,18 @@ def test_rows_of_a_collapsed_group_are_not_held(tmp_path: Path, kind: str) -> No
         ws.row_dimensions.group(grouped[0], grouped[-1], hidden=True, outline_level=1)
         ws.row_dimensions[by_hand].hidden = True
         wb.save(path)
+    elif kind == "xls":
+        xbook = xlwt.Workbook()
+        xsheet = xbook.add_sheet("Forderungen")
+        xday = xlwt.easyxf(num_format_str="DD.MM.YYYY")
+        for r, values in enumerate(rows):
+            for c, value in enumerate(values):
+                xsheet.write(r, c, value, xday if isinstance(value, dt.date) else xlwt.Style.default_style)
+            if r + 1 in grouped:
+                xsheet.row(r).level, xsheet.row(r).hidden = 1, True
+            if r + 1 == by_hand:
+                xsheet.row(r).hidden = True
+        xbook.save(str(path))
     else:
         from odf.table import TableRowGroup
         doc = OpenDocumentSpreadsheet()

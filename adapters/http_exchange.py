@@ -17,12 +17,14 @@ import asyncio
 import email.utils
 import ssl
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 import httpx
+
+from adapters.tls import client_context
 
 DEFAULT_DEADLINE = 120.0  # seconds for one whole exchange: connect, send, the answer's last byte
 DEFAULT_MAX_ANSWER_BYTES = 64 * 1024 * 1024  # an answer (decoded) larger than this is refused
@@ -92,25 +94,30 @@ class Exchange:
     """Requests to one partner's base URL; each one ends by ``deadline`` and holds at most ``max_bytes``."""
 
     def __init__(self, base_url: str, headers: Mapping[str, str], *, timeout: float, deadline: float,
-                 max_bytes: int) -> None:
+                 max_bytes: int, ca_file: str | None = None,
+                 default_tls: Callable[[], ssl.SSLContext] = httpx.create_ssl_context, where: str = "partner") -> None:
         self.base_url, self.timeout, self.deadline, self.max_bytes = base_url, timeout, deadline, max_bytes
         # Only what the gateway can inflate under its limit: no br or zstd, whatever httpx could decode.
         self.headers = {**headers, "Accept-Encoding": "gzip"}
+        # The partner's certificate is verified against ``ca_file`` (a partner's private CA), else ``default_tls``
+        # (httpx's: SSL_CERT_FILE, SSL_CERT_DIR, else certifi's bundle); host names always (``adapters.tls``).
+        self.ca_file, self.default_tls, self.where = ca_file, default_tls, where
         self._tls: ssl.SSLContext | None = None
 
     def request(self, method: str, path: str, *, json: Any = None, content: bytes | None = None,
                 params: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None) -> Answer:
         """One request (``path`` relative to the base URL, or absolute) and its whole answer; TimeoutError past
-        the deadline, AnswerTooLarge, AnswerEncoding, httpx errors as raised."""
-        return asyncio.run(self._bounded(method, path, json, content, params, headers or {}))
+        the deadline, AnswerTooLarge, AnswerEncoding, httpx errors as raised; DeliveryError (retryable) when
+        ``ca_file`` cannot be loaded."""
+        if self._tls is None:
+            self._tls = client_context(self.where, self.ca_file, self.default_tls)
+        return asyncio.run(self._bounded(self._tls, method, path, json, content, params, headers or {}))
 
-    async def _bounded(self, method: str, path: str, json: Any, content: bytes | None,
+    async def _bounded(self, tls: ssl.SSLContext, method: str, path: str, json: Any, content: bytes | None,
                        params: Mapping[str, str] | None, headers: Mapping[str, str]) -> Answer:
         async with asyncio.timeout(self.deadline):
-            if self._tls is None:
-                self._tls = httpx.create_ssl_context()
             async with httpx.AsyncClient(base_url=self.base_url, headers=self.headers, timeout=self.timeout,
-                                         verify=self._tls, follow_redirects=False) as client:
+                                         verify=tls, follow_redirects=False) as client:
                 async with client.stream(method, path, json=json, content=content, params=params,
                                          headers=headers) as r:
                     if 300 <= r.status_code < 400:

@@ -24,6 +24,7 @@ from adapters.base import (Batch, Operation, OperationResult, OperationsMixin, P
                            confirmed_references, safe_code, updates_from)
 from adapters.http_exchange import (DEFAULT_DEADLINE, DEFAULT_MAX_ANSWER_BYTES, Answer, AnswerEncoding,
                                     AnswerTooLarge, Exchange, retry_after)
+from adapters.tls import ca_file_option, certificate_failure, certificate_text
 from gateway.errors import ConfigError, DeliveryError
 
 SIGNATURE_HEADER = "X-Signature-SHA256"
@@ -72,7 +73,9 @@ class HttpAdapter(OperationsMixin):
         if deadline <= 0 or max_bytes <= 0:
             raise ConfigError("options 'deadline' (seconds) and 'max_answer_bytes' must be positive",
                               key=f"partners.{partner_id}.options")
-        self.exchange = Exchange(url.rstrip("/"), headers, timeout=timeout, deadline=deadline, max_bytes=max_bytes)
+        # The partner's certificate: against ``ca_file`` (its private CA) if set, else httpx's default store.
+        self.exchange = Exchange(url.rstrip("/"), headers, timeout=timeout, deadline=deadline, max_bytes=max_bytes,
+                                 ca_file=ca_file_option(partner_id, options), where=f"partner {partner_id}")
 
     def _call(self, method: str, path: str, *, key: str | None = None, body: Any = None,
               params: dict[str, str] | None = None) -> Any:
@@ -87,6 +90,8 @@ class HttpAdapter(OperationsMixin):
         except httpx.TimeoutException as exc:
             raise DeliveryError(f"{where}: timed out ({type(exc).__name__})", retryable=True) from exc
         except httpx.TransportError as exc:
+            if (failure := certificate_failure(exc)) is not None:  # the same at every attempt: the operator's
+                raise DeliveryError(f"{where}: {certificate_text(failure)}", retryable=False) from None
             raise DeliveryError(f"{where}: {type(exc).__name__}: {exc}", retryable=True) from exc
         except AnswerTooLarge as exc:  # retried: a partner's runaway answer is its trouble, and may pass
             raise DeliveryError(f"{where}: {exc} (option max_answer_bytes); not read further",

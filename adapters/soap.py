@@ -27,6 +27,7 @@ from adapters.base import (Batch, Operation, OperationResult, OperationsMixin, P
                            confirmed_references, safe_code)
 from adapters.http_exchange import (DEFAULT_DEADLINE, DEFAULT_MAX_ANSWER_BYTES, AnswerEncoding, AnswerTooLarge,
                                     Exchange, retry_after)
+from adapters.tls import ca_file_option, certificate_failure, certificate_text, with_environment_bundles
 from gateway.errors import ConfigError, DeliveryError
 
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -111,8 +112,13 @@ class SoapAdapter(OperationsMixin):
         if deadline <= 0 or max_bytes <= 0:
             raise ConfigError("options 'deadline' (seconds) and 'max_answer_bytes' must be positive",
                               key=f"partners.{partner_id}.options")
+        # The partner's certificate: against ``ca_file`` (its private CA) alone if set; else httpx's default store
+        # (SSL_CERT_FILE, SSL_CERT_DIR, else certifi's) and, as when zeep's transport was requests, the bundles that
+        # REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE name.
         self.exchange = Exchange("", {"User-Agent": "inkasso-gateway"}, timeout=self.timeout, deadline=deadline,
-                                 max_bytes=max_bytes)
+                                 max_bytes=max_bytes, ca_file=ca_file_option(partner_id, options),
+                                 default_tls=with_environment_bundles(httpx.create_ssl_context),
+                                 where=f"partner {partner_id}")
         self._client: zeep.Client | None = None
 
     def _call(self, op: str, **kwargs: Any) -> Any:
@@ -125,6 +131,8 @@ class SoapAdapter(OperationsMixin):
             raise DeliveryError(f"{where}: no whole answer within the deadline of {self.exchange.deadline:g} s",
                                 retryable=True) from None
         except (httpx.TransportError, requests.ConnectionError, requests.Timeout) as exc:
+            if (failure := certificate_failure(exc)) is not None:  # the same at every attempt: the operator's
+                raise DeliveryError(f"{where}: {certificate_text(failure)}", retryable=False) from None
             raise DeliveryError(f"{where}: {type(exc).__name__}: {exc}", retryable=True) from exc
         except AnswerTooLarge as exc:
             raise DeliveryError(f"{where}: {exc} (option max_answer_bytes); not read further", retryable=True) from None

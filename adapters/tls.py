@@ -10,6 +10,7 @@ naming the option, and the row is dead at once like a refused SFTP host key.
 
 from __future__ import annotations
 
+import os
 import ssl
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -35,18 +36,47 @@ def client_context(where: str, ca_file: str | None,
     A ``ca_file`` that cannot be loaded fails the attempt retryably, naming the file, like the partner's certificate
     the batches are encrypted to: the gateway's own material not in place yet (a volume not mounted, a file not
     copied in) goes out by itself once it is there."""
-    if ca_file is None:
-        ctx = default()
-    else:
-        try:
-            ctx = ssl.create_default_context(cafile=ca_file)
-        except (OSError, ssl.SSLError) as exc:  # missing, unreadable, or no PEM certificate in it
-            raise DeliveryError(f"{where}: option ca_file: cannot load CA certificates from {ca_file} "
-                                f"({type(exc).__name__}: {getattr(exc, 'strerror', None) or exc})",
-                                retryable=True) from None
+    try:
+        ctx = default() if ca_file is None else _load(None, ca_file)
+    except _Unloadable as exc:
+        raise DeliveryError(f"{where}: {exc}", retryable=True) from None
     # Whatever the default store's maker did: a partner's certificate is always checked, its name included.
     ctx.verify_mode, ctx.check_hostname = ssl.CERT_REQUIRED, True
     return ctx
+
+
+class _Unloadable(Exception):
+    pass
+
+
+def _load(ctx: ssl.SSLContext | None, path: str, name: str = "option ca_file") -> ssl.SSLContext:
+    """``ctx`` also trusting the CA certificates in ``path`` (a PEM file, or a folder hashed by c_rehash as
+    REQUESTS_CA_BUNDLE may name one); without ``ctx``, a context trusting those alone."""
+    folder = os.path.isdir(path)
+    try:
+        if ctx is None:
+            ctx = ssl.create_default_context(capath=path) if folder else ssl.create_default_context(cafile=path)
+        elif folder:
+            ctx.load_verify_locations(capath=path)
+        else:
+            ctx.load_verify_locations(cafile=path)
+    except (OSError, ssl.SSLError) as exc:  # missing, unreadable, or no PEM certificate in it
+        raise _Unloadable(f"{name}: cannot load CA certificates from {path} "
+                          f"({type(exc).__name__}: {getattr(exc, 'strerror', None) or exc})") from None
+    return ctx
+
+
+def with_environment_bundles(default: Callable[[], ssl.SSLContext],
+                             names: tuple[str, ...] = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")) -> Callable[[], ssl.SSLContext]:
+    """``default`` that also trusts the CA bundles the environment variables ``names`` point at (requests' variables:
+    a deployment that set them for the SOAP partner when zeep's transport was requests keeps working)."""
+    def make() -> ssl.SSLContext:
+        ctx = default()
+        for name in names:
+            if os.environ.get(name):
+                ctx = _load(ctx, os.environ[name], name)
+        return ctx
+    return make
 
 
 def certificate_failure(exc: BaseException) -> ssl.SSLCertVerificationError | None:

@@ -105,17 +105,24 @@ class Exchange:
         self._tls: ssl.SSLContext | None = None
 
     def request(self, method: str, path: str, *, json: Any = None, content: bytes | None = None,
-                params: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None) -> Answer:
+                params: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None,
+                within: float | None = None) -> Answer:
         """One request (``path`` relative to the base URL, or absolute) and its whole answer; TimeoutError past
         the deadline, AnswerTooLarge, AnswerEncoding, httpx errors as raised; DeliveryError (retryable) when
-        ``ca_file`` cannot be loaded."""
+        ``ca_file`` cannot be loaded.
+
+        ``within``: the seconds left of a call this request is one step of (a SOAP call's WSDL, its schemas and the
+        operation); the request ends by then if that is sooner than its own deadline."""
+        seconds = self.deadline if within is None else min(self.deadline, within)
+        if seconds <= 0:
+            raise TimeoutError("the call's deadline has passed")
         if self._tls is None:
             self._tls = client_context(self.where, self.ca_file, self.default_tls)
-        return asyncio.run(self._bounded(self._tls, method, path, json, content, params, headers or {}))
+        return asyncio.run(self._bounded(self._tls, seconds, method, path, json, content, params, headers or {}))
 
-    async def _bounded(self, tls: ssl.SSLContext, method: str, path: str, json: Any, content: bytes | None,
-                       params: Mapping[str, str] | None, headers: Mapping[str, str]) -> Answer:
-        async with asyncio.timeout(self.deadline):
+    async def _bounded(self, tls: ssl.SSLContext, seconds: float, method: str, path: str, json: Any,
+                       content: bytes | None, params: Mapping[str, str] | None, headers: Mapping[str, str]) -> Answer:
+        async with asyncio.timeout(seconds):
             async with httpx.AsyncClient(base_url=self.base_url, headers=self.headers, timeout=self.timeout,
                                          verify=tls, follow_redirects=False) as client:
                 async with client.stream(method, path, json=json, content=content, params=params,

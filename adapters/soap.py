@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -40,23 +41,32 @@ _NOT_UNDERSTOOD = (zeep.exceptions.XMLSyntaxError, zeep.exceptions.XMLParseError
 
 class _BoundedTransport(Transport):
     """zeep's transport over ``Exchange``: the WSDL and every call end by the deadline and hold at most the
-    answer limit (requests, under zeep's own transport, has a timeout per read only and keeps any body)."""
+    answer limit (requests, under zeep's own transport, has a timeout per read only and keeps any body).
+
+    One deadline for the adapter's whole call (``ends_at``): the first call loads the WSDL and the schemas it
+    imports, each a request of its own, and then calls the operation; each with a deadline of its own, a slow
+    partner's first call could last several deadlines, past ``dispatcher.stuck_seconds``, and a healthy but slow
+    partner was reported stuck."""
 
     def __init__(self, exchange: Exchange) -> None:
         super().__init__(timeout=exchange.timeout, operation_timeout=exchange.timeout)  # type: ignore[no-untyped-call]
         self.exchange = exchange
         self.retry_after: float | None = None  # of the last answer (zeep's TransportError carries no headers)
+        self.ends_at: float | None = None  # time.monotonic() by which the adapter's current call must end
+
+    def _left(self) -> float | None:
+        return None if self.ends_at is None else self.ends_at - time.monotonic()
 
     def _load_remote_data(self, url: str) -> bytes:
         if url.lower().startswith("file:"):  # a WSDL (or its schemas) kept as a local file: no network to bound
             return bytes(super()._load_remote_data(url))  # type: ignore[no-untyped-call]
-        answer = self.exchange.request("GET", url)
+        answer = self.exchange.request("GET", url, within=self._left())
         if answer.status >= 300:
             raise zeep.exceptions.TransportError(status_code=answer.status)  # type: ignore[no-untyped-call]
         return answer.content
 
     def post(self, address: str, message: bytes, headers: dict[str, str]) -> requests.Response:
-        answer = self.exchange.request("POST", address, content=message, headers=headers)
+        answer = self.exchange.request("POST", address, content=message, headers=headers, within=self._left())
         self.retry_after = retry_after(answer) if answer.status in (429, 503) else None
         response = requests.Response()
         response.status_code, response.url = answer.status, address
@@ -106,7 +116,8 @@ class SoapAdapter(OperationsMixin):
             raise ConfigError("the soap adapter needs option 'wsdl' (the partner's WSDL URL)",
                               key=f"partners.{partner_id}.options.wsdl")
         self.wsdl, self.timeout = wsdl, float(options.get("timeout", 30.0))
-        # ``timeout`` bounds each network step, ``deadline`` each whole call (the WSDL's load included).
+        # ``timeout`` bounds each network step, ``deadline`` each whole call (the WSDL's load included: one deadline
+        # for both, so that an attempt lasts at most retry.in_call_attempts x deadline, as for http).
         deadline = float(options.get("deadline", DEFAULT_DEADLINE))
         max_bytes = int(options.get("max_answer_bytes", DEFAULT_MAX_ANSWER_BYTES))
         if deadline <= 0 or max_bytes <= 0:
@@ -120,12 +131,17 @@ class SoapAdapter(OperationsMixin):
                                  default_tls=with_environment_bundles(httpx.create_ssl_context),
                                  where=f"partner {partner_id}")
         self._client: zeep.Client | None = None
+        self._transport: _BoundedTransport | None = None
 
     def _call(self, op: str, **kwargs: Any) -> Any:
         where = f"partner {self.partner_id}: SOAP {op}"
+        if self._client is None or self._transport is None:
+            self._client, self._transport = None, _BoundedTransport(self.exchange)
+        # ``deadline`` bounds the whole call, the WSDL's load on first use included (see _BoundedTransport)
+        self._transport.ends_at = time.monotonic() + self.exchange.deadline
         try:
             if self._client is None:
-                self._client = zeep.Client(self.wsdl, transport=_BoundedTransport(self.exchange))  # type: ignore[no-untyped-call]
+                self._client = zeep.Client(self.wsdl, transport=self._transport)  # type: ignore[no-untyped-call]
             return getattr(self._client.service, op)(**kwargs)
         except TimeoutError:
             raise DeliveryError(f"{where}: no whole answer within the deadline of {self.exchange.deadline:g} s",
@@ -146,8 +162,7 @@ class SoapAdapter(OperationsMixin):
             if 300 <= status < 400:  # not followed: the case file would go where the partner's server says
                 raise DeliveryError(f"{where}: HTTP {status} redirect, not followed (check option wsdl)",
                                     retryable=status not in (301, 308)) from None
-            transport = self._client.transport if self._client is not None else None
-            wait = transport.retry_after if isinstance(transport, _BoundedTransport) else None
+            wait = self._transport.retry_after
             raise DeliveryError(f"{where}: HTTP {status}{f' (Retry-After {wait:g} s)' if wait is not None else ''}",
                                 retryable=status in _RETRY_STATUS, retry_after=wait) from None
         except _NOT_UNDERSTOOD as exc:
@@ -178,9 +193,9 @@ class SoapAdapter(OperationsMixin):
                        references=refs)
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.transport.session.close()  # zeep's own requests session: unused, but opened
-            self._client = None
+        if self._transport is not None:
+            self._transport.session.close()  # zeep's own requests session: unused, but opened
+        self._client, self._transport = None, None
 
     # -- per-claim operations ------------------------------------------------------------------
     def _ack(self, op: Operation, name: str, **extra: Any) -> OperationResult:

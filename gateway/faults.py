@@ -9,6 +9,7 @@ bug, while its message could carry a value from a client's file.
 from __future__ import annotations
 
 import errno
+import re
 import traceback
 
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -18,10 +19,32 @@ from gateway.errors import GatewayError
 
 _SERIALIZATION = {"40001", "40P01"}  # PostgreSQL serialization failure, deadlock detected
 _FULL = {errno.ENOSPC, errno.EDQUOT}
+# How PostgreSQL refuses a login: a wrong password (or any failed authentication method), a role that does not
+# exist or may not log in, a database that does not exist, no pg_hba.conf line, and libpq's own "no password
+# supplied". psycopg reports a failed connection without its SQLSTATE (28P01, 28000, 3D000 arrive as text only),
+# so the server's words decide: in English (lc_messages C or en, the default) and in German.
+_REFUSED = re.compile(
+    r'authentication failed for user|role ".*" does not exist|database ".*" does not exist|no pg_hba\.conf entry|'
+    r'is not permitted to log in|no password supplied|'
+    r"-Authentifizierung für Benutzer|Rolle ».*« existiert nicht|Datenbank ».*« existiert nicht|"
+    r"kein pg_hba\.conf-Eintrag")
+
+
+def database_refused(exc: BaseException) -> bool:
+    """The database server refused the gateway's login (user, password, database name, pg_hba.conf).
+
+    Waiting does not mend it; an operator does, and may do so while ``serve`` runs (a password changed back), so it
+    is also transient: at start-up ``serve`` exits on it, while running it is retried like a lost connection but
+    logged as an error.
+    """
+    if not isinstance(exc, DBAPIError) or exc.orig is None:
+        return False
+    return _REFUSED.search(str(exc.orig)) is not None
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Errors that go away by themselves: retry them for as long as they last, never give up."""
+    """Errors that go away by themselves (or by an operator's hand while the gateway runs): retry them for as long
+    as they last, never give up, never count them against a file or a partner."""
     if isinstance(exc, OperationalError):
         return True  # SQLite locked/busy, PostgreSQL connection lost or server shutting down
     if isinstance(exc, PoolTimeout):

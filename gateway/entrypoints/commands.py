@@ -21,7 +21,7 @@ from gateway.bootstrap import App
 from gateway.config import GatewayConfig
 from gateway.entrypoints.output import money, print_fields, print_json, print_table
 from gateway.errors import GatewayError
-from gateway.faults import describe, is_transient
+from gateway.faults import database_refused, describe, is_transient
 from gateway.services.ack import AckTargetError, ack_target
 from gateway.services.dispatch import Dispatcher, retry_all_dead, retry_dead
 from gateway.entrypoints.progress import RowProgress
@@ -58,7 +58,8 @@ SCHEMA_WAIT_MAX = 30.0  # seconds between looks for a database that is away when
 def wait_for_schema(app: App) -> bool:
     """``ensure_schema`` for ``serve``: a database that is not reachable yet (the machine booting, a server
     restarting, a failover) is waited for, with a log line per try and backoff up to ``SCHEMA_WAIT_MAX``,
-    instead of the process ending with a traceback. False when SIGINT or SIGTERM came meanwhile."""
+    instead of the process ending with a traceback. A database that refuses the login (``database_refused``)
+    is not waited for: ``GatewayError``, exit 1. False when SIGINT or SIGTERM came meanwhile."""
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda _s, _f: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -71,6 +72,8 @@ def wait_for_schema(app: App) -> bool:
                     log.info("serve.database_back attempts=%d", attempt + 1)
                 return True
             except DBAPIError as exc:
+                if database_refused(exc):
+                    raise refused_at_start(exc) from None
                 if not is_transient(exc):
                     raise
                 attempt += 1
@@ -84,6 +87,14 @@ def wait_for_schema(app: App) -> bool:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def refused_at_start(exc: BaseException) -> GatewayError:
+    """The one line ``serve`` exits with (1) when the database refuses its login: a wrong user, password or database
+    name is not mended by waiting, and a service manager restarting it for ever would hide the cause. The server's
+    reason names the user or database, never the password (the URL is not part of it)."""
+    return GatewayError(f"the database refused the gateway ({describe(exc)}); waiting will not mend this: check "
+                        "the user, password and database name in database.url and the server's pg_hba.conf")
 
 
 def _unless_stopped(fn: Any, stop: threading.Event) -> bool:

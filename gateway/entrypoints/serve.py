@@ -33,7 +33,8 @@ from gateway.entrypoints.sftp import SftpInbox, status_files_step
 from gateway.entrypoints.supervisor import Supervisor, describe
 from gateway.entrypoints.watcher import InboxWatcher
 from gateway.errors import Interrupted
-from gateway.faults import is_transient
+from gateway.entrypoints.commands import refused_at_start
+from gateway.faults import database_refused, is_transient
 from gateway.services.dispatch import Dispatcher, Lanes
 from gateway.services.inbox import UploadBook, flush_archive_indexes, resume_unfinished
 from gateway.services.node import NodeLock, release_own_leases, resolve_node_id
@@ -234,7 +235,8 @@ class _Parts:
     async def _with_database(self, step: str, fn: Callable[[], _T]) -> _T:
         """Run a start-up step in a thread; while the database is away (a server restarting, a failover, a
         connection cut), wait for it with the supervisor's backoff instead of ending the process with a
-        traceback. A stop signal meanwhile ends the start (``_StoppedWhileStarting``)."""
+        traceback. A database that refuses the login is not waited for (``GatewayError``, exit 1). A stop signal
+        meanwhile ends the start (``_StoppedWhileStarting``)."""
         attempt = 0
         stop = self.sup.stop
         while True:
@@ -251,6 +253,8 @@ class _Parts:
             try:
                 return work.result()
             except Exception as exc:
+                if database_refused(exc):  # a login refused: waiting will not mend it (commands.wait_for_schema)
+                    raise refused_at_start(exc) from None
                 if not is_transient(exc):
                     raise
                 attempt += 1

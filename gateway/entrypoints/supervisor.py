@@ -8,7 +8,8 @@ same kind are counted quietly until the task works again, when one ``recovered``
 for how long. So a database locked for a minute is one error line, not sixty.
 
 Transient errors (database locked or gone, serialization failures, timeouts, lost connections) are
-retried for as long as they last. Any other error that comes back ``give_up_after`` times in a row means
+retried for as long as they last; a login the database refuses is too (an operator may mend it while the
+gateway runs), but logged as an error. Any other error that comes back ``give_up_after`` times in a row means
 the task cannot recover: the supervisor sets ``exit_code`` and the stop event, and ``serve`` exits
 non-zero so that a service manager restarts it, never a process that looks alive and does nothing.
 
@@ -30,7 +31,7 @@ from typing import Any
 
 from gateway import metrics
 from gateway import liveness
-from gateway.faults import describe, is_transient
+from gateway.faults import database_refused, describe, is_transient
 
 log = logging.getLogger("gateway.supervisor")
 
@@ -150,7 +151,9 @@ class Supervisor:
                       _context(context))
             return
         health.signature = signature
-        level = logging.WARNING if is_transient(exc) else logging.ERROR
+        # A login the database refuses (a password changed under the running gateway) is retried like a lost
+        # connection, since the operator may change it back, but it waits for someone: an error, not a warning.
+        level = logging.WARNING if is_transient(exc) and not database_refused(exc) else logging.ERROR
         log.log(level, "supervisor.task_failed task=%s transient=%s error=%s%s", name,
                 str(is_transient(exc)).lower(), text, _context(context))
 

@@ -63,7 +63,6 @@ class ConnectionLimits:
                 del self._open[peer]
             self._count -= 1
 
-
     def enter(self, peer: str) -> bool:
         """A request of ``peer`` takes a worker; False when the address already has ``busy_per_address`` of them."""
         with self._lock:
@@ -71,6 +70,16 @@ class ConnectionLimits:
                 return False
             self._busy[peer] = self._busy.get(peer, 0) + 1
             return True
+
+    def body_waits(self, peer: str) -> int:
+        """Requests of ``peer`` that ``enter`` let in and that have not left."""
+        with self._lock:
+            return self._busy.get(peer, 0)
+
+    def has_room(self, peer: str) -> bool:
+        """Whether ``enter`` would let a request of ``peer`` in now."""
+        with self._lock:
+            return self.busy_per_address is None or self._busy.get(peer, 0) < self.busy_per_address
 
     def leave(self, peer: str) -> None:
         """A request that ``enter`` let in has ended."""

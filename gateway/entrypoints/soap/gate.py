@@ -186,9 +186,12 @@ class RequestGate:
         except ValueError:
             declared = -1
         if declared > self.max_bytes:
-            self._drain(environ["wsgi.input"], declared)
+            unasked = _body_unasked(environ)
+            if not unasked:
+                self._drain(environ["wsgi.input"], declared)
             return self._fault(environ, start_response, "413 Payload Too Large", faults.TOO_LARGE,
-                               f"the request has {declared} bytes, at most {self.max_bytes} accepted", read=True)
+                               f"the request has {declared} bytes, at most {self.max_bytes} accepted",
+                               read=not unasked)
         address = environ.get("REMOTE_ADDR")
         basic = environ.get("HTTP_AUTHORIZATION")
         if basic:  # the sender is known from the header: nothing of the body is read for a stranger
@@ -321,7 +324,10 @@ class RequestGate:
             except ValueError:
                 declared = -1
             conn = environ.get(ENV_CONNECTION)
-            if 0 <= declared <= _SKIP or conn is None:
+            if conn is not None and _body_unasked(environ):  # the client waits for 100 Continue: this answer instead
+                conn.discard_body()
+                extra.append(("Connection", "close"))
+            elif 0 <= declared <= _SKIP or conn is None:
                 environ["wsgi.input"].read(min(max(declared, 0), _SKIP))
             else:
                 conn.discard_body()
@@ -330,6 +336,14 @@ class RequestGate:
         start_response(status, [("Content-Type", "text/xml; charset=utf-8"), ("Content-Length", str(len(body))),
                                 *extra])
         return [body]
+
+
+def _body_unasked(environ: dict[str, Any]) -> bool:
+    """The client sent ``Expect: 100-continue`` and waits: none of its body is sent until the gate reads it.
+
+    The connection is then closed after the answer, since the client may still send the body after its own wait."""
+    conn = environ.get(ENV_CONNECTION)
+    return conn is not None and bool(conn.body_unasked())
 
 
 def _sandbox_marked(start_response: StartResponse) -> StartResponse:

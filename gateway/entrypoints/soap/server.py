@@ -19,7 +19,8 @@ from cheroot.wsgi import Server
 from gateway.bootstrap import App
 from gateway.entrypoints.connection_limits import ConnectionLimits
 from gateway.entrypoints.soap.app import PATH, build_wsgi
-from gateway.entrypoints.soap.connection import MAX_HEADER, DeferredHandshakeAdapter, connection_class
+from gateway.entrypoints.soap.connection import (MAX_HEADER, DeferredHandshakeAdapter, GuardedConnection, WaitingRoom,
+                                                  connection_class)
 from gateway.entrypoints.soap.gate import default_public_url
 from gateway.entrypoints.soap.credit_service import CreditService
 from gateway.entrypoints.soap.service import GatewayService
@@ -28,6 +29,19 @@ from gateway.metrics import SoapMetrics
 from gateway.services.keys import TLS_CERT_FILE, TLS_KEY_FILE
 
 log = logging.getLogger("gateway.soap")
+
+
+class _Server(Server):
+    """cheroot's WSGI server, whose connections waiting for a body-wait slot go to the waiting room, not the
+    selector (connection.py)."""
+
+    room: WaitingRoom | None = None
+
+    def put_conn(self, conn: GuardedConnection) -> None:
+        if self.ready and conn.parked and self.room is not None:
+            self.room.park(conn)
+        else:
+            super().put_conn(conn)
 
 
 class SoapServer:
@@ -44,15 +58,17 @@ class SoapServer:
             raise ConfigError("soap.threads must be >= 1 and soap.max_request_bytes >= 1024",
                               file=app.config.source, key="soap")
         self.gate = build_wsgi(app)  # its ``auth.reload(config)`` takes changed logins while serving
-        self._server = Server((host or cfg.host, cfg.port if port is None else port), self.gate,
+        self._server = _Server((host or cfg.host, cfg.port if port is None else port), self.gate,
                               numthreads=cfg.threads, server_name="inkasso-gateway",
                               timeout=max(1, math.ceil(cfg.header_timeout_seconds)), request_queue_size=64)
         # A peer is waited for in the selector, never in a worker (connection.py); cheroot's timeout above is
         # how long an idle or silent connection is kept.
         self.limits = ConnectionLimits("soap", cfg.max_connections_per_address, cfg.max_connections,
                                        busy_per_address=min(cfg.max_body_waits_per_address, max(1, cfg.threads // 2)))
+        self.room = self._server.room = WaitingRoom(self._server.process_conn, self.limits)
         self._server.ConnectionClass = connection_class(cfg.header_timeout_seconds, cfg.read_timeout_seconds,
-                                                        cfg.request_timeout_seconds, self.limits)
+                                                        cfg.request_timeout_seconds, self.limits,
+                                                        cfg.max_request_bytes, self.room)
         self._server.max_request_header_size = MAX_HEADER
         # At a stop, workers still busy after this have their socket's reading side shut (cheroot): a peer
         # trickling a body would otherwise hold the stop until its read times out. Answers still get written.
@@ -83,6 +99,7 @@ class SoapServer:
         self.gate.publish(self._public_url or default_public_url(self._server.bind_addr[0], self.port))
         self._thread = threading.Thread(target=self._server.serve, name="soap-server", daemon=True)
         self._thread.start()
+        self.room.start()
         log.info("soap.listening url=%s", self.url)
 
     def alive(self) -> bool:
@@ -92,6 +109,7 @@ class SoapServer:
     def stop(self) -> None:
         """Stop accepting, finish running requests, join the thread."""
         self._server.stop()
+        self.room.close()
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None

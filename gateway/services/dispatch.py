@@ -79,10 +79,6 @@ class Dispatcher:
     _adapters: dict[str, PartnerAdapter] = field(default_factory=dict)
     _certs: dict[str, x509.Certificate] = field(default_factory=dict)
     _signer: tuple[x509.Certificate, rsa.RSAPrivateKey] | None = None
-    # partner -> until when it asked this node to wait (HTTP Retry-After of a 429/503): it is asked nothing
-    # before, whichever row (lanes run in threads: under the lock)
-    _asked_waits: dict[str, datetime] = field(default_factory=dict)
-    _waits_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def run_once(self) -> bool:
         """Lease and handle one outbox row; False when nothing was available."""
@@ -95,13 +91,8 @@ class Dispatcher:
     def lease(self, busy: Collection[str] = ()) -> OutboxItem | None:
         """The oldest available row of a partner not in ``busy``, leased to this worker."""
         cfg = self.app.config.dispatcher
-        now = self.app.now()
-        with self._waits_lock:
-            for partner in [p for p, until in self._asked_waits.items() if until <= now]:
-                del self._asked_waits[partner]
-            waiting = set(self._asked_waits)
         with write_tx(self.app.engine) as conn:
-            return outbox_store.lease(conn, self.owner, cfg.lease_seconds, now=now, busy=tuple(set(busy) | waiting))
+            return outbox_store.lease(conn, self.owner, cfg.lease_seconds, now=self.app.now(), busy=tuple(busy))
 
     def handle(self, item: OutboxItem) -> None:
         """Work on a leased row until it is settled: delivered, backed off or dead (never raises for the
@@ -368,15 +359,23 @@ class Dispatcher:
         base = (partner.retry.backoff_base_seconds if partner else None) or cfg.backoff_base_seconds
         cap = (partner.retry.backoff_max_seconds if partner else None) or cfg.backoff_max_seconds
         retry_in = None if dead else outbox_store.backoff(item.attempts, base, cap)
-        if retry_in is not None and (asked := _asked_to_wait(exc)) is not None:
+        asked = _asked_to_wait(exc)
+        if retry_in is not None and asked is not None:
             retry_in = max(retry_in, asked)  # the partner said when (429/503 Retry-After): no sooner
-            # ... and it said so to the gateway, not to this row: its other rows wait as long (on this node)
-            with self._waits_lock:
-                until = self.app.now() + timedelta(seconds=asked)
-                self._asked_waits[item.partner_id] = max(until, self._asked_waits.get(item.partner_id, until))
+        now = self.app.now()
         with write_tx(self.app.engine) as conn:
-            if not outbox_store.fail(conn, item, error, retry_in=retry_in, now=self.app.now(), counted=not ours):
+            if not outbox_store.fail(conn, item, error, retry_in=retry_in, now=now, counted=not ours):
                 return
+            if asked is not None:
+                # ... and it said so to the gateway, not to this row: its other rows wait as long. Kept in the rows
+                # (available_at), so every node and a restarted one wait too, and ``outbox retry`` of a row lifts
+                # the hold for that row: the operator's retry is tried at once.
+                until = now + timedelta(seconds=asked)
+                held = outbox_store.hold_partner(
+                    conn, item.partner_id, until, f"waiting: partner {item.partner_id} asked the gateway to wait "
+                    f"until {until:%Y-%m-%d %H:%M:%S} UTC (HTTP Retry-After {asked:g} s, outbox row {item.id})")
+                log.warning("dispatch.partner_hold partner=%s outbox=%d seconds=%g rows=%d", item.partner_id,
+                            item.id, asked, held)
             metrics.DELIVERY_FAILURES.labels(item.partner_id, item.operation).inc()
             if dead:
                 metrics.DEAD_LETTERS.labels(item.partner_id, item.operation).inc()

@@ -19,8 +19,9 @@ from gateway.errors import NotFound
 from gateway.store.schema import outbox
 from gateway.store.sql import dumps, loads, utcnow
 
-__all__ = ["OutboxItem", "backoff", "complete", "dead_ids", "defer", "enqueue", "enqueue_dead", "fail", "get", "lease",
-           "listing", "loads", "open_count", "release_waiting", "replace_payload", "retry", "settle_late"]
+__all__ = ["OutboxItem", "backoff", "complete", "dead_ids", "defer", "enqueue", "enqueue_dead", "fail", "get",
+           "hold_partner", "lease", "listing", "loads", "open_count", "release_waiting", "replace_payload", "retry",
+           "settle_late"]
 
 
 class OutboxItem(msgspec.Struct, kw_only=True):
@@ -187,6 +188,18 @@ def release_waiting(conn: Connection, partner_id: str, now: datetime | None = No
     res = conn.execute(update(outbox).where(outbox.c.partner_id == partner_id, outbox.c.status == "pending",
                                             outbox.c.attempts > 0, outbox.c.available_at > now)
                        .values(available_at=now))
+    return int(res.rowcount or 0)
+
+
+def hold_partner(conn: Connection, partner_id: str, until: datetime, why: str) -> int:
+    """A partner asked the gateway to wait (429/503 ``Retry-After``): its pending rows due sooner wait until ``until``.
+
+    Kept in the rows' ``available_at``, the hold is shared by every node and survives a restart, and an operator's
+    ``retry`` of a row (available now) lifts it for that row alone. ``why`` goes to ``last_error`` of the rows that
+    have no error of their own, so ``outbox list`` says why they wait. Returns the rows held."""
+    res = conn.execute(update(outbox).where(outbox.c.partner_id == partner_id, outbox.c.status == "pending",
+                                            outbox.c.available_at < until)
+                       .values(available_at=until, last_error=func.coalesce(outbox.c.last_error, why[:4000])))
     return int(res.rowcount or 0)
 
 

@@ -42,9 +42,37 @@ def database_refused(exc: BaseException) -> bool:
     return _REFUSED.search(str(exc.orig)) is not None
 
 
+# SQLite's primary result codes (the low byte of the extended code Python reports) for a database file no retry
+# will mend: damaged pages, a file that is no SQLite database (or is encrypted), a file or folder not writable.
+_SQLITE_READONLY, _SQLITE_CORRUPT, _SQLITE_NOTADB = 8, 11, 26
+_SQLITE_ERROR = 1  # generic: the schema's absence is told by its message
+_SCHEMA_GONE = ("no such table", "no such column")
+
+
+def database_broken(exc: BaseException) -> bool:
+    """The gateway's SQLite database cannot be used as it is: damaged ("database disk image is malformed"), not a
+    database ("file is not a database"), read-only, or without the gateway's tables. Waiting does not mend it and
+    every retry works on a damaged file, so ``serve`` stops at once for the operator (``Supervisor.report``).
+
+    Locked or busy, a full disk, an I/O error and a file that cannot be opened (its folder away, no descriptors
+    left) are transient instead: they pass, or an operator frees the disk, while the gateway waits.
+    """
+    if not isinstance(exc, DBAPIError):
+        return False
+    code = getattr(exc.orig, "sqlite_errorcode", None)  # Python 3.11+: every sqlite3 error carries it
+    if not isinstance(code, int):
+        return False
+    primary = code & 0xFF
+    if primary in (_SQLITE_READONLY, _SQLITE_CORRUPT, _SQLITE_NOTADB):
+        return True
+    return primary == _SQLITE_ERROR and str(exc.orig).startswith(_SCHEMA_GONE)
+
+
 def is_transient(exc: BaseException) -> bool:
     """Errors that go away by themselves (or by an operator's hand while the gateway runs): retry them for as long
     as they last, never give up, never count them against a file or a partner."""
+    if database_broken(exc):
+        return False  # an OperationalError too (read-only, no such table), but no wait mends it
     if isinstance(exc, OperationalError):
         return True  # SQLite locked/busy, PostgreSQL connection lost or server shutting down
     if isinstance(exc, PoolTimeout):

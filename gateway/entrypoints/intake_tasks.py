@@ -18,6 +18,7 @@ from pathlib import Path
 
 from gateway.bootstrap import App
 from gateway.entrypoints.supervisor import Supervisor, describe, is_transient
+from gateway.faults import database_broken
 from gateway.entrypoints.watcher import InboxWatcher
 from gateway.errors import ConfigError, Interrupted
 from gateway.services.inbox import UploadBook, ingest_dropped, shown
@@ -43,7 +44,9 @@ class FileAttempts:
         key = (client_id, path.name)
         self.sup.report(self.task, exc, client=client_id, file=shown(path.name))
         tries = self._tries[key] = self._tries.get(key, 0) + 1
-        if not is_transient(exc) and not isinstance(exc, ConfigError):
+        # The gateway's own database broken is no fault of the file: the report above ends the gateway, and the
+        # file waits in the inbox for the next start.
+        if not is_transient(exc) and not isinstance(exc, ConfigError) and not database_broken(exc):
             counted = self._counted[key] = self._counted.get(key, 0) + 1
             if counted >= self.limit:
                 try:

@@ -9,9 +9,11 @@ for how long. So a database locked for a minute is one error line, not sixty.
 
 Transient errors (database locked or gone, serialization failures, timeouts, lost connections) are
 retried for as long as they last; a login the database refuses is too (an operator may mend it while the
-gateway runs), but logged as an error. Any other error that comes back ``give_up_after`` times in a row means
-the task cannot recover: the supervisor sets ``exit_code`` and the stop event, and ``serve`` exits
-non-zero so that a service manager restarts it, never a process that looks alive and does nothing.
+gateway runs), but logged as an error. A database that no retry mends (SQLite damaged, not a database,
+read-only, without its tables: ``faults.database_broken``) ends the process at once, from a step or an
+item. Any other error that comes back ``give_up_after`` times in a row means the task cannot recover: the
+supervisor sets ``exit_code`` and the stop event, and ``serve`` exits non-zero so that a service manager
+restarts it, never a process that looks alive and does nothing.
 
 Work on single items inside a step (one file, one upload) reports its own failures with ``report``:
 they are logged and counted the same way, but contained to the item.
@@ -31,7 +33,7 @@ from typing import Any
 
 from gateway import metrics
 from gateway import liveness
-from gateway.faults import database_refused, describe, is_transient
+from gateway.faults import database_broken, database_refused, describe, is_transient
 
 log = logging.getLogger("gateway.supervisor")
 
@@ -67,6 +69,7 @@ class Supervisor:
         self.stop, self.backoff_base, self.backoff_max = stop, backoff_base, backoff_max
         self.give_up_after = give_up_after
         self.exit_code = 0
+        self.broken_database = False
         self.health: dict[str, TaskHealth] = {}
         self.tasks: list[asyncio.Task[None]] = []
 
@@ -111,6 +114,8 @@ class Supervisor:
                 health.consecutive += 1
                 health.last_step = time.monotonic()
                 self.report(health.name, exc, **context)
+                if self.stop.is_set():  # the report ended the gateway (its database broken)
+                    return
                 if give_up and not is_transient(exc) and health.consecutive >= self.give_up_after:
                     log.critical("supervisor.gave_up task=%s failures=%d error=%s: stopping the gateway so that "
                                  "its service manager restarts it", health.name, health.consecutive, describe(exc))
@@ -145,6 +150,9 @@ class Supervisor:
         health.last_error = text
         if health.failing_since is None:
             health.failing_since = time.monotonic()
+        if database_broken(exc):
+            self._database_broken(name, text, context)
+            return
         if health.signature == signature:
             health.quiet += 1
             log.debug("supervisor.still_failing task=%s failures=%d error=%s%s", name, health.quiet + 1, text,
@@ -156,6 +164,19 @@ class Supervisor:
         level = logging.WARNING if is_transient(exc) and not database_refused(exc) else logging.ERROR
         log.log(level, "supervisor.task_failed task=%s transient=%s error=%s%s", name,
                 str(is_transient(exc)).lower(), text, _context(context))
+
+    def _database_broken(self, name: str, text: str, context: dict[str, Any]) -> None:
+        """The gateway's own database file is damaged, not a database, read-only or without its tables: no retry
+        mends it, and every one works on a damaged file (or, counted against a file, would fail a client's file for
+        it). The process ends at once, whichever task or item met it, so that the operator sees it."""
+        if not self.broken_database:  # once: other tasks meet it too before they see the stop
+            self.broken_database = True
+            log.critical("supervisor.database_broken task=%s error=%s%s: the gateway's database cannot be used as it "
+                         "is (damaged, not a database, read-only or without its tables) and no retry mends that: "
+                         "stopping the gateway; check the file (PRAGMA integrity_check, its permissions) or restore "
+                         "it from a backup (docs/operations.md)", name, text, _context(context))
+        self.exit_code = EXIT_TASK_FAILED
+        self.stop.set()
 
     def ok(self, name: str) -> None:
         """Task ``name`` completed a unit of work: a failure streak, if any, is over."""

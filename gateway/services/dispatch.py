@@ -59,7 +59,7 @@ from gateway.store import delivery_rows
 from gateway.store import documents as documents_store
 from gateway.store import outbox as outbox_store
 from gateway.store.db import read_tx, write_tx
-from gateway.faults import describe, is_transient
+from gateway.faults import database_broken, describe, is_transient
 from gateway.store.outbox import OutboxItem
 
 log = logging.getLogger(__name__)
@@ -341,9 +341,10 @@ class Dispatcher:
         partner = self.app.config.partners.get(item.partner_id)
         max_attempts = (partner.max_attempts if partner and partner.max_attempts else None) or cfg.max_attempts
         # The gateway's own database trouble (a write lock held too long, a connection lost, every pooled connection
-        # busy past the pool's timeout) says nothing about the partner: the row is tried again, never dead-lettered
-        # for it, its claims are not failed, and the attempt does not count against the partner's max_attempts.
-        ours = isinstance(exc, (DBAPIError, PoolTimeout)) and is_transient(exc)
+        # busy past the pool's timeout; a damaged database file, which ends the gateway) says nothing about the partner:
+        # the row is tried again, never dead-lettered for it, its claims are not failed, and the attempt does not count
+        # against the partner's max_attempts.
+        ours = isinstance(exc, (DBAPIError, PoolTimeout)) and (is_transient(exc) or database_broken(exc))
         retryable = ours or self._is_retryable(item.partner_id, exc)
         retry_for = partner.retry.retry_for_seconds if partner and partner.retry.retry_for_seconds is not None \
             else cfg.retry_for_seconds

@@ -18,7 +18,7 @@ from gateway import metrics
 from gateway import liveness
 from gateway.bootstrap import App
 from gateway.errors import DeliveryError, Interrupted, NotFound
-from gateway.faults import describe, is_transient
+from gateway.faults import database_broken, describe, is_transient
 from gateway.services.dispatch import open_adapter
 from gateway.services.node import LeaseLost, fence, leased
 from gateway.services.partner_updates import ApplyResult, apply_updates, get_cursor, last_sync, save_cursor
@@ -116,9 +116,10 @@ def due_partners(app: App, now: datetime | None = None, only: str | None = None)
 def sync_due(app: App, on_error: Callable[[str, BaseException], None] | None = None) -> dict[str, ApplyResult | str]:
     """Run every due partner's pull; a failing partner is reported and does not stop the others.
 
-    The gateway's own transient database errors and ``Interrupted`` end the round (the caller retries); anything
-    else, a partner's plain timeout or dropped connection included, is contained to its partner: recorded on its
-    sync row, so it waits for its next schedule and the partners after it in the round are pulled.
+    The gateway's own transient or broken database errors and ``Interrupted`` end the round (the caller retries, or
+    the supervisor ends the gateway); anything else, a partner's plain timeout or dropped connection included, is
+    contained to its partner: recorded on its sync row, so it waits for its next schedule and the partners after it
+    in the round are pulled.
     """
     out: dict[str, ApplyResult | str] = {}
     for pid in due_partners(app):
@@ -141,7 +142,9 @@ def sync_due(app: App, on_error: Callable[[str, BaseException], None] | None = N
             log.warning("partner_sync.failed partner=%s error=%s", pid, describe(exc))
             out[pid] = str(exc)
         except Exception as exc:
-            if isinstance(exc, Interrupted) or (isinstance(exc, DBAPIError) and is_transient(exc)):
+            # the gateway's own database (passing, or broken for the supervisor to end the gateway): no partner's fault
+            ours = isinstance(exc, DBAPIError) and (is_transient(exc) or database_broken(exc))
+            if isinstance(exc, Interrupted) or ours:
                 raise
             metrics.PARTNER_SYNC_ERRORS.labels(pid).inc()
             with write_tx(app.engine) as conn:

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import os
+import time
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -78,12 +79,14 @@ class HttpAdapter(OperationsMixin):
                                  ca_file=ca_file_option(partner_id, options), where=f"partner {partner_id}")
 
     def _call(self, method: str, path: str, *, key: str | None = None, body: Any = None,
-              params: dict[str, str] | None = None) -> Any:
+              params: dict[str, str] | None = None, ends_at: float | None = None) -> Any:
+        """One request; ``ends_at`` (``time.monotonic()``): the end of the adapter call it is a step of."""
         headers = {"Idempotency-Key": key} if key else {}
         where = f"partner {self.partner_id}: {method} {path}"
         ex = self.exchange
         try:
-            r = ex.request(method, path, json=body, params=params, headers=headers)
+            r = ex.request(method, path, json=body, params=params, headers=headers,
+                           within=None if ends_at is None else ends_at - time.monotonic())
         except TimeoutError:
             raise DeliveryError(f"{where}: no whole answer within the deadline of {ex.deadline:g} s",
                                 retryable=True) from None
@@ -127,7 +130,10 @@ class HttpAdapter(OperationsMixin):
                     "document": base64.b64encode(batch.payload).decode(),
                     "claims": [{"external_id": c, "idempotency_key": batch.claim_key(c)} for c in batch.claim_ids]}
         where = f"partner {self.partner_id}: POST /v1/claims"
-        created = self._call("POST", "/v1/claims", key=batch.batch_id, body=manifest)
+        # One deadline for the create and the release together, so that an attempt lasts at most
+        # retry.in_call_attempts x deadline, what dispatcher.stuck_seconds is set against.
+        ends_at = time.monotonic() + self.exchange.deadline
+        created = self._call("POST", "/v1/claims", key=batch.batch_id, body=manifest, ends_at=ends_at)
         listed = created.get("claims") if isinstance(created, dict) else None
         if not isinstance(listed, list):
             raise self._malformed(where, "no list 'claims'")
@@ -140,7 +146,7 @@ class HttpAdapter(OperationsMixin):
             named[int(cid)] = str(number) if isinstance(number, (str, int)) and str(number).strip() else ""
         refs = confirmed_references(where, batch, named)
         self._call("POST", "/v1/claims/release", key=f"{batch.batch_id}:release",
-                   body={"external_ids": sorted(refs)})
+                   body={"external_ids": sorted(refs)}, ends_at=ends_at)
         return Receipt(batch_id=batch.batch_id, partner_reference=f"{self.partner_id}:{batch.batch_id}",
                        delivered_at=dt.datetime.now(dt.timezone.utc), detail=f"{len(refs)} claims created",
                        references=refs)

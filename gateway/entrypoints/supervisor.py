@@ -4,8 +4,8 @@ Like an OTP supervisor or a task group: a task is a *step* (one unit of work, a 
 supervisor runs again and again until the stop event. A step returns True when it did work (run it
 again at once) and False when it is idle (wait ``every`` seconds). A step that raises is logged once
 with its context, counted, and run again after an exponential backoff with jitter; more failures of the
-same kind are counted quietly until the task works again, when one ``recovered`` line says how many and
-for how long. So a database locked for a minute is one error line, not sixty.
+same kind (any of the last few distinct errors of the episode, so errors taking turns too) are counted
+quietly until the task works again, when one ``recovered`` line says how many and for how long. So a database locked for a minute is one error line, not sixty.
 
 Transient errors (database locked or gone, serialization failures, timeouts, lost connections) are
 retried for as long as they last; a login the database refuses is too (an operator may mend it while the
@@ -38,6 +38,7 @@ from gateway.faults import database_broken, database_refused, describe, is_trans
 log = logging.getLogger("gateway.supervisor")
 
 Step = Callable[[], Awaitable[bool | None]]
+RECENT_ERRORS = 8  # distinct errors a task's episode remembers; a ninth pushes out the oldest (logged again if back)
 EXIT_TASK_FAILED = 6  # a background task failed beyond recovery (docs: README exit codes)
 __all__ = ["EXIT_TASK_FAILED", "Supervisor", "TaskHealth", "describe", "is_transient"]
 def _context(ctx: dict[str, Any]) -> str:
@@ -52,10 +53,14 @@ class TaskHealth:
     every: float
     runs: int = 0
     failures: int = 0          # all failures since start
+    episode_failures: int = 0  # failures since the task last worked
     consecutive: int = 0       # failed steps in a row (item reports do not count here)
     failing_since: float | None = None
     quiet: int = 0             # failures not logged because the same error was logged already
-    signature: str | None = None
+    signature: str | None = None  # the latest error's
+    # The distinct errors of the current episode and how often each came, oldest first, at most ``RECENT_ERRORS``:
+    # two errors that take turns (a lock timeout, then a lost connection) are each logged once, not every time.
+    recent: dict[str, int] = field(default_factory=dict)
     last_ok: float = field(default_factory=time.monotonic)
     last_step: float = field(default_factory=time.monotonic)  # a step ended, well or not: the task is alive
     last_error: str | None = None
@@ -146,6 +151,7 @@ class Supervisor:
         text = describe(exc)
         signature = f"{type(exc).__name__}:{text}" if is_transient(exc) else type(exc).__name__ + text
         health.failures += 1
+        health.episode_failures += 1
         metrics.TASK_FAILURES.labels(name).inc()
         health.last_error = text
         if health.failing_since is None:
@@ -153,12 +159,16 @@ class Supervisor:
         if database_broken(exc):
             self._database_broken(name, text, context)
             return
-        if health.signature == signature:
+        health.signature = signature
+        seen = health.recent.pop(signature, 0)
+        health.recent[signature] = seen + 1  # to the end: the latest
+        if seen:
             health.quiet += 1
-            log.debug("supervisor.still_failing task=%s failures=%d error=%s%s", name, health.quiet + 1, text,
+            log.debug("supervisor.still_failing task=%s failures=%d error=%s%s", name, seen + 1, text,
                       _context(context))
             return
-        health.signature = signature
+        while len(health.recent) > RECENT_ERRORS:
+            del health.recent[next(iter(health.recent))]
         # A login the database refuses (a password changed under the running gateway) is retried like a lost
         # connection, since the operator may change it back, but it waits for someone: an error, not a warning.
         level = logging.WARNING if is_transient(exc) and not database_refused(exc) else logging.ERROR
@@ -183,9 +193,10 @@ class Supervisor:
         health = self.health.setdefault(name, TaskHealth(name, 1.0))
         health.last_ok = time.monotonic()
         if health.failing_since is not None:
-            log.info("supervisor.task_recovered task=%s failures=%d seconds=%.1f", name, health.quiet + 1,
-                     time.monotonic() - health.failing_since)
-        health.failing_since, health.signature, health.quiet = None, None, 0
+            log.info("supervisor.task_recovered task=%s failures=%d errors=%d seconds=%.1f", name,
+                     health.episode_failures, len(health.recent), time.monotonic() - health.failing_since)
+        health.failing_since, health.signature, health.quiet, health.episode_failures = None, None, 0, 0
+        health.recent.clear()
 
     async def sleep(self, seconds: float) -> None:
         """Wait ``seconds`` or until stop, whichever comes first."""

@@ -186,3 +186,43 @@ def test_a_task_whose_failure_cannot_even_be_reported_ends_the_process_not_silen
     assert sup.exit_code == EXIT_TASK_FAILED
     [ended] = _lines(caplog, "supervisor.task_ended")
     assert ended.levelno == logging.CRITICAL and "task=t" in ended.getMessage() and PLANTED not in ended.getMessage()
+
+
+def test_errors_that_take_turns_are_each_logged_once_until_the_task_works_again(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A lock timeout and a lost connection taking turns: the supervisor remembered only the latest error, so each
+    was logged at every turn (a line per retry, the flood the deduplication is there to prevent)."""
+    caplog.set_level(logging.DEBUG, logger="gateway.supervisor")
+    calls: list[int] = []
+    errors = [OperationalError("UPDATE ...", {}, Exception("database is locked")),
+              OSError(28, "No space left on device")]
+
+    def make(sup: Supervisor, stop: asyncio.Event) -> Callable[[], object]:
+        async def step() -> bool:
+            calls.append(1)
+            if len(calls) <= 20:
+                raise errors[len(calls) % 2]
+            return True
+        return step
+
+    sup = _run({}, make, lambda: len(calls) > 21)
+    assert sup.exit_code == 0
+    failed = _lines(caplog, "supervisor.task_failed")
+    assert len(failed) == 2, [r.getMessage() for r in failed]
+    assert {("locked" in r.getMessage(), "No space" in r.getMessage()) for r in failed} == {(True, False), (False, True)}
+    assert len(_lines(caplog, "supervisor.still_failing")) == 18
+    [recovered] = _lines(caplog, "supervisor.task_recovered")
+    assert "failures=20 errors=2" in recovered.getMessage()
+    assert sup.health["t"].recent == {}  # the episode is over: the next error is news again
+
+
+def test_the_errors_a_task_remembers_are_bounded() -> None:
+    """Many distinct errors in one episode (a new one at every try) keep the memory at RECENT_ERRORS; the oldest
+    is forgotten and, should it come back, logged again."""
+    from gateway.entrypoints.supervisor import RECENT_ERRORS
+
+    sup = Supervisor(asyncio.Event())
+    for i in range(RECENT_ERRORS * 5):
+        sup.report("t", OperationalError("SELECT ...", {}, Exception(f"error number {i}")))
+    assert len(sup.health["t"].recent) == RECENT_ERRORS
+    assert sup.health["t"].episode_failures == RECENT_ERRORS * 5

@@ -24,7 +24,8 @@ def ca_file_option(partner_id: str, options: Mapping[str, Any]) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        raise ConfigError("option 'ca_file' must be the path of a PEM file", key=f"partners.{partner_id}.options.ca_file")
+        raise ConfigError("option 'ca_file' must be the path of a PEM file",
+                          key=f"partners.{partner_id}.options.ca_file")
     return value
 
 
@@ -66,8 +67,8 @@ def _load(ctx: ssl.SSLContext | None, path: str, name: str = "option ca_file") -
     return ctx
 
 
-def with_environment_bundles(default: Callable[[], ssl.SSLContext],
-                             names: tuple[str, ...] = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")) -> Callable[[], ssl.SSLContext]:
+def with_environment_bundles(default: Callable[[], ssl.SSLContext], names: tuple[str, ...] = (
+        "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")) -> Callable[[], ssl.SSLContext]:
     """``default`` that also trusts the CA bundles the environment variables ``names`` point at (requests' variables:
     a deployment that set them for the SOAP partner when zeep's transport was requests keeps working)."""
     def make() -> ssl.SSLContext:

@@ -24,6 +24,8 @@ from typing import Any
 from lxml import etree
 
 from gateway.domain.findings import Finding, Outcome
+from gateway.errors import ConfigError
+from gateway.faults import is_transient
 from gateway.domain.sandbox import SANDBOX_SUFFIX
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -122,18 +124,39 @@ def remove_stale_temps(final: Path) -> None:
             continue  # not ours to judge, or the writer is alive under another user
 
 
+class AckUnwritable(ConfigError):
+    """The client's ack folder stopped taking the ack (removed, replaced, a failing mount): the gateway's storage,
+    not the file. A ConfigError, so that it is not counted against the file (its retries, its resumes) and the
+    file waits until the folder can be used; a full disk stays the OSError it is (transient: waited out)."""
+
+
 class AckWriter:
-    """Streams ack entries to ``.<final>.tmp`` and moves the file into place on ``commit``."""
+    """Streams ack entries to ``.<final>.tmp`` and moves the file into place on ``commit``.
+
+    Its own I/O errors other than a full disk are raised as ``AckUnwritable``."""
 
     HEADER = ("row", "reference", "outcome", "claim_id", "codes", "messages")
 
     def __init__(self, final: Path, *, delimiter: str = ";", reference_column: str | None = None,
                  error_cap: int | None = None, source: str | None = None, sandbox: bool | None = None) -> None:
         self.final = final
-        if sandbox is None:  # inbox/<client>.sandbox/ack/<file>: every ack a sandbox client gets is marked
-            sandbox = final.parent.parent.name.endswith(SANDBOX_SUFFIX)
         self.error_cap = error_cap
         self.rejected = self.omitted = 0
+        try:
+            self._open(final, delimiter, reference_column, source, sandbox)
+        except OSError as exc:
+            raise self._unwritable(exc) from None
+
+    def _unwritable(self, exc: OSError) -> OSError | AckUnwritable:
+        if is_transient(exc):
+            return exc
+        return AckUnwritable(f"the ack could not be written ({exc.strerror or type(exc).__name__}); the file waits "
+                             "until the ack folder can be used", file=str(self.final.parent))
+
+    def _open(self, final: Path, delimiter: str, reference_column: str | None, source: str | None,
+              sandbox: bool | None) -> None:
+        if sandbox is None:  # inbox/<client>.sandbox/ack/<file>: every ack a sandbox client gets is marked
+            sandbox = final.parent.parent.name.endswith(SANDBOX_SUFFIX)
         final.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(final)
         self._tmp = final.with_name(private_temp_name(final.name))
@@ -163,6 +186,13 @@ class AckWriter:
     def row(self, row: int | None, reference: str | None, outcome: Outcome | str, claim_id: int | None,
             findings: list[Finding], *, sheet: str | None = None, xpath: str | None = None) -> None:
         """One source row's answer (a rejected row past the error cap is only counted)."""
+        try:
+            self._row(row, reference, outcome, claim_id, findings, sheet, xpath)
+        except OSError as exc:
+            raise self._unwritable(exc) from None
+
+    def _row(self, row: int | None, reference: str | None, outcome: Outcome | str, claim_id: int | None,
+             findings: list[Finding], sheet: str | None, xpath: str | None) -> None:
         outcome_text = outcome.value if isinstance(outcome, Outcome) else outcome
         if outcome_text in ("rejected", "conflict"):  # a conflicting resend is a rejected row
             self.rejected += 1
@@ -195,8 +225,11 @@ class AckWriter:
             for row, reference, outcome, claim_id in entries:
                 self.row(row, reference, outcome, claim_id, [])
             return
-        self._csv.writerows((row, safe_cell(reference or ""), outcome, claim_id if claim_id is not None else "", "", "")
-                            for row, reference, outcome, claim_id in entries)
+        try:
+            self._csv.writerows((row, safe_cell(reference or ""), outcome, claim_id if claim_id is not None else "",
+                                 "", "") for row, reference, outcome, claim_id in entries)
+        except OSError as exc:
+            raise self._unwritable(exc) from None
 
     def _trailer(self) -> None:
         if not self.omitted:
@@ -215,18 +248,24 @@ class AckWriter:
         renames under a lock, a lease's fence, holds it for the rename alone, not for the write and fsync)."""
         if self._fh.closed:
             return
-        self._trailer()
-        if self.xml:
-            self._root.__exit__(None, None, None)
-            self._xml_file.__exit__(None, None, None)
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self._fh.close()
+        try:
+            self._trailer()
+            if self.xml:
+                self._root.__exit__(None, None, None)
+                self._xml_file.__exit__(None, None, None)
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+        except OSError as exc:
+            raise self._unwritable(exc) from None
 
     def commit(self) -> Path:
         """Finish the file and move it into place."""
         self.seal()
-        os.replace(self._tmp, self.final)
+        try:
+            os.replace(self._tmp, self.final)
+        except OSError as exc:
+            raise self._unwritable(exc) from None
         return self.final
 
     def abort(self) -> None:
@@ -236,7 +275,10 @@ class AckWriter:
         except OSError:
             pass
         finally:
-            self._tmp.unlink(missing_ok=True)
+            try:
+                self._tmp.unlink(missing_ok=True)
+            except OSError:  # its folder is gone or replaced: nothing left to clean; a stale temp is swept later
+                pass
 
     def __enter__(self) -> AckWriter:
         return self

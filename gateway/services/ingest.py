@@ -37,7 +37,7 @@ from gateway.faults import describe, is_transient
 from gateway.mapping.spec import MappingSpec, load_mapping
 from gateway.mapping.engine import date_columns
 from gateway.readers.base import Reader, open_reader
-from gateway.services.ack import ACK_NAME_MAX, AckWriter, ack_suffix, fit_name
+from gateway.services.ack import ACK_NAME_MAX, AckUnwritable, AckWriter, ack_suffix, fit_name
 from gateway.services.client_files import ClientFile
 from gateway.services.ingest_run import IngestResult, IngestRun, RowResult
 from gateway.services.node import LeaseBusy, client_ingest_lease, fence, leased
@@ -192,10 +192,11 @@ def _ingest_new(app: App, spec: MappingSpec, path: Path, client_id: str, name: s
 
 
 def uncount_unless_the_files_fault(app: App, submission_id: int, exc: BaseException) -> None:
-    """A resume that ended with a clean stop (a deploy) or a transient fault (the database away, a full disk) is
-    not the file's fault: it is not counted against the file's ``MAX_RESUMES``. What crashes the process is
+    """A resume that ended with a clean stop (a deploy), a transient fault (the database away, a full disk) or an ack
+    folder that stopped taking the ack is not the file's fault: it is not counted against the file's ``MAX_RESUMES``. What crashes the process is
     never seen here, so it stays counted."""
-    if not (isinstance(exc, (Interrupted, LeaseBusy)) or is_transient(exc)):  # LeaseLost: another node took over
+    # LeaseLost: another node took over; AckUnwritable: the ack folder broke, not the file
+    if not (isinstance(exc, (Interrupted, LeaseBusy, AckUnwritable)) or is_transient(exc)):
         return
     try:
         with write_tx(app.engine) as conn:

@@ -231,6 +231,7 @@ class SftpServerConfig(Base):
     max_unauthenticated: int = 100  # connections not logged in yet, from all addresses
     max_connections_per_client: int = 20  # logged-in connections of one client
     max_open_handles_per_client: int = 64  # open files and listings of one client, over all its connections
+    max_channels_per_connection: int = 10  # SSH channels (SFTP sessions) one connection has open at once
     ingest_workers: int = 4  # files ingested at once (one at a time per client)
     status_interval_seconds: float = 86400.0  # a status file per client at most this often
 

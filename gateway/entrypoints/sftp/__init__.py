@@ -18,6 +18,7 @@ import asyncssh
 from gateway.bootstrap import App
 from gateway.entrypoints.sftp.auth import (ConnectionGate, CredentialTable, FailureLimiter, GatewaySSHServer,
                                           load_credentials)
+from gateway.entrypoints.sftp.channels import SessionFactory
 from gateway.entrypoints.sftp.jail import JailContext, JailedSFTPServer
 from gateway.entrypoints.intake_tasks import FileAttempts
 from gateway.entrypoints.supervisor import Supervisor
@@ -79,10 +80,13 @@ class SftpInbox:
                           max_file_bytes=functools.partial(per_client, "max_file_bytes", server.max_file_bytes),
                           quota_bytes=functools.partial(per_client, "quota_bytes", server.quota_bytes),
                           max_handles=server.max_open_handles_per_client)
+        # Sessions are made by GatewaySSHServer.session_requested, which bounds them per connection: an
+        # sftp_factory given to listen would have asyncssh open every channel without asking (channels.py)
+        sessions = SessionFactory(server.max_channels_per_connection,
+                                  functools.partial(JailedSFTPServer, ctx=ctx), server.allow_scp)
         self.acceptor = await asyncssh.listen(
             server.host, server.port, server_host_keys=[host_key],
-            server_factory=functools.partial(GatewaySSHServer, credentials, limiter, gate),
-            sftp_factory=functools.partial(JailedSFTPServer, ctx=ctx), allow_scp=server.allow_scp,
+            server_factory=functools.partial(GatewaySSHServer, credentials, limiter, gate, sessions),
             login_timeout=server.login_timeout_seconds, agent_forwarding=False, x11_forwarding=False,
             allow_pty=False)
         self.port = self.acceptor.get_port()

@@ -26,6 +26,7 @@ import asyncssh
 from gateway import metrics
 from gateway.config import GatewayConfig
 from gateway.crypto.passwords import hash_password, is_password_hash, verify_password
+from gateway.entrypoints.sftp.channels import ChannelCount, SessionFactory
 from gateway.errors import ConfigError
 
 log = logging.getLogger("gateway.sftp")
@@ -182,11 +183,13 @@ class ConnectionGate:
 
 
 class GatewaySSHServer(asyncssh.SSHServer):
-    """One SSH connection: authentication only; the SFTP session is ``JailedSFTPServer``."""
+    """One SSH connection: authentication, and its channels' sessions (``channels.py``; the SFTP server of a
+    session is ``JailedSFTPServer``)."""
 
     def __init__(self, credentials: Mapping[str, Credentials], limiter: FailureLimiter,
-                 gate: ConnectionGate | None = None) -> None:
-        self.credentials, self.limiter, self.gate = credentials, limiter, gate
+                 gate: ConnectionGate | None = None, sessions: SessionFactory | None = None) -> None:
+        self.credentials, self.limiter, self.gate, self.sessions = credentials, limiter, gate, sessions
+        self.channels = ChannelCount()
         self.peer, self.username, self.authenticated, self.tried = "?", "", False, False
         self.counted = False  # a refused password was counted already: the close does not count again
         self.held: str | None = None  # what the gate counts this connection as: "waiting", "client" or nothing
@@ -237,6 +240,11 @@ class GatewaySSHServer(asyncssh.SSHServer):
         metrics.SFTP_SESSIONS.labels(self.username).inc()  # a client id: only configured logins get here
         metrics.SFTP_ACTIVE.inc()
         log.info("sftp.login client=%s peer=%s", self.username, self.peer)
+
+    def session_requested(self) -> asyncssh.SSHServerSession[bytes] | bool:
+        if self.sessions is None or not self.authenticated:
+            return False
+        return self.sessions.open(self.channels, self.username, self.peer)
 
     def public_key_auth_supported(self) -> bool:
         return True

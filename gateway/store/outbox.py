@@ -196,9 +196,16 @@ def hold_partner(conn: Connection, partner_id: str, until: datetime, why: str) -
 
     Kept in the rows' ``available_at``, the hold is shared by every node and survives a restart, and an operator's
     ``retry`` of a row (available now) lifts it for that row alone. ``why`` goes to ``last_error`` of the rows that
-    have no error of their own, so ``outbox list`` says why they wait. Returns the rows held."""
-    res = conn.execute(update(outbox).where(outbox.c.partner_id == partner_id, outbox.c.status == "pending",
-                                            outbox.c.available_at < until)
+    have no error of their own, so ``outbox list`` says why they wait. Returns the rows held.
+
+    On PostgreSQL a row another transaction has locked is left as it is (``SKIP LOCKED``): it is being leased or
+    settled right now, and two nodes told to wait at once, each holding its own failed row, would otherwise wait
+    for each other's (a deadlock, which would lose both failures' records)."""
+    due_sooner = select(outbox.c.id).where(outbox.c.partner_id == partner_id, outbox.c.status == "pending",
+                                           outbox.c.available_at < until)
+    if conn.dialect.name == "postgresql":
+        due_sooner = due_sooner.with_for_update(skip_locked=True)
+    res = conn.execute(update(outbox).where(outbox.c.id.in_(due_sooner))
                        .values(available_at=until, last_error=func.coalesce(outbox.c.last_error, why[:4000])))
     return int(res.rowcount or 0)
 

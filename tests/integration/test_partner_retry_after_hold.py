@@ -10,6 +10,9 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+from sqlalchemy import text
+
 from gateway.services.dispatch import Dispatcher, retry_dead
 from gateway.services.ingest import ingest_file
 from gateway.store import outbox as outbox_store
@@ -76,3 +79,25 @@ def test_an_operators_retry_is_tried_at_once_despite_the_hold(tmp_path: Path, db
             assert not worker.run_once()
             worker.close()
     assert len(server.requests) == 2
+
+
+def test_holding_skips_a_row_another_transaction_has_locked(tmp_path: Path, db_url: str,
+                                                             keys_template: Path) -> None:  # noqa: F811
+    """Two nodes told to wait at once each hold their own failed row locked while they hold the partner's others: a
+    hold that waited for the locked rows would deadlock them (PostgreSQL would abort one, losing its record)."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("row locks: PostgreSQL only (SQLite writers take the whole database in turn)")
+    with HostileServer(_rate_limited) as server:
+        with gateway_for(_HostilePartner(tmp_path, server.url), tmp_path, db_url, keys_template) as app:
+            ingest_file(app, DEMO, "demo")
+            ingest_file(app, _two_batches(tmp_path), "demo")
+            with read_tx(app.engine) as conn:
+                first, second = sorted(r["id"] for r in outbox_store.listing(conn))
+            until = app.now() + timedelta(seconds=120)
+            with app.engine.connect() as other_node, other_node.begin():
+                other_node.execute(text("SELECT id FROM outbox WHERE id = :i FOR UPDATE"), {"i": second})
+                with app.engine.connect() as conn, conn.begin():
+                    conn.execute(text("SET LOCAL lock_timeout = '10s'"))  # waiting at all would fail here
+                    assert outbox_store.hold_partner(conn, "sim-agency", until, "waiting: test") == 1
+                    held = {r["id"]: r["available_at"] for r in outbox_store.listing(conn)}
+            assert held[first] == until and held[second] < until

@@ -337,6 +337,9 @@ class HealthConfig(Base):
     listen: str | None = "127.0.0.1:8480"  # host:port of /healthz, /readyz, /metrics; None: no listener
     stale_seconds: float = 60.0  # /healthz: a task is stale after max(3 x its interval, this) without a step
     check_timeout_seconds: float = 3.0  # /readyz and /metrics wait this long for the database
+    # Connections open at once (each a file descriptor of serve); more are closed as they arrive
+    max_connections: int = 64
+    max_connections_per_address: int = 16
 
 
 class LoggingConfig(Base):

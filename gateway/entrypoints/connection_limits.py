@@ -1,7 +1,8 @@
-"""How many connections one listener (the SOAP endpoint, the web console) keeps open: per peer address and in all.
+"""How many connections one listener (the SOAP endpoint, the web console, the health listener, a partner's
+webhook) keeps open: per peer address and in all.
 
 Every open connection is a file descriptor of the one ``serve`` process, shared with the database, the inbox
-watcher, SFTP and the health listener. Before these bounds, 1,000 TLS connections trickling a header byte by
+watcher, SFTP and the other listeners. Before these bounds, 1,000 TLS connections trickling a header byte by
 byte (to SOAP within its 10 s header timeout, to the console at any pace) used up a 1024-descriptor limit:
 the inbox watcher failed until the supervisor gave up and ``serve`` exited. A connection over a bound is
 closed as it arrives, before its TLS handshake; refusals of an address are logged at the 1st, 10th, 100th ...

@@ -15,7 +15,9 @@ Prometheus can probe it; it answers three GET paths and nothing else:
 
 Database checks run in a thread and are bounded by ``health.check_timeout_seconds``; a check still
 running from an earlier request is awaited again rather than started twice, so a hung database
-cannot pile up threads.
+cannot pile up threads. Connections are bounded per peer address and in all (``connection_limits``), as the
+SOAP and console fronts are: each is a descriptor of serve held up to 10 s for its request line, so a flood of
+idle connections (from any local process, the listener being on loopback) could otherwise use them all up.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any, TypeVar
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.bootstrap import App
+from gateway.entrypoints.connection_limits import ConnectionLimits
 from gateway.entrypoints.supervisor import Supervisor
 from gateway.metrics import Backlog, BacklogCollector, Exposition
 from gateway.services.monitoring import backlog, database_problems, key_problems
@@ -51,6 +54,7 @@ class HealthServer:
         self.in_flight: Callable[[], dict[str, float]] = dict
         self.stuck_seconds = float("inf")
         self.server: asyncio.Server | None = None
+        self.limits = ConnectionLimits("health", self.cfg.max_connections_per_address, self.cfg.max_connections)
         self._checks: dict[str, asyncio.Future[Any]] = {}
 
     async def start(self) -> None:
@@ -125,6 +129,17 @@ class HealthServer:
 
     # -- HTTP/1.1, GET only -------------------------------------------------------------------
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        address = str(peer[0]) if peer else "?"
+        if not self.limits.admit(address):  # over a bound: closed as it arrives (logged by the limits)
+            writer.close()
+            return
+        try:
+            await self._answer(reader, writer)
+        finally:
+            self.limits.release(address)
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
             method, path = (head.split(b"\r\n", 1)[0].decode("latin-1").split(" ") + ["", ""])[:2]

@@ -83,6 +83,9 @@ _decoder = msgspec.msgpack.Decoder(Message)
 class IsolatedReader:
     """The reader registered at ``target`` run in a child process; same protocol as any reader."""
 
+    WAIT_SLICE = 1.0  # seconds of one wait for the child; a wait counts at most this plus WAIT_SLACK
+    WAIT_SLACK = 0.5
+
     def __init__(self, target: str, path: str | os.PathLike[str], fmt: FormatSpec, limits: LimitsConfig, *,
                  date_columns: frozenset[str] = frozenset()) -> None:
         self.file = str(path)
@@ -113,13 +116,20 @@ class IsolatedReader:
         """``n`` bytes from the child, waiting at most what is left of the time budget."""
         while len(self._buf) < n:
             budget = self._limits.reader_timeout_seconds - self._waited
+            # Waited in slices, each counted at most for its own length (and a little scheduling slack): a node
+            # frozen while it waits (SIGSTOP, a VM paused, a laptop lid) comes back with the whole freeze on the
+            # clock, and a sound file failed "took longer than" at once. Time the process did not run is no
+            # time the reader took.
+            wait = min(max(budget, 0.0), self.WAIT_SLICE)
             started = time.monotonic()
             # poll, not select: select refuses descriptors from 1024 on, which a serve with many connections
             # (and a raised descriptor limit) hands out, and every spreadsheet and XML file failed then.
             poller = select.poll()
             poller.register(self._fd, select.POLLIN)
-            ready = poller.poll(max(budget, 0.0) * 1000)
-            self._waited += time.monotonic() - started
+            ready = poller.poll(wait * 1000)
+            self._waited += min(time.monotonic() - started, wait + self.WAIT_SLACK)
+            if not ready and self._waited < self._limits.reader_timeout_seconds:
+                continue
             if not ready:
                 self.close()
                 raise InputError(f"reading the {self._kind} took longer than "

@@ -45,6 +45,7 @@ from watchdog.events import (DirDeletedEvent, FileClosedEvent, FileCreatedEvent,
 from watchdog.observers.api import ObservedWatch
 
 from gateway.entrypoints.observed import ObservedFolder
+from gateway.episodes import Episodes
 from gateway.services.ack import sibling
 from gateway.services.file_writers import has_writer
 from gateway.services.inbox import is_candidate, name_problem, shown
@@ -112,7 +113,7 @@ class InboxWatcher(ObservedFolder):
         self._seen: dict[Path, _Entry] = {}
         self._watches: dict[str, tuple[ObservedWatch, tuple[int, int]]] = {}  # client id -> watch, folder's inode
         self._lost: set[str] = set()  # clients whose folder was deleted under its watch
-        self._trouble: dict[str, tuple[str, float]] = {}  # client id -> problem logged, since (monotonic)
+        self._trouble = Episodes()  # client id -> the problems with its upload folder logged, since when
         super().__init__()
 
     def start(self) -> None:
@@ -128,7 +129,7 @@ class InboxWatcher(ObservedFolder):
     def folders_changed(self) -> bool:
         """True when an upload folder is unusable, lost its watch or is not the folder watched (renamed away and
         another put in its place): then a sweep should look now. One ``stat`` per client."""
-        if self._trouble or self._lost:
+        if self._trouble.troubled() or self._lost:
             return True
         for client_id, folder in self.upload_dirs.items():
             current = self._watches.get(client_id)
@@ -177,19 +178,17 @@ class InboxWatcher(ObservedFolder):
                                             event_filter=_EVENTS)
             self._watches[client_id] = (watch, inode)
         entries = list(folder.iterdir())  # after the watch: what arrives meanwhile is seen either way
-        problem = self._trouble.pop(client_id, None)
-        if problem is not None:
+        lasted = self._trouble.ok(client_id)
+        if lasted is not None:
             log.info("watcher.folder_back client=%s folder=%s seconds=%.1f: watching it again", client_id, folder,
-                     time.monotonic() - problem[1])
+                     lasted)
         return entries
 
     def _unusable(self, client_id: str, folder: Path, exc: OSError) -> None:
         """Log an unusable upload folder once per problem (not at every look)."""
         problem = f"{type(exc).__name__}: {exc.strerror or exc}"
-        before = self._trouble.get(client_id)
-        if before is not None and before[0] == problem:
+        if not self._trouble.failed(client_id, problem):
             return
-        self._trouble[client_id] = (problem, before[1] if before else time.monotonic())
         log.warning("watcher.folder_unusable client=%s folder=%s error=%s: no files of this client are taken from "
                     "it until it is back; the other clients go on", client_id, folder, problem)
 

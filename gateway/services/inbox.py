@@ -24,6 +24,7 @@ from pathlib import Path
 
 from gateway.bootstrap import App
 from gateway.domain.findings import Finding
+from gateway.episodes import Episodes
 from gateway.errors import ConfigError, InputError
 from gateway.faults import describe
 from gateway.services.ack import AckWriter, private_temp_name, remove_stale_temps, safe_cell, sibling
@@ -432,7 +433,7 @@ ARCHIVE_INDEX = "received.csv"
 ARCHIVE_LIMIT = 1000
 
 
-_archive_trouble: dict[str, str] = {}  # client id -> why its archive index could not be written, logged once
+_archive_trouble = Episodes()  # client id -> why its archive index could not be written, logged once
 
 
 ARCHIVE_EVERY_SECONDS = 1.0  # the archive index of a client is rewritten at most this often
@@ -495,12 +496,11 @@ def _write_archive_logged(app: App, client_id: str) -> None:
         write_archive_index(app, client_id)
     except OSError as exc:
         problem = f"{type(exc).__name__}: {exc.strerror or exc}"
-        if _archive_trouble.get(client_id) != problem:
-            _archive_trouble[client_id] = problem
+        if _archive_trouble.failed(client_id, problem):
             log.warning("inbox.archive_unusable client=%s error=%s: archive/%s is not updated until it can be",
                         client_id, problem, ARCHIVE_INDEX)
         return
-    if _archive_trouble.pop(client_id, None) is not None:
+    if _archive_trouble.ok(client_id) is not None:
         log.info("inbox.archive_back client=%s", client_id)
 
 

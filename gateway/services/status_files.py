@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import logging
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from sqlalchemy import RowMapping
 
 from gateway.bootstrap import App
 from gateway.domain.model import from_minor
+from gateway.episodes import Episodes
 from gateway.errors import ConfigError
 from gateway.domain.sandbox import is_sandbox_client
 from gateway.services.ack import SANDBOX_NOTE, private_temp_name, remove_stale_temps, safe_cell
@@ -36,8 +36,7 @@ COLUMNS = ("event_id", "claim_id", "reference", "changed_at", "from_state", "sta
            "open_amount", "currency", "file_number")
 CHECK_RECENT = 20  # planned files checked for existence on each run
 log = logging.getLogger(__name__)
-_trouble: dict[str, str] = {}  # client id -> the problem with its status folder, logged once
-_trouble_lock = threading.Lock()
+_trouble = Episodes()  # client id -> the problem with its status folder, logged once
 
 
 def status_dir(app: App, client_id: str) -> Path:
@@ -83,13 +82,10 @@ def _folder_usable(app: App, client_id: str) -> bool:
         problem = None
     except OSError as exc:
         problem = f"{type(exc).__name__}: {exc.strerror or exc}"
-    with _trouble_lock:
-        before = _trouble.pop(client_id, None) if problem is None else _trouble.get(client_id)
-        if problem is not None:
-            _trouble[client_id] = problem
-    if problem is None and before is not None:
-        log.info("status.folder_back client=%s folder=%s", client_id, folder)
-    elif problem is not None and problem != before:
+    if problem is None:
+        if _trouble.ok(client_id) is not None:
+            log.info("status.folder_back client=%s folder=%s", client_id, folder)
+    elif _trouble.failed(client_id, problem):
         log.warning("status.folder_unusable client=%s folder=%s error=%s: no status files for this client until it "
                     "is back (nothing is lost: the next file holds every change since the last one)", client_id,
                     folder, problem)

@@ -23,6 +23,7 @@ from typing import Any
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from gateway.entrypoints.connection_limits import ConnectionLimits
+from gateway.episodes import Episodes
 
 log = logging.getLogger("gateway.web")
 _ACCEPT_PAUSE = 0.1  # after an accept error (no descriptor left): a moment, not a busy loop
@@ -105,19 +106,18 @@ class Listener:
     async def serve(self) -> None:
         """Accept until cancelled."""
         loop = asyncio.get_running_loop()
-        failing = False
+        trouble = Episodes()
         while True:
             try:
                 conn, addr = await loop.sock_accept(self.sock)
             except OSError as exc:
-                if not failing and exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM) and trouble.failed(
+                        "accept", exc.strerror or type(exc).__name__):
                     log.warning("web.accept_failed error=%s", exc.strerror)  # once, not ten lines a second
-                    failing = True
                 await asyncio.sleep(_ACCEPT_PAUSE)
                 continue
-            if failing:
+            if trouble.ok("accept") is not None:
                 log.info("web.accept_back")
-                failing = False
             peer = str(addr[0]) if isinstance(addr, tuple) else "-"
             if not self.limits.admit(peer):
                 conn.close()

@@ -243,3 +243,36 @@ def test_a_broken_database_met_by_one_file_ends_the_gateway_and_the_file_is_not_
     assert dropped.exists() and not list((app.config.inbox_dir / "demo").glob("ack/*"))
     assert not (app.config.inbox_dir / "demo" / "failed").exists()
     assert len([r for r in caplog.records if "supervisor.database_broken" in r.getMessage()]) == 1
+
+
+@pytest.mark.skipif(not PG_URL, reason="GATEWAY_TEST_PG_URL not set: a PostgreSQL that refuses a login")
+def test_a_start_up_step_whose_login_is_refused_ends_the_start_instead_of_waiting(app: App) -> None:
+    """After the schema check, serve's start-up steps (leases taken back, uploads recovered) wait for a database
+    that is away; one whose login is refused (the password changed in between) ended up waiting for ever too."""
+    from gateway.entrypoints.serve import _Parts, _StoppedWhileStarting
+    from gateway.errors import GatewayError
+
+    assert PG_URL
+    refused = _failure(make_url(PG_URL).set(username="gw_no_such_role", password=PLANTED)
+                       .render_as_string(hide_password=False))
+    calls = 0
+
+    async def main() -> BaseException:
+        stop = asyncio.Event()
+        parts = _Parts(app, Supervisor(stop, backoff_base=0.001, backoff_max=0.005))
+
+        def step() -> None:
+            nonlocal calls
+            calls += 1
+            if calls >= 3:
+                stop.set()  # what a waiting start-up would need to end at all
+            raise refused
+        try:
+            await parts._with_database("release_leases", step)
+        except (GatewayError, _StoppedWhileStarting) as exc:
+            return exc
+        raise AssertionError("the step returned")
+
+    ended = asyncio.run(main())
+    assert isinstance(ended, GatewayError) and calls == 1, repr(ended)
+    assert 'role "gw_no_such_role" does not exist' in str(ended) and PLANTED not in str(ended)

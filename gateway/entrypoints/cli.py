@@ -96,12 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--limit", type=int, default=100)
     q.add_argument("--offset", type=int, default=0)
     q.add_argument("--json", action="store_true")
-    retry = ob.add_parser("retry", help="deliver a dead-lettered or waiting row again, or every dead row (--dead)")
+    retry = ob.add_parser("retry", help="deliver a dead-lettered or waiting row again, or every dead row (--dead), "
+                                        "or try every waiting row of a partner now (--waiting)")
     retry.add_argument("id", type=int, nargs="?")
     retry.add_argument("--dead", action="store_true",
                        help="every dead-lettered row (of --partner only, if given): after an outage or a fix of "
                             "credentials or certificates, instead of one command per row")
-    retry.add_argument("--partner", help="with --dead: only this partner's rows")
+    retry.add_argument("--waiting", action="store_true",
+                       help="every row of --partner waiting for a later try (its backoff, or the partner's "
+                            "Retry-After) is due now: the partner is back sooner than it said")
+    retry.add_argument("--partner", help="with --dead: only this partner's rows; with --waiting: the partner")
     retry.add_argument("--force", action="store_true",
                        help="also break a lease: the row is taken now, whoever holds it (a node that is gone)")
     ob.add_parser("drain", help="deliver everything due now, then exit")

@@ -23,7 +23,7 @@ from gateway.entrypoints.output import money, print_fields, print_json, print_ta
 from gateway.errors import GatewayError
 from gateway.faults import database_refused, describe, is_transient
 from gateway.services.ack import AckTargetError, ack_target
-from gateway.services.dispatch import Dispatcher, retry_all_dead, retry_dead
+from gateway.services.dispatch import Dispatcher, release_waiting_rows, retry_all_dead, retry_dead
 from gateway.entrypoints.progress import RowProgress
 from gateway.services.ingest import IngestResult, ingest_file
 from gateway.services.ingest_run import PROGRESS
@@ -360,14 +360,21 @@ def outbox_list(app: App, args: argparse.Namespace) -> int:
 
 def outbox_retry(app: App, args: argparse.Namespace) -> int:
     dead, partner, force = getattr(args, "dead", False), getattr(args, "partner", None), getattr(args, "force", False)
-    wrong = ("--dead takes no row id and no --force (it retries dead rows only)" if dead and (args.id is not None
-                                                                                             or force)
+    waiting = getattr(args, "waiting", False)
+    wrong = (("--waiting goes with --partner P alone (no row id, --dead or --force)"
+              if not partner or dead or force or args.id is not None else None) if waiting
+             else "--dead takes no row id and no --force (it retries dead rows only)" if dead and (args.id is not None
+                                                                                                  or force)
              else "a row id is needed, or --dead for every dead-lettered row" if not dead and args.id is None
-             else "--partner goes with --dead (a row id names its partner already)" if not dead and partner
-             else None)
+             else "--partner goes with --dead or --waiting (a row id names its partner already)"
+             if not dead and partner else None)
     if wrong:
         print(f"gateway outbox retry: error: {wrong}", file=sys.stderr)
         return 2
+    if waiting:
+        assert partner is not None  # checked above
+        print(f"{release_waiting_rows(app, partner)} waiting outbox row(s) of partner {partner} are due now")
+        return 0
     if dead:
         rows, claims = retry_all_dead(app, partner_id=partner)
         print(f"{rows} dead outbox row(s){f' of partner {partner}' if partner else ''} will be delivered again "

@@ -597,6 +597,13 @@ def retry_all_dead(app: App, partner_id: str | None = None) -> tuple[int, int]:
     return len(ids), claims
 
 
+def release_waiting_rows(app: App, partner_id: str) -> int:
+    """Operator: every row of the partner waiting for a later try (its backoff, or the partner's ``Retry-After`` hold)
+    becomes due now, for when the partner is known to be back before the wait is over. Returns how many."""
+    with write_tx(app.engine) as conn:
+        return outbox_store.due_now(conn, partner_id, now=app.now())
+
+
 def retry_dead(app: App, outbox_id: int) -> int:
     """Operator: deliver a dead-lettered row again; its failed claims go back to queued. Returns their count."""
     with write_tx(app.engine) as conn:

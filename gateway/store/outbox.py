@@ -19,9 +19,9 @@ from gateway.errors import NotFound
 from gateway.store.schema import outbox
 from gateway.store.sql import dumps, loads, utcnow
 
-__all__ = ["OutboxItem", "backoff", "complete", "dead_ids", "defer", "enqueue", "enqueue_dead", "fail", "get",
-           "hold_partner", "lease", "listing", "loads", "open_count", "release_waiting", "replace_payload", "retry",
-           "settle_late"]
+__all__ = ["OutboxItem", "backoff", "complete", "dead_ids", "defer", "due_now", "enqueue", "enqueue_dead", "fail",
+           "get", "hold_partner", "lease", "listing", "loads", "open_count", "release_waiting", "replace_payload",
+           "retry", "settle_late"]
 
 
 class OutboxItem(msgspec.Struct, kw_only=True):
@@ -207,6 +207,16 @@ def hold_partner(conn: Connection, partner_id: str, until: datetime, why: str) -
         due_sooner = due_sooner.with_for_update(skip_locked=True)
     res = conn.execute(update(outbox).where(outbox.c.id.in_(due_sooner))
                        .values(available_at=until, last_error=func.coalesce(outbox.c.last_error, why[:4000])))
+    return int(res.rowcount or 0)
+
+
+def due_now(conn: Connection, partner_id: str, now: datetime | None = None) -> int:
+    """Operator: every pending row of the partner that waits for a later try is due now: a backoff, the partner's
+    ``Retry-After`` hold, a request waiting for its claim's receipt (which, not received yet, waits again). Attempts
+    and the retry window go on as they were. Returns the rows made due."""
+    now = now or utcnow()
+    res = conn.execute(update(outbox).where(outbox.c.partner_id == partner_id, outbox.c.status == "pending",
+                                            outbox.c.available_at > now).values(available_at=now))
     return int(res.rowcount or 0)
 
 

@@ -101,3 +101,33 @@ def test_holding_skips_a_row_another_transaction_has_locked(tmp_path: Path, db_u
                     assert outbox_store.hold_partner(conn, "sim-agency", until, "waiting: test") == 1
                     held = {r["id"]: r["available_at"] for r in outbox_store.listing(conn)}
             assert held[first] == until and held[second] < until
+
+
+def test_the_operator_lifts_a_partners_whole_hold_with_one_command(
+        tmp_path: Path, db_url: str, keys_template: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    """The partner is back before the day it asked for is over: ``outbox retry --waiting --partner P`` makes every row
+    it holds due now, rather than one ``outbox retry ID`` per row."""
+    from gateway.entrypoints import cli
+
+    def back_but_failing(req: Request, conn: Conn) -> None:  # after its 429, an error that asks for no wait
+        if len(server.requests) == 1:
+            _rate_limited(req, conn)
+        else:
+            conn.answer(500, b'{"code": "INTERNAL"}')
+    server = HostileServer(back_but_failing)
+    with server:
+        with gateway_for(_HostilePartner(tmp_path, server.url), tmp_path, db_url, keys_template) as app:
+            ingest_file(app, DEMO, "demo")
+            ingest_file(app, _two_batches(tmp_path), "demo")
+            worker = Dispatcher(app, owner="serve")
+            assert worker.run_once() and not worker.run_once()
+            config = str(app.config.source)
+            assert cli.main(["--config", config, "outbox", "retry", "--waiting", "--partner", "sim-agency"]) == 0
+            assert "2 waiting outbox row(s) of partner sim-agency are due now" in capsys.readouterr().out
+            app.now.advance(30)  # type: ignore[attr-defined]  # the CLI's clock is the real one, a moment later
+            assert worker.run_once() and worker.run_once()  # both rows, long before the partner's 120 s
+            worker.close()
+            with read_tx(app.engine) as conn:
+                assert sorted(r["attempts"] for r in outbox_store.listing(conn)) == [1, 2]
+            assert cli.main(["--config", config, "outbox", "retry", "--waiting"]) == 2
+            assert "--waiting goes with --partner P alone" in capsys.readouterr().err

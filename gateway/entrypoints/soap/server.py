@@ -108,8 +108,9 @@ class SoapServer:
 
     def stop(self) -> None:
         """Stop accepting, finish running requests, join the thread."""
-        self._server.stop()
+        # First: a request still waiting for a slot is closed, and none is handed to workers that are stopping
         self.room.close()
+        self._server.stop()
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None

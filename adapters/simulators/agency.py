@@ -51,6 +51,10 @@ class Faults:
         self.outage: Fault | None = None
         self.hang_seconds = 2.0
         self.delay_seconds = 0.0  # every request takes at least this long (a slow partner)
+        # Set: every request waits until it is set (a partner that answers when a test says so; unlike a delay,
+        # no machine is ever too slow for the rest of the test to happen meanwhile). Bounded by hold_seconds.
+        self.hold: threading.Event | None = None
+        self.hold_seconds = 120.0
 
     def fail_next(self, fault: Fault, times: int = 1) -> None:
         with self._lock:

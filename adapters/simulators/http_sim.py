@@ -56,6 +56,8 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b""
         if agency.faults.delay_seconds:
             time.sleep(agency.faults.delay_seconds)
+        if agency.faults.hold is not None:
+            agency.faults.hold.wait(agency.faults.hold_seconds)
         if fault is Fault.TIMEOUT:
             time.sleep(agency.faults.hang_seconds)
             return self._drop()

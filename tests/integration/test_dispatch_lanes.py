@@ -1,7 +1,8 @@
 """Partners side by side (``dispatch.Lanes``, what `serve` runs): a partner that takes long to answer holds up
 no other partner's deliveries, one row at a time per partner, and a step never waits on a slow partner.
 
-Real parts: the HTTP agency simulator made slow (every request takes seconds) and a directory partner."""
+Real parts: the HTTP agency simulator made slow (every request is held until the test lets it go, or takes
+seconds) and a directory partner."""
 
 from __future__ import annotations
 
@@ -55,6 +56,9 @@ def two_partners(tmp_path: Path, db_url: str) -> Iterator[tuple[App, Agency]]:
 
 def test_a_slow_partner_holds_up_no_other_partner(two_partners: tuple[App, Agency], tmp_path: Path) -> None:
     app, agency = two_partners
+    # Held until the quick partner is done, not just slow: on a loaded machine the quick partner's three batches
+    # took longer than the slow partner's delay, and the test failed although nothing waited for anything.
+    agency.faults.delay_seconds, agency.faults.hold = 0.0, threading.Event()
     # the slow partner's work is queued first: with one delivery at a time for all partners it would go first
     assert ingest_file(app, client_csv(tmp_path / "shop.csv", 30, "SHOP"), "shop").accepted == 30
     assert ingest_file(app, client_csv(tmp_path / "demo.csv", 90, "DEMO"), "demo").accepted == 90
@@ -68,6 +72,7 @@ def test_a_slow_partner_holds_up_no_other_partner(two_partners: tuple[App, Agenc
         shop = claims_by_state(app, "shop")
         assert list(shop) == [State.DELIVERING], "the quick partner's batches waited for the slow one's answer"
         assert lanes.in_flight() == 1  # the slow partner's batch
+        agency.faults.hold.set()
 
         deadline = time.monotonic() + 60
         while len(claims_by_state(app, "shop").get(State.HANDED_OVER, [])) < 30:
@@ -76,6 +81,7 @@ def test_a_slow_partner_holds_up_no_other_partner(two_partners: tuple[App, Agenc
         assert len(agency.cases) == 30 and not agency.duplicates()
         assert lanes.wait(5.0) and lanes.in_flight() == 0
     finally:
+        agency.faults.hold.set()
         lanes.wait(30.0)
         lanes.close()
 

@@ -13,7 +13,7 @@ by the first worker that sees it, before its handshake. And since a worker waits
 way, one address has at most ``soap.max_body_waits_per_address`` (and half the workers) requests whose body is
 still coming in workers at once; a request holds that slot until its body is in, not while it is processed. A
 further one waits for its body in the selector too (up to ``PRE_READ`` bytes), or, with a larger body, for a
-slot of its address outside the selector (``WaitingRoom``), within the header's deadline; it is then served,
+slot of its address outside the selector (``waiting_room.py``), within the header's deadline; it is then served,
 or answered ``Server.Busy`` (503, Retry-After), its body unread. Requests whose body is in with the header are
 not counted. Before, four connections sending a body a byte at a time took all four workers of a server for
 minutes, the TLS handshakes of everyone else included.
@@ -32,15 +32,17 @@ import math
 import re
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cheroot.server import HTTPConnection
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from gateway.entrypoints.connection_limits import ConnectionLimits
+
+if TYPE_CHECKING:
+    from gateway.entrypoints.soap.waiting_room import WaitingRoom
 
 ENV_CONNECTION = "gateway.connection"  # the GuardedConnection in the WSGI environ (to drop an unread body)
 MAX_HEADER = 64 * 1024
@@ -346,78 +348,6 @@ class GuardedConnection(HTTPConnection):
         self._handshaken = True
         self.ssl_env = self.server.ssl_adapter.get_environ(sock)
         return True
-
-
-class WaitingRoom:
-    """Requests waiting for one of their address's body-wait slots, outside cheroot's selector.
-
-    Such a request has its header in and a body over ``PRE_READ`` (or chunked) still to come, while its address
-    already has its share of workers waiting on bodies. In the selector it would be handed to a worker at every
-    turn (its body is readable) or never (the client waits for 100 Continue); here it goes to a worker when a slot
-    of its address frees, or at its header's deadline (then ``Server.Busy``). At most the connections an address
-    may open wait here (``connection_limits``), each holding its header only.
-    """
-
-    def __init__(self, dispatch: Callable[[GuardedConnection], None], limits: ConnectionLimits,
-                 interval: float = 0.5) -> None:
-        self._dispatch, self._limits, self._interval = dispatch, limits, interval
-        self._waiting: dict[str, list[GuardedConnection]] = {}
-        self._lock = threading.Lock()
-        self._stopped = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        """Start the thread that hands over requests whose deadline passed."""
-        self._stopped.clear()
-        self._thread = threading.Thread(target=self._sweep, name="soap-waiting-room", daemon=True)
-        self._thread.start()
-
-    def park(self, conn: GuardedConnection) -> None:
-        """Keep ``conn`` until a slot of its address frees (checked once more here: one may have freed meanwhile)."""
-        conn.parked = False
-        peer = conn._peer or ""
-        with self._lock:
-            if self._stopped.is_set():
-                conn.close()
-                return
-            self._waiting.setdefault(peer, []).append(conn)
-        if self._limits.has_room(peer):
-            self.wake(peer)
-
-    def wake(self, peer: str) -> None:
-        """A slot of ``peer`` freed: its longest waiting request goes to a worker (which tries to take the slot)."""
-        with self._lock:
-            queue = self._waiting.get(peer)
-            if not queue:
-                return
-            conn = queue.pop(0)
-            if not queue:
-                del self._waiting[peer]
-        self._dispatch(conn)
-
-    def close(self) -> None:
-        """Stop the thread and close the connections still waiting (the server is stopping)."""
-        self._stopped.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-        with self._lock:
-            left = [conn for queue in self._waiting.values() for conn in queue]
-            self._waiting.clear()
-        for conn in left:
-            conn.close()
-
-    def _sweep(self) -> None:
-        while not self._stopped.wait(self._interval):
-            now = time.monotonic()
-            with self._lock:
-                late = [conn for queue in self._waiting.values() for conn in queue if conn.deadline <= now]
-                for peer in list(self._waiting):
-                    self._waiting[peer] = [conn for conn in self._waiting[peer] if conn.deadline > now]
-                    if not self._waiting[peer]:
-                        del self._waiting[peer]
-            for conn in late:  # the worker answers Server.Busy
-                self._dispatch(conn)
 
 
 def connection_class(header: float, read: float, request: float, limits: ConnectionLimits | None = None,

@@ -19,8 +19,8 @@ from cheroot.wsgi import Server
 from gateway.bootstrap import App
 from gateway.entrypoints.connection_limits import ConnectionLimits
 from gateway.entrypoints.soap.app import PATH, build_wsgi
-from gateway.entrypoints.soap.connection import (MAX_HEADER, DeferredHandshakeAdapter, GuardedConnection, WaitingRoom,
-                                                  connection_class)
+from gateway.entrypoints.soap.connection import MAX_HEADER, DeferredHandshakeAdapter, GuardedConnection, connection_class
+from gateway.entrypoints.soap.waiting_room import WaitingRoom
 from gateway.entrypoints.soap.gate import default_public_url
 from gateway.entrypoints.soap.credit_service import CreditService
 from gateway.entrypoints.soap.service import GatewayService

@@ -3,8 +3,11 @@
 Each check does the least that proves delivery could work, with the adapter's own settings: the
 directory adapter's folder is writable (a probe file written and removed), SFTP connects, logs in with
 the pinned host key and lists the upload folder (the adapter's own session code), HTTP answers a GET of
-``health_url`` (option) or the base URL with a status below 500, SOAP serves its WSDL, SMTP greets.
-The partner's certificate is read too: a batch cannot be encrypted to a missing or expired one.
+``health_url`` (option) or the base URL with a status below 500, SOAP serves its WSDL, SMTP greets (and, with
+``starttls``, shows a certificate that verifies). TLS is checked as a delivery checks it: against the partner's
+``ca_file`` or the adapter's default store (``adapters/tls.py``), so a partner with a private CA is not reported
+broken by the check alone. The partner's certificate is read too: a batch cannot be encrypted to a missing or
+expired one.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from datetime import datetime, timezone
 from collections.abc import Mapping
 from typing import Any
 
+import ssl
+from collections.abc import Callable
+
 import httpx
 from cryptography import x509
 
@@ -27,6 +33,7 @@ from adapters.mail import EmailAdapter
 from adapters.rest import HttpAdapter
 from adapters.sftp import SftpAdapter
 from adapters.soap import SoapAdapter
+from adapters.tls import certificate_failure, certificate_text, client_context
 from gateway.bootstrap import App
 from gateway.errors import ConfigError, DeliveryError, NotFound
 from gateway.services.dispatch import open_adapter
@@ -78,29 +85,41 @@ def _probe(adapter: Any, options: dict[str, Any]) -> str:
         return f"sftp {adapter.username}@{adapter.host}:{adapter.port} logged in, {adapter.upload_dir} lists {n} entries"
     if isinstance(adapter, HttpAdapter):
         url = str(options.get("health_url") or adapter.client.base_url)
-        return _get(url, "http", adapter.exchange.timeout, adapter.exchange.headers)
+        return _get(url, "http", adapter.exchange.timeout, adapter.exchange.headers, adapter.exchange.ca_file,
+                    adapter.exchange.default_tls)
     if isinstance(adapter, SoapAdapter):
         if not adapter.wsdl.lower().startswith(("http://", "https://")):  # a WSDL kept as a local file
             return f"wsdl {adapter.wsdl} is a local file; the endpoint it names is asked at the first call"
-        return _get(adapter.wsdl, "wsdl", adapter.timeout, {})
+        return _get(adapter.wsdl, "wsdl", adapter.timeout, {}, adapter.exchange.ca_file, adapter.exchange.default_tls)
     if isinstance(adapter, EmailAdapter):
+        where = f"smtp {adapter.host}:{adapter.port}"
         try:
             with smtplib.SMTP(adapter.host, adapter.port, timeout=adapter.timeout) as smtp:
+                if adapter.starttls:  # the certificate a delivery would be shown, checked as a delivery checks it
+                    smtp.starttls(context=client_context(where, adapter.ca_file))
                 code, _ = smtp.noop()
         except (OSError, smtplib.SMTPException) as exc:
-            raise DeliveryError(f"smtp {adapter.host}:{adapter.port}: {type(exc).__name__}: {exc}",
-                                retryable=True) from exc
-        return f"smtp {adapter.host}:{adapter.port} answers ({code})"
+            failure = certificate_failure(exc)
+            if failure is not None:
+                raise DeliveryError(f"{where}: {certificate_text(failure)}", retryable=False) from None
+            raise DeliveryError(f"{where}: {type(exc).__name__}: {exc}", retryable=True) from exc
+        return f"{where} answers ({code})" + (", its STARTTLS certificate verified" if adapter.starttls else "")
     return "no connectivity check for this adapter; the adapter was built from its options"
 
 
-def _get(url: str, what: str, timeout: float, headers: Mapping[str, str]) -> str:
+def _get(url: str, what: str, timeout: float, headers: Mapping[str, str], ca_file: str | None = None,
+         default_tls: Callable[[], ssl.SSLContext] = httpx.create_ssl_context) -> str:
     """One GET bounded in time and size, as deliveries are (``adapters/http_exchange.py``): a partner that drips
-    its answer or sends gigabytes must not hang or swell the operator's check."""
-    exchange = Exchange("", headers, timeout=timeout, deadline=CHECK_DEADLINE, max_bytes=CHECK_MAX_BYTES)
+    its answer or sends gigabytes must not hang or swell the operator's check. Its TLS trusts what the adapter's
+    deliveries trust (``ca_file``, else the adapter's default store)."""
+    exchange = Exchange("", headers, timeout=timeout, deadline=CHECK_DEADLINE, max_bytes=CHECK_MAX_BYTES,
+                        ca_file=ca_file, default_tls=default_tls, where=f"{what} GET {url}")
     try:
         r = exchange.request("GET", url)
     except httpx.HTTPError as exc:
+        failure = certificate_failure(exc)
+        if failure is not None:
+            raise DeliveryError(f"{what} GET {url}: {certificate_text(failure)}", retryable=False) from None
         raise DeliveryError(f"{what} GET {url}: {type(exc).__name__}: {exc}", retryable=True) from exc
     except TimeoutError:
         raise DeliveryError(f"{what} GET {url}: no whole answer within {CHECK_DEADLINE:g} s", retryable=True) from None

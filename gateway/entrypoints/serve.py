@@ -36,7 +36,7 @@ from gateway.errors import Interrupted
 from gateway.entrypoints.commands import refused_at_start
 from gateway.faults import database_refused, is_transient
 from gateway.services.dispatch import Dispatcher, Lanes
-from gateway.services.inbox import UploadBook, flush_archive_indexes, resume_unfinished
+from gateway.services.inbox import UploadBook, flush_archive_indexes, refresh_archive_indexes, resume_unfinished
 from gateway.services.node import NodeLock, release_own_leases, resolve_node_id
 
 log = logging.getLogger("gateway.serve")
@@ -171,6 +171,7 @@ class _Parts:
         self.config_watch: ConfigWatcher | None = None
         self.health = HealthServer(app, sup, self._listener_problems)
         self.start_abandoned: list[str] = []  # start-up steps still waiting on the database when a stop came
+        self.archives_refreshed = False  # archive indexes a kill left behind are rewritten at the first resume step
 
     async def start(self) -> None:
         app, cfg, sup = self.app, self.app.config, self.sup
@@ -290,6 +291,11 @@ class _Parts:
         return False
 
     async def _resume_step(self) -> bool:
+        if not self.archives_refreshed:
+            rewritten = await asyncio.to_thread(refresh_archive_indexes, self.app)
+            self.archives_refreshed = True
+            if rewritten:
+                log.info("serve.archive_indexes_refreshed clients=%d", len(rewritten))
         try:
             results = await asyncio.to_thread(resume_unfinished, self.app)
         except Interrupted:

@@ -22,6 +22,8 @@ import threading
 import time
 from pathlib import Path
 
+from sqlalchemy import RowMapping
+
 from gateway.bootstrap import App
 from gateway.domain.findings import Finding
 from gateway.episodes import Episodes
@@ -159,6 +161,7 @@ def resume_unfinished(app: App) -> list[IngestResult]:
                 attempt = sub_store.count_resume(conn, sub["id"])
             if attempt > MAX_RESUMES:
                 results.append(give_up_resume(app, current, attempt - 1))
+                _resumed_into_archive(app, sub)
                 continue
             log.warning("ingest.resume submission=%s file=%s attempt=%d", sub["reference"], sub["filename"], attempt)
             with tempfile.TemporaryDirectory(prefix="gateway-resume-") as tmp:
@@ -168,6 +171,7 @@ def resume_unfinished(app: App) -> list[IngestResult]:
                         fh.write(chunk)
                 try:
                     results.append(resume(app, current, path))
+                    _resumed_into_archive(app, sub)
                 except LeaseLost as exc:
                     # this node stood still past the lease (frozen, paused): the node that took the client over
                     # finishes the submission; nothing of this resume committed after that
@@ -177,6 +181,35 @@ def resume_unfinished(app: App) -> list[IngestResult]:
                     uncount_unless_the_files_fault(app, sub["id"], exc)
                     raise
     return results
+
+
+def _resumed_into_archive(app: App, sub: RowMapping) -> None:
+    """A file's submission finished by a resume is listed with its outcome in the client's archive index (it said
+    ``processing`` until the client's next file)."""
+    if sub["channel"] in INBOX_CHANNELS:
+        update_archive_index(app, str(sub["client_id"]))
+
+
+def refresh_archive_indexes(app: App) -> list[str]:
+    """At start: rewrite each archive index older than its client's latest submission (received or finished). A
+    node killed in the second between a file's ack and the index's write (``update_archive_index`` waits up to
+    ``ARCHIVE_EVERY_SECONDS``) left the file out of the listing until the client's next file. Returns the clients
+    whose index was rewritten."""
+    with read_tx(app.engine) as conn:
+        latest = sub_store.latest_activity(conn, INBOX_CHANNELS)
+    done: list[str] = []
+    for client_id, when in latest.items():
+        index = app.config.inbox_dir / client_id / "archive" / ARCHIVE_INDEX
+        try:
+            written = index.stat().st_mtime
+        except FileNotFoundError:
+            written = float("-inf")
+        except OSError:
+            continue  # an unusable folder: the next file's write says so
+        if when.timestamp() > written:
+            _write_archive_logged(app, client_id)
+            done.append(client_id)
+    return done
 
 
 class UploadBusy(Exception):
@@ -430,6 +463,7 @@ def _file_ack(app: App, client_id: str, name: str, outcome: str, finding: Findin
 
 
 ARCHIVE_INDEX = "received.csv"
+INBOX_CHANNELS = ("sftp", "watch")  # submissions of files in the inbox: listed in the client's archive index
 ARCHIVE_LIMIT = 1000
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import msgspec
@@ -150,6 +150,25 @@ def uncount_resume(conn: Connection, submission_id: int) -> None:
     """Take back one counted resume: it was ended by a clean stop, not by the file."""
     conn.execute(update(submissions).where(submissions.c.id == submission_id, submissions.c.resume_attempts > 0)
                  .values(resume_attempts=submissions.c.resume_attempts - 1))
+
+
+def latest_activity(conn: Connection, channels: Sequence[str]) -> dict[str, datetime]:
+    """Client id -> when its latest submission over ``channels`` was received or finished, whichever is later."""
+    q = (select(submissions.c.client_id, func.max(submissions.c.received_at), func.max(submissions.c.completed_at))
+         .where(submissions.c.channel.in_(list(channels))).group_by(submissions.c.client_id))
+    out: dict[str, datetime] = {}
+    for client_id, received, completed in conn.execute(q):
+        times = [_aware(t) for t in (received, completed) if t is not None]
+        if times:
+            out[str(client_id)] = max(times)
+    return out
+
+
+def _aware(value: datetime | str) -> datetime:
+    # max() over UTCDateTime columns comes back as the driver gives it: naive text on SQLite, aware on PostgreSQL
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
 
 
 def unfinished(conn: Connection) -> list[RowMapping]:

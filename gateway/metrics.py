@@ -97,8 +97,10 @@ class BacklogCollector:
     """
 
     def __init__(self, backlog: Callable[[], Backlog | None], tasks: Callable[[], dict[str, float]],
-                 ready: Callable[[], bool], deliveries: Callable[[], dict[str, float]] = dict) -> None:
+                 ready: Callable[[], bool], deliveries: Callable[[], dict[str, float]] = dict,
+                 clock_skew: Callable[[], float | None] = lambda: None) -> None:
         self.backlog, self.tasks, self.ready, self.deliveries = backlog, tasks, ready, deliveries
+        self.clock_skew = clock_skew
 
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily("gateway_ready", "1 when /readyz answers 200", value=1 if self.ready() else 0)
@@ -112,6 +114,10 @@ class BacklogCollector:
         # tasks' gauge would call a merely slow partner a hang).
         yield _family("gateway_delivery_in_flight_seconds", "Seconds the partner's outbox row in flight on this node "
                       "has been worked on", ["partner"], {(p,): v for p, v in self.deliveries().items()})
+        skew = self.clock_skew()
+        if skew is not None:  # several nodes (PostgreSQL): their leases compare clocks (services/clock.py)
+            yield GaugeMetricFamily("gateway_clock_skew_seconds", "This node's clock minus the database server's, "
+                                    "measured once a minute", value=skew)
         b = self.backlog()
         if b is None:
             return

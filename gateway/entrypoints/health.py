@@ -52,6 +52,7 @@ class HealthServer:
         # Work handed to threads of its own (a partner's delivery): partner -> seconds in flight; stale past
         # ``stuck_seconds`` (the task that started it goes on stepping, so its own age says nothing of it).
         self.in_flight: Callable[[], dict[str, float]] = dict
+        self.clock_skew: Callable[[], float | None] = lambda: None  # this clock minus the database's
         self.stuck_seconds = float("inf")
         self.server: asyncio.Server | None = None
         self.limits = ConnectionLimits("health", self.cfg.max_connections_per_address, self.cfg.max_connections)
@@ -113,7 +114,8 @@ class HealthServer:
         tasks = {n: now - self.sup.health[n].last_step for n in {t.get_name() for t in self.sup.tasks}
                  if n in self.sup.health}
         deliveries = self.in_flight()  # partner -> seconds its row in flight has been worked on
-        collector = BacklogCollector(lambda: snapshot, lambda: tasks, lambda: not problems, lambda: deliveries)
+        collector = BacklogCollector(lambda: snapshot, lambda: tasks, lambda: not problems, lambda: deliveries,
+                                     self.clock_skew)
         return generate_latest(Exposition(collector))
 
     async def _bounded(self, key: str, fn: Callable[[], T]) -> T | None:

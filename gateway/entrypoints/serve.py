@@ -36,6 +36,7 @@ from gateway.errors import Interrupted
 from gateway.entrypoints.commands import refused_at_start
 from gateway.faults import database_refused, is_transient
 from gateway.services.dispatch import Dispatcher, Lanes
+from gateway.services.clock import CHECK_SECONDS as CLOCK_CHECK_SECONDS, ClockWatch
 from gateway.services.inbox import UploadBook, flush_archive_indexes, refresh_archive_indexes, resume_unfinished
 from gateway.services.node import NodeLock, release_own_leases, resolve_node_id
 
@@ -169,9 +170,10 @@ class _Parts:
         self.partners = PartnerTasks(app, sup)
         self.lanes: Lanes | None = None
         self.config_watch: ConfigWatcher | None = None
-        self.health = HealthServer(app, sup, self._listener_problems)
+        self.health = HealthServer(app, sup, self._own_problems)
         self.start_abandoned: list[str] = []  # start-up steps still waiting on the database when a stop came
         self.archives_refreshed = False  # archive indexes a kill left behind are rewritten at the first resume step
+        self.clock = ClockWatch(app.engine, app.config)
 
     async def start(self) -> None:
         app, cfg, sup = self.app, self.app.config, self.sup
@@ -200,6 +202,9 @@ class _Parts:
             self.sftp = SftpInbox(app, self.book, sup)
             await self.sftp.start()
             self.sftp.start_tasks(pending)
+        if app.engine.dialect.name == "postgresql":  # several nodes may share it: their leases compare clocks
+            self.health.clock_skew = lambda: self.clock.skew
+            sup.start("clock", lambda: asyncio.to_thread(self.clock.step), every=CLOCK_CHECK_SECONDS)
         sup.start("status_files", lambda: status_files_step(app),
                   every=min(60.0, max(0.5, cfg.sftp.status_interval_seconds / 10)))
         if any(c.sandbox_of for c in cfg.clients.values()):  # sandbox data goes after its retention_days
@@ -268,8 +273,9 @@ class _Parts:
                 continue
             raise _StoppedWhileStarting(step)
 
-    def _listener_problems(self) -> list[str]:
-        cfg, problems = self.app.config, []
+    def _own_problems(self) -> list[str]:
+        """What ``/readyz`` adds of serve's own: listeners not up, a clock far from the database's."""
+        cfg, problems = self.app.config, self.clock.problems()
         if cfg.sftp.enabled and (self.sftp is None or self.sftp.acceptor is None):
             problems.append("sftp listener not up")
         if cfg.soap.enabled and (self.soap is None or not self.soap.alive()):

@@ -1,0 +1,76 @@
+"""This node's clock against the database's, where several nodes share one (PostgreSQL).
+
+Leases (client ingest, the outbox rows in flight, partner pulls, status files) are written and judged with each
+node's own clock: a node whose clock runs ahead sees the others' leases run out early and takes over work they are
+still doing (fencing rolls their late commits back, but a partner call already on the wire goes twice), and one
+whose clock runs behind writes leases the others take at once. NTP keeps this harmless; when it stops (a VM
+resumed from a suspend, a broken time server) nothing said so. ``ClockWatch`` measures the difference against the
+database server's clock once a minute (half a round trip is the error), logs it once when it passes
+``max_skew`` (a quarter of the lease, at least 5 s) and once when it is back, answers ``/readyz`` with it as a
+problem meanwhile, and exports it (``gateway_clock_skew_seconds``).
+
+On SQLite there is one node and no other clock: nothing is measured.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from sqlalchemy import Engine, text
+
+from gateway.config import GatewayConfig
+from gateway.episodes import Episodes
+
+log = logging.getLogger("gateway.serve")
+
+CHECK_SECONDS = 60.0
+
+
+def max_skew(config: GatewayConfig) -> float:
+    """The difference from the database's clock that starts to matter: a quarter of the node's lease, at least 5 s
+    (leases are renewed far more often than that, so a holder never comes near the end of one by this much)."""
+    return max(5.0, config.node.lease_seconds / 4)
+
+
+def measure_skew(engine: Engine, clock: Callable[[], float] = time.time) -> float | None:
+    """This clock minus the database server's, in seconds (None on SQLite)."""
+    if engine.dialect.name != "postgresql":
+        return None
+    with engine.connect() as conn:
+        before = clock()
+        server = float(conn.execute(text("SELECT extract(epoch FROM clock_timestamp())")).scalar_one())
+        after = clock()
+    return (before + after) / 2 - server
+
+
+class ClockWatch:
+    """The supervised check of this node's clock (``step``), and what it found (``skew``, ``problems``)."""
+
+    def __init__(self, engine: Engine, config: GatewayConfig, clock: Callable[[], float] = time.time) -> None:
+        self.engine, self.clock, self.limit = engine, clock, max_skew(config)
+        self.skew: float | None = None
+        self._episodes = Episodes()
+
+    def step(self) -> bool:
+        self.skew = skew = measure_skew(self.engine, self.clock)
+        if skew is None:
+            return False
+        if abs(skew) > self.limit:
+            if self._episodes.failed("clock", "skew"):
+                log.error("node.clock_skew seconds=%+.1f limit=%.0f: this machine's clock differs from the database "
+                          "server's; leases compare the nodes' clocks, so another node's work may be taken over early "
+                          "or this node's lost: sync the clock (NTP)", skew, self.limit)
+        else:
+            lasted = self._episodes.ok("clock")
+            if lasted is not None:
+                log.info("node.clock_back seconds=%+.1f after=%.0fs", skew, lasted)
+        return False
+
+    def problems(self) -> list[str]:
+        """For ``/readyz``: the clock's difference while it is over the limit."""
+        skew = self.skew
+        if skew is None or abs(skew) <= self.limit:
+            return []
+        return [f"clock differs from the database server's by {skew:+.0f} s (limit {self.limit:.0f} s): sync it (NTP)"]

@@ -274,8 +274,8 @@ class _Parts:
             raise _StoppedWhileStarting(step)
 
     def _own_problems(self) -> list[str]:
-        """What ``/readyz`` adds of serve's own: listeners not up, a clock far from the database's."""
-        cfg, problems = self.app.config, self.clock.problems()
+        """What ``/readyz`` adds of serve's own: listeners not up."""
+        cfg, problems = self.app.config, []
         if cfg.sftp.enabled and (self.sftp is None or self.sftp.acceptor is None):
             problems.append("sftp listener not up")
         if cfg.soap.enabled and (self.soap is None or not self.soap.alive()):

@@ -6,8 +6,10 @@ still doing (fencing rolls their late commits back, but a partner call already o
 whose clock runs behind writes leases the others take at once. NTP keeps this harmless; when it stops (a VM
 resumed from a suspend, a broken time server) nothing said so. ``ClockWatch`` measures the difference against the
 database server's clock once a minute (half a round trip is the error), logs it once when it passes
-``max_skew`` (a quarter of the lease, at least 5 s) and once when it is back, answers ``/readyz`` with it as a
-problem meanwhile, and exports it (``gateway_clock_skew_seconds``).
+``max_skew`` (a quarter of the lease, at least 5 s) and once when it is back, and exports it
+(``gateway_clock_skew_seconds``, for an alert). Not a readiness problem: were the database server's own clock
+wrong, every node would be off by the same and all of them would leave their load balancer, while their leases,
+which compare the nodes' clocks with each other, would be fine.
 
 On SQLite there is one node and no other clock: nothing is measured.
 """
@@ -69,7 +71,7 @@ class ClockWatch:
         return False
 
     def problems(self) -> list[str]:
-        """For ``/readyz``: the clock's difference while it is over the limit."""
+        """The clock's difference while it is over the limit (for ``gateway status``-like reports)."""
         skew = self.skew
         if skew is None or abs(skew) <= self.limit:
             return []

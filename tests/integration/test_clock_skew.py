@@ -1,5 +1,5 @@
 """A node's clock far from the database server's (several nodes on PostgreSQL: their leases compare clocks) is
-said once, answered in /readyz and exported, and said again when it is back. Before, nothing noticed: a node
+said once and exported, and said again when it is back. Before, nothing noticed: a node
 whose NTP had stopped took over the others' leases early, or lost its own, without a line.
 
 The database and its clock are real; the node's clock is the one thing replaced (``clock=``), since moving the

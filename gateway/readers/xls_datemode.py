@@ -7,10 +7,18 @@ the workbook globals at the start of the ``Workbook`` (BIFF8) or ``Book`` (BIFF5
 file. This reads just that: the compound file's header, its FAT (or mini FAT for a small stream), the
 directory, and the first records of the stream. Every chain walk and read is bounded by the file's size, so a
 damaged or hostile file ends the walk; anything unexpected means "not 1904" (calamine judges the file).
+
+What is held is bounded by what a real compound file of that size needs, not by what its header claims: a FAT of
+as many sectors as can name the file's sectors, a directory of at most ``_MAX_ENTRIES`` entries, and no chain
+that comes back to a sector it passed (a circle). ``ole_streams`` runs in the gateway's own process for every
+upload that starts like an OLE2 file, and there it reads the sectors it looks at, not the whole file: before, a
+32 MB file whose DIFAT chain ran in a circle was held as some 450 MB of Python numbers (a 200 MB upload, several
+GB).
 """
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Callable
 
@@ -18,11 +26,11 @@ _SIGNATURE = bytes.fromhex("D0CF11E0A1B11AE1")
 _END_OF_CHAIN = 0xFFFFFFFE
 _DATEMODE, _EOF, _FILEPASS = 0x0022, 0x000A, 0x002F
 _GLOBALS_BYTES = 1 << 20  # DATEMODE comes among the first records; more than this is no workbook globals
+_MAX_ENTRIES = 4096  # directory entries read: a workbook has a handful (streams and storages), never thousands
 
 
 class OleError(Exception):
     """The compound file is not as the format describes it."""
-
 
 
 def xls_is_1904(path: str) -> bool:
@@ -42,22 +50,38 @@ def ole_streams(path: str) -> set[str]:
     encrypted XLSX in streams ``EncryptionInfo`` and ``EncryptedPackage``."""
     try:
         with open(path, "rb") as fh:
-            data = fh.read()
-        return {name for name, kind, _, _ in _directory(data)[0] if kind == 2}
+            return {name for name, kind, _, _ in _directory(_Sectors(fh.fileno()))[0] if kind == 2}
     except (OSError, OleError, struct.error, IndexError, ValueError):
         return set()
 
 
-def _directory(data: bytes) -> tuple[list[tuple[str, int, int, int]], _Layout]:
+class _Sectors:
+    """A file's bytes read where they are sliced (``pread``), for ``_directory``: an upload may be hundreds of MB,
+    of which the directory needs a few sectors. (Not mapped: a file cut shorter meanwhile would kill the process
+    with SIGBUS; a short read here is a short sector, which the walk refuses.)"""
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.size = fd, os.fstat(fd).st_size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, part: slice) -> bytes:
+        start, stop, _ = part.indices(self.size)
+        return os.pread(self.fd, max(0, stop - start), start)
+
+
+def _directory(data: bytes | _Sectors) -> tuple[list[tuple[str, int, int, int]], _Layout]:
     """The directory entries (name, type, start sector, size) of a compound file, and how to read its streams."""
-    if data[:8] != _SIGNATURE or len(data) < 512:
+    head = data[0:512]
+    if len(head) < 512 or head[:8] != _SIGNATURE:
         raise OleError
-    shift, mini_shift = struct.unpack_from("<HH", data, 0x1E)
+    shift, mini_shift = struct.unpack_from("<HH", head, 0x1E)
     if shift not in (9, 12) or mini_shift != 6:
         raise OleError
     size = 1 << shift
-    n_fat, first_dir = struct.unpack_from("<II", data, 0x2C)
-    cutoff, first_minifat, _n_minifat, first_difat, n_difat = struct.unpack_from("<IIIII", data, 0x38)
+    n_fat, first_dir = struct.unpack_from("<II", head, 0x2C)
+    cutoff, first_minifat, _n_minifat, first_difat, n_difat = struct.unpack_from("<IIIII", head, 0x38)
     sectors = (len(data) - size) // size + 1
     limit = sectors + 1  # no chain in the file is longer
 
@@ -66,25 +90,30 @@ def _directory(data: bytes) -> tuple[list[tuple[str, int, int, int]], _Layout]:
             raise OleError
         return data[(n + 1) * size:(n + 2) * size]
 
-    difat = list(struct.unpack_from("<109I", data, 0x4C))
+    # A FAT sector names size / 4 sectors: more FAT sectors than it takes to name the file's own name none of them.
+    # The header's count (and a DIFAT chain in a circle) may claim millions, each entry held as a Python number.
+    n_fat = min(n_fat, -(-sectors // (size // 4)))
+    difat = list(struct.unpack_from("<109I", head, 0x4C))
     n, walked = first_difat, 0
-    while n_difat and n != _END_OF_CHAIN and walked < min(n_difat, limit):
+    while n_difat and n != _END_OF_CHAIN and walked < min(n_difat, limit) and len(difat) < n_fat:
         block = struct.unpack(f"<{size // 4}I", sector(n))
         difat += block[:-1]
         n, walked = block[-1], walked + 1
-    fat_bytes = b"".join(sector(s) for s in difat[:min(n_fat, limit)] if s < sectors)
+    fat_bytes = b"".join(sector(s) for s in difat[:n_fat] if s < sectors)
     fat = struct.unpack(f"<{len(fat_bytes) // 4}I", fat_bytes[:len(fat_bytes) // 4 * 4])
 
     def chain(start: int, table: tuple[int, ...], most: int) -> list[int]:
         out: list[int] = []
+        seen: set[int] = set()
         while start != _END_OF_CHAIN and len(out) < most:
-            if start >= len(table):
+            if start >= len(table) or start in seen:  # past the table, or a circle: no compound file has one
                 raise OleError
+            seen.add(start)
             out.append(start)
             start = table[start]
         return out
 
-    directory = b"".join(sector(s) for s in chain(first_dir, fat, limit))
+    directory = b"".join(sector(s) for s in chain(first_dir, fat, min(limit, -(-_MAX_ENTRIES * 128 // size))))
     entries: list[tuple[str, int, int, int]] = []
     for at in range(0, len(directory) - 127, 128):
         entry = directory[at:at + 128]
@@ -128,11 +157,13 @@ def workbook_stream(data: bytes, whole: bool = False) -> bytes:
         return b"".join(sector(s) for s in chain(start, fat, min(want // size + 1, limit)))[:want]
     if root is None:
         raise OleError
-    mini_bytes = b"".join(sector(s) for s in chain(first_minifat, fat, limit))
-    minifat = struct.unpack(f"<{len(mini_bytes) // 4}I", mini_bytes[:len(mini_bytes) // 4 * 4])
     container = b"".join(sector(s) for s in chain(root[0], fat, limit))
+    # The mini stream holds len(container) / 64 mini sectors: a mini FAT or a chain longer than that names none
+    minis = len(container) // 64
+    mini_bytes = b"".join(sector(s) for s in chain(first_minifat, fat, min(limit, -(-minis * 4 // size))))
+    minifat = struct.unpack(f"<{len(mini_bytes) // 4}I", mini_bytes[:len(mini_bytes) // 4 * 4])
     return b"".join(container[m * 64:(m + 1) * 64]
-                    for m in chain(start, minifat, min(want // 64 + 1, len(minifat) + 1)))[:want]
+                    for m in chain(start, minifat, min(want // 64 + 1, minis + 1)))[:want]
 
 
 def _datemode(stream: bytes) -> int:

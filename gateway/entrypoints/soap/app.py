@@ -65,6 +65,19 @@ class GatewayApplication(Application):  # type: ignore[misc]
             raise Fault(faultcode=faults.INTERNAL, faultstring=f"internal error (incident {incident})") from None
 
 
+class _OurFaults(logging.Filter):
+    """spyne logs every server-side fault at ERROR with a traceback. Those under our codes are logged already, by
+    us and once (soap.busy, or soap.internal_error with its traceback, then soap.fault): a busy database would
+    otherwise read as a crash in the log at every lock or cut. A fault of spyne's own (code ``Server``) stays."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        err = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(err, Fault) and err.faultcode in faults.CODES)
+
+
+_OUR_FAULTS = _OurFaults()
+
+
 def _stable_fault(ctx: Any) -> None:
     """spyne's own faults (schema validation, unknown operation) under our stable codes."""
     err = ctx.out_error
@@ -125,6 +138,7 @@ def build_application(app: App) -> GatewayApplication:
     # spyne logs every client fault with a traceback; a client's mistake is one line of ours (soap.fault).
     for name in ("spyne.application.client", "spyne.server._base"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
+    logging.getLogger("spyne.application").addFilter(_OUR_FAULTS)  # once: the same filter is not added twice
     # spyne's DEBUG lines carry every request header (Authorization: the password) and body (debtor data).
     logging.getLogger("spyne").setLevel(max(logging.getLogger("spyne").getEffectiveLevel(), logging.INFO))
     # A request that is not well-formed is logged by spyne at ERROR with the whole body ("%r in string %r"):

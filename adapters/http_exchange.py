@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from adapters.tls import client_context
+from adapters.tls import PartnerTls
 
 DEFAULT_DEADLINE = 120.0  # seconds for one whole exchange: connect, send, the answer's last byte
 DEFAULT_MAX_ANSWER_BYTES = 64 * 1024 * 1024  # an answer (decoded) larger than this is refused
@@ -102,7 +102,7 @@ class Exchange:
         # The partner's certificate is verified against ``ca_file`` (a partner's private CA), else ``default_tls``
         # (httpx's: SSL_CERT_FILE, SSL_CERT_DIR, else certifi's bundle); host names always (``adapters.tls``).
         self.ca_file, self.default_tls, self.where = ca_file, default_tls, where
-        self._tls: ssl.SSLContext | None = None
+        self._tls = PartnerTls(where, ca_file, default_tls)  # made again when ca_file changes on disk
 
     def request(self, method: str, path: str, *, json: Any = None, content: bytes | None = None,
                 params: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None,
@@ -116,9 +116,8 @@ class Exchange:
         seconds = self.deadline if within is None else min(self.deadline, within)
         if seconds <= 0:
             raise TimeoutError("the call's deadline has passed")
-        if self._tls is None:
-            self._tls = client_context(self.where, self.ca_file, self.default_tls)
-        return asyncio.run(self._bounded(self._tls, seconds, method, path, json, content, params, headers or {}))
+        return asyncio.run(self._bounded(self._tls.context(), seconds, method, path, json, content, params,
+                                         headers or {}))
 
     async def _bounded(self, tls: ssl.SSLContext, seconds: float, method: str, path: str, json: Any,
                        content: bytes | None, params: Mapping[str, str] | None, headers: Mapping[str, str]) -> Answer:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime as dt
 import smtplib
 import socket
-import ssl
 import threading
 from collections.abc import Mapping
 from email.message import EmailMessage
@@ -28,7 +27,7 @@ from typing import Any, ClassVar
 
 from adapters.base import Batch, OperationsMixin, Receipt, UpdatePage
 from adapters.statusfiles import read_local
-from adapters.tls import ca_file_option, certificate_failure, certificate_text, client_context
+from adapters.tls import PartnerTls, ca_file_option, certificate_failure, certificate_text
 from gateway.errors import ConfigError, DeliveryError
 
 IDEMPOTENCY_HEADER = "X-Idempotency-Key"
@@ -71,7 +70,8 @@ class EmailAdapter(OperationsMixin):
         if self.ca_file and not self.starttls:
             raise ConfigError("option 'ca_file' is for the certificate shown at STARTTLS: set starttls: true",
                               key=f"{key}.ca_file")
-        self._tls: ssl.SSLContext | None = None
+        # made again when ca_file changes on disk (a CA renewed in place is trusted from the next delivery)
+        self._tls = PartnerTls(f"partner {partner_id}: SMTP {self.host}:{self.port}", self.ca_file)
         self.timeout = float(options.get("timeout", 30.0))
         # ``timeout`` bounds each read and write; ``deadline`` the whole conversation (a server that drips its
         # replies a byte at a time stays within the first for ever).
@@ -93,9 +93,7 @@ class EmailAdapter(OperationsMixin):
         try:
             smtp.connect(self.host, self.port)
             if self.starttls:
-                if self._tls is None:
-                    self._tls = client_context(where, self.ca_file)
-                smtp.starttls(context=self._tls)
+                smtp.starttls(context=self._tls.context())
             smtp.send_message(msg)
             accepted = True
             smtp.quit()

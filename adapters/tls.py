@@ -46,6 +46,39 @@ def client_context(where: str, ca_file: str | None,
     return ctx
 
 
+class PartnerTls:
+    """One partner's client context (``client_context``), made again when its ``ca_file`` has changed on disk.
+
+    A dead letter for a certificate not accepted tells the operator to trust the CA with ``ca_file`` and retry the
+    rows; a CA renewed in the same file is then trusted from the next call, as ``gateway partners test`` (a process
+    of its own) already reports, not only after ``serve``'s next start (made once, the context kept the old CA and
+    the retried rows were dead again). One ``stat`` per call; the default store is made once."""
+
+    def __init__(self, where: str, ca_file: str | None,
+                 default: Callable[[], ssl.SSLContext] = ssl.create_default_context) -> None:
+        self.where, self.ca_file, self.default = where, ca_file, default
+        self._ctx: ssl.SSLContext | None = None
+        self._stamp: tuple[int, int, int, int] | None = None
+
+    def context(self) -> ssl.SSLContext:
+        """The context to verify the partner with; DeliveryError (retryable) when ``ca_file`` cannot be loaded."""
+        stamp = _stamp(self.ca_file)
+        if self._ctx is None or stamp != self._stamp:
+            self._ctx = client_context(self.where, self.ca_file, self.default)
+            self._stamp = stamp  # taken before the load: a change meanwhile is loaded again at the next call
+        return self._ctx
+
+
+def _stamp(path: str | None) -> tuple[int, int, int, int] | None:
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)  # a folder hashed by c_rehash changes its mtime when a certificate is added or removed
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
 class _Unloadable(Exception):
     pass
 

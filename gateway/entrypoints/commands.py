@@ -52,6 +52,15 @@ def ensure_schema(app: App) -> None:
     raise GatewayError("the database schema is not up to date: run 'gateway db upgrade'")
 
 
+def _schema_of_this_installation(app: App) -> None:
+    """``ensure_schema`` on the database this node has worked on, never on another (services/database_identity)."""
+    from gateway.services import database_identity
+
+    database_identity.check_before_migrating(app)
+    ensure_schema(app)
+    database_identity.verify(app)
+
+
 SCHEMA_WAIT_MAX = 30.0  # seconds between looks for a database that is away when `serve` starts
 
 
@@ -66,7 +75,7 @@ def wait_for_schema(app: App) -> bool:
         attempt = 0
         while True:
             try:
-                if not _unless_stopped(lambda: ensure_schema(app), stop):
+                if not _unless_stopped(lambda: _schema_of_this_installation(app), stop):
                     break
                 if attempt:
                     log.info("serve.database_back attempts=%d", attempt + 1)

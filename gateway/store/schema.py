@@ -353,3 +353,11 @@ partner_updates = Table(
     UniqueConstraint("partner_id", "update_id", name="uq_partner_updates_partner_update"),
     Index("ix_partner_updates_claim", "claim_id"),
 )
+
+# Facts about the database itself (migration 0017): ``database_id``, made once, which every node keeps in
+# <var>/database-id and checks at start (services/database_identity.py).
+gateway_meta = Table(
+    "gateway_meta", metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)

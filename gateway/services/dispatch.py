@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator
@@ -29,6 +30,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, TypeVar
 
 from cryptography import x509
@@ -77,8 +79,10 @@ class Dispatcher:
     app: App
     owner: str
     _adapters: dict[str, PartnerAdapter] = field(default_factory=dict)
-    _certs: dict[str, x509.Certificate] = field(default_factory=dict)
-    _signer: tuple[x509.Certificate, rsa.RSAPrivateKey] | None = None
+    # Loaded once and kept while their files stay the same (``_stamp``): a partner's new certificate or the gateway's
+    # renewed signing key, put in place of the old file, is used from the next batch on, not after a restart.
+    _certs: dict[str, tuple[Any, x509.Certificate]] = field(default_factory=dict)
+    _signer: tuple[Any, tuple[x509.Certificate, rsa.RSAPrivateKey]] | None = None
 
     def run_once(self) -> bool:
         """Lease and handle one outbox row; False when nothing was available."""
@@ -411,24 +415,41 @@ class Dispatcher:
     # is the operator's to mend, not the partner's refusal: the row is tried again with backoff (and dead only
     # after max_attempts and retry_for_seconds), and goes out by itself once the file is there.
     def _partner_cert(self, partner_id: str) -> x509.Certificate:
-        if partner_id not in self._certs:
-            pcfg = self.app.config.partners[partner_id]
-            try:
-                self._certs[partner_id] = load_cert(self.app.config.path(pcfg.certificate))
-            except KeyStoreError as exc:
-                raise DeliveryError(f"partner {partner_id}: its certificate: {exc}", retryable=True) from None
-        return self._certs[partner_id]
+        path = self.app.config.path(self.app.config.partners[partner_id].certificate)
+        stamp = _stamp(path)
+        cached = self._certs.get(partner_id)
+        if cached is not None and stamp is not None and cached[0] == stamp:
+            return cached[1]
+        try:
+            cert = load_cert(path)
+        except KeyStoreError as exc:
+            raise DeliveryError(f"partner {partner_id}: its certificate: {exc}", retryable=True) from None
+        self._certs[partner_id] = (stamp, cert)
+        return cert
 
     def _signing(self) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
-        if self._signer is None:
-            try:
-                key = load_private_key(self.app.signing_key_path)
-                if not isinstance(key, rsa.RSAPrivateKey):
-                    raise KeyStoreError(f"{self.app.signing_key_path}: the signing key must be RSA")
-                self._signer = (load_cert(self.app.signing_cert_path), key)
-            except KeyStoreError as exc:
-                raise DeliveryError(f"the gateway's signing key: {exc}", retryable=True) from None
-        return self._signer
+        stamp = (_stamp(self.app.signing_key_path), _stamp(self.app.signing_cert_path))
+        if self._signer is not None and None not in stamp and self._signer[0] == stamp:
+            return self._signer[1]
+        try:
+            key = load_private_key(self.app.signing_key_path)
+            if not isinstance(key, rsa.RSAPrivateKey):
+                raise KeyStoreError(f"{self.app.signing_key_path}: the signing key must be RSA")
+            signer = (load_cert(self.app.signing_cert_path), key)
+        except KeyStoreError as exc:
+            raise DeliveryError(f"the gateway's signing key: {exc}", retryable=True) from None
+        self._signer = (stamp, signer)
+        return signer
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """What tells a key or certificate file replaced (a new inode by the atomic rename every tool does) or rewritten
+    in place (its time and size); None when it cannot be looked at (loading it says why)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 class Lanes:

@@ -261,3 +261,33 @@ def test_document_bytes_travel_inside_the_encrypted_batch(app: App, clock: Clock
     doc = etree.fromstring(xml).find(f"{ns}claim/{ns}documents/{ns}document")
     assert doc is not None and doc.findtext(f"{ns}sha256") == sha
     assert base64.b64decode(doc.findtext(f"{ns}content") or "") == pdf
+
+
+def test_a_partner_certificate_replaced_in_place_is_used_from_the_next_batch(app: App, clock: Clock,
+                                                                            tmp_path: Path) -> None:
+    """The partner's new certificate (its key rolled over), put where the old one was, is what the next batch is
+    encrypted to; before, a running dispatcher kept the one it had loaded until serve restarted, and went on
+    sending batches the partner could no longer open."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from gateway.crypto.certs import new_rsa_key, self_signed_cert, write_cert
+
+    keys = app.config.keys_dir / "partners"
+    old_cert, old_key = load_cert(keys / "demo-agency.crt"), load_private_key(keys / "demo-agency.key")
+    worker = Dispatcher(app, owner="t1")
+    ingest_file(app, DEMO, "demo")
+    assert worker.drain() == 1
+    [first] = partner_dir(app).glob("*.p7m")
+    assert b"<?xml" in decrypt(first.read_bytes(), old_cert, old_key)
+
+    new_key = new_rsa_key(2048)
+    new_cert = self_signed_cert(new_key, "demo-agency", usage="encryption", days=30)
+    write_cert(keys / "demo-agency.crt", new_cert)  # the operator copies the partner's new certificate in
+    assert new_cert.public_bytes(Encoding.PEM) == (keys / "demo-agency.crt").read_bytes()
+    other = tmp_path / "more.csv"
+    other.write_bytes(DEMO.read_bytes().replace(b"RE-", b"NX-"))
+    ingest_file(app, other, "demo")
+    assert worker.drain() == 1  # the same dispatcher, still running
+    [second] = [p for p in partner_dir(app).glob("*.p7m") if p != first]
+    assert b"<?xml" in decrypt(second.read_bytes(), new_cert, new_key)
+    with pytest.raises(Exception):
+        decrypt(second.read_bytes(), old_cert, old_key)

@@ -13,7 +13,7 @@ from gateway.errors import DeliveryError
 from tests.integration.hostile_http import Conn, HostileServer, Request
 from tests.integration.test_partner_hostile_soap import batch
 
-DEADLINE = 2.0
+DEADLINE = 3.0  # each wait below leaves 1.2 s of it for the rest of a step (the next request on a loaded machine)
 CREATED = b'{"claims": [{"external_id": 1, "file_number": "AZ-1"}]}'
 
 

@@ -46,6 +46,7 @@ class PartnerRow:
     delivering: int
     health: str  # ok, failing, overdue, dead_letters, unknown_adapter
     configured: bool = True  # False: only its traces are left in the database
+    next_try_at: datetime | None = None  # every pending row waits until then (a backoff, the partner's Retry-After)
 
 
 @dataclass
@@ -116,7 +117,7 @@ def overview(app: App, tasks: Mapping[str, HealthLike] | None = None) -> Partner
             last_sync_at=doc["last_sync_at"], last_error=doc["last_error"], updates=int(doc["updates"] or 0),
             pending=doc["pending"], leased=doc["leased"], dead=doc["dead"],
             queued=waiting.get((pid, "queued"), 0), delivering=waiting.get((pid, "delivering"), 0),
-            health="ok", configured=pcfg is not None)
+            health="ok", configured=pcfg is not None, next_try_at=doc.get("next_try_at"))
         row.health = "unknown_adapter" if pcfg and caps is None else _verdict(row, now)
         rows.append(row)
     rows.sort(key=lambda r: (not r.configured, r.id))

@@ -8,7 +8,7 @@ No debtor data: counts, ids, file names the client chose, and error texts the ga
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import func, select
@@ -34,6 +34,11 @@ def gateway_status(app: App) -> dict[str, Any]:
             .group_by(outbox.c.partner_id, outbox.c.status).order_by(outbox.c.partner_id, outbox.c.status))
             .mappings()]
         oldest = conn.execute(select(func.min(outbox.c.created_at)).where(outbox.c.status.in_(OPEN))).scalar()
+        # per partner, when its earliest pending row is due: later than now means all of them wait (a backoff, or
+        # the partner's Retry-After hold written into the rows by the dispatcher)
+        due = {r[0]: r[1] for r in conn.execute(
+            select(outbox.c.partner_id, func.min(outbox.c.available_at)).where(outbox.c.status == "pending")
+            .group_by(outbox.c.partner_id))}
         syncs = {r["partner_id"]: r for r in conn.execute(
             select(partner_sync.c.partner_id, partner_sync.c.last_sync_at, partner_sync.c.last_error,
                    partner_sync.c.updates)).mappings()}
@@ -60,7 +65,7 @@ def gateway_status(app: App) -> dict[str, Any]:
         partners.append({"partner": pid, "last_sync_at": s["last_sync_at"] if s else None,
                          "last_error": s["last_error"] if s else None, "updates": s["updates"] if s else 0,
                          "pending": _count(backlog, pid, "pending"), "leased": _count(backlog, pid, "leased"),
-                         "dead": _count(backlog, pid, "dead")})
+                         "dead": _count(backlog, pid, "dead"), "next_try_at": _later(due.get(pid), now)})
     clients = []
     for cid in sorted(set(app.config.clients) | set(files)):
         f = files.get(cid)
@@ -76,6 +81,17 @@ def gateway_status(app: App) -> dict[str, Any]:
                    "oldest_pending_seconds": _age(now, oldest)},
         "partners": partners, "clients": clients, "processing": processing, "leases": held,
     }
+
+
+def _later(when: Any, now: datetime) -> datetime | None:
+    """``when`` (a UTC time from the store) if it is after ``now``, else None (due now)."""
+    if when is None:
+        return None
+    if isinstance(when, str):  # min() over a UTCDateTime column comes back as the driver gives it
+        when = datetime.fromisoformat(when)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when if when > now else None
 
 
 def _count(backlog: list[dict[str, Any]], partner: str, status: str) -> int:

@@ -314,6 +314,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "not_configured": ("nicht mehr konfiguriert", "no longer configured"),
     "sync_off": ("kein Abruf", "no sync"),
     "sync_every": ("alle {s} s", "every {s} s"),
+    "next_try": ("wartet bis {when}", "waiting until {when}"),
     "never": ("noch nie", "never"),
     "no_partners": ("Keine Partner konfiguriert.", "No partners configured."),
     "partners_help": ("Überfällig: der letzte Abruf liegt mehr als drei Intervalle zurück. Wartend und unzustellbar "

@@ -76,3 +76,24 @@ def test_every_health_verdict_has_its_text() -> None:
     from gateway.entrypoints.web.texts import TEXTS
     verdicts = {"ok", "failing", "overdue", "dead_letters", "unknown_adapter"}  # partner_overview's verdicts
     assert {f"health_{v}" for v in verdicts} <= set(TEXTS)
+
+
+def test_a_partner_whose_rows_all_wait_shows_until_when(console: Console) -> None:
+    """A partner that asked the gateway to wait (429/503 with Retry-After, kept in its rows' available_at) or whose
+    rows back off: the page and `gateway status` say until when, not only "pending 300"."""
+    from datetime import timedelta
+
+    from gateway.services.status_report import gateway_status
+
+    app = console.app
+    with write_tx(app.engine) as conn:
+        outbox_store.enqueue(conn, key="test:waiting", client_id="demo", partner_id="demo-agency",
+                             operation="deliver_batch", payload={"claim_ids": []}, now=app.now())
+    assert [p["next_try_at"] for p in gateway_status(app)["partners"] if p["partner"] == "demo-agency"] == [None]
+    until = app.now() + timedelta(minutes=30)
+    with write_tx(app.engine) as conn:
+        assert outbox_store.hold_partner(conn, "demo-agency", until, "waiting: partner asked to wait") >= 1
+    [doc] = [p for p in gateway_status(app)["partners"] if p["partner"] == "demo-agency"]
+    assert doc["next_try_at"] is not None and abs((doc["next_try_at"] - until).total_seconds()) < 1
+    row = _row(console.client("olga").get("/operator/partners?lang=en").text, "demo-agency")
+    assert "waiting until" in row

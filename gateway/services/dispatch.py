@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
@@ -435,11 +436,23 @@ class Dispatcher:
             key = load_private_key(self.app.signing_key_path)
             if not isinstance(key, rsa.RSAPrivateKey):
                 raise KeyStoreError(f"{self.app.signing_key_path}: the signing key must be RSA")
-            signer = (load_cert(self.app.signing_cert_path), key)
+            cert = load_cert(self.app.signing_cert_path)
+            # Replaced in place, the key and its certificate are two files, renewed one after the other: a batch
+            # signed in between would carry a certificate its signature does not verify against (the CMS builder
+            # signs with any pair), and the agency could not check it. It waits until both are in place.
+            if _spki(cert.public_key()) != _spki(key.public_key()):
+                raise KeyStoreError(f"{self.app.signing_cert_path} is not the certificate of "
+                                    f"{self.app.signing_key_path} (one of them replaced, the other not yet?)")
+            signer = (cert, key)
         except KeyStoreError as exc:
             raise DeliveryError(f"the gateway's signing key: {exc}", retryable=True) from None
         self._signer = (stamp, signer)
         return signer
+
+
+def _spki(public_key: Any) -> bytes:
+    """A public key as DER (SubjectPublicKeyInfo), to tell whether a certificate is a private key's."""
+    return bytes(public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
 
 
 def _stamp(path: Path) -> tuple[int, int, int] | None:

@@ -41,8 +41,9 @@ def check_before_migrating(app: App) -> None:
     if known is None:
         return
     url = make_url(app.config.database_url)
+    # a plain SQLite path (a ``file:`` URI with ``uri=true`` names it otherwise: looked at through a connection)
     file = Path(url.database) if url.get_backend_name() == "sqlite" and url.database not in (None, ":memory:") \
-        else None
+        and not url.database.startswith("file:") and url.query.get("uri") not in ("true", "1") else None
     # SQLite is not connected to for these two: a connection makes the file, and its pragmas write its first page
     if file is not None and not file.is_file():
         found = f"the database file {file} is missing"
@@ -73,10 +74,14 @@ def verify(app: App) -> str:
     marker = marker_path(app)
     known = _read(marker)
     if known is None:
-        marker.parent.mkdir(parents=True, exist_ok=True)
         tmp = marker.with_name(f".{ID_FILE}.{os.getpid()}.tmp")
-        tmp.write_text(current + "\n", encoding="utf-8")
-        os.replace(tmp, marker)
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(current + "\n", encoding="utf-8")
+            os.replace(tmp, marker)
+        except OSError as exc:
+            raise GatewayError(f"cannot write {marker} ({exc.strerror or type(exc).__name__}): it keeps the id of "
+                               "the database this node works on; the var folder must be writable") from None
     elif known != current:  # changed under us between the two looks: said as at the first
         raise GatewayError(f"the database is {current}, but this node has worked on database {known} ({marker}): "
                            + _HINT.format(marker=marker))
@@ -94,4 +99,7 @@ def _read(marker: Path) -> str | None:
         text = marker.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         return None
+    except OSError as exc:  # a folder in its place, no permission: said in one line, not a traceback
+        raise GatewayError(f"cannot read {marker} ({exc.strerror or type(exc).__name__}): it keeps the id of the "
+                           "database this node works on; make it a readable file, or delete it") from None
     return text or None

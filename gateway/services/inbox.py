@@ -199,6 +199,8 @@ def refresh_archive_indexes(app: App) -> list[str]:
         latest = sub_store.latest_activity(conn, INBOX_CHANNELS)
     done: list[str] = []
     for client_id, when in latest.items():
+        if client_id not in app.config.clients:
+            continue  # a client removed from the configuration: its folders are not made again
         index = app.config.inbox_dir / client_id / "archive" / ARCHIVE_INDEX
         try:
             written = index.stat().st_mtime

@@ -89,3 +89,11 @@ def test_postgresql_another_database_is_refused_until_the_node_is_told(tmp_path:
     finally:
         for gen in (first, second):
             gen.close()
+
+
+def test_a_database_id_file_that_cannot_be_read_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, f"sqlite:///{tmp_path / 'var' / 'gateway.db'}")
+    init_keys(load_config(cfg))
+    (tmp_path / "var" / "database-id").mkdir(parents=True)  # a folder where the file belongs
+    out = _refused(cfg)
+    assert "cannot read" in out and "database-id" in out and "Traceback" not in out

@@ -50,3 +50,14 @@ def test_a_submission_finished_by_a_resume_is_listed_with_its_outcome(app: App) 
     [result] = resume_unfinished(app)
     assert result.status == "completed_with_errors"  # examples/demo.csv has rows with errors
     assert _listed(app) == {"res.csv": "completed_with_errors"}
+
+
+def test_a_client_no_longer_configured_gets_no_folder_made_again(app: App) -> None:
+    from gateway.store import submissions as sub_store
+    from gateway.store.db import write_tx
+
+    with write_tx(app.engine) as conn:  # files of a client since removed from the configuration
+        sub_store.create(conn, client_id="gone", channel="watch", filename="old.csv", sha256="c" * 64, size=1,
+                         dedupe=True, received_at=app.now())
+    assert refresh_archive_indexes(app) == []
+    assert not (app.config.inbox_dir / "gone").exists()

@@ -377,6 +377,9 @@ def outbox_retry(app: App, args: argparse.Namespace) -> int:
              else "a row id is needed, or --dead for every dead-lettered row" if not dead and args.id is None
              else "--partner goes with --dead or --waiting (a row id names its partner already)"
              if not dead and partner else None)
+    if partner and partner not in app.config.partners:  # a typo said so, not "0 rows" as if all were well
+        wrong = (f"no partner '{partner}' in the configuration (configured: "
+                 f"{', '.join(sorted(app.config.partners)) or 'none'})")
     if wrong:
         print(f"gateway outbox retry: error: {wrong}", file=sys.stderr)
         return 2

@@ -180,6 +180,10 @@ def test_every_dead_row_of_a_partner_is_retried_with_one_command(app: App, confi
     assert cli.main(["--config", str(config_path), "outbox", "retry", "--dead", "3"]) == 2
     assert cli.main(["--config", str(config_path), "outbox", "retry"]) == 2
     assert "--dead for every dead-lettered row" in capsys.readouterr().err
+    # a partner's name mistyped: said so, not "0 dead outbox row(s)" as if nothing were dead
+    for flag in ("--dead", "--waiting"):
+        assert cli.main(["--config", str(config_path), "outbox", "retry", flag, "--partner", "demo-agnecy"]) == 2
+        assert "no partner 'demo-agnecy' in the configuration (configured: demo-agency)" in capsys.readouterr().err
 
 
 def test_lost_answer_after_delivery_does_not_deliver_twice(app: App, clock: Clock,

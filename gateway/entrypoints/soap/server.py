@@ -103,8 +103,8 @@ class SoapServer:
         log.info("soap.listening url=%s", self.url)
 
     def alive(self) -> bool:
-        """True while the server thread serves (readiness)."""
-        return self._thread is not None and self._thread.is_alive()
+        """True while the server thread serves and the waiting room hands over late requests (readiness)."""
+        return self._thread is not None and self._thread.is_alive() and self.room.alive()
 
     def stop(self) -> None:
         """Stop accepting, finish running requests, join the thread."""

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from gateway.entrypoints.connection_limits import ConnectionLimits
+from gateway.faults import describe
 
 if TYPE_CHECKING:
     from gateway.entrypoints.soap.connection import GuardedConnection
+
+log = logging.getLogger("gateway.soap")
 
 
 class WaitingRoom:
@@ -72,7 +76,14 @@ class WaitingRoom:
         for conn in left:
             conn.close()
 
+    def alive(self) -> bool:
+        """True while the thread that hands over late requests runs (the SOAP server's readiness)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def _sweep(self) -> None:
+        # A thread of its own, outside the supervisor's tasks: nothing here is expected to raise, and if something
+        # does it is said and the sweep goes on (a parked request past its deadline must still get its answer);
+        # ``alive`` is part of the SOAP server's readiness.
         while not self._stopped.wait(self._interval):
             now = time.monotonic()
             with self._lock:
@@ -82,4 +93,8 @@ class WaitingRoom:
                     if not self._waiting[peer]:
                         del self._waiting[peer]
             for conn in late:  # the worker answers Server.Busy
-                self._dispatch(conn)
+                try:
+                    self._dispatch(conn)
+                except Exception as exc:  # noqa: BLE001 - this one is closed, the others still go to a worker
+                    log.error("soap.waiting_room_failed error=%s", describe(exc))
+                    conn.close()

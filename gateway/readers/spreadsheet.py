@@ -46,6 +46,12 @@ class SpreadsheetReader:
         # XLS keeps its flag in a BIFF record calamine does not show: ``xls_is_1904`` reads it.
         is_1904 = _is_1904(self.file) if fmt.type == "xlsx" else xls_is_1904(self.file) if fmt.type == "xls" else False
         self._serial_epoch = _EPOCH + timedelta(days=1462) if is_1904 else _EPOCH
+        # calamine shows an XLS row hidden by a filter, a 5 % cell (0.05) and #N/A (empty) as any other: read from the
+        # BIFF records first, so that their bytes are gone before calamine's memory grows (readers/xls_notes.py)
+        sheet_notes: dict[str, dict[int, RowNotes]] | None = None
+        if fmt.type == "xls":
+            from gateway.readers.xls_notes import xls_sheet_notes  # here: it reads cells, which imports this
+            sheet_notes = xls_sheet_notes(self.file)
         try:
             self._book = calamine.CalamineWorkbook.from_path(self.file)
         except Exception as exc:  # calamine raises its own and OS errors; all mean "cannot read this"
@@ -57,11 +63,8 @@ class SpreadsheetReader:
             except Exception as exc:
                 raise InputError(f"cannot read sheet '{self.sheet}': {_reason(exc)}", file=self.file) from None
             self._offset = sheet.start[1] if sheet.start else 0
-            # calamine shows an XLS row hidden by a filter, a 5 % cell (0.05) and #N/A (empty) as any other
-            self._notes: dict[int, RowNotes] | None = None
-            if fmt.type == "xls":
-                from gateway.readers.xls_notes import xls_row_notes  # here: it reads cells, which imports this
-                self._notes = xls_row_notes(self.file, self.sheet)
+            self._notes: dict[int, RowNotes] | None = sheet_notes.get(self.sheet) if sheet_notes else None
+            del sheet_notes  # the other sheets' notes
             self._rows: Iterator[list[Any]] = iter(sheet.iter_rows())
             self._line = 0
             if fmt.header_row == 0:

@@ -24,6 +24,9 @@ _BOF, _EOF, _FILEPASS, _BOUNDSHEET = 0x0809, 0x000A, 0x002F, 0x0085
 _FORMAT8, _FORMAT5, _XF = 0x041E, 0x001E, 0x00E0
 _ROW, _NUMBER, _RK, _MULRK, _BOOLERR, _FORMULA = 0x0208, 0x0203, 0x027E, 0x00BD, 0x0205, 0x0006
 _BIFF8 = 0x0600
+_WANTED = frozenset({_EOF, _ROW, _BOOLERR, _FORMULA})
+_NUMBERS = frozenset({_NUMBER, _RK, _MULRK})
+_HEAD = struct.Struct("<HH")
 
 # The error values a BIFF cell stores by code, as Excel shows them.
 _ERRORS = {0x00: "#NULL!", 0x07: "#DIV/0!", 0x0F: "#VALUE!", 0x17: "#REF!", 0x1D: "#NAME?", 0x24: "#NUM!",
@@ -39,22 +42,33 @@ class RowNotes:
     errors: dict[int, str] = field(default_factory=dict)
 
 
-def xls_row_notes(path: str, sheet: str) -> dict[int, RowNotes] | None:
-    """Sheet row (0-based) -> its notes, for the rows that have any; None when the file cannot be followed."""
+def xls_sheet_notes(path: str) -> dict[str, dict[int, RowNotes]] | None:
+    """Sheet name -> (sheet row, 0-based -> its notes, for the rows that have any); None when the file cannot be
+    followed, and a sheet left out whose records cannot be. Read before calamine loads the workbook: the file's bytes
+    here are freed when calamine's own memory grows, so the two never count together against the reader's limit."""
     try:
         with open(path, "rb") as fh:
             data = fh.read()
-        return _notes(workbook_stream(data, whole=True), sheet)
+        stream = workbook_stream(data, whole=True)
+        del data
+        percent_styles, offsets = _globals(stream)
+        out: dict[str, dict[int, RowNotes]] = {}
+        for name, start in offsets.items():
+            try:
+                notes = _sheet(stream, start, percent_styles)
+            except (struct.error, IndexError):
+                notes = None
+            if notes is not None:
+                out[name] = notes
+        return out
     except (OSError, OleError, struct.error, IndexError, ValueError, UnicodeDecodeError):
         return None
 
 
-def _notes(stream: bytes, sheet: str) -> dict[int, RowNotes] | None:
-    percent_styles, offsets = _globals(stream)
-    start = offsets.get(sheet)
-    if start is None:
-        return None
-    return _sheet(stream, start, percent_styles)
+def xls_row_notes(path: str, sheet: str) -> dict[int, RowNotes] | None:
+    """One sheet's ``xls_sheet_notes``."""
+    notes = xls_sheet_notes(path)
+    return None if notes is None else notes.get(sheet)
 
 
 def _records(stream: bytes, at: int) -> list[tuple[int, int, int]]:
@@ -125,12 +139,17 @@ def _sheet(stream: bytes, start: int, percent_styles: frozenset[int]) -> dict[in
     if kind != _BOF:
         return None
     notes: dict[int, RowNotes] = {}
-    unpack, end, at = struct.unpack_from, len(stream), start
+    unpack, head, end, at = struct.unpack_from, _HEAD.unpack_from, len(stream), start
     cell = "<HHH"  # row, column, style: the head of every cell record
+    # most records (text cells, formats) are passed over on their header alone; number cells only matter when some
+    # style shows a percentage
+    wanted = _WANTED | _NUMBERS if percent_styles else _WANTED
     while at + 4 <= end:
-        kind, length = unpack("<HH", stream, at)
+        kind, length = head(stream, at)
         body = at + 4
         at = body + length
+        if kind not in wanted:
+            continue
         if kind == _EOF:
             return notes
         if kind == _ROW and length >= 16:

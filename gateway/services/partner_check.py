@@ -23,6 +23,7 @@ from typing import Any
 
 import ssl
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import httpx
 from cryptography import x509
@@ -89,7 +90,7 @@ def _probe(adapter: Any, options: dict[str, Any]) -> str:
                     adapter.exchange.default_tls)
     if isinstance(adapter, SoapAdapter):
         if not adapter.wsdl.lower().startswith(("http://", "https://")):  # a WSDL kept as a local file
-            return f"wsdl {adapter.wsdl} is a local file; the endpoint it names is asked at the first call"
+            return f"wsdl {shown_url(adapter.wsdl)} is a local file; the endpoint it names is asked at the first call"
         return _get(adapter.wsdl, "wsdl", adapter.timeout, {}, adapter.exchange.ca_file, adapter.exchange.default_tls)
     if isinstance(adapter, EmailAdapter):
         where = f"smtp {adapter.host}:{adapter.port}"
@@ -112,10 +113,11 @@ def _get(url: str, what: str, timeout: float, headers: Mapping[str, str], ca_fil
     """One GET bounded in time and size, as deliveries are (``adapters/http_exchange.py``): a partner that drips
     its answer or sends gigabytes must not hang or swell the operator's check. Its TLS trusts what the adapter's
     deliveries trust (``ca_file``, else the adapter's default store)."""
+    target, url = url, shown_url(url)  # ``url`` names it in every message; the request goes to ``target``
     exchange = Exchange("", headers, timeout=timeout, deadline=CHECK_DEADLINE, max_bytes=CHECK_MAX_BYTES,
                         ca_file=ca_file, default_tls=default_tls, where=f"{what} GET {url}")
     try:
-        r = exchange.request("GET", url)
+        r = exchange.request("GET", target)
     except httpx.HTTPError as exc:
         failure = certificate_failure(exc)
         if failure is not None:
@@ -130,6 +132,22 @@ def _get(url: str, what: str, timeout: float, headers: Mapping[str, str], ca_fil
     if what == "wsdl" and b"definitions" not in r.content[:4096]:
         raise DeliveryError(f"wsdl GET {url}: HTTP {r.status} but no WSDL in the answer", retryable=False)
     return f"{what} GET {url}: HTTP {r.status}"
+
+
+def shown_url(url: str) -> str:
+    """``url`` as the check's messages name it: without a user and password, a query or a fragment, which may hold
+    credentials (``https://user:secret@host/``, ``?token=...``) and end up in a terminal's scrollback or a job log."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    if not parts.scheme or not host:
+        return url.split("?", 1)[0].split("#", 1)[0] if "@" not in url else "(the configured URL)"
+    return f"{parts.scheme}://{host}{port}{parts.path}" + ("?..." if parts.query else "")
 
 
 def check_partner(app: App, partner_id: str) -> CheckResult:

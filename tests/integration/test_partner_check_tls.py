@@ -57,3 +57,26 @@ def test_the_check_verifies_the_mail_servers_starttls_certificate(mailbox: tuple
     with pytest.raises(DeliveryError) as refused:
         _probe(_mail(port), {})
     assert not refused.value.retryable and "TLS certificate was not accepted" in str(refused.value)
+
+
+def test_the_checks_messages_name_a_url_without_its_credentials() -> None:
+    """A partner's URL may carry a user and password or a token in its query; the check's lines name the host and
+    path only (they end up in a terminal's scrollback or a job's log)."""
+    import socket
+
+    from adapters.rest import HttpAdapter
+
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there: the check fails and says where
+    adapter = HttpAdapter("p", {"url": f"http://gw:s3cr3t-pw@127.0.0.1:{port}/api", "timeout": 5.0,
+                                "health_url": f"http://gw:s3cr3t-pw@127.0.0.1:{port}/health?token=t0k3n"})
+    try:
+        with pytest.raises(DeliveryError) as failed:
+            _probe(adapter, {"health_url": f"http://gw:s3cr3t-pw@127.0.0.1:{port}/health?token=t0k3n"})
+    finally:
+        adapter.close()
+    text = str(failed.value)
+    assert f"http://127.0.0.1:{port}/health?..." in text
+    assert "s3cr3t-pw" not in text and "t0k3n" not in text

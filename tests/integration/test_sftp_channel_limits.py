@@ -78,3 +78,30 @@ def test_a_second_connection_of_the_client_has_its_own_channels(
                 s.exit()
             return n
     assert asyncio.run(run()) > 0
+
+
+def test_an_asyncssh_whose_sessions_are_made_otherwise_keeps_sftp_working(
+        tmp_path: Path, keys: dict[str, ClientKey], monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The bound builds on asyncssh's SSHServerStreamSession, which is not in its documented API: with a release
+    that makes its sessions otherwise (``channels.supported`` false, as for such a release), SFTP still serves,
+    through asyncssh's own sftp_factory, and the start says the bound is off. Before, an incompatible release
+    would have taken the whole SFTP front down."""
+    import gateway.entrypoints.sftp as sftp_front
+
+    monkeypatch.setattr(sftp_front, "channels_supported", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="gateway.sftp"):
+        with sftp_server(tmp_path, f"sqlite:///{tmp_path / 'var' / 'gateway.db'}", sftp_clients_config(keys)) as srv:
+            async def run() -> list[str]:
+                async with await srv.connect(keys["demo"].private, "demo") as conn:
+                    async with conn.start_sftp_client() as sftp:
+                        return sorted(await sftp.listdir("/"))
+            assert "upload" in asyncio.run(run())
+    assert [r.getMessage().split()[0] for r in caplog.records if "channel_bound_off" in r.getMessage()] == \
+        ["sftp.channel_bound_off"]
+
+
+def test_this_asyncssh_makes_its_sessions_as_the_bound_expects() -> None:
+    """When asyncssh changes the class the bound builds on, this says so (and the front falls back, above)."""
+    from gateway.entrypoints.sftp.channels import supported
+    assert supported(), f"asyncssh {asyncssh.__version__}: SSHServerStreamSession changed; see sftp/channels.py"

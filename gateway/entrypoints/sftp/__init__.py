@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from typing import Any
 from collections.abc import Awaitable, Iterable
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import asyncssh
 from gateway.bootstrap import App
 from gateway.entrypoints.sftp.auth import (ConnectionGate, CredentialTable, FailureLimiter, GatewaySSHServer,
                                           load_credentials)
-from gateway.entrypoints.sftp.channels import SessionFactory
+from gateway.entrypoints.sftp.channels import SessionFactory, supported as channels_supported
 from gateway.entrypoints.sftp.jail import JailContext, JailedSFTPServer
 from gateway.entrypoints.intake_tasks import FileAttempts
 from gateway.entrypoints.supervisor import Supervisor
@@ -82,13 +83,20 @@ class SftpInbox:
                           max_handles=server.max_open_handles_per_client)
         # Sessions are made by GatewaySSHServer.session_requested, which bounds them per connection: an
         # sftp_factory given to listen would have asyncssh open every channel without asking (channels.py)
-        sessions = SessionFactory(server.max_channels_per_connection,
-                                  functools.partial(JailedSFTPServer, ctx=ctx), server.allow_scp)
+        sftp_factory = functools.partial(JailedSFTPServer, ctx=ctx)
+        own: dict[str, Any] = {}
+        sessions: SessionFactory | None = None
+        if channels_supported():
+            sessions = SessionFactory(server.max_channels_per_connection, sftp_factory, server.allow_scp)
+        else:  # an asyncssh release whose sessions are made otherwise: SFTP works, without the per-connection bound
+            log.warning("sftp.channel_bound_off asyncssh=%s: channels per connection are not bounded with this "
+                        "release of asyncssh", asyncssh.__version__)
+            own = {"sftp_factory": sftp_factory, "allow_scp": server.allow_scp}
         self.acceptor = await asyncssh.listen(
             server.host, server.port, server_host_keys=[host_key],
             server_factory=functools.partial(GatewaySSHServer, credentials, limiter, gate, sessions),
             login_timeout=server.login_timeout_seconds, agent_forwarding=False, x11_forwarding=False,
-            allow_pty=False)
+            allow_pty=False, **own)
         self.port = self.acceptor.get_port()
         log.info("sftp.listening host=%s port=%d clients=%s host_key=%s", server.host, self.port,
                  ",".join(sorted(credentials)) or "none", host_key.get_fingerprint())

@@ -11,6 +11,7 @@ connection is logged, not every one.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,17 @@ from asyncssh.sftp import MIN_SFTP_VERSION
 from asyncssh.stream import SSHServerStreamSession  # what asyncssh makes for an sftp_factory given to listen
 
 log = logging.getLogger("gateway.sftp")
+
+
+def supported() -> bool:
+    """Whether this asyncssh makes its SFTP sessions as the bound expects (``SSHServerStreamSession`` is not part of
+    asyncssh's documented API: a release that changes it must not take the SFTP front down with it; ``serve`` then
+    listens with asyncssh's own ``sftp_factory`` and says the bound is off)."""
+    try:
+        params = list(inspect.signature(SSHServerStreamSession.__init__).parameters)
+    except (TypeError, ValueError):
+        return False
+    return params[:5] == ["self", "session_factory", "sftp_factory", "sftp_version", "allow_scp"]
 
 SftpFactory = Callable[..., asyncssh.SFTPServer]  # called with the session's channel
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from gateway.errors import ConfigError, DeliveryError
+from gateway.file_stamp import Stamp, file_stamp
 
 
 def ca_file_option(partner_id: str, options: Mapping[str, Any]) -> str | None:
@@ -58,25 +59,15 @@ class PartnerTls:
                  default: Callable[[], ssl.SSLContext] = ssl.create_default_context) -> None:
         self.where, self.ca_file, self.default = where, ca_file, default
         self._ctx: ssl.SSLContext | None = None
-        self._stamp: tuple[int, int, int, int] | None = None
+        self._stamp: Stamp | None = None
 
     def context(self) -> ssl.SSLContext:
         """The context to verify the partner with; DeliveryError (retryable) when ``ca_file`` cannot be loaded."""
-        stamp = _stamp(self.ca_file)
+        stamp = file_stamp(self.ca_file) if self.ca_file is not None else None
         if self._ctx is None or stamp != self._stamp:
             self._ctx = client_context(self.where, self.ca_file, self.default)
             self._stamp = stamp  # taken before the load: a change meanwhile is loaded again at the next call
         return self._ctx
-
-
-def _stamp(path: str | None) -> tuple[int, int, int, int] | None:
-    if path is None:
-        return None
-    try:
-        st = os.stat(path)  # a folder hashed by c_rehash changes its mtime when a certificate is added or removed
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 class _Unloadable(Exception):

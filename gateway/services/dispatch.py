@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator
@@ -30,7 +29,6 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, TypeVar
 
 from cryptography import x509
@@ -53,6 +51,7 @@ from gateway.domain.model import Claim
 from gateway.domain.limitation import STATUTORY, limitation_date
 from gateway.domain.sandbox import is_sandbox_client
 from gateway.errors import DeliveryError, GatewayError, KeyStoreError, NotFound
+from gateway.file_stamp import file_stamp
 from gateway.services import batching
 from gateway.services.node import LeaseLost
 from gateway.services.operations import capabilities, run_operation
@@ -80,7 +79,7 @@ class Dispatcher:
     app: App
     owner: str
     _adapters: dict[str, PartnerAdapter] = field(default_factory=dict)
-    # Loaded once and kept while their files stay the same (``_stamp``): a partner's new certificate or the gateway's
+    # Loaded once and kept while their files stay the same (``file_stamp``): a partner's new certificate or the gateway's
     # renewed signing key, put in place of the old file, is used from the next batch on, not after a restart.
     _certs: dict[str, tuple[Any, x509.Certificate]] = field(default_factory=dict)
     _signer: tuple[Any, tuple[x509.Certificate, rsa.RSAPrivateKey]] | None = None
@@ -417,7 +416,7 @@ class Dispatcher:
     # after max_attempts and retry_for_seconds), and goes out by itself once the file is there.
     def _partner_cert(self, partner_id: str) -> x509.Certificate:
         path = self.app.config.path(self.app.config.partners[partner_id].certificate)
-        stamp = _stamp(path)
+        stamp = file_stamp(path)
         cached = self._certs.get(partner_id)
         if cached is not None and stamp is not None and cached[0] == stamp:
             return cached[1]
@@ -429,7 +428,7 @@ class Dispatcher:
         return cert
 
     def _signing(self) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
-        stamp = (_stamp(self.app.signing_key_path), _stamp(self.app.signing_cert_path))
+        stamp = (file_stamp(self.app.signing_key_path), file_stamp(self.app.signing_cert_path))
         if self._signer is not None and None not in stamp and self._signer[0] == stamp:
             return self._signer[1]
         try:
@@ -453,16 +452,6 @@ class Dispatcher:
 def _spki(public_key: Any) -> bytes:
     """A public key as DER (SubjectPublicKeyInfo), to tell whether a certificate is a private key's."""
     return bytes(public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
-
-
-def _stamp(path: Path) -> tuple[int, int, int] | None:
-    """What tells a key or certificate file replaced (a new inode by the atomic rename every tool does) or rewritten
-    in place (its time and size); None when it cannot be looked at (loading it says why)."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 class Lanes:

@@ -23,11 +23,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from gateway.config import GatewayConfig
+from gateway.file_stamp import Stamp as FileStamp, file_stamp
 from gateway.errors import ConfigError
 from gateway.mapping.spec import MappingSpec, parse_mapping
 
 log = logging.getLogger(__name__)
-Stamp = tuple[int, int, int, int] | None
+Stamp = FileStamp | None
 MAX_MAPPING_BYTES = 16 << 20
 
 
@@ -73,14 +74,6 @@ class MappingState:
     generation: int = 0  # counts successful (re)loads
 
 
-def _stamp(path: Path) -> Stamp:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino
-
-
 def _key(path: Path) -> Path:
     """The file's absolute name, its links not followed: a mapping installed as a link keeps its last good
     version when the link is pointed at a broken file (the target's name would be a new, never-loaded key)."""
@@ -103,7 +96,7 @@ class MappingRegistry:
     def load(self, path: Path) -> MappingSpec:
         """The mapping in ``path``, from the cache while the file is unchanged."""
         path = _key(path)
-        stamp = _stamp(path)
+        stamp = file_stamp(path)
         with self._lock:
             good = self._good.get(path)
             if good is not None and good[1] == stamp:

@@ -7,7 +7,11 @@ A real `gateway serve` (a subprocess, the demo client) takes a stream of client 
 watched inbox, or put over its SFTP server, half with OpenSSH's `sftp` and half slowly with asyncssh (a put
 that breaks off or finds nobody listening is tried again, as a client's upload job does); or, with
 ``--intake soap``, SubmitClaims calls of 1, 10 or 50 claims over HTTPS with zeep, each sent again until it is
-answered (a kill may take the answer of a call whose claims were stored: the resend must name the same claims). Meanwhile a chaos thread kills the gateway with
+answered (a kill may take the answer of a call whose claims were stored: the resend must name the same claims),
+and beside them, from the same address, six clients sending calls of 600 claims (about 350 KB) together, with
+``Expect: 100-continue`` and a body that takes a second to send: more bodies under way than the address's 4
+body-wait slots, so large ones wait in the SOAP front's waiting room (the report counts 100s that took over
+0.5 s, and Server.Busy answers). Meanwhile a chaos thread kills the gateway with
 SIGKILL every 3-12 s, whatever it is doing (now and then a SIGTERM instead), and starts it again. With
 ``--nodes N`` (PostgreSQL, inbox) N serve processes share the database and the inbox; a random one is killed
 each time, and one kill in three keeps that node down for 1.2-2.5x its leases (10 s here), so that the others
@@ -24,13 +28,22 @@ the invariants are checked:
 - the partner has every claim exactly once: the directory partner's folder holds each in exactly one batch
   file (opened with the partner's key); the HTTP partner (the simulated agency, run in this process so that it
   outlives the gateway's kills) made exactly one case of each. No outbox row is dead;
-- no supervised task gave up, and the largest serve process stayed within ``limits.memory_mb``.
+- no supervised task gave up, no traceback is in serve's log (a crash or an internal error: the report counts
+  ERROR and CRITICAL lines by event besides), and the largest serve process stayed within ``limits.memory_mb``.
 
 With ``--partner http`` the chaos thread also hurts the partner now and then: a few requests answered 500 or
-503, dropped, timed out or processed without an answer (the gateway must send again and the agency fold the
-copy), or an outage of a few seconds. The directory partner is the plain one, without the demo agency
+503 (half of the 503s with ``Retry-After: 1-4``: every row of the partner is held that long), dropped, timed out
+or processed without an answer (the gateway must send again and the agency fold the copy), or an outage of a
+few seconds. The directory partner is the plain one, without the demo agency
 simulator (which keeps its whole books in one JSON file rewritten on every change: fine for a demo, and it
 would make this a benchmark of the simulator).
+
+On PostgreSQL the run works in a schema of its own (``soak_<pid>_<seed>``; unless the URL sets a search_path),
+dropped at the end unless the run failed or ``--keep`` was given (then the report names it).
+
+serve is started again after every kill from the code as it is then: run the soak from a tree nobody edits
+meanwhile (``git archive HEAD`` unpacked elsewhere, with ``PYTHONPATH`` set to it), or a change landing in the
+middle (a new migration: every later start refuses the schema) ends the run in findings that are not.
 
 Prints one JSON line with the counts and exits non-zero when an invariant fails.
 """
@@ -57,7 +70,7 @@ import asyncssh
 
 from adapters.simulators.agency import Agency, Fault
 from adapters.simulators.files import claim_ids_of, load_partner_keys
-from adapters.simulators.http_sim import HttpAgencySimulator
+from adapters.simulators.http_sim import HttpAgencySimulator, _Handler
 from bench.gen import HEADER, rows
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -164,10 +177,25 @@ def _settled(cfg: Path, files: dict[str, int], soap_claims: int) -> bool:
             and not any(c["state"] in END_STATES for c in claims))
 
 
+class _AskingToWait(_Handler):
+    """The simulated agency's handler whose 503 answers say, when ``retry_after`` is set, when to come back
+    (``Retry-After``, as a partner in maintenance does): the gateway must then hold all the partner's rows that
+    long, on every node (the hold is kept in the rows' ``available_at``), and deliver them afterwards."""
+
+    retry_after: int | None = None
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        super().send_response(code, message)
+        if code == 503 and self.retry_after is not None:
+            self.send_header("Retry-After", str(self.retry_after))
+
+
 def _hurt(rnd: random.Random, agency: Agency | None) -> None:
-    """Now and then the partner fails a few requests, or is down for a few seconds."""
+    """Now and then the partner fails a few requests, or is down for a few seconds; half of its 503 answers
+    ask the gateway to wait 1-4 s (Retry-After)."""
     if agency is None or rnd.random() < 0.4:
         return
+    _AskingToWait.retry_after = rnd.randint(1, 4) if rnd.random() < 0.5 else None
     if rnd.random() < 0.25:
         agency.faults.start_outage(rnd.choice((Fault.ERROR_503, Fault.REFUSE)))
         threading.Timer(rnd.uniform(1, 5), agency.faults.heal).start()
@@ -305,6 +333,22 @@ class Chaos(threading.Thread):
             self._thaw(i)
 
 
+def _create_schema(url: str, seed: int) -> str:
+    import psycopg
+
+    schema = f"soak_{os.getpid()}_{seed}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    return schema
+
+
+def _drop_schema(url: str, schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
 def _cut_connections(url: str) -> int:
     """Terminate the gateway's connections (those named by ``url``'s application_name), as a server restart or
     a failover does to its pooled connections, whatever they are doing. Other clients of the same database (a
@@ -409,6 +453,172 @@ def _submit(url: str, cert: Path, claims: list[dict[str, Any]], deadline: float)
     raise SystemExit("no SubmitClaims call got through before the deadline")
 
 
+EXPECT_SENDERS = 6  # one address: more than its 4 body-wait slots (soap.max_body_waits_per_address)
+EXPECT_CLAIMS = 600  # a body of about 350 KB: over the 256 KB a request may wait for in the selector
+
+
+class ExpectSenders:
+    """Beside the ERP's calls, ``EXPECT_SENDERS`` clients on the same address send large SubmitClaims calls as .NET
+    does: the header with ``Expect: 100-continue`` alone, the body (16 KB every 50 ms, about a second) only after
+    ``100 Continue``. They start each call together (a barrier), so that more bodies are under way than the
+    address has body-wait slots: the others wait for a slot in the SOAP front's waiting room, or are answered
+    ``Server.Busy`` at the header deadline. Each call is sent again until it is answered (a kill, a cut, a busy
+    answer), and its answer must name the claims stored under its references."""
+
+    def __init__(self, port: int, cert: Path, seed: int) -> None:
+        self.port, self.cert, self.seed = port, cert, seed
+        self.answered: dict[str, int] = {}
+        self.calls = self.tries = self.busy = self.waited = 0  # waited: 100 Continue came after more than 0.5 s
+        self.unanswered: list[str] = []  # calls that got no answer within 300 s (their first reference)
+        self.longest_wait = 0.0
+        self.body_bytes = 0
+        self.stop = threading.Event()
+        self._lock = threading.Lock()
+        self._together = threading.Barrier(EXPECT_SENDERS)
+        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(EXPECT_SENDERS)]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def join(self) -> None:
+        """No new calls; the calls under way are sent until answered."""
+        self.stop.set()
+        for thread in self._threads:
+            thread.join(timeout=600)
+
+    def _envelope(self, claims: list[dict[str, Any]]) -> bytes:
+        import requests
+        import zeep
+        from lxml import etree
+        from zeep.transports import Transport
+
+        while True:  # the WSDL from the running server (it may be down for a moment)
+            try:
+                session = requests.Session()
+                session.trust_env, session.verify = False, str(self.cert)
+                transport = Transport(session=session, timeout=30)  # type: ignore[no-untyped-call]
+                client = zeep.Client(f"https://127.0.0.1:{self.port}/soap?wsdl",  # type: ignore[no-untyped-call]
+                                     transport=transport)
+                message = client.create_message(  # type: ignore[no-untyped-call]
+                    client.service, "SubmitClaims", claims={"ClaimInput": claims})
+                return bytes(etree.tostring(message, xml_declaration=True, encoding="utf-8"))
+            except (requests.RequestException, zeep.exceptions.TransportError, OSError):
+                time.sleep(0.5)
+
+    def _run(self, i: int) -> None:
+        rnd = random.Random(self.seed * 100 + i)
+        n = 0
+        while not self.stop.wait(rnd.uniform(0.5, 3.0)):
+            claims = [_soap_claim(f"E{i}-{n:04d}-{k:03d}", rnd) for k in range(EXPECT_CLAIMS)]
+            body = self._envelope(claims)
+            try:  # all at once (a sender still resending its last call is not waited for long)
+                self._together.wait(timeout=5)
+            except threading.BrokenBarrierError:
+                if self._together.broken:
+                    self._together.reset()
+            answered = self._send(body, time.monotonic() + 300)
+            if answered is None:
+                self.unanswered.append(str(claims[0]["creditor_reference"]))
+                return
+            with self._lock:
+                self.answered.update(answered)
+                self.calls += 1
+                self.body_bytes = max(self.body_bytes, len(body))
+            n += 1
+
+    def _send(self, body: bytes, deadline: float) -> dict[str, int] | None:
+        import base64
+        import ssl
+
+        from lxml import etree
+
+        auth = base64.b64encode(f"soak-erp:{SOAP_PASSWORD}".encode()).decode()
+        head = (f"POST /soap HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/xml; charset=utf-8\r\n"
+                f"SOAPAction: \"SubmitClaims\"\r\nAuthorization: Basic {auth}\r\nContent-Length: {len(body)}\r\n"
+                "Expect: 100-continue\r\nConnection: close\r\n\r\n").encode()
+        ctx = ssl.create_default_context(cafile=str(self.cert))
+        while time.monotonic() < deadline:
+            with self._lock:
+                self.tries += 1
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=30) as raw, \
+                        ctx.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+                    sock.sendall(head)
+                    asked = time.monotonic()
+                    buf = bytearray()
+                    status, headers = _read_head(sock, buf)
+                    if status == 100:
+                        wait = time.monotonic() - asked
+                        with self._lock:
+                            self.waited += wait > 0.5
+                            self.longest_wait = max(self.longest_wait, wait)
+                        for at in range(0, len(body), 16384):
+                            sock.sendall(body[at:at + 16384])
+                            time.sleep(0.05)
+                        status, headers = _read_head(sock, buf)
+                    payload = _read_body(sock, buf, headers)
+            except (OSError, ConnectionError, ValueError):
+                time.sleep(0.5)
+                continue
+            if status == 503:  # Server.Busy: no slot within the header deadline, or the database away
+                with self._lock:
+                    self.busy += 1
+                time.sleep(0.5)
+                continue
+            if status != 200:
+                raise SystemExit(f"an Expect call was answered {status}: {payload[:500]!r}")
+            results: dict[str, int] = {}
+            for el in etree.fromstring(payload).iter():
+                if etree.QName(el).localname == "ClaimResult":
+                    fields = {etree.QName(c).localname: c.text for c in el}
+                    results[str(fields["creditor_reference"])] = int(str(fields["claim_id"]))
+            return results
+        return None
+
+
+def _read_head(sock: Any, buf: bytearray) -> tuple[int, dict[str, str]]:
+    """The next status line and header block (an interim 100 or a final answer's)."""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed before an answer")
+        buf += chunk
+    end = buf.index(b"\r\n\r\n")
+    lines = bytes(buf[:end]).decode("latin-1").split("\r\n")
+    del buf[:end + 4]
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers
+
+
+def _read_body(sock: Any, buf: bytearray, headers: dict[str, str]) -> bytes:
+    """The answer's body: by its length, chunked, or to the connection's end (Connection: close was asked)."""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            break
+        buf += chunk
+    data = bytes(buf)
+    if "content-length" in headers:
+        length = int(headers["content-length"])
+        if len(data) < length:
+            raise ConnectionError("answer cut short")
+        return data[:length]
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        out, at = bytearray(), 0
+        while True:
+            eol = data.index(b"\r\n", at)
+            size = int(data[at:eol].split(b";")[0], 16)
+            if size == 0:
+                return bytes(out)
+            out += data[eol + 2:eol + 2 + size]
+            at = eol + 2 + size + 2
+    return data
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -422,6 +632,13 @@ def soak(seconds: float, db_url: str | None, seed: int, keep: bool, partner_kind
                          "would want the same port)")
     if cut_db and (db_url is None or not db_url.startswith("postgresql")):
         raise SystemExit("--cut-db terminates PostgreSQL connections: it needs --db postgresql://...")
+    schema = None
+    if db_url is not None and db_url.startswith("postgresql") and "search_path" not in db_url:
+        # a schema of the run's own, dropped afterwards: the database may be shared (a test suite beside it), and
+        # claims of an earlier run in the same tables would fail this one's counts (a URL that names a schema,
+        # as the tests' do, is used as it is)
+        schema = _create_schema(db_url, seed)
+        db_url += ("&" if "?" in db_url else "?") + f"options=-csearch_path%3D{schema}"
     if cut_db and db_url is not None:  # the gateway's connections by name: only those are cut
         db_url += ("&" if "?" in db_url else "?") + f"application_name=gateway-soak-{os.getpid()}-{seed}"
     rnd = random.Random(seed)
@@ -432,6 +649,9 @@ def soak(seconds: float, db_url: str | None, seed: int, keep: bool, partner_kind
         agency = Agency("demo-agency")
         agency.faults.hang_seconds = 3.0  # longer than the adapter waits: a timeout
         sim = HttpAgencySimulator(agency).start()
+        _AskingToWait.retry_after = None
+        assert sim._server is not None
+        sim._server.RequestHandlerClass = _AskingToWait  # read for each request the server takes
         partner: dict[str, Any] = {"adapter": "http", "options": {"url": sim.url, "timeout": 2.0}}
     else:
         partner = {"adapter": "directory", "options": {"path": "var/partners/demo-agency"}}
@@ -475,6 +695,9 @@ def soak(seconds: float, db_url: str | None, seed: int, keep: bool, partner_kind
     acks.start()
     started = time.monotonic()
     chaos.start()
+    expect = ExpectSenders(port, base / "var" / "keys" / "tls.crt", seed) if intake == "soap" else None
+    if expect is not None:
+        expect.start()
     try:
         while time.monotonic() - started < seconds:
             if intake == "soap":
@@ -496,6 +719,9 @@ def soak(seconds: float, db_url: str | None, seed: int, keep: bool, partner_kind
             files[name] = n
             time.sleep(rnd.uniform(0.3, 1.5))
         chaos.stop()
+        if expect is not None:
+            expect.join()
+            soap.update(expect.answered)
         exit_codes = chaos.exit_codes
         if agency is not None:
             agency.faults.heal()
@@ -516,11 +742,23 @@ def soak(seconds: float, db_url: str | None, seed: int, keep: bool, partner_kind
             sim.stop()
         acks.halt.set()
     report = _check(base, cfg, files, soap, serves, exit_codes, settle_s, keep, agency)
+    if schema is not None and db_url is not None:
+        if keep or report["problems"]:  # kept with the run's directory, to be looked at
+            report["schema"] = schema
+        else:
+            _drop_schema(db_url, schema)
     report.update(intake=intake, tries=tries if intake != "inbox" else None, soap_calls=calls or None,
                   nodes=nodes, long_outages=chaos.long_outages if nodes > 1 else None,
                   db_cuts=chaos.db_cuts if cut_db else None,
                   pauses=sum(s.pauses for s in serves) if pause else None, acks_rewritten=acks.rewritten(),
                   paused_s=round(sum(s.paused_s for s in serves), 1) if pause else None)
+    if expect is not None:
+        if expect.unanswered:
+            report["problems"].append(f"{len(expect.unanswered)} Expect calls never answered, e.g. the one of "
+                                      f"{expect.unanswered[0]}")
+        report.update(expect_calls=expect.calls, expect_tries=expect.tries, expect_busy=expect.busy,
+                      expect_waited=expect.waited, expect_longest_wait_s=round(expect.longest_wait, 1),
+                      expect_body_kb=expect.body_bytes // 1024)
     return report
 
 
@@ -580,6 +818,17 @@ def _check(base: Path, cfg: Path, files: dict[str, int], soap: dict[str, int], s
         problems.append(f"{len(dead_rows)} dead outbox rows")
     logs = "".join(serve.log(r).read_text(errors="replace") for serve in serves for r in range(1, serve.runs + 1))
     gave_up = logs.count("supervisor.gave_up")
+    tracebacks = logs.count("Traceback (most recent call last)")
+    if tracebacks:  # serve logs an exception's traceback only for a crash or an internal error: each is a finding
+        lines = logs.splitlines()
+        first = next(i for i, line in enumerate(lines) if line.startswith("Traceback (most recent call last)"))
+        last = next((line for line in lines[first + 1:] if line and not line.startswith(" ")), "?")
+        problems.append(f"{tracebacks} tracebacks in serve's log, the first ending {last[:200]!r}")
+    errors: dict[str, int] = {}  # ERROR and CRITICAL lines by event (format text: time level logger event ...)
+    for line in logs.splitlines():
+        parts = line.split(" ", 5)
+        if len(parts) > 4 and parts[2] in ("ERROR", "CRITICAL"):
+            errors[parts[4]] = errors.get(parts[4], 0) + 1
     if gave_up:
         problems.append(f"a supervised task gave up {gave_up} times")
     unexpected_exits = [c for c in exit_codes if c not in (0, -signal.SIGKILL)]
@@ -595,6 +844,8 @@ def _check(base: Path, cfg: Path, files: dict[str, int], soap: dict[str, int], s
               "settled_after_s": round(settle_s, 1), "peak_rss_mb": round(peak_mb, 1),
               "task_failures_logged": logs.count("supervisor.task_failed"),
               "resumed": logs.count("serve.resumed"), "problems": problems, "dir": str(base),
+              "partner_holds_logged": logs.count("dispatch.partner_hold"),
+              "error_lines": errors,
               # taken over while frozen or down: outbox rows (dispatch.lease_lost), client ingests (LeaseLost)
               "lease_lost_logged": logs.count("dispatch.lease_lost") + logs.count("LeaseLost")
               + logs.count("ingest.resume_taken_over"),

@@ -48,7 +48,7 @@ def measure_skew(engine: Engine, clock: Callable[[], float] = time.time) -> floa
 
 
 class ClockWatch:
-    """The supervised check of this node's clock (``step``), and what it found (``skew``, ``problems``)."""
+    """The supervised check of this node's clock (``step``), and what it found (``skew``)."""
 
     def __init__(self, engine: Engine, config: GatewayConfig, clock: Callable[[], float] = time.time) -> None:
         self.engine, self.clock, self.limit = engine, clock, max_skew(config)
@@ -69,10 +69,3 @@ class ClockWatch:
             if lasted is not None:
                 log.info("node.clock_back seconds=%+.1f after=%.0fs", skew, lasted)
         return False
-
-    def problems(self) -> list[str]:
-        """The clock's difference while it is over the limit (for ``gateway status``-like reports)."""
-        skew = self.skew
-        if skew is None or abs(skew) <= self.limit:
-            return []
-        return [f"clock differs from the database server's by {skew:+.0f} s (limit {self.limit:.0f} s): sync it (NTP)"]

@@ -21,7 +21,7 @@ def test_on_sqlite_there_is_no_other_clock(app: App) -> None:
     if app.engine.dialect.name != "sqlite":
         pytest.skip("the SQLite case")
     watch = ClockWatch(app.engine, app.config)
-    assert watch.step() is False and watch.skew is None and watch.problems() == []
+    assert watch.step() is False and watch.skew is None
 
 
 def test_a_clock_far_from_the_databases_is_said_once_shown_and_said_back(app: App,
@@ -32,7 +32,6 @@ def test_a_clock_far_from_the_databases_is_said_once_shown_and_said_back(app: Ap
     watch = ClockWatch(app.engine, app.config, clock=lambda: time.time() + offset[0])
     watch.step()
     assert watch.skew is not None and abs(watch.skew) < 1.0  # the same machine's clock: the round trip's error
-    assert watch.problems() == []
 
     limit = max_skew(app.config)
     offset[0] = limit + 100  # NTP stopped, the clock ran ahead
@@ -42,8 +41,6 @@ def test_a_clock_far_from_the_databases_is_said_once_shown_and_said_back(app: Ap
     said = [r for r in caplog.records if r.getMessage().startswith("node.clock_skew")]
     assert len(said) == 1 and said[0].levelno == logging.ERROR  # once, not at every look
     assert watch.skew is not None and watch.skew > limit
-    [problem] = watch.problems()
-    assert "clock differs from the database server's by +" in problem
     gauge = {m.name: m for m in BacklogCollector(lambda: None, dict, lambda: True, dict, lambda: watch.skew).collect()}
     assert gauge["gateway_clock_skew_seconds"].samples[0].value == watch.skew
 
@@ -52,7 +49,7 @@ def test_a_clock_far_from_the_databases_is_said_once_shown_and_said_back(app: Ap
     with caplog.at_level(logging.INFO, logger="gateway.serve"):
         watch.step()
     assert [r.getMessage().split()[0] for r in caplog.records] == ["node.clock_back"]
-    assert watch.problems() == []
+    assert watch.skew is not None and abs(watch.skew) < 1.0
 
 
 def test_the_measure_is_this_clock_minus_the_servers(app: App) -> None:

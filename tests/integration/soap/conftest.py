@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,25 @@ def soap_app(tmp_path: Path, db_url: str) -> Iterator[App]:
     app = build_app(path, migrate=True)
     yield app
     app.close()
+
+
+@contextmanager
+def serving(tmp_path: Path, db_url: str, **overrides: Any) -> Iterator[Endpoint]:
+    """A gateway of its own (the SOAP clients unless ``clients`` is given, ``overrides`` as config sections) with its
+    real SOAP endpoint on an ephemeral loopback port; stopped and closed at the end."""
+    overrides.setdefault("clients", client_config())
+    path = write_config(tmp_path, db_url, **overrides)
+    init_keys(load_config(path))
+    app = build_app(path, migrate=True)
+    try:
+        server = SoapServer(app, host="127.0.0.1", port=0)
+        server.start()
+        try:
+            yield Endpoint(app, server, app.config.keys_dir / "tls.crt")
+        finally:
+            server.stop()
+    finally:
+        app.close()
 
 
 @pytest.fixture

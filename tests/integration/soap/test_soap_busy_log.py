@@ -14,28 +14,15 @@ from pathlib import Path
 import pytest
 import zeep
 
-from gateway.bootstrap import App, build_app
-from gateway.config import load_config
-from gateway.entrypoints.soap.server import SoapServer
-from gateway.services.keys import init_keys
-from tests.conftest import write_config
-from tests.integration.soap.conftest import Endpoint, claim, client_config, submit
+from tests.integration.soap.conftest import Endpoint, claim, serving, submit
 
 
 @pytest.fixture
 def sqlite_endpoint(tmp_path: Path) -> Iterator[Endpoint]:
     db = tmp_path / "var" / "gateway.db"
-    path = write_config(tmp_path, f"sqlite:///{db}", clients=client_config(),
-                        database={"busy_timeout_seconds": 0.2}, dispatcher={"enabled": False})
-    init_keys(load_config(path))
-    app: App = build_app(path, migrate=True)
-    server = SoapServer(app, host="127.0.0.1", port=0)
-    server.start()
-    try:
-        yield Endpoint(app, server, app.config.keys_dir / "tls.crt")
-    finally:
-        server.stop()
-        app.close()
+    with serving(tmp_path, f"sqlite:///{db}", database={"busy_timeout_seconds": 0.2},
+                 dispatcher={"enabled": False}) as ep:
+        yield ep
 
 
 def test_a_busy_database_is_one_warning_not_an_error_with_a_traceback(

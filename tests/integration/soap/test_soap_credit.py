@@ -12,13 +12,8 @@ import zeep
 
 from adapters.bureaus.simulators.book import Fault
 from adapters.bureaus.simulators.http_sim import HttpBureauSimulator
-from gateway.bootstrap import App, build_app
-from gateway.config import load_config
-from gateway.entrypoints.soap.server import SoapServer
 from gateway.services import credit
-from gateway.services.keys import init_keys
-from tests.conftest import write_config
-from tests.integration.soap.conftest import Endpoint, client_config
+from tests.integration.soap.conftest import Endpoint, client_config, serving
 from tests.integration.test_credit import credit_config, sims  # noqa: F401 - the simulators fixture
 
 SUBJECT = {"first_name": "Vera", "last_name": "Vollstreckt", "birth_date": "1966-02-03", "postal_code": "50667",
@@ -31,16 +26,8 @@ def endpoint(tmp_path: Path, db_url: str, sims: dict[str, HttpBureauSimulator]) 
     clients = client_config()
     clients["demo"]["credit"] = cfg["clients"]["demo"]["credit"]
     clients["other"]["credit"] = {"bureaus": ["json"]}
-    path = write_config(tmp_path, db_url, clients=clients, bureaus=cfg["bureaus"], soap={"threads": 4})
-    init_keys(load_config(path))
-    app: App = build_app(path, migrate=True)
-    server = SoapServer(app, host="127.0.0.1", port=0)
-    server.start()
-    try:
-        yield Endpoint(app, server, app.config.keys_dir / "tls.crt")
-    finally:
-        server.stop()
-        app.close()
+    with serving(tmp_path, db_url, clients=clients, bureaus=cfg["bureaus"], soap={"threads": 4}) as ep:
+        yield ep
 
 
 def test_check_credit_over_soap(endpoint: Endpoint, sims: dict[str, HttpBureauSimulator]) -> None:  # noqa: F811

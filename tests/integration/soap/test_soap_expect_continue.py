@@ -17,14 +17,9 @@ from typing import Any
 
 import pytest
 
-from gateway.config import load_config
-from gateway.bootstrap import build_app
 from gateway.entrypoints.soap.gate import PATH
-from gateway.entrypoints.soap.server import SoapServer
 from gateway.entrypoints.soap.types import TNS
-from gateway.services.keys import init_keys
-from tests.conftest import write_config
-from tests.integration.soap.conftest import PASSWORDS, Endpoint, client_config
+from tests.integration.soap.conftest import PASSWORDS, Endpoint, serving
 from tests.support import wait_for
 
 MAX_BYTES = 2 * 1024 * 1024
@@ -37,18 +32,9 @@ AUTH = "Authorization: Basic " + base64.b64encode(f"demo-erp:{PASSWORDS['demo-er
 def endpoint(request: pytest.FixtureRequest, tmp_path: Path, db_url: str) -> Iterator[Endpoint]:
     """The real endpoint with 16 workers: one address has 4 body-wait slots (soap.max_body_waits_per_address)."""
     header_timeout = getattr(request, "param", 60)
-    path = write_config(tmp_path, db_url, clients=client_config(), soap={
-        "threads": 16, "max_request_bytes": MAX_BYTES, "changes_settle_seconds": 0,
-        "header_timeout_seconds": header_timeout})
-    init_keys(load_config(path))
-    app = build_app(path, migrate=True)
-    server = SoapServer(app, host="127.0.0.1", port=0)
-    server.start()
-    try:
-        yield Endpoint(app, server, app.config.keys_dir / "tls.crt")
-    finally:
-        server.stop()
-        app.close()
+    with serving(tmp_path, db_url, soap={"threads": 16, "max_request_bytes": MAX_BYTES, "changes_settle_seconds": 0,
+                                         "header_timeout_seconds": header_timeout}) as ep:
+        yield ep
 
 
 def _tls(ep: Endpoint) -> ssl.SSLSocket:

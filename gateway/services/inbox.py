@@ -434,7 +434,15 @@ def ingest_dropped(app: App, book: UploadBook, client_id: str, path: Path) -> In
         if book.is_tracked(client_id, path) or (not link and (not path.is_file() or has_writer(path))):
             return None  # owned by the SFTP server, gone, or opened for writing again since the watcher took it
         check_ack_folder(app, client_id)
-        result = process_inbox_file(app, client_id, path)
+        try:
+            result = process_inbox_file(app, client_id, path)
+        except InputError as exc:
+            # Gone since the check above: on a shared inbox another node took it (it has stored and acked it)
+            # between that check and our open; or the client took it back. As gone as before the check: no
+            # failure of the task, nothing counted against the name, no ack.
+            if exc.message == "no such file" and not os.path.lexists(path):
+                return None
+            raise
     update_archive_index(app, client_id)
     return result
 

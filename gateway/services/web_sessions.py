@@ -12,19 +12,25 @@ password hash, client and role, from ``UserBook.credential``); a request whose l
 ends the session. A reset password and a removed login also delete the login's rows at once (``end_login``). A login keeps at
 most ``MAX_PER_LOGIN`` sessions: a new one beyond that ends the oldest.
 The session's search texts live in its row too (``search``/``remember``): they may be a debtor's name, and the
-cookie is only signed, not encrypted.
+cookie is only signed, not encrypted. In the row they are encrypted like the claims' debtor data (``app.cipher``,
+bound to the row's token hash), so the database and its backups never hold them in plain; a row that does not
+open (written in plain by an earlier version, or under a key since removed) counts as no search.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import logging
 import hmac
 import secrets
 from datetime import timedelta
+from typing import Any
 
 from gateway.bootstrap import App
+from gateway.errors import KeyStoreError
 from gateway.store import web_sessions as store
 from gateway.store.db import read_tx, write_tx
 
@@ -81,27 +87,46 @@ def end_login(app: App, login: str) -> int:
     return count
 
 
+SEALED = "s1:"  # marks a sealed search; anything else in the column is not read
+
+
+def _aad(key: str) -> bytes:
+    return f"web_sessions.search:{key}".encode()
+
+
+def _seal(app: App, key: str, kept: dict[str, Any]) -> str:
+    blob = app.cipher.encrypt(json.dumps(kept).encode(), _aad(key))
+    return SEALED + base64.b64encode(blob).decode("ascii")
+
+
+def _open(app: App, key: str, raw: str | None) -> dict[str, Any]:
+    if not raw or not raw.startswith(SEALED):
+        return {}
+    try:
+        kept = json.loads(app.cipher.decrypt(base64.b64decode(raw[len(SEALED):], validate=True), _aad(key)))
+    except (KeyStoreError, binascii.Error, ValueError):
+        return {}
+    return kept if isinstance(kept, dict) else {}
+
+
 def recall(app: App, token: str, name: str) -> object:
     """The search ``name`` kept for the session of ``token`` (None when there is none)."""
+    key = _hash(token)
     with read_tx(app.engine) as conn:
-        raw = store.search(conn, _hash(token))
-    kept = json.loads(raw) if raw else {}
-    return kept.get(name) if isinstance(kept, dict) else None
+        raw = store.search(conn, key)
+    return _open(app, key, raw).get(name)
 
 
 def remember(app: App, token: str, name: str, value: object) -> None:
     """Keep (or, with None, forget) the search ``name`` for the session of ``token``, on the server."""
     key = _hash(token)
     with write_tx(app.engine) as conn:
-        raw = store.search(conn, key)
-        kept = json.loads(raw) if raw else {}
-        if not isinstance(kept, dict):
-            kept = {}
+        kept = _open(app, key, store.search(conn, key))
         if value is None:
             kept.pop(name, None)
         else:
             kept[name] = value
-        store.set_search(conn, key, json.dumps(kept) if kept else None)
+        store.set_search(conn, key, _seal(app, key, kept) if kept else None)
 
 
 def end(app: App, token: str) -> None:

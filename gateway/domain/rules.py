@@ -75,7 +75,9 @@ def _claim_rules(claim: Claim, today: date) -> Iterator[Finding]:
         if pay.date > today:
             yield _err(f.DATE_IN_FUTURE, f"payments_received[{i}].date", "the payment date is in the future",
                        client_message=f"payment date {pay.date} is in the future")
-    if claim.principal_amount > 0 and claim.total_open_amount <= 0:
+    amounts = [claim.principal_amount, *(x.amount for x in claim.fees), *(p.amount for p in claim.payments_received)]
+    # a NaN is a finding above; comparing one raises (Decimal's InvalidOperation), so the sum is not checked then
+    if all(a.is_finite() for a in amounts) and claim.principal_amount > 0 and claim.total_open_amount <= 0:
         yield _err(f.NOTHING_OPEN, "total_open_amount",
                    "nothing is open: the payments received cover the claim",
                    client_message=f"nothing is open: payments of {claim.payments_total} cover the claim")

@@ -32,6 +32,7 @@ from gateway.bootstrap import App
 from gateway.domain.account import Entry, OverpaymentRefused, book
 from gateway.domain.lifecycle import TERMINAL, Actor, State
 from gateway.domain.model import minor_digits
+from gateway.domain.rules import MAX_AMOUNT
 from gateway.errors import GatewayError, IllegalTransition, NotFound
 from gateway.store import claims as claim_store
 from gateway.store import labels as label_store
@@ -181,6 +182,8 @@ def report_payment(app: App, client_id: str, claim_id: int, amount: Decimal, on:
         raise InvalidRequest(f"the claim is in {claim_currency}, the payment in {currency}", "currency")
     if not amount.is_finite() or amount <= 0:
         raise InvalidRequest(f"amount must be greater than 0, got {amount}", "amount")
+    if amount > MAX_AMOUNT:  # as a claim's amounts: beyond, the minor units overflow the database's integer
+        raise InvalidRequest(f"{amount} is a billion or more: not a payment the gateway takes", "amount")
     if -amount.as_tuple().exponent > minor_digits(currency):  # type: ignore[operator]
         raise InvalidRequest(f"{amount} has more decimal places than {currency} allows", "amount")
     if on > app.today():

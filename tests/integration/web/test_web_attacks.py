@@ -6,11 +6,14 @@ Every test here failed on the code before its fix.
 from __future__ import annotations
 
 import hashlib
+import re
 
+import pytest
 from sqlalchemy import select
 
+from gateway.services.claim_queries import get_claim
 from gateway.store.schema import web_sessions
-from tests.integration.web.conftest import Console
+from tests.integration.web.conftest import Console, claim_ids
 from tests.integration.web.test_web_runs_operator import run_ref
 from tests.integration.web.test_web_sessions import cookie_session
 
@@ -34,3 +37,40 @@ def test_a_search_kept_for_the_session_is_not_in_the_database_in_plain(console: 
     assert "RE-2025-0004" in c.get(f"/runs/{run}").text  # Lukas Becker's claim of the run
     assert c.post("/claims/search", data={"csrf": token, "q": ""}).status_code == 303
     assert "RE-2025-0002" in c.get("/claims").text
+
+
+def _notes(page: str) -> list[str]:
+    return re.findall(r'class="note[^"]*"[^>]*>([^<]*)<', page)
+
+
+def test_an_absurd_payment_is_refused_not_booked_nor_a_crash(console: Console,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    """A payment is bounded like a claim's amounts (under a billion): 10^15 was booked as an overpayment and
+    forwarded to the agency, 10^30 ended in a 500 (the minor units overflow the database's integer)."""
+    c = console.client("anna")
+    token = console.csrf(c, "/claims")
+    cid = claim_ids(console.app, "demo")["RE-2025-0011"]
+    before = get_claim(console.app, "demo", cid).account.paid_direct
+    for amount in ("1000000000", "1E+15", "1E+30", "99999999999999999999999"):
+        r = c.post(f"/claims/{cid}/payment", data={"csrf": token, "amount": amount, "date": "2025-03-01",
+                                                    "overpayment": "1"})
+        assert r.status_code == 303, (amount, r.status_code)
+        assert any("Nicht möglich" in n for n in _notes(c.get(f"/claims/{cid}").text)), amount
+    assert get_claim(console.app, "demo", cid).account.paid_direct == before
+    assert "web.error" not in caplog.text
+
+
+def test_an_amount_that_is_not_a_number_is_a_finding_not_a_crash(console: Console,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """"NaN" as the hand-over form's principal or a fee: a finding at its field (it was a 500 and an ERROR line:
+    comparing a NaN Decimal raises)."""
+    c = console.client("anna")
+    token = console.csrf(c, "/claims/new")
+    base = {"csrf": token, "amount": "100,00", "kind": "consumer", "last_name": "Nanfeld", "street": "Weg",
+            "house_number": "1", "postal_code": "10115", "city": "Berlin", "country": "DE"}
+    for n, extra in enumerate(({"amount": "NaN"}, {"amount": "sNaN"}, {"fee_dunning": "NaN"},
+                               {"amount": "Infinity", "fee_other": "-Infinity"})):
+        r = c.post("/claims/new", data={**base, "reference": f"NAN-{n}", **extra})
+        assert r.status_code == 422, (extra, r.status_code)
+        assert 'class="field-error"' in r.text
+    assert "web.error" not in caplog.text

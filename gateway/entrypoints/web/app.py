@@ -111,6 +111,7 @@ def build_web_app(app: App, users: UserBook | None = None) -> Starlette:
               *routes_mappings.ROUTES, *routes_credit.ROUTES,
               Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")]
     secret = session_secret(app)
+    routes_runs.clear_spool(app.config.var_dir)  # an upload cut off by a crash left its file in plain
     middleware = [Middleware(SecurityHeaders), Middleware(_Contained),
                   Middleware(SessionMiddleware, secret_key=secret, session_cookie=SESSION_COOKIE,
                              max_age=cfg.session_max_age_seconds, same_site="lax", https_only=True),

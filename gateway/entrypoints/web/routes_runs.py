@@ -26,6 +26,23 @@ from gateway.services.node import LeaseBusy
 log = logging.getLogger("gateway.web")
 UPLOAD_LEASE_WAIT = 30.0  # seconds an upload waits while another file of the client is being ingested
 ACK_ROWS_SHOWN = 1000
+SPOOL = "web-uploads"  # under var/: an upload's file while it is ingested (ingest reads a path)
+
+
+def clear_spool(var_dir: Path) -> int:
+    """Delete what uploads left in the spool: a process killed or crashed while it ingested one never reached
+    its ``finally``, and the file (the client's debtor data, in plain) would stay under var/ for good. Called
+    when the console is built, before any upload of this process; the number of folders removed."""
+    spool = var_dir / SPOOL
+    try:
+        left = [p for p in spool.iterdir() if p.is_dir() and not p.is_symlink()]
+    except FileNotFoundError:
+        return 0
+    for folder in left:
+        shutil.rmtree(folder, ignore_errors=True)
+    if left:
+        log.info("web.upload_spool_cleared folders=%d", len(left))
+    return len(left)
 
 
 async def runs_list(request: Request) -> Response:
@@ -102,7 +119,7 @@ async def upload(request: Request, form: FormData) -> Response:
         flash(request, "upload_missing", "error")
         return redirect("/upload")
     app = request.app.state.gateway
-    spool = app.config.var_dir / "web-uploads"
+    spool = app.config.var_dir / SPOOL
     spool.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(dir=spool))
     path = folder / _safe_name(sent.filename)

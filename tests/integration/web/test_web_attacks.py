@@ -11,9 +11,11 @@ import re
 import pytest
 from sqlalchemy import select
 
+from gateway.entrypoints.web.app import build_web_app
+from gateway.entrypoints.web.users import UserBook
 from gateway.services.claim_queries import get_claim
 from gateway.store.schema import web_sessions
-from tests.integration.web.conftest import Console, claim_ids
+from tests.integration.web.conftest import DEMO, Console, claim_ids
 from tests.integration.web.test_web_runs_operator import run_ref
 from tests.integration.web.test_web_sessions import cookie_session
 
@@ -74,3 +76,19 @@ def test_an_amount_that_is_not_a_number_is_a_finding_not_a_crash(console: Consol
         assert r.status_code == 422, (extra, r.status_code)
         assert 'class="field-error"' in r.text
     assert "web.error" not in caplog.text
+
+
+def test_an_upload_cut_off_by_a_crash_leaves_no_plain_copy_once_the_console_starts_again(
+        console: Console) -> None:
+    """An upload is ingested from a copy under var/web-uploads, deleted when the request ends; a process killed
+    meanwhile never deleted it, and the client's file (names, IBANs, in plain) stayed there for good."""
+    spool = console.app.config.var_dir / "web-uploads"
+    left = spool / "tmpkilled"  # what mkdtemp made for the upload the crash cut off
+    left.mkdir(parents=True)
+    (left / "batch.csv").write_text("RE-1;Jürgen;Müller;DE89370400440532013000\n", encoding="utf-8")
+    build_web_app(console.app, UserBook(console.app.config))
+    assert not left.exists() and spool.is_dir()
+    c = console.client("anna")  # and uploads still work afterwards
+    r = c.post("/upload", data={"csrf": console.csrf(c, "/upload")},
+               files={"file": ("demo.csv", DEMO.read_bytes(), "text/csv")})
+    assert r.status_code == 200 and list(spool.iterdir()) == []

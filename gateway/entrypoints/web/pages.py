@@ -19,7 +19,7 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from gateway.domain.model import from_minor
-from gateway.entrypoints.web.security import checked_form, csrf_token, current_user
+from gateway.entrypoints.web.security import FORM_MAX_BYTES, checked_form, csrf_token, current_user
 from gateway.entrypoints.web.texts import DEFAULT, LANGS, state_name, translator
 from gateway.services.console import run_colour
 
@@ -92,10 +92,16 @@ def redirect(url: str) -> RedirectResponse:
 FormHandler = Callable[[Request, FormData], Awaitable[Response]]
 
 
-def post(path: str, handler: FormHandler) -> Route:
-    """A POST route whose handler gets the form only after its CSRF token was checked."""
+def post(path: str, handler: FormHandler, *, files: bool = False) -> Route:
+    """A POST route whose handler gets the form only after its CSRF token was checked.
+
+    ``files``: the form carries files, up to ``web.max_upload_bytes`` (``app.state.max_body``), but only from a
+    logged-in user who may submit; anyone else (an outsider with the login page's token) is held to
+    ``FORM_MAX_BYTES``, as every other form: a 50 MB form is parsed into memory before its token is checked."""
     async def endpoint(request: Request) -> Response:
-        form = await checked_form(request)
+        user = current_user(request) if files else None
+        limit = request.app.state.max_body if user is not None and user.can_submit else FORM_MAX_BYTES
+        form = await checked_form(request, limit)
         try:
             return await handler(request, form)
         finally:

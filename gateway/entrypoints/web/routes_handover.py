@@ -127,5 +127,5 @@ async def handover(request: Request, form: FormData) -> Response:
 
 ROUTES = [
     Route("/claims/new", new_form, methods=["GET"]),
-    post("/claims/new", handover),
+    post("/claims/new", handover, files=True),
 ]

@@ -134,6 +134,6 @@ async def work(request: Request, form: FormData) -> Response:
 ROUTES = [
     Route("/operator/mappings", mappings, methods=["GET"]),
     Route("/operator/mappings/{client_id}", mapping_page, methods=["GET"]),
-    post("/operator/mappings/{client_id}/sample", upload_sample),
+    post("/operator/mappings/{client_id}/sample", upload_sample, files=True),
     post("/operator/mappings/{client_id}", work),
 ]

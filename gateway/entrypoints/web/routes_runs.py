@@ -148,5 +148,5 @@ ROUTES = [
     post("/runs/{ref}/release", release),
     post("/runs/{ref}/search", run_search),
     Route("/upload", upload_page, methods=["GET"]),
-    post("/upload", upload),
+    post("/upload", upload, files=True),
 ]

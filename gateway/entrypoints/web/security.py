@@ -32,6 +32,10 @@ HEADERS = {"content-security-policy": CSP, "x-frame-options": "DENY", "referrer-
            "x-content-type-options": "nosniff", "cross-origin-opener-policy": "same-origin"}
 MAX_FIELDS, MAX_FIELD_BYTES = 1000, 64 * 1024
 MAX_FILES = 10  # files in one form (the hand-over form's documents); the body size bounds them too
+# A form without a file (login, a search, an action, a release of 5,000 claims, a 60,000-character mapping) is
+# far below this. The form is parsed, and held in memory, before its CSRF token can be read: so only a route
+# that takes files, and only for a login that may send them, accepts up to web.max_upload_bytes (``pages.post``).
+FORM_MAX_BYTES = 1024 * 1024
 
 
 class SecurityHeaders:
@@ -100,12 +104,12 @@ def csrf_token(request: Request) -> str:
     return token
 
 
-async def checked_form(request: Request) -> FormData:
-    """The POSTed form, if its CSRF token is the session's; 403 otherwise."""
+async def checked_form(request: Request, limit: int = FORM_MAX_BYTES) -> FormData:
+    """The POSTed form of at most ``limit`` bytes, if its CSRF token is the session's; 403 otherwise."""
     length = request.headers.get("content-length", "")
     if not length.isdigit():
         raise HTTPException(411)
-    if int(length) > request.app.state.max_body:  # refused before a byte of it is parsed or spooled
+    if int(length) > limit:  # refused before a byte of it is parsed or spooled
         raise HTTPException(413)
     form = await request.form(max_files=MAX_FILES, max_fields=MAX_FIELDS, max_part_size=MAX_FIELD_BYTES)
     sent, expected = form.get("csrf"), request.session.get("csrf")

@@ -15,6 +15,7 @@ from typing import Any
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
@@ -26,6 +27,23 @@ from gateway.services.console import run_colour
 HERE = Path(__file__).resolve().parent
 LANG_COOKIE = "lang"
 PAGE_SIZE = 50
+MAX_PAGE = 10_000_000  # a page number beyond: the last of these (its offset still fits the database's integer)
+
+
+class IdConvertor(Convertor[int]):
+    """``{name:id}``: a row id in a path, digits that fit the database's 64-bit integer. A longer number matches
+    no route (404, like an unknown id) instead of reaching the database, which refuses it (a 500)."""
+
+    regex = "[0-9]{1,18}"
+
+    def convert(self, value: str) -> int:
+        return int(value)
+
+    def to_string(self, value: int) -> str:
+        return str(value)
+
+
+register_url_convertor("id", IdConvertor())
 
 
 def _money(value: Decimal | int | None, currency: str = "EUR") -> str:
@@ -111,6 +129,6 @@ def post(path: str, handler: FormHandler, *, files: bool = False) -> Route:
 
 def int_param(request: Request, name: str, default: int = 0) -> int:
     try:
-        return max(0, int(request.query_params.get(name, default)))
+        return min(max(0, int(request.query_params.get(name, default))), MAX_PAGE)
     except ValueError:
         return default

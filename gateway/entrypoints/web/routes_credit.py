@@ -85,5 +85,5 @@ async def result(request: Request) -> Response:
 ROUTES = [
     Route("/credit", form, methods=["GET"]),
     post("/credit", check),
-    Route("/credit/{check_id}", result, methods=["GET"]),
+    Route("/credit/{check_id:id}", result, methods=["GET"]),
 ]

@@ -83,7 +83,7 @@ ROUTES = [
     Route("/operator/runs", runs, methods=["GET"]),
     Route("/operator/runs/{ref}", run_page, methods=["GET"]),
     Route("/operator/claims", claims, methods=["GET"]),
-    Route("/operator/claims/{claim_id:int}", claim_page, methods=["GET"]),
+    Route("/operator/claims/{claim_id:id}", claim_page, methods=["GET"]),
     Route("/operator/outbox", outbox, methods=["GET"]),
-    post("/operator/outbox/{outbox_id:int}/retry", retry),
+    post("/operator/outbox/{outbox_id:id}/retry", retry),
 ]

@@ -118,3 +118,26 @@ def test_a_large_form_is_taken_only_from_a_login_that_may_upload(console: Consol
     assert r.status_code in (303, 422), r.status_code  # taken: the form's answer, not 413
     assert anna.post("/claims/search", data={"csrf": t, **fields}).status_code == 413
     assert anna.post("/claims/search", data={"csrf": t, "q": "x" * 500}).status_code == 303
+
+
+def test_a_number_too_large_for_the_database_is_not_found_not_a_500(console: Console,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """Ids and page numbers past 64 bits went to the database, which refused them: a 500 and an ERROR line per
+    request (OverflowError on SQLite, bigint out of range on PostgreSQL), any login could fill the log with them."""
+    big = "9" * 23
+    c = console.client("anna")
+    token = console.csrf(c, "/claims")
+    cid = claim_ids(console.app, "demo")["RE-2025-0012"]
+    for path in (f"/claims/{big}", f"/claims/{cid}/documents/{big}", f"/credit/{big}", "/claims/9223372036854775808"):
+        assert c.get(path).status_code == 404, path
+    for action in ("cancel", "message", "payment", "refresh", "monitoring", "labels"):
+        assert c.post(f"/claims/{big}/{action}", data={"csrf": token, "text": "x"}).status_code == 404, action
+    for path in (f"/claims?page={big}", f"/runs?page={big}", "/claims?page=184467440737095516"):
+        assert c.get(path).status_code == 200, path
+    op = console.client("olga")
+    assert op.get(f"/operator/claims/{big}").status_code == 404
+    for path in (f"/operator/claims?page={big}", f"/operator/outbox?page={big}", f"/operator/runs?page={big}"):
+        assert op.get(path).status_code == 200, path
+    assert op.post(f"/operator/outbox/{big}/retry", data={"csrf": console.csrf(op, "/operator/outbox")}) \
+        .status_code == 404
+    assert "web.error" not in caplog.text

@@ -47,8 +47,8 @@ def post_routes(console: Console) -> list[str]:
     paths = []
     for route in console.web.routes:
         if isinstance(route, Route) and "POST" in (route.methods or ()):
-            paths.append(route.path.replace("{claim_id:int}", str(claim_ids(console.app, "demo")["RE-2025-0012"]))
-                         .replace("{ref}", run_ref(console, "demo")).replace("{outbox_id:int}", "1")
+            paths.append(route.path.replace("{claim_id:id}", str(claim_ids(console.app, "demo")["RE-2025-0012"]))
+                         .replace("{ref}", run_ref(console, "demo")).replace("{outbox_id:id}", "1")
                          .replace("{client_id}", "demo"))
     return paths
 

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from gateway.entrypoints.web.app import build_web_app
 from gateway.entrypoints.web.users import UserBook
 from gateway.services.claim_queries import get_claim
-from gateway.store.schema import web_sessions
+from gateway.store.schema import submission_findings, web_sessions
 from tests.integration.web.conftest import DEMO, Console, claim_ids
 from tests.integration.web.test_web_runs_operator import run_ref
 from tests.integration.web.test_web_sessions import cookie_session
@@ -141,3 +141,23 @@ def test_a_number_too_large_for_the_database_is_not_found_not_a_500(console: Con
     assert op.post(f"/operator/outbox/{big}/retry", data={"csrf": console.csrf(op, "/operator/outbox")}) \
         .status_code == 404
     assert "web.error" not in caplog.text
+
+
+def test_a_rejected_hand_over_stores_findings_without_the_values_sent(console: Console) -> None:
+    """The findings of a hand-over (SOAP's too: one translation) are stored with the run and shown to operators,
+    in plain: they quoted a document's file name ("Rechnung <debtor>.pdf"), its media type and any value msgspec
+    refused ("Invalid enum value '<text>'"). The client still sees its own value at the field."""
+    c = console.client("anna")
+    token = console.csrf(c, "/claims/new")
+    base = {"csrf": token, "amount": "10", "last_name": "Weg", "street": "W", "house_number": "1",
+            "postal_code": "10115", "city": "Berlin", "country": "DE"}
+    r = c.post("/claims/new", data={**base, "reference": "PII-1"},
+               files={"document": ("Rechnung Zacharias Quxbauer.pdf", b"", "application/pdf")})
+    assert r.status_code == 422 and "Rechnung Zacharias Quxbauer.pdf" in r.text  # the client's own name, shown
+    c.post("/claims/new", data={**base, "reference": "PII-2"}, files={"document": ("a.pdf", b"%PDF", "text/Quxtype")})
+    c.post("/claims/new", data={**base, "reference": "PII-3", "kind": "Zacharias Quxkind"})
+    with console.app.engine.connect() as conn:
+        stored = [m for (m,) in conn.execute(select(submission_findings.c.message))]
+    assert any(m == "document 1 is empty" for m in stored)
+    for planted in ("Quxbauer", "Quxtype", "Quxkind"):
+        assert not [m for m in stored if planted in m], planted

@@ -161,3 +161,20 @@ def test_a_rejected_hand_over_stores_findings_without_the_values_sent(console: C
     assert any(m == "document 1 is empty" for m in stored)
     for planted in ("Quxbauer", "Quxtype", "Quxkind"):
         assert not [m for m in stored if planted in m], planted
+
+
+def test_fields_that_take_debtor_data_are_not_kept_in_the_browsers_form_history(console: Console) -> None:
+    """Chromium kept the claims search ("Zacharias Quxbauer") and the hand-over form's names and street in its
+    profile's autofill table and offered them again, to whoever used that browser next
+    (tests/e2e/test_web_autofill.py reads the profile). Fields of debtor data say autocomplete="off"."""
+    c = console.client("anna")
+    cid = claim_ids(console.app, "demo")["RE-2025-0012"]
+    run = run_ref(console, "demo")
+    pages = {"/claims": {"q"}, f"/runs/{run}": {"q"}, f"/claims/{cid}": {"reason"},
+             "/claims/new": {"reference", "invoice_number", "first_name", "last_name", "company", "birth_date",
+                             "street", "house_number", "postal_code", "city", "email", "iban", "bic"}}
+    for path, names in pages.items():
+        page = c.get(path).text
+        for name in names:
+            tag = re.search(rf'<input name="{name}"[^>]*>', page)
+            assert tag and 'autocomplete="off"' in tag.group(0), (path, name)

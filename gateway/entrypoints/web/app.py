@@ -127,4 +127,5 @@ def build_web_app(app: App, users: UserBook | None = None) -> Starlette:
     web.state.apply_config = ClientReloader(app, None, None, web.state.users.prepare_reload).apply
     web.state.templates = make_templates()
     web.state.max_body = cfg.max_upload_bytes + 64 * 1024  # the file and the form's other fields
+    web.state.upload_slots = routes_runs.UploadSlots()
     return web

@@ -1,11 +1,13 @@
 """Unattended operation under faults: `gateway serve` killed again and again while files arrive.
 
     .venv/bin/python -m bench.soak [--seconds 180] [--db URL] [--seed 1] [--partner directory|http]
-                                   [--intake inbox|sftp|soap] [--nodes N] [--cut-db] [--pause]
+                                   [--intake inbox|sftp|soap] [--nodes N] [--cut-db] [--pause] [--xlsx]
 
 A real `gateway serve` (a subprocess, the demo client) takes a stream of client files: dropped into its
 watched inbox, or put over its SFTP server, half with OpenSSH's `sftp` and half slowly with asyncssh (a put
-that breaks off or finds nobody listening is tried again, as a client's upload job does); or, with
+that breaks off or finds nobody listening is tried again, as a client's upload job does), with ``--xlsx`` one
+in four an XLSX sheet (read in the reader's child process: the node waits for it when a kill or a freeze lands);
+or, with
 ``--intake soap``, SubmitClaims calls of 1, 10 or 50 claims over HTTPS with zeep, each sent again until it is
 answered (a kill may take the answer of a call whose claims were stored: the resend must name the same claims),
 and beside them, from the same address, six clients sending calls of 600 claims (about 350 KB) together, with
@@ -104,6 +106,22 @@ def _drop(upload: Path, name: str, n: int, seed: int) -> None:
         for r in rows(n, seed=seed):
             r[0] = f"{name.removesuffix('.csv')}-{r[0][3:]}"
             fh.write(";".join(f'"{v}"' if ";" in v else v for v in r) + "\r\n")
+    os.rename(tmp, upload / name)
+
+
+def _drop_xlsx(upload: Path, name: str, n: int, seed: int) -> None:
+    """The same rows as an XLSX sheet of text cells (as an export that keeps the CSV's notation): read by the
+    reader's child process, so that a kill or a freeze lands while the node waits for it."""
+    from openpyxl import Workbook  # type: ignore[import-untyped]
+
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet()
+    sheet.append(list(HEADER))
+    for r in rows(n, seed=seed):
+        r[0] = f"{name.removesuffix('.xlsx')}-{r[0][3:]}"
+        sheet.append(r)
+    tmp = upload / f".{name}.part"
+    book.save(tmp)
     os.rename(tmp, upload / name)
 
 
@@ -626,7 +644,8 @@ def _free_port() -> int:
 
 
 def soak(seconds: float, db_url: str | None, seed: int, keep: bool, partner_kind: str = "directory",
-         intake: str = "inbox", nodes: int = 1, cut_db: bool = False, pause: bool = False) -> dict[str, Any]:
+         intake: str = "inbox", nodes: int = 1, cut_db: bool = False, pause: bool = False,
+         xlsx: bool = False) -> dict[str, Any]:
     if nodes > 1 and (db_url is None or intake != "inbox"):
         raise SystemExit("several nodes need PostgreSQL (--db) and the shared inbox (each SFTP or SOAP front "
                          "would want the same port)")
@@ -675,6 +694,11 @@ def soak(seconds: float, db_url: str | None, seed: int, keep: bool, partner_kind
         extra["node"] = {"lease_seconds": LEASE_SECONDS}
         extra["dispatcher"] = {"lease_seconds": LEASE_SECONDS}
     cfg = _config(base, db_url or f"sqlite:///{base / 'var' / 'gateway.db'}", partner, **extra)
+    if xlsx:  # the demo mapping takes the export as CSV or as XLSX, whichever the file's bytes show
+        mapping = base / "mappings" / "demo.yaml"
+        text = mapping.read_text(encoding="utf-8")
+        assert "\n  type: csv\n" in text
+        mapping.write_text(text.replace("\n  type: csv\n", "\n  type: [csv, xlsx]\n"), encoding="utf-8")
     for args in (("keys", "init"), ("db", "upgrade")):
         out = _run(cfg, *args)
         if out.returncode:
@@ -709,13 +733,17 @@ def soak(seconds: float, db_url: str | None, seed: int, keep: bool, partner_kind
                 continue
             name = f"f{len(files):04d}.csv"
             n = rnd.choice((20, 100, 500, 2000))
-            if intake == "sftp":
+            if xlsx and rnd.random() < 0.25:
+                name = name.replace(".csv", ".xlsx")
+                _drop_xlsx(outgoing if intake == "sftp" else upload, name, n, seed=rnd.randrange(1 << 30))
+            elif intake == "sftp":
                 _drop(outgoing, name, n, seed=rnd.randrange(1 << 30))
+            else:
+                _drop(upload, name, n, seed=rnd.randrange(1 << 30))
+            if intake == "sftp":
                 tries += _upload(port, key_path, base / "known_hosts", outgoing / name, name,
                                  time.monotonic() + 300, slow=rnd.random() < 0.5,
                                  ack=base / "inbox" / "demo" / "ack" / f"{name}.ack.csv")
-            else:
-                _drop(upload, name, n, seed=rnd.randrange(1 << 30))
             files[name] = n
             time.sleep(rnd.uniform(0.3, 1.5))
         chaos.stop()
@@ -869,11 +897,13 @@ def main() -> None:
                         help="serve processes sharing the database and the inbox (PostgreSQL and --intake inbox)")
     parser.add_argument("--cut-db", action="store_true",
                         help="also terminate all the gateway's PostgreSQL connections every 0.5-3 s")
+    parser.add_argument("--xlsx", action="store_true",
+                        help="one file in four an XLSX sheet (read in the reader's child process)")
     parser.add_argument("--pause", action="store_true",
                         help="half of the faults freeze a node (SIGSTOP) for longer than its leases, then SIGCONT it")
     args = parser.parse_args()
     report = soak(args.seconds, args.db, args.seed, args.keep, args.partner, args.intake, args.nodes, args.cut_db,
-                  args.pause)
+                  args.pause, args.xlsx)
     print(json.dumps(report, sort_keys=True))
     sys.exit(1 if report["problems"] else 0)
 

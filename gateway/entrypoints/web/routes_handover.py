@@ -22,7 +22,7 @@ from starlette.routing import Route
 from gateway.domain.findings import Finding
 from gateway.entrypoints.web.pages import flash, post, redirect, render
 from gateway.entrypoints.web.routes_claims import amount_text
-from gateway.entrypoints.web.security import MAX_FILES, client_user, text_field
+from gateway.entrypoints.web.security import MAX_FILES, clean, client_user, text_field
 from gateway.services import drafts, submit
 from gateway.services import labels as label_service
 
@@ -106,7 +106,8 @@ async def handover(request: Request, form: FormData) -> Response:
     for upload in form.getlist("document")[:MAX_FILES]:
         if isinstance(upload, UploadFile) and upload.filename:
             content = await upload.read(app.config.soap.max_document_bytes + 1)
-            documents.append((upload.filename[-255:], upload.content_type or "application/octet-stream", content))
+            documents.append((clean(upload.filename)[-255:], upload.content_type or "application/octet-stream",
+                              content))
     # labels of the client's catalogue only (ticked boxes); others are attached on the claim's page
     known = {x.name for x in await run_in_threadpool(label_service.catalogue, app, client)}
     chosen = [x for x in dict.fromkeys(form.getlist("labels")) if isinstance(x, str) and x in known]

@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from gateway.entrypoints.web.pages import PAGE_SIZE, flash, int_param, post, redirect, render
 from gateway.entrypoints.web.routes_claims import REFUSED
-from gateway.entrypoints.web.security import client_user, recalled, remember, text_field
+from gateway.entrypoints.web.security import client_user, field, recalled, remember, text_field
 from gateway.errors import InputError
 from gateway.services import claim_ops, console
 from gateway.services.ingest import ingest_file
@@ -114,8 +114,7 @@ async def release(request: Request, form: FormData) -> Response:
         return redirect(f"/runs/{ref}")
     run = await run_in_threadpool(console.run_page, request.app.state.gateway, client, ref)  # 404 if not its own
     chosen = [c for c in ids if c in {int(r["id"]) for r in run.held}]
-    sent = form.get("reason")
-    reason = sent if isinstance(sent, str) else None  # needed for time-barred claims; recorded in their history
+    reason = field(form, "reason") or None  # needed for time-barred claims; recorded in their history
     try:
         result = await run_in_threadpool(lambda: claim_ops.release(request.app.state.gateway, client,
                                                                    claim_ids=chosen, reason=reason))

@@ -14,7 +14,8 @@ from sqlalchemy import select
 from gateway.entrypoints.web.app import build_web_app
 from gateway.entrypoints.web.users import UserBook
 from gateway.services.claim_queries import get_claim
-from gateway.store.schema import submission_findings, web_sessions
+from gateway.services.dispatch import Dispatcher
+from gateway.store.schema import outbox, submission_findings, web_sessions
 from tests.integration.web.conftest import DEMO, Console, claim_ids
 from tests.integration.web.test_web_runs_operator import run_ref
 from tests.integration.web.test_web_sessions import cookie_session
@@ -178,3 +179,25 @@ def test_fields_that_take_debtor_data_are_not_kept_in_the_browsers_form_history(
         for name in names:
             tag = re.search(rf'<input name="{name}"[^>]*>', page)
             assert tag and 'autocomplete="off"' in tag.group(0), (path, name)
+
+
+def test_characters_xml_cannot_carry_do_not_get_through_the_forms_to_a_dead_letter(console: Console) -> None:
+    """A form post can hold control characters no keyboard types; every partner's batch is XML. A hand-over with
+    one in the debtor's name (or a message with one) was accepted, then failed at delivery: the claim "failed", a
+    dead letter for the operator. The console's forms drop them, as a file's mapping does (SOAP cannot carry them)."""
+    c = console.client("anna")
+    token = console.csrf(c, "/claims/new")
+    r = c.post("/claims/new", data={"csrf": token, "reference": "CTL-1\x01", "amount": "10", "last_name": "Mül\x0bler",
+                                    "street": "Weg\x00", "house_number": "1", "postal_code": "10115", "city": "Berlin",
+                                    "country": "DE"},
+               files={"document": ("Rech\x07nung.pdf", b"%PDF-1.4\n%%EOF\n", "application/pdf")})
+    assert r.status_code == 303, r.text
+    cid = int(r.headers["location"].rsplit("/", 1)[1])
+    Dispatcher(console.app, owner="t").drain()
+    claim = get_claim(console.app, "demo", cid)
+    assert claim.state == "handed_over" and claim.claim.creditor_reference == "CTL-1"
+    assert claim.claim.debtor.last_name == "Müller"
+    assert c.post(f"/claims/{cid}/message", data={"csrf": token, "text": "Bitte\x1b[31m anrufen"}).status_code == 303
+    Dispatcher(console.app, owner="t").drain()
+    with console.app.engine.connect() as conn:
+        assert conn.execute(select(outbox.c.id).where(outbox.c.status == "dead")).first() is None

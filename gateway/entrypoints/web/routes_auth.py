@@ -40,6 +40,9 @@ async def login(request: Request, form: FormData) -> Response:
                        else ("login_failed", {}))
         return render(request, "login.html", {"error": (key, values)},
                       status=429 if outcome.retry_after else 401)
+    earlier = request.session.get("sid")
+    if isinstance(earlier, str):  # a login over a session ends it on the server: a copy of its cookie too
+        await run_in_threadpool(web_sessions.end, request.app.state.gateway, earlier)
     request.session.clear()  # nothing of an earlier session carries over (a new CSRF token too)
     credential = users(request).credential(outcome.user.login, request.app.state.credential_key)
     if credential is None:  # removed by a reload while its password was checked

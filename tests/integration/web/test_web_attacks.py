@@ -16,7 +16,7 @@ from gateway.entrypoints.web.users import UserBook
 from gateway.services.claim_queries import get_claim
 from gateway.services.dispatch import Dispatcher
 from gateway.store.schema import outbox, submission_findings, web_sessions
-from tests.integration.web.conftest import DEMO, Console, claim_ids
+from tests.integration.web.conftest import DEMO, PASSWORDS, Console, claim_ids
 from tests.integration.web.test_web_runs_operator import run_ref
 from tests.integration.web.test_web_sessions import cookie_session
 
@@ -201,3 +201,15 @@ def test_characters_xml_cannot_carry_do_not_get_through_the_forms_to_a_dead_lett
     Dispatcher(console.app, owner="t").drain()
     with console.app.engine.connect() as conn:
         assert conn.execute(select(outbox.c.id).where(outbox.c.status == "dead")).first() is None
+
+
+def test_a_login_over_a_session_ends_that_session_on_the_server(console: Console) -> None:
+    """Logging in as another user in the same browser replaced the cookie, but the earlier session stayed valid on
+    the server: a copy of its cookie (another tab of a shared PC, one taken before) still read anna's claims."""
+    c = console.client("anna")
+    copy = console.client()
+    copy.cookies.set("gw_session", c.cookies["gw_session"])
+    assert copy.get("/claims").status_code == 200
+    assert console.login(c, "ben", PASSWORDS["ben"]).status_code == 303  # over anna's session, no logout
+    assert "RE-2025-0003" in c.get("/claims").text  # ben's list now
+    assert copy.get("/claims").status_code == 303  # anna's session is over

@@ -23,13 +23,20 @@ def get(conn: Connection, token_hash: str) -> tuple[str, str, datetime] | None:
 
 
 def search(conn: Connection, token_hash: str) -> str | None:
-    """The session's search texts (JSON), or None."""
+    """The session's search texts (sealed JSON, ``services.web_sessions``), or None."""
     value = conn.execute(select(web_sessions.c.search).where(web_sessions.c.token_hash == token_hash)).scalar()
     return str(value) if value is not None else None
 
 
 def set_search(conn: Connection, token_hash: str, value: str | None) -> None:
     conn.execute(update(web_sessions).where(web_sessions.c.token_hash == token_hash).values(search=value))
+
+
+def clear_searches_not_starting(conn: Connection, prefix: str) -> int:
+    """Forget every kept search whose text does not start with ``prefix``; how many."""
+    return int(conn.execute(update(web_sessions).where(web_sessions.c.search.is_not(None),
+                                                       web_sessions.c.search.not_like(f"{prefix}%"))
+                            .values(search=None)).rowcount)
 
 
 def remove_login(conn: Connection, login: str) -> int:

@@ -33,6 +33,7 @@ from gateway.entrypoints.web.security import LoginRequired, SecurityHeaders, Ser
 from gateway.entrypoints.web.texts import DEFAULT, translator
 from gateway.entrypoints.web.users import UserBook
 from gateway.errors import KeyStoreError, NotFound
+from gateway.services import web_sessions
 from gateway.services.keys import WEB_SESSION_FILE
 
 log = logging.getLogger("gateway.web")
@@ -112,6 +113,7 @@ def build_web_app(app: App, users: UserBook | None = None) -> Starlette:
               Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")]
     secret = session_secret(app)
     routes_runs.clear_spool(app.config.var_dir)  # an upload cut off by a crash left its file in plain
+    web_sessions.forget_plain_searches(app)  # kept in plain by an earlier version
     middleware = [Middleware(SecurityHeaders), Middleware(_Contained),
                   Middleware(SessionMiddleware, secret_key=secret, session_cookie=SESSION_COOKIE,
                              max_age=cfg.session_max_age_seconds, same_site="lax", https_only=True),

@@ -9,7 +9,7 @@ import hashlib
 import re
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from gateway.entrypoints.web.app import build_web_app
 from gateway.entrypoints.web.users import UserBook
@@ -213,3 +213,22 @@ def test_a_login_over_a_session_ends_that_session_on_the_server(console: Console
     assert console.login(c, "ben", PASSWORDS["ben"]).status_code == 303  # over anna's session, no logout
     assert "RE-2025-0003" in c.get("/claims").text  # ben's list now
     assert copy.get("/claims").status_code == 303  # anna's session is over
+
+
+def test_a_search_an_earlier_version_kept_in_plain_is_forgotten_when_the_console_starts(console: Console) -> None:
+    """The rows of sessions that were open across the upgrade held their searches in plain until they ended."""
+    c = console.client("anna")
+    token = console.csrf(c, "/claims")
+    c.post("/claims/search", data={"csrf": token, "q": "Jürgen Müller"})
+    key = hashlib.sha256(str(cookie_session(c)["sid"]).encode()).hexdigest()
+    other = console.client("ben")
+    other_key = hashlib.sha256(str(cookie_session(other)["sid"]).encode()).hexdigest()
+    with console.app.engine.begin() as conn:  # as the version before wrote it
+        conn.execute(update(web_sessions).where(web_sessions.c.token_hash == other_key)
+                     .values(search='{"q": "Lukas Becker"}'))
+    build_web_app(console.app, UserBook(console.app.config))
+    with console.app.engine.connect() as conn:
+        rows = dict(conn.execute(select(web_sessions.c.token_hash, web_sessions.c.search)
+                                 .where(web_sessions.c.token_hash.in_([key, other_key]))).all())
+    assert rows[other_key] is None
+    assert rows[key] and rows[key].startswith("s1:")  # a sealed one stays

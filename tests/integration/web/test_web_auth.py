@@ -52,6 +52,7 @@ def test_session_cookie_and_security_headers(console: Console) -> None:
         assert r.headers["x-frame-options"] == "DENY"
         assert r.headers["referrer-policy"] == "no-referrer"
         assert r.headers["x-content-type-options"] == "nosniff"
+        assert r.headers["strict-transport-security"] == "max-age=31536000"  # HTTPS only, remembered for a year
     assert page.headers["cache-control"] == "no-store"
     assert "'unsafe-inline'" not in CSP and "script-src" not in CSP  # default-src 'none': no script at all
     # no inline style or script in any page

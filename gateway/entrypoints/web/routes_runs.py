@@ -151,13 +151,14 @@ async def upload(request: Request, form: FormData) -> Response:
     if not await slots.take(client, UPLOAD_LEASE_WAIT):
         flash(request, "upload_busy", "error")
         return redirect("/upload")
-    spool = app.config.var_dir / SPOOL
-    spool.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(dir=spool))
-    path = folder / _safe_name(sent.filename)
+    folder: Path | None = None
     # the rest of the wait, for the lease another node (or the SFTP inbox) may hold for this client
     wait = max(1.0, UPLOAD_LEASE_WAIT - (time.monotonic() - started))
-    try:
+    try:  # from here on the slot is given back whatever happens, the spool's folder failing to be made included
+        spool = app.config.var_dir / SPOOL
+        spool.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(dir=spool))
+        path = folder / _safe_name(sent.filename)
         with open(path, "wb") as out:
             await run_in_threadpool(shutil.copyfileobj, sent.file, out)
         result = await run_in_threadpool(lambda: ingest_file(app, path, client, channel="web", lease_wait=wait))
@@ -169,7 +170,8 @@ async def upload(request: Request, form: FormData) -> Response:
         return redirect("/upload")
     finally:
         slots.give(client)
-        shutil.rmtree(folder, ignore_errors=True)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
     log.info("web.upload login=%s submission=%s status=%s rows=%d", user.login,
              result.submission or result.duplicate_of, result.status, result.rows)
     return render(request, "ack.html", {"r": result, "rows": result.results[:ACK_ROWS_SHOWN],

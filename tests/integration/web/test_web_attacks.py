@@ -232,3 +232,26 @@ def test_a_search_an_earlier_version_kept_in_plain_is_forgotten_when_the_console
                                  .where(web_sessions.c.token_hash.in_([key, other_key]))).all())
     assert rows[other_key] is None
     assert rows[key] and rows[key].startswith("s1:")  # a sealed one stays
+
+
+def test_an_upload_whose_spool_cannot_be_made_gives_its_turn_back(console: Console) -> None:
+    """The spool folder failing to be made (var/ full, a file in its place) after an upload took its client's turn
+    kept the turn for good: that client's uploads then waited and got "busy" until serve restarted, and four such
+    failures stopped every client's (from the review)."""
+    import shutil
+
+    spool = console.app.config.var_dir / "web-uploads"
+    shutil.rmtree(spool, ignore_errors=True)
+    spool.write_text("not a folder")
+    c = console.client("anna")
+    try:
+        r = c.post("/upload", data={"csrf": console.csrf(c, "/upload")},
+                   files={"file": ("demo.csv", DEMO.read_bytes(), "text/csv")})
+        assert r.status_code == 500
+    except OSError:
+        pass  # the test client may raise the server's error instead of answering 500
+    spool.unlink()
+    assert console.web.state.upload_slots.clients == set()  # the turn was given back
+    r = c.post("/upload", data={"csrf": console.csrf(c, "/upload")},
+               files={"file": ("demo.csv", DEMO.read_bytes(), "text/csv")})
+    assert r.status_code == 200 and "upload_busy" not in r.text

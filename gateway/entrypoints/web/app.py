@@ -113,7 +113,10 @@ def build_web_app(app: App, users: UserBook | None = None) -> Starlette:
               Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")]
     secret = session_secret(app)
     routes_runs.clear_spool(app.config.var_dir)  # an upload cut off by a crash left its file in plain
-    web_sessions.forget_plain_searches(app)  # kept in plain by an earlier version
+    try:
+        web_sessions.forget_plain_searches(app)  # kept in plain by an earlier version
+    except Exception as exc:  # noqa: BLE001 - a clean-up, not the console: the database away now ends no start
+        log.warning("web.plain_searches_not_forgotten error=%s: tried again at the next start", describe(exc))
     middleware = [Middleware(SecurityHeaders), Middleware(_Contained),
                   Middleware(SessionMiddleware, secret_key=secret, session_cookie=SESSION_COOKIE,
                              max_age=cfg.session_max_age_seconds, same_site="lax", https_only=True),

@@ -83,32 +83,35 @@ def soap_app(tmp_path: Path, db_url: str) -> Iterator[App]:
 
 
 @contextmanager
+def endpoint_of(app: App) -> Iterator[Endpoint]:
+    """``app``'s real SOAP endpoint on an ephemeral loopback port, stopped at the end."""
+    server = SoapServer(app, host="127.0.0.1", port=0)
+    server.start()
+    try:
+        yield Endpoint(app, server, app.config.keys_dir / "tls.crt")
+    finally:
+        server.stop()
+
+
+@contextmanager
 def serving(tmp_path: Path, db_url: str, **overrides: Any) -> Iterator[Endpoint]:
     """A gateway of its own (the SOAP clients unless ``clients`` is given, ``overrides`` as config sections) with its
-    real SOAP endpoint on an ephemeral loopback port; stopped and closed at the end."""
+    real SOAP endpoint; stopped and closed at the end."""
     overrides.setdefault("clients", client_config())
     path = write_config(tmp_path, db_url, **overrides)
     init_keys(load_config(path))
     app = build_app(path, migrate=True)
     try:
-        server = SoapServer(app, host="127.0.0.1", port=0)
-        server.start()
-        try:
-            yield Endpoint(app, server, app.config.keys_dir / "tls.crt")
-        finally:
-            server.stop()
+        with endpoint_of(app) as ep:
+            yield ep
     finally:
         app.close()
 
 
 @pytest.fixture
 def endpoint(soap_app: App) -> Iterator[Endpoint]:
-    server = SoapServer(soap_app, host="127.0.0.1", port=0)
-    server.start()
-    try:
-        yield Endpoint(soap_app, server, soap_app.config.keys_dir / "tls.crt")
-    finally:
-        server.stop()
+    with endpoint_of(soap_app) as ep:
+        yield ep
 
 
 def claim(ref: str = "R-1", **changes: Any) -> dict[str, Any]:

@@ -6,7 +6,6 @@ done), the partner sync table (one row per partner) and counts the submissions s
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -18,6 +17,7 @@ from gateway.faults import describe
 from gateway.metrics import Backlog
 from gateway.store.db import pending_migrations, read_tx
 from gateway.store.schema import outbox, partner_sync, submissions
+from gateway.store.sql import aggregate_time
 
 OPEN_STATES = ("pending", "leased", "dead")
 
@@ -65,7 +65,7 @@ def backlog(app: App) -> Backlog:
         for partner, state, n, oldest in rows:
             out.outbox[(str(partner), str(state))] = int(n)
             if state == "pending" and oldest is not None:
-                out.oldest_pending_seconds[str(partner)] = max(0.0, (now - _aware(oldest)).total_seconds())
+                out.oldest_pending_seconds[str(partner)] = max(0.0, (now - aggregate_time(oldest)).total_seconds())
         syncs = {r.partner_id: r for r in conn.execute(
             select(partner_sync.c.partner_id, partner_sync.c.last_sync_at, partner_sync.c.last_error))}
     for pid, pcfg in app.config.partners.items():
@@ -76,13 +76,9 @@ def backlog(app: App) -> Backlog:
         out.sync_interval_seconds[pid] = pcfg.sync.every_seconds
         row = syncs.get(pid)
         if row is not None and row.last_sync_at is not None:
-            out.sync_age_seconds[pid] = max(0.0, (now - _aware(row.last_sync_at)).total_seconds())
+            out.sync_age_seconds[pid] = max(0.0, (now - aggregate_time(row.last_sync_at)).total_seconds())
             out.sync_failing[pid] = row.last_error is not None
     return out
 
 
-def _aware(value: object) -> datetime:
-    """Aggregates such as min() bypass the column type on SQLite: naive UTC (or its text) comes back."""
-    dt = datetime.fromisoformat(value) if isinstance(value, str) else value
-    assert isinstance(dt, datetime)
-    return dt if dt.tzinfo is not None else dt.replace(tzinfo=timezone.utc)
+

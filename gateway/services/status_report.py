@@ -8,13 +8,14 @@ No debtor data: counts, ids, file names the client chose, and error texts the ga
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 
 from gateway.bootstrap import App
 from gateway.store.db import read_tx
+from gateway.store.sql import aggregate_time
 from gateway.store.schema import leases, outbox, partner_sync, submissions
 
 OPEN = ("pending", "leased")
@@ -87,11 +88,8 @@ def _later(when: Any, now: datetime) -> datetime | None:
     """``when`` (a UTC time from the store) if it is after ``now``, else None (due now)."""
     if when is None:
         return None
-    if isinstance(when, str):  # min() over a UTCDateTime column comes back as the driver gives it
-        when = datetime.fromisoformat(when)
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when if when > now else None
+    due = aggregate_time(when)
+    return due if due > now else None
 
 
 def _count(backlog: list[dict[str, Any]], partner: str, status: str) -> int:

@@ -105,3 +105,11 @@ def db_time(conn: Connection, value: datetime) -> datetime:
     """A datetime as the driver wants it for ``bulk_insert`` (what UTCDateTime does for Core)."""
     value = value.astimezone(timezone.utc)
     return value.replace(tzinfo=None) if conn.dialect.name == "sqlite" else value
+
+
+def aggregate_time(value: object) -> datetime:
+    """A time from an aggregate (min, max) over a UTCDateTime column: aggregates bypass the column type, so SQLite
+    gives naive UTC or its text; PostgreSQL an aware datetime."""
+    dt = datetime.fromisoformat(value) if isinstance(value, str) else value
+    assert isinstance(dt, datetime)
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=timezone.utc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -16,7 +16,7 @@ from gateway.domain.findings import Finding, Outcome
 from gateway.domain.sandbox import SANDBOX_SUFFIX, is_sandbox_client
 from gateway.errors import NotFound
 from gateway.store.schema import submission_findings, submission_payloads, submissions
-from gateway.store.sql import bulk_insert, utcnow
+from gateway.store.sql import aggregate_time, bulk_insert, utcnow
 
 # Statements built once and run with parameters: SQLAlchemy then reuses their compiled form and cache key
 # instead of building both again for literal values on every call (a measurable share of a SOAP request).
@@ -158,17 +158,10 @@ def latest_activity(conn: Connection, channels: Sequence[str]) -> dict[str, date
          .where(submissions.c.channel.in_(list(channels))).group_by(submissions.c.client_id))
     out: dict[str, datetime] = {}
     for client_id, received, completed in conn.execute(q):
-        times = [_aware(t) for t in (received, completed) if t is not None]
+        times = [aggregate_time(t) for t in (received, completed) if t is not None]
         if times:
             out[str(client_id)] = max(times)
     return out
-
-
-def _aware(value: datetime | str) -> datetime:
-    # max() over UTCDateTime columns comes back as the driver gives it: naive text on SQLite, aware on PostgreSQL
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
 
 
 def unfinished(conn: Connection) -> list[RowMapping]:

@@ -57,3 +57,39 @@ def test_the_measure_is_this_clock_minus_the_servers(app: App) -> None:
         pytest.skip("several nodes share PostgreSQL only")
     behind = measure_skew(app.engine, clock=lambda: time.time() - 3600)
     assert behind is not None and -3601 < behind < -3599
+
+
+def test_the_clock_task_under_the_supervisor_survives_an_error_that_is_not_the_gateways(app: App) -> None:
+    """As serve runs it (a supervised task, the step in a thread): a step that raises anything is counted and the
+    task goes on measuring."""
+    import asyncio
+
+    from gateway.entrypoints.supervisor import Supervisor
+
+    failing = [3]
+
+    def clock() -> float:
+        if failing[0]:
+            failing[0] -= 1
+            raise RuntimeError("the clock source broke")
+        return time.time()
+
+    watch = ClockWatch(app.engine, app.config, clock=clock)
+
+    async def main() -> Supervisor:
+        stop = asyncio.Event()
+        sup = Supervisor(stop, backoff_base=0.001, backoff_max=0.005)
+        sup.start("clock", lambda: asyncio.to_thread(watch.step), every=0.01)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        while sup.health["clock"].runs < 6 and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        stop.set()
+        assert await sup.join(5) == []
+        return sup
+
+    sup = asyncio.run(main())
+    health = sup.health["clock"]
+    if app.engine.dialect.name == "postgresql":  # SQLite measures nothing: the clock is never read
+        assert health.failures == 3 and health.consecutive == 0 and sup.exit_code == 0
+    assert health.runs >= 6

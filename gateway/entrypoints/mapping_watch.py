@@ -59,12 +59,14 @@ class MappingWatcher(ObservedFolder):
         super().restart()
 
     def start(self) -> None:
-        """Load every mapping once (so later breakage has a last good version), then watch."""
+        """Watch, then load every mapping once (so later breakage has a last good version). In this order an edit
+        that comes meanwhile is seen by the watch or by the load (both: read twice, which the registry's stamp makes
+        cheap); loaded first, an edit between the load and the watch's start was missed until a file asked for it."""
         self.folder.mkdir(parents=True, exist_ok=True)
         st = os.stat(self.folder)
         self._inode = (st.st_dev, st.st_ino)
+        self._observer.schedule(_Handler(self.registry), str(self.folder), recursive=False)
+        self._observer.start()
         for path in sorted(self.folder.iterdir()):
             if path.suffix in _SUFFIXES and path.is_file():
                 self.registry.refresh(path)
-        self._observer.schedule(_Handler(self.registry), str(self.folder), recursive=False)
-        self._observer.start()

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import codecs
 import os
+import struct
 import zipfile
+from collections.abc import Callable
+from typing import Any
 
 from gateway.config import LimitsConfig
 from gateway.errors import InputError
@@ -40,6 +43,9 @@ def delimiter_name(delimiter: str) -> str:
 
 def _what(head: bytes, file: str) -> str:
     if head.startswith(_ZIP):
+        if _too_many_members(file):
+            raise InputError(f"the file is a zip archive of more than {MAX_MEMBERS} parts: refused as a zip bomb",
+                             file=file)
         try:
             with zipfile.ZipFile(file) as zf:
                 names = set(zf.namelist())
@@ -68,6 +74,50 @@ def _what(head: bytes, file: str) -> str:
             return "UTF-16 text without a byte order mark (save it as UTF-8 or Windows-1252)"
         return "binary data"
     return "text"
+
+
+# zipfile's own search for the end of the central directory (the same record it will read the members from)
+_end_record: Callable[[Any], tuple[Any, ...] | None] = getattr(zipfile, "_EndRecData")
+_CENTRAL = struct.Struct("<4s24xHHH12x")  # a central directory header: signature; name, extra, comment lengths
+# zipfile's names for the parts of that record it returns, and the zip64 records' signature and sizes
+_ECD_SIGNATURE, _ECD_SIZE, _ECD_OFFSET, _ECD_LOCATION = (getattr(zipfile, name) for name in (
+    "_ECD_SIGNATURE", "_ECD_SIZE", "_ECD_OFFSET", "_ECD_LOCATION"))
+_END64, _END64_SIZES = b"PK\x06\x06", 56 + 20
+
+
+def _too_many_members(file: str) -> bool:
+    """Whether the zip's central directory lists more than MAX_MEMBERS parts, counted without building them.
+
+    ``zipfile.ZipFile`` makes an object of every entry the directory holds before anyone can count them: a
+    200 MB upload of empty parts (2 million entries) took gigabytes of serve's memory just to be refused.
+    The walk follows the directory as zipfile does (from its size, not the count the end record claims).
+    """
+    try:
+        with open(file, "rb") as fp:
+            end = _end_record(fp)
+            if end is None:
+                return False  # no end record: zipfile refuses it as damaged without reading any entry
+            size, offset, location = end[_ECD_SIZE], end[_ECD_OFFSET], end[_ECD_LOCATION]
+            start = location - size - offset
+            if end[_ECD_SIGNATURE] == _END64:
+                start -= _END64_SIZES
+            fp.seek(max(start + offset, 0))
+            walked = members = 0
+            while walked < size:
+                head = fp.read(_CENTRAL.size)
+                if len(head) < _CENTRAL.size:
+                    return False  # cut short: zipfile stops here too, and says it is damaged
+                signature, name, extra, comment = _CENTRAL.unpack(head)
+                if signature != b"PK\x01\x02":
+                    return False
+                members += 1
+                if members > MAX_MEMBERS:
+                    return True
+                fp.seek(name + extra + comment, os.SEEK_CUR)
+                walked += _CENTRAL.size + name + extra + comment
+    except (OSError, ValueError, struct.error):
+        return False  # zipfile then says what is wrong with it
+    return False
 
 
 def _utf16_without_bom(head: bytes) -> bool:

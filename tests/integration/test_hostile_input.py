@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -148,6 +150,49 @@ def test_xlsx_zip_bomb_is_refused_before_unpacking(app: App, tmp_path: Path) -> 
                 member.write(bytes(1 << 20))
     result = ingest_file(app, path, "demo", mapping_path=mapping(tmp_path, **{"type:_csv": "type: xlsx"}))
     failed(app, result, "bomb.xlsx:", "part 'xl/media/padding.bin' unpacks from", "refused as a zip bomb")
+
+
+def _many_parts(path: Path, parts: int) -> Path:
+    """A sound XLSX of one claim with ``parts`` empty members besides (~80 bytes of upload each)."""
+    wb = xlsxwriter.Workbook(str(path))
+    sheet = wb.add_worksheet("Daten")
+    sheet.write_row(0, 0, HEADER.split(";"))
+    sheet.write_row(1, 0, row("R1").split(";"))
+    wb.close()
+    with zipfile.ZipFile(path, "a") as zf:
+        for i in range(parts):
+            zf.writestr(f"{i:x}", b"")
+    return path
+
+
+def test_zip_of_many_parts_is_refused_before_they_take_memory(app: App, tmp_path: Path) -> None:
+    # 200,000 empty parts: 16 MB of upload. zipfile builds an object per part before it can be asked how many
+    # there are (~1 KB each): it took 200 MB of serve's memory to refuse it, 2 GB for a 200 MB SFTP upload.
+    path = _many_parts(tmp_path / "parts.xlsx", 200_000)
+    script = (
+        "import resource, sys\n"
+        "from gateway.errors import InputError\n"
+        "from gateway.readers.sniff import check_kind\n"
+        "size = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmSize:')) << 10\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (size + (100 << 20),) * 2)\n"
+        "try:\n"
+        "    check_kind(sys.argv[1], 'xlsx')\n"
+        "except InputError as exc:\n"
+        "    print(exc)\n")
+    out = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "more than 10000 parts: refused as a zip bomb" in out.stdout
+    result = ingest_file(app, path, "demo", mapping_path=mapping(tmp_path, **{"type:_csv": "type: xlsx"}))
+    failed(app, result, "parts.xlsx:", "zip archive of more than 10000 parts: refused as a zip bomb")
+    assert stored(app) == 0  # its one claim is not taken from a file refused as a whole
+
+
+def test_zip_of_parts_up_to_the_limit_is_read(app: App, tmp_path: Path) -> None:
+    path = _many_parts(tmp_path / "book.xlsx", 9_000)
+    with open(path, "ab") as fh:  # bytes after the archive (zipfile reads such a file): the count still holds
+        fh.write(b"trailer")
+    result = ingest_file(app, path, "demo", mapping_path=mapping(tmp_path, **{"type:_csv": "type: xlsx"}))
+    assert (result.status, result.accepted) == ("completed", 1), result
 
 
 def test_file_that_is_not_what_it_says(app: App, tmp_path: Path) -> None:

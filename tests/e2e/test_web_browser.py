@@ -160,6 +160,11 @@ def test_a_client_and_the_operator_work_through_the_console(served: tuple[str, P
     assert "Benutzername oder Passwort falsch" in w.text()
     w.login("demo", demo_pw)
     assert "Forderungen" in w.text() and "Angemeldet als demo" in w.text()
+    # Chromium took the session cookie with its __Host- prefix (it refuses one not Secure, not Path=/ or with a
+    # Domain), and it is the only session cookie it holds
+    cookies = {c["name"]: c for c in browser.get_cookies()}  # type: ignore[attr-defined]
+    assert cookies["__Host-gw_session"]["secure"] and cookies["__Host-gw_session"]["path"] == "/"
+    assert "gw_session" not in cookies
 
     w.go("/upload")
     w.shot("upload")

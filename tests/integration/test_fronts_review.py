@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import zeep
 
+from gateway.entrypoints.web.app import SESSION_COOKIE
 from gateway.services.claim_queries import get_claim
 from gateway.services.dispatch import Dispatcher
 from tests.integration.soap.conftest import Endpoint, claim, endpoint, soap_app, submit  # noqa: F401
@@ -176,7 +177,7 @@ def test_web_search_texts_never_reach_a_url_or_the_cookie(console: Console, anna
     token = console.csrf(anna, "/claims")
     r = anna.post("/claims/search", data={"csrf": token, "q": "Zzplantedname"})
     assert "Zzplantedname" not in r.headers["location"]
-    cookie = anna.cookies.get("gw_session") or ""
+    cookie = anna.cookies[SESSION_COOKIE]
     import base64
     payload = cookie.split(".")[0]
     decoded = base64.b64decode(payload + "=" * (-len(payload) % 4)).decode("utf-8", "replace")

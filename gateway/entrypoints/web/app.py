@@ -2,8 +2,8 @@
 
 Starlette (ASGI) because ``serve`` is one asyncio loop: the console runs on it under uvicorn, and the
 blocking use cases run in threads (``run_in_threadpool``). Sessions are Starlette's signed cookies
-(itsdangerous): HttpOnly, Secure, SameSite=Lax, ending ``web.session_max_age_seconds`` after their last
-change. Nothing here holds business rules: routes (``routes_*.py``) call one use case each.
+(itsdangerous) named ``__Host-gw_session``: HttpOnly, Secure, SameSite=Lax, Path=/ and no Domain, ending
+``web.session_max_age_seconds`` after their last change. Nothing here holds business rules: routes (``routes_*.py``) call one use case each.
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ import logging
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
@@ -37,7 +38,11 @@ from gateway.services import web_sessions
 from gateway.services.keys import WEB_SESSION_FILE
 
 log = logging.getLogger("gateway.web")
-SESSION_COOKIE = "gw_session"
+# The __Host- prefix makes a browser take the cookie only when it is Secure, set by this HTTPS origin itself, for
+# Path=/ and without a Domain: a sibling host under the same domain (or a plain-HTTP page there) cannot plant a
+# session cookie for the console (session fixation) nor shadow it. The console is served over HTTPS only.
+SESSION_COOKIE = "__Host-gw_session"
+OLD_SESSION_COOKIE = "gw_session"  # the name before the prefix: not read, and removed from a browser that sends it
 
 
 def session_secret(app: App) -> str:
@@ -104,6 +109,26 @@ class _Contained:
                 await page(scope, receive, send)
 
 
+class _ForgetOldCookie:
+    """A browser still sending the session cookie under its earlier name is told to drop it: the console does not
+    read it (that request is simply logged out), and it should not ride along with every request for hours."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or OLD_SESSION_COOKIE not in HTTPConnection(scope).cookies:
+            await self.app(scope, receive, send)
+            return
+
+        async def dropping(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message).append(
+                    "set-cookie", f"{OLD_SESSION_COOKIE}=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Lax")
+            await send(message)
+        await self.app(scope, receive, dropping)
+
+
 def build_web_app(app: App, users: UserBook | None = None) -> Starlette:
     """The console for ``app``; ``users`` defaults to the configured logins."""
     cfg = app.config.web
@@ -117,7 +142,7 @@ def build_web_app(app: App, users: UserBook | None = None) -> Starlette:
         web_sessions.forget_plain_searches(app)  # kept in plain by an earlier version
     except Exception as exc:  # noqa: BLE001 - a clean-up, not the console: the database away now ends no start
         log.warning("web.plain_searches_not_forgotten error=%s: tried again at the next start", describe(exc))
-    middleware = [Middleware(SecurityHeaders), Middleware(_Contained),
+    middleware = [Middleware(SecurityHeaders), Middleware(_Contained), Middleware(_ForgetOldCookie),
                   Middleware(SessionMiddleware, secret_key=secret, session_cookie=SESSION_COOKIE,
                              max_age=cfg.session_max_age_seconds, same_site="lax", https_only=True),
                   Middleware(ServerSessions)]

@@ -11,7 +11,7 @@ import re
 import pytest
 from sqlalchemy import select, update
 
-from gateway.entrypoints.web.app import build_web_app
+from gateway.entrypoints.web.app import SESSION_COOKIE, build_web_app
 from gateway.entrypoints.web.users import UserBook
 from gateway.services.claim_queries import get_claim
 from gateway.services.dispatch import Dispatcher
@@ -208,7 +208,7 @@ def test_a_login_over_a_session_ends_that_session_on_the_server(console: Console
     the server: a copy of its cookie (another tab of a shared PC, one taken before) still read anna's claims."""
     c = console.client("anna")
     copy = console.client()
-    copy.cookies.set("gw_session", c.cookies["gw_session"])
+    copy.cookies.set(SESSION_COOKIE, c.cookies[SESSION_COOKIE])
     assert copy.get("/claims").status_code == 200
     assert console.login(c, "ben", PASSWORDS["ben"]).status_code == 303  # over anna's session, no logout
     assert "RE-2025-0003" in c.get("/claims").text  # ben's list now

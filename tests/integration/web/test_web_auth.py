@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from gateway.entrypoints.web.app import SESSION_COOKIE
 from gateway.entrypoints.web.security import CSP
 from tests.integration.web.conftest import PASSWORDS, Console
 
@@ -44,9 +45,12 @@ def test_session_cookie_and_security_headers(console: Console) -> None:
     c = console.client()
     page = c.get("/login")
     cookie = page.headers["set-cookie"]
-    assert cookie.startswith("gw_session=")
-    for flag in ("httponly", "secure", "samesite=lax", "max-age=28800"):
-        assert flag in cookie.lower()
+    # __Host-: a browser takes it only Secure, for Path=/, without a Domain, from this HTTPS origin
+    assert cookie.startswith("__Host-gw_session=")
+    flags = [f.strip().lower() for f in cookie.split(";")[1:]]
+    for flag in ("httponly", "secure", "samesite=lax", "max-age=28800", "path=/"):
+        assert flag in flags
+    assert not any(f.startswith("domain") for f in flags)
     for r in (page, c.get("/static/console.css"), c.get("/no/such/page")):
         assert r.headers["content-security-policy"] == CSP
         assert r.headers["x-frame-options"] == "DENY"
@@ -62,7 +66,7 @@ def test_session_cookie_and_security_headers(console: Console) -> None:
         assert "<script" not in html and "style=" not in html and "<style" not in html
     # a session cookie signed with another key is no session
     forged = console.client()
-    forged.cookies.set("gw_session", cookie.split(";")[0].split("=", 1)[1][:-4] + "AAAA", domain="testserver")
+    forged.cookies.set(SESSION_COOKIE, cookie.split(";")[0].split("=", 1)[1][:-4] + "AAAA", domain="testserver")
     assert forged.get("/claims").headers["location"] == "/login"
 
 

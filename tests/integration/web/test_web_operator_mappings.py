@@ -11,6 +11,7 @@ import time
 import pytest
 from starlette.testclient import TestClient
 
+from gateway.entrypoints.web.app import SESSION_COOKIE
 from gateway.services.ingest import ingest_file
 from tests.conftest import ROOT
 from tests.integration.web.conftest import DEMO, Console
@@ -70,7 +71,7 @@ def test_sample_to_draft_to_check_preview_and_install(console: Console, caplog: 
     assert re.search(r"newco</a></td>\s*<td>newco.yaml</td><td>geladen", c.get("/operator/mappings").text)
     assert "web.mapping_installed login=olga client=newco file=newco.yaml" in caplog.text
     for secret in ("Müller", "Becker", "Mahnliste"):
-        assert secret not in caplog.text and secret not in str(c.cookies.get("gw_session"))
+        assert secret not in caplog.text and secret not in str(c.cookies.get(SESSION_COOKIE))
 
 
 @pytest.mark.parametrize("name", ["billion_laughs.xml", "xxe.xml", "not_a_spreadsheet.xlsx", "empty.csv"])

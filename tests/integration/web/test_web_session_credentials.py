@@ -13,6 +13,7 @@ import yaml
 from sqlalchemy import func, select
 
 from gateway.config import load_config
+from gateway.entrypoints.web.app import SESSION_COOKIE
 from gateway.store.schema import web_sessions
 from tests.integration.web.conftest import Console
 
@@ -76,7 +77,7 @@ def test_search_texts_are_not_readable_in_the_cookie(console: Console) -> None:
     assert c.post("/claims/search", data={"csrf": token, "q": "Quetzalwurm"}).status_code == 303
     run = c.get("/runs").text
     assert c.post("/runs/R1/search", data={"csrf": token, "q": "Quetzalotl"}).status_code == 303
-    raw = str(c.cookies.get("gw_session"))
+    raw = str(c.cookies.get(SESSION_COOKIE))
     payload = raw.split(".")[0]
     decoded = base64.b64decode(payload + "=" * (-len(payload) % 4))
     assert b"Quetzal" not in decoded, decoded[:200]

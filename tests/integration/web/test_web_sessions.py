@@ -10,13 +10,14 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
+from gateway.entrypoints.web.app import SESSION_COOKIE
 from gateway.store.schema import web_sessions
 from tests.integration.web.conftest import Console
 
 
 def cookie_session(c: object) -> dict[str, object]:
     """The session the signed cookie carries (its payload is base64 JSON before the signature)."""
-    raw = c.cookies["gw_session"]  # type: ignore[attr-defined]
+    raw = c.cookies[SESSION_COOKIE]  # type: ignore[attr-defined]
     payload = raw.split(".")[0]
     return dict(json.loads(base64.b64decode(payload + "=" * (-len(payload) % 4))))
 
@@ -24,7 +25,7 @@ def cookie_session(c: object) -> dict[str, object]:
 def test_logout_ends_a_copied_cookie_too(console: Console) -> None:
     c = console.client("anna")
     copy = console.client()  # another browser with the same cookie (stolen or copied)
-    copy.cookies.set("gw_session", c.cookies["gw_session"])
+    copy.cookies.set(SESSION_COOKIE, c.cookies[SESSION_COOKIE])
     assert copy.get("/claims").status_code == 200
     token = cookie_session(c)["sid"]
     with console.app.engine.connect() as conn:
@@ -64,5 +65,21 @@ def test_a_session_token_counts_only_for_its_own_login(console: Console) -> None
     signer = TimestampSigner(session_secret(console.app))
     value = signer.sign(base64.b64encode(json.dumps(forged).encode())).decode()
     other = console.client()
-    other.cookies.set("gw_session", value)
+    other.cookies.set(SESSION_COOKIE, value)
     assert other.get("/claims").headers["location"] == "/login"
+
+
+def test_a_session_cookie_under_its_earlier_name_is_logged_out_and_dropped(console: Console) -> None:
+    """The cookie is named __Host-gw_session (a sibling host cannot plant or shadow it); a browser still sending a
+    valid, signed session under the earlier name gw_session is simply logged out and told to drop it."""
+    anna = console.client("anna")
+    value = anna.cookies[SESSION_COOKIE]
+    old = console.client()
+    old.cookies.set("gw_session", value)
+    for path in ("/claims", "/"):
+        r = old.get(path)
+        assert r.status_code == 303 and r.headers["location"] == "/login"
+        assert any(h.startswith("gw_session=;") and "max-age=0" in h.lower()
+                   for h in r.headers.get_list("set-cookie"))
+    assert old.get("/login").status_code == 200  # the login page, no crash
+    assert anna.get("/claims").status_code == 200  # the session itself lives on under its own name

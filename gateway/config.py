@@ -306,7 +306,8 @@ class WebConfig(Base):
     host: str = "127.0.0.1"
     port: int = 8444  # HTTPS with the SOAP certificate (soap.certificate / keys.dir/tls.crt)
     session_secret_file: str | None = None  # signs session cookies; default keys.dir/web-session.key (keys init)
-    session_max_age_seconds: int = 8 * 3600  # a session ends this long after its last change (login, action)
+    session_max_age_seconds: int = 8 * 3600  # a session ends this long after its last use (idle)
+    session_absolute_seconds: int = 12 * 3600  # and this long after its login, however busy (a day's work)
     max_upload_bytes: int = 50 * 1024 * 1024
     header_timeout_seconds: float = 10.0  # TLS handshake, request line and headers, from connect or last answer
     request_timeout_seconds: float = 300.0  # a whole body (a form, an upload), from the end of its header
@@ -622,6 +623,9 @@ def _check_references(cfg: GatewayConfig) -> None:
             raise ConfigError(f"unknown capabilities {', '.join(unknown)} (known: {', '.join(CAPABILITIES)})",
                               file=cfg.source, key=f"partners.{pid}.capabilities")
     _check_credit(cfg)
+    for key in ("session_max_age_seconds", "session_absolute_seconds"):
+        if getattr(cfg.web, key) < 60:
+            raise ConfigError("expected at least 60 seconds", file=cfg.source, key=f"web.{key}")
     for cid, client in cfg.clients.items():
         if client.sandbox_of is None and client.default_partner and cfg.partners[client.default_partner].sandbox:
             raise ConfigError("a sandbox partner takes sandbox claims only (docs/sandbox.md)",

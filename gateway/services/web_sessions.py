@@ -4,7 +4,9 @@ The session cookie stays Starlette's signed cookie; it carries a random token (`
 a request counts as logged in only while the token's row exists and has not expired. So a logout (which
 deletes the row) ends the session for every copy of the cookie and on every node, and an operator can end a
 login's sessions. A session ends ``web.session_max_age_seconds`` after its last use; the expiry is moved on at
-most once a minute per session, so pages read but do not write.
+most once a minute per session, so pages read but do not write. Whatever the use, it ends
+``web.session_absolute_seconds`` after its login (its row's ``created_at``): a stolen cookie kept busy by a
+script, or a browser left open on a shared desk and clicked now and then, does not stay logged in for ever.
 
 Each row is bound to the login's credential as it was at login (``credential``: a keyed fingerprint of its
 password hash, client and role, from ``UserBook.credential``); a request whose login now has another credential
@@ -26,7 +28,7 @@ import json
 import logging
 import hmac
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from gateway.bootstrap import App
@@ -51,31 +53,40 @@ def start(app: App, login: str, credential: str) -> str:
     token, now = secrets.token_urlsafe(32), app.now()
     with write_tx(app.engine) as conn:
         store.remove_expired(conn, now)
-        store.add(conn, _hash(token), login, credential, now,
-                  now + timedelta(seconds=app.config.web.session_max_age_seconds))
+        store.add(conn, _hash(token), login, credential, now, _expiry(app, now, now))
         ended = store.keep_newest(conn, login, MAX_PER_LOGIN)
     if ended:
         log.info("web.sessions_ended login=%s count=%d reason=too_many", login, ended)
     return token
 
 
+def _expiry(app: App, now: datetime, created: datetime) -> datetime:
+    """When a session used ``now`` ends: idle for ``session_max_age_seconds``, and never later than
+    ``session_absolute_seconds`` after its login at ``created``."""
+    web = app.config.web
+    return min(now + timedelta(seconds=web.session_max_age_seconds),
+               created + timedelta(seconds=web.session_absolute_seconds))
+
+
 def check(app: App, token: str, login: str, credential: str | None) -> bool:
     """True while the session of ``token`` exists, belongs to ``login`` with the same ``credential`` (None:
-    the login is gone) and has not expired (then its expiry is moved on, at most once a minute). A session
-    whose credential changed is deleted: it never comes back."""
+    the login is gone) and has not expired, idle or absolutely (then its expiry is moved on, at most once a
+    minute). A session whose credential changed or whose absolute lifetime is over is deleted: it never comes
+    back (a lowered ``session_absolute_seconds`` holds for sessions already open too)."""
     key, now = _hash(token), app.now()
     with read_tx(app.engine) as conn:
         found = store.get(conn, key)
     if found is None or found[0] != login or found[2] <= now:
         return False
-    if credential is None or not hmac.compare_digest(found[1], credential):
+    _, stored, expires, created = found
+    ends = _expiry(app, now, created)
+    if credential is None or not hmac.compare_digest(stored, credential) or ends <= now:
         with write_tx(app.engine) as conn:
             store.remove(conn, key)
         return False
-    max_age = timedelta(seconds=app.config.web.session_max_age_seconds)
-    if found[2] - now < max_age - EXTEND_AFTER:
+    if ends < expires or ends - expires >= EXTEND_AFTER:
         with write_tx(app.engine) as conn:
-            store.extend(conn, key, now + max_age)
+            store.extend(conn, key, ends)
     return True
 
 

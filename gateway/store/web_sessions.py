@@ -15,11 +15,12 @@ def add(conn: Connection, token_hash: str, login: str, credential: str, now: dat
                                               created_at=now, expires_at=expires_at))
 
 
-def get(conn: Connection, token_hash: str) -> tuple[str, str, datetime] | None:
-    """(login, credential, expires_at) of the session, or None."""
-    row = conn.execute(select(web_sessions.c.login, web_sessions.c.credential, web_sessions.c.expires_at)
+def get(conn: Connection, token_hash: str) -> tuple[str, str, datetime, datetime] | None:
+    """(login, credential, expires_at, created_at) of the session, or None."""
+    row = conn.execute(select(web_sessions.c.login, web_sessions.c.credential, web_sessions.c.expires_at,
+                              web_sessions.c.created_at)
                        .where(web_sessions.c.token_hash == token_hash)).first()
-    return (str(row[0]), str(row[1]), row[2]) if row else None
+    return (str(row[0]), str(row[1]), row[2], row[3]) if row else None
 
 
 def search(conn: Connection, token_hash: str) -> str | None:

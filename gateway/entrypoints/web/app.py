@@ -2,8 +2,9 @@
 
 Starlette (ASGI) because ``serve`` is one asyncio loop: the console runs on it under uvicorn, and the
 blocking use cases run in threads (``run_in_threadpool``). Sessions are Starlette's signed cookies
-(itsdangerous) named ``__Host-gw_session``: HttpOnly, Secure, SameSite=Lax, Path=/ and no Domain, ending
-``web.session_max_age_seconds`` after their last change. Nothing here holds business rules: routes (``routes_*.py``) call one use case each.
+(itsdangerous) named ``__Host-gw_session``: HttpOnly, Secure, SameSite=Lax, Path=/ and no Domain. The cookie
+lives ``web.session_absolute_seconds``; when a session ends (idle or absolutely) is decided on the server
+(``services/web_sessions.py``). Nothing here holds business rules: routes (``routes_*.py``) call one use case each.
 """
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ def build_web_app(app: App, users: UserBook | None = None) -> Starlette:
         log.warning("web.plain_searches_not_forgotten error=%s: tried again at the next start", describe(exc))
     middleware = [Middleware(SecurityHeaders), Middleware(_Contained), Middleware(_ForgetOldCookie),
                   Middleware(SessionMiddleware, secret_key=secret, session_cookie=SESSION_COOKIE,
-                             max_age=cfg.session_max_age_seconds, same_site="lax", https_only=True),
+                             max_age=cfg.session_absolute_seconds, same_site="lax", https_only=True),
                   Middleware(ServerSessions)]
     web = Starlette(routes=routes, middleware=middleware,
                     exception_handlers={LoginRequired: _login_required, HTTPException: _http_error,

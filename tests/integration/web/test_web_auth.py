@@ -48,7 +48,7 @@ def test_session_cookie_and_security_headers(console: Console) -> None:
     # __Host-: a browser takes it only Secure, for Path=/, without a Domain, from this HTTPS origin
     assert cookie.startswith("__Host-gw_session=")
     flags = [f.strip().lower() for f in cookie.split(";")[1:]]
-    for flag in ("httponly", "secure", "samesite=lax", "max-age=28800", "path=/"):
+    for flag in ("httponly", "secure", "samesite=lax", "max-age=43200", "path=/"):
         assert flag in flags
     assert not any(f.startswith("domain") for f in flags)
     for r in (page, c.get("/static/console.css"), c.get("/no/such/page")):

@@ -7,11 +7,16 @@ import base64
 import hashlib
 import json
 from datetime import timedelta
+from pathlib import Path
 
+import pytest
 from sqlalchemy import select, update
 
+from gateway.config import load_config
 from gateway.entrypoints.web.app import SESSION_COOKIE
+from gateway.errors import ConfigError
 from gateway.store.schema import web_sessions
+from tests.conftest import write_config
 from tests.integration.web.conftest import Console
 
 
@@ -83,3 +88,35 @@ def test_a_session_cookie_under_its_earlier_name_is_logged_out_and_dropped(conso
                    for h in r.headers.get_list("set-cookie"))
     assert old.get("/login").status_code == 200  # the login page, no crash
     assert anna.get("/claims").status_code == 200  # the session itself lives on under its own name
+
+
+def test_a_session_ends_its_absolute_lifetime_after_login_however_busy(console: Console) -> None:
+    """Use moves a session's idle expiry on, but never past web.session_absolute_seconds (12 h) after its login:
+    a cookie kept busy (a script, a desk where someone clicks now and then) does not stay logged in for ever."""
+    assert console.app.config.web.session_absolute_seconds == 12 * 3600
+    c = console.client("vera")
+    token_hash = hashlib.sha256(str(cookie_session(c)["sid"]).encode()).hexdigest()
+    row = web_sessions.c.token_hash == token_hash
+    now = console.app.now()
+    login_at = now - timedelta(hours=11, minutes=50)  # logged in nearly 12 h ago, in use all along
+    with console.app.engine.begin() as conn:
+        conn.execute(update(web_sessions).where(row).values(created_at=login_at, expires_at=now + timedelta(
+            seconds=30)))
+    assert c.get("/claims").status_code == 200  # used: moved on, but only up to 12 h after the login
+    with console.app.engine.connect() as conn:
+        expires = conn.execute(select(web_sessions.c.expires_at).where(row)).scalar_one()
+    assert expires == login_at + timedelta(hours=12)
+    with console.app.engine.begin() as conn:  # 12 h after the login, with the idle expiry still hours away
+        conn.execute(update(web_sessions).where(row).values(created_at=now - timedelta(hours=12, seconds=1),
+                                                            expires_at=now + timedelta(hours=7)))
+    assert c.get("/claims").headers["location"] == "/login"
+    with console.app.engine.connect() as conn:
+        assert conn.execute(select(web_sessions.c.token_hash).where(row)).first() is None  # gone for good
+
+
+@pytest.mark.parametrize("key", ["session_max_age_seconds", "session_absolute_seconds"])
+def test_a_session_lifetime_under_a_minute_is_a_config_error(tmp_path: Path, key: str) -> None:
+    path = write_config(tmp_path, f"sqlite:///{tmp_path / 'g.db'}", web={"enabled": True, key: 0})
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    assert f"web.{key}" in str(refused.value)

@@ -234,6 +234,7 @@ def _child_main() -> None:
         out.write(data)
         out.flush()
 
+    batch: list[SourceRow] = []
     try:
         module, _, name = job.target.partition(":")
         cls: Any = getattr(importlib.import_module(module), name)
@@ -244,7 +245,6 @@ def _child_main() -> None:
         reader = cls(job.file, job.fmt, **options)
         with reader:
             send(Head(list(reader.header), reader.header_row, getattr(reader, "delimiter", None)))
-            batch: list[SourceRow] = []
             size = 0
             for src in reader:
                 batch.append(src)
@@ -254,20 +254,27 @@ def _child_main() -> None:
                     batch, size = [], 0
             if batch:
                 send(Batch(batch))
+                batch = []
         send(Done(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
     except (BrokenPipeError, ConnectionResetError):
         os._exit(0)  # the gateway closed the reader early: nobody is listening
     except MemoryError:
+        batch.clear()  # what is left of the memory is for the message
         _send_fail(send, Fail("", memory=True))
     except InputError as exc:
-        _send_fail(send, Fail(_bare(exc), exc.row, exc.column))
+        _send_fail(send, Fail(_bare(exc), exc.row, exc.column), batch)
     except Exception as exc:  # noqa: BLE001 - any parser error means "this file cannot be read"
-        _send_fail(send, Fail(unreadable(job.fmt.type, exc)))
+        _send_fail(send, Fail(unreadable(job.fmt.type, exc)), batch)
     os._exit(0)
 
 
-def _send_fail(send: Callable[[Message], None], fail: Fail) -> None:
+def _send_fail(send: Callable[[Message], None], fail: Fail, read: list[SourceRow] | None = None) -> None:
+    """``fail`` after the rows read before it that were not sent yet."""
+    # The rows before the failure are the gateway's as a CSV's are (stored, acked row by row, the failure
+    # after them): held back here, up to 499 rows before it were in no ack and no claim, without a word.
     try:
+        if read:
+            send(Batch(read))
         send(fail)
     except (OSError, MemoryError):
         os._exit(1)

@@ -195,6 +195,33 @@ def test_zip_of_parts_up_to_the_limit_is_read(app: App, tmp_path: Path) -> None:
     assert (result.status, result.accepted) == ("completed", 1), result
 
 
+def test_rows_before_a_damaged_spot_of_a_spreadsheet_are_acked_and_stored(app: App, tmp_path: Path) -> None:
+    # The XLSX reader runs in a child process that sends rows in batches of 500: the rows of the batch under
+    # way when the sheet turned out damaged (here 1002-1249) were in no ack and no claim, while the ack's failure
+    # line named no row. A CSV's rows before a damaged line are stored and acked; a spreadsheet's now too.
+    path = tmp_path / "damaged.xlsx"
+    wb = xlsxwriter.Workbook(str(path))
+    sheet = wb.add_worksheet("Daten")
+    sheet.write_row(0, 0, HEADER.split(";"))
+    for i in range(1, 1300):
+        sheet.write_row(i, 0, row(f"D{i}").split(";"))
+    wb.close()
+    with zipfile.ZipFile(path) as zf:
+        parts = {name: zf.read(name) for name in zf.namelist()}
+    xml = parts["xl/worksheets/sheet1.xml"].decode()
+    start = xml.index('<row r="1250"')
+    end = xml.index("</row>", start)
+    parts["xl/worksheets/sheet1.xml"] = (xml[:start] + xml[start:end].replace("</c>", "</x>", 1) + xml[end:]).encode()
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, data in parts.items():
+            zf.writestr(name, data)
+    result = ingest_file(app, path, "demo", mapping_path=mapping(tmp_path, **{"type:_csv": "type: xlsx"}))
+    lines = failed(app, result, "damaged.xlsx:", "cannot read the XLSX file")
+    assert [line["row"] for line in lines[:-1]] == [str(n) for n in range(2, 1250)]
+    assert {line["outcome"] for line in lines[:-1]} == {"accepted"}
+    assert stored(app) == 1248
+
+
 def test_file_that_is_not_what_it_says(app: App, tmp_path: Path) -> None:
     result = ingest_file(app, HOSTILE / "not_a_spreadsheet.xlsx", "demo",
                          mapping_path=mapping(tmp_path, **{"type:_csv": "type: xlsx"}))

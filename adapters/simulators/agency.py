@@ -37,6 +37,7 @@ class Fault(str, enum.Enum):
     REFUSE = "refuse"  # no listener: connection refused
     ERROR_500 = "500"
     ERROR_503 = "503"
+    RATE_LIMITED = "429"  # an HTTP partner's "too many requests" (with ``Faults.retry_after``); others: as 503
     TIMEOUT = "timeout"  # hold the request longer than the client waits
     DROP = "drop"  # close the connection mid-request, nothing processed
     LOSE_ANSWER = "lose_answer"  # process the request, then close without answering
@@ -55,6 +56,8 @@ class Faults:
         # no machine is ever too slow for the rest of the test to happen meanwhile). Bounded by hold_seconds.
         self.hold: threading.Event | None = None
         self.hold_seconds = 120.0
+        # Set: an HTTP partner's 429 and 503 answers carry it as ``Retry-After`` (seconds or an HTTP date)
+        self.retry_after: str | None = None
 
     def fail_next(self, fault: Fault, times: int = 1) -> None:
         with self._lock:
@@ -89,6 +92,7 @@ class Case:
     monitoring: bool = False
     client_messages: list[str] = field(default_factory=list)
     direct_payments: list[dict[str, str]] = field(default_factory=list)  # {amount, date} the client reported
+    cancel_reasons: list[str] = field(default_factory=list)  # as the agency read them in the requests
     scenario: str = DEFAULT_SCENARIO  # the codes it goes through (gateway/domain/sandbox.py SCENARIOS)
 
     @property
@@ -249,6 +253,7 @@ class Agency:
                 raise KeyError(claim_id)
             answer: dict[str, Any] = {"file_number": case.file_number, "operation": operation}
             if operation == "cancel":
+                case.cancel_reasons.append(str(data.get("reason") or ""))
                 if case.code not in _ENDED:  # a closed case stays as it was closed
                     case.code = CANCELLED
                     self._emit(case, kind="status", code=CANCELLED)

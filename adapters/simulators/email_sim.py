@@ -36,7 +36,7 @@ class _Mailbox:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         agency = self.sim.agency
         fault = agency.faults.take()
-        if fault in (Fault.ERROR_500, Fault.ERROR_503):
+        if fault in (Fault.ERROR_500, Fault.ERROR_503, Fault.RATE_LIMITED):
             return "451 4.3.0 simulated temporary failure"
         if fault is Fault.TIMEOUT:
             await asyncio.sleep(agency.faults.hang_seconds)

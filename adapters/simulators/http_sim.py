@@ -61,7 +61,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is Fault.TIMEOUT:
             time.sleep(agency.faults.hang_seconds)
             return self._drop()
-        if fault in (Fault.ERROR_500, Fault.ERROR_503):
+        if fault in (Fault.ERROR_500, Fault.ERROR_503, Fault.RATE_LIMITED):
             status, body, ctype = json_reply(int(fault.value), {"error": "simulated failure"})
         else:
             try:
@@ -71,6 +71,8 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is Fault.LOSE_ANSWER:
             return self._drop()  # done at the agency, but the caller never hears it
         self.send_response(status)
+        if status in (429, 503) and agency.faults.retry_after is not None:
+            self.send_header("Retry-After", agency.faults.retry_after)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()

@@ -63,7 +63,7 @@ def _sftp_factory(sim: SftpAgencySimulator) -> Any:
             upload = bool(pflags & asyncssh.FXF_WRITE) and len(self.where(path)) == 1
             if upload:
                 self.fault = agency.faults.take()
-                if self.fault in (Fault.ERROR_500, Fault.ERROR_503):
+                if self.fault in (Fault.ERROR_500, Fault.ERROR_503, Fault.RATE_LIMITED):
                     raise asyncssh.SFTPFailure(f"simulated failure {self.fault.value}")
                 if self.fault is Fault.TIMEOUT:
                     await asyncio.sleep(agency.faults.hang_seconds)

@@ -28,8 +28,8 @@ def run(app: App, args: argparse.Namespace) -> int:
     print(f"outbox: {ob['pending']} pending, {ob['leased']} leased, {ob['dead']} dead"
           + (f"; oldest waiting {_duration(age)}" if age is not None else ""))
     print("\npartners")
-    print_table(doc["partners"], ("partner", "pending", "leased", "dead", "next_try_at", "last_sync_at", "updates",
-                                  "last_error"))
+    print_table(doc["partners"], ("partner", "pending", "leased", "dead", "next_try_at", "held_until", "last_sync_at",
+                                  "updates", "last_error"))
     print("\nclients (last file)")
     print_table(doc["clients"], ("client", "last_file", "submission", "channel", "status", "rows", "received_at"))
     print("\nprocessing")

@@ -288,6 +288,8 @@ class Dispatcher:
                 late = True
             if item.attempts > 1:  # the partner is back after failures: let its backlog go now
                 outbox_store.release_waiting(conn, item.partner_id, now=now)
+            # it took work: a wait it asked for is over (for the rows queued meanwhile too)
+            outbox_store.end_hold(conn, item.partner_id, now=now)
             if unrendered:
                 self._park(conn, item, unrendered)
             locked = delivery_rows.lock(conn, claim_ids)
@@ -372,13 +374,13 @@ class Dispatcher:
             if not outbox_store.fail(conn, item, error, retry_in=retry_in, now=now, counted=not ours):
                 return
             if asked is not None:
-                # ... and it said so to the gateway, not to this row: its other rows wait as long. Kept in the rows
-                # (available_at), so every node and a restarted one wait too, and ``outbox retry`` of a row lifts
-                # the hold for that row: the operator's retry is tried at once.
+                # ... and it said so to the gateway, not to this row: nothing goes to the partner until then, rows
+                # queued meanwhile included. The hold is the partner's, in the database (every node and a restarted
+                # one wait too); its next success, or the operator's ``outbox retry``, ends it.
                 until = now + timedelta(seconds=asked)
                 held = outbox_store.hold_partner(
-                    conn, item.partner_id, until, f"waiting: partner {item.partner_id} asked the gateway to wait "
-                    f"until {until:%Y-%m-%d %H:%M:%S} UTC (HTTP Retry-After {asked:g} s, outbox row {item.id})")
+                    conn, item.partner_id, until, f"{outbox_store.held_why(item.partner_id, until)} "
+                    f"(HTTP Retry-After {asked:g} s, outbox row {item.id})", now=now)
                 log.warning("dispatch.partner_hold partner=%s outbox=%d seconds=%g rows=%d", item.partner_id,
                             item.id, asked, held)
             metrics.DELIVERY_FAILURES.labels(item.partner_id, item.operation).inc()
@@ -621,8 +623,8 @@ def retry_all_dead(app: App, partner_id: str | None = None) -> tuple[int, int]:
 
 
 def release_waiting_rows(app: App, partner_id: str) -> int:
-    """Operator: every row of the partner waiting for a later try (its backoff, or the partner's ``Retry-After`` hold)
-    becomes due now, for when the partner is known to be back before the wait is over. Returns how many."""
+    """Operator: every row of the partner waiting for a later try (its backoff, or the partner's ``Retry-After`` hold,
+    which ends) becomes due now, for when the partner is known to be back before the wait is over. Returns how many."""
     with write_tx(app.engine) as conn:
         return outbox_store.due_now(conn, partner_id, now=app.now())
 

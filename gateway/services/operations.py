@@ -165,9 +165,11 @@ def _settle(conn: Connection, item: OutboxItem, receipt: dict[str, Any], app: Ap
     """Done with the partner's answer; an answer that came after the lease ran out still counts, unless another
     worker has recorded one already (the partner folded both by the idempotency key)."""
     if outbox_store.complete(conn, item, receipt, now=app.now()):
+        outbox_store.end_hold(conn, item.partner_id, now=app.now())  # the partner took work: its wait is over
         return True
     if outbox_store.settle_late(conn, item, receipt, now=app.now()):
         log.warning("dispatch.lease_lost outbox=%d: the partner's late answer settles it", item.id)
+        outbox_store.end_hold(conn, item.partner_id, now=app.now())
         return True
     log.warning("dispatch.lease_lost outbox=%d: another worker recorded it", item.id)
     return False

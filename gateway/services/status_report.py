@@ -2,7 +2,8 @@
 
 ``serve``'s supervised tasks live in another process, so this reads their traces: the outbox by state
 and partner, dead letters, the oldest waiting row, each partner's last sync and error, each client's
-last file, submissions still processing with their rows done, and the named and outbox leases held.
+last file, submissions still processing with their rows done, and the named and outbox leases held (a partner's
+``Retry-After`` hold among them, ``partner_hold:<partner>``, and as the partner's ``held_until``).
 No debtor data: counts, ids, file names the client chose, and error texts the gateway composed.
 """
 
@@ -14,6 +15,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from gateway.bootstrap import App
+from gateway.store import outbox as outbox_store
 from gateway.store.db import read_tx
 from gateway.store.sql import aggregate_time
 from gateway.store.schema import leases, outbox, partner_sync, submissions
@@ -36,10 +38,11 @@ def gateway_status(app: App) -> dict[str, Any]:
             .mappings()]
         oldest = conn.execute(select(func.min(outbox.c.created_at)).where(outbox.c.status.in_(OPEN))).scalar()
         # per partner, when its earliest pending row is due: later than now means all of them wait (a backoff, or
-        # the partner's Retry-After hold written into the rows by the dispatcher)
+        # the partner's Retry-After hold); a partner's hold is the partner's: none of its rows goes out before it ends
         due = {r[0]: r[1] for r in conn.execute(
             select(outbox.c.partner_id, func.min(outbox.c.available_at)).where(outbox.c.status == "pending")
             .group_by(outbox.c.partner_id))}
+        holds = outbox_store.holds(conn, now)
         syncs = {r["partner_id"]: r for r in conn.execute(
             select(partner_sync.c.partner_id, partner_sync.c.last_sync_at, partner_sync.c.last_error,
                    partner_sync.c.updates)).mappings()}
@@ -66,7 +69,8 @@ def gateway_status(app: App) -> dict[str, Any]:
         partners.append({"partner": pid, "last_sync_at": s["last_sync_at"] if s else None,
                          "last_error": s["last_error"] if s else None, "updates": s["updates"] if s else 0,
                          "pending": _count(backlog, pid, "pending"), "leased": _count(backlog, pid, "leased"),
-                         "dead": _count(backlog, pid, "dead"), "next_try_at": _later(due.get(pid), now)})
+                         "dead": _count(backlog, pid, "dead"), "held_until": holds.get(pid),
+                         "next_try_at": _next_try(due.get(pid), holds.get(pid), now, _count(backlog, pid, "pending"))})
     clients = []
     for cid in sorted(set(app.config.clients) | set(files)):
         f = files.get(cid)
@@ -82,6 +86,15 @@ def gateway_status(app: App) -> dict[str, Any]:
                    "oldest_pending_seconds": _age(now, oldest)},
         "partners": partners, "clients": clients, "processing": processing, "leases": held,
     }
+
+
+def _next_try(due: Any, held: datetime | None, now: datetime, pending: int) -> datetime | None:
+    """When the partner's next pending row goes out, if later than now: its earliest row's time, or the end of the
+    partner's hold if that is later (a row queued just as the hold was recorded is due, but waits for it)."""
+    when = _later(due, now)
+    if held is None or not pending:
+        return when
+    return held if when is None or held > when else when
 
 
 def _later(when: Any, now: datetime) -> datetime | None:

@@ -3,6 +3,16 @@
 A row is ``pending`` until a worker leases it (``leased`` with an owner and a deadline); a lease
 that runs out makes the row available again, so a crashed worker's work is picked up by another.
 PostgreSQL leases with ``FOR UPDATE SKIP LOCKED``; SQLite serialises writers anyway.
+
+A partner that asks the gateway to wait (429/503 ``Retry-After``) is *held*: a row of the named leases table,
+``partner_hold:<partner>`` (owner ``partner:<partner>``, ``expires_at`` the end of the wait), in the database every
+node shares, so it outlives the node that was told. While it lasts no row of the partner is leased: rows queued
+during the hold are queued to wait for its end, and a row that became due by another path (another node's backoff,
+a split, a race with the hold's own transaction) is put back to wait when a lease finds it. The first success with
+the partner ends the hold for everything waiting (``end_hold``); so does the operator's ``retry``.
+
+Lock order on PostgreSQL: a transaction takes its own leased row, then the hold row, and every other row of the
+partner with ``SKIP LOCKED`` only, so two nodes (one told to wait, one told "delivered") never wait for each other.
 """
 
 from __future__ import annotations
@@ -13,15 +23,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection, RowMapping, and_, bindparam, func, insert, literal, or_, select, update
+from sqlalchemy import Connection, RowMapping, and_, bindparam, delete, func, insert, literal, or_, select, update
 
 from gateway.errors import NotFound
-from gateway.store.schema import outbox
+from gateway.store.schema import leases, outbox
 from gateway.store.sql import dumps, loads, utcnow
 
-__all__ = ["OutboxItem", "backoff", "complete", "dead_ids", "defer", "due_now", "enqueue", "enqueue_dead", "fail",
-           "get", "hold_partner", "lease", "listing", "loads", "open_count", "release_waiting", "replace_payload",
-           "retry", "settle_late"]
+__all__ = ["HOLD_PREFIX", "OutboxItem", "backoff", "complete", "dead_ids", "defer", "due_now", "end_hold", "enqueue",
+           "enqueue_dead", "fail", "get", "hold_of", "hold_partner", "holds", "lease", "listing", "loads", "open_count",
+           "release_waiting", "replace_payload", "retry", "settle_late"]
+
+
+HOLD_PREFIX = "partner_hold:"  # the name of a partner's hold in the leases table, before its id
 
 
 class OutboxItem(msgspec.Struct, kw_only=True):
@@ -42,12 +55,15 @@ _ENQUEUE = insert(outbox)
 
 def enqueue(conn: Connection, *, key: str, client_id: str, partner_id: str, operation: str,
             payload: dict[str, Any], now: datetime | None = None) -> None:
-    """Add work in the caller's transaction (the one that writes the claims it concerns)."""
+    """Add work in the caller's transaction (the one that writes the claims it concerns).
+
+    Work for a partner that asked the gateway to wait is queued to wait until then, saying so in ``last_error``."""
     now = now or utcnow()
+    until = hold_of(conn, partner_id, now)
     # one statement object run with parameters: compiled once, not rebuilt for literal values per call
     conn.execute(_ENQUEUE, dict(idempotency_key=key, client_id=client_id, partner_id=partner_id, operation=operation,
-                                payload=dumps(payload), status="pending", attempts=0, available_at=now,
-                                created_at=now))
+                                payload=dumps(payload), status="pending", attempts=0, available_at=until or now,
+                                created_at=now, last_error=None if until is None else held_why(partner_id, until)))
 
 
 def enqueue_dead(conn: Connection, *, key: str, client_id: str, partner_id: str, operation: str,
@@ -71,6 +87,7 @@ _AVAILABLE = select(outbox).where(or_(and_(outbox.c.status == "pending", outbox.
                                   ).order_by(outbox.c.available_at, outbox.c.id).limit(1)
 _AVAILABLE_FOR = _AVAILABLE.where(outbox.c.partner_id.in_(bindparam("b_partners", expanding=True)))
 _AVAILABLE_EXCEPT = _AVAILABLE.where(outbox.c.partner_id.not_in(bindparam("b_busy", expanding=True)))
+_HELD_LOOKS = 16  # partners found held (and their rows moved) in one lease before it gives up for this call
 _TAKE = update(outbox).where(outbox.c.id == bindparam("b_id")).values(
     status="leased", lease_owner=bindparam("b_owner"), lease_until=bindparam("b_until"),
     attempts=bindparam("b_attempts"))
@@ -86,20 +103,33 @@ def lease(conn: Connection, owner: str, lease_seconds: float, now: datetime | No
 
     ``partners``: only rows of these partners; ``busy``: no row of these (one already being worked on)."""
     now = now or utcnow()
-    params: dict[str, Any] = {"b_now": now}
-    if partners is not None:
-        q = _AVAILABLE_FOR
-        params["b_partners"] = [p for p in partners if p not in busy]
-    elif busy:
-        q = _AVAILABLE_EXCEPT
-        params["b_busy"] = list(busy)
+    skip = list(busy)
+    for _ in range(_HELD_LOOKS):
+        params: dict[str, Any] = {"b_now": now}
+        if partners is not None:
+            q = _AVAILABLE_FOR
+            params["b_partners"] = [p for p in partners if p not in skip]
+        elif skip:
+            q = _AVAILABLE_EXCEPT
+            params["b_busy"] = skip
+        else:
+            q = _AVAILABLE
+        if conn.dialect.name == "postgresql":
+            q = q.with_for_update(skip_locked=True)
+        row = conn.execute(q, params).mappings().first()
+        if row is None:
+            return None
+        # the partner's hold looked up for the row found (one primary-key read; joined into the query above, it
+        # was read for every due row before the sort, doubling the lease's cost under a backlog)
+        held = hold_of(conn, row["partner_id"], now)
+        if held is None:
+            break
+        # Due by a path that did not know of the hold (queued as it was being recorded, another node's shorter
+        # backoff, a split): the partner's due rows go back to wait for its end, and the next partner is looked at.
+        _wait_for_hold(conn, row["partner_id"], held, held_why(row["partner_id"], held), found=row["id"])
+        skip.append(row["partner_id"])
     else:
-        q = _AVAILABLE
-    if conn.dialect.name == "postgresql":
-        q = q.with_for_update(skip_locked=True)
-    row = conn.execute(q, params).mappings().first()
-    if row is None:
-        return None
+        return None  # held partners all along: the next call finds their rows moved out of the way
     attempts = row["attempts"] + 1
     conn.execute(_TAKE, {"b_id": row["id"], "b_owner": owner, "b_until": now + timedelta(seconds=lease_seconds),
                          "b_attempts": attempts})
@@ -185,39 +215,109 @@ def release_waiting(conn: Connection, partner_id: str, now: datetime | None = No
     with a 5 s base after a few attempts) instead of draining as soon as the partner is back.
     """
     now = now or utcnow()
-    res = conn.execute(update(outbox).where(outbox.c.partner_id == partner_id, outbox.c.status == "pending",
-                                            outbox.c.attempts > 0, outbox.c.available_at > now)
-                       .values(available_at=now))
+    return _make_due(conn, and_(outbox.c.partner_id == partner_id, outbox.c.status == "pending",
+                                outbox.c.attempts > 0, outbox.c.available_at > now), now)
+
+
+def _make_due(conn: Connection, where: Any, now: datetime) -> int:
+    # Rows another transaction has locked (PostgreSQL) are left: it is leasing or settling them right now, and
+    # waiting for them while holding the partner's hold row could deadlock with a node recording a new hold.
+    rows = select(outbox.c.id).where(where)
+    if conn.dialect.name == "postgresql":
+        rows = rows.with_for_update(skip_locked=True)
+    res = conn.execute(update(outbox).where(outbox.c.id.in_(rows)).values(available_at=now))
     return int(res.rowcount or 0)
 
 
-def hold_partner(conn: Connection, partner_id: str, until: datetime, why: str) -> int:
-    """A partner asked the gateway to wait (429/503 ``Retry-After``): its pending rows due sooner wait until ``until``.
+def hold_name(partner_id: str) -> str:
+    """The hold's name in the leases table."""
+    return HOLD_PREFIX + partner_id
 
-    Kept in the rows' ``available_at``, the hold is shared by every node and survives a restart, and an operator's
-    ``retry`` of a row (available now) lifts it for that row alone. ``why`` goes to ``last_error`` of the rows that
-    have no error of their own, so ``outbox list`` says why they wait. Returns the rows held.
+
+def held_why(partner_id: str, until: datetime) -> str:
+    """What a row waiting for the partner's hold says in ``last_error``."""
+    return f"waiting: partner {partner_id} asked the gateway to wait until {until:%Y-%m-%d %H:%M:%S} UTC"
+
+
+_HOLD_UNTIL = select(leases.c.expires_at).where(leases.c.name == bindparam("b_name"))
+
+
+def hold_of(conn: Connection, partner_id: str, now: datetime | None = None) -> datetime | None:
+    """Until when the partner asked the gateway to wait; None when it does not hold the gateway off (any more)."""
+    until: datetime | None = conn.execute(_HOLD_UNTIL, {"b_name": hold_name(partner_id)}).scalar()
+    return until if until is not None and until > (now or utcnow()) else None
+
+
+def holds(conn: Connection, now: datetime | None = None) -> dict[str, datetime]:
+    """Partner -> end of its hold, for every partner holding the gateway off now."""
+    now = now or utcnow()
+    return {str(name)[len(HOLD_PREFIX):]: until for name, until in conn.execute(
+        select(leases.c.name, leases.c.expires_at).where(leases.c.name.startswith(HOLD_PREFIX, autoescape=True),
+                                                         leases.c.expires_at > now))}
+
+
+def hold_partner(conn: Connection, partner_id: str, until: datetime, why: str, now: datetime | None = None) -> int:
+    """A partner asked the gateway to wait (429/503 ``Retry-After``): nothing goes to it until ``until``.
+
+    The hold is the partner's (``partner_hold:<partner>``; a later end than one already recorded wins, an earlier
+    does not shorten it): rows queued meanwhile wait for it too. Its pending rows due sooner wait until then now,
+    ``why`` in ``last_error`` of those that have no error of their own, so ``outbox list`` says why they wait.
+    Returns the rows held.
 
     On PostgreSQL a row another transaction has locked is left as it is (``SKIP LOCKED``): it is being leased or
-    settled right now, and two nodes told to wait at once, each holding its own failed row, would otherwise wait
-    for each other's (a deadlock, which would lose both failures' records)."""
+    settled right now (a lease finds the hold), and two nodes told to wait at once, each holding its own failed
+    row, would otherwise wait for each other's (a deadlock, which would lose both failures' records)."""
+    now = now or utcnow()
+    name, owner = hold_name(partner_id), f"partner:{partner_id}"[:200]
+    longer = update(leases).where(leases.c.name == name, leases.c.expires_at < until).values(
+        owner=owner, expires_at=until, acquired_at=now)
+    if conn.execute(longer).rowcount == 0:
+        if conn.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as upsert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
+        conn.execute(upsert(leases).values(name=name, owner=owner, expires_at=until, acquired_at=now)
+                     .on_conflict_do_nothing(index_elements=["name"]))
+        conn.execute(longer)  # another node's hold recorded just now, ending sooner than this one
+    return _wait_for_hold(conn, partner_id, until, why)
+
+
+def _wait_for_hold(conn: Connection, partner_id: str, until: datetime, why: str, found: int | None = None) -> int:
     due_sooner = select(outbox.c.id).where(outbox.c.partner_id == partner_id, outbox.c.status == "pending",
                                            outbox.c.available_at < until)
     if conn.dialect.name == "postgresql":
         due_sooner = due_sooner.with_for_update(skip_locked=True)
     res = conn.execute(update(outbox).where(outbox.c.id.in_(due_sooner))
                        .values(available_at=until, last_error=func.coalesce(outbox.c.last_error, why[:4000])))
-    return int(res.rowcount or 0)
+    held = int(res.rowcount or 0)
+    if found is not None:  # a lease that ran out (its node gone) found by ``lease``: it waits like the rest
+        res = conn.execute(update(outbox).where(outbox.c.id == found, outbox.c.status == "leased").values(
+            status="pending", available_at=until, lease_owner=None, lease_until=None,
+            last_error=func.coalesce(outbox.c.last_error, why[:4000])))
+        held += int(res.rowcount or 0)
+    return held
+
+
+def end_hold(conn: Connection, partner_id: str, now: datetime | None = None) -> int:
+    """The partner took work (or the operator says it is back): its hold ends, and the rows that waited for it are
+    due now. Returns those rows (0 when it held nothing)."""
+    now = now or utcnow()
+    ended = conn.execute(delete(leases).where(leases.c.name == hold_name(partner_id))
+                         .returning(leases.c.expires_at)).first()
+    if ended is None or ended[0] <= now:
+        return 0
+    return _make_due(conn, and_(outbox.c.partner_id == partner_id, outbox.c.status == "pending",
+                                outbox.c.available_at > now, outbox.c.available_at <= ended[0]), now)
 
 
 def due_now(conn: Connection, partner_id: str, now: datetime | None = None) -> int:
     """Operator: every pending row of the partner that waits for a later try is due now: a backoff, the partner's
-    ``Retry-After`` hold, a request waiting for its claim's receipt (which, not received yet, waits again). Attempts
-    and the retry window go on as they were. Returns the rows made due."""
+    ``Retry-After`` hold (which ends), a request waiting for its claim's receipt (which, not received yet, waits
+    again). Attempts and the retry window go on as they were. Returns the rows made due."""
     now = now or utcnow()
-    res = conn.execute(update(outbox).where(outbox.c.partner_id == partner_id, outbox.c.status == "pending",
-                                            outbox.c.available_at > now).values(available_at=now))
-    return int(res.rowcount or 0)
+    conn.execute(delete(leases).where(leases.c.name == hold_name(partner_id)))
+    return _make_due(conn, and_(outbox.c.partner_id == partner_id, outbox.c.status == "pending",
+                                outbox.c.available_at > now), now)
 
 
 def retry(conn: Connection, ident: int, now: datetime | None = None) -> None:
@@ -228,9 +328,13 @@ def retry(conn: Connection, ident: int, now: datetime | None = None) -> None:
     ``max_attempts`` quick tries; ``created_at`` keeps saying when the work was queued."""
     now = now or utcnow()
     res = conn.execute(update(outbox).where(outbox.c.id == ident, outbox.c.status.in_(("dead", "pending")))
-                       .values(status="pending", available_at=now, failing_since=None, attempts=0, done_at=None))
-    if res.rowcount != 1:
+                       .values(status="pending", available_at=now, failing_since=None, attempts=0, done_at=None)
+                       .returning(outbox.c.partner_id)).first()
+    if res is None:
         raise NotFound(f"no dead or pending outbox row {ident}")
+    # Tried at once, whatever the partner's hold: which ends (the partner's answer to this row holds it anew, or
+    # ends the wait of the others). The rows already waiting keep their time until then.
+    conn.execute(delete(leases).where(leases.c.name == hold_name(str(res[0]))))
 
 
 def get(conn: Connection, ident: int) -> RowMapping:

@@ -1,4 +1,5 @@
-"""A partner's ``Retry-After`` hold is kept in the outbox rows (``available_at``), not in one node's memory.
+"""A partner's ``Retry-After`` hold is kept in the database (the partner's hold, and its rows' ``available_at``), not in
+one node's memory (``test_partner_hold_shared`` for rows queued during the hold and the success that ends it).
 
 Before, the hold lived in the ``Dispatcher`` that got the 429: another node, or the same node restarted, sent the
 partner's next row at once; and ``gateway outbox retry`` of a row, run by an operator in another process, made the

@@ -32,14 +32,18 @@ async def login_page(request: Request) -> Response:
 async def login(request: Request, form: FormData) -> Response:
     name, password = field(form, "login", 128).strip(), field(form, "password", 1024)
     address = peer(request)
-    outcome = await run_in_threadpool(users(request).check, name, password, address)
+    outcome = await users(request).check(name, password, address)
     if outcome.user is None:
         # the login name may be a mistyped password: it is not logged
-        log.info("web.login_failed address=%s throttled=%s", address, outcome.retry_after > 0)
-        key, values = (("login_throttled", {"seconds": math.ceil(outcome.retry_after)}) if outcome.retry_after
-                       else ("login_failed", {}))
-        return render(request, "login.html", {"error": (key, values)},
-                      status=429 if outcome.retry_after else 401)
+        log.info("web.login_failed address=%s throttled=%s busy=%s", address,
+                 outcome.retry_after > 0 and not outcome.busy, outcome.busy)
+        if not outcome.retry_after:
+            return render(request, "login.html", {"error": ("login_failed", {})}, status=401)
+        # every hash slot taken gets the throttle's answer: try again in a moment
+        seconds = math.ceil(outcome.retry_after)
+        page = render(request, "login.html", {"error": ("login_throttled", {"seconds": seconds})}, status=429)
+        page.headers["retry-after"] = str(seconds)
+        return page
     earlier = request.session.get("sid")
     if isinstance(earlier, str):  # a login over a session ends it on the server: a copy of its cookie too
         await run_in_threadpool(web_sessions.end, request.app.state.gateway, earlier)

@@ -5,7 +5,10 @@ a ``password_file`` instead (made by ``gateway keys init`` under keys.dir): its 
 memory at start-up and shown once by ``serve``, never stored in the config or the repo.
 Failed logins are throttled per login and per address by the process's one ``LoginThrottle`` (``App.login_throttle``,
 ``soap.login`` settings), the same instance the SOAP endpoint counts in: failures on either entry point
-count for both. A refused attempt costs no hash, and at most two hashes run at once.
+count for both. ``check`` asks the throttle on the event loop first (a refused attempt costs no hash and no
+worker thread), then takes one of ``MAX_HASHES`` hash slots without waiting: a login arriving while all are
+taken gets the throttle's "try again in a moment" at once. Waiting for a slot in a worker thread is what a login
+flood from many addresses turned into every worker thread of the process parked on it, and every page stalled.
 An unknown login is checked against a dummy hash, so its answer takes as long as a wrong password.
 """
 
@@ -18,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from starlette.concurrency import run_in_threadpool
+
 from gateway.config import GatewayConfig, WebUserConfig
 from gateway.crypto.passwords import hash_password, is_password_hash, verify_password
 from gateway.services.login_throttle import LoginThrottle
@@ -25,6 +30,9 @@ from gateway.errors import ConfigError
 from gateway.domain.sandbox import is_sandbox_client
 
 MAX_LOGIN, MAX_PASSWORD = 128, 1024
+# scrypt at once (each ~0.1-0.5 s of a core and 32 MB); a legitimate login hardly ever meets another
+MAX_HASHES = 2
+BUSY_RETRY_SECONDS = 1.0  # what a login that found every hash slot taken is told to wait
 
 
 @dataclass(frozen=True)
@@ -46,11 +54,12 @@ class WebUser:
 @dataclass(frozen=True)
 class LoginOutcome:
     user: WebUser | None = None
-    retry_after: float = 0.0  # > 0: throttled, not checked
+    retry_after: float = 0.0  # > 0: throttled (or every hash slot taken: ``busy``), not checked
+    busy: bool = False
 
 
 class UserBook:
-    """The configured logins; ``check`` is blocking (scrypt): call it in a thread."""
+    """The configured logins; ``check`` runs on the event loop, the hash in a worker thread."""
 
     def __init__(self, cfg: GatewayConfig, throttle: LoginThrottle | None = None) -> None:
         self.users: dict[str, tuple[WebUser, str]] = {}
@@ -61,7 +70,7 @@ class UserBook:
         self._material = {login: self._credential_material(login, ucfg) for login, ucfg in cfg.web.users.items()}
         # ``serve`` passes the process's throttle (``App.login_throttle``), which SOAP counts in too
         self.throttle = throttle or LoginThrottle(cfg.soap.login)
-        self._checks = threading.BoundedSemaphore(2)
+        self._hashes = threading.BoundedSemaphore(MAX_HASHES)
         self._dummy = hash_password("no such login")
 
     def _user(self, cfg: GatewayConfig, login: str, u: WebUserConfig) -> WebUser:
@@ -130,15 +139,23 @@ class UserBook:
         entry = self.users.get(login)
         return entry[0] if entry else None
 
-    def check(self, login: str, password: str, address: str | None) -> LoginOutcome:
-        """The user if the password is right; throttled attempts are refused without a hash."""
+    async def check(self, login: str, password: str, address: str | None) -> LoginOutcome:
+        """The user if the password is right. Throttled attempts, and attempts while ``MAX_HASHES`` hashes are
+        running, are refused at once, without a hash and without a worker thread."""
         login, password = login[:MAX_LOGIN], password[:MAX_PASSWORD]
-        wait = self.throttle.wait_for(username=login, address=address)
+        wait = self.throttle.wait_for(username=login, address=address)  # a lock held for microseconds
         if wait > 0:
             return LoginOutcome(retry_after=wait)
+        if not self._hashes.acquire(blocking=False):
+            return LoginOutcome(retry_after=BUSY_RETRY_SECONDS, busy=True)
+        try:
+            return await run_in_threadpool(self._verify, login, password, address)
+        finally:
+            self._hashes.release()
+
+    def _verify(self, login: str, password: str, address: str | None) -> LoginOutcome:
         entry = self.users.get(login)
-        with self._checks:
-            ok = verify_password(password, entry[1] if entry else self._dummy) and entry is not None
+        ok = verify_password(password, entry[1] if entry else self._dummy) and entry is not None
         if not ok or entry is None:
             self.throttle.failed(username=login, address=address)
             return LoginOutcome()

@@ -3,6 +3,7 @@ SSH keys; written to the config file through the admin use cases and taken at on
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from pathlib import Path
@@ -159,7 +160,7 @@ def test_a_login_added_outside_the_console_is_taken_by_the_config_watcher(consol
     finally:
         watcher.stop()
     assert user.client_id == "other" and not user.can_submit
-    assert book.check("outside", "outside password 1", None).user == user
+    assert asyncio.run(book.check("outside", "outside password 1", None)).user == user
 
 
 def test_a_reload_with_a_bad_console_login_changes_nothing(console: Console, tmp_path: Path) -> None:

@@ -9,8 +9,10 @@ the message is sent again, and the partner's mailbox must keep one per batch id.
 supported by mail (refused before they are queued); the agency's status reports come back as status files in ``status_path`` (where the mail system files
 the agency's report attachments), read like the directory adapter's.
 
-With ``starttls`` the server's certificate is verified (system CA store, or the partner's CA in ``ca_file``; host
-name checked); one that does not verify fails the delivery for good, not retried (``adapters.tls``).
+TLS: ``starttls`` (the conversation starts in plain and turns to TLS before anything is sent; ports 587 and 25) or
+``smtps`` (implicit TLS, RFC 8314: TLS from the first byte; port 465, the default then). Either way the server's
+certificate is verified (system CA store, or the partner's CA in ``ca_file``; host name checked); one that does not
+verify fails the delivery for good, not retried (``adapters.tls``).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def smime_message(batch: Batch, sender: str, recipient: str) -> EmailMessage:
 
 
 class EmailAdapter(OperationsMixin):
-    """SMTP submission, optionally with STARTTLS (the server's certificate verified)."""
+    """SMTP submission, optionally over TLS: STARTTLS or implicit (SMTPS), the server's certificate verified."""
 
     name = "email"
     retryable: tuple[type[BaseException], ...] = (OSError, smtplib.SMTPServerDisconnected)
@@ -61,15 +63,21 @@ class EmailAdapter(OperationsMixin):
         for required in ("host", "to", "from"):
             if not options.get(required):
                 raise ConfigError(f"the email adapter needs option '{required}'", key=f"{key}.{required}")
-        self.host, self.port = str(options["host"]), int(options.get("port", 25))
+        self.starttls = _flag(options, "starttls", key)
+        self.smtps = _flag(options, "smtps", key)
+        if self.starttls and self.smtps:
+            raise ConfigError("options 'starttls' and 'smtps' exclude each other: smtps is TLS from the first byte "
+                              "(port 465), starttls turns a plain conversation to TLS (ports 587, 25)",
+                              key=f"{key}.smtps")
+        self.host, self.port = str(options["host"]), int(options.get("port", 465 if self.smtps else 25))
         self.to, self.sender = str(options["to"]), str(options["from"])
-        self.starttls = bool(options.get("starttls", False))
-        # The server's certificate is verified at STARTTLS, its name included: against ``ca_file`` (a partner's
-        # private CA) or the system's CA store. smtplib's own default for starttls() checks nothing at all.
+        # The server's certificate is verified at STARTTLS or at the SMTPS connect, its name included: against
+        # ``ca_file`` (a partner's private CA) or the system's CA store. smtplib's own default context for
+        # starttls() and SMTP_SSL checks nothing at all.
         self.ca_file = ca_file_option(partner_id, options)
-        if self.ca_file and not self.starttls:
-            raise ConfigError("option 'ca_file' is for the certificate shown at STARTTLS: set starttls: true",
-                              key=f"{key}.ca_file")
+        if self.ca_file and not (self.starttls or self.smtps):
+            raise ConfigError("option 'ca_file' is for the server's TLS certificate: set starttls: true (or smtps: "
+                              "true for implicit TLS on port 465)", key=f"{key}.ca_file")
         # made again when ca_file changes on disk (a CA renewed in place is trusted from the next delivery)
         self._tls = PartnerTls(f"partner {partner_id}: SMTP {self.host}:{self.port}", self.ca_file)
         self.timeout = float(options.get("timeout", 30.0))
@@ -84,16 +92,11 @@ class EmailAdapter(OperationsMixin):
         """Send one message per batch; SMTP 4xx and lost connections are retried, 5xx are not."""
         msg = smime_message(batch, self.sender, self.to)
         where = f"partner {self.partner_id}: SMTP {self.host}:{self.port}"
-        smtp = smtplib.SMTP(timeout=self.timeout)  # connected below, once the deadline's timer runs
-        # STARTTLS names the server it expects by the host given to the constructor, which connect() leaves as it
-        # was (empty here): ssl refuses an empty server_hostname, and every STARTTLS delivery raised ValueError
-        smtp._host = self.host  # type: ignore[attr-defined]
+        smtp = self.client()  # connected below, once the deadline's timer runs
         cut = _Cut(smtp, self.deadline)
         accepted = False
         try:
-            smtp.connect(self.host, self.port)
-            if self.starttls:
-                smtp.starttls(context=self._tls.context())
+            self.open(smtp)
             smtp.send_message(msg)
             accepted = True
             smtp.quit()
@@ -121,6 +124,28 @@ class EmailAdapter(OperationsMixin):
         return Receipt(batch_id=batch.batch_id, partner_reference=str(msg["Message-ID"]),
                        delivered_at=dt.datetime.now(dt.timezone.utc), detail=f"mailed to {self.to}")
 
+    def client(self) -> smtplib.SMTP:
+        """An SMTP client for the partner, not connected yet: with ``smtps`` one that speaks TLS from the first byte
+        (its context made here: a ``ca_file`` that cannot be loaded raises ``DeliveryError``, retryable)."""
+        smtp = (smtplib.SMTP_SSL(timeout=self.timeout, context=self._tls.context()) if self.smtps
+                else smtplib.SMTP(timeout=self.timeout))
+        # TLS names the server it expects by the host given to the constructor, which connect() leaves as it was
+        # (empty here): ssl refuses an empty server_hostname, and every TLS delivery raised ValueError
+        smtp._host = self.host  # type: ignore[attr-defined]
+        return smtp
+
+    def open(self, smtp: smtplib.SMTP) -> None:
+        """Connect ``smtp`` (from ``client``) and, with ``starttls``, turn the conversation to TLS; the server's
+        certificate is verified either way (SMTPS at the connect)."""
+        smtp.connect(self.host, self.port)
+        if self.starttls:
+            smtp.starttls(context=self._tls.context())
+
+    @property
+    def tls(self) -> str | None:
+        """How the conversation is protected: "starttls", "smtps" or None (plain)."""
+        return "starttls" if self.starttls else "smtps" if self.smtps else None
+
     def fetch_updates(self, cursor: str | None) -> UpdatePage:
         """The agency's status report files (JSON arrays of updates) in ``status_path`` after the cursor."""
         if self.status_path is None:
@@ -136,12 +161,21 @@ class EmailAdapter(OperationsMixin):
         """Nothing held between calls."""
 
 
+def _flag(options: Mapping[str, Any], name: str, key: str) -> bool:
+    # a YAML "false" in quotes is the string "false", which bool() reads as true: TLS switches are booleans only
+    value = options.get(name, False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"option '{name}' must be true or false", key=f"{key}.{name}")
+    return value
+
+
 class _Cut:
     """Shuts the SMTP connection's socket down at the deadline, which ends a read blocked on a dripping server.
 
-    The socket may not be there to shut yet (still connecting) or may be one just handed over to TLS (smtplib's
-    ``sock`` during the STARTTLS handshake is the plain socket, detached: its shutdown fails): then the cut is
-    tried again a moment later, until it lands or the conversation ends (``cancel``)."""
+    The socket may not be there to shut yet (still connecting, or in the SMTPS handshake, which smtplib makes before
+    it keeps the socket) or may be one just handed over to TLS (smtplib's ``sock`` during the STARTTLS handshake is
+    the plain socket, detached: its shutdown fails): then the cut is tried again a moment later, until it lands or
+    the conversation ends (``cancel``). A handshake is a few kilobytes: bounded by ``timeout`` per read, it ends."""
 
     _AGAIN = 0.05  # seconds
 

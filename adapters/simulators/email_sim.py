@@ -63,9 +63,11 @@ class EmailAgencySimulator:
     """An SMTP server for the agency's mailbox; ``keys`` (cert, key) open the batches."""
 
     def __init__(self, agency: Agency, partner_id: str, host: str = "127.0.0.1", port: int = 0,
-                 tls: ssl.SSLContext | None = None) -> None:
+                 tls: ssl.SSLContext | None = None, implicit: bool = False) -> None:
         self.agency, self.partner_id, self.host = agency, partner_id, host
-        self.tls = tls  # a server context: STARTTLS offered and required before any mail
+        # a server context: STARTTLS offered and required before any mail; with ``implicit``, TLS from the first
+        # byte instead (SMTPS, as on port 465)
+        self.tls, self.implicit = tls, implicit
         self.port = port or _free_port()
         self.keys: tuple[x509.Certificate, rsa.RSAPrivateKey] | None = None
         self.messages: list[Message] = []
@@ -77,8 +79,12 @@ class EmailAgencySimulator:
 
     def accept(self) -> None:
         if self._controller is None:
-            self._controller = Controller(_Mailbox(self), hostname=self.host, port=self.port, tls_context=self.tls,
-                                          require_starttls=self.tls is not None)
+            if self.implicit:
+                self._controller = Controller(_Mailbox(self), hostname=self.host, port=self.port,
+                                              ssl_context=self.tls)
+            else:
+                self._controller = Controller(_Mailbox(self), hostname=self.host, port=self.port,
+                                              tls_context=self.tls, require_starttls=self.tls is not None)
             self._controller.start()
 
     def refuse(self) -> None:

@@ -4,7 +4,7 @@ Each check does the least that proves delivery could work, with the adapter's ow
 directory adapter's folder is writable (a probe file written and removed), SFTP connects, logs in with
 the pinned host key and lists the upload folder (the adapter's own session code), HTTP answers a GET of
 ``health_url`` (option) or the base URL with a status below 500, SOAP serves its WSDL, SMTP greets (and, with
-``starttls``, shows a certificate that verifies). TLS is checked as a delivery checks it: against the partner's
+``starttls`` or ``smtps``, shows a certificate that verifies). TLS is checked as a delivery checks it: against the partner's
 ``ca_file`` or the adapter's default store (``adapters/tls.py``), so a partner with a private CA is not reported
 broken by the check alone. The partner's certificate is read too: a batch cannot be encrypted to a missing or
 expired one.
@@ -34,7 +34,7 @@ from adapters.mail import EmailAdapter
 from adapters.rest import HttpAdapter
 from adapters.sftp import SftpAdapter
 from adapters.soap import SoapAdapter
-from adapters.tls import certificate_failure, certificate_text, client_context
+from adapters.tls import certificate_failure, certificate_text
 from gateway.bootstrap import App
 from gateway.errors import ConfigError, DeliveryError, NotFound
 from gateway.services.dispatch import open_adapter
@@ -95,16 +95,18 @@ def _probe(adapter: Any, options: dict[str, Any]) -> str:
     if isinstance(adapter, EmailAdapter):
         where = f"smtp {adapter.host}:{adapter.port}"
         try:
-            with smtplib.SMTP(adapter.host, adapter.port, timeout=adapter.timeout) as smtp:
-                if adapter.starttls:  # the certificate a delivery would be shown, checked as a delivery checks it
-                    smtp.starttls(context=client_context(where, adapter.ca_file))
+            # connected and secured as a delivery is (implicit TLS or STARTTLS): the certificate a delivery would be
+            # shown, checked as a delivery checks it
+            with adapter.client() as smtp:
+                adapter.open(smtp)
                 code, _ = smtp.noop()
         except (OSError, smtplib.SMTPException) as exc:
             failure = certificate_failure(exc)
             if failure is not None:
                 raise DeliveryError(f"{where}: {certificate_text(failure)}", retryable=False) from None
             raise DeliveryError(f"{where}: {type(exc).__name__}: {exc}", retryable=True) from exc
-        return f"{where} answers ({code})" + (", its STARTTLS certificate verified" if adapter.starttls else "")
+        shown = {"starttls": ", its STARTTLS certificate verified", "smtps": ", its certificate verified (SMTPS)"}
+        return f"{where} answers ({code})" + shown.get(adapter.tls or "", "")
     return "no connectivity check for this adapter; the adapter was built from its options"
 
 

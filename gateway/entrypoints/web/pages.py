@@ -53,6 +53,16 @@ def _money(value: Decimal | int | None, currency: str = "EUR") -> str:
     return f"{text} {currency}"
 
 
+def size_text(n: int, lang: str = DEFAULT) -> str:
+    """A byte count for people, rounded down: "97 KB", "1,5 MB", "200 MB" (KB and MB of 1,024 and 1,048,576 bytes,
+    as the config's limits are given)."""
+    if n < 1024 * 1024:
+        return f"{n // 1024} KB"
+    tenths = n * 10 // (1024 * 1024)
+    text = str(tenths // 10) if tenths % 10 == 0 or tenths >= 1000 else f"{tenths // 10}.{tenths % 10}"
+    return f"{text.replace('.', ',') if lang == 'de' else text} MB"
+
+
 def _minor(value: int | None, currency: str = "EUR") -> str:
     return "" if value is None else _money(from_minor(int(value), currency), currency)
 
@@ -108,17 +118,25 @@ def redirect(url: str) -> RedirectResponse:
 
 
 FormHandler = Callable[[Request, FormData], Awaitable[Response]]
+# Looks at a file form's request before its body is read: a Response refuses it (nothing is parsed or spooled)
+Precheck = Callable[[Request], Awaitable[Response | None]]
 
 
-def post(path: str, handler: FormHandler, *, files: bool = False) -> Route:
+def post(path: str, handler: FormHandler, *, files: bool = False, precheck: Precheck | None = None) -> Route:
     """A POST route whose handler gets the form only after its CSRF token was checked.
 
     ``files``: the form carries files, up to ``web.max_upload_bytes`` (``app.state.max_body``), but only from a
     logged-in user who may submit; anyone else (an outsider with the login page's token) is held to
-    ``FORM_MAX_BYTES``, as every other form: a 50 MB form is parsed into memory before its token is checked."""
+    ``FORM_MAX_BYTES``, as every other form: a 50 MB form is parsed into memory before its token is checked.
+    ``precheck`` (file forms of such a user only) may refuse the request by its headers before its body is read."""
     async def endpoint(request: Request) -> Response:
         user = current_user(request) if files else None
-        limit = request.app.state.max_body if user is not None and user.can_submit else FORM_MAX_BYTES
+        may_send_files = user is not None and user.can_submit
+        if may_send_files and precheck is not None:
+            refused = await precheck(request)
+            if refused is not None:
+                return refused
+        limit = request.app.state.max_body if may_send_files else FORM_MAX_BYTES
         form = await checked_form(request, limit)
         try:
             return await handler(request, form)

@@ -1,12 +1,20 @@
 """A client's collection runs (submissions): the list, one run with the release of its held claims, and the
-upload of a file, ingested like a file dropped in the client's inbox and answered with its ack as a table."""
+upload of a file, ingested like a file dropped in the client's inbox and answered with its ack as a table.
+
+An upload is held to the client's SFTP limits (``clients.<id>.sftp.max_file_bytes`` / ``quota_bytes``, else the
+server's ``sftp.*``; the console's own ``web.max_upload_bytes`` too): the console is another door to the same
+ingest, not a way around what the client may send. A request that is too large by its ``Content-Length`` is
+refused before its body is read; the file's exact size is checked again before it is written to the spool.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -17,7 +25,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.entrypoints.web.pages import PAGE_SIZE, flash, int_param, post, redirect, render
+from gateway.config import GatewayConfig
+from gateway.entrypoints.web.pages import PAGE_SIZE, flash, int_param, lang_of, post, redirect, render, size_text
 from gateway.entrypoints.web.routes_claims import REFUSED
 from gateway.entrypoints.web.security import client_user, field, recalled, remember, text_field
 from gateway.errors import InputError
@@ -30,6 +39,7 @@ UPLOAD_LEASE_WAIT = 30.0  # seconds an upload waits while another file of the cl
 ACK_ROWS_SHOWN = 1000
 SPOOL = "web-uploads"  # under var/: an upload's file while it is ingested (ingest reads a path)
 MAX_INGESTS = 4  # uploads in worker threads at once (ingesting, or waiting there for their client's lease)
+FORM_OVERHEAD = 64 * 1024  # what a file form carries besides the file (boundaries, headers, the CSRF field)
 
 
 class UploadSlots:
@@ -128,6 +138,72 @@ async def release(request: Request, form: FormData) -> Response:
     return redirect(f"/runs/{ref}")
 
 
+def upload_limits(cfg: GatewayConfig, client: str) -> tuple[int, int]:
+    """(largest file, quota) of ``client``'s uploads: its SFTP limits, else the SFTP server's; the file also
+    within ``web.max_upload_bytes``."""
+    own, server = cfg.client(client).sftp, cfg.sftp
+    largest = own.max_file_bytes if own.max_file_bytes is not None else server.max_file_bytes
+    quota = own.quota_bytes if own.quota_bytes is not None else server.quota_bytes
+    return min(largest, cfg.web.max_upload_bytes), quota
+
+
+def waiting_bytes(cfg: GatewayConfig, client: str) -> int:
+    """Bytes of the files in the client's ``upload/`` (waiting for their ingest): they count against its quota,
+    as the SFTP server counts them."""
+    total = 0
+    try:
+        with os.scandir(cfg.inbox_dir / client / "upload") as entries:
+            for entry in entries:
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    total += st.st_size
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    return total
+
+
+def _refused(request: Request, size: int, largest: int, quota: int, waiting: int, login: str) -> Response | None:
+    """The upload page with why a file of ``size`` bytes is not taken (413), or None when it fits."""
+    lang = lang_of(request)
+    if size > largest:
+        code = "upload_too_large"
+        flash(request, code, "error", limit=size_text(largest, lang))
+    elif waiting + size > quota:
+        code = "upload_quota"
+        flash(request, code, "error", size=size_text(size, lang), quota=size_text(quota, lang),
+              waiting=size_text(waiting, lang))
+    else:
+        return None
+    log.warning("web.upload_refused login=%s code=%s bytes=%d limit=%d waiting=%d quota=%d", login, code, size,
+                largest, waiting, quota)
+    return render(request, "upload.html", status=413)
+
+
+def _file_size(sent: UploadFile) -> int:
+    end = sent.file.seek(0, os.SEEK_END)
+    sent.file.seek(0)
+    return end
+
+
+async def upload_room(request: Request) -> Response | None:
+    """Before the body is read: refuses an upload whose ``Content-Length`` already says it is over the client's
+    limits (the form around the file may add up to ``FORM_OVERHEAD``)."""
+    user, client = client_user(request, submit=True)
+    length = request.headers.get("content-length", "")
+    if not length.isdigit():
+        return None  # refused by checked_form (411)
+    cfg = request.app.state.gateway.config
+    largest, quota = upload_limits(cfg, client)
+    size = max(0, int(length) - FORM_OVERHEAD)  # the smallest the file can be
+    if size == 0:
+        return None
+    waiting = await run_in_threadpool(waiting_bytes, cfg, client) if size <= largest else 0
+    return _refused(request, size, largest, quota, waiting, user.login)
+
+
 async def upload_page(request: Request) -> Response:
     client_user(request, submit=True)
     return render(request, "upload.html")
@@ -146,6 +222,12 @@ async def upload(request: Request, form: FormData) -> Response:
         flash(request, "upload_missing", "error")
         return redirect("/upload")
     app = request.app.state.gateway
+    largest, quota = upload_limits(app.config, client)
+    size = sent.size if sent.size is not None else await run_in_threadpool(_file_size, sent)
+    refused = _refused(request, size, largest, quota, await run_in_threadpool(waiting_bytes, app.config, client),
+                       user.login)
+    if refused is not None:
+        return refused
     slots: UploadSlots = request.app.state.upload_slots
     started = time.monotonic()
     if not await slots.take(client, UPLOAD_LEASE_WAIT):
@@ -184,5 +266,5 @@ ROUTES = [
     post("/runs/{ref}/release", release),
     post("/runs/{ref}/search", run_search),
     Route("/upload", upload_page, methods=["GET"]),
-    post("/upload", upload, files=True),
+    post("/upload", upload, files=True, precheck=upload_room),
 ]

@@ -259,7 +259,12 @@ TEXTS: dict[str, tuple[str, str]] = {
     "file": ("Datei", "File"),
     "upload": ("Hochladen", "Upload"),
     "upload_missing": ("Bitte eine Datei wählen.", "Please choose a file."),
-    "upload_too_large": ("Die Datei ist zu groß.", "The file is too large."),
+    "upload_too_large": ("Die Datei ist zu groß: höchstens {limit} je Datei.",
+                         "The file is too large: at most {limit} per file."),
+    "upload_quota": ("Kein Platz für diese Datei ({size}): Ihr Speicher für Dateien fasst {quota}, {waiting} davon "
+                     "belegen Dateien, die noch auf ihre Verarbeitung warten. Bitte später erneut versuchen.",
+                     "No room for this file ({size}): your file storage holds {quota}, and {waiting} of it is taken "
+                     "by files still waiting to be processed. Please try again later."),
     "upload_busy": ("Gerade wird eine andere Datei verarbeitet. Bitte gleich erneut versuchen.",
                     "Another file is being processed. Please try again shortly."),
     "ack_title": ("Ergebnis: {file}", "Result: {file}"),

@@ -221,9 +221,24 @@ class InboxWatcher(ObservedFolder):
 
     def ready(self) -> Iterable[tuple[str, Path]]:
         """Complete files not handed out before, oldest first (does file I/O: call it off the event loop)."""
-        now, out = time.monotonic(), []
+        now, out = time.monotonic(), list[tuple[float, str, Path]]()
         with self._lock:
             entries = list(self._seen.items())
+        try:
+            self._ready(now, entries, out)
+        except BaseException:
+            # The ignore check asks the database, which may fail midway (a connection cut): the files handed out
+            # earlier in this pass reach nobody, and marked as handed they were never offered again until a
+            # restart, left in the inbox without a submission or an ack. They are offered at the next look.
+            with self._lock:
+                for _, _, path in out:
+                    entry = self._seen.get(path)
+                    if entry is not None:
+                        entry.handed = False
+            raise
+        return [(c, p) for _, c, p in sorted(out)]
+
+    def _ready(self, now: float, entries: list[tuple[Path, _Entry]], out: list[tuple[float, str, Path]]) -> None:
         for path, entry in entries:
             # a name the database (and a marker's name) cannot hold is no SFTP upload: the ingest refuses it
             odd = name_problem(path.name) is not None
@@ -268,4 +283,3 @@ class InboxWatcher(ObservedFolder):
             log.log(logging.INFO if first else logging.DEBUG, "watcher.complete client=%s file=%s by=%s writer_check=%s",
                     entry.client_id, shown(path.name), how, "none" if writing is False else "unavailable")
             out.append((entry.since, entry.client_id, path))
-        return [(c, p) for _, c, p in sorted(out)]

@@ -33,6 +33,7 @@ from gateway.services.node import break_outbox_lease
 from gateway.services import claim_queries, projection_ops
 from gateway.services.partner_updates import collection_run_status
 from gateway.store import claims as claim_store
+from gateway.store import event_notes
 from gateway.store import submissions as sub_store
 from gateway.store.db import pending_migrations, read_tx, upgrade
 
@@ -300,7 +301,7 @@ def db_rebuild_projection(app: App) -> int:
 def claims_history(app: App, args: argparse.Namespace) -> int:
     with read_tx(app.engine) as conn:
         claim_store.get_row(conn, args.claim_id)
-        events = claim_store.history(conn, args.claim_id)
+        events = event_notes.reveal(conn, app.cipher, claim_store.history(conn, args.claim_id))
     if args.json:
         print_json(events)
     else:

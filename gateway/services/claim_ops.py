@@ -35,6 +35,7 @@ from gateway.domain.model import minor_digits
 from gateway.domain.rules import MAX_AMOUNT
 from gateway.errors import GatewayError, IllegalTransition, NotFound
 from gateway.store import claims as claim_store
+from gateway.store import event_notes
 from gateway.store import labels as label_store
 from gateway.store import messages as message_store
 from gateway.store import outbox as outbox_store
@@ -133,9 +134,12 @@ def cancel(app: App, client_id: str, claim_id: int, reason: str | None) -> OpRes
     with serial_write_tx(app) as conn:
         row = owned_row(conn, client_id, claim_id)
         state = _state(conn, claim_id)
+        # Sealed under the claim's key, in the history and in the partner's request alike: free text may name
+        # the debtor, and an erasure must take it with the claim's personal data (store/event_notes.py).
+        sealed = event_notes.seal_reason(conn, app.cipher, claim_id, reason)
         if state in (State.HELD, State.QUEUED, State.FAILED):
             claim_store.transition(conn, [claim_id], State.CANCELLED_BY_CLIENT, Actor.CLIENT, kind="cancelled",
-                                   data={"reason": reason} if reason else None, now=app.now())
+                                   data=sealed or None, now=app.now())
             event_id = int(conn.execute(select(claim_events.c.id).where(claim_events.c.claim_id == claim_id)
                                         .order_by(claim_events.c.id.desc()).limit(1)).scalar_one())
             new_state = State.CANCELLED_BY_CLIENT
@@ -144,11 +148,11 @@ def cancel(app: App, client_id: str, claim_id: int, reason: str | None) -> OpRes
                                     f"{state.value} is final" if state in TERMINAL else "not yet stored",
                                     claim_id=claim_id)
         else:  # the partner works it: only the partner can close it; we ask
-            event_id = claim_store.annotate(conn, claim_id, Actor.CLIENT, "cancel_requested",
-                                            {"reason": reason} if reason else None, now=app.now())
+            event_id = claim_store.annotate(conn, claim_id, Actor.CLIENT, "cancel_requested", sealed or None,
+                                            now=app.now())
             new_state = state
         forwarded = _forward(app, conn, row, _as_the_partner_may_have_it(conn, claim_id, state), "cancel", event_id,
-                             {"reason": reason})
+                             sealed)
     log.info("claim_ops.cancel client=%s claim=%d from=%s forwarded=%s", client_id, claim_id, state.value, forwarded)
     return OpResult(claim_id, new_state.value, event_id, forwarded)
 
@@ -421,9 +425,10 @@ def release(app: App, client_id: str, *, claim_ids: list[int] | None = None,
         if barred and reason is None:
             result.skipped += [(c, NEEDS_REASON) for c in go if c in barred]
             go = [c for c in go if c not in barred]
-        data: dict[str, Any] = {"run": run, "reason": reason} if reason else {"run": run}
-        claim_store.transition(conn, go, State.QUEUED, Actor.CLIENT, kind="released", data=data,
-                               per_claim={c: {"codes": [TIME_BARRED]} for c in go if c in barred}, now=now)
+        sealed = event_notes.seal_reasons(conn, app.cipher, go, reason)
+        per_claim = {c: {**sealed[c], **({"codes": [TIME_BARRED]} if c in barred else {})} for c in go}
+        claim_store.transition(conn, go, State.QUEUED, Actor.CLIENT, kind="released", data={"run": run},
+                               per_claim=per_claim, now=now)
         enqueue_deliveries(conn, prefix=f"release:{run}", client_id=client_id, size=app.config.dispatcher.batch_size,
                            members=[(c, *shared[c]) for c in go], payload={"run": run}, now=now)
         result.released = go

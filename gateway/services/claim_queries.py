@@ -19,6 +19,7 @@ from gateway.domain.model import Claim, from_minor
 from gateway.errors import NotFound
 from gateway.services.claim_ops import InvalidRequest, owned_row
 from gateway.store import claim_search
+from gateway.store import event_notes
 from gateway.store import claims as claim_store
 from gateway.store import documents as doc_store
 from gateway.store import labels as label_store
@@ -212,7 +213,7 @@ def operator_list(app: App, *, client_id: str | None = None, state: str | None =
 def history(app: App, client_id: str, claim_id: int) -> list[dict[str, Any]]:
     with read_tx(app.engine) as conn:
         owned_row(conn, client_id, claim_id)
-        return claim_store.history(conn, claim_id)
+        return event_notes.reveal(conn, app.cipher, claim_store.history(conn, claim_id))
 
 
 def get_submission(app: App, client_id: str, reference: str) -> tuple[RowMapping, list[RowMapping], str]:
@@ -266,8 +267,9 @@ def changes(app: App, client_id: str, cursor: int, limit: int, *, from_now: bool
         if strict and not rows and cursor > (newest := _head(conn, client_id)):
             raise InvalidRequest(f"{cursor} is ahead of the newest change ({newest}): send 0, a "
                                  "next_cursor of an earlier answer, or from_now", "cursor")
-    more = len(rows) > limit
-    events = [{**r, "data": loads(r["data"]), "unread": bool(r["unread"])} for r in rows[:limit]]
+        more = len(rows) > limit
+        events = event_notes.reveal(conn, app.cipher, [{**r, "data": loads(r["data"]), "unread": bool(r["unread"])}
+                                                       for r in rows[:limit]])
     return events, (events[-1]["id"] if events else cursor), more
 
 
@@ -298,7 +300,7 @@ def explain(app: App, client_id: str, claim_id: int) -> Explanation:
     """Why a claim is where it is, and what would move it on."""
     with read_tx(app.engine) as conn:
         owned_row(conn, client_id, claim_id)
-        hist = claim_store.history(conn, claim_id)
+        hist = event_notes.reveal(conn, app.cipher, claim_store.history(conn, claim_id))
         row = conn.execute(select(claims.c.submission_id, claims.c.creditor_reference)
                            .where(claims.c.id == claim_id)).mappings().one()
         findings = [f for f in sub_store.findings(conn, row["submission_id"])

@@ -2,7 +2,8 @@
 
 Erasing a claim deletes its data key (``claim_keys``: crypto-shredding of the value in the append-only
 ``claims`` row and of its blind name index), its documents, message texts and content fingerprint, and
-appends an ``erased`` event (who, when, why; no personal data); the client's credit checks of that debtor
+appends an ``erased`` event (who, when, why; a reason that names the debtor is refused, since it would outlive
+the data: ``domain/personal_text``); the client's credit checks of that debtor
 lose their data too (their audit rows stay). What stays: the claim's amounts, dates,
 references, partner and its whole event history, which accounting needs. ``gateway retention run``
 erases the closed claims of clients with ``retention_days_after_close`` and deletes their raw files, and
@@ -20,6 +21,7 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import Connection, delete, select
 
+from gateway.domain.personal_text import mention
 from gateway.domain.unicode_forms import stored_forms
 from gateway.bootstrap import App
 from gateway.domain.lifecycle import TERMINAL, Actor
@@ -81,6 +83,8 @@ def erase(app: App, claim_ids: list[int], reason: str, *, actor: Actor = Actor.O
     who = by or getpass.getuser()
     report = ErasureReport()
     with write_tx(app.engine) as conn:
+        if actor is not Actor.SYSTEM:  # the gateway's own reasons (retention) are fixed texts
+            _refuse_personal_reason(conn, app, claim_ids, reason)
         for cid in claim_ids:
             if with_credit_checks:
                 report.credit_checks += _erase_checks_of_debtor(conn, cid)
@@ -93,6 +97,18 @@ def erase(app: App, claim_ids: list[int], reason: str, *, actor: Actor = Actor.O
     log.info("erasure.done claims=%d already=%d credit_checks=%d by=%s", len(report.erased), len(report.already),
              report.credit_checks, who)
     return report
+
+
+def _refuse_personal_reason(conn: Connection, app: App, claim_ids: list[int], reason: str) -> None:
+    """An erasure's reason outlives the data it erases (the claim's key goes, the event stays): one naming the
+    debtor would keep what the erasure removes. Refused before anything is erased; the error names the field,
+    never the value."""
+    for row in claim_store.rows_by_ids(conn, claim_ids):
+        field_name = mention(reason, claim_store.decode(row, app.cipher).debtor)
+        if field_name is not None:
+            raise InvalidRequest(f"the reason contains the debtor's {field_name} (claim {row['id']}); it stays in "
+                                 "the claim's history after the erasure: write the request's reference instead, "
+                                 "such as a ticket number", "reason")
 
 
 def _erase_checks_of_debtor(conn: Connection, claim_id: int) -> int:

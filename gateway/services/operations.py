@@ -35,6 +35,7 @@ from gateway.errors import DeliveryError, Unsupported
 from gateway.services.partner_updates import apply_updates
 from gateway.services.render_instruction import InstructionMeta, render_instruction
 from gateway.store import claims as claim_store
+from gateway.store import event_notes
 from gateway.store import messages as message_store
 from gateway.store import outbox as outbox_store
 from gateway.store.db import read_tx, write_tx
@@ -145,7 +146,8 @@ def _forget_text(app: App, item: OutboxItem) -> None:
 
 def _data_for_partner(app: App, conn: Connection, item: OutboxItem, claim_id: int) -> dict[str, Any]:
     """The operation's data as the partner gets it. A message's text is kept encrypted in ``messages`` only and
-    read here, when it is sent (a row without the message's id, hand-written, is sent as it is)."""
+    read here, when it is sent (a row without the message's id, hand-written, is sent as it is); a cancel's
+    reason is opened here with the claim's key (``event_notes``)."""
     data = {k: v for k, v in item.payload.items() if k != "claim_id"}
     if item.operation == "send_message" and "message_id" in data:
         try:
@@ -158,6 +160,12 @@ def _data_for_partner(app: App, conn: Connection, item: OutboxItem, claim_id: in
             raise DeliveryError(f"message {data['message_id']} of claim {claim_id} is no longer stored",
                                 retryable=False)
         data["text"] = text
+    if event_notes.SEALED in data:  # a cancel reason, sealed under the claim's key; gone with an erasure
+        reason = event_notes.open_reason(event_notes.claim_deks(conn, app.cipher, [claim_id]), claim_id,
+                                         data.pop(event_notes.SEALED))
+        if reason:
+            data["reason"] = reason
+    data.pop(event_notes.WITHHELD, None)
     return data
 
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 import csv
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from lxml import etree
-from sqlalchemy import RowMapping
+from sqlalchemy import Connection, RowMapping
 
 from gateway.bootstrap import App
 from gateway.domain.model import from_minor
@@ -26,9 +27,10 @@ from gateway.episodes import Episodes
 from gateway.errors import ConfigError
 from gateway.domain.sandbox import is_sandbox_client
 from gateway.services.ack import SANDBOX_NOTE, private_temp_name, remove_stale_temps, safe_cell
-from gateway.store import projection
+from gateway.store import event_notes, projection
 from gateway.store import uploads as store
 from gateway.store.db import read_tx, write_tx
+from gateway.store.sql import dumps, loads
 
 FORMATS = ("csv", "xml")
 XML_NS = "urn:inkasso-gateway:status:1"
@@ -94,7 +96,8 @@ def _folder_usable(app: App, client_id: str) -> bool:
 
 def _write(app: App, client_id: str, plan: RowMapping) -> Path:
     with read_tx(app.engine) as conn:
-        events = store.events_between(conn, client_id, plan["first_event_id"], plan["last_event_id"])
+        events = _revealed(conn, app, store.events_between(conn, client_id, plan["first_event_id"],
+                                                           plan["last_event_id"]))
         now = projection.load(conn, [e["claim_id"] for e in events])
     folder = status_dir(app, client_id)
     folder.mkdir(parents=True, exist_ok=True)
@@ -109,7 +112,20 @@ def _write(app: App, client_id: str, plan: RowMapping) -> Path:
     return final
 
 
-def _cells(e: RowMapping, now: dict[int, dict[str, Any]]) -> tuple[str, ...]:
+def _revealed(conn: Connection, app: App, rows: list[RowMapping]) -> list[dict[str, Any]]:
+    """The events with their sealed reasons opened (``event_notes``): the file is the client's, and says what
+    the client wrote; the data of every other event stays the text stored."""
+    events = [dict(r) for r in rows]
+    sealed = [e for e in events if e["data"] and event_notes.SEALED in e["data"]]
+    if sealed:
+        docs = event_notes.reveal(conn, app.cipher, [{"claim_id": e["claim_id"], "data": loads(e["data"])}
+                                                     for e in sealed])
+        for e, doc in zip(sealed, docs):
+            e["data"] = dumps(doc["data"])
+    return events
+
+
+def _cells(e: Mapping[str, Any], now: dict[int, dict[str, Any]]) -> tuple[str, ...]:
     cur = now.get(e["claim_id"])
     account = (str(from_minor(cur["open_minor"], cur["currency"])), cur["currency"],
                cur["partner_file_number"] or "") if cur else ("", "", "")
@@ -117,7 +133,7 @@ def _cells(e: RowMapping, now: dict[int, dict[str, Any]]) -> tuple[str, ...]:
             e["from_state"] or "", e["state"], e["kind"], e["actor"], e["data"] or "", *account)
 
 
-def _write_csv(path: Path, events: list[RowMapping], now: dict[int, dict[str, Any]], sandbox: bool = False) -> None:
+def _write_csv(path: Path, events: list[dict[str, Any]], now: dict[int, dict[str, Any]], sandbox: bool = False) -> None:
     with open(path, "w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh, delimiter=";", lineterminator="\r\n")
         w.writerow(COLUMNS)
@@ -129,7 +145,7 @@ def _write_csv(path: Path, events: list[RowMapping], now: dict[int, dict[str, An
         os.fsync(fh.fileno())
 
 
-def _write_xml(path: Path, client_id: str, plan: RowMapping, events: list[RowMapping],
+def _write_xml(path: Path, client_id: str, plan: RowMapping, events: list[dict[str, Any]],
                now: dict[int, dict[str, Any]]) -> None:
     root = etree.Element(f"{{{XML_NS}}}statusChanges", nsmap={None: XML_NS})  # type: ignore[dict-item]  # the default namespace
     root.set("client", client_id)

@@ -28,7 +28,8 @@ from tests.factories import make_claim
 NAME, FULL = "Müller", "Jürgen Müller"  # make_claim's debtor, and the name the index is made of
 
 
-def seed(app: App, refs: list[str], state: State = State.QUEUED, payload: bytes = b"") -> list[int]:
+def seed(app: App, refs: list[str], state: State = State.QUEUED, payload: bytes = b"",
+         partner: str | None = None) -> list[int]:
     with write_tx(app.engine) as conn:
         sub = sub_store.create(conn, client_id="demo", channel="cli", filename="f.csv", sha256="ab" * 32,
                                size=1, dedupe=False)
@@ -37,8 +38,8 @@ def seed(app: App, refs: list[str], state: State = State.QUEUED, payload: bytes 
             sub_store.store_payload(conn, app.cipher, sub["id"], [payload])
         sub_store.finish(conn, sub["id"], status="completed", counts=sub_store.SubmissionCounts(
             rows=len(refs), accepted=len(refs), held=0, rejected=0, currency="EUR", total_minor=0))
-        return claim_store.insert_new(conn, app.cipher, sub["id"], [NewClaim(claim=make_claim(r), state=state)
-                                                                    for r in refs])
+        return claim_store.insert_new(conn, app.cipher, sub["id"],
+                                      [NewClaim(claim=make_claim(r, partner_id=partner), state=state) for r in refs])
 
 
 def debtor_of(app: App, cid: int) -> str:

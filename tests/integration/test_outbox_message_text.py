@@ -26,7 +26,7 @@ def test_the_upgrade_removes_texts_from_done_and_dead_rows(app: App) -> None:
             conn.execute(outbox.update().where(outbox.c.idempotency_key == key).values(status=status))
         outbox_store.enqueue(conn, key="cancel:1:1", client_id="demo", partner_id="demo-agency", operation="cancel",
                              payload={"claim_id": 1, "reason": "bezahlt"})
-    upgrade(app.engine)
+    upgrade(app.engine, "0015")  # (0018 seals cancel reasons: tests/integration/test_sealed_reasons.py)
     with read_tx(app.engine) as conn:
         payloads = {r.idempotency_key: json.loads(r.payload)
                     for r in conn.execute(select(outbox.c.idempotency_key, outbox.c.payload))}

@@ -133,6 +133,8 @@ def test_cancel_payment_and_message_reach_the_agency_and_its_answers_come_back(s
     # the agency's books: the case closed as cancelled (never paid), the direct payment collected less
     case = sim.agency.cases[cancel_id]
     assert case.code == CANCELLED
+    # the reason is kept sealed under the claim's key, and opened for the partner when the request goes out
+    assert case.cancel_reasons == ["paid in full at the counter"]
     sim.agency.step_all()
     sim.agency.step_all()  # the other cases run to paid; a cancelled one does not move
     assert sim.agency.cases[cancel_id].code == CANCELLED

@@ -174,10 +174,12 @@ def test_operations_are_recorded_and_forwarded_to_the_partner(endpoint: Endpoint
     assert payloads["send_message"] == {"claim_id": cid, "message_id": sent.message_id}
     assert payloads["request_monitoring"] == {"claim_id": cid}
     assert payloads["refresh"] == {"claim_id": cid}
-    assert payloads["cancel"] == {"claim_id": cid, "reason": "paid in full"}
-    kinds = [e.kind for e in c.service.GetClaimHistory(cid)]
-    assert kinds[-6:] == ["payment_reported", "message_sent", "labels_set", "monitoring_requested",
-                          "refresh_requested", "cancel_requested"]
+    # the reason is sealed under the claim's key like its personal data, and opened when the request goes out
+    assert set(payloads["cancel"]) == {"claim_id", "reason_sealed"} and "paid" not in json.dumps(payloads["cancel"])
+    events = c.service.GetClaimHistory(cid)
+    assert [e.kind for e in events][-6:] == ["payment_reported", "message_sent", "labels_set", "monitoring_requested",
+                                             "refresh_requested", "cancel_requested"]
+    assert json.loads(events[-1].data) == {"reason": "paid in full"}  # the client reads what it wrote
     assert [m.text for m in c.service.GetMessages(cid)] == ["Schuldner hat angerufen."]
     assert _items(c.service.GetClaim(cid).labels, "Label") == ["dispute", "vip"]
 

@@ -93,7 +93,6 @@ class Case:
     client_messages: list[str] = field(default_factory=list)
     direct_payments: list[dict[str, str]] = field(default_factory=list)  # {amount, date} the client reported
     cancel_reasons: list[str] = field(default_factory=list)  # as the agency read them in the requests
-    cancel_reasons: list[str] = field(default_factory=list)  # as the agency read them in the requests
     scenario: str = DEFAULT_SCENARIO  # the codes it goes through (gateway/domain/sandbox.py SCENARIOS)
 
     @property
@@ -254,7 +253,6 @@ class Agency:
                 raise KeyError(claim_id)
             answer: dict[str, Any] = {"file_number": case.file_number, "operation": operation}
             if operation == "cancel":
-                case.cancel_reasons.append(str(data.get("reason") or ""))
                 case.cancel_reasons.append(str(data.get("reason") or ""))
                 if case.code not in _ENDED:  # a closed case stays as it was closed
                     case.code = CANCELLED

@@ -10,6 +10,13 @@ The file is opened without blocking and read only if it is a regular file of at 
 ``MAX_MAPPING_BYTES``: a named pipe, a device or a folder under a mapping's name (or a link to one) is
 a broken edit like any other, never a read that waits for ever with the registry's lock held (every
 ingest asks the registry).
+
+A mapping file some process still has open for writing is not read: a copy written in place (scp, a
+copy onto a share, an editor that saves in pieces) can be, halfway, a valid mapping without its last
+fields or its ``policy``, and a file ingested then was mapped without them (a debtor's IBAN left out,
+claims of a client that releases every run sent at once). The last good version runs until the writer
+closes the file (the watcher's close event, or the next file's ``get``, reads it then); a mapping that
+never loaded raises ConfigError meanwhile, which holds the client's files in the inbox.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from gateway.config import GatewayConfig
 from gateway.file_stamp import Stamp as FileStamp, file_stamp
 from gateway.errors import ConfigError
 from gateway.mapping.spec import MappingSpec, parse_mapping
+from gateway.services.file_writers import has_writer
 
 log = logging.getLogger(__name__)
 Stamp = FileStamp | None
@@ -88,6 +96,7 @@ class MappingRegistry:
         self._lock = threading.Lock()
         self._good: dict[Path, tuple[MappingSpec, Stamp, datetime, int]] = {}
         self._failed: dict[Path, tuple[Stamp, str]] = {}
+        self._writing: dict[Path, Stamp] = {}  # the stamp "still being written" was logged for, per file
 
     def get(self, client_id: str) -> MappingSpec:
         """The client's installed mapping (reloaded if the file changed); ConfigError if none ever loaded."""
@@ -104,6 +113,15 @@ class MappingRegistry:
             failed = self._failed.get(path)
             if good is not None and failed is not None and failed[0] == stamp:
                 return good[0]
+            if has_writer(Path(os.path.realpath(path))):
+                if self._writing.get(path, False) != stamp:
+                    self._writing[path] = stamp
+                    log.info("mapping.being_written file=%s keeping=%s", path, "last_good" if good else "none")
+                if good is not None:
+                    return good[0]
+                raise ConfigError("the mapping file is being written (a process has it open for writing); it is "
+                                  "read once it is closed", file=str(path))
+            self._writing.pop(path, None)
             try:
                 spec = _read_mapping(path)
             except ConfigError as exc:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -95,3 +97,37 @@ def test_ingest_uses_the_last_good_mapping_after_a_broken_edit(app, tmp_path: Pa
     ingest_file(app, REPO / "examples" / "demo.csv", "demo", dry_run=True)
     state = app.mappings.state(path)
     assert state.error is None and state.spec is not None and "reason" in state.spec.fields
+
+
+IN_PLACE = ("import os, sys\n"
+            "data = open(sys.argv[1], 'rb').read()\n"
+            "cut = data.index(sys.argv[3].encode())\n"
+            "fd = os.open(sys.argv[2], os.O_WRONLY | os.O_TRUNC)\n"
+            "os.write(fd, data[:cut])\n"
+            "print('half', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "os.write(fd, data[cut:])\n"
+            "os.close(fd)\n")
+
+
+def test_a_mapping_written_in_place_is_read_once_its_writer_closes_it(registry: MappingRegistry,
+                                                                      tmp_path: Path) -> None:
+    # A copy in place (scp, a share, an editor saving in pieces) is, halfway, a valid mapping without its last
+    # lines: a file ingested then was mapped without the debtor's IBAN (and without a `policy` that holds every
+    # run, had it come last), and its claims went to the partner so.
+    path = tmp_path / "mappings" / "demo.yaml"
+    first = registry.get("demo")
+    assert "debtor.iban" in first.fields
+    new = tmp_path / "new.yaml"
+    new.write_text(path.read_text(encoding="utf-8").replace("memo: Bemerkung", "reason: Bemerkung"), encoding="utf-8")
+    proc = subprocess.Popen([sys.executable, "-c", IN_PLACE, str(new), str(path), "  debtor.iban:"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "half"
+        assert registry.get("demo") is first  # the half written is a valid mapping, but not the one being written
+        assert registry.state(path).error is None
+    finally:
+        proc.communicate("go\n", timeout=30)
+    assert proc.returncode == 0
+    second = registry.get("demo")
+    assert "reason" in second.fields and "debtor.iban" in second.fields

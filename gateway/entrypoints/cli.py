@@ -149,11 +149,12 @@ def _main(argv: Sequence[str] | None) -> int:
     from gateway.bootstrap import build_app
     from gateway.entrypoints import (backup_cli, claims_admin_cli, clients_cli, commands, credit_cli, keys_cli,
                                      mapping_cli, partners_admin_cli, partners_cli, status_cli)
-    from gateway.entrypoints.logs import configure_logging
+    from gateway.entrypoints.logs import TextFormatter, configure_logging
 
+    start = logging.StreamHandler(sys.stderr)  # until the config names the log's level, format and file
+    start.setFormatter(TextFormatter())
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO if args.command == "serve"
-                        else logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+                        else logging.WARNING, handlers=[start])
     app: App | None = None
     try:
         if args.command == "mapping":

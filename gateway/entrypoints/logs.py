@@ -55,6 +55,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, ensure_ascii=False, default=str)
 
 
+# C0 controls and DEL, shown escaped: a value with a line break (a client's file name over SFTP, a library's
+# message such as psycopg's "error ignored terminating Pipeline", a server's multi-line error) would otherwise
+# start what reads as a line of its own in the text log: a forged event for whoever greps it.
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7f)} | {0x0a: "\\n", 0x0d: "\\r", 0x09: "\\t"}
+
+
+class TextFormatter(logging.Formatter):
+    """``TEXT_FORMAT``, one line per record: control characters in the message escaped. A traceback, which
+    follows the line, keeps its lines."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return super().formatMessage(record).translate(_CONTROLS)
+
+
 class ReopeningFileHandler(logging.handlers.WatchedFileHandler):
     """``WatchedFileHandler`` whose failure to reopen the file (its folder removed, a disk gone read-only) never
     reaches the code that logs: the stock handler raised it from ``log.info`` into the caller, and from the
@@ -107,7 +124,7 @@ def configure_logging(cfg: GatewayConfig, *, verbose: bool, serve: bool) -> None
         handler = ReopeningFileHandler(path, encoding="utf-8")
     else:
         handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if conf.format == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if conf.format == "json" else TextFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):  # ours and basicConfig's start-up handler; others (a test's capture) stay
         if getattr(old, "gateway", False) or type(old) is logging.StreamHandler:

@@ -82,3 +82,34 @@ def test_soap_requests_are_counted_by_known_operation_and_status() -> None:
         b + 1 for b in before)
     assert (REGISTRY.get_sample_value("gateway_soap_request_duration_seconds_count",
                                       {"operation": "SubmitClaims"}) or 0) >= 1
+
+
+def test_a_text_log_line_stays_one_line_whatever_its_values_hold(tmp_path: Any) -> None:
+    from gateway.config import load_config
+    from gateway.entrypoints.logs import configure_logging
+    from tests.conftest import write_config
+
+    cfg = load_config(write_config(tmp_path, f"sqlite:///{tmp_path}/g.db", logging={"file": "var/log/g.log"}))
+    root, before = logging.getLogger(), list(logging.getLogger().handlers)
+    try:
+        configure_logging(cfg, verbose=False, serve=True)
+        # a client's file name with a forged line in it, and a library's own multi-line message
+        logging.getLogger("gateway.watcher").info("watcher.seen file=%s", "a.csv\n2026-12-01 ERROR gateway forged\r")
+        logging.getLogger("psycopg").warning("error ignored terminating <Pipeline>:\nserver closed\tthe connection")
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            logging.getLogger("gateway.supervisor").exception("supervisor.task_failed task=t")
+    finally:
+        for h in root.handlers[:]:
+            if h not in before:
+                root.removeHandler(h)
+                h.close()
+        for h in before:
+            if h not in root.handlers:
+                root.addHandler(h)
+    lines = (tmp_path / "var" / "log" / "g.log").read_text(encoding="utf-8").splitlines()
+    assert lines[0].endswith(r"watcher.seen file=a.csv\n2026-12-01 ERROR gateway forged\r")
+    assert lines[1].endswith(r"error ignored terminating <Pipeline>:\nserver closed\tthe connection")
+    assert lines[2].endswith("supervisor.task_failed task=t")
+    assert lines[3] == "Traceback (most recent call last):" and lines[-1] == "ValueError: boom"  # kept as it is

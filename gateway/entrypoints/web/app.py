@@ -30,7 +30,7 @@ from gateway.entrypoints.web import routes_auth, routes_claims, routes_handover,
 from gateway.entrypoints.web import routes_labels
 from gateway.entrypoints.web import routes_clients, routes_mappings, routes_partners
 from gateway.entrypoints.web import routes_credit
-from gateway.entrypoints.web.pages import HERE, make_templates, redirect, render
+from gateway.entrypoints.web.pages import HERE, lang_of, make_templates, redirect, render, size_text
 from gateway.entrypoints.web.security import LoginRequired, SecurityHeaders, ServerSessions
 from gateway.entrypoints.web.texts import DEFAULT, translator
 from gateway.entrypoints.web.users import UserBook
@@ -66,8 +66,14 @@ async def _login_required(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     key = {403: "csrf_failed" if exc.detail == "csrf" else "read_only" if exc.detail == "read_only" else "forbidden",
-           404: "not_found"}.get(exc.status_code, "server_error" if exc.status_code >= 500 else "forbidden")
-    return render(request, "error.html", {"message": key}, status=exc.status_code)
+           404: "not_found", 400: "form_invalid", 411: "form_invalid", 413: "form_too_large",
+           }.get(exc.status_code, "server_error" if exc.status_code >= 500 else "forbidden")
+    values: dict[str, str] = {}
+    if exc.status_code == 413 and exc.detail.isdigit():  # the limit the form was held to (checked_form)
+        values["limit"] = size_text(int(exc.detail), lang_of(request))
+    elif exc.status_code == 413:
+        key = "form_too_large_plain"
+    return render(request, "error.html", {"message": key, "values": values}, status=exc.status_code)
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:

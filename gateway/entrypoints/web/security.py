@@ -117,7 +117,7 @@ async def checked_form(request: Request, limit: int = FORM_MAX_BYTES) -> FormDat
     if not length.isdigit():
         raise HTTPException(411)
     if int(length) > limit:  # refused before a byte of it is parsed or spooled
-        raise HTTPException(413)
+        raise HTTPException(413, str(limit))
     form = await request.form(max_files=MAX_FILES, max_fields=MAX_FIELDS, max_part_size=MAX_FIELD_BYTES)
     sent, expected = form.get("csrf"), request.session.get("csrf")
     if not isinstance(sent, str) or not isinstance(expected, str) or not hmac.compare_digest(sent, expected):

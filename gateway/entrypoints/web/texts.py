@@ -428,6 +428,12 @@ TEXTS: dict[str, tuple[str, str]] = {
     # errors
     "not_found": ("Nicht gefunden.", "Not found."),
     "forbidden": ("Diese Aktion ist nicht erlaubt.", "This action is not allowed."),
+    "form_too_large": ("Das Formular ist zu groß: höchstens {limit}. Nichts wurde geändert.",
+                       "The form is too large: at most {limit}. Nothing was changed."),
+    "form_too_large_plain": ("Das Formular ist zu groß. Nichts wurde geändert.",
+                             "The form is too large. Nothing was changed."),
+    "form_invalid": ("Das Formular konnte nicht gelesen werden (zu viele oder zu lange Felder?). Nichts wurde "
+                     "geändert.", "The form could not be read (too many or too long fields?). Nothing was changed."),
     "csrf_failed": ("Das Formular ist abgelaufen. Bitte die Seite neu laden.",
                     "The form has expired. Please reload the page."),
     "server_error": ("Ein Fehler ist aufgetreten; er wurde protokolliert.", "An error occurred; it has been logged."),

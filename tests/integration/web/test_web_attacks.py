@@ -255,3 +255,18 @@ def test_an_upload_whose_spool_cannot_be_made_gives_its_turn_back(console: Conso
     r = c.post("/upload", data={"csrf": console.csrf(c, "/upload")},
                files={"file": ("demo.csv", DEMO.read_bytes(), "text/csv")})
     assert r.status_code == 200 and "upload_busy" not in r.text
+
+
+def test_a_form_refused_for_its_size_or_shape_says_so_not_forbidden(console: Console) -> None:
+    """A form over its limit (413) or one the parser refuses (too many fields, a field too long: 400) was answered
+    "this action is not allowed", as if the login lacked a right: the page now says what was wrong."""
+    anna = console.client("anna")
+    t = console.csrf(anna, "/claims")
+    big = anna.post("/claims/search", data={"csrf": t, "f": ["A" * 60_000] * 20})
+    assert big.status_code == 413
+    assert "Das Formular ist zu groß: höchstens 1 MB. Nichts wurde geändert." in big.text
+    assert "nicht erlaubt" not in big.text
+    many = anna.post("/claims/search", data={"csrf": t, "f": ["x"] * 1001})
+    assert many.status_code == 400 and "Das Formular konnte nicht gelesen werden" in many.text
+    long = anna.post("/claims/search", files={"csrf": (None, t), "q": (None, "x" * (64 * 1024 + 1))})
+    assert long.status_code == 400 and "Das Formular konnte nicht gelesen werden" in long.text

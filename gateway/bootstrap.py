@@ -8,7 +8,7 @@ from datetime import date, datetime, timezone
 from functools import cached_property
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from gateway.config import GatewayConfig, load_config
 from gateway.crypto.fieldcrypt import FieldCipher, load_field_cipher
@@ -16,6 +16,7 @@ from gateway.services.login_throttle import LoginThrottle
 from gateway.services.mappings import MappingRegistry
 from gateway.services.routing import Router
 from gateway.store import keys_store
+from gateway.store.leases import database_clock
 from gateway.store.db import make_engine, upgrade
 
 DATA_KEY_FILE = "data-keys.json"
@@ -65,6 +66,13 @@ class App:
 
     def now(self) -> datetime:
         return datetime.now(timezone.utc)
+
+    def lease_now(self, conn: Connection) -> datetime:
+        """The time leases are taken, renewed and judged by, read in ``conn``: the database server's clock on
+        PostgreSQL, where several nodes share the leases and each node's own clock may be off (see
+        ``store.leases``); this node's ``now`` on SQLite, where it is the only one. Tests that drive the clock
+        replace this too when their leases are to follow it."""
+        return database_clock(conn) or self.now()
 
     def today(self) -> date:
         return self.now().date()

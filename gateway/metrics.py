@@ -115,7 +115,7 @@ class BacklogCollector:
         yield _family("gateway_delivery_in_flight_seconds", "Seconds the partner's outbox row in flight on this node "
                       "has been worked on", ["partner"], {(p,): v for p, v in self.deliveries().items()})
         skew = self.clock_skew()
-        if skew is not None:  # several nodes (PostgreSQL): their leases compare clocks (services/clock.py)
+        if skew is not None:  # several nodes (PostgreSQL) should agree on the time (services/clock.py)
             yield GaugeMetricFamily("gateway_clock_skew_seconds", "This node's clock minus the database server's, "
                                     "measured once a minute", value=skew)
         b = self.backlog()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from sqlalchemy import Connection
 
 from gateway.bootstrap import App
 
@@ -42,6 +43,11 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.t += timedelta(seconds=seconds)
+
+    def leases(self, conn: Connection) -> datetime:
+        """For ``App.lease_now``: the app's leases follow this clock too (on PostgreSQL they go by the database
+        server's clock, which a test cannot move)."""
+        return self.t
 
 
 @contextmanager

@@ -202,7 +202,7 @@ class _Parts:
             self.sftp = SftpInbox(app, self.book, sup)
             await self.sftp.start()
             self.sftp.start_tasks(pending)
-        if app.engine.dialect.name == "postgresql":  # several nodes may share it: their leases compare clocks
+        if app.engine.dialect.name == "postgresql":  # several nodes may share it: their clocks should agree
             self.health.clock_skew = lambda: self.clock.skew
             sup.start("clock", lambda: asyncio.to_thread(self.clock.step), every=CLOCK_CHECK_SECONDS)
         sup.start("status_files", lambda: status_files_step(app),

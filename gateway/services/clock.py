@@ -1,15 +1,14 @@
 """This node's clock against the database's, where several nodes share one (PostgreSQL).
 
-Leases (client ingest, the outbox rows in flight, partner pulls, status files) are written and judged with each
-node's own clock: a node whose clock runs ahead sees the others' leases run out early and takes over work they are
-still doing (fencing rolls their late commits back, but a partner call already on the wire goes twice), and one
-whose clock runs behind writes leases the others take at once. NTP keeps this harmless; when it stops (a VM
-resumed from a suspend, a broken time server) nothing said so. ``ClockWatch`` measures the difference against the
-database server's clock once a minute (half a round trip is the error), logs it once when it passes
-``max_skew`` (a quarter of the lease, at least 5 s) and once when it is back, and exports it
+Leases (client ingest, the outbox rows in flight, partner pulls, status files) go by the database server's clock
+(``App.lease_now``), so a node whose clock is off neither takes over work another still does nor waits long past
+a dead node's lease. Everything else a node times goes by its own clock: the times it records (claim events,
+receipts), when its outbox rows are due again (backoffs, a partner's hold), its schedules. NTP keeps these right;
+when it stops (a VM resumed from a suspend, a broken time server) nothing said so. ``ClockWatch`` measures the
+difference against the database server's clock once a minute (half a round trip is the error), logs it once when
+it passes ``max_skew`` (a quarter of the lease, at least 5 s) and once when it is back, and exports it
 (``gateway_clock_skew_seconds``, for an alert). Not a readiness problem: were the database server's own clock
-wrong, every node would be off by the same and all of them would leave their load balancer, while their leases,
-which compare the nodes' clocks with each other, would be fine.
+wrong, every node would be off by the same and all of them would leave their load balancer.
 
 On SQLite there is one node and no other clock: nothing is measured.
 """
@@ -62,8 +61,8 @@ class ClockWatch:
         if abs(skew) > self.limit:
             if self._episodes.failed("clock", "skew"):
                 log.error("node.clock_skew seconds=%+.1f limit=%.0f: this machine's clock differs from the database "
-                          "server's; leases compare the nodes' clocks, so another node's work may be taken over early "
-                          "or this node's lost: sync the clock (NTP)", skew, self.limit)
+                          "server's; leases go by the database's clock, but the times this node records and its "
+                          "retries and schedules go by its own: sync the clock (NTP)", skew, self.limit)
         else:
             lasted = self._episodes.ok("clock")
             if lasted is not None:

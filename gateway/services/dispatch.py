@@ -96,7 +96,8 @@ class Dispatcher:
         """The oldest available row of a partner not in ``busy``, leased to this worker."""
         cfg = self.app.config.dispatcher
         with write_tx(self.app.engine) as conn:
-            return outbox_store.lease(conn, self.owner, cfg.lease_seconds, now=self.app.now(), busy=tuple(busy))
+            return outbox_store.lease(conn, self.owner, cfg.lease_seconds, now=self.app.now(), busy=tuple(busy),
+                                      lease_now=self.app.lease_now(conn))
 
     def handle(self, item: OutboxItem) -> None:
         """Work on a leased row until it is settled: delivered, backed off or dead (never raises for the
@@ -210,7 +211,7 @@ class Dispatcher:
         before it stood still is folded by the partner by the batch id (docs/partners.md), and its late receipt
         settles the row only if no outcome is recorded yet (``outbox.settle_late``). A lease that merely ran out
         while nobody took it (one node) is renewed, and the work goes on."""
-        if not outbox_store.renew(conn, item, self.app.config.dispatcher.lease_seconds, self.app.now()):
+        if not outbox_store.renew(conn, item, self.app.config.dispatcher.lease_seconds, self.app.lease_now(conn)):
             raise LeaseLost(f"outbox row {item.id} was taken over by another worker")
 
     def _build(self, item: OutboxItem, claim_ids: list[int],
@@ -556,7 +557,7 @@ class _Heartbeat:
         while not self._stop.wait(self.seconds / 3):
             try:
                 with write_tx(self.app.engine) as conn:
-                    if not outbox_store.renew(conn, self.item, self.seconds, self.app.now()):
+                    if not outbox_store.renew(conn, self.item, self.seconds, self.app.lease_now(conn)):
                         return  # taken over (an operator's --force, or it ran out): the settle will say so
             except Exception as exc:  # noqa: BLE001 - a missed beat only shortens the lease
                 log.warning("dispatch.heartbeat_failed outbox=%d error=%s", self.item.id, describe(exc))

@@ -10,6 +10,9 @@ never pass for a running ``serve``.
 Leases (``store.leases``): ``ingest:<client>`` (one ingest per client at a time, across nodes: the
 duplicate check reads, then inserts), ``partner_sync:<partner>``, ``status_files``. The ingest lease is
 renewed in every chunk's transaction and so fences it: a node that lost its lease cannot commit.
+
+Every lease, named or an outbox row's, is taken, renewed and judged by ``App.lease_now``: the database server's
+clock on PostgreSQL, so that the nodes' own clocks, which may disagree, never decide who holds what.
 """
 
 from __future__ import annotations
@@ -103,11 +106,17 @@ class Lease:
 
     def renew(self, conn: Connection, app: App) -> None:
         """In the caller's transaction: extend the lease, or raise LeaseLost so that nothing commits."""
-        renew_lease(conn, self, app.now())
+        _renew(conn, self, app.lease_now(conn))
 
 
 def renew_lease(conn: Connection, lease: Lease, now: datetime) -> None:
-    """``Lease.renew`` where there is no App (an ingest worker process storing chunks under its parent's lease)."""
+    """``Lease.renew`` where there is no App (an ingest worker process storing chunks under its parent's lease).
+
+    ``now``: this process's clock, the lease clock on SQLite only; on PostgreSQL the database's is read instead."""
+    _renew(conn, lease, lease_store.database_clock(conn) or now)
+
+
+def _renew(conn: Connection, lease: Lease, now: datetime) -> None:
     if not lease_store.renew(conn, lease.name, lease.owner, lease.seconds, now):
         raise LeaseLost(f"lease {lease.name} was taken over by another node; this node stops here")
 
@@ -150,7 +159,7 @@ def leased(app: App, name: str, *, wait: float = 0.0) -> Iterator[Lease | None]:
         deadline = time.monotonic() + wait
         while True:
             with write_tx(app.engine) as conn:
-                got = lease_store.acquire(conn, name, lease.owner, lease.seconds, app.now())
+                got = lease_store.acquire(conn, name, lease.owner, lease.seconds, app.lease_now(conn))
             if got or time.monotonic() >= deadline:
                 break
             time.sleep(min(0.5, max(0.05, deadline - time.monotonic())))
@@ -179,7 +188,7 @@ def client_ingest_lease(client_id: str) -> str:
 def release_own_leases(app: App, owner: str) -> int:
     """At start: outbox rows this node had leased before it stopped become available now (returns how many)."""
     with write_tx(app.engine) as conn:
-        return outbox_store.release_owner(conn, owner, app.now())
+        return outbox_store.release_owner(conn, owner, app.lease_now(conn))
 
 
 def break_outbox_lease(app: App, outbox_id: int) -> bool:

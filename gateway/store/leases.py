@@ -4,17 +4,33 @@ A lease is taken when free, expired, or already ours (a restarted node with the 
 its own leases back at once; one process per node id is guaranteed by ``services.node``). It is
 renewed inside the transactions that do the leased work, so work done after the lease was lost
 (another node took it over) rolls back instead of landing twice: the lease is also a fence.
+
+Whose clock: every ``now`` here is the lease clock's time, and on PostgreSQL that is the database server's
+(``database_clock``, read once per lease round): nodes sharing one database judge each other's leases by one clock,
+so a node whose own clock runs ahead does not take over work another still holds, and one whose clock lags does not
+wait minutes past a dead node's lease. On SQLite there is one node, and its own clock is the lease clock.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, RowMapping, delete, select, update
+from sqlalchemy import Connection, RowMapping, delete, func, select, update
 
-from gateway.store.schema import leases
+from gateway.store.schema import UTCDateTime, leases
 
-__all__ = ["acquire", "holder", "release", "renew"]
+__all__ = ["acquire", "database_clock", "holder", "release", "renew"]
+
+
+def database_clock(conn: Connection) -> datetime | None:
+    """The database server's time now (PostgreSQL), the one clock all nodes sharing it read alike; None on SQLite.
+
+    ``clock_timestamp()``, not ``now()``: the latter stands still at the transaction's start, and a chunk's
+    transaction renews its lease at its end."""
+    if conn.dialect.name != "postgresql":
+        return None
+    value: datetime = conn.execute(select(func.clock_timestamp(type_=UTCDateTime()))).scalar_one()
+    return value
 
 
 def acquire(conn: Connection, name: str, owner: str, seconds: float, now: datetime) -> bool:

@@ -4,6 +4,11 @@ A row is ``pending`` until a worker leases it (``leased`` with an owner and a de
 that runs out makes the row available again, so a crashed worker's work is picked up by another.
 PostgreSQL leases with ``FOR UPDATE SKIP LOCKED``; SQLite serialises writers anyway.
 
+Two clocks: a row's ``lease_until`` is written and judged by the lease clock (``App.lease_now``: the database
+server's on PostgreSQL, see ``store.leases``), so that nodes whose own clocks disagree never take a row another
+still works on, nor wait long past a dead node's lease; ``available_at`` (a backoff, a hold) and the other times
+are the node's own clock's.
+
 A partner that asks the gateway to wait (429/503 ``Retry-After``) is *held*: a row of the named leases table,
 ``partner_hold:<partner>`` (owner ``partner:<partner>``, ``expires_at`` the end of the wait), in the database every
 node shares, so it outlives the node that was told. While it lasts no row of the partner is leased: rows queued
@@ -82,8 +87,9 @@ def enqueue_dead(conn: Connection, *, key: str, client_id: str, partner_id: str,
 # lease (SQLAlchemy's coercions), a third of a small batch's bookkeeping. Run with parameters, their cache
 # key and compiled form are reused.
 _NOW = bindparam("b_now", type_=outbox.c.available_at.type)
+_LEASE_NOW = bindparam("b_lease_now", type_=outbox.c.lease_until.type)
 _AVAILABLE = select(outbox).where(or_(and_(outbox.c.status == "pending", outbox.c.available_at <= _NOW),
-                                      and_(outbox.c.status == "leased", outbox.c.lease_until < _NOW))
+                                      and_(outbox.c.status == "leased", outbox.c.lease_until < _LEASE_NOW))
                                   ).order_by(outbox.c.available_at, outbox.c.id).limit(1)
 _AVAILABLE_FOR = _AVAILABLE.where(outbox.c.partner_id.in_(bindparam("b_partners", expanding=True)))
 _AVAILABLE_EXCEPT = _AVAILABLE.where(outbox.c.partner_id.not_in(bindparam("b_busy", expanding=True)))
@@ -98,14 +104,18 @@ _COMPLETE = update(outbox).where(
 
 
 def lease(conn: Connection, owner: str, lease_seconds: float, now: datetime | None = None,
-          partners: Sequence[str] | None = None, busy: Sequence[str] = ()) -> OutboxItem | None:
+          partners: Sequence[str] | None = None, busy: Sequence[str] = (),
+          lease_now: datetime | None = None) -> OutboxItem | None:
     """Take the oldest available row for ``lease_seconds``; None when there is nothing to do.
 
-    ``partners``: only rows of these partners; ``busy``: no row of these (one already being worked on)."""
+    ``partners``: only rows of these partners; ``busy``: no row of these (one already being worked on).
+    ``now`` judges ``available_at``; ``lease_now`` (the lease clock's time, by default ``now``) judges the leases of
+    other workers and dates this one."""
     now = now or utcnow()
+    lease_now = lease_now or now
     skip = list(busy)
     for _ in range(_HELD_LOOKS):
-        params: dict[str, Any] = {"b_now": now}
+        params: dict[str, Any] = {"b_now": now, "b_lease_now": lease_now}
         if partners is not None:
             q = _AVAILABLE_FOR
             params["b_partners"] = [p for p in partners if p not in skip]
@@ -131,7 +141,7 @@ def lease(conn: Connection, owner: str, lease_seconds: float, now: datetime | No
     else:
         return None  # held partners all along: the next call finds their rows moved out of the way
     attempts = row["attempts"] + 1
-    conn.execute(_TAKE, {"b_id": row["id"], "b_owner": owner, "b_until": now + timedelta(seconds=lease_seconds),
+    conn.execute(_TAKE, {"b_id": row["id"], "b_owner": owner, "b_until": lease_now + timedelta(seconds=lease_seconds),
                          "b_attempts": attempts})
     return OutboxItem(id=row["id"], idempotency_key=row["idempotency_key"], client_id=row["client_id"],
                       partner_id=row["partner_id"], operation=row["operation"], payload=loads(row["payload"]),
@@ -370,7 +380,9 @@ def open_count(conn: Connection) -> int:
 
 
 def release_owner(conn: Connection, owner: str, now: datetime) -> int:
-    """Rows leased by ``owner`` become available now (its process is gone: a restart of the same node)."""
+    """Rows leased by ``owner`` become available now (its process is gone: a restart of the same node).
+
+    ``now``: the lease clock's time (``App.lease_now``), by which every ``lease_until`` is judged."""
     res = conn.execute(update(outbox).where(outbox.c.status == "leased", outbox.c.lease_owner == owner)
                        .values(lease_until=now - timedelta(seconds=1)))
     return int(res.rowcount or 0)
@@ -384,6 +396,8 @@ def break_lease(conn: Connection, ident: int, now: datetime) -> bool:
 
 
 def renew(conn: Connection, item: OutboxItem, lease_seconds: float, now: datetime) -> bool:
-    """The holder extends its lease while it works (a heartbeat); False when the lease is no longer its own."""
+    """The holder extends its lease while it works (a heartbeat); False when the lease is no longer its own.
+
+    ``now``: the lease clock's time (``App.lease_now``)."""
     res = conn.execute(update(outbox).where(_owned(item)).values(lease_until=now + timedelta(seconds=lease_seconds)))
     return res.rowcount == 1

@@ -196,7 +196,9 @@ def gateway_for(sim: Harness, base: Path, db_url: str, keys_template: Path) -> I
     shutil.copytree(keys_template, base / "var" / "keys", dirs_exist_ok=True)
     sim.start()
     app = build_app(path, migrate=True)
-    app.now = Clock(app)  # type: ignore[method-assign]
+    clock = Clock(app)
+    app.now = clock  # type: ignore[method-assign]
+    app.lease_now = clock.leases  # type: ignore[method-assign]
     try:
         yield app
     finally:

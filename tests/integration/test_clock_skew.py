@@ -1,6 +1,7 @@
-"""A node's clock far from the database server's (several nodes on PostgreSQL: their leases compare clocks) is
-said once and exported, and said again when it is back. Before, nothing noticed: a node
-whose NTP had stopped took over the others' leases early, or lost its own, without a line.
+"""A node's clock far from the database server's (several nodes on PostgreSQL) is said once and exported, and said
+again when it is back. Before, nothing noticed: a node whose NTP had stopped dated what it recorded wrongly and
+retried early or late (and, before leases went by the database's clock, took over the others' work early) without a
+line.
 
 The database and its clock are real; the node's clock is the one thing replaced (``clock=``), since moving the
 machine's own clock would move every other test's too."""

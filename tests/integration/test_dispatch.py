@@ -29,6 +29,7 @@ DEMO = ROOT / "examples" / "demo.csv"
 def clock(app: App, monkeypatch: pytest.MonkeyPatch) -> Clock:
     c = Clock(app)
     monkeypatch.setattr(app, "now", c)
+    monkeypatch.setattr(app, "lease_now", c.leases)
     return c
 
 

@@ -4,16 +4,21 @@ expiry, and a fence: work whose lease was taken over does not commit."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
-from gateway.bootstrap import App
-from gateway.services.node import LeaseBusy, LeaseLost, fence, leased
+from gateway.bootstrap import App, build_app
+from gateway.services.dispatch import Dispatcher
+from gateway.services.node import Lease, LeaseBusy, LeaseLost, fence, leased, renew_lease
 from gateway.store import leases as lease_store
+from gateway.store import outbox as outbox_store
 from gateway.store.db import read_tx, write_tx
 from gateway.store.schema import leases
+from tests.support import wait_for
 
 
 def test_one_owner_at_a_time_and_the_same_node_takes_its_own_back(app: App) -> None:
@@ -85,7 +90,6 @@ def test_a_lease_its_holder_is_renewing_right_now_is_busy_without_waiting(app: A
 
 def test_an_operator_breaks_the_lease_of_a_node_that_is_gone(app: App) -> None:
     from gateway.services.node import break_outbox_lease
-    from gateway.store import outbox as outbox_store
 
     now = app.now()
     with write_tx(app.engine) as conn:
@@ -102,3 +106,79 @@ def test_an_operator_breaks_the_lease_of_a_node_that_is_gone(app: App) -> None:
         assert taken is not None and taken.id == gone.id
         assert not outbox_store.complete(conn, gone, {"late": True})  # the old holder cannot settle it now
         assert outbox_store.complete(conn, taken, {"ok": True})
+
+
+# -- nodes whose clocks disagree, on one PostgreSQL database --------------------------------------------------------
+SKEW = timedelta(minutes=10)  # far past every lease here, and past the clock watch's alert
+
+
+@pytest.fixture
+def skewed(app: App, config_path: Path) -> Iterator[App]:
+    """A second node on ``app``'s database whose own clock is set by the test (``app`` keeps the true time)."""
+    if app.engine.dialect.name != "postgresql":
+        pytest.skip("nodes share leases on PostgreSQL only (SQLite is one node)")
+    other = build_app(config_path)
+    try:
+        yield other
+    finally:
+        other.close()
+
+
+def _clock(node: App, monkeypatch: pytest.MonkeyPatch, offset: timedelta) -> None:
+    real = node.now
+    monkeypatch.setattr(node, "now", lambda: real() + offset)
+
+
+def test_a_node_whose_clock_runs_ahead_takes_no_lease_another_node_holds(
+        app: App, skewed: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    _clock(skewed, monkeypatch, SKEW)
+    skewed.lease_owner = "node-ahead"
+    with write_tx(app.engine) as conn:  # node-a (its clock right) holds both for a minute, and works on
+        outbox_store.enqueue(conn, key="deliver:x", client_id="demo", partner_id="demo-agency",
+                             operation="deliver_batch", payload={"claim_ids": []}, now=app.now())
+        held = outbox_store.lease(conn, "node-a", 60, now=app.now())
+        assert held is not None
+        assert lease_store.acquire(conn, "status_files", "node-a", 60, app.now())
+    # by the ahead node's own clock both ran out minutes ago; by the database's they have a minute to go
+    with leased(skewed, "status_files") as stolen:
+        assert stolen is None
+    assert Dispatcher(skewed, owner="node-ahead").lease() is None
+    with write_tx(app.engine) as conn:  # the holder's work goes on and settles
+        assert lease_store.holder(conn, "status_files")["owner"] == "node-a"  # type: ignore[index]
+        assert lease_store.renew(conn, "status_files", "node-a", 60, app.now())
+        assert outbox_store.complete(conn, held, {"ok": True})
+        lease_store.release(conn, "status_files", "node-a")
+    with leased(skewed, "status_files") as lease:  # released: free for any node
+        assert lease is not None
+
+
+def test_a_node_whose_clock_lags_takes_a_dead_nodes_lease_over_once_it_ran_out(
+        app: App, skewed: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    _clock(skewed, monkeypatch, -SKEW)
+    skewed.lease_owner = "node-behind"
+    with write_tx(app.engine) as conn:  # node-a (its clock right) takes both for two seconds, and dies
+        outbox_store.enqueue(conn, key="deliver:x", client_id="demo", partner_id="demo-agency",
+                             operation="deliver_batch", payload={"claim_ids": []}, now=app.now())
+        gone = outbox_store.lease(conn, "node-a", 2, now=app.now())
+        assert gone is not None
+        assert lease_store.acquire(conn, "status_files", "node-a", 2, app.now())
+    # by its own clock both have ten minutes to go; by the database's they run out in two seconds
+    taken = wait_for("the lagging node to take the dead node's row",
+                     lambda: Dispatcher(skewed, owner="node-behind").lease(), timeout=30)
+    assert taken.id == gone.id
+    with leased(skewed, "status_files", wait=30) as lease:
+        assert lease is not None
+    with write_tx(app.engine) as conn:
+        assert not outbox_store.complete(conn, gone, {"late": True})  # the dead node's lease is no more
+        assert outbox_store.complete(conn, taken, {"ok": True})
+
+
+def test_an_ingest_worker_renews_its_parents_lease_by_the_databases_clock(skewed: App) -> None:
+    """A worker process has no App; the clock it passes (its machine's, here ten minutes behind) is not the one
+    its parent's lease goes by on PostgreSQL."""
+    with write_tx(skewed.engine) as conn:
+        assert lease_store.acquire(conn, "ingest:demo", "node-a", 60, skewed.now())
+        renew_lease(conn, Lease("ingest:demo", "node-a", 60), skewed.now() - SKEW)
+    with read_tx(skewed.engine) as conn:
+        until = lease_store.holder(conn, "ingest:demo")["expires_at"]  # type: ignore[index]
+    assert until > skewed.now() + timedelta(seconds=30)  # not run out ten minutes ago for the other nodes

@@ -10,7 +10,9 @@ bureau the running config lacks is not taken at all (``config.restart_needed bur
 
 The admin CLI replaces the file by rename; editors write in place or rename: every event naming the
 file, as source or destination, triggers a reload. A file that does not load (half-written, invalid) is
-logged and the running config stays; the next good write is taken.
+logged and the running config stays; the next good write is taken. A file some process still has open for
+writing is not read until it is closed (its close is an event too): halfway it may load, without its last
+clients.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from gateway.bootstrap import App
 from gateway.config import GatewayConfig, load_config
 from gateway.entrypoints.sftp.auth import CredentialTable, load_credentials
 from gateway.errors import ConfigError
+from gateway.services.file_writers import has_writer
 from gateway.services.routing import Router
 
 log = logging.getLogger("gateway.config")
@@ -49,8 +52,9 @@ class ClientReloader:
         with self._lock:
             cur = self.app.config
             clients = msgspec.json.encode(new.clients) != msgspec.json.encode(cur.clients)
-            logins = self.web_reload is not None and \
-                msgspec.json.encode(new.web.users) != msgspec.json.encode(cur.web.users)
+            # the console's logins follow their clients too (a disabled client's logins end)
+            logins = self.web_reload is not None and (
+                clients or msgspec.json.encode(new.web.users) != msgspec.json.encode(cur.web.users))
             if not clients and not logins:
                 self._restart_note(cur, new)
                 return False
@@ -109,6 +113,11 @@ class ConfigWatcher(ObservedFolder):
         self.path, self.reloader = path.resolve(), reloader
 
     def reload(self) -> None:
+        if has_writer(self.path):
+            # Written in place (an editor saving in pieces, a copy): halfway it can be a valid config without its
+            # last clients, which would lose their logins until the rest arrives. Read when the writer closes it.
+            log.info("config.being_written: read once it is closed")
+            return
         try:
             new = load_config(self.path)
             self.reloader.apply(new)

@@ -95,7 +95,9 @@ class WebServer:
         lines = [f"Web console: {self.url}"]
         for login, password in sorted(self.users.demo.items()):
             user = self.users.get(login)
-            what = "operator" if user is None or user.operator else f"client {user.client_id}"
+            if user is None:  # its client is disabled: it cannot log in
+                continue
+            what = "operator" if user.operator else f"client {user.client_id}"
             lines.append(f"  DEMO login {login!r} ({what}), password: {password}")
         print("\n".join(lines), file=sys.stdout, flush=True)
 

@@ -10,6 +10,9 @@ worker thread), then takes one of ``MAX_HASHES`` hash slots without waiting: a l
 taken gets the throttle's "try again in a moment" at once. Waiting for a slot in a worker thread is what a login
 flood from many addresses turned into every worker thread of the process parked on it, and every page stalled.
 An unknown login is checked against a dummy hash, so its answer takes as long as a wrong password.
+A login of a disabled client (``clients.<id>.enabled: false``, ``gateway clients disable``) is treated as unknown,
+as SOAP and SFTP treat that client's logins: it cannot log in, and its open sessions end at their next request
+(its credential is gone); enabling the client again lets it log in again.
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ class UserBook:
         for login, ucfg in cfg.web.users.items():
             self.users[login] = (self._user(cfg, login, ucfg), self._hash(cfg, login, ucfg))
         self._material = {login: self._credential_material(login, ucfg) for login, ucfg in cfg.web.users.items()}
+        self._disabled = self._logins_disabled(cfg)
         # ``serve`` passes the process's throttle (``App.login_throttle``), which SOAP counts in too
         self.throttle = throttle or LoginThrottle(cfg.soap.login)
         self._hashes = threading.BoundedSemaphore(MAX_HASHES)
@@ -117,10 +121,17 @@ class UserBook:
                                                                  self._hash(cfg, login, ucfg))
         configs = dict(cfg.web.users)
         material = {login: self._credential_material(login, ucfg) for login, ucfg in cfg.web.users.items()}
+        disabled = self._logins_disabled(cfg)
 
         def swap() -> None:
-            self.users, self._configs, self._material = users, configs, material
+            self.users, self._configs, self._material, self._disabled = users, configs, material, disabled
         return swap
+
+    @staticmethod
+    def _logins_disabled(cfg: GatewayConfig) -> frozenset[str]:
+        """The logins whose client is disabled (checked by ``_user`` to exist)."""
+        return frozenset(login for login, u in cfg.web.users.items()
+                         if u.client and u.client in cfg.clients and not cfg.clients[u.client].enabled)
 
     def _credential_material(self, login: str, u: WebUserConfig) -> str:
         # what a session is bound to: a new password, another client or role makes it another credential
@@ -131,13 +142,16 @@ class UserBook:
         """A keyed fingerprint of ``login`` as configured now (password hash, client, role), None when it is
         gone: a session stores it at login and is valid only while it is unchanged."""
         material = self._material.get(login)
-        if material is None:
+        if material is None or login in self._disabled:
             return None
         return hmac.new(key, material.encode(), hashlib.sha256).hexdigest()
 
     def get(self, login: str) -> WebUser | None:
-        entry = self.users.get(login)
+        entry = self._entry(login)
         return entry[0] if entry else None
+
+    def _entry(self, login: str) -> tuple[WebUser, str] | None:
+        return None if login in self._disabled else self.users.get(login)
 
     async def check(self, login: str, password: str, address: str | None) -> LoginOutcome:
         """The user if the password is right. Throttled attempts, and attempts while ``MAX_HASHES`` hashes are
@@ -154,7 +168,7 @@ class UserBook:
             self._hashes.release()
 
     def _verify(self, login: str, password: str, address: str | None) -> LoginOutcome:
-        entry = self.users.get(login)
+        entry = self._entry(login)
         ok = verify_password(password, entry[1] if entry else self._dummy) and entry is not None
         if not ok or entry is None:
             self.throttle.failed(username=login, address=address)

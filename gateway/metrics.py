@@ -98,9 +98,10 @@ class BacklogCollector:
 
     def __init__(self, backlog: Callable[[], Backlog | None], tasks: Callable[[], dict[str, float]],
                  ready: Callable[[], bool], deliveries: Callable[[], dict[str, float]] = dict,
-                 clock_skew: Callable[[], float | None] = lambda: None) -> None:
+                 clock_skew: Callable[[], float | None] = lambda: None,
+                 certificates: Callable[[], dict[tuple[str, ...], float]] = dict) -> None:
         self.backlog, self.tasks, self.ready, self.deliveries = backlog, tasks, ready, deliveries
-        self.clock_skew = clock_skew
+        self.clock_skew, self.certificates = clock_skew, certificates
 
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily("gateway_ready", "1 when /readyz answers 200", value=1 if self.ready() else 0)
@@ -118,6 +119,10 @@ class BacklogCollector:
         if skew is not None:  # several nodes (PostgreSQL) should agree on the time (services/clock.py)
             yield GaugeMetricFamily("gateway_clock_skew_seconds", "This node's clock minus the database server's, "
                                     "measured once a minute", value=skew)
+        # services/cert_expiry.py, looked at hourly: negative once a certificate has run out
+        yield _family("gateway_certificate_expiry_seconds", "Seconds until the certificate's end of validity, by "
+                      "role (signing, tls, partner, partner_ca) and name (gateway or the partner)", ["role", "name"],
+                      self.certificates())
         b = self.backlog()
         if b is None:
             return

@@ -53,6 +53,7 @@ class HealthServer:
         # ``stuck_seconds`` (the task that started it goes on stepping, so its own age says nothing of it).
         self.in_flight: Callable[[], dict[str, float]] = dict
         self.clock_skew: Callable[[], float | None] = lambda: None  # this clock minus the database's
+        self.certificates: Callable[[], dict[tuple[str, ...], float]] = dict  # (role, name) -> seconds left
         self.stuck_seconds = float("inf")
         self.server: asyncio.Server | None = None
         self.limits = ConnectionLimits("health", self.cfg.max_connections_per_address, self.cfg.max_connections)
@@ -115,7 +116,7 @@ class HealthServer:
                  if n in self.sup.health}
         deliveries = self.in_flight()  # partner -> seconds its row in flight has been worked on
         collector = BacklogCollector(lambda: snapshot, lambda: tasks, lambda: not problems, lambda: deliveries,
-                                     self.clock_skew)
+                                     self.clock_skew, self.certificates)
         return generate_latest(Exposition(collector))
 
     async def _bounded(self, key: str, fn: Callable[[], T]) -> T | None:

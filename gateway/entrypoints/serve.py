@@ -36,6 +36,7 @@ from gateway.errors import Interrupted
 from gateway.entrypoints.commands import refused_at_start
 from gateway.faults import database_refused, is_transient
 from gateway.services.dispatch import Dispatcher, Lanes
+from gateway.services.cert_expiry import CHECK_SECONDS as CERT_CHECK_SECONDS, CertificateWatch
 from gateway.services.clock import CHECK_SECONDS as CLOCK_CHECK_SECONDS, ClockWatch
 from gateway.services.inbox import UploadBook, flush_archive_indexes, refresh_archive_indexes, resume_unfinished
 from gateway.services.node import NodeLock, release_own_leases, resolve_node_id
@@ -174,6 +175,7 @@ class _Parts:
         self.start_abandoned: list[str] = []  # start-up steps still waiting on the database when a stop came
         self.archives_refreshed = False  # archive indexes a kill left behind are rewritten at the first resume step
         self.clock = ClockWatch(app.engine, app.config)
+        self.certificates = CertificateWatch(app)
 
     async def start(self) -> None:
         app, cfg, sup = self.app, self.app.config, self.sup
@@ -205,6 +207,8 @@ class _Parts:
         if app.engine.dialect.name == "postgresql":  # several nodes may share it: their clocks should agree
             self.health.clock_skew = lambda: self.clock.skew
             sup.start("clock", lambda: asyncio.to_thread(self.clock.step), every=CLOCK_CHECK_SECONDS)
+        self.health.certificates = lambda: self.certificates.remaining
+        sup.start("certificates", lambda: asyncio.to_thread(self.certificates.step), every=CERT_CHECK_SECONDS)
         sup.start("status_files", lambda: status_files_step(app),
                   every=min(60.0, max(0.5, cfg.sftp.status_interval_seconds / 10)))
         if any(c.sandbox_of for c in cfg.clients.values()):  # sandbox data goes after its retention_days

@@ -141,7 +141,11 @@ def test_up_is_live_and_ready(served: Served) -> None:
     assert served.get("/nothing").status_code == 404
     samples = _metrics(served)
     assert _value(samples, "gateway_ready") == 1
-    assert {lbl["task"] for lbl, _ in samples["gateway_task_seconds_since_step"]} >= {"dispatch", "inbox"}
+    assert {lbl["task"] for lbl, _ in samples["gateway_task_seconds_since_step"]} >= {"dispatch", "inbox",
+                                                                                    "certificates"}
+    left = wait_for("certificates in /metrics", lambda: _metrics(served).get("gateway_certificate_expiry_seconds"))
+    days = {(lbl["role"], lbl["name"]): value / 86400 for lbl, value in left}
+    assert 800 < days[("signing", "gateway")] <= 825 and 800 < days[("partner", "demo-agency")] <= 825  # keys init
 
 
 def test_counters_after_a_known_ingest_and_delivery(served: Served) -> None:
@@ -167,7 +171,8 @@ def test_counters_after_a_known_ingest_and_delivery(served: Served) -> None:
     assert ("partner", "demo-agency") in {kv for lbl, _ in samples["gateway_partner_sync_lag_seconds"]
                                           for kv in lbl.items()}
     labels = {k for series in samples.values() for lbl, _ in series for k in lbl}
-    assert labels <= {"client", "channel", "outcome", "partner", "operation", "state", "task", "status", "le"}
+    assert labels <= {"client", "channel", "outcome", "partner", "operation", "state", "task", "status", "le",
+                      "role", "name"}
 
 
 def test_healthz_names_a_hung_task_and_recovers(served: Served) -> None:

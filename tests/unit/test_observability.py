@@ -19,7 +19,7 @@ from tests.conftest import ROOT
 ALERTS = ROOT / "docs" / "alerts.yml"
 EXPECTED = {"GatewayDeadLetters", "GatewayOutboxStuck", "GatewayTaskRestarting", "GatewayTaskStale",
             "GatewayDeliveryStuck", "GatewayPartnerSyncLag", "GatewayPartnerSyncFailing", "GatewayNotReady",
-            "GatewayClockSkew"}
+            "GatewayClockSkew", "GatewayCertificateExpiring"}
 
 
 def _exposed_names() -> set[str]:
@@ -27,7 +27,8 @@ def _exposed_names() -> set[str]:
     full = Backlog(submissions_processing=1, outbox={("p", "pending"): 1}, oldest_pending_seconds={"p": 1.0},
                    sync_age_seconds={"p": 1.0}, sync_failing={"p": True}, sync_interval_seconds={"p": 60.0})
     collector = BacklogCollector(lambda: full, lambda: {"dispatch": 1.0}, lambda: True, lambda: {"p": 1.0},
-                                 lambda: 0.5)  # the clock's skew: on PostgreSQL
+                                 lambda: 0.5,  # the clock's skew: on PostgreSQL
+                                 lambda: {("partner", "p"): 1e6})
     names = {s.name for family in Exposition(collector).collect() for s in family.samples}
     # counters and histograms without any sample yet still have their names
     for family in REGISTRY.collect():

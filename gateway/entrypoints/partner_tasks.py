@@ -8,8 +8,10 @@ under the partner's secret. Anything unsigned or wrongly signed is refused with 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
+import time
 from typing import Any
 
 import msgspec
@@ -21,6 +23,7 @@ from gateway.config import PartnerConfig
 from gateway.entrypoints.connection_limits import ConnectionLimits
 from gateway.entrypoints.supervisor import Supervisor, describe
 from gateway.errors import ConfigError, GatewayError
+from gateway.services.partner_overview import WEBHOOK_TASK
 from gateway.services.partner_sync import sync_due
 from gateway.services.partner_updates import apply_updates
 
@@ -35,6 +38,7 @@ MAX_HEADERS = 100
 MAX_CONNECTIONS_PER_ADDRESS = 16
 MAX_CONNECTIONS = 64
 SYNC_CHECK_SECONDS = 1.0
+FIRST_TRY_SECONDS = 10.0  # how long serve's start waits for each webhook listener's first try
 
 
 class PartnerTasks:
@@ -49,15 +53,30 @@ class PartnerTasks:
         from gateway.entrypoints.demo_partners import start_simulators
         try:
             self.sims = await asyncio.to_thread(start_simulators, self.app)
-            self.servers = [await _webhook(self.app, self.sup, pid, p)
-                            for pid, p in self.app.config.partners.items() if p.webhook.listen]
         except (GatewayError, OSError) as exc:  # delivery goes on; the operator sees why status back does not
             log.error("partners.start_error error=%s", describe(exc))
+        # Each partner's webhook listener is a supervised task of its own, started until it listens: an address in
+        # use or a secret not there yet is retried with backoff and shown as a failing task (health, the partners
+        # page) until mended, and never keeps the other partners' listeners from starting. Started in one go
+        # before, the first listener that failed left the rest unstarted, said once in the log, for good.
+        listeners = {f"{WEBHOOK_TASK}{pid}": self.sup.start(f"{WEBHOOK_TASK}{pid}",
+                                                            functools.partial(self._listen, pid, pcfg), every=5.0,
+                                                            once=True, give_up=False, partner=pid)
+                     for pid, pcfg in self.app.config.partners.items() if pcfg.webhook.listen}
+        # serve is ready with its listeners as before: each has listened, or failed once (and goes on trying)
+        deadline = time.monotonic() + FIRST_TRY_SECONDS
+        while time.monotonic() < deadline and not all(
+                task.done() or self.sup.health[name].consecutive for name, task in listeners.items()):
+            await asyncio.sleep(0.01)
         from gateway.entrypoints.demo_bureaus import start_bureau_simulators
         self.sims += await asyncio.to_thread(start_bureau_simulators, self.app)  # demo credit bureaus
         if any(p.sync.enabled for p in self.app.config.partners.values()):
             # A partner's failures come from outside: retried for ever, never a reason to restart the gateway.
             self.sup.start("partner_sync", self._sync_step, every=SYNC_CHECK_SECONDS, give_up=False)
+
+    async def _listen(self, partner_id: str, pcfg: PartnerConfig) -> bool:
+        self.servers.append(await _webhook(self.app, self.sup, partner_id, pcfg))
+        return True
 
     async def _sync_step(self) -> bool:
         def on_error(partner_id: str, exc: BaseException) -> None:

@@ -25,8 +25,10 @@ from gateway.store.db import read_tx
 from gateway.store.schema import claim_current
 
 WAITING = ("queued", "delivering")
-# Supervised tasks of ``serve`` that move claims to and from partners (partner_tasks, serve).
+# Supervised tasks of ``serve`` that move claims to and from partners (partner_tasks, serve), and the prefix of each
+# partner's webhook listener's task (``webhook:<partner>``).
 PARTNER_TASKS = ("dispatch", "partner_sync")
+WEBHOOK_TASK = "webhook:"
 
 
 @dataclass
@@ -122,6 +124,6 @@ def overview(app: App, tasks: Mapping[str, HealthLike] | None = None) -> Partner
         rows.append(row)
     rows.sort(key=lambda r: (not r.configured, r.id))
     states = [TaskState(name, h.consecutive == 0, h.runs, h.failures, h.consecutive, h.last_error)
-              for name, h in sorted((tasks or {}).items()) if name in PARTNER_TASKS]
+              for name, h in sorted((tasks or {}).items()) if name in PARTNER_TASKS or name.startswith(WEBHOOK_TASK)]
     return PartnerOverview(rows, states, now)
 

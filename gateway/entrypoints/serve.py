@@ -36,6 +36,7 @@ from gateway.errors import Interrupted
 from gateway.entrypoints.commands import refused_at_start
 from gateway.faults import database_refused, is_transient
 from gateway.services.dispatch import Dispatcher, Lanes
+from gateway.entrypoints.tls_follow import CHECK_SECONDS as TLS_CHECK_SECONDS
 from gateway.services.cert_expiry import CHECK_SECONDS as CERT_CHECK_SECONDS, CertificateWatch
 from gateway.services.clock import CHECK_SECONDS as CLOCK_CHECK_SECONDS, ClockWatch
 from gateway.services.inbox import UploadBook, flush_archive_indexes, refresh_archive_indexes, resume_unfinished
@@ -233,6 +234,10 @@ class _Parts:
             self.web.web.state.supervisor = sup  # the operator's partners page shows the delivery tasks' health
             await self.web.start()
             self.web.print_demo_logins()
+        followers = [s.certificate_follower() for s in (self.soap, self.web) if s is not None]
+        if followers:  # a renewed TLS certificate is taken while serving (tls_follow.py)
+            sup.start("tls", lambda: asyncio.to_thread(lambda: any([f.step() for f in followers])),
+                      every=TLS_CHECK_SECONDS)
         if not cfg.source.startswith("<"):  # clients changed in the config file (admin CLI) apply at once
             reloader = ClientReloader(app, self.sftp.credentials if self.sftp else None,
                                       self.soap.gate.auth.reload if self.soap else None,

@@ -21,6 +21,7 @@ from gateway.entrypoints.connection_limits import ConnectionLimits
 from gateway.entrypoints.soap.app import PATH, build_wsgi
 from gateway.entrypoints.soap.connection import MAX_HEADER, DeferredHandshakeAdapter, GuardedConnection, connection_class
 from gateway.entrypoints.soap.waiting_room import WaitingRoom
+from gateway.entrypoints.tls_follow import CertificateFollower
 from gateway.entrypoints.soap.gate import default_public_url
 from gateway.entrypoints.soap.credit_service import CreditService
 from gateway.entrypoints.soap.service import GatewayService
@@ -76,13 +77,23 @@ class SoapServer:
         self._public_url = cfg.public_url
         # cheroot's own limit is a backstop; the gate answers oversized requests with a SOAP fault first.
         self._server.max_request_body_size = cfg.max_request_bytes * 2
-        adapter = DeferredHandshakeAdapter(str(cert), str(key))
-        adapter.context.minimum_version = ssl.TLSVersion.TLSv1_2
-        self._server.ssl_adapter = adapter
+        self._cert, self._key = Path(cert), Path(key)
+        self._server.ssl_adapter = self._tls()
         # counted and timed per operation and status (gateway.metrics), around everything the gate answers
         self._server.wsgi_app = SoapMetrics(self._server.wsgi_app,
                                             [*GatewayService.public_methods, *CreditService.public_methods])
         self._thread: threading.Thread | None = None
+
+    def _tls(self) -> DeferredHandshakeAdapter:
+        adapter = DeferredHandshakeAdapter(str(self._cert), str(self._key))
+        adapter.context.minimum_version = ssl.TLSVersion.TLSv1_2
+        return adapter
+
+    def certificate_follower(self) -> CertificateFollower[DeferredHandshakeAdapter]:
+        """What takes a renewed certificate while serving: cheroot wraps each new connection with the adapter
+        the server holds at its accept."""
+        return CertificateFollower("soap", self._cert, self._key, self._tls,
+                                   lambda adapter: setattr(self._server, "ssl_adapter", adapter))
 
     @property
     def port(self) -> int:

@@ -18,12 +18,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import uvicorn
+from uvicorn.config import create_ssl_context
 
 from gateway.bootstrap import App
 from gateway.entrypoints.connection_limits import ConnectionLimits
 from gateway.entrypoints.web.connections import GuardedH11Protocol, Listener, listening_socket
 from gateway.entrypoints.web.app import build_web_app
 from gateway.entrypoints.web.users import UserBook
+from gateway.entrypoints.tls_follow import CertificateFollower
 from gateway.errors import GatewayError, KeyStoreError
 from gateway.services.keys import TLS_CERT_FILE, TLS_KEY_FILE
 
@@ -40,6 +42,7 @@ class WebServer:
         for path in (cert, key):
             if not Path(path).is_file():
                 raise KeyStoreError(f"no TLS file at {path}: run 'gateway keys init' or set soap.certificate")
+        self._cert, self._key = Path(cert), Path(key)
         self.users = UserBook(cfg, app.login_throttle)
         self.web = build_web_app(app, self.users)
         self.config = uvicorn.Config(
@@ -82,6 +85,21 @@ class WebServer:
         self._accepting = asyncio.create_task(self._listener.serve(), name="web-accept")
         self._task = asyncio.create_task(self.server.main_loop(), name="web-server")
         log.info("web.listening url=%s", self.url)
+
+    def certificate_follower(self) -> CertificateFollower[ssl.SSLContext]:
+        """What takes a renewed certificate while serving: the listener starts TLS on each new connection with the
+        context it holds at the accept."""
+        c = self.config
+
+        def build() -> ssl.SSLContext:
+            return create_ssl_context(self._cert, self._key, c.ssl_keyfile_password, c.ssl_version, c.ssl_cert_reqs,
+                                      c.ssl_ca_certs, c.ssl_ciphers)
+
+        def install(context: ssl.SSLContext) -> None:
+            c.ssl = context
+            if self._listener is not None:
+                self._listener.context = context
+        return CertificateFollower("web", self._cert, self._key, build, install)
 
     def _protocol(self, on_lost: Callable[[], None]) -> asyncio.Protocol:
         return GuardedH11Protocol(config=self.config, server_state=self.server.server_state,

@@ -49,8 +49,10 @@ def _what(head: bytes, file: str) -> str:
         try:
             with zipfile.ZipFile(file) as zf:
                 names = set(zf.namelist())
-                if "mimetype" in names and b"spreadsheet" in zf.read("mimetype")[:100]:
-                    return "ods"
+                if "mimetype" in names:
+                    with zf.open("mimetype") as member:  # its first bytes only: a bomb may hide under this name
+                        if b"spreadsheet" in member.read(100):
+                            return "ods"
                 if "xl/workbook.xml" in names or "xl/workbook.bin" in names:
                     return "xlsx"
         except Exception:  # noqa: BLE001 - zipfile raises NotImplementedError, ValueError, ... on damage

@@ -165,10 +165,8 @@ def _many_parts(path: Path, parts: int) -> Path:
     return path
 
 
-def test_zip_of_many_parts_is_refused_before_they_take_memory(app: App, tmp_path: Path) -> None:
-    # 200,000 empty parts: 16 MB of upload. zipfile builds an object per part before it can be asked how many
-    # there are (~1 KB each): it took 200 MB of serve's memory to refuse it, 2 GB for a 200 MB SFTP upload.
-    path = _many_parts(tmp_path / "parts.xlsx", 200_000)
+def _checked_in_100_mb(path: Path, kind: str) -> str:
+    """What ``check_kind`` (run in serve's process for every file) says of ``path`` with 100 MB to spare."""
     script = (
         "import resource, sys\n"
         "from gateway.errors import InputError\n"
@@ -176,12 +174,35 @@ def test_zip_of_many_parts_is_refused_before_they_take_memory(app: App, tmp_path
         "size = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmSize:')) << 10\n"
         "resource.setrlimit(resource.RLIMIT_AS, (size + (100 << 20),) * 2)\n"
         "try:\n"
-        "    check_kind(sys.argv[1], 'xlsx')\n"
+        "    check_kind(sys.argv[1], sys.argv[2])\n"
         "except InputError as exc:\n"
         "    print(exc)\n")
-    out = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", script, str(path), kind], capture_output=True, text=True,
+                         timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "more than 10000 parts: refused as a zip bomb" in out.stdout
+    return out.stdout
+
+
+def test_ods_whose_mimetype_part_is_a_bomb_is_refused_without_unpacking_it(app: App, tmp_path: Path) -> None:
+    # The part that names an ODS file's type was read whole to look at its first bytes: a 200 KB upload whose
+    # `mimetype` unpacks to 200 MB took 200 MB of serve's memory (4 MB of upload: 4 GB) before any limit looked.
+    path = tmp_path / "bomb.ods"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        with zf.open("mimetype", "w", force_zip64=True) as member:
+            member.write(b"application/vnd.oasis.opendocument.spreadsheet")
+            for _ in range(200):
+                member.write(bytes(1 << 20))
+        zf.writestr("content.xml", "<office:document-content/>")
+    assert "part 'mimetype' unpacks from" in _checked_in_100_mb(path, "ods")
+    result = ingest_file(app, path, "demo", mapping_path=mapping(tmp_path, **{"type:_csv": "type: ods"}))
+    failed(app, result, "bomb.ods:", "part 'mimetype' unpacks from", "refused as a zip bomb")
+
+
+def test_zip_of_many_parts_is_refused_before_they_take_memory(app: App, tmp_path: Path) -> None:
+    # 200,000 empty parts: 16 MB of upload. zipfile builds an object per part before it can be asked how many
+    # there are (~1 KB each): it took 200 MB of serve's memory to refuse it, 2 GB for a 200 MB SFTP upload.
+    path = _many_parts(tmp_path / "parts.xlsx", 200_000)
+    assert "more than 10000 parts: refused as a zip bomb" in _checked_in_100_mb(path, "xlsx")
     result = ingest_file(app, path, "demo", mapping_path=mapping(tmp_path, **{"type:_csv": "type: xlsx"}))
     failed(app, result, "parts.xlsx:", "zip archive of more than 10000 parts: refused as a zip bomb")
     assert stored(app) == 0  # its one claim is not taken from a file refused as a whole

@@ -19,6 +19,12 @@ first marker counts, and only the upload it names is ever renamed. A retry reads
     no marker                          -> start at 1 (an upload left by a lost attempt is never renamed)
 
 Assumption: the partner never touches dot names in its upload folder nor the marker folder.
+
+The upload and the marker are flushed to the partner's disk (``fsync@openssh.com``, offered by OpenSSH and most
+servers) before the steps that rely on them: a batch is reported handed over only once what the partner's server
+renamed into place would survive its crash (OpenSSH's server does not flush a file when it is closed, and a file
+renamed to a new name before its data reached the disk can come back empty). A server that does not offer the
+extension is taken at its word on close, as before.
 """
 
 from __future__ import annotations
@@ -68,6 +74,7 @@ async def _upload(sftp: asyncssh.SFTPClient, upload: str, payload: bytes, batch_
     try:
         async with sftp.open(upload, "wb") as fh:
             await fh.write(payload)
+            await _flush(fh)
         try:
             size: int | None = (await sftp.stat(upload)).size
         except asyncssh.SFTPNoSuchFile:
@@ -81,6 +88,14 @@ async def _upload(sftp: asyncssh.SFTPClient, upload: str, payload: bytes, batch_
     except Exception:
         await _remove_quietly(sftp, upload)
         raise
+
+
+async def _flush(fh: asyncssh.SFTPClientFile) -> None:
+    """The file's data on the server's disk, where the server offers ``fsync@openssh.com``."""
+    try:
+        await fh.fsync()
+    except asyncssh.SFTPOpUnsupported:
+        pass  # not offered: the server's close is all there is
 
 
 async def _read_marker(sftp: asyncssh.SFTPClient, marker: str, batch_id: str) -> str | None:
@@ -108,6 +123,7 @@ async def _place_marker(sftp: asyncssh.SFTPClient, marker_dir: str, marker: str,
         handle = await sftp.open(tmp, "wb")
     async with handle as fh:
         await fh.write(upload.encode() + b"\n")
+        await _flush(fh)
     try:
         await sftp.rename(tmp, marker)
     except asyncssh.SFTPError:

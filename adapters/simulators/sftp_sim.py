@@ -91,15 +91,21 @@ def _sftp_factory(sim: SftpAgencySimulator) -> Any:
                     await asyncio.get_running_loop().run_in_executor(None, hold[1].wait, 30.0)
                 self.lose_answer("upload")
 
+        def fsync(self, file_obj: object) -> Any:
+            super().fsync(file_obj)
+            sim.flushed.add(os.fsdecode(getattr(file_obj, "name")))
+
         def rename(self, oldpath: bytes, newpath: bytes) -> Any:
             super().rename(oldpath, newpath)
-            self.renamed(newpath)
+            self.renamed(oldpath, newpath)
 
         def posix_rename(self, oldpath: bytes, newpath: bytes) -> Any:
             os.replace(self.map_path(oldpath), self.map_path(newpath))
-            self.renamed(newpath)
+            self.renamed(oldpath, newpath)
 
-        def renamed(self, newpath: bytes) -> None:
+        def renamed(self, oldpath: bytes, newpath: bytes) -> None:
+            if os.fsdecode(self.map_path(oldpath)) not in sim.flushed:  # put in place before it was on the disk
+                sim.unflushed.append("/".join(self.where(newpath)))
             parts = self.where(newpath)
             if any(p.startswith(".") for p in parts[:-1]):
                 self.lose_answer("marker")
@@ -120,6 +126,8 @@ class SftpAgencySimulator:
                  port: int = 0, *, move_away: bool = False) -> None:
         self.agency, self.root, self.host, self.port, self.move_away = agency, root, host, port, move_away
         self.arrivals: Counter[str] = Counter()  # every visible name that arrived, however often
+        self.flushed: set[str] = set()  # files the client had the server flush to disk (fsync@openssh.com)
+        self.unflushed: list[str] = []  # names put in place (renamed to) whose data the client never had flushed
         self._points: list[Point] = []
         self._hold: tuple[threading.Event, threading.Event] | None = None
         self._lock = threading.Lock()

@@ -22,6 +22,9 @@ from gateway.store.schema import UTCDateTime, leases
 __all__ = ["acquire", "database_clock", "holder", "release", "renew"]
 
 
+_CLOCK = select(func.clock_timestamp(type_=UTCDateTime()))  # built once: building it cost as much as running it
+
+
 def database_clock(conn: Connection) -> datetime | None:
     """The database server's time now (PostgreSQL), the one clock all nodes sharing it read alike; None on SQLite.
 
@@ -29,7 +32,7 @@ def database_clock(conn: Connection) -> datetime | None:
     transaction renews its lease at its end."""
     if conn.dialect.name != "postgresql":
         return None
-    value: datetime = conn.execute(select(func.clock_timestamp(type_=UTCDateTime()))).scalar_one()
+    value: datetime = conn.execute(_CLOCK).scalar_one()
     return value
 
 

@@ -28,7 +28,7 @@ from starlette.routing import Route
 from gateway.config import GatewayConfig
 from gateway.entrypoints.web.pages import PAGE_SIZE, flash, int_param, lang_of, post, redirect, render, size_text
 from gateway.entrypoints.web.routes_claims import REFUSED
-from gateway.entrypoints.web.security import client_user, field, recalled, remember, text_field
+from gateway.entrypoints.web.security import client_user, current_user, field, recalled, remember, text_field
 from gateway.errors import InputError
 from gateway.services import claim_ops, console
 from gateway.services.ingest import ingest_file
@@ -190,8 +190,12 @@ def _file_size(sent: UploadFile) -> int:
 
 async def upload_room(request: Request) -> Response | None:
     """Before the body is read: refuses an upload whose ``Content-Length`` already says it is over the client's
-    limits (the form around the file may add up to ``FORM_OVERHEAD``)."""
-    user, client = client_user(request, submit=True)
+    limits (the form around the file may add up to ``FORM_OVERHEAD``). Anyone but a client's login that may submit
+    passes on to the CSRF check and the route's own refusal."""
+    user = current_user(request)
+    if user is None or user.client_id is None or not user.can_submit:
+        return None
+    client = user.client_id
     length = request.headers.get("content-length", "")
     if not length.isdigit():
         return None  # refused by checked_form (411)

@@ -4,7 +4,8 @@ Every page reads the database in a worker thread, and uvicorn's loop has 40 of t
 waited for its client's ingest lease (one ingest per client, on every node) inside its worker thread for up to
 30 s: a client login sending 45 uploads while a file of its client was being ingested elsewhere held every
 thread, and the operator's page (any user's) answered only when the uploads gave up, 27 s later. Uploads now
-wait for their turn on the event loop: one per client and four in all hold a thread.
+wait for their turn on the event loop: one per client and four in all hold a thread. (A login's requests beyond
+its share, ``login_share.py``, are answered 429 at once.)
 """
 
 from __future__ import annotations
@@ -92,6 +93,8 @@ def test_a_clients_uploads_waiting_for_its_lease_leave_the_other_users_pages_ans
         demo.close()
         operator.close()
     assert page.status_code == 200
-    kinds = [k for k, _, _ in sorted(answered, key=lambda x: x[1])]
+    assert len(answered) == UPLOADS + 1 and {s for k, _, s in answered if k == "upload"} <= {200, 303, 429}
+    # one login's requests beyond its share (login_share.py: 4 running, 16 waiting) are answered 429 at once;
+    # every upload that was taken answered after the operator's page
+    kinds = [k for k, _, s in sorted(answered, key=lambda x: x[1]) if s != 429]
     assert kinds[0] == "operator", kinds[:5]
-    assert len(kinds) == UPLOADS + 1 and {s for k, _, s in answered if k == "upload"} <= {200, 303}

@@ -30,6 +30,7 @@ from gateway.entrypoints.web import routes_auth, routes_claims, routes_handover,
 from gateway.entrypoints.web import routes_labels
 from gateway.entrypoints.web import routes_clients, routes_mappings, routes_partners
 from gateway.entrypoints.web import routes_credit
+from gateway.entrypoints.web.login_share import LoginShare
 from gateway.entrypoints.web.pages import HERE, lang_of, make_templates, redirect, render, size_text
 from gateway.entrypoints.web.security import LoginRequired, SecurityHeaders, ServerSessions
 from gateway.entrypoints.web.texts import DEFAULT, translator
@@ -152,7 +153,7 @@ def build_web_app(app: App, users: UserBook | None = None) -> Starlette:
     middleware = [Middleware(SecurityHeaders), Middleware(_Contained), Middleware(_ForgetOldCookie),
                   Middleware(SessionMiddleware, secret_key=secret, session_cookie=SESSION_COOKIE,
                              max_age=cfg.session_absolute_seconds, same_site="lax", https_only=True),
-                  Middleware(ServerSessions)]
+                  Middleware(LoginShare), Middleware(ServerSessions)]
     web = Starlette(routes=routes, middleware=middleware,
                     exception_handlers={LoginRequired: _login_required, HTTPException: _http_error,
                                         NotFound: _not_found})

@@ -437,6 +437,8 @@ TEXTS: dict[str, tuple[str, str]] = {
     "csrf_failed": ("Das Formular ist abgelaufen. Bitte die Seite neu laden.",
                     "The form has expired. Please reload the page."),
     "server_error": ("Ein Fehler ist aufgetreten; er wurde protokolliert.", "An error occurred; it has been logged."),
+    "login_busy": ("Zu viele gleichzeitige Anfragen dieses Zugangs. Bitte in einigen Sekunden erneut versuchen.",
+                   "Too many requests of this login at once. Please try again in a few seconds."),
     "server_busy": ("Die Datenbank ist gerade nicht erreichbar. Bitte in einigen Sekunden erneut versuchen.",
                     "The database cannot be reached just now. Please try again in a few seconds."),
     "back": ("Zurück", "Back"),

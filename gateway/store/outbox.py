@@ -28,7 +28,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection, RowMapping, and_, bindparam, delete, func, insert, literal, or_, select, update
+from sqlalchemy import (Connection, RowMapping, and_, bindparam, case, delete, func, insert, literal, or_, select,
+                        update)
 
 from gateway.errors import NotFound
 from gateway.store.schema import leases, outbox
@@ -229,13 +230,17 @@ def release_waiting(conn: Connection, partner_id: str, now: datetime | None = No
                                 outbox.c.attempts > 0, outbox.c.available_at > now), now)
 
 
-def _make_due(conn: Connection, where: Any, now: datetime) -> int:
+def _make_due(conn: Connection, where: Any, now: datetime, held_by: str | None = None) -> int:
     # Rows another transaction has locked (PostgreSQL) are left: it is leasing or settling them right now, and
     # waiting for them while holding the partner's hold row could deadlock with a node recording a new hold.
     rows = select(outbox.c.id).where(where)
     if conn.dialect.name == "postgresql":
         rows = rows.with_for_update(skip_locked=True)
-    res = conn.execute(update(outbox).where(outbox.c.id.in_(rows)).values(available_at=now))
+    values: dict[str, Any] = {"available_at": now}
+    if held_by is not None:  # the hold is over: a row's "waiting: partner P asked ..." is no longer true
+        values["last_error"] = case((outbox.c.last_error.startswith(_held_prefix(held_by), autoescape=True), None),
+                                    else_=outbox.c.last_error)
+    res = conn.execute(update(outbox).where(outbox.c.id.in_(rows)).values(**values))
     return int(res.rowcount or 0)
 
 
@@ -246,7 +251,11 @@ def hold_name(partner_id: str) -> str:
 
 def held_why(partner_id: str, until: datetime) -> str:
     """What a row waiting for the partner's hold says in ``last_error``."""
-    return f"waiting: partner {partner_id} asked the gateway to wait until {until:%Y-%m-%d %H:%M:%S} UTC"
+    return f"{_held_prefix(partner_id)} until {until:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def _held_prefix(partner_id: str) -> str:
+    return f"waiting: partner {partner_id} asked the gateway to wait"
 
 
 _HOLD_UNTIL = select(leases.c.expires_at).where(leases.c.name == bindparam("b_name"))
@@ -317,7 +326,7 @@ def end_hold(conn: Connection, partner_id: str, now: datetime | None = None) -> 
     if ended is None or ended[0] <= now:
         return 0
     return _make_due(conn, and_(outbox.c.partner_id == partner_id, outbox.c.status == "pending",
-                                outbox.c.available_at > now, outbox.c.available_at <= ended[0]), now)
+                                outbox.c.available_at > now, outbox.c.available_at <= ended[0]), now, partner_id)
 
 
 def due_now(conn: Connection, partner_id: str, now: datetime | None = None) -> int:
@@ -327,7 +336,7 @@ def due_now(conn: Connection, partner_id: str, now: datetime | None = None) -> i
     now = now or utcnow()
     conn.execute(delete(leases).where(leases.c.name == hold_name(partner_id)))
     return _make_due(conn, and_(outbox.c.partner_id == partner_id, outbox.c.status == "pending",
-                                outbox.c.available_at > now), now)
+                                outbox.c.available_at > now), now, partner_id)
 
 
 def retry(conn: Connection, ident: int, now: datetime | None = None) -> None:

@@ -126,6 +126,11 @@ def test_a_success_with_the_partner_ends_its_hold_for_everything_waiting(
         assert _partner_status(app)["held_until"] is not None
         b.handle(in_flight)  # taken: the partner is back
         assert _partner_status(app)["held_until"] is None
+        with read_tx(app.engine) as conn:
+            waited = [dict(r) for r in outbox_store.listing(conn, status="pending")]
+        assert len(waited) == 2 and all(r["available_at"] <= app.now() for r in waited)
+        # no longer said to wait for the partner: the told row keeps its own error, the queued one has none
+        assert sorted(str(r["last_error"])[:24] for r in waited) == ["DeliveryError: partner s", "None"]
         assert b.run_once() and a.run_once()  # the told row and the one queued meanwhile, at once
         assert not a.run_once()
         a.close()

@@ -182,3 +182,18 @@ def test_an_ingest_worker_renews_its_parents_lease_by_the_databases_clock(skewed
     with read_tx(skewed.engine) as conn:
         until = lease_store.holder(conn, "ingest:demo")["expires_at"]  # type: ignore[index]
     assert until > skewed.now() + timedelta(seconds=30)  # not run out ten minutes ago for the other nodes
+
+
+def test_gateway_status_on_a_node_whose_clock_runs_ahead_shows_live_leases_as_live(
+        app: App, skewed: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.services.status_report import gateway_status
+
+    _clock(skewed, monkeypatch, SKEW)
+    with write_tx(app.engine) as conn:
+        assert lease_store.acquire(conn, "status_files", "node-a", 60, app.now())
+        outbox_store.enqueue(conn, key="deliver:x", client_id="demo", partner_id="demo-agency",
+                             operation="deliver_batch", payload={"claim_ids": []}, now=app.now())
+        held = outbox_store.lease(conn, "node-a", 60, now=app.now())
+        assert held is not None
+    shown = {lease["name"]: lease["expired"] for lease in gateway_status(skewed)["leases"]}
+    assert shown == {"status_files": False, f"outbox:{held.id}": False}

@@ -22,6 +22,7 @@ from starlette.templating import Jinja2Templates
 from gateway.domain.model import from_minor
 from gateway.entrypoints.web.security import FORM_MAX_BYTES, checked_form, csrf_token, current_user
 from gateway.entrypoints.web.texts import DEFAULT, LANGS, state_name, translator
+from gateway.entrypoints.web.users import WebUser
 from gateway.services.console import run_colour
 
 HERE = Path(__file__).resolve().parent
@@ -122,16 +123,29 @@ FormHandler = Callable[[Request, FormData], Awaitable[Response]]
 Precheck = Callable[[Request], Awaitable[Response | None]]
 
 
-def post(path: str, handler: FormHandler, *, files: bool = False, precheck: Precheck | None = None) -> Route:
+def client_uploads(user: WebUser) -> bool:
+    """A client's login that may submit: its upload and hand-over forms take files."""
+    return user.client_id is not None and user.can_submit
+
+
+def operator_uploads(user: WebUser) -> bool:
+    """An operator: the mapping workshop's sample takes a file."""
+    return user.operator
+
+
+def post(path: str, handler: FormHandler, *, files: Callable[[WebUser], bool] | None = None,
+         precheck: Precheck | None = None) -> Route:
     """A POST route whose handler gets the form only after its CSRF token was checked.
 
     ``files``: the form carries files, up to ``web.max_upload_bytes`` (``app.state.max_body``), but only from a
-    logged-in user who may submit; anyone else (an outsider with the login page's token) is held to
-    ``FORM_MAX_BYTES``, as every other form: a 50 MB form is parsed into memory before its token is checked.
+    logged-in user for whom ``files(user)`` is true, the users the route is for (``client_uploads``,
+    ``operator_uploads``); anyone else (an outsider with the login page's token, a read-only login, an operator at
+    a client's form or a client at an operator's) is held to ``FORM_MAX_BYTES``, as every other form: a form is
+    parsed into memory (or spooled) before its token is checked, and the route's own 404 comes only after that.
     ``precheck`` (file forms of such a user only) may refuse the request by its headers before its body is read."""
     async def endpoint(request: Request) -> Response:
-        user = current_user(request) if files else None
-        may_send_files = user is not None and user.can_submit
+        user = current_user(request) if files is not None else None
+        may_send_files = user is not None and files is not None and files(user)
         if may_send_files and precheck is not None:
             refused = await precheck(request)
             if refused is not None:

@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.domain.findings import Finding
-from gateway.entrypoints.web.pages import flash, post, redirect, render
+from gateway.entrypoints.web.pages import client_uploads, flash, post, redirect, render
 from gateway.entrypoints.web.routes_claims import amount_text
 from gateway.entrypoints.web.security import MAX_FILES, clean, client_user, text_field
 from gateway.services import drafts, submit
@@ -128,5 +128,5 @@ async def handover(request: Request, form: FormData) -> Response:
 
 ROUTES = [
     Route("/claims/new", new_form, methods=["GET"]),
-    post("/claims/new", handover, files=True),
+    post("/claims/new", handover, files=client_uploads),
 ]

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.entrypoints.web.pages import flash, post, redirect, render
+from gateway.entrypoints.web.pages import flash, operator_uploads, post, redirect, render
 from gateway.entrypoints.web.security import field, operator_user
 from gateway.errors import ConfigError, InputError, NotFound
 from gateway.services import mapping_workshop as workshop
@@ -134,6 +134,6 @@ async def work(request: Request, form: FormData) -> Response:
 ROUTES = [
     Route("/operator/mappings", mappings, methods=["GET"]),
     Route("/operator/mappings/{client_id}", mapping_page, methods=["GET"]),
-    post("/operator/mappings/{client_id}/sample", upload_sample, files=True),
+    post("/operator/mappings/{client_id}/sample", upload_sample, files=operator_uploads),
     post("/operator/mappings/{client_id}", work),
 ]

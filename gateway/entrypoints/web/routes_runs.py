@@ -26,7 +26,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.config import GatewayConfig
-from gateway.entrypoints.web.pages import PAGE_SIZE, flash, int_param, lang_of, post, redirect, render, size_text
+from gateway.entrypoints.web.pages import PAGE_SIZE, client_uploads, flash, int_param, lang_of, post, redirect, render
+from gateway.entrypoints.web.pages import size_text
 from gateway.entrypoints.web.routes_claims import REFUSED
 from gateway.entrypoints.web.security import client_user, current_user, field, recalled, remember, text_field
 from gateway.errors import InputError
@@ -270,5 +271,5 @@ ROUTES = [
     post("/runs/{ref}/release", release),
     post("/runs/{ref}/search", run_search),
     Route("/upload", upload_page, methods=["GET"]),
-    post("/upload", upload, files=True, precheck=upload_room),
+    post("/upload", upload, files=client_uploads, precheck=upload_room),
 ]

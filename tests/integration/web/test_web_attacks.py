@@ -270,3 +270,22 @@ def test_a_form_refused_for_its_size_or_shape_says_so_not_forbidden(console: Con
     assert many.status_code == 400 and "Das Formular konnte nicht gelesen werden" in many.text
     long = anna.post("/claims/search", files={"csrf": (None, t), "q": (None, "x" * (64 * 1024 + 1))})
     assert long.status_code == 400 and "Das Formular konnte nicht gelesen werden" in long.text
+
+
+def test_a_large_file_form_is_taken_only_at_the_routes_of_the_login_that_sends_it(console: Console) -> None:
+    """The upload limit held for every file form of any login that may submit: an operator's 50 MB to a client's
+    /upload or /claims/new, and a client's 50 MB to the operator's mapping sample, were parsed (spooled) in full and
+    only then answered 404 by the route. Now each file form takes large bodies only from the logins it is for."""
+    blob = b"%PDF-1.4\n" + b"0" * 1_200_000
+    olga, anna = console.client("olga"), console.client("anna")
+    t = console.csrf(olga, "/operator/runs")
+    for path, name in (("/upload", "file"), ("/claims/new", "document")):
+        r = olga.post(path, data={"csrf": t}, files={name: ("a.csv", blob, "text/csv")})
+        assert r.status_code == 413, (path, r.status_code)
+    t = console.csrf(anna, "/claims")
+    r = anna.post("/operator/mappings/demo/sample", data={"csrf": t}, files={"file": ("a.csv", blob, "text/csv")})
+    assert r.status_code == 413, r.status_code
+    # each at its own: taken (the form's answer, not 413)
+    t = console.csrf(olga, "/operator/runs")
+    sample = olga.post("/operator/mappings/demo/sample", data={"csrf": t}, files={"file": ("a.csv", blob, "text/csv")})
+    assert sample.status_code != 413, sample.status_code

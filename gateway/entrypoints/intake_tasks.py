@@ -22,6 +22,7 @@ from gateway.faults import database_broken
 from gateway.entrypoints.watcher import InboxWatcher
 from gateway.errors import ConfigError, Interrupted
 from gateway.services.inbox import UploadBook, ingest_dropped, shown
+from gateway.services.ingest_snapshot import FileChanging
 from gateway.services.node import LeaseBusy
 from gateway.services.set_aside import set_aside
 
@@ -103,6 +104,11 @@ class InboxTask:
                 break  # stopping: the submission resumes at the next start, the file stays
             except LeaseBusy:  # another node (or thread) ingests for this client now: not a failure
                 self.watcher.release(client_id, path, delay=1.0)
+                continue
+            except FileChanging:  # written to while it was copied for its ingest: nothing was recorded
+                log.info("inbox.changing client=%s file=%s: taken once it stays the same", client_id,
+                         shown(path.name))
+                self.watcher.release(client_id, path, delay=max(1.0, self.app.config.watcher.stable_seconds))
                 continue
             except Exception as exc:  # noqa: BLE001 - contained to this file; it is offered again or set aside
                 await asyncio.to_thread(self.attempts.failed, client_id, path, exc)

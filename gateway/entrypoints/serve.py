@@ -37,6 +37,7 @@ from gateway.entrypoints.commands import refused_at_start
 from gateway.faults import database_refused, is_transient
 from gateway.services.dispatch import Dispatcher, Lanes
 from gateway.entrypoints.tls_follow import CHECK_SECONDS as TLS_CHECK_SECONDS
+from gateway.services.ingest_snapshot import clear_spool
 from gateway.services.cert_expiry import CHECK_SECONDS as CERT_CHECK_SECONDS, CertificateWatch
 from gateway.services.clock import CHECK_SECONDS as CLOCK_CHECK_SECONDS, ClockWatch
 from gateway.services.inbox import UploadBook, flush_archive_indexes, refresh_archive_indexes, resume_unfinished
@@ -181,6 +182,7 @@ class _Parts:
     async def start(self) -> None:
         app, cfg, sup = self.app, self.app.config, self.sup
         await self.health.start()  # first: a probe sees "starting" rather than nothing while the parts start
+        await asyncio.to_thread(clear_spool, cfg.var_dir)  # plain copies of files a killed ingest was reading
         await asyncio.to_thread(self.mappings.start)
         sup.start("mappings", self._mappings_step, every=5.0)
         if cfg.dispatcher.enabled:

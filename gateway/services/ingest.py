@@ -40,6 +40,7 @@ from gateway.readers.base import Reader, open_reader
 from gateway.services.ack import ACK_NAME_MAX, AckUnwritable, AckWriter, ack_suffix, fit_name
 from gateway.services.client_files import ClientFile
 from gateway.services.ingest_run import IngestResult, IngestRun, RowResult
+from gateway.services.ingest_snapshot import snapshot
 from gateway.services.node import LeaseBusy, client_ingest_lease, fence, leased
 from gateway.store import submissions as sub_store
 from gateway.store.db import write_tx
@@ -134,16 +135,18 @@ def ingest_file(app: App, path: Path, client_id: str, *, channel: str = "cli", m
     name = filename or path.name
     if not path.is_file():
         raise InputError("no such file", file=name)
-    sha, size = sha256_file(path)
-    if workers is None:
-        workers = default_workers(app.config.limits, size)
-    if dry_run:
-        return _process(app, spec, path, client_id, name, submission=None, ack=None, workers=workers)
-    # One ingest per client at a time on every node: references are checked, then inserted.
-    with leased(app, client_ingest_lease(client_id), wait=lease_wait) as lease:
-        if lease is None:
-            raise LeaseBusy(f"client {client_id} is being ingested elsewhere; {name} waits its turn")
-        return _ingest_new(app, spec, path, client_id, name, sha, size, channel, ack_path, workers)
+    # Hashed, stored and read from one private copy: a file rewritten in place meanwhile is not read as two
+    # (ingest_snapshot.py).
+    with snapshot(app.config.var_dir, path, name) as (copy, sha, size):
+        if workers is None:
+            workers = default_workers(app.config.limits, size)
+        if dry_run:
+            return _process(app, spec, copy, client_id, name, submission=None, ack=None, workers=workers)
+        # One ingest per client at a time on every node: references are checked, then inserted.
+        with leased(app, client_ingest_lease(client_id), wait=lease_wait) as lease:
+            if lease is None:
+                raise LeaseBusy(f"client {client_id} is being ingested elsewhere; {name} waits its turn")
+            return _ingest_new(app, spec, copy, client_id, name, sha, size, channel, ack_path, workers)
 
 
 def _ingest_new(app: App, spec: MappingSpec, path: Path, client_id: str, name: str, sha: str, size: int,

@@ -1,7 +1,10 @@
 """One pass over a file's rows: prepare chunks (here or in worker processes), store them in order, ack.
 
-Chunks are cut by row count (``dispatcher.batch_size``) the same way in every mode, so a resumed
-run sees the same chunks. At most ``workers + 1`` chunks are in flight, which keeps memory flat.
+Chunks are cut by row count (``dispatcher.batch_size``), or earlier once their cells hold a 32nd of
+``limits.memory_mb`` of text, the same way in every mode, so a resumed run sees the same chunks. At most
+``workers + 1`` chunks are in flight, which keeps memory flat: also for a few kilobytes of spreadsheet that
+unfold into megabytes per row (an ODS ``<text:s text:c="4000000"/>``), which 5,000 rows to a chunk made
+gigabytes.
 """
 
 from __future__ import annotations
@@ -120,6 +123,7 @@ class IngestRun:
                            self.reference_column, self.progress)
         self.store = ChunkStore(ctx, app.engine, app.cipher, app.now, lambda conn: fence(app, conn))
         self.chunk_size = max(1, app.config.dispatcher.batch_size)
+        self.chunk_text = max(1, app.config.limits.memory_mb // 32) << 20  # characters of cell text per chunk
         self.chunk_no = self.stored_findings = 0
         if submission is not None and self.progress:  # a resumed submission: what its earlier runs kept counts
             with read_tx(app.engine) as conn:
@@ -149,12 +153,14 @@ class IngestRun:
 
     def _chunks(self, rows: Iterable[SourceRow]) -> Iterator[list[SourceRow]]:
         chunk: list[SourceRow] = []
+        text, size, budget = 0, self.chunk_size, self.chunk_text
         try:
             for src in rows:
                 chunk.append(src)
-                if len(chunk) >= self.chunk_size:
+                text += sum(map(len, src.values))
+                if len(chunk) >= size or text >= budget:
                     yield chunk
-                    chunk = []
+                    chunk, text = [], 0
         except InputError as exc:
             self.error = exc  # the rows before it are still prepared and stored
         if chunk:

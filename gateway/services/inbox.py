@@ -319,9 +319,7 @@ class UploadBook:
     def end_write(self, client_id: str, name: str, *, complete: bool) -> bool:
         """After the write handle closed; True when the file is now ready for ingest."""
         state = COMPLETE if complete else INCOMPLETE
-        self._write((client_id, name), state)
-        with self._lock:
-            self._state[(client_id, name)] = state
+        self._settle((client_id, name), state)
         if not complete:
             write_incomplete_ack(self.app, client_id, name)
         return complete and is_candidate(Path(name))
@@ -358,7 +356,7 @@ class UploadBook:
         return state == COMPLETE and is_candidate(Path(new))
 
     def removed(self, client_id: str, name: str) -> None:
-        self._write((client_id, name), None)
+        self._settle((client_id, name), None)
 
     def start_processing(self, client_id: str, name: str) -> bool:
         key = (client_id, name)
@@ -366,7 +364,13 @@ class UploadBook:
             if self._state.get(key) != COMPLETE:
                 return False
             self._state[key] = PROCESSING
-        self._write(key, PROCESSING)
+        try:
+            self._write(key, PROCESSING)
+        except BaseException:  # not started: complete as before (see _settle)
+            with self._lock:
+                if self._state.get(key) == PROCESSING:
+                    self._state[key] = COMPLETE
+            raise
         return True
 
     def ready_uploads(self) -> list[tuple[str, str]]:
@@ -375,9 +379,30 @@ class UploadBook:
             return [k for k, v in self._state.items() if v == COMPLETE and is_candidate(Path(k[1]))]
 
     def set_complete(self, client_id: str, name: str) -> None:
-        self._write((client_id, name), COMPLETE)
-        with self._lock:
-            self._state[(client_id, name)] = COMPLETE
+        self._settle((client_id, name), COMPLETE)
+
+    def _settle(self, key: tuple[str, str], state: str | None) -> None:
+        """Record that the upload's write or processing has ended in ``state`` (None: forgotten).
+
+        The database first: until then the name stays busy here, so no new upload of it can start and then
+        have its record overwritten by this one. If the database fails (cut away for a moment), the state is
+        taken here all the same and the error raised: left "being uploaded" or "being processed", every retry
+        skipped the file and every new upload of the name was refused, until a restart. The record that
+        missed the change is mended at the next start (``recover``: "writing" -> incomplete, "processing" ->
+        complete, a file gone -> forgotten) or by the name's next upload.
+        """
+        try:
+            self._write(key, state)
+        except BaseException:
+            with self._lock:
+                if state is None:
+                    self._state.pop(key, None)
+                else:
+                    self._state[key] = state
+            raise
+        if state is not None:
+            with self._lock:
+                self._state[key] = state
 
     def _write(self, key: tuple[str, str], state: str | None) -> None:
         with write_tx(self.app.engine) as conn:

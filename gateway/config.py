@@ -140,7 +140,7 @@ class ClientSandboxConfig(Base):
 
 class ClientConfig(Base):
     name: str = ""
-    enabled: bool = True  # false (`gateway clients disable`): no SFTP or SOAP login; stored claims stay
+    enabled: bool = True  # false (`gateway clients disable`): no SFTP, SOAP or console login; stored claims stay
     mapping: str | None = None  # mappings/<mapping>.yaml; defaults to the client id
     default_partner: str | None = None
     hold_all: bool = False  # every accepted claim waits for release (a "collection run")

@@ -214,7 +214,7 @@ def _remove_login(cfg: GatewayConfig, args: argparse.Namespace) -> int:
 
 def _disable(cfg: GatewayConfig, args: argparse.Namespace) -> int:
     new = admin.set_enabled(cfg, args.client, False)
-    _saved(new, f"client {args.client} disabled (no SFTP or SOAP login; its claims stay)")
+    _saved(new, f"client {args.client} disabled (no SFTP, SOAP or console login; its claims stay)")
     return 0
 
 

@@ -66,6 +66,7 @@ def ingest_peaks(work: Path, rows: int, skip_large: bool) -> None:
              ("XLSX A1+XFD1048576", generate.sparse_xlsx(work / "xfd.xlsx", 1_048_576, 16_384), "xlsx", ""),
              ("XLS A1+IV65536", generate.far_cell_xls(work / "far.xls"), "xls", ""),
              ("ODS 1 row x 1,000,000 repeats", generate.repeated_row_ods(work / "rep.ods"), "ods", ""),
+             ("ODS 200 rows of 4,000,000 spaces each", generate.spaces_ods(work / "spaces.ods"), "ods", ""),
              ("XML 250k records + junk siblings", generate.junk_sibling_xml(work / "junk.xml", 250_000), "xml",
               XML_COLUMNS)]
     if not skip_large:

@@ -96,7 +96,7 @@ class MappingRegistry:
         self._lock = threading.Lock()
         self._good: dict[Path, tuple[MappingSpec, Stamp, datetime, int]] = {}
         self._failed: dict[Path, tuple[Stamp, str]] = {}
-        self._writing: dict[Path, Stamp] = {}  # the stamp "still being written" was logged for, per file
+        self._writing: set[Path] = set()  # files logged as being written, until they are read
 
     def get(self, client_id: str) -> MappingSpec:
         """The client's installed mapping (reloaded if the file changed); ConfigError if none ever loaded."""
@@ -114,14 +114,14 @@ class MappingRegistry:
             if good is not None and failed is not None and failed[0] == stamp:
                 return good[0]
             if has_writer(Path(os.path.realpath(path))):
-                if self._writing.get(path, False) != stamp:
-                    self._writing[path] = stamp
+                if path not in self._writing:  # once per write, however many pieces it comes in
+                    self._writing.add(path)
                     log.info("mapping.being_written file=%s keeping=%s", path, "last_good" if good else "none")
                 if good is not None:
                     return good[0]
                 raise ConfigError("the mapping file is being written (a process has it open for writing); it is "
                                   "read once it is closed", file=str(path))
-            self._writing.pop(path, None)
+            self._writing.discard(path)
             try:
                 spec = _read_mapping(path)
             except ConfigError as exc:

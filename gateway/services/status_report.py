@@ -56,9 +56,12 @@ def gateway_status(app: App) -> dict[str, Any]:
             select(submissions.c.reference, submissions.c.client_id, submissions.c.filename,
                    submissions.c.progress_row.label("rows_done"), submissions.c.received_at)
             .where(submissions.c.status == "processing").order_by(submissions.c.id)).mappings()]
-        lease_now = app.lease_now(conn)  # leases are judged by the lease clock (the database's on PostgreSQL)
+        # leases are judged by the lease clock (the database's on PostgreSQL); a partner's hold, kept in the same
+        # table, by this node's clock, as the dispatcher judges it (``outbox.hold_of``)
+        lease_now = app.lease_now(conn)
         held = [{"name": r["name"], "owner": r["owner"], "expires_at": r["expires_at"],
-                 "expired": r["expires_at"] <= lease_now} for r in conn.execute(
+                 "expired": r["expires_at"] <= (now if r["name"].startswith(outbox_store.HOLD_PREFIX) else lease_now)}
+                for r in conn.execute(
             select(leases.c.name, leases.c.owner, leases.c.expires_at).order_by(leases.c.name)).mappings()]
         held += [{"name": f"outbox:{r['id']}", "owner": r["lease_owner"], "expires_at": r["lease_until"],
                   "expired": r["lease_until"] is not None and r["lease_until"] <= lease_now} for r in conn.execute(

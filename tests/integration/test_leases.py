@@ -197,3 +197,18 @@ def test_gateway_status_on_a_node_whose_clock_runs_ahead_shows_live_leases_as_li
         assert held is not None
     shown = {lease["name"]: lease["expired"] for lease in gateway_status(skewed)["leases"]}
     assert shown == {"status_files": False, f"outbox:{held.id}": False}
+
+
+def test_gateway_status_judges_a_partners_hold_by_the_nodes_clock_as_the_dispatcher_does(
+        app: App, skewed: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A partner's Retry-After hold sits in the leases table but ends by each node's own clock (``outbox.hold_of``):
+    on a node ten minutes ahead it is over, and ``gateway status`` there says so, beside ``held_until``."""
+    from gateway.services.status_report import gateway_status
+
+    _clock(skewed, monkeypatch, SKEW)
+    with write_tx(app.engine) as conn:
+        outbox_store.hold_partner(conn, "demo-agency", app.now() + timedelta(seconds=120), "waiting", now=app.now())
+        assert outbox_store.hold_of(conn, "demo-agency", skewed.now()) is None  # the ahead node sends
+    doc = gateway_status(skewed)
+    assert [lease["expired"] for lease in doc["leases"]] == [True]
+    assert [p["held_until"] for p in doc["partners"] if p["partner"] == "demo-agency"] == [None]

@@ -81,7 +81,8 @@ class DirectoryHarness(Harness):
 
 class HttpHarness(Harness):
     alias = "http"
-    faults = (Fault.ERROR_500, Fault.ERROR_503, Fault.TIMEOUT, Fault.DROP, Fault.LOSE_ANSWER, Fault.REFUSE)
+    faults = (Fault.ERROR_500, Fault.ERROR_503, Fault.RATE_LIMITED, Fault.TIMEOUT, Fault.DROP, Fault.LOSE_ANSWER,
+              Fault.REFUSE)
     operations = True
 
     def __init__(self, base: Path) -> None:

@@ -123,7 +123,10 @@ class DirectoryAdapter(OperationsMixin):
         return UpdatePage(updates=updates, cursor=new_cursor)
 
     def _confirm_existing(self, batch: Batch, final: Path, digest: str) -> Receipt:
-        # Same batch id, delivered before (e.g. the answer was lost): confirm, never write twice.
+        # Same batch id, delivered before (e.g. the answer was lost): confirm, never write twice. Its writer may have
+        # died (or still be) between putting the name in place and flushing the folder: the entry is made durable
+        # here before a receipt says the batch is there, as for a file written now.
+        _fsync_dir(final.parent)
         return self._receipt(batch, final, _sha256_of(final))
 
     def _write_atomically(self, final: Path, payload: bytes) -> bool:

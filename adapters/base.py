@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import msgspec
 
-from gateway.errors import DeliveryError
+from gateway.errors import ConfigError, DeliveryError
 
 log = logging.getLogger("gateway.adapters")
 
@@ -179,6 +179,15 @@ class OperationsMixin:
 
     def commit_updates(self, page: UpdatePage) -> None:
         """Nothing to commit by default: the gateway keeps the cursor."""
+
+
+def bool_option(options: Mapping[str, Any], name: str, key: str, default: bool = False) -> bool:
+    """A true/false option; anything else (a quoted YAML "false", which ``bool()`` reads as true) is a ConfigError
+    naming ``key.name``, not a switch turned the other way without a word."""
+    value = options.get(name, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"option '{name}' must be true or false", key=f"{key}.{name}")
+    return value
 
 
 def confirmed_references(where: str, batch: Batch, named: Mapping[int, str]) -> dict[int, str]:

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from adapters.base import Batch, OperationsMixin, Receipt, UpdatePage
+from adapters.base import Batch, OperationsMixin, Receipt, UpdatePage, bool_option
 from adapters.statusfiles import INSTRUCTION_DIR, STATUS_DIR, read_local
 from gateway.errors import ConfigError, DeliveryError
 
@@ -70,7 +70,7 @@ class DirectoryAdapter(OperationsMixin):
         self.path = Path(raw)
         # A missing folder is made unless the operator says it must exist (a mount point that is not
         # mounted should fail, retryably, rather than fill the local disk).
-        self.create = bool(options.get("create", True))
+        self.create = bool_option(options, "create", f"partners.{partner_id}.options", default=True)
         # Instruction documents go to a folder of their own, so an agency never mistakes one for a case file.
         self.instruction_path = Path(options.get("instruction_path") or self.path / INSTRUCTION_DIR)
         self._swept: set[Path] = set()  # folders whose stale temp files this process has removed

@@ -27,7 +27,7 @@ from email.utils import formatdate
 from pathlib import Path
 from typing import Any, ClassVar
 
-from adapters.base import Batch, OperationsMixin, Receipt, UpdatePage
+from adapters.base import Batch, OperationsMixin, Receipt, UpdatePage, bool_option
 from adapters.statusfiles import read_local
 from adapters.tls import PartnerTls, ca_file_option, certificate_failure, certificate_text
 from gateway.errors import ConfigError, DeliveryError
@@ -63,8 +63,8 @@ class EmailAdapter(OperationsMixin):
         for required in ("host", "to", "from"):
             if not options.get(required):
                 raise ConfigError(f"the email adapter needs option '{required}'", key=f"{key}.{required}")
-        self.starttls = _flag(options, "starttls", key)
-        self.smtps = _flag(options, "smtps", key)
+        self.starttls = bool_option(options, "starttls", key)
+        self.smtps = bool_option(options, "smtps", key)
         if self.starttls and self.smtps:
             raise ConfigError("options 'starttls' and 'smtps' exclude each other: smtps is TLS from the first byte "
                               "(port 465), starttls turns a plain conversation to TLS (ports 587, 25)",
@@ -159,14 +159,6 @@ class EmailAdapter(OperationsMixin):
 
     def close(self) -> None:
         """Nothing held between calls."""
-
-
-def _flag(options: Mapping[str, Any], name: str, key: str) -> bool:
-    # a YAML "false" in quotes is the string "false", which bool() reads as true: TLS switches are booleans only
-    value = options.get(name, False)
-    if not isinstance(value, bool):
-        raise ConfigError(f"option '{name}' must be true or false", key=f"{key}.{name}")
-    return value
 
 
 class _Cut:

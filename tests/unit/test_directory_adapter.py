@@ -136,3 +136,12 @@ def test_registry_loads_adapter_and_names_known_aliases(tmp_path: Path) -> None:
     loaded.close()
     with pytest.raises(ConfigError, match="known adapters: directory"):
         load_adapter("carrier-pigeon", "nord", {})
+
+
+@pytest.mark.parametrize("value", ["false", "no", 0, None])
+def test_create_is_a_true_or_false_switch(tmp_path: Path, value: object) -> None:
+    """``create: "false"`` (quoted in YAML) was read by bool() as true: the gateway made the folder it was told
+    must exist (an unmounted share's mount point) and reported batches delivered where the partner never looks."""
+    with pytest.raises(ConfigError, match="'create' must be true or false"):
+        DirectoryAdapter("nord", {"path": str(tmp_path / "share"), "create": value})
+    assert not (tmp_path / "share").exists()

@@ -14,7 +14,8 @@ client with ``marker_only`` nothing but the marker counts, so a writer may close
 Temp names (``*.part``, ``*.filepart``, ``*.tmp``, dot files) are ignored until renamed. The sweep (at
 start-up and every ``sweep_seconds``) catches what arrived while the gateway was down or what an event
 missed. Files the gateway's own SFTP server is tracking (``ignore``) are left alone: that server hands
-them to ingest itself when they are whole.
+them to ingest itself when they are whole. Complete files are offered oldest first by modification time
+(a backlog found at start-up is taken in the order it arrived, not in the folder's listing order).
 
 Links are never followed: files are looked at with ``lstat``, and a symbolic link is handed on as it
 is (no writer check through it), so the ingest refuses it with a failed ack instead of reading the
@@ -220,8 +221,9 @@ class InboxWatcher(ObservedFolder):
             entry.handed, entry.not_before = False, time.monotonic() + delay
 
     def ready(self) -> Iterable[tuple[str, Path]]:
-        """Complete files not handed out before, oldest first (does file I/O: call it off the event loop)."""
-        now, out = time.monotonic(), list[tuple[float, str, Path]]()
+        """Complete files not handed out before, oldest (by modification time) first (does file I/O: call it off the
+        event loop)."""
+        now, out = time.monotonic(), list[tuple[int, float, str, Path]]()
         with self._lock:
             entries = list(self._seen.items())
         try:
@@ -231,14 +233,14 @@ class InboxWatcher(ObservedFolder):
             # earlier in this pass reach nobody, and marked as handed they were never offered again until a
             # restart, left in the inbox without a submission or an ack. They are offered at the next look.
             with self._lock:
-                for _, _, path in out:
+                for *_, path in out:
                     entry = self._seen.get(path)
                     if entry is not None:
                         entry.handed = False
             raise
-        return [(c, p) for _, c, p in sorted(out)]
+        return [(c, p) for *_, c, p in sorted(out)]
 
-    def _ready(self, now: float, entries: list[tuple[Path, _Entry]], out: list[tuple[float, str, Path]]) -> None:
+    def _ready(self, now: float, entries: list[tuple[Path, _Entry]], out: list[tuple[int, float, str, Path]]) -> None:
         for path, entry in entries:
             # a name the database (and a marker's name) cannot hold is no SFTP upload: the ingest refuses it
             odd = name_problem(path.name) is not None
@@ -282,4 +284,7 @@ class InboxWatcher(ObservedFolder):
             how = "marker" if marker else entry.how
             log.log(logging.INFO if first else logging.DEBUG, "watcher.complete client=%s file=%s by=%s writer_check=%s",
                     entry.client_id, shown(path.name), how, "none" if writing is False else "unavailable")
-            out.append((entry.since, entry.client_id, path))
+            # Oldest file first by its modification time: files found by a sweep (a restart with a backlog) all
+            # have the moment they were found, in the folder's listing order, and a file that had waited longest
+            # could wait behind dozens that came after it (a soak's restarts: minutes, ack after later acks).
+            out.append((entry.mtime_ns, entry.since, entry.client_id, path))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -254,3 +255,23 @@ def test_a_database_fault_while_the_watcher_looks_loses_no_file(app2: App) -> No
     assert len(failures) == 1 and not cut
     assert sorted(submissions(app2)) == names
     assert not any(upload.iterdir())
+
+
+def test_files_found_by_the_sweep_are_offered_oldest_first(tmp_path: Path) -> None:
+    # After a restart with a backlog, every file is "found" by the sweep at about the same moment, in the order
+    # the folder lists them: the file that had waited longest came when its turn in that listing came (in a
+    # 2-node soak, minutes after files dropped later).
+    upload = tmp_path / "upload"
+    upload.mkdir()
+    for i in range(12):
+        client_csv(upload / f"f{i:02d}.csv", 1, f"F{i}")
+    listed = [p.name for p in upload.iterdir()]
+    for age, name in enumerate(listed):  # the folder's listing order is newest first
+        os.utime(upload / name, ns=(1_700_000_000_000_000_000 - age * 60_000_000_000,) * 2)
+    watcher = InboxWatcher({"demo": upload}, 0.0)
+    watcher.start()
+    try:
+        watcher.sweep()
+        assert [path.name for _, path in watcher.ready()] == listed[::-1]
+    finally:
+        watcher.stop()

@@ -63,8 +63,13 @@ class HttpAdapter(OperationsMixin):
                               key=f"partners.{partner_id}.options.url")
         headers = {"User-Agent": "inkasso-gateway"}
         token_env = options.get("token_env")
+        # A token the config names but the environment does not hold: nothing is sent without it (before, every
+        # call went out unauthenticated, and a partner's 401 blamed its refusal of the credentials)
+        self.missing_token: str | None = None
         if token_env and os.environ.get(str(token_env)):
             headers["Authorization"] = f"Bearer {os.environ[str(token_env)]}"
+        elif token_env:
+            self.missing_token = str(token_env)
         timeout = float(options.get("timeout", 30.0))
         # Only for ``gateway partners test``; the adapter's own calls go through ``self.exchange``.
         self.client = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
@@ -83,6 +88,9 @@ class HttpAdapter(OperationsMixin):
         """One request; ``ends_at`` (``time.monotonic()``): the end of the adapter call it is a step of."""
         headers = {"Idempotency-Key": key} if key else {}
         where = f"partner {self.partner_id}: {method} {path}"
+        if self.missing_token is not None:  # the operator's to mend (and serve's to restart with): retried until
+            raise DeliveryError(f"{where}: option token_env names {self.missing_token}, which is not set (or empty) "
+                                "in the gateway's environment; not sent without the partner's token", retryable=True)
         ex = self.exchange
         try:
             r = ex.request(method, path, json=body, params=params, headers=headers,

@@ -85,6 +85,9 @@ def _probe(adapter: Any, options: dict[str, Any]) -> str:
         n = adapter._run("check", listdir)
         return f"sftp {adapter.username}@{adapter.host}:{adapter.port} logged in, {adapter.upload_dir} lists {n} entries"
     if isinstance(adapter, HttpAdapter):
+        if adapter.missing_token is not None:  # a delivery would send nothing: the check says so, not "ok"
+            raise DeliveryError(f"option token_env names {adapter.missing_token}, which is not set (or empty) in "
+                                "the gateway's environment", retryable=True)
         url = str(options.get("health_url") or adapter.client.base_url)
         return _get(url, "http", adapter.exchange.timeout, adapter.exchange.headers, adapter.exchange.ca_file,
                     adapter.exchange.default_tls)

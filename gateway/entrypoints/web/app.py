@@ -153,7 +153,7 @@ def build_web_app(app: App, users: UserBook | None = None) -> Starlette:
     middleware = [Middleware(SecurityHeaders), Middleware(_Contained), Middleware(_ForgetOldCookie),
                   Middleware(SessionMiddleware, secret_key=secret, session_cookie=SESSION_COOKIE,
                              max_age=cfg.session_absolute_seconds, same_site="lax", https_only=True),
-                  Middleware(LoginShare), Middleware(ServerSessions)]
+                  Middleware(ServerSessions), Middleware(LoginShare)]
     web = Starlette(routes=routes, middleware=middleware,
                     exception_handlers={LoginRequired: _login_required, HTTPException: _http_error,
                                         NotFound: _not_found})

@@ -3,9 +3,9 @@ wait for their turn on the event loop, and any further one is answered 429 at on
 
 The worker threads are shared by every page of every user (each page reads the database in one), and the
 connection limits allow 64 connections per address: one login's script asking for 40 exports at once held every
-thread, and another client's list page waited 15 s for one. Waiting here costs no thread. The login is the signed
-cookie's (a request without one, the login page, static files are not counted); its session is checked on the
-server after this, so a stale cookie only queues behind its own login's requests.
+thread, and another client's list page waited 15 s for one. Waiting here costs no thread. Only requests of a
+session the server still has are counted (this runs after ``ServerSessions``): a copy of a cookie whose session
+ended cannot take its login's share. Requests without a login (the login page) and static files are not counted.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class _Share:
 
 
 class LoginShare:
-    """The middleware (inside the session middleware, before the server-side session check)."""
+    """The middleware (inside the server-side session check)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

@@ -91,3 +91,31 @@ def test_one_logins_flood_waits_its_turn_and_another_login_is_served(console: Co
             await anna.aclose()
             await ben.aclose()
     asyncio.run(flood())
+
+
+def test_a_copy_of_an_ended_sessions_cookie_does_not_take_its_logins_share(console: Console,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only requests of a session the server still has are counted: a logged-out cookie's flood is logged out,
+    request by request, and the login's own session keeps its share."""
+    held = HeldExports()
+    monkeypatch.setattr(console_service, "export_csv", held)
+
+    async def flood() -> None:
+        stale = await _logged_in(console, "anna")
+        copy = stale.cookies.get("__Host-gw_session")
+        page = await stale.get("/claims")
+        found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert found and (await stale.post("/logout", data={"csrf": found.group(1)})).status_code == 303
+        stale.cookies.set("__Host-gw_session", copy)  # the copy of the ended session's cookie
+        anna = await _logged_in(console, "anna")
+        answers = await asyncio.wait_for(asyncio.gather(*(stale.get("/claims/export.csv") for _ in range(FLOOD))),
+                                         GUARD)
+        assert {r.status_code for r in answers} == {303}  # logged out, every one: none counted, none 429
+        held.release.set()
+        assert (await anna.get("/claims/export.csv")).status_code == 200
+        await stale.aclose()
+        await anna.aclose()
+    try:
+        asyncio.run(flood())
+    finally:
+        held.release.set()

@@ -22,6 +22,7 @@ import secrets
 import socket
 import sys
 import threading
+import zlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -49,6 +50,41 @@ _REFUSED = re.compile(rb"<!\s*(DOCTYPE|ENTITY|ELEMENT|ATTLIST)", re.IGNORECASE)
 _DECLARED = re.compile(rb"^\s*<\?xml[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9._-]+)[\"']")
 _ENCODINGS = frozenset({"utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1", "iso-8859-15", "latin-1", "windows-1252"})
 _CHALLENGE = ("WWW-Authenticate", 'Basic realm="inkasso-gateway", charset="UTF-8"')
+
+
+class Undecodable(Exception):
+    """A compressed request body that does not decompress (cut short, corrupt, trailing bytes)."""
+
+
+_CODINGS = {"gzip": 31, "x-gzip": 31, "deflate": 15}  # zlib's wbits: a gzip member, a zlib stream
+
+
+def content_coding(environ: dict[str, Any]) -> str | None:
+    """The request's ``Content-Encoding`` (None for a plain body); ValueError for one not accepted."""
+    coding = (environ.get("HTTP_CONTENT_ENCODING") or "").strip().lower()
+    if coding in ("", "identity"):
+        return None
+    if coding not in _CODINGS:
+        raise ValueError(coding[:40])
+    return coding
+
+
+def inflate(raw: bytes, coding: str, limit: int) -> bytes | None:
+    """``raw`` decompressed; None when it unpacks to more than ``limit`` bytes (no more than that is unpacked: a
+    small gzip of gigabytes costs ``limit``, not gigabytes)."""
+    wbits = _CODINGS[coding]
+    for attempt in ((wbits, -15) if coding == "deflate" else (wbits,)):  # "deflate" is sent raw by some clients
+        d = zlib.decompressobj(wbits=attempt)
+        try:
+            out = d.decompress(raw, limit + 1)
+        except zlib.error:
+            continue
+        if len(out) > limit or d.unconsumed_tail:
+            return None
+        if not d.eof or d.unused_data:
+            raise Undecodable(f"the {coding} body is cut short or has bytes after its end")
+        return out
+    raise Undecodable(f"the body is not valid {coding} data")
 
 
 def refusal(body: bytes) -> str | None:
@@ -182,6 +218,11 @@ class RequestGate:
             return self._fault(environ, start_response, "415 Unsupported Media Type", faults.VALIDATION,
                                f"Content-Type '{media[:60] or 'none'}' is not accepted: send text/xml (SOAP 1.1)")
         try:
+            content_coding(environ)
+        except ValueError as exc:
+            return self._fault(environ, start_response, "415 Unsupported Media Type", faults.VALIDATION,
+                               f"Content-Encoding '{exc}' is not accepted: send the body plain, gzip or deflate")
+        try:
             declared = int(environ.get("CONTENT_LENGTH") or -1)
         except ValueError:
             declared = -1
@@ -202,7 +243,11 @@ class RequestGate:
             outcome = self.auth.check(creds[0], creds[1], address)
             if outcome.principal is None:
                 return self._refused(environ, start_response, outcome, creds[0])
-            body = self._read(environ, declared)
+            try:
+                body = self._read(environ, declared)
+            except Undecodable as exc:
+                return self._fault(environ, start_response, "500 Internal Server Error", faults.VALIDATION, str(exc),
+                                   read=True)
         else:
             wait = self.auth.throttle.wait_for(username=None, address=address)
             if wait > 0:
@@ -217,6 +262,9 @@ class RequestGate:
             except TokenError as exc:
                 return self._fault(environ, start_response, "401 Unauthorized", faults.AUTHENTICATION, str(exc),
                                    [_CHALLENGE], read=True)
+            except Undecodable as exc:
+                return self._fault(environ, start_response, "500 Internal Server Error", faults.VALIDATION, str(exc),
+                                   read=True)
             finally:
                 self.unauthenticated.release()
         if body is None:
@@ -298,12 +346,17 @@ class RequestGate:
                            "authentication failed: wrong username or password", [_CHALLENGE], read=read)
 
     def _read(self, environ: dict[str, Any], declared: int) -> bytes | None:
-        """The body, or None when it is larger than the limit (the rest is then drained)."""
+        """The body, decompressed when it came compressed; None when it is larger than the limit, compressed or
+        not (the rest is then drained). ``Undecodable`` for compressed data that does not decompress."""
         body: bytes = environ["wsgi.input"].read(declared if declared >= 0 else self.max_bytes + 1)
         if len(body) > self.max_bytes:
             self._drain(environ["wsgi.input"], -1)
             return None
-        return body
+        coding = content_coding(environ)
+        if coding is None:
+            return body
+        environ.pop("HTTP_CONTENT_ENCODING", None)  # what goes on is the plain body
+        return inflate(body, coding, self.max_bytes)
 
     def _drain(self, stream: Any, declared: int) -> None:
         """Read and drop what the client still sends (up to twice the limit), so it can read our answer."""

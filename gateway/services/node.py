@@ -35,6 +35,7 @@ from sqlalchemy import Connection
 
 from gateway.bootstrap import App
 from gateway.errors import ConfigError, GatewayError
+from gateway.faults import describe
 from gateway.store import leases as lease_store
 from gateway.store import outbox as outbox_store
 from gateway.store.db import write_tx
@@ -174,8 +175,9 @@ def leased(app: App, name: str, *, wait: float = 0.0) -> Iterator[Lease | None]:
             try:
                 with write_tx(app.engine) as conn:
                     lease_store.release(conn, name, lease.owner)
-            except Exception:  # noqa: BLE001 - the lease runs out by itself; the work is done
-                log.warning("lease.release_failed lease=%s", name)
+            except Exception as exc:  # noqa: BLE001 - the lease runs out by itself; the work is done
+                log.warning("lease.release_failed lease=%s error=%s: it runs out in %g s", name, describe(exc),
+                            lease.seconds)
     finally:
         local.release()
 

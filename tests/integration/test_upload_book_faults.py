@@ -6,9 +6,10 @@ record's write fails with "database is locked", as a PostgreSQL connection cut a
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from gateway.bootstrap import App, build_app
 from gateway.config import load_config
 from gateway.services.inbox import UploadBook, ingest_upload
 from gateway.services.keys import init_keys
+from gateway.services.node import leased
 from tests.conftest import write_config
 from tests.sftp_support import client_csv
 
@@ -78,3 +80,14 @@ def test_a_failed_record_of_a_close_leaves_no_upload_being_written(app: App) -> 
     assert book.ready_uploads() == [("demo", "b.csv")]
     result = ingest_upload(app, book, "demo", "b.csv")
     assert result is not None and (result.status, result.accepted) == ("completed", 10)
+
+
+def test_a_lease_that_cannot_be_released_says_why(app: App, caplog: pytest.LogCaptureFixture) -> None:
+    # The soak's logs had `lease.release_failed lease=ingest:demo` and nothing else: no way to tell a database cut
+    # from a bug, nor how long the client's files wait on the other nodes.
+    with caplog.at_level(logging.WARNING, logger="gateway.services.node"), ExitStack() as stack:
+        with leased(app, "ingest:demo") as lease:
+            assert lease is not None
+            stack.enter_context(database_locked(app))  # still held while the lease is given back
+    lines = [r.getMessage() for r in caplog.records if "lease.release_failed" in r.getMessage()]
+    assert len(lines) == 1 and "error=OperationalError: database is locked" in lines[0], lines

@@ -505,15 +505,22 @@ class StreamSheetReader:
     def __iter__(self) -> Iterator[SourceRow]:
         width, sheet = len(self.header), self.sheet
         left = self._left() if self._first is not None or self.header_row else 0
+        done = self.header_row  # the last row read whole: the message says where the damage is
         try:
             if self._first is not None:
                 raw, self._first = self._first, None
-                yield from self._shape(raw, left, width, sheet)
+                for src in self._shape(raw, left, width, sheet):
+                    yield src
+                    done = src.row
             for raw in self._rows:
-                yield from self._shape(raw, left, width, sheet)
+                for src in self._shape(raw, left, width, sheet):
+                    yield src
+                    done = src.row
         except (etree.XMLSyntaxError, zipfile.BadZipFile, OSError, EOFError, NotImplementedError,
                 ValueError, KeyError) as exc:
-            raise InputError(f"cannot read the {self.kind} file: {_reason(exc)}", file=self.file) from None
+            # libxml2's line and column are those of a row cut out and parsed alone, no help to find the spot
+            where = f" after row {done}" if done else ""
+            raise InputError(f"cannot read the {self.kind} file{where}: {_reason(exc)}", file=self.file) from None
 
     def _shape(self, raw: RawRow, left: int, width: int, sheet: str) -> Iterator[SourceRow]:
         number, values, _ = raw

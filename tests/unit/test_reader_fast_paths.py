@@ -163,7 +163,8 @@ def _sheet_rows(cls: Any, path: Path, spec: FormatSpec, dates: frozenset[str] = 
         # Not well-formed: both refuse the file with libxml2's message, which names a line and column (where a
         # cut-out row was parsed alone they differ) and, once the parser has gone on past the first error,
         # may name a later one (it does so the tree-only way too, depending on where the chunks end).
-        text = str(exc)
+        # The last row read whole before the damage, which the message names, differs with the chunks too.
+        text = re.sub(r" file after row \d+: ", " file: ", str(exc))
         if "cannot read the" in text and not re.search(r"damaged content|DOCTYPE|MB of XML", text):
             return "InputError: " + text.partition(" file: ")[0] + " file: <not well-formed>"
         return "InputError: " + re.sub(r"line \d+(, column \d+)?", "line L", text)

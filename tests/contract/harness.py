@@ -25,7 +25,8 @@ from gateway.services.dispatch import Dispatcher
 from gateway.services.keys import init_keys
 from gateway.store import claims as claim_store
 from gateway.store.db import read_tx
-from tests.conftest import write_config
+from gateway.services.ingest import ingest_file
+from tests.conftest import ROOT, write_config
 from tests.support import Clock
 
 PARTNER = "sim-agency"
@@ -204,6 +205,14 @@ def gateway_for(sim: Harness, base: Path, db_url: str, keys_template: Path) -> I
         yield app
     finally:
         app.close()
+
+
+def deliver_demo_once(app: App) -> None:
+    """The demo file ingested and one dispatcher round run against the partner (what a delivery test starts with)."""
+    ingest_file(app, ROOT / "examples" / "demo.csv", "demo")
+    worker = Dispatcher(app, owner="w")
+    assert worker.run_once()
+    worker.close()
 
 
 def deliver_unanswered(app: App) -> Dispatcher:

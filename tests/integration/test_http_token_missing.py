@@ -15,13 +15,10 @@ import pytest
 
 from adapters.rest import HttpAdapter
 from gateway.domain.lifecycle import State
-from gateway.services.dispatch import Dispatcher
-from gateway.services.ingest import ingest_file
 from gateway.services.partner_check import _probe
 from gateway.store import outbox as outbox_store
 from gateway.store.db import read_tx
-from tests.contract.harness import HttpHarness, claims_by_state, gateway_for, keys_template  # noqa: F401
-from tests.integration.test_partner_faults_2 import DEMO
+from tests.contract.harness import deliver_demo_once, HttpHarness, claims_by_state, gateway_for, keys_template  # noqa: F401
 
 VARIABLE = "GATEWAY_TEST_AGENCY_TOKEN_NOT_SET"
 
@@ -37,10 +34,7 @@ def test_nothing_goes_out_without_the_token_the_config_names(tmp_path: Path, db_
     harness = _TokenHarness(tmp_path)
     try:
         with gateway_for(harness, tmp_path, db_url, keys_template) as app:
-            ingest_file(app, DEMO, "demo")
-            worker = Dispatcher(app, owner="w")
-            assert worker.run_once()
-            worker.close()
+            deliver_demo_once(app)
             with read_tx(app.engine) as conn:
                 [row] = [dict(r) for r in outbox_store.listing(conn)]
             assert row["status"] == "pending" and VARIABLE in row["last_error"]  # waits; says why

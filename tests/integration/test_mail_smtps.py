@@ -20,14 +20,11 @@ from cryptography import x509
 from adapters.mail import EmailAdapter
 from adapters.simulators.email_sim import EmailAgencySimulator, _free_port
 from gateway.errors import ConfigError, DeliveryError
-from gateway.services.dispatch import Dispatcher
-from gateway.services.ingest import ingest_file
 from gateway.services.partner_check import _probe
 from gateway.store import outbox as outbox_store
 from gateway.store.db import read_tx
-from tests.contract.harness import EmailHarness, gateway_for, keys_template  # noqa: F401
+from tests.contract.harness import deliver_demo_once, EmailHarness, gateway_for, keys_template  # noqa: F401
 from tests.integration.test_mail_tls_verify import LOOPBACK, Box, _server_tls
-from tests.integration.test_partner_faults_2 import DEMO
 from tests.integration.test_partner_hostile_mail import batch
 
 
@@ -149,10 +146,7 @@ def test_the_dispatcher_delivers_over_smtps(tmp_path: Path, db_url: str, keys_te
     harness = _SmtpsEmailHarness(tmp_path, tls, str(cert_file))
     try:
         with gateway_for(harness, tmp_path, db_url, keys_template) as app:
-            ingest_file(app, DEMO, "demo")
-            worker = Dispatcher(app, owner="w")
-            assert worker.run_once()
-            worker.close()
+            deliver_demo_once(app)
             with read_tx(app.engine) as conn:
                 (row,) = [dict(r) for r in outbox_store.listing(conn)]
     finally:

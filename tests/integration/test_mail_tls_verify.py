@@ -25,12 +25,9 @@ from cryptography.x509.oid import NameOID
 from adapters.mail import EmailAdapter
 from adapters.simulators.email_sim import EmailAgencySimulator, _free_port
 from gateway.errors import ConfigError, DeliveryError
-from gateway.services.dispatch import Dispatcher
-from gateway.services.ingest import ingest_file
 from gateway.store import outbox as outbox_store
 from gateway.store.db import read_tx
-from tests.contract.harness import EmailHarness, gateway_for, keys_template  # noqa: F401
-from tests.integration.test_partner_faults_2 import DEMO
+from tests.contract.harness import deliver_demo_once, EmailHarness, gateway_for, keys_template  # noqa: F401
 from tests.integration.test_partner_hostile_mail import batch
 
 
@@ -162,10 +159,7 @@ def test_the_refusal_is_recorded_on_the_outbox_row(trusted: bool, tmp_path: Path
     harness = _TlsEmailHarness(tmp_path, tls, str(cert_file) if trusted else None)
     try:
         with gateway_for(harness, tmp_path, db_url, keys_template) as app:
-            ingest_file(app, DEMO, "demo")
-            worker = Dispatcher(app, owner="w")
-            assert worker.run_once()
-            worker.close()
+            deliver_demo_once(app)
             with read_tx(app.engine) as conn:
                 (row,) = [dict(r) for r in outbox_store.listing(conn)]
     finally:

@@ -11,10 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gateway.domain.lifecycle import State
-from gateway.services.dispatch import Dispatcher
-from gateway.services.ingest import ingest_file
-from tests.contract.harness import SftpHarness, claims_by_state, gateway_for, keys_template  # noqa: F401
-from tests.integration.test_partner_faults_2 import DEMO
+from tests.contract.harness import deliver_demo_once, SftpHarness, claims_by_state, gateway_for, keys_template  # noqa: F401
 
 
 def test_a_batch_is_flushed_on_the_partners_server_before_it_is_handed_over(tmp_path: Path, db_url: str,
@@ -22,10 +19,7 @@ def test_a_batch_is_flushed_on_the_partners_server_before_it_is_handed_over(tmp_
     harness = SftpHarness(tmp_path)
     try:
         with gateway_for(harness, tmp_path, db_url, keys_template) as app:
-            ingest_file(app, DEMO, "demo")
-            worker = Dispatcher(app, owner="w")
-            assert worker.run_once()
-            worker.close()
+            deliver_demo_once(app)
             assert State.HANDED_OVER in claims_by_state(app)
     finally:
         harness.stop()

@@ -39,7 +39,7 @@ def read_sample_isolated(path: Path, format_type: str | None, limits: LimitsConf
     """``read_sample(path, format_type, limits)`` run in a limited child process."""
     job = msgspec.msgpack.encode(_Job(str(path), format_type, limits))
     try:
-        done = subprocess.run([sys.executable, "-m", "gateway.mapping.sample_isolated"], input=job,
+        done = subprocess.run([sys.executable, "-P", "-m", "gateway.mapping.sample_isolated"], input=job,
                               capture_output=True, timeout=limits.reader_timeout_seconds, close_fds=True)
     except subprocess.TimeoutExpired:
         raise InputError(f"reading the sample took longer than {limits.reader_timeout_seconds:g} s (limit "

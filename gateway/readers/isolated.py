@@ -94,8 +94,11 @@ class IsolatedReader:
         self.peak_kb = 0
         self.delimiter: str | None = None
         job = Job(target=target, file=self.file, fmt=fmt, date_columns=sorted(date_columns), limits=limits)
-        self._proc = subprocess.Popen([sys.executable, "-m", "gateway.readers.isolated"], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True)
+        # -P: the working directory is not put on the child's import path (``-m`` would), so a module lying there
+        # (a ``gateway`` or ``lxml`` folder in serve's directory) is never what reads a client's file.
+        self._proc = subprocess.Popen([sys.executable, "-P", "-m", "gateway.readers.isolated"],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                      close_fds=True)
         try:
             assert self._proc.stdin is not None and self._proc.stdout is not None
             self._fd = self._proc.stdout.fileno()

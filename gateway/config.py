@@ -234,6 +234,9 @@ class SftpServerConfig(Base):
     max_channels_per_connection: int = 10  # SSH channels (SFTP sessions) one connection has open at once
     ingest_workers: int = 4  # files ingested at once (one at a time per client)
     status_interval_seconds: float = 86400.0  # a status file per client at most this often
+    # An upload whose connection broke off stays for the client to finish it; after this long untouched it is
+    # deleted (plain client data on the gateway's disk). None: kept until the client deletes or replaces it.
+    incomplete_retention_hours: float | None = 72.0
 
 
 class SoapLoginThrottle(Base):

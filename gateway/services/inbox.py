@@ -373,6 +373,42 @@ class UploadBook:
             raise
         return True
 
+    def drop_stale_incomplete(self, older_than_seconds: float) -> list[tuple[str, str]]:
+        """Delete uploads that broke off and were not touched for ``older_than_seconds``: a partial file holds
+        plain client data, and a client that never finishes it would leave it on the gateway's disk for good.
+        One the client is resuming (open for writing, or written meanwhile) stays. Returns those deleted."""
+        with self._lock:
+            stale = [k for k, v in self._state.items() if v == INCOMPLETE]
+        dropped = []
+        for key in stale:
+            path = self.upload_dir(key[0]) / key[1]
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                self._settle(key, None)
+                continue
+            if time.time() - st.st_mtime < older_than_seconds:
+                continue
+            with self._lock:  # taken out of the client's reach while it goes: a resume now is refused as busy
+                if self._state.get(key) != INCOMPLETE:
+                    continue
+                self._state[key] = PROCESSING
+            try:
+                kept = remove_unless_written(path, st)
+            except BaseException:
+                with self._lock:
+                    self._state[key] = INCOMPLETE
+                raise
+            if kept is not None:
+                with self._lock:
+                    self._state[key] = INCOMPLETE
+                continue
+            self._settle(key, None)  # its "incomplete" ack stays: the client may not have read it yet
+            log.info("inbox.incomplete_removed client=%s file=%s untouched_hours=%.0f", key[0], shown(key[1]),
+                     (time.time() - st.st_mtime) / 3600)
+            dropped.append(key)
+        return dropped
+
     def ready_uploads(self) -> list[tuple[str, str]]:
         """Complete uploads under a final name that wait for ingest (for a retry after an error)."""
         with self._lock:

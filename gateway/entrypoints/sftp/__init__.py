@@ -122,6 +122,11 @@ class SftpInbox:
         for _ in range(max(1, self.app.config.sftp.ingest_workers)):
             self.sup.start("sftp.ingest", self._ingest_step, every=0.0)
         self.sup.start("sftp.retry", self._retry_step, every=self.app.config.watcher.sweep_seconds)
+        hours = self.app.config.sftp.incomplete_retention_hours
+        if hours is not None:  # uploads that broke off and were never finished, past their retention
+            seconds = max(0.0, hours * 3600)
+            self.sup.start("sftp.incomplete", lambda: asyncio.to_thread(self._drop_incomplete, seconds),
+                           every=min(3600.0, max(1.0, seconds / 4)))
 
     async def close(self) -> None:
         if self.acceptor is not None:
@@ -154,6 +159,9 @@ class SftpInbox:
             log.info("sftp.ingested client=%s file=%s status=%s submission=%s ack=%s", client_id, name,
                      r.status, r.submission or r.duplicate_of, r.ack_path)
         return True
+
+    def _drop_incomplete(self, older_than: float) -> bool:
+        return bool(self.book.drop_stale_incomplete(older_than))
 
     async def _retry_step(self) -> bool:
         """Complete uploads an error left behind go back on the queue once their backoff is over."""

@@ -37,6 +37,7 @@ from gateway.entrypoints.commands import refused_at_start
 from gateway.faults import database_refused, is_transient
 from gateway.services.dispatch import Dispatcher, Lanes
 from gateway.entrypoints.tls_follow import CHECK_SECONDS as TLS_CHECK_SECONDS
+from gateway.entrypoints.tls_follow import step_all as step_all_followers
 from gateway.services.ingest_snapshot import clear_spool
 from gateway.services.cert_expiry import CHECK_SECONDS as CERT_CHECK_SECONDS, CertificateWatch
 from gateway.services.clock import CHECK_SECONDS as CLOCK_CHECK_SECONDS, ClockWatch
@@ -238,7 +239,7 @@ class _Parts:
             self.web.print_demo_logins()
         followers = [s.certificate_follower() for s in (self.soap, self.web) if s is not None]
         if followers:  # a renewed TLS certificate is taken while serving (tls_follow.py)
-            sup.start("tls", lambda: asyncio.to_thread(lambda: any([f.step() for f in followers])),
+            sup.start("tls", lambda: asyncio.to_thread(step_all_followers, followers),
                       every=TLS_CHECK_SECONDS)
         if not cfg.source.startswith("<"):  # clients changed in the config file (admin CLI) apply at once
             reloader = ClientReloader(app, self.sftp.credentials if self.sftp else None,

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from gateway.file_stamp import Stamp, file_stamp
 from gateway.services.cert_expiry import not_after
@@ -54,3 +54,17 @@ class CertificateFollower(Generic[T]):
         log.info("tls.reloaded listener=%s file=%s until=%s", self.listener, self.cert,
                  f"{until:%Y-%m-%d}" if until else "-")
         return False
+
+
+def step_all(followers: Iterable[CertificateFollower[Any]]) -> bool:
+    """One look for every listener (a supervised step): one whose reload fails in an unforeseen way delays no
+    other's; its error is raised after all have looked, for the supervisor to log and count."""
+    first: BaseException | None = None
+    for follower in followers:
+        try:
+            follower.step()
+        except Exception as exc:  # noqa: BLE001 - re-raised below, once the others have had their look
+            first = first or exc
+    if first is not None:
+        raise first
+    return False

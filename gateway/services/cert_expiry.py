@@ -7,7 +7,8 @@ handshake). ``CertificateWatch.step`` (a supervised task of ``serve``, hourly) r
 once per change of the file, exports the seconds left (``gateway_certificate_expiry_seconds``, for the alert
 ``GatewayCertificateExpiring``) and logs once per certificate when fewer than ``WARN_DAYS`` remain, once when it
 has run out, and once when a renewed file is back in the clear. A file that is missing or not a certificate is
-left to the part that uses it (which refuses it with its own message); it has no figure meanwhile.
+left to the part that uses it (which refuses it with its own message); it has no figure meanwhile. One the
+certificate library fails on in any other way is said once (``certs.unreadable``) and has no figure either.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from cryptography import x509
 
 from gateway.bootstrap import App
 from gateway.episodes import Episodes
+from gateway.faults import describe
 from gateway.file_stamp import Stamp, file_stamp
 from gateway.services.keys import TLS_CERT_FILE
 
@@ -72,18 +74,31 @@ class CertificateWatch:
         self._read: dict[Path, tuple[Stamp | None, datetime | None]] = {}
         self._episodes = Episodes()
 
-    def _until(self, path: Path) -> datetime | None:
-        stamp = file_stamp(path)
-        known = self._read.get(path)
+    def _until(self, w: Watched) -> datetime | None:
+        stamp = file_stamp(w.path)
+        known = self._read.get(w.path)
         if known is None or known[0] != stamp:
-            known = self._read[path] = (stamp, not_after(path))
+            key = f"read:{w.role}:{w.name}"
+            try:
+                until = not_after(w.path)
+            except Exception as exc:  # noqa: BLE001 - one file the library chokes on hides no other's figure
+                # Kept, not raised: failing at every look, the task would end the gateway (the supervisor gives
+                # up on an error that repeats), for a certificate whose user refuses it with its own message.
+                if self._episodes.failed(key, "unreadable"):
+                    log.error("certs.unreadable role=%s name=%s file=%s error=%s: no figure for it until the file "
+                              "changes", w.role, w.name, w.path, describe(exc))
+                until = None
+            else:
+                if self._episodes.ok(key) is not None:
+                    log.info("certs.readable role=%s name=%s file=%s", w.role, w.name, w.path)
+            known = self._read[w.path] = (stamp, until)
         return known[1]
 
     def step(self) -> bool:
         now = self.clock()
         remaining: dict[tuple[str, ...], float] = {}
         for w in watched(self.app):
-            until = self._until(w.path)
+            until = self._until(w)
             if until is None:
                 continue
             left = until.timestamp() - now

@@ -20,6 +20,7 @@ import stat
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import RowMapping
@@ -373,41 +374,63 @@ class UploadBook:
             raise
         return True
 
-    def drop_stale_incomplete(self, older_than_seconds: float) -> list[tuple[str, str]]:
+    def drop_stale_incomplete(self, older_than_seconds: float,
+                              failed: Callable[[tuple[str, str], BaseException], None] | None = None,
+                              ) -> list[tuple[str, str]]:
         """Delete uploads that broke off and were not touched for ``older_than_seconds``: a partial file holds
         plain client data, and a client that never finishes it would leave it on the gateway's disk for good.
-        One the client is resuming (open for writing, or written meanwhile) stays. Returns those deleted."""
-        with self._lock:
-            stale = [k for k, v in self._state.items() if v == INCOMPLETE]
+        One the client is resuming (open for writing, or written meanwhile) stays. Returns those deleted.
+
+        ``failed(key, exc)``: told of a file that could not be looked at or deleted (a folder made read-only,
+        say), which stays and is tried again at the next look; the others go on. Without it the error is
+        raised after the others were done."""
+        first: BaseException | None = None
         dropped = []
-        for key in stale:
-            path = self.upload_dir(key[0]) / key[1]
+        for key in self._stale_incomplete():
             try:
-                st = os.lstat(path)
-            except FileNotFoundError:
-                self._settle(key, None)
-                continue
-            if time.time() - st.st_mtime < older_than_seconds:
-                continue
-            with self._lock:  # taken out of the client's reach while it goes: a resume now is refused as busy
-                if self._state.get(key) != INCOMPLETE:
-                    continue
-                self._state[key] = PROCESSING
-            try:
-                kept = remove_unless_written(path, st)
-            except BaseException:
-                with self._lock:
-                    self._state[key] = INCOMPLETE
-                raise
-            if kept is not None:
-                with self._lock:
-                    self._state[key] = INCOMPLETE
-                continue
-            self._settle(key, None)  # its "incomplete" ack stays: the client may not have read it yet
-            log.info("inbox.incomplete_removed client=%s file=%s untouched_hours=%.0f", key[0], shown(key[1]),
-                     (time.time() - st.st_mtime) / 3600)
-            dropped.append(key)
+                if self._drop_one(key, older_than_seconds):
+                    dropped.append(key)
+            except Exception as exc:  # noqa: BLE001 - one file's trouble keeps no other from going
+                if failed is None:
+                    first = first or exc
+                else:
+                    failed(key, exc)
+        if first is not None:
+            raise first
         return dropped
+
+    def _stale_incomplete(self) -> list[tuple[str, str]]:
+        with self._lock:
+            return [k for k, v in self._state.items() if v == INCOMPLETE]
+
+    def _drop_one(self, key: tuple[str, str], older_than_seconds: float) -> bool:
+        """Delete one broken-off upload if it is stale and nobody writes it; True when deleted."""
+        path = self.upload_dir(key[0]) / key[1]
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            self._settle(key, None)
+            return False
+        if time.time() - st.st_mtime < older_than_seconds:
+            return False
+        with self._lock:  # taken out of the client's reach while it goes: a resume now is refused as busy
+            if self._state.get(key) != INCOMPLETE:
+                return False
+            self._state[key] = PROCESSING
+        try:
+            kept = remove_unless_written(path, st)
+        except BaseException:
+            with self._lock:
+                self._state[key] = INCOMPLETE
+            raise
+        if kept is not None:
+            with self._lock:
+                self._state[key] = INCOMPLETE
+            return False
+        self._settle(key, None)  # its "incomplete" ack stays: the client may not have read it yet
+        log.info("inbox.incomplete_removed client=%s file=%s untouched_hours=%.0f", key[0], shown(key[1]),
+                 (time.time() - st.st_mtime) / 3600)
+        return True
 
     def ready_uploads(self) -> list[tuple[str, str]]:
         """Complete uploads under a final name that wait for ingest (for a retry after an error)."""

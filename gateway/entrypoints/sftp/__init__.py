@@ -24,7 +24,7 @@ from gateway.entrypoints.sftp.jail import JailContext, JailedSFTPServer
 from gateway.entrypoints.intake_tasks import FileAttempts
 from gateway.entrypoints.supervisor import Supervisor
 from gateway.errors import Interrupted, KeyStoreError
-from gateway.services.inbox import UploadBook, ingest_upload
+from gateway.services.inbox import UploadBook, ingest_upload, shown
 from gateway.services.keys import HOST_KEY_FILE
 from gateway.services.node import LeaseBusy, leased
 from gateway.services.status_files import write_due_status_files
@@ -161,7 +161,14 @@ class SftpInbox:
         return True
 
     def _drop_incomplete(self, older_than: float) -> bool:
-        return bool(self.book.drop_stale_incomplete(older_than))
+        def failed(key: tuple[str, str], exc: BaseException) -> None:
+            # Counted and logged, not raised: one file that cannot go (its folder made read-only) must neither keep
+            # the others nor, failing at every look, end the gateway (the supervisor gives up on a repeated error).
+            assert self.sup is not None
+            self.sup.report("sftp.incomplete", exc, client=key[0], file=shown(key[1]))
+        # Never "busy": a look deletes all it can, and a streak of one file's failures is not over when another went.
+        self.book.drop_stale_incomplete(older_than, failed)
+        return False
 
     async def _retry_step(self) -> bool:
         """Complete uploads an error left behind go back on the queue once their backoff is over."""

@@ -86,6 +86,14 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, (TimeoutError, ConnectionError))
 
 
+def task_level(exc: BaseException) -> bool:
+    """The failure of a whole task, not of the one item (a client, a file, a submission) it was working on when it
+    came: the gateway's own database away or busy, a full disk (``is_transient``: retried for as long as it lasts)
+    or the database broken (``database_broken``: serve ends at once). Loops that contain an item's failure so that
+    the other items go on raise these instead: every other item would meet them too."""
+    return is_transient(exc) or database_broken(exc)
+
+
 def describe(exc: BaseException) -> str:
     """A log-safe one-line description of ``exc`` (no values from client files)."""
     name = type(exc).__name__

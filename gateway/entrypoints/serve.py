@@ -213,7 +213,7 @@ class _Parts:
             sup.start("clock", lambda: asyncio.to_thread(self.clock.step), every=CLOCK_CHECK_SECONDS)
         self.health.certificates = lambda: self.certificates.remaining
         sup.start("certificates", lambda: asyncio.to_thread(self.certificates.step), every=CERT_CHECK_SECONDS)
-        sup.start("status_files", lambda: status_files_step(app),
+        sup.start("status_files", lambda: status_files_step(app, sup),
                   every=min(60.0, max(0.5, cfg.sftp.status_interval_seconds / 10)))
         if any(c.sandbox_of for c in cfg.clients.values()):  # sandbox data goes after its retention_days
             sup.start("sandbox_retention", self._sandbox_retention_step, every=3600.0)

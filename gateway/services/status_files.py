@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from gateway.bootstrap import App
 from gateway.domain.model import from_minor
 from gateway.episodes import Episodes
 from gateway.errors import ConfigError
+from gateway.faults import task_level
 from gateway.domain.sandbox import is_sandbox_client
 from gateway.services.ack import SANDBOX_NOTE, private_temp_name, remove_stale_temps, safe_cell
 from gateway.store import event_notes, projection
@@ -39,40 +40,76 @@ COLUMNS = ("event_id", "claim_id", "reference", "changed_at", "from_state", "sta
 CHECK_RECENT = 20  # planned files checked for existence on each run
 log = logging.getLogger(__name__)
 _trouble = Episodes()  # client id -> the problem with its status folder, logged once
+Failed = Callable[[str, BaseException], None]  # told of a client whose file could not be planned or written
 
 
 def status_dir(app: App, client_id: str) -> Path:
     return app.config.inbox_dir / client_id / "status"
 
 
-def write_due_status_files(app: App, *, force: bool = False) -> list[Path]:
-    """Plan and write every client's status file that is due (``force``: due now); returns files written."""
+def write_due_status_files(app: App, *, force: bool = False, failed: Failed | None = None) -> list[Path]:
+    """Plan and write every client's status file that is due (``force``: due now); returns files written.
+
+    One client's trouble is its own: a file that cannot be written (a status folder made read-only), a stored
+    event that cannot be read, or any other error of one client's plan or file is told to ``failed(client, exc)``
+    and the other clients' files are written; the file is tried again at the next call. Without ``failed`` the
+    first such error is raised once every client had its turn. The gateway's database away or broken is no
+    client's fault: raised at once (``faults.task_level``)."""
     written: list[Path] = []
-    interval = app.config.sftp.status_interval_seconds
+    first: BaseException | None = None
     for client_id, client in app.config.clients.items():
         if not client.sftp.status_files:
             continue
-        fmt = client.sftp.status_format
+        for item in _client_files(app, client_id, client.sftp.status_format, force):
+            if isinstance(item, Path):
+                written.append(item)
+            elif failed is not None:
+                failed(client_id, item)
+            else:
+                first = first or item
+    if first is not None:
+        raise first
+    return written
+
+
+def _client_files(app: App, client_id: str, fmt: str, force: bool) -> Iterator[Path | BaseException]:
+    """One client's due plan and files: each file written, or the error that kept one from being planned or
+    written (then the client's other files still have their turn)."""
+    try:
         if fmt not in FORMATS:
             raise ConfigError(f"expected one of {', '.join(FORMATS)}, got {fmt!r}", file=app.config.source,
                               key=f"clients.{client_id}.sftp.status_format")
         if not _folder_usable(app, client_id):
-            continue  # nothing planned meanwhile: the cursor stays, the next file holds what happened meanwhile
-        now = app.now()
-        with write_tx(app.engine) as conn:
-            cur = store.cursor(conn, client_id)
-            last_run = cur["last_run_at"] if cur else None
-            if force or last_run is None or (now - last_run).total_seconds() >= interval:
-                after = int(cur["last_event_id"]) if cur else 0
-                upto = max(after, store.max_event_id(conn, client_id))
-                name = f"status_{now:%Y%m%dT%H%M%SZ}_{after + 1}-{upto}.{fmt}"
-                store.plan_status_file(conn, client_id, after=after, upto=upto, filename=name, fmt=fmt, now=now)
+            return  # nothing planned meanwhile: the cursor stays, the next file holds what happened meanwhile
+        _plan(app, client_id, fmt, force)
         with read_tx(app.engine) as conn:
             planned = store.planned_files(conn, client_id)[-CHECK_RECENT:]
-        for row in planned:
+    except Exception as exc:  # noqa: BLE001 - the client's alone, unless it is the database's (raised)
+        if task_level(exc):
+            raise
+        yield exc
+        return
+    for row in planned:
+        try:
             if not (status_dir(app, client_id) / row["filename"]).exists():
-                written.append(_write(app, client_id, row))
-    return written
+                yield _write(app, client_id, row)
+        except Exception as exc:  # noqa: BLE001 - this file's alone; the client's next one has its turn
+            if task_level(exc):
+                raise
+            yield exc
+
+
+def _plan(app: App, client_id: str, fmt: str, force: bool) -> None:
+    """Record the client's next file (its event range) when it is due; the cursor moves in the same transaction."""
+    now = app.now()
+    with write_tx(app.engine) as conn:
+        cur = store.cursor(conn, client_id)
+        last_run = cur["last_run_at"] if cur else None
+        if force or last_run is None or (now - last_run).total_seconds() >= app.config.sftp.status_interval_seconds:
+            after = int(cur["last_event_id"]) if cur else 0
+            upto = max(after, store.max_event_id(conn, client_id))
+            name = f"status_{now:%Y%m%dT%H%M%SZ}_{after + 1}-{upto}.{fmt}"
+            store.plan_status_file(conn, client_id, after=after, upto=upto, filename=name, fmt=fmt, now=now)
 
 
 def _folder_usable(app: App, client_id: str) -> bool:
@@ -104,11 +141,20 @@ def _write(app: App, client_id: str, plan: RowMapping) -> Path:
     name = str(plan["filename"])
     final, tmp = folder / name, folder / private_temp_name(name)
     remove_stale_temps(final)
-    if plan["format"] == "xml":
-        _write_xml(tmp, client_id, plan, events, now)
-    else:
-        _write_csv(tmp, events, now, sandbox=is_sandbox_client(client_id))
-    os.replace(tmp, final)
+    try:
+        if plan["format"] == "xml":
+            _write_xml(tmp, client_id, plan, events, now)
+        else:
+            _write_csv(tmp, events, now, sandbox=is_sandbox_client(client_id))
+        os.replace(tmp, final)
+    except OSError as exc:
+        # Named by the file it was for: the temp name is new at each try, so an error naming it would be a new
+        # error at every look, logged each time instead of once while the folder stays unwritable.
+        if exc.filename == str(tmp):
+            exc.filename = str(final)
+        if exc.filename2 == str(tmp):
+            exc.filename2 = str(final)
+        raise
     return final
 
 

@@ -180,17 +180,32 @@ class SftpInbox:
         return False
 
 
-def status_files_step(app: App) -> Awaitable[bool]:
-    """One round of due status files (a supervised step)."""
+def status_files_step(app: App, sup: Supervisor | None = None) -> Awaitable[bool]:
+    """One round of due status files (a supervised step, task ``status_files``)."""
+    failures: list[str] = []
+
+    def failed(client_id: str, exc: BaseException) -> None:
+        # Reported, not raised: one client's file that cannot be written (its status folder made read-only, an
+        # event that cannot be read) must neither keep the other clients' files back nor, failing at every look,
+        # end the gateway (the supervisor gives up on a repeated error). The file is tried again at the next look.
+        failures.append(client_id)
+        if sup is not None:
+            sup.report("status_files", exc, client=client_id)
+
     def write() -> list[Path]:
         with leased(app, "status_files") as lease:  # one node at a time plans and writes them
-            return write_due_status_files(app) if lease is not None else []
+            if lease is None:
+                return []
+            return write_due_status_files(app, failed=failed if sup is not None else None)
 
     async def step() -> bool:
+        failures.clear()
         for path in await asyncio.to_thread(write):
             # The name carries the event range (status_<time>_<first>-<last>): first > last means no news.
             first, _, last = path.stem.rpartition("_")[2].partition("-")
             empty = first.isdigit() and last.isdigit() and int(first) > int(last)
             log.log(logging.DEBUG if empty else logging.INFO, "status.written file=%s", path)
+        if sup is not None and not failures:
+            sup.ok("status_files")  # a look without a client's failure: an episode of them, if any, is over
         return False
     return step()
